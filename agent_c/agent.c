@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * xputrace-agent: one process per monitor. Attaches the CUDA probe to a
+ * process (--target-pid) or to a library file system-wide (--target-library),
+ * drains the ring buffer into binary batches and sends them to the backend
+ * over ZeroMQ or writes them to a capture file. SIGTERM flushes and exits 0.
+ */
+#include <argp.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "cuda.h"
+#include "cuda.skel.h"
+#include "cuda_probe.h"
+#include "exit_codes.h"
+#include "proc_helpers.h"
+#include "sink_helpers.h"
+
+#define MAX_LIBS 16
+#define MAX_LINKS (2 * MAX_LIBS * 32)
+
+static struct env {
+	const char *monitor_id;
+	const char *monitor_type;
+	const char *machine_id;
+	pid_t target_pid;
+	const char *target_library;
+	const char *target_comm;
+	const char *endpoint;
+	const char *output;
+	const char *curve_keyfile;
+	const char *proc_root;
+	long ringbuf_kb;
+	long wakeup_kb;
+	long max_inflight;
+	long batch_events;
+	long flush_ms;
+	long poll_ms;
+	long send_hwm;
+	long linger_ms;
+	bool verbose;
+} env = {
+	.machine_id = "",
+	.proc_root = "/proc",
+	.ringbuf_kb = 8192,
+	.wakeup_kb = -1,
+	.max_inflight = 16384,
+	.batch_events = 4096,
+	.flush_ms = 200,
+	.poll_ms = 100,
+	.send_hwm = 256,
+	.linger_ms = 10000,
+};
+
+enum opt_key {
+	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
+	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
+	OPT_PROC_ROOT, OPT_RINGBUF_KB, OPT_WAKEUP_KB, OPT_MAX_INFLIGHT, OPT_BATCH_EVENTS,
+	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS,
+};
+
+const char *argp_program_version = "xputrace-agent 0.1";
+static const char argp_doc[] =
+	"xputrace-agent: trace CUDA runtime and driver calls with eBPF uprobes.\n"
+	"\n"
+	"Exit codes: 0 ok, 1 failed while running, 2 INVALID_CONFIG, 3 TARGET_NOT_FOUND,\n"
+	"4 PERMISSION_DENIED, 5 AGENT_START_FAILED.";
+
+static const struct argp_option opts[] = {
+	{ "monitor-id", OPT_MONITOR_ID, "ID", 0, "Monitor id (letters, digits, . _ -; up to 39)" },
+	{ "monitor-type", OPT_MONITOR_TYPE, "TYPE", 0, "Monitor type: CUDA" },
+	{ "machine-id", OPT_MACHINE_ID, "ID", 0, "Machine id carried in every batch" },
+	{ "target-pid", OPT_TARGET_PID, "PID", 0, "Trace every CUDA library mapped in PID" },
+	{ "target-library", OPT_TARGET_LIBRARY, "PATH", 0,
+	  "Trace this library in every process, now and later" },
+	{ "target-comm", OPT_TARGET_COMM, "COMM", 0, "Only tasks with this name (library mode)" },
+	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
+	{ "output", OPT_OUTPUT, "FILE", 0, "Write batches to a capture file instead" },
+	{ "curve-keyfile", OPT_CURVE_KEYFILE, "FILE", 0,
+	  "CURVE keys: server_public_key=, public_key=, secret_key= (Z85)" },
+	{ "proc-root", OPT_PROC_ROOT, "DIR", 0, "procfs mount (default /proc)" },
+	{ "ringbuf-kb", OPT_RINGBUF_KB, "KB", 0, "Ring buffer size, a power of two >= 4 (8192)" },
+	{ "wakeup-kb", OPT_WAKEUP_KB, "KB", 0,
+	  "Wake the agent once this much is buffered (ring/8); above the ring: poll only" },
+	{ "max-inflight", OPT_MAX_INFLIGHT, "N", 0, "Calls in flight tracked at once (16384)" },
+	{ "batch-events", OPT_BATCH_EVENTS, "N", 0, "Events per batch (4096)" },
+	{ "flush-ms", OPT_FLUSH_MS, "MS", 0, "Send a partial batch after this long (200)" },
+	{ "poll-ms", OPT_POLL_MS, "MS", 0, "Ring buffer poll timeout (100)" },
+	{ "send-hwm", OPT_SEND_HWM, "N", 0, "Batches queued for the socket before drops (256)" },
+	{ "linger-ms", OPT_LINGER_MS, "MS", 0, "How long exit waits for queued batches (10000)" },
+	{ "verbose", 'v', NULL, 0, "Verbose libbpf output" },
+	{},
+};
+
+static long parse_long(const char *flag, const char *arg, long min, long max, struct argp_state *st)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || end == arg || *end || v < min || v > max)
+		argp_error(st, "invalid --%s '%s': expected an integer in [%ld, %ld]", flag, arg,
+			   min, max);
+	return v;
+}
+
+static bool valid_id(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (!n || n > max)
+		return false;
+	for (; *s; s++) {
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	}
+	return true;
+}
+
+static error_t parse_arg(int key, char *arg, struct argp_state *st)
+{
+	switch (key) {
+	case OPT_MONITOR_ID:
+		if (!valid_id(arg, XPU_MONITOR_ID_LEN - 1))
+			argp_error(st, "invalid --monitor-id '%s': 1-39 of [A-Za-z0-9._-]", arg);
+		env.monitor_id = arg;
+		break;
+	case OPT_MONITOR_TYPE:
+		env.monitor_type = arg;
+		break;
+	case OPT_MACHINE_ID:
+		if (!valid_id(arg, XPU_MACHINE_ID_LEN - 1))
+			argp_error(st, "invalid --machine-id '%s': 1-71 of [A-Za-z0-9._-]", arg);
+		env.machine_id = arg;
+		break;
+	case OPT_TARGET_PID:
+		env.target_pid = parse_long("target-pid", arg, 1, INT_MAX, st);
+		break;
+	case OPT_TARGET_LIBRARY:
+		if (arg[0] != '/')
+			argp_error(st, "invalid --target-library '%s': must be an absolute path", arg);
+		env.target_library = arg;
+		break;
+	case OPT_TARGET_COMM:
+		if (!arg[0] || strlen(arg) >= XPU_COMM_LEN)
+			argp_error(st, "invalid --target-comm '%s': 1-15 characters", arg);
+		env.target_comm = arg;
+		break;
+	case OPT_ENDPOINT:
+		if (strncmp(arg, "tcp://", 6) && strncmp(arg, "ipc://", 6))
+			argp_error(st, "invalid --backend-zmq-endpoint '%s': tcp:// or ipc://", arg);
+		env.endpoint = arg;
+		break;
+	case OPT_OUTPUT: env.output = arg; break;
+	case OPT_CURVE_KEYFILE: env.curve_keyfile = arg; break;
+	case OPT_PROC_ROOT: env.proc_root = arg; break;
+	case OPT_RINGBUF_KB:
+		env.ringbuf_kb = parse_long("ringbuf-kb", arg, 4, 1 << 20, st);
+		if (env.ringbuf_kb & (env.ringbuf_kb - 1))
+			argp_error(st, "invalid --ringbuf-kb '%s': must be a power of two", arg);
+		break;
+	case OPT_WAKEUP_KB: env.wakeup_kb = parse_long("wakeup-kb", arg, 0, 1 << 21, st); break;
+	case OPT_MAX_INFLIGHT:
+		env.max_inflight = parse_long("max-inflight", arg, 1, 1 << 22, st);
+		break;
+	case OPT_BATCH_EVENTS:
+		env.batch_events = parse_long("batch-events", arg, 1, 1 << 20, st);
+		break;
+	case OPT_FLUSH_MS: env.flush_ms = parse_long("flush-ms", arg, 1, 600000, st); break;
+	case OPT_POLL_MS: env.poll_ms = parse_long("poll-ms", arg, 1, 60000, st); break;
+	case OPT_SEND_HWM: env.send_hwm = parse_long("send-hwm", arg, 1, 1 << 20, st); break;
+	case OPT_LINGER_MS: env.linger_ms = parse_long("linger-ms", arg, 0, 600000, st); break;
+	case 'v': env.verbose = true; break;
+	case ARGP_KEY_ARG:
+		argp_error(st, "unexpected argument '%s'", arg);
+		break;
+	case ARGP_KEY_END:
+		if (!env.monitor_id)
+			argp_error(st, "missing --monitor-id");
+		if (!env.monitor_type)
+			argp_error(st, "missing --monitor-type");
+		if (strcmp(env.monitor_type, "CUDA"))
+			argp_error(st, "invalid --monitor-type '%s': this agent traces CUDA",
+				   env.monitor_type);
+		if (!env.target_pid && !env.target_library)
+			argp_error(st, "missing --target-pid or --target-library");
+		if (!!env.endpoint == !!env.output)
+			argp_error(st, "give exactly one of --backend-zmq-endpoint and --output");
+		if (env.curve_keyfile && !env.endpoint)
+			argp_error(st, "--curve-keyfile needs --backend-zmq-endpoint");
+		if (env.target_comm && !env.target_library)
+			argp_error(st, "--target-comm needs --target-library");
+		break;
+	default:
+		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+static int libbpf_print_fn(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	if (level == LIBBPF_DEBUG && !env.verbose)
+		return 0;
+	if (level == LIBBPF_WARN && !env.verbose)
+		return 0;	/* failures are reported by us, once, with context */
+	return vfprintf(stderr, fmt, args);
+}
+
+static volatile sig_atomic_t exiting;
+
+static void sig_handler(int sig)
+{
+	exiting = 1;
+}
+
+struct agent {
+	struct cuda_bpf *skel;
+	struct ring_buffer *rb;
+	struct sink *sink;
+	struct batcher batch;
+	struct bpf_link *links[MAX_LINKS];
+	int nlinks;
+	int err;		/* first sink error while draining */
+	__u64 incomplete;
+};
+
+static void drop_totals(struct agent *a, __u64 *kernel, __u64 *inflight)
+{
+	int ncpu = libbpf_num_possible_cpus(), fd = bpf_map__fd(a->skel->maps.drops), c;
+	__u64 vals[ncpu > 0 ? ncpu : 1];
+	__u32 slot;
+
+	*kernel = *inflight = 0;
+	for (slot = 0; slot < XPU_DROP_SLOTS; slot++) {
+		if (ncpu <= 0 || bpf_map_lookup_elem(fd, &slot, vals))
+			continue;
+		for (c = 0; c < ncpu; c++)
+			*(slot == XPU_DROP_RINGBUF ? kernel : inflight) += vals[c];
+	}
+}
+
+static int flush(struct agent *a, __u32 flags)
+{
+	__u64 kernel, inflight;
+	int ret;
+
+	drop_totals(a, &kernel, &inflight);
+	ret = batcher_flush(&a->batch, a->sink, kernel, inflight, flags);
+	if (ret && !a->err)
+		a->err = ret;
+	return ret;
+}
+
+static int handle_event(void *ctx, void *data, size_t size)
+{
+	struct agent *a = ctx;
+	void *slot = batcher_slot(&a->batch);
+
+	if (!slot) {
+		flush(a, 0);
+		slot = batcher_slot(&a->batch);
+	}
+	memcpy(slot, data, sizeof(struct cuda_event));
+	return 0;
+}
+
+static __u64 now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Calls that entered and had not returned when we detached. */
+static void emit_incomplete(struct agent *a)
+{
+	int fd = bpf_map__fd(a->skel->maps.inflight);
+	__u64 key[2], next[2], now = now_ns(CLOCK_MONOTONIC);
+	struct cuda_event e;
+	void *prev = NULL, *slot;
+
+	while (!bpf_map_get_next_key(fd, prev, next)) {
+		memcpy(key, next, sizeof(key));
+		prev = key;
+		if (bpf_map_lookup_elem(fd, key, &e))
+			continue;
+		e.h.flags |= XPU_EV_INCOMPLETE;
+		e.h.duration_ns = now > e.h.ts_ns ? now - e.h.ts_ns : 0;
+		e.h.ret = 0;
+		if (!(slot = batcher_slot(&a->batch))) {
+			flush(a, 0);
+			slot = batcher_slot(&a->batch);
+		}
+		memcpy(slot, &e, sizeof(e));
+		a->incomplete++;
+	}
+}
+
+static int attach_library(struct agent *a, const char *path, pid_t pid, char *err, size_t errlen)
+{
+	struct elf_sym_query q[cuda_function_count];
+	LIBBPF_OPTS(bpf_uprobe_opts, uo);
+	int found, i, j, e, n = 0;
+	bool dup;
+
+	found = cuda_resolve_library(path, q, err, errlen);
+	if (found < 0)
+		return found;
+	for (i = 0; i < (int)cuda_function_count; i++) {
+		if (q[i].offset < 0)
+			continue;
+		/* An alias at an address already hooked would report each call twice. */
+		for (dup = false, j = 0; j < i; j++)
+			dup |= q[j].offset == q[i].offset;
+		if (dup)
+			continue;
+		if (a->nlinks + 2 > MAX_LINKS) {
+			snprintf(err, errlen, "too many probes (more than %d)", MAX_LINKS);
+			return -AGENT_START_FAILED;
+		}
+		uo.bpf_cookie = cuda_functions[i].id;
+		uo.retprobe = false;
+		a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
+			a->skel->progs.cuda_entry, pid ? pid : -1, path, q[i].offset, &uo);
+		if (!a->links[a->nlinks])
+			goto fail;
+		a->nlinks++;
+		uo.retprobe = true;
+		a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
+			a->skel->progs.cuda_return, pid ? pid : -1, path, q[i].offset, &uo);
+		if (!a->links[a->nlinks])
+			goto fail;
+		a->nlinks++;
+		n++;
+	}
+	return n;
+fail:
+	e = errno;
+	snprintf(err, errlen, "failed to attach uprobe to %s in %s: %s", cuda_functions[i].name,
+		 path, strerror(e));
+	return -(e == EPERM || e == EACCES ? AGENT_PERMISSION_DENIED : AGENT_START_FAILED);
+}
+
+/* Fills libs with what to attach to; returns the count or minus an exit code. */
+static int find_libraries(struct mapped_lib *libs, char *err, size_t errlen)
+{
+	int n;
+
+	if (env.target_library && !env.target_pid) {
+		snprintf(libs[0].path, sizeof(libs[0].path), "%s", env.target_library);
+		snprintf(libs[0].target_path, sizeof(libs[0].target_path), "%s", env.target_library);
+		return 1;
+	}
+	n = proc_find_mapped_libs(env.proc_root, env.target_pid, cuda_library_match, libs,
+				  MAX_LIBS, err, errlen);
+	if (n == 0)
+		snprintf(err, errlen, "process %d has no CUDA runtime or driver library mapped",
+			 env.target_pid);
+	if (n <= 0 || !env.target_library)
+		return n ? n : -AGENT_TARGET_NOT_FOUND;
+	/* --target-pid with --target-library: that file, if the process maps it */
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(libs[i].target_path, env.target_library)) {
+			libs[0] = libs[i];
+			return 1;
+		}
+	}
+	snprintf(err, errlen, "process %d does not map %s", env.target_pid, env.target_library);
+	return -AGENT_TARGET_NOT_FOUND;
+}
+
+static void print_ready(struct mapped_lib *libs, int nlibs, int probes)
+{
+	printf("{\"ready\": true, \"pid\": %d, \"probes\": %d, \"libraries\": [", getpid(), probes);
+	for (int i = 0; i < nlibs; i++)
+		printf("%s\"%s\"", i ? ", " : "", libs[i].target_path);
+	printf("]}\n");
+	fflush(stdout);
+}
+
+static void print_stats(struct agent *a)
+{
+	__u64 kernel, inflight;
+
+	drop_totals(a, &kernel, &inflight);
+	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
+	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"incomplete\": %llu}}\n",
+	       a->batch.events_sent, a->batch.batches_sent, kernel, inflight,
+	       a->batch.send_drops, a->incomplete);
+	fflush(stdout);
+	fprintf(stderr, "xputrace-agent: stopped: %llu events in %llu batches, drops: %llu ring "
+		"buffer, %llu in-flight map, %llu send; %llu incomplete\n",
+		a->batch.events_sent, a->batch.batches_sent, kernel, inflight,
+		a->batch.send_drops, a->incomplete);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct argp argp = { .options = opts, .parser = parse_arg, .doc = argp_doc };
+	static struct mapped_lib libs[MAX_LIBS];
+	struct sink_opts so = {};
+	struct agent a = {};
+	char err[PATH_MAX + 256];
+	int nlibs, i, n, probes = 0, ret;
+	__u64 ring_bytes, last_flush;
+
+	argp_err_exit_status = AGENT_INVALID_CONFIG;
+	if (argp_parse(&argp, argc, argv, 0, NULL, NULL))
+		return AGENT_INVALID_CONFIG;
+	libbpf_set_print(libbpf_print_fn);
+	signal(SIGINT, sig_handler);
+	signal(SIGTERM, sig_handler);
+	signal(SIGPIPE, SIG_IGN);
+
+	nlibs = find_libraries(libs, err, sizeof(err));
+	if (nlibs < 0)
+		return agent_fail(-nlibs, "%s", err);
+	/* Check every library before loading anything into the kernel. */
+	for (i = 0; i < nlibs; i++) {
+		struct elf_sym_query q[cuda_function_count];
+
+		n = cuda_resolve_library(libs[i].path, q, err, sizeof(err));
+		if (n < 0)
+			return agent_fail(-n, "%s", err);
+	}
+
+	a.skel = cuda_bpf__open();
+	if (!a.skel)
+		return agent_fail(AGENT_START_FAILED, "failed to open BPF skeleton: %s",
+				  strerror(errno));
+	ring_bytes = (__u64)env.ringbuf_kb * 1024;
+	a.skel->rodata->targ_tgid = env.target_pid;
+	a.skel->rodata->wakeup_bytes = env.wakeup_kb < 0 ? ring_bytes / 8
+							: (__u64)env.wakeup_kb * 1024;
+	if (env.target_comm) {
+		a.skel->rodata->filter_comm = 1;
+		strncpy((char *)a.skel->rodata->targ_comm, env.target_comm, XPU_COMM_LEN - 1);
+	}
+	bpf_map__set_max_entries(a.skel->maps.events, ring_bytes);
+	bpf_map__set_max_entries(a.skel->maps.inflight, env.max_inflight);
+	ret = cuda_bpf__load(a.skel);
+	if (ret) {
+		ret = agent_fail(ret == -EPERM || ret == -EACCES ? AGENT_PERMISSION_DENIED
+								 : AGENT_START_FAILED,
+				 "failed to load BPF object: %s", strerror(-ret));
+		goto cleanup;
+	}
+	if (batcher_init(&a.batch, XPU_MONITOR_CUDA, sizeof(struct cuda_event), env.batch_events,
+			 env.monitor_id, env.machine_id)) {
+		ret = agent_fail(AGENT_START_FAILED, "failed to allocate batch buffer");
+		goto cleanup;
+	}
+	for (i = 0; i < nlibs; i++) {
+		n = attach_library(&a, libs[i].path, env.target_pid, err, sizeof(err));
+		if (n < 0) {
+			ret = agent_fail(-n, "%s", err);
+			goto cleanup;
+		}
+		probes += n;
+	}
+	so.output_path = env.output;
+	so.endpoint = env.endpoint;
+	so.curve_keyfile = env.curve_keyfile;
+	so.send_hwm = env.send_hwm;
+	so.linger_ms = env.linger_ms;
+	ret = sink_open(&a.sink, &so, err, sizeof(err));
+	if (ret) {
+		ret = agent_fail(ret, "%s", err);
+		goto cleanup;
+	}
+	a.rb = ring_buffer__new(bpf_map__fd(a.skel->maps.events), handle_event, &a, NULL);
+	if (!a.rb) {
+		ret = agent_fail(AGENT_START_FAILED, "failed to create ring buffer: %s",
+				 strerror(errno));
+		goto cleanup;
+	}
+	print_ready(libs, nlibs, probes);
+
+	last_flush = now_ns(CLOCK_MONOTONIC);
+	while (!exiting && !a.err) {
+		ret = ring_buffer__poll(a.rb, env.poll_ms);
+		if (ret < 0 && ret != -EINTR) {
+			fprintf(stderr, "xputrace-agent: failed to poll ring buffer: %s\n",
+				strerror(-ret));
+			break;
+		}
+		/* Wakeups are batched in the kernel: pick up what came in quietly. */
+		ring_buffer__consume(a.rb);
+		if (now_ns(CLOCK_MONOTONIC) - last_flush >= (__u64)env.flush_ms * 1000000) {
+			flush(&a, 0);
+			last_flush = now_ns(CLOCK_MONOTONIC);
+			if (env.target_pid && !proc_alive(env.proc_root, env.target_pid)) {
+				fprintf(stderr, "xputrace-agent: target %d exited\n", env.target_pid);
+				break;
+			}
+		}
+	}
+	ret = a.err ? AGENT_RUNTIME_ERROR : AGENT_OK;
+	if (ret == AGENT_RUNTIME_ERROR)
+		fprintf(stderr, "xputrace-agent: failed to send batch: %s\n", strerror(-a.err));
+
+	/* Stop new events, take what the kernel holds, then the calls still in flight. */
+	for (i = 0; i < a.nlinks; i++)
+		bpf_link__destroy(a.links[i]);
+	a.nlinks = 0;
+	ring_buffer__consume(a.rb);
+	emit_incomplete(&a);
+	if (flush(&a, XPU_BATCH_FINAL) && ret == AGENT_OK)
+		ret = AGENT_RUNTIME_ERROR;
+	print_stats(&a);
+
+cleanup:
+	for (i = 0; i < a.nlinks; i++)
+		bpf_link__destroy(a.links[i]);
+	ring_buffer__free(a.rb);
+	sink_close(a.sink);
+	batcher_free(&a.batch);
+	cuda_bpf__destroy(a.skel);
+	return ret;
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Event batches (struct xpu_batch_hdr + events) and where they go: a capture
+ * file or a ZeroMQ PUSH socket, CURVE-encrypted when keys are given.
+ */
+#ifndef XPU_SINK_HELPERS_H
+#define XPU_SINK_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <linux/types.h>
+#include "xpu_abi.h"
+
+struct sink_opts {
+	const char *output_path;	/* capture file, or NULL */
+	const char *endpoint;		/* tcp://host:port or ipc://path, or NULL */
+	const char *curve_keyfile;	/* server_public_key=, public_key=, secret_key= (Z85) */
+	int send_hwm;			/* batches queued for the socket before we drop */
+	int linger_ms;			/* how long close waits for queued batches */
+};
+
+struct sink;
+
+/* Returns 0, or an agent exit code with the reason in err. */
+int sink_open(struct sink **out, const struct sink_opts *opts, char *err, size_t errlen);
+/*
+ * Hands one batch over. Returns 0 when it was written or queued, 1 when a full
+ * socket queue made us drop it (the caller counts the events), -errno on a
+ * write error. With wait, a full queue is waited on for up to linger_ms.
+ */
+int sink_send(struct sink *s, const void *buf, size_t len, bool wait);
+void sink_close(struct sink *s);
+
+struct batcher {
+	struct xpu_batch_hdr hdr;	/* template: identity fields filled once */
+	char *buf;			/* header followed by up to cap events */
+	size_t cap;
+	size_t count;
+	__u64 events_sent;
+	__u64 batches_sent;
+	__u64 send_drops;
+};
+
+int batcher_init(struct batcher *b, __u16 monitor_type, __u16 event_size, size_t cap,
+		 const char *monitor_id, const char *machine_id);
+/* Room for one more event; NULL when full (flush first). */
+void *batcher_slot(struct batcher *b);
+/*
+ * Sends what is held (a header alone when empty and flags say FINAL) with the
+ * running drop totals. Returns 0 or -errno from the sink.
+ */
+int batcher_flush(struct batcher *b, struct sink *s, __u64 kernel_drops, __u64 inflight_drops,
+		  __u32 flags);
+void batcher_free(struct batcher *b);
+
+#endif

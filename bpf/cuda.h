@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * CUDA probe: event layout and function ids, shared by cuda.bpf.c, the agent
+ * and the Python decoder (through cffi, see xpu_abi.h for the rules).
+ *
+ * A function id is (argument class << 8) | index. The class tells the BPF
+ * program which registers and stack slots to read, and tells the decoder what
+ * the generic fields of struct cuda_event mean for that call. The symbol a
+ * function id stands for is its enum name without the CUDA_FN_ prefix.
+ */
+#ifndef XPU_CUDA_H
+#define XPU_CUDA_H
+
+#include "xpu_abi.h"
+
+enum cuda_arg_class {
+	CUDA_ARGS_NONE = 0,		/* f(void) */
+	CUDA_ARGS_LAUNCH = 1,		/* cudaLaunchKernel(func, dim3 grid, dim3 block, args, size_t shmem, stream) */
+	CUDA_ARGS_LAUNCH_EX = 2,	/* cudaLaunchKernelExC(const cudaLaunchConfig_t *cfg, func, args) */
+	CUDA_ARGS_CU_LAUNCH = 3,	/* cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shmem, stream, ...) */
+	CUDA_ARGS_MEMCPY = 4,		/* (dst, src, size_t count, kind) */
+	CUDA_ARGS_MEMCPY_ASYNC = 5,	/* (dst, src, size_t count, kind, stream) */
+	CUDA_ARGS_CU_MEMCPY_ASYNC = 6,	/* (dst, src, size_t count, stream); kind = index + 1 (HtoD 1, DtoH 2) */
+	CUDA_ARGS_ALLOC = 7,		/* (void **ptr, size_t size) */
+	CUDA_ARGS_ALLOC_ASYNC = 8,	/* (void **ptr, size_t size, stream) */
+	CUDA_ARGS_ALLOC_MANAGED = 9,	/* (void **ptr, size_t size, unsigned flags) */
+	CUDA_ARGS_FREE = 10,		/* (ptr) */
+	CUDA_ARGS_FREE_ASYNC = 11,	/* (ptr, stream) */
+	CUDA_ARGS_STREAM = 12,		/* (stream) */
+	CUDA_ARGS_EVENT_RECORD = 13,	/* (event, stream) */
+	CUDA_ARGS_EVENT = 14,		/* (event) */
+	CUDA_ARGS_GRAPH_LAUNCH = 15,	/* (graphExec, stream) */
+};
+
+enum cuda_fn {
+	/* runtime API, libcudart */
+	CUDA_FN_cudaLaunchKernel = 0x100,
+	CUDA_FN_cudaLaunchKernel_ptsz = 0x101,
+	CUDA_FN_cudaLaunchKernelExC = 0x200,
+	CUDA_FN_cudaLaunchKernelExC_ptsz = 0x201,
+	CUDA_FN_cudaMemcpy = 0x400,
+	CUDA_FN_cudaMemcpy_ptds = 0x401,
+	CUDA_FN_cudaMemcpyAsync = 0x500,
+	CUDA_FN_cudaMemcpyAsync_ptsz = 0x501,
+	CUDA_FN_cudaMalloc = 0x700,
+	CUDA_FN_cudaMallocAsync = 0x800,
+	CUDA_FN_cudaMallocAsync_ptsz = 0x801,
+	CUDA_FN_cudaMallocManaged = 0x900,
+	CUDA_FN_cudaFree = 0xa00,
+	CUDA_FN_cudaFreeAsync = 0xb00,
+	CUDA_FN_cudaFreeAsync_ptsz = 0xb01,
+	CUDA_FN_cudaStreamSynchronize = 0xc00,
+	CUDA_FN_cudaStreamSynchronize_ptsz = 0xc01,
+	CUDA_FN_cudaDeviceSynchronize = 0x001,
+	CUDA_FN_cudaEventRecord = 0xd00,
+	CUDA_FN_cudaEventRecord_ptsz = 0xd01,
+	CUDA_FN_cudaEventSynchronize = 0xe00,
+	CUDA_FN_cudaGraphLaunch = 0xf00,
+	CUDA_FN_cudaGraphLaunch_ptsz = 0xf01,
+	/* driver API, libcuda */
+	CUDA_FN_cuLaunchKernel = 0x300,
+	CUDA_FN_cuMemAlloc_v2 = 0x780,
+	CUDA_FN_cuMemFree_v2 = 0xa80,
+	CUDA_FN_cuMemcpyHtoDAsync_v2 = 0x600,
+	CUDA_FN_cuMemcpyDtoHAsync_v2 = 0x601,
+	CUDA_FN_cuStreamSynchronize = 0xc80,
+	CUDA_FN_cuCtxSynchronize = 0x081,
+};
+
+/*
+ * One completed (or, at stop, incomplete) call. Which generic field holds
+ * which argument depends on the argument class:
+ *   ptr    launch: kernel function; memcpy: dst; alloc: the pointer returned
+ *          (0 unless the call succeeded); free: the pointer; event: the event;
+ *          graph launch: the executable graph
+ *   ptr2   memcpy: src
+ *   bytes  memcpy: count; alloc: size; launch: dynamic shared memory
+ *   kind   memcpy: cudaMemcpyKind; managed alloc: flags
+ */
+struct cuda_event {
+	struct xpu_event_hdr h;
+	__u64 stream;
+	__u64 ptr;
+	__u64 ptr2;
+	__u64 bytes;
+	__u32 grid_x;
+	__u32 grid_y;
+	__u32 grid_z;
+	__u32 block_x;
+	__u32 block_y;
+	__u32 block_z;
+	__u32 kind;
+	__u32 reserved;
+};
+
+#endif /* XPU_CUDA_H */

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Event ABI shared by every probe, the agent and the Python decoder.
+ *
+ * Everything here is fixed-size and little-endian: fixed-width integers, fixed
+ * arrays, no pointers, no bool. The Python side reads this file through cffi
+ * (backend/abi.py), so keep it to declarations cffi parses: structs, enums, and
+ * preprocessor lines only for include guards and includes.
+ */
+#ifndef XPU_ABI_H
+#define XPU_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>	/* user space; BPF code has vmlinux.h */
+#endif
+
+enum xpu_abi_const {
+	XPU_BATCH_MAGIC = 0x42555058, /* "XPUB" read as a little-endian u32 */
+	XPU_ABI_VERSION = 1,
+	XPU_COMM_LEN = 16,
+	XPU_MONITOR_ID_LEN = 40,
+	XPU_MACHINE_ID_LEN = 72,
+};
+
+/* Monitor types, as named by the REST API and the control channel. */
+enum xpu_monitor_type {
+	XPU_MONITOR_CUDA = 1,
+	XPU_MONITOR_ACL = 2,
+	XPU_MONITOR_PYTHON = 3,
+	XPU_MONITOR_SYSCALL = 4,
+	XPU_MONITOR_OLLAMA = 5,
+};
+
+/* xpu_event_hdr.flags */
+enum xpu_event_flags {
+	/* The call had not returned when the agent stopped; duration_ns runs to the stop. */
+	XPU_EV_INCOMPLETE = 1,
+};
+
+/* xpu_batch_hdr.flags */
+enum xpu_batch_flags {
+	/* Last batch of the agent: written after the ring buffer was drained. */
+	XPU_BATCH_FINAL = 1,
+};
+
+/* Slots of the per-CPU drop counters every probe keeps (map "drops"). */
+enum xpu_drop_slot {
+	XPU_DROP_RINGBUF = 0,	/* bpf_ringbuf_reserve failed at return */
+	XPU_DROP_INFLIGHT = 1,	/* entry not recorded: in-flight map full */
+	XPU_DROP_SLOTS = 2,
+};
+
+/* First member of every event struct. */
+struct xpu_event_hdr {
+	__u64 ts_ns;		/* CLOCK_MONOTONIC at entry (bpf_ktime_get_ns) */
+	__u64 duration_ns;	/* return minus entry */
+	__s64 ret;		/* return value, sign-extended */
+	__u32 pid;		/* tgid */
+	__u32 tid;
+	__u16 func;		/* probe-specific function id */
+	__u16 flags;		/* enum xpu_event_flags */
+	__u32 cpu;		/* CPU the call returned on */
+	char comm[16];
+};
+
+/*
+ * A batch on the wire or in a capture file: this header, then event_count
+ * events of event_size bytes each. Drop counters are running totals since the
+ * agent started, so the newest batch always carries the full count.
+ */
+struct xpu_batch_hdr {
+	__u32 magic;		/* XPU_BATCH_MAGIC */
+	__u16 abi_version;	/* XPU_ABI_VERSION */
+	__u16 hdr_size;		/* sizeof(struct xpu_batch_hdr) */
+	__u16 monitor_type;	/* enum xpu_monitor_type */
+	__u16 event_size;	/* sizeof one event */
+	__u32 event_count;
+	__u64 seq;		/* batch number, from 0, per agent run */
+	__u64 kernel_drops;	/* ring buffer full at return */
+	__u64 inflight_drops;	/* in-flight map full at entry */
+	__u64 send_drops;	/* events the agent could not hand to its output */
+	__s64 mono_to_real_ns;	/* add to ts_ns for nanoseconds since the Unix epoch */
+	__u32 agent_pid;
+	__u32 flags;		/* enum xpu_batch_flags */
+	char monitor_id[40];
+	char machine_id[72];
+};
+
+#endif /* XPU_ABI_H */

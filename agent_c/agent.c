@@ -19,6 +19,7 @@
 #include "cuda.h"
 #include "cuda.skel.h"
 #include "cuda_probe.h"
+#include "drain_helpers.h"
 #include "exit_codes.h"
 #include "proc_helpers.h"
 #include "sink_helpers.h"
@@ -39,7 +40,6 @@ static struct env {
 	const char *proc_root;
 	long ringbuf_kb;
 	long wakeup_kb;
-	long max_inflight;
 	long batch_events;
 	long flush_ms;
 	long poll_ms;
@@ -51,7 +51,6 @@ static struct env {
 	.proc_root = "/proc",
 	.ringbuf_kb = 8192,
 	.wakeup_kb = -1,
-	.max_inflight = 16384,
 	.batch_events = 4096,
 	.flush_ms = 200,
 	.poll_ms = 100,
@@ -62,7 +61,7 @@ static struct env {
 enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
-	OPT_PROC_ROOT, OPT_RINGBUF_KB, OPT_WAKEUP_KB, OPT_MAX_INFLIGHT, OPT_BATCH_EVENTS,
+	OPT_PROC_ROOT, OPT_RINGBUF_KB, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS,
 };
 
@@ -89,7 +88,6 @@ static const struct argp_option opts[] = {
 	{ "ringbuf-kb", OPT_RINGBUF_KB, "KB", 0, "Ring buffer size, a power of two >= 4 (8192)" },
 	{ "wakeup-kb", OPT_WAKEUP_KB, "KB", 0,
 	  "Wake the agent once this much is buffered (ring/8); above the ring: poll only" },
-	{ "max-inflight", OPT_MAX_INFLIGHT, "N", 0, "Calls in flight tracked at once (16384)" },
 	{ "batch-events", OPT_BATCH_EVENTS, "N", 0, "Events per batch (4096)" },
 	{ "flush-ms", OPT_FLUSH_MS, "MS", 0, "Send a partial batch after this long (200)" },
 	{ "poll-ms", OPT_POLL_MS, "MS", 0, "Ring buffer poll timeout (100)" },
@@ -169,9 +167,6 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			argp_error(st, "invalid --ringbuf-kb '%s': must be a power of two", arg);
 		break;
 	case OPT_WAKEUP_KB: env.wakeup_kb = parse_long("wakeup-kb", arg, 0, 1 << 21, st); break;
-	case OPT_MAX_INFLIGHT:
-		env.max_inflight = parse_long("max-inflight", arg, 1, 1 << 22, st);
-		break;
 	case OPT_BATCH_EVENTS:
 		env.batch_events = parse_long("batch-events", arg, 1, 1 << 20, st);
 		break;
@@ -224,54 +219,12 @@ static void sig_handler(int sig)
 
 struct agent {
 	struct cuda_bpf *skel;
-	struct ring_buffer *rb;
 	struct sink *sink;
-	struct batcher batch;
+	struct drain drain;
 	struct bpf_link *links[MAX_LINKS];
 	int nlinks;
-	int err;		/* first sink error while draining */
 	__u64 incomplete;
 };
-
-static void drop_totals(struct agent *a, __u64 *kernel, __u64 *inflight)
-{
-	int ncpu = libbpf_num_possible_cpus(), fd = bpf_map__fd(a->skel->maps.drops), c;
-	__u64 vals[ncpu > 0 ? ncpu : 1];
-	__u32 slot;
-
-	*kernel = *inflight = 0;
-	for (slot = 0; slot < XPU_DROP_SLOTS; slot++) {
-		if (ncpu <= 0 || bpf_map_lookup_elem(fd, &slot, vals))
-			continue;
-		for (c = 0; c < ncpu; c++)
-			*(slot == XPU_DROP_RINGBUF ? kernel : inflight) += vals[c];
-	}
-}
-
-static int flush(struct agent *a, __u32 flags)
-{
-	__u64 kernel, inflight;
-	int ret;
-
-	drop_totals(a, &kernel, &inflight);
-	ret = batcher_flush(&a->batch, a->sink, kernel, inflight, flags);
-	if (ret && !a->err)
-		a->err = ret;
-	return ret;
-}
-
-static int handle_event(void *ctx, void *data, size_t size)
-{
-	struct agent *a = ctx;
-	void *slot = batcher_slot(&a->batch);
-
-	if (!slot) {
-		flush(a, 0);
-		slot = batcher_slot(&a->batch);
-	}
-	memcpy(slot, data, sizeof(struct cuda_event));
-	return 0;
-}
 
 static __u64 now_ns(clockid_t clk)
 {
@@ -281,29 +234,37 @@ static __u64 now_ns(clockid_t clk)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-/* Calls that entered and had not returned when we detached. */
-static void emit_incomplete(struct agent *a)
+/* Calls that entered and had not returned when we detached, read with a task iterator. */
+static int emit_incomplete(struct agent *a)
 {
-	int fd = bpf_map__fd(a->skel->maps.inflight);
-	__u64 key[2], next[2], now = now_ns(CLOCK_MONOTONIC);
+	__u64 now = now_ns(CLOCK_MONOTONIC);
+	struct bpf_link *link;
 	struct cuda_event e;
-	void *prev = NULL, *slot;
+	ssize_t got;
+	size_t have = 0;
+	int fd;
 
-	while (!bpf_map_get_next_key(fd, prev, next)) {
-		memcpy(key, next, sizeof(key));
-		prev = key;
-		if (bpf_map_lookup_elem(fd, key, &e))
+	link = bpf_program__attach_iter(a->skel->progs.dump_inflight, NULL);
+	if (!link)
+		return -errno;
+	fd = bpf_iter_create(bpf_link__fd(link));
+	if (fd < 0) {
+		bpf_link__destroy(link);
+		return -errno;
+	}
+	while ((got = read(fd, (char *)&e + have, sizeof(e) - have)) > 0) {
+		have += got;
+		if (have < sizeof(e))
 			continue;
+		have = 0;
 		e.h.flags |= XPU_EV_INCOMPLETE;
 		e.h.duration_ns = now > e.h.ts_ns ? now - e.h.ts_ns : 0;
-		e.h.ret = 0;
-		if (!(slot = batcher_slot(&a->batch))) {
-			flush(a, 0);
-			slot = batcher_slot(&a->batch);
-		}
-		memcpy(slot, &e, sizeof(e));
+		memcpy(drain_slot(&a->drain), &e, sizeof(e));
 		a->incomplete++;
 	}
+	close(fd);
+	bpf_link__destroy(link);
+	return got < 0 ? -errno : 0;
 }
 
 static int attach_library(struct agent *a, const char *path, pid_t pid, char *err, size_t errlen)
@@ -390,18 +351,19 @@ static void print_ready(struct mapped_lib *libs, int nlibs, int probes)
 
 static void print_stats(struct agent *a)
 {
+	struct batcher *b = &a->drain.batch;
 	__u64 kernel, inflight;
 
-	drop_totals(a, &kernel, &inflight);
+	drain_drop_totals(&a->drain, &kernel, &inflight);
 	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
 	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"incomplete\": %llu}}\n",
-	       a->batch.events_sent, a->batch.batches_sent, kernel, inflight,
-	       a->batch.send_drops, a->incomplete);
+	       b->events_sent, b->batches_sent, kernel, inflight,
+	       b->send_drops, a->incomplete);
 	fflush(stdout);
 	fprintf(stderr, "xputrace-agent: stopped: %llu events in %llu batches, drops: %llu ring "
 		"buffer, %llu in-flight map, %llu send; %llu incomplete\n",
-		a->batch.events_sent, a->batch.batches_sent, kernel, inflight,
-		a->batch.send_drops, a->incomplete);
+		b->events_sent, b->batches_sent, kernel, inflight,
+		b->send_drops, a->incomplete);
 }
 
 int main(int argc, char **argv)
@@ -447,17 +409,15 @@ int main(int argc, char **argv)
 		strncpy((char *)a.skel->rodata->targ_comm, env.target_comm, XPU_COMM_LEN - 1);
 	}
 	bpf_map__set_max_entries(a.skel->maps.events, ring_bytes);
-	bpf_map__set_max_entries(a.skel->maps.inflight, env.max_inflight);
 	ret = cuda_bpf__load(a.skel);
 	if (ret) {
-		ret = agent_fail(ret == -EPERM || ret == -EACCES ? AGENT_PERMISSION_DENIED
-								 : AGENT_START_FAILED,
-				 "failed to load BPF object: %s", strerror(-ret));
-		goto cleanup;
-	}
-	if (batcher_init(&a.batch, XPU_MONITOR_CUDA, sizeof(struct cuda_event), env.batch_events,
-			 env.monitor_id, env.machine_id)) {
-		ret = agent_fail(AGENT_START_FAILED, "failed to allocate batch buffer");
+		/* As root, EACCES is the verifier refusing the program, not a permission. */
+		if (ret == -EPERM || (ret == -EACCES && geteuid() != 0))
+			ret = agent_fail(AGENT_PERMISSION_DENIED, "failed to load BPF object: %s "
+					 "(needs root, or CAP_BPF and CAP_PERFMON)", strerror(-ret));
+		else
+			ret = agent_fail(AGENT_START_FAILED, "failed to load BPF object: %s%s",
+					 strerror(-ret), ret == -EACCES ? " (verifier)" : "");
 		goto cleanup;
 	}
 	for (i = 0; i < nlibs; i++) {
@@ -478,26 +438,29 @@ int main(int argc, char **argv)
 		ret = agent_fail(ret, "%s", err);
 		goto cleanup;
 	}
-	a.rb = ring_buffer__new(bpf_map__fd(a.skel->maps.events), handle_event, &a, NULL);
-	if (!a.rb) {
+	ret = drain_init(&a.drain, bpf_map__fd(a.skel->maps.events),
+			 bpf_map__fd(a.skel->maps.drops), a.sink, XPU_MONITOR_CUDA,
+			 sizeof(struct cuda_event), env.batch_events, env.monitor_id,
+			 env.machine_id);
+	if (ret) {
 		ret = agent_fail(AGENT_START_FAILED, "failed to create ring buffer: %s",
-				 strerror(errno));
+				 strerror(-ret));
 		goto cleanup;
 	}
 	print_ready(libs, nlibs, probes);
 
 	last_flush = now_ns(CLOCK_MONOTONIC);
-	while (!exiting && !a.err) {
-		ret = ring_buffer__poll(a.rb, env.poll_ms);
-		if (ret < 0 && ret != -EINTR) {
+	ret = AGENT_OK;
+	while (!exiting && !a.drain.err) {
+		n = drain_poll(&a.drain, env.poll_ms);
+		if (n < 0) {
 			fprintf(stderr, "xputrace-agent: failed to poll ring buffer: %s\n",
-				strerror(-ret));
+				strerror(-n));
+			ret = AGENT_RUNTIME_ERROR;
 			break;
 		}
-		/* Wakeups are batched in the kernel: pick up what came in quietly. */
-		ring_buffer__consume(a.rb);
 		if (now_ns(CLOCK_MONOTONIC) - last_flush >= (__u64)env.flush_ms * 1000000) {
-			flush(&a, 0);
+			drain_flush(&a.drain, 0);
 			last_flush = now_ns(CLOCK_MONOTONIC);
 			if (env.target_pid && !proc_alive(env.proc_root, env.target_pid)) {
 				fprintf(stderr, "xputrace-agent: target %d exited\n", env.target_pid);
@@ -505,26 +468,29 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	ret = a.err ? AGENT_RUNTIME_ERROR : AGENT_OK;
-	if (ret == AGENT_RUNTIME_ERROR)
-		fprintf(stderr, "xputrace-agent: failed to send batch: %s\n", strerror(-a.err));
+	if (a.drain.err) {
+		fprintf(stderr, "xputrace-agent: failed to send batch: %s\n",
+			strerror(-a.drain.err));
+		ret = AGENT_RUNTIME_ERROR;
+	}
 
 	/* Stop new events, take what the kernel holds, then the calls still in flight. */
 	for (i = 0; i < a.nlinks; i++)
 		bpf_link__destroy(a.links[i]);
 	a.nlinks = 0;
-	ring_buffer__consume(a.rb);
-	emit_incomplete(&a);
-	if (flush(&a, XPU_BATCH_FINAL) && ret == AGENT_OK)
+	drain_consume(&a.drain);
+	n = emit_incomplete(&a);
+	if (n)
+		fprintf(stderr, "xputrace-agent: failed to read calls in flight: %s\n", strerror(-n));
+	if (drain_flush(&a.drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
 		ret = AGENT_RUNTIME_ERROR;
 	print_stats(&a);
 
 cleanup:
 	for (i = 0; i < a.nlinks; i++)
 		bpf_link__destroy(a.links[i]);
-	ring_buffer__free(a.rb);
+	drain_free(&a.drain);
 	sink_close(a.sink);
-	batcher_free(&a.batch);
 	cuda_bpf__destroy(a.skel);
 	return ret;
 }

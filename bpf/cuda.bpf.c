@@ -25,17 +25,24 @@ struct {
 	__uint(max_entries, 1 << 22);		/* resized by the agent */
 } events SEC(".maps");
 
-struct inflight_key {
-	__u64 pid_tgid;
-	__u64 func;
+/*
+ * Calls that have entered and not yet returned, as a small stack per thread in
+ * task-local storage: no hashing or locking on the hot path, and nesting (a
+ * runtime call that calls the driver) pairs up last-in first-out.
+ */
+#define MAX_DEPTH 8
+
+struct inflight {
+	__u32 depth;		/* frames in use */
+	__u32 overflow;		/* calls entered while full, not yet returned */
+	struct cuda_event frames[MAX_DEPTH];
 };
 
-/* Calls that have entered and not yet returned, per thread and function. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);		/* resized by the agent */
-	__type(key, struct inflight_key);
-	__type(value, struct cuda_event);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct inflight);
 } inflight SEC(".maps");
 
 struct {
@@ -165,62 +172,116 @@ SEC("uprobe")
 int BPF_KPROBE(cuda_entry)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct inflight_key key = { .pid_tgid = pid_tgid };
-	struct cuda_event e;
+	struct task_struct *task;
+	struct inflight *s;
+	struct cuda_event *e;
+	__u32 d;
 
 	if (targ_tgid && (pid_tgid >> 32) != targ_tgid)
 		return 0;
 	if (filter_comm && !comm_matches())
 		return 0;
-
-	__builtin_memset(&e, 0, sizeof(e));
-	key.func = bpf_get_attach_cookie(ctx);
-	e.h.pid = pid_tgid >> 32;
-	e.h.tid = (__u32)pid_tgid;
-	e.h.func = key.func;
-	bpf_get_current_comm(e.h.comm, sizeof(e.h.comm));
-	read_args(ctx, key.func, &e);
-	e.h.ts_ns = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&inflight, &key, &e, BPF_ANY))
+	task = bpf_get_current_task_btf();
+	s = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s) {
 		count_drop(XPU_DROP_INFLIGHT);
+		return 0;
+	}
+	d = s->depth;
+	if (d >= MAX_DEPTH) {
+		s->overflow++;
+		count_drop(XPU_DROP_INFLIGHT);
+		return 0;
+	}
+	e = &s->frames[d];
+	__builtin_memset(e, 0, sizeof(*e));
+	e->h.func = bpf_get_attach_cookie(ctx);
+	e->h.pid = pid_tgid >> 32;
+	e->h.tid = (__u32)pid_tgid;
+	/* Two loads; bpf_get_current_comm() costs about 100 ns more per call. */
+	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
+	read_args(ctx, e->h.func, e);
+	s->depth = d + 1;
+	e->h.ts_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
 SEC("uretprobe")
 int BPF_KRETPROBE(cuda_return)
 {
-	__u64 now = bpf_ktime_get_ns();
-	struct inflight_key key = {
-		.pid_tgid = bpf_get_current_pid_tgid(),
-		.func = bpf_get_attach_cookie(ctx),
-	};
-	struct cuda_event *in, *out;
-	__u64 cls = key.func >> 8;
-	__u64 flags = 0;
+	__u64 now = bpf_ktime_get_ns(), func = bpf_get_attach_cookie(ctx), flags = 0, where;
+	struct cuda_event *in = NULL;
+	struct inflight *s;
+	__u32 depth, i, d = 0;
 
-	in = bpf_map_lookup_elem(&inflight, &key);
-	if (!in)
+	s = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!s)
 		return 0;
-	out = bpf_ringbuf_reserve(&events, sizeof(*out), 0);
-	if (!out) {
+	if (s->overflow) {	/* the innermost call was never recorded */
+		s->overflow--;
+		return 0;
+	}
+	/* Frames above ours belong to calls whose return we never saw: count them lost. */
+	depth = s->depth;
+	for (i = 0; i < MAX_DEPTH; i++) {
+		if (i >= depth)
+			break;
+		d = depth - 1 - i;
+		asm volatile("" : "+r"(d));	/* bounds-check the index the load uses */
+		if (d >= MAX_DEPTH)
+			break;
+		in = &s->frames[d];
+		if (in->h.func == func)
+			break;
+		count_drop(XPU_DROP_INFLIGHT);
+		in = NULL;
+	}
+	if (!in) {
+		s->depth = 0;
+		return 0;
+	}
+	s->depth = d;
+	in->h.duration_ns = now - in->h.ts_ns;
+	in->h.ret = (__s32)PT_REGS_RC(ctx);	/* cudaError_t and CUresult are ints */
+	in->h.cpu = bpf_get_smp_processor_id();
+	switch (func >> 8) {
+	case CUDA_ARGS_ALLOC:
+	case CUDA_ARGS_ALLOC_ASYNC:
+	case CUDA_ARGS_ALLOC_MANAGED:
+		where = in->ptr2;
+		in->ptr2 = 0;
+		if (in->h.ret != 0 ||
+		    bpf_probe_read_user(&in->ptr, sizeof(in->ptr), (void *)where))
+			in->ptr = 0;
+	}
+	/*
+	 * Wake the agent only once wakeup_bytes are waiting. The kernel's own
+	 * policy wakes only for the first record after the consumer caught up,
+	 * so past the threshold the wakeup has to be forced.
+	 */
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes ?
+			BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
+	/* One copy, done by the kernel; the frame is free again once we return. */
+	if (bpf_ringbuf_output(&events, in, sizeof(*in), flags))
 		count_drop(XPU_DROP_RINGBUF);
-		bpf_map_delete_elem(&inflight, &key);
-		return 0;
-	}
-	__builtin_memcpy(out, in, sizeof(*out));
-	bpf_map_delete_elem(&inflight, &key);
-	out->h.duration_ns = now - out->h.ts_ns;
-	out->h.ret = (__s32)PT_REGS_RC(ctx);	/* cudaError_t and CUresult are ints */
-	out->h.cpu = bpf_get_smp_processor_id();
-	if (cls == CUDA_ARGS_ALLOC || cls == CUDA_ARGS_ALLOC_ASYNC || cls == CUDA_ARGS_ALLOC_MANAGED) {
-		__u64 where = out->ptr2;
+	return 0;
+}
 
-		out->ptr2 = 0;
-		if (out->h.ret != 0 || bpf_probe_read_user(&out->ptr, sizeof(out->ptr), (void *)where))
-			out->ptr = 0;
-	}
-	if (wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes)
-		flags = BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(out, flags);
+/* At stop, after detaching: every call still in flight, one cuda_event each. */
+SEC("iter/task")
+int dump_inflight(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct inflight *s;
+	__u32 d;
+
+	if (!task)
+		return 0;
+	s = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (!s)
+		return 0;
+	for (d = 0; d < MAX_DEPTH && d < s->depth; d++)
+		bpf_seq_write(ctx->meta->seq, &s->frames[d], sizeof(s->frames[d]));
 	return 0;
 }

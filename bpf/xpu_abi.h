@@ -46,7 +46,7 @@ enum xpu_batch_flags {
 /* Slots of the per-CPU drop counters every probe keeps (map "drops"). */
 enum xpu_drop_slot {
 	XPU_DROP_RINGBUF = 0,	/* bpf_ringbuf_reserve failed at return */
-	XPU_DROP_INFLIGHT = 1,	/* entry not recorded: in-flight map full */
+	XPU_DROP_INFLIGHT = 1,	/* call lost before its return: per-thread in-flight stack full, or return never seen */
 	XPU_DROP_SLOTS = 2,
 };
 

@@ -1,0 +1,90 @@
+"""Cost per hooked call: full CUDA probe vs an empty uprobe+uretprobe pair.
+
+One target process calls the real libcudart's cudaMemcpy (it fails with 35
+without a GPU, quickly, after the first call) in a tight loop. In the same run,
+alternating rounds measure it unprobed, with bench/empty.bpf.c's do-nothing
+pair attached to cudaMemcpy, and with xputrace-agent (the full CUDA probe,
+writing to a capture file) attached. Prints ns per call for each, the added
+cost of each probe, and the ratio full/empty (target: <= 1.25).
+
+usage: python bench/probe_cost.py [--build build] [--calls 200000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Child, median  # noqa: E402
+
+
+def cudart12() -> str:
+    import nvidia.cuda_runtime as m
+
+    return os.path.join(list(m.__path__)[0], "lib", "libcudart.so.12")
+
+
+def timed(target: Child, calls: int) -> float:
+    target.send(str(calls))
+    return float(target.read("ns_per_call")["ns_per_call"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--calls", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--agent-args", default="", help="extra xputrace-agent flags")
+    args = ap.parse_args()
+    extra = args.agent_args.split()
+    build = Path(args.build).resolve()
+    lib = cudart12()
+    target = Child([str(build / "bench/xpu-bench-cost-target"), lib, "cudaMemcpy"])
+    pid = target.read("ready")["pid"]
+    timed(target, args.calls)  # warm up
+    results: dict[str, list[float]] = {"unprobed": [], "empty_pair": [], "full_probe": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            results["unprobed"].append(timed(target, args.calls))
+            empty = Child([str(build / "bench/xpu-bench-empty-pair"), str(pid), lib, "cudaMemcpy"])
+            empty.read("ready")
+            results["empty_pair"].append(timed(target, args.calls))
+            empty.stop()
+            agent = Child([
+                str(build / "xputrace-agent"), "--monitor-id", "bench", "--monitor-type", "CUDA",
+                "--target-pid", str(pid), "--output", os.path.join(tmp, f"cap{r}.bin"), *extra,
+            ])
+            agent.read("ready")
+            results["full_probe"].append(timed(target, args.calls))
+            agent.stop()
+            stats = agent.read("stats")["stats"]
+            if stats["events"] != args.calls or stats["kernel_drops"]:
+                print(f"round {r}: agent saw {stats}", file=sys.stderr)
+                return 1
+    target.proc.stdin.close()  # type: ignore[union-attr]
+    target.proc.wait(30)
+
+    base, empty_ns, full_ns = (median(results[k]) for k in ("unprobed", "empty_pair", "full_probe"))
+    empty_cost, full_cost = empty_ns - base, full_ns - base
+    ratio = full_cost / empty_cost
+    report = {
+        "calls_per_round": args.calls,
+        "rounds": args.rounds,
+        "ns_per_call": {"unprobed": base, "empty_pair": empty_ns, "full_probe": full_ns},
+        "added_ns_per_call": {"empty_pair": empty_cost, "full_probe": full_cost},
+        "ratio_full_vs_empty_pair": round(ratio, 3),
+        "ratio_total_time_full_vs_empty_pair": round(full_ns / empty_ns, 3),
+        "target": "<= 1.25",
+        "pass": ratio <= 1.25,
+    }
+    print(json.dumps(report, indent=2))
+    return 0 if report["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Agent and workload processes driven over their JSON-line stdout protocols.
+
+Every wait here is for a line the process prints, with a deadline; nothing
+sleeps to let something happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend import abi
+
+DEADLINE_S = 30.0
+
+
+class JsonLineProc:
+    """A child whose stdout is JSON lines; stdin is a pipe for "go" lines."""
+
+    def __init__(self, argv: list[str], **kw: Any) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **kw,
+        )
+        self._buf = b""
+
+    def read_json(self, key: str, timeout: float = DEADLINE_S) -> dict[str, Any]:
+        """The next stdout line that is a JSON object holding key."""
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict) and key in obj:
+                    return obj
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{self.argv[0]}: no '{key}' line in {timeout}s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    raise EOFError(
+                        f"{self.argv[0]} exited ({self.proc.wait()}) before '{key}': {err}"
+                    )
+                self._buf += chunk
+
+    def send_line(self, text: str = "go") -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout: float = DEADLINE_S) -> int:
+        try:
+            if self.proc.stdin and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Capture:
+    """What an agent run produced: all events, the batches' headers, its stats."""
+
+    events: np.ndarray
+    batches: list[abi.Batch]
+    stats: dict[str, int]
+    stderr: str
+    returncode: int
+    final_drops: dict[str, int] = field(default_factory=dict)
+
+    def names(self) -> np.ndarray:
+        names = abi.function_names()
+        return np.array([names[int(f)] for f in self.events["func"]])
+
+
+class Agent(JsonLineProc):
+    """xputrace-agent writing a capture file."""
+
+    def __init__(self, build: Path, out: Path, *args: str, monitor_id: str = "test") -> None:
+        self.out = out
+        super().__init__(
+            [
+                str(build / "xputrace-agent"),
+                "--monitor-id", monitor_id,
+                "--monitor-type", "CUDA",
+                "--machine-id", "testmachine",
+                "--output", str(out),
+                *args,
+            ]
+        )
+        self.ready = self.read_json("ready")
+
+    def stop(self) -> Capture:
+        """SIGTERM, wait for the stats line and the exit, then decode the capture."""
+        self.proc.send_signal(signal.SIGTERM)
+        stats = self.read_json("stats")["stats"]
+        rc = self.finish()
+        err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+        with open(self.out, "rb") as f:
+            batches = list(abi.iter_batches(f))
+        events = (
+            np.concatenate([b.events for b in batches]) if batches else abi.empty_events(0)
+        )
+        last = batches[-1] if batches else None
+        drops = {
+            "kernel_drops": last.kernel_drops if last else 0,
+            "inflight_drops": last.inflight_drops if last else 0,
+            "send_drops": last.send_drops if last else 0,
+        }
+        return Capture(events, batches, stats, err, rc, drops)
+
+
+def run_agent_expect_failure(build: Path, *args: str) -> tuple[int, str]:
+    """Runs the agent to its exit; returns (exit code, stderr)."""
+    p = subprocess.run(
+        [str(build / "xputrace-agent"), *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        stdin=subprocess.DEVNULL,
+    )
+    return p.returncode, p.stderr

@@ -194,7 +194,9 @@ int BPF_KPROBE(cuda_entry)
 		return 0;
 	}
 	e = &s->frames[d];
-	__builtin_memset(e, 0, sizeof(*e));
+	/* duration, ret and cpu are set at return; everything else here */
+	__builtin_memset(&e->stream, 0, sizeof(*e) - offsetof(struct cuda_event, stream));
+	e->h.flags = 0;
 	e->h.func = bpf_get_attach_cookie(ctx);
 	e->h.pid = pid_tgid >> 32;
 	e->h.tid = (__u32)pid_tgid;
@@ -221,24 +223,30 @@ int BPF_KRETPROBE(cuda_return)
 		s->overflow--;
 		return 0;
 	}
-	/* Frames above ours belong to calls whose return we never saw: count them lost. */
 	depth = s->depth;
-	for (i = 0; i < MAX_DEPTH; i++) {
-		if (i >= depth)
-			break;
-		d = depth - 1 - i;
-		asm volatile("" : "+r"(d));	/* bounds-check the index the load uses */
-		if (d >= MAX_DEPTH)
-			break;
+	d = depth - 1;
+	asm volatile("" : "+r"(d));	/* bounds-check the index the load uses */
+	if (d < MAX_DEPTH && s->frames[d].h.func == func) {
 		in = &s->frames[d];
-		if (in->h.func == func)
-			break;
-		count_drop(XPU_DROP_INFLIGHT);
-		in = NULL;
-	}
-	if (!in) {
-		s->depth = 0;
-		return 0;
+	} else {
+		/* Frames above ours belong to calls whose return we never saw. */
+		for (i = 0; i < MAX_DEPTH; i++) {
+			if (i >= depth)
+				break;
+			d = depth - 1 - i;
+			asm volatile("" : "+r"(d));
+			if (d >= MAX_DEPTH)
+				break;
+			in = &s->frames[d];
+			if (in->h.func == func)
+				break;
+			count_drop(XPU_DROP_INFLIGHT);
+			in = NULL;
+		}
+		if (!in) {
+			s->depth = 0;
+			return 0;
+		}
 	}
 	s->depth = d;
 	in->h.duration_ns = now - in->h.ts_ns;

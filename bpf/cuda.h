@@ -73,9 +73,12 @@ enum cuda_fn {
  *   ptr    launch: kernel function; memcpy: dst; alloc: the pointer returned
  *          (0 unless the call succeeded); free: the pointer; event: the event;
  *          graph launch: the executable graph
- *   ptr2   memcpy: src
+ *   ptr2   memcpy: src (allocations use it for the out-pointer until the call
+ *          returns; it is 0 in the event)
  *   bytes  memcpy: count; alloc: size; launch: dynamic shared memory
  *   kind   memcpy: cudaMemcpyKind; managed alloc: flags
+ *   stream every call that takes a stream (launches, async copies, async
+ *          alloc/free, event record, graph launch, stream sync)
  */
 struct cuda_event {
 	struct xpu_event_hdr h;

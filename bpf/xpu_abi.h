@@ -77,7 +77,7 @@ struct xpu_batch_hdr {
 	__u32 event_count;
 	__u64 seq;		/* batch number, from 0, per agent run */
 	__u64 kernel_drops;	/* ring buffer full at return */
-	__u64 inflight_drops;	/* in-flight map full at entry */
+	__u64 inflight_drops;	/* lost before return: in-flight stack full, or return never seen */
 	__u64 send_drops;	/* events the agent could not hand to its output */
 	__s64 mono_to_real_ns;	/* add to ts_ns for nanoseconds since the Unix epoch */
 	__u32 agent_pid;

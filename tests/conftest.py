@@ -77,3 +77,13 @@ def build_dir() -> Path:
     if not (path / "xputrace-agent").exists():
         pytest.fail(f"xputrace-agent is not built in {path}: run `make build` first")
     return path
+
+
+@pytest.fixture(scope="session")
+def cudart12() -> Path:
+    """The real libcudart.so.12 from the nvidia-cuda-runtime-cu12 wheel."""
+    import nvidia.cuda_runtime as m
+
+    path = Path(list(m.__path__)[0]) / "lib" / "libcudart.so.12"
+    assert path.exists(), path
+    return path

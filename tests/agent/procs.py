@@ -97,6 +97,7 @@ class Capture:
     stderr: str
     returncode: int
     final_drops: dict[str, int] = field(default_factory=dict)
+    libraries: list[str] = field(default_factory=list)  # what the agent attached to
 
     def names(self) -> np.ndarray:
         names = abi.function_names()
@@ -137,7 +138,7 @@ class Agent(JsonLineProc):
             "inflight_drops": last.inflight_drops if last else 0,
             "send_drops": last.send_drops if last else 0,
         }
-        return Capture(events, batches, stats, err, rc, drops)
+        return Capture(events, batches, stats, err, rc, drops, self.ready["libraries"])
 
 
 def run_agent_expect_failure(build: Path, *args: str) -> tuple[int, str]:

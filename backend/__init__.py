@@ -1,0 +1,1 @@
+"""xputrace backend: REST API, ingest of agent event batches, storage, trace jobs."""

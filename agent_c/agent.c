@@ -39,6 +39,7 @@ static struct env {
 	const char *curve_keyfile;
 	const char *proc_root;
 	long ringbuf_kb;
+	long max_threads;
 	long wakeup_kb;
 	long batch_events;
 	long flush_ms;
@@ -50,6 +51,7 @@ static struct env {
 	.machine_id = "",
 	.proc_root = "/proc",
 	.ringbuf_kb = 8192,
+	.max_threads = 4096,
 	.wakeup_kb = -1,
 	.batch_events = 4096,
 	.flush_ms = 200,
@@ -61,7 +63,7 @@ static struct env {
 enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
-	OPT_PROC_ROOT, OPT_RINGBUF_KB, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
+	OPT_PROC_ROOT, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS,
 };
 
@@ -88,6 +90,8 @@ static const struct argp_option opts[] = {
 	{ "ringbuf-kb", OPT_RINGBUF_KB, "KB", 0, "Ring buffer size, a power of two >= 4 (8192)" },
 	{ "wakeup-kb", OPT_WAKEUP_KB, "KB", 0,
 	  "Wake the agent once this much is buffered (ring/8); above the ring: poll only" },
+	{ "max-threads", OPT_MAX_THREADS, "N", 0,
+	  "In-flight slots, a power of two (4096); threads sharing one lose calls, counted" },
 	{ "batch-events", OPT_BATCH_EVENTS, "N", 0, "Events per batch (4096)" },
 	{ "flush-ms", OPT_FLUSH_MS, "MS", 0, "Send a partial batch after this long (200)" },
 	{ "poll-ms", OPT_POLL_MS, "MS", 0, "Ring buffer poll timeout (100)" },
@@ -166,6 +170,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 		if (env.ringbuf_kb & (env.ringbuf_kb - 1))
 			argp_error(st, "invalid --ringbuf-kb '%s': must be a power of two", arg);
 		break;
+	case OPT_MAX_THREADS:
+		env.max_threads = parse_long("max-threads", arg, 1, 1 << 20, st);
+		if (env.max_threads & (env.max_threads - 1))
+			argp_error(st, "invalid --max-threads '%s': must be a power of two", arg);
+		break;
 	case OPT_WAKEUP_KB: env.wakeup_kb = parse_long("wakeup-kb", arg, 0, 1 << 21, st); break;
 	case OPT_BATCH_EVENTS:
 		env.batch_events = parse_long("batch-events", arg, 1, 1 << 20, st);
@@ -234,37 +243,35 @@ static __u64 now_ns(clockid_t clk)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-/* Calls that entered and had not returned when we detached, read with a task iterator. */
+/* Calls that entered and had not returned when we detached. */
 static int emit_incomplete(struct agent *a)
 {
+	int fd = bpf_map__fd(a->skel->maps.inflight);
 	__u64 now = now_ns(CLOCK_MONOTONIC);
-	struct bpf_link *link;
-	struct cuda_event e;
-	ssize_t got;
-	size_t have = 0;
-	int fd;
+	struct cuda_inflight s;
+	__u32 key, depth, d;
 
-	link = bpf_program__attach_iter(a->skel->progs.dump_inflight, NULL);
-	if (!link)
-		return -errno;
-	fd = bpf_iter_create(bpf_link__fd(link));
-	if (fd < 0) {
-		bpf_link__destroy(link);
-		return -errno;
+	for (key = 0; key < (__u32)env.max_threads; key++) {
+		if (bpf_map_lookup_elem(fd, &key, &s))
+			return -errno;
+		depth = (__u32)s.state;
+		for (d = 0; d < depth && d < CUDA_INFLIGHT_FRAMES; d++) {
+			struct cuda_event *e = &s.frames[d];
+
+			e->h.flags |= XPU_EV_INCOMPLETE;
+			e->h.duration_ns = now > e->h.ts_ns ? now - e->h.ts_ns : 0;
+			e->h.ret = 0;
+			switch (e->h.func >> 8) {
+			case CUDA_ARGS_ALLOC:
+			case CUDA_ARGS_ALLOC_ASYNC:
+			case CUDA_ARGS_ALLOC_MANAGED:
+				e->ptr2 = 0;	/* an out-pointer, not an argument */
+			}
+			memcpy(drain_slot(&a->drain), e, sizeof(*e));
+			a->incomplete++;
+		}
 	}
-	while ((got = read(fd, (char *)&e + have, sizeof(e) - have)) > 0) {
-		have += got;
-		if (have < sizeof(e))
-			continue;
-		have = 0;
-		e.h.flags |= XPU_EV_INCOMPLETE;
-		e.h.duration_ns = now > e.h.ts_ns ? now - e.h.ts_ns : 0;
-		memcpy(drain_slot(&a->drain), &e, sizeof(e));
-		a->incomplete++;
-	}
-	close(fd);
-	bpf_link__destroy(link);
-	return got < 0 ? -errno : 0;
+	return 0;
 }
 
 static int attach_library(struct agent *a, const char *path, pid_t pid, char *err, size_t errlen)
@@ -409,6 +416,8 @@ int main(int argc, char **argv)
 		strncpy((char *)a.skel->rodata->targ_comm, env.target_comm, XPU_COMM_LEN - 1);
 	}
 	bpf_map__set_max_entries(a.skel->maps.events, ring_bytes);
+	bpf_map__set_max_entries(a.skel->maps.inflight, env.max_threads);
+	a.skel->rodata->slot_mask = env.max_threads - 1;
 	ret = cuda_bpf__load(a.skel);
 	if (ret) {
 		/* As root, EACCES is the verifier refusing the program, not a permission. */

@@ -20,13 +20,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Child, median  # noqa: E402
+from common import Child, median
 
 
 def cudart12() -> str:
     import nvidia.cuda_runtime as m
 
-    return os.path.join(list(m.__path__)[0], "lib", "libcudart.so.12")
+    return os.path.join(next(iter(m.__path__)), "lib", "libcudart.so.12")
 
 
 def timed(target: Child, calls: int) -> float:
@@ -60,8 +60,9 @@ def main() -> int:
             results["empty_pair"].append(timed(target, args.calls))
             empty.stop()
             agent = Child([
-                *pin_tools, str(build / "xputrace-agent"), "--monitor-id", "bench", "--monitor-type", "CUDA",
-                "--target-pid", str(pid), "--output", os.path.join(tmp, f"cap{r}.bin"), *extra,
+                *pin_tools, str(build / "xputrace-agent"), "--monitor-id", "bench",
+                "--monitor-type", "CUDA", "--target-pid", str(pid),
+                "--output", os.path.join(tmp, f"cap{r}.bin"), *extra,
             ])
             agent.read("ready")
             results["full_probe"].append(timed(target, args.calls))
@@ -79,7 +80,9 @@ def main() -> int:
     # is steadier than a ratio of medians on a noisy machine.
     per_round = [
         (f - u) / (e - u)
-        for u, e, f in zip(results["unprobed"], results["empty_pair"], results["full_probe"])
+        for u, e, f in zip(
+            results["unprobed"], results["empty_pair"], results["full_probe"], strict=True
+        )
     ]
     ratio = median(per_round)
     report = {

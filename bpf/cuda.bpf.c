@@ -19,30 +19,19 @@ const volatile __u32 targ_tgid = 0;		/* 0: any process */
 const volatile __u8 filter_comm = 0;		/* 1: only tasks named targ_comm */
 const volatile char targ_comm[XPU_COMM_LEN] = {};
 const volatile __u64 wakeup_bytes = 0;		/* wake the agent past this much data */
+const volatile __u32 slot_mask = 4095;		/* inflight's max_entries - 1 */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);		/* resized by the agent */
 } events SEC(".maps");
 
-/*
- * Calls that have entered and not yet returned, as a small stack per thread in
- * task-local storage: no hashing or locking on the hot path, and nesting (a
- * runtime call that calls the driver) pairs up last-in first-out.
- */
-#define MAX_DEPTH 8
-
-struct inflight {
-	__u32 depth;		/* frames in use */
-	__u32 overflow;		/* calls entered while full, not yet returned */
-	struct cuda_event frames[MAX_DEPTH];
-};
-
+/* See struct cuda_inflight in cuda.h. */
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct inflight);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4096);		/* resized by the agent, a power of two */
+	__type(key, __u32);
+	__type(value, struct cuda_inflight);
 } inflight SEC(".maps");
 
 struct {
@@ -171,39 +160,48 @@ static __always_inline void read_args(struct pt_regs *ctx, __u64 func, struct cu
 SEC("uprobe")
 int BPF_KPROBE(cuda_entry)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 pid_tgid = bpf_get_current_pid_tgid(), st, next;
+	__u32 tid = (__u32)pid_tgid, key = tid & slot_mask, depth;
+	struct cuda_inflight *s;
 	struct task_struct *task;
-	struct inflight *s;
 	struct cuda_event *e;
-	__u32 d;
 
 	if (targ_tgid && (pid_tgid >> 32) != targ_tgid)
 		return 0;
 	if (filter_comm && !comm_matches())
 		return 0;
-	task = bpf_get_current_task_btf();
-	s = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!s) {
+	s = bpf_map_lookup_elem(&inflight, &key);
+	if (!s)
+		return 0;
+	st = s->state;
+	depth = (__u32)st;
+	if ((st >> 32) != tid && depth) {
+		/* another thread with the same slot is inside a call */
 		count_drop(XPU_DROP_INFLIGHT);
 		return 0;
 	}
-	d = s->depth;
-	if (d >= MAX_DEPTH) {
-		s->overflow++;
+	if ((st >> 32) != tid)
+		depth = 0;
+	next = ((__u64)tid << 32) | (depth + 1);
+	if (__sync_val_compare_and_swap(&s->state, st, next) != st) {
 		count_drop(XPU_DROP_INFLIGHT);
 		return 0;
 	}
-	e = &s->frames[d];
+	if (depth >= CUDA_INFLIGHT_FRAMES) {
+		count_drop(XPU_DROP_INFLIGHT);	/* nested too deep to keep */
+		return 0;
+	}
+	e = &s->frames[depth];
 	/* duration, ret and cpu are set at return; everything else here */
 	__builtin_memset(&e->stream, 0, sizeof(*e) - offsetof(struct cuda_event, stream));
 	e->h.flags = 0;
 	e->h.func = bpf_get_attach_cookie(ctx);
 	e->h.pid = pid_tgid >> 32;
-	e->h.tid = (__u32)pid_tgid;
+	e->h.tid = tid;
+	task = bpf_get_current_task_btf();
 	/* Two loads; bpf_get_current_comm() costs about 100 ns more per call. */
 	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
 	read_args(ctx, e->h.func, e);
-	s->depth = d + 1;
 	e->h.ts_ns = bpf_ktime_get_ns();
 	return 0;
 }
@@ -211,31 +209,35 @@ int BPF_KPROBE(cuda_entry)
 SEC("uretprobe")
 int BPF_KRETPROBE(cuda_return)
 {
-	__u64 now = bpf_ktime_get_ns(), func = bpf_get_attach_cookie(ctx), flags = 0, where;
+	__u64 now = bpf_ktime_get_ns(), func = bpf_get_attach_cookie(ctx), flags = 0, st, where;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid(), key = tid & slot_mask, depth, i, d = 0;
 	struct cuda_event *in = NULL;
-	struct inflight *s;
-	__u32 depth, i, d = 0;
+	struct cuda_inflight *s;
 
-	s = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	s = bpf_map_lookup_elem(&inflight, &key);
 	if (!s)
 		return 0;
-	if (s->overflow) {	/* the innermost call was never recorded */
-		s->overflow--;
+	st = s->state;
+	depth = (__u32)st;
+	if ((st >> 32) != tid || !depth)
+		return 0;	/* its entry was not recorded, and counted then */
+	/* Only the owner changes state while depth > 0: plain stores suffice. */
+	if (depth > CUDA_INFLIGHT_FRAMES) {
+		s->state = st - 1;
 		return 0;
 	}
-	depth = s->depth;
 	d = depth - 1;
 	asm volatile("" : "+r"(d));	/* bounds-check the index the load uses */
-	if (d < MAX_DEPTH && s->frames[d].h.func == func) {
+	if (d < CUDA_INFLIGHT_FRAMES && s->frames[d].h.func == func) {
 		in = &s->frames[d];
 	} else {
 		/* Frames above ours belong to calls whose return we never saw. */
-		for (i = 0; i < MAX_DEPTH; i++) {
+		for (i = 0; i < CUDA_INFLIGHT_FRAMES; i++) {
 			if (i >= depth)
 				break;
 			d = depth - 1 - i;
 			asm volatile("" : "+r"(d));
-			if (d >= MAX_DEPTH)
+			if (d >= CUDA_INFLIGHT_FRAMES)
 				break;
 			in = &s->frames[d];
 			if (in->h.func == func)
@@ -244,11 +246,11 @@ int BPF_KRETPROBE(cuda_return)
 			in = NULL;
 		}
 		if (!in) {
-			s->depth = 0;
+			s->state = (__u64)tid << 32;
 			return 0;
 		}
 	}
-	s->depth = d;
+	s->state = ((__u64)tid << 32) | d;
 	in->h.duration_ns = now - in->h.ts_ns;
 	in->h.ret = (__s32)PT_REGS_RC(ctx);	/* cudaError_t and CUresult are ints */
 	in->h.cpu = bpf_get_smp_processor_id();
@@ -270,26 +272,11 @@ int BPF_KRETPROBE(cuda_return)
 	if (wakeup_bytes)
 		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes ?
 			BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
-	/* One copy, done by the kernel; the frame is free again once we return. */
+	/*
+	 * The frame is copied out before this thread can enter another call, so
+	 * the slot can be reused as soon as state says so.
+	 */
 	if (bpf_ringbuf_output(&events, in, sizeof(*in), flags))
 		count_drop(XPU_DROP_RINGBUF);
-	return 0;
-}
-
-/* At stop, after detaching: every call still in flight, one cuda_event each. */
-SEC("iter/task")
-int dump_inflight(struct bpf_iter__task *ctx)
-{
-	struct task_struct *task = ctx->task;
-	struct inflight *s;
-	__u32 d;
-
-	if (!task)
-		return 0;
-	s = bpf_task_storage_get(&inflight, task, 0, 0);
-	if (!s)
-		return 0;
-	for (d = 0; d < MAX_DEPTH && d < s->depth; d++)
-		bpf_seq_write(ctx->meta->seq, &s->frames[d], sizeof(s->frames[d]));
 	return 0;
 }

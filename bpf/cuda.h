@@ -96,4 +96,22 @@ struct cuda_event {
 	__u32 reserved;
 };
 
+/*
+ * Calls that have entered and not yet returned. One slot per thread, chosen
+ * by tid & (slots - 1) in an array map: a lookup the verifier inlines, where
+ * task storage or a hash map costs tens of nanoseconds per call. state is
+ * (tid << 32) | depth and changes hands only by compare-and-swap while depth
+ * is 0; depth counts calls beyond the frames too, so pairs stay last-in
+ * first-out when nesting runs deeper than the frames kept. The agent reads
+ * the slots at stop to report calls still in flight.
+ */
+enum cuda_inflight_const {
+	CUDA_INFLIGHT_FRAMES = 4,
+};
+
+struct cuda_inflight {
+	__u64 state;
+	struct cuda_event frames[4];
+};
+
 #endif /* XPU_CUDA_H */

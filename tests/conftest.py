@@ -84,6 +84,6 @@ def cudart12() -> Path:
     """The real libcudart.so.12 from the nvidia-cuda-runtime-cu12 wheel."""
     import nvidia.cuda_runtime as m
 
-    path = Path(list(m.__path__)[0]) / "lib" / "libcudart.so.12"
+    path = Path(next(iter(m.__path__))) / "lib" / "libcudart.so.12"
     assert path.exists(), path
     return path

@@ -27,7 +27,8 @@ CUDART12 = $(shell $(PY) -c 'import nvidia.cuda_runtime as m, os; print(os.path.
 
 build: venv
 	cmake -S . -B $(BUILD) -DXPU_CUDART12_LIB=$(CUDART12) \
-	      -DXPU_CUDART12_INCLUDE=$(dir $(CUDART12))../include
+	      -DXPU_CUDART12_INCLUDE=$(abspath $(dir $(CUDART12))../include) \
+	      -DXPU_CUDA12_CRT_INCLUDE=$(abspath $(dir $(CUDART12))../../cuda_nvcc/include)
 	cmake --build $(BUILD) -j$$(nproc)
 
 test: build

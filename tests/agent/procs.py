@@ -58,7 +58,7 @@ class JsonLineProc:
             if ready:
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                    err = self.stderr_text()
                     raise EOFError(
                         f"{self.argv[0]} exited ({self.proc.wait()}) before '{key}': {err}"
                     )
@@ -70,6 +70,7 @@ class JsonLineProc:
         self.proc.stdin.flush()
 
     def finish(self, timeout: float = DEADLINE_S) -> int:
+        """Closes stdin (EOF ends the workloads) and waits for the exit."""
         try:
             if self.proc.stdin and not self.proc.stdin.closed:
                 self.proc.stdin.close()
@@ -81,10 +82,20 @@ class JsonLineProc:
             self.proc.kill()
             return self.proc.wait()
 
+    def stderr_text(self) -> str:
+        return self.proc.stderr.read().decode() if self.proc.stderr else ""
+
     def kill(self) -> None:
+        """Ends the process if it still runs and closes its pipes; safe to repeat."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if f:
+                    f.close()
+            except BrokenPipeError:
+                pass
 
 
 @dataclass
@@ -126,7 +137,8 @@ class Agent(JsonLineProc):
         self.proc.send_signal(signal.SIGTERM)
         stats = self.read_json("stats")["stats"]
         rc = self.finish()
-        err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+        err = self.stderr_text()
+        self.kill()
         with open(self.out, "rb") as f:
             batches = list(abi.iter_batches(f))
         events = (

@@ -32,6 +32,7 @@ def trace_workload(
 ) -> tuple[dict[str, Any], dict[str, Any], Capture]:
     """Runs argv under the agent (by pid); returns (ready, done, capture)."""
     work = JsonLineProc(argv, **kw)
+    agent = None
     try:
         ready = work.read_json("ready")
         agent = Agent(build, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]), *agent_args)
@@ -42,6 +43,8 @@ def trace_workload(
         assert work.finish() == 0
     finally:
         work.kill()
+        if agent:
+            agent.kill()
     assert cap.returncode == 0, cap.stderr
     return ready, done, cap
 
@@ -193,6 +196,7 @@ def test_call_in_flight_at_stop_is_incomplete(build_dir: Path, tmp_path: Path) -
             "--iters", "1"]
     env = dict(os.environ, XPU_FAKE_DRIVER_DELAY_US="30000000")
     work = JsonLineProc(argv, env=env)
+    agent = None
     try:
         ready = work.read_json("ready")
         agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]))
@@ -201,6 +205,8 @@ def test_call_in_flight_at_stop_is_incomplete(build_dir: Path, tmp_path: Path) -
         cap = agent.stop()
     finally:
         work.kill()
+        if agent:
+            agent.kill()
     assert cap.returncode == 0, cap.stderr
     assert cap.stats["incomplete"] == 1
     (ev,) = cap.events

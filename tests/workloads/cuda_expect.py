@@ -1,0 +1,117 @@
+"""What the C workloads call, argument by argument: the tests' ground truth.
+
+Mirrors cuda_calls.c and cuda_driver_calls.c round by round, and names each
+argument the way struct cuda_event reports it (see the comment in bpf/cuda.h):
+ptr is the kernel function, the copy's destination, the freed pointer, the
+event or the graph (0 for allocations, which fail without a GPU); ptr2 the
+copy's source; bytes the count, size or dynamic shared memory; kind the copy
+kind or managed-allocation flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Call", "expected_burst", "expected_calls", "expected_driver_calls", "PTSZ_SYMBOLS"]
+
+# Where the CUDA 12/13 headers send each call under CUDA_API_PER_THREAD_DEFAULT_STREAM.
+PTSZ_SYMBOLS = {
+    "cudaLaunchKernel": "cudaLaunchKernel_ptsz",
+    "cudaLaunchKernelExC": "cudaLaunchKernelExC_ptsz",
+    "cudaMemcpy": "cudaMemcpy_ptds",
+    "cudaMemcpyAsync": "cudaMemcpyAsync_ptsz",
+    "cudaMallocAsync": "cudaMallocAsync_ptsz",
+    "cudaFreeAsync": "cudaFreeAsync_ptsz",
+    "cudaStreamSynchronize": "cudaStreamSynchronize_ptsz",
+    "cudaEventRecord": "cudaEventRecord_ptsz",
+    "cudaGraphLaunch": "cudaGraphLaunch_ptsz",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    thread: int
+    symbol: str
+    stream: int = 0
+    ptr: int = 0
+    ptr2: int = 0
+    bytes: int = 0
+    grid: tuple[int, int, int] = (0, 0, 0)
+    block: tuple[int, int, int] = (0, 0, 0)
+    kind: int = 0
+    extra: dict[str, int] = field(default_factory=dict, compare=False)
+
+
+def _round(t: int, i: int) -> list[Call]:
+    stream = 0x7000 + t * 0x100 + i % 5
+    dst = 0xD000000 + t * 0x10000 + i * 0x100
+    src = 0x5000000 + t * 0x10000 + i * 0x100
+    count = 64 * (t + 1) + i
+    func = 0x10000 + t * 0x100 + i % 3
+    event = 0xE0000 + t * 0x100 + i
+    return [
+        Call(t, "cudaMalloc", bytes=4096 * (t + 1) + i),
+        Call(t, "cudaMallocAsync", stream=stream, bytes=8192 * (t + 1) + i),
+        Call(t, "cudaMallocManaged", bytes=100 * (t + 1) + i, kind=1 + i % 2),
+        Call(t, "cudaMemcpy", ptr=dst, ptr2=src, bytes=count, kind=i % 5),
+        Call(t, "cudaMemcpy", ptr=src, ptr2=dst, bytes=count + 1, kind=(i + 1) % 5),
+        Call(t, "cudaMemcpyAsync", stream=stream, ptr=dst, ptr2=src, bytes=count + 2,
+             kind=(i + 2) % 5),
+        Call(t, "cudaLaunchKernel", stream=stream, ptr=func, bytes=128 * t + i,
+             grid=(t + 2, i % 4 + 1, 3), block=(32 * (t + 1), 2, 1 + i % 2)),
+        Call(t, "cudaLaunchKernelExC", stream=stream, ptr=func, bytes=256 + i,
+             grid=(i + 1, t + 1, 2), block=(64, t + 1, 1)),
+        Call(t, "cudaFree", ptr=0xF000000 + t * 0x1000 + i),
+        Call(t, "cudaFreeAsync", stream=stream, ptr=0xF800000 + t * 0x1000 + i),
+        Call(t, "cudaStreamSynchronize", stream=stream),
+        Call(t, "cudaDeviceSynchronize"),
+        Call(t, "cudaEventRecord", stream=stream, ptr=event),
+        Call(t, "cudaEventSynchronize", ptr=event),
+        Call(t, "cudaGraphLaunch", stream=stream, ptr=0x90000 + t * 0x100 + i),
+    ]
+
+
+def _renamed(call: Call, ptsz: bool) -> Call:
+    if not ptsz or call.symbol not in PTSZ_SYMBOLS:
+        return call
+    return Call(**{**call.__dict__, "symbol": PTSZ_SYMBOLS[call.symbol]})
+
+
+def expected_calls(threads: int, iters: int, ptsz: bool = False) -> list[Call]:
+    """cuda_calls --threads T --iters N: thread t makes N * (t + 1) rounds, in this order."""
+    return [
+        _renamed(c, ptsz)
+        for t in range(threads)
+        for i in range(iters * (t + 1))
+        for c in _round(t, i)
+    ]
+
+
+def expected_burst(threads: int, m: int) -> list[Call]:
+    """cuda_calls --burst M: M identical host-to-host copies per thread."""
+    return [Call(t, "cudaMemcpy", bytes=16) for t in range(threads) for _ in range(m)]
+
+
+def _driver_round(t: int, i: int) -> list[Call]:
+    stream = 0x6000 + t * 0x100 + i % 3
+    dev = 0xA0000 + t * 0x1000 + i * 0x10
+    host = 0x4000000 + t * 0x1000 + i * 0x10
+    nbytes = 512 * (t + 1) + i
+    return [
+        Call(t, "cuMemAlloc_v2", bytes=nbytes),
+        Call(t, "cuMemcpyHtoDAsync_v2", stream=stream, ptr=dev, ptr2=host, bytes=nbytes, kind=1),
+        Call(t, "cuMemcpyDtoHAsync_v2", stream=stream, ptr=host, ptr2=dev, bytes=nbytes + 1,
+             kind=2),
+        Call(t, "cuLaunchKernel", stream=stream, ptr=0x3000 + t * 0x10 + i % 2,
+             bytes=64 * i + t, grid=(t + 1, i % 3 + 1, 2), block=(128, t + 2, i % 2 + 1)),
+        Call(t, "cuStreamSynchronize", stream=stream),
+        Call(t, "cuCtxSynchronize"),
+        Call(t, "cuMemFree_v2", ptr=0xB0000 + t * 0x1000 + i),
+    ]
+
+
+def expected_driver_calls(threads: int, iters: int) -> list[Call]:
+    """cuda_driver_calls --threads T --iters N, against the stand-in libcuda."""
+    return [
+        c for t in range(threads) for i in range(iters * (t + 1)) for c in _driver_round(t, i)
+    ]

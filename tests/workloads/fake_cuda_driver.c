@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Stand-in for the NVIDIA driver library (libcuda.so.1), which cannot be
+ * obtained here. Built from the real cuda.h, so every function has exactly the
+ * header's prototype (the compiler checks); the header's own macros give the
+ * exported names (cuMemAlloc -> cuMemAlloc_v2, ...). Behaves as the driver does
+ * without a device: cuInit fails with CUDA_ERROR_NO_DEVICE, everything else with
+ * CUDA_ERROR_NOT_INITIALIZED. XPU_FAKE_DRIVER_DELAY_US makes each call sleep
+ * that long (read once, at load).
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <unistd.h>
+#include <cuda.h>
+
+static useconds_t delay_us;
+
+__attribute__((constructor)) static void read_delay(void)
+{
+	const char *s = getenv("XPU_FAKE_DRIVER_DELAY_US");
+
+	delay_us = s ? (useconds_t)strtoul(s, NULL, 10) : 0;
+}
+
+static CUresult not_initialized(void)
+{
+	if (delay_us)
+		usleep(delay_us);
+	return CUDA_ERROR_NOT_INITIALIZED;
+}
+
+CUresult CUDAAPI cuInit(unsigned int flags)
+{
+	return CUDA_ERROR_NO_DEVICE;
+}
+
+CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
+				unsigned int gridDimZ, unsigned int blockDimX,
+				unsigned int blockDimY, unsigned int blockDimZ,
+				unsigned int sharedMemBytes, CUstream hStream, void **kernelParams,
+				void **extra)
+{
+	return not_initialized();
+}
+
+CUresult CUDAAPI cuMemAlloc(CUdeviceptr *dptr, size_t bytesize)
+{
+	return not_initialized();
+}
+
+CUresult CUDAAPI cuMemFree(CUdeviceptr dptr)
+{
+	return not_initialized();
+}
+
+CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount,
+				   CUstream hStream)
+{
+	return not_initialized();
+}
+
+CUresult CUDAAPI cuMemcpyDtoHAsync(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
+				   CUstream hStream)
+{
+	return not_initialized();
+}
+
+CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
+{
+	return not_initialized();
+}
+
+CUresult CUDAAPI cuCtxSynchronize(void)
+{
+	return not_initialized();
+}

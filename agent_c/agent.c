@@ -23,6 +23,7 @@
 #include "exit_codes.h"
 #include "proc_helpers.h"
 #include "sink_helpers.h"
+#include "uprobe_multi_helpers.h"
 
 #define MAX_LIBS 16
 #define MAX_LINKS (2 * MAX_LIBS * 32)
@@ -46,8 +47,10 @@ static struct env {
 	long poll_ms;
 	long send_hwm;
 	long linger_ms;
+	const char *attach_mode;
 	bool verbose;
 } env = {
+	.attach_mode = "auto",
 	.machine_id = "",
 	.proc_root = "/proc",
 	.ringbuf_kb = 8192,
@@ -63,7 +66,7 @@ static struct env {
 enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
-	OPT_PROC_ROOT, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
+	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS,
 };
 
@@ -87,6 +90,9 @@ static const struct argp_option opts[] = {
 	{ "curve-keyfile", OPT_CURVE_KEYFILE, "FILE", 0,
 	  "CURVE keys: server_public_key=, public_key=, secret_key= (Z85)" },
 	{ "proc-root", OPT_PROC_ROOT, "DIR", 0, "procfs mount (default /proc)" },
+	{ "attach-mode", OPT_ATTACH_MODE, "MODE", 0,
+	  "multi (one uprobe_multi link per library, Linux 6.6+), perf (a link per probe), "
+	  "or auto (multi where the kernel has it)" },
 	{ "ringbuf-kb", OPT_RINGBUF_KB, "KB", 0, "Ring buffer size, a power of two >= 4 (8192)" },
 	{ "wakeup-kb", OPT_WAKEUP_KB, "KB", 0,
 	  "Wake the agent once this much is buffered (ring/8); above the ring: poll only" },
@@ -165,6 +171,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 	case OPT_OUTPUT: env.output = arg; break;
 	case OPT_CURVE_KEYFILE: env.curve_keyfile = arg; break;
 	case OPT_PROC_ROOT: env.proc_root = arg; break;
+	case OPT_ATTACH_MODE:
+		if (strcmp(arg, "auto") && strcmp(arg, "multi") && strcmp(arg, "perf"))
+			argp_error(st, "invalid --attach-mode '%s': auto, multi or perf", arg);
+		env.attach_mode = arg;
+		break;
 	case OPT_RINGBUF_KB:
 		env.ringbuf_kb = parse_long("ringbuf-kb", arg, 4, 1 << 20, st);
 		if (env.ringbuf_kb & (env.ringbuf_kb - 1))
@@ -230,8 +241,11 @@ struct agent {
 	struct cuda_bpf *skel;
 	struct sink *sink;
 	struct drain drain;
-	struct bpf_link *links[MAX_LINKS];
+	bool multi;			/* one uprobe_multi link per library and direction */
+	struct bpf_link *links[MAX_LINKS];	/* otherwise one perf link per probe */
 	int nlinks;
+	int multi_fds[2 * MAX_LIBS];
+	int nmulti;
 	__u64 incomplete;
 };
 
@@ -274,11 +288,65 @@ static int emit_incomplete(struct agent *a)
 	return 0;
 }
 
+static int attach_perf_links(struct agent *a, const char *path, pid_t pid, const char **names,
+			     const unsigned long *offsets, const __u64 *cookies, int n,
+			     char *err, size_t errlen)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, uo);
+	struct bpf_program *progs[2] = { a->skel->progs.cuda_entry, a->skel->progs.cuda_return };
+	int i, r, e;
+
+	for (i = 0; i < n; i++) {
+		for (r = 0; r < 2; r++) {
+			if (a->nlinks == MAX_LINKS) {
+				snprintf(err, errlen, "too many probes (more than %d)", MAX_LINKS);
+				return -AGENT_START_FAILED;
+			}
+			uo.bpf_cookie = cookies[i];
+			uo.retprobe = r;
+			a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
+				progs[r], pid ? pid : -1, path, offsets[i], &uo);
+			if (!a->links[a->nlinks]) {
+				e = errno;
+				snprintf(err, errlen, "failed to attach uprobe to %s in %s: %s",
+					 names[i], path, strerror(e));
+				return -(e == EPERM || e == EACCES ? AGENT_PERMISSION_DENIED
+								   : AGENT_START_FAILED);
+			}
+			a->nlinks++;
+		}
+	}
+	return 0;
+}
+
+static int attach_multi_links(struct agent *a, const char *path, pid_t pid,
+			      const unsigned long *offsets, const __u64 *cookies, int n,
+			      char *err, size_t errlen)
+{
+	struct bpf_program *progs[2] = { a->skel->progs.cuda_entry, a->skel->progs.cuda_return };
+	int r, fd;
+
+	for (r = 0; r < 2; r++) {
+		fd = uprobe_multi_attach(progs[r], path, pid, offsets, cookies, n, r);
+		if (fd < 0) {
+			snprintf(err, errlen, "failed to attach %d uprobes in %s: %s", n, path,
+				 strerror(-fd));
+			return -(fd == -EPERM || fd == -EACCES ? AGENT_PERMISSION_DENIED
+							       : AGENT_START_FAILED);
+		}
+		a->multi_fds[a->nmulti++] = fd;
+	}
+	return 0;
+}
+
+/* Returns the number of functions hooked in path, or minus an exit code. */
 static int attach_library(struct agent *a, const char *path, pid_t pid, char *err, size_t errlen)
 {
 	struct elf_sym_query q[cuda_function_count];
-	LIBBPF_OPTS(bpf_uprobe_opts, uo);
-	int found, i, j, e, n = 0;
+	unsigned long offsets[cuda_function_count];
+	__u64 cookies[cuda_function_count];
+	const char *names[cuda_function_count];
+	int found, i, j, n = 0, ret;
 	bool dup;
 
 	found = cuda_resolve_library(path, q, err, errlen);
@@ -292,31 +360,24 @@ static int attach_library(struct agent *a, const char *path, pid_t pid, char *er
 			dup |= q[j].offset == q[i].offset;
 		if (dup)
 			continue;
-		if (a->nlinks + 2 > MAX_LINKS) {
-			snprintf(err, errlen, "too many probes (more than %d)", MAX_LINKS);
-			return -AGENT_START_FAILED;
-		}
-		uo.bpf_cookie = cuda_functions[i].id;
-		uo.retprobe = false;
-		a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
-			a->skel->progs.cuda_entry, pid ? pid : -1, path, q[i].offset, &uo);
-		if (!a->links[a->nlinks])
-			goto fail;
-		a->nlinks++;
-		uo.retprobe = true;
-		a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
-			a->skel->progs.cuda_return, pid ? pid : -1, path, q[i].offset, &uo);
-		if (!a->links[a->nlinks])
-			goto fail;
-		a->nlinks++;
-		n++;
+		offsets[n] = q[i].offset;
+		cookies[n] = cuda_functions[i].id;
+		names[n++] = cuda_functions[i].name;
 	}
-	return n;
-fail:
-	e = errno;
-	snprintf(err, errlen, "failed to attach uprobe to %s in %s: %s", cuda_functions[i].name,
-		 path, strerror(e));
-	return -(e == EPERM || e == EACCES ? AGENT_PERMISSION_DENIED : AGENT_START_FAILED);
+	if (a->multi)
+		ret = attach_multi_links(a, path, pid, offsets, cookies, n, err, errlen);
+	else
+		ret = attach_perf_links(a, path, pid, names, offsets, cookies, n, err, errlen);
+	return ret ? ret : n;
+}
+
+static void detach_all(struct agent *a)
+{
+	for (int i = 0; i < a->nlinks; i++)
+		bpf_link__destroy(a->links[i]);
+	for (int i = 0; i < a->nmulti; i++)
+		close(a->multi_fds[i]);
+	a->nlinks = a->nmulti = 0;
 }
 
 /* Fills libs with what to attach to; returns the count or minus an exit code. */
@@ -415,6 +476,18 @@ int main(int argc, char **argv)
 		a.skel->rodata->filter_comm = 1;
 		strncpy((char *)a.skel->rodata->targ_comm, env.target_comm, XPU_COMM_LEN - 1);
 	}
+	a.multi = strcmp(env.attach_mode, "perf") && uprobe_multi_supported();
+	if (!a.multi && !strcmp(env.attach_mode, "multi")) {
+		ret = agent_fail(AGENT_START_FAILED, "this kernel has no uprobe_multi links "
+				 "(Linux 6.6+); use --attach-mode perf");
+		goto cleanup;
+	}
+	if (a.multi) {
+		bpf_program__set_expected_attach_type(a.skel->progs.cuda_entry,
+			(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
+		bpf_program__set_expected_attach_type(a.skel->progs.cuda_return,
+			(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
+	}
 	bpf_map__set_max_entries(a.skel->maps.events, ring_bytes);
 	bpf_map__set_max_entries(a.skel->maps.inflight, env.max_threads);
 	a.skel->rodata->slot_mask = env.max_threads - 1;
@@ -484,9 +557,7 @@ int main(int argc, char **argv)
 	}
 
 	/* Stop new events, take what the kernel holds, then the calls still in flight. */
-	for (i = 0; i < a.nlinks; i++)
-		bpf_link__destroy(a.links[i]);
-	a.nlinks = 0;
+	detach_all(&a);
 	drain_consume(&a.drain);
 	n = emit_incomplete(&a);
 	if (n)
@@ -496,8 +567,7 @@ int main(int argc, char **argv)
 	print_stats(&a);
 
 cleanup:
-	for (i = 0; i < a.nlinks; i++)
-		bpf_link__destroy(a.links[i]);
+	detach_all(&a);
 	drain_free(&a.drain);
 	sink_close(a.sink);
 	cuda_bpf__destroy(a.skel);

@@ -4,7 +4,11 @@
  * of one library in one process, prints {"ready": true}, and holds them until
  * SIGTERM. The baseline the CUDA probe's cost is measured against.
  *
- * usage: xpu-bench-empty-pair PID LIBRARY SYMBOL
+ * Attaches the way xputrace-agent does: a uprobe_multi link per direction
+ * where the kernel has them, else perf links ("perf" as 4th argument forces
+ * those, as --attach-mode perf does for the agent).
+ *
+ * usage: xpu-bench-empty-pair PID LIBRARY SYMBOL [perf]
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,6 +19,7 @@
 #include <bpf/libbpf.h>
 #include "elf_helpers.h"
 #include "empty.skel.h"
+#include "uprobe_multi_helpers.h"
 
 static volatile sig_atomic_t exiting;
 
@@ -27,12 +32,15 @@ int main(int argc, char **argv)
 {
 	struct bpf_link *entry = NULL, *ret = NULL;
 	struct elf_sym_query q = {};
+	int fds[2] = { -1, -1 };
+	unsigned long offset;
+	bool multi;
 	struct empty_bpf *skel;
 	char err[512];
 	int rc = 1;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s PID LIBRARY SYMBOL\n", argv[0]);
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: %s PID LIBRARY SYMBOL [perf]\n", argv[0]);
 		return 2;
 	}
 	q.name = argv[3];
@@ -42,25 +50,50 @@ int main(int argc, char **argv)
 	}
 	signal(SIGTERM, sig_handler);
 	signal(SIGINT, sig_handler);
-	skel = empty_bpf__open_and_load();
-	if (!skel) {
-		fprintf(stderr, "failed to load BPF object: %s\n", strerror(errno));
+	multi = argc == 4 && uprobe_multi_supported();
+	skel = empty_bpf__open();
+	if (!skel)
 		return 1;
+	if (multi) {
+		bpf_program__set_expected_attach_type(skel->progs.empty_entry,
+			(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
+		bpf_program__set_expected_attach_type(skel->progs.empty_return,
+			(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
 	}
-	entry = bpf_program__attach_uprobe(skel->progs.empty_entry, false, atoi(argv[1]), argv[2],
-					   q.offset);
-	ret = bpf_program__attach_uprobe(skel->progs.empty_return, true, atoi(argv[1]), argv[2],
-					 q.offset);
-	if (!entry || !ret) {
-		fprintf(stderr, "failed to attach uprobes: %s\n", strerror(errno));
+	if (empty_bpf__load(skel)) {
+		fprintf(stderr, "failed to load BPF object: %s\n", strerror(errno));
 		goto cleanup;
 	}
-	printf("{\"ready\": true}\n");
+	offset = q.offset;
+	if (multi) {
+		fds[0] = uprobe_multi_attach(skel->progs.empty_entry, argv[2], atoi(argv[1]),
+					     &offset, NULL, 1, false);
+		fds[1] = uprobe_multi_attach(skel->progs.empty_return, argv[2], atoi(argv[1]),
+					     &offset, NULL, 1, true);
+		if (fds[0] < 0 || fds[1] < 0) {
+			fprintf(stderr, "failed to attach uprobe_multi links\n");
+			goto cleanup;
+		}
+	} else {
+		entry = bpf_program__attach_uprobe(skel->progs.empty_entry, false, atoi(argv[1]),
+						   argv[2], q.offset);
+		ret = bpf_program__attach_uprobe(skel->progs.empty_return, true, atoi(argv[1]),
+						 argv[2], q.offset);
+		if (!entry || !ret) {
+			fprintf(stderr, "failed to attach uprobes: %s\n", strerror(errno));
+			goto cleanup;
+		}
+	}
+	printf("{\"ready\": true, \"attach\": \"%s\"}\n", multi ? "multi" : "perf");
 	fflush(stdout);
 	while (!exiting)
 		pause();
 	rc = 0;
 cleanup:
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
 	bpf_link__destroy(entry);
 	bpf_link__destroy(ret);
 	empty_bpf__destroy(skel);

@@ -40,8 +40,11 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--agent-args", default="", help="extra xputrace-agent flags")
+    ap.add_argument("--attach-mode", choices=["auto", "perf"], default="auto",
+                    help="how both the empty pair and the agent attach")
     args = ap.parse_args()
-    extra = args.agent_args.split()
+    extra = [*args.agent_args.split(), "--attach-mode", args.attach_mode]
+    empty_mode = ["perf"] if args.attach_mode == "perf" else []
     build = Path(args.build).resolve()
     lib = cudart12()
     # The traced loop on CPU 0, probes' user-space sides on CPU 1: less scheduler noise.
@@ -54,9 +57,10 @@ def main() -> int:
         for r in range(args.rounds):
             results["unprobed"].append(timed(target, args.calls))
             empty = Child(
-                [*pin_tools, str(build / "bench/xpu-bench-empty-pair"), str(pid), lib, "cudaMemcpy"]
+                [*pin_tools, str(build / "bench/xpu-bench-empty-pair"), str(pid), lib,
+                 "cudaMemcpy", *empty_mode]
             )
-            empty.read("ready")
+            attach = empty.read("ready")["attach"]
             results["empty_pair"].append(timed(target, args.calls))
             empty.stop()
             agent = Child([
@@ -86,6 +90,7 @@ def main() -> int:
     ]
     ratio = median(per_round)
     report = {
+        "attach": attach,
         "calls_per_round": args.calls,
         "rounds": args.rounds,
         "ns_per_call": {"unprobed": base, "empty_pair": empty_ns, "full_probe": full_ns},

@@ -94,12 +94,16 @@ def assert_exact(cap: Capture, ready: dict[str, Any], calls: list[cuda_expect.Ca
         assert (np.diff(ts.astype(np.int64)) > 0).all()
 
 
-@pytest.mark.parametrize("exe", ["cuda_calls", "cuda_calls_ptsz"])
-def test_runtime_calls_exact(build_dir: Path, tmp_path: Path, exe: str) -> None:
+@pytest.mark.parametrize(
+    ("exe", "attach"),
+    [("cuda_calls", "auto"), ("cuda_calls_ptsz", "auto"), ("cuda_calls", "perf")],
+)
+def test_runtime_calls_exact(build_dir: Path, tmp_path: Path, exe: str, attach: str) -> None:
+    """Also with a perf link per probe, the fallback for kernels before 6.6."""
     threads, iters = 3, 4
     argv = [str(build_dir / "tests/workloads" / exe), "--threads", str(threads),
             "--iters", str(iters)]
-    ready, done, cap = trace_workload(build_dir, argv, tmp_path)
+    ready, done, cap = trace_workload(build_dir, argv, tmp_path, "--attach-mode", attach)
     calls = cuda_expect.expected_calls(threads, iters, ptsz=exe.endswith("ptsz"))
     assert done["calls"] == dict(Counter(c.symbol for c in calls))
     assert_exact(cap, ready, calls, CUDA_ERROR_INSUFFICIENT_DRIVER, exe)

@@ -31,7 +31,7 @@ build: venv
 	      -DXPU_CUDA12_CRT_INCLUDE=$(abspath $(dir $(CUDART12))../../cuda_nvcc/include)
 	cmake --build $(BUILD) -j$$(nproc)
 
-test: build
+test: build lint
 	XPUTRACE_BUILD_DIR=$(abspath $(BUILD)) $(PY) -m pytest -ra $(PYTEST_ARGS)
 
 lint: venv

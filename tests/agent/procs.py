@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,23 @@ class Capture:
         return np.array([names[int(f)] for f in self.events["func"]])
 
 
-class Agent(JsonLineProc):
-    """xputrace-agent writing a capture file."""
+def capture_from(batches: list[abi.Batch], stats: dict[str, int], stderr: str, rc: int,
+                 libraries: list[str]) -> Capture:
+    events = np.concatenate([b.events for b in batches]) if batches else abi.empty_events(0)
+    last = batches[-1] if batches else None
+    drops = {
+        "kernel_drops": last.kernel_drops if last else 0,
+        "inflight_drops": last.inflight_drops if last else 0,
+        "send_drops": last.send_drops if last else 0,
+    }
+    return Capture(events, batches, stats, stderr, rc, drops, libraries)
 
-    def __init__(self, build: Path, out: Path, *args: str, monitor_id: str = "test") -> None:
+
+class Agent(JsonLineProc):
+    """xputrace-agent writing a capture file (out), or sending where args say."""
+
+    def __init__(self, build: Path, out: Path | None, *args: str,
+                 monitor_id: str = "test") -> None:
         self.out = out
         super().__init__(
             [
@@ -126,31 +140,33 @@ class Agent(JsonLineProc):
                 "--monitor-id", monitor_id,
                 "--monitor-type", "CUDA",
                 "--machine-id", "testmachine",
-                "--output", str(out),
+                *(["--output", str(out)] if out else []),
                 *args,
             ]
         )
-        self.ready = self.read_json("ready")
+        try:
+            self.ready = self.read_json("ready")
+        except BaseException:
+            self.kill()
+            raise
 
-    def stop(self) -> Capture:
-        """SIGTERM, wait for the stats line and the exit, then decode the capture."""
+    def stop(self, received: Callable[[], list[abi.Batch]] | None = None) -> Capture:
+        """SIGTERM, wait for the stats line and the exit, then decode what it sent.
+
+        received gives the batches when the agent sent them elsewhere than a file.
+        """
         self.proc.send_signal(signal.SIGTERM)
         stats = self.read_json("stats")["stats"]
         rc = self.finish()
         err = self.stderr_text()
         self.kill()
-        with open(self.out, "rb") as f:
-            batches = list(abi.iter_batches(f))
-        events = (
-            np.concatenate([b.events for b in batches]) if batches else abi.empty_events(0)
-        )
-        last = batches[-1] if batches else None
-        drops = {
-            "kernel_drops": last.kernel_drops if last else 0,
-            "inflight_drops": last.inflight_drops if last else 0,
-            "send_drops": last.send_drops if last else 0,
-        }
-        return Capture(events, batches, stats, err, rc, drops, self.ready["libraries"])
+        if received is not None:
+            batches = received()
+        else:
+            assert self.out is not None
+            with open(self.out, "rb") as f:
+                batches = list(abi.iter_batches(f))
+        return capture_from(batches, stats, err, rc, self.ready["libraries"])
 
 
 def run_agent_expect_failure(build: Path, *args: str) -> tuple[int, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Call", "expected_burst", "expected_calls", "expected_driver_calls", "PTSZ_SYMBOLS"]
+__all__ = ["PTSZ_SYMBOLS", "Call", "expected_burst", "expected_calls", "expected_driver_calls"]
 
 # Where the CUDA 12/13 headers send each call under CUDA_API_PER_THREAD_DEFAULT_STREAM.
 PTSZ_SYMBOLS = {

@@ -1,0 +1,116 @@
+"""Batches over ZeroMQ: CURVE-encrypted delivery, and drops counted when the queue is full."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import zmq
+
+from backend import abi
+from tests.agent.procs import Agent, JsonLineProc
+from tests.agent.test_cuda_capture import CUDA_ERROR_INSUFFICIENT_DRIVER, assert_exact
+from tests.workloads import cuda_expect
+
+pytestmark = pytest.mark.bpf
+
+
+class CurveSink:
+    """A CURVE PULL server collecting batches until the agent's final one."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.ctx = zmq.Context()
+        server_public, server_secret = zmq.curve_keypair()
+        public, secret = zmq.curve_keypair()
+        self.keyfile = tmp_path / "agent.keys"
+        self.keyfile.write_text(
+            f"server_public_key={server_public.decode()}\n"
+            f"public_key={public.decode()}\n"
+            f"secret_key={secret.decode()}\n"
+        )
+        self.keyfile.chmod(0o600)
+        self.sock = self.ctx.socket(zmq.PULL)
+        self.sock.curve_server = True
+        self.sock.curve_secretkey = server_secret
+        port = self.sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.batches: list[abi.Batch] = []
+        self.final = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.final.is_set():
+            if self.sock.poll(100):
+                batch = abi.decode_batch(self.sock.recv())
+                self.batches.append(batch)
+                if batch.flags & abi.BATCH_FINAL:
+                    self.final.set()
+
+    def received(self) -> list[abi.Batch]:
+        if not self.final.wait(30):
+            raise TimeoutError("no final batch arrived")
+        self.thread.join()
+        return self.batches
+
+    def close(self) -> None:
+        self.final.set()
+        self.thread.join()
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+def test_curve_delivery_exact(build_dir: Path, tmp_path: Path) -> None:
+    sink = CurveSink(tmp_path)
+    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "2",
+                         "--iters", "2"])
+    agent = None
+    try:
+        ready = work.read_json("ready")
+        agent = Agent(build_dir, None, "--target-pid", str(ready["pid"]),
+                      "--backend-zmq-endpoint", sink.endpoint,
+                      "--curve-keyfile", str(sink.keyfile), monitor_id="mon-curve")
+        work.send_line("go")
+        work.read_json("done")
+        cap = agent.stop(sink.received)
+    finally:
+        work.kill()
+        if agent:
+            agent.kill()
+        sink.close()
+    assert cap.returncode == 0, cap.stderr
+    assert {b.monitor_id for b in cap.batches} == {"mon-curve"}
+    assert {b.machine_id for b in cap.batches} == {"testmachine"}
+    assert_exact(cap, ready, cuda_expect.expected_calls(2, 2), CUDA_ERROR_INSUFFICIENT_DRIVER,
+                 "cuda_calls")
+
+
+def test_full_send_queue_drops_are_counted(build_dir: Path, tmp_path: Path) -> None:
+    """Nobody listens and the queue holds one batch: the rest are dropped and counted."""
+    with zmq.Context() as ctx, ctx.socket(zmq.PULL) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+        probe.unbind(f"tcp://127.0.0.1:{port}")  # a port with nobody behind it
+    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1",
+                         "--iters", "3"])
+    agent = None
+    try:
+        ready = work.read_json("ready")
+        agent = Agent(build_dir, None, "--target-pid", str(ready["pid"]),
+                      "--backend-zmq-endpoint", f"tcp://127.0.0.1:{port}",
+                      "--send-hwm", "1", "--batch-events", "1", "--linger-ms", "0")
+        work.send_line("go")
+        done = work.read_json("done")
+        cap = agent.stop(list)
+    finally:
+        work.kill()
+        if agent:
+            agent.kill()
+    made = sum(done["calls"].values())
+    stats = cap.stats
+    assert stats["send_drops"] > 0
+    # every event was either handed to the socket or counted as dropped
+    assert stats["events"] + stats["send_drops"] == made
+    assert Counter(done["calls"]) == Counter(c.symbol for c in cuda_expect.expected_calls(1, 3))
+    assert f"{stats['send_drops']} send" in cap.stderr

@@ -8,6 +8,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "cuda.h"
+#include "drops.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -20,23 +21,13 @@ struct {
 	__uint(max_entries, 1 << 24);
 } events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XPU_DROP_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
-
 static long emit_one(__u32 index, void *ctx)
 {
 	struct cuda_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	__u32 slot = XPU_DROP_RINGBUF;
-	__u64 *n, flags = 0;
+	__u64 flags = 0;
 
 	if (!e) {
-		n = bpf_map_lookup_elem(&drops, &slot);
-		if (n)
-			*n += 1;
+		count_drop(XPU_DROP_RINGBUF);
 		return 0;
 	}
 	__builtin_memset(e, 0, sizeof(*e));

@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "cuda.h"
+#include "drops.bpf.h"
 #include "regs.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -33,21 +34,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct cuda_inflight);
 } inflight SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XPU_DROP_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
-
-static __always_inline void count_drop(__u32 slot)
-{
-	__u64 *n = bpf_map_lookup_elem(&drops, &slot);
-
-	if (n)
-		*n += 1;
-}
 
 static __always_inline bool comm_matches(void)
 {

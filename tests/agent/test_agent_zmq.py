@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zmq
 
 from backend import abi
-from tests.agent.procs import Agent, JsonLineProc
+from tests.agent.procs import Agent, Capture, JsonLineProc
 from tests.agent.test_cuda_capture import CUDA_ERROR_INSUFFICIENT_DRIVER, assert_exact
 from tests.workloads import cuda_expect
 
@@ -62,23 +63,32 @@ class CurveSink:
         self.ctx.term()
 
 
-def test_curve_delivery_exact(build_dir: Path, tmp_path: Path) -> None:
-    sink = CurveSink(tmp_path)
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "2",
-                         "--iters", "2"])
+def traced_calls(build: Path, iters: int, received: Callable[[], list[abi.Batch]],
+                 *agent_args: str, monitor_id: str = "test") -> tuple[dict, dict, Capture]:
+    """cuda_calls on 2 threads under an agent sending over ZeroMQ: (ready, done, capture)."""
+    work = JsonLineProc([str(build / "tests/workloads/cuda_calls"), "--threads", "2",
+                         "--iters", str(iters)])
     agent = None
     try:
         ready = work.read_json("ready")
-        agent = Agent(build_dir, None, "--target-pid", str(ready["pid"]),
-                      "--backend-zmq-endpoint", sink.endpoint,
-                      "--curve-keyfile", str(sink.keyfile), monitor_id="mon-curve")
+        agent = Agent(build, None, "--target-pid", str(ready["pid"]), *agent_args,
+                      monitor_id=monitor_id)
         work.send_line("go")
-        work.read_json("done")
-        cap = agent.stop(sink.received)
+        done = work.read_json("done")
+        return ready, done, agent.stop(received)
     finally:
         work.kill()
         if agent:
             agent.kill()
+
+
+def test_curve_delivery_exact(build_dir: Path, tmp_path: Path) -> None:
+    sink = CurveSink(tmp_path)
+    try:
+        ready, _, cap = traced_calls(build_dir, 2, sink.received, "--backend-zmq-endpoint",
+                                     sink.endpoint, "--curve-keyfile", str(sink.keyfile),
+                                     monitor_id="mon-curve")
+    finally:
         sink.close()
     assert cap.returncode == 0, cap.stderr
     assert {b.monitor_id for b in cap.batches} == {"mon-curve"}
@@ -92,25 +102,13 @@ def test_full_send_queue_drops_are_counted(build_dir: Path, tmp_path: Path) -> N
     with zmq.Context() as ctx, ctx.socket(zmq.PULL) as probe:
         port = probe.bind_to_random_port("tcp://127.0.0.1")
         probe.unbind(f"tcp://127.0.0.1:{port}")  # a port with nobody behind it
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1",
-                         "--iters", "3"])
-    agent = None
-    try:
-        ready = work.read_json("ready")
-        agent = Agent(build_dir, None, "--target-pid", str(ready["pid"]),
-                      "--backend-zmq-endpoint", f"tcp://127.0.0.1:{port}",
-                      "--send-hwm", "1", "--batch-events", "1", "--linger-ms", "0")
-        work.send_line("go")
-        done = work.read_json("done")
-        cap = agent.stop(list)
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
+    _, done, cap = traced_calls(build_dir, 3, list, "--backend-zmq-endpoint",
+                                f"tcp://127.0.0.1:{port}", "--send-hwm", "1",
+                                "--batch-events", "1", "--linger-ms", "0")
     made = sum(done["calls"].values())
     stats = cap.stats
     assert stats["send_drops"] > 0
     # every event was either handed to the socket or counted as dropped
     assert stats["events"] + stats["send_drops"] == made
-    assert Counter(done["calls"]) == Counter(c.symbol for c in cuda_expect.expected_calls(1, 3))
+    assert Counter(done["calls"]) == Counter(c.symbol for c in cuda_expect.expected_calls(2, 3))
     assert f"{stats['send_drops']} send" in cap.stderr

@@ -49,21 +49,11 @@ static void one_round(int t, long i)
 	CALL(cudaGraphLaunch, (cudaGraphExec_t)H(0x90000 + t * 0x100 + i), stream);
 }
 
-static void *thread_main(void *p)
+static void burst_memcpy(void)
 {
-	struct thread_arg *a = p;
-	long i, rounds = a->w->iters * (a->index + 1);
-	char buf[64];
+	static char buf[64];
 
-	thread_start(a);
-	if (a->w->burst) {
-		for (i = 0; i < a->w->burst; i++)
-			CALL(cudaMemcpy, buf, buf + 32, 16, cudaMemcpyHostToHost);
-		return NULL;
-	}
-	for (i = 0; i < rounds; i++)
-		one_round(a->index, i);
-	return NULL;
+	CALL(cudaMemcpy, buf, buf + 32, 16, cudaMemcpyHostToHost);
 }
 
 int main(int argc, char **argv)
@@ -71,5 +61,6 @@ int main(int argc, char **argv)
 	struct workload w = {};
 
 	parse_args(&w, argc, argv);
+	burst_call = burst_memcpy;
 	return run_workload(&w);
 }

@@ -30,17 +30,6 @@ static void one_round(int t, long i)
 	CALL(cuMemFree, 0xb0000 + t * 0x1000 + i);
 }
 
-static void *thread_main(void *p)
-{
-	struct thread_arg *a = p;
-	long i, rounds = a->w->iters * (a->index + 1);
-
-	thread_start(a);
-	for (i = 0; i < rounds; i++)
-		one_round(a->index, i);
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
 	struct workload w = {};

@@ -80,7 +80,28 @@ static void parse_args(struct workload *w, int argc, char **argv)
 	}
 }
 
-static void *thread_main(void *p);
+/* Each workload defines one round of calls; burst_call is optional (--burst). */
+static void one_round(int t, long i);
+static void (*burst_call)(void);
+
+/* Thread t: park until "go", then iters * (t + 1) rounds, or --burst calls. */
+static void *thread_main(void *p)
+{
+	struct thread_arg *a = p;
+	long i, rounds = a->w->iters * (a->index + 1);
+
+	a->w->tids[a->index] = gettid();
+	pthread_barrier_wait(&a->w->parked);
+	pthread_barrier_wait(&a->w->go);
+	if (a->w->burst && burst_call) {
+		for (i = 0; i < a->w->burst; i++)
+			burst_call();
+		return NULL;
+	}
+	for (i = 0; i < rounds; i++)
+		one_round(a->index, i);
+	return NULL;
+}
 
 /* Starts the threads, speaks the protocol, joins them. */
 static int run_workload(struct workload *w)
@@ -115,14 +136,6 @@ static int run_workload(struct workload *w)
 	fflush(stdout);
 	fgets(line, sizeof(line), stdin);
 	return 0;
-}
-
-/* Called first by each thread: records its tid and waits for "go". */
-static void thread_start(struct thread_arg *a)
-{
-	a->w->tids[a->index] = gettid();
-	pthread_barrier_wait(&a->w->parked);
-	pthread_barrier_wait(&a->w->go);
 }
 
 #endif

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Driver API calls from several threads, against the stand-in libcuda.so.1
- * (fake_cuda_driver.c). cuLaunchKernel has eleven arguments: its 7th to 9th
- * (blockDimZ, sharedMemBytes, hStream) are passed on the stack, which is what
- * the probe must get right. Arguments are functions of (t, i), written out
- * again in cuda_expect.py.
+ * (fake_cuda_driver.c). cuLaunchKernel has eleven arguments: its 7th to 11th
+ * (blockDimZ, sharedMemBytes, hStream, kernelParams, extra) are passed on the
+ * stack, which is what the probe must get right. Arguments are functions of
+ * (t, i), written out again in cuda_expect.py; handles and pointers are made
+ * up, so this runs only against the stand-in.
  *
  * usage: cuda_driver_calls --threads T --iters N
  */
@@ -23,8 +24,14 @@ static void one_round(int t, long i)
 	CALL(cuMemAlloc, &out, nbytes);
 	CALL(cuMemcpyHtoDAsync, dev, host, nbytes, stream);
 	CALL(cuMemcpyDtoHAsync, host, dev, nbytes + 1, stream);
-	CALL(cuLaunchKernel, (CUfunction)(unsigned long)(0x3000 + t * 0x10 + i % 2), t + 1,
-	     i % 3 + 1, 2, 128, t + 2, i % 2 + 1, 64 * i + t, stream, NULL, NULL);
+	/* eleven arguments, pairwise different in every call, so a misread slot shows */
+	CALL(cuLaunchKernel, (CUfunction)(unsigned long)(0x3000 + t * 0x10 + i % 2),
+	     t + 2, 100 + i % 7, 200 + t,		/* grid, in registers */
+	     1024 + 32 * t, 400 + i % 4,		/* block x, y: registers */
+	     500 + t,					/* block z: 7th, on the stack */
+	     0x10000 + 64 * i + t, stream,		/* 8th, 9th: stack */
+	     (void **)(unsigned long)(0x7100000 + t * 0x1000 + i),	/* never read */
+	     (void **)(unsigned long)(0x7200000 + t * 0x1000 + i));
 	CALL(cuStreamSynchronize, stream);
 	CALL(cuCtxSynchronize);
 	CALL(cuMemFree, 0xb0000 + t * 0x1000 + i);

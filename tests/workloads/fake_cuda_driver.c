@@ -5,13 +5,20 @@
  * header's prototype (the compiler checks); the header's own macros give the
  * exported names (cuMemAlloc -> cuMemAlloc_v2, ...). Behaves as the driver does
  * without a device: cuInit fails with CUDA_ERROR_NO_DEVICE, everything else with
- * CUDA_ERROR_NOT_INITIALIZED. XPU_FAKE_DRIVER_DELAY_US makes each call sleep
- * that long (read once, at load).
+ * CUDA_ERROR_NOT_INITIALIZED. XPU_FAKE_DRIVER_DELAY_US makes each call but
+ * cuInit (which the workload makes before it reports ready) sleep that long;
+ * it is read once, at load. Exported, default-visibility functions in a shared
+ * library can be interposed, so the compiler neither inlines nor merges them:
+ * each has its own address.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <unistd.h>
 #include <cuda.h>
+
+#ifdef CUDA_API_PER_THREAD_DEFAULT_STREAM
+#error "the stand-in exports the legacy-stream names only"
+#endif
 
 static useconds_t delay_us;
 

@@ -26,7 +26,7 @@
 #include "uprobe_multi_helpers.h"
 
 #define MAX_LIBS 16
-#define MAX_LINKS (2 * MAX_LIBS * 32)
+#define MAX_LINKS (2 * MAX_LIBS * 64)	/* perf links: two per function per library */
 
 static struct env {
 	const char *monitor_id;

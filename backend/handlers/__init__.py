@@ -1,0 +1,1 @@
+"""One module per REST resource; routes.py collects them."""

@@ -1,0 +1,105 @@
+"""Request bodies of the REST API (seeds/003, part 1), typed and validated with msgspec.
+
+decode_body() turns a validation failure into a 400 that names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from backend.errors import BadRequest
+
+__all__ = [
+    "LoginBody",
+    "MonitorConfig",
+    "MonitorCreate",
+    "MonitorTarget",
+    "RefreshBody",
+    "RegisterBody",
+    "decode_body",
+]
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254,
+                                    pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
+Name = Annotated[str, msgspec.Meta(max_length=200)]
+MonitorType = Literal["CUDA", "ACL", "PYTHON", "SYSCALL", "OLLAMA"]
+
+
+class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Password
+    display_name: Name = ""
+
+
+class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
+    pid: Annotated[int, msgspec.Meta(ge=1, le=4_194_304)] | None = None
+    comm: Annotated[str, msgspec.Meta(min_length=1, max_length=15)] | None = None
+    library_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
+                                              pattern=r"^/")] | None = None
+    binary_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
+                                             pattern=r"^/")] | None = None
+
+
+class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
+    sampling_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+    enable_profiling: bool = False
+
+
+class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
+    monitor_type: MonitorType
+    target: MonitorTarget
+    config: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    display_name: Name = ""
+
+    def __post_init__(self) -> None:
+        if self.target.pid is None and self.target.library_path is None:
+            raise ValueError("needs pid or library_path - at `$.target`")
+
+
+T = TypeVar("T")
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_NAMED = re.compile(r"(missing required|unknown) field `([^`]*)`")
+
+
+def _field_of(message: str) -> tuple[str, str]:
+    """(dotted field path, problem) from a msgspec validation message."""
+    m = _PATH.search(message)
+    where = m.group(1) if m else ""
+    named = _NAMED.search(message)
+    if named:
+        field = f"{where}.{named.group(2)}" if where else named.group(2)
+        return field, "is required" if named.group(1) == "missing required" else "is not allowed"
+    problem = _PATH.sub("", message).strip(" -")
+    return where or "body", problem or "invalid"
+
+
+async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 * 1024) -> T:
+    """The JSON body as kind, or a 400 naming the field that is missing or wrong."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BadRequest("body", f"larger than {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise BadRequest("body", f"larger than {max_bytes} bytes")
+    if not raw.strip():
+        raise BadRequest("body", "a JSON object is required")
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as e:
+        field, problem = _field_of(str(e))
+        raise BadRequest(field, problem) from None
+    except msgspec.DecodeError as e:
+        raise BadRequest("body", f"invalid JSON: {e}") from None

@@ -1,0 +1,1 @@
+"""The database layer of the REST resources: every SQL statement they run, parameterised."""

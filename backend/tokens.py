@@ -1,0 +1,78 @@
+"""Passwords, access tokens and refresh tokens.
+
+Passwords: Argon2id (argon2-cffi defaults). Access tokens: short-lived HS256
+JWTs. Refresh tokens: 32 random bytes, stored only as their SHA-256, rotated
+on every use and revoked on logout (the store lives in backend.repo.users).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+__all__ = [
+    "AccessClaims",
+    "hash_password",
+    "hash_refresh_token",
+    "issue_access_token",
+    "new_refresh_token",
+    "verify_access_token",
+    "verify_password",
+]
+
+_hasher = PasswordHasher()
+_ALGORITHM = "HS256"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+    expires_at: int
+
+
+def issue_access_token(secret: str, user_id: str, session_id: str, ttl_s: int,
+                       now: float | None = None) -> str:
+    issued = int(time.time() if now is None else now)
+    payload = {"sub": user_id, "sid": session_id, "iat": issued, "exp": issued + ttl_s,
+               "typ": "access"}
+    return jwt.encode(payload, secret, algorithm=_ALGORITHM)
+
+
+def verify_access_token(secret: str, token: str) -> AccessClaims | None:
+    """The claims of a valid, unexpired access token; None otherwise."""
+    try:
+        claims = jwt.decode(token, secret, algorithms=[_ALGORITHM],
+                            options={"require": ["sub", "sid", "exp", "typ"]})
+    except jwt.PyJWTError:
+        return None
+    if claims.get("typ") != "access" or not all(
+        isinstance(claims.get(k), str) for k in ("sub", "sid")
+    ):
+        return None
+    return AccessClaims(claims["sub"], claims["sid"], int(claims["exp"]))
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()

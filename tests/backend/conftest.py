@@ -1,0 +1,50 @@
+"""A real PostgreSQL for backend tests: one embedded server per session, a database per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from backend.db.embedded import EmbeddedPostgres
+from backend.db.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's tmp_path: as root the server runs as an unprivileged user, which
+    # must be able to reach its files, and pytest's base folder is private to root.
+    with tempfile.TemporaryDirectory(prefix="xputrace-pg-") as root:
+        os.chmod(root, 0o755)
+        server = EmbeddedPostgres(Path(root))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def fresh_dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """DSN of a new, empty database, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_server.dsn_for(name)
+    finally:
+        with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def migrated_dsn(fresh_dsn: str) -> AsyncIterator[str]:
+    """A new database with every migration applied."""
+    async with await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True) as conn:
+        await migrate(conn)
+    yield fresh_dsn

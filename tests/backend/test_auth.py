@@ -1,0 +1,142 @@
+"""Auth over HTTP against a real PostgreSQL: register, login, refresh rotation, logout, 401s."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from backend import tokens
+from backend.app import create_app
+from backend.settings import Settings
+
+SECRET = "s" * 40
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, migrated_dsn: str) -> TestClient:
+    settings = Settings(database_dsn=migrated_dsn, jwt_secret=SECRET, access_token_ttl_s=60)
+    return await aiohttp_client(create_app(settings))
+
+
+async def register_and_login(client: TestClient, email: str = "ada@example.com") -> dict[str, Any]:
+    r = await client.post("/api/v1/auth:register",
+                          json={"email": email, "password": "correct horse", "display_name": "Ada"})
+    assert r.status == 201, await r.text()
+    body = await r.json()
+    assert body["email"] == email and body["display_name"] == "Ada" and body["user_id"]
+    r = await client.post("/api/v1/auth:login", json={"email": email, "password": "correct horse"})
+    assert r.status == 200
+    return await r.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def assert_error(r: Any, status: int, code: str, needle: str) -> None:
+    assert r.status == status, await r.text()
+    body = await r.json()
+    assert body["error"]["code"] == status
+    assert body["error"]["status"] == code
+    assert needle in body["error"]["message"]
+
+
+async def test_register_login_and_use_token(client: TestClient) -> None:
+    tok = await register_and_login(client)
+    assert tok["expires_in"] == 60 and tok["refresh_token"]
+    r = await client.post("/api/v1/auth:logout", headers=bearer(tok["access_token"]))
+    assert r.status == 204
+
+
+async def test_duplicate_email_is_409(client: TestClient) -> None:
+    await register_and_login(client)
+    r = await client.post("/api/v1/auth:register",
+                          json={"email": "ADA@example.com", "password": "another pass"})
+    await assert_error(r, 409, "FAILED_PRECONDITION", "already registered")
+
+
+async def test_wrong_password_is_401(client: TestClient) -> None:
+    await register_and_login(client)
+    r = await client.post("/api/v1/auth:login",
+                          json={"email": "ada@example.com", "password": "wrong"})
+    await assert_error(r, 401, "UNAUTHENTICATED", "wrong email or password")
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "email"),
+    ({"email": "ada@example.com"}, "password"),
+    ({"email": "not-an-email", "password": "long enough"}, "email"),
+    ({"email": "ada@example.com", "password": "short"}, "password"),
+    ({"email": 5, "password": "long enough"}, "email"),
+    ({"email": "ada@example.com", "password": "long enough", "admin": True}, "admin"),
+])
+async def test_register_names_the_bad_field(client: TestClient, body: dict[str, Any],
+                                            field: str) -> None:
+    r = await client.post("/api/v1/auth:register", json=body)
+    await assert_error(r, 400, "INVALID_ARGUMENT", f"{field}:")
+
+
+async def test_malformed_json_is_400(client: TestClient) -> None:
+    r = await client.post("/api/v1/auth:login", data=b"{not json",
+                          headers={"Content-Type": "application/json"})
+    await assert_error(r, 400, "INVALID_ARGUMENT", "body: invalid JSON")
+
+
+async def test_refresh_rotates_and_replay_revokes(client: TestClient) -> None:
+    tok = await register_and_login(client)
+    r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]})
+    assert r.status == 200
+    new = await r.json()
+    assert new["refresh_token"] != tok["refresh_token"] and new["access_token"]
+    r = await client.post("/api/v1/auth:logout", headers=bearer(new["access_token"]))
+    assert r.status == 204
+    tok = await register_and_login(client, "bob@example.com")
+    r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]})
+    new = await r.json()
+    # the old one was rotated: using it again is a replay, and revokes the new one too
+    r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]})
+    await assert_error(r, 401, "UNAUTHENTICATED", "refresh_token")
+    r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": new["refresh_token"]})
+    await assert_error(r, 401, "UNAUTHENTICATED", "refresh_token")
+
+
+async def test_logout_revokes_refresh_token(client: TestClient) -> None:
+    tok = await register_and_login(client)
+    r = await client.post("/api/v1/auth:logout", headers=bearer(tok["access_token"]))
+    assert r.status == 204
+    r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]})
+    await assert_error(r, 401, "UNAUTHENTICATED", "refresh_token")
+    # the access token of that session is revoked too, before it expires
+    r = await client.post("/api/v1/auth:logout", headers=bearer(tok["access_token"]))
+    await assert_error(r, 401, "UNAUTHENTICATED", "revoked")
+
+
+async def test_missing_expired_and_forged_tokens_are_401(client: TestClient) -> None:
+    tok = await register_and_login(client)
+    r = await client.post("/api/v1/auth:logout")
+    await assert_error(r, 401, "UNAUTHENTICATED", "Bearer")
+    uid, sid = "00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"
+    expired = tokens.issue_access_token(SECRET, uid, sid, 10, now=time.time() - 3600)
+    r = await client.post("/api/v1/auth:logout", headers=bearer(expired))
+    await assert_error(r, 401, "UNAUTHENTICATED", "invalid or expired")
+    forged = tokens.issue_access_token("x" * 40, uid, sid, 60)
+    r = await client.post("/api/v1/auth:logout", headers=bearer(forged))
+    await assert_error(r, 401, "UNAUTHENTICATED", "invalid or expired")
+    r = await client.post("/api/v1/auth:logout", headers=bearer(tok["refresh_token"]))
+    await assert_error(r, 401, "UNAUTHENTICATED", "invalid or expired")
+
+
+async def test_openapi_document_is_public_and_lists_routes(client: TestClient) -> None:
+    r = await client.get("/api/v1/openapi.json")
+    assert r.status == 200
+    doc = await r.json()
+    assert doc["openapi"].startswith("3.")
+    login = doc["paths"]["/api/v1/auth:login"]["post"]
+    assert "security" not in login
+    schema_ref = login["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert schema_ref.endswith("/LoginBody")
+    assert "email" in doc["components"]["schemas"]["LoginBody"]["properties"]
+    assert doc["paths"]["/api/v1/auth:logout"]["post"]["security"] == [{"bearer": []}]

@@ -1,0 +1,59 @@
+"""The manager daemon: identity, supervisor and control channel wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import zmq.asyncio
+
+from manager import identity as ident
+from manager.control import ControlClient
+from manager.identity import Identity
+from manager.settings import Settings
+from manager.supervisor import Monitor, Supervisor
+
+__all__ = ["main", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def load_identity(settings: Settings) -> Identity:
+    paths = ((settings.machine_id_file,) if settings.machine_id_file
+             else ident.DBUS_MACHINE_ID_PATHS)
+    return ident.collect(settings.app_id, machine_id_paths=paths)
+
+
+async def serve(settings: Settings, stop: asyncio.Event, *, identity: Identity | None = None,
+                context: zmq.asyncio.Context | None = None,
+                started: asyncio.Event | None = None) -> None:
+    """Runs until stop is set; then stops every agent, reports them STOPPED and says
+    GOODBYE."""
+    me = identity or load_identity(settings)
+    log.info("machine %s (%s, %s), accelerators: %s", me.machine_id, me.hostname, me.os_info,
+             ", ".join(f"{a.vendor} {a.kind} {a.index}" for a in me.accelerators) or "none")
+    control: ControlClient | None = None
+
+    def on_status(m: Monitor) -> None:
+        if control is not None:
+            control.notify(m)
+
+    async with Supervisor(settings, me.machine_id, on_status=on_status) as supervisor:
+        control = ControlClient(settings, me, supervisor, context=context)
+        async with control:
+            if started is not None:
+                started.set()
+            await stop.wait()
+            log.info("shutting down: stopping %d agent(s)", len(supervisor.active()))
+            for m in await supervisor.stop_all():
+                control.notify(m)
+
+
+async def main(settings: Settings) -> None:
+    """serve() until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)

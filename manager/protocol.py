@@ -1,0 +1,401 @@
+"""The control channel's messages: commands in, replies and events out (seeds/003 part 2).
+
+Transport: the manager's DEALER dials the backend's ROUTER (CURVE). Every message is one
+frame holding one UTF-8 JSON object; the DEALER's routing id is the machine id, so on the
+backend's ROUTER a message arrives as ``[machine_id, json]``.
+
+Backend → manager: the seed's commands, exactly as the seed writes them::
+
+    {"command": "START_MONITOR", "request_id": str, "monitor_id": uuid, "monitor_type": "CUDA",
+     "target": {"pid": int, "library_path": str, "comm": str},
+     "config": {"sampling_rate": 1.0, "enable_profiling": bool, "attach_mode": str,
+                "ringbuf_kb": int, "batch_events": int, "flush_ms": int},
+     "backend_zmq_data_endpoint": "tcp://host:port" | "ipc://path", "machine_id": str}
+    {"command": "STOP_MONITOR", "request_id": str, "monitor_id": uuid}
+    {"command": "GET_STATUS", "request_id": str, "monitor_id": uuid | null | absent}
+
+Manager → backend, two kinds told apart by one key:
+
+- replies carry ``request_id`` and never ``event``: exactly the seed's reply fields
+  (``status`` SUCCESS | FAILURE, ``error_code`` one of ``ErrorCode``);
+- events carry ``event`` and never ``request_id``: ``HELLO`` (registration, sent after
+  every completed CURVE handshake, so a restarted backend learns the machine again),
+  ``HEARTBEAT`` (every ``heartbeat_interval_s``), ``MONITOR_STATUS`` (a monitor changed
+  state without a command asking: its agent exited or died) and ``GOODBYE`` (clean shutdown).
+
+A command that cannot be parsed or validated is answered, never dropped: FAILURE with
+``INVALID_CONFIG`` and a message that starts with the offending field (``target.pid: ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AgentConfig",
+    "AnyCommand",
+    "Command",
+    "CommandError",
+    "ErrorCode",
+    "Event",
+    "GetStatus",
+    "MonitorStatus",
+    "StartMonitor",
+    "StopMonitor",
+    "Target",
+    "decode",
+    "encode",
+    "failure",
+    "goodbye",
+    "heartbeat",
+    "hello",
+    "isotime",
+    "monitor_status",
+    "parse_command",
+]
+
+PROTOCOL_VERSION = 1
+MAX_REQUEST_ID_LEN = 128
+COMM_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,14}$")  # printable, 1-15 (TASK_COMM_LEN-1)
+
+
+class Command(StrEnum):
+    START_MONITOR = "START_MONITOR"
+    STOP_MONITOR = "STOP_MONITOR"
+    GET_STATUS = "GET_STATUS"
+
+
+class Event(StrEnum):
+    HELLO = "HELLO"
+    HEARTBEAT = "HEARTBEAT"
+    MONITOR_STATUS = "MONITOR_STATUS"
+    GOODBYE = "GOODBYE"
+
+
+class ErrorCode(StrEnum):
+    TARGET_NOT_FOUND = "TARGET_NOT_FOUND"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    AGENT_START_FAILED = "AGENT_START_FAILED"
+    INVALID_CONFIG = "INVALID_CONFIG"
+    MONITOR_NOT_FOUND = "MONITOR_NOT_FOUND"
+    AGENT_STOP_FAILED = "AGENT_STOP_FAILED"
+
+
+class MonitorStatus(StrEnum):
+    STARTING = "STARTING"  # internal only: never in a reply (START answers when it is known)
+    RUNNING = "RUNNING"
+    STOPPED = "STOPPED"
+    ERROR = "ERROR"
+
+
+class CommandError(Exception):
+    """A command that gets a FAILURE reply; carries what the reply echoes."""
+
+    def __init__(self, code: ErrorCode, message: str, *, request_id: str | None = None,
+                 monitor_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.monitor_id = monitor_id
+
+    def reply(self) -> dict[str, Any]:
+        return failure(self.request_id, self.monitor_id, self.code, self.message)
+
+
+def _invalid(name: str, problem: str) -> CommandError:
+    return CommandError(ErrorCode.INVALID_CONFIG, f"{name}: {problem}")
+
+
+@dataclass(frozen=True)
+class Target:
+    pid: int | None = None
+    library_path: str | None = None
+    comm: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The ``config`` keys a monitor may set; each maps to one checked agent flag or none."""
+
+    sampling_rate: float = 1.0
+    enable_profiling: bool = False
+    attach_mode: str | None = None
+    ringbuf_kb: int | None = None
+    batch_events: int | None = None
+    flush_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class StartMonitor:
+    request_id: str
+    monitor_id: str
+    monitor_type: str
+    target: Target
+    config: AgentConfig = field(default_factory=AgentConfig)
+    data_endpoint: str | None = None
+    machine_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StopMonitor:
+    request_id: str
+    monitor_id: str
+
+
+@dataclass(frozen=True)
+class GetStatus:
+    request_id: str
+    monitor_id: str | None = None
+
+
+AnyCommand = StartMonitor | StopMonitor | GetStatus
+
+_START_KEYS = {"command", "request_id", "monitor_id", "monitor_type", "target", "config",
+               "backend_zmq_data_endpoint", "machine_id"}
+_STOP_KEYS = {"command", "request_id", "monitor_id"}
+_TARGET_KEYS = {"pid", "library_path", "comm", "binary_path"}
+_CONFIG_KEYS = {"sampling_rate", "enable_profiling", "attach_mode", "ringbuf_kb",
+                "batch_events", "flush_ms"}
+
+
+def isotime(t: datetime | None) -> str | None:
+    """RFC 3339 UTC with microseconds and a Z, as every timestamp on the channel."""
+    if t is None:
+        return None
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode(msg: Mapping[str, Any]) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+
+
+def decode(frame: bytes) -> dict[str, Any]:
+    """One frame → a JSON object; anything else is INVALID_CONFIG."""
+    try:
+        obj = json.loads(frame.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise _invalid("message", f"not valid UTF-8 JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise _invalid("message", "must be a JSON object")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def failure(request_id: str | None, monitor_id: str | None, code: ErrorCode,
+            message: str) -> dict[str, Any]:
+    return {"request_id": request_id, "status": "FAILURE", "monitor_id": monitor_id,
+            "error_code": str(code), "message": message}
+
+
+def _request_id(msg: Mapping[str, Any]) -> str:
+    v = msg.get("request_id")
+    if v is None:
+        raise _invalid("request_id", "missing")
+    if not isinstance(v, str) or not v or len(v) > MAX_REQUEST_ID_LEN or not v.isprintable():
+        raise _invalid("request_id", f"must be a printable string of 1-{MAX_REQUEST_ID_LEN} "
+                                     "characters")
+    return v
+
+
+def _monitor_id(msg: Mapping[str, Any], *, required: bool = True) -> str | None:
+    v = msg.get("monitor_id")
+    if v is None:
+        if required:
+            raise _invalid("monitor_id", "missing")
+        return None
+    if not isinstance(v, str):
+        raise _invalid("monitor_id", "must be a UUID string")
+    try:
+        canonical = str(uuid.UUID(v))
+    except ValueError:
+        raise _invalid("monitor_id", f"'{v[:64]}' is not a UUID") from None
+    if canonical != v.lower():
+        raise _invalid("monitor_id", f"'{v[:64]}' is not a UUID in canonical 8-4-4-4-12 form")
+    return v
+
+
+def _unknown(msg: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
+    extra = sorted(set(msg) - allowed)
+    if extra:
+        raise _invalid(f"{prefix}{extra[0]}", "unknown field")
+
+
+def _int(v: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _invalid(name, "must be an integer")
+    if not lo <= v <= hi:
+        raise _invalid(name, f"must be in [{lo}, {hi}]")
+    return v
+
+
+def _target(v: Any) -> Target:
+    if v is None:
+        raise _invalid("target", "missing")
+    if not isinstance(v, dict):
+        raise _invalid("target", "must be an object")
+    _unknown(v, _TARGET_KEYS, "target.")
+    pid = v.get("pid")
+    if pid is not None:
+        if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+            raise _invalid("target.pid", "must be a positive integer")
+        pid = _int(pid, "target.pid", 1, 2**22)  # PID_MAX_LIMIT
+    lib = v.get("library_path")
+    if lib is not None and (not isinstance(lib, str) or not lib or "\0" in lib
+                            or len(lib) > 4096):
+        raise _invalid("target.library_path", "must be a non-empty path string")
+    comm = v.get("comm")
+    if comm is not None and (not isinstance(comm, str) or not COMM_RE.match(comm)):
+        raise _invalid("target.comm", "must be 1-15 printable ASCII characters")
+    if v.get("binary_path") is not None:
+        raise _invalid("target.binary_path", "not used by the monitor types this manager runs")
+    if pid is None and lib is None:
+        raise _invalid("target.pid", "missing: give target.pid or target.library_path")
+    return Target(pid=pid, library_path=lib, comm=comm)
+
+
+def _config(v: Any) -> AgentConfig:
+    if v is None:
+        return AgentConfig()
+    if not isinstance(v, dict):
+        raise _invalid("config", "must be an object")
+    _unknown(v, _CONFIG_KEYS, "config.")
+    rate = v.get("sampling_rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
+        raise _invalid("config.sampling_rate", "must be a number")
+    if rate != 1.0:
+        raise _invalid("config.sampling_rate", "the agent records every call: only 1.0")
+    prof = v.get("enable_profiling", False)
+    if not isinstance(prof, bool):
+        raise _invalid("config.enable_profiling", "must be true or false")
+    mode = v.get("attach_mode")
+    if mode is not None and mode not in ("auto", "multi", "perf"):
+        raise _invalid("config.attach_mode", "must be 'auto', 'multi' or 'perf'")
+    ring = v.get("ringbuf_kb")
+    if ring is not None:
+        ring = _int(ring, "config.ringbuf_kb", 4, 1 << 20)
+        if ring & (ring - 1):
+            raise _invalid("config.ringbuf_kb", "must be a power of two")
+    batch = v.get("batch_events")
+    if batch is not None:
+        batch = _int(batch, "config.batch_events", 1, 1 << 20)
+    flush = v.get("flush_ms")
+    if flush is not None:
+        flush = _int(flush, "config.flush_ms", 1, 600_000)
+    return AgentConfig(float(rate), prof, mode, ring, batch, flush)
+
+
+def _data_endpoint(v: Any) -> str | None:
+    if v is None:
+        return None
+    if (not isinstance(v, str) or not v.startswith(("tcp://", "ipc://")) or len(v) > 1024
+            or not v.isprintable() or any(c.isspace() for c in v)):
+        raise _invalid("backend_zmq_data_endpoint", "must be a tcp:// or ipc:// endpoint")
+    return v
+
+
+def _machine_id(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v:
+        raise _invalid("machine_id", "must be a non-empty string")
+    return v
+
+
+def parse_command(frame: bytes, monitor_types: Collection[str]) -> AnyCommand:
+    """Validates one frame from the backend; raises CommandError (INVALID_CONFIG) naming the
+    field, with request_id and monitor_id filled in for the reply as far as they were usable.
+    """
+    msg = decode(frame)
+    rid = msg.get("request_id")
+    mid = msg.get("monitor_id")
+    echo_rid = rid if isinstance(rid, str) and len(rid) <= MAX_REQUEST_ID_LEN else None
+    echo_mid = mid if isinstance(mid, str) and len(mid) <= 64 else None
+    try:
+        return _parse(msg, monitor_types)
+    except CommandError as e:
+        e.request_id, e.monitor_id = echo_rid, echo_mid
+        raise
+
+
+def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
+    cmd = msg.get("command")
+    if cmd is None:
+        raise _invalid("command", "missing")
+    if not isinstance(cmd, str) or cmd not in Command.__members__:
+        raise _invalid("command", f"unknown command '{str(cmd)[:64]}' (known: "
+                                  f"{', '.join(Command)})")
+    rid = _request_id(msg)
+    if cmd == Command.START_MONITOR:
+        _unknown(msg, _START_KEYS)
+        mid = _monitor_id(msg)
+        assert mid is not None
+        mtype = msg.get("monitor_type")
+        if mtype is None:
+            raise _invalid("monitor_type", "missing")
+        if not isinstance(mtype, str) or mtype not in monitor_types:
+            raise _invalid("monitor_type", f"'{str(mtype)[:32]}' is not supported here "
+                                           f"(supported: {', '.join(sorted(monitor_types))})")
+        return StartMonitor(
+            request_id=rid,
+            monitor_id=mid,
+            monitor_type=mtype,
+            target=_target(msg.get("target")),
+            config=_config(msg.get("config")),
+            data_endpoint=_data_endpoint(msg.get("backend_zmq_data_endpoint")),
+            machine_id=_machine_id(msg.get("machine_id")),
+        )
+    if cmd == Command.STOP_MONITOR:
+        _unknown(msg, _STOP_KEYS)
+        mid = _monitor_id(msg)
+        assert mid is not None
+        return StopMonitor(rid, mid)
+    _unknown(msg, _STOP_KEYS)
+    return GetStatus(rid, _monitor_id(msg, required=False))
+
+
+def hello(machine_id: str, hostname: str, os_info: str, accelerators: list[dict[str, Any]],
+          version: str, monitor_types: Collection[str],
+          active_monitors: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    return {"event": str(Event.HELLO), "protocol": PROTOCOL_VERSION, "machine_id": machine_id,
+            "hostname": hostname, "os_info": os_info, "accelerators": accelerators,
+            "version": version, "monitor_types": sorted(monitor_types),
+            "agent_manager_status": "RUNNING", "active_monitors": active_monitors,
+            "time": isotime(now)}
+
+
+def heartbeat(machine_id: str, seq: int, active_monitors: list[dict[str, Any]],
+              now: datetime) -> dict[str, Any]:
+    return {"event": str(Event.HEARTBEAT), "machine_id": machine_id, "seq": seq,
+            "agent_manager_status": "RUNNING", "active_monitors": active_monitors,
+            "time": isotime(now)}
+
+
+def monitor_status(machine_id: str, monitor_id: str, status: MonitorStatus,
+                   agent_pid: int | None, exit_code: int | None, message: str | None,
+                   error_message: str | None, stop_time: datetime | None,
+                   now: datetime) -> dict[str, Any]:
+    """A monitor changed state on its own. exit_code: the agent's exit status, or minus the
+    signal that killed it; message says why (also for STOPPED); error_message only for ERROR."""
+    return {"event": str(Event.MONITOR_STATUS), "machine_id": machine_id,
+            "monitor_id": monitor_id, "monitor_status": str(status), "agent_pid": agent_pid,
+            "exit_code": exit_code, "message": message, "error_message": error_message,
+            "stop_time": isotime(stop_time), "time": isotime(now)}
+
+
+def goodbye(machine_id: str, now: datetime) -> dict[str, Any]:
+    return {"event": str(Event.GOODBYE), "machine_id": machine_id,
+            "agent_manager_status": "STOPPED", "time": isotime(now)}

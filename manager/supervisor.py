@@ -1,0 +1,605 @@
+"""Agents: start them on validated commands, watch them, stop them, reap stray ones.
+
+Nothing from the network reaches ``exec`` unchecked: the monitor type picks an entry of
+``AGENT_TYPES``, the pid must exist, a library path must be an absolute regular file whose
+real name matches that type's patterns, the data endpoint must go to an allowed host, and
+every flag the agent gets is built here from checked values. No shell is involved.
+
+Restart safety, two independent layers:
+
+1. Each agent runs under ``setpriv --pdeathsig TERM`` (util-linux; it sets
+   ``PR_SET_PDEATHSIG`` and execs the agent, so no ``preexec_fn`` runs in the forked child of
+   a process with ZeroMQ threads). If the manager dies, even by SIGKILL, the kernel sends
+   every agent SIGTERM and each flushes and exits.
+2. Each agent has a record ``<runtime_dir>/agents/<monitor_id>.json`` (pid, its start time in
+   clock ticks from ``/proc/<pid>/stat``, the agent path, the monitor id) from spawn to exit.
+   A starting manager takes ``<runtime_dir>/manager.lock`` (so two managers never share
+   records) and reaps every recorded agent still alive: it opens a pidfd, checks that the
+   process has the recorded start time and an agent command line for that monitor (a reused
+   pid is never signalled), sends SIGTERM, waits, then SIGKILL.
+
+STOP is idempotent: a running monitor is stopped (SIGTERM, ``agent_stop_timeout_s``,
+SIGKILL); one this manager knows as already STOPPED or ERROR answers SUCCESS again; an id it
+never ran (or ran before a restart) answers MONITOR_NOT_FOUND, which the backend treats as
+stopped too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import fnmatch
+import json
+import logging
+import os
+import signal
+import stat
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from manager import keys
+from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
+from manager.reaper import reap_orphans, write_record
+from manager.settings import Settings
+
+__all__ = [
+    "AGENT_EXIT_CODES",
+    "AGENT_TYPES",
+    "AgentType",
+    "Monitor",
+    "Supervisor",
+    "reap_orphans",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentType:
+    """What one monitor type runs: its probe, and which libraries it may be pointed at."""
+
+    probe: str
+    library_patterns: tuple[str, ...]
+
+
+# The allow-list: monitor type → probe. A type not here is refused as INVALID_CONFIG.
+AGENT_TYPES: Mapping[str, AgentType] = {
+    "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*")),
+}
+
+# xputrace-agent's exit codes before it printed "ready" (agent_c/exit_codes.h)
+AGENT_EXIT_CODES: Mapping[int, ErrorCode] = {
+    2: ErrorCode.INVALID_CONFIG,
+    3: ErrorCode.TARGET_NOT_FOUND,
+    4: ErrorCode.PERMISSION_DENIED,
+    5: ErrorCode.AGENT_START_FAILED,
+}
+
+AGENT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+STDERR_TAIL_LINES = 8
+STDERR_LINE_MAX = 500
+MAX_FINISHED = 1000  # finished monitors remembered for GET_STATUS and idempotent STOP
+LINE_LIMIT = 1 << 20
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)
+class Monitor:
+    monitor_id: str
+    monitor_type: str
+    spec: StartMonitor
+    start_time: datetime
+    status: MonitorStatus = MonitorStatus.STARTING
+    agent_pid: int | None = None
+    stop_time: datetime | None = None
+    message: str | None = None  # why it stopped, for STOPPED and ERROR
+    error_message: str | None = None  # ERROR only
+    exit_code: int | None = None  # the agent's exit status, or -signal
+    stats: dict[str, Any] | None = None
+    libraries: list[str] = field(default_factory=list)
+    stopping: bool = False
+    proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
+    finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES),
+                                    repr=False)
+    keyfile: Path | None = field(default=None, repr=False)
+    record: Path | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return not self.finished.is_set()
+
+    def summary(self) -> dict[str, Any]:
+        """One entry of GET_STATUS's active_monitors (and of HELLO/HEARTBEAT)."""
+        return {"monitor_id": self.monitor_id, "agent_pid": self.agent_pid,
+                "start_time": isotime(self.start_time), "monitor_type": self.monitor_type}
+
+    def status_reply(self, request_id: str) -> dict[str, Any]:
+        """GET_STATUS for this monitor: the seed's fields."""
+        reply: dict[str, Any] = {"request_id": request_id, "status": "SUCCESS",
+                                 "monitor_id": self.monitor_id,
+                                 "monitor_status": str(self.status),
+                                 "start_time": isotime(self.start_time)}
+        if self.active and self.agent_pid is not None:
+            reply["agent_pid"] = self.agent_pid
+        if self.status == MonitorStatus.ERROR:
+            reply["error_message"] = self.error_message
+        return reply
+
+    def stderr_text(self) -> str:
+        return "; ".join(self.stderr_tail)
+
+
+def _describe_exit(rc: int) -> str:
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = str(-rc)
+        return f"agent killed by signal {name}"
+    code = AGENT_EXIT_CODES.get(rc)
+    return f"agent exited with code {rc}" + (f" ({code})" if code else "")
+
+
+def _agent_reason(tail: deque[str]) -> str | None:
+    """The message of the agent's last ``xputrace-agent: NAME: message`` line."""
+    for line in reversed(tail):
+        parts = line.split(": ", 2)
+        if len(parts) == 3 and parts[0] == "xputrace-agent" and parts[1].isupper():
+            return parts[2]
+    return None
+
+
+def _private_dir(path: Path) -> Path:
+    """A directory only this user can enter; refuses a symlink or someone else's."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionError(f"{path} is not a directory owned by uid {os.geteuid()}")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+# --------------------------------------------------------------------------------- supervisor
+
+class Supervisor:
+    """Runs one agent per monitor. Use as ``async with Supervisor(...)``: entering takes the
+    runtime dir's lock and reaps agents a previous manager left; leaving stops every agent.
+    """
+
+    def __init__(self, settings: Settings, machine_id: str, *,
+                 proc_root: Path = Path("/proc"),
+                 on_status: Callable[[Monitor], None] | None = None) -> None:
+        self.settings = settings
+        self.machine_id = machine_id
+        self.proc_root = proc_root
+        self.on_status = on_status
+        self.runtime_dir = settings.runtime_dir
+        self.records = settings.runtime_dir / "agents"
+        self.keydir = settings.runtime_dir / "keys"
+        self._monitors: OrderedDict[str, Monitor] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock_fd: int | None = None
+        self._setpriv: str | None = None
+
+    @property
+    def monitor_types(self) -> tuple[str, ...]:
+        return tuple(AGENT_TYPES)
+
+    # -- lifecycle
+
+    async def __aenter__(self) -> Supervisor:
+        await self.open()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        _private_dir(self.runtime_dir)
+        _private_dir(self.records)
+        _private_dir(self.keydir)
+        if self.settings.capture_dir is not None:
+            _private_dir(self.settings.capture_dir)
+        fd = os.open(self.runtime_dir / "manager.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RuntimeError(f"another manager is using {self.runtime_dir}") from None
+            raise
+        self._lock_fd = fd
+        for stale in self.keydir.iterdir():
+            stale.unlink(missing_ok=True)
+        reaped = await asyncio.to_thread(
+            reap_orphans, self.records, self.proc_root, self.settings.agent_stop_timeout_s,
+            self.settings.agent_kill_timeout_s)
+        if reaped:
+            log.warning("stopped %d agent(s) left by a previous manager: %s", len(reaped),
+                        reaped)
+        setpriv = self.settings.setpriv_path
+        if self.settings.pdeathsig:
+            if os.access(setpriv, os.X_OK):
+                self._setpriv = str(setpriv)
+            else:
+                log.warning("%s not found: agents will not get SIGTERM if the manager dies "
+                            "(the next manager still reaps them)", setpriv)
+
+    async def close(self) -> None:
+        await self.stop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _lock(self, monitor_id: str) -> asyncio.Lock:
+        lock = self._locks.get(monitor_id)
+        if lock is None:
+            lock = self._locks[monitor_id] = asyncio.Lock()
+        return lock
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- queries
+
+    def get(self, monitor_id: str) -> Monitor | None:
+        return self._monitors.get(monitor_id)
+
+    def active(self) -> list[Monitor]:
+        return [m for m in self._monitors.values()
+                if m.active and m.status == MonitorStatus.RUNNING]
+
+    # -- START
+
+    def _fail(self, code: ErrorCode, message: str) -> CommandError:
+        return CommandError(code, message)
+
+    def _check(self, cmd: StartMonitor) -> list[str]:
+        """Validates cmd against this machine and the allow-list; returns the agent's flags
+        after --monitor-id/--monitor-type/--machine-id."""
+        s = self.settings
+        if cmd.machine_id is not None and cmd.machine_id != self.machine_id:
+            raise self._fail(ErrorCode.INVALID_CONFIG,
+                             f"machine_id: this is machine '{self.machine_id}', "
+                             f"not '{cmd.machine_id}'")
+        kind = AGENT_TYPES.get(cmd.monitor_type)
+        if kind is None:
+            raise self._fail(ErrorCode.INVALID_CONFIG,
+                             f"monitor_type: '{cmd.monitor_type}' is not supported here")
+        t = cmd.target
+        flags: list[str] = []
+        if t.pid is not None:
+            if not (self.proc_root / str(t.pid)).is_dir():
+                raise self._fail(ErrorCode.TARGET_NOT_FOUND,
+                                 f"Failed to find target PID {t.pid}.")
+            if t.comm is not None and t.library_path is None:
+                try:
+                    comm = (self.proc_root / str(t.pid) / "comm").read_text().rstrip("\n")
+                except OSError:
+                    raise self._fail(ErrorCode.TARGET_NOT_FOUND,
+                                     f"Failed to find target PID {t.pid}.") from None
+                if comm != t.comm:
+                    raise self._fail(ErrorCode.TARGET_NOT_FOUND,
+                                     f"target PID {t.pid} is '{comm}', not '{t.comm}'")
+            flags += ["--target-pid", str(t.pid)]
+        if t.library_path is not None:
+            flags += ["--target-library", self._check_library(t.library_path, kind)]
+            if t.comm is not None:
+                flags += ["--target-comm", t.comm]
+        if cmd.data_endpoint is not None:
+            if not s.data_endpoint_allowed(cmd.data_endpoint):
+                raise self._fail(ErrorCode.INVALID_CONFIG,
+                                 f"backend_zmq_data_endpoint: '{cmd.data_endpoint}' is not an "
+                                 "allowed data endpoint for this manager")
+            flags += ["--backend-zmq-endpoint", cmd.data_endpoint]
+        elif s.capture_dir is not None:
+            flags += ["--output", str(s.capture_dir / f"{cmd.monitor_id}.bin")]
+        else:
+            raise self._fail(ErrorCode.INVALID_CONFIG, "backend_zmq_data_endpoint: missing")
+        c = cmd.config
+        for flag, value in (("--attach-mode", c.attach_mode), ("--ringbuf-kb", c.ringbuf_kb),
+                            ("--batch-events", c.batch_events), ("--flush-ms", c.flush_ms)):
+            if value is not None:
+                flags += [flag, str(value)]
+        return flags
+
+    def _check_library(self, path: str, kind: AgentType) -> str:
+        name = "target.library_path"
+        if not os.path.isabs(path):
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}' is not absolute")
+        real = os.path.realpath(path)
+        try:
+            st = os.stat(real)
+        except FileNotFoundError:
+            raise self._fail(ErrorCode.TARGET_NOT_FOUND,
+                             f"Failed to find target library {path}.") from None
+        except PermissionError:
+            raise self._fail(ErrorCode.PERMISSION_DENIED,
+                             f"{name}: cannot read '{path}'") from None
+        except OSError as e:
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}': {e.strerror}") \
+                from None
+        if not stat.S_ISREG(st.st_mode):
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}' is not a regular file")
+        base = os.path.basename(real)
+        if not any(fnmatch.fnmatchcase(base, p) for p in kind.library_patterns):
+            raise self._fail(ErrorCode.INVALID_CONFIG,
+                             f"{name}: '{base}' is not one of "
+                             f"{', '.join(kind.library_patterns)}")
+        return real
+
+    async def start(self, cmd: StartMonitor) -> Monitor:
+        """Starts (or, for a retried identical START, returns) the monitor's agent; raises
+        CommandError with the seed's error code."""
+        async with self._lock(cmd.monitor_id):
+            old = self._monitors.get(cmd.monitor_id)
+            if old is not None and old.active:
+                if replace(old.spec, request_id="") == replace(cmd, request_id=""):
+                    return old
+                raise self._fail(ErrorCode.INVALID_CONFIG,
+                                 f"monitor_id: '{cmd.monitor_id}' is already running with "
+                                 "another configuration")
+            flags = self._check(cmd)
+            if sum(m.active for m in self._monitors.values()) >= self.settings.max_monitors:
+                raise self._fail(ErrorCode.AGENT_START_FAILED,
+                                 f"this manager already runs {self.settings.max_monitors} "
+                                 "monitors")
+            m = Monitor(cmd.monitor_id, cmd.monitor_type, cmd, _now())
+            self._remember(m)
+            try:
+                await self._launch(m, flags)
+            except BaseException as e:
+                await self._abort(m, e)
+                raise
+            return m
+
+    def _remember(self, m: Monitor) -> None:
+        self._monitors.pop(m.monitor_id, None)
+        self._monitors[m.monitor_id] = m
+        finished = [k for k, v in self._monitors.items() if not v.active]
+        for k in finished[:max(0, len(finished) - MAX_FINISHED)]:
+            del self._monitors[k]
+
+    async def _launch(self, m: Monitor, flags: list[str]) -> None:
+        s = self.settings
+        agent = str(s.agent_path)
+        if not os.access(agent, os.X_OK):
+            raise self._fail(ErrorCode.AGENT_START_FAILED, f"agent {agent} is not executable")
+        if "--backend-zmq-endpoint" in flags and s.data_curve:
+            m.keyfile = self.keydir / f"{m.monitor_id}.key"
+            keys.write_agent_keyfile(m.keyfile, s.data_key, s.public_key, s.secret_key)
+            flags = [*flags, "--curve-keyfile", str(m.keyfile)]
+        argv = [agent, "--monitor-id", m.monitor_id, "--monitor-type", m.monitor_type,
+                "--machine-id", self.machine_id, *flags]
+        if self._setpriv:
+            argv = [self._setpriv, "--pdeathsig", "TERM", "--", *argv]
+        log.info("monitor %s: starting %s", m.monitor_id, " ".join(argv))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=AGENT_ENV, cwd="/",
+                start_new_session=True, limit=LINE_LIMIT)
+        except OSError as e:
+            raise self._fail(ErrorCode.AGENT_START_FAILED,
+                             f"cannot run agent {agent}: {e.strerror or e}") from None
+        m.proc = proc
+        self._write_record(m, proc.pid, agent)
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr_done = asyncio.get_running_loop().create_task(self._drain_stderr(m, proc.stderr))
+        try:
+            ready = await asyncio.wait_for(self._read_ready(proc.stdout),
+                                           s.agent_ready_timeout_s)
+        except TimeoutError:
+            await self._kill(proc)
+            await _settle(stderr_done)
+            tail = m.stderr_text()
+            raise self._fail(ErrorCode.AGENT_START_FAILED,
+                             f"agent not ready within {s.agent_ready_timeout_s:g}s"
+                             + (f": {tail}" if tail else "")) from None
+        except BaseException:
+            await self._kill(proc)
+            stderr_done.cancel()
+            raise
+        if ready is None:  # it exited (or closed stdout) before it was ready
+            try:
+                rc = await asyncio.wait_for(proc.wait(), s.agent_kill_timeout_s)
+            except TimeoutError:
+                await self._kill(proc)
+                rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+            await _settle(stderr_done)
+            m.exit_code = rc
+            code = AGENT_EXIT_CODES.get(rc, ErrorCode.AGENT_START_FAILED)
+            reason = _agent_reason(m.stderr_tail) or m.stderr_text()
+            raise self._fail(code, f"{reason} ({_describe_exit(rc)})" if reason
+                             else f"{_describe_exit(rc)} before it was ready")
+        m.agent_pid = proc.pid
+        m.libraries = [str(x) for x in ready.get("libraries", []) if isinstance(x, str)]
+        m.status = MonitorStatus.RUNNING
+        if m.keyfile is not None:  # the agent read it before printing ready
+            m.keyfile.unlink(missing_ok=True)
+        log.info("monitor %s: agent pid %d ready (%s probes on %s)", m.monitor_id, proc.pid,
+                 ready.get("probes"), ", ".join(m.libraries) or "-")
+        self._spawn_task(self._watch(m, proc, stderr_done))
+
+    def _write_record(self, m: Monitor, pid: int, agent: str) -> None:
+        m.record = write_record(self.records, m.monitor_id, pid, agent,
+                                isotime(m.start_time), self.proc_root)
+
+    async def _abort(self, m: Monitor, e: BaseException) -> None:
+        """A START that failed: nothing keeps running, the monitor is remembered as ERROR."""
+        if m.proc is not None and m.proc.returncode is None:
+            await self._kill(m.proc)
+        m.status = MonitorStatus.ERROR
+        m.stop_time = _now()
+        m.error_message = m.message = e.message if isinstance(e, CommandError) else repr(e)
+        self._cleanup(m)
+        m.finished.set()
+
+    def _cleanup(self, m: Monitor) -> None:
+        for p in (m.keyfile, m.record):
+            if p is not None:
+                p.unlink(missing_ok=True)
+
+    async def _read_ready(self, stdout: asyncio.StreamReader) -> dict[str, Any] | None:
+        """The agent's ``{"ready": true, ...}`` line, or None at EOF."""
+        while True:
+            try:
+                line = await stdout.readline()
+            except ValueError:  # a line longer than LINE_LIMIT: not ours
+                continue
+            if not line:
+                return None
+            obj = _json_object(line)
+            if obj is not None and obj.get("ready") is True:
+                return obj
+
+    async def _drain_stderr(self, m: Monitor, stderr: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:
+                continue
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                m.stderr_tail.append(text[:STDERR_LINE_MAX])
+                log.info("monitor %s: %s", m.monitor_id, text[:STDERR_LINE_MAX])
+
+    async def _watch(self, m: Monitor, proc: asyncio.subprocess.Process,
+                     stderr_done: asyncio.Task[None]) -> None:
+        """Follows a running agent to its exit; reports exits nobody asked for."""
+        assert proc.stdout is not None
+        try:
+            while line := await proc.stdout.readline():
+                obj = _json_object(line)
+                if obj is not None and isinstance(obj.get("stats"), dict):
+                    m.stats = obj["stats"]
+        except ValueError:
+            await proc.stdout.read()
+        rc = await proc.wait()
+        await _settle(stderr_done)
+        self._finalize(m, rc)
+
+    def _finalize(self, m: Monitor, rc: int) -> None:
+        """Records the agent's exit (once); reports it if nobody asked for it."""
+        if m.finished.is_set():
+            return
+        m.exit_code, m.stop_time = rc, _now()
+        how = _describe_exit(rc)
+        tail = m.stderr_text()
+        if m.stopping:
+            m.status = MonitorStatus.STOPPED
+            m.message = "stopped on request" + ("" if rc == 0 else f" ({how})")
+        elif rc == 0:
+            m.status = MonitorStatus.STOPPED
+            m.message = "agent exited" + (f": {tail}" if tail else "")
+        else:
+            m.status = MonitorStatus.ERROR
+            m.message = m.error_message = how + (f": {tail}" if tail else "")
+        log.log(logging.INFO if m.status == MonitorStatus.STOPPED else logging.WARNING,
+                "monitor %s: %s (%s), stats %s", m.monitor_id, m.status, m.message, m.stats)
+        self._cleanup(m)
+        m.finished.set()
+        if not m.stopping and self.on_status is not None:
+            try:
+                self.on_status(m)
+            except Exception:
+                log.exception("monitor %s: status callback failed", m.monitor_id)
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        """SIGTERM, a short wait, SIGKILL: for agents that never got as far as running."""
+        kill_wait = self.settings.agent_kill_timeout_s
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, kill_wait)):
+            if proc.returncode is not None:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), wait)
+
+    # -- STOP
+
+    async def stop(self, monitor_id: str) -> tuple[Monitor, bool]:
+        """Stops the monitor's agent; returns (monitor, it was already stopped)."""
+        async with self._lock(monitor_id):
+            m = self._monitors.get(monitor_id)
+            if m is None:
+                raise self._fail(ErrorCode.MONITOR_NOT_FOUND,
+                                 f"Monitor with id '{monitor_id}' not found or already stopped.")
+            if not m.active:
+                return m, True
+            assert m.proc is not None
+            m.stopping = True
+            s = self.settings
+            for sig, wait in ((signal.SIGTERM, s.agent_stop_timeout_s),
+                              (signal.SIGKILL, s.agent_kill_timeout_s)):
+                if m.proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        m.proc.send_signal(sig)
+                try:
+                    # the process itself, not the watcher task: that one may be cancelled
+                    # when the whole manager is going down
+                    rc = await asyncio.wait_for(asyncio.shield(m.proc.wait()), wait)
+                except TimeoutError:
+                    log.warning("monitor %s: agent pid %s still running %.0fs after %s",
+                                m.monitor_id, m.agent_pid, wait, sig.name)
+                    continue
+                # let the watcher read the stats line and finish; finish for it if it is gone
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(m.finished.wait(), 2.0)
+                self._finalize(m, rc)
+                return m, False
+            raise self._fail(ErrorCode.AGENT_STOP_FAILED,
+                             f"agent pid {m.agent_pid} of monitor '{monitor_id}' did not exit "
+                             "after SIGTERM and SIGKILL")
+
+    async def stop_all(self) -> list[Monitor]:
+        """Stops every running agent (manager shutdown); returns the monitors stopped."""
+        running = [m for m in self._monitors.values() if m.active and m.proc is not None]
+        results = await asyncio.gather(*(self.stop(m.monitor_id) for m in running),
+                                       return_exceptions=True)
+        for m, r in zip(running, results, strict=True):
+            if isinstance(r, BaseException):
+                log.error("monitor %s: %s", m.monitor_id, r)
+        return running
+
+
+async def _settle(task: asyncio.Task[None], timeout: float = 2.0) -> None:
+    """Waits for a stderr drain after its process exited; a grandchild holding the pipe open
+    does not keep us waiting."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None

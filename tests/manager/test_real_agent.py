@@ -1,0 +1,97 @@
+"""The real xputrace-agent under the manager, driven over the CURVE control channel, against
+the real libcudart: START → RUNNING → calls captured → STOP; the agent's own TARGET_NOT_FOUND;
+kill -9 → MONITOR_STATUS ERROR. Needs root and BPF."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from backend import abi
+from manager.identity import Identity
+from manager.settings import Settings
+from tests.agent.procs import JsonLineProc
+from tests.manager.backend_double import Backend
+from tests.manager.conftest import MACHINE_ID, run, running
+from tests.workloads import cuda_expect
+
+pytestmark = pytest.mark.bpf
+
+MID = "123e4567-e89b-42d3-a456-426614174000"
+MID2 = "223e4567-e89b-42d3-a456-426614174000"
+IDENT = MACHINE_ID.encode()
+
+
+def test_start_running_stop_with_real_agent(
+        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
+        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    threads, iters = 2, 3
+    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads",
+                         str(threads), "--iters", str(iters)])
+    no_cuda = subprocess.Popen(["sleep", "60"])
+    s = settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
+                 agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+
+    async def go() -> None:
+        ready = work.read_json("ready")
+        async with (Backend(enrolled, server_keypair[1]) as backend,
+                    running(dataclasses.replace(s, backend=backend.endpoint), identity)):
+            await backend.event("HELLO")
+            # the agent itself finds no CUDA library in `sleep`: exit 3 → TARGET_NOT_FOUND
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
+                "target": {"pid": no_cuda.pid}}, 60)
+            assert (r["status"], r["error_code"]) == ("FAILURE", "TARGET_NOT_FOUND"), r
+            assert "exited with code 3" in r["message"]
+
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
+                "target": {"pid": ready["pid"], "comm": "cuda_calls"},
+                "config": {"sampling_rate": 1.0}, "machine_id": MACHINE_ID}, 60)
+            assert r["status"] == "SUCCESS", r
+            agent_pid = r["agent_pid"]
+            st = await backend.request(IDENT, {"command": "GET_STATUS", "monitor_id": MID})
+            assert (st["monitor_status"], st["agent_pid"]) == ("RUNNING", agent_pid)
+            cmdline = Path(f"/proc/{agent_pid}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[0] == str(s.agent_path).encode()
+
+            await asyncio.to_thread(work.send_line, "go")
+            done = await asyncio.to_thread(work.read_json, "done")
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
+                                              "monitor_id": MID}, 60)
+            assert (r["status"], r["message"]) == ("SUCCESS",
+                                                   "Monitor stopped successfully.")
+            st = await backend.request(IDENT, {"command": "GET_STATUS", "monitor_id": MID})
+            assert st["monitor_status"] == "STOPPED"
+
+            calls = cuda_expect.expected_calls(threads, iters)
+            assert sum(done["calls"].values()) == len(calls)
+            with open(s.capture_dir / f"{MID}.bin", "rb") as f:
+                events = sum(len(b.events) for b in abi.iter_batches(f))
+            assert events == len(calls)
+
+            # a second run, killed with SIGKILL: the backend hears ERROR with a reason
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
+                "target": {"pid": ready["pid"]}}, 60)
+            assert r["status"] == "SUCCESS", r
+            os.kill(r["agent_pid"], signal.SIGKILL)
+            ev = await backend.event("MONITOR_STATUS", 30)
+            assert (ev["monitor_id"], ev["monitor_status"]) == (MID, "ERROR")
+            assert ev["error_message"].startswith("agent killed by signal SIGKILL")
+
+    try:
+        run(go(), 180)
+    finally:
+        work.send_line("exit")
+        work.finish()
+        work.kill()
+        no_cuda.kill()
+        no_cuda.wait()

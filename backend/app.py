@@ -1,29 +1,52 @@
 """create_app(settings): the backend's aiohttp application.
 
-Each external resource (the PostgreSQL pool; later the ingest socket, the
-control channel, trace workers) is its own cleanup_ctx generator.
+Each external resource is its own cleanup_ctx generator, torn down in reverse:
+background tasks, ingest (written out first), control channel, ZeroMQ
+context, PostgreSQL pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import psycopg
+import zmq.auth
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from backend.control import ControlServer, curve_context
+from backend.control_events import handle_event
+from backend.db.migrate import migrate
 from backend.errors import error_middleware
 from backend.handlers.auth import require_user
+from backend.ingest import Ingest
 from backend.routes import setup_routes
 from backend.settings import Settings
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import CONTROL, DB, INGEST, SETTINGS, TASKS, ZMQ
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "server_keys"]
+
+
+def server_keys(settings: Settings) -> tuple[bytes, bytes]:
+    """(public, secret) of the backend's CURVE certificate, created on first use."""
+    settings.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret_file = settings.keys_dir / "backend.key_secret"
+    if not secret_file.exists():
+        zmq.auth.create_certificates(str(settings.keys_dir), "backend")
+        secret_file.chmod(0o600)
+    public, secret = zmq.auth.load_certificate(str(secret_file))
+    assert secret is not None
+    return public, secret
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if not settings.database_dsn:
-        raise RuntimeError("database_dsn is not set (the embedded server is started by main)")
+        raise RuntimeError("database_dsn is not set (python -m backend starts the embedded one)")
+    async with await psycopg.AsyncConnection.connect(settings.database_dsn,
+                                                     autocommit=True) as conn:
+        await migrate(conn)
     pool = AsyncConnectionPool(settings.database_dsn, min_size=1, max_size=10, open=False,
                                kwargs={"autocommit": True})
     await pool.open(wait=True, timeout=30)
@@ -32,12 +55,53 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.close()
 
 
+async def zmq_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    settings.enrolled_dir.mkdir(parents=True, exist_ok=True)
+    ctx, auth = curve_context(settings.enrolled_dir)
+    app[ZMQ] = ctx
+    yield
+    auth.stop()
+    ctx.term()
+
+
+async def control_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    public, secret = server_keys(settings)
+
+    async def on_event(machine_id: str, key: str, msg: dict[str, object]) -> None:
+        await handle_event(app, machine_id, key, msg)
+
+    control = ControlServer(app[ZMQ], settings.control_endpoint, secret, public, on_event)
+    await control.start()
+    app[CONTROL] = control
+    yield
+    await control.close()
+
+
+async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    public, secret = server_keys(settings)
+    ingest = Ingest(app[ZMQ], settings.ingest_endpoint, secret, public, app[DB])
+    await ingest.start()
+    app[INGEST] = ingest
+    yield
+    await ingest.close()
+
+
+async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[TASKS] = set()
+    yield
+    if app[TASKS]:
+        await asyncio.wait(app[TASKS], timeout=30)
+
+
 def create_app(settings: Settings) -> web.Application:
     if len(settings.jwt_secret) < 32:
         raise ValueError("jwt_secret must be at least 32 characters")
     app = web.Application(middlewares=[error_middleware, require_user],
                           client_max_size=1024 * 1024)
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, ingest_ctx, tasks_ctx])
     setup_routes(app)
     return app

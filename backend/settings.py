@@ -23,7 +23,12 @@ class Settings:
     data_dir: Path = Path("var/backend")
     # ZeroMQ: agents PUSH batches to ingest_endpoint; managers dial control_endpoint
     ingest_endpoint: str = "tcp://127.0.0.1:5556"
+    # what agents are told to dial (differs from ingest_endpoint behind NAT or 0.0.0.0)
+    ingest_public_endpoint: str = "tcp://127.0.0.1:5556"
     control_endpoint: str = "tcp://127.0.0.1:5557"
+    # the backend's CURVE certificate (backend.key_secret) and the enrolled managers' (*.key)
+    keys_dir: Path = Path("var/backend/keys")
+    enrolled_dir: Path = Path("var/backend/enrolled")
     # Auth
     jwt_secret: str = field(default="", repr=False)
     access_token_ttl_s: int = 3600

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import zmq.asyncio
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from backend.control import ControlServer
+from backend.ingest import Ingest
 from backend.settings import Settings
 from backend.tokens import AccessClaims
 
-__all__ = ["DB", "SETTINGS", "USER"]
+__all__ = ["CONTROL", "DB", "INGEST", "SETTINGS", "TASKS", "USER", "ZMQ"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)
 # The caller, set by the auth middleware on every authenticated request.
 USER = web.RequestKey("user", AccessClaims)
+ZMQ = web.AppKey("zmq", zmq.asyncio.Context)
+CONTROL = web.AppKey("control", ControlServer)
+INGEST = web.AppKey("ingest", Ingest)
+# Background work started by handlers (START_MONITOR round trips), awaited at shutdown.
+TASKS = web.AppKey("tasks", set[asyncio.Task[None]])

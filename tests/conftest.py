@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.pg_fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 BPF_SKIP_PREFIX = "BPF tests need root, BTF and uprobes"
 

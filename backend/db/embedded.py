@@ -44,8 +44,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -149,6 +151,10 @@ class EmbeddedPostgres:
             self._prepare_dirs(uid, gid)
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(uid, gid)
+            elif not self.passfile.exists():
+                raise EmbeddedPostgresError(
+                    f"{self.passfile} is missing: without it nothing can log in to {self.pgdata}"
+                )
             admin = self._adopt() or self._spawn(uid, gid)
             self._create_database(admin)
             self._dsn = _replace_dbname(admin, self.database)
@@ -271,26 +277,26 @@ class EmbeddedPostgres:
     def _run(self, argv: list[str], uid: int, gid: int) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             argv, capture_output=True, text=True, check=False, env=_server_env(),
-            stdin=subprocess.DEVNULL, **self._as_user(uid, gid),
+            stdin=subprocess.DEVNULL, umask=0o077, **self._as_user(uid, gid),
         )  # fmt: skip
 
-    def _as_user(self, uid: int, gid: int) -> dict[str, object]:
-        kw: dict[str, object] = {"umask": 0o077}
-        if uid != os.geteuid():
-            kw.update(user=uid, group=gid, extra_groups=[])
-        return kw
+    @staticmethod
+    def _as_user(uid: int, gid: int) -> dict[str, Any]:
+        """subprocess arguments that run a child as uid/gid (nothing when that is us)."""
+        if uid == os.geteuid():
+            return {}
+        return {"user": uid, "group": gid, "extra_groups": []}
 
     # --- running ----------------------------------------------------------------
 
     def _adopt(self) -> str | None:
         """The admin DSN of a server already running on this data dir, if there is one."""
         info = _postmaster_info(self.pgdata)
-        if info is None or not _is_postmaster(info["pid"], self.bin_dir):
+        if info is None or not _is_postmaster(info.pid, self.bin_dir):
             return None
-        if info["status"] != "ready":
-            self._wait_ready(info["pid"], None)
-            info = _postmaster_info(self.pgdata) or info
-        self._pid = info["pid"]
+        if info.status != "ready":
+            info = self._wait_ready(info.pid, None)
+        self._pid = info.pid
         log.info("adopted embedded PostgreSQL already running (pid %d)", self._pid)
         return self._admin_dsn(info)
 
@@ -308,14 +314,15 @@ class EmbeddedPostgres:
         with open(self.logfile, "ab") as logf:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=_server_env(), start_new_session=True, **self._as_user(uid, gid),  # type: ignore[call-overload]
+                env=_server_env(), start_new_session=True, umask=0o077,
+                **self._as_user(uid, gid),
             )  # fmt: skip
         self._pid = self._proc.pid
         info = self._wait_ready(self._proc.pid, self._proc)
         log.info("embedded PostgreSQL started (pid %d, %s)", self._pid, self.pgdata)
         return self._admin_dsn(info)
 
-    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None) -> dict[str, object]:
+    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None) -> _Postmaster:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             exited = proc.poll() is not None if proc is not None else not _alive(pid)
@@ -326,7 +333,7 @@ class EmbeddedPostgres:
                     + _tail(self.logfile)
                 )
             info = _postmaster_info(self.pgdata)
-            if info is not None and info["pid"] == pid and info["status"] == "ready":
+            if info is not None and info.pid == pid and info.status == "ready":
                 return info
             time.sleep(0.02)
         raise EmbeddedPostgresError(
@@ -334,12 +341,12 @@ class EmbeddedPostgres:
             + _tail(self.logfile)
         )
 
-    def _admin_dsn(self, info: dict[str, object]) -> str:
-        host = str(info["socket_dir"] or info["listen"] or "127.0.0.1")
+    def _admin_dsn(self, info: _Postmaster) -> str:
+        host = info.socket_dir or info.listen or "127.0.0.1"
         if host == "*":
             host = "127.0.0.1"
         return make_conninfo(
-            host=host, port=str(info["port"]), user=self.user, dbname="postgres",
+            host=host, port=str(info.port), user=self.user, dbname="postgres",
             passfile=str(self.passfile), connect_timeout="10",
         )  # fmt: skip
 
@@ -376,21 +383,32 @@ def _free_port() -> int:
         return port
 
 
-def _postmaster_info(pgdata: Path) -> dict[str, object] | None:
+@dataclass(frozen=True)
+class _Postmaster:
+    """What postmaster.pid says about a server."""
+
+    pid: int
+    port: int
+    socket_dir: str
+    listen: str
+    status: str
+
+
+def _postmaster_info(pgdata: Path) -> _Postmaster | None:
     """postmaster.pid: pid, data dir, start time, port, socket dir, listen address, shm, status."""
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
     except (FileNotFoundError, PermissionError):
         return None
-    if len(lines) < 6 or not lines[0].strip().lstrip("-").isdigit():
+    if len(lines) < 6 or not lines[0].strip().isdigit():
         return None
-    return {
-        "pid": int(lines[0]),
-        "port": int(lines[3]) if lines[3].strip().isdigit() else _SOCKET_PORT,
-        "socket_dir": lines[4].strip(),
-        "listen": lines[5].strip(),
-        "status": lines[7].strip() if len(lines) > 7 else "",
-    }
+    return _Postmaster(
+        pid=int(lines[0]),
+        port=int(lines[3]) if lines[3].strip().isdigit() else _SOCKET_PORT,
+        socket_dir=lines[4].strip(),
+        listen=lines[5].strip(),
+        status=lines[7].strip() if len(lines) > 7 else "",
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -405,9 +423,9 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
-def _is_postmaster(pid: object, bin_dir: Path) -> bool:
+def _is_postmaster(pid: int, bin_dir: Path) -> bool:
     """pid is alive and runs this install's postgres (not a reused pid)."""
-    if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
+    if pid <= 0 or not _alive(pid):
         return False
     try:
         return Path(f"/proc/{pid}/exe").resolve() == (bin_dir / "postgres").resolve()

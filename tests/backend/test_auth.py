@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,14 +11,14 @@ from aiohttp.test_utils import TestClient
 
 from backend import tokens
 from backend.app import create_app
-from backend.settings import Settings
+from tests.pg_fixtures import backend_settings
 
 SECRET = "s" * 40
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, migrated_dsn: str) -> TestClient:
-    settings = Settings(database_dsn=migrated_dsn, jwt_secret=SECRET, access_token_ttl_s=60)
+async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
+    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60)
     return await aiohttp_client(create_app(settings))
 
 

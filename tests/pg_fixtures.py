@@ -1,18 +1,23 @@
-"""A real PostgreSQL for backend tests: one embedded server per session, a database per test."""
+"""A real PostgreSQL for tests: one embedded server per session, a database per test.
+
+Registered for every test by tests/conftest.py (pytest_plugins)."""
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
+from backend.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +53,21 @@ async def migrated_dsn(fresh_dsn: str) -> AsyncIterator[str]:
     async with await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True) as conn:
         await migrate(conn)
     yield fresh_dsn
+
+
+def free_tcp_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def backend_settings(dsn: str, tmp_path: Path, **kw: Any) -> Settings:
+    """Settings for a backend under test: its own ports and key folders."""
+    ingest = free_tcp_endpoint()
+    values: dict[str, Any] = {
+        "database_dsn": dsn, "jwt_secret": "t" * 40, "ingest_endpoint": ingest,
+        "ingest_public_endpoint": ingest, "control_endpoint": free_tcp_endpoint(),
+        "keys_dir": tmp_path / "keys", "enrolled_dir": tmp_path / "enrolled",
+    }
+    values.update(kw)
+    return Settings(**values)

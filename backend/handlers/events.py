@@ -1,0 +1,105 @@
+"""GET /api/v1/events: filter (AIP-160), page_size, page_token, order_by, fields."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from backend.errors import BadRequest
+from backend.filters import FilterError, compile_filter
+from backend.paging import (
+    PagingError,
+    decode_token,
+    encode_token,
+    order_signature,
+    parse_order_by,
+    parse_page_size,
+)
+from backend.repo.events import EVENT_FIELDS, ORDERABLE, TIEBREAK, query_events
+from backend.typedefs import DB, SETTINGS
+
+__all__ = ["list_events", "rfc3339_ns"]
+
+_TOP = {"timestamp", "machine_id", "monitor_id", "pid", "tid", "cpu", "comm", "event_type",
+        "duration_ns", "ret", "flags", "incomplete", "event_data"}
+
+
+def rfc3339_ns(ns: int) -> str:
+    """2026-11-24T10:00:00.123456789Z: nanoseconds kept, which datetime cannot hold."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def _event(row: dict[str, Any]) -> dict[str, Any]:
+    data = row["event_data"]
+    return {
+        "timestamp": rfc3339_ns(row["ts"]),
+        "machine_id": row["machine_id"],
+        "monitor_id": str(row["monitor_id"]),
+        "pid": row["pid"],
+        "tid": row["tid"],
+        "cpu": row["cpu"],
+        "comm": row["comm"],
+        "event_type": row["event_type"],
+        "duration_ns": row["duration_ns"],
+        "ret": row["ret"],
+        "flags": row["flags"],
+        "incomplete": bool(row["flags"] & 1),
+        "event_data": json.loads(data) if isinstance(data, str) else data,
+    }
+
+
+def _projector(fields: str | None) -> Any:
+    """A function keeping only the requested fields (dotted paths into event_data)."""
+    if not fields:
+        return lambda e: e
+    paths = [f.strip() for f in fields.split(",") if f.strip()]
+    for p in paths:
+        head = p.split(".", 1)[0]
+        if head not in _TOP or (head != "event_data" and "." in p):
+            raise BadRequest("fields", f"unknown field '{p}'; known: {', '.join(sorted(_TOP))}")
+
+    def project(e: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for p in paths:
+            src, dst, parts = e, out, p.split(".")
+            for part in parts[:-1]:
+                src = src.get(part, {}) if isinstance(src, dict) else {}
+                dst = dst.setdefault(part, {})
+            if isinstance(src, dict) and parts[-1] in src:
+                dst[parts[-1]] = src[parts[-1]]
+        return out
+
+    return project
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """Stored events matching a filter, a page at a time."""
+    q = request.query
+    text = q.get("filter", "")
+    try:
+        where, params = compile_filter(text, EVENT_FIELDS)
+        page_size = parse_page_size(q.get("page_size"))
+        order = parse_order_by(q.get("order_by"), ORDERABLE, TIEBREAK, default="timestamp")
+        secret = request.app[SETTINGS].jwt_secret.encode()
+        after = None
+        if q.get("page_token"):
+            after = decode_token(q["page_token"], order_signature(order), text, secret)
+    except (FilterError, PagingError) as e:
+        raise BadRequest(e.param, e.problem) from None
+    project = _projector(q.get("fields"))
+    async with request.app[DB].connection() as conn:
+        rows = await query_events(conn, where, params, order, after, page_size + 1)
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    body: dict[str, Any] = {"events": [project(_event(r)) for r in rows]}
+    if more:
+        last = rows[-1]
+        key = tuple(last[col] for col, _ in order)
+        body["next_page_token"] = encode_token(key, order_signature(order), text, secret)
+    else:
+        body["next_page_token"] = ""
+    return web.json_response(body)

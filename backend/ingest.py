@@ -1,0 +1,120 @@
+"""Ingest: agents' batches off a CURVE PULL socket, into PostgreSQL by binary COPY.
+
+The receiver decodes each frame with the shared ABI decoder (a malformed or
+oversized frame is counted and dropped; other senders carry on) and puts it on
+a bounded queue. The writer takes everything queued, up to a limit, and writes
+it in one EventWriter call. When the queue is full the receiver stops reading,
+the socket's queue fills, and agents count what they cannot send: backpressure
+that loses nothing silently. On close, everything received is written first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import zmq
+import zmq.asyncio
+from psycopg_pool import AsyncConnectionPool
+
+from backend import abi
+from backend.db.events_copy import EventWriter
+
+__all__ = ["Ingest", "IngestStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestStats:
+    batches: int = 0
+    events: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    rejected: int = 0
+    write_errors: int = 0
+
+
+class Ingest:
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
+                 public_key: bytes, pool: AsyncConnectionPool, *, queue_batches: int = 256,
+                 max_frame: int = 64 << 20, write_batches: int = 64) -> None:
+        self.endpoint = endpoint
+        self.stats = IngestStats()
+        self._ctx, self._pool = ctx, pool
+        self._secret, self._public = secret_key, public_key
+        self._queue: asyncio.Queue[abi.Batch] = asyncio.Queue(queue_batches)
+        self._max_frame, self._write_batches = max_frame, write_batches
+        self._writer = EventWriter()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+
+    async def start(self) -> None:
+        sock = self._ctx.socket(zmq.PULL)
+        sock.curve_server = True
+        sock.curve_secretkey = self._secret
+        sock.curve_publickey = self._public
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame)
+        sock.rcvhwm = 64
+        sock.linger = 0
+        sock.bind(self.endpoint)
+        self._sock = sock
+        self._tasks = [asyncio.create_task(self._receive(), name="ingest-receive"),
+                       asyncio.create_task(self._write(), name="ingest-write")]
+
+    async def close(self) -> None:
+        """Stops receiving, writes what was received, then stops."""
+        self._tasks[0].cancel()
+        await asyncio.gather(self._tasks[0], return_exceptions=True)
+        await self._queue.join()
+        self._tasks[1].cancel()
+        await asyncio.gather(self._tasks[1], return_exceptions=True)
+        if self._sock is not None:
+            self._sock.close(linger=0)
+
+    async def flushed(self) -> None:
+        """Returns once everything received so far is written (for tests and shutdown)."""
+        await self._queue.join()
+
+    async def _receive(self) -> None:
+        assert self._sock is not None
+        while True:
+            frame = await self._sock.recv(copy=False)
+            try:
+                batch = abi.decode_batch(bytes(frame.buffer))
+            except abi.AbiError as e:
+                self.stats.malformed += 1
+                log.warning("ingest: malformed batch dropped: %s", e)
+                continue
+            await self._queue.put(batch)
+
+    async def _write(self) -> None:
+        while True:
+            batches = [await self._queue.get()]
+            while len(batches) < self._write_batches and not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+            try:
+                for attempt in range(3):
+                    try:
+                        async with self._pool.connection() as conn:
+                            result = await self._writer.write(conn, batches)
+                        break
+                    except Exception:
+                        if attempt == 2:
+                            raise
+                        log.exception("ingest: write failed, retrying")
+                        await asyncio.sleep(0.2 * (attempt + 1))
+                self.stats.batches += result.batches
+                self.stats.events += result.events
+                self.stats.duplicates += result.duplicates
+                self.stats.rejected += len(result.rejected)
+                for r in result.rejected:
+                    log.warning("ingest: batch %s/%d rejected: %s", r.monitor_id, r.seq, r.reason)
+            except Exception:
+                self.stats.write_errors += len(batches)
+                log.exception("ingest: %d batches could not be written", len(batches))
+            finally:
+                for _ in batches:
+                    self._queue.task_done()

@@ -1,0 +1,72 @@
+"""Monitors and their lifecycle: STARTING -> RUNNING -> STOPPED | ERROR | FAILED_TO_START."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+__all__ = ["create_monitor", "get_monitor", "list_monitors", "set_status"]
+
+Conn = AsyncConnection[Any]
+_COLS = ("id, machine_id, monitor_type, target, config, display_name, status, error_code, "
+         "error_message, create_time, start_time, stop_time, agent_pid")
+
+
+async def create_monitor(conn: Conn, machine_id: str, monitor_type: str, target: dict[str, Any],
+                         config: dict[str, Any], display_name: str) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"INSERT INTO monitors (id, machine_id, monitor_type, target, config, display_name) "
+            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLS}".encode(),
+            (uuid.uuid4(), machine_id, monitor_type, json.dumps(target), json.dumps(config),
+             display_name),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+
+async def get_monitor(conn: Conn, machine_id: str, monitor_id: uuid.UUID) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_COLS} FROM monitors WHERE id = %s AND machine_id = %s".encode(),
+            (monitor_id, machine_id))
+        return await cur.fetchone()
+
+
+async def list_monitors(conn: Conn, machine_id: str, where: str, params: list[Any], limit: int,
+                        after: tuple[Any, ...] | None) -> list[dict[str, Any]]:
+    clauses, args = ["machine_id = %s", f"({where})"], [machine_id, *params]
+    if after is not None:
+        clauses.append("(create_time, id) > (%s, %s)")
+        args += list(after)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_COLS} FROM monitors WHERE {' AND '.join(clauses)} "
+            "ORDER BY create_time, id LIMIT %s".encode(), [*args, limit])
+        return await cur.fetchall()
+
+
+# Statuses a monitor cannot leave.
+FINAL = ("STOPPED", "ERROR", "FAILED_TO_START")
+
+
+async def set_status(conn: Conn, monitor_id: uuid.UUID, status: str, *,
+                     error_code: str | None = None, error_message: str | None = None,
+                     agent_pid: int | None = None) -> bool:
+    """Moves a monitor on; a final status is never left. True when the row changed."""
+    stamp = {"RUNNING": "start_time = COALESCE(start_time, now()), ",
+             "STOPPED": "stop_time = now(), ", "ERROR": "stop_time = now(), ",
+             "FAILED_TO_START": "stop_time = now(), "}.get(status, "")
+    cur = await conn.execute(
+        f"UPDATE monitors SET {stamp}status = %s, "
+        "error_code = COALESCE(%s, error_code), error_message = COALESCE(%s, error_message), "
+        "agent_pid = COALESCE(%s, agent_pid) "
+        "WHERE id = %s AND status NOT IN ('STOPPED', 'ERROR', 'FAILED_TO_START')".encode(),
+        (status, error_code, error_message, agent_pid, monitor_id),
+    )
+    return cur.rowcount > 0

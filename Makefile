@@ -1,4 +1,4 @@
-# xputrace: `make run` starts what exists of the platform, `make test` runs every test.
+# xputrace: `make run` starts the platform on this host, `make test` runs every test.
 # Both set everything up first: Debian packages, the Python venv, the CMake build.
 
 PYTHON ?= python3
@@ -41,14 +41,9 @@ bench: build
 	$(PY) bench/probe_cost.py --build $(BUILD)
 	$(PY) bench/agent_drain.py --build $(BUILD)
 
-# Until the backend lands (issue 3) this traces one process into a capture file
-# and prints its events as JSON lines when you press Ctrl-C: make run PID=1234
+# The platform on this host: backend with embedded PostgreSQL, and a manager (needs root).
 run: build
-	@test -n "$(PID)" || { echo "usage: make run PID=<pid of a process using CUDA>"; exit 2; }
-	mkdir -p var
-	$(BUILD)/xputrace-agent --monitor-id local --monitor-type CUDA --target-pid $(PID) \
-	    --output var/capture.bin || true
-	$(PY) -m backend.dump var/capture.bin
+	./scripts/run-platform
 
 clean:
 	rm -rf $(BUILD)

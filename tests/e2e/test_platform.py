@@ -3,6 +3,8 @@ manager process, the real agent, a workload calling the real libcudart. REST in,
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -125,3 +127,36 @@ async def test_monitor_on_missing_pid_fails_to_start(platform: Platform) -> None
     assert m["status"] == "FAILED_TO_START"
     assert m["error_code"] == "TARGET_NOT_FOUND"
     assert str(pid) in m["error_message"]
+
+
+async def test_killed_agent_turns_monitor_to_error(platform: Platform, build_dir: Path) -> None:
+    p = platform
+    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1",
+                         "--iters", "1"])
+    try:
+        ready = work.read_json("ready")
+        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
+                                json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]}})
+        mon = await r.json()
+
+        async def running() -> Any:
+            m = await p.monitor(mon["id"])
+            return m if m["status"] == "RUNNING" else None
+
+        m = await eventually(running, "monitor RUNNING")
+        os.kill(m["agent_pid"], signal.SIGKILL)
+
+        async def errored() -> Any:
+            m = await p.monitor(mon["id"])
+            return m if m["status"] == "ERROR" else None
+
+        m = await eventually(errored, "monitor ERROR")
+        assert "SIGKILL" in m["error_message"]
+        assert m["stop_time"]
+        # stopping it now changes nothing
+        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}",
+                                  headers=p.auth)
+        assert r.status == 204
+        assert (await p.monitor(mon["id"]))["status"] == "ERROR"
+    finally:
+        work.kill()

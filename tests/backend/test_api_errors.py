@@ -1,0 +1,168 @@
+"""Every endpoint's bad input: 400 naming the field, 404 and 401 in the seed's error body;
+machines that stop sending heartbeats turn INACTIVE; garbage on the ingest socket is counted."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zmq
+import zmq.asyncio
+from aiohttp.test_utils import TestClient
+
+from backend import abi
+from backend.app import create_app
+from backend.repo import machines, monitors
+from backend.typedefs import DB, INGEST
+from manager import keys as manager_keys
+from tests.pg_fixtures import backend_settings
+
+MACHINE = "m" * 64
+OLD = "o" * 64
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> tuple[TestClient, dict]:
+    settings = backend_settings(migrated_dsn, tmp_path, heartbeat_timeout_s=5.0)
+    client = await aiohttp_client(create_app(settings))
+    app = client.server.app
+    async with app[DB].connection() as conn:
+        await machines.record_hello(conn, MACHINE, "key-a", {"hostname": "gpu1"})
+        await machines.record_hello(conn, OLD, "key-b", {"hostname": "gpu2"})
+        await conn.execute("UPDATE machines SET last_seen = now() - interval '1 minute' "
+                           "WHERE id = %s", (OLD,))
+        await monitors.create_monitor(conn, OLD, "CUDA", {"pid": 1}, {}, "old one")
+    await client.post("/api/v1/auth:register",
+                      json={"email": "e@example.com", "password": "long enough pw"})
+    r = await client.post("/api/v1/auth:login",
+                          json={"email": "e@example.com", "password": "long enough pw"})
+    token = (await r.json())["access_token"]
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+async def expect(r: Any, status: int, code: str, needle: str) -> None:
+    body = await r.json()
+    assert r.status == status, body
+    assert body == {"error": {"code": status, "status": code, "message": body["error"]["message"]}}
+    assert needle in body["error"]["message"], body
+
+
+MON = f"/api/v1/machines/{MACHINE}/monitors"
+
+
+@pytest.mark.parametrize(("method", "path", "params", "field"), [
+    ("GET", "/api/v1/events", {"filter": "pid = 'x'"}, "filter:"),
+    ("GET", "/api/v1/events", {"filter": "nosuch = 1"}, "unknown field 'nosuch'"),
+    ("GET", "/api/v1/events", {"filter": "(pid = 1"}, "filter:"),
+    ("GET", "/api/v1/events", {"order_by": "bogus desc"}, "order_by:"),
+    ("GET", "/api/v1/events", {"page_size": "-1"}, "page_size:"),
+    ("GET", "/api/v1/events", {"page_token": "garbage"}, "page_token:"),
+    ("GET", "/api/v1/events", {"fields": "pid,nosuch"}, "fields:"),
+    ("GET", "/api/v1/machines", {"filter": "hostname >"}, "filter:"),
+    ("GET", "/api/v1/machines", {"page_token": "x"}, "page_token:"),
+    ("GET", MON, {"filter": "status = "}, "filter:"),
+    ("GET", MON, {"page_size": "abc"}, "page_size:"),
+])
+async def test_bad_query_parameters_name_the_field(api: Any, method: str, path: str,
+                                                   params: dict[str, str], field: str) -> None:
+    client, auth = api
+    r = await client.request(method, path, params=params, headers=auth)
+    await expect(r, 400, "INVALID_ARGUMENT", field)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "monitor_type"),
+    ({"monitor_type": "GPU", "target": {"pid": 1}}, "monitor_type"),
+    ({"monitor_type": "CUDA"}, "target"),
+    ({"monitor_type": "CUDA", "target": {}}, "target"),
+    ({"monitor_type": "CUDA", "target": {"pid": 0}}, "target.pid"),
+    ({"monitor_type": "CUDA", "target": {"pid": "12"}}, "target.pid"),
+    ({"monitor_type": "CUDA", "target": {"library_path": "rel/lib.so"}}, "target.library_path"),
+    ({"monitor_type": "CUDA", "target": {"pid": 1, "shell": "rm -rf /"}}, "target.shell"),
+    ({"monitor_type": "CUDA", "target": {"pid": 1}, "config": {"sampling_rate": 2}},
+     "config.sampling_rate"),
+])
+async def test_bad_monitor_body_names_the_field(api: Any, body: dict[str, Any],
+                                                field: str) -> None:
+    client, auth = api
+    r = await client.post(MON, json=body, headers=auth)
+    await expect(r, 400, "INVALID_ARGUMENT", f"{field}:")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/v1/machines/nosuch"),
+    ("GET", "/api/v1/machines/nosuch/monitors"),
+    ("POST", "/api/v1/machines/nosuch/monitors"),
+    ("GET", f"{MON}/00000000-0000-4000-8000-000000000000"),
+    ("GET", f"{MON}/not-a-uuid"),
+    ("DELETE", f"{MON}/00000000-0000-4000-8000-000000000000"),
+    ("GET", "/api/v1/nosuch"),
+])
+async def test_unknown_resources_are_404(api: Any, method: str, path: str) -> None:
+    client, auth = api
+    body = {"monitor_type": "CUDA", "target": {"pid": 1}} if method == "POST" else None
+    r = await client.request(method, path, json=body, headers=auth)
+    await expect(r, 404, "NOT_FOUND", "not found" if path[-6:] != "nosuch" else "")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/v1/machines"), ("GET", f"/api/v1/machines/{MACHINE}"), ("GET", MON),
+    ("POST", MON), ("GET", "/api/v1/events"), ("DELETE", f"{MON}/x"),
+])
+async def test_every_endpoint_needs_a_token(api: Any, method: str, path: str) -> None:
+    client, _ = api
+    r = await client.request(method, path)
+    await expect(r, 401, "UNAUTHENTICATED", "Bearer")
+
+
+async def test_machine_without_heartbeats_is_inactive(api: Any) -> None:
+    client, auth = api
+    listed = {m["id"]: m["status"] for m in
+              (await (await client.get("/api/v1/machines", headers=auth)).json())["machines"]}
+    assert listed == {MACHINE: "ACTIVE", OLD: "INACTIVE"}
+    old = await (await client.get(f"/api/v1/machines/{OLD}", headers=auth)).json()
+    assert old["status"] == "INACTIVE"
+    assert [m["machine_status"] for m in old["monitors"]] == ["INACTIVE"]
+
+
+async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
+        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    settings = backend_settings(migrated_dsn, tmp_path)
+    pub, secret = manager_keys.generate(tmp_path / "agent")
+    settings.enrolled_dir.mkdir(parents=True)
+    shutil.copy(pub, settings.enrolled_dir / "agent.key")
+    client = await aiohttp_client(create_app(settings))
+    ingest = client.server.app[INGEST]
+    server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
+    public, agent_secret = zmq.auth.load_certificate(str(secret))
+    ctx = zmq.asyncio.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.curve_serverkey, push.curve_publickey, push.curve_secretkey = (
+        server_public, public, agent_secret)
+    push.connect(settings.ingest_endpoint)
+    events = abi.empty_events(3)
+    events["ts_ns"] = np.arange(3) + 1_000
+    events["func"] = 0x400
+    good = abi.encode_batch(events, monitor_id="6f1f4b8e-0000-4000-8000-000000000001",
+                            machine_id=MACHINE, mono_to_real_ns=time.time_ns())
+    try:
+        await push.send(b"garbage that is no batch")
+        await push.send(good[:50])  # truncated
+        await push.send(b"\0" * (65 << 20))  # oversized: the socket drops the peer's frame
+        await push.send(good)
+        await ingest.flushed()
+        for _ in range(200):
+            if ingest.stats.malformed >= 2 and ingest.stats.batches:
+                break
+            await asyncio.sleep(0.05)
+            await ingest.flushed()
+    finally:
+        push.close(linger=0)
+        ctx.term()
+    assert ingest.stats.malformed == 2
+    assert (ingest.stats.batches, ingest.stats.events, ingest.stats.rejected) == (1, 3, 0)

@@ -47,6 +47,7 @@ static struct env {
 	long poll_ms;
 	long send_hwm;
 	long linger_ms;
+	long resend_ms;
 	const char *attach_mode;
 	bool verbose;
 } env = {
@@ -61,13 +62,14 @@ static struct env {
 	.poll_ms = 100,
 	.send_hwm = 256,
 	.linger_ms = 10000,
+	.resend_ms = 1000,
 };
 
 enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
-	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS,
+	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -101,8 +103,11 @@ static const struct argp_option opts[] = {
 	{ "batch-events", OPT_BATCH_EVENTS, "N", 0, "Events per batch (4096)" },
 	{ "flush-ms", OPT_FLUSH_MS, "MS", 0, "Send a partial batch after this long (200)" },
 	{ "poll-ms", OPT_POLL_MS, "MS", 0, "Ring buffer poll timeout (100)" },
-	{ "send-hwm", OPT_SEND_HWM, "N", 0, "Batches queued for the socket before drops (256)" },
-	{ "linger-ms", OPT_LINGER_MS, "MS", 0, "How long exit waits for queued batches (10000)" },
+	{ "send-hwm", OPT_SEND_HWM, "N", 0,
+	  "Batches held unacknowledged before new ones are dropped (256)" },
+	{ "linger-ms", OPT_LINGER_MS, "MS", 0,
+	  "How long exit waits for the backend to acknowledge everything (10000)" },
+	{ "resend-ms", OPT_RESEND_MS, "MS", 0, "Resend a batch unacknowledged this long (1000)" },
 	{ "verbose", 'v', NULL, 0, "Verbose libbpf output" },
 	{},
 };
@@ -194,6 +199,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 	case OPT_POLL_MS: env.poll_ms = parse_long("poll-ms", arg, 1, 60000, st); break;
 	case OPT_SEND_HWM: env.send_hwm = parse_long("send-hwm", arg, 1, 1 << 20, st); break;
 	case OPT_LINGER_MS: env.linger_ms = parse_long("linger-ms", arg, 0, 600000, st); break;
+	case OPT_RESEND_MS: env.resend_ms = parse_long("resend-ms", arg, 10, 600000, st); break;
 	case 'v': env.verbose = true; break;
 	case ARGP_KEY_ARG:
 		argp_error(st, "unexpected argument '%s'", arg);
@@ -242,6 +248,7 @@ struct agent {
 	struct sink *sink;
 	struct drain drain;
 	bool multi;			/* one uprobe_multi link per library and direction */
+	__u64 unacknowledged;		/* events the backend never acknowledged */
 	struct bpf_link *links[MAX_LINKS];	/* otherwise one perf link per probe */
 	int nlinks;
 	int multi_fds[2 * MAX_LIBS];
@@ -420,18 +427,21 @@ static void print_ready(struct mapped_lib *libs, int nlibs, int probes)
 static void print_stats(struct agent *a)
 {
 	struct batcher *b = &a->drain.batch;
-	__u64 kernel, inflight;
+	__u64 kernel, inflight, send_drops = b->send_drops + a->unacknowledged;
+	struct sink_counts c;
 
 	drain_drop_totals(&a->drain, &kernel, &inflight);
+	sink_counts(a->sink, &c);
 	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
-	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"incomplete\": %llu}}\n",
-	       b->events_sent, b->batches_sent, kernel, inflight,
-	       b->send_drops, a->incomplete);
+	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"resent_batches\": %llu, "
+	       "\"incomplete\": %llu}}\n",
+	       c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
+	       c.resent_batches, a->incomplete);
 	fflush(stdout);
-	fprintf(stderr, "xputrace-agent: stopped: %llu events in %llu batches, drops: %llu ring "
-		"buffer, %llu in-flight map, %llu send; %llu incomplete\n",
-		b->events_sent, b->batches_sent, kernel, inflight,
-		b->send_drops, a->incomplete);
+	fprintf(stderr, "xputrace-agent: stopped: %llu events delivered in %llu batches, drops: "
+		"%llu ring buffer, %llu in-flight map, %llu send; %llu incomplete\n",
+		c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
+		a->incomplete);
 }
 
 int main(int argc, char **argv)
@@ -515,6 +525,7 @@ int main(int argc, char **argv)
 	so.curve_keyfile = env.curve_keyfile;
 	so.send_hwm = env.send_hwm;
 	so.linger_ms = env.linger_ms;
+	so.resend_ms = env.resend_ms;
 	ret = sink_open(&a.sink, &so, err, sizeof(err));
 	if (ret) {
 		ret = agent_fail(ret, "%s", err);
@@ -541,6 +552,7 @@ int main(int argc, char **argv)
 			ret = AGENT_RUNTIME_ERROR;
 			break;
 		}
+		sink_service(a.sink);
 		if (now_ns(CLOCK_MONOTONIC) - last_flush >= (__u64)env.flush_ms * 1000000) {
 			drain_flush(&a.drain, 0);
 			last_flush = now_ns(CLOCK_MONOTONIC);
@@ -564,6 +576,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xputrace-agent: failed to read calls in flight: %s\n", strerror(-n));
 	if (drain_flush(&a.drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
 		ret = AGENT_RUNTIME_ERROR;
+	a.unacknowledged = sink_finish(a.sink);
 	print_stats(&a);
 
 cleanup:

@@ -5,90 +5,16 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <zmq.h>
 #include "exit_codes.h"
 #include "sink_helpers.h"
+#include "zmq_helpers.h"
 
 struct sink {
-	int linger_ms;
 	FILE *file;
-	void *zctx;
-	void *zsock;
+	struct zsink *z;
+	__u64 delivered_events;
+	__u64 delivered_batches;
 };
-
-static int read_keyfile(const char *path, char server[41], char pub[41], char sec[41],
-			char *err, size_t errlen)
-{
-	char line[256], *v;
-	FILE *f = fopen(path, "re");
-	int e;
-
-	if (!f) {
-		e = errno;
-		snprintf(err, errlen, "cannot open curve keyfile %s: %s", path, strerror(e));
-		return agent_exit_for_errno(e) == AGENT_TARGET_NOT_FOUND ? AGENT_INVALID_CONFIG
-									  : agent_exit_for_errno(e);
-	}
-	server[0] = pub[0] = sec[0] = '\0';
-	while (fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\r\n")] = '\0';
-		v = strchr(line, '=');
-		if (!v || strlen(v + 1) != 40)
-			continue;
-		*v++ = '\0';
-		if (!strcmp(line, "server_public_key"))
-			memcpy(server, v, 41);
-		else if (!strcmp(line, "public_key"))
-			memcpy(pub, v, 41);
-		else if (!strcmp(line, "secret_key"))
-			memcpy(sec, v, 41);
-	}
-	fclose(f);
-	if (!server[0] || !pub[0] || !sec[0]) {
-		snprintf(err, errlen, "curve keyfile %s needs server_public_key, public_key and "
-			 "secret_key, each 40 Z85 characters", path);
-		return AGENT_INVALID_CONFIG;
-	}
-	return 0;
-}
-
-static int open_zmq(struct sink *s, const struct sink_opts *o, char *err, size_t errlen)
-{
-	char server[41], pub[41], sec[41];
-	int ret;
-
-	s->zctx = zmq_ctx_new();
-	s->zsock = s->zctx ? zmq_socket(s->zctx, ZMQ_PUSH) : NULL;
-	if (!s->zsock) {
-		snprintf(err, errlen, "failed to create ZeroMQ socket: %s", zmq_strerror(errno));
-		return AGENT_START_FAILED;
-	}
-	zmq_setsockopt(s->zsock, ZMQ_SNDHWM, &o->send_hwm, sizeof(o->send_hwm));
-	zmq_setsockopt(s->zsock, ZMQ_LINGER, &o->linger_ms, sizeof(o->linger_ms));
-	if (o->curve_keyfile) {
-		if (!zmq_has("curve")) {
-			snprintf(err, errlen, "libzmq was built without CURVE");
-			return AGENT_START_FAILED;
-		}
-		ret = read_keyfile(o->curve_keyfile, server, pub, sec, err, errlen);
-		if (ret)
-			return ret;
-		if (zmq_setsockopt(s->zsock, ZMQ_CURVE_SERVERKEY, server, 40) ||
-		    zmq_setsockopt(s->zsock, ZMQ_CURVE_PUBLICKEY, pub, 40) ||
-		    zmq_setsockopt(s->zsock, ZMQ_CURVE_SECRETKEY, sec, 40)) {
-			snprintf(err, errlen, "invalid CURVE key in %s: %s", o->curve_keyfile,
-				 zmq_strerror(errno));
-			return AGENT_INVALID_CONFIG;
-		}
-		explicit_bzero(sec, sizeof(sec));
-	}
-	if (zmq_connect(s->zsock, o->endpoint)) {
-		snprintf(err, errlen, "invalid --backend-zmq-endpoint %s: %s", o->endpoint,
-			 zmq_strerror(errno));
-		return AGENT_INVALID_CONFIG;
-	}
-	return 0;
-}
 
 int sink_open(struct sink **out, const struct sink_opts *o, char *err, size_t errlen)
 {
@@ -99,7 +25,6 @@ int sink_open(struct sink **out, const struct sink_opts *o, char *err, size_t er
 		snprintf(err, errlen, "out of memory");
 		return AGENT_START_FAILED;
 	}
-	s->linger_ms = o->linger_ms;
 	if (o->output_path) {
 		s->file = fopen(o->output_path, "wbe");
 		if (!s->file) {
@@ -109,7 +34,7 @@ int sink_open(struct sink **out, const struct sink_opts *o, char *err, size_t er
 			ret = e == EACCES ? AGENT_PERMISSION_DENIED : AGENT_INVALID_CONFIG;
 		}
 	} else {
-		ret = open_zmq(s, o, err, errlen);
+		ret = zsink_open(&s->z, o, err, errlen);
 	}
 	if (ret) {
 		sink_close(s);
@@ -119,25 +44,37 @@ int sink_open(struct sink **out, const struct sink_opts *o, char *err, size_t er
 	return 0;
 }
 
-int sink_send(struct sink *s, const void *buf, size_t len, bool wait)
+int sink_send(struct sink *s, const void *buf, size_t len, __u64 seq, __u32 events)
 {
-	int flags = ZMQ_DONTWAIT;
-
-	if (s->file) {
-		if (fwrite(buf, 1, len, s->file) != len || fflush(s->file))
-			return -errno;
-		return 0;
-	}
-	if (wait) {
-		zmq_setsockopt(s->zsock, ZMQ_SNDTIMEO, &s->linger_ms, sizeof(s->linger_ms));
-		flags = 0;
-	}
-	while (zmq_send(s->zsock, buf, len, flags) < 0) {
-		if (errno == EINTR)
-			continue;
-		return errno == EAGAIN ? 1 : -errno;
-	}
+	if (s->z)
+		return zsink_send(s->z, buf, len, seq, events);
+	if (fwrite(buf, 1, len, s->file) != len || fflush(s->file))
+		return -errno;
+	s->delivered_events += events;
+	s->delivered_batches++;
 	return 0;
+}
+
+void sink_service(struct sink *s)
+{
+	if (s->z)
+		zsink_service(s->z);
+}
+
+__u64 sink_finish(struct sink *s)
+{
+	return s->z ? zsink_finish(s->z) : 0;
+}
+
+void sink_counts(struct sink *s, struct sink_counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (s->z) {
+		zsink_counts(s->z, out);
+		return;
+	}
+	out->delivered_events = s->delivered_events;
+	out->delivered_batches = s->delivered_batches;
 }
 
 void sink_close(struct sink *s)
@@ -146,10 +83,7 @@ void sink_close(struct sink *s)
 		return;
 	if (s->file)
 		fclose(s->file);
-	if (s->zsock)
-		zmq_close(s->zsock);
-	if (s->zctx)
-		zmq_ctx_term(s->zctx);
+	zsink_close(s->z);
 	free(s);
 }
 
@@ -203,8 +137,8 @@ int batcher_flush(struct batcher *b, struct sink *s, __u64 kernel_drops, __u64 i
 	b->hdr.mono_to_real_ns = mono_to_real_ns();
 	b->hdr.flags = flags;
 	memcpy(h, &b->hdr, sizeof(*h));
-	ret = sink_send(s, b->buf, sizeof(*h) + b->count * b->hdr.event_size,
-			flags & XPU_BATCH_FINAL);
+	ret = sink_send(s, b->buf, sizeof(*h) + b->count * b->hdr.event_size, b->hdr.seq,
+			b->count);
 	if (ret == 1) {
 		b->send_drops += b->count;
 		ret = 0;

@@ -15,8 +15,16 @@ struct sink_opts {
 	const char *output_path;	/* capture file, or NULL */
 	const char *endpoint;		/* tcp://host:port or ipc://path, or NULL */
 	const char *curve_keyfile;	/* server_public_key=, public_key=, secret_key= (Z85) */
-	int send_hwm;			/* batches queued for the socket before we drop */
-	int linger_ms;			/* how long close waits for queued batches */
+	int send_hwm;			/* batches held unacknowledged before new ones are dropped */
+	int linger_ms;			/* how long sink_finish waits for acknowledgements */
+	int resend_ms;			/* resend a batch unacknowledged for this long */
+};
+
+struct sink_counts {
+	__u64 delivered_events;		/* written to the file, or acknowledged by the backend */
+	__u64 delivered_batches;
+	__u64 resent_batches;		/* sent again for want of an acknowledgement */
+	__u64 pending_batches;		/* sent, not yet acknowledged */
 };
 
 struct sink;
@@ -24,11 +32,17 @@ struct sink;
 /* Returns 0, or an agent exit code with the reason in err. */
 int sink_open(struct sink **out, const struct sink_opts *opts, char *err, size_t errlen);
 /*
- * Hands one batch over. Returns 0 when it was written or queued, 1 when a full
- * socket queue made us drop it (the caller counts the events), -errno on a
- * write error. With wait, a full queue is waited on for up to linger_ms.
+ * Hands one batch over: a file writes it; the ZeroMQ sink keeps a copy until
+ * the backend acknowledges it (struct xpu_batch_ack), resending it meanwhile.
+ * Returns 0 when written or held, 1 when there was no room and it was dropped
+ * (the caller counts its events), -errno on a write error.
  */
-int sink_send(struct sink *s, const void *buf, size_t len, bool wait);
+int sink_send(struct sink *s, const void *buf, size_t len, __u64 seq, __u32 events);
+/* Takes acknowledgements in and resends what is overdue; call it often. */
+void sink_service(struct sink *s);
+/* Waits up to linger_ms for every batch to be acknowledged; the events never acknowledged. */
+__u64 sink_finish(struct sink *s);
+void sink_counts(struct sink *s, struct sink_counts *out);
 void sink_close(struct sink *s);
 
 struct batcher {
@@ -36,9 +50,9 @@ struct batcher {
 	char *buf;			/* header followed by up to cap events */
 	size_t cap;
 	size_t count;
-	__u64 events_sent;
+	__u64 events_sent;		/* handed to the sink */
 	__u64 batches_sent;
-	__u64 send_drops;
+	__u64 send_drops;		/* events of batches the sink had no room for */
 };
 
 int batcher_init(struct batcher *b, __u16 monitor_type, __u16 event_size, size_t cap,

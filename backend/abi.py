@@ -18,6 +18,7 @@ the network, so every header field is checked before it is used.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ import numpy as np
 
 __all__ = [
     "ABI_VERSION",
+    "ACK_MAGIC",
+    "ACK_SIZE",
     "BATCH_DTYPE",
     "BATCH_FINAL",
     "BATCH_HDR_SIZE",
@@ -47,8 +50,10 @@ __all__ = [
     "AbiError",
     "Batch",
     "arg_class",
+    "decode_ack",
     "decode_batch",
     "empty_events",
+    "encode_ack",
     "encode_batch",
     "event_records",
     "function_name",
@@ -446,6 +451,25 @@ _ARGS = {"CUDA": _cuda_args}
 _default = Abi()
 MONITOR_TYPES: Mapping[str, int] = _default.monitor_types
 BATCH_MAGIC: int = _default.consts["BATCH_MAGIC"]
+ACK_MAGIC: int = _default.consts["ACK_MAGIC"]
+ACK_SIZE: int = _default.ffi.sizeof("struct xpu_batch_ack")
+_ACK = struct.Struct("<IIQ")
+assert _ACK.size == ACK_SIZE, "struct xpu_batch_ack changed: update _ACK"
+
+
+def encode_ack(agent_pid: int, seq: int) -> bytes:
+    """struct xpu_batch_ack: what the backend returns for a batch it has stored."""
+    return _ACK.pack(ACK_MAGIC, agent_pid, seq)
+
+
+def decode_ack(buf: bytes) -> tuple[int, int]:
+    """(agent_pid, seq) of an acknowledgement; AbiError if it is not one."""
+    if len(buf) != ACK_SIZE:
+        raise AbiError(f"ack: {len(buf)} bytes, expected {ACK_SIZE}")
+    magic, pid, seq = _ACK.unpack(buf)
+    if magic != ACK_MAGIC:
+        raise AbiError(f"ack: magic {magic:#x}, expected {ACK_MAGIC:#x}")
+    return pid, seq
 ABI_VERSION: int = _default.consts["ABI_VERSION"]
 COMM_LEN: int = _default.consts["COMM_LEN"]
 MONITOR_ID_LEN: int = _default.consts["MONITOR_ID_LEN"]

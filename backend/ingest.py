@@ -1,11 +1,14 @@
-"""Ingest: agents' batches off a CURVE PULL socket, into PostgreSQL by binary COPY.
+"""Ingest: agents' batches off a CURVE ROUTER socket, into PostgreSQL by binary COPY.
 
 The receiver decodes each frame with the shared ABI decoder (a malformed or
 oversized frame is counted and dropped; other senders carry on) and puts it on
-a bounded queue. The writer takes everything queued, up to a limit, and writes
-it in one EventWriter call. When the queue is full the receiver stops reading,
-the socket's queue fills, and agents count what they cannot send: backpressure
-that loses nothing silently. On close, everything received is written first.
+a bounded queue. The writer takes everything queued, up to a limit, writes it
+in one EventWriter call, and once that has committed acknowledges every batch
+of it (struct xpu_batch_ack) to the agent that sent it. Agents keep batches
+until acknowledged and send them again when the acknowledgement is late, and
+the database stores a batch once: a backend restart loses nothing an agent
+held. When the queue is full the receiver stops reading, the socket's queue
+fills, and agents hold (and at worst count) what they cannot send.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class IngestStats:
     malformed: int = 0
     rejected: int = 0
     write_errors: int = 0
+    unacknowledged: int = 0
 
 
 class Ingest:
@@ -44,7 +48,7 @@ class Ingest:
         self.stats = IngestStats()
         self._ctx, self._pool = ctx, pool
         self._secret, self._public = secret_key, public_key
-        self._queue: asyncio.Queue[abi.Batch] = asyncio.Queue(queue_batches)
+        self._queue: asyncio.Queue[tuple[bytes, abi.Batch]] = asyncio.Queue(queue_batches)
         self._max_frame, self._write_batches = max_frame, write_batches
         self._writer = EventWriter()
         self._sock: zmq.asyncio.Socket | None = None
@@ -52,12 +56,13 @@ class Ingest:
         self._idle = asyncio.Event()
 
     async def start(self) -> None:
-        sock = self._ctx.socket(zmq.PULL)
+        sock = self._ctx.socket(zmq.ROUTER)
         sock.curve_server = True
         sock.curve_secretkey = self._secret
         sock.curve_publickey = self._public
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame)
         sock.rcvhwm = 64
+        sock.sndhwm = 100_000  # acknowledgements are small; never block on them
         sock.linger = 0
         sock.bind(self.endpoint)
         self._sock = sock
@@ -68,7 +73,7 @@ class Ingest:
         """Stops receiving, writes what was received, then stops."""
         self._tasks[0].cancel()
         await asyncio.gather(self._tasks[0], return_exceptions=True)
-        await self._queue.join()
+        await self._queue.join()  # written and acknowledged
         self._tasks[1].cancel()
         await asyncio.gather(self._tasks[1], return_exceptions=True)
         if self._sock is not None:
@@ -81,20 +86,24 @@ class Ingest:
     async def _receive(self) -> None:
         assert self._sock is not None
         while True:
-            frame = await self._sock.recv(copy=False)
+            frames = await self._sock.recv_multipart(copy=False)
+            if len(frames) != 2:
+                self.stats.malformed += 1
+                continue
             try:
-                batch = abi.decode_batch(bytes(frame.buffer))
+                batch = abi.decode_batch(bytes(frames[1].buffer))
             except abi.AbiError as e:
                 self.stats.malformed += 1
                 log.warning("ingest: malformed batch dropped: %s", e)
                 continue
-            await self._queue.put(batch)
+            await self._queue.put((frames[0].bytes, batch))
 
     async def _write(self) -> None:
         while True:
-            batches = [await self._queue.get()]
-            while len(batches) < self._write_batches and not self._queue.empty():
-                batches.append(self._queue.get_nowait())
+            items = [await self._queue.get()]
+            while len(items) < self._write_batches and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            batches = [b for _, b in items]
             try:
                 for attempt in range(3):
                     try:
@@ -112,9 +121,20 @@ class Ingest:
                 self.stats.rejected += len(result.rejected)
                 for r in result.rejected:
                     log.warning("ingest: batch %s/%d rejected: %s", r.monitor_id, r.seq, r.reason)
+                await self._acknowledge(items)
             except Exception:
                 self.stats.write_errors += len(batches)
                 log.exception("ingest: %d batches could not be written", len(batches))
             finally:
-                for _ in batches:
+                for _ in items:
                     self._queue.task_done()
+
+    async def _acknowledge(self, items: list[tuple[bytes, abi.Batch]]) -> None:
+        """Stored (or never storable): the agents may let these batches go."""
+        assert self._sock is not None
+        for peer, b in items:
+            try:
+                await self._sock.send_multipart([peer, abi.encode_ack(b.agent_pid, b.seq)],
+                                                flags=zmq.DONTWAIT)
+            except zmq.Again:
+                self.stats.unacknowledged += 1  # the agent will resend; stored once

@@ -1,4 +1,4 @@
-"""Agent drain rate: ring buffer -> batches -> ZeroMQ PULL sink, on one core.
+"""Agent drain rate: ring buffer -> batches -> ZeroMQ sink that acknowledges, on one core.
 
 xpu-bench-drain runs the agent's own drain code (agent_c/drain_helpers.c) on
 CPU 1 while a filler BPF program (bench/ringfill.bpf.c) writes CUDA events into
@@ -29,14 +29,16 @@ TARGET = 1_000_000
 def sink(sock: zmq.Socket, counts: dict[str, int], stop: threading.Event) -> None:
     while not stop.is_set() or sock.poll(100):
         if sock.poll(100):
-            batch = abi.decode_batch(sock.recv(copy=False).buffer)
+            peer, frame = sock.recv_multipart(copy=False)
+            batch = abi.decode_batch(frame.buffer)
+            sock.send_multipart([peer, abi.encode_ack(batch.agent_pid, batch.seq)])
             counts["events"] += batch.event_count
             counts["batches"] += 1
 
 
 def one_round(build: Path, events: int) -> dict[str, float]:
     ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.PULL)
+    sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.RCVHWM, 100_000)
     port = sock.bind_to_random_port("tcp://127.0.0.1")
     counts = {"events": 0, "batches": 0}
@@ -53,8 +55,9 @@ def one_round(build: Path, events: int) -> dict[str, float]:
         rx.join()
         sock.close()
     res = json.loads(out)
-    if counts["events"] != res["drained"]:
-        raise SystemExit(f"sink got {counts['events']} events, drain sent {res['drained']}")
+    if counts["events"] != res["drained"] or res["acknowledged"] != res["drained"]:
+        raise SystemExit(f"sink got {counts['events']} events, drain sent {res['drained']}, "
+                         f"{res['acknowledged']} acknowledged")
     return res
 
 

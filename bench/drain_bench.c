@@ -71,7 +71,9 @@ static double thread_cpu_s(void)
 
 int main(int argc, char **argv)
 {
-	struct sink_opts so = { .send_hwm = 1000, .linger_ms = 30000 };
+	struct sink_opts so = { .send_hwm = 1000, .linger_ms = 30000, .resend_ms = 5000 };
+	struct sink_counts c;
+	__u64 lost;
 	long ring_kb = argc > 3 ? atol(argv[3]) : 65536;
 	long batch = argc > 5 ? atol(argv[5]) : 8192;
 	struct sink *sink = NULL;
@@ -118,19 +120,24 @@ int main(int argc, char **argv)
 	pthread_create(&th, NULL, filler, NULL);
 	for (;;) {
 		drain_poll(&d, 10);
+		sink_service(sink);
 		drain_drop_totals(&d, &kdrops, &idrops);
 		got = d.batch.events_sent + d.batch.send_drops + d.batch.count;
 		if (filler_done && got + kdrops >= (__u64)total)
 			break;
 	}
 	drain_flush(&d, XPU_BATCH_FINAL);
+	lost = sink_finish(sink);	/* every batch acknowledged by the sink */
 	t1 = now();
+	sink_counts(sink, &c);
 	pthread_join(th, NULL);
-	printf("{\"events\": %lld, \"drained\": %llu, \"kernel_drops\": %llu, \"send_drops\": %llu, "
+	printf("{\"events\": %lld, \"drained\": %llu, \"acknowledged\": %llu, "
+	       "\"kernel_drops\": %llu, \"send_drops\": %llu, \"unacknowledged\": %llu, "
 	       "\"batches\": %llu, \"seconds\": %.4f, \"events_per_s\": %.0f, "
 	       "\"drain_cpu_s\": %.4f}\n",
-	       total, d.batch.events_sent, kdrops, d.batch.send_drops, d.batch.batches_sent,
-	       t1 - t0, d.batch.events_sent / (t1 - t0), thread_cpu_s() - cpu0);
+	       total, d.batch.events_sent, c.delivered_events, kdrops, d.batch.send_drops, lost,
+	       d.batch.batches_sent, t1 - t0, c.delivered_events / (t1 - t0),
+	       thread_cpu_s() - cpu0);
 	fflush(stdout);
 	drain_free(&d);
 	sink_close(sink);

@@ -20,6 +20,7 @@ enum xpu_abi_const {
 	XPU_COMM_LEN = 16,
 	XPU_MONITOR_ID_LEN = 40,
 	XPU_MACHINE_ID_LEN = 72,
+	XPU_ACK_MAGIC = 0x4b435058,	/* "XPCK" read as a little-endian u32 */
 };
 
 /* Monitor types, as named by the REST API and the control channel. */
@@ -84,6 +85,18 @@ struct xpu_batch_hdr {
 	__u32 flags;		/* enum xpu_batch_flags */
 	char monitor_id[40];
 	char machine_id[72];
+};
+
+/*
+ * The backend's answer to a batch it has stored (or will never store): the
+ * agent keeps each batch until this comes back, and sends it again when it
+ * does not come in time, so a backend restart loses nothing; the backend
+ * stores a batch once, by (monitor_id, agent_pid, seq).
+ */
+struct xpu_batch_ack {
+	__u32 magic;		/* XPU_ACK_MAGIC */
+	__u32 agent_pid;
+	__u64 seq;
 };
 
 #endif /* XPU_ABI_H */

@@ -1,4 +1,5 @@
-"""Batches over ZeroMQ: CURVE-encrypted delivery, and drops counted when the queue is full."""
+"""Batches over ZeroMQ: CURVE-encrypted, acknowledged delivery; a backend that goes away and
+comes back loses nothing; drops counted when nothing can be held."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ pytestmark = pytest.mark.bpf
 
 
 class CurveSink:
-    """A CURVE PULL server collecting batches until the agent's final one."""
+    """A CURVE ROUTER collecting batches until the agent's final one, acknowledging each
+    (unless ack is False) as the backend's ingest does."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, ack: bool = True) -> None:
+        self.ack = ack
         self.ctx = zmq.Context()
         server_public, server_secret = zmq.curve_keypair()
         public, secret = zmq.curve_keypair()
@@ -32,7 +35,7 @@ class CurveSink:
             f"secret_key={secret.decode()}\n"
         )
         self.keyfile.chmod(0o600)
-        self.sock = self.ctx.socket(zmq.PULL)
+        self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.curve_server = True
         self.sock.curve_secretkey = server_secret
         port = self.sock.bind_to_random_port("tcp://127.0.0.1")
@@ -45,8 +48,11 @@ class CurveSink:
     def _run(self) -> None:
         while not self.final.is_set():
             if self.sock.poll(100):
-                batch = abi.decode_batch(self.sock.recv())
+                peer, frame = self.sock.recv_multipart()
+                batch = abi.decode_batch(frame)
                 self.batches.append(batch)
+                if self.ack:
+                    self.sock.send_multipart([peer, abi.encode_ack(batch.agent_pid, batch.seq)])
                 if batch.flags & abi.BATCH_FINAL:
                     self.final.set()
 
@@ -98,8 +104,8 @@ def test_curve_delivery_exact(build_dir: Path, tmp_path: Path) -> None:
 
 
 def test_full_send_queue_drops_are_counted(build_dir: Path, tmp_path: Path) -> None:
-    """Nobody listens and the queue holds one batch: the rest are dropped and counted."""
-    with zmq.Context() as ctx, ctx.socket(zmq.PULL) as probe:
+    """Nobody listens and one batch may be held: the rest, and that one, are counted lost."""
+    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as probe:
         port = probe.bind_to_random_port("tcp://127.0.0.1")
         probe.unbind(f"tcp://127.0.0.1:{port}")  # a port with nobody behind it
     _, done, cap = traced_calls(build_dir, 3, list, "--backend-zmq-endpoint",

@@ -141,7 +141,7 @@ async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
     server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
     public, agent_secret = zmq.auth.load_certificate(str(secret))
     ctx = zmq.asyncio.Context()
-    push = ctx.socket(zmq.PUSH)
+    push = ctx.socket(zmq.DEALER)
     push.curve_serverkey, push.curve_publickey, push.curve_secretkey = (
         server_public, public, agent_secret)
     push.connect(settings.ingest_endpoint)

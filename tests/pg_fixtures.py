@@ -4,6 +4,7 @@ Registered for every test by tests/conftest.py (pytest_plugins)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -34,17 +35,24 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
             server.stop()
 
 
+@contextlib.contextmanager
+def new_database(server: EmbeddedPostgres) -> Iterator[str]:
+    """DSN of a new, empty database on server, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.dsn_for(name)
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def fresh_dsn(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """DSN of a new, empty database, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield pg_server.dsn_for(name)
-    finally:
-        with psycopg.connect(pg_server.dsn, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with new_database(pg_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture

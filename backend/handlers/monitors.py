@@ -148,15 +148,18 @@ async def list_monitors(request: web.Request) -> web.Response:
                               "next_page_token": token})
 
 
-async def get_monitor(request: web.Request) -> web.Response:
-    """One monitor, with its lifecycle timestamps and error."""
-    machine_id = request.match_info["machine_id"]
-    monitor_id = _monitor_id(request)
-    async with request.app[DB].connection() as conn:
-        await _machine_or_404(conn, machine_id)
-        m = await monitors.get_monitor(conn, machine_id, monitor_id)
+async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> dict[str, Any]:
+    await _machine_or_404(conn, machine_id)
+    m = await monitors.get_monitor(conn, machine_id, monitor_id)
     if m is None:
         raise NotFound(f"monitor '{monitor_id}' not found on machine '{machine_id[:80]}'")
+    return m
+
+
+async def get_monitor(request: web.Request) -> web.Response:
+    """One monitor, with its lifecycle timestamps and error."""
+    async with request.app[DB].connection() as conn:
+        m = await _monitor_or_404(conn, request.match_info["machine_id"], _monitor_id(request))
     return web.json_response(monitor_view(m))
 
 
@@ -165,10 +168,7 @@ async def delete_monitor(request: web.Request) -> web.Response:
     machine_id = request.match_info["machine_id"]
     monitor_id = _monitor_id(request)
     async with request.app[DB].connection() as conn:
-        await _machine_or_404(conn, machine_id)
-        m = await monitors.get_monitor(conn, machine_id, monitor_id)
-        if m is None:
-            raise NotFound(f"monitor '{monitor_id}' not found on machine '{machine_id[:80]}'")
+        m = await _monitor_or_404(conn, machine_id, monitor_id)
         if m["status"] in monitors.FINAL:
             return web.Response(status=204)
     try:

@@ -3,14 +3,10 @@ compiled SQL run on a real PostgreSQL against a Python oracle."""
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -26,6 +22,7 @@ from backend.filters import (
     as_epoch_ns,
     compile_filter,
 )
+from tests.pg_fixtures import new_database
 
 FIELDS: dict[str, FieldSpec] = {
     "pid": FieldSpec("pid", "int"),
@@ -516,16 +513,10 @@ def test_wildcard_only_serves_json_specs() -> None:
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[psycopg.Connection[Any]]:
-    root = Path(tempfile.mkdtemp(prefix="xputrace-test-filters-"))
-    os.chmod(root, 0o755)  # the server may run as another user (as root: embedded_postgres)
-    server = EmbeddedPostgres(root / "pg")
-    try:
-        with psycopg.connect(server.start(), autocommit=True) as conn:
-            yield conn
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def pg(pg_server: EmbeddedPostgres) -> Iterator[psycopg.Connection[Any]]:
+    """A database of its own on the session's server (tests/pg_fixtures.py)."""
+    with new_database(pg_server) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
 
 
 COMMS = ["python", "python3", "ollama", "a_b", "a%b", "it's", 'q"uote', "x*y", "back\\slash",

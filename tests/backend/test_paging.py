@@ -7,16 +7,12 @@ from __future__ import annotations
 import base64
 import itertools
 import operator
-import os
 import random
-import shutil
 import sqlite3
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -37,6 +33,7 @@ from backend.paging import (
     parse_order_by,
     parse_page_size,
 )
+from tests.pg_fixtures import new_database
 
 SECRET = b"k" * 32
 
@@ -394,16 +391,10 @@ def test_keyset_paging_on_sqlite_matches_python_sorting() -> None:
 
 
 @pytest.fixture(scope="module")
-def pg() -> Iterator[psycopg.Connection[Any]]:
-    root = Path(tempfile.mkdtemp(prefix="xputrace-test-paging-"))
-    os.chmod(root, 0o755)  # the server may run as another user (as root: embedded_postgres)
-    server = EmbeddedPostgres(root / "pg")
-    try:
-        with psycopg.connect(server.start(), autocommit=True) as conn:
-            yield conn
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def pg(pg_server: EmbeddedPostgres) -> Iterator[psycopg.Connection[Any]]:
+    """A database of its own on the session's server (tests/pg_fixtures.py)."""
+    with new_database(pg_server) as dsn, psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
 
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 from psycopg_pool import AsyncConnectionPool
+from zmq.utils.monitor import recv_monitor_message
 
 from backend import abi
 from backend.db.events_copy import EventWriter
@@ -38,6 +39,7 @@ class IngestStats:
     rejected: int = 0
     write_errors: int = 0
     unacknowledged: int = 0
+    unauthenticated: int = 0  # connections refused at the CURVE handshake
 
 
 class Ingest:
@@ -53,6 +55,7 @@ class Ingest:
         self._writer = EventWriter()
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._monitor: zmq.asyncio.Socket
         self._idle = asyncio.Event()
 
     async def start(self) -> None:
@@ -66,22 +69,36 @@ class Ingest:
         sock.linger = 0
         sock.bind(self.endpoint)
         self._sock = sock
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         self._tasks = [asyncio.create_task(self._receive(), name="ingest-receive"),
-                       asyncio.create_task(self._write(), name="ingest-write")]
+                       asyncio.create_task(self._write(), name="ingest-write"),
+                       asyncio.create_task(self._watch(), name="ingest-watch")]
 
     async def close(self) -> None:
         """Stops receiving, writes what was received, then stops."""
         self._tasks[0].cancel()
         await asyncio.gather(self._tasks[0], return_exceptions=True)
         await self._queue.join()  # written and acknowledged
-        self._tasks[1].cancel()
-        await asyncio.gather(self._tasks[1], return_exceptions=True)
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
         if self._sock is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
             self._sock.close(linger=0)
 
     async def flushed(self) -> None:
         """Returns once everything received so far is written (for tests and shutdown)."""
         await self._queue.join()
+
+    async def _watch(self) -> None:
+        """Counts senders refused at the handshake (unknown key, or no CURVE at all)."""
+        while True:
+            event = await recv_monitor_message(self._monitor)
+            self.stats.unauthenticated += 1
+            log.warning("ingest: connection refused at the CURVE handshake (%s)",
+                        event.get("endpoint", b"").decode(errors="replace"))
 
     async def _receive(self) -> None:
         assert self._sock is not None

@@ -14,6 +14,7 @@ import pytest
 import zmq
 import zmq.asyncio
 from aiohttp.test_utils import TestClient
+from zmq.utils.monitor import recv_monitor_message
 
 from backend import abi
 from backend.app import create_app
@@ -166,3 +167,33 @@ async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
         ctx.term()
     assert ingest.stats.malformed == 2
     assert (ingest.stats.batches, ingest.stats.events, ingest.stats.rejected) == (1, 3, 0)
+
+
+async def test_unenrolled_sender_is_refused_and_counted(
+        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    settings = backend_settings(migrated_dsn, tmp_path)
+    _, secret = manager_keys.generate(tmp_path / "stranger")  # never enrolled
+    client = await aiohttp_client(create_app(settings))
+    ingest = client.server.app[INGEST]
+    server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
+    public, stranger_secret = zmq.auth.load_certificate(str(secret))
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
+        server_public, public, stranger_secret)
+    mon = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+    sock.connect(settings.ingest_endpoint)
+    try:
+        event = await asyncio.wait_for(recv_monitor_message(mon), 10)
+        assert event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        for _ in range(200):  # the server side counts its own refusal
+            if ingest.stats.unauthenticated:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        sock.disable_monitor()
+        mon.close(linger=0)
+        sock.close(linger=0)
+        ctx.term()
+    assert ingest.stats.unauthenticated >= 1
+    assert ingest.stats.batches == ingest.stats.malformed == 0

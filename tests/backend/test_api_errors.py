@@ -19,6 +19,7 @@ from zmq.utils.monitor import recv_monitor_message
 from backend import abi
 from backend.app import create_app
 from backend.repo import machines, monitors
+from backend.settings import Settings
 from backend.typedefs import DB, INGEST
 from manager import keys as manager_keys
 from tests.pg_fixtures import backend_settings
@@ -131,20 +132,28 @@ async def test_machine_without_heartbeats_is_inactive(api: Any) -> None:
     assert [m["machine_status"] for m in old["monitors"]] == ["INACTIVE"]
 
 
+async def ingest_and_sender(aiohttp_client: Any, dsn: str, tmp_path: Path,
+                            enroll: bool) -> tuple[Any, Settings, zmq.asyncio.Context, Any]:
+    """A backend, and a CURVE DEALER toward its ingest with a key it enrolled (or not)."""
+    settings = backend_settings(dsn, tmp_path)
+    pub, secret = manager_keys.generate(tmp_path / "sender")
+    if enroll:
+        settings.enrolled_dir.mkdir(parents=True)
+        shutil.copy(pub, settings.enrolled_dir / "sender.key")
+    client = await aiohttp_client(create_app(settings))
+    server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
+    public, sender_secret = zmq.auth.load_certificate(str(secret))
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
+        server_public, public, sender_secret)
+    return client.server.app[INGEST], settings, ctx, sock
+
+
 async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
         aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
-    settings = backend_settings(migrated_dsn, tmp_path)
-    pub, secret = manager_keys.generate(tmp_path / "agent")
-    settings.enrolled_dir.mkdir(parents=True)
-    shutil.copy(pub, settings.enrolled_dir / "agent.key")
-    client = await aiohttp_client(create_app(settings))
-    ingest = client.server.app[INGEST]
-    server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
-    public, agent_secret = zmq.auth.load_certificate(str(secret))
-    ctx = zmq.asyncio.Context()
-    push = ctx.socket(zmq.DEALER)
-    push.curve_serverkey, push.curve_publickey, push.curve_secretkey = (
-        server_public, public, agent_secret)
+    ingest, settings, ctx, push = await ingest_and_sender(aiohttp_client, migrated_dsn,
+                                                          tmp_path, enroll=True)
     push.connect(settings.ingest_endpoint)
     events = abi.empty_events(3)
     events["ts_ns"] = np.arange(3) + 1_000
@@ -171,16 +180,8 @@ async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
 
 async def test_unenrolled_sender_is_refused_and_counted(
         aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
-    settings = backend_settings(migrated_dsn, tmp_path)
-    _, secret = manager_keys.generate(tmp_path / "stranger")  # never enrolled
-    client = await aiohttp_client(create_app(settings))
-    ingest = client.server.app[INGEST]
-    server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
-    public, stranger_secret = zmq.auth.load_certificate(str(secret))
-    ctx = zmq.asyncio.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
-        server_public, public, stranger_secret)
+    ingest, settings, ctx, sock = await ingest_and_sender(aiohttp_client, migrated_dsn,
+                                                          tmp_path, enroll=False)
     mon = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     sock.connect(settings.ingest_endpoint)
     try:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
+import os
+import signal
 import statistics
 import subprocess
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -40,3 +48,18 @@ class Child:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+Bench = Callable[[argparse.Namespace, Path, contextlib.AsyncExitStack], Awaitable[dict[str, Any]]]
+
+
+async def run_in_temp_dir(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """bench(args, tmp, stack) in a fresh temp dir; SIGTERM cancels it and still cleans up."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xputrace-bench-")))
+        # The embedded server runs as an unprivileged user when we are root: it must reach it.
+        os.chmod(tmp, 0o755)
+        return await bench(args, tmp, stack)

@@ -31,11 +31,8 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import random
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -50,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import run_in_temp_dir  # noqa: E402
 from ingest_copy import BATCH_EVENTS, synthetic_batches  # noqa: E402
 
 from backend import abi  # noqa: E402
@@ -323,17 +321,6 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up too
-    async with contextlib.AsyncExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xputrace-bench-")))
-        # The embedded server runs as an unprivileged user when we are root: it must reach it.
-        os.chmod(tmp, 0o755)
-        return await bench(args, tmp, stack)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=TARGET_ROWS, help="rows to fill (10000000)")
@@ -359,7 +346,7 @@ def main() -> int:
     if args.rows < args.monitors * BATCH_EVENTS or args.queries < 1:
         ap.error("--rows must fill at least one batch per monitor; --queries at least 1")
     try:
-        report = asyncio.run(main_async(args))
+        report = asyncio.run(run_in_temp_dir(bench, args))
     except asyncio.CancelledError:
         log("terminated; cleaned up")
         return 143

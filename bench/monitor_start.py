@@ -32,10 +32,8 @@ import math
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +44,9 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import run_in_temp_dir  # noqa: E402
 
 from backend.app import create_app, server_keys  # noqa: E402
 from backend.db.embedded import EmbeddedPostgres  # noqa: E402
@@ -260,17 +261,6 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up too
-    async with contextlib.AsyncExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xputrace-bench-")))
-        # The embedded server runs as an unprivileged user when we are root: it must reach it.
-        os.chmod(tmp, 0o755)
-        return await bench(args, tmp, stack)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  epilog="Needs root and the CMake build (make build).")
@@ -282,7 +272,7 @@ def main() -> int:
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
     try:
-        report = asyncio.run(main_async(args))
+        report = asyncio.run(run_in_temp_dir(bench, args))
     except asyncio.CancelledError:
         print("monitor_start: terminated; cleaned up", file=sys.stderr)
         return 143

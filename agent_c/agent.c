@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +20,16 @@
 #include "cuda.h"
 #include "cuda.skel.h"
 #include "cuda_probe.h"
+#include "cuda_slots.h"
 #include "drain_helpers.h"
 #include "exit_codes.h"
 #include "proc_helpers.h"
+#include "release_helpers.h"
 #include "sink_helpers.h"
 #include "uprobe_multi_helpers.h"
 
 #define MAX_LIBS 16
-#define MAX_LINKS (2 * MAX_LIBS * 64)	/* perf links: two per function per library */
+#define MAX_LINKS (2 * MAX_LIBS * 64)	/* two per function per library at most */
 
 static struct env {
 	const char *monitor_id;
@@ -247,12 +250,13 @@ struct agent {
 	struct cuda_bpf *skel;
 	struct sink *sink;
 	struct drain drain;
-	bool multi;			/* one uprobe_multi link per library and direction */
+	bool multi;			/* uprobe_multi links, see attach_multi_links() */
 	__u64 unacknowledged;		/* events the backend never acknowledged */
 	struct bpf_link *links[MAX_LINKS];	/* otherwise one perf link per probe */
 	int nlinks;
-	int multi_fds[2 * MAX_LIBS];
+	int multi_fds[MAX_LINKS];
 	int nmulti;
+	struct cuda_slots slots;
 	__u64 incomplete;
 };
 
@@ -264,35 +268,24 @@ static __u64 now_ns(clockid_t clk)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-/* Calls that entered and had not returned when we detached. */
-static int emit_incomplete(struct agent *a)
+/* The entry program of the function named name (see CUDA_ENTRY in cuda.bpf.c). */
+static struct bpf_program *entry_program(struct agent *a, const char *name, char *err,
+					 size_t errlen)
 {
-	int fd = bpf_map__fd(a->skel->maps.inflight);
-	__u64 now = now_ns(CLOCK_MONOTONIC);
-	struct cuda_inflight s;
-	__u32 key, depth, d;
+	struct bpf_program *p;
+	char prog[64];
 
-	for (key = 0; key < (__u32)env.max_threads; key++) {
-		if (bpf_map_lookup_elem(fd, &key, &s))
-			return -errno;
-		depth = (__u32)s.state;
-		for (d = 0; d < depth && d < CUDA_INFLIGHT_FRAMES; d++) {
-			struct cuda_event *e = &s.frames[d];
+	snprintf(prog, sizeof(prog), "enter_%s", name);
+	p = bpf_object__find_program_by_name(a->skel->obj, prog);
+	if (!p)
+		snprintf(err, errlen, "the BPF object has no entry program %s", prog);
+	return p;
+}
 
-			e->h.flags |= XPU_EV_INCOMPLETE;
-			e->h.duration_ns = now > e->h.ts_ns ? now - e->h.ts_ns : 0;
-			e->h.ret = 0;
-			switch (e->h.func >> 8) {
-			case CUDA_ARGS_ALLOC:
-			case CUDA_ARGS_ALLOC_ASYNC:
-			case CUDA_ARGS_ALLOC_MANAGED:
-				e->ptr2 = 0;	/* an out-pointer, not an argument */
-			}
-			memcpy(drain_slot(&a->drain), e, sizeof(*e));
-			a->incomplete++;
-		}
-	}
-	return 0;
+static int attach_error(char *err, size_t errlen, int e, const char *what, const char *path)
+{
+	snprintf(err, errlen, "failed to attach %s in %s: %s", what, path, strerror(e));
+	return -(e == EPERM || e == EACCES ? AGENT_PERMISSION_DENIED : AGENT_START_FAILED);
 }
 
 static int attach_perf_links(struct agent *a, const char *path, pid_t pid, const char **names,
@@ -300,8 +293,8 @@ static int attach_perf_links(struct agent *a, const char *path, pid_t pid, const
 			     char *err, size_t errlen)
 {
 	LIBBPF_OPTS(bpf_uprobe_opts, uo);
-	struct bpf_program *progs[2] = { a->skel->progs.cuda_entry, a->skel->progs.cuda_return };
-	int i, r, e;
+	struct bpf_program *prog;
+	int i, r;
 
 	for (i = 0; i < n; i++) {
 		for (r = 0; r < 2; r++) {
@@ -309,40 +302,46 @@ static int attach_perf_links(struct agent *a, const char *path, pid_t pid, const
 				snprintf(err, errlen, "too many probes (more than %d)", MAX_LINKS);
 				return -AGENT_START_FAILED;
 			}
+			prog = r ? a->skel->progs.cuda_return : entry_program(a, names[i], err, errlen);
+			if (!prog)
+				return -AGENT_START_FAILED;
 			uo.bpf_cookie = cookies[i];
 			uo.retprobe = r;
 			a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
-				progs[r], pid ? pid : -1, path, offsets[i], &uo);
-			if (!a->links[a->nlinks]) {
-				e = errno;
-				snprintf(err, errlen, "failed to attach uprobe to %s in %s: %s",
-					 names[i], path, strerror(e));
-				return -(e == EPERM || e == EACCES ? AGENT_PERMISSION_DENIED
-								   : AGENT_START_FAILED);
-			}
+				prog, pid ? pid : -1, path, offsets[i], &uo);
+			if (!a->links[a->nlinks])
+				return attach_error(err, errlen, errno, names[i], path);
 			a->nlinks++;
 		}
 	}
 	return 0;
 }
 
-static int attach_multi_links(struct agent *a, const char *path, pid_t pid,
+/* One link per entry program, one for the return program on every offset. */
+static int attach_multi_links(struct agent *a, const char *path, pid_t pid, const char **names,
 			      const unsigned long *offsets, const __u64 *cookies, int n,
 			      char *err, size_t errlen)
 {
-	struct bpf_program *progs[2] = { a->skel->progs.cuda_entry, a->skel->progs.cuda_return };
-	int r, fd;
+	struct bpf_program *prog;
+	int i, fd;
 
-	for (r = 0; r < 2; r++) {
-		fd = uprobe_multi_attach(progs[r], path, pid, offsets, cookies, n, r);
-		if (fd < 0) {
-			snprintf(err, errlen, "failed to attach %d uprobes in %s: %s", n, path,
-				 strerror(-fd));
-			return -(fd == -EPERM || fd == -EACCES ? AGENT_PERMISSION_DENIED
-							       : AGENT_START_FAILED);
-		}
+	if (a->nmulti + n + 1 > MAX_LINKS) {
+		snprintf(err, errlen, "too many probes (more than %d)", MAX_LINKS);
+		return -AGENT_START_FAILED;
+	}
+	for (i = 0; i < n; i++) {
+		prog = entry_program(a, names[i], err, errlen);
+		if (!prog)
+			return -AGENT_START_FAILED;
+		fd = uprobe_multi_attach(prog, path, pid, &offsets[i], &cookies[i], 1, false);
+		if (fd < 0)
+			return attach_error(err, errlen, -fd, names[i], path);
 		a->multi_fds[a->nmulti++] = fd;
 	}
+	fd = uprobe_multi_attach(a->skel->progs.cuda_return, path, pid, offsets, cookies, n, true);
+	if (fd < 0)
+		return attach_error(err, errlen, -fd, "the return probes", path);
+	a->multi_fds[a->nmulti++] = fd;
 	return 0;
 }
 
@@ -372,18 +371,30 @@ static int attach_library(struct agent *a, const char *path, pid_t pid, char *er
 		names[n++] = cuda_functions[i].name;
 	}
 	if (a->multi)
-		ret = attach_multi_links(a, path, pid, offsets, cookies, n, err, errlen);
+		ret = attach_multi_links(a, path, pid, names, offsets, cookies, n, err, errlen);
 	else
 		ret = attach_perf_links(a, path, pid, names, offsets, cookies, n, err, errlen);
 	return ret ? ret : n;
 }
 
+static void destroy_link(void *link)
+{
+	bpf_link__destroy(link);
+}
+
+static void close_fd(void *fd)
+{
+	close((int)(intptr_t)fd);
+}
+
 static void detach_all(struct agent *a)
 {
-	for (int i = 0; i < a->nlinks; i++)
-		bpf_link__destroy(a->links[i]);
+	void *fds[MAX_LINKS];
+
 	for (int i = 0; i < a->nmulti; i++)
-		close(a->multi_fds[i]);
+		fds[i] = (void *)(intptr_t)a->multi_fds[i];
+	release_parallel((void **)a->links, a->nlinks, destroy_link);
+	release_parallel(fds, a->nmulti, close_fd);
 	a->nlinks = a->nmulti = 0;
 }
 
@@ -452,7 +463,7 @@ int main(int argc, char **argv)
 	struct agent a = {};
 	char err[PATH_MAX + 256];
 	int nlibs, i, n, probes = 0, ret;
-	__u64 ring_bytes, last_flush;
+	__u64 ring_bytes, last_flush, now;
 
 	argp_err_exit_status = AGENT_INVALID_CONFIG;
 	if (argp_parse(&argp, argc, argv, 0, NULL, NULL))
@@ -493,14 +504,16 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	if (a.multi) {
-		bpf_program__set_expected_attach_type(a.skel->progs.cuda_entry,
-			(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
-		bpf_program__set_expected_attach_type(a.skel->progs.cuda_return,
-			(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
+		struct bpf_program *prog;
+
+		bpf_object__for_each_program(prog, a.skel->obj)
+			bpf_program__set_expected_attach_type(prog,
+				(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
 	}
 	bpf_map__set_max_entries(a.skel->maps.events, ring_bytes);
 	bpf_map__set_max_entries(a.skel->maps.inflight, env.max_threads);
 	a.skel->rodata->slot_mask = env.max_threads - 1;
+	a.skel->rodata->hold_ns = (__u64)env.flush_ms * 1000000;
 	ret = cuda_bpf__load(a.skel);
 	if (ret) {
 		/* As root, EACCES is the verifier refusing the program, not a permission. */
@@ -540,6 +553,12 @@ int main(int argc, char **argv)
 				 strerror(-ret));
 		goto cleanup;
 	}
+	ret = cuda_slots_map(&a.slots, bpf_map__fd(a.skel->maps.inflight), env.max_threads);
+	if (ret) {
+		ret = agent_fail(AGENT_START_FAILED, "failed to map per-thread slots: %s",
+				 strerror(-ret));
+		goto cleanup;
+	}
 	print_ready(libs, nlibs, probes);
 
 	last_flush = now_ns(CLOCK_MONOTONIC);
@@ -553,7 +572,10 @@ int main(int argc, char **argv)
 			break;
 		}
 		sink_service(a.sink);
-		if (now_ns(CLOCK_MONOTONIC) - last_flush >= (__u64)env.flush_ms * 1000000) {
+		now = now_ns(CLOCK_MONOTONIC);
+		if (now - last_flush >= (__u64)env.flush_ms * 1000000) {
+			/* What idle threads left behind, then everything batched. */
+			cuda_slots_take_done(&a.slots, &a.drain, now - (__u64)env.flush_ms * 1000000);
 			drain_flush(&a.drain, 0);
 			last_flush = now_ns(CLOCK_MONOTONIC);
 			if (env.target_pid && !proc_alive(env.proc_root, env.target_pid)) {
@@ -571,9 +593,8 @@ int main(int argc, char **argv)
 	/* Stop new events, take what the kernel holds, then the calls still in flight. */
 	detach_all(&a);
 	drain_consume(&a.drain);
-	n = emit_incomplete(&a);
-	if (n)
-		fprintf(stderr, "xputrace-agent: failed to read calls in flight: %s\n", strerror(-n));
+	cuda_slots_take_done(&a.slots, &a.drain, ~0ULL);
+	a.incomplete = cuda_slots_take_incomplete(&a.slots, &a.drain, now_ns(CLOCK_MONOTONIC));
 	if (drain_flush(&a.drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
 		ret = AGENT_RUNTIME_ERROR;
 	a.unacknowledged = sink_finish(a.sink);
@@ -581,6 +602,7 @@ int main(int argc, char **argv)
 
 cleanup:
 	detach_all(&a);
+	cuda_slots_unmap(&a.slots);
 	drain_free(&a.drain);
 	sink_close(a.sink);
 	cuda_bpf__destroy(a.skel);

@@ -43,11 +43,14 @@ void *drain_slot(struct drain *d)
 	return slot;
 }
 
-static int handle_event(void *ctx, void *data, size_t size)
+/* A record holds one or more events (the CUDA probe sends up to CUDA_OUT_EVENTS). */
+static int handle_record(void *ctx, void *data, size_t size)
 {
 	struct drain *d = ctx;
+	size_t es = d->batch.hdr.event_size;
 
-	memcpy(drain_slot(d), data, d->batch.hdr.event_size);
+	for (size_t off = 0; off + es <= size; off += es)
+		memcpy(drain_slot(d), (char *)data + off, es);
 	return 0;
 }
 
@@ -61,7 +64,7 @@ int drain_init(struct drain *d, int ringbuf_fd, int drops_fd, struct sink *sink,
 	if (batcher_init(&d->batch, monitor_type, event_size, batch_events, monitor_id,
 			 machine_id))
 		return -ENOMEM;
-	d->rb = ring_buffer__new(ringbuf_fd, handle_event, d, NULL);
+	d->rb = ring_buffer__new(ringbuf_fd, handle_record, d, NULL);
 	if (!d->rb) {
 		batcher_free(&d->batch);
 		return -errno;

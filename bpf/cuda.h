@@ -104,21 +104,37 @@ struct cuda_event {
 };
 
 /*
- * Calls that have entered and not yet returned. One slot per thread, chosen
- * by tid & (slots - 1) in an array map: a lookup the verifier inlines, where
- * task storage or a hash map costs tens of nanoseconds per call. state is
- * (tid << 32) | depth and changes hands only by compare-and-swap while depth
- * is 0; depth counts calls beyond the frames too, so pairs stay last-in
- * first-out when nesting runs deeper than the frames kept. The agent reads
- * the slots at stop to report calls still in flight.
+ * Per-thread probe state. One slot per thread, chosen by tid & (slots - 1) in
+ * an array map: a lookup the verifier inlines, where task storage or a hash
+ * map costs tens of nanoseconds per call.
+ *
+ * Calls in flight: state is (tid << 32) | depth and changes hands only by
+ * compare-and-swap while depth is 0; depth counts calls beyond the frames too,
+ * so pairs stay last-in first-out when nesting runs deeper than the frames
+ * kept. sp[d] is the stack pointer at frame d's entry: the return that pops
+ * that return address (sp + 8) is the frame's, so pairing needs no cookie at
+ * return and survives recursion and longjmp.
+ *
+ * Completed calls wait in out[] and go to the ring buffer CUDA_OUT_EVENTS at
+ * a time, or sooner once the oldest is hold_ns old: one ring buffer record
+ * (and wakeup check) per batch instead of per call, a fifth of the probe's
+ * cost. done is (generation << 32) | count. The owning thread appends with a
+ * compare-and-swap; whoever empties out[] (the owner when it flushes, the
+ * agent when it takes what an idle thread left, through the map's mmap)
+ * swaps in the next generation with count 0 first, so nothing is emitted
+ * twice. The agent reads the frames at stop to report calls still in flight.
  */
 enum cuda_inflight_const {
 	CUDA_INFLIGHT_FRAMES = 4,
+	CUDA_OUT_EVENTS = 8,
 };
 
 struct cuda_inflight {
 	__u64 state;
+	__u64 done;
+	__u64 sp[4];
 	struct cuda_event frames[4];
+	struct cuda_event out[8];
 };
 
 #endif /* XPU_CUDA_H */

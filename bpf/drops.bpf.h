@@ -16,12 +16,17 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
-static __always_inline void count_drop(__u32 slot)
+static __always_inline void count_drops(__u32 slot, __u64 events)
 {
 	__u64 *n = bpf_map_lookup_elem(&drops, &slot);
 
 	if (n)
-		*n += 1;
+		*n += events;
+}
+
+static __always_inline void count_drop(__u32 slot)
+{
+	count_drops(slot, 1);
 }
 
 #endif

@@ -41,6 +41,7 @@ class CurveSink:
         port = self.sock.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = f"tcp://127.0.0.1:{port}"
         self.batches: list[abi.Batch] = []
+        self.arrived = threading.Condition()
         self.final = threading.Event()
         self.thread = threading.Thread(target=self._run)
         self.thread.start()
@@ -50,11 +51,22 @@ class CurveSink:
             if self.sock.poll(100):
                 peer, frame = self.sock.recv_multipart()
                 batch = abi.decode_batch(frame)
-                self.batches.append(batch)
+                with self.arrived:
+                    self.batches.append(batch)
+                    self.arrived.notify_all()
                 if self.ack:
                     self.sock.send_multipart([peer, abi.encode_ack(batch.agent_pid, batch.seq)])
                 if batch.flags & abi.BATCH_FINAL:
                     self.final.set()
+
+    def wait_events(self, n: int, timeout: float) -> int:
+        """Waits until n events have arrived (or timeout); returns how many have."""
+        def count() -> int:
+            return sum(b.event_count for b in self.batches)
+
+        with self.arrived:
+            self.arrived.wait_for(lambda: count() >= n, timeout)
+            return count()
 
     def received(self) -> list[abi.Batch]:
         if not self.final.wait(30):
@@ -70,8 +82,12 @@ class CurveSink:
 
 
 def traced_calls(build: Path, iters: int, received: Callable[[], list[abi.Batch]],
-                 *agent_args: str, monitor_id: str = "test") -> tuple[dict, dict, Capture]:
-    """cuda_calls on 2 threads under an agent sending over ZeroMQ: (ready, done, capture)."""
+                 *agent_args: str, monitor_id: str = "test",
+                 before_stop: Callable[[dict], None] = lambda done: None,
+                 ) -> tuple[dict, dict, Capture]:
+    """cuda_calls on 2 threads under an agent sending over ZeroMQ: (ready, done, capture).
+
+    before_stop gets the workload's "done" line while the agent still runs."""
     work = JsonLineProc([str(build / "tests/workloads/cuda_calls"), "--threads", "2",
                          "--iters", str(iters)])
     agent = None
@@ -81,6 +97,7 @@ def traced_calls(build: Path, iters: int, received: Callable[[], list[abi.Batch]
                       monitor_id=monitor_id)
         work.send_line("go")
         done = work.read_json("done")
+        before_stop(done)
         return ready, done, agent.stop(received)
     finally:
         work.kill()
@@ -100,6 +117,31 @@ def test_curve_delivery_exact(build_dir: Path, tmp_path: Path) -> None:
     assert {b.monitor_id for b in cap.batches} == {"mon-curve"}
     assert {b.machine_id for b in cap.batches} == {"testmachine"}
     assert_exact(cap, ready, cuda_expect.expected_calls(2, 2), CUDA_ERROR_INSUFFICIENT_DRIVER,
+                 "cuda_calls")
+
+
+def test_idle_threads_calls_arrive_while_running(build_dir: Path, tmp_path: Path) -> None:
+    """The probe sends completed calls 8 at a time per thread; what a thread that went
+    idle still holds reaches the backend within the flush interval, not at stop."""
+    sink = CurveSink(tmp_path)
+    live: list[int] = []
+
+    def all_arrive(done: dict) -> None:
+        made = sum(done["calls"].values())
+        assert made % 8, "the workload must leave a partial batch behind"
+        live.append(sink.wait_events(made, timeout=10))
+        live.append(made)
+
+    try:
+        ready, _, cap = traced_calls(build_dir, 1, sink.received, "--backend-zmq-endpoint",
+                                     sink.endpoint, "--curve-keyfile", str(sink.keyfile),
+                                     "--flush-ms", "50", before_stop=all_arrive)
+    finally:
+        sink.close()
+    assert cap.returncode == 0, cap.stderr
+    arrived, made = live
+    assert arrived == made
+    assert_exact(cap, ready, cuda_expect.expected_calls(2, 1), CUDA_ERROR_INSUFFICIENT_DRIVER,
                  "cuda_calls")
 
 

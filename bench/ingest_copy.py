@@ -8,7 +8,8 @@ indexes) of a fresh, migrated database, in the same run, by:
 - baseline: the same rows as Python tuples, built before the clock starts, written with
   psycopg's binary COPY (``set_types`` + ``write_row``, event_data as ``Json``);
 - writer:   ``EventWriter.write()`` on the decoded batches, ``--per-write`` events a call,
-  each call registering its batches and COPYing their rows.
+  each call registering its batches and COPYing their rows, on ``--writers`` connections
+  taking turns (as the ingest does).
 
 The table is emptied before each run; runs alternate and the best of ``--repeat`` counts.
 Two more numbers explain the result:
@@ -144,16 +145,28 @@ def baseline_client_only(conn: psycopg.Connection[Any], rows: list[tuple[Any, ..
         return time.perf_counter() - t
 
 
-async def writer(dsn: str, batches: list[abi.Batch], per_write: int, clock: int) -> float:
+async def writer(dsn: str, batches: list[abi.Batch], per_write: int, clock: int,
+                 writers: int) -> float:
+    """EventWriter as the ingest runs it: ``writers`` connections taking turns at the
+    batches, ``per_write`` events a call."""
     w = EventWriter(clock_ns=lambda: clock)
     per = max(1, per_write // BATCH_EVENTS)
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        await w.ensure_partitions(conn, [clock // DAY_NS])
+    chunks = iter(range(0, len(batches), per))
+    conns = [await psycopg.AsyncConnection.connect(dsn) for _ in range(writers)]
+    try:
+        await w.ensure_partitions(conns[0], [clock // DAY_NS])
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            for i in chunks:
+                res = await w.write(conn, batches[i : i + per])
+                assert not res.rejected and not res.duplicates, res
+
         t = time.perf_counter()
-        for i in range(0, len(batches), per):
-            res = await w.write(conn, batches[i : i + per])
-            assert not res.rejected and not res.duplicates, res
+        await asyncio.gather(*(run(c) for c in conns))
         return time.perf_counter() - t
+    finally:
+        for c in conns:
+            await c.close()
 
 
 def writer_client_only(batches: list[abi.Batch], per_write: int) -> float:
@@ -179,6 +192,8 @@ def main() -> None:
     ap.add_argument("--per-write", type=int, default=262_144, help="events per write() call")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--monitors", type=int, default=1, help="agents sending side by side")
+    ap.add_argument("--writers", type=int, default=2,
+                    help="concurrent writer connections (the ingest's default: 2)")
     ap.add_argument("--dsn", help="admin DSN of a server to use (a database is created there)")
     ap.add_argument("--pg-option", action="append", default=[], metavar="NAME=VALUE",
                     help="setting for the embedded server (repeatable)")
@@ -229,7 +244,8 @@ def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             reset(conn)
             keep("baseline", baseline(conn, rows))
             reset(conn)
-            keep("writer", asyncio.run(writer(dsn, batches, args.per_write, clock)))
+            keep("writer", asyncio.run(writer(dsn, batches, args.per_write, clock,
+                                              args.writers)))
             count = conn.execute("SELECT count(*) FROM events").fetchone()
             assert count == (n,), count
             reset(conn)
@@ -246,6 +262,7 @@ def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
         "batch_events": BATCH_EVENTS,
         "events_per_write": args.per_write,
         "monitors": args.monitors,
+        "writers": args.writers,
         "repeat": args.repeat,
         "baseline_events_per_s": round(rate["baseline"]),
         "writer_events_per_s": round(rate["writer"]),

@@ -209,7 +209,9 @@ class EventWriter:
         conn: AsyncConnection[Any],
         accepted: dict[tuple[uuid.UUID, int, int], tuple[abi.Batch, uuid.UUID]],
     ) -> tuple[int, int]:
-        items = list(accepted.values())
+        # In key order: concurrent writers given the same resent batches then wait on each
+        # other's unique-index entries in one order, never in a cycle (no deadlock).
+        items = [accepted[k] for k in sorted(accepted)]
         async with conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO event_batches (monitor_id, agent_pid, seq, machine_id, event_count,"

@@ -218,6 +218,21 @@ async def test_concurrent_writers_store_a_batch_once(pg_dsn: str) -> None:
         assert len(await stored(c1, monitor)) == len(b.events)
 
 
+async def test_batches_are_registered_in_key_order(pg_dsn: str) -> None:
+    """Whatever order batches come in, write() registers them in (monitor, agent pid, seq)
+    order. Two ingest writers given the same resent batches then wait on each other's
+    unique-index entries in one order, never in a cycle: no deadlock."""
+    monitor = uuid.uuid4()
+    ev = every_function([b"python"])
+    batches = [batch(ev, monitor, seq=s) for s in range(8)]
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        r = await writer().write(conn, batches[::-1])
+        assert r.batches == 8
+        cur = await conn.execute("SELECT seq FROM event_batches WHERE monitor_id = %s"
+                                 " ORDER BY id", (monitor,))
+        assert [row[0] for row in await cur.fetchall()] == list(range(8))
+
+
 async def test_daily_partitions_are_created_on_demand(pg_dsn: str) -> None:
     monitor = uuid.uuid4()
     midnight = NOW - 12 * 3600 * 10**9

@@ -1,0 +1,153 @@
+"""What the exporters take in: stored events as columns, a chunk at a time.
+
+A trace is written from an iterable of ``EventChunk``s in start-time order (the order of
+``ORDER BY ts, id``); chunks are a few tens of thousands of events, so memory stays bounded
+whatever the trace size. Strings (event type, comm, machine) are small code arrays into
+per-chunk tables. Arguments are ``uint64`` columns named as in ``event_data`` (a dim3 is
+three columns, ``grid_x``, ``grid_y``, ``grid_z``); an event has only the arguments its
+function takes (``args_of``), the others hold 0.
+
+``from_rows`` builds a chunk from rows of the ``events`` table; ``from_batches`` from agent
+batches (backend.abi), which is what the benchmark and the capture-file path use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from backend import abi
+
+__all__ = ["ROW_COLUMNS", "EventChunk", "args_of", "from_batches", "from_rows"]
+
+#: The ``events`` columns from_rows expects, in order.
+ROW_COLUMNS = ("ts", "duration_ns", "pid", "tid", "ret", "flags", "event_type", "comm",
+               "machine_id", "event_data")  # fmt: skip
+_DIM3 = ("grid", "block")
+
+
+@dataclass(frozen=True)
+class EventChunk:
+    """Events of one monitor type, ordered by start time, as columns of equal length."""
+
+    monitor_type: str  # "CUDA", "ACL", ...
+    ts: np.ndarray  # int64: wall clock ns at the call's start
+    dur: np.ndarray  # int64 ns
+    pid: np.ndarray  # int32
+    tid: np.ndarray  # int32
+    ret: np.ndarray  # int64: the return code
+    flags: np.ndarray  # uint32: abi.EV_* (EV_INCOMPLETE: the call had not returned)
+    name: np.ndarray  # int32 codes into names (the event type, i.e. the function)
+    names: tuple[str, ...]
+    comm: np.ndarray  # int32 codes into comms
+    comms: tuple[str, ...]
+    machine: np.ndarray  # int32 codes into machines
+    machines: tuple[str, ...]
+    args: Mapping[str, np.ndarray] = field(default_factory=dict)  # uint64 columns
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@cache
+def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
+    """Argument columns an event type has, in call order (dim3s as _x, _y, _z)."""
+    if monitor_type != "CUDA":
+        return ()
+    ids = {name: fid for fid, name in abi.function_names("CUDA").items()}
+    if event_type not in ids:
+        return ()
+    out: list[str] = []
+    for a in abi.CUDA_ARGS.get(abi.arg_class(ids[event_type], "CUDA"), ()):
+        out += [f"{a}_x", f"{a}_y", f"{a}_z"] if a in _DIM3 else [a]
+    return tuple(out)
+
+
+def _codes(values: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
+    table: dict[str, int] = {}
+    codes = np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32,
+                        len(values))  # fmt: skip
+    return codes, tuple(table)
+
+
+def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> EventChunk:
+    """A chunk from ``events`` rows with the columns of ROW_COLUMNS (event_data as a dict
+    or JSON text), in start-time order."""
+    import json
+
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if n else [()] * len(ROW_COLUMNS)
+    name, names = _codes(cols[6])
+    comm, comms = _codes(cols[7])
+    machine, machines = _codes(cols[8])
+    arg_names = sorted({a for t in names for a in args_of(monitor_type, t)})
+    args = {a: np.zeros(n, np.uint64) for a in arg_names}
+    for i, data in enumerate(cols[9]):
+        if isinstance(data, str):
+            data = json.loads(data)
+        for k, v in data.items():
+            if k in _DIM3 and isinstance(v, list) and len(v) == 3:
+                for axis, x in zip("xyz", v, strict=True):
+                    if f"{k}_{axis}" in args:
+                        args[f"{k}_{axis}"][i] = x
+            elif k in args and isinstance(v, int) and 0 <= v < 1 << 64:
+                args[k][i] = v
+    return EventChunk(
+        monitor_type=monitor_type,
+        ts=np.array(cols[0], np.int64), dur=np.array(cols[1], np.int64),
+        pid=np.array(cols[2], np.int32), tid=np.array(cols[3], np.int32),
+        ret=np.array(cols[4], np.int64), flags=np.array(cols[5], np.uint32),
+        name=name, names=names, comm=comm, comms=comms, machine=machine, machines=machines,
+        args=args,
+    )  # fmt: skip
+
+
+# Which struct cuda_event field holds each argument (see backend.abi, bpf/cuda.h).
+_CUDA_FIELD = {
+    "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
+    "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
+    "flags": "kind", "stream": "stream",
+    "grid_x": "grid_x", "grid_y": "grid_y", "grid_z": "grid_z",
+    "block_x": "block_x", "block_y": "block_y", "block_z": "block_z",
+}  # fmt: skip
+
+
+def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) -> EventChunk:
+    """A chunk from CUDA agent batches (all of one monitor type), sorted by start time."""
+    blist = list(batches)
+    ev = np.concatenate([b.events for b in blist]) if blist else abi.empty_events(0)
+    ts = np.concatenate([b.events["ts_ns"].astype(np.int64) + b.mono_to_real_ns
+                         for b in blist]) if blist else np.zeros(0, np.int64)  # fmt: skip
+    machines_per = [machine_id or b.machine_id for b in blist]
+    machine_raw = np.repeat(np.arange(len(blist)), [len(b.events) for b in blist])
+    order = np.argsort(ts, kind="stable")
+    ev, ts, machine_raw = ev[order], ts[order], machine_raw[order]
+    funcs, func_code = np.unique(ev["func"], return_inverse=True)
+    names = tuple(abi.function_name(int(f), "CUDA") for f in funcs)
+    comm_raw, comm_code = np.unique(ev["comm"], return_inverse=True)
+    comms = tuple(c.split(b"\0", 1)[0].decode("utf-8", "replace") for c in comm_raw.tolist())
+    machine_tab, machine_code = np.unique(np.array(machines_per, dtype=object)[machine_raw]
+                                          if blist else np.zeros(0, object),
+                                          return_inverse=True)  # fmt: skip
+    arg_names = sorted({a for t in names for a in args_of("CUDA", t)})
+    args = {a: ev[_CUDA_FIELD[a]].astype(np.uint64) for a in arg_names}
+    # zero what a function does not take (the generic fields hold other things there)
+    for code, t in enumerate(names):
+        mine = set(args_of("CUDA", t))
+        rows = func_code == code
+        for a in arg_names:
+            if a not in mine:
+                args[a][rows] = 0
+    return EventChunk(
+        monitor_type="CUDA", ts=ts, dur=ev["duration_ns"].astype(np.int64),
+        pid=ev["pid"].astype(np.int32), tid=ev["tid"].astype(np.int32),
+        ret=ev["ret"].astype(np.int64), flags=ev["flags"].astype(np.uint32),
+        name=func_code.astype(np.int32).reshape(-1), names=names,
+        comm=comm_code.astype(np.int32).reshape(-1), comms=comms,
+        machine=machine_code.astype(np.int32).reshape(-1),
+        machines=tuple(str(m) for m in machine_tab.tolist()), args=args,
+    )  # fmt: skip

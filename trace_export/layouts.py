@@ -1,0 +1,107 @@
+"""What each monitor type's events mean for a trace's layout.
+
+A trace draws every call as a slice on its thread. Beyond that, a monitor type says which
+calls submit work to an asynchronous queue (a CUDA stream, an ACL stream, an HCCL
+communicator's stream) and which argument names the queue, which calls allocate or free
+device memory, and how return codes read. New monitor types add a Layout here; the writers
+do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from backend import abi
+from trace_export.cuda_errors import error_name
+from trace_export.events import EventChunk
+
+__all__ = ["LAYOUTS", "Layout", "MemoryHeld", "layout_for"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    api: str  # shown in track names: "CUDA stream 0x...", "CUDA device memory"
+    queue_arg: str | None  # the argument naming a call's queue ("stream")
+    queue_label: Callable[[int], str]
+    submits: Callable[[str], bool]  # the call enqueues work on its queue
+    allocates: Callable[[str], bool]  # argument "ptr" gets "bytes" of device memory
+    frees: Callable[[str], bool]  # argument "ptr" is given back
+    ret_name: Callable[[str, int], str]
+
+
+@cache
+def _cuda_class(event_type: str) -> str:
+    ids = {name: fid for fid, name in abi.function_names("CUDA").items()}
+    return abi.arg_class(ids[event_type], "CUDA") if event_type in ids else ""
+
+
+_CUDA_SUBMIT = {"LAUNCH", "LAUNCH_EX", "CU_LAUNCH", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC",
+                "ALLOC_ASYNC", "FREE_ASYNC", "EVENT_RECORD", "GRAPH_LAUNCH"}  # fmt: skip
+
+
+def _cuda_stream(v: int) -> str:
+    if v == 0:
+        return "CUDA stream 0 (legacy default)"
+    if v == 2:
+        return "CUDA stream per-thread default"
+    return f"CUDA stream {v:#x}"
+
+
+LAYOUTS: dict[str, Layout] = {
+    "CUDA": Layout(
+        api="CUDA",
+        queue_arg="stream",
+        queue_label=_cuda_stream,
+        submits=lambda t: _cuda_class(t) in _CUDA_SUBMIT,
+        allocates=lambda t: _cuda_class(t) in {"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"},
+        frees=lambda t: _cuda_class(t) in {"FREE", "FREE_ASYNC"},
+        ret_name=error_name,
+    ),
+}
+
+
+def layout_for(monitor_type: str) -> Layout:
+    """The layout of a monitor type; one with only thread slices for types without one."""
+    return LAYOUTS.get(monitor_type) or Layout(
+        api=monitor_type, queue_arg=None, queue_label=str, submits=lambda t: False,
+        allocates=lambda t: False, frees=lambda t: False, ret_name=lambda t, r: str(r),
+    )  # fmt: skip
+
+
+class MemoryHeld:
+    """Device memory each process holds, from its allocations and frees so far."""
+
+    def __init__(self) -> None:
+        self.live: dict[tuple[str, int], dict[int, int]] = {}  # (machine, pid) -> {ptr: size}
+        self.held: dict[tuple[str, int], int] = {}
+
+    def update(self, c: EventChunk, layout: Layout) -> list[tuple[int, str, int, str, int]]:
+        """(end time, machine, pid, comm, bytes held after) for each successful allocation
+        and each free of a known pointer in the chunk, in end-time order."""
+        alloc = np.array([layout.allocates(t) for t in c.names], dtype=bool)[c.name]
+        free = np.array([layout.frees(t) for t in c.names], dtype=bool)[c.name]
+        rows = np.flatnonzero((alloc & (c.ret == 0)) | free)
+        if not len(rows) or "ptr" not in c.args:
+            return []
+        rows = rows[np.argsort(c.ts[rows] + c.dur[rows], kind="stable")]
+        ptr, size = c.args["ptr"], c.args.get("bytes", np.zeros(len(c), np.uint64))
+        out = []
+        for i in rows.tolist():
+            key = (c.machines[c.machine[i]], int(c.pid[i]))
+            live = self.live.setdefault(key, {})
+            p = int(ptr[i])
+            if alloc[i]:
+                if not p:
+                    continue
+                live[p] = int(size[i])
+                delta = int(size[i])
+            else:
+                delta = -live.pop(p, 0)
+            if delta:
+                held = self.held[key] = self.held.get(key, 0) + delta
+                out.append((int(c.ts[i] + c.dur[i]), key[0], key[1], c.comms[c.comm[i]], held))
+        return out

@@ -1,0 +1,249 @@
+"""Events to a Perfetto trace (protobuf), streamed, a chunk of events at a time.
+
+Layout (what msprof and Kineto users expect): each process is a track group named by its
+command and machine; in it, one row per thread with every call as a slice, nested as the
+calls were; one row per queue (CUDA stream) with an instant where each asynchronous call
+(launch, async copy, event record, graph launch) enqueued its work, and a flow arrow from
+the call to it; counters for device memory held (from allocations and frees) and calls per
+second. Every argument is a debug annotation; ``ret`` reads as the return code's name.
+
+Encoding: the packets of a chunk are built together with numpy (trace_export.protowire);
+names, annotation keys and return-code strings are interned per sequence; each track is a
+sequence with itself as the default track and an incremental clock, so a slice's begin and
+end packets take ~25 bytes before compression. With ``compress`` the packets go into
+``compressed_packets`` (deflate) of ~1 MB each, which trace processor reads natively.
+
+Time order: slices end after they begin, and a call can end long after later calls began,
+so each chunk's begins and the ends still pending are merged and sorted, and what falls
+before the next chunk's first start is written; the rest waits. Memory holds one chunk and
+the calls still open.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
+
+import numpy as np
+
+from trace_export.events import EventChunk
+from trace_export.layouts import Layout, MemoryHeld, layout_for
+from trace_export.markers import Markers, counter_markers, queue_markers, slice_markers
+from trace_export.protowire import Msg, Rows
+from trace_export.stats import ExportStats
+from trace_export.tracks import Tracks
+
+__all__ = ["write_perfetto"]
+
+# TrackEvent types and field numbers (perfetto/trace/track_event/track_event.proto)
+_END, _BEGIN, _INSTANT, _COUNTER = 2, 1, 3, 4
+_COMPRESS_AT = 1 << 20
+
+
+def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
+                   progress: Callable[[int], None] | None = None) -> ExportStats:  # fmt: skip
+    """Writes the events as a Perfetto trace; returns what was written."""
+    w = _Writer(out, compress)
+    done = 0
+    for chunk in chunks:
+        if len(chunk):
+            w.add(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+    w.finish()
+    return w.stats
+
+
+class _Writer:
+    def __init__(self, out: BinaryIO, compress: bool) -> None:
+        self.out, self.compress = out, compress
+        self.tracks = Tracks()
+        self.stats = ExportStats()
+        self.pending = Markers.empty()  # ends, instants and counter points not yet written
+        self.buf = bytearray()
+        self.started = False
+        self.memory = MemoryHeld()
+        self.flow = 0
+        self.rates = _Rates()
+
+    def add(self, c: EventChunk) -> None:
+        if not self.started:
+            self.tracks.start(int(c.ts[0]))
+            self.started = True
+        layout = layout_for(c.monitor_type)
+        flows = self._flow_ids(c, layout)
+        new = slice_markers(c, self.tracks, layout, flows)
+        new = new.concat(queue_markers(c, self.tracks, layout, flows))
+        new = new.concat(self._memory(c, layout))
+        new = new.concat(self.rates.add(c, self.tracks, horizon=int(c.ts[-1])))
+        self.stats.events += len(c)
+        self._write(self.pending.concat(new), horizon=int(c.ts[-1]))
+
+    def finish(self) -> None:
+        self._write(self.pending.concat(self.rates.close(self.tracks)), horizon=None)
+        self._flush(final=True)
+
+    def _flow_ids(self, c: EventChunk, layout: Layout) -> np.ndarray:
+        """A flow id for each call that enqueues work (0 for the others)."""
+        submits = np.array([layout.submits(t) for t in c.names], dtype=bool)[c.name]
+        ids = np.zeros(len(c), np.uint64)
+        n = int(submits.sum())
+        ids[submits] = np.arange(self.flow + 1, self.flow + 1 + n, dtype=np.uint64)
+        self.flow += n
+        return ids
+
+    def _memory(self, c: EventChunk, layout: Layout) -> Markers:
+        """Device memory held per process, a point at the end of each alloc and free."""
+        points = []
+        for t, machine, pid, comm, held in self.memory.update(c, layout):
+            s = self.tracks.child("memory", machine, pid, comm, f"{layout.api} device memory",
+                                  None, int(c.ts[0]), "bytes")
+            points.append((t, s.seq, held))
+        return counter_markers(points)
+
+    def _write(self, m: Markers, horizon: int | None) -> None:
+        """Writes the markers before horizon (all if None), in time order; keeps the rest."""
+        m = m.sorted()
+        cut = len(m) if horizon is None else int(np.searchsorted(m.t, horizon, side="left"))
+        now, self.pending = m.take(slice(0, cut)), m.take(slice(cut, len(m)))
+        if not len(now):
+            return
+        deltas = self._deltas(now)
+        meta = self.tracks.take()  # descriptors, sequence starts, interning: before use
+        body = _encode(now, deltas)
+        self.stats.slices += int((now.kind == _BEGIN).sum())
+        self.stats.flows += int(((now.kind == _BEGIN) & (now.flow > 0)).sum())
+        self.stats.counter_points += int((now.kind == _COUNTER).sum())
+        self.buf += meta
+        self.buf += body
+        if len(self.buf) >= _COMPRESS_AT:
+            self._flush()
+
+    def _deltas(self, m: Markers) -> np.ndarray:
+        """Each marker's timestamp as a delta on its sequence's incremental clock."""
+        order = np.argsort(m.seq, kind="stable")
+        seq, t = m.seq[order], m.t[order]
+        first = np.ones(len(seq), bool)
+        first[1:] = seq[1:] != seq[:-1]
+        prev = np.empty(len(seq), np.int64)
+        prev[1:] = t[:-1]
+        for i in np.flatnonzero(first).tolist():
+            prev[i] = self.tracks.by_seq[int(seq[i]) - 1].last_ts
+        last = np.flatnonzero(np.r_[first[1:], True])
+        for i in last.tolist():
+            self.tracks.by_seq[int(seq[i]) - 1].last_ts = int(t[i])
+        d = np.empty(len(seq), np.int64)
+        d[order] = t - prev
+        return d
+
+    def _flush(self, final: bool = False) -> None:
+        if not self.buf:
+            return
+        data = bytes(self.buf)
+        self.buf.clear()
+        if self.compress:
+            data = bytes(Msg().bytes(1, Msg().bytes(50, zlib.compress(data, 1))))
+        self.out.write(data)
+        self.stats.bytes += len(data)
+
+
+class _Rates:
+    """Calls per second per process, over 100 ms bins, as a counter."""
+
+    BIN = 100_000_000
+
+    def __init__(self) -> None:
+        self.counts: dict[int, dict[int, int]] = {}  # seq -> {bin: calls}
+
+    def add(self, c: EventChunk, tracks: Tracks, horizon: int) -> Markers:
+        mp = np.stack([c.machine, c.pid], axis=1).astype(np.int64)
+        procs, first = np.unique(mp, axis=0, return_index=True)
+        seqs = {}
+        for (m, pid), i in zip(procs.tolist(), first.tolist(), strict=True):
+            seqs[(m, pid)] = tracks.child("rate", c.machines[m], pid, c.comms[c.comm[i]],
+                                          f"{layout_for(c.monitor_type).api} calls/s", None,
+                                          int(c.ts[0]), "calls/s").seq
+        keys, counts = np.unique(np.column_stack([mp, c.ts // self.BIN]), axis=0,
+                                 return_counts=True)  # fmt: skip
+        for (m, pid, b), n in zip(keys.tolist(), counts.tolist(), strict=True):
+            bins = self.counts.setdefault(seqs[(m, pid)], {})
+            bins[b] = bins.get(b, 0) + n
+        return self._closed(horizon)
+
+    def _closed(self, horizon: int | None) -> Markers:
+        """Bins no later call can fall in: a point at each bin's end (calls/s over the bin),
+        and a 0 one bin later when the next bin is known to be empty."""
+        points: list[tuple[int, int, int]] = []
+        per_s = 1_000_000_000 // self.BIN
+        for seq, bins in self.counts.items():
+            for b in sorted(bins):
+                end = (b + 1) * self.BIN
+                if horizon is not None and (end > horizon or
+                                            (b + 1 not in bins and end + self.BIN > horizon)):
+                    break  # b still fills, or whether b + 1 stays empty is not known yet
+                points.append((end, seq, bins.pop(b) * per_s))
+                if b + 1 not in bins:
+                    points.append((end + self.BIN, seq, 0))
+        return counter_markers(points)
+
+    def close(self, tracks: Tracks) -> Markers:
+        return self._closed(None)
+
+
+def _encode(m: Markers, deltas: np.ndarray) -> bytes:
+    """The TracePackets of these markers, in their order.
+
+    Rows of one shape are encoded together (ends; instants; counter points; the begins of
+    each event type, which share their annotation keys), then scattered into order.
+    """
+    groups = [np.flatnonzero(m.kind == k) for k in (_END, _INSTANT, _COUNTER)]
+    begins = np.flatnonzero(m.kind == _BEGIN)
+    if len(begins):
+        names = m.name[begins]
+        order = np.argsort(names, kind="stable")
+        cuts = np.flatnonzero(np.diff(names[order])) + 1
+        groups += np.split(begins[order], cuts)
+    sizes = np.zeros(len(m), np.int64)
+    parts = []
+    for rows in groups:
+        if len(rows):
+            data, lens = _packets(m.take(rows), deltas[rows])
+            sizes[rows] = lens
+            parts.append((rows, data, lens))
+    starts = np.cumsum(sizes) - sizes  # where each marker's packet goes
+    out = np.empty(int(sizes.sum()), np.uint8)
+    for rows, data, lens in parts:
+        src = np.cumsum(lens) - lens
+        out[np.repeat(starts[rows] - src, lens) + np.arange(len(data))] = data
+    return out.tobytes()
+
+
+def _packets(m: Markers, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Packets of markers of one kind (and, for begins, one event type): bytes and lengths."""
+    n, kind = len(m), int(m.kind[0])
+    te = Rows(n).const(bytes([9 << 3, kind]))  # type
+    if kind in (_BEGIN, _INSTANT):
+        te.field_uint(10, m.name.astype(np.uint64))  # name_iid
+    if kind == _BEGIN:
+        te.field_uint(47, m.flow, m.flow > 0)  # flow_ids
+        for k in range(m.args.shape[1]):
+            key, val = m.args[:, k, 0], m.args[:, k, 1]
+            present = key > 0
+            if not present.any():
+                continue
+            ann = Rows(n).field_uint(1, key)  # name_iid
+            is_str = m.arg_str[:, k]
+            ann.field_uint(3, val, ~is_str)  # uint_value
+            ann.field_uint(17, val, is_str)  # string_value_iid
+            te.rows(ann.nested(4, present if not present.all() else True))  # debug_annotations
+    elif kind == _INSTANT:
+        te.field_uint(48, m.flow, m.flow > 0)  # terminating_flow_ids
+    elif kind == _COUNTER:
+        te.field_uint(30, np.maximum(m.value, 0).astype(np.uint64))  # counter_value
+    pkt = Rows(n).field_uint(8, deltas.astype(np.uint64))  # timestamp (incremental)
+    pkt.field_uint(10, m.seq.astype(np.uint64))  # trusted_packet_sequence_id
+    pkt.rows(te.nested(11))  # track_event
+    full = pkt.nested(1)  # Trace.packet
+    return full.pack_array(), full.length()

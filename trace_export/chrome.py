@@ -1,0 +1,118 @@
+"""Events to a Chrome trace-event JSON file: the fallback for tools without Perfetto protos.
+
+The same layout as the Perfetto writer: a complete ("X") event per call on its thread with
+every argument and the named return code, an instant ("i") per enqueued piece of work on a
+row per queue with a flow ("s" → "f") from the call, and the device memory counter ("C").
+Timestamps are microseconds from the first event (small floats keep the nanoseconds; the
+first event's wall-clock time is in ``otherData.trace_start_unix_ns``). Rows are written as
+they are made, a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any, BinaryIO
+
+from trace_export.events import EventChunk, args_of
+from trace_export.layouts import MemoryHeld, layout_for
+from trace_export.stats import ExportStats
+
+__all__ = ["write_chrome_json"]
+
+_QUEUE_TID_BASE = 1 << 30  # queue rows get tids above any real one
+
+
+def write_chrome_json(chunks: Iterable[EventChunk], out: BinaryIO, *,
+                      progress: Callable[[int], None] | None = None) -> ExportStats:  # fmt: skip
+    """Writes the events as Chrome JSON; returns what was written."""
+    w = _ChromeWriter(out)
+    done = 0
+    for chunk in chunks:
+        if len(chunk):
+            w.add(chunk)
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
+    w.finish()
+    return w.stats
+
+
+class _ChromeWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.stats = ExportStats()
+        self.first = True
+        self.named: set[tuple[Any, ...]] = set()
+        self.queues: dict[tuple[int, int], int] = {}  # (pid, queue) -> row tid
+        self.memory = MemoryHeld()
+        self.flow = 0
+        self.t0: int | None = None
+        self._write(b'{"displayTimeUnit":"ns","traceEvents":[\n')
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.stats.bytes += len(data)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        self._write((b"" if self.first else b",\n") + json.dumps(event).encode())
+        self.first = False
+
+    def _us(self, ns: int) -> float:
+        if self.t0 is None:
+            self.t0 = ns
+        return (ns - self.t0) / 1000
+
+    def _meta(self, kind: str, pid: int, tid: int | None, name: str) -> None:
+        key = (kind, pid, tid)
+        if key not in self.named:
+            self.named.add(key)
+            event: dict[str, Any] = {"ph": "M", "name": kind, "pid": pid, "args": {"name": name}}
+            if tid is not None:
+                event["tid"] = tid
+            self._emit(event)
+
+    def add(self, c: EventChunk) -> None:
+        layout = layout_for(c.monitor_type)
+        arg_names = {t: args_of(c.monitor_type, t) for t in c.names}
+        cols = {a: v.tolist() for a, v in c.args.items()}
+        queue = cols.get(layout.queue_arg or "", [])
+        for i, (ts, dur, pid, tid, ret, flags, name, comm, machine) in enumerate(zip(
+                c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), c.ret.tolist(),
+                c.flags.tolist(), c.name.tolist(), c.comm.tolist(), c.machine.tolist(),
+                strict=True)):  # fmt: skip
+            etype, comm_s = c.names[name], c.comms[comm]
+            start = self._us(ts)
+            self._meta("process_name", pid, None, f"{comm_s} ({c.machines[machine][:12]})")
+            self._meta("thread_name", pid, tid, comm_s)
+            args: dict[str, Any] = {a: cols[a][i] for a in arg_names[etype]}
+            args["ret"] = layout.ret_name(etype, ret)
+            if flags & 1:
+                args["incomplete"] = True
+            self._emit({"ph": "X", "name": etype, "cat": c.monitor_type, "pid": pid,
+                        "tid": tid, "ts": start, "dur": dur / 1000, "args": args})
+            self.stats.slices += 1
+            if layout.submits(etype) and queue:
+                self._queue(layout.queue_label(queue[i]), pid, tid, queue[i], etype, ts, dur)
+        for t, _machine, pid, _comm, held in self.memory.update(c, layout):
+            self._emit({"ph": "C", "name": f"{layout.api} device memory", "pid": pid,
+                        "ts": self._us(t), "args": {"bytes": held}})
+            self.stats.counter_points += 1
+        self.stats.events += len(c)
+
+    def _queue(self, label: str, pid: int, tid: int, q: int, etype: str, ts: int,
+               dur: int) -> None:  # fmt: skip
+        row = self.queues.setdefault((pid, q), _QUEUE_TID_BASE + len(self.queues))
+        self._meta("thread_name", pid, row, label)
+        self.flow += 1
+        end = self._us(ts + dur)
+        self._emit({"ph": "s", "id": self.flow, "name": "enqueue", "cat": "flow", "pid": pid,
+                    "tid": tid, "ts": self._us(ts)})
+        self._emit({"ph": "i", "s": "t", "name": etype, "pid": pid, "tid": row, "ts": end})
+        self._emit({"ph": "f", "bp": "e", "id": self.flow, "name": "enqueue", "cat": "flow",
+                    "pid": pid, "tid": row, "ts": end})
+        self.stats.flows += 1
+
+    def finish(self) -> None:
+        other = json.dumps({"trace_start_unix_ns": self.t0 or 0}).encode()
+        self._write(b'\n],"otherData":' + other + b"}\n")

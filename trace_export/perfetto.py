@@ -11,7 +11,7 @@ Encoding: the packets of a chunk are built together with numpy (trace_export.pro
 names, annotation keys and return-code strings are interned per sequence; each track is a
 sequence with itself as the default track and an incremental clock, so a slice's begin and
 end packets take ~25 bytes before compression. With ``compress`` the packets go into
-``compressed_packets`` (deflate) of ~1 MB each, which trace processor reads natively.
+``compressed_packets`` (deflate) of 512 KB of packets each, which trace processor reads natively.
 
 Time order: slices end after they begin, and a call can end long after later calls began,
 so each chunk's begins and the ends still pending are merged and sorted, and what falls
@@ -38,7 +38,7 @@ __all__ = ["write_perfetto"]
 
 # TrackEvent types and field numbers (perfetto/trace/track_event/track_event.proto)
 _END, _BEGIN, _INSTANT, _COUNTER = 2, 1, 3, 4
-_COMPRESS_AT = 1 << 20
+_COMPRESS_AT = 512 << 10  # raw bytes per compressed_packets (the proto asks for < 512 KB)
 
 
 def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
@@ -227,7 +227,7 @@ def _packets(m: Markers, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if kind in (_BEGIN, _INSTANT):
         te.field_uint(10, m.name.astype(np.uint64))  # name_iid
     if kind == _BEGIN:
-        te.field_uint(47, m.flow, m.flow > 0)  # flow_ids
+        te.field_fixed64(47, m.flow, m.flow > 0)  # flow_ids
         for k in range(m.args.shape[1]):
             key, val = m.args[:, k, 0], m.args[:, k, 1]
             present = key > 0
@@ -239,7 +239,7 @@ def _packets(m: Markers, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ann.field_uint(17, val, is_str)  # string_value_iid
             te.rows(ann.nested(4, present if not present.all() else True))  # debug_annotations
     elif kind == _INSTANT:
-        te.field_uint(48, m.flow, m.flow > 0)  # terminating_flow_ids
+        te.field_fixed64(48, m.flow, m.flow > 0)  # terminating_flow_ids
     elif kind == _COUNTER:
         te.field_uint(30, np.maximum(m.value, 0).astype(np.uint64))  # counter_value
     pkt = Rows(n).field_uint(8, deltas.astype(np.uint64))  # timestamp (incremental)

@@ -101,6 +101,11 @@ class Rows:
         """A varint field: its tag and value, where present."""
         return self.const(tag(field, 0), present).varint(v, present, width)
 
+    def field_fixed64(self, field: int, v: np.ndarray, present: np.ndarray | bool = True) -> Rows:
+        """A fixed64 field (wire type 1): its tag and 8 little-endian bytes, where present."""
+        mat = np.ascontiguousarray(v, dtype="<u8").view(np.uint8).reshape(self.n, 8)
+        return self.const(tag(field, 1), present)._add(mat, np.where(present, 8, 0))
+
     def rows(self, other: Rows) -> Rows:
         """Appends another Rows' segments (same n)."""
         self._mats += other._mats

@@ -1,0 +1,167 @@
+"""Trace export speed and size: trace_export.write_perfetto vs the perfetto wheel's
+TraceProtoBuilder, in the same run.
+
+Synthetic API-call events (a PyTorch-like mix: 80% kernel launches, 10% async copies, 6%
+stream syncs, 4% allocations; four threads whose calls do not overlap; every call returns
+35 as without a GPU) are generated a chunk at a time. Measured:
+
+- ours: write_perfetto over --events events, in a child process so its peak RSS is its
+  own; the time to generate the chunks alone is measured in the same child and subtracted.
+  Our slices carry every argument as a debug annotation, the return code's name, a flow to
+  the stream row and the counters, as the product writes them.
+- baseline: TraceProtoBuilder, one packet at a time, begin and end packets with the slice
+  name, track uuid and absolute timestamp (no arguments: what the issue's 145k slices/s and
+  61 bytes/slice describe), over --baseline-events events; and, to compare like for like,
+  the same with every argument as a debug annotation.
+
+Targets (issue #4): at least 7x the baseline's events/s, at most 16 bytes per slice, peak
+RSS under 300 MB. Prints one JSON object.
+
+    .venv/bin/python bench/trace_export.py [--events 5000000] [--baseline-events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend import abi
+from trace_export import EventChunk, from_batches, write_perfetto
+from trace_export.events import args_of
+
+CHUNK = 65536
+THREADS = 4
+_FUNCS = np.array([0x100, 0x500, 0xC00, 0x700])  # launch, memcpy async, stream sync, malloc
+
+
+def chunks(n: int, seed: int = 1) -> Iterator[EventChunk]:
+    rng = np.random.default_rng(seed)
+    clock = np.full(THREADS, 0, np.int64)
+    for first in range(0, n, CHUNK):
+        m = min(CHUNK, n - first)
+        ev = abi.empty_events(m)
+        tid = rng.integers(0, THREADS, m)
+        dur = rng.integers(800, 40_000, m)
+        step = dur + rng.integers(200, 5_000, m)
+        ts = np.empty(m, np.int64)
+        for k in range(THREADS):
+            idx = np.flatnonzero(tid == k)
+            ts[idx] = clock[k] + np.cumsum(step[idx]) - step[idx]
+            if len(idx):
+                clock[k] = ts[idx[-1]] + step[idx[-1]]
+        order = np.argsort(ts, kind="stable")
+        ev["ts_ns"], ev["duration_ns"], ev["tid"] = ts[order], dur[order], 100 + tid[order]
+        ev["pid"], ev["comm"], ev["ret"] = 100, b"python", 35
+        kind = rng.choice(4, m, p=[0.8, 0.1, 0.06, 0.04])
+        ev["func"] = _FUNCS[kind]
+        ev["stream"] = rng.choice([0x55D4C0A1B2C0, 0x55D4C0A1F000], m)
+        ev["ptr"] = rng.integers(1, 1 << 40, m)
+        ev["bytes"] = rng.choice([0, 4, 1 << 20], m)
+        ev["grid_x"], ev["block_x"], ev["grid_y"], ev["block_y"] = 80, 256, 1, 1
+        ev["kind"] = np.where(kind == 1, 1, 0)
+        raw = abi.encode_batch(ev, monitor_id="bench", machine_id="9f" * 32,
+                               mono_to_real_ns=1_700_000_000 * 10**9)  # fmt: skip
+        yield from_batches([abi.decode_batch(raw)])
+
+
+def child(n: int) -> dict[str, float]:
+    t = time.perf_counter()
+    for _ in chunks(n):
+        pass
+    gen_s = time.perf_counter() - t
+    with tempfile.TemporaryFile() as out:
+        t = time.perf_counter()
+        stats = write_perfetto(chunks(n), out)
+        total_s = time.perf_counter() - t
+    return {"seconds": total_s - gen_s, "generate_s": gen_s, "bytes": stats.bytes,
+            "slices": stats.slices, "flows": stats.flows,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+
+
+def baseline(n: int, with_args: bool) -> dict[str, float]:
+    from perfetto.trace_builder.proto_builder import TraceProtoBuilder
+
+    cs = list(chunks(n))
+    t = time.perf_counter()
+    b = TraceProtoBuilder()
+    tracks: dict[int, int] = {}
+    for c in cs:
+        cols = {a: v.tolist() for a, v in c.args.items()}
+        for i, (ts, dur, tid, name) in enumerate(zip(c.ts.tolist(), c.dur.tolist(),
+                                                     c.tid.tolist(), c.name.tolist(),
+                                                     strict=True)):  # fmt: skip
+            if tid not in tracks:
+                tracks[tid] = uuid = 1000 + tid
+                p = b.add_packet()
+                p.track_descriptor.uuid = uuid
+                p.track_descriptor.thread.pid = 100
+                p.track_descriptor.thread.tid = tid
+            p = b.add_packet()
+            p.timestamp = ts
+            p.trusted_packet_sequence_id = 1
+            p.track_event.type = p.track_event.TYPE_SLICE_BEGIN
+            p.track_event.track_uuid = tracks[tid]
+            p.track_event.name = c.names[name]
+            if with_args:
+                for a in args_of("CUDA", c.names[name]):
+                    d = p.track_event.debug_annotations.add()
+                    d.name = a
+                    d.uint_value = cols[a][i]
+                d = p.track_event.debug_annotations.add()
+                d.name, d.string_value = "ret", "cudaErrorInsufficientDriver (35)"
+            p = b.add_packet()
+            p.timestamp = ts + dur
+            p.trusted_packet_sequence_id = 1
+            p.track_event.type = p.track_event.TYPE_SLICE_END
+            p.track_event.track_uuid = tracks[tid]
+    size = len(b.serialize())
+    return {"events_per_s": n / (time.perf_counter() - t), "bytes_per_slice": size / n}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=5_000_000)
+    ap.add_argument("--baseline-events", type=int, default=200_000)
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return 0
+    run = subprocess.run([sys.executable, __file__, "--child", str(args.events)],
+                         capture_output=True, text=True, check=True, env=os.environ)  # fmt: skip
+    ours = json.loads(run.stdout)
+    base = baseline(args.baseline_events, with_args=False)
+    base_args = baseline(args.baseline_events, with_args=True)
+    rate = args.events / ours["seconds"]
+    per_slice = ours["bytes"] / ours["slices"]
+    report = {
+        "events": args.events,
+        "ours": {"events_per_s": round(rate), "bytes_per_slice": round(per_slice, 2),
+                 "peak_rss_mb": round(ours["peak_rss_mb"]), "seconds": round(ours["seconds"], 2),
+                 "flows": ours["flows"]},
+        "baseline_no_args": {k: round(v, 2) for k, v in base.items()},
+        "baseline_with_args": {k: round(v, 2) for k, v in base_args.items()},
+        "speed_ratio_vs_baseline": round(rate / base["events_per_s"], 2),
+        "speed_ratio_vs_baseline_with_args": round(rate / base_args["events_per_s"], 2),
+        "targets": {"speed_ratio": ">= 7", "bytes_per_slice": "<= 16", "peak_rss_mb": "< 300"},
+    }
+    report["pass"] = (report["speed_ratio_vs_baseline"] >= 7 and per_slice <= 16
+                      and ours["peak_rss_mb"] < 300)  # fmt: skip
+    print(json.dumps(report, indent=2))
+    return 0 if report["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

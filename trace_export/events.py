@@ -14,7 +14,7 @@ batches (backend.abi), which is what the benchmark and the capture-file path use
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = ["ROW_COLUMNS", "EventChunk", "args_of", "from_batches", "from_rows"]
 ROW_COLUMNS = ("ts", "duration_ns", "pid", "tid", "ret", "flags", "event_type", "comm",
                "machine_id", "event_data")  # fmt: skip
 _DIM3 = ("grid", "block")
+_COLUMNS = ("ts", "dur", "pid", "tid", "ret", "flags", "name", "comm", "machine")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,35 @@ class EventChunk:
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def take(self, rows: slice | np.ndarray) -> EventChunk:
+        """The chunk's rows at rows (code tables shared)."""
+        cols = {f: getattr(self, f)[rows] for f in _COLUMNS}
+        return replace(self, **cols, args={a: v[rows] for a, v in self.args.items()})
+
+    def concat(self, other: EventChunk) -> EventChunk:
+        """This chunk's rows, then other's (of the same monitor type), tables merged."""
+        if not len(self):
+            return other
+        if not len(other):
+            return self
+        merged: dict[str, Any] = {}
+        for codes, table in (("name", "names"), ("comm", "comms"), ("machine", "machines")):
+            mine: tuple[str, ...] = getattr(self, table)
+            index = {s: i for i, s in enumerate(mine)}
+            extra = [s for s in getattr(other, table) if s not in index]
+            index.update({s: len(mine) + i for i, s in enumerate(extra)})
+            remap = np.array([index[s] for s in getattr(other, table)], np.int32)
+            merged[table] = mine + tuple(extra)
+            merged[codes] = np.concatenate([getattr(self, codes), remap[getattr(other, codes)]])
+        for f in ("ts", "dur", "pid", "tid", "ret", "flags"):
+            merged[f] = np.concatenate([getattr(self, f), getattr(other, f)])
+        zeros = np.zeros
+        names = set(self.args) | set(other.args)
+        merged["args"] = {a: np.concatenate([self.args.get(a, zeros(len(self), np.uint64)),
+                                             other.args.get(a, zeros(len(other), np.uint64))])
+                          for a in sorted(names)}  # fmt: skip
+        return replace(self, **merged)
 
 
 @cache

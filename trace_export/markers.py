@@ -1,8 +1,9 @@
 """Markers: the timed things a trace is made of, as columns, before they are encoded.
 
 A marker is a slice's begin or end, an instant on a queue, or a counter point, on one packet
-sequence (one track). Begins carry their annotations as (key iid, value) pairs, the value a
-uint64 or, where ``arg_str`` says so, an interned string iid.
+sequence (one track). A begin refers to its call's row in the chunk being written (``ref``),
+where its annotations are read when it is encoded; begins are always written with their
+chunk, so only ends, instants and counter points wait for a later one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from trace_export.events import EventChunk, args_of
 from trace_export.layouts import Layout
 from trace_export.tracks import Tracks
 
-__all__ = ["Markers", "counter_markers", "queue_markers", "slice_markers"]
+__all__ = ["Annotations", "Markers", "counter_markers", "queue_markers", "slice_markers"]
 
 BEGIN, END, INSTANT, COUNTER = 1, 2, 3, 4
 # at equal times: ends first (a slice closes before the next opens), begins last
@@ -31,29 +32,20 @@ class Markers:
     flow: np.ndarray  # uint64 flow id (0: none)
     value: np.ndarray  # int64 counter value
     tie: np.ndarray  # int64 order among equal (t, kind): begins -dur, ends -start
-    args: np.ndarray  # (n, k, 2) uint64: annotation key iid (0: none), value
-    arg_str: np.ndarray  # (n, k) bool: the value is a string iid
+    ref: np.ndarray  # int64 row of a begin's call in the chunk (-1 for the others)
 
     @staticmethod
-    def empty(n: int = 0, k: int = 0) -> Markers:
+    def empty(n: int = 0) -> Markers:
         z = np.zeros(n, np.int64)
         return Markers(z, np.zeros(n, np.uint8), z, z, np.zeros(n, np.uint64), z, z,
-                       np.zeros((n, k, 2), np.uint64), np.zeros((n, k), bool))  # fmt: skip
+                       np.full(n, -1, np.int64))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.t)
 
     def concat(self, other: Markers) -> Markers:
-        k = max(self.args.shape[1], other.args.shape[1])
-        a, b = self._widen(k), other._widen(k)
-        return Markers(*(np.concatenate([getattr(a, f), getattr(b, f)]) for f in _FIELDS))
-
-    def _widen(self, k: int) -> Markers:
-        pad = k - self.args.shape[1]
-        if not pad:
-            return self
-        return replace(self, args=np.pad(self.args, ((0, 0), (0, pad), (0, 0))),
-                       arg_str=np.pad(self.arg_str, ((0, 0), (0, pad))))  # fmt: skip
+        return Markers(*(np.concatenate([getattr(self, f), getattr(other, f)])
+                         for f in _FIELDS))  # fmt: skip
 
     def take(self, idx: slice | np.ndarray) -> Markers:
         return Markers(*(getattr(self, f)[idx] for f in _FIELDS))
@@ -62,7 +54,7 @@ class Markers:
         return self.take(np.lexsort((self.tie, _RANK[self.kind], self.t)))
 
 
-_FIELDS = ("t", "kind", "seq", "name", "flow", "value", "tie", "args", "arg_str")
+_FIELDS = ("t", "kind", "seq", "name", "flow", "value", "tie", "ref")
 
 
 def _key(machine: np.ndarray, pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
@@ -71,50 +63,52 @@ def _key(machine: np.ndarray, pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
             | tid.astype(np.int64))  # fmt: skip
 
 
-def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray) -> Markers:
-    """A begin and an end for every call, on its thread's sequence."""
+@dataclass(frozen=True)
+class Annotations:
+    """How the begins of a chunk are annotated: per event type, the (key iid, argument)
+    pairs; per row, the interned string of its return code; the key of "ret" and of
+    "incomplete"."""
+
+    by_type: dict[int, list[tuple[int, str]]]  # name code -> [(key iid, args column)]
+    ret_iid: np.ndarray  # uint64 per row
+    ret_key: int
+    incomplete_key: int
+
+
+def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
+                  flows: np.ndarray) -> tuple[Markers, Annotations]:  # fmt: skip
+    """A begin and an end for every call, on its thread's sequence; and how to annotate the
+    begins."""
     n, t0 = len(c), int(c.ts[0])
-    key = _key(c.machine, c.pid, c.tid)
-    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    _, first, inv = np.unique(_key(c.machine, c.pid, c.tid), return_index=True,
+                              return_inverse=True)  # fmt: skip
     seq_of = np.array([tracks.thread(c.machines[c.machine[i]], int(c.pid[i]), int(c.tid[i]),
                                      c.comms[c.comm[i]], t0).seq
                        for i in first.tolist()], np.int64)  # fmt: skip
     seq = seq_of[inv]
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)
-    # annotation slots: every argument any of these types has, then ret, then incomplete
-    slots = sorted({a for t in c.names for a in args_of(c.monitor_type, t)})
-    keys = np.array([tracks.key_iid(a) for a in [*slots, "ret", "incomplete"]], np.uint64)
-    k = len(slots) + 2
-    args = np.zeros((n, k, 2), np.uint64)
-    arg_str = np.zeros((n, k), bool)
-    for j, a in enumerate(slots):
-        has = np.array([a in args_of(c.monitor_type, t) for t in c.names], bool)[c.name]
-        args[:, j, 0] = np.where(has, keys[j], 0)
-        args[:, j, 1] = c.args[a]
+    by_type = {code: [(tracks.key_iid(a), a) for a in args_of(c.monitor_type, t)]
+               for code, t in enumerate(c.names)}  # fmt: skip
     pair_key = (c.name.astype(np.int64) << 32) | (c.ret.astype(np.int64) & 0xFFFF_FFFF)
     _, pair_first, pair_inv = np.unique(pair_key, return_index=True, return_inverse=True)
     ret_iid = np.array([tracks.string_iid(layout.ret_name(c.names[c.name[i]], int(c.ret[i])))
-                        for i in pair_first.tolist()], np.uint64)  # fmt: skip
-    args[:, k - 2, 0] = keys[k - 2]
-    args[:, k - 2, 1] = ret_iid[pair_inv]
-    arg_str[:, k - 2] = True
-    incomplete = (c.flags & 1) > 0
-    args[:, k - 1, 0] = np.where(incomplete, keys[k - 1], 0)
-    args[:, k - 1, 1] = 1
-    _intern(tracks, seq, names[c.name], ret_iid[pair_inv],
-            [int(x) for x in keys[: k - 1]], keys[k - 1] if incomplete.any() else None)
+                        for i in pair_first.tolist()], np.uint64)[pair_inv]  # fmt: skip
+    ann = Annotations(by_type, ret_iid, tracks.key_iid("ret"), tracks.key_iid("incomplete"))
+    keys = {k for pairs in by_type.values() for k, _ in pairs} | {ann.ret_key}
+    if (c.flags & 1).any():
+        keys.add(ann.incomplete_key)
+    _intern(tracks, seq, names[c.name], ret_iid, keys)
     begin = Markers(c.ts, np.full(n, BEGIN, np.uint8), seq, names[c.name], flows,
-                    np.zeros(n, np.int64), -c.dur, args, arg_str)  # fmt: skip
-    end = Markers.empty(n, k)
-    end = replace(end, t=c.ts + c.dur, kind=np.full(n, END, np.uint8), seq=seq, tie=-c.ts)
-    return begin.concat(end)
+                    np.zeros(n, np.int64), -c.dur, np.arange(n, dtype=np.int64))  # fmt: skip
+    end = replace(Markers.empty(n), t=c.ts + c.dur, kind=np.full(n, END, np.uint8), seq=seq,
+                  tie=-c.ts)  # fmt: skip
+    return begin.concat(end), ann
 
 
 def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, ret: np.ndarray,
-            keys: list[int], incomplete_key: object) -> None:  # fmt: skip
-    """Interns on each sequence the names and strings its begins use."""
+            keys: set[int]) -> None:  # fmt: skip
+    """Interns on each sequence the names, keys and strings its begins use."""
     combos = np.unique((seq << 40) | (name << 20) | ret.astype(np.int64))
-    extra = {int(incomplete_key)} if incomplete_key is not None else set()  # type: ignore[call-overload]
     by_seq: dict[int, tuple[set[int], set[int]]] = {}
     for combo in combos.tolist():
         s, nm, r = combo >> 40, (combo >> 20) & 0xFFFFF, combo & 0xFFFFF
@@ -122,7 +116,7 @@ def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, ret: np.ndarray,
         names.add(nm)
         strings.add(r)
     for s, (names, strings) in by_seq.items():
-        tracks.intern(tracks.by_seq[s - 1], names, set(keys) | extra, strings)
+        tracks.intern(tracks.by_seq[s - 1], names, keys, strings)
 
 
 def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray) -> Markers:

@@ -14,23 +14,32 @@ end packets take ~25 bytes before compression. With ``compress`` the packets go 
 ``compressed_packets`` (deflate) of 512 KB of packets each, which trace processor reads natively.
 
 Time order: slices end after they begin, and a call can end long after later calls began,
-so each chunk's begins and the ends still pending are merged and sorted, and what falls
-before the next chunk's first start is written; the rest waits. Memory holds one chunk and
-the calls still open.
+so each chunk's markers and the ends still pending are merged and sorted, and what falls
+before the chunk's last start is written; the rest waits. The calls that start at that
+last instant wait with it, for the next chunk (a later call may start in the same
+nanosecond, and calls starting together nest longest first). Memory holds one chunk and the
+calls still open.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import numpy as np
 
 from trace_export.events import EventChunk
 from trace_export.layouts import Layout, MemoryHeld, layout_for
-from trace_export.markers import Markers, counter_markers, queue_markers, slice_markers
-from trace_export.protowire import Msg, Rows
+from trace_export.markers import (
+    Annotations,
+    Markers,
+    counter_markers,
+    queue_markers,
+    slice_markers,
+)
+from trace_export.protowire import Msg, Records, tag, varint_bytes
 from trace_export.stats import ExportStats
 from trace_export.tracks import Tracks
 
@@ -62,28 +71,43 @@ class _Writer:
         self.tracks = Tracks()
         self.stats = ExportStats()
         self.pending = Markers.empty()  # ends, instants and counter points not yet written
+        self.tail: EventChunk | None = None  # the calls starting at the last chunk's end
         self.buf = bytearray()
         self.started = False
         self.memory = MemoryHeld()
         self.flow = 0
         self.rates = _Rates()
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="trace-compress")
+        self.compressing: list[Future[bytes]] = []
 
     def add(self, c: EventChunk) -> None:
+        if self.tail is not None:
+            c = self.tail.concat(c)
+        last = int(c.ts[-1])
+        cut = int(np.searchsorted(c.ts, last, side="left"))
+        self.tail = c.take(slice(cut, len(c)))
+        if cut:
+            self._chunk(c.take(slice(0, cut)), horizon=last)
+
+    def finish(self) -> None:
+        if self.tail is not None and len(self.tail):
+            self._chunk(self.tail, horizon=None)
+        self._write(self.pending.concat(self.rates.close(self.tracks)), None, None, None)
+        self._flush(final=True)
+
+    def _chunk(self, c: EventChunk, horizon: int | None) -> None:
+        """Writes c's markers (and pending ones) before horizon; no call starts before it."""
         if not self.started:
             self.tracks.start(int(c.ts[0]))
             self.started = True
         layout = layout_for(c.monitor_type)
         flows = self._flow_ids(c, layout)
-        new = slice_markers(c, self.tracks, layout, flows)
+        new, ann = slice_markers(c, self.tracks, layout, flows)
         new = new.concat(queue_markers(c, self.tracks, layout, flows))
         new = new.concat(self._memory(c, layout))
-        new = new.concat(self.rates.add(c, self.tracks, horizon=int(c.ts[-1])))
+        new = new.concat(self.rates.add(c, self.tracks, horizon=horizon))
         self.stats.events += len(c)
-        self._write(self.pending.concat(new), horizon=int(c.ts[-1]))
-
-    def finish(self) -> None:
-        self._write(self.pending.concat(self.rates.close(self.tracks)), horizon=None)
-        self._flush(final=True)
+        self._write(self.pending.concat(new), horizon, c, ann)
 
     def _flow_ids(self, c: EventChunk, layout: Layout) -> np.ndarray:
         """A flow id for each call that enqueues work (0 for the others)."""
@@ -103,8 +127,10 @@ class _Writer:
             points.append((t, s.seq, held))
         return counter_markers(points)
 
-    def _write(self, m: Markers, horizon: int | None) -> None:
-        """Writes the markers before horizon (all if None), in time order; keeps the rest."""
+    def _write(self, m: Markers, horizon: int | None, c: EventChunk | None,
+               ann: Annotations | None) -> None:  # fmt: skip
+        """Writes the markers before horizon (all if None), in time order; keeps the rest
+        (never a begin: every call in c starts before horizon)."""
         m = m.sorted()
         cut = len(m) if horizon is None else int(np.searchsorted(m.t, horizon, side="left"))
         now, self.pending = m.take(slice(0, cut)), m.take(slice(cut, len(m)))
@@ -112,7 +138,7 @@ class _Writer:
             return
         deltas = self._deltas(now)
         meta = self.tracks.take()  # descriptors, sequence starts, interning: before use
-        body = _encode(now, deltas)
+        body = _encode(now, deltas, c, ann)
         self.stats.slices += int((now.kind == _BEGIN).sum())
         self.stats.flows += int(((now.kind == _BEGIN) & (now.flow > 0)).sum())
         self.stats.counter_points += int((now.kind == _COUNTER).sum())
@@ -139,14 +165,28 @@ class _Writer:
         return d
 
     def _flush(self, final: bool = False) -> None:
-        if not self.buf:
-            return
-        data = bytes(self.buf)
-        self.buf.clear()
-        if self.compress:
-            data = bytes(Msg().bytes(1, Msg().bytes(50, zlib.compress(data, 1))))
+        """Writes what is buffered; compression runs in a thread (zlib releases the GIL)
+        while the next packets are built, and pieces are written in order."""
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf.clear()
+            if self.compress:
+                self.compressing.append(self.pool.submit(_compressed, data))
+            else:
+                self._out(data)
+        while self.compressing and (final or len(self.compressing) > 2):
+            self._out(self.compressing.pop(0).result())
+        if final:
+            self.pool.shutdown()
+
+    def _out(self, data: bytes) -> None:
         self.out.write(data)
         self.stats.bytes += len(data)
+
+
+def _compressed(data: bytes) -> bytes:
+    """data as one TracePacket.compressed_packets (50) in a Trace.packet (1)."""
+    return bytes(Msg().bytes(1, Msg().bytes(50, zlib.compress(data, 1))))
 
 
 class _Rates:
@@ -157,7 +197,7 @@ class _Rates:
     def __init__(self) -> None:
         self.counts: dict[int, dict[int, int]] = {}  # seq -> {bin: calls}
 
-    def add(self, c: EventChunk, tracks: Tracks, horizon: int) -> Markers:
+    def add(self, c: EventChunk, tracks: Tracks, horizon: int | None) -> Markers:
         mp = np.stack([c.machine, c.pid], axis=1).astype(np.int64)
         procs, first = np.unique(mp, axis=0, return_index=True)
         seqs = {}
@@ -165,9 +205,14 @@ class _Rates:
             seqs[(m, pid)] = tracks.child("rate", c.machines[m], pid, c.comms[c.comm[i]],
                                           f"{layout_for(c.monitor_type).api} calls/s", None,
                                           int(c.ts[0]), "calls/s").seq
-        keys, counts = np.unique(np.column_stack([mp, c.ts // self.BIN]), axis=0,
-                                 return_counts=True)  # fmt: skip
-        for (m, pid, b), n in zip(keys.tolist(), counts.tolist(), strict=True):
+        # one int64 per (machine code < 2**10, pid < 2**22, bin since the chunk's first
+        # < 2**31, i.e. 6 years)
+        base = int(c.ts[0]) // self.BIN
+        key = (c.machine.astype(np.int64) << 53) | (c.pid.astype(np.int64) << 31) | (
+            c.ts // self.BIN - base)
+        keys, counts = np.unique(key, return_counts=True)
+        for k, n in zip(keys.tolist(), counts.tolist(), strict=True):
+            m, pid, b = k >> 53, (k >> 31) & 0x3FFFFF, (k & 0x7FFF_FFFF) + base
             bins = self.counts.setdefault(seqs[(m, pid)], {})
             bins[b] = bins.get(b, 0) + n
         return self._closed(horizon)
@@ -192,58 +237,63 @@ class _Rates:
         return self._closed(None)
 
 
-def _encode(m: Markers, deltas: np.ndarray) -> bytes:
+def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,
+            ann: Annotations | None) -> bytes:  # fmt: skip
     """The TracePackets of these markers, in their order.
 
-    Rows of one shape are encoded together (ends; instants; counter points; the begins of
-    each event type, which share their annotation keys), then scattered into order.
+    Markers of one layout are encoded together (ends; instants; counter points; the begins
+    of each event type, apart those of incomplete calls), then scattered into order.
     """
     groups = [np.flatnonzero(m.kind == k) for k in (_END, _INSTANT, _COUNTER)]
     begins = np.flatnonzero(m.kind == _BEGIN)
     if len(begins):
-        names = m.name[begins]
-        order = np.argsort(names, kind="stable")
-        cuts = np.flatnonzero(np.diff(names[order])) + 1
-        groups += np.split(begins[order], cuts)
+        assert c is not None and ann is not None
+        rows = m.ref[begins]
+        layout = c.name[rows].astype(np.int64) * 2 + (c.flags[rows] & 1)
+        order = np.argsort(layout, kind="stable")
+        groups += np.split(begins[order], np.flatnonzero(np.diff(layout[order])) + 1)
     sizes = np.zeros(len(m), np.int64)
     parts = []
-    for rows in groups:
-        if len(rows):
-            data, lens = _packets(m.take(rows), deltas[rows])
-            sizes[rows] = lens
-            parts.append((rows, data, lens))
+    for idx in groups:
+        if len(idx):
+            mat = _packets(m.take(idx), deltas[idx], c, ann)
+            sizes[idx] = mat.shape[1]
+            parts.append((idx, mat))
     starts = np.cumsum(sizes) - sizes  # where each marker's packet goes
     out = np.empty(int(sizes.sum()), np.uint8)
-    for rows, data, lens in parts:
-        src = np.cumsum(lens) - lens
-        out[np.repeat(starts[rows] - src, lens) + np.arange(len(data))] = data
+    for idx, mat in parts:
+        out[starts[idx][:, None] + np.arange(mat.shape[1])] = mat
     return out.tobytes()
 
 
-def _packets(m: Markers, deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Packets of markers of one kind (and, for begins, one event type): bytes and lengths."""
+def _annotation(te: Records, key: int, value_tag: int, value: np.ndarray) -> None:
+    """A DebugAnnotation {name_iid: key, <value_tag>: value} on each row."""
+    ann = Records(len(value)).const(tag(1, 0) + varint_bytes(key)).field_uint(value_tag, value)
+    te.field_bytes(4, ann)
+
+
+def _packets(m: Markers, deltas: np.ndarray, c: EventChunk | None,
+             ann: Annotations | None) -> np.ndarray:  # fmt: skip
+    """Packets of markers of one layout, as an (n, size) byte matrix."""
     n, kind = len(m), int(m.kind[0])
-    te = Rows(n).const(bytes([9 << 3, kind]))  # type
+    te = Records(n).const(bytes([9 << 3, kind]))  # type
     if kind in (_BEGIN, _INSTANT):
         te.field_uint(10, m.name.astype(np.uint64))  # name_iid
     if kind == _BEGIN:
-        te.field_fixed64(47, m.flow, m.flow > 0)  # flow_ids
-        for k in range(m.args.shape[1]):
-            key, val = m.args[:, k, 0], m.args[:, k, 1]
-            present = key > 0
-            if not present.any():
-                continue
-            ann = Rows(n).field_uint(1, key)  # name_iid
-            is_str = m.arg_str[:, k]
-            ann.field_uint(3, val, ~is_str)  # uint_value
-            ann.field_uint(17, val, is_str)  # string_value_iid
-            te.rows(ann.nested(4, present if not present.all() else True))  # debug_annotations
+        assert c is not None and ann is not None
+        rows = m.ref
+        if m.flow[0]:
+            te.field_fixed64(47, m.flow)  # flow_ids (every call of a type enqueues or none)
+        for key, arg in ann.by_type[int(c.name[rows[0]])]:
+            _annotation(te, key, 3, c.args[arg][rows])  # uint_value
+        _annotation(te, ann.ret_key, 17, ann.ret_iid[rows])  # string_value_iid
+        if c.flags[rows[0]] & 1:
+            _annotation(te, ann.incomplete_key, 3, np.ones(n, np.uint64))
     elif kind == _INSTANT:
-        te.field_fixed64(48, m.flow, m.flow > 0)  # terminating_flow_ids
+        te.field_fixed64(48, m.flow)  # terminating_flow_ids
     elif kind == _COUNTER:
         te.field_uint(30, np.maximum(m.value, 0).astype(np.uint64))  # counter_value
-    pkt = Rows(n).field_uint(8, deltas.astype(np.uint64))  # timestamp (incremental)
+    pkt = Records(n).field_uint(8, deltas.astype(np.uint64))  # timestamp (incremental)
     pkt.field_uint(10, m.seq.astype(np.uint64))  # trusted_packet_sequence_id
-    pkt.rows(te.nested(11))  # track_event
-    full = pkt.nested(1)  # Trace.packet
-    return full.pack_array(), full.length()
+    pkt.field_bytes(11, te)  # track_event
+    return Records(n).field_bytes(1, pkt).matrix()  # Trace.packet

@@ -1,9 +1,10 @@
 """Trace export speed and size: trace_export.write_perfetto vs the perfetto wheel's
 TraceProtoBuilder, in the same run.
 
-Synthetic API-call events (a PyTorch-like mix: 80% kernel launches, 10% async copies, 6%
-stream syncs, 4% allocations; four threads whose calls do not overlap; every call returns
-35 as without a GPU) are generated a chunk at a time. Measured:
+Synthetic API-call events (a PyTorch-like mix: 80% kernel launches of 40 kernels, 10% async
+copies, 6% stream syncs, 4% allocations, over 200 buffers and 2 streams; four threads whose
+calls do not overlap; every call returns 35 as without a GPU) are generated in start-time
+order, a time window (a chunk) at a time. Measured:
 
 - ours: write_perfetto over --events events, in a child process so its peak RSS is its
   own; the time to generate the chunks alone is measured in the same child and subtracted.
@@ -17,7 +18,7 @@ stream syncs, 4% allocations; four threads whose calls do not overlap; every cal
 Targets (issue #4): at least 7x the baseline's events/s, at most 16 bytes per slice, peak
 RSS under 300 MB. Prints one JSON object.
 
-    .venv/bin/python bench/trace_export.py [--events 5000000] [--baseline-events 200000]
+    .venv/bin/python bench/trace_write.py [--events 5000000] [--baseline-events 200000]
 """
 
 from __future__ import annotations
@@ -41,35 +42,47 @@ from backend import abi
 from trace_export import EventChunk, from_batches, write_perfetto
 from trace_export.events import args_of
 
-CHUNK = 65536
+WINDOW_NS = 400_000_000  # ~70k calls per chunk
 THREADS = 4
 _FUNCS = np.array([0x100, 0x500, 0xC00, 0x700])  # launch, memcpy async, stream sync, malloc
 
 
 def chunks(n: int, seed: int = 1) -> Iterator[EventChunk]:
+    """n events in start-time order, a time window at a time: in each window every thread
+    makes calls one after another (none overlap on a thread), each window's calls sorted."""
     rng = np.random.default_rng(seed)
-    clock = np.full(THREADS, 0, np.int64)
-    for first in range(0, n, CHUNK):
-        m = min(CHUNK, n - first)
-        ev = abi.empty_events(m)
-        tid = rng.integers(0, THREADS, m)
-        dur = rng.integers(800, 40_000, m)
-        step = dur + rng.integers(200, 5_000, m)
-        ts = np.empty(m, np.int64)
+    clock = np.zeros(THREADS, np.int64)
+    kernels = (0x7F3A10000000 + 0x1F40 * np.arange(40)).astype(np.uint64)
+    buffers = (0x7F3B00000000 + (1 << 24) * np.arange(200)).astype(np.uint64)
+    made, window = 0, 0
+    while made < n:
+        window += WINDOW_NS
+        ts_parts, dur_parts, tid_parts = [], [], []
         for k in range(THREADS):
-            idx = np.flatnonzero(tid == k)
-            ts[idx] = clock[k] + np.cumsum(step[idx]) - step[idx]
-            if len(idx):
-                clock[k] = ts[idx[-1]] + step[idx[-1]]
-        order = np.argsort(ts, kind="stable")
-        ev["ts_ns"], ev["duration_ns"], ev["tid"] = ts[order], dur[order], 100 + tid[order]
+            dur = rng.integers(800, 40_000, 2 * WINDOW_NS // 800 // THREADS)
+            step = dur + rng.integers(200, 5_000, len(dur))
+            ts = clock[k] + np.cumsum(step) - step
+            keep = ts < window
+            clock[k] = ts[keep][-1] + step[keep][-1] if keep.any() else clock[k]
+            ts_parts.append(ts[keep])
+            dur_parts.append(dur[keep])
+            tid_parts.append(np.full(int(keep.sum()), 100 + k))
+        ts, dur, tid = (np.concatenate(x) for x in (ts_parts, dur_parts, tid_parts))
+        order = np.argsort(ts, kind="stable")[: n - made]
+        m = len(order)
+        made += m
+        ev = abi.empty_events(m)
+        ev["ts_ns"], ev["duration_ns"], ev["tid"] = ts[order], dur[order], tid[order]
         ev["pid"], ev["comm"], ev["ret"] = 100, b"python", 35
         kind = rng.choice(4, m, p=[0.8, 0.1, 0.06, 0.04])
         ev["func"] = _FUNCS[kind]
         ev["stream"] = rng.choice([0x55D4C0A1B2C0, 0x55D4C0A1F000], m)
-        ev["ptr"] = rng.integers(1, 1 << 40, m)
-        ev["bytes"] = rng.choice([0, 4, 1 << 20], m)
-        ev["grid_x"], ev["block_x"], ev["grid_y"], ev["block_y"] = 80, 256, 1, 1
+        ev["ptr"] = np.where(kind == 0, kernels[rng.integers(0, len(kernels), m)],
+                             buffers[rng.integers(0, len(buffers), m)])  # fmt: skip
+        ev["ptr2"] = buffers[rng.integers(0, len(buffers), m)]
+        ev["bytes"] = rng.choice([0, 4096, 1 << 20], m)
+        ev["grid_x"] = rng.choice([1, 80, 160, 1024], m)
+        ev["block_x"], ev["grid_y"], ev["grid_z"], ev["block_y"], ev["block_z"] = 256, 1, 1, 1, 1
         ev["kind"] = np.where(kind == 1, 1, 0)
         raw = abi.encode_batch(ev, monitor_id="bench", machine_id="9f" * 32,
                                mono_to_real_ns=1_700_000_000 * 10**9)  # fmt: skip

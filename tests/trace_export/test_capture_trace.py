@@ -1,0 +1,67 @@
+"""A real libcudart capture, exported: every call once as a slice on its thread with its
+duration and arguments, launches and async copies flowing to their stream rows; the
+validator passes, and the Chrome JSON export has the same slices."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.agent.test_cuda_capture import trace_workload
+from tests.workloads import cuda_expect
+from trace_export import from_batches, write_chrome_json, write_perfetto
+from trace_export.layouts import layout_for
+from trace_export.validate import validate_perfetto
+from trace_export.validate_chrome import validate_chrome_json
+
+pytestmark = pytest.mark.bpf
+
+
+def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path) -> None:
+    threads, iters = 3, 4
+    argv = [str(build_dir / "tests/workloads/cuda_calls"), "--threads", str(threads),
+            "--iters", str(iters)]  # fmt: skip
+    ready, _, cap = trace_workload(build_dir, argv, tmp_path)
+    calls = cuda_expect.expected_calls(threads, iters)
+    chunk = from_batches(cap.batches)
+    assert len(chunk) == len(calls)
+    # in chunks of 7, so calls and their ends cross chunk boundaries
+    chunks = [chunk.take(slice(i, i + 7)) for i in range(0, len(chunk), 7)]
+    out = io.BytesIO()
+    stats = write_perfetto(chunks, out)
+    s = validate_perfetto(out.getvalue())
+
+    ev = cap.events
+    expected = Counter(
+        (int(ev["tid"][i]), str(name), int(ev["ts_ns"][i]) + cap.batches[0].mono_to_real_ns,
+         int(ev["duration_ns"][i]))
+        for i, name in enumerate(cap.names()))  # fmt: skip
+    got = Counter((s.tracks[sl.track_uuid].tid, sl.name, sl.ts, sl.dur) for sl in s.slices)
+    assert got == expected  # each call once, on its thread, with its start and duration
+    assert stats.slices == len(calls)
+    assert {s.tracks[sl.track_uuid].tid for sl in s.slices} == set(ready["tids"])
+
+    # arguments as the workload passed them (cuda_expect's ground truth)
+    want_args = Counter(
+        (ready["tids"][c.thread], c.symbol, c.stream, c.bytes) for c in calls)
+    seen_args = Counter(
+        (s.tracks[sl.track_uuid].tid, sl.name, sl.args.get("stream", 0),
+         sl.args.get("bytes", sl.args.get("shared_mem", 0)))
+        for sl in s.slices)  # fmt: skip
+    assert seen_args == want_args
+    assert {sl.args["ret"] for sl in s.slices} == {"cudaErrorInsufficientDriver (35)"}
+
+    # every enqueuing call has a flow ending on its stream's row
+    cuda = layout_for("CUDA")
+    enqueuing = [c for c in calls if cuda.submits(c.symbol)]
+    assert len(enqueuing) > 0 and len(s.flows) == len(enqueuing)
+    names = {u: t.name for u, t in s.tracks.items()}
+    ends = Counter(names[steps[-1][0]] for steps in s.flows.values())
+    assert ends == Counter(cuda.queue_label(c.stream) for c in enqueuing)
+
+    chrome = io.BytesIO()
+    write_chrome_json(chunks, chrome)
+    assert len(validate_chrome_json(chrome.getvalue()).slices) == len(s.slices)

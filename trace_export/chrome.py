@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 from trace_export.events import EventChunk, args_of
-from trace_export.layouts import MemoryHeld, layout_for
+from trace_export.layouts import MemoryHeld, display_args, layout_for
 from trace_export.stats import ExportStats
 
 __all__ = ["write_chrome_json"]
@@ -85,7 +85,8 @@ class _ChromeWriter:
             start = self._us(ts)
             self._meta("process_name", pid, None, f"{comm_s} ({c.machines[machine][:12]})")
             self._meta("thread_name", pid, tid, comm_s)
-            args: dict[str, Any] = {a: cols[a][i] for a in arg_names[etype]}
+            names = arg_names[etype]
+            args = display_args(layout, names, {a: cols[a][i] for a in names})
             args["ret"] = layout.ret_name(etype, ret)
             if flags & 1:
                 args["incomplete"] = True

@@ -19,7 +19,7 @@ from backend import abi
 from trace_export.cuda_errors import error_name
 from trace_export.events import EventChunk
 
-__all__ = ["LAYOUTS", "Layout", "MemoryHeld", "layout_for"]
+__all__ = ["LAYOUTS", "Layout", "MemoryHeld", "display_args", "layout_for"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class Layout:
     allocates: Callable[[str], bool]  # argument "ptr" gets "bytes" of device memory
     frees: Callable[[str], bool]  # argument "ptr" is given back
     ret_name: Callable[[str, int], str]
+    # arguments shown as pointers (hex in the UI)
+    pointers: frozenset[str] = frozenset()
+    # arguments shown together as one string: name -> (argument columns, format)
+    strings: tuple[tuple[str, tuple[str, ...], Callable[..., str]], ...] = ()
 
 
 @cache
@@ -41,6 +45,14 @@ def _cuda_class(event_type: str) -> str:
 
 _CUDA_SUBMIT = {"LAUNCH", "LAUNCH_EX", "CU_LAUNCH", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC",
                 "ALLOC_ASYNC", "FREE_ASYNC", "EVENT_RECORD", "GRAPH_LAUNCH"}  # fmt: skip
+
+
+_MEMCPY_KIND = {0: "HostToHost", 1: "HostToDevice", 2: "DeviceToHost", 3: "DeviceToDevice",
+                4: "Default"}  # fmt: skip  (cudaMemcpyKind, driver_types.h)
+
+
+def _dim3(x: int, y: int, z: int) -> str:
+    return f"({x}, {y}, {z})"
 
 
 def _cuda_stream(v: int) -> str:
@@ -60,6 +72,12 @@ LAYOUTS: dict[str, Layout] = {
         allocates=lambda t: _cuda_class(t) in {"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"},
         frees=lambda t: _cuda_class(t) in {"FREE", "FREE_ASYNC"},
         ret_name=error_name,
+        pointers=frozenset({"func", "dst", "src", "ptr", "stream", "event", "graph_exec"}),
+        strings=(
+            ("grid", ("grid_x", "grid_y", "grid_z"), _dim3),
+            ("block", ("block_x", "block_y", "block_z"), _dim3),
+            ("kind", ("kind",), lambda k: _MEMCPY_KIND.get(k, str(k))),
+        ),
     ),
 }
 
@@ -105,3 +123,24 @@ class MemoryHeld:
                 held = self.held[key] = self.held.get(key, 0) + delta
                 out.append((int(c.ts[i] + c.dur[i]), key[0], key[1], c.comms[c.comm[i]], held))
         return out
+
+
+def display_args(layout: Layout, names: tuple[str, ...],
+                 values: dict[str, int]) -> dict[str, object]:  # fmt: skip
+    """Arguments as a trace shows them (for JSON): joined strings, pointers in hex."""
+    out: dict[str, object] = {}
+    shown: set[str] = set()
+    for a in names:
+        if a in shown:
+            continue
+        joined = [(n, cols, fmt) for n, cols, fmt in layout.strings
+                  if a in cols and set(cols) <= set(names)]  # fmt: skip
+        if joined:
+            n, cols, fmt = joined[0]
+            out[n] = fmt(*(values[c] for c in cols))
+            shown |= set(cols)
+        elif a in layout.pointers:
+            out[a] = hex(values[a])
+        else:
+            out[a] = values[a]
+    return out

@@ -8,6 +8,7 @@ chunk, so only ends, instants and counter points wait for a later one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -65,14 +66,15 @@ def _key(machine: np.ndarray, pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Annotations:
-    """How the begins of a chunk are annotated: per event type, the (key iid, argument)
-    pairs; per row, the interned string of its return code; the key of "ret" and of
-    "incomplete"."""
+    """How the begins of a chunk are annotated: per event type, (key iid, DebugAnnotation
+    value field, per-row values) for each annotation, in call order, then "ret"; and the
+    key of "incomplete"."""
 
-    by_type: dict[int, list[tuple[int, str]]]  # name code -> [(key iid, args column)]
-    ret_iid: np.ndarray  # uint64 per row
-    ret_key: int
+    by_type: dict[int, list[tuple[int, int, np.ndarray]]]  # name code -> annotations
     incomplete_key: int
+
+
+_UINT, _STRING_IID, _POINTER = 3, 17, 7  # DebugAnnotation fields
 
 
 def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
@@ -87,17 +89,34 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
                        for i in first.tolist()], np.int64)  # fmt: skip
     seq = seq_of[inv]
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)
-    by_type = {code: [(tracks.key_iid(a), a) for a in args_of(c.monitor_type, t)]
-               for code, t in enumerate(c.names)}  # fmt: skip
-    pair_key = (c.name.astype(np.int64) << 32) | (c.ret.astype(np.int64) & 0xFFFF_FFFF)
-    _, pair_first, pair_inv = np.unique(pair_key, return_index=True, return_inverse=True)
-    ret_iid = np.array([tracks.string_iid(layout.ret_name(c.names[c.name[i]], int(c.ret[i])))
-                        for i in pair_first.tolist()], np.uint64)[pair_inv]  # fmt: skip
-    ann = Annotations(by_type, ret_iid, tracks.key_iid("ret"), tracks.key_iid("incomplete"))
-    keys = {k for pairs in by_type.values() for k, _ in pairs} | {ann.ret_key}
+    ret = _strings(tracks, [c.name.astype(np.uint64), c.ret.astype(np.uint64)],
+                   lambda t, r: layout.ret_name(c.names[t], r - (1 << 64) if r >> 63 else r))
+    strings = {name: _strings(tracks, [c.args[a] for a in cols], fmt)
+               for name, cols, fmt in layout.strings if all(a in c.args for a in cols)}
+    by_type = {}
+    for code, t in enumerate(c.names):
+        args = args_of(c.monitor_type, t)
+        plan, shown = [], set()
+        for a in args:
+            if a in shown:
+                continue
+            joined = [(name, cols) for name, cols, _ in layout.strings
+                      if a in cols and name in strings and set(cols) <= set(args)]  # fmt: skip
+            if joined:
+                name, cols = joined[0]
+                plan.append((tracks.key_iid(name), _STRING_IID, strings[name]))
+                shown |= set(cols)
+            else:
+                field = _POINTER if a in layout.pointers else _UINT
+                plan.append((tracks.key_iid(a), field, c.args[a]))
+        plan.append((tracks.key_iid("ret"), _STRING_IID, ret))
+        by_type[code] = plan
+    ann = Annotations(by_type, tracks.key_iid("incomplete"))
+    keys = {k for plan in by_type.values() for k, _, _ in plan}
     if (c.flags & 1).any():
         keys.add(ann.incomplete_key)
-    _intern(tracks, seq, names[c.name], ret_iid, keys)
+    used = [values for plan in by_type.values() for _, f, values in plan if f == _STRING_IID]
+    _intern(tracks, seq, names[c.name], used, keys)
     begin = Markers(c.ts, np.full(n, BEGIN, np.uint8), seq, names[c.name], flows,
                     np.zeros(n, np.int64), -c.dur, np.arange(n, dtype=np.int64))  # fmt: skip
     end = replace(Markers.empty(n), t=c.ts + c.dur, kind=np.full(n, END, np.uint8), seq=seq,
@@ -105,18 +124,28 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
     return begin.concat(end), ann
 
 
-def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, ret: np.ndarray,
+def _strings(tracks: Tracks, cols: list[np.ndarray], fmt: Callable[..., str]) -> np.ndarray:
+    """The interned string iid of fmt(*values) for each row's values of cols."""
+    codes = np.zeros(len(cols[0]), np.int64)
+    for col in cols:
+        uniq, inv = np.unique(col, return_inverse=True)
+        codes = codes * len(uniq) + inv
+    _, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+    iids = [tracks.string_iid(fmt(*(int(col[i]) for col in cols))) for i in first.tolist()]
+    return np.array(iids, np.uint64)[inv]
+
+
+def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, strings: list[np.ndarray],
             keys: set[int]) -> None:  # fmt: skip
     """Interns on each sequence the names, keys and strings its begins use."""
-    combos = np.unique((seq << 40) | (name << 20) | ret.astype(np.int64))
     by_seq: dict[int, tuple[set[int], set[int]]] = {}
-    for combo in combos.tolist():
-        s, nm, r = combo >> 40, (combo >> 20) & 0xFFFFF, combo & 0xFFFFF
-        names, strings = by_seq.setdefault(s, (set(), set()))
-        names.add(nm)
-        strings.add(r)
-    for s, (names, strings) in by_seq.items():
-        tracks.intern(tracks.by_seq[s - 1], names, keys, strings)
+    for values in [name, *strings]:
+        is_name = values is name
+        for combo in np.unique((seq << 32) | values.astype(np.int64)).tolist():
+            names, strs = by_seq.setdefault(combo >> 32, (set(), set()))
+            (names if is_name else strs).add(combo & 0xFFFF_FFFF)
+    for s, (names, strs) in by_seq.items():
+        tracks.intern(tracks.by_seq[s - 1], names, keys, strs)
 
 
 def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray) -> Markers:

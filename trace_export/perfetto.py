@@ -284,9 +284,8 @@ def _packets(m: Markers, deltas: np.ndarray, c: EventChunk | None,
         rows = m.ref
         if m.flow[0]:
             te.field_fixed64(47, m.flow)  # flow_ids (every call of a type enqueues or none)
-        for key, arg in ann.by_type[int(c.name[rows[0]])]:
-            _annotation(te, key, 3, c.args[arg][rows])  # uint_value
-        _annotation(te, ann.ret_key, 17, ann.ret_iid[rows])  # string_value_iid
+        for key, field, values in ann.by_type[int(c.name[rows[0]])]:
+            _annotation(te, key, field, values[rows])
         if c.flags[rows[0]] & 1:
             _annotation(te, ann.incomplete_key, 3, np.ones(n, np.uint64))
     elif kind == _INSTANT:

@@ -66,11 +66,11 @@ def test_slices_nest_per_thread_with_arguments_and_return_names() -> None:
                       ("cudaMemcpy", 1200, 50, 0, 9)]  # fmt: skip
     args = {sl.name: sl.args for sl in s.slices}
     assert args["cudaLaunchKernel"] == {
-        "func": 0xABC, "grid_x": 4, "grid_y": 2, "grid_z": 1, "block_x": 128, "block_y": 1,
-        "block_z": 1, "shared_mem": 64, "stream": 9, "ret": "cudaErrorInsufficientDriver (35)"}
+        "func": 0xABC, "grid": "(4, 2, 1)", "block": "(128, 1, 1)", "shared_mem": 64,
+        "stream": 9, "ret": "cudaErrorInsufficientDriver (35)"}
     assert args["cuLaunchKernel"]["ret"] == "CUDA_ERROR_NO_DEVICE (100)"
-    assert args["cudaMemcpy"] == {"dst": 0x10, "src": 0x20, "bytes": 4096, "kind": 1,
-                                  "ret": "cudaSuccess (0)"}  # fmt: skip
+    assert args["cudaMemcpy"] == {"dst": 0x10, "src": 0x20, "bytes": 4096,
+                                  "kind": "HostToDevice", "ret": "cudaSuccess (0)"}  # fmt: skip
 
 
 def test_async_calls_flow_to_their_stream_row() -> None:

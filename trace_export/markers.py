@@ -89,8 +89,8 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
                        for i in first.tolist()], np.int64)  # fmt: skip
     seq = seq_of[inv]
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)
-    ret = _strings(tracks, [c.name.astype(np.uint64), c.ret.astype(np.uint64)],
-                   lambda t, r: layout.ret_name(c.names[t], r - (1 << 64) if r >> 63 else r))
+    ret = _strings(tracks, [c.name.astype(np.uint64), c.ret.astype(np.uint32)],
+                   lambda t, r: layout.ret_name(c.names[t], r - (1 << 32) if r >> 31 else r))
     strings = {name: _strings(tracks, [c.args[a] for a in cols], fmt)
                for name, cols, fmt in layout.strings if all(a in c.args for a in cols)}
     by_type = {}
@@ -126,10 +126,16 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
 
 def _strings(tracks: Tracks, cols: list[np.ndarray], fmt: Callable[..., str]) -> np.ndarray:
     """The interned string iid of fmt(*values) for each row's values of cols."""
-    codes = np.zeros(len(cols[0]), np.int64)
-    for col in cols:
-        uniq, inv = np.unique(col, return_inverse=True)
-        codes = codes * len(uniq) + inv
+    bits = [max(int(col.max()).bit_length(), 1) if len(col) else 1 for col in cols]
+    if sum(bits) <= 63:  # the columns packed into one key: one unique instead of several
+        codes = np.zeros(len(cols[0]), np.int64)
+        for col, b in zip(cols, bits, strict=True):
+            codes = (codes << b) | col.astype(np.int64)
+    else:
+        codes = np.zeros(len(cols[0]), np.int64)
+        for col in cols:
+            uniq, inv = np.unique(col, return_inverse=True)
+            codes = codes * len(uniq) + inv
     _, first, inv = np.unique(codes, return_index=True, return_inverse=True)
     iids = [tracks.string_iid(fmt(*(int(col[i]) for col in cols))) for i in first.tolist()]
     return np.array(iids, np.uint64)[inv]

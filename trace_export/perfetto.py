@@ -252,18 +252,15 @@ def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,
         layout = c.name[rows].astype(np.int64) * 2 + (c.flags[rows] & 1)
         order = np.argsort(layout, kind="stable")
         groups += np.split(begins[order], np.flatnonzero(np.diff(layout[order])) + 1)
+    parts = [(idx, _packets(m.take(idx), deltas[idx], c, ann)) for idx in groups if len(idx)]
+    # each packet left-aligned in a row of its own, in order; then the rows' bytes
     sizes = np.zeros(len(m), np.int64)
-    parts = []
-    for idx in groups:
-        if len(idx):
-            mat = _packets(m.take(idx), deltas[idx], c, ann)
-            sizes[idx] = mat.shape[1]
-            parts.append((idx, mat))
-    starts = np.cumsum(sizes) - sizes  # where each marker's packet goes
-    out = np.empty(int(sizes.sum()), np.uint8)
+    width = max(mat.shape[1] for _, mat in parts)
+    rows = np.empty((len(m), width), np.uint8)
     for idx, mat in parts:
-        out[starts[idx][:, None] + np.arange(mat.shape[1])] = mat
-    return out.tobytes()
+        sizes[idx] = mat.shape[1]
+        rows[idx, : mat.shape[1]] = mat
+    return rows[np.arange(width) < sizes[:, None]].tobytes()
 
 
 def _annotation(te: Records, key: int, value_tag: int, value: np.ndarray) -> None:

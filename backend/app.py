@@ -1,8 +1,9 @@
 """create_app(settings): the backend's aiohttp application.
 
 Each external resource is its own cleanup_ctx generator, torn down in reverse:
-background tasks, ingest (written out first), control channel, ZeroMQ
-context, PostgreSQL pool.
+trace jobs (stopped between chunks, resumed at the next start), background
+tasks, ingest (written out first), aggregates (every pending interval flushed to
+InfluxDB), control channel, ZeroMQ context, PostgreSQL pool.
 """
 
 from __future__ import annotations
@@ -15,15 +16,28 @@ import zmq.auth
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from backend.aggregates import Aggregator
 from backend.control import ControlServer, curve_context
 from backend.control_events import handle_event
 from backend.db.migrate import migrate
 from backend.errors import error_middleware
 from backend.handlers.auth import require_user
+from backend.influx import InfluxConfig, InfluxWriter
 from backend.ingest import Ingest
 from backend.routes import setup_routes
 from backend.settings import Settings
-from backend.typedefs import CONTROL, DB, INGEST, SETTINGS, TASKS, ZMQ
+from backend.trace_jobs import TraceJobs
+from backend.typedefs import (
+    AGGREGATOR,
+    CONTROL,
+    DB,
+    INFLUX,
+    INGEST,
+    SETTINGS,
+    TASKS,
+    TRACE_JOBS,
+    ZMQ,
+)
 
 __all__ = ["create_app", "server_keys"]
 
@@ -79,10 +93,34 @@ async def control_ctx(app: web.Application) -> AsyncIterator[None]:
     await control.close()
 
 
+async def aggregates_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The aggregator and its InfluxDB writer, when InfluxDB is configured."""
+    s = app[SETTINGS]
+    if not s.influx_url:
+        yield
+        return
+    if s.influx_api not in ("v1", "v2"):
+        raise ValueError(f"influx_api must be v1 or v2, not {s.influx_api!r}")
+    config = InfluxConfig(s.influx_url, s.influx_api,  # type: ignore[arg-type]
+                          database=s.influx_database, retention_policy=s.influx_retention_policy,
+                          username=s.influx_username, password=s.influx_password,
+                          token=s.influx_token, org=s.influx_org, bucket=s.influx_bucket)
+    writer = InfluxWriter(config, max_buffer_lines=s.influx_buffer_lines)
+    await writer.start()
+    aggregator = Aggregator(lambda points: writer.submit([p.line() for p in points]),
+                            interval_ns=round(s.aggregate_interval_s * 1e9),
+                            lateness_ns=round(s.aggregate_lateness_s * 1e9))
+    app[INFLUX], app[AGGREGATOR] = writer, aggregator
+    yield
+    aggregator.flush()  # the ingest has stopped: every pending interval
+    await writer.close()
+
+
 async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     public, secret = server_keys(settings)
-    ingest = Ingest(app[ZMQ], settings.ingest_endpoint, secret, public, app[DB])
+    ingest = Ingest(app[ZMQ], settings.ingest_endpoint, secret, public, app[DB],
+                    aggregator=app.get(AGGREGATOR))
     await ingest.start()
     app[INGEST] = ingest
     yield
@@ -96,12 +134,24 @@ async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait(app[TASKS], timeout=30)
 
 
+async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_dsn is not None  # database_ctx has checked
+    jobs = TraceJobs(app[DB], settings.database_dsn, settings.traces_dir,
+                     workers=settings.trace_workers, chunk_rows=settings.trace_chunk_rows)
+    app[TRACE_JOBS] = jobs
+    await jobs.start()
+    yield
+    await jobs.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     if len(settings.jwt_secret) < 32:
         raise ValueError("jwt_secret must be at least 32 characters")
     app = web.Application(middlewares=[error_middleware, require_user],
                           client_max_size=1024 * 1024)
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, ingest_ctx, tasks_ctx])
+    app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, aggregates_ctx, ingest_ctx,
+                            tasks_ctx, trace_jobs_ctx])
     setup_routes(app)
     return app

@@ -5,11 +5,14 @@
     xputrace monitors [list] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
                       | wait ID [--status RUNNING]
     xputrace events [--filter F] [--order-by O] [--fields F] [--limit N]
+    xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
+                             [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
 --url (or XPUTRACE_URL) picks the backend, default http://127.0.0.1:8080. --machine picks
 the machine for monitors; with one machine known it is the default. Tokens are kept in
 ~/.config/xputrace/credentials.json (0600) and refreshed when they expire. Events print as
-JSON lines, every page fetched for you.
+JSON lines, every page fetched for you. `traces generate --wait` draws the job's progress on
+stderr, then downloads the trace (to FILE, default the name the backend gives it).
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ import argparse
 import getpass
 import json
 import os
+import re
+import shutil
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = ["main"]
 
@@ -50,8 +56,10 @@ class Client:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
 
-    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-             auth: bool = True, retry: bool = True) -> Any:
+    def _open(self, method: str, path: str, body: Any = None,
+              params: dict[str, Any] | None = None, auth: bool = True,
+              retry: bool = True) -> Any:
+        """The open HTTP response (a 2xx); ApiError with the seed's message otherwise."""
         url = f"{self.url}/api/v1{path}"
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -61,13 +69,11 @@ class Client:
         if auth and self.creds.get("access_token"):
             req.add_header("Authorization", f"Bearer {self.creds['access_token']}")
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                raw = r.read()
-                return json.loads(raw) if raw else None
+            return urllib.request.urlopen(req, timeout=30)
         except urllib.error.HTTPError as e:
             refreshable = e.code == 401 and auth and retry and self.creds.get("refresh_token")
             if refreshable and self._refresh():
-                return self.call(method, path, body, params, auth, retry=False)
+                return self._open(method, path, body, params, auth, retry=False)
             try:
                 msg = json.loads(e.read())["error"]["message"]
             except (ValueError, KeyError, TypeError):
@@ -75,6 +81,26 @@ class Client:
             raise ApiError(f"{method} {path}: {e.code} {msg}") from None
         except urllib.error.URLError as e:
             raise ApiError(f"cannot reach {self.url}: {e.reason}") from None
+
+    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
+             auth: bool = True) -> Any:
+        with self._open(method, path, body, params, auth) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
+
+    def download(self, path: str, out: Path | None) -> Path:
+        """Streams a file to out (default: the name the backend gives it, in the current
+        folder); written to out.part first, renamed when complete."""
+        with self._open("GET", path) as r:
+            out = out or Path(_attachment_name(r.headers) or path.rsplit("/", 1)[-1])
+            part = out.with_name(out.name + ".part")
+            try:
+                with open(part, "wb") as f:
+                    shutil.copyfileobj(r, f, 1 << 20)
+                os.replace(part, out)
+            finally:
+                part.unlink(missing_ok=True)
+        return out
 
     def _refresh(self) -> bool:
         try:
@@ -113,6 +139,59 @@ def _wait(c: Client, machine: str, monitor: str, status: str, timeout: float) ->
         if m["status"] in ("STOPPED", "ERROR", "FAILED_TO_START") or time.monotonic() > deadline:
             raise ApiError(f"monitor {monitor} is {m['status']}: {m.get('error_message') or ''}")
         time.sleep(0.2)
+
+
+def _attachment_name(headers: Message) -> str | None:
+    """The Content-Disposition filename, reduced to a plain name in the current folder."""
+    name = headers.get_filename()
+    if not name:
+        return None
+    name = re.sub(r"[\x00-\x1f\x7f/\\]", "_", os.path.basename(name)).lstrip(".")
+    return name or None
+
+
+def _bar(job: dict[str, Any], out: IO[str], width: int = 30) -> None:
+    """[##########--------------------]  33%  1,234 / 3,702 events"""
+    frac = min(max(float(job.get("progress") or 0.0), 0.0), 1.0)
+    fill = int(frac * width)
+    total = job.get("events_total")
+    count = f"{job.get('events') or 0:,}" + (f" / {total:,}" if total is not None else "")
+    out.write(f"\r[{'#' * fill}{'-' * (width - fill)}] {frac:4.0%}  {count} events")
+    out.flush()
+
+
+def _wait_trace(c: Client, job_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = c.call("GET", f"/traces/jobs/{job_id}")
+        _bar(job, sys.stderr)
+        if job["status"] != "PROCESSING":
+            sys.stderr.write("\n")
+            if job["status"] == "FAILED":
+                raise ApiError(f"trace job {job_id} failed: {job.get('error_message')}")
+            return job
+        if time.monotonic() > deadline:
+            sys.stderr.write("\n")
+            raise ApiError(f"trace job {job_id} still PROCESSING after {timeout:g}s "
+                           f"(xputrace traces status {job_id})")
+        time.sleep(0.5)
+
+
+def _traces(c: Client, args: argparse.Namespace) -> None:
+    if args.action == "generate":
+        body = {"filter": args.filter, "trace_name": args.name, "format": args.format,
+                "gzip": args.gzip}
+        job_id = c.call("POST", "/traces:generate", body)["trace_job_id"]
+        if not args.wait:
+            print(job_id)
+            return
+        job = _wait_trace(c, job_id, args.timeout)
+        out = c.download(job["download_url"].removeprefix("/api/v1"), args.output)
+        print(f"{out} ({job['events']:,} events, {job['file_size']:,} bytes)")
+    elif args.action == "status":
+        _print(c.call("GET", f"/traces/jobs/{args.job}"))
+    elif args.action == "download":
+        print(c.download(f"/traces/{args.trace}", args.output))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
             token = page.get("next_page_token")
             if not token:
                 return 0
+    elif args.cmd == "traces":
+        _traces(c, args)
     return 0
 
 
@@ -200,6 +281,20 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--order-by")
     e.add_argument("--fields")
     e.add_argument("--limit", type=int)
+    t = sub.add_parser("traces").add_subparsers(dest="action", required=True)
+    g = t.add_parser("generate", help="generate a trace of the events matching a filter")
+    g.add_argument("--filter", required=True, help="AIP-160 over the events fields ('' = all)")
+    g.add_argument("--name", required=True, help="trace name (the download's file name)")
+    g.add_argument("--format", choices=("perfetto", "chrome"), default="perfetto")
+    g.add_argument("--gzip", action="store_true")
+    g.add_argument("--wait", action="store_true",
+                   help="show progress, then download the trace")
+    g.add_argument("-o", "--output", type=Path, help="with --wait: where to save the trace")
+    g.add_argument("--timeout", type=float, default=3600)
+    t.add_parser("status").add_argument("job")
+    d = t.add_parser("download")
+    d.add_argument("trace")
+    d.add_argument("-o", "--output", type=Path)
     return p
 
 

@@ -11,6 +11,9 @@ until acknowledged and send them again when the acknowledgement is late, and
 the database stores a batch once: a backend restart loses nothing an agent
 held. When the queue is full the receiver stops reading, the socket's queue
 fills, and agents hold (and at worst count) what they cannot send.
+
+With an aggregator (backend.aggregates), each writer hands it the batches its
+write stored (never a duplicate) once they are acknowledged.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from zmq.utils.monitor import recv_monitor_message
 
 from backend import abi
+from backend.aggregates import Aggregator
 from backend.db.events_copy import EventWriter
 
 __all__ = ["Ingest", "IngestStats"]
@@ -47,7 +51,8 @@ class IngestStats:
 class Ingest:
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
                  public_key: bytes, pool: AsyncConnectionPool, *, queue_batches: int = 256,
-                 max_frame: int = 64 << 20, write_batches: int = 64, writers: int = 2) -> None:
+                 max_frame: int = 64 << 20, write_batches: int = 64, writers: int = 2,
+                 aggregator: Aggregator | None = None) -> None:
         self.endpoint = endpoint
         self.stats = IngestStats()
         self._ctx, self._pool = ctx, pool
@@ -58,6 +63,7 @@ class Ingest:
             raise ValueError("writers must be at least 1")
         self._writers = writers
         self._writer = EventWriter()
+        self._aggregator = aggregator  # gets every batch once stored (not duplicates)
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._monitor: zmq.asyncio.Socket
@@ -145,6 +151,12 @@ class Ingest:
                 for r in result.rejected:
                     log.warning("ingest: batch %s/%d rejected: %s", r.monitor_id, r.seq, r.reason)
                 await self._acknowledge(items)
+                if self._aggregator is not None and result.stored:
+                    try:
+                        self._aggregator.add(result.stored)
+                    except Exception:  # aggregates are a view: never hold up the ingest
+                        log.exception("ingest: aggregating %d batches failed",
+                                      len(result.stored))
             except Exception:
                 self.stats.write_errors += len(batches)
                 log.exception("ingest: %d batches could not be written", len(batches))

@@ -20,6 +20,7 @@ __all__ = [
     "MonitorTarget",
     "RefreshBody",
     "RegisterBody",
+    "TraceGenerate",
     "decode_body",
 ]
 
@@ -68,6 +69,21 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if self.target.pid is None and self.target.library_path is None:
             raise ValueError("needs pid or library_path - at `$.target`")
+
+
+# 1..200 characters, not all blank, no control characters.
+TraceName = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
+                                        pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]+$")]
+
+
+class TraceGenerate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /api/v1/traces:generate. filter: AIP-160 over the events fields ("" = every event);
+    trace_name: the download's file name, sanitised; gzip: the file is gzipped."""
+
+    filter: Annotated[str, msgspec.Meta(max_length=4096)]
+    trace_name: TraceName
+    format: Literal["perfetto", "chrome"] = "perfetto"
+    gzip: bool = False
 
 
 T = TypeVar("T")

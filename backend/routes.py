@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend.handlers import auth, events, machines, monitors, openapi
+from backend.handlers import auth, events, machines, metrics, monitors, openapi, traces
 
 __all__ = ["setup_routes"]
 
@@ -24,4 +24,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(MONITORS + "/{monitor_id}", monitors.get_monitor)
     r.add_delete(MONITORS + "/{monitor_id}", monitors.delete_monitor)
     r.add_get("/api/v1/events", events.list_events)
+    r.add_get("/api/v1/metrics/summary", metrics.summary)
+    r.add_post("/api/v1/traces:generate", traces.generate_trace)
+    r.add_get("/api/v1/traces/jobs/{trace_job_id}", traces.get_trace_job)
+    r.add_get("/api/v1/traces/{trace_id}", traces.download_trace)
     r.add_get("/api/v1/openapi.json", openapi.document)

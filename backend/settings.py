@@ -35,6 +35,29 @@ class Settings:
     refresh_token_ttl_s: int = 30 * 24 * 3600
     # Machines missing heartbeats for this long become INACTIVE
     heartbeat_timeout_s: float = 15.0
+    # Trace jobs: how many run at once, and how many events rows are read per chunk
+    trace_workers: int = 2
+    trace_chunk_rows: int = 50_000
+    # Aggregates (backend.aggregates) into InfluxDB; no influx_url: none are computed, and
+    # the metrics summary is served from PostgreSQL. influx_api: v1 (/write: database,
+    # retention policy, user, password) or v2 (/api/v2/write: token, org, bucket).
+    influx_url: str = ""
+    influx_api: str = "v1"
+    influx_database: str = "xputrace"
+    influx_retention_policy: str = ""
+    influx_username: str = ""
+    influx_password: str = field(default="", repr=False)
+    influx_token: str = field(default="", repr=False)
+    influx_org: str = ""
+    influx_bucket: str = "xputrace"
+    influx_buffer_lines: int = 200_000  # held while InfluxDB is down; beyond: counted, dropped
+    aggregate_interval_s: float = 1.0
+    aggregate_lateness_s: float = 2.0  # an interval closes once data this far past it is seen
+
+    @property
+    def traces_dir(self) -> Path:
+        """Where trace files are kept, each named by its trace id."""
+        return self.data_dir / "traces"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -8,12 +8,16 @@ import zmq.asyncio
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from backend.aggregates import Aggregator
 from backend.control import ControlServer
+from backend.influx import InfluxWriter
 from backend.ingest import Ingest
 from backend.settings import Settings
 from backend.tokens import AccessClaims
+from backend.trace_jobs import TraceJobs
 
-__all__ = ["CONTROL", "DB", "INGEST", "SETTINGS", "TASKS", "USER", "ZMQ"]
+__all__ = ["AGGREGATOR", "CONTROL", "DB", "INFLUX", "INGEST", "SETTINGS", "TASKS", "TRACE_JOBS",
+           "USER", "ZMQ"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)
@@ -24,3 +28,8 @@ CONTROL = web.AppKey("control", ControlServer)
 INGEST = web.AppKey("ingest", Ingest)
 # Background work started by handlers (START_MONITOR round trips), awaited at shutdown.
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+# The trace job runner (backend.trace_jobs).
+TRACE_JOBS = web.AppKey("trace_jobs", TraceJobs)
+# Per-interval aggregates and their InfluxDB writer; absent when no InfluxDB is configured.
+AGGREGATOR = web.AppKey("aggregator", Aggregator)
+INFLUX = web.AppKey("influx", InfluxWriter)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.pg_fixtures"]
+pytest_plugins = ["tests.pg_fixtures", "tests.backend.influx_fixtures"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BPF_SKIP_PREFIX = "BPF tests need root, BTF and uprobes"

@@ -70,12 +70,13 @@ def free_tcp_endpoint() -> str:
 
 
 def backend_settings(dsn: str, tmp_path: Path, **kw: Any) -> Settings:
-    """Settings for a backend under test: its own ports and key folders."""
+    """Settings for a backend under test: its own ports, key folders and data dir."""
     ingest = free_tcp_endpoint()
     values: dict[str, Any] = {
         "database_dsn": dsn, "jwt_secret": "t" * 40, "ingest_endpoint": ingest,
         "ingest_public_endpoint": ingest, "control_endpoint": free_tcp_endpoint(),
         "keys_dir": tmp_path / "keys", "enrolled_dir": tmp_path / "enrolled",
+        "data_dir": tmp_path / "data",
     }
     values.update(kw)
     return Settings(**values)

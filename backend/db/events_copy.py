@@ -108,6 +108,7 @@ class WriteResult:
     batches: int = 0  # batches written
     duplicates: int = 0  # batches skipped: already stored (or twice in this call)
     rejected: tuple[Rejected, ...] = field(default=())
+    stored: tuple[abi.Batch, ...] = field(default=())  # the batches written by this call
 
 
 def partition_name(day: int) -> str:
@@ -170,14 +171,16 @@ class EventWriter:
         for attempt in range(2):
             await self.ensure_partitions(conn, days)
             try:
-                events, written = await self._write_once(conn, accepted)
+                events, stored = await self._write_once(conn, accepted)
                 break
             except psycopg.errors.CheckViolation as e:
                 # A partition went away after it was cached (retention): look again, once.
                 if attempt or "no partition" not in str(e):
                     raise
                 self._days.clear()
-        return WriteResult(events, written, duplicates + len(accepted) - written, tuple(rejected))
+        written = len(stored)
+        return WriteResult(events, written, duplicates + len(accepted) - written, tuple(rejected),
+                           stored)
 
     async def ensure_partitions(self, conn: AsyncConnection[Any], days: Iterable[int]) -> None:
         """Creates the daily partitions for UTC day numbers ``days`` that do not exist yet.
@@ -208,7 +211,7 @@ class EventWriter:
         self,
         conn: AsyncConnection[Any],
         accepted: dict[tuple[uuid.UUID, int, int], tuple[abi.Batch, uuid.UUID]],
-    ) -> tuple[int, int]:
+    ) -> tuple[int, tuple[abi.Batch, ...]]:
         # In key order: concurrent writers given the same resent batches then wait on each
         # other's unique-index entries in one order, never in a cycle (no deadlock).
         items = [accepted[k] for k in sorted(accepted)]
@@ -251,7 +254,7 @@ class EventWriter:
                         if piece is None:
                             break
                         await copy.write(piece)
-        return events, len(new)
+        return events, tuple(b for b, _ in sorted(new, key=lambda n: n[1]))  # in seq order
 
 
 def _widen_send_buffer(conn: AsyncConnection[Any]) -> None:

@@ -20,6 +20,7 @@ _BODIES: dict[tuple[str, str], type] = {
     ("POST", "/api/v1/auth:login"): models.LoginBody,
     ("POST", "/api/v1/auth:refreshToken"): models.RefreshBody,
     ("POST", "/api/v1/machines/{machine_id}/monitors"): models.MonitorCreate,
+    ("POST", "/api/v1/traces:generate"): models.TraceGenerate,
 }
 _ERROR = {
     "type": "object",

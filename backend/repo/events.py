@@ -1,16 +1,21 @@
-"""Reading events back: filter, keyset page, projection. (Writing is backend.db.events_copy.)"""
+"""Reading events back: filter, keyset page, projection; and, for trace jobs, counting and
+streaming every match in time order. (Writing is backend.db.events_copy.)"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Generator, Sequence
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
+from psycopg.types.string import TextLoader
 
 from backend.filters import FieldSpec, as_epoch_ns
 from backend.paging import OrderBy, keyset_predicate
 
-__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "query_events"]
+__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "count_by_monitor", "query_events",
+           "stream_events"]
 
 # What `filter` may name, and the columns behind the names (seeds/003 section 4).
 EVENT_FIELDS: dict[str, FieldSpec] = {
@@ -51,3 +56,40 @@ async def query_events(conn: AsyncConnection[Any], where: str, params: list[Any]
            f"ORDER BY {order_sql} LIMIT %s")
     cur = await conn.execute(sql.encode(), [*args, limit])
     return [dict(zip(_NAMES, row, strict=True)) for row in await cur.fetchall()]
+
+
+def count_by_monitor(conn: psycopg.Connection[Any], where: str,
+                     params: list[Any]) -> list[tuple[uuid.UUID, str | None, int]]:
+    """(monitor id, its monitor type or None when unknown, events) of the rows matching where.
+
+    One pass over the matches: the count a trace job reports progress against, and the
+    monitor types it needs (events rows do not carry theirs).
+    """
+    cur = conn.execute(
+        f"SELECT e.monitor_id, m.monitor_type, e.n FROM (SELECT monitor_id, count(*) AS n "
+        f"FROM events WHERE ({where}) GROUP BY monitor_id) e "
+        f"LEFT JOIN monitors m ON m.id = e.monitor_id ORDER BY e.monitor_id".encode(), params)
+    return [(mid, mtype, n) for mid, mtype, n in cur.fetchall()]
+
+
+def stream_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
+                  columns: Sequence[str],
+                  chunk_rows: int) -> Generator[list[tuple[Any, ...]], None, None]:
+    """Every row matching where, ``ORDER BY ts, id``, as lists of up to chunk_rows tuples.
+
+    A server-side cursor in a read-only transaction of conn's (conn must be outside one):
+    the rows come from one snapshot, chunk by chunk, and memory stays bounded. Closing the
+    iterator early rolls the transaction back. ``event_data`` comes as its JSON text: parsed
+    by psycopg it would cost 4x the rest of the row (measured: 98k rows/s against 470k).
+    """
+    unknown = [c for c in columns if c not in _NAMES]
+    if unknown:
+        raise ValueError(f"not events columns: {unknown}")
+    sql = f"SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id"
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        with conn.cursor(name="trace_events") as cur:
+            cur.adapters.register_loader("json", TextLoader)
+            cur.execute(sql.encode(), params)
+            while rows := cur.fetchmany(chunk_rows):
+                yield rows

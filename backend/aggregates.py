@@ -1,0 +1,477 @@
+"""Per-interval aggregates of ingested events: what InfluxDB stores and Grafana shows.
+
+The ingest hands every batch it has stored (once: duplicates are not stored, so not counted
+twice) to ``Aggregator.add``. Each batch is reduced with numpy, with no Python code per
+event: its events are grouped by (interval, pid, function) through one sort of a packed
+key, and counts, sums, maxima and histogram buckets come from ``reduceat`` and ``unique``.
+The partial results wait per interval; an interval closes when the ingest has seen an event
+``lateness_ns`` past its end (the watermark is the latest event time seen, capped at the
+wall clock plus the lateness, so that one bad clock cannot close everything), and on
+``flush()`` (shutdown) everything pending closes. Closed intervals are kept for
+``retain_intervals``: data arriving later for one of them is merged and the interval's points
+are written again (InfluxDB replaces a point with the same series and time); data older
+than that is counted in ``stats.late_events`` and not aggregated.
+
+Schema (interval start as the point's time; ``docs`` in README's InfluxDB section):
+
+``xpu_calls``  tags machine, monitor_type, monitor_id, pid, function
+               fields calls, errors, duration_sum_ns, duration_max_ns, bytes_copied,
+               bytes_allocated (integers), duration_mean_ns, p50_ns, p95_ns, p99_ns
+``xpu_latency_hist``  same tags; one integer field ``b<bucket>`` per non-empty bucket of
+               the duration histogram (backend.histogram): percentiles of any set of
+               intervals and series are exact merges of these
+``xpu_memory`` tags machine, monitor_type, monitor_id, pid
+               fields held_bytes (device memory held after the interval's last allocation
+               or free), held_max_bytes (the most held during the interval); written for
+               intervals where the process allocated or freed
+``xpu_drops``  tags machine, monitor_type, monitor_id
+               fields kernel, inflight, send, total: events the probe and agent lost, from
+               the batch headers' running totals (difference from the last seen per agent
+               run), in the interval of the batch's last event
+
+What counts: ``errors`` are calls that returned non-zero (incomplete calls, cut by the agent's
+stop, count as calls, never as errors); ``bytes_copied`` sums the size of successful
+memcpy-class calls; ``bytes_allocated`` the size of successful allocations (non-zero pointer
+returned); device memory held pairs each successful allocation with the free of its pointer
+per process (a free of a pointer never seen allocated changes nothing). Events are placed in
+the interval of their start time. There is no ``device`` tag: events carry no device
+ordinal yet (the ABI would have to); ``monitor_type`` tells GPU (CUDA) from NPU (ACL).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+from backend import abi
+from backend.histogram import bucket_of, percentile
+
+__all__ = [
+    "Aggregator",
+    "AggregatorStats",
+    "DropCounter",
+    "MemoryLedger",
+    "Point",
+    "call_kinds",
+]
+
+log = logging.getLogger(__name__)
+
+_TYPE_NAMES = {v: k for k, v in abi.MONITOR_TYPES.items()}
+# Argument classes per monitor type: (memcpy-class, allocation, free).
+_KIND_CLASSES: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
+    "CUDA": (frozenset({"MEMCPY", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC"}),
+             frozenset({"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"}),
+             frozenset({"FREE", "FREE_ASYNC"})),
+}  # fmt: skip
+_NB = 2048  # histogram buckets below 2**63 (backend.histogram: at most 1887)
+_GROUP = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("func", "<i8"), ("calls", "<i8"),
+          ("errors", "<i8"), ("dsum", "<i8"), ("dmax", "<i8"), ("copied", "<i8"),
+          ("allocated", "<i8")]  # fmt: skip
+_HIST = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("func", "<i8"), ("bucket", "<i8"),
+         ("count", "<i8")]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Point:
+    """One InfluxDB point."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: dict[str, int | float]
+    time_ns: int
+
+    def line(self) -> str:
+        """The point in InfluxDB line protocol (integers with the ``i`` suffix)."""
+        tags = "".join(f",{k}={_escape(v)}" for k, v in self.tags)
+        fields = ",".join(f"{k}={v}i" if isinstance(v, int) else f"{k}={v!r}"
+                          for k, v in self.fields.items())  # fmt: skip
+        return f"{self.measurement}{tags} {fields} {self.time_ns}"
+
+
+def _escape(value: str) -> str:
+    out = value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    return out or "\\ "
+
+
+@cache
+def call_kinds(monitor_type: str) -> dict[str, frozenset[str]]:
+    """{"copy" | "alloc" | "free": function names of that kind} for a monitor type."""
+    classes = _KIND_CLASSES.get(monitor_type)
+    if classes is None:
+        return {"copy": frozenset(), "alloc": frozenset(), "free": frozenset()}
+    names = abi.function_names(monitor_type)
+    return {kind: frozenset(n for fid, n in names.items() if abi.arg_class(fid, monitor_type)
+                            in cls)
+            for kind, cls in zip(("copy", "alloc", "free"), classes, strict=True)}  # fmt: skip
+
+
+@cache
+def _luts(monitor_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(copy, alloc, free) boolean lookup tables over the 16-bit function ids."""
+    kinds = call_kinds(monitor_type)
+    out = []
+    ids = {n: fid for fid, n in abi.function_names(monitor_type).items()} \
+        if monitor_type in _KIND_CLASSES else {}
+    for kind in ("copy", "alloc", "free"):
+        lut = np.zeros(1 << 16, dtype=bool)
+        lut[[ids[n] for n in kinds[kind]]] = True
+        out.append(lut)
+    return out[0], out[1], out[2]
+
+
+@cache
+def _function_name(func: int, monitor_type: str) -> str:
+    return abi.function_name(func, monitor_type) if monitor_type in _KIND_CLASSES \
+        else f"fn_{func:#06x}"
+
+
+class MemoryLedger:
+    """Device memory each process holds: live allocations {ptr: size} per key."""
+
+    def __init__(self) -> None:
+        self.live: dict[tuple[object, ...], dict[int, int]] = {}
+        self.held: dict[tuple[object, ...], int] = {}
+
+    def apply(self, key: tuple[object, ...], alloc: bool, ptr: int, size: int) -> int | None:
+        """Applies a successful allocation (alloc) or a free; the bytes held after it, or
+        None when nothing changed (a free of an unknown pointer, a null pointer)."""
+        live = self.live.setdefault(key, {})
+        if alloc:
+            if not ptr:
+                return None
+            delta = size - live.get(ptr, 0)
+            live[ptr] = size
+        else:
+            delta = -live.pop(ptr, 0)
+            if not delta:
+                return None
+        held = self.held[key] = self.held.get(key, 0) + delta
+        return held
+
+
+class DropCounter:
+    """New drops from running totals, per (monitor id, agent pid)."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, int], tuple[int, int, int]] = {}
+
+    def delta(self, monitor_id: str, agent_pid: int,
+              totals: tuple[int, int, int]) -> tuple[int, int, int]:
+        last = self.last.get((monitor_id, agent_pid), (0, 0, 0))
+        self.last[(monitor_id, agent_pid)] = tuple(  # type: ignore[assignment]
+            max(a, b) for a, b in zip(last, totals, strict=True))
+        return tuple(max(0, t - p) for t, p in zip(totals, last, strict=True))  # type: ignore[return-value]
+
+
+@dataclass
+class AggregatorStats:
+    batches: int = 0
+    events: int = 0
+    late_events: int = 0  # arrived after their interval was closed and let go: not counted
+    intervals_closed: int = 0
+    points: int = 0
+
+
+@dataclass
+class _Interval:
+    groups: list[np.ndarray] = field(default_factory=list)
+    hist: list[np.ndarray] = field(default_factory=list)
+    # (sid, pid) -> [held after the last change, most held]
+    memory: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    drops: dict[int, list[int]] = field(default_factory=dict)  # sid -> [kernel, inflight, send]
+
+
+class Aggregator:
+    """Aggregates stored batches per interval; closed intervals go to ``sink`` as points."""
+
+    def __init__(self, sink: Callable[[list[Point]], None], *, interval_ns: int = 10**9,
+                 lateness_ns: int = 2 * 10**9, retain_intervals: int = 120,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        if interval_ns <= 0 or lateness_ns < 0:
+            raise ValueError("interval_ns must be positive and lateness_ns not negative")
+        self.sink = sink
+        self.interval_ns = interval_ns
+        self.lateness_ns = lateness_ns
+        self.retain_intervals = retain_intervals
+        self.clock_ns = clock_ns
+        self.stats = AggregatorStats()
+        self.memory = MemoryLedger()
+        self.drops = DropCounter()
+        self._series: dict[tuple[str, str, str], int] = {}
+        self._series_tags: list[tuple[str, str, str]] = []  # machine, monitor type, monitor id
+        self._pending: dict[int, _Interval] = {}
+        self._closed: dict[int, _Interval] = {}  # reduced, kept for late data
+        self._closed_upto: int | None = None  # intervals below it are closed
+        self._watermark: int | None = None
+
+    # --- input ---------------------------------------------------------------------------
+
+    def add(self, batches: Iterable[abi.Batch]) -> None:
+        """Takes stored batches; closes the intervals the watermark has passed."""
+        touched: set[int] = set()
+        for b in batches:
+            self._add(b, touched)
+        self._close(touched)
+
+    def flush(self) -> None:
+        """Closes every pending interval (at shutdown)."""
+        self._close(set(), everything=True)
+
+    def _sid(self, b: abi.Batch) -> int:
+        key = (b.machine_id, _TYPE_NAMES.get(b.monitor_type, str(b.monitor_type)), b.monitor_id)
+        sid = self._series.get(key)
+        if sid is None:
+            sid = self._series[key] = len(self._series_tags)
+            self._series_tags.append(key)
+        return sid
+
+    def _slot(self, iv: int) -> _Interval | None:
+        """Where data of interval iv goes; None when it is too late to count."""
+        if self._closed_upto is None or iv >= self._closed_upto:
+            return self._pending.setdefault(iv, _Interval())
+        return self._closed.get(iv)
+
+    def _add(self, b: abi.Batch, touched: set[int]) -> None:
+        self.stats.batches += 1
+        sid = self._sid(b)
+        mtype = self._series_tags[sid][1]
+        ev = b.events
+        n = len(ev)
+        self.stats.events += n
+        step = self.interval_ns
+        if n:
+            ts = ev["ts_ns"].astype(np.int64) + b.mono_to_real_ns
+            last = int(ts.max())
+            cap = self.clock_ns() + self.lateness_ns
+            mark = min(last, cap)
+            if self._watermark is None or mark > self._watermark:
+                self._watermark = mark
+            self._add_calls(b, sid, mtype, ts, touched)
+            self._add_memory(b, sid, mtype, ts, touched)
+        else:
+            last = self._watermark if self._watermark is not None else self.clock_ns()
+        new = self.drops.delta(b.monitor_id, b.agent_pid,
+                               (b.kernel_drops, b.inflight_drops, b.send_drops))
+        if any(new):
+            iv = last // step
+            slot = self._slot(iv)
+            if slot is None:
+                return  # the interval is gone; DropCounter has moved on all the same
+            acc = slot.drops.setdefault(sid, [0, 0, 0])
+            for i in range(3):
+                acc[i] += new[i]
+            touched.add(iv)
+
+    def _add_calls(self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray,
+                   touched: set[int]) -> None:
+        ev = b.events
+        n = len(ev)
+        iv = ts // self.interval_ns
+        pid = ev["pid"].astype(np.int64)
+        func = ev["func"].astype(np.int64)
+        iv0 = int(iv.min())
+        if int(iv.max()) - iv0 < 1 << 16:
+            key = ((iv - iv0) << 47) | (pid << 16) | func
+            order = np.argsort(key, kind="stable")
+            sk = key[order]
+        else:  # a batch spanning days: rare, take the slower road
+            order = np.lexsort((func, pid, iv))
+            sk = np.stack([iv[order], pid[order], func[order]])
+            sk = np.unique(sk, axis=1, return_inverse=True)[1].reshape(-1)
+        starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+        calls = np.diff(np.r_[starts, n])
+        dur = ev["duration_ns"].astype(np.int64)[order]
+        ret = ev["ret"][order]
+        incomplete = (ev["flags"][order] & abi.EV_INCOMPLETE) != 0
+        fo = func[order]
+        ok = (ret == 0) & ~incomplete
+        g = np.empty(len(starts), dtype=_GROUP)
+        g["sid"] = sid
+        g["iv"] = iv[order][starts]
+        g["pid"] = pid[order][starts]
+        g["func"] = fo[starts]
+        g["calls"] = calls
+        g["errors"] = np.add.reduceat(((ret != 0) & ~incomplete).astype(np.int64), starts)
+        g["dsum"] = np.add.reduceat(dur, starts)
+        g["dmax"] = np.maximum.reduceat(dur, starts)
+        copy_lut, alloc_lut, _ = _luts(mtype)
+        if "bytes" in (ev.dtype.names or ()):
+            nbytes = ev["bytes"].astype(np.int64)[order]
+            copied = copy_lut[fo] & ok
+            allocated = alloc_lut[fo] & ok & (ev["ptr"][order] != 0)
+            g["copied"] = np.add.reduceat(np.where(copied, nbytes, 0), starts)
+            g["allocated"] = np.add.reduceat(np.where(allocated, nbytes, 0), starts)
+        else:
+            g["copied"] = g["allocated"] = 0
+        gidx = np.repeat(np.arange(len(starts), dtype=np.int64), calls)
+        hk, hc = np.unique(gidx * _NB + bucket_of(dur), return_counts=True)
+        hg = hk // _NB
+        h = np.empty(len(hk), dtype=_HIST)
+        for name in ("sid", "iv", "pid", "func"):
+            h[name] = g[name][hg]
+        h["bucket"] = hk % _NB
+        h["count"] = hc
+        # rows are in interval order: one slice per interval
+        for part_g, part_h in _by_interval(g, h):
+            i = int(part_g["iv"][0])
+            slot = self._slot(i)
+            if slot is None:
+                self.stats.late_events += int(part_g["calls"].sum())
+                continue
+            slot.groups.append(part_g)
+            slot.hist.append(part_h)
+            touched.add(i)
+
+    def _add_memory(self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray,
+                    touched: set[int]) -> None:
+        ev = b.events
+        _, alloc_lut, free_lut = _luts(mtype)
+        func = ev["func"]
+        alloc = alloc_lut[func]
+        free = free_lut[func]
+        if not (alloc.any() or free.any()):
+            return
+        ok = (ev["ret"] == 0) & ((ev["flags"] & abi.EV_INCOMPLETE) == 0)
+        rows = np.flatnonzero((alloc & ok) | free)
+        rows = rows[np.argsort(ts[rows], kind="stable")]
+        for i in rows.tolist():
+            pid = int(ev["pid"][i])
+            held = self.memory.apply((sid, pid), bool(alloc[i]), int(ev["ptr"][i]),
+                                     int(ev["bytes"][i]))
+            if held is None:
+                continue
+            iv = int(ts[i]) // self.interval_ns
+            slot = self._slot(iv)
+            if slot is None:
+                continue  # the ledger has it; the point for that interval is gone
+            acc = slot.memory.get((sid, pid))
+            if acc is None:
+                slot.memory[(sid, pid)] = [held, held]
+            else:
+                acc[0] = held
+                acc[1] = max(acc[1], held)
+            touched.add(iv)
+
+    # --- closing -------------------------------------------------------------------------
+
+    def _close(self, touched: set[int], everything: bool = False) -> None:
+        points: list[Point] = []
+        # late data for intervals already closed: merge and write them again
+        for iv in sorted(touched):
+            if iv in self._closed:
+                slot = self._closed[iv]
+                _reduce_into(slot)
+                points += self._points(iv, slot)
+        if everything:
+            limit = max(self._pending, default=-1) + 1
+        elif self._watermark is None:
+            return
+        else:
+            limit = (self._watermark - self.lateness_ns) // self.interval_ns
+        for iv in sorted(i for i in self._pending if i < limit):
+            slot = self._pending.pop(iv)
+            _reduce_into(slot)
+            points += self._points(iv, slot)
+            self._closed[iv] = slot
+            self.stats.intervals_closed += 1
+        if self._closed_upto is None or limit > self._closed_upto:
+            self._closed_upto = limit
+        for iv in [i for i in self._closed if i < self._closed_upto - self.retain_intervals]:
+            del self._closed[iv]
+        if points:
+            self.stats.points += len(points)
+            self.sink(points)
+
+    def _points(self, iv: int, slot: _Interval) -> list[Point]:
+        t = iv * self.interval_ns
+        out: list[Point] = []
+        tags_of = self._series_tags
+        if slot.groups:
+            g, h = slot.groups[0], slot.hist[0]
+            hstarts = np.flatnonzero(np.r_[True, _key(h)[1:] != _key(h)[:-1]]) if len(h) \
+                else np.zeros(0, dtype=np.int64)
+            hbounds = np.r_[hstarts, len(h)]
+            for j, row in enumerate(g.tolist()):
+                sid, _, pid, func, calls, errors, dsum, dmax, copied, allocated = row
+                machine, mtype, monitor = tags_of[sid]
+                tags = (("function", _function_name(func, mtype)), ("machine", machine),
+                        ("monitor_id", monitor), ("monitor_type", mtype), ("pid", str(pid)))
+                hrows = h[hbounds[j]:hbounds[j + 1]]
+                counts = dict(zip(hrows["bucket"].tolist(), hrows["count"].tolist(),
+                                  strict=True))
+                fields: dict[str, int | float] = {
+                    "calls": calls, "errors": errors, "duration_sum_ns": dsum,
+                    "duration_max_ns": dmax, "duration_mean_ns": dsum / calls,
+                    "bytes_copied": copied, "bytes_allocated": allocated,
+                }
+                for name, q in (("p50_ns", 0.5), ("p95_ns", 0.95), ("p99_ns", 0.99)):
+                    fields[name] = percentile(counts, q, dmax) or 0
+                out.append(Point("xpu_calls", tags, fields, t))
+                out.append(Point("xpu_latency_hist", tags,
+                                 {f"b{k}": v for k, v in sorted(counts.items())}, t))
+        for (sid, pid), (held, most) in sorted(slot.memory.items()):
+            machine, mtype, monitor = tags_of[sid]
+            out.append(Point("xpu_memory", (("machine", machine), ("monitor_id", monitor),
+                                            ("monitor_type", mtype), ("pid", str(pid))),
+                             {"held_bytes": held, "held_max_bytes": most}, t))
+        for sid, (k, i, s) in sorted(slot.drops.items()):
+            machine, mtype, monitor = tags_of[sid]
+            out.append(Point("xpu_drops", (("machine", machine), ("monitor_id", monitor),
+                                           ("monitor_type", mtype)),
+                             {"kernel": k, "inflight": i, "send": s, "total": k + i + s}, t))
+        return out
+
+
+def _key(a: np.ndarray) -> np.ndarray:
+    """(sid, pid, func) of each row as one sortable record array."""
+    return a[["sid", "pid", "func"]]
+
+
+def _by_interval(g: np.ndarray, h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    if g["iv"][0] == g["iv"][-1]:
+        return [(g, h)]
+    gcut = np.flatnonzero(np.diff(g["iv"])) + 1
+    hcut = np.flatnonzero(np.diff(h["iv"])) + 1
+    return list(zip(np.split(g, gcut), np.split(h, hcut), strict=True))
+
+
+def _reduce_into(slot: _Interval) -> None:
+    """Merges slot's partial tables into one sorted, reduced table each."""
+    slot.groups = [_reduce_groups(np.concatenate(slot.groups))] if slot.groups else []
+    slot.hist = [_reduce_hist(np.concatenate(slot.hist))] if slot.hist else []
+
+
+def _reduce_groups(g: np.ndarray) -> np.ndarray:
+    order = np.lexsort((g["func"], g["pid"], g["sid"]))
+    g = g[order]
+    k = _key(g)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    if len(starts) == len(g):
+        return g
+    out = g[starts].copy()
+    for name in ("calls", "errors", "dsum", "copied", "allocated"):
+        out[name] = np.add.reduceat(g[name], starts)
+    out["dmax"] = np.maximum.reduceat(g["dmax"], starts)
+    return out
+
+
+def _reduce_hist(h: np.ndarray) -> np.ndarray:
+    order = np.lexsort((h["bucket"], h["func"], h["pid"], h["sid"]))
+    h = h[order]
+    k = h[["sid", "pid", "func", "bucket"]]
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    if len(starts) == len(h):
+        return h
+    out = h[starts].copy()
+    out["count"] = np.add.reduceat(h["count"], starts)
+    return out
+
+
+def points_lines(points: Sequence[Point]) -> list[str]:
+    return [p.line() for p in points]

@@ -1,0 +1,189 @@
+"""One trace file from the events matching a filter: the synchronous half of a trace job.
+
+build_trace() runs in a worker thread on its own psycopg connection (never the event loop):
+
+1. count the matches per monitor (``events.count_by_monitor``): the total that progress is
+   measured against, and each monitor's type (events rows do not carry it; a monitor missing
+   from ``monitors`` counts as CUDA, the only probe so far);
+2. stream them ``ORDER BY ts, id`` through a server-side cursor, ``chunk_rows`` at a time,
+   each chunk through ``trace_export.from_rows`` into the writer (Perfetto or Chrome JSON),
+   optionally through gzip, into a temporary file beside the final one;
+3. rename the file into place (atomic): ``<traces_dir>/<trace_id>``.
+
+The stop flag is checked between chunks: set, the build ends with Stopped and leaves no file.
+Fewer rows read than counted means events were deleted meanwhile (retention, a dropped
+partition): BuildError, as is a query that fails. BuildError's message is for the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import itertools
+import os
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+import psycopg
+
+from backend.filters import FilterError, compile_filter
+from backend.repo.events import EVENT_FIELDS, count_by_monitor, stream_events
+from backend.trace_files import trace_path
+from trace_export import (
+    ROW_COLUMNS,
+    EventChunk,
+    ExportStats,
+    from_rows,
+    write_chrome_json,
+    write_perfetto,
+)
+
+__all__ = ["BuildError", "Built", "Stopped", "TraceSpec", "build_trace"]
+
+DEFAULT_MONITOR_TYPE = "CUDA"
+
+
+class Stopped(Exception):
+    """The backend is stopping: the build was abandoned and left no file."""
+
+
+class BuildError(Exception):
+    """The trace cannot be built; str(e) says why, for the user."""
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    trace_id: uuid.UUID
+    filter: str
+    format: str  # "perfetto" | "chrome"
+    gzip: bool
+
+
+@dataclass(frozen=True)
+class Built:
+    events: int  # events in the trace
+    events_total: int  # events counted before the read
+    file_size: int
+    stats: ExportStats
+
+
+def build_trace(
+    conn: psycopg.Connection[Any],
+    spec: TraceSpec,
+    traces_dir: Path,
+    *,
+    stop: threading.Event,
+    chunk_rows: int = 50_000,
+    on_total: Callable[[int], None] = lambda total: None,
+    on_progress: Callable[[int], None] = lambda done: None,
+    checkpoint: Callable[[str], None] = lambda stage: None,
+) -> Built:
+    """Writes the trace of spec to traces_dir; see the module doc.
+
+    conn: autocommit, outside a transaction. on_total(total) once counted, on_progress(done)
+    as the writer consumes events. checkpoint(stage) is called at "counted" and after each
+    "chunk" (tests hold a build there).
+    """
+    try:
+        where, params = compile_filter(spec.filter, EVENT_FIELDS)
+    except FilterError as e:
+        raise BuildError(str(e)) from None
+    if stop.is_set():
+        raise Stopped
+    try:
+        counts = count_by_monitor(conn, where, params)
+    except psycopg.Error as e:
+        raise _db_error("counting the events", e, stop) from None
+    total = sum(n for _, _, n in counts)
+    types = {mid: mtype or DEFAULT_MONITOR_TYPE for mid, mtype, _ in counts}
+    kinds = set(types.values())
+    mixed = len(kinds) > 1
+    kind = kinds.pop() if len(kinds) == 1 else DEFAULT_MONITOR_TYPE
+    on_total(total)
+    checkpoint("counted")
+    columns = (*ROW_COLUMNS, "monitor_id") if mixed else ROW_COLUMNS
+    read = 0
+
+    def chunks() -> Generator[EventChunk, None, None]:
+        nonlocal read
+        if stop.is_set():
+            raise Stopped
+        # closed at once however this generator ends: the read transaction ends with it
+        rows_of = stream_events(conn, where, params, columns, chunk_rows)
+        with contextlib.closing(rows_of):
+            for rows in rows_of:
+                read += len(rows)
+                if mixed:
+                    yield from _by_type(rows, types)
+                else:
+                    yield from_rows(rows, kind)
+                checkpoint("chunk")
+                if stop.is_set():
+                    raise Stopped
+
+    traces_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    final = trace_path(traces_dir, spec.trace_id)
+    fd, tmp_name = tempfile.mkstemp(dir=traces_dir, prefix=f".{spec.trace_id}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            out: BinaryIO = raw
+            with contextlib.ExitStack() as stack:
+                if spec.gzip:
+                    gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                       compresslevel=6)
+                    stack.callback(gz.close)
+                    out = cast(BinaryIO, gz)
+                source = chunks()
+                try:
+                    if spec.format == "perfetto":
+                        # gzip over the file replaces the writer's own deflate of packets
+                        stats = write_perfetto(source, out, compress=not spec.gzip,
+                                               progress=on_progress)
+                    else:
+                        stats = write_chrome_json(source, out, progress=on_progress)
+                except psycopg.Error as e:
+                    raise _db_error("reading the events", e, stop) from None
+                finally:
+                    source.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        if read < total:
+            raise BuildError(
+                f"{total - read} of the {total} events matching the filter were deleted while "
+                f"the trace was being generated (retention or a dropped partition); generate "
+                f"it again")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(traces_dir)
+    return Built(events=read, events_total=total, file_size=final.stat().st_size, stats=stats)
+
+
+def _by_type(rows: list[tuple[Any, ...]], types: dict[uuid.UUID, str]) -> Iterator[EventChunk]:
+    """Rows whose last column is monitor_id, as chunks of consecutive rows of one monitor
+    type: the chunks stay in start-time order, as the writers need."""
+    for kind, run in itertools.groupby(rows, lambda r: types.get(r[-1], DEFAULT_MONITOR_TYPE)):
+        yield from_rows([r[:-1] for r in run], kind)
+
+
+def _db_error(doing: str, e: psycopg.Error, stop: threading.Event) -> Exception:
+    if stop.is_set():  # the backend cancelled the query to stop
+        return Stopped()
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, psycopg.errors.UndefinedTable):
+        return BuildError(f"{doing} failed: {first} (a partition was dropped meanwhile?)")
+    return BuildError(f"{doing} failed: {first}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

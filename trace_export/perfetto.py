@@ -186,7 +186,7 @@ class _Writer:
 
 def _compressed(data: bytes) -> bytes:
     """data as one TracePacket.compressed_packets (50) in a Trace.packet (1)."""
-    return bytes(Msg().bytes(1, Msg().bytes(50, zlib.compress(data, 1))))
+    return bytes(Msg().blob(1, Msg().blob(50, zlib.compress(data, 1))))
 
 
 class _Rates:

@@ -45,7 +45,8 @@ class Msg:
         self.buf += tag(field, 0) + varint_bytes(v)
         return self
 
-    def bytes(self, field: int, v: bytes | str | Msg) -> Msg:
+    def blob(self, field: int, v: bytes | str | Msg) -> Msg:
+        """A length-delimited field: bytes, a string or a message."""
         raw = v.buf if isinstance(v, Msg) else v.encode() if isinstance(v, str) else v
         self.buf += tag(field, 2) + varint_bytes(len(raw)) + raw
         return self

@@ -76,21 +76,21 @@ class Tracks:
         return self._iid(self.strings, s)
 
     def _emit(self, m: Msg) -> None:
-        self.pending += Msg().bytes(1, m).buf  # Trace.packet
+        self.pending += Msg().blob(1, m).buf  # Trace.packet
 
     def start(self, first_ts: int) -> None:
         """The trace's first packet: timestamps are wall clock (REALTIME)."""
         clock = Msg().uint(1, CLOCK_REALTIME).uint(2, max(first_ts, 0))
-        snap = Msg().bytes(1, clock).uint(2, CLOCK_REALTIME)  # primary_trace_clock
-        self._emit(packet(0x7FFF_FFFF).uint(P_FLAGS, SEQ_CLEARED).bytes(P_CLOCK_SNAPSHOT, snap))
+        snap = Msg().blob(1, clock).uint(2, CLOCK_REALTIME)  # primary_trace_clock
+        self._emit(packet(0x7FFF_FFFF).uint(P_FLAGS, SEQ_CLEARED).blob(P_CLOCK_SNAPSHOT, snap))
 
     def process(self, machine: str, pid: int, comm: str) -> int:
         key = (machine, pid)
         if key not in self.processes:
             uuid = self.processes[key] = _uuid("process", machine, pid)
             name = f"{comm} ({machine[:12]})" if machine else comm
-            proc = Msg().uint(1, pid).bytes(6, name)
-            self._describe(Msg().uint(1, uuid).bytes(3, proc))
+            proc = Msg().uint(1, pid).blob(6, name)
+            self._describe(Msg().uint(1, uuid).blob(3, proc))
         return self.processes[key]
 
     def thread(self, machine: str, pid: int, tid: int, comm: str, t0: int) -> Sequence:
@@ -100,8 +100,8 @@ class Tracks:
         if key not in self.sequences:
             parent = self.process(machine, pid, comm)
             uuid = _uuid(*key)
-            thread = Msg().uint(1, pid).uint(2, tid).bytes(5, comm)
-            self._describe(Msg().uint(1, uuid).uint(5, parent).bytes(4, thread))
+            thread = Msg().uint(1, pid).uint(2, tid).blob(5, comm)
+            self._describe(Msg().uint(1, uuid).uint(5, parent).blob(4, thread))
             self._sequence(key, uuid, t0)
         return self.sequences[key]
 
@@ -112,15 +112,15 @@ class Tracks:
         if key not in self.sequences:
             parent = self.process(machine, pid, comm)
             uuid = _uuid(*key)
-            desc = Msg().uint(1, uuid).uint(5, parent).bytes(2, name)
+            desc = Msg().uint(1, uuid).uint(5, parent).blob(2, name)
             if counter_unit is not None:
-                desc.bytes(8, Msg().bytes(6, counter_unit))
+                desc.blob(8, Msg().blob(6, counter_unit))
             self._describe(desc)
             self._sequence(key, uuid, t0)
         return self.sequences[key]
 
     def _describe(self, desc: Msg) -> None:
-        self._emit(packet().bytes(P_TRACK_DESCRIPTOR, desc))
+        self._emit(packet().blob(P_TRACK_DESCRIPTOR, desc))
 
     def _sequence(self, key: tuple[object, ...], track: int, t0: int) -> None:
         s = Sequence(seq=len(self.by_seq) + 1, track=track)
@@ -130,12 +130,12 @@ class Tracks:
 
     def _begin_sequence(self, s: Sequence, ts: int) -> None:
         """The sequence's first packet: cleared state, default track, clock at ts."""
-        defaults = Msg().uint(58, CLOCK_INCREMENTAL).bytes(11, Msg().uint(11, s.track))
+        defaults = Msg().uint(58, CLOCK_INCREMENTAL).blob(11, Msg().uint(11, s.track))
         snap = Msg()
-        snap.bytes(1, Msg().uint(1, CLOCK_INCREMENTAL).uint(2, ts).uint(3, 1))
-        snap.bytes(1, Msg().uint(1, CLOCK_REALTIME).uint(2, ts))
-        self._emit(packet(s.seq).uint(P_FLAGS, SEQ_CLEARED).bytes(P_DEFAULTS, defaults)
-                   .bytes(P_CLOCK_SNAPSHOT, snap))  # fmt: skip
+        snap.blob(1, Msg().uint(1, CLOCK_INCREMENTAL).uint(2, ts).uint(3, 1))
+        snap.blob(1, Msg().uint(1, CLOCK_REALTIME).uint(2, ts))
+        self._emit(packet(s.seq).uint(P_FLAGS, SEQ_CLEARED).blob(P_DEFAULTS, defaults)
+                   .blob(P_CLOCK_SNAPSHOT, snap))  # fmt: skip
         s.last_ts = ts
 
     def intern(self, s: Sequence, names: set[int], keys: set[int], strings: set[int]) -> None:
@@ -148,8 +148,8 @@ class Tracks:
                                       (29, strings, self.strings)):  # fmt: skip
             text = {v: k for k, v in table.items()} if iids else {}
             for iid in sorted(iids):
-                data.bytes(field_no, Msg().uint(1, iid).bytes(2, text[iid]))
-        self._emit(packet(s.seq).uint(P_FLAGS, SEQ_NEEDS_STATE).bytes(P_INTERNED, data))
+                data.blob(field_no, Msg().uint(1, iid).blob(2, text[iid]))
+        self._emit(packet(s.seq).uint(P_FLAGS, SEQ_NEEDS_STATE).blob(P_INTERNED, data))
         s.names |= names
         s.keys |= keys
         s.strings |= strings

@@ -130,8 +130,9 @@ async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
 async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     app[TASKS] = set()
     yield
-    if app[TASKS]:
-        await asyncio.wait(app[TASKS], timeout=30)
+    pending = app[TASKS]
+    if pending:
+        await asyncio.wait(list(pending), timeout=30)
 
 
 async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -123,7 +123,7 @@ class ControlServer:
             self.rejected += 1
             return
         machine_id = frames[0].bytes.decode("utf-8", "replace")
-        key = frames[1].get("User-Id") or ""
+        key = str(frames[1].get("User-Id") or "")  # the ZAP user id: the key, in Z85
         try:
             msg = json.loads(frames[1].bytes)
         except ValueError:

@@ -36,6 +36,7 @@ test: build lint
 
 lint: venv
 	$(PY) -m ruff check backend manager trace_export tests bench
+	$(PY) -m mypy
 
 bench: build
 	$(PY) bench/probe_cost.py --build $(BUILD)

@@ -13,6 +13,8 @@ batches (backend.abi), which is what the benchmark and the capture-file path use
 
 from __future__ import annotations
 
+import json
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -107,7 +109,6 @@ def _codes(values: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
 def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> EventChunk:
     """A chunk from ``events`` rows with the columns of ROW_COLUMNS (event_data as a dict
     or JSON text), in start-time order."""
-    import json
 
     n = len(rows)
     cols = list(zip(*rows, strict=True)) if n else [()] * len(ROW_COLUMNS)
@@ -116,16 +117,16 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
     machine, machines = _codes(cols[8])
     arg_names = sorted({a for t in names for a in args_of(monitor_type, t)})
     args = {a: np.zeros(n, np.uint64) for a in arg_names}
-    for i, data in enumerate(cols[9]):
-        if isinstance(data, str):
-            data = json.loads(data)
-        for k, v in data.items():
-            if k in _DIM3 and isinstance(v, list) and len(v) == 3:
-                for axis, x in zip("xyz", v, strict=True):
-                    if f"{k}_{axis}" in args:
-                        args[f"{k}_{axis}"][i] = x
-            elif k in args and isinstance(v, int) and 0 <= v < 1 << 64:
-                args[k][i] = v
+    texts = cols[9]
+    if all(isinstance(d, str) for d in texts):  # one parse for the chunk
+        datas = json.loads("[" + ",".join(texts) + "]") if n else []
+    else:
+        datas = [json.loads(d) if isinstance(d, str) else d for d in texts]
+    for code, etype in enumerate(names):
+        rows = np.flatnonzero(name == code)
+        if len(rows):
+            _fill_args(args, [datas[i] for i in rows.tolist()], rows,
+                       args_of(monitor_type, etype))  # fmt: skip
     return EventChunk(
         monitor_type=monitor_type,
         ts=np.array(cols[0], np.int64), dur=np.array(cols[1], np.int64),
@@ -134,6 +135,44 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
         name=name, names=names, comm=comm, comms=comms, machine=machine, machines=machines,
         args=args,
     )  # fmt: skip
+
+
+def _fill_args(args: dict[str, np.ndarray], datas: list[Any], rows: np.ndarray,
+               columns: tuple[str, ...]) -> None:  # fmt: skip
+    """Fills args at rows from the event_data of events of one type (columns: its args).
+
+    Events of one type have the same keys, so one itemgetter call per row reads them all;
+    anything unexpected (a missing key, a value that is not a uint64) falls back to reading
+    value by value, where such a value reads as 0.
+    """
+    keys = list(dict.fromkeys(c[:-2] if c[:-2] in _DIM3 else c for c in columns))
+    if not keys:
+        return
+    try:
+        get = operator.itemgetter(*keys)
+        table = [get(d) for d in datas]
+        if len(keys) == 1:
+            table = [(v,) for v in table]
+        for at, k in enumerate(keys):
+            if k in _DIM3:
+                dims = np.array([t[at] for t in table], dtype=np.uint64).reshape(len(datas), 3)
+                for axis, c in enumerate("xyz"):
+                    args[f"{k}_{c}"][rows] = dims[:, axis]
+            else:
+                args[k][rows] = np.array([t[at] for t in table], dtype=np.uint64)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        for i, data in zip(rows.tolist(), datas, strict=True):
+            _fill_row(args, i, data)
+
+
+def _fill_row(args: dict[str, np.ndarray], i: int, data: Any) -> None:
+    for k, v in data.items() if isinstance(data, dict) else ():
+        if k in _DIM3 and isinstance(v, list) and len(v) == 3:
+            for axis, x in zip("xyz", v, strict=True):
+                if f"{k}_{axis}" in args and isinstance(x, int) and 0 <= x < 1 << 64:
+                    args[f"{k}_{axis}"][i] = x
+        elif k in args and isinstance(v, int) and 0 <= v < 1 << 64:
+            args[k][i] = v
 
 
 # Which struct cuda_event field holds each argument (see backend.abi, bpf/cuda.h).

@@ -123,9 +123,9 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
     else:
         datas = [json.loads(d) if isinstance(d, str) else d for d in texts]
     for code, etype in enumerate(names):
-        rows = np.flatnonzero(name == code)
-        if len(rows):
-            _fill_args(args, [datas[i] for i in rows.tolist()], rows,
+        of_type = np.flatnonzero(name == code)
+        if len(of_type):
+            _fill_args(args, [datas[i] for i in of_type.tolist()], of_type,
                        args_of(monitor_type, etype))  # fmt: skip
     return EventChunk(
         monitor_type=monitor_type,

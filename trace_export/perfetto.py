@@ -93,6 +93,9 @@ class _Writer:
         if self.tail is not None and len(self.tail):
             self._chunk(self.tail, horizon=None)
         self._write(self.pending.concat(self.rates.close(self.tracks)), None, None, None)
+        if not self.started:  # no events: still a trace, its clock and nothing else
+            self.tracks.start(0)
+            self.buf += self.tracks.take()
         self._flush(final=True)
 
     def _chunk(self, c: EventChunk, horizon: int | None) -> None:

@@ -123,13 +123,15 @@ def test_runtime_calls_exact_cuda13(build_dir: Path, tmp_path: Path, exe: str) -
     assert [Path(p).resolve() for p in cap.libraries] == [CUDA13_LIB.resolve()]
 
 
-def test_driver_calls_exact(build_dir: Path, tmp_path: Path) -> None:
-    """cuLaunchKernel's 7th-9th arguments come off the stack."""
+@pytest.mark.parametrize("exe", ["cuda_driver_calls", "cuda_driver_calls_ptsz"])
+def test_driver_calls_exact(build_dir: Path, tmp_path: Path, exe: str) -> None:
+    """cuLaunchKernel's 7th-9th arguments come off the stack; with per-thread default
+    streams the stream-ordered calls are the driver's _ptsz entry points."""
     threads, iters = 2, 3
-    argv = [str(build_dir / "tests/workloads/cuda_driver_calls"), "--threads", str(threads),
+    argv = [str(build_dir / "tests/workloads" / exe), "--threads", str(threads),
             "--iters", str(iters)]
     ready, _, cap = trace_workload(build_dir, argv, tmp_path)
-    calls = cuda_expect.expected_driver_calls(threads, iters)
+    calls = cuda_expect.expected_driver_calls(threads, iters, ptsz=exe.endswith("ptsz"))
     CUDA_ERROR_NOT_INITIALIZED = 3
     assert_exact(cap, ready, calls, CUDA_ERROR_NOT_INITIALIZED, "cuda_driver_cal")
 

@@ -20,6 +20,7 @@ __all__ = [
     "BURST_KIND",
     "BURST_SRC",
     "CTYPES_ITERS",
+    "DRIVER_PTSZ_SYMBOLS",
     "PTSZ_SYMBOLS",
     "Call",
     "expected_burst",
@@ -131,10 +132,21 @@ def _driver_round(t: int, i: int) -> list[Call]:
     ]
 
 
-def expected_driver_calls(threads: int, iters: int) -> list[Call]:
-    """cuda_driver_calls --threads T --iters N, against the stand-in libcuda."""
+# Where cuda.h sends the driver's stream-ordered calls under CUDA_API_PER_THREAD_DEFAULT_STREAM.
+DRIVER_PTSZ_SYMBOLS = {
+    "cuLaunchKernel": "cuLaunchKernel_ptsz",
+    "cuMemcpyHtoDAsync_v2": "cuMemcpyHtoDAsync_v2_ptsz",
+    "cuMemcpyDtoHAsync_v2": "cuMemcpyDtoHAsync_v2_ptsz",
+    "cuStreamSynchronize": "cuStreamSynchronize_ptsz",
+}
+
+
+def expected_driver_calls(threads: int, iters: int, ptsz: bool = False) -> list[Call]:
+    """cuda_driver_calls[_ptsz] --threads T --iters N, against the stand-in libcuda."""
+    names = DRIVER_PTSZ_SYMBOLS if ptsz else {}
     return [
-        c for t in range(threads) for i in range(iters * (t + 1)) for c in _driver_round(t, i)
+        replace(c, symbol=names.get(c.symbol, c.symbol))
+        for t in range(threads) for i in range(iters * (t + 1)) for c in _driver_round(t, i)
     ]
 
 

@@ -29,7 +29,8 @@ __attribute__((constructor)) static void read_delay(void)
 	delay_us = s ? (useconds_t)strtoul(s, NULL, 10) : 0;
 }
 
-static CUresult not_initialized(void)
+/* Also what fake_cuda_driver_ptsz.c's functions return. */
+__attribute__((visibility("hidden"))) CUresult fake_driver_not_initialized(void)
 {
 	if (delay_us)
 		usleep(delay_us);
@@ -47,37 +48,37 @@ CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned in
 				unsigned int sharedMemBytes, CUstream hStream, void **kernelParams,
 				void **extra)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }
 
 CUresult CUDAAPI cuMemAlloc(CUdeviceptr *dptr, size_t bytesize)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }
 
 CUresult CUDAAPI cuMemFree(CUdeviceptr dptr)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }
 
 CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount,
 				   CUstream hStream)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }
 
 CUresult CUDAAPI cuMemcpyDtoHAsync(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
 				   CUstream hStream)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }
 
 CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }
 
 CUresult CUDAAPI cuCtxSynchronize(void)
 {
-	return not_initialized();
+	return fake_driver_not_initialized();
 }

@@ -222,12 +222,14 @@ def test_driver_stand_in_exports(workloads_dir: Path) -> None:
     lib = workloads_dir / "driver" / "libcuda.so.1"
     assert dynamic_tags(lib, "DT_SONAME") == ["libcuda.so.1"]
     funcs = exported_functions(lib)
-    wanted = {"cuInit"} | set(totals(cuda_expect.expected_driver_calls(1, 1)))
-    assert set(funcs) == wanted  # the _v2 names, and nothing else
+    legacy = {"cuInit"} | set(totals(cuda_expect.expected_driver_calls(1, 1)))
+    ptsz = {"cuInit"} | set(totals(cuda_expect.expected_driver_calls(1, 1, ptsz=True)))
+    assert set(funcs) == legacy | ptsz  # the _v2 and _ptsz names, and nothing else
     assert len(set(funcs.values())) == len(funcs), f"shared addresses: {funcs}"
-    exe = built(workloads_dir, "cuda_driver_calls")
-    assert {s for s in undefined_symbols(exe) if s.startswith("cu")} == wanted
-    assert "libcuda.so.1" in dynamic_tags(exe, "DT_NEEDED")
+    for name, wanted in (("cuda_driver_calls", legacy), ("cuda_driver_calls_ptsz", ptsz)):
+        exe = built(workloads_dir, name)
+        assert {s for s in undefined_symbols(exe) if s.startswith("cu")} == wanted
+        assert "libcuda.so.1" in dynamic_tags(exe, "DT_NEEDED")
 
 
 def test_partial_cudart_exports_only_cudamalloc(workloads_dir: Path) -> None:

@@ -257,6 +257,7 @@ struct agent {
 	int multi_fds[MAX_LINKS];
 	int nmulti;
 	struct cuda_slots slots;
+	__u64 taken;			/* calls taken from idle threads' slots while running */
 	__u64 incomplete;
 };
 
@@ -445,9 +446,9 @@ static void print_stats(struct agent *a)
 	sink_counts(a->sink, &c);
 	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
 	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"resent_batches\": %llu, "
-	       "\"incomplete\": %llu}}\n",
+	       "\"incomplete\": %llu, \"taken_from_threads\": %llu}}\n",
 	       c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
-	       c.resent_batches, a->incomplete);
+	       c.resent_batches, a->incomplete, a->taken);
 	fflush(stdout);
 	fprintf(stderr, "xputrace-agent: stopped: %llu events delivered in %llu batches, drops: "
 		"%llu ring buffer, %llu in-flight map, %llu send; %llu incomplete\n",
@@ -575,7 +576,8 @@ int main(int argc, char **argv)
 		now = now_ns(CLOCK_MONOTONIC);
 		if (now - last_flush >= (__u64)env.flush_ms * 1000000) {
 			/* What idle threads left behind, then everything batched. */
-			cuda_slots_take_done(&a.slots, &a.drain, now - (__u64)env.flush_ms * 1000000);
+			a.taken += cuda_slots_take_done(&a.slots, &a.drain,
+							now - (__u64)env.flush_ms * 1000000);
 			drain_flush(&a.drain, 0);
 			last_flush = now_ns(CLOCK_MONOTONIC);
 			if (env.target_pid && !proc_alive(env.proc_root, env.target_pid)) {

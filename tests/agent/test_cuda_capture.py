@@ -196,6 +196,22 @@ def test_burst_larger_than_ring_counts_every_drop(build_dir: Path, tmp_path: Pat
     assert f"{drops} ring buffer" in cap.stderr
 
 
+def test_agent_takes_held_calls_while_threads_append(build_dir: Path, tmp_path: Path) -> None:
+    """Calls 200 µs apart on 4 threads, held at most 1 ms, the agent taking stale ones every
+    millisecond: owners append and flush while the agent takes (both by compare-and-swap on
+    the slot), and every call still arrives exactly once."""
+    threads, iters = 4, 12
+    argv = [str(build_dir / "tests/workloads/cuda_driver_calls"), "--threads", str(threads),
+            "--iters", str(iters)]  # fmt: skip
+    env = dict(os.environ, XPU_FAKE_DRIVER_DELAY_US="200")
+    ready, _, cap = trace_workload(build_dir, argv, tmp_path, "--flush-ms", "1",
+                                   "--poll-ms", "1", env=env)  # fmt: skip
+    CUDA_ERROR_NOT_INITIALIZED = 3
+    assert_exact(cap, ready, cuda_expect.expected_driver_calls(threads, iters),
+                 CUDA_ERROR_NOT_INITIALIZED, "cuda_driver_cal")  # fmt: skip
+    assert cap.stats["taken_from_threads"] > 0  # the agent did take from live threads
+
+
 def test_call_in_flight_at_stop_is_incomplete(build_dir: Path, tmp_path: Path) -> None:
     """A call that has not returned when the agent stops comes out flagged incomplete."""
     argv = [str(build_dir / "tests/workloads/cuda_driver_calls"), "--threads", "1",

@@ -197,13 +197,13 @@ def test_burst_larger_than_ring_counts_every_drop(build_dir: Path, tmp_path: Pat
 
 
 def test_agent_takes_held_calls_while_threads_append(build_dir: Path, tmp_path: Path) -> None:
-    """Calls 200 µs apart on 4 threads, held at most 1 ms, the agent taking stale ones every
-    millisecond: owners append and flush while the agent takes (both by compare-and-swap on
-    the slot), and every call still arrives exactly once."""
+    """Calls of 400 µs on 4 threads, held up to 1 ms by their thread, taken by the agent every
+    millisecond once 0.5 ms old: owners append and flush while the agent takes (both by
+    compare-and-swap on the slot), and every call still arrives exactly once."""
     threads, iters = 4, 12
     argv = [str(build_dir / "tests/workloads/cuda_driver_calls"), "--threads", str(threads),
             "--iters", str(iters)]  # fmt: skip
-    env = dict(os.environ, XPU_FAKE_DRIVER_DELAY_US="200")
+    env = dict(os.environ, XPU_FAKE_DRIVER_DELAY_US="400")
     ready, _, cap = trace_workload(build_dir, argv, tmp_path, "--flush-ms", "1",
                                    "--poll-ms", "1", env=env)  # fmt: skip
     CUDA_ERROR_NOT_INITIALIZED = 3

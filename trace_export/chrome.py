@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from trace_export.events import EventChunk, args_of
 from trace_export.layouts import MemoryHeld, display_args, layout_for
-from trace_export.stats import ExportStats
+from trace_export.stats import ExportStats, write_all
 
 __all__ = ["write_chrome_json"]
 
@@ -26,16 +26,7 @@ _QUEUE_TID_BASE = 1 << 30  # queue rows get tids above any real one
 def write_chrome_json(chunks: Iterable[EventChunk], out: BinaryIO, *,
                       progress: Callable[[int], None] | None = None) -> ExportStats:  # fmt: skip
     """Writes the events as Chrome JSON; returns what was written."""
-    w = _ChromeWriter(out)
-    done = 0
-    for chunk in chunks:
-        if len(chunk):
-            w.add(chunk)
-        done += len(chunk)
-        if progress is not None:
-            progress(done)
-    w.finish()
-    return w.stats
+    return write_all(_ChromeWriter(out), chunks, progress)
 
 
 class _ChromeWriter:

@@ -40,7 +40,7 @@ from trace_export.markers import (
     slice_markers,
 )
 from trace_export.protowire import Msg, Records, tag, varint_bytes
-from trace_export.stats import ExportStats
+from trace_export.stats import ExportStats, write_all
 from trace_export.tracks import Tracks
 
 __all__ = ["write_perfetto"]
@@ -53,16 +53,7 @@ _COMPRESS_AT = 512 << 10  # raw bytes per compressed_packets (the proto asks for
 def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
                    progress: Callable[[int], None] | None = None) -> ExportStats:  # fmt: skip
     """Writes the events as a Perfetto trace; returns what was written."""
-    w = _Writer(out, compress)
-    done = 0
-    for chunk in chunks:
-        if len(chunk):
-            w.add(chunk)
-        done += len(chunk)
-        if progress is not None:
-            progress(done)
-    w.finish()
-    return w.stats
+    return write_all(_Writer(out, compress), chunks, progress)
 
 
 class _Writer:

@@ -7,6 +7,7 @@ InfluxDB skip, saying so, where influxd is not installed (`.ci/run` installs it)
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -128,14 +129,21 @@ def start_server() -> tuple[InfluxServer, tempfile.TemporaryDirectory[str]]:
     return server, tmp
 
 
-@pytest.fixture(scope="session")
-def influx_server() -> Iterator[InfluxServer]:
+@contextlib.contextmanager
+def running_server() -> Iterator[InfluxServer]:
+    """An influxd of its own for the with block, stopped and removed after."""
     server, tmp = start_server()
     try:
         yield server
     finally:
         server.stop()
         tmp.cleanup()
+
+
+@pytest.fixture(scope="session")
+def influx_server() -> Iterator[InfluxServer]:
+    with running_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -149,9 +157,5 @@ def influx_db(influx_server: InfluxServer) -> Iterator[str]:
 @pytest.fixture
 def own_influx() -> Iterator[InfluxServer]:
     """An InfluxDB of the test's own (to stop and start)."""
-    server, tmp = start_server()
-    try:
+    with running_server() as server:
         yield server
-    finally:
-        server.stop()
-        tmp.cleanup()

@@ -42,15 +42,6 @@ CUresult CUDAAPI cuInit(unsigned int flags)
 	return CUDA_ERROR_NO_DEVICE;
 }
 
-CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
-				unsigned int gridDimZ, unsigned int blockDimX,
-				unsigned int blockDimY, unsigned int blockDimZ,
-				unsigned int sharedMemBytes, CUstream hStream, void **kernelParams,
-				void **extra)
-{
-	return fake_driver_not_initialized();
-}
-
 CUresult CUDAAPI cuMemAlloc(CUdeviceptr *dptr, size_t bytesize)
 {
 	return fake_driver_not_initialized();
@@ -61,22 +52,8 @@ CUresult CUDAAPI cuMemFree(CUdeviceptr dptr)
 	return fake_driver_not_initialized();
 }
 
-CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount,
-				   CUstream hStream)
-{
-	return fake_driver_not_initialized();
-}
-
-CUresult CUDAAPI cuMemcpyDtoHAsync(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
-				   CUstream hStream)
-{
-	return fake_driver_not_initialized();
-}
-
-CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
-{
-	return fake_driver_not_initialized();
-}
+/* cuLaunchKernel, the async copies, cuStreamSynchronize: under their legacy-stream names */
+#include "fake_cuda_driver_streams.h"
 
 CUresult CUDAAPI cuCtxSynchronize(void)
 {

@@ -12,28 +12,4 @@
 
 CUresult fake_driver_not_initialized(void);
 
-CUresult CUDAAPI cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
-				unsigned int gridDimZ, unsigned int blockDimX,
-				unsigned int blockDimY, unsigned int blockDimZ,
-				unsigned int sharedMemBytes, CUstream hStream, void **kernelParams,
-				void **extra)
-{
-	return fake_driver_not_initialized();
-}
-
-CUresult CUDAAPI cuMemcpyHtoDAsync(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount,
-				   CUstream hStream)
-{
-	return fake_driver_not_initialized();
-}
-
-CUresult CUDAAPI cuMemcpyDtoHAsync(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
-				   CUstream hStream)
-{
-	return fake_driver_not_initialized();
-}
-
-CUresult CUDAAPI cuStreamSynchronize(CUstream hStream)
-{
-	return fake_driver_not_initialized();
-}
+#include "fake_cuda_driver_streams.h"

@@ -39,6 +39,7 @@ __all__ = [
     "COMM_LEN",
     "CUDA_ARGS",
     "CUDA_EVENT_DTYPE",
+    "CUDA_FIELD",
     "DROP_INFLIGHT",
     "DROP_RINGBUF",
     "EV_INCOMPLETE",
@@ -407,12 +408,13 @@ def _read(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-# What the generic fields of struct cuda_event hold per argument class (bpf/cuda.h).
-_CUDA_FIELD = {
+#: Which struct cuda_event field holds each named argument (bpf/cuda.h); the dim3s
+#: grid and block are the grid_* and block_* fields.
+CUDA_FIELD: Mapping[str, str] = MappingProxyType({
     "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
     "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
     "flags": "kind", "stream": "stream",
-}  # fmt: skip
+})  # fmt: skip
 _LAUNCH = ("func", "grid", "block", "shared_mem", "stream")
 _MEMCPY_ASYNC = ("dst", "src", "bytes", "kind", "stream")
 #: Argument names per CUDA argument class, in call order.
@@ -442,7 +444,7 @@ def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
         if name in ("grid", "block"):
             out[name] = [e[f"{name}_x"], e[f"{name}_y"], e[f"{name}_z"]]
         else:
-            out[name] = e[_CUDA_FIELD[name]]
+            out[name] = e[CUDA_FIELD[name]]
     return out
 
 

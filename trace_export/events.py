@@ -175,14 +175,8 @@ def _fill_row(args: dict[str, np.ndarray], i: int, data: Any) -> None:
             args[k][i] = v
 
 
-# Which struct cuda_event field holds each argument (see backend.abi, bpf/cuda.h).
-_CUDA_FIELD = {
-    "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
-    "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
-    "flags": "kind", "stream": "stream",
-    "grid_x": "grid_x", "grid_y": "grid_y", "grid_z": "grid_z",
-    "block_x": "block_x", "block_y": "block_y", "block_z": "block_z",
-}  # fmt: skip
+# Which struct cuda_event field holds each argument column (dim3 axes by their own name).
+_CUDA_FIELD = {**abi.CUDA_FIELD, **{f"{d}_{a}": f"{d}_{a}" for d in _DIM3 for a in "xyz"}}
 
 
 def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) -> EventChunk:

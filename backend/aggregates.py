@@ -235,7 +235,10 @@ class Aggregator:
         """Where data of interval iv goes; None when it is too late to count."""
         if self._closed_upto is None or iv >= self._closed_upto:
             return self._pending.setdefault(iv, _Interval())
-        return self._closed.get(iv)
+        if iv < self._closed_upto - self.retain_intervals:
+            return None
+        # closed while it had no data yet (this batch was held back): it is written now
+        return self._closed.setdefault(iv, _Interval())
 
     def _add(self, b: abi.Batch, touched: set[int]) -> None:
         self.stats.batches += 1

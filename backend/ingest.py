@@ -12,8 +12,10 @@ the database stores a batch once: a backend restart loses nothing an agent
 held. When the queue is full the receiver stops reading, the socket's queue
 fills, and agents hold (and at worst count) what they cannot send.
 
-With an aggregator (backend.aggregates), each writer hands it the batches its
-write stored (never a duplicate) once they are acknowledged.
+With an aggregator (backend.aggregates), the batches each write stored (never a
+duplicate) go to it once acknowledged, in the order they were received although
+the writers finish in any order: the memory ledger pairs each free with its
+allocation, so a free must not overtake the batch that allocated.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ class Ingest:
         self._tasks: list[asyncio.Task[None]] = []
         self._monitor: zmq.asyncio.Socket
         self._idle = asyncio.Event()
+        self._taken = 0  # write groups taken off the queue, numbered in order
+        self._aggregated = 0  # groups handed to the aggregator (or given up) so far
+        self._finished: dict[int, list[abi.Batch]] = {}  # written, waiting for earlier ones
+        # batches queued or being written -> peers that sent them again meanwhile: a resent
+        # copy is not queued (so the copy stored is always the first received, and the
+        # aggregator sees batches in the order they came), it is acknowledged with the first
+        self._inflight: dict[tuple[str, int, int], list[bytes]] = {}
 
     async def start(self) -> None:
         sock = self._ctx.socket(zmq.ROUTER)
@@ -125,13 +134,23 @@ class Ingest:
                 self.stats.malformed += 1
                 log.warning("ingest: malformed batch dropped: %s", e)
                 continue
-            await self._queue.put((frames[0].bytes, batch))
+            peer = frames[0].bytes
+            key = _key(batch)
+            waiting = self._inflight.get(key)
+            if waiting is not None:  # resent while the first copy is being written
+                waiting.append(peer)
+                self.stats.duplicates += 1
+                continue
+            self._inflight[key] = []
+            await self._queue.put((peer, batch))
 
     async def _write(self) -> None:
         while True:
             items = [await self._queue.get()]
             while len(items) < self._write_batches and not self._queue.empty():
                 items.append(self._queue.get_nowait())
+            ticket, self._taken = self._taken, self._taken + 1
+            stored: list[abi.Batch] = []
             batches = [b for _, b in items]
             try:
                 for attempt in range(3):
@@ -150,19 +169,31 @@ class Ingest:
                 self.stats.rejected += len(result.rejected)
                 for r in result.rejected:
                     log.warning("ingest: batch %s/%d rejected: %s", r.monitor_id, r.seq, r.reason)
-                await self._acknowledge(items)
-                if self._aggregator is not None and result.stored:
-                    try:
-                        self._aggregator.add(result.stored)
-                    except Exception:  # aggregates are a view: never hold up the ingest
-                        log.exception("ingest: aggregating %d batches failed",
-                                      len(result.stored))
+                await self._acknowledge(items + [(p, b) for _, b in items
+                                                 for p in self._inflight.get(_key(b), ())])
+                stored = list(result.stored)
             except Exception:
                 self.stats.write_errors += len(batches)
                 log.exception("ingest: %d batches could not be written", len(batches))
             finally:
+                for _, b in items:
+                    self._inflight.pop(_key(b), None)
+                self._aggregate_in_order(ticket, stored)
                 for _ in items:
                     self._queue.task_done()
+
+    def _aggregate_in_order(self, ticket: int, stored: list[abi.Batch]) -> None:
+        """Hands write groups to the aggregator in the order they were taken."""
+        self._finished[ticket] = stored
+        while self._aggregated in self._finished:
+            ready = self._finished.pop(self._aggregated)
+            self._aggregated += 1
+            if self._aggregator is None or not ready:
+                continue
+            try:
+                self._aggregator.add(ready)
+            except Exception:  # aggregates are a view: never hold up the ingest
+                log.exception("ingest: aggregating %d batches failed", len(ready))
 
     async def _acknowledge(self, items: list[tuple[bytes, abi.Batch]]) -> None:
         """Stored (or never storable): the agents may let these batches go."""
@@ -173,3 +204,7 @@ class Ingest:
                                                 flags=zmq.DONTWAIT)
             except zmq.Again:
                 self.stats.unacknowledged += 1  # the agent will resend; stored once
+
+
+def _key(b: abi.Batch) -> tuple[str, int, int]:
+    return (b.monitor_id, b.agent_pid, b.seq)

@@ -157,3 +157,23 @@ def test_percentile_nearest_rank() -> None:
     assert percentile(counts, 0.99) == bucket_bounds(100)[1] - 1
     assert percentile(counts, 0.99, maximum=90) == 90
     assert percentile({}, 0.5) is None
+
+
+def test_late_data_for_an_interval_closed_empty_is_counted(cap: Capture) -> None:
+    """Every batch with calls in interval 0 held back until later intervals closed it (with
+    no data yet): they are aggregated all the same, within the retention."""
+    early = [b for b in cap.decoded
+             if len(b.events) and int(b.events["ts_ns"].min()) + b.mono_to_real_ns < cap.t0 + S]
+    rest = [b for b in cap.decoded if not any(b is e for e in early)]
+    assert early and rest
+    out: list[Point] = []
+    agg = Aggregator(out.extend, lateness_ns=0, clock_ns=lambda: cap.t0 + 3600 * S)
+    agg.add(rest)
+    assert not any(p.time_ns == cap.t0 for p in out)  # interval 0 closed with nothing in it
+    agg.add(early)
+    agg.flush()
+    assert agg.stats.late_events == 0
+    got = by_key(out, "xpu_calls")
+    assert got.keys() == cap.calls.keys()
+    for key, p in got.items():
+        assert p.fields["calls"] == cap.calls[key]["calls"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,15 @@ async def test_ingest_to_influxdb_exact(influx_server: InfluxServer, influx_db: 
     writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db))
     await writer.start()
     agg = Aggregator(lambda pts: writer.submit([p.line() for p in pts]))
+    seen: list[tuple[str, int]] = []  # (monitor, seq) in the order the aggregator got them
+    add = agg.add
+
+    def recording_add(batches: Iterable[abi.Batch]) -> None:
+        batches = list(batches)
+        seen.extend((b.monitor_id, b.seq) for b in batches)
+        add(batches)
+
+    agg.add = recording_add  # type: ignore[method-assign]
     enrolled = tmp_path / "enrolled"
     enrolled.mkdir()
     client_public, client_secret = zmq.curve_keypair()
@@ -115,6 +124,8 @@ async def test_ingest_to_influxdb_exact(influx_server: InfluxServer, influx_db: 
         await ingest.flushed()
         assert ingest.stats.duplicates == 5
         assert agg.stats.batches == len(cap.batches)
+        for mon in {m for m, _ in seen}:  # in the order sent: a free never overtakes its alloc
+            assert [q for m, q in seen if m == mon] == sorted(q for m, q in seen if m == mon)
     finally:
         sock.close(linger=0)
         await ingest.close()

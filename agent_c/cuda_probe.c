@@ -31,6 +31,8 @@ const struct probe_fn cuda_functions[] = {
 	FN(cudaEventSynchronize, false),
 	FN(cudaGraphLaunch, false),
 	FN(cudaGraphLaunch_ptsz, false),
+	FN(cudaSetDevice, false),
+	FN(cudaGetDevice, false),
 	FN(cuLaunchKernel, true),
 	FN(cuLaunchKernel_ptsz, false),
 	FN(cuMemAlloc_v2, true),

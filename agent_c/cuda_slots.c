@@ -60,8 +60,11 @@ __u64 cuda_slots_take_incomplete(struct cuda_slots *s, struct drain *d, __u64 no
 		__u32 depth = (__u32)slot->state;
 
 		for (__u32 f = 0; f < depth && f < CUDA_INFLIGHT_FRAMES; f++) {
-			struct cuda_event *e = drain_slot(d);
+			struct cuda_event *e;
 
+			if (slot->frames[f].h.func >> 8 == CUDA_ARGS_GET_DEVICE)
+				continue;	/* never an event */
+			e = drain_slot(d);
 			memcpy(e, &slot->frames[f], sizeof(*e));
 			e->h.flags |= XPU_EV_INCOMPLETE;
 			e->h.duration_ns = now_ns > e->h.ts_ns ? now_ns - e->h.ts_ns : 0;

@@ -39,9 +39,11 @@ __all__ = [
     "COMM_LEN",
     "CUDA_ARGS",
     "CUDA_EVENT_DTYPE",
+    "CUDA_EVERY_CALL",
     "CUDA_FIELD",
     "DROP_INFLIGHT",
     "DROP_RINGBUF",
+    "EV_DEVICE_ASSUMED",
     "EV_INCOMPLETE",
     "HEADER_DIR",
     "MACHINE_ID_LEN",
@@ -413,7 +415,7 @@ def _read(stream: BinaryIO, n: int) -> bytes:
 CUDA_FIELD: Mapping[str, str] = MappingProxyType({
     "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
     "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
-    "flags": "kind", "stream": "stream",
+    "flags": "kind", "stream": "stream", "device": "device",
 })  # fmt: skip
 _LAUNCH = ("func", "grid", "block", "shared_mem", "stream")
 _MEMCPY_ASYNC = ("dst", "src", "bytes", "kind", "stream")
@@ -435,17 +437,26 @@ CUDA_ARGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "EVENT_RECORD": ("event", "stream"),
     "EVENT": ("event",),
     "GRAPH_LAUNCH": ("graph_exec", "stream"),
+    "SET_DEVICE": (),
+    "GET_DEVICE": (),  # never an event: the probe keeps what it returns as the thread's device
 })  # fmt: skip
+
+#: Arguments every CUDA event has after its call's own: the device it ran on.
+CUDA_EVERY_CALL = ("device",)
 
 
 def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments, then the device it ran on (cudaSetDevice: the one asked for)."""
     out: dict[str, Any] = {}
     for name in CUDA_ARGS.get(cls, ()):
         if name in ("grid", "block"):
             out[name] = [e[f"{name}_x"], e[f"{name}_y"], e[f"{name}_z"]]
         else:
             out[name] = e[CUDA_FIELD[name]]
+    for name in CUDA_EVERY_CALL:
+        out[name] = e[CUDA_FIELD[name]]
     return out
+
 
 
 _ARGS = {"CUDA": _cuda_args}
@@ -480,6 +491,7 @@ BATCH_HDR_SIZE: int = _default.batch_dtype.itemsize
 BATCH_DTYPE: np.dtype[np.void] = _default.batch_dtype
 CUDA_EVENT_DTYPE: np.dtype[np.void] = _default.event_dtype("CUDA")
 EV_INCOMPLETE: int = _default.enum("xpu_event_flags", "XPU_")["EV_INCOMPLETE"]
+EV_DEVICE_ASSUMED: int = _default.enum("xpu_event_flags", "XPU_")["EV_DEVICE_ASSUMED"]
 BATCH_FINAL: int = _default.enum("xpu_batch_flags", "XPU_")["BATCH_FINAL"]
 DROP_RINGBUF: int = _default.enum("xpu_drop_slot", "XPU_")["DROP_RINGBUF"]
 DROP_INFLIGHT: int = _default.enum("xpu_drop_slot", "XPU_")["DROP_INFLIGHT"]

@@ -143,6 +143,13 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 	case CUDA_ARGS_STREAM:
 		e->stream = a1;
 		break;
+	case CUDA_ARGS_SET_DEVICE:
+		e->device = (__u32)a1;
+		e->h.flags = 0;
+		break;
+	case CUDA_ARGS_GET_DEVICE:
+		e->ptr2 = a1;	/* where the ordinal goes; read at return */
+		break;
 	}
 }
 
@@ -184,7 +191,12 @@ static __always_inline int cuda_enter(struct pt_regs *ctx, const __u32 func)
 	e = &s->frames[depth];
 	/* duration, ret and cpu are set at return; everything else here */
 	__builtin_memset(&e->stream, 0, sizeof(*e) - offsetof(struct cuda_event, stream));
-	e->h.flags = 0;
+	if (s->dev_tid == tid) {
+		e->device = s->dev;
+		e->h.flags = 0;
+	} else {
+		e->h.flags = XPU_EV_DEVICE_ASSUMED;
+	}
 	e->h.func = func;
 	e->h.pid = tgid;
 	e->h.tid = tid;
@@ -226,6 +238,8 @@ CUDA_ENTRY(cudaEventRecord_ptsz)
 CUDA_ENTRY(cudaEventSynchronize)
 CUDA_ENTRY(cudaGraphLaunch)
 CUDA_ENTRY(cudaGraphLaunch_ptsz)
+CUDA_ENTRY(cudaSetDevice)
+CUDA_ENTRY(cudaGetDevice)
 CUDA_ENTRY(cuLaunchKernel)
 CUDA_ENTRY(cuLaunchKernel_ptsz)
 CUDA_ENTRY(cuMemAlloc_v2)
@@ -290,6 +304,7 @@ int BPF_KRETPROBE(cuda_return)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), key = tid & slot_mask, depth, i, d = 0;
 	struct cuda_event *in = NULL;
 	struct cuda_inflight *s;
+	__u32 dev;
 
 	s = bpf_map_lookup_elem(&inflight, &key);
 	if (!s)
@@ -339,6 +354,20 @@ int BPF_KRETPROBE(cuda_return)
 		if (in->h.ret != 0 ||
 		    bpf_probe_read_user(&in->ptr, sizeof(in->ptr), (void *)where))
 			in->ptr = 0;
+		break;
+	case CUDA_ARGS_SET_DEVICE:
+		if (in->h.ret == 0) {
+			s->dev = in->device;
+			s->dev_tid = tid;
+		}
+		break;
+	case CUDA_ARGS_GET_DEVICE:
+		if (in->h.ret == 0 && !bpf_probe_read_user(&dev, sizeof(dev), (void *)in->ptr2)) {
+			s->dev = dev;
+			s->dev_tid = tid;
+		}
+		s->state = ((__u64)tid << 32) | d;
+		return 0;
 	}
 	emit(s, in, now);
 	/* Only now may another thread take the slot and reuse the frame. */

@@ -30,6 +30,8 @@ enum cuda_arg_class {
 	CUDA_ARGS_EVENT_RECORD = 13,	/* (event, stream) */
 	CUDA_ARGS_EVENT = 14,		/* (event) */
 	CUDA_ARGS_GRAPH_LAUNCH = 15,	/* (graphExec, stream) */
+	CUDA_ARGS_SET_DEVICE = 16,	/* cudaSetDevice(int device) */
+	CUDA_ARGS_GET_DEVICE = 17,	/* cudaGetDevice(int *device): never an event, see below */
 };
 
 enum cuda_fn {
@@ -57,6 +59,8 @@ enum cuda_fn {
 	CUDA_FN_cudaEventSynchronize = 0xe00,
 	CUDA_FN_cudaGraphLaunch = 0xf00,
 	CUDA_FN_cudaGraphLaunch_ptsz = 0xf01,
+	CUDA_FN_cudaSetDevice = 0x1000,
+	CUDA_FN_cudaGetDevice = 0x1100,
 	/*
 	 * driver API, libcuda; the _ptsz forms are what cuda.h (and libcudart,
 	 * through cuGetProcAddress) use under per-thread default streams
@@ -86,6 +90,10 @@ enum cuda_fn {
  *   kind   memcpy: cudaMemcpyKind; managed alloc: flags
  *   stream every call that takes a stream (launches, async copies, async
  *          alloc/free, event record, graph launch, stream sync)
+ *   device every call: the calling thread's current device (the ordinal last
+ *          set by a successful cudaSetDevice or returned by cudaGetDevice on
+ *          that thread; 0, CUDA's default, with XPU_EV_DEVICE_ASSUMED when
+ *          neither was seen); cudaSetDevice: the device asked for
  */
 struct cuda_event {
 	struct xpu_event_hdr h;
@@ -100,7 +108,7 @@ struct cuda_event {
 	__u32 block_y;
 	__u32 block_z;
 	__u32 kind;
-	__u32 reserved;
+	__u32 device;
 };
 
 /*
@@ -123,6 +131,13 @@ struct cuda_event {
  * agent when it takes what an idle thread left, through the map's mmap)
  * swaps in the next generation with count 0 first, so nothing is emitted
  * twice. The agent reads the frames at stop to report calls still in flight.
+ *
+ * dev is the current device of thread dev_tid, learnt from cudaSetDevice and
+ * cudaGetDevice (which PyTorch calls all the time, so a process traced from
+ * the middle of its run is known within a call or two; cudaGetDevice itself
+ * is not emitted). A thread that shares the slot and sets or queries its own
+ * device takes the field over; the other is then "assumed" until it does so
+ * again.
  */
 enum cuda_inflight_const {
 	CUDA_INFLIGHT_FRAMES = 4,
@@ -132,6 +147,8 @@ enum cuda_inflight_const {
 struct cuda_inflight {
 	__u64 state;
 	__u64 done;
+	__u32 dev_tid;
+	__u32 dev;
 	__u64 sp[4];
 	struct cuda_event frames[4];
 	struct cuda_event out[8];

@@ -36,6 +36,11 @@ enum xpu_monitor_type {
 enum xpu_event_flags {
 	/* The call had not returned when the agent stopped; duration_ns runs to the stop. */
 	XPU_EV_INCOMPLETE = 1,
+	/*
+	 * The thread's device was not seen chosen (cudaSetDevice) or queried
+	 * (cudaGetDevice) since tracing began: the device given is the default.
+	 */
+	XPU_EV_DEVICE_ASSUMED = 2,
 };
 
 /* xpu_batch_hdr.flags */

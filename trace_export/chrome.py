@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 from trace_export.events import EventChunk, args_of
-from trace_export.layouts import MemoryHeld, display_args, layout_for
+from trace_export.layouts import MemoryHeld, display_args, layout_for, queue_values
 from trace_export.stats import ExportStats, write_all
 
 __all__ = ["write_chrome_json"]
@@ -67,7 +67,8 @@ class _ChromeWriter:
         layout = layout_for(c.monitor_type)
         arg_names = {t: args_of(c.monitor_type, t) for t in c.names}
         cols = {a: v.tolist() for a, v in c.args.items()}
-        queue = cols.get(layout.queue_arg or "", [])
+        queues = queue_values(layout, c.args)
+        queue = queues.tolist() if queues is not None else []
         for i, (ts, dur, pid, tid, ret, flags, name, comm, machine) in enumerate(zip(
                 c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), c.ret.tolist(),
                 c.flags.tolist(), c.name.tolist(), c.comm.tolist(), c.machine.tolist(),

@@ -96,7 +96,7 @@ def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
     out: list[str] = []
     for a in abi.CUDA_ARGS.get(abi.arg_class(ids[event_type], "CUDA"), ()):
         out += [f"{a}_x", f"{a}_y", f"{a}_z"] if a in _DIM3 else [a]
-    return tuple(out)
+    return (*out, *abi.CUDA_EVERY_CALL)
 
 
 def _codes(values: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -9,7 +9,7 @@ do not change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -19,14 +19,15 @@ from backend import abi
 from trace_export.cuda_errors import error_name
 from trace_export.events import EventChunk
 
-__all__ = ["LAYOUTS", "Layout", "MemoryHeld", "display_args", "layout_for"]
+__all__ = ["DEVICE_SHIFT", "LAYOUTS", "Layout", "MemoryHeld", "display_args", "layout_for",
+           "queue_values"]
 
 
 @dataclass(frozen=True)
 class Layout:
     api: str  # shown in track names: "CUDA stream 0x...", "CUDA device memory"
     queue_arg: str | None  # the argument naming a call's queue ("stream")
-    queue_label: Callable[[int], str]
+    queue_label: Callable[[int], str]  # of a queue value (see queue_values)
     submits: Callable[[str], bool]  # the call enqueues work on its queue
     allocates: Callable[[str], bool]  # argument "ptr" gets "bytes" of device memory
     frees: Callable[[str], bool]  # argument "ptr" is given back
@@ -35,6 +36,23 @@ class Layout:
     pointers: frozenset[str] = frozenset()
     # arguments shown together as one string: name -> (argument columns, format)
     strings: tuple[tuple[str, tuple[str, ...], Callable[..., str]], ...] = ()
+    # the argument naming the device a call ran on, when queues are per device
+    device_arg: str | None = None
+
+
+DEVICE_SHIFT = 48  # a queue value: the device above this bit, the queue handle below
+
+
+def queue_values(layout: Layout, args: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Each call's queue as one integer: the queue argument, and the device in the top bits
+    where the monitor type has one (stream 0 of GPU 1 is not stream 0 of GPU 0)."""
+    if layout.queue_arg is None or layout.queue_arg not in args:
+        return None
+    q = args[layout.queue_arg].astype(np.uint64) & np.uint64((1 << DEVICE_SHIFT) - 1)
+    if layout.device_arg is not None and layout.device_arg in args:
+        dev = np.minimum(args[layout.device_arg].astype(np.uint64), np.uint64(0xFFFF))
+        q |= dev << np.uint64(DEVICE_SHIFT)
+    return q
 
 
 @cache
@@ -56,11 +74,12 @@ def _dim3(x: int, y: int, z: int) -> str:
 
 
 def _cuda_stream(v: int) -> str:
-    if v == 0:
-        return "CUDA stream 0 (legacy default)"
-    if v == 2:
-        return "CUDA stream per-thread default"
-    return f"CUDA stream {v:#x}"
+    gpu, stream = f"GPU {v >> DEVICE_SHIFT}", v & ((1 << DEVICE_SHIFT) - 1)
+    if stream == 0:
+        return f"{gpu} CUDA stream 0 (legacy default)"
+    if stream == 2:
+        return f"{gpu} CUDA stream per-thread default"
+    return f"{gpu} CUDA stream {stream:#x}"
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -78,6 +97,7 @@ LAYOUTS: dict[str, Layout] = {
             ("block", ("block_x", "block_y", "block_z"), _dim3),
             ("kind", ("kind",), lambda k: _MEMCPY_KIND.get(k, str(k))),
         ),
+        device_arg="device",
     ),
 }
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from trace_export.events import EventChunk, args_of
-from trace_export.layouts import Layout
+from trace_export.layouts import Layout, queue_values
 from trace_export.tracks import Tracks
 
 __all__ = ["Annotations", "Markers", "counter_markers", "queue_markers", "slice_markers"]
@@ -158,10 +158,11 @@ def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
     """An instant on its queue's sequence where each call enqueued work (at its end), ending
     the call's flow."""
     rows = np.flatnonzero(flows > 0)
-    if not len(rows) or layout.queue_arg is None or layout.queue_arg not in c.args:
+    queues = queue_values(layout, c.args)
+    if not len(rows) or queues is None:
         return Markers.empty()
     t0 = int(c.ts[0])
-    q = c.args[layout.queue_arg][rows]
+    q = queues[rows]
     # queue values are pointers: a dict on the few distinct (process, queue) pairs
     proc = _key(c.machine[rows], c.pid[rows], np.zeros(len(rows), np.int32))
     uq, uq_inv = np.unique(q, return_inverse=True)

@@ -81,7 +81,9 @@ def assert_exact(cap: Capture, ready: dict[str, Any], calls: list[cuda_expect.Ca
     assert set(ev["pid"].tolist()) == {ready["pid"]}
     assert (ev["ret"] == ret).all()
     assert (ev["duration_ns"] > 0).all()
-    assert (ev["flags"] == 0).all()
+    # no GPU: no thread ever had a device chosen or returned, so CUDA's default is assumed
+    assert (ev["flags"] == abi.EV_DEVICE_ASSUMED).all()
+    assert (ev["device"] == 0).all()
     comms = {bytes(c).rstrip(b"\0").decode() for c in ev["comm"]}
     assert comms == {comm[:15]}
     assert cap.stats["kernel_drops"] == cap.stats["inflight_drops"] == 0

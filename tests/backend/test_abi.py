@@ -267,12 +267,16 @@ def one_event(func: int, **fields: Any) -> np.ndarray:
         (0xE00, dict(ptr=7), dict(event=7)),
         (0xF00, dict(ptr=7, stream=3), dict(graph_exec=7, stream=3)),
         (0x001, dict(ptr=7, stream=3), {}),
+        (0x1000, dict(ptr=7, stream=3), {}),  # cudaSetDevice: the device asked for
         (0x7777, dict(ptr=7, stream=3), {}),
     ],
 )  # fmt: skip
 def test_event_records_args(func: int, fields: dict[str, int], args: dict[str, Any]) -> None:
-    (rec,) = abi.event_records(abi.decode_batch(batch_bytes(one_event(func, **fields))))
-    assert rec["args"] == args
+    """Each class's arguments in call order, then the device (every CUDA event has one)."""
+    ev = one_event(func, device=3, **fields)
+    (rec,) = abi.event_records(abi.decode_batch(batch_bytes(ev)))
+    assert rec["args"] == {**args, "device": 3}
+    assert list(rec["args"])[-1] == "device"
     assert rec["func"] == abi.function_name(func)
 
 
@@ -283,7 +287,7 @@ def test_event_records_header_fields() -> None:
     assert rec == {
         "ts_ns": 10**18 + 1000, "duration_ns": 7, "pid": 10, "tid": 11, "cpu": 3,
         "comm": "python3", "func": "cudaStreamSynchronize", "ret": -35, "incomplete": True,
-        "args": {"stream": 0},
+        "args": {"stream": 0, "device": 0},
     }  # fmt: skip
     json.dumps(rec)
 

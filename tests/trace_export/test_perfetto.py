@@ -67,29 +67,37 @@ def test_slices_nest_per_thread_with_arguments_and_return_names() -> None:
     args = {sl.name: sl.args for sl in s.slices}
     assert args["cudaLaunchKernel"] == {
         "func": 0xABC, "grid": "(4, 2, 1)", "block": "(128, 1, 1)", "shared_mem": 64,
-        "stream": 9, "ret": "cudaErrorInsufficientDriver (35)"}
+        "stream": 9, "device": 0, "ret": "cudaErrorInsufficientDriver (35)"}
     assert args["cuLaunchKernel"]["ret"] == "CUDA_ERROR_NO_DEVICE (100)"
     assert args["cudaMemcpy"] == {"dst": 0x10, "src": 0x20, "bytes": 4096,
-                                  "kind": "HostToDevice", "ret": "cudaSuccess (0)"}  # fmt: skip
+                                  "kind": "HostToDevice", "device": 0,
+                                  "ret": "cudaSuccess (0)"}  # fmt: skip
 
 
 def test_async_calls_flow_to_their_stream_row() -> None:
+    """A row per (device, stream): the same handle on two GPUs is two rows."""
     c = events([
-        {"func": LAUNCH, "ts_ns": 1000, "duration_ns": 100, "tid": 8, "stream": 0x55},
-        {"func": MEMCPY_ASYNC, "ts_ns": 2000, "duration_ns": 100, "tid": 8, "stream": 0x55},
+        {"func": LAUNCH, "ts_ns": 1000, "duration_ns": 100, "tid": 8, "stream": 0x55,
+         "device": 1},
+        {"func": MEMCPY_ASYNC, "ts_ns": 2000, "duration_ns": 100, "tid": 8, "stream": 0x55,
+         "device": 1},
         {"func": MEMCPY_ASYNC, "ts_ns": 3000, "duration_ns": 100, "tid": 8, "stream": 0},
         {"func": SYNC, "ts_ns": 4000, "duration_ns": 100, "tid": 8, "stream": 0x55},
+        {"func": LAUNCH, "ts_ns": 5000, "duration_ns": 100, "tid": 8, "stream": 0x55},
     ])  # fmt: skip
     s, _ = perfetto([c])
     rows = {s.tracks[i.track_uuid].name: [] for i in s.instants}
     for i in s.instants:
         rows[s.tracks[i.track_uuid].name].append((i.name, i.ts - T0))
-    assert rows == {"CUDA stream 0x55": [("cudaLaunchKernel", 1100), ("cudaMemcpyAsync", 2100)],
-                    "CUDA stream 0 (legacy default)": [("cudaMemcpyAsync", 3100)]}  # fmt: skip
-    assert len(s.flows) == 3  # the sync enqueues nothing
+    assert rows == {
+        "GPU 1 CUDA stream 0x55": [("cudaLaunchKernel", 1100), ("cudaMemcpyAsync", 2100)],
+        "GPU 0 CUDA stream 0 (legacy default)": [("cudaMemcpyAsync", 3100)],
+        "GPU 0 CUDA stream 0x55": [("cudaLaunchKernel", 5100)]}  # fmt: skip
+    assert len(s.flows) == 4  # the sync enqueues nothing
     for steps in s.flows.values():
         (start_track, start_ts), (end_track, end_ts) = steps
-        assert s.tracks[start_track].tid == 8 and s.tracks[end_track].name.startswith("CUDA stream")
+        assert s.tracks[start_track].tid == 8
+        assert " CUDA stream " in s.tracks[end_track].name
         assert end_ts > start_ts
 
 

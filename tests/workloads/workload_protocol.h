@@ -80,9 +80,13 @@ static void parse_args(struct workload *w, int argc, char **argv)
 	}
 }
 
-/* Each workload defines one round of calls; burst_call is optional (--burst). */
+/*
+ * Each workload defines one round of calls; burst_call is optional (--burst),
+ * and so is before_park (thread t's calls before it parks: before any tracer).
+ */
 static void one_round(int t, long i);
 static void (*burst_call)(void);
+static void (*before_park)(int t);
 
 /* Thread t: park until "go", then iters * (t + 1) rounds, or --burst calls. */
 static void *thread_main(void *p)
@@ -91,6 +95,8 @@ static void *thread_main(void *p)
 	long i, rounds = a->w->iters * (a->index + 1);
 
 	a->w->tids[a->index] = gettid();
+	if (before_park)
+		before_park(a->index);
 	pthread_barrier_wait(&a->w->parked);
 	pthread_barrier_wait(&a->w->go);
 	if (a->w->burst && burst_call) {

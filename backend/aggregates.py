@@ -14,16 +14,16 @@ than that is counted in ``stats.late_events`` and not aggregated.
 
 Schema (interval start as the point's time; ``docs`` in README's InfluxDB section):
 
-``xpu_calls``  tags machine, monitor_type, monitor_id, pid, function
+``xpu_calls``  tags machine, monitor_type, monitor_id, pid, device, function
                fields calls, errors, duration_sum_ns, duration_max_ns, bytes_copied,
                bytes_allocated (integers), duration_mean_ns, p50_ns, p95_ns, p99_ns
 ``xpu_latency_hist``  same tags; one integer field ``b<bucket>`` per non-empty bucket of
                the duration histogram (backend.histogram): percentiles of any set of
                intervals and series are exact merges of these
-``xpu_memory`` tags machine, monitor_type, monitor_id, pid
-               fields held_bytes (device memory held after the interval's last allocation
-               or free), held_max_bytes (the most held during the interval); written for
-               intervals where the process allocated or freed
+``xpu_memory`` tags machine, monitor_type, monitor_id, pid, device
+               fields held_bytes (memory the process holds on the device after the
+               interval's last allocation or free there), held_max_bytes (the most held
+               during the interval); written for intervals where it allocated or freed
 ``xpu_drops``  tags machine, monitor_type, monitor_id
                fields kernel, inflight, send, total: events the probe and agent lost, from
                the batch headers' running totals (difference from the last seen per agent
@@ -33,9 +33,12 @@ What counts: ``errors`` are calls that returned non-zero (incomplete calls, cut 
 stop, count as calls, never as errors); ``bytes_copied`` sums the size of successful
 memcpy-class calls; ``bytes_allocated`` the size of successful allocations (non-zero pointer
 returned); device memory held pairs each successful allocation with the free of its pointer
-per process (a free of a pointer never seen allocated changes nothing). Events are placed in
-the interval of their start time. There is no ``device`` tag: events carry no device
-ordinal yet (the ABI would have to); ``monitor_type`` tells GPU (CUDA) from NPU (ACL).
+per process, and counts it on the device it was allocated on (a free of a pointer never seen
+allocated changes nothing). Events are placed in the interval of their start time.
+``device`` is the ordinal of the device the calling thread had current (bpf/cuda.h: 0,
+CUDA's default, for a thread not seen choosing or asking for one since tracing began;
+cudaSetDevice: the device asked for), ``other`` for ordinals past 509, and absent for
+monitor types whose events name no device; ``monitor_type`` tells GPU (CUDA) from NPU (ACL).
 """
 
 from __future__ import annotations
@@ -52,12 +55,15 @@ from backend import abi
 from backend.histogram import bucket_of, percentile
 
 __all__ = [
+    "DEV_OTHER",
     "Aggregator",
     "AggregatorStats",
     "DropCounter",
     "MemoryLedger",
     "Point",
     "call_kinds",
+    "device_codes",
+    "device_tag",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,11 +76,13 @@ _KIND_CLASSES: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] 
              frozenset({"FREE", "FREE_ASYNC"})),
 }  # fmt: skip
 _NB = 2048  # histogram buckets below 2**63 (backend.histogram: at most 1887)
-_GROUP = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("func", "<i8"), ("calls", "<i8"),
-          ("errors", "<i8"), ("dsum", "<i8"), ("dmax", "<i8"), ("copied", "<i8"),
-          ("allocated", "<i8")]  # fmt: skip
-_HIST = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("func", "<i8"), ("bucket", "<i8"),
-         ("count", "<i8")]  # fmt: skip
+# dev: 0 when the events name no device, else the device ordinal + 1 (up to DEV_OTHER)
+_GROUP = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("dev", "<i8"), ("func", "<i8"),
+          ("calls", "<i8"), ("errors", "<i8"), ("dsum", "<i8"), ("dmax", "<i8"),
+          ("copied", "<i8"), ("allocated", "<i8")]  # fmt: skip
+_HIST = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("dev", "<i8"), ("func", "<i8"),
+         ("bucket", "<i8"), ("count", "<i8")]  # fmt: skip
+DEV_OTHER = 511  # dev code of ordinals past 509: 9 bits of the packed group key
 
 
 @dataclass(frozen=True)
@@ -132,27 +140,48 @@ def _function_name(func: int, monitor_type: str) -> str:
 
 
 class MemoryLedger:
-    """Device memory each process holds: live allocations {ptr: size} per key."""
+    """Device memory each process holds: live allocations {ptr: (size, device)} per key, and
+    the bytes held per (key, device). A free counts on the device its pointer came from."""
 
     def __init__(self) -> None:
-        self.live: dict[tuple[object, ...], dict[int, int]] = {}
-        self.held: dict[tuple[object, ...], int] = {}
+        self.live: dict[tuple[object, ...], dict[int, tuple[int, int]]] = {}
+        self.held: dict[tuple[tuple[object, ...], int], int] = {}
 
-    def apply(self, key: tuple[object, ...], alloc: bool, ptr: int, size: int) -> int | None:
-        """Applies a successful allocation (alloc) or a free; the bytes held after it, or
-        None when nothing changed (a free of an unknown pointer, a null pointer)."""
+    def apply(self, key: tuple[object, ...], alloc: bool, ptr: int, size: int,
+              device: int = 0) -> list[tuple[int, int]]:
+        """Applies a successful allocation (alloc) or a free; (device, bytes held on it
+        after) for each device whose total changed: none for a free of an unknown pointer,
+        a null pointer, or a pointer allocated again at the same size and device."""
+        if alloc and not ptr:
+            return []
         live = self.live.setdefault(key, {})
+        delta: dict[int, int] = {}
+        old = live.pop(ptr, None)
+        if old is not None:
+            delta[old[1]] = -old[0]
         if alloc:
-            if not ptr:
-                return None
-            delta = size - live.get(ptr, 0)
-            live[ptr] = size
-        else:
-            delta = -live.pop(ptr, 0)
-            if not delta:
-                return None
-        held = self.held[key] = self.held.get(key, 0) + delta
-        return held
+            live[ptr] = (size, device)
+            delta[device] = delta.get(device, 0) + size
+        out = []
+        for dev, d in delta.items():
+            if d:
+                held = self.held[(key, dev)] = self.held.get((key, dev), 0) + d
+                out.append((dev, held))
+        return out
+
+
+def device_tag(code: int) -> str | None:
+    """The device tag of a group's dev code (_GROUP): None for events that name no device."""
+    if code == 0:
+        return None
+    return "other" if code >= DEV_OTHER else str(code - 1)
+
+
+def device_codes(ev: np.ndarray) -> np.ndarray:
+    """Each event's dev code: its device ordinal + 1, at most DEV_OTHER; 0 without one."""
+    if "device" not in (ev.dtype.names or ()):
+        return np.zeros(len(ev), np.int64)
+    return np.minimum(ev["device"].astype(np.int64) + 1, DEV_OTHER)
 
 
 class DropCounter:
@@ -183,7 +212,7 @@ class _Interval:
     groups: list[np.ndarray] = field(default_factory=list)
     hist: list[np.ndarray] = field(default_factory=list)
     # (sid, pid) -> [held after the last change, most held]
-    memory: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    memory: dict[tuple[int, int, int], list[int]] = field(default_factory=dict)  # sid, pid, dev
     drops: dict[int, list[int]] = field(default_factory=dict)  # sid -> [kernel, inflight, send]
 
 
@@ -277,15 +306,16 @@ class Aggregator:
         n = len(ev)
         iv = ts // self.interval_ns
         pid = ev["pid"].astype(np.int64)
+        dev = device_codes(ev)
         func = ev["func"].astype(np.int64)
         iv0 = int(iv.min())
-        if int(iv.max()) - iv0 < 1 << 16:
-            key = ((iv - iv0) << 47) | (pid << 16) | func
+        if int(iv.max()) - iv0 < 1 << 16:  # pid < 2**22 (the kernel's pid_max limit)
+            key = ((iv - iv0) << 47) | (dev << 38) | (pid << 16) | func
             order = np.argsort(key, kind="stable")
             sk = key[order]
         else:  # a batch spanning days: rare, take the slower road
-            order = np.lexsort((func, pid, iv))
-            sk = np.stack([iv[order], pid[order], func[order]])
+            order = np.lexsort((func, dev, pid, iv))
+            sk = np.stack([iv[order], pid[order], dev[order], func[order]])
             sk = np.unique(sk, axis=1, return_inverse=True)[1].reshape(-1)
         starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
         calls = np.diff(np.r_[starts, n])
@@ -298,6 +328,7 @@ class Aggregator:
         g["sid"] = sid
         g["iv"] = iv[order][starts]
         g["pid"] = pid[order][starts]
+        g["dev"] = dev[order][starts]
         g["func"] = fo[starts]
         g["calls"] = calls
         g["errors"] = np.add.reduceat(((ret != 0) & ~incomplete).astype(np.int64), starts)
@@ -316,7 +347,7 @@ class Aggregator:
         hk, hc = np.unique(gidx * _NB + bucket_of(dur), return_counts=True)
         hg = hk // _NB
         h = np.empty(len(hk), dtype=_HIST)
-        for name in ("sid", "iv", "pid", "func"):
+        for name in ("sid", "iv", "pid", "dev", "func"):
             h[name] = g[name][hg]
         h["bucket"] = hk % _NB
         h["count"] = hc
@@ -343,22 +374,24 @@ class Aggregator:
         ok = (ev["ret"] == 0) & ((ev["flags"] & abi.EV_INCOMPLETE) == 0)
         rows = np.flatnonzero((alloc & ok) | free)
         rows = rows[np.argsort(ts[rows], kind="stable")]
+        dev = device_codes(ev)
         for i in rows.tolist():
             pid = int(ev["pid"][i])
-            held = self.memory.apply((sid, pid), bool(alloc[i]), int(ev["ptr"][i]),
-                                     int(ev["bytes"][i]))
-            if held is None:
+            changes = self.memory.apply((sid, pid), bool(alloc[i]), int(ev["ptr"][i]),
+                                        int(ev["bytes"][i]), int(dev[i]))
+            if not changes:
                 continue
             iv = int(ts[i]) // self.interval_ns
             slot = self._slot(iv)
             if slot is None:
                 continue  # the ledger has it; the point for that interval is gone
-            acc = slot.memory.get((sid, pid))
-            if acc is None:
-                slot.memory[(sid, pid)] = [held, held]
-            else:
-                acc[0] = held
-                acc[1] = max(acc[1], held)
+            for d, held in changes:
+                acc = slot.memory.get((sid, pid, d))
+                if acc is None:
+                    slot.memory[(sid, pid, d)] = [held, held]
+                else:
+                    acc[0] = held
+                    acc[1] = max(acc[1], held)
             touched.add(iv)
 
     # --- closing -------------------------------------------------------------------------
@@ -401,10 +434,11 @@ class Aggregator:
                 else np.zeros(0, dtype=np.int64)
             hbounds = np.r_[hstarts, len(h)]
             for j, row in enumerate(g.tolist()):
-                sid, _, pid, func, calls, errors, dsum, dmax, copied, allocated = row
+                sid, _, pid, dev, func, calls, errors, dsum, dmax, copied, allocated = row
                 machine, mtype, monitor = tags_of[sid]
-                tags = (("function", _function_name(func, mtype)), ("machine", machine),
-                        ("monitor_id", monitor), ("monitor_type", mtype), ("pid", str(pid)))
+                tags = (*_device(dev), ("function", _function_name(func, mtype)),
+                        ("machine", machine), ("monitor_id", monitor), ("monitor_type", mtype),
+                        ("pid", str(pid)))
                 hrows = h[hbounds[j]:hbounds[j + 1]]
                 counts = dict(zip(hrows["bucket"].tolist(), hrows["count"].tolist(),
                                   strict=True))
@@ -418,10 +452,11 @@ class Aggregator:
                 out.append(Point("xpu_calls", tags, fields, t))
                 out.append(Point("xpu_latency_hist", tags,
                                  {f"b{k}": v for k, v in sorted(counts.items())}, t))
-        for (sid, pid), (held, most) in sorted(slot.memory.items()):
+        for (sid, pid, dev), (held, most) in sorted(slot.memory.items()):
             machine, mtype, monitor = tags_of[sid]
-            out.append(Point("xpu_memory", (("machine", machine), ("monitor_id", monitor),
-                                            ("monitor_type", mtype), ("pid", str(pid))),
+            out.append(Point("xpu_memory", (*_device(dev), ("machine", machine),
+                                            ("monitor_id", monitor), ("monitor_type", mtype),
+                                            ("pid", str(pid))),
                              {"held_bytes": held, "held_max_bytes": most}, t))
         for sid, (k, i, s) in sorted(slot.drops.items()):
             machine, mtype, monitor = tags_of[sid]
@@ -431,9 +466,14 @@ class Aggregator:
         return out
 
 
+def _device(code: int) -> tuple[tuple[str, str], ...]:
+    tag = device_tag(code)
+    return () if tag is None else (("device", tag),)
+
+
 def _key(a: np.ndarray) -> np.ndarray:
-    """(sid, pid, func) of each row as one sortable record array."""
-    return a[["sid", "pid", "func"]]
+    """(sid, pid, dev, func) of each row as one sortable record array."""
+    return a[["sid", "pid", "dev", "func"]]
 
 
 def _by_interval(g: np.ndarray, h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -451,7 +491,7 @@ def _reduce_into(slot: _Interval) -> None:
 
 
 def _reduce_groups(g: np.ndarray) -> np.ndarray:
-    order = np.lexsort((g["func"], g["pid"], g["sid"]))
+    order = np.lexsort((g["func"], g["dev"], g["pid"], g["sid"]))
     g = g[order]
     k = _key(g)
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
@@ -465,9 +505,9 @@ def _reduce_groups(g: np.ndarray) -> np.ndarray:
 
 
 def _reduce_hist(h: np.ndarray) -> np.ndarray:
-    order = np.lexsort((h["bucket"], h["func"], h["pid"], h["sid"]))
+    order = np.lexsort((h["bucket"], h["func"], h["dev"], h["pid"], h["sid"]))
     h = h[order]
-    k = h[["sid", "pid", "func", "bucket"]]
+    k = h[["sid", "pid", "dev", "func", "bucket"]]
     starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
     if len(starts) == len(h):
         return h

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from psycopg import AsyncConnection
 
-from backend.aggregates import DropCounter, MemoryLedger, call_kinds
+from backend.aggregates import DEV_OTHER, DropCounter, MemoryLedger, call_kinds, device_tag
 from backend.histogram import BUCKET_SQL, EXPONENT_SQL
 from backend.influx import InfluxConfig, query, quote_literal
 from backend.metrics_summary import IntervalTotals, SummaryQuery
@@ -96,23 +96,22 @@ async def _pg_memory(conn: AsyncConnection[Any], q: SummaryQuery,
                          " OR event_type = ANY(%s))", *where])
     cur = await conn.execute(
         f"SELECT ts, machine_id, monitor_id, pid, event_type = ANY(%s),"
-        f" (event_data->>'ptr')::numeric, coalesce((event_data->>'bytes')::numeric, 0)"
+        f" (event_data->>'ptr')::numeric, coalesce((event_data->>'bytes')::numeric, 0),"
+        f" coalesce((event_data->>'device')::bigint + 1, 0)"
         f" FROM events WHERE {cond} ORDER BY ts, id".encode(),
         [kinds["alloc"], q.end_ns, kinds["alloc"], kinds["free"], *params])
     ledger = MemoryLedger()
     memory: Memory = defaultdict(list)
     step = q.interval_ns
-    for ts, machine, monitor, pid, alloc, ptr, size in await cur.fetchall():
+    for ts, machine, monitor, pid, alloc, ptr, size, dev in await cur.fetchall():
         key = (machine, str(monitor), str(pid))
-        held = ledger.apply(key, alloc, int(ptr), int(size))
-        if held is None:
-            continue
         t = ts // step * step
-        changes = memory[key]
-        if changes and changes[-1][0] == t:
-            changes[-1] = (t, held)
-        else:
-            changes.append((t, held))
+        for code, held in ledger.apply(key, alloc, int(ptr), int(size), min(dev, DEV_OTHER)):
+            changes = memory[(*key, device_tag(code) or "")]
+            if changes and changes[-1][0] == t:
+                changes[-1] = (t, held)
+            else:
+                changes.append((t, held))
     return dict(memory)
 
 
@@ -180,13 +179,13 @@ async def influx_totals(session: aiohttp.ClientSession, config: InfluxConfig,
             out[t].dropped = total
     mwhere = _influx_where(q, calls=False)
     memory: Memory = defaultdict(list)
-    by = "GROUP BY machine, monitor_id, pid"
+    by = "GROUP BY machine, monitor_id, pid, device"
     before = " AND ".join([f"time < {q.start_ns}", *mwhere])
     during = " AND ".join([*span, *mwhere])
     for stmt in (f"SELECT last(held_bytes) FROM xpu_memory WHERE {before} {by}",
                  f"SELECT held_bytes FROM xpu_memory WHERE {during} {by}"):
         for series in await query(session, config, stmt):
             tags = series["tags"]
-            key = (tags["machine"], tags["monitor_id"], tags["pid"])
+            key = (tags["machine"], tags["monitor_id"], tags["pid"], tags.get("device", ""))
             memory[key] += [(t, held) for t, held in series["values"]]
     return dict(out), {k: sorted(v) for k, v in memory.items()}

@@ -31,10 +31,11 @@ class Capture:
     t0: int  # wall clock of the first interval's start (a whole second)
     batches: list[bytes]
     decoded: list[abi.Batch]
-    # (interval, machine, monitor_id, pid, function) -> aggregate
-    calls: dict[tuple[int, str, str, int, str], dict[str, Any]] = field(default_factory=dict)
-    # (interval, machine, monitor_id, pid) -> (held after the last change, most held)
-    memory: dict[tuple[int, str, str, int], tuple[int, int]] = field(default_factory=dict)
+    # (interval, machine, monitor_id, pid, device, function) -> aggregate
+    calls: dict[tuple[int, str, str, int, int, str], dict[str, Any]] = \
+        field(default_factory=dict)
+    # (interval, machine, monitor_id, pid, device) -> (held after the last change, most held)
+    memory: dict[tuple[int, str, str, int, int], tuple[int, int]] = field(default_factory=dict)
     # (interval, machine, monitor_id) -> (kernel, inflight, send)
     drops: dict[tuple[int, str, str], tuple[int, int, int]] = field(default_factory=dict)
 
@@ -55,6 +56,7 @@ def make_capture(t0: int, per_batch: int = 500, seed: int = 7) -> Capture:
                                      np.exp(rng.uniform(3, 17, n)).astype(np.int64))
         ev["pid"] = rng.choice(pids, n)
         ev["tid"] = ev["pid"] + rng.integers(0, 3, n)
+        ev["device"] = ev["tid"] % 3  # each thread on its own device: frees cross devices
         ev["comm"] = b"python"
         func = rng.choice([LAUNCH, MEMCPY, MEMCPY_ASYNC, MALLOC, FREE, SYNC], n,
                           p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
@@ -97,9 +99,9 @@ def make_capture(t0: int, per_batch: int = 500, seed: int = 7) -> Capture:
 
 def reference(cap: Capture) -> None:
     """The expected aggregates, event by event (interval = start time // 1 s)."""
-    hist: dict[tuple[int, str, str, int, str], dict[int, int]] = defaultdict(dict)
-    live: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
-    held: dict[tuple[str, int], int] = defaultdict(int)
+    hist: dict[tuple[int, str, str, int, int, str], dict[int, int]] = defaultdict(dict)
+    live: dict[tuple[str, int], dict[int, tuple[int, int]]] = defaultdict(dict)  # (size, dev)
+    held: dict[tuple[str, int, int], int] = defaultdict(int)
     last_drops: dict[tuple[str, int], tuple[int, int, int]] = {}
     for b in cap.decoded:
         last_iv = None
@@ -107,7 +109,8 @@ def reference(cap: Capture) -> None:
         for _, e in rows:
             iv = e["ts_ns"] // S
             last_iv = iv if last_iv is None else max(last_iv, iv)
-            key = (iv, b.machine_id, b.monitor_id, e["pid"], e["func"])
+            dev = e["args"]["device"]
+            key = (iv, b.machine_id, b.monitor_id, e["pid"], dev, e["func"])
             a = cap.calls.setdefault(key, {"calls": 0, "errors": 0, "duration_sum_ns": 0,
                                            "duration_max_ns": 0, "bytes_copied": 0,
                                            "bytes_allocated": 0, "durations": []})
@@ -127,18 +130,19 @@ def reference(cap: Capture) -> None:
             h = hist[key]
             h[bucket] = h.get(bucket, 0) + 1
             pkey = (b.monitor_id, e["pid"])
-            change = False
+            on = None  # the device whose memory changed: a free's is its allocation's
             if ok and name == "cudaMalloc" and e["args"]["ptr"]:
-                live[pkey][e["args"]["ptr"]] = e["args"]["bytes"]
-                held[pkey] += e["args"]["bytes"]
-                change = True
+                live[pkey][e["args"]["ptr"]] = (e["args"]["bytes"], dev)
+                held[(*pkey, dev)] += e["args"]["bytes"]
+                on = dev
             elif name == "cudaFree" and e["args"]["ptr"] in live[pkey]:
-                held[pkey] -= live[pkey].pop(e["args"]["ptr"])
-                change = True
-            if change:
-                mkey = (iv, b.machine_id, b.monitor_id, e["pid"])
+                size, on = live[pkey].pop(e["args"]["ptr"])
+                held[(*pkey, on)] -= size
+            if on is not None:
+                mkey = (iv, b.machine_id, b.monitor_id, e["pid"], on)
                 prev = cap.memory.get(mkey)
-                cap.memory[mkey] = (held[pkey], max(held[pkey], prev[1] if prev else 0))
+                now = held[(*pkey, on)]
+                cap.memory[mkey] = (now, max(now, prev[1] if prev else 0))
         totals = (b.kernel_drops, b.inflight_drops, b.send_drops)
         prev = last_drops.get((b.monitor_id, b.agent_pid), (0, 0, 0))
         last_drops[(b.monitor_id, b.agent_pid)] = totals

@@ -30,9 +30,10 @@ def by_key(points: list[Point], measurement: str) -> dict[tuple[object, ...], Po
         t = dict(p.tags)
         if measurement in ("xpu_calls", "xpu_latency_hist"):
             key: tuple[object, ...] = (p.time_ns // S, t["machine"], t["monitor_id"],
-                                       int(t["pid"]), t["function"])
+                                       int(t["pid"]), int(t["device"]), t["function"])
         elif measurement == "xpu_memory":
-            key = (p.time_ns // S, t["machine"], t["monitor_id"], int(t["pid"]))
+            key = (p.time_ns // S, t["machine"], t["monitor_id"], int(t["pid"]),
+                   int(t["device"]))
         else:
             key = (p.time_ns // S, t["machine"], t["monitor_id"])
         key_last = key  # a re-written point replaces the earlier one, as in InfluxDB

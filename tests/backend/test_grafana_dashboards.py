@@ -24,9 +24,13 @@ from tests.backend.influx_fixtures import InfluxServer
 
 INTERVAL_S = 1  # the backend's aggregate interval (its default)
 DATASOURCE = {"type": "influxdb", "uid": "xputrace-influxdb"}
-EVERYTHING = {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL, "function": gq.ALL}
+EVERYTHING = {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL, "device": gq.ALL,
+              "function": gq.ALL}
 ONE_PROCESS = {"machine": gq.select("machine-a"), "monitor_type": gq.ALL,
-               "pid": gq.select("4101"), "function": gq.select("cudaMalloc", "cudaMemcpy")}
+               "pid": gq.select("4101"), "device": gq.ALL,
+               "function": gq.select("cudaMalloc", "cudaMemcpy")}
+TWO_DEVICES = {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL,
+               "device": gq.select("0", "2"), "function": gq.ALL}
 Got = dict[tuple[Any, ...], Any]
 
 
@@ -165,9 +169,9 @@ def selected(sel: Mapping[str, str], **tags: object) -> bool:
 
 def reference_calls(ld: Loaded, sel: Mapping[str, str]) -> list[tuple[int, str, Any]]:
     """(interval, function, aggregate) of the reference's selected call aggregates."""
-    return [(iv, func, a) for (iv, machine, mon, pid, func), a in ld.cap.calls.items()
+    return [(iv, func, a) for (iv, machine, mon, pid, dev, func), a in ld.cap.calls.items()
             if selected(sel, machine=machine, monitor_type=ld.monitor_type[mon], pid=pid,
-                        function=func)]
+                        device=dev, function=func)]
 
 
 def check_call_rate(field: str) -> Callable[[Loaded, list[Any], int, Mapping[str, str]], None]:
@@ -208,20 +212,20 @@ def check_bytes(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) -
 
 
 def check_memory(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) -> None:
-    history: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    for (iv, m, mon, p), (held, _) in sorted(ld.cap.memory.items()):
-        if selected(sel, machine=m, monitor_type=ld.monitor_type[mon], pid=p):
-            history[(m, str(p))].append((iv, held))
-    got = rows(series)
-    assert {(m, p) for _, m, p, _ in got} == history.keys()
+    history: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+    for (iv, m, mon, p, dev), (held, _) in sorted(ld.cap.memory.items()):
+        if selected(sel, machine=m, monitor_type=ld.monitor_type[mon], pid=p, device=dev):
+            history[(str(dev), m, str(p))].append((iv, held))
+    got = rows(series)  # tags sorted by name: device, machine, pid
+    assert {(d, m, p) for _, d, m, p, _ in got} == history.keys()
     first_bucket = ld.start_ms // 1000 // k * k
     last_bucket = ld.end_ms // 1000 // k * k
-    for (machine, pid), changes in history.items():
+    for (dev, machine, pid), changes in history.items():
         for b in range(first_bucket, last_bucket + 1, k):
             # held at the end of the bucket; fill(previous) carries it on
             before = [held for iv, held in changes if iv < b + k]
             want = before[-1] if before else None
-            assert got.get((b, machine, pid, "held")) == want, (machine, pid, b)
+            assert got.get((b, dev, machine, pid, "held")) == want, (dev, machine, pid, b)
 
 
 def check_drops(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) -> None:
@@ -249,15 +253,16 @@ PANEL_CHECKS = {
     "Latency p50 / p95 / p99 / max, per function": check_latency,
     "Errors per second, per function": check_call_rate("errors"),
     "Bytes copied and allocated per second": check_bytes,
-    "Device memory held, per process": check_memory,
+    "Device memory held, per process and device": check_memory,
     "Events dropped per second": check_drops,
     "Ingest writer health (lines lost)": check_writer,
 }
 
 
 @pytest.mark.parametrize(("interval_s", "selection"),
-                         [(INTERVAL_S, EVERYTHING), (3, EVERYTHING), (INTERVAL_S, ONE_PROCESS)],
-                         ids=["all", "all-3s-buckets", "one-process"])
+                         [(INTERVAL_S, EVERYTHING), (3, EVERYTHING), (INTERVAL_S, ONE_PROCESS),
+                          (INTERVAL_S, TWO_DEVICES)],
+                         ids=["all", "all-3s-buckets", "one-process", "two-devices"])
 async def test_panel_queries(loaded: Loaded, interval_s: int,
                              selection: Mapping[str, str]) -> None:
     """Every panel's query, rendered as Grafana would, against the capture: per bucket, the
@@ -275,20 +280,23 @@ async def test_variable_queries(loaded: Loaded) -> None:
     """The template variables list what the capture has, narrowed by the variables before."""
     calls = loaded.cap.calls
     cases = [
-        ("machine", {}, {m for _, m, _, _, _ in calls}),
+        ("machine", {}, {m for _, m, *_ in calls}),
         ("monitor_type", {"machine": gq.ALL}, {"CUDA"}),
         ("monitor_type", {"machine": gq.select("machine-b")}, {"CUDA"}),
-        ("pid", {"machine": gq.ALL, "monitor_type": gq.ALL}, {str(p) for *_, p, _ in calls}),
+        ("pid", {"machine": gq.ALL, "monitor_type": gq.ALL}, {str(k[3]) for k in calls}),
         ("pid", {"machine": gq.select("machine-a"), "monitor_type": gq.ALL}, {"4101", "4102"}),
-        ("function", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL},
-         {f for *_, f in calls}),
-        ("function", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("5201")},
-         {f for *_, p, f in calls if p == 5201}),
+        ("device", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL}, {"0", "1", "2"}),
+        ("device", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("4102")},
+         {str(k[4]) for k in calls if k[3] == 4102}),
+        ("function", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL,
+                      "device": gq.ALL}, {f for *_, f in calls}),
+        ("function", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("5201"),
+                      "device": gq.ALL}, {k[5] for k in calls if k[3] == 5201}),
     ]
     assert {"machine-a", "machine-b"} == cases[0][2] and len(cases[-1][2]) == 6
     for d in gq.dashboards().values():
         variables = gq.variables(d)
-        assert set(variables) == {"machine", "monitor_type", "pid", "function"}
+        assert set(variables) == {"machine", "monitor_type", "pid", "device", "function"}
         for name, sel, want in cases:
             series = loaded.query(variables[name]["query"], INTERVAL_S, sel)
             assert {v for s in series for _, v in s["values"]} == want, (name, sel)

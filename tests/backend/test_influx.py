@@ -41,9 +41,10 @@ def stored(server: InfluxServer, db: str,
             fields = {k: v for k, v in rec.items() if v is not None}
             if measurement == "xpu_calls" or measurement == "xpu_latency_hist":
                 key: tuple[Any, ...] = (t // S, tags["machine"], tags["monitor_id"],
-                                        int(tags["pid"]), tags["function"])
+                                        int(tags["pid"]), int(tags["device"]), tags["function"])
             elif measurement == "xpu_memory":
-                key = (t // S, tags["machine"], tags["monitor_id"], int(tags["pid"]))
+                key = (t // S, tags["machine"], tags["monitor_id"], int(tags["pid"]),
+                       int(tags["device"]))
             else:
                 key = (t // S, tags["machine"], tags["monitor_id"])
             assert key not in out

@@ -7,7 +7,7 @@ BUILD  ?= build
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all deps venv build test test-fast bench run clean lint
+.PHONY: all deps venv build test test-fast bench run clean lint trace-processor
 
 all: build
 
@@ -31,8 +31,13 @@ build: venv
 	      -DXPU_CUDA12_CRT_INCLUDE=$(abspath $(dir $(CUDART12))../../cuda_nvcc/include)
 	cmake --build $(BUILD) -j$$(nproc)
 
-test: build lint
-	XPUTRACE_BUILD_DIR=$(abspath $(BUILD)) $(PY) -m pytest -ra $(PYTEST_ARGS)
+# Perfetto's trace processor (WebAssembly, run by Node) for the trace cross-checks.
+trace-processor:
+	./scripts/fetch-trace-processor $(BUILD)/trace_processor
+
+test: build lint trace-processor
+	XPUTRACE_BUILD_DIR=$(abspath $(BUILD)) XPUTRACE_REQUIRE_TRACE_PROCESSOR=1 \
+	XPUTRACE_TRACE_PROCESSOR_WASM=$(abspath $(BUILD))/trace_processor $(PY) -m pytest -ra $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check backend manager trace_export tests bench

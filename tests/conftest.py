@@ -89,3 +89,19 @@ def cudart12() -> Path:
     path = Path(next(iter(m.__path__))) / "lib" / "libcudart.so.12"
     assert path.exists(), path
     return path
+
+
+@pytest.fixture(scope="session")
+def trace_processor() -> Path:
+    """The WebAssembly trace processor's folder (trace_export.trace_processor). Missing, the
+    test is skipped, unless XPUTRACE_REQUIRE_TRACE_PROCESSOR=1 (make test), where it fails."""
+    from trace_export import trace_processor as tp
+
+    folder = tp.assets()
+    if folder is None:
+        why = (f"no trace processor (node, and {tp.ASSETS_ENV} or build/trace_processor from "
+               "scripts/fetch-trace-processor)")
+        if os.environ.get(tp.REQUIRE_ENV) == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return folder

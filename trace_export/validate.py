@@ -94,6 +94,7 @@ class _Clock:
     snapshot_ns: int  # this clock's value at the snapshot
     reference_ns: int  # the reference clock's value at the same snapshot
     last_ns: int  # for an incremental clock, what the next delta is added to
+    reference: int = 0  # the reference clock's id
 
     def to_absolute(self, value: int) -> int:
         ns = value * self.multiplier
@@ -208,6 +209,8 @@ class _Checker:
     def __init__(self) -> None:
         self.sequences: dict[int, _Sequence] = {}
         self.clocks: dict[int, _Clock] = {}  # global clock ids
+        self.trace_clock: int | None = None  # the first snapshot's primary_trace_clock
+        self.linked: set[int] = set()  # clocks a snapshot ties to the trace clock
         self.tracks: dict[int, Track] = {}
         self.stacks: dict[int, list[_Open]] = {}
         self.last_ts: dict[int, int] = {}
@@ -261,6 +264,10 @@ class _Checker:
 
     def clock_snapshot(self, snap: Any, seq: _Sequence, where: str) -> None:
         values = {c.clock_id: c.timestamp * (c.unit_multiplier_ns or 1) for c in snap.clocks}
+        if self.trace_clock is None:
+            self.trace_clock = snap.primary_trace_clock or _BOOTTIME
+        if self.trace_clock in values:
+            self.linked |= {c.clock_id for c in snap.clocks if not c.is_incremental}
         reference = snap.primary_trace_clock or _BOOTTIME
         if reference not in values:
             absolute = [c.clock_id for c in snap.clocks if not c.is_incremental]
@@ -271,18 +278,24 @@ class _Checker:
             clocks = seq.clocks if c.clock_id in _SEQ_CLOCKS else self.clocks
             clocks[c.clock_id] = _Clock(c.is_incremental, c.unit_multiplier_ns or 1,
                                         values[c.clock_id], values[reference],
-                                        values[c.clock_id])  # fmt: skip
+                                        values[c.clock_id], reference)  # fmt: skip
 
     def timestamp(self, p: Any, seq: _Sequence, where: str) -> int:
         clock_id = p.timestamp_clock_id if p.HasField("timestamp_clock_id") else seq.default_clock
         clock_id = clock_id or _BOOTTIME
         clocks = seq.clocks if clock_id in _SEQ_CLOCKS else self.clocks
-        if clock_id not in clocks:
-            if clock_id > pb.BUILTIN_CLOCK_MAX_ID:
-                raise TraceInvalid(f"{where}: clock {clock_id} used before a clock snapshot "
-                                   f"defines it on sequence {seq.id}")  # fmt: skip
-            return int(p.timestamp)
-        return clocks[clock_id].to_absolute(p.timestamp)
+        clock = clocks.get(clock_id)
+        if clock is None and clock_id > pb.BUILTIN_CLOCK_MAX_ID:
+            raise TraceInvalid(f"{where}: clock {clock_id} used before a clock snapshot "
+                               f"defines it on sequence {seq.id}")  # fmt: skip
+        # trace processor converts every timestamp to the trace clock, and drops events
+        # whose clock no snapshot ties to it
+        domain = clock.reference if clock is not None else clock_id
+        trace_clock = self.trace_clock or _BOOTTIME
+        if domain != trace_clock and domain not in self.linked:
+            raise TraceInvalid(f"{where}: clock {domain} is not tied to the trace clock "
+                               f"{trace_clock} by any clock snapshot")  # fmt: skip
+        return int(p.timestamp) if clock is None else clock.to_absolute(p.timestamp)
 
     def track_descriptor(self, d: Any, where: str) -> None:
         if not d.uuid:

@@ -15,6 +15,7 @@ from backend.typedefs import INGEST
 from tests.agent.procs import JsonLineProc
 from tests.e2e.conftest import Platform, eventually
 from tests.workloads import cuda_expect
+from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
 from trace_export.validate import validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
@@ -67,7 +68,8 @@ async def generate(p: Platform, filter: str, fmt: str) -> tuple[dict[str, Any], 
     return job, await r.read()
 
 
-async def test_trace_of_a_monitor(platform: Platform, build_dir: Path) -> None:
+async def test_trace_of_a_monitor(platform: Platform, build_dir: Path, tmp_path: Path,
+                                  trace_processor: Path) -> None:
     p = platform
     threads, iters = 2, 3
     mon = await traced_monitor(p, build_dir, threads, iters)
@@ -94,6 +96,12 @@ async def test_trace_of_a_monitor(platform: Platform, build_dir: Path) -> None:
     assert len(enqueuing) and len(s.flows) == len(enqueuing)
     ends = Counter(s.tracks[steps[-1][0]].name for steps in s.flows.values())
     assert ends == Counter(cuda.queue_label(e["event_data"]["stream"]) for e in enqueuing)
+
+    path = tmp_path / "monitor.pftrace"  # as the Perfetto UI will read it
+    path.write_bytes(data)
+    got_tp = tp.counts(path, trace_processor)
+    assert (got_tp.slices, got_tp.instants, got_tp.flows) == \
+        (len(s.slices) + len(s.instants), len(s.instants), len(s.flows))
 
     _, chrome = await generate(p, flt, "chrome")
     assert len(validate_chrome_json(chrome).slices) == len(s.slices)

@@ -13,6 +13,7 @@ import pytest
 from tests.agent.test_cuda_capture import trace_workload
 from tests.workloads import cuda_expect
 from trace_export import from_batches, write_chrome_json, write_perfetto
+from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
 from trace_export.validate import validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
@@ -20,7 +21,8 @@ from trace_export.validate_chrome import validate_chrome_json
 pytestmark = pytest.mark.bpf
 
 
-def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path) -> None:
+def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path,
+                                        trace_processor: Path) -> None:
     threads, iters = 3, 4
     argv = [str(build_dir / "tests/workloads/cuda_calls"), "--threads", str(threads),
             "--iters", str(iters)]  # fmt: skip
@@ -65,3 +67,12 @@ def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path) -> Non
     chrome = io.BytesIO()
     write_chrome_json(chunks, chrome)
     assert len(validate_chrome_json(chrome.getvalue()).slices) == len(s.slices)
+
+    # Perfetto's own importer reads the same: every call on a thread track, every stream
+    # instant, every flow, and the counter values
+    path = tmp_path / "capture.pftrace"
+    path.write_bytes(out.getvalue())
+    got_tp = tp.counts(path, trace_processor)
+    assert got_tp == tp.TraceCounts(
+        slices=len(s.slices) + len(s.instants), instants=len(s.instants), flows=len(s.flows),
+        counter_values=stats.counter_points, thread_tracks=len(ready["tids"]))

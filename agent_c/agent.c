@@ -20,40 +20,20 @@
 #include "cuda.h"
 #include "cuda.skel.h"
 #include "cuda_probe.h"
+#include "agent_env.h"
 #include "cuda_slots.h"
 #include "drain_helpers.h"
 #include "exit_codes.h"
 #include "proc_helpers.h"
 #include "release_helpers.h"
 #include "sink_helpers.h"
+#include "syscall_monitor.h"
 #include "uprobe_multi_helpers.h"
 
 #define MAX_LIBS 16
 #define MAX_LINKS (2 * MAX_LIBS * 64)	/* two per function per library at most */
 
-static struct env {
-	const char *monitor_id;
-	const char *monitor_type;
-	const char *machine_id;
-	pid_t target_pid;
-	const char *target_library;
-	const char *target_comm;
-	const char *endpoint;
-	const char *output;
-	const char *curve_keyfile;
-	const char *proc_root;
-	long ringbuf_kb;
-	long max_threads;
-	long wakeup_kb;
-	long batch_events;
-	long flush_ms;
-	long poll_ms;
-	long send_hwm;
-	long linger_ms;
-	long resend_ms;
-	const char *attach_mode;
-	bool verbose;
-} env = {
+static struct agent_env env = {
 	.attach_mode = "auto",
 	.machine_id = "",
 	.proc_root = "/proc",
@@ -72,24 +52,28 @@ enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
-	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS,
+	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
 static const char argp_doc[] =
-	"xputrace-agent: trace CUDA runtime and driver calls with eBPF uprobes.\n"
+	"xputrace-agent: trace CUDA runtime and driver calls with eBPF uprobes (CUDA),\n"
+	"or a process's system calls through the raw syscall tracepoints (SYSCALL).\n"
 	"\n"
 	"Exit codes: 0 ok, 1 failed while running, 2 INVALID_CONFIG, 3 TARGET_NOT_FOUND,\n"
 	"4 PERMISSION_DENIED, 5 AGENT_START_FAILED.";
 
 static const struct argp_option opts[] = {
 	{ "monitor-id", OPT_MONITOR_ID, "ID", 0, "Monitor id (letters, digits, . _ -; up to 39)" },
-	{ "monitor-type", OPT_MONITOR_TYPE, "TYPE", 0, "Monitor type: CUDA" },
+	{ "monitor-type", OPT_MONITOR_TYPE, "TYPE", 0, "Monitor type: CUDA or SYSCALL" },
 	{ "machine-id", OPT_MACHINE_ID, "ID", 0, "Machine id carried in every batch" },
 	{ "target-pid", OPT_TARGET_PID, "PID", 0, "Trace every CUDA library mapped in PID" },
 	{ "target-library", OPT_TARGET_LIBRARY, "PATH", 0,
 	  "Trace this library in every process, now and later" },
-	{ "target-comm", OPT_TARGET_COMM, "COMM", 0, "Only tasks with this name (library mode)" },
+	{ "target-comm", OPT_TARGET_COMM, "COMM", 0,
+	  "Only tasks with this name (CUDA: library mode)" },
+	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
+	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
 	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
 	{ "output", OPT_OUTPUT, "FILE", 0, "Write batches to a capture file instead" },
 	{ "curve-keyfile", OPT_CURVE_KEYFILE, "FILE", 0,
@@ -203,6 +187,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 	case OPT_SEND_HWM: env.send_hwm = parse_long("send-hwm", arg, 1, 1 << 20, st); break;
 	case OPT_LINGER_MS: env.linger_ms = parse_long("linger-ms", arg, 0, 600000, st); break;
 	case OPT_RESEND_MS: env.resend_ms = parse_long("resend-ms", arg, 10, 600000, st); break;
+	case OPT_SYSCALLS: env.syscalls = arg; break;
 	case 'v': env.verbose = true; break;
 	case ARGP_KEY_ARG:
 		argp_error(st, "unexpected argument '%s'", arg);
@@ -212,17 +197,30 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			argp_error(st, "missing --monitor-id");
 		if (!env.monitor_type)
 			argp_error(st, "missing --monitor-type");
-		if (strcmp(env.monitor_type, "CUDA"))
-			argp_error(st, "invalid --monitor-type '%s': this agent traces CUDA",
+		if (strcmp(env.monitor_type, "CUDA") && strcmp(env.monitor_type, "SYSCALL"))
+			argp_error(st, "invalid --monitor-type '%s': CUDA or SYSCALL",
 				   env.monitor_type);
-		if (!env.target_pid && !env.target_library)
-			argp_error(st, "missing --target-pid or --target-library");
+		if (!strcmp(env.monitor_type, "SYSCALL")) {
+			char why[128];
+
+			if (env.target_library)
+				argp_error(st, "--target-library is for CUDA monitors");
+			if (!env.target_pid && !env.target_comm)
+				argp_error(st, "missing --target-pid or --target-comm");
+			if (syscall_allow_list(env.syscalls, NULL, why, sizeof(why)) < 0)
+				argp_error(st, "invalid --syscalls: %s", why);
+		} else {
+			if (env.syscalls)
+				argp_error(st, "--syscalls is for SYSCALL monitors");
+			if (!env.target_pid && !env.target_library)
+				argp_error(st, "missing --target-pid or --target-library");
+			if (env.target_comm && !env.target_library)
+				argp_error(st, "--target-comm needs --target-library");
+		}
 		if (!!env.endpoint == !!env.output)
 			argp_error(st, "give exactly one of --backend-zmq-endpoint and --output");
 		if (env.curve_keyfile && !env.endpoint)
 			argp_error(st, "--curve-keyfile needs --backend-zmq-endpoint");
-		if (env.target_comm && !env.target_library)
-			argp_error(st, "--target-comm needs --target-library");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
@@ -436,26 +434,6 @@ static void print_ready(struct mapped_lib *libs, int nlibs, int probes)
 	fflush(stdout);
 }
 
-static void print_stats(struct agent *a)
-{
-	struct batcher *b = &a->drain.batch;
-	__u64 kernel, inflight, send_drops = b->send_drops + a->unacknowledged;
-	struct sink_counts c;
-
-	drain_drop_totals(&a->drain, &kernel, &inflight);
-	sink_counts(a->sink, &c);
-	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
-	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"resent_batches\": %llu, "
-	       "\"incomplete\": %llu, \"taken_from_threads\": %llu}}\n",
-	       c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
-	       c.resent_batches, a->incomplete, a->taken);
-	fflush(stdout);
-	fprintf(stderr, "xputrace-agent: stopped: %llu events delivered in %llu batches, drops: "
-		"%llu ring buffer, %llu in-flight map, %llu send; %llu incomplete\n",
-		c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
-		a->incomplete);
-}
-
 int main(int argc, char **argv)
 {
 	static const struct argp argp = { .options = opts, .parser = parse_arg, .doc = argp_doc };
@@ -473,6 +451,8 @@ int main(int argc, char **argv)
 	signal(SIGINT, sig_handler);
 	signal(SIGTERM, sig_handler);
 	signal(SIGPIPE, SIG_IGN);
+	if (!strcmp(env.monitor_type, "SYSCALL"))
+		return syscall_main(&env, &exiting);
 
 	nlibs = find_libraries(libs, err, sizeof(err));
 	if (nlibs < 0)
@@ -584,6 +564,7 @@ int main(int argc, char **argv)
 			 */
 			a.taken += cuda_slots_take_done(&a.slots, &a.drain,
 							now - (__u64)env.flush_ms * 500000);
+			a.drain.missed_entries = prog_recursion_misses(a.skel->obj, "enter_");
 			drain_flush(&a.drain, 0);
 			last_flush = now_ns(CLOCK_MONOTONIC);
 			if (env.target_pid && !proc_alive(env.proc_root, env.target_pid)) {
@@ -603,10 +584,11 @@ int main(int argc, char **argv)
 	drain_consume(&a.drain);
 	cuda_slots_take_done(&a.slots, &a.drain, ~0ULL);
 	a.incomplete = cuda_slots_take_incomplete(&a.slots, &a.drain, now_ns(CLOCK_MONOTONIC));
+	a.drain.missed_entries = prog_recursion_misses(a.skel->obj, "enter_");
 	if (drain_flush(&a.drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
 		ret = AGENT_RUNTIME_ERROR;
 	a.unacknowledged = sink_finish(a.sink);
-	print_stats(&a);
+	drain_print_stats(&a.drain, a.sink, a.unacknowledged, a.incomplete, a.taken);
 
 cleanup:
 	detach_all(&a);

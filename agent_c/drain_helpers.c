@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
 #include <string.h>
+#include <stdio.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "drain_helpers.h"
@@ -11,13 +12,32 @@ void drain_drop_totals(struct drain *d, __u64 *kernel, __u64 *inflight)
 	__u64 vals[ncpu > 0 ? ncpu : 1];
 	__u32 slot;
 
-	*kernel = *inflight = 0;
+	*kernel = 0;
+	*inflight = d->missed_entries;
 	for (slot = 0; slot < XPU_DROP_SLOTS; slot++) {
 		if (ncpu <= 0 || bpf_map_lookup_elem(d->drops_fd, &slot, vals))
 			continue;
 		for (c = 0; c < ncpu; c++)
 			*(slot == XPU_DROP_RINGBUF ? kernel : inflight) += vals[c];
 	}
+}
+
+__u64 prog_recursion_misses(struct bpf_object *obj, const char *prefix)
+{
+	struct bpf_program *prog;
+	__u64 misses = 0;
+
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+
+		if (strncmp(bpf_program__name(prog), prefix, strlen(prefix)) ||
+		    bpf_program__fd(prog) < 0 ||
+		    bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
+			continue;
+		misses += info.recursion_misses;
+	}
+	return misses;
 }
 
 int drain_flush(struct drain *d, __u32 flags)
@@ -92,4 +112,24 @@ void drain_free(struct drain *d)
 	ring_buffer__free(d->rb);
 	d->rb = NULL;
 	batcher_free(&d->batch);
+}
+
+void drain_print_stats(struct drain *d, struct sink *sink, __u64 unacknowledged,
+		       __u64 incomplete, __u64 taken)
+{
+	struct batcher *b = &d->batch;
+	__u64 kernel, inflight, send_drops = b->send_drops + unacknowledged;
+	struct sink_counts c;
+
+	drain_drop_totals(d, &kernel, &inflight);
+	sink_counts(sink, &c);
+	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
+	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"resent_batches\": %llu, "
+	       "\"incomplete\": %llu, \"taken_from_threads\": %llu}}\n",
+	       c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
+	       c.resent_batches, incomplete, taken);
+	fflush(stdout);
+	fprintf(stderr, "xputrace-agent: stopped: %llu events delivered in %llu batches, drops: "
+		"%llu ring buffer, %llu in-flight map, %llu send; %llu incomplete\n",
+		c.delivered_events, c.delivered_batches, kernel, inflight, send_drops, incomplete);
 }

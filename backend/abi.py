@@ -459,7 +459,12 @@ def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
 
 
 
-_ARGS = {"CUDA": _cuda_args}
+def _syscall_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
+    """The first three arguments, raw (a SYSCALL event's function id is its number)."""
+    return {"arg0": e["arg0"], "arg1": e["arg1"], "arg2": e["arg2"]}
+
+
+_ARGS = {"CUDA": _cuda_args, "SYSCALL": _syscall_args}
 
 _default = Abi()
 MONITOR_TYPES: Mapping[str, int] = _default.monitor_types

@@ -132,13 +132,13 @@ class Agent(JsonLineProc):
     """xputrace-agent writing a capture file (out), or sending where args say."""
 
     def __init__(self, build: Path, out: Path | None, *args: str,
-                 monitor_id: str = "test") -> None:
+                 monitor_id: str = "test", monitor_type: str = "CUDA") -> None:
         self.out = out
         super().__init__(
             [
                 str(build / "xputrace-agent"),
                 "--monitor-id", monitor_id,
-                "--monitor-type", "CUDA",
+                "--monitor-type", monitor_type,
                 "--machine-id", "testmachine",
                 *(["--output", str(out)] if out else []),
                 *args,

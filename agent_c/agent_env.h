@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The agent's options, as parsed from its command line (agent.c). */
+#ifndef XPU_AGENT_ENV_H
+#define XPU_AGENT_ENV_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct agent_env {
+	const char *monitor_id;
+	const char *monitor_type;
+	const char *machine_id;
+	pid_t target_pid;
+	const char *target_library;
+	const char *target_comm;
+	const char *endpoint;
+	const char *output;
+	const char *curve_keyfile;
+	const char *proc_root;
+	long ringbuf_kb;
+	long max_threads;
+	long wakeup_kb;
+	long batch_events;
+	long flush_ms;
+	long poll_ms;
+	long send_hwm;
+	long linger_ms;
+	long resend_ms;
+	const char *attach_mode;
+	const char *syscalls;		/* SYSCALL: comma-separated names, NULL for all */
+	bool verbose;
+};
+
+#endif

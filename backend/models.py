@@ -11,6 +11,7 @@ from typing import Annotated, Literal, TypeVar
 import msgspec
 from aiohttp import web
 
+from backend import abi
 from backend.errors import BadRequest
 
 __all__ = [
@@ -46,6 +47,9 @@ class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+SyscallName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+
+
 class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
     pid: Annotated[int, msgspec.Meta(ge=1, le=4_194_304)] | None = None
     comm: Annotated[str, msgspec.Meta(min_length=1, max_length=15)] | None = None
@@ -53,6 +57,9 @@ class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
                                               pattern=r"^/")] | None = None
     binary_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
                                              pattern=r"^/")] | None = None
+    # SYSCALL: record only these (names as in bpf/syscall_nr.h); all when absent
+    syscalls: Annotated[list[SyscallName], msgspec.Meta(min_length=1,
+                                                        max_length=512)] | None = None
 
 
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,7 +74,21 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
     display_name: Name = ""
 
     def __post_init__(self) -> None:
-        if self.target.pid is None and self.target.library_path is None:
+        t = self.target
+        if self.monitor_type == "SYSCALL":
+            if t.library_path is not None:
+                raise ValueError("a SYSCALL monitor takes no library - at "
+                                 "`$.target.library_path`")
+            if t.pid is None and t.comm is None:
+                raise ValueError("needs pid or comm - at `$.target`")
+            known = set(abi.function_names("SYSCALL").values())
+            for i, name in enumerate(t.syscalls or ()):
+                if name not in known:
+                    raise ValueError(f"unknown syscall {name!r} - at `$.target.syscalls[{i}]`")
+            return
+        if t.syscalls is not None:
+            raise ValueError("only for SYSCALL monitors - at `$.target.syscalls`")
+        if t.pid is None and t.library_path is None:
             raise ValueError("needs pid or library_path - at `$.target`")
 
 

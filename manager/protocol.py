@@ -7,7 +7,7 @@ backend's ROUTER a message arrives as ``[machine_id, json]``.
 Backend → manager: the seed's commands, exactly as the seed writes them::
 
     {"command": "START_MONITOR", "request_id": str, "monitor_id": uuid, "monitor_type": "CUDA",
-     "target": {"pid": int, "library_path": str, "comm": str},
+     "target": {"pid": int, "library_path": str, "comm": str, "syscalls": [str]},
      "config": {"sampling_rate": 1.0, "enable_profiling": bool, "attach_mode": str,
                 "ringbuf_kb": int, "batch_events": int, "flush_ms": int},
      "backend_zmq_data_endpoint": "tcp://host:port" | "ipc://path", "machine_id": str}
@@ -121,6 +121,7 @@ class Target:
     pid: int | None = None
     library_path: str | None = None
     comm: str | None = None
+    syscalls: tuple[str, ...] | None = None  # SYSCALL: the syscalls to record (None: all)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,8 @@ AnyCommand = StartMonitor | StopMonitor | GetStatus
 _START_KEYS = {"command", "request_id", "monitor_id", "monitor_type", "target", "config",
                "backend_zmq_data_endpoint", "machine_id"}
 _STOP_KEYS = {"command", "request_id", "monitor_id"}
-_TARGET_KEYS = {"pid", "library_path", "comm", "binary_path"}
+_TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
+SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
 _CONFIG_KEYS = {"sampling_rate", "enable_profiling", "attach_mode", "ringbuf_kb",
                 "batch_events", "flush_ms"}
 
@@ -262,9 +264,18 @@ def _target(v: Any) -> Target:
         raise _invalid("target.comm", "must be 1-15 printable ASCII characters")
     if v.get("binary_path") is not None:
         raise _invalid("target.binary_path", "not used by the monitor types this manager runs")
-    if pid is None and lib is None:
-        raise _invalid("target.pid", "missing: give target.pid or target.library_path")
-    return Target(pid=pid, library_path=lib, comm=comm)
+    names = v.get("syscalls")
+    if names is not None:
+        if not isinstance(names, list) or not 1 <= len(names) <= 512:
+            raise _invalid("target.syscalls", "must be a list of 1-512 syscall names")
+        for i, n in enumerate(names):
+            if not isinstance(n, str) or not SYSCALL_RE.match(n):
+                raise _invalid(f"target.syscalls[{i}]", "must be a syscall name ([a-z0-9_])")
+        names = tuple(names)
+    if pid is None and lib is None and comm is None:
+        raise _invalid("target.pid", "missing: give target.pid, target.library_path or "
+                       "target.comm")
+    return Target(pid=pid, library_path=lib, comm=comm, syscalls=names)
 
 
 def _config(v: Any) -> AgentConfig:

@@ -67,12 +67,13 @@ class AgentType:
     """What one monitor type runs: its probe, and which libraries it may be pointed at."""
 
     probe: str
-    library_patterns: tuple[str, ...]
+    library_patterns: tuple[str, ...]  # none: the type takes no library (SYSCALL)
 
 
 # The allow-list: monitor type → probe. A type not here is refused as INVALID_CONFIG.
 AGENT_TYPES: Mapping[str, AgentType] = {
     "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*")),
+    "SYSCALL": AgentType(probe="syscall", library_patterns=()),
 }
 
 # xputrace-agent's exit codes before it printed "ready" (agent_c/exit_codes.h)
@@ -290,6 +291,16 @@ class Supervisor:
                              f"monitor_type: '{cmd.monitor_type}' is not supported here")
         t = cmd.target
         flags: list[str] = []
+        if kind.library_patterns:
+            if t.pid is None and t.library_path is None:
+                raise self._fail(ErrorCode.INVALID_CONFIG, "target.pid: missing: give "
+                                 "target.pid or target.library_path")
+            if t.syscalls is not None:
+                raise self._fail(ErrorCode.INVALID_CONFIG, "target.syscalls: only for "
+                                 "SYSCALL monitors")
+        elif t.library_path is not None:
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"target.library_path: a "
+                             f"{cmd.monitor_type} monitor takes no library")
         if t.pid is not None:
             if not (self.proc_root / str(t.pid)).is_dir():
                 raise self._fail(ErrorCode.TARGET_NOT_FOUND,
@@ -304,6 +315,11 @@ class Supervisor:
                     raise self._fail(ErrorCode.TARGET_NOT_FOUND,
                                      f"target PID {t.pid} is '{comm}', not '{t.comm}'")
             flags += ["--target-pid", str(t.pid)]
+        if not kind.library_patterns:
+            if t.comm is not None:
+                flags += ["--target-comm", t.comm]
+            if t.syscalls is not None:
+                flags += ["--syscalls", ",".join(t.syscalls)]
         if t.library_path is not None:
             flags += ["--target-library", self._check_library(t.library_path, kind)]
             if t.comm is not None:

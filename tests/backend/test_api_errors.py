@@ -88,6 +88,15 @@ async def test_bad_query_parameters_name_the_field(api: Any, method: str, path: 
     ({"monitor_type": "CUDA", "target": {"pid": 1, "shell": "rm -rf /"}}, "target.shell"),
     ({"monitor_type": "CUDA", "target": {"pid": 1}, "config": {"sampling_rate": 2}},
      "config.sampling_rate"),
+    ({"monitor_type": "CUDA", "target": {"pid": 1, "syscalls": ["read"]}}, "target.syscalls"),
+    ({"monitor_type": "SYSCALL", "target": {}}, "target"),
+    ({"monitor_type": "SYSCALL", "target": {"library_path": "/usr/lib/libc.so.6"}},
+     "target.library_path"),
+    ({"monitor_type": "SYSCALL", "target": {"pid": 1, "syscalls": ["read", "readd"]}},
+     "target.syscalls[1]"),
+    ({"monitor_type": "SYSCALL", "target": {"pid": 1, "syscalls": ["read;ls"]}},
+     "target.syscalls[0]"),
+    ({"monitor_type": "SYSCALL", "target": {"pid": 1, "syscalls": []}}, "target.syscalls"),
 ])
 async def test_bad_monitor_body_names_the_field(api: Any, body: dict[str, Any],
                                                 field: str) -> None:

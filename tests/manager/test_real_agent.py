@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from backend import abi
@@ -95,3 +96,46 @@ def test_start_running_stop_with_real_agent(
         work.kill()
         no_cuda.kill()
         no_cuda.wait()
+
+
+def test_syscall_monitor_through_the_manager(
+        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
+        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """A SYSCALL monitor with a syscall filter: the agent gets --syscalls from the checked
+    target, and records exactly the workload's writes."""
+    threads, iters = 2, 3
+    work = JsonLineProc([str(build_dir / "tests/workloads/syscall_calls"), "--threads",
+                         str(threads), "--iters", str(iters)])
+    s = settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
+                 agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+
+    async def go() -> None:
+        fds = work.read_json("fds")["fds"]
+        ready = work.read_json("ready")
+        async with (Backend(enrolled, server_keypair[1]) as backend,
+                    running(dataclasses.replace(s, backend=backend.endpoint), identity)):
+            await backend.event("HELLO")
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "SYSCALL",
+                "target": {"pid": ready["pid"], "syscalls": ["write"]}}, 60)
+            assert r["status"] == "SUCCESS", r
+            cmdline = Path(f"/proc/{r['agent_pid']}/cmdline").read_bytes().split(b"\0")
+            assert cmdline[cmdline.index(b"--syscalls") + 1] == b"write"
+            await asyncio.to_thread(work.send_line, "go")
+            await asyncio.to_thread(work.read_json, "done")
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
+                                              "monitor_id": MID}, 60)
+            assert r["status"] == "SUCCESS", r
+        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
+            batches = list(abi.iter_batches(f))
+        ev = np.concatenate([b.events for b in batches])
+        assert {abi.function_name(int(f), "SYSCALL") for f in ev["func"]} == {"write"}
+        mine = ev[np.isin(ev["tid"], ready["tids"])]
+        assert len(mine) == iters * (1 + 2) and (mine["arg0"] == fds["null"]).all()
+
+    try:
+        run(go(), 120)
+    finally:
+        work.send_line("exit")
+        work.finish()
+        work.kill()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,12 @@ def test_validated_before_exec(settings: Callable[..., Settings], agent: Callabl
         (cmd(endpoint="ipc:///tmp/x"), ErrorCode.INVALID_CONFIG, "backend_zmq_data_endpoint: "),
         (cmd(endpoint=None), ErrorCode.INVALID_CONFIG, "backend_zmq_data_endpoint: missing"),
         (cmd(machine_id="another-machine"), ErrorCode.INVALID_CONFIG, "machine_id: "),
+        (replace(cmd(pid=os.getpid()), target=Target(os.getpid(), syscalls=("read",))),
+         ErrorCode.INVALID_CONFIG, "target.syscalls: only for SYSCALL monitors"),
+        (replace(cmd(), monitor_type="SYSCALL", target=Target(library_path="/usr/lib/libc.so.6")),
+         ErrorCode.INVALID_CONFIG, "target.library_path: a SYSCALL monitor takes no library"),
+        (replace(cmd(), monitor_type="CUDA", target=Target(comm="python3")),
+         ErrorCode.INVALID_CONFIG, "target.pid: missing"),
     ]
     for c, code, text in cases:
         e = refused(s, c)

@@ -88,6 +88,8 @@ class EventChunk:
 @cache
 def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
     """Argument columns an event type has, in call order (dim3s as _x, _y, _z)."""
+    if monitor_type == "SYSCALL":
+        return _SYSCALL_ARGS
     if monitor_type != "CUDA":
         return ()
     ids = {name: fid for fid, name in abi.function_names("CUDA").items()}
@@ -175,14 +177,21 @@ def _fill_row(args: dict[str, np.ndarray], i: int, data: Any) -> None:
             args[k][i] = v
 
 
+_SYSCALL_ARGS = ("arg0", "arg1", "arg2")  # struct syscall_event: the first three, raw
 # Which struct cuda_event field holds each argument column (dim3 axes by their own name).
 _CUDA_FIELD = {**abi.CUDA_FIELD, **{f"{d}_{a}": f"{d}_{a}" for d in _DIM3 for a in "xyz"}}
 
 
 def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) -> EventChunk:
-    """A chunk from CUDA agent batches (all of one monitor type), sorted by start time."""
+    """A chunk from agent batches (all of one monitor type: CUDA when there are none),
+    sorted by start time."""
     blist = list(batches)
-    ev = np.concatenate([b.events for b in blist]) if blist else abi.empty_events(0)
+    types = {b.monitor_type for b in blist} or {abi.MONITOR_TYPES["CUDA"]}
+    if len(types) > 1:
+        raise ValueError(f"batches of several monitor types: {sorted(types)}")
+    mtype = {v: k for k, v in abi.MONITOR_TYPES.items()}[types.pop()]
+    field_of = _CUDA_FIELD if mtype == "CUDA" else {a: a for a in _SYSCALL_ARGS}
+    ev = np.concatenate([b.events for b in blist]) if blist else abi.empty_events(0, mtype)
     ts = np.concatenate([b.events["ts_ns"].astype(np.int64) + b.mono_to_real_ns
                          for b in blist]) if blist else np.zeros(0, np.int64)  # fmt: skip
     machines_per = [machine_id or b.machine_id for b in blist]
@@ -190,23 +199,23 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
     order = np.argsort(ts, kind="stable")
     ev, ts, machine_raw = ev[order], ts[order], machine_raw[order]
     funcs, func_code = np.unique(ev["func"], return_inverse=True)
-    names = tuple(abi.function_name(int(f), "CUDA") for f in funcs)
+    names = tuple(abi.function_name(int(f), mtype) for f in funcs)
     comm_raw, comm_code = np.unique(ev["comm"], return_inverse=True)
     comms = tuple(c.split(b"\0", 1)[0].decode("utf-8", "replace") for c in comm_raw.tolist())
     machine_tab, machine_code = np.unique(np.array(machines_per, dtype=object)[machine_raw]
                                           if blist else np.zeros(0, object),
                                           return_inverse=True)  # fmt: skip
-    arg_names = sorted({a for t in names for a in args_of("CUDA", t)})
-    args = {a: ev[_CUDA_FIELD[a]].astype(np.uint64) for a in arg_names}
+    arg_names = sorted({a for t in names for a in args_of(mtype, t)})
+    args = {a: ev[field_of[a]].astype(np.uint64) for a in arg_names}
     # zero what a function does not take (the generic fields hold other things there)
     for code, t in enumerate(names):
-        mine = set(args_of("CUDA", t))
+        mine = set(args_of(mtype, t))
         rows = func_code == code
         for a in arg_names:
             if a not in mine:
                 args[a][rows] = 0
     return EventChunk(
-        monitor_type="CUDA", ts=ts, dur=ev["duration_ns"].astype(np.int64),
+        monitor_type=mtype, ts=ts, dur=ev["duration_ns"].astype(np.int64),
         pid=ev["pid"].astype(np.int32), tid=ev["tid"].astype(np.int32),
         ret=ev["ret"].astype(np.int64), flags=ev["flags"].astype(np.uint32),
         name=func_code.astype(np.int32).reshape(-1), names=names,

@@ -9,6 +9,7 @@ do not change.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -100,6 +101,18 @@ LAYOUTS: dict[str, Layout] = {
         device_arg="device",
     ),
 }
+
+
+def _errno(event_type: str, ret: int) -> str:
+    """A syscall's return: the errno's name when it failed (-ENOENT: "ENOENT (-2)")."""
+    name = errno.errorcode.get(-ret) if ret < 0 else None
+    return f"{name} ({ret})" if name else str(ret)
+
+
+LAYOUTS["SYSCALL"] = Layout(
+    api="syscall", queue_arg=None, queue_label=str, submits=lambda t: False,
+    allocates=lambda t: False, frees=lambda t: False, ret_name=_errno,
+)  # fmt: skip
 
 
 def layout_for(monitor_type: str) -> Layout:

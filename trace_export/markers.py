@@ -22,6 +22,7 @@ __all__ = ["Annotations", "Markers", "counter_markers", "queue_markers", "slice_
 BEGIN, END, INSTANT, COUNTER = 1, 2, 3, 4
 # at equal times: ends first (a slice closes before the next opens), begins last
 _RANK = np.array([0, 3, 0, 2, 1], dtype=np.int64)
+_ZERO_END_RANK = 4
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,10 @@ class Markers:
         return Markers(*(getattr(self, f)[idx] for f in _FIELDS))
 
     def sorted(self) -> Markers:
-        return self.take(np.lexsort((self.tie, _RANK[self.kind], self.t)))
+        rank = _RANK[self.kind]
+        # the end of a slice of no duration (its tie is minus its start) after its own begin
+        rank = np.where((self.kind == END) & (self.tie == -self.t), _ZERO_END_RANK, rank)
+        return self.take(np.lexsort((self.tie, rank, self.t)))
 
 
 _FIELDS = ("t", "kind", "seq", "name", "flow", "value", "tie", "ref")

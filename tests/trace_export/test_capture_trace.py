@@ -76,3 +76,27 @@ def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path,
     assert got_tp == tp.TraceCounts(
         slices=len(s.slices) + len(s.instants), instants=len(s.instants), flows=len(s.flows),
         counter_values=stats.counter_points, thread_tracks=len(ready["tids"]))
+
+
+def test_syscall_capture_exports_every_call(build_dir: Path, tmp_path: Path,
+                                            trace_processor: Path) -> None:
+    """A SYSCALL capture: every call a slice on its thread, failures named by errno, and
+    trace processor reads the same."""
+    from tests.agent.test_syscall_capture import run
+
+    ready, fds, cap = run(build_dir, tmp_path, 2, 2)
+    chunk = from_batches(cap.batches)
+    assert chunk.monitor_type == "SYSCALL" and len(chunk) == len(cap.events)
+    out = io.BytesIO()
+    write_perfetto([chunk], out)
+    s = validate_perfetto(out.getvalue())
+    ends = {t for t in ("read", "write", "nanosleep")}
+    mine = [sl for sl in s.slices if sl.name in ends and s.tracks[sl.track_uuid].tid
+            in ready["tids"]]
+    assert Counter(sl.name for sl in mine) == {"read": 6, "write": 6, "nanosleep": 6}
+    for sl in mine:
+        if sl.name == "read":
+            assert sl.args["arg0"] == fds["zero"] and sl.args["ret"] == str(sl.args["arg2"])
+    path = tmp_path / "syscalls.pftrace"
+    path.write_bytes(out.getvalue())
+    assert tp.counts(path, trace_processor).slices == len(s.slices) + len(s.instants)

@@ -173,3 +173,18 @@ def test_chrome_json_has_the_same_slices(chunk: int) -> None:
     x = [e for e in doc["traceEvents"] if e["ph"] == "X"]
     assert {e["name"] for e in x} == {sl.name for sl in s.slices}
     assert doc["otherData"]["trace_start_unix_ns"] == T0 + 1000
+
+
+def test_calls_of_no_duration_are_slices_too() -> None:
+    """A call of no duration (a SYSCALL exit) at the instant one call ends and another
+    begins: its end sorts after its own begin."""
+    c = events([
+        {"func": LAUNCH, "ts_ns": 1000, "duration_ns": 500, "tid": 8},
+        {"func": SYNC, "ts_ns": 1500, "duration_ns": 0, "tid": 8},
+        {"func": MEMCPY, "ts_ns": 1500, "duration_ns": 100, "tid": 8},
+        {"func": SYNC, "ts_ns": 3000, "duration_ns": 0, "tid": 8},
+    ])  # fmt: skip
+    s, _ = perfetto([c])
+    assert sorted((sl.ts - T0, sl.dur, sl.depth, sl.name) for sl in s.slices) == [
+        (1000, 500, 0, "cudaLaunchKernel"), (1500, 0, 1, "cudaStreamSynchronize"),
+        (1500, 100, 0, "cudaMemcpy"), (3000, 0, 0, "cudaStreamSynchronize")]

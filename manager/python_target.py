@@ -1,0 +1,289 @@
+"""The CPython a process runs, found from outside it: what the Python stack reader needs.
+
+``find_target(pid)`` looks through the process's mappings for the ELF file that defines
+``_PyRuntime`` (the interpreter binary for a static build such as Debian's
+``/usr/bin/python3.11``, ``libpython3.X.so`` for a shared one such as pyenv's), reads it
+through ``/proc/<pid>/root`` (so a process in a container is read in its own filesystem),
+takes the address of ``_PyRuntime`` in the process from the mapping that holds it, and the
+version from ``Py_Version`` in the process's memory (3.11+; older builds are named by their
+file). The structure offsets come from ``manager/python_offsets.py`` (generated from each
+version's own headers); before they are trusted, the thread list they lead to must contain
+the process's main thread. A build that cannot be read gives ``UnsupportedPython`` with the
+reason, which the manager answers as INVALID_CONFIG: never a walk on guessed offsets.
+
+``read_stacks(target)`` walks every thread's frames through ``/proc/<pid>/mem``: the
+reference the BPF reader is checked against, and how code objects are resolved to
+``function (file:line)``. Line numbers come from the code object's location table
+(CPython's Objects/locations.md, the same format in 3.11-3.13).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from manager.python_offsets import OFFSETS
+
+__all__ = ["Frame", "PythonTarget", "UnsupportedPython", "find_target", "read_stacks"]
+
+_NAME = re.compile(r"^(?:lib)?python(\d)\.(\d+)")
+_OWNED_BY_GENERATOR = 1
+_OWNED_BY_CSTACK = 3  # 3.12+: the C stack's entry frame, not Python code
+_MAX_FRAMES = 256
+_MAX_THREADS = 4096
+
+
+class UnsupportedPython(Exception):
+    """The process's CPython cannot be read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    function: str  # co_qualname
+    file: str
+    line: int | None  # None where the location table has no line (artificial code)
+
+
+@dataclass(frozen=True)
+class PythonTarget:
+    pid: int
+    binary: str  # the ELF file defining _PyRuntime, as the process names it
+    runtime: int  # address of _PyRuntime in the process
+    version: tuple[int, int, int]
+    offsets: dict[str, int] = field(repr=False)
+
+
+class _Memory:
+    def __init__(self, path: Path) -> None:
+        self.f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
+
+    def read(self, addr: int, n: int) -> bytes:
+        self.f.seek(addr)
+        data = self.f.read(n)
+        if len(data) != n:
+            raise OSError(f"short read at {addr:#x}")
+        return data
+
+    def u64(self, addr: int) -> int:
+        return int(struct.unpack("<Q", self.read(addr, 8))[0])
+
+    def i32(self, addr: int) -> int:
+        return int(struct.unpack("<i", self.read(addr, 4))[0])
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _mappings(proc: Path) -> list[tuple[int, int, int, str]]:
+    """(start, end, file offset, path) of each file mapping."""
+    out = []
+    for line in (proc / "maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            out.append((lo, hi, int(parts[2], 16), parts[5]))
+    return out
+
+
+def _symbol(elf: ELFFile, name: str) -> tuple[int, int] | None:
+    """(st_value, file offset) of a defined symbol, from .dynsym or .symtab."""
+    for section in (".dynsym", ".symtab"):
+        table = elf.get_section_by_name(section)
+        found = table.get_symbol_by_name(name) \
+            if isinstance(table, SymbolTableSection) else None
+        for sym in found or ():
+            if sym["st_shndx"] == "SHN_UNDEF":
+                continue
+            value = sym["st_value"]
+            for seg in elf.iter_segments("PT_LOAD"):
+                if seg["p_vaddr"] <= value < seg["p_vaddr"] + seg["p_memsz"]:
+                    return value, value - seg["p_vaddr"] + seg["p_offset"]
+    return None
+
+
+def _address(maps: list[tuple[int, int, int, str]], path: str, file_offset: int) -> int:
+    """Where a file offset of path is in the process (past the file's end, as .bss is: at
+    the displacement of the mapping below it)."""
+    mine = sorted(m for m in maps if m[3] == path)
+    for lo, hi, off, _ in mine:
+        if off <= file_offset < off + (hi - lo):
+            return lo + file_offset - off
+    below = [m for m in mine if m[2] <= file_offset] or mine
+    lo, _, off, _ = below[-1]
+    return lo + file_offset - off
+
+
+def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
+    """The CPython process pid runs, checked readable; UnsupportedPython otherwise."""
+    proc = proc_root / str(pid)
+    try:
+        maps = _mappings(proc)
+    except OSError as e:
+        raise UnsupportedPython(f"cannot read the mappings of process {pid}: {e}") from None
+    named = [p for p in dict.fromkeys(m[3] for m in maps) if _NAME.match(os.path.basename(p))]
+    if not named:
+        raise UnsupportedPython(f"process {pid} maps no python or libpython file: not CPython")
+    for path in named:
+        with open(proc / "root" / path.lstrip("/"), "rb") as fh:
+            elf = ELFFile(fh)
+            runtime = _symbol(elf, "_PyRuntime")
+            version_sym = _symbol(elf, "Py_Version")
+        if runtime is not None:
+            break
+    else:
+        raise UnsupportedPython(f"{', '.join(named)}: no _PyRuntime symbol (stripped, or not "
+                                "CPython 3.7+)")
+    m = _NAME.match(os.path.basename(path))
+    assert m is not None
+    mem = _Memory(proc / "mem")
+    try:
+        if version_sym is not None:
+            hexversion = mem.u64(_address(maps, path, version_sym[1]))
+            version = (hexversion >> 24, (hexversion >> 16) & 0xFF, (hexversion >> 8) & 0xFF)
+        else:
+            version = (int(m.group(1)), int(m.group(2)), 0)
+        offsets = OFFSETS.get(version[:2])
+        if offsets is None:
+            known = ", ".join(f"{a}.{b}" for a, b in sorted(OFFSETS))
+            raise UnsupportedPython(f"CPython {version[0]}.{version[1]} ({path}) has no offset "
+                                    f"table: readable versions are {known}")
+        target = PythonTarget(pid, path, _address(maps, path, runtime[1]), version, offsets)
+        if pid not in _thread_states(mem, target):
+            raise UnsupportedPython(f"CPython {'.'.join(map(str, version))} ({path}): its "
+                                    "thread list does not hold the main thread; this build's "
+                                    "layout differs from the offset table")
+        return target
+    except OSError as e:
+        raise UnsupportedPython(f"cannot read process {pid}'s memory: {e}") from None
+    finally:
+        mem.close()
+
+
+def _thread_states(mem: _Memory, t: PythonTarget) -> dict[int, int]:
+    """{native thread id: PyThreadState address} of every interpreter's threads."""
+    o, out = t.offsets, dict[int, int]()
+    interp = mem.u64(t.runtime + o["runtime_interp_head"])
+    while interp and len(out) < _MAX_THREADS:
+        ts = mem.u64(interp + o["interp_threads_head"])
+        while ts and len(out) < _MAX_THREADS:
+            out[mem.u64(ts + o["tstate_native_tid"])] = ts
+            ts = mem.u64(ts + o["tstate_next"])
+        interp = mem.u64(interp + o["interp_next"])
+    return out
+
+
+def _text(mem: _Memory, o: dict[str, int], addr: int) -> str:
+    length = mem.u64(addr + o["str_length"])
+    state = mem.read(addr + o["str_state"], 4)[0]
+    kind, compact, ascii_ = (state >> 2) & 7, (state >> 5) & 1, (state >> 6) & 1
+    if not compact or kind not in (1, 2, 4) or length > 1 << 16:
+        return "?"
+    data = mem.read(addr + (o["str_ascii_data"] if ascii_ else o["str_compact_data"]),
+                    length * kind)
+    return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind])
+
+
+def _line(table: bytes, firstlineno: int, unit: int) -> int | None:
+    """The line of code unit `unit` from a location table (Objects/locations.md)."""
+    line, at, i = firstlineno, 0, 0
+
+    def varint() -> int:
+        nonlocal i
+        b = table[i]
+        i += 1
+        value, shift = b & 63, 0
+        while b & 64:
+            b = table[i]
+            i += 1
+            shift += 6
+            value |= (b & 63) << shift
+        return value
+
+    def signed() -> int:
+        v = varint()
+        return -(v >> 1) if v & 1 else v >> 1
+
+    while i < len(table):
+        first = table[i]
+        i += 1
+        code, length = (first >> 3) & 15, (first & 7) + 1
+        this: int | None = line
+        if code == 15:  # no location
+            this = None
+        elif code == 14:  # long form: line delta, end line, columns
+            line += signed()
+            this = line
+            varint(), varint(), varint()
+        elif code == 13:  # no columns
+            line += signed()
+            this = line
+        elif code >= 10:  # one-line forms: line delta in the code, two column bytes
+            line += code - 10
+            this = line
+            i += 2
+        else:  # short form: same line, one column byte
+            i += 1
+        if at <= unit < at + length:
+            return this
+        at += length
+    return None
+
+
+class _Codes:
+    """Code objects resolved once: (qualname, file, first line, location table, first
+    traceable unit)."""
+
+    def __init__(self, mem: _Memory, o: dict[str, int]) -> None:
+        self.mem, self.o = mem, o
+        self.cache: dict[int, tuple[str, str, int, bytes, int]] = {}
+
+    def get(self, ptr: int) -> tuple[str, str, int, bytes, int]:
+        c = self.cache.get(ptr)
+        if c is None:
+            m, o = self.mem, self.o
+            table_obj = m.u64(ptr + o["code_linetable"])
+            size = m.u64(table_obj + o["bytes_size"])
+            table = m.read(table_obj + o["bytes_data"], size) if size < 1 << 20 else b""
+            c = self.cache[ptr] = (_text(m, o, m.u64(ptr + o["code_qualname"])),
+                                   _text(m, o, m.u64(ptr + o["code_filename"])),
+                                   m.i32(ptr + o["code_firstlineno"]), table,
+                                   m.i32(ptr + o["code_firsttraceable"]))  # fmt: skip
+        return c
+
+
+def read_stacks(t: PythonTarget, proc_root: Path = Path("/proc")) -> dict[int, list[Frame]]:
+    """Every thread's Python stack, innermost frame first, by native thread id."""
+    o = t.offsets
+    mem = _Memory(proc_root / str(t.pid) / "mem")
+    codes = _Codes(mem, o)
+    out: dict[int, list[Frame]] = {}
+    try:
+        for tid, ts in _thread_states(mem, t).items():
+            if "tstate_current_frame" in o:
+                frame = mem.u64(ts + o["tstate_current_frame"])
+            else:
+                cframe = mem.u64(ts + o["tstate_cframe"])
+                frame = mem.u64(cframe + o["cframe_current_frame"]) if cframe else 0
+            stack: list[Frame] = []
+            while frame and len(stack) < _MAX_FRAMES:
+                code = mem.u64(frame + o["frame_code"])
+                instr = mem.u64(frame + o["frame_instr"])
+                owner = mem.read(frame + o["frame_owner"], 1)[0]
+                frame = mem.u64(frame + o["frame_previous"])
+                if owner == _OWNED_BY_CSTACK and t.version[:2] >= (3, 12):
+                    continue
+                name, file, first, table, traceable = codes.get(code)
+                unit = (instr - code - o["code_adaptive"]) // 2
+                if owner != _OWNED_BY_GENERATOR and unit < traceable:
+                    continue  # pushed, its first instruction not run yet
+                stack.append(Frame(name, file, _line(table, first, unit)))
+            out[tid] = stack
+    finally:
+        mem.close()
+    return out

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Prints, as JSON, the offsets of the CPython structures the Python stack
+ * reader walks, compiled against one CPython's own headers (3.11-3.13; 3.13
+ * has no _PyCFrame: the thread state points at the current frame itself).
+ * scripts/gen-python-offsets runs it for each installed CPython and writes
+ * manager/python_offsets.py.
+ */
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include <stdio.h>
+#include <stddef.h>
+#include "internal/pycore_runtime.h"
+#include "internal/pycore_interp.h"
+#include "internal/pycore_frame.h"
+#define P(name, type, member) printf(",\n  \"%s\": %zu", name, offsetof(type, member))
+int main(void)
+{
+	printf("{\"version\": \"%s\"", PY_VERSION);
+	P("runtime_interp_head", _PyRuntimeState, interpreters.head);
+	P("interp_next", PyInterpreterState, next);
+	P("interp_threads_head", PyInterpreterState, threads.head);
+	P("tstate_next", PyThreadState, next);
+	P("tstate_native_tid", PyThreadState, native_thread_id);
+#if PY_VERSION_HEX >= 0x030D0000
+	P("tstate_current_frame", PyThreadState, current_frame);
+	P("frame_code", _PyInterpreterFrame, f_executable);
+	P("frame_instr", _PyInterpreterFrame, instr_ptr);
+#else
+	P("tstate_cframe", PyThreadState, cframe);
+	P("cframe_current_frame", _PyCFrame, current_frame);
+	P("frame_code", _PyInterpreterFrame, f_code);
+	P("frame_instr", _PyInterpreterFrame, prev_instr);
+#endif
+	P("frame_previous", _PyInterpreterFrame, previous);
+	P("frame_owner", _PyInterpreterFrame, owner);
+	P("code_firstlineno", PyCodeObject, co_firstlineno);
+	P("code_filename", PyCodeObject, co_filename);
+	P("code_qualname", PyCodeObject, co_qualname);
+	P("code_linetable", PyCodeObject, co_linetable);
+	P("code_firsttraceable", PyCodeObject, _co_firsttraceable);
+	P("code_adaptive", PyCodeObject, co_code_adaptive);
+	P("bytes_size", PyVarObject, ob_size);
+	P("bytes_data", PyBytesObject, ob_sval);
+	P("str_length", PyASCIIObject, length);
+	P("str_state", PyASCIIObject, state);
+	printf(",\n  \"str_ascii_data\": %zu", sizeof(PyASCIIObject));
+	printf(",\n  \"str_compact_data\": %zu\n}\n", sizeof(PyCompactUnicodeObject));
+	return 0;
+}

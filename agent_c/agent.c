@@ -18,10 +18,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "cuda.h"
+#include "pystack.h"	/* before the skeleton: its rodata holds struct py_offsets */
 #include "cuda.skel.h"
 #include "cuda_probe.h"
 #include "agent_env.h"
 #include "cuda_slots.h"
+#include "pystack_agent.h"
 #include "drain_helpers.h"
 #include "exit_codes.h"
 #include "proc_helpers.h"
@@ -53,6 +55,7 @@ enum opt_key {
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
+	OPT_PY_RUNTIME, OPT_PY_OFFSETS,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -72,6 +75,10 @@ static const struct argp_option opts[] = {
 	  "Trace this library in every process, now and later" },
 	{ "target-comm", OPT_TARGET_COMM, "COMM", 0,
 	  "Only tasks with this name (CUDA: library mode)" },
+	{ "py-runtime", OPT_PY_RUNTIME, "ADDR", 0,
+	  "CUDA: attribute calls to Python stacks: &_PyRuntime in --target-pid (0x...)" },
+	{ "py-offsets", OPT_PY_OFFSETS, "LIST", 0,
+	  "CUDA: that CPython's structure offsets, name=value,... (with --py-runtime)" },
 	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
 	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
 	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
@@ -188,6 +195,16 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 	case OPT_LINGER_MS: env.linger_ms = parse_long("linger-ms", arg, 0, 600000, st); break;
 	case OPT_RESEND_MS: env.resend_ms = parse_long("resend-ms", arg, 10, 600000, st); break;
 	case OPT_SYSCALLS: env.syscalls = arg; break;
+	case OPT_PY_RUNTIME: {
+		char *end;
+
+		errno = 0;
+		env.py_runtime = strtoull(arg, &end, 0);
+		if (errno || end == arg || *end || !env.py_runtime)
+			argp_error(st, "invalid --py-runtime '%s': an address", arg);
+		break;
+	}
+	case OPT_PY_OFFSETS: env.py_offsets = arg; break;
 	case 'v': env.verbose = true; break;
 	case ARGP_KEY_ARG:
 		argp_error(st, "unexpected argument '%s'", arg);
@@ -210,8 +227,19 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			if (syscall_allow_list(env.syscalls, NULL, why, sizeof(why)) < 0)
 				argp_error(st, "invalid --syscalls: %s", why);
 		} else {
+			struct py_code_offsets code;
+			struct py_offsets walk;
+			char why[160];
+
 			if (env.syscalls)
 				argp_error(st, "--syscalls is for SYSCALL monitors");
+			if (!!env.py_runtime != !!env.py_offsets)
+				argp_error(st, "--py-runtime and --py-offsets go together");
+			if (env.py_runtime && !env.target_pid)
+				argp_error(st, "--py-runtime needs --target-pid");
+			if (env.py_offsets && py_parse_offsets(env.py_offsets, &walk, &code, why,
+							       sizeof(why)))
+				argp_error(st, "invalid --py-offsets: %s", why);
 			if (!env.target_pid && !env.target_library)
 				argp_error(st, "missing --target-pid or --target-library");
 			if (env.target_comm && !env.target_library)
@@ -257,6 +285,8 @@ struct agent {
 	struct cuda_slots slots;
 	__u64 taken;			/* calls taken from idle threads' slots while running */
 	__u64 incomplete;
+	struct py_resolver py;		/* with --py-runtime */
+	bool py_on;
 };
 
 static __u64 now_ns(clockid_t clk)
@@ -438,6 +468,7 @@ int main(int argc, char **argv)
 {
 	static const struct argp argp = { .options = opts, .parser = parse_arg, .doc = argp_doc };
 	static struct mapped_lib libs[MAX_LIBS];
+	struct py_code_offsets py_code;
 	struct sink_opts so = {};
 	struct agent a = {};
 	char err[PATH_MAX + 256];
@@ -495,6 +526,11 @@ int main(int argc, char **argv)
 	bpf_map__set_max_entries(a.skel->maps.inflight, env.max_threads);
 	a.skel->rodata->slot_mask = env.max_threads - 1;
 	a.skel->rodata->hold_ns = (__u64)env.flush_ms * 1000000;
+	if (env.py_runtime) {
+		py_parse_offsets(env.py_offsets, (struct py_offsets *)&a.skel->rodata->py, &py_code,
+				 err, sizeof(err));	/* checked when the flags were parsed */
+		a.skel->rodata->py_runtime = env.py_runtime;
+	}
 	ret = cuda_bpf__load(a.skel);
 	if (ret) {
 		/* As root, EACCES is the verifier refusing the program, not a permission. */
@@ -505,6 +541,16 @@ int main(int argc, char **argv)
 			ret = agent_fail(AGENT_START_FAILED, "failed to load BPF object: %s%s",
 					 strerror(-ret), ret == -EACCES ? " (verifier)" : "");
 		goto cleanup;
+	}
+	if (env.py_runtime) {
+		ret = py_resolver_init(&a.py, bpf_map__fd(a.skel->maps.py_stacks), &py_code,
+				       env.proc_root, XPU_MONITOR_CUDA, env.monitor_id,
+				       env.machine_id);
+		if (ret) {
+			ret = agent_fail(AGENT_START_FAILED, "out of memory");
+			goto cleanup;
+		}
+		a.py_on = true;
 	}
 	for (i = 0; i < nlibs; i++) {
 		n = attach_library(&a, libs[i].path, env.target_pid, err, sizeof(err));
@@ -565,6 +611,8 @@ int main(int argc, char **argv)
 			a.taken += cuda_slots_take_done(&a.slots, &a.drain,
 							now - (__u64)env.flush_ms * 500000);
 			a.drain.missed_entries = prog_recursion_misses(a.skel->obj, "enter_");
+			if (a.py_on && py_resolver_flush(&a.py, &a.drain.batch, a.sink) && !a.drain.err)
+				a.drain.err = -EIO;
 			drain_flush(&a.drain, 0);
 			last_flush = now_ns(CLOCK_MONOTONIC);
 			if (env.target_pid && !proc_alive(env.proc_root, env.target_pid)) {
@@ -585,6 +633,8 @@ int main(int argc, char **argv)
 	cuda_slots_take_done(&a.slots, &a.drain, ~0ULL);
 	a.incomplete = cuda_slots_take_incomplete(&a.slots, &a.drain, now_ns(CLOCK_MONOTONIC));
 	a.drain.missed_entries = prog_recursion_misses(a.skel->obj, "enter_");
+	if (a.py_on && py_resolver_flush(&a.py, &a.drain.batch, a.sink) && ret == AGENT_OK)
+		ret = AGENT_RUNTIME_ERROR;
 	if (drain_flush(&a.drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
 		ret = AGENT_RUNTIME_ERROR;
 	a.unacknowledged = sink_finish(a.sink);
@@ -593,6 +643,8 @@ int main(int argc, char **argv)
 cleanup:
 	detach_all(&a);
 	cuda_slots_unmap(&a.slots);
+	if (a.py_on)
+		py_resolver_free(&a.py);
 	drain_free(&a.drain);
 	sink_close(a.sink);
 	cuda_bpf__destroy(a.skel);

@@ -28,6 +28,8 @@ struct agent_env {
 	long resend_ms;
 	const char *attach_mode;
 	const char *syscalls;		/* SYSCALL: comma-separated names, NULL for all */
+	unsigned long long py_runtime;	/* CUDA: &_PyRuntime in the target, 0: no attribution */
+	const char *py_offsets;		/* CUDA: name=value,... (manager/python_offsets.py) */
 	bool verbose;
 };
 

@@ -36,6 +36,7 @@ __all__ = [
     "BATCH_FINAL",
     "BATCH_HDR_SIZE",
     "BATCH_MAGIC",
+    "BATCH_STACKS",
     "COMM_LEN",
     "CUDA_ARGS",
     "CUDA_EVENT_DTYPE",
@@ -49,6 +50,7 @@ __all__ = [
     "MACHINE_ID_LEN",
     "MONITOR_ID_LEN",
     "MONITOR_TYPES",
+    "PY_FRAME_DTYPE",
     "Abi",
     "AbiError",
     "Batch",
@@ -172,6 +174,11 @@ class Batch:
         """The agent's last batch (XPU_BATCH_FINAL)."""
         return bool(self.flags & BATCH_FINAL)
 
+    @property
+    def stacks(self) -> bool:
+        """Python stack frames (struct xpu_py_frame), not events (XPU_BATCH_STACKS)."""
+        return bool(self.flags & BATCH_STACKS)
+
 
 class Abi:
     """The ABI as defined by the headers in one directory.
@@ -192,6 +199,8 @@ class Abi:
         )
         self.consts = self.enum("xpu_abi_const", "XPU_")
         self.batch_dtype = _struct_dtype(self.ffi, "xpu_batch_hdr")
+        self.consts_batch = self.enum("xpu_batch_flags", "XPU_")
+        self.py_frame_dtype = _struct_dtype(self.ffi, "xpu_py_frame")
         self.event_dtypes: dict[int, np.dtype[np.void]] = {}
         for name, value in self.monitor_types.items():
             probe = name.lower()
@@ -266,11 +275,13 @@ class Abi:
             raise AbiError(f"unknown monitor_type {mt}")
         if mt not in self.event_dtypes:
             raise AbiError(f"monitor_type {mt} ({known[mt]}) has no event layout")
-        dt = self.event_dtypes[mt]
+        stacks = bool(int(hdr["flags"]) & self.consts_batch["BATCH_STACKS"])
+        dt = self.py_frame_dtype if stacks else self.event_dtypes[mt]
         if int(hdr["event_size"]) != dt.itemsize:
+            what = "xpu_py_frame" if stacks else f"{known[mt].lower()}_event"
             raise AbiError(
                 f"event_size {int(hdr['event_size'])} does not match sizeof(struct "
-                f"{known[mt].lower()}_event) = {dt.itemsize} for monitor_type {known[mt]}"
+                f"{what}) = {dt.itemsize} for monitor_type {known[mt]}"
             )
         expected = self.batch_dtype.itemsize + int(hdr["event_count"]) * dt.itemsize
         if length is not None and length != expected:
@@ -498,6 +509,8 @@ CUDA_EVENT_DTYPE: np.dtype[np.void] = _default.event_dtype("CUDA")
 EV_INCOMPLETE: int = _default.enum("xpu_event_flags", "XPU_")["EV_INCOMPLETE"]
 EV_DEVICE_ASSUMED: int = _default.enum("xpu_event_flags", "XPU_")["EV_DEVICE_ASSUMED"]
 BATCH_FINAL: int = _default.enum("xpu_batch_flags", "XPU_")["BATCH_FINAL"]
+BATCH_STACKS: int = _default.enum("xpu_batch_flags", "XPU_")["BATCH_STACKS"]
+PY_FRAME_DTYPE: np.dtype[np.void] = _default.py_frame_dtype
 DROP_RINGBUF: int = _default.enum("xpu_drop_slot", "XPU_")["DROP_RINGBUF"]
 DROP_INFLIGHT: int = _default.enum("xpu_drop_slot", "XPU_")["DROP_INFLIGHT"]
 

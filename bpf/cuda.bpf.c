@@ -14,6 +14,7 @@
 #include "cuda.h"
 #include "drops.bpf.h"
 #include "regs.bpf.h"
+#include "pystack.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -203,6 +204,7 @@ static __always_inline int cuda_enter(struct pt_regs *ctx, const __u32 func)
 	/* Two loads; bpf_get_current_comm() costs about 100 ns more per call. */
 	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
 	read_args(ctx, func, e);
+	e->py_stack = py_capture(tgid, tid);
 	e->h.ts_ns = bpf_ktime_get_ns();
 	return 0;
 }

@@ -90,6 +90,8 @@ enum cuda_fn {
  *   kind   memcpy: cudaMemcpyKind; managed alloc: flags
  *   stream every call that takes a stream (launches, async copies, async
  *          alloc/free, event record, graph launch, stream sync)
+ *   py_stack  with Python attribution on (--py-runtime): the key of the calling
+ *          thread's Python stack in the py_stacks map (pystack.bpf.h); 0 without
  *   device every call: the calling thread's current device (the ordinal last
  *          set by a successful cudaSetDevice or returned by cudaGetDevice on
  *          that thread; 0, CUDA's default, with XPU_EV_DEVICE_ASSUMED when
@@ -109,6 +111,7 @@ struct cuda_event {
 	__u32 block_z;
 	__u32 kind;
 	__u32 device;
+	__u64 py_stack;		/* the calling thread's Python stack (py_stacks key), 0: none */
 };
 
 /*

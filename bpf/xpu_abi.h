@@ -47,6 +47,30 @@ enum xpu_event_flags {
 enum xpu_batch_flags {
 	/* Last batch of the agent: written after the ring buffer was drained. */
 	XPU_BATCH_FINAL = 1,
+	/*
+	 * Not events but struct xpu_py_frame records: the Python stacks that the
+	 * monitor's events name (py_stack), each sent once, before or after the
+	 * events that name it. Same sequence numbers as the event batches.
+	 */
+	XPU_BATCH_STACKS = 2,
+};
+
+/* xpu_py_frame.flags */
+enum xpu_py_frame_flags {
+	XPU_PY_TRUNCATED = 1,	/* function or file cut to fit */
+	XPU_PY_UNREADABLE = 2,	/* the code object could not be read (the process exited) */
+};
+
+/* One frame of a Python stack, innermost (depth 0) first; a batch of XPU_BATCH_STACKS. */
+struct xpu_py_frame {
+	__u64 stack_id;		/* the events' py_stack */
+	__u32 pid;
+	__u16 depth;
+	__u16 nframes;
+	__s32 line;		/* -1: none */
+	__u32 flags;		/* enum xpu_py_frame_flags */
+	char function[96];	/* co_qualname, UTF-8 */
+	char file[160];		/* co_filename, UTF-8 */
 };
 
 /* Slots of the per-CPU drop counters every probe keeps (map "drops"). */

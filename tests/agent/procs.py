@@ -110,14 +110,18 @@ class Capture:
     returncode: int
     final_drops: dict[str, int] = field(default_factory=dict)
     libraries: list[str] = field(default_factory=list)  # what the agent attached to
+    # the Python stack frames of XPU_BATCH_STACKS batches (abi.PY_FRAME_DTYPE)
+    py_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, abi.PY_FRAME_DTYPE))
 
     def names(self) -> np.ndarray:
         names = abi.function_names()
         return np.array([names[int(f)] for f in self.events["func"]])
 
 
-def capture_from(batches: list[abi.Batch], stats: dict[str, int], stderr: str, rc: int,
+def capture_from(all_batches: list[abi.Batch], stats: dict[str, int], stderr: str, rc: int,
                  libraries: list[str]) -> Capture:
+    batches = [b for b in all_batches if not b.stacks]
+    frames = [b.events for b in all_batches if b.stacks]
     events = np.concatenate([b.events for b in batches]) if batches else abi.empty_events(0)
     last = batches[-1] if batches else None
     drops = {
@@ -125,7 +129,8 @@ def capture_from(batches: list[abi.Batch], stats: dict[str, int], stderr: str, r
         "inflight_drops": last.inflight_drops if last else 0,
         "send_drops": last.send_drops if last else 0,
     }
-    return Capture(events, batches, stats, stderr, rc, drops, libraries)
+    py_frames = np.concatenate(frames) if frames else np.zeros(0, abi.PY_FRAME_DTYPE)
+    return Capture(events, batches, stats, stderr, rc, drops, libraries, py_frames)
 
 
 class Agent(JsonLineProc):

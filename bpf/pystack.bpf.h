@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The Python stack of the calling thread, read from the interpreter's memory
+ * (no USDT: CPython 3.11+ fires none without a tracer). The thread's
+ * PyThreadState is found by walking _PyRuntime's interpreters and their
+ * threads for native_thread_id == tid, then cached per tid (and re-checked on
+ * every use, since thread states are freed and reused). Frames are read one
+ * span each; a stack is stored once in py_stacks under a 64-bit hash of its
+ * (code, instruction) pairs, and events carry the hash. Include once, from a
+ * probe that sets py_runtime (0: attribution off, compiled out at load).
+ */
+#ifndef XPU_PYSTACK_BPF_H
+#define XPU_PYSTACK_BPF_H
+
+#include "pystack.h"
+
+const volatile __u64 py_runtime = 0;		/* &_PyRuntime in the target */
+const volatile struct py_offsets py = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);			/* tid */
+	__type(value, __u64);			/* PyThreadState * */
+} py_tstates SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);		/* distinct stacks; more are counted, not kept */
+	__type(key, __u64);
+	__type(value, struct py_stack);
+} py_stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct py_stack);
+} py_scratch SEC(".maps");
+
+static __always_inline __u64 py_read(__u64 addr)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+static __always_inline __u64 py_thread_state(__u32 tid)
+{
+	__u64 *cached = bpf_map_lookup_elem(&py_tstates, &tid), ts, interp;
+
+	if (cached && *cached && py_read(*cached + py.tstate_native_tid) == tid)
+		return *cached;
+	interp = py_read(py_runtime + py.runtime_interp_head);
+	for (int i = 0; i < PY_MAX_INTERPRETERS && interp; i++) {
+		ts = py_read(interp + py.interp_threads_head);
+		for (int j = 0; j < PY_MAX_THREADS && ts; j++) {
+			if (py_read(ts + py.tstate_native_tid) == tid) {
+				bpf_map_update_elem(&py_tstates, &tid, &ts, BPF_ANY);
+				return ts;
+			}
+			ts = py_read(ts + py.tstate_next);
+		}
+		interp = py_read(interp + py.interp_next);
+	}
+	return 0;
+}
+
+#define PY_SPAN_U64(buf, off) (*(__u64 *)((buf) + ((off) - py.span_start)))
+
+/* The calling thread's stack: its hash (0: no Python frames, or not a Python thread). */
+static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
+{
+	__u64 ts, frame, hash = 0xcbf29ce484222325ULL;
+	__u8 span[PY_FRAME_SPAN];
+	struct py_stack *st;
+	__u32 zero = 0, n = 0;
+
+	if (!py_runtime)
+		return 0;
+	ts = py_thread_state(tid);
+	if (!ts)
+		return 0;
+	if (py.tstate_current_frame)
+		frame = py_read(ts + py.tstate_current_frame);
+	else
+		frame = py_read(py_read(ts + py.tstate_cframe) + py.cframe_current_frame);
+	st = bpf_map_lookup_elem(&py_scratch, &zero);
+	if (!st)
+		return 0;
+	for (int i = 0; i < PY_MAX_FRAMES + 8 && frame && n < PY_MAX_FRAMES; i++) {
+		if (bpf_probe_read_user(span, sizeof(span), (void *)(frame + py.span_start)))
+			break;
+		__u64 code = PY_SPAN_U64(span, py.frame_code);
+		__u64 instr = PY_SPAN_U64(span, py.frame_instr);
+		__u8 owner = span[py.frame_owner - py.span_start];
+
+		frame = PY_SPAN_U64(span, py.frame_previous);
+		if (py.skip_cstack && owner == PY_OWNED_BY_CSTACK)
+			continue;
+		if (n >= PY_MAX_FRAMES)
+			break;
+		st->code[n] = code;
+		st->instr[n] = instr;
+		hash = (hash ^ code) * 0x100000001b3ULL;
+		hash = (hash ^ instr) * 0x100000001b3ULL;
+		n++;
+	}
+	if (!n)
+		return 0;
+	st->tgid = tgid;
+	st->nframes = n;
+	hash |= 1;	/* never 0 */
+	bpf_map_update_elem(&py_stacks, &hash, st, BPF_NOEXIST);
+	return hash;
+}
+
+#endif /* XPU_PYSTACK_BPF_H */

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Python call-site attribution: what the BPF stack walker (pystack.bpf.h)
+ * reads a target's CPython with, and what it leaves for the agent. Offsets
+ * come from manager/python_target.py (generated per CPython version) through
+ * the agent's --py-offsets; they are read-only data, constants to the
+ * verifier.
+ */
+#ifndef XPU_PYSTACK_H
+#define XPU_PYSTACK_H
+
+#include "xpu_abi.h"
+
+enum py_const {
+	PY_MAX_FRAMES = 32,		/* innermost frames kept per stack */
+	PY_MAX_INTERPRETERS = 4,
+	PY_MAX_THREADS = 64,		/* thread states looked at per interpreter */
+	PY_FRAME_SPAN = 80,		/* bytes read per frame, from span_start */
+	PY_OWNED_BY_CSTACK = 3,		/* 3.12+: the C stack's entry frame, no code */
+};
+
+/* Byte offsets into one CPython version's structures (names as python_offsets.py). */
+struct py_offsets {
+	__u32 runtime_interp_head;	/* _PyRuntimeState.interpreters.head */
+	__u32 interp_next;		/* PyInterpreterState.next */
+	__u32 interp_threads_head;	/* PyInterpreterState.threads.head */
+	__u32 tstate_next;		/* PyThreadState.next */
+	__u32 tstate_native_tid;	/* PyThreadState.native_thread_id */
+	__u32 tstate_current_frame;	/* 3.13+: PyThreadState.current_frame, else 0 */
+	__u32 tstate_cframe;		/* 3.11-3.12: PyThreadState.cframe */
+	__u32 cframe_current_frame;	/* 3.11-3.12: _PyCFrame.current_frame */
+	__u32 frame_code;		/* _PyInterpreterFrame.f_code (3.13: f_executable) */
+	__u32 frame_previous;
+	__u32 frame_instr;		/* prev_instr (3.13: instr_ptr) */
+	__u32 frame_owner;
+	__u32 span_start;		/* the lowest of the four frame offsets */
+	__u32 skip_cstack;		/* 3.12+: skip frames owned by the C stack */
+};
+
+/* One captured stack (BPF map py_stacks, keyed by its hash): innermost first. */
+struct py_stack {
+	__u32 tgid;
+	__u32 nframes;
+	__u64 code[32];			/* PyCodeObject * */
+	__u64 instr[32];		/* the frame's instruction pointer */
+};
+
+#endif /* XPU_PYSTACK_H */

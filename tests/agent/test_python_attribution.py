@@ -1,0 +1,115 @@
+"""Python attribution of CUDA calls: the probe reads the calling thread's Python stack from
+the interpreter's memory at each call, the agent resolves each distinct stack once and sends
+it (XPU_BATCH_STACKS); every event's stack is exactly its call chain, with lines. Against
+the real libcudart, on Debian's static python3.11 and each pyenv CPython installed here."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from manager.python_target import find_target
+from tests.agent.procs import Agent, Capture, JsonLineProc
+from tests.manager.test_python_target import INTERPRETERS
+
+pytestmark = pytest.mark.bpf
+
+SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
+
+
+def at() -> dict[str, int]:
+    return {m.group(1): n for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
+            if (m := re.search(r"# at:(\w+)", text))}
+
+
+def py_flags(pid: int) -> list[str]:
+    t = find_target(pid)
+    return ["--py-runtime", hex(t.runtime),
+            "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+
+
+def stacks(cap: Capture) -> dict[int, list[tuple[str, str, int]]]:
+    out: dict[int, list[tuple[str, str, int]]] = {}
+    for f in sorted(cap.py_frames.tolist(), key=lambda r: (r[0], r[2])):
+        sid, _, depth, nframes, line, _, function, file = f
+        out.setdefault(sid, []).append((function.decode(), file.decode(), line))
+        assert len(out[sid]) == depth + 1 and nframes >= depth + 1
+    return out
+
+
+def run(python: Path, cudart: Path, build: Path, tmp: Path, rounds: int) -> tuple[
+        dict[str, Any], Capture]:  # fmt: skip
+    work = JsonLineProc([str(python), str(SCRIPT), str(cudart), str(rounds)])
+    agent = None
+    try:
+        ready = work.read_json("ready")
+        agent = Agent(build, tmp / "cap.bin", "--target-pid", str(ready["pid"]),
+                      *py_flags(ready["pid"]))
+        work.send_line("go")
+        work.read_json("done")
+        cap = agent.stop()
+        work.send_line("exit")
+        assert work.finish() == 0
+    finally:
+        work.kill()
+        if agent:
+            agent.kill()
+    assert cap.returncode == 0, cap.stderr
+    return ready, cap
+
+
+@pytest.mark.parametrize("name", INTERPRETERS)
+def test_each_call_has_its_python_stack(name: str, build_dir: Path, tmp_path: Path,
+                                        cudart12: Path) -> None:
+    python = INTERPRETERS[name]
+    if python is None or not python.exists():
+        pytest.skip(f"no {name} installed here (pyenv)")
+    rounds = 3
+    ready, cap = run(python, cudart12, build_dir, tmp_path, rounds)
+    lines, file = at(), str(SCRIPT)
+    by_id = stacks(cap)
+    ev, names = cap.events, cap.names()
+    got: Counter[tuple[int, str, tuple[tuple[str, str, int], ...]]] = Counter()
+    for i in range(len(ev)):
+        sid = int(ev["py_stack"][i])
+        frames = by_id[sid]  # every event's stack was sent
+        got[(int(ev["tid"][i]), str(names[i]), tuple(frames[:4]))] += 1
+    main = (("train", file, lines["train"]), ("main", file, lines["main"]),
+            ("<module>", file, lines["module"]))
+    worker = by_id[int(ev["py_stack"][list(names).index("cudaMalloc")])]
+    assert worker[:2] == [("allocate", file, lines["allocate"]),
+                          ("main.<locals>.worker", file, lines["worker"])]
+    assert all(f[1].endswith("threading.py") for f in worker[2:]) and len(worker) > 2
+    want = Counter({
+        (ready["tid"], "cudaMemcpy", (("copy", file, lines["copy"]),
+                                      ("step", file, lines["step_copy"]), *main[:2])): rounds,
+        (ready["tid"], "cudaDeviceSynchronize", (("step", file, lines["step_sync"]),
+                                                 *main)): rounds,
+        (ready["worker"], "cudaMalloc", tuple(worker[:4])): rounds,
+    })  # fmt: skip
+    assert got == want
+    assert len(by_id) == 3  # one stack per call site, sent once
+    assert len(cap.py_frames) == sum(len(s) for s in by_id.values())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--py-runtime", "0x1000"], "--py-runtime and --py-offsets go together"),
+    (["--py-runtime", "nope", "--py-offsets", "a=1"], "invalid --py-runtime 'nope'"),
+    (["--py-runtime", "0x1000", "--py-offsets", "frame_code=1"], "offset runtime_interp_head "
+     "missing"),
+    (["--py-runtime", "0x1000", "--py-offsets", "colour=1"], "unknown offset 'colour=1'"),
+    (["--py-runtime", "0x1000", "--py-offsets", "frame_code=x"], "offset frame_code: 'x' is "
+     "not 0-65535"),
+])  # fmt: skip
+def test_bad_python_flags_are_refused(build_dir: Path, tmp_path: Path, args: list[str],
+                                      message: str) -> None:
+    from tests.agent.procs import run_agent_expect_failure
+
+    rc, err = run_agent_expect_failure(build_dir, "--monitor-id", "t", "--monitor-type", "CUDA",
+                                       "--target-pid", "1", "--output", str(tmp_path / "c"),
+                                       *args)
+    assert rc == 2 and message in err, err

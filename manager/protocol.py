@@ -9,7 +9,8 @@ Backend → manager: the seed's commands, exactly as the seed writes them::
     {"command": "START_MONITOR", "request_id": str, "monitor_id": uuid, "monitor_type": "CUDA",
      "target": {"pid": int, "library_path": str, "comm": str, "syscalls": [str]},
      "config": {"sampling_rate": 1.0, "enable_profiling": bool, "attach_mode": str,
-                "ringbuf_kb": int, "batch_events": int, "flush_ms": int},
+                "ringbuf_kb": int, "batch_events": int, "flush_ms": int,
+                "python_stacks": bool},
      "backend_zmq_data_endpoint": "tcp://host:port" | "ipc://path", "machine_id": str}
     {"command": "STOP_MONITOR", "request_id": str, "monitor_id": uuid}
     {"command": "GET_STATUS", "request_id": str, "monitor_id": uuid | null | absent}
@@ -134,6 +135,7 @@ class AgentConfig:
     ringbuf_kb: int | None = None
     batch_events: int | None = None
     flush_ms: int | None = None
+    python_stacks: bool = False  # CUDA: each call's Python stack (--py-runtime/--py-offsets)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ _STOP_KEYS = {"command", "request_id", "monitor_id"}
 _TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
 SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
 _CONFIG_KEYS = {"sampling_rate", "enable_profiling", "attach_mode", "ringbuf_kb",
-                "batch_events", "flush_ms"}
+                "batch_events", "flush_ms", "python_stacks"}
 
 
 def isotime(t: datetime | None) -> str | None:
@@ -306,7 +308,10 @@ def _config(v: Any) -> AgentConfig:
     flush = v.get("flush_ms")
     if flush is not None:
         flush = _int(flush, "config.flush_ms", 1, 600_000)
-    return AgentConfig(float(rate), prof, mode, ring, batch, flush)
+    stacks = v.get("python_stacks", False)
+    if not isinstance(stacks, bool):
+        raise _invalid("config.python_stacks", "must be true or false")
+    return AgentConfig(float(rate), prof, mode, ring, batch, flush, stacks)
 
 
 def _data_endpoint(v: Any) -> str | None:

@@ -47,6 +47,7 @@ from typing import Any
 
 from manager import keys
 from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
+from manager.python_target import UnsupportedPython, find_target
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
 
@@ -341,6 +342,18 @@ class Supervisor:
                 flags += [flag, str(value)]
         return flags
 
+    def _python_flags(self, cmd: StartMonitor) -> list[str]:
+        """--py-runtime and --py-offsets for the target's CPython (config.python_stacks)."""
+        if cmd.monitor_type != "CUDA" or cmd.target.pid is None:
+            raise self._fail(ErrorCode.INVALID_CONFIG, "config.python_stacks: needs a CUDA "
+                             "monitor of one process (target.pid)")
+        try:
+            t = find_target(cmd.target.pid, self.proc_root)
+        except UnsupportedPython as e:
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"config.python_stacks: {e}") from None
+        return ["--py-runtime", hex(t.runtime),
+                "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+
     def _check_library(self, path: str, kind: AgentType) -> str:
         name = "target.library_path"
         if not os.path.isabs(path):
@@ -378,6 +391,8 @@ class Supervisor:
                                  f"monitor_id: '{cmd.monitor_id}' is already running with "
                                  "another configuration")
             flags = self._check(cmd)
+            if cmd.config.python_stacks:
+                flags += await asyncio.to_thread(self._python_flags, cmd)
             if sum(m.active for m in self._monitors.values()) >= self.settings.max_monitors:
                 raise self._fail(ErrorCode.AGENT_START_FAILED,
                                  f"this manager already runs {self.settings.max_monitors} "

@@ -103,6 +103,7 @@ def test_stop_and_both_status_forms_parse() -> None:
     (start(config={"batch_events": 0}), "config.batch_events"),
     (start(config={"flush_ms": "fast"}), "config.flush_ms"),
     (start(config={"extra_flags": "-v"}), "config.extra_flags"),
+    (start(config={"python_stacks": "yes"}), "config.python_stacks"),
     (start(backend_zmq_data_endpoint="http://backend:5556"), "backend_zmq_data_endpoint"),
     (start(backend_zmq_data_endpoint="tcp://a:1 --output x"), "backend_zmq_data_endpoint"),
     (start(backend_zmq_data_endpoint=5556), "backend_zmq_data_endpoint"),

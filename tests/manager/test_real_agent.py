@@ -139,3 +139,54 @@ def test_syscall_monitor_through_the_manager(
         work.send_line("exit")
         work.finish()
         work.kill()
+
+
+def test_python_stacks_through_the_manager(
+        build_dir: Path, cudart12: Path, settings: Callable[..., Settings], identity: Identity,
+        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """config.python_stacks: the manager reads the target's CPython (manager.python_target)
+    and gives the agent its offsets; each call's stack comes back resolved. A process that
+    is not CPython is refused with the reason, before any agent runs."""
+    script = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
+    work = JsonLineProc(["/usr/bin/python3.11", str(script), str(cudart12), "2"])
+    sleeper = subprocess.Popen(["sleep", "60"])
+    s = settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
+                 agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+
+    async def go() -> None:
+        ready = work.read_json("ready")
+        async with (Backend(enrolled, server_keypair[1]) as backend,
+                    running(dataclasses.replace(s, backend=backend.endpoint), identity)):
+            await backend.event("HELLO")
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
+                "target": {"pid": sleeper.pid}, "config": {"python_stacks": True}}, 60)
+            assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
+            assert r["message"].startswith("config.python_stacks: process ")
+            assert "maps no python or libpython file" in r["message"]
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
+                "target": {"pid": ready["pid"]}, "config": {"python_stacks": True}}, 60)
+            assert r["status"] == "SUCCESS", r
+            await asyncio.to_thread(work.send_line, "go")
+            await asyncio.to_thread(work.read_json, "done")
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
+                                              "monitor_id": MID}, 60)
+            assert r["status"] == "SUCCESS", r
+        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
+            batches = list(abi.iter_batches(f))
+        events = np.concatenate([b.events for b in batches if not b.stacks])
+        frames = np.concatenate([b.events for b in batches if b.stacks])
+        assert len(events) == 2 * 2 + 2  # 2 rounds of memcpy and sync, and 2 mallocs
+        assert set(events["py_stack"].tolist()) == set(frames["stack_id"].tolist())
+        assert {bytes(f).decode() for f in frames["function"]} >= {"copy", "step", "train",
+                                                                   "allocate"}
+
+    try:
+        run(go(), 120)
+    finally:
+        work.send_line("exit")
+        work.finish()
+        work.kill()
+        sleeper.kill()
+        sleeper.wait()

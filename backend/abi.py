@@ -426,7 +426,7 @@ def _read(stream: BinaryIO, n: int) -> bytes:
 CUDA_FIELD: Mapping[str, str] = MappingProxyType({
     "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
     "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
-    "flags": "kind", "stream": "stream", "device": "device",
+    "flags": "kind", "stream": "stream", "device": "device", "py_stack": "py_stack",
 })  # fmt: skip
 _LAUNCH = ("func", "grid", "block", "shared_mem", "stream")
 _MEMCPY_ASYNC = ("dst", "src", "bytes", "kind", "stream")
@@ -452,8 +452,9 @@ CUDA_ARGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "GET_DEVICE": (),  # never an event: the probe keeps what it returns as the thread's device
 })  # fmt: skip
 
-#: Arguments every CUDA event has after its call's own: the device it ran on.
-CUDA_EVERY_CALL = ("device",)
+#: Arguments every CUDA event has after its call's own: the device it ran on, and the key of
+#: the calling thread's Python stack (0: none; XPU_BATCH_STACKS batches carry the stacks).
+CUDA_EVERY_CALL = ("device", "py_stack")
 
 
 def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:

@@ -171,7 +171,7 @@ class Ingest:
                     log.warning("ingest: batch %s/%d rejected: %s", r.monitor_id, r.seq, r.reason)
                 await self._acknowledge(items + [(p, b) for _, b in items
                                                  for p in self._inflight.get(_key(b), ())])
-                stored = list(result.stored)
+                stored = [b for b in result.stored if not b.stacks]  # events only
             except Exception:
                 self.stats.write_errors += len(batches)
                 log.exception("ingest: %d batches could not be written", len(batches))

@@ -89,7 +89,7 @@ static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
 	st = bpf_map_lookup_elem(&py_scratch, &zero);
 	if (!st)
 		return 0;
-	for (int i = 0; i < PY_MAX_FRAMES + 8 && frame && n < PY_MAX_FRAMES; i++) {
+	for (int i = 0; i < PY_MAX_FRAMES && frame; i++) {
 		if (bpf_probe_read_user(span, sizeof(span), (void *)(frame + py.span_start)))
 			break;
 		__u64 code = PY_SPAN_U64(span, py.frame_code);
@@ -97,12 +97,13 @@ static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
 		__u8 owner = span[py.frame_owner - py.span_start];
 
 		frame = PY_SPAN_U64(span, py.frame_previous);
-		if (py.skip_cstack && owner == PY_OWNED_BY_CSTACK)
-			continue;
 		if (n >= PY_MAX_FRAMES)
 			break;
+		/* The agent skips frames owned by the C stack (3.12+): no branch here, which
+		 * would multiply the paths the verifier walks through the loop. */
 		st->code[n] = code;
 		st->instr[n] = instr;
+		st->owner[n] = owner;
 		hash = (hash ^ code) * 0x100000001b3ULL;
 		hash = (hash ^ instr) * 0x100000001b3ULL;
 		n++;

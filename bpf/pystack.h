@@ -34,7 +34,6 @@ struct py_offsets {
 	__u32 frame_instr;		/* prev_instr (3.13: instr_ptr) */
 	__u32 frame_owner;
 	__u32 span_start;		/* the lowest of the four frame offsets */
-	__u32 skip_cstack;		/* 3.12+: skip frames owned by the C stack */
 };
 
 /* One captured stack (BPF map py_stacks, keyed by its hash): innermost first. */
@@ -43,6 +42,7 @@ struct py_stack {
 	__u32 nframes;
 	__u64 code[32];			/* PyCodeObject * */
 	__u64 instr[32];		/* the frame's instruction pointer */
+	__u8 owner[32];			/* _frameowner: the agent skips PY_OWNED_BY_CSTACK */
 };
 
 #endif /* XPU_PYSTACK_H */

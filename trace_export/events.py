@@ -98,7 +98,8 @@ def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
     out: list[str] = []
     for a in abi.CUDA_ARGS.get(abi.arg_class(ids[event_type], "CUDA"), ()):
         out += [f"{a}_x", f"{a}_y", f"{a}_z"] if a in _DIM3 else [a]
-    return (*out, *abi.CUDA_EVERY_CALL)
+    # py_stack is not shown: it names a Python stack (py_frames), not an argument
+    return (*out, *(a for a in abi.CUDA_EVERY_CALL if a != "py_stack"))
 
 
 def _codes(values: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:

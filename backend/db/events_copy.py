@@ -238,10 +238,14 @@ class EventWriter:
             )
             returned = await cur.fetchall()
             new = [(accepted[(mid, pid, seq)][0], bid) for bid, mid, pid, seq in returned]
-            events = sum(len(b.events) for b, _ in new)
+            registered = {id(b) for b, _ in new}
+            await _insert_frames(conn, [(b, mid) for b, mid in items
+                                        if b.stacks and id(b) in registered])
+            new_events = [(b, bid) for b, bid in new if not b.stacks]
+            events = sum(len(b.events) for b, _ in new_events)
             if events:
                 _widen_send_buffer(conn)
-                pieces = encode_copy(new)
+                pieces = encode_copy(new_events)
                 cur = conn.cursor()
                 # The queued writer sends from its own task: the next piece is built meanwhile.
                 writer = AsyncQueuedLibpqWriter(cur)
@@ -255,6 +259,24 @@ class EventWriter:
                             break
                         await copy.write(piece)
         return events, tuple(b for b, _ in sorted(new, key=lambda n: n[1]))  # in seq order
+
+
+async def _insert_frames(conn: AsyncConnection[Any],
+                         batches: list[tuple[abi.Batch, uuid.UUID]]) -> None:
+    """The Python stack frames of newly registered XPU_BATCH_STACKS batches (py_frames)."""
+    rows = [(mid, sid, depth, pid, _cstr_text(fn), _cstr_text(file),
+             None if line < 0 else line, flags)
+            for b, mid in batches
+            for sid, pid, depth, _, line, flags, fn, file in b.events.tolist()]
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO py_frames (monitor_id, stack_id, depth, pid, function, file, line,"
+                " flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
+
+
+def _cstr_text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _widen_send_buffer(conn: AsyncConnection[Any]) -> None:
@@ -292,6 +314,10 @@ def _check(b: abi.Batch, min_ts: int, max_ts: int) -> tuple[uuid.UUID, set[int]]
     if abs(b.mono_to_real_ns) >= 2**62:
         raise ValueError(f"mono_to_real_ns {b.mono_to_real_ns} is not a clock offset")
     ev = b.events
+    if b.stacks:  # Python stack frames, not events: no days, no partitions
+        if len(ev) and (int(ev["depth"].max()) >= 1 << 15 or int(ev["pid"].max()) >= _I32):
+            raise ValueError("a stack frame's depth or pid does not fit its column")
+        return mid, set()
     if len(ev) >= MAX_BATCH_EVENTS:
         raise ValueError(f"{len(ev)} events in one batch; at most {MAX_BATCH_EVENTS - 1}")
     if not len(ev):

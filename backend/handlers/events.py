@@ -24,7 +24,7 @@ from backend.typedefs import DB, SETTINGS
 __all__ = ["list_events", "rfc3339_ns"]
 
 _TOP = {"timestamp", "machine_id", "monitor_id", "pid", "tid", "cpu", "comm", "event_type",
-        "duration_ns", "ret", "flags", "incomplete", "event_data"}
+        "duration_ns", "ret", "flags", "incomplete", "event_data", "python_stack"}
 
 
 def rfc3339_ns(ns: int) -> str:
@@ -49,6 +49,7 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
         "flags": row["flags"],
         "incomplete": bool(row["flags"] & 1),
         "event_data": json.loads(data) if isinstance(data, str) else data,
+        **({"python_stack": row["python_stack"]} if row.get("python_stack") else {}),
     }
 
 

@@ -17,6 +17,14 @@ from backend.paging import OrderBy, keyset_predicate
 __all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "count_by_monitor", "query_events",
            "stream_events"]
 
+_STACK_OF = ("py_frames f WHERE f.monitor_id = events.monitor_id"
+             " AND f.stack_id = (events.event_data->>'py_stack')::numeric")
+
+
+def _innermost(column: str) -> str:
+    return f"(SELECT f.{column} FROM {_STACK_OF} AND f.depth = 0)"
+
+
 # What `filter` may name, and the columns behind the names (seeds/003 section 4).
 EVENT_FIELDS: dict[str, FieldSpec] = {
     "timestamp": FieldSpec("ts", "timestamp", convert=as_epoch_ns),
@@ -32,6 +40,9 @@ EVENT_FIELDS: dict[str, FieldSpec] = {
     "ret": FieldSpec("ret", "int"),
     "flags": FieldSpec("flags", "int"),
     "event_data.*": FieldSpec("event_data::jsonb", "json"),
+    # the innermost frame of the calling Python stack (config.python_stacks)
+    "python_function": FieldSpec(_innermost("function"), "str", nullable=True),
+    "python_file": FieldSpec(_innermost("file"), "str", nullable=True),
 }
 ORDERABLE = {"timestamp": "ts", "pid": "pid", "tid": "tid", "duration_ns": "duration_ns",
              "event_type": "event_type", "comm": "comm"}
@@ -40,6 +51,9 @@ TIEBREAK = ["ts", "id"]
 _COLUMNS = ("ts, id, machine_id, monitor_id, pid, tid, cpu, comm, event_type, duration_ns, "
             "ret, flags, event_data")
 _NAMES = [c.strip() for c in _COLUMNS.split(",")]
+# An event's Python stack, innermost frame first (NULL without one).
+_PYTHON_STACK = ("(SELECT json_agg(json_build_object('function', f.function, 'file', f.file,"
+                 f" 'line', f.line) ORDER BY f.depth) FROM {_STACK_OF}) AS python_stack")
 
 
 async def query_events(conn: AsyncConnection[Any], where: str, params: list[Any],
@@ -52,10 +66,11 @@ async def query_events(conn: AsyncConnection[Any], where: str, params: list[Any]
         clauses.append(pred)
         args += pred_args
     order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
-    sql = (f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+    sql = (f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {' AND '.join(clauses)} "
            f"ORDER BY {order_sql} LIMIT %s")
     cur = await conn.execute(sql.encode(), [*args, limit])
-    return [dict(zip(_NAMES, row, strict=True)) for row in await cur.fetchall()]
+    return [dict(zip([*_NAMES, "python_stack"], row, strict=True))
+            for row in await cur.fetchall()]
 
 
 def count_by_monitor(conn: psycopg.Connection[Any], where: str,

@@ -274,11 +274,12 @@ def one_event(func: int, **fields: Any) -> np.ndarray:
     ],
 )  # fmt: skip
 def test_event_records_args(func: int, fields: dict[str, int], args: dict[str, Any]) -> None:
-    """Each class's arguments in call order, then the device (every CUDA event has one)."""
+    """Each class's arguments in call order, then the device and the Python stack (every
+    CUDA event has them)."""
     ev = one_event(func, device=3, **fields)
     (rec,) = abi.event_records(abi.decode_batch(batch_bytes(ev)))
-    assert rec["args"] == {**args, "device": 3}
-    assert list(rec["args"])[-1] == "device"
+    assert rec["args"] == {**args, "device": 3, "py_stack": 0}
+    assert list(rec["args"])[-2:] == ["device", "py_stack"]
     assert rec["func"] == abi.function_name(func)
 
 
@@ -289,7 +290,7 @@ def test_event_records_header_fields() -> None:
     assert rec == {
         "ts_ns": 10**18 + 1000, "duration_ns": 7, "pid": 10, "tid": 11, "cpu": 3,
         "comm": "python3", "func": "cudaStreamSynchronize", "ret": -35, "incomplete": True,
-        "args": {"stream": 0, "device": 0},
+        "args": {"stream": 0, "device": 0, "py_stack": 0},
     }  # fmt: skip
     json.dumps(rec)
 

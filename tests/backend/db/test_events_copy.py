@@ -109,7 +109,7 @@ async def test_every_column_round_trips(pg_dsn: str, offload: bool) -> None:
     # Spot checks of what expected() derives from backend.abi, so the oracle is not circular.
     launch = next(r for r in rows if r["event_type"] == "cudaLaunchKernel")
     assert list(launch["event_data"]) == ["func", "grid", "block", "shared_mem", "stream",
-                                         "device"]
+                                         "device", "py_stack"]
     assert {r["comm"] for r in rows} == {"python", "exactly16bytes!!", "ab", "bad\ufffd\ufffdutf8",
                                          "", "\u4e2d"}  # fmt: skip
     assert {r["event_type"] for r in rows} >= {"fn_0x1234", "fn_0xff00", "cudaMemcpyAsync"}
@@ -132,7 +132,7 @@ async def test_event_data_is_compact_json(pg_dsn: str) -> None:
     assert len(texts) == 1
     text, as_jsonb = texts[0]
     compact = ('{"dst":140000000000000,"src":94000000000000,"bytes":4096,"kind":1,"stream":0,'
-               '"device":0}')
+               '"device":0,"py_stack":0}')
     assert text.rstrip(" ") == compact and len(text) - len(compact) < 8
     assert json.loads(as_jsonb) == json.loads(compact)
 

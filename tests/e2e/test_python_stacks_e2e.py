@@ -1,0 +1,72 @@
+"""Python attribution end to end: a CUDA monitor with config.python_stacks started through the
+REST API on a Python process; the manager reads the target's CPython, the agent sends each
+stack once, the backend stores them (py_frames), and the events API returns each event with
+its stack and filters on its innermost Python function."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.typedefs import INGEST
+from tests.agent.procs import JsonLineProc
+from tests.e2e.conftest import Platform, eventually
+
+pytestmark = pytest.mark.bpf
+
+SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
+
+
+async def test_events_carry_their_python_stack(platform: Platform, cudart12: Path) -> None:
+    p, rounds = platform, 3
+    at = {m.group(1): n for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
+          if (m := re.search(r"# at:(\w+)", text))}
+    work = JsonLineProc([sys.executable, str(SCRIPT), str(cudart12), str(rounds)])
+    try:
+        ready = work.read_json("ready")
+        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
+                                json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]},
+                                      "config": {"python_stacks": True}})
+        assert r.status == 201, await r.text()
+        mon = (await r.json())["id"]
+
+        async def running() -> Any:
+            m = await p.monitor(mon)
+            assert m["status"] != "FAILED_TO_START", m
+            return m["status"] == "RUNNING" or None
+
+        await eventually(running, "monitor RUNNING")
+        work.send_line("go")
+        work.read_json("done")
+        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon}",
+                                  headers=p.auth)  # fmt: skip
+        assert r.status == 204
+        work.send_line("exit")
+    finally:
+        work.kill()
+    await p.client.app[INGEST].flushed()
+
+    async def stored() -> Any:
+        got = await p.all_events(f"monitor_id = '{mon}'")
+        return got if len(got) >= 3 * rounds else None
+
+    events = await eventually(stored, "events stored")
+    file = str(SCRIPT)
+    seen = Counter((e["event_type"], tuple((f["function"], f["line"])
+                                           for f in e["python_stack"][:2])) for e in events)
+    assert seen == {
+        ("cudaMemcpy", (("copy", at["copy"]), ("step", at["step_copy"]))): rounds,
+        ("cudaDeviceSynchronize", (("step", at["step_sync"]), ("train", at["train"]))): rounds,
+        ("cudaMalloc", (("allocate", at["allocate"]),
+                        ("main.<locals>.worker", at["worker"]))): rounds,
+    }
+    assert all(e["python_stack"][0]["file"] == file for e in events)
+    copies = await p.all_events(f"monitor_id = '{mon}' AND python_function = 'copy'")
+    assert {e["event_type"] for e in copies} == {"cudaMemcpy"} and len(copies) == rounds
+    ours = await p.all_events(f"monitor_id = '{mon}' AND python_file = '{file}'")
+    assert len(ours) == len(events)

@@ -109,8 +109,11 @@ int py_resolver_init(struct py_resolver *r, int map_fd, const struct py_code_off
 	r->sent = calloc(r->sent_cap, sizeof(*r->sent));
 	if (!r->sent)
 		return -ENOMEM;
-	return batcher_init(&r->batch, monitor_type, sizeof(struct xpu_py_frame), 256, monitor_id,
-			    machine_id);
+	int ret = batcher_init(&r->batch, monitor_type, sizeof(struct xpu_py_frame), 256,
+			       monitor_id, machine_id);
+
+	r->batch.not_events = true;	/* the stats and drop counts are about events */
+	return ret;
 }
 
 void py_resolver_free(struct py_resolver *r)

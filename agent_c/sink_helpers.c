@@ -138,7 +138,7 @@ int batcher_flush(struct batcher *b, struct sink *s, __u64 kernel_drops, __u64 i
 	b->hdr.flags = flags;
 	memcpy(h, &b->hdr, sizeof(*h));
 	ret = sink_send(s, b->buf, sizeof(*h) + b->count * b->hdr.event_size, b->hdr.seq,
-			b->count);
+			b->not_events ? 0 : b->count);
 	if (ret == 1) {
 		b->send_drops += b->count;
 		ret = 0;

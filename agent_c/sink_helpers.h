@@ -53,6 +53,7 @@ struct batcher {
 	__u64 events_sent;		/* handed to the sink */
 	__u64 batches_sent;
 	__u64 send_drops;		/* events of batches the sink had no room for */
+	bool not_events;		/* records that are not events (stacks): counted as none */
 };
 
 int batcher_init(struct batcher *b, __u16 monitor_type, __u16 event_size, size_t cap,

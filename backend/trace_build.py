@@ -24,7 +24,7 @@ import os
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -42,6 +42,7 @@ from trace_export import (
     write_chrome_json,
     write_perfetto,
 )
+from trace_export.pyframes import frame_label
 
 __all__ = ["BuildError", "Built", "Stopped", "TraceSpec", "build_trace"]
 
@@ -144,7 +145,8 @@ def build_trace(
                     if spec.format == "perfetto":
                         # gzip over the file replaces the writer's own deflate of packets
                         stats = write_perfetto(source, out, compress=not spec.gzip,
-                                               progress=on_progress)
+                                               progress=on_progress,
+                                               stacks=lambda ids: python_stacks(conn, ids))
                     else:
                         stats = write_chrome_json(source, out, progress=on_progress)
                 except psycopg.Error as e:
@@ -163,6 +165,17 @@ def build_trace(
         tmp.unlink(missing_ok=True)
     _fsync_dir(traces_dir)
     return Built(events=read, events_total=total, file_size=final.stat().st_size, stats=stats)
+
+
+def python_stacks(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int, list[str]]:
+    """The frames of these Python stacks (py_frames) as trace labels, outermost first."""
+    cur = conn.execute("SELECT stack_id, function, file, line FROM py_frames"
+                       " WHERE stack_id = ANY(%s::numeric[]) ORDER BY stack_id, depth DESC",
+                       [list(ids)])  # fmt: skip
+    out: dict[int, list[str]] = {}
+    for sid, function, file, line in cur.fetchall():
+        out.setdefault(int(sid), []).append(frame_label(function, file, line))
+    return out
 
 
 def _by_type(rows: list[tuple[Any, ...]], types: dict[uuid.UUID, str]) -> Iterator[EventChunk]:

@@ -130,6 +130,9 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
         if len(of_type):
             _fill_args(args, [datas[i] for i in of_type.tolist()], of_type,
                        args_of(monitor_type, etype))  # fmt: skip
+    if monitor_type == "CUDA" and n:  # which Python stack made the call (0: none), not shown
+        args["py_stack"] = np.array([d.get("py_stack", 0) if isinstance(d, dict) else 0
+                                     for d in datas], np.uint64)
     return EventChunk(
         monitor_type=monitor_type,
         ts=np.array(cols[0], np.int64), dur=np.array(cols[1], np.int64),
@@ -208,6 +211,8 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
                                           return_inverse=True)  # fmt: skip
     arg_names = sorted({a for t in names for a in args_of(mtype, t)})
     args = {a: ev[field_of[a]].astype(np.uint64) for a in arg_names}
+    if "py_stack" in (ev.dtype.names or ()):  # which Python stack made the call, not shown
+        args["py_stack"] = ev["py_stack"].astype(np.uint64)
     # zero what a function does not take (the generic fields hold other things there)
     for code, t in enumerate(names):
         mine = set(args_of(mtype, t))

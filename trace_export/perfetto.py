@@ -40,6 +40,7 @@ from trace_export.markers import (
     slice_markers,
 )
 from trace_export.protowire import Msg, Records, tag, varint_bytes
+from trace_export.pyframes import PythonFrames, StackFrames
 from trace_export.stats import ExportStats, write_all
 from trace_export.tracks import Tracks
 
@@ -51,14 +52,17 @@ _COMPRESS_AT = 512 << 10  # raw bytes per compressed_packets (the proto asks for
 
 
 def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
-                   progress: Callable[[int], None] | None = None) -> ExportStats:  # fmt: skip
-    """Writes the events as a Perfetto trace; returns what was written."""
-    return write_all(_Writer(out, compress), chunks, progress)
+                   progress: Callable[[int], None] | None = None,
+                   stacks: StackFrames | None = None) -> ExportStats:  # fmt: skip
+    """Writes the events as a Perfetto trace; returns what was written. With stacks, calls
+    that carry a Python stack are drawn inside slices of its frames (trace_export.pyframes)."""
+    return write_all(_Writer(out, compress, stacks), chunks, progress)
 
 
 class _Writer:
-    def __init__(self, out: BinaryIO, compress: bool) -> None:
+    def __init__(self, out: BinaryIO, compress: bool, stacks: StackFrames | None) -> None:
         self.out, self.compress = out, compress
+        self.frames = PythonFrames(stacks) if stacks is not None else None
         self.tracks = Tracks()
         self.stats = ExportStats()
         self.pending = Markers.empty()  # ends, instants and counter points not yet written
@@ -83,7 +87,10 @@ class _Writer:
     def finish(self) -> None:
         if self.tail is not None and len(self.tail):
             self._chunk(self.tail, horizon=None)
-        self._write(self.pending.concat(self.rates.close(self.tracks)), None, None, None)
+        rest = self.pending.concat(self.rates.close(self.tracks))
+        if self.frames is not None:
+            rest = rest.concat(self.frames.close())
+        self._write(rest, None, None, None)
         if not self.started:  # no events: still a trace, its clock and nothing else
             self.tracks.start(0)
             self.buf += self.tracks.take()
@@ -100,6 +107,8 @@ class _Writer:
         new = new.concat(queue_markers(c, self.tracks, layout, flows))
         new = new.concat(self._memory(c, layout))
         new = new.concat(self.rates.add(c, self.tracks, horizon=horizon))
+        if self.frames is not None:
+            new = new.concat(self.frames.markers(c, self.tracks))
         self.stats.events += len(c)
         self._write(self.pending.concat(new), horizon, c, ann)
 
@@ -239,7 +248,8 @@ def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,
     of each event type, apart those of incomplete calls), then scattered into order.
     """
     groups = [np.flatnonzero(m.kind == k) for k in (_END, _INSTANT, _COUNTER)]
-    begins = np.flatnonzero(m.kind == _BEGIN)
+    groups.append(np.flatnonzero((m.kind == _BEGIN) & (m.ref < 0)))  # Python frames
+    begins = np.flatnonzero((m.kind == _BEGIN) & (m.ref >= 0))
     if len(begins):
         assert c is not None and ann is not None
         rows = m.ref[begins]
@@ -270,7 +280,7 @@ def _packets(m: Markers, deltas: np.ndarray, c: EventChunk | None,
     te = Records(n).const(bytes([9 << 3, kind]))  # type
     if kind in (_BEGIN, _INSTANT):
         te.field_uint(10, m.name.astype(np.uint64))  # name_iid
-    if kind == _BEGIN:
+    if kind == _BEGIN and m.ref[0] >= 0:  # a call's begin (a Python frame's has no call)
         assert c is not None and ann is not None
         rows = m.ref
         if m.flow[0]:

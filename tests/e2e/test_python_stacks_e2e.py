@@ -16,6 +16,8 @@ import pytest
 from backend.typedefs import INGEST
 from tests.agent.procs import JsonLineProc
 from tests.e2e.conftest import Platform, eventually
+from tests.e2e.test_traces_e2e import generate
+from trace_export.validate import validate_perfetto
 
 pytestmark = pytest.mark.bpf
 
@@ -70,3 +72,12 @@ async def test_events_carry_their_python_stack(platform: Platform, cudart12: Pat
     assert {e["event_type"] for e in copies} == {"cudaMemcpy"} and len(copies) == rounds
     ours = await p.all_events(f"monitor_id = '{mon}' AND python_file = '{file}'")
     assert len(ours) == len(events)
+
+    # the trace draws each call inside its Python frames' slices
+    _, data = await generate(p, f"monitor_id = '{mon}'", "perfetto")
+    s = validate_perfetto(data)
+    names = Counter(sl.name for sl in s.slices)
+    assert names[f"copy (python_cuda_calls.py:{at['copy']})"] == rounds
+    assert names[f"allocate (python_cuda_calls.py:{at['allocate']})"] == 1
+    depth = {sl.name: sl.depth for sl in s.slices}
+    assert depth["cudaMemcpy"] == 5  # copy, step, train, main, <module>

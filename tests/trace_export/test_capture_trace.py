@@ -100,3 +100,39 @@ def test_syscall_capture_exports_every_call(build_dir: Path, tmp_path: Path,
     path = tmp_path / "syscalls.pftrace"
     path.write_bytes(out.getvalue())
     assert tp.counts(path, trace_processor).slices == len(s.slices) + len(s.instants)
+
+
+def test_python_frames_are_slices_above_their_calls(build_dir: Path, tmp_path: Path,
+                                                    cudart12: Path,
+                                                    trace_processor: Path) -> None:
+    """Python attribution in the trace: each call sits inside the slices of its Python
+    frames, outermost first, and trace processor reads the same parents."""
+    from tests.agent.test_python_attribution import at, run, stacks
+    from tests.manager.test_python_target import DEBIAN
+    from trace_export.pyframes import frame_label
+
+    rounds = 3
+    _, cap = run(DEBIAN, cudart12, build_dir, tmp_path, rounds)
+    labels = {sid: [frame_label(*f) for f in reversed(frames)]
+              for sid, frames in stacks(cap).items()}  # outermost first
+    chunk = from_batches(cap.batches)
+    out = io.BytesIO()
+    stats = write_perfetto([chunk.take(slice(i, i + 4)) for i in range(0, len(chunk), 4)],
+                           out, stacks=lambda ids: {i: labels[i] for i in ids if i in labels})
+    s = validate_perfetto(out.getvalue())
+    lines = at()
+    copy_label = f"copy (python_cuda_calls.py:{lines['copy']})"
+    depth_of = {sl.name: sl.depth for sl in s.slices}
+    main = labels[int(cap.events["py_stack"][list(cap.names()).index("cudaMemcpy")])]
+    assert main[-1] == copy_label and depth_of["cudaMemcpy"] == len(main)
+    # each round enters copy() again (a sync from step() comes between), while the calls
+    # all come from train()'s one line: one slice for it
+    names = Counter(sl.name for sl in s.slices)
+    assert names[copy_label] == rounds and names["cudaMemcpy"] == rounds
+    assert names[f"train (python_cuda_calls.py:{lines['train']})"] == 1
+    assert stats.slices == len(s.slices) + len(s.instants) - stats.flows
+    path = tmp_path / "py.pftrace"
+    path.write_bytes(out.getvalue())
+    (parents,) = tp.query(path, "select p.name from slice s join slice p on s.parent_id = p.id"
+                                " where s.name = 'cudaMemcpy'", folder=trace_processor)
+    assert parents == [[copy_label]] * rounds

@@ -29,6 +29,7 @@
 #include "proc_helpers.h"
 #include "release_helpers.h"
 #include "sink_helpers.h"
+#include "python_monitor.h"
 #include "syscall_monitor.h"
 #include "uprobe_multi_helpers.h"
 
@@ -48,6 +49,7 @@ static struct agent_env env = {
 	.send_hwm = 256,
 	.linger_ms = 10000,
 	.resend_ms = 1000,
+	.sample_hz = 99,
 };
 
 enum opt_key {
@@ -55,7 +57,7 @@ enum opt_key {
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
-	OPT_PY_RUNTIME, OPT_PY_OFFSETS,
+	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -68,7 +70,7 @@ static const char argp_doc[] =
 
 static const struct argp_option opts[] = {
 	{ "monitor-id", OPT_MONITOR_ID, "ID", 0, "Monitor id (letters, digits, . _ -; up to 39)" },
-	{ "monitor-type", OPT_MONITOR_TYPE, "TYPE", 0, "Monitor type: CUDA or SYSCALL" },
+	{ "monitor-type", OPT_MONITOR_TYPE, "TYPE", 0, "Monitor type: CUDA, SYSCALL or PYTHON" },
 	{ "machine-id", OPT_MACHINE_ID, "ID", 0, "Machine id carried in every batch" },
 	{ "target-pid", OPT_TARGET_PID, "PID", 0, "Trace every CUDA library mapped in PID" },
 	{ "target-library", OPT_TARGET_LIBRARY, "PATH", 0,
@@ -76,9 +78,11 @@ static const struct argp_option opts[] = {
 	{ "target-comm", OPT_TARGET_COMM, "COMM", 0,
 	  "Only tasks with this name (CUDA: library mode)" },
 	{ "py-runtime", OPT_PY_RUNTIME, "ADDR", 0,
-	  "CUDA: attribute calls to Python stacks: &_PyRuntime in --target-pid (0x...)" },
+	  "CUDA: attribute calls to Python stacks; PYTHON: sample them. &_PyRuntime in "
+	  "--target-pid (0x...)" },
 	{ "py-offsets", OPT_PY_OFFSETS, "LIST", 0,
-	  "CUDA: that CPython's structure offsets, name=value,... (with --py-runtime)" },
+	  "That CPython's structure offsets, name=value,... (with --py-runtime)" },
+	{ "sample-hz", OPT_SAMPLE_HZ, "HZ", 0, "PYTHON: samples per second per CPU (99)" },
 	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
 	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
 	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
@@ -205,6 +209,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 		break;
 	}
 	case OPT_PY_OFFSETS: env.py_offsets = arg; break;
+	case OPT_SAMPLE_HZ: env.sample_hz = parse_long("sample-hz", arg, 1, 10000, st); break;
 	case 'v': env.verbose = true; break;
 	case ARGP_KEY_ARG:
 		argp_error(st, "unexpected argument '%s'", arg);
@@ -214,14 +219,30 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			argp_error(st, "missing --monitor-id");
 		if (!env.monitor_type)
 			argp_error(st, "missing --monitor-type");
-		if (strcmp(env.monitor_type, "CUDA") && strcmp(env.monitor_type, "SYSCALL"))
-			argp_error(st, "invalid --monitor-type '%s': CUDA or SYSCALL",
+		if (strcmp(env.monitor_type, "CUDA") && strcmp(env.monitor_type, "SYSCALL") &&
+		    strcmp(env.monitor_type, "PYTHON"))
+			argp_error(st, "invalid --monitor-type '%s': CUDA, SYSCALL or PYTHON",
 				   env.monitor_type);
-		if (!strcmp(env.monitor_type, "SYSCALL")) {
+		if (!!env.py_runtime != !!env.py_offsets)
+			argp_error(st, "--py-runtime and --py-offsets go together");
+		if (!strcmp(env.monitor_type, "PYTHON")) {
+			struct py_code_offsets code;
+			struct py_offsets walk;
+			char why[160];
+
+			if (!env.target_pid || env.target_library || env.target_comm)
+				argp_error(st, "a PYTHON monitor samples one process: --target-pid");
+			if (!env.py_runtime)
+				argp_error(st, "a PYTHON monitor needs --py-runtime and --py-offsets");
+			if (py_parse_offsets(env.py_offsets, &walk, &code, why, sizeof(why)))
+				argp_error(st, "invalid --py-offsets: %s", why);
+		} else if (!strcmp(env.monitor_type, "SYSCALL")) {
 			char why[128];
 
 			if (env.target_library)
 				argp_error(st, "--target-library is for CUDA monitors");
+			if (env.py_runtime)
+				argp_error(st, "--py-runtime is for CUDA and PYTHON monitors");
 			if (!env.target_pid && !env.target_comm)
 				argp_error(st, "missing --target-pid or --target-comm");
 			if (syscall_allow_list(env.syscalls, NULL, why, sizeof(why)) < 0)
@@ -233,8 +254,6 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 
 			if (env.syscalls)
 				argp_error(st, "--syscalls is for SYSCALL monitors");
-			if (!!env.py_runtime != !!env.py_offsets)
-				argp_error(st, "--py-runtime and --py-offsets go together");
 			if (env.py_runtime && !env.target_pid)
 				argp_error(st, "--py-runtime needs --target-pid");
 			if (env.py_offsets && py_parse_offsets(env.py_offsets, &walk, &code, why,
@@ -484,6 +503,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(env.monitor_type, "SYSCALL"))
 		return syscall_main(&env, &exiting);
+	if (!strcmp(env.monitor_type, "PYTHON"))
+		return python_main(&env, &exiting);
 
 	nlibs = find_libraries(libs, err, sizeof(err));
 	if (nlibs < 0)

@@ -30,6 +30,7 @@ struct agent_env {
 	const char *syscalls;		/* SYSCALL: comma-separated names, NULL for all */
 	unsigned long long py_runtime;	/* CUDA: &_PyRuntime in the target, 0: no attribution */
 	const char *py_offsets;		/* CUDA: name=value,... (manager/python_offsets.py) */
+	long sample_hz;			/* PYTHON: samples per second per CPU */
 	bool verbose;
 };
 

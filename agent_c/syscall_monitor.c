@@ -18,15 +18,8 @@
 #include "proc_helpers.h"
 #include "sink_helpers.h"
 #include "syscall.skel.h"
+#include "monitor_loop.h"
 #include "syscall_monitor.h"
-
-static __u64 monotonic_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 /* Calls in progress when the probe stopped, as incomplete events. */
 static __u64 take_in_progress(struct syscall_inflight *slots, __u32 count, struct drain *d)
@@ -65,12 +58,15 @@ int syscall_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		.curve_keyfile = env->curve_keyfile, .send_hwm = env->send_hwm,
 		.linger_ms = env->linger_ms, .resend_ms = env->resend_ms,
 	};
-	__u64 ring_bytes = (__u64)env->ringbuf_kb * 1024, last_flush, now, unacked, incomplete = 0;
+	__u64 ring_bytes = (__u64)env->ringbuf_kb * 1024;
 	size_t page = sysconf(_SC_PAGESIZE), slots_len = 0;
 	struct syscall_inflight *slots = MAP_FAILED;
 	struct syscall_bpf *skel;
 	struct sink *sink = NULL;
 	struct drain drain = {};
+	struct monitor_loop loop = {
+		.env = env, .exiting = exiting, .drain = &drain, .entry_prefix = "sys_enter",
+	};
 	char err[512];
 	int ret, n;
 
@@ -108,6 +104,8 @@ int syscall_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		goto cleanup;
 	}
 	ret = sink_open(&sink, &so, err, sizeof(err));
+	loop.sink = sink;
+	loop.obj = skel->obj;
 	if (ret) {
 		ret = agent_fail(ret, "%s", err);
 		goto cleanup;
@@ -130,41 +128,11 @@ int syscall_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	       "\"libraries\": []}\n", getpid(), n);
 	fflush(stdout);
 
-	last_flush = monotonic_ns();
-	ret = AGENT_OK;
-	while (!*exiting && !drain.err) {
-		n = drain_poll(&drain, env->poll_ms);
-		if (n < 0) {
-			fprintf(stderr, "xputrace-agent: failed to poll ring buffer: %s\n",
-				strerror(-n));
-			ret = AGENT_RUNTIME_ERROR;
-			break;
-		}
-		sink_service(sink);
-		now = monotonic_ns();
-		if (now - last_flush >= (__u64)env->flush_ms * 1000000) {
-			drain.missed_entries = prog_recursion_misses(skel->obj, "sys_enter");
-			drain_flush(&drain, 0);
-			last_flush = monotonic_ns();
-			if (env->target_pid && !proc_alive(env->proc_root, env->target_pid)) {
-				fprintf(stderr, "xputrace-agent: target %d exited\n", env->target_pid);
-				break;
-			}
-		}
-	}
-	if (drain.err) {
-		fprintf(stderr, "xputrace-agent: failed to send batch: %s\n", strerror(-drain.err));
-		ret = AGENT_RUNTIME_ERROR;
-	}
+	ret = monitor_loop_run(&loop);
 	/* Stop new events, take what the kernel holds, then the calls in progress. */
 	syscall_bpf__detach(skel);
 	drain_consume(&drain);
-	incomplete = take_in_progress(slots, env->max_threads, &drain);
-	drain.missed_entries = prog_recursion_misses(skel->obj, "sys_enter");
-	if (drain_flush(&drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
-		ret = AGENT_RUNTIME_ERROR;
-	unacked = sink_finish(sink);
-	drain_print_stats(&drain, sink, unacked, incomplete, 0);
+	ret = monitor_loop_finish(&loop, ret, take_in_progress(slots, env->max_threads, &drain));
 
 cleanup:
 	if (slots != MAP_FAILED)

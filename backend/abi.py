@@ -476,7 +476,12 @@ def _syscall_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
     return {"arg0": e["arg0"], "arg1": e["arg1"], "arg2": e["arg2"]}
 
 
-_ARGS = {"CUDA": _cuda_args, "SYSCALL": _syscall_args}
+def _python_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
+    """A sample names the stack it caught (XPU_BATCH_STACKS batches carry the stacks)."""
+    return {"py_stack": e["py_stack"]}
+
+
+_ARGS = {"CUDA": _cuda_args, "SYSCALL": _syscall_args, "PYTHON": _python_args}
 
 _default = Abi()
 MONITOR_TYPES: Mapping[str, int] = _default.monitor_types

@@ -66,6 +66,7 @@ class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     sampling_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
     enable_profiling: bool = False
     python_stacks: bool = False  # CUDA, one process: each call's Python stack
+    sample_hz: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # PYTHON
 
 
 class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -76,6 +77,9 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         t = self.target
+        if self.monitor_type == "PYTHON" and (t.pid is None or t.library_path is not None):
+            raise ValueError("a PYTHON monitor samples one process: needs pid, no "
+                             "library_path - at `$.target`")
         if self.monitor_type == "SYSCALL":
             if t.library_path is not None:
                 raise ValueError("a SYSCALL monitor takes no library - at "

@@ -1,7 +1,8 @@
-"""The target of bench/python_attribution.py: the real libcudart's cudaMemcpy from Python,
-through ctypes, DEPTH functions deep. Reads a call count per line, answers ns_per_call.
+"""The target of bench/python_attribution.py and bench/python_sampling.py: DEPTH functions
+deep, either the real libcudart's cudaMemcpy through ctypes (a call each), or pure Python work
+(WORK=spin: a loop iteration each). Reads a count per line, answers ns_per_call.
 
-usage: python py_cost_target.py LIBCUDART DEPTH
+usage: python py_cost_target.py LIBCUDART DEPTH [spin]
 """
 
 import ctypes
@@ -13,12 +14,18 @@ import time
 lib = ctypes.CDLL(sys.argv[1])
 memcpy = lib.cudaMemcpy
 memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+SPIN = sys.argv[3:] == ["spin"]
 
 
 def loop(n: int) -> float:
     t0 = time.perf_counter_ns()
-    for _ in range(n):
-        memcpy(0x1000, 0x2000, 64, 1)
+    if SPIN:
+        x = 0
+        for i in range(n):
+            x += i * i % 7
+    else:
+        for _ in range(n):
+            memcpy(0x1000, 0x2000, 64, 1)
     return (time.perf_counter_ns() - t0) / n
 
 

@@ -10,7 +10,7 @@ Backend → manager: the seed's commands, exactly as the seed writes them::
      "target": {"pid": int, "library_path": str, "comm": str, "syscalls": [str]},
      "config": {"sampling_rate": 1.0, "enable_profiling": bool, "attach_mode": str,
                 "ringbuf_kb": int, "batch_events": int, "flush_ms": int,
-                "python_stacks": bool},
+                "python_stacks": bool, "sample_hz": int},
      "backend_zmq_data_endpoint": "tcp://host:port" | "ipc://path", "machine_id": str}
     {"command": "STOP_MONITOR", "request_id": str, "monitor_id": uuid}
     {"command": "GET_STATUS", "request_id": str, "monitor_id": uuid | null | absent}
@@ -136,6 +136,7 @@ class AgentConfig:
     batch_events: int | None = None
     flush_ms: int | None = None
     python_stacks: bool = False  # CUDA: each call's Python stack (--py-runtime/--py-offsets)
+    sample_hz: int | None = None  # PYTHON: samples per second per CPU
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ _STOP_KEYS = {"command", "request_id", "monitor_id"}
 _TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
 SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
 _CONFIG_KEYS = {"sampling_rate", "enable_profiling", "attach_mode", "ringbuf_kb",
-                "batch_events", "flush_ms", "python_stacks"}
+                "batch_events", "flush_ms", "python_stacks", "sample_hz"}
 
 
 def isotime(t: datetime | None) -> str | None:
@@ -311,7 +312,10 @@ def _config(v: Any) -> AgentConfig:
     stacks = v.get("python_stacks", False)
     if not isinstance(stacks, bool):
         raise _invalid("config.python_stacks", "must be true or false")
-    return AgentConfig(float(rate), prof, mode, ring, batch, flush, stacks)
+    hz = v.get("sample_hz")
+    if hz is not None:
+        hz = _int(hz, "config.sample_hz", 1, 10_000)
+    return AgentConfig(float(rate), prof, mode, ring, batch, flush, stacks, hz)
 
 
 def _data_endpoint(v: Any) -> str | None:

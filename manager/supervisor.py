@@ -75,6 +75,7 @@ class AgentType:
 AGENT_TYPES: Mapping[str, AgentType] = {
     "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*")),
     "SYSCALL": AgentType(probe="syscall", library_patterns=()),
+    "PYTHON": AgentType(probe="python", library_patterns=()),
 }
 
 # xputrace-agent's exit codes before it printed "ready" (agent_c/exit_codes.h)
@@ -344,15 +345,19 @@ class Supervisor:
 
     def _python_flags(self, cmd: StartMonitor) -> list[str]:
         """--py-runtime and --py-offsets for the target's CPython (config.python_stacks)."""
-        if cmd.monitor_type != "CUDA" or cmd.target.pid is None:
-            raise self._fail(ErrorCode.INVALID_CONFIG, "config.python_stacks: needs a CUDA "
+        field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
+        if cmd.monitor_type not in ("CUDA", "PYTHON") or cmd.target.pid is None:
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: needs a CUDA or PYTHON "
                              "monitor of one process (target.pid)")
         try:
             t = find_target(cmd.target.pid, self.proc_root)
         except UnsupportedPython as e:
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"config.python_stacks: {e}") from None
-        return ["--py-runtime", hex(t.runtime),
-                "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: {e}") from None
+        flags = ["--py-runtime", hex(t.runtime),
+                 "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+        if cmd.monitor_type == "PYTHON" and cmd.config.sample_hz is not None:
+            flags += ["--sample-hz", str(cmd.config.sample_hz)]
+        return flags
 
     def _check_library(self, path: str, kind: AgentType) -> str:
         name = "target.library_path"
@@ -391,7 +396,7 @@ class Supervisor:
                                  f"monitor_id: '{cmd.monitor_id}' is already running with "
                                  "another configuration")
             flags = self._check(cmd)
-            if cmd.config.python_stacks:
+            if cmd.config.python_stacks or cmd.monitor_type == "PYTHON":
                 flags += await asyncio.to_thread(self._python_flags, cmd)
             if sum(m.active for m in self._monitors.values()) >= self.settings.max_monitors:
                 raise self._fail(ErrorCode.AGENT_START_FAILED,

@@ -130,7 +130,7 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
         if len(of_type):
             _fill_args(args, [datas[i] for i in of_type.tolist()], of_type,
                        args_of(monitor_type, etype))  # fmt: skip
-    if monitor_type == "CUDA" and n:  # which Python stack made the call (0: none), not shown
+    if monitor_type in ("CUDA", "PYTHON") and n:  # the call's Python stack (0: none), not shown
         args["py_stack"] = np.array([d.get("py_stack", 0) if isinstance(d, dict) else 0
                                      for d in datas], np.uint64)
     return EventChunk(

@@ -81,3 +81,38 @@ async def test_events_carry_their_python_stack(platform: Platform, cudart12: Pat
     assert names[f"allocate (python_cuda_calls.py:{at['allocate']})"] == 1
     depth = {sl.name: sl.depth for sl in s.slices}
     assert depth["cudaMemcpy"] == 5  # copy, step, train, main, <module>
+
+
+async def test_python_monitor_samples_through_the_api(platform: Platform) -> None:
+    """A PYTHON monitor from the REST API: samples stored with their stacks, nearly all in
+    the function the script spins in."""
+    p, hz, seconds = platform, 499, 0.5
+    spin = Path(__file__).resolve().parents[1] / "workloads/python_spin.py"
+    work = JsonLineProc([sys.executable, str(spin)])
+    try:
+        ready = work.read_json("ready")
+        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
+                                json={"monitor_type": "PYTHON", "target": {"pid": ready["pid"]},
+                                      "config": {"sample_hz": hz}})
+        assert r.status == 201, await r.text()
+        mon = (await r.json())["id"]
+
+        async def running() -> Any:
+            m = await p.monitor(mon)
+            assert m["status"] != "FAILED_TO_START", m
+            return m["status"] == "RUNNING" or None
+
+        await eventually(running, "monitor RUNNING")
+        work.send_line(str(seconds))
+        work.read_json("done")
+        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon}",
+                                  headers=p.auth)  # fmt: skip
+        assert r.status == 204
+        work.send_line("exit")
+    finally:
+        work.kill()
+    await p.client.app[INGEST].flushed()
+    samples = await p.all_events(f"monitor_id = '{mon}'")
+    spinning = [e for e in samples if e.get("python_stack", [{}])[0].get("function") == "spin"]
+    assert len(spinning) >= 0.6 * hz * seconds and len(spinning) >= 0.9 * len(samples)
+    assert {e["event_type"] for e in samples} == {"sample"}

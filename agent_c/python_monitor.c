@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The PYTHON monitor: a CPU clock per CPU (perf_event, --sample-hz) runs
+ * python.bpf.c, which keeps the samples of the target's threads with their
+ * Python stacks; the stacks are resolved and sent once each (pystack_agent.c).
+ * One event per CPU rather than per thread, so threads the target starts later
+ * are sampled too; a thread off the CPU is not sampled (on-CPU profile).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include "exit_codes.h"
+#include "monitor_loop.h"
+#include "proc_helpers.h"
+#include "pystack.h"	/* before the skeleton: its rodata holds struct py_offsets */
+#include "python.h"
+#include "python.skel.h"
+#include "python_monitor.h"
+
+#define MAX_CPUS 1024
+
+static int open_clock(int cpu, long hz)
+{
+	struct perf_event_attr attr = {
+		.type = PERF_TYPE_SOFTWARE,
+		.size = sizeof(attr),
+		.config = PERF_COUNT_SW_CPU_CLOCK,
+		.freq = 1,
+		.sample_freq = hz,
+	};
+
+	return syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
+{
+	struct sink_opts so = {
+		.output_path = env->output, .endpoint = env->endpoint,
+		.curve_keyfile = env->curve_keyfile, .send_hwm = env->send_hwm,
+		.linger_ms = env->linger_ms, .resend_ms = env->resend_ms,
+	};
+	struct bpf_link *links[MAX_CPUS] = {};
+	int fds[MAX_CPUS], ncpu = libbpf_num_possible_cpus(), nlinks = 0, ret, i;
+	struct py_code_offsets code;
+	struct python_bpf *skel;
+	struct py_resolver py = {};
+	struct sink *sink = NULL;
+	struct drain drain = {};
+	struct monitor_loop loop = {
+		.env = env, .exiting = exiting, .drain = &drain, .entry_prefix = "sample",
+		.py = &py,
+	};
+	char err[512];
+
+	for (i = 0; i < MAX_CPUS; i++)
+		fds[i] = -1;
+	if (!proc_alive(env->proc_root, env->target_pid))
+		return agent_fail(AGENT_TARGET_NOT_FOUND, "process %d not found", env->target_pid);
+	if (ncpu <= 0 || ncpu > MAX_CPUS)
+		return agent_fail(AGENT_START_FAILED, "cannot count the CPUs");
+	skel = python_bpf__open();
+	if (!skel)
+		return agent_fail(AGENT_START_FAILED, "failed to open BPF skeleton: %s",
+				  strerror(errno));
+	py_parse_offsets(env->py_offsets, (struct py_offsets *)&skel->rodata->py, &code, err,
+			 sizeof(err));	/* checked when the flags were parsed */
+	skel->rodata->py_runtime = env->py_runtime;
+	skel->rodata->targ_tgid = env->target_pid;
+	skel->rodata->period_ns = 1000000000ULL / env->sample_hz;
+	bpf_map__set_max_entries(skel->maps.events, (__u64)env->ringbuf_kb * 1024);
+	ret = python_bpf__load(skel);
+	if (ret) {
+		ret = agent_fail(ret == -EPERM ? AGENT_PERMISSION_DENIED : AGENT_START_FAILED,
+				 "failed to load BPF object: %s", strerror(-ret));
+		goto cleanup;
+	}
+	ret = py_resolver_init(&py, bpf_map__fd(skel->maps.py_stacks), &code, env->proc_root,
+			       XPU_MONITOR_PYTHON, env->monitor_id, env->machine_id);
+	if (!ret)
+		ret = sink_open(&sink, &so, err, sizeof(err));
+	if (ret) {
+		ret = agent_fail(ret < 0 ? AGENT_START_FAILED : ret, "%s",
+				 ret < 0 ? "out of memory" : err);
+		goto cleanup;
+	}
+	loop.sink = sink;
+	loop.obj = skel->obj;
+	ret = drain_init(&drain, bpf_map__fd(skel->maps.events), bpf_map__fd(skel->maps.drops),
+			 sink, XPU_MONITOR_PYTHON, sizeof(struct python_event), env->batch_events,
+			 env->monitor_id, env->machine_id);
+	if (ret) {
+		ret = agent_fail(AGENT_START_FAILED, "failed to create ring buffer: %s",
+				 strerror(-ret));
+		goto cleanup;
+	}
+	for (i = 0; i < ncpu; i++) {
+		fds[i] = open_clock(i, env->sample_hz);
+		if (fds[i] < 0) {
+			if (errno == ENODEV)
+				continue;	/* a CPU that is not online */
+			ret = agent_fail(errno == EACCES || errno == EPERM ? AGENT_PERMISSION_DENIED
+					 : AGENT_START_FAILED, "perf_event_open on CPU %d: %s", i,
+					 strerror(errno));
+			goto cleanup;
+		}
+		links[i] = bpf_program__attach_perf_event(skel->progs.sample, fds[i]);
+		if (!links[i]) {
+			ret = agent_fail(AGENT_START_FAILED, "attaching the sampler on CPU %d: %s", i,
+					 strerror(errno));
+			goto cleanup;
+		}
+		nlinks++;
+	}
+	printf("{\"ready\": true, \"pid\": %d, \"probes\": %d, \"sample_hz\": %ld, "
+	       "\"libraries\": []}\n", getpid(), nlinks, env->sample_hz);
+	fflush(stdout);
+
+	ret = monitor_loop_run(&loop);
+	for (i = 0; i < ncpu; i++) {
+		bpf_link__destroy(links[i]);
+		links[i] = NULL;
+	}
+	drain_consume(&drain);
+	ret = monitor_loop_finish(&loop, ret, 0);
+
+cleanup:
+	for (i = 0; i < ncpu && i < MAX_CPUS; i++) {
+		bpf_link__destroy(links[i]);
+		if (fds[i] >= 0)
+			close(fds[i]);
+	}
+	py_resolver_free(&py);
+	drain_free(&drain);
+	sink_close(sink);
+	python_bpf__destroy(skel);
+	return ret;
+}

@@ -57,7 +57,7 @@ enum opt_key {
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
-	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ,
+	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ, OPT_PY_BINARY,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -83,6 +83,8 @@ static const struct argp_option opts[] = {
 	{ "py-offsets", OPT_PY_OFFSETS, "LIST", 0,
 	  "That CPython's structure offsets, name=value,... (with --py-runtime)" },
 	{ "sample-hz", OPT_SAMPLE_HZ, "HZ", 0, "PYTHON: samples per second per CPU (99)" },
+	{ "py-binary", OPT_PY_BINARY, "PATH", 0,
+	  "PYTHON: the interpreter file (as the target sees it) whose gc USDT probes to attach" },
 	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
 	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
 	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
@@ -210,6 +212,11 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 	}
 	case OPT_PY_OFFSETS: env.py_offsets = arg; break;
 	case OPT_SAMPLE_HZ: env.sample_hz = parse_long("sample-hz", arg, 1, 10000, st); break;
+	case OPT_PY_BINARY:
+		if (arg[0] != '/' || strstr(arg, "/../") || strlen(arg) > 1024)
+			argp_error(st, "invalid --py-binary '%s': an absolute path", arg);
+		env.py_binary = arg;
+		break;
 	case 'v': env.verbose = true; break;
 	case ARGP_KEY_ARG:
 		argp_error(st, "unexpected argument '%s'", arg);

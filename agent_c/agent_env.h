@@ -31,6 +31,7 @@ struct agent_env {
 	unsigned long long py_runtime;	/* CUDA: &_PyRuntime in the target, 0: no attribution */
 	const char *py_offsets;		/* CUDA: name=value,... (manager/python_offsets.py) */
 	long sample_hz;			/* PYTHON: samples per second per CPU */
+	const char *py_binary;		/* PYTHON: the ELF with _PyRuntime (its gc USDT probes) */
 	bool verbose;
 };
 

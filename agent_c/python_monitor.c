@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <linux/perf_event.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,28 @@ static int open_clock(int cpu, long hz)
 	return syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
 }
 
+/* gc__start and gc__done, where the interpreter has them: false (and why) otherwise. */
+static bool attach_gc(struct python_bpf *skel, const struct agent_env *env)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%d/root%s", env->proc_root, env->target_pid,
+		 env->py_binary);
+	skel->links.gc_start = bpf_program__attach_usdt(skel->progs.gc_start, env->target_pid,
+							path, "python", "gc__start", NULL);
+	if (skel->links.gc_start)
+		skel->links.gc_done = bpf_program__attach_usdt(skel->progs.gc_done,
+							       env->target_pid, path, "python",
+							       "gc__done", NULL);
+	if (skel->links.gc_done)
+		return true;
+	fprintf(stderr, "xputrace-agent: no garbage collection events: %s has no gc__start and "
+		"gc__done USDT probes (%s)\n", env->py_binary, strerror(errno));
+	bpf_link__destroy(skel->links.gc_start);
+	skel->links.gc_start = NULL;
+	return false;
+}
+
 int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 {
 	struct sink_opts so = {
@@ -56,6 +79,7 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		.py = &py,
 	};
 	char err[512];
+	bool gc;
 
 	for (i = 0; i < MAX_CPUS; i++)
 		fds[i] = -1;
@@ -116,8 +140,10 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		}
 		nlinks++;
 	}
+	gc = env->py_binary && attach_gc(skel, env);
 	printf("{\"ready\": true, \"pid\": %d, \"probes\": %d, \"sample_hz\": %ld, "
-	       "\"libraries\": []}\n", getpid(), nlinks, env->sample_hz);
+	       "\"gc\": %s, \"libraries\": []}\n", getpid(), nlinks + 2 * gc, env->sample_hz,
+	       gc ? "true" : "false");
 	fflush(stdout);
 
 	ret = monitor_loop_run(&loop);
@@ -125,6 +151,7 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		bpf_link__destroy(links[i]);
 		links[i] = NULL;
 	}
+	python_bpf__detach(skel);	/* the gc probes */
 	drain_consume(&drain);
 	ret = monitor_loop_finish(&loop, ret, 0);
 

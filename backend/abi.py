@@ -477,7 +477,11 @@ def _syscall_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
 
 
 def _python_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
-    """A sample names the stack it caught (XPU_BATCH_STACKS batches carry the stacks)."""
+    """A sample names the stack it caught (XPU_BATCH_STACKS batches carry the stacks); a
+    garbage collection its generation and what it collected, then the stack that ran it."""
+    if cls == "GC":
+        return {"generation": e["generation"], "collected": e["collected"],
+                "py_stack": e["py_stack"]}
     return {"py_stack": e["py_stack"]}
 
 

@@ -355,8 +355,10 @@ class Supervisor:
             raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: {e}") from None
         flags = ["--py-runtime", hex(t.runtime),
                  "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
-        if cmd.monitor_type == "PYTHON" and cmd.config.sample_hz is not None:
-            flags += ["--sample-hz", str(cmd.config.sample_hz)]
+        if cmd.monitor_type == "PYTHON":
+            flags += ["--py-binary", t.binary]  # its gc USDT probes, where it has them
+            if cmd.config.sample_hz is not None:
+                flags += ["--sample-hz", str(cmd.config.sample_hz)]
         return flags
 
     def _check_library(self, path: str, kind: AgentType) -> str:

@@ -90,6 +90,8 @@ def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
     """Argument columns an event type has, in call order (dim3s as _x, _y, _z)."""
     if monitor_type == "SYSCALL":
         return _SYSCALL_ARGS
+    if monitor_type == "PYTHON":
+        return ("generation", "collected") if event_type == "gc" else ()
     if monitor_type != "CUDA":
         return ()
     ids = {name: fid for fid, name in abi.function_names("CUDA").items()}
@@ -194,7 +196,8 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
     if len(types) > 1:
         raise ValueError(f"batches of several monitor types: {sorted(types)}")
     mtype = {v: k for k, v in abi.MONITOR_TYPES.items()}[types.pop()]
-    field_of = _CUDA_FIELD if mtype == "CUDA" else {a: a for a in _SYSCALL_ARGS}
+    field_of = _CUDA_FIELD if mtype == "CUDA" else \
+        {a: a for a in (*_SYSCALL_ARGS, "generation", "collected")}
     ev = np.concatenate([b.events for b in blist]) if blist else abi.empty_events(0, mtype)
     ts = np.concatenate([b.events["ts_ns"].astype(np.int64) + b.mono_to_real_ns
                          for b in blist]) if blist else np.zeros(0, np.int64)  # fmt: skip

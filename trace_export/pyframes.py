@@ -4,9 +4,9 @@ Each call that carries a Python stack (``args["py_stack"]``, resolved by a ``Sta
 function to frame labels, outermost first) is drawn inside the slices of its frames, on its
 thread's track: a frame opens at the first call made under it and closes at the end of the
 last one, so consecutive calls from the same frame share its slice, as in a flame chart over
-time. Frames are told apart by their label (function, file and line), so a loop's calls from
-one line share one slice: call-site attribution cannot see where one Python call ended and
-the next began.
+time. Frames are told apart by their label (function and file), so calls made from one
+function in a row share its slice: call-site attribution and sampling cannot see where one
+Python call ended and the next began.
 """
 
 from __future__ import annotations
@@ -30,8 +30,11 @@ StackFrames = Callable[[Sequence[int]], Mapping[int, Sequence[str]]]
 _BEFORE_CALLS = -(1 << 62)  # a frame's begin sorts before every call begin at its time
 
 
-def frame_label(function: str, file: str, line: int | None) -> str:
-    return f"{function} ({os.path.basename(file)}:{line if line is not None else '?'})"
+def frame_label(function: str, file: str, line: int | None = None) -> str:
+    """A frame's slice name: the function and its file. Not the line: the innermost
+    frame's line moves as it runs (every sample would open a new slice), and a caller's
+    line would split it between the calls it makes; the events API has the lines."""
+    return f"{function} ({os.path.basename(file)})"
 
 
 @dataclass

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from backend import abi
+from manager.python_target import find_target
 from tests.agent.procs import Agent, JsonLineProc, run_agent_expect_failure
 from tests.agent.test_python_attribution import py_flags, stacks
-from tests.manager.test_python_target import INTERPRETERS
+from tests.manager.test_python_target import DEBIAN, INTERPRETERS
 
 pytestmark = pytest.mark.bpf
 
@@ -65,3 +66,53 @@ def test_bad_flags(build_dir: Path, tmp_path: Path, args: list[str], message: st
     rc, err = run_agent_expect_failure(build_dir, "--monitor-id", "t", "--monitor-type",
                                        "PYTHON", "--output", str(tmp_path / "c"), *args)
     assert rc == 2 and message in err, err
+
+
+def test_garbage_collections_are_events(build_dir: Path, tmp_path: Path) -> None:
+    """Debian's python3.11 has the gc__start/gc__done USDT probes: each gc.collect() is an
+    event with its generation, what it collected and the stack that called it."""
+    script = SCRIPT.with_name("python_gc.py")
+    work = JsonLineProc([str(DEBIAN), str(script)])
+    agent = None
+    try:
+        ready = work.read_json("ready")
+        t = find_target(ready["pid"])
+        agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
+                      "--py-binary", t.binary, *py_flags(ready["pid"]), monitor_type="PYTHON")
+        assert agent.ready["gc"] is True
+        work.send_line("5")
+        done = work.read_json("done")
+        cap = agent.stop()
+        work.send_line("exit")
+        assert work.finish() == 0
+    finally:
+        work.kill()
+        if agent:
+            agent.kill()
+    ev = cap.events
+    gc = ev[ev["func"] == 0x100]
+    full = gc[gc["generation"] == 2]
+    assert full["collected"].tolist() == done["collected"] == full["ret"].tolist()
+    assert (full["duration_ns"] > 0).all()
+    by_id = stacks(cap)
+    line = next(n for n, text in enumerate(script.read_text().splitlines(), 1)
+                if text.endswith("# at:collect"))
+    assert {tuple(by_id[int(s)][0][::2]) for s in full["py_stack"]} == {("collect", line)}
+
+
+def test_no_gc_probes_is_said(build_dir: Path, tmp_path: Path) -> None:
+    """pyenv's builds have no USDT probes: sampling goes on, and stderr says why no gc."""
+    python = INTERPRETERS["pyenv-3.11"]
+    if python is None:
+        pytest.skip("no pyenv 3.11 here")
+    work = JsonLineProc([str(python), str(SCRIPT)])
+    try:
+        ready = work.read_json("ready")
+        t = find_target(ready["pid"])
+        agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
+                      "--py-binary", t.binary, *py_flags(ready["pid"]), monitor_type="PYTHON")
+        assert agent.ready["gc"] is False
+        cap = agent.stop()
+        assert cap.returncode == 0 and "no gc__start and gc__done USDT probes" in cap.stderr
+    finally:
+        work.kill()

@@ -93,6 +93,14 @@ int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_o
 		return -1;
 	}
 	walk->span_start = lo;
+	hi = walk->frame_owner + 1;
+	for (int k = 0; k < 3; k++) {
+		__u32 end = (__u32[]){ walk->frame_code, walk->frame_previous,
+				       walk->frame_instr }[k] + 8;
+
+		hi = end > hi ? end : hi;
+	}
+	walk->span_len = hi - lo;	/* at most PY_FRAME_SPAN: checked above */
 	return 0;
 }
 

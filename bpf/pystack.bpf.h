@@ -90,7 +90,8 @@ static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
 	if (!st)
 		return 0;
 	for (int i = 0; i < PY_MAX_FRAMES && frame; i++) {
-		if (bpf_probe_read_user(span, sizeof(span), (void *)(frame + py.span_start)))
+		/* only the span: a frame near the end of its stack chunk has no more mapped */
+		if (bpf_probe_read_user(span, py.span_len, (void *)(frame + py.span_start)))
 			break;
 		__u64 code = PY_SPAN_U64(span, py.frame_code);
 		__u64 instr = PY_SPAN_U64(span, py.frame_instr);

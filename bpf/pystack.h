@@ -34,6 +34,7 @@ struct py_offsets {
 	__u32 frame_instr;		/* prev_instr (3.13: instr_ptr) */
 	__u32 frame_owner;
 	__u32 span_start;		/* the lowest of the four frame offsets */
+	__u32 span_len;			/* bytes from span_start to past the highest field */
 };
 
 /* One captured stack (BPF map py_stacks, keyed by its hash): innermost first. */

@@ -98,7 +98,10 @@ def test_killed_manager_leaves_no_agent(manager_cmd: Callable[..., list[str]], e
             finally:
                 second.kill()
                 second.wait()
-        assert (tmp_path / "agent.json.signals").read_text() == "SIGTERM\n"
+        # SIGTERM, never SIGKILL. Possibly more than once: the kernel sends the parent-death
+        # signal again each time the dying manager's threads hand the child on to one another
+        signals = (tmp_path / "agent.json.signals").read_text().splitlines()
+        assert signals and set(signals) == {"SIGTERM"}
 
     asyncio.run(asyncio.wait_for(go(), 90))
 

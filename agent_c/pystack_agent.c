@@ -11,29 +11,73 @@
 
 #define FRAME_OWNED_BY_GENERATOR 1
 
+/*
+ * Each offset name (as manager/python_offsets.py has them), where it goes, and which
+ * CPython layouts need it: 3.10 (frame objects: f_lasti an index, no native thread id)
+ * or 3.11+ (interpreter frames). NEW_FRAME: 3.11+ reach the current frame either
+ * through tstate_current_frame (3.13+) or through the _PyCFrame (3.11-3.12).
+ */
+enum { OLD = 1, NEW = 2, BOTH = 3, NEW_FRAME = 4 };
+
 struct offset_name {
 	const char *name;
 	size_t walk, code;	/* offsetof + 1 into struct py_offsets / py_code_offsets; 0: not */
+	int needed;
 };
 
-#define W(f) { #f, offsetof(struct py_offsets, f) + 1, 0 }
-#define C(f) { #f, 0, offsetof(struct py_code_offsets, f) + 1 }
+#define W(f, n) { #f, offsetof(struct py_offsets, f) + 1, 0, n }
+#define C(f, n) { #f, 0, offsetof(struct py_code_offsets, f) + 1, n }
 static const struct offset_name names[] = {
-	W(runtime_interp_head), W(interp_next), W(interp_threads_head), W(tstate_next),
-	W(tstate_native_tid), W(tstate_current_frame), W(tstate_cframe),
-	W(cframe_current_frame), W(frame_code), W(frame_previous), W(frame_owner),
-	{ "frame_instr", offsetof(struct py_offsets, frame_instr) + 1, 0 },
-	C(code_firstlineno), C(code_filename), C(code_qualname), C(code_linetable),
-	C(code_firsttraceable), C(code_adaptive), C(bytes_size), C(bytes_data), C(str_length),
-	C(str_state), C(str_ascii_data), C(str_compact_data),
+	W(runtime_interp_head, BOTH), W(interp_next, BOTH), W(interp_threads_head, BOTH),
+	W(tstate_next, BOTH), W(tstate_native_tid, NEW), W(tstate_thread_id, OLD),
+	W(tstate_current_frame, OLD | NEW_FRAME), W(tstate_cframe, NEW_FRAME),
+	W(cframe_current_frame, NEW_FRAME), W(frame_code, BOTH), W(frame_previous, BOTH),
+	W(frame_owner, NEW), W(frame_instr, NEW),
+	{ "frame_lasti", offsetof(struct py_offsets, frame_instr) + 1, 0, OLD },
+	C(code_firstlineno, BOTH), C(code_filename, BOTH), C(code_qualname, BOTH),
+	C(code_linetable, BOTH), C(code_firsttraceable, NEW), C(code_adaptive, NEW),
+	C(bytes_size, BOTH), C(bytes_data, BOTH), C(str_length, BOTH), C(str_state, BOTH),
+	C(str_ascii_data, BOTH), C(str_compact_data, BOTH),
 };
+
+static int check_layout(__u64 seen, struct py_offsets *walk, struct py_code_offsets *code,
+			char *err, size_t errlen)
+{
+	size_t n = sizeof(names) / sizeof(names[0]), i;
+	bool old = false, cur = false, cframe = 0;
+	int layout;
+
+	for (i = 0; i < n; i++)
+		if (seen & 1ULL << i && !strcmp(names[i].name, "frame_lasti"))
+			old = true;
+	layout = old ? OLD : NEW;
+	code->lasti_index = old;
+	for (i = 0; i < n; i++) {
+		if (!strcmp(names[i].name, "tstate_current_frame"))
+			cur = seen & 1ULL << i;
+		else if (!strcmp(names[i].name, "tstate_cframe"))
+			cframe = seen & 1ULL << i;
+		if (!(names[i].needed & layout) || seen & 1ULL << i)
+			continue;
+		snprintf(err, errlen, "offset %s missing", names[i].name);
+		return -1;
+	}
+	if (!old && !cur && !cframe) {
+		snprintf(err, errlen, "give tstate_current_frame, or tstate_cframe and "
+			 "cframe_current_frame");
+		return -1;
+	}
+	if (old)
+		walk->frame_owner = walk->frame_code;	/* none: read, never used */
+	return 0;
+}
 
 int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_offsets *code,
 		     char *err, size_t errlen)
 {
 	size_t n = sizeof(names) / sizeof(names[0]), i;
-	__u64 seen = 0, frame_via;
 	const char *p = list, *end, *eq;
+	__u64 seen = 0;
 	__u32 lo, hi;
 
 	memset(walk, 0, sizeof(*walk));
@@ -64,22 +108,8 @@ int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_o
 			*(__u32 *)((char *)code + names[i].code - 1) = v;
 		seen |= 1ULL << i;
 	}
-	/*
-	 * the current frame: tstate_current_frame (3.13+) or through the _PyCFrame
-	 * (3.11-3.12): names[5], names[6] and names[7]
-	 */
-	frame_via = 1ULL << 5 | 1ULL << 6 | 1ULL << 7;
-	for (i = 0; i < n; i++) {
-		if (seen & (1ULL << i) || frame_via & (1ULL << i))
-			continue;
-		snprintf(err, errlen, "offset %s missing", names[i].name);
+	if (check_layout(seen, walk, code, err, errlen))
 		return -1;
-	}
-	if ((seen & frame_via) != 1ULL << 5 && (seen & frame_via) != (1ULL << 6 | 1ULL << 7)) {
-		snprintf(err, errlen, "give tstate_current_frame, or tstate_cframe and "
-			 "cframe_current_frame");
-		return -1;
-	}
 	lo = walk->frame_code;
 	hi = walk->frame_code;
 	for (int k = 0; k < 3; k++) {
@@ -95,10 +125,10 @@ int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_o
 	walk->span_start = lo;
 	hi = walk->frame_owner + 1;
 	for (int k = 0; k < 3; k++) {
-		__u32 end = (__u32[]){ walk->frame_code, walk->frame_previous,
-				       walk->frame_instr }[k] + 8;
+		__u32 e = (__u32[]){ walk->frame_code, walk->frame_previous,
+				     walk->frame_instr }[k] + 8;
 
-		hi = end > hi ? end : hi;
+		hi = e > hi ? e : hi;
 	}
 	walk->span_len = hi - lo;	/* at most PY_FRAME_SPAN: checked above */
 	return 0;
@@ -288,6 +318,27 @@ static int table_line(const unsigned char *t, size_t size, int line, __u64 unit)
 	return -1;
 }
 
+/* The line at byte addr from a 3.10 line table (Objects/lnotab_notes.txt): (start delta,
+ * line delta) byte pairs, a line delta of -128 meaning none. */
+static int table_line_310(const unsigned char *t, size_t size, int line, __u64 addr)
+{
+	__u64 end = 0;
+	int current = -1;
+
+	for (size_t i = 0; i + 1 < size && end <= addr; i += 2) {
+		signed char delta = (signed char)t[i + 1];
+
+		end += t[i];
+		if (delta == -128) {
+			current = -1;
+		} else {
+			line += delta;
+			current = line;
+		}
+	}
+	return end > addr ? current : -1;
+}
+
 /* Fills f for one frame; false for an incomplete frame (pushed, not started: skipped). */
 static bool resolve_frame(struct py_resolver *r, int fd, __u64 code, __u64 instr,
 			  struct xpu_py_frame *f)
@@ -297,9 +348,15 @@ static bool resolve_frame(struct py_resolver *r, int fd, __u64 code, __u64 instr
 	__s32 first = 0, traceable = 0;
 	bool ok = true;
 
-	unit = (instr - code - r->o.code_adaptive) / 2;
-	ok = rd(fd, code + r->o.code_firsttraceable, &traceable, sizeof(traceable)) &&
-	     rd(fd, code + r->o.code_firstlineno, &first, sizeof(first));
+	if (r->o.lasti_index) {	/* 3.10: f_lasti, an instruction index; -1: not started */
+		if ((__s32)instr < 0)
+			return false;
+		unit = (__u32)instr;
+	} else {
+		unit = (instr - code - r->o.code_adaptive) / 2;
+		ok = rd(fd, code + r->o.code_firsttraceable, &traceable, sizeof(traceable));
+	}
+	ok = ok && rd(fd, code + r->o.code_firstlineno, &first, sizeof(first));
 	if (ok && unit < (__u64)traceable)
 		return false;
 	ok = ok && read_str(r, fd, rd64(fd, code + r->o.code_qualname, &ok), f->function,
@@ -311,7 +368,8 @@ static bool resolve_frame(struct py_resolver *r, int fd, __u64 code, __u64 instr
 	if (size > sizeof(table))
 		size = sizeof(table);	/* lines past it read as none */
 	ok = ok && rd(fd, obj + r->o.bytes_data, table, size);
-	f->line = ok ? table_line(table, size, first, unit) : -1;
+	f->line = !ok ? -1 : r->o.lasti_index ? table_line_310(table, size, first, unit * 2)
+				      : table_line(table, size, first, unit);
 	if (!ok)
 		f->flags |= XPU_PY_UNREADABLE;
 	return true;
@@ -345,7 +403,7 @@ int py_resolver_flush(struct py_resolver *r, struct batcher *events, struct sink
 			struct xpu_py_frame *f = &frames[n];
 
 			memset(f, 0, sizeof(*f));
-			if (st.owner[d] != PY_OWNED_BY_CSTACK &&
+			if ((r->o.lasti_index || st.owner[d] != PY_OWNED_BY_CSTACK) &&
 			    resolve_frame(r, fd, st.code[d], st.instr[d], f))
 				n++;
 		}

@@ -20,6 +20,7 @@ struct py_code_offsets {
 	__u32 code_firstlineno, code_filename, code_qualname, code_linetable;
 	__u32 code_firsttraceable, code_adaptive;
 	__u32 bytes_size, bytes_data, str_length, str_state, str_ascii_data, str_compact_data;
+	__u32 lasti_index;	/* 3.10: frame_instr is f_lasti, an index; its own line table */
 };
 
 struct py_resolver {

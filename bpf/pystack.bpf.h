@@ -12,6 +12,7 @@
 #ifndef XPU_PYSTACK_BPF_H
 #define XPU_PYSTACK_BPF_H
 
+#include <bpf/bpf_core_read.h>
 #include "pystack.h"
 
 const volatile __u64 py_runtime = 0;		/* &_PyRuntime in the target */
@@ -46,17 +47,27 @@ static __always_inline __u64 py_read(__u64 addr)
 	return v;
 }
 
+/* What identifies the thread in its PyThreadState: the native id, or (3.10) the fs base. */
+static __always_inline __u64 py_thread_key(__u32 tid)
+{
+	if (py.tstate_thread_id)
+		return BPF_CORE_READ(bpf_get_current_task_btf(), thread.fsbase);
+	return tid;
+}
+
 static __always_inline __u64 py_thread_state(__u32 tid)
 {
 	__u64 *cached = bpf_map_lookup_elem(&py_tstates, &tid), ts, interp;
+	__u32 at = py.tstate_thread_id ? py.tstate_thread_id : py.tstate_native_tid;
+	__u64 key = py_thread_key(tid);
 
-	if (cached && *cached && py_read(*cached + py.tstate_native_tid) == tid)
+	if (cached && *cached && py_read(*cached + at) == key)
 		return *cached;
 	interp = py_read(py_runtime + py.runtime_interp_head);
 	for (int i = 0; i < PY_MAX_INTERPRETERS && interp; i++) {
 		ts = py_read(interp + py.interp_threads_head);
 		for (int j = 0; j < PY_MAX_THREADS && ts; j++) {
-			if (py_read(ts + py.tstate_native_tid) == tid) {
+			if (py_read(ts + at) == key) {
 				bpf_map_update_elem(&py_tstates, &tid, &ts, BPF_ANY);
 				return ts;
 			}

@@ -25,13 +25,14 @@ struct py_offsets {
 	__u32 interp_next;		/* PyInterpreterState.next */
 	__u32 interp_threads_head;	/* PyInterpreterState.threads.head */
 	__u32 tstate_next;		/* PyThreadState.next */
-	__u32 tstate_native_tid;	/* PyThreadState.native_thread_id */
-	__u32 tstate_current_frame;	/* 3.13+: PyThreadState.current_frame, else 0 */
+	__u32 tstate_native_tid;	/* PyThreadState.native_thread_id (3.11+), else 0 */
+	__u32 tstate_thread_id;		/* 3.10: PyThreadState.thread_id, pthread_self() */
+	__u32 tstate_current_frame;	/* 3.13+: PyThreadState.current_frame (3.10: frame) */
 	__u32 tstate_cframe;		/* 3.11-3.12: PyThreadState.cframe */
 	__u32 cframe_current_frame;	/* 3.11-3.12: _PyCFrame.current_frame */
 	__u32 frame_code;		/* _PyInterpreterFrame.f_code (3.13: f_executable) */
-	__u32 frame_previous;
-	__u32 frame_instr;		/* prev_instr (3.13: instr_ptr) */
+	__u32 frame_previous;		/* (3.10: PyFrameObject.f_back) */
+	__u32 frame_instr;		/* prev_instr (3.13: instr_ptr; 3.10: f_lasti, an index) */
 	__u32 frame_owner;
 	__u32 span_start;		/* the lowest of the four frame offsets */
 	__u32 span_len;			/* bytes from span_start to past the highest field */

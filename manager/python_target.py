@@ -14,7 +14,8 @@ reason, which the manager answers as INVALID_CONFIG: never a walk on guessed off
 ``read_stacks(target)`` walks every thread's frames through ``/proc/<pid>/mem``: the
 reference the BPF reader is checked against, and how code objects are resolved to
 ``function (file:line)``. Line numbers come from the code object's location table
-(CPython's Objects/locations.md, the same format in 3.11-3.13).
+(CPython's Objects/locations.md, the same format in 3.11-3.13; 3.10's older line table is
+Objects/lnotab_notes.txt). 3.10 has no qualified names: its functions read as co_name.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
             raise UnsupportedPython(f"CPython {version[0]}.{version[1]} ({path}) has no offset "
                                     f"table: readable versions are {known}")
         target = PythonTarget(pid, path, _address(maps, path, runtime[1]), version, offsets)
-        if pid not in _thread_states(mem, target):
+        if not _plausible(mem, target):
             raise UnsupportedPython(f"CPython {'.'.join(map(str, version))} ({path}): its "
                                     "thread list does not hold the main thread; this build's "
                                     "layout differs from the offset table")
@@ -166,16 +167,29 @@ def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
 
 
 def _thread_states(mem: _Memory, t: PythonTarget) -> dict[int, int]:
-    """{native thread id: PyThreadState address} of every interpreter's threads."""
+    """{thread id: PyThreadState address} of every interpreter's threads: the native id
+    (3.11+), or pthread_self() (3.10, which has no native id)."""
     o, out = t.offsets, dict[int, int]()
+    key = o.get("tstate_native_tid", o.get("tstate_thread_id"))
+    assert key is not None
     interp = mem.u64(t.runtime + o["runtime_interp_head"])
     while interp and len(out) < _MAX_THREADS:
         ts = mem.u64(interp + o["interp_threads_head"])
         while ts and len(out) < _MAX_THREADS:
-            out[mem.u64(ts + o["tstate_native_tid"])] = ts
+            out[mem.u64(ts + key)] = ts
             ts = mem.u64(ts + o["tstate_next"])
         interp = mem.u64(interp + o["interp_next"])
     return out
+
+
+def _plausible(mem: _Memory, t: PythonTarget) -> bool:
+    """The offsets lead somewhere real: the main thread is in the thread list (3.11+), or
+    (3.10, whose ids cannot be checked from outside) some thread's frames name a file."""
+    threads = _thread_states(mem, t)
+    if "tstate_native_tid" in t.offsets:
+        return t.pid in threads
+    stacks = _stacks(mem, t, threads)
+    return any(f.file.endswith(".py") for frames in stacks.values() for f in frames)
 
 
 def _text(mem: _Memory, o: dict[str, int], addr: int) -> str:
@@ -250,40 +264,67 @@ class _Codes:
             table_obj = m.u64(ptr + o["code_linetable"])
             size = m.u64(table_obj + o["bytes_size"])
             table = m.read(table_obj + o["bytes_data"], size) if size < 1 << 20 else b""
+            traceable = m.i32(ptr + o["code_firsttraceable"]) \
+                if "code_firsttraceable" in o else 0  # 3.10 has none
             c = self.cache[ptr] = (_text(m, o, m.u64(ptr + o["code_qualname"])),
                                    _text(m, o, m.u64(ptr + o["code_filename"])),
-                                   m.i32(ptr + o["code_firstlineno"]), table,
-                                   m.i32(ptr + o["code_firsttraceable"]))  # fmt: skip
+                                   m.i32(ptr + o["code_firstlineno"]), table, traceable)
         return c
 
 
 def read_stacks(t: PythonTarget, proc_root: Path = Path("/proc")) -> dict[int, list[Frame]]:
-    """Every thread's Python stack, innermost frame first, by native thread id."""
-    o = t.offsets
+    """Every thread's Python stack, innermost frame first, by thread id (native; 3.10:
+    pthread_self(), as threading.get_ident() gives)."""
     mem = _Memory(proc_root / str(t.pid) / "mem")
-    codes = _Codes(mem, o)
-    out: dict[int, list[Frame]] = {}
     try:
-        for tid, ts in _thread_states(mem, t).items():
-            if "tstate_current_frame" in o:
-                frame = mem.u64(ts + o["tstate_current_frame"])
-            else:
-                cframe = mem.u64(ts + o["tstate_cframe"])
-                frame = mem.u64(cframe + o["cframe_current_frame"]) if cframe else 0
-            stack: list[Frame] = []
-            while frame and len(stack) < _MAX_FRAMES:
-                code = mem.u64(frame + o["frame_code"])
-                instr = mem.u64(frame + o["frame_instr"])
-                owner = mem.read(frame + o["frame_owner"], 1)[0]
-                frame = mem.u64(frame + o["frame_previous"])
-                if owner == _OWNED_BY_CSTACK and t.version[:2] >= (3, 12):
-                    continue
-                name, file, first, table, traceable = codes.get(code)
-                unit = (instr - code - o["code_adaptive"]) // 2
-                if owner != _OWNED_BY_GENERATOR and unit < traceable:
-                    continue  # pushed, its first instruction not run yet
-                stack.append(Frame(name, file, _line(table, first, unit)))
-            out[tid] = stack
+        return _stacks(mem, t, _thread_states(mem, t))
     finally:
         mem.close()
+
+
+def _stacks(mem: _Memory, t: PythonTarget, threads: dict[int, int]) -> dict[int, list[Frame]]:
+    o = t.offsets
+    codes = _Codes(mem, o)
+    out: dict[int, list[Frame]] = {}
+    for tid, ts in threads.items():
+        if "tstate_current_frame" in o:
+            frame = mem.u64(ts + o["tstate_current_frame"])
+        else:
+            cframe = mem.u64(ts + o["tstate_cframe"])
+            frame = mem.u64(cframe + o["cframe_current_frame"]) if cframe else 0
+        stack: list[Frame] = []
+        while frame and len(stack) < _MAX_FRAMES:
+            code = mem.u64(frame + o["frame_code"])
+            previous = mem.u64(frame + o["frame_previous"])
+            if "frame_lasti" in o:  # 3.10: an instruction index, -1 before the first
+                unit = mem.i32(frame + o["frame_lasti"])
+                if unit >= 0:
+                    name, file, first, table, _ = codes.get(code)
+                    stack.append(Frame(name, file, _line_310(table, first, unit * 2)))
+            elif mem.read(frame + o["frame_owner"], 1)[0] != _OWNED_BY_CSTACK:
+                # (the C stack's entry frame, 3.12+, has no code object)
+                owner = mem.read(frame + o["frame_owner"], 1)[0]
+                unit = (mem.u64(frame + o["frame_instr"]) - code - o["code_adaptive"]) // 2
+                name, file, first, table, traceable = codes.get(code)
+                if owner == _OWNED_BY_GENERATOR or unit >= traceable:  # else: not started
+                    stack.append(Frame(name, file, _line(table, first, unit)))
+            frame = previous
+        out[tid] = stack
     return out
+
+
+def _line_310(table: bytes, firstlineno: int, addr: int) -> int | None:
+    """The line of the instruction at byte addr from a 3.10 line table: (start delta,
+    line delta) byte pairs, -128 meaning no line (Objects/lnotab_notes.txt)."""
+    line, end, current = firstlineno, 0, None
+    for i in range(0, len(table) - 1, 2):
+        if end > addr:
+            break
+        end += table[i]
+        delta = table[i + 1] - 256 if table[i + 1] > 127 else table[i + 1]
+        if delta == -128:
+            current = None
+        else:
+            line += delta
+            current = line
+    return current if end > addr else None

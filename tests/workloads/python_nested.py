@@ -16,22 +16,23 @@ def worker(fd: int) -> None:
     worker_inner(fd)  # at:worker
 
 
-def inner(worker_tid: int) -> None:
-    print(json.dumps({"ready": True, "pid": os.getpid(), "worker": worker_tid}), flush=True)
+def inner(worker: tuple[int, int]) -> None:
+    print(json.dumps({"ready": True, "pid": os.getpid(), "worker": worker[0],
+                      "ident": threading.get_ident(), "worker_ident": worker[1]}), flush=True)
     sys.stdin.readline()  # at:inner
 
 
-def outer(worker_tid: int) -> None:
-    inner(worker_tid)  # at:outer
+def outer(worker: tuple[int, int]) -> None:
+    inner(worker)  # at:outer
 
 
 def main() -> None:
     rfd, wfd = os.pipe()
     started = threading.Event()
-    tids: list[int] = []
+    tids: list[tuple[int, int]] = []
 
     def run() -> None:
-        tids.append(threading.get_native_id())
+        tids.append((threading.get_native_id(), threading.get_ident()))
         started.set()
         worker(rfd)  # at:run
 

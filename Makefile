@@ -26,7 +26,7 @@ venv: $(STAMP)
 CUDART12 = $(shell $(PY) -c 'import nvidia.cuda_runtime as m, os; print(os.path.join(list(m.__path__)[0], "lib", "libcudart.so.12"))')
 
 build: venv
-	cmake -S . -B $(BUILD) -DXPU_CUDART12_LIB=$(CUDART12) \
+	cmake -S . -B $(BUILD) -DXPU_CUDART12_LIB=$(CUDART12) -DXPU_PYTHON=$(abspath $(PY)) \
 	      -DXPU_CUDART12_INCLUDE=$(abspath $(dir $(CUDART12))../include) \
 	      -DXPU_CUDA12_CRT_INCLUDE=$(abspath $(dir $(CUDART12))../../cuda_nvcc/include)
 	cmake --build $(BUILD) -j$$(nproc)

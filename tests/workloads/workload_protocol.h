@@ -21,7 +21,9 @@
 /* The symbol a call really goes to, after the header's own macros. */
 #define SYMBOL(x) STR2(x)
 #define MAX_THREADS 64
+#ifndef MAX_SYMBOLS	/* a workload with more symbols defines it first */
 #define MAX_SYMBOLS 32
+#endif
 
 struct tally {
 	const char *name[MAX_SYMBOLS];

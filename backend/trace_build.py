@@ -148,7 +148,8 @@ def build_trace(
                                                progress=on_progress,
                                                stacks=lambda ids: python_stacks(conn, ids))
                     else:
-                        stats = write_chrome_json(source, out, progress=on_progress)
+                        stats = write_chrome_json(source, out, progress=on_progress,
+                                                  stacks=lambda ids: python_stacks(conn, ids))
                 except psycopg.Error as e:
                     raise _db_error("reading the events", e, stop) from None
                 finally:

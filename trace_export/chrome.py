@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 from trace_export.events import EventChunk, args_of
 from trace_export.layouts import MemoryHeld, display_args, layout_for, queue_values
+from trace_export.pyframes import Closed, FrameTracker, StackFrames
 from trace_export.stats import ExportStats, write_all
 
 __all__ = ["write_chrome_json"]
@@ -24,14 +25,17 @@ _QUEUE_TID_BASE = 1 << 30  # queue rows get tids above any real one
 
 
 def write_chrome_json(chunks: Iterable[EventChunk], out: BinaryIO, *,
-                      progress: Callable[[int], None] | None = None) -> ExportStats:  # fmt: skip
-    """Writes the events as Chrome JSON; returns what was written."""
-    return write_all(_ChromeWriter(out), chunks, progress)
+                      progress: Callable[[int], None] | None = None,
+                      stacks: StackFrames | None = None) -> ExportStats:  # fmt: skip
+    """Writes the events as Chrome JSON; returns what was written. With stacks, calls that
+    carry a Python stack are drawn inside slices of its frames, as in the Perfetto trace."""
+    return write_all(_ChromeWriter(out, stacks), chunks, progress)
 
 
 class _ChromeWriter:
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, stacks: StackFrames | None) -> None:
         self.out = out
+        self.frames = FrameTracker(stacks) if stacks is not None else None
         self.stats = ExportStats()
         self.first = True
         self.named: set[tuple[Any, ...]] = set()
@@ -87,6 +91,8 @@ class _ChromeWriter:
             self.stats.slices += 1
             if layout.submits(etype) and queue:
                 self._queue(layout.queue_label(queue[i]), pid, tid, queue[i], etype, ts, dur)
+        if self.frames is not None:
+            self._frames(self.frames.feed(c)[1])
         for t, _machine, pid, _comm, held in self.memory.update(c, layout):
             self._emit({"ph": "C", "name": f"{layout.api} device memory", "pid": pid,
                         "ts": self._us(t), "args": {"bytes": held}})
@@ -106,6 +112,15 @@ class _ChromeWriter:
                     "pid": pid, "tid": row, "ts": end})
         self.stats.flows += 1
 
+    def _frames(self, closed: list[Closed]) -> None:
+        """A complete event per Python frame left (written when it ends: viewers sort)."""
+        for (_, pid, tid), label, begin, end, _ in closed:
+            self._emit({"ph": "X", "name": label, "cat": "python", "pid": pid, "tid": tid,
+                        "ts": self._us(begin), "dur": (end - begin) / 1000})
+            self.stats.slices += 1
+
     def finish(self) -> None:
+        if self.frames is not None:
+            self._frames(self.frames.close())
         other = json.dumps({"trace_start_unix_ns": self.t0 or 0}).encode()
         self._write(b'\n],"otherData":' + other + b"}\n")

@@ -22,7 +22,7 @@ from trace_export.markers import BEGIN, END, Markers
 from trace_export.tracks import Sequence as TrackSequence
 from trace_export.tracks import Tracks
 
-__all__ = ["PythonFrames", "StackFrames", "frame_label"]
+__all__ = ["FrameTracker", "PythonFrames", "StackFrames", "frame_label"]
 
 #: Stack ids -> each stack's frames as labels, outermost first (ids it does not know: none).
 StackFrames = Callable[[Sequence[int]], Mapping[int, Sequence[str]]]
@@ -39,69 +39,100 @@ def frame_label(function: str, file: str, line: int | None = None) -> str:
 
 @dataclass
 class _Thread:
-    seq: TrackSequence
     labels: list[str] = field(default_factory=list)  # open frames, outermost first
     begins: list[int] = field(default_factory=list)
     last_end: int = 0
 
 
-class PythonFrames:
+ThreadKey = tuple[str, int, int]  # machine, pid, tid
+# (thread, row of the call in its chunk, label, begin, depth): a frame the call entered
+Opened = tuple[ThreadKey, int, str, int, int]
+# (thread, label, begin, end, depth): a frame left (ended after the last call made in it)
+Closed = tuple[ThreadKey, str, int, int, int]
+
+
+class FrameTracker:
+    """Which Python frames each thread is in, call after call: the format-neutral part."""
+
     def __init__(self, frames_of: StackFrames) -> None:
         self.frames_of = frames_of
         self.known: dict[int, Sequence[str]] = {0: ()}
-        self.threads: dict[tuple[str, int, int], _Thread] = {}
-        self.slices = 0
+        self.threads: dict[ThreadKey, _Thread] = {}
 
-    def markers(self, c: EventChunk, tracks: Tracks) -> Markers:
-        """Begins and ends of the frames c's calls enter and leave."""
+    def feed(self, c: EventChunk) -> tuple[list[Opened], list[Closed]]:
         stack = c.args.get("py_stack")
+        opened: list[Opened] = []
+        closed: list[Closed] = []
         if stack is None or (not stack.any() and not self.threads):
-            return Markers.empty()
+            return opened, closed
         missing = [int(s) for s in np.unique(stack) if int(s) not in self.known]
         if missing:
             found = self.frames_of(missing)
             for s in missing:
                 self.known[s] = tuple(found.get(s, ()))
-        out: list[tuple[int, int, int, int, int]] = []  # (t, kind, seq, name, tie)
-        t0 = int(c.ts[0])
         for i, (ts, dur, pid, tid, s) in enumerate(zip(
                 c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), stack.tolist(),
                 strict=True)):  # fmt: skip
-            machine = c.machines[c.machine[i]]
-            th = self.threads.get((machine, pid, tid))
+            key = (c.machines[c.machine[i]], pid, tid)
+            th = self.threads.get(key)
             labels = self.known[s]
             if th is None:
                 if not labels:
                     continue
-                seq = tracks.thread(machine, pid, tid, c.comms[c.comm[i]], t0)
-                th = self.threads[(machine, pid, tid)] = _Thread(seq)
+                th = self.threads[key] = _Thread()
             k = 0
             while k < min(len(labels), len(th.labels)) and labels[k] == th.labels[k]:
                 k += 1
-            out += self._close(th, k)
+            closed += self._close(key, th, k)
             for j in range(k, len(labels)):
-                iid = tracks.name_iid(labels[j])
-                tracks.intern(th.seq, {iid}, set(), set())
-                out.append((ts, BEGIN, th.seq.seq, iid, _BEFORE_CALLS + j))
+                opened.append((key, i, labels[j], ts, j))
                 th.labels.append(labels[j])
                 th.begins.append(ts)
-                self.slices += 1
             th.last_end = max(th.last_end, ts + dur)
-        return _markers(out)
+        return opened, closed
 
-    def close(self) -> Markers:
-        """The ends of every frame still open (at the end of its thread's last call)."""
-        out = [m for th in self.threads.values() for m in self._close(th, 0)]
-        return _markers(out)
+    def close(self) -> list[Closed]:
+        """Every frame still open, ended at the end of its thread's last call."""
+        return [f for key, th in self.threads.items() for f in self._close(key, th, 0)]
 
     @staticmethod
-    def _close(th: _Thread, keep: int) -> list[tuple[int, int, int, int, int]]:
-        """Ends the frames above the first keep, innermost first, after the calls in them
-        (an end's tie is minus its begin, plus its distance from the bottom)."""
-        out = [(th.last_end, END, th.seq.seq, 0, -th.begins[j] + 64 - j)
+    def _close(key: ThreadKey, th: _Thread, keep: int) -> list[Closed]:
+        """The frames above the first keep, innermost first."""
+        out = [(key, th.labels[j], th.begins[j], th.last_end, j)
                for j in range(len(th.labels) - 1, keep - 1, -1)]
         del th.labels[keep:], th.begins[keep:]
         return out
+
+
+class PythonFrames:
+    """Frames as Perfetto markers on their threads' sequences."""
+
+    def __init__(self, frames_of: StackFrames) -> None:
+        self.tracker = FrameTracker(frames_of)
+        self.seqs: dict[ThreadKey, TrackSequence] = {}
+
+    def markers(self, c: EventChunk, tracks: Tracks) -> Markers:
+        """Begins and ends of the frames c's calls enter and leave."""
+        opened, closed = self.tracker.feed(c)
+        out = []
+        for key, row, label, ts, depth in opened:
+            seq = self.seqs.get(key)
+            if seq is None:
+                seq = self.seqs[key] = tracks.thread(*key, c.comms[c.comm[row]], int(c.ts[0]))
+            iid = tracks.name_iid(label)
+            tracks.intern(seq, {iid}, set(), set())
+            out.append((ts, BEGIN, seq.seq, iid, _BEFORE_CALLS + depth))
+        return _markers(out + self._ends(closed))  # (their seqs exist now: opened first)
+
+    def close(self) -> Markers:
+        return _markers(self._ends(self.tracker.close()))
+
+    def _ends(self, closed: list[Closed]) -> list[tuple[int, int, int, int, int]]:
+        """Ends after the calls in them, inner before outer at one time: an end's tie is
+        minus its begin, plus its distance from the bottom (never minus its own time, which
+        would mark an end of no duration)."""
+        return [(end, END, self.seqs[key].seq, 0, -begin + 64 - depth)
+                for key, _, begin, end, depth in closed]
 
 
 def _markers(rows: list[tuple[int, int, int, int, int]]) -> Markers:

@@ -18,6 +18,7 @@ from tests.agent.procs import JsonLineProc
 from tests.e2e.conftest import Platform, eventually
 from tests.e2e.test_traces_e2e import generate
 from trace_export.validate import validate_perfetto
+from trace_export.validate_chrome import validate_chrome_json
 
 pytestmark = pytest.mark.bpf
 
@@ -81,6 +82,8 @@ async def test_events_carry_their_python_stack(platform: Platform, cudart12: Pat
     assert names["allocate (python_cuda_calls.py)"] == 1
     depth = {sl.name: sl.depth for sl in s.slices}
     assert depth["cudaMemcpy"] == 5  # copy, step, train, main, <module>
+    _, chrome = await generate(p, f"monitor_id = '{mon}'", "chrome")
+    assert Counter(sl.name for sl in validate_chrome_json(chrome).slices) == names
 
 
 async def test_python_monitor_samples_through_the_api(platform: Platform) -> None:

@@ -136,6 +136,12 @@ def test_python_frames_are_slices_above_their_calls(build_dir: Path, tmp_path: P
     (parents,) = tp.query(path, "select p.name from slice s join slice p on s.parent_id = p.id"
                                 " where s.name = 'cudaMemcpy'", folder=trace_processor)
     assert parents == [[copy_label]] * rounds
+    # the Chrome JSON export draws the same frames
+    chrome = io.BytesIO()
+    write_chrome_json([chunk], chrome, stacks=lambda ids: {i: labels[i] for i in ids
+                                                           if i in labels})
+    js = validate_chrome_json(chrome.getvalue())
+    assert Counter(sl.name for sl in js.slices) == names
 
 
 def test_python_samples_draw_the_spinning_function(build_dir: Path, tmp_path: Path,

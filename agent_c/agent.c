@@ -667,6 +667,8 @@ int main(int argc, char **argv)
 		ret = AGENT_RUNTIME_ERROR;
 	a.unacknowledged = sink_finish(a.sink);
 	drain_print_stats(&a.drain, a.sink, a.unacknowledged, a.incomplete, a.taken);
+	if (a.py_on)
+		py_resolver_print_stats(&a.py, a.skel->bss->py_unsaved);
 
 cleanup:
 	detach_all(&a);

@@ -428,3 +428,13 @@ int py_resolver_flush(struct py_resolver *r, struct batcher *events, struct sink
 	}
 	return send_batch(r, events, sink);
 }
+
+void py_resolver_print_stats(const struct py_resolver *r, __u64 unsaved)
+{
+	printf("{\"py_stacks\": {\"sent\": %llu, \"frames\": %llu, \"unsaved_events\": %llu}}\n",
+	       r->stacks, r->frames, unsaved);
+	fflush(stdout);
+	if (unsaved)
+		fprintf(stderr, "xputrace-agent: %llu events name a Python stack the stack table "
+			"had no room for\n", unsaved);
+}

@@ -48,5 +48,10 @@ int py_resolver_init(struct py_resolver *r, int map_fd, const struct py_code_off
 /* Sends the stacks not sent yet; events' batcher lends its sequence numbers. 0 or -errno. */
 int py_resolver_flush(struct py_resolver *r, struct batcher *events, struct sink *sink);
 void py_resolver_free(struct py_resolver *r);
+/*
+ * One JSON line after the stats: stacks and frames sent, and the events naming a stack
+ * that py_stacks was too full to keep (BPF's py_unsaved).
+ */
+void py_resolver_print_stats(const struct py_resolver *r, __u64 unsaved);
 
 #endif

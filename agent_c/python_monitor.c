@@ -154,6 +154,7 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	python_bpf__detach(skel);	/* the gc probes */
 	drain_consume(&drain);
 	ret = monitor_loop_finish(&loop, ret, 0);
+	py_resolver_print_stats(&py, skel->bss->py_unsaved);
 
 cleanup:
 	for (i = 0; i < ncpu && i < MAX_CPUS; i++) {

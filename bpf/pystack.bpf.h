@@ -17,6 +17,7 @@
 
 const volatile __u64 py_runtime = 0;		/* &_PyRuntime in the target */
 const volatile struct py_offsets py = {};
+__u64 py_unsaved = 0;	/* events naming a stack py_stacks had no room for */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -125,7 +126,8 @@ static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
 	st->tgid = tgid;
 	st->nframes = n;
 	hash |= 1;	/* never 0 */
-	bpf_map_update_elem(&py_stacks, &hash, st, BPF_NOEXIST);
+	if (bpf_map_update_elem(&py_stacks, &hash, st, BPF_NOEXIST) == -7)	/* -E2BIG */
+		__sync_fetch_and_add(&py_unsaved, 1);	/* the table is full: the agent reports it */
 	return hash;
 }
 

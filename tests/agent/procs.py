@@ -112,6 +112,7 @@ class Capture:
     libraries: list[str] = field(default_factory=list)  # what the agent attached to
     # the Python stack frames of XPU_BATCH_STACKS batches (abi.PY_FRAME_DTYPE)
     py_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, abi.PY_FRAME_DTYPE))
+    py_stats: dict[str, int] = field(default_factory=dict)  # the agent's py_stacks line
 
     def names(self) -> np.ndarray:
         names = abi.function_names()
@@ -162,6 +163,8 @@ class Agent(JsonLineProc):
         """
         self.proc.send_signal(signal.SIGTERM)
         stats = self.read_json("stats")["stats"]
+        py_stats = self.read_json("py_stacks")["py_stacks"] if "--py-runtime" in self.argv \
+            else {}
         rc = self.finish()
         err = self.stderr_text()
         self.kill()
@@ -171,7 +174,9 @@ class Agent(JsonLineProc):
             assert self.out is not None
             with open(self.out, "rb") as f:
                 batches = list(abi.iter_batches(f))
-        return capture_from(batches, stats, err, rc, self.ready["libraries"])
+        cap = capture_from(batches, stats, err, rc, self.ready["libraries"])
+        cap.py_stats.update(py_stats)
+        return cap
 
 
 def run_agent_expect_failure(build: Path, *args: str) -> tuple[int, str]:

@@ -94,6 +94,7 @@ def test_each_call_has_its_python_stack(name: str, build_dir: Path, tmp_path: Pa
     assert got == want
     assert len(by_id) == 3  # one stack per call site, sent once
     assert len(cap.py_frames) == sum(len(s) for s in by_id.values())
+    assert cap.py_stats == {"sent": 3, "frames": len(cap.py_frames), "unsaved_events": 0}
 
 
 @pytest.mark.parametrize(("args", "message"), [

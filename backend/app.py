@@ -24,6 +24,7 @@ from backend.errors import error_middleware
 from backend.handlers.auth import require_user
 from backend.influx import InfluxConfig, InfluxWriter
 from backend.ingest import Ingest
+from backend.repo.metrics import last_drop_totals
 from backend.routes import setup_routes
 from backend.settings import Settings
 from backend.trace_jobs import TraceJobs
@@ -110,6 +111,8 @@ async def aggregates_ctx(app: web.Application) -> AsyncIterator[None]:
     aggregator = Aggregator(lambda points: writer.submit([p.line() for p in points]),
                             interval_ns=round(s.aggregate_interval_s * 1e9),
                             lateness_ns=round(s.aggregate_lateness_s * 1e9))
+    async with app[DB].connection() as conn:  # drops already counted before a restart
+        aggregator.drops.last.update(await last_drop_totals(conn))
     app[INFLUX], app[AGGREGATOR] = writer, aggregator
     yield
     aggregator.flush()  # the ingest has stopped: every pending interval

@@ -189,3 +189,18 @@ async def influx_totals(session: aiohttp.ClientSession, config: InfluxConfig,
             key = (tags["machine"], tags["monitor_id"], tags["pid"], tags.get("device", ""))
             memory[key] += [(t, held) for t, held in series["values"]]
     return dict(out), {k: sorted(v) for k, v in memory.items()}
+
+
+async def last_drop_totals(conn: AsyncConnection[Any], max_age_s: float = 86_400.0
+                           ) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """The running drop totals of the newest stored batch of each agent run still going (its
+    last batch is not final, and came within max_age_s): where a restarted backend's
+    aggregator takes up counting, so drops counted before the restart are not counted
+    again."""
+    cur = await conn.execute(
+        "SELECT monitor_id, agent_pid, kernel_drops, inflight_drops, send_drops FROM ("
+        " SELECT DISTINCT ON (monitor_id, agent_pid) monitor_id, agent_pid, kernel_drops,"
+        " inflight_drops, send_drops, final, received_at FROM event_batches"
+        " ORDER BY monitor_id, agent_pid, seq DESC) newest"
+        " WHERE NOT final AND received_at > now() - make_interval(secs => %s)", [max_age_s])
+    return {(str(mid), pid): (k, i, s) for mid, pid, k, i, s in await cur.fetchall()}

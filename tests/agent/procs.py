@@ -113,6 +113,7 @@ class Capture:
     # the Python stack frames of XPU_BATCH_STACKS batches (abi.PY_FRAME_DTYPE)
     py_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, abi.PY_FRAME_DTYPE))
     py_stats: dict[str, int] = field(default_factory=dict)  # the agent's py_stacks line
+    agent_ready: dict[str, Any] = field(default_factory=dict)  # the agent's ready line
 
     def names(self) -> np.ndarray:
         names = abi.function_names()
@@ -176,6 +177,7 @@ class Agent(JsonLineProc):
                 batches = list(abi.iter_batches(f))
         cap = capture_from(batches, stats, err, rc, self.ready["libraries"])
         cap.py_stats.update(py_stats)
+        cap.agent_ready.update(self.ready)
         return cap
 
 
@@ -189,3 +191,33 @@ def run_agent_expect_failure(build: Path, *args: str) -> tuple[int, str]:
         stdin=subprocess.DEVNULL,
     )
     return p.returncode, p.stderr
+
+
+def trace_workload(build: Path, argv: list[str], tmp_path: Path, *agent_args: str,
+                   monitor_type: str = "CUDA", go: str = "go", first: str | None = None,
+                   flags_for: Callable[[int], list[str]] | None = None,
+                   **kw: Any) -> tuple[dict[str, Any], dict[str, Any], Capture]:
+    """Runs a workload speaking workload_protocol.h under an agent of monitor_type by pid:
+    the agent attaches once the workload is ready, the workload gets `go` and runs to done,
+    the agent stops. Returns (ready, done, capture); ready also holds the line keyed `first`
+    that the workload prints before it (if given). flags_for(pid) adds agent flags that
+    need the pid (Python offsets)."""
+    work = JsonLineProc(argv, **kw)
+    agent = None
+    try:
+        before = work.read_json(first) if first else {}
+        ready = {**before, **work.read_json("ready")}
+        pid = ready["pid"]
+        agent = Agent(build, tmp_path / "cap.bin", "--target-pid", str(pid), *agent_args,
+                      *(flags_for(pid) if flags_for else ()), monitor_type=monitor_type)
+        work.send_line(go)
+        done = work.read_json("done")
+        cap = agent.stop()
+        work.send_line("exit")
+        assert work.finish() == 0
+    finally:
+        work.kill()
+        if agent:
+            agent.kill()
+    assert cap.returncode == 0, cap.stderr
+    return ready, done, cap

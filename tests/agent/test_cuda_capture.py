@@ -18,35 +18,13 @@ import numpy as np
 import pytest
 
 from backend import abi
-from tests.agent.procs import Agent, Capture, JsonLineProc
+from tests.agent.procs import Agent, Capture, JsonLineProc, trace_workload
 from tests.workloads import cuda_expect
 
 pytestmark = pytest.mark.bpf
 
 CUDA_ERROR_INSUFFICIENT_DRIVER = 35
 CUDA13_LIB = Path("/usr/local/cuda/lib64/libcudart.so.13")
-
-
-def trace_workload(
-    build: Path, argv: list[str], tmp_path: Path, *agent_args: str, **kw: Any
-) -> tuple[dict[str, Any], dict[str, Any], Capture]:
-    """Runs argv under the agent (by pid); returns (ready, done, capture)."""
-    work = JsonLineProc(argv, **kw)
-    agent = None
-    try:
-        ready = work.read_json("ready")
-        agent = Agent(build, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]), *agent_args)
-        work.send_line("go")
-        done = work.read_json("done")
-        cap = agent.stop()
-        work.send_line("exit")
-        assert work.finish() == 0
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
-    assert cap.returncode == 0, cap.stderr
-    return ready, done, cap
 
 
 def observed(cap: Capture) -> Counter[tuple[Any, ...]]:

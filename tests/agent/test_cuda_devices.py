@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend import abi
-from tests.agent.test_cuda_capture import trace_workload
+from tests.agent.procs import trace_workload
 
 pytestmark = pytest.mark.bpf
 

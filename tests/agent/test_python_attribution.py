@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from manager.python_target import find_target
-from tests.agent.procs import Agent, Capture, JsonLineProc
+from tests.agent.procs import Capture, trace_workload
 from tests.manager.test_python_target import INTERPRETERS
 
 pytestmark = pytest.mark.bpf
@@ -43,22 +43,8 @@ def stacks(cap: Capture) -> dict[int, list[tuple[str, str, int]]]:
 
 def run(python: Path, cudart: Path, build: Path, tmp: Path, rounds: int) -> tuple[
         dict[str, Any], Capture]:  # fmt: skip
-    work = JsonLineProc([str(python), str(SCRIPT), str(cudart), str(rounds)])
-    agent = None
-    try:
-        ready = work.read_json("ready")
-        agent = Agent(build, tmp / "cap.bin", "--target-pid", str(ready["pid"]),
-                      *py_flags(ready["pid"]))
-        work.send_line("go")
-        work.read_json("done")
-        cap = agent.stop()
-        work.send_line("exit")
-        assert work.finish() == 0
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
-    assert cap.returncode == 0, cap.stderr
+    ready, _, cap = trace_workload(build, [str(python), str(SCRIPT), str(cudart), str(rounds)],
+                                   tmp, flags_for=py_flags)
     return ready, cap
 
 

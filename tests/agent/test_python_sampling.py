@@ -10,7 +10,7 @@ import pytest
 
 from backend import abi
 from manager.python_target import find_target
-from tests.agent.procs import Agent, JsonLineProc, run_agent_expect_failure
+from tests.agent.procs import run_agent_expect_failure, trace_workload
 from tests.agent.test_python_attribution import py_flags, stacks
 from tests.manager.test_python_target import DEBIAN, INTERPRETERS
 
@@ -26,22 +26,9 @@ def test_samples_name_the_spinning_function(name: str, build_dir: Path, tmp_path
     if python is None or not python.exists():
         pytest.skip(f"no {name} installed here (pyenv)")
     hz = 499
-    work = JsonLineProc([str(python), str(SCRIPT)])
-    agent = None
-    try:
-        ready = work.read_json("ready")
-        agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
-                      "--sample-hz", str(hz), *py_flags(ready["pid"]), monitor_type="PYTHON")
-        work.send_line(str(SPIN_S))
-        work.read_json("done")
-        cap = agent.stop()
-        work.send_line("exit")
-        assert work.finish() == 0
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
-    assert cap.returncode == 0, cap.stderr
+    ready, _, cap = trace_workload(build_dir, [str(python), str(SCRIPT)], tmp_path,
+                                   "--sample-hz", str(hz), monitor_type="PYTHON",
+                                   go=str(SPIN_S), flags_for=py_flags)
     assert cap.batches[0].monitor_type == abi.MONITOR_TYPES["PYTHON"]
     ev = cap.events
     assert (ev["pid"] == ready["pid"]).all() and (ev["duration_ns"] == 10**9 // hz).all()
@@ -68,27 +55,18 @@ def test_bad_flags(build_dir: Path, tmp_path: Path, args: list[str], message: st
     assert rc == 2 and message in err, err
 
 
+def gc_flags(pid: int) -> list[str]:
+    """The Python offsets, and the interpreter file with the gc USDT probes."""
+    return ["--py-binary", find_target(pid).binary, *py_flags(pid)]
+
+
 def test_garbage_collections_are_events(build_dir: Path, tmp_path: Path) -> None:
     """Debian's python3.11 has the gc__start/gc__done USDT probes: each gc.collect() is an
     event with its generation, what it collected and the stack that called it."""
     script = SCRIPT.with_name("python_gc.py")
-    work = JsonLineProc([str(DEBIAN), str(script)])
-    agent = None
-    try:
-        ready = work.read_json("ready")
-        t = find_target(ready["pid"])
-        agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
-                      "--py-binary", t.binary, *py_flags(ready["pid"]), monitor_type="PYTHON")
-        assert agent.ready["gc"] is True
-        work.send_line("5")
-        done = work.read_json("done")
-        cap = agent.stop()
-        work.send_line("exit")
-        assert work.finish() == 0
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
+    _, done, cap = trace_workload(build_dir, [str(DEBIAN), str(script)], tmp_path,
+                                  monitor_type="PYTHON", go="5", flags_for=gc_flags)
+    assert cap.agent_ready["gc"] is True
     ev = cap.events
     gc = ev[ev["func"] == 0x100]
     full = gc[gc["generation"] == 2]
@@ -105,14 +83,7 @@ def test_no_gc_probes_is_said(build_dir: Path, tmp_path: Path) -> None:
     python = INTERPRETERS["pyenv-3.11"]
     if python is None:
         pytest.skip("no pyenv 3.11 here")
-    work = JsonLineProc([str(python), str(SCRIPT)])
-    try:
-        ready = work.read_json("ready")
-        t = find_target(ready["pid"])
-        agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
-                      "--py-binary", t.binary, *py_flags(ready["pid"]), monitor_type="PYTHON")
-        assert agent.ready["gc"] is False
-        cap = agent.stop()
-        assert cap.returncode == 0 and "no gc__start and gc__done USDT probes" in cap.stderr
-    finally:
-        work.kill()
+    _, _, cap = trace_workload(build_dir, [str(python), str(SCRIPT)], tmp_path,
+                               monitor_type="PYTHON", go="0.01", flags_for=gc_flags)
+    assert cap.agent_ready["gc"] is False
+    assert "no gc__start and gc__done USDT probes" in cap.stderr

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backend import abi
-from tests.agent.procs import Agent, Capture, JsonLineProc, run_agent_expect_failure
+from tests.agent.procs import Capture, run_agent_expect_failure, trace_workload
 
 pytestmark = pytest.mark.bpf
 
@@ -26,25 +26,11 @@ def names(cap: Capture) -> np.ndarray:
 def run(build: Path, tmp_path: Path, threads: int, iters: int,
         *agent_args: str) -> tuple[dict[str, Any], dict[str, int], Capture]:
     """The workload under a SYSCALL agent by pid: (ready, its fds, capture)."""
-    work = JsonLineProc([str(build / "tests/workloads/syscall_calls"), "--threads",
-                         str(threads), "--iters", str(iters)])  # fmt: skip
-    agent = None
-    try:
-        fds = work.read_json("fds")["fds"]
-        ready = work.read_json("ready")
-        agent = Agent(build, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
-                      *agent_args, monitor_type="SYSCALL")
-        work.send_line("go")
-        work.read_json("done")
-        cap = agent.stop()
-        work.send_line("exit")
-        assert work.finish() == 0
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
-    assert cap.returncode == 0, cap.stderr
-    return ready, fds, cap
+    ready, _, cap = trace_workload(build, [str(build / "tests/workloads/syscall_calls"),
+                                           "--threads", str(threads), "--iters", str(iters)],
+                                   tmp_path, *agent_args, monitor_type="SYSCALL",
+                                   first="fds")  # fmt: skip
+    return ready, ready["fds"], cap
 
 
 def test_known_calls_exactly(build_dir: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.test_cuda_capture import trace_workload
+from tests.agent.procs import trace_workload
 from tests.workloads import cuda_expect
 from trace_export import from_batches, write_chrome_json, write_perfetto
 from trace_export import trace_processor as tp
@@ -148,22 +148,14 @@ def test_python_samples_draw_the_spinning_function(build_dir: Path, tmp_path: Pa
                                                    trace_processor: Path) -> None:
     """A PYTHON capture as a trace: the samples sit inside the frames they caught, so the
     spinning function is one long slice."""
-    from tests.agent.procs import Agent, JsonLineProc
     from tests.agent.test_python_attribution import py_flags, stacks
     from tests.manager.test_python_target import DEBIAN
     from trace_export.pyframes import frame_label
 
     script = Path(__file__).resolve().parents[1] / "workloads/python_spin.py"
-    work = JsonLineProc([str(DEBIAN), str(script)])
-    try:
-        ready = work.read_json("ready")
-        agent = Agent(build_dir, tmp_path / "cap.bin", "--target-pid", str(ready["pid"]),
-                      "--sample-hz", "499", *py_flags(ready["pid"]), monitor_type="PYTHON")
-        work.send_line("0.3")
-        work.read_json("done")
-        cap = agent.stop()
-    finally:
-        work.kill()
+    _, _, cap = trace_workload(build_dir, [str(DEBIAN), str(script)], tmp_path,
+                               "--sample-hz", "499", monitor_type="PYTHON", go="0.3",
+                               flags_for=py_flags)
     labels = {sid: [frame_label(*f) for f in reversed(fr)] for sid, fr in stacks(cap).items()}
     out = io.BytesIO()
     write_perfetto([from_batches(cap.batches)], out,

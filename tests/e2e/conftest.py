@@ -15,7 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from backend.app import create_app, server_keys
+from backend.typedefs import INGEST
 from manager import keys as manager_keys
+from tests.agent.procs import JsonLineProc
 from tests.pg_fixtures import backend_settings
 
 DEADLINE_S = 60.0
@@ -103,3 +105,33 @@ async def platform(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path,
         manager.wait(30)
 
 
+async def monitored(p: Platform, argv: list[str], monitor: dict[str, Any],
+                    go: str = "go") -> tuple[dict[str, Any], str]:
+    """Runs a workload speaking workload_protocol.h under a monitor started through the REST
+    API (monitor: the body without target.pid): started once the workload is ready, stopped
+    once it is done, everything ingested. Returns (ready, monitor id)."""
+    work = JsonLineProc(argv)
+    try:
+        ready = work.read_json("ready")
+        body = {**monitor, "target": {**monitor.get("target", {}), "pid": ready["pid"]}}
+        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
+                                json=body)
+        assert r.status == 201, await r.text()
+        mon = (await r.json())["id"]
+
+        async def running() -> Any:
+            m = await p.monitor(mon)
+            assert m["status"] != "FAILED_TO_START", m
+            return m["status"] == "RUNNING" or None
+
+        await eventually(running, "monitor RUNNING")
+        work.send_line(go)
+        work.read_json("done")
+        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon}",
+                                  headers=p.auth)  # fmt: skip
+        assert r.status == 204
+        work.send_line("exit")
+    finally:
+        work.kill()
+    await p.client.app[INGEST].flushed()
+    return ready, mon

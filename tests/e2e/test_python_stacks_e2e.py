@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 
-from backend.typedefs import INGEST
-from tests.agent.procs import JsonLineProc
-from tests.e2e.conftest import Platform, eventually
+from tests.e2e.conftest import Platform, eventually, monitored
 from tests.e2e.test_traces_e2e import generate
 from trace_export.validate import validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
@@ -29,30 +27,8 @@ async def test_events_carry_their_python_stack(platform: Platform, cudart12: Pat
     p, rounds = platform, 3
     at = {m.group(1): n for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
           if (m := re.search(r"# at:(\w+)", text))}
-    work = JsonLineProc([sys.executable, str(SCRIPT), str(cudart12), str(rounds)])
-    try:
-        ready = work.read_json("ready")
-        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                                json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]},
-                                      "config": {"python_stacks": True}})
-        assert r.status == 201, await r.text()
-        mon = (await r.json())["id"]
-
-        async def running() -> Any:
-            m = await p.monitor(mon)
-            assert m["status"] != "FAILED_TO_START", m
-            return m["status"] == "RUNNING" or None
-
-        await eventually(running, "monitor RUNNING")
-        work.send_line("go")
-        work.read_json("done")
-        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon}",
-                                  headers=p.auth)  # fmt: skip
-        assert r.status == 204
-        work.send_line("exit")
-    finally:
-        work.kill()
-    await p.client.app[INGEST].flushed()
+    _, mon = await monitored(p, [sys.executable, str(SCRIPT), str(cudart12), str(rounds)],
+                             {"monitor_type": "CUDA", "config": {"python_stacks": True}})
 
     async def stored() -> Any:
         got = await p.all_events(f"monitor_id = '{mon}'")
@@ -91,30 +67,9 @@ async def test_python_monitor_samples_through_the_api(platform: Platform) -> Non
     the function the script spins in."""
     p, hz, seconds = platform, 499, 0.5
     spin = Path(__file__).resolve().parents[1] / "workloads/python_spin.py"
-    work = JsonLineProc([sys.executable, str(spin)])
-    try:
-        ready = work.read_json("ready")
-        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                                json={"monitor_type": "PYTHON", "target": {"pid": ready["pid"]},
-                                      "config": {"sample_hz": hz}})
-        assert r.status == 201, await r.text()
-        mon = (await r.json())["id"]
-
-        async def running() -> Any:
-            m = await p.monitor(mon)
-            assert m["status"] != "FAILED_TO_START", m
-            return m["status"] == "RUNNING" or None
-
-        await eventually(running, "monitor RUNNING")
-        work.send_line(str(seconds))
-        work.read_json("done")
-        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon}",
-                                  headers=p.auth)  # fmt: skip
-        assert r.status == 204
-        work.send_line("exit")
-    finally:
-        work.kill()
-    await p.client.app[INGEST].flushed()
+    _, mon = await monitored(p, [sys.executable, str(spin)],
+                             {"monitor_type": "PYTHON", "config": {"sample_hz": hz}},
+                             go=str(seconds))
     samples = await p.all_events(f"monitor_id = '{mon}'")
     spinning = [e for e in samples if e.get("python_stack", [{}])[0].get("function") == "spin"]
     assert len(spinning) >= 0.6 * hz * seconds and len(spinning) >= 0.9 * len(samples)

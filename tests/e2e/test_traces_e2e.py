@@ -11,9 +11,7 @@ from typing import Any
 
 import pytest
 
-from backend.typedefs import INGEST
-from tests.agent.procs import JsonLineProc
-from tests.e2e.conftest import Platform, eventually
+from tests.e2e.conftest import Platform, eventually, monitored
 from tests.workloads import cuda_expect
 from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
@@ -25,28 +23,9 @@ pytestmark = pytest.mark.bpf
 
 async def traced_monitor(p: Platform, build_dir: Path, threads: int, iters: int) -> str:
     """Runs cuda_calls under a CUDA monitor; returns the monitor id once all is stored."""
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads",
-                         str(threads), "--iters", str(iters)])  # fmt: skip
-    try:
-        ready = work.read_json("ready")
-        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                                json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]}})
-        assert r.status == 201, await r.text()
-        mon = (await r.json())["id"]
-
-        async def running() -> Any:
-            return (await p.monitor(mon))["status"] == "RUNNING" or None
-
-        await eventually(running, "monitor RUNNING")
-        work.send_line("go")
-        work.read_json("done")
-        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon}",
-                                  headers=p.auth)  # fmt: skip
-        assert r.status == 204
-        work.send_line("exit")
-    finally:
-        work.kill()
-    await p.client.app[INGEST].flushed()
+    _, mon = await monitored(p, [str(build_dir / "tests/workloads/cuda_calls"), "--threads",
+                                 str(threads), "--iters", str(iters)],
+                             {"monitor_type": "CUDA"})  # fmt: skip
     return mon
 
 

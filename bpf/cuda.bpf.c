@@ -13,23 +13,13 @@
 #include <bpf/bpf_tracing.h>
 #include "cuda.h"
 #include "drops.bpf.h"
+#include "target.bpf.h"
 #include "regs.bpf.h"
 #include "pystack.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by the agent before load. */
-const volatile __u32 targ_tgid = 0;		/* 0: any process */
-const volatile __u8 filter_comm = 0;		/* 1: only tasks named targ_comm */
-const volatile char targ_comm[XPU_COMM_LEN] = {};
-const volatile __u64 wakeup_bytes = 0;		/* wake the agent past this much data */
-const volatile __u32 slot_mask = 4095;		/* inflight's max_entries - 1 */
 const volatile __u64 hold_ns = 100000000;	/* longest a completed call waits in out[] */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);		/* resized by the agent */
-} events SEC(".maps");
 
 /* See struct cuda_inflight in cuda.h. */
 struct {
@@ -39,19 +29,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct cuda_inflight);
 } inflight SEC(".maps");
-
-static __always_inline bool comm_matches(struct task_struct *task)
-{
-	for (int i = 0; i < XPU_COMM_LEN; i++) {
-		char c = task->comm[i];
-
-		if (c != targ_comm[i])
-			return false;
-		if (!c)
-			break;
-	}
-	return true;
-}
 
 /* cudaLaunchConfig_t's leading members (driver_types.h). */
 struct launch_config {
@@ -257,22 +234,14 @@ CUDA_ENTRY(cuCtxSynchronize)
 /* Sends out[0..count) as one ring buffer record, unless the agent took it first. */
 static __always_inline void flush_out(struct cuda_inflight *s, __u64 done)
 {
-	__u64 size = (__u64)(__u32)done * sizeof(struct cuda_event), flags = 0;
+	__u64 size = (__u64)(__u32)done * sizeof(struct cuda_event);
 
 	if (__sync_val_compare_and_swap(&s->done, done, ((done >> 32) + 1) << 32) != done)
 		return;
 	asm volatile("" : "+r"(size));
 	if (size == 0 || size > sizeof(s->out))
 		return;
-	/*
-	 * Wake the agent only once wakeup_bytes are waiting. The kernel's own
-	 * policy wakes only for the first record after the consumer caught up,
-	 * so past the threshold the wakeup has to be forced.
-	 */
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes ?
-			BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, s->out, size, flags))
+	if (bpf_ringbuf_output(&events, s->out, size, wakeup_flags()))
 		count_drops(XPU_DROP_RINGBUF, size / sizeof(struct cuda_event));
 }
 

@@ -11,21 +11,11 @@
 #include <bpf/bpf_tracing.h>
 #include "syscall.h"
 #include "drops.bpf.h"
+#include "target.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by the agent before load. */
-const volatile __u32 targ_tgid = 0;		/* 0: any process */
-const volatile __u8 filter_comm = 0;		/* 1: only tasks named targ_comm */
-const volatile char targ_comm[XPU_COMM_LEN] = {};
-const volatile __u64 wakeup_bytes = 0;		/* wake the agent past this much data */
-const volatile __u32 slot_mask = 4095;		/* inflight's max_entries - 1 */
-const volatile __u64 allow[SYSCALL_ALLOW_WORDS] = {};	/* bit n: trace syscall n */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);		/* resized by the agent */
-} events SEC(".maps");
+const volatile __u64 allow[SYSCALL_ALLOW_WORDS] = {};	/* bit n: trace syscall n (set by the agent) */
 
 /* See struct syscall_inflight in syscall.h. */
 struct {
@@ -35,19 +25,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct syscall_inflight);
 } inflight SEC(".maps");
-
-static __always_inline bool comm_matches(struct task_struct *task)
-{
-	for (int i = 0; i < XPU_COMM_LEN; i++) {
-		char c = task->comm[i];
-
-		if (c != targ_comm[i])
-			return false;
-		if (!c)
-			break;
-	}
-	return true;
-}
 
 static __always_inline bool allowed(long id)
 {
@@ -122,7 +99,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 now = bpf_ktime_get_ns(), flags = 0;
+	__u64 now = bpf_ktime_get_ns();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid(), key = tid & slot_mask;
 	struct syscall_inflight *s;
 
@@ -132,10 +109,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	s->e.h.duration_ns = now - s->e.h.ts_ns;
 	s->e.h.ret = ret;
 	s->e.h.cpu = bpf_get_smp_processor_id();
-	if (wakeup_bytes)
-		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < wakeup_bytes ?
-			BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, &s->e, sizeof(s->e), flags))
+	if (bpf_ringbuf_output(&events, &s->e, sizeof(s->e), wakeup_flags()))
 		count_drop(XPU_DROP_RINGBUF);
 	s->busy = 0;
 	return 0;

@@ -110,27 +110,21 @@ int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_o
 	}
 	if (check_layout(seen, walk, code, err, errlen))
 		return -1;
-	lo = walk->frame_code;
-	hi = walk->frame_code;
+	/* the span read per frame: from the lowest field to past the highest */
+	lo = walk->frame_owner;
+	hi = walk->frame_owner + 1;
 	for (int k = 0; k < 3; k++) {
-		__u32 v = (__u32[]){ walk->frame_previous, walk->frame_instr, walk->frame_owner }[k];
+		__u32 at = (__u32[]){ walk->frame_code, walk->frame_previous, walk->frame_instr }[k];
 
-		lo = v < lo ? v : lo;
-		hi = v > hi ? v : hi;
+		lo = at < lo ? at : lo;
+		hi = at + 8 > hi ? at + 8 : hi;
 	}
-	if (hi + 8 - lo > PY_FRAME_SPAN || walk->frame_owner + 1 - lo > PY_FRAME_SPAN) {
+	if (hi - lo > PY_FRAME_SPAN) {
 		snprintf(err, errlen, "frame offsets span more than %d bytes", PY_FRAME_SPAN);
 		return -1;
 	}
 	walk->span_start = lo;
-	hi = walk->frame_owner + 1;
-	for (int k = 0; k < 3; k++) {
-		__u32 e = (__u32[]){ walk->frame_code, walk->frame_previous,
-				     walk->frame_instr }[k] + 8;
-
-		hi = e > hi ? e : hi;
-	}
-	walk->span_len = hi - lo;	/* at most PY_FRAME_SPAN: checked above */
+	walk->span_len = hi - lo;
 	return 0;
 }
 

@@ -301,9 +301,8 @@ def _stacks(mem: _Memory, t: PythonTarget, threads: dict[int, int]) -> dict[int,
                 if unit >= 0:
                     name, file, first, table, _ = codes.get(code)
                     stack.append(Frame(name, file, _line_310(table, first, unit * 2)))
-            elif mem.read(frame + o["frame_owner"], 1)[0] != _OWNED_BY_CSTACK:
+            elif (owner := mem.read(frame + o["frame_owner"], 1)[0]) != _OWNED_BY_CSTACK:
                 # (the C stack's entry frame, 3.12+, has no code object)
-                owner = mem.read(frame + o["frame_owner"], 1)[0]
                 unit = (mem.u64(frame + o["frame_instr"]) - code - o["code_adaptive"]) // 2
                 name, file, first, table, traceable = codes.get(code)
                 if owner == _OWNED_BY_GENERATOR or unit >= traceable:  # else: not started

@@ -25,25 +25,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Child, median
 from probe_cost import cudart12, timed
 
-from manager.python_target import find_target
+from manager.python_target import PythonTarget, agent_flags, find_target
+
+PIN_TARGET, PIN_TOOLS = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse(doc: str, count: str, count_default: int, rounds: int) -> argparse.Namespace:
+    """The options both Python benchmarks take; count: what a round times (--calls...)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--python", default="/usr/bin/python3.11")
     ap.add_argument("--depth", type=int, default=10)
-    ap.add_argument("--calls", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=7)
-    args = ap.parse_args()
-    build = Path(args.build).resolve()
-    pin_target, pin_tools = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
-    target = Child([*pin_target, args.python, str(Path(__file__).with_name("py_cost_target.py")),
-                    cudart12(), str(args.depth)])
+    ap.add_argument(f"--{count}", type=int, default=count_default)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    return ap.parse_args()
+
+
+def start_target(args: argparse.Namespace, *mode: str) -> tuple[Child, PythonTarget, int]:
+    """bench/py_cost_target.py under args.python, on CPU 0: (it, its CPython, its pid)."""
+    target = Child([*PIN_TARGET, args.python, str(Path(__file__).with_name("py_cost_target.py")),
+                    cudart12(), str(args.depth), *mode])
     pid = target.read("ready")["pid"]
-    t = find_target(pid)
-    py = ["--py-runtime", hex(t.runtime),
-          "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+    return target, find_target(pid), pid
+
+
+def main() -> int:
+    args = parse(__doc__, "calls", 100_000, 7)
+    build = Path(args.build).resolve()
+    target, t, pid = start_target(args)
+    py = agent_flags(t)
     timed(target, args.calls)  # warm up
     runs: dict[str, list[float]] = {"unprobed": [], "probe": [], "probe_with_python": []}
     stacks = 0
@@ -52,7 +62,7 @@ def main() -> int:
             runs["unprobed"].append(timed(target, args.calls))
             for name, extra in (("probe", []), ("probe_with_python", py)):
                 out = os.path.join(tmp, f"{name}{r}.bin")
-                agent = Child([*pin_tools, str(build / "xputrace-agent"), "--monitor-id", "bench",
+                agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
                                "--monitor-type", "CUDA", "--target-pid", str(pid),
                                "--output", out, *extra])
                 agent.read("ready")

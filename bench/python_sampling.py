@@ -11,7 +11,6 @@ usage: python bench/python_sampling.py [--build build] [--python /usr/bin/python
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,27 +20,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Child, median
-from probe_cost import cudart12, timed
+from probe_cost import timed
+from python_attribution import PIN_TOOLS, parse, start_target
 
-from manager.python_target import find_target
+from manager.python_target import agent_flags
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--python", default="/usr/bin/python3.11")
-    ap.add_argument("--depth", type=int, default=10)
-    ap.add_argument("--iters", type=int, default=3_000_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
+    args = parse(__doc__, "iters", 3_000_000, 5)
     build = Path(args.build).resolve()
-    pin_target, pin_tools = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
-    target = Child([*pin_target, args.python, str(Path(__file__).with_name("py_cost_target.py")),
-                    cudart12(), str(args.depth), "spin"])
-    pid = target.read("ready")["pid"]
-    t = find_target(pid)
-    py = ["--py-runtime", hex(t.runtime),
-          "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+    target, t, pid = start_target(args, "spin")
+    py = agent_flags(t)
     timed(target, args.iters)  # warm up
     rates = (99, 999)
     runs: dict[str, list[float]] = {"unsampled": [], **{f"{hz}_hz": [] for hz in rates}}
@@ -50,7 +39,7 @@ def main() -> int:
         for r in range(args.rounds):
             runs["unsampled"].append(timed(target, args.iters))
             for hz in rates:
-                agent = Child([*pin_tools, str(build / "xputrace-agent"), "--monitor-id", "bench",
+                agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
                                "--monitor-type", "PYTHON", "--target-pid", str(pid),
                                "--sample-hz", str(hz), "--output",
                                os.path.join(tmp, f"{hz}-{r}.bin"), *py])

@@ -31,7 +31,8 @@ from elftools.elf.sections import SymbolTableSection
 
 from manager.python_offsets import OFFSETS
 
-__all__ = ["Frame", "PythonTarget", "UnsupportedPython", "find_target", "read_stacks"]
+__all__ = ["Frame", "PythonTarget", "UnsupportedPython", "agent_flags", "find_target",
+           "read_stacks"]
 
 _NAME = re.compile(r"^(?:lib)?python(\d)\.(\d+)")
 _OWNED_BY_GENERATOR = 1
@@ -58,6 +59,12 @@ class PythonTarget:
     runtime: int  # address of _PyRuntime in the process
     version: tuple[int, int, int]
     offsets: dict[str, int] = field(repr=False)
+
+
+def agent_flags(t: PythonTarget) -> list[str]:
+    """The xputrace-agent flags that let its probe read this CPython's stacks."""
+    return ["--py-runtime", hex(t.runtime),
+            "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
 
 
 class _Memory:

@@ -47,7 +47,7 @@ from typing import Any
 
 from manager import keys
 from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
-from manager.python_target import UnsupportedPython, find_target
+from manager.python_target import UnsupportedPython, agent_flags, find_target
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
 
@@ -353,8 +353,7 @@ class Supervisor:
             t = find_target(cmd.target.pid, self.proc_root)
         except UnsupportedPython as e:
             raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: {e}") from None
-        flags = ["--py-runtime", hex(t.runtime),
-                 "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+        flags = agent_flags(t)
         if cmd.monitor_type == "PYTHON":
             flags += ["--py-binary", t.binary]  # its gc USDT probes, where it has them
             if cmd.config.sample_hz is not None:

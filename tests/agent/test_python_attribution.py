@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from manager.python_target import find_target
+from manager.python_target import agent_flags, find_target
 from tests.agent.procs import Capture, trace_workload
 from tests.manager.test_python_target import INTERPRETERS
 
@@ -27,9 +27,7 @@ def at() -> dict[str, int]:
 
 
 def py_flags(pid: int) -> list[str]:
-    t = find_target(pid)
-    return ["--py-runtime", hex(t.runtime),
-            "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+    return agent_flags(find_target(pid))
 
 
 def stacks(cap: Capture) -> dict[int, list[tuple[str, str, int]]]:

@@ -5,11 +5,12 @@ kill -9 → MONITOR_STATUS ERROR. Needs root and BPF."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,23 @@ MID2 = "223e4567-e89b-42d3-a456-426614174000"
 IDENT = MACHINE_ID.encode()
 
 
+def real_agent_settings(settings: Callable[..., Settings], build_dir: Path,
+                        tmp_path: Path) -> Settings:
+    """The manager's settings for the real agent, writing captures under tmp_path."""
+    return settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
+                    agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+
+
+@contextlib.asynccontextmanager
+async def manager_of(s: Settings, identity: Identity, enrolled: Path,
+                     server_keypair: tuple[bytes, bytes]) -> AsyncIterator[Backend]:
+    """A backend double, and a manager registered with it (HELLO received)."""
+    async with (Backend(enrolled, server_keypair[1]) as backend,
+                running(dataclasses.replace(s, backend=backend.endpoint), identity)):
+        await backend.event("HELLO")
+        yield backend
+
+
 def test_start_running_stop_with_real_agent(
         build_dir: Path, settings: Callable[..., Settings], identity: Identity,
         enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
@@ -37,14 +55,11 @@ def test_start_running_stop_with_real_agent(
     work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads",
                          str(threads), "--iters", str(iters)])
     no_cuda = subprocess.Popen(["sleep", "60"])
-    s = settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
-                 agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+    s = real_agent_settings(settings, build_dir, tmp_path)
 
     async def go() -> None:
         ready = work.read_json("ready")
-        async with (Backend(enrolled, server_keypair[1]) as backend,
-                    running(dataclasses.replace(s, backend=backend.endpoint), identity)):
-            await backend.event("HELLO")
+        async with manager_of(s, identity, enrolled, server_keypair) as backend:
             # the agent itself finds no CUDA library in `sleep`: exit 3 → TARGET_NOT_FOUND
             r = await backend.request(IDENT, {
                 "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
@@ -106,15 +121,12 @@ def test_syscall_monitor_through_the_manager(
     threads, iters = 2, 3
     work = JsonLineProc([str(build_dir / "tests/workloads/syscall_calls"), "--threads",
                          str(threads), "--iters", str(iters)])
-    s = settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
-                 agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+    s = real_agent_settings(settings, build_dir, tmp_path)
 
     async def go() -> None:
         fds = work.read_json("fds")["fds"]
         ready = work.read_json("ready")
-        async with (Backend(enrolled, server_keypair[1]) as backend,
-                    running(dataclasses.replace(s, backend=backend.endpoint), identity)):
-            await backend.event("HELLO")
+        async with manager_of(s, identity, enrolled, server_keypair) as backend:
             r = await backend.request(IDENT, {
                 "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "SYSCALL",
                 "target": {"pid": ready["pid"], "syscalls": ["write"]}}, 60)
@@ -150,14 +162,11 @@ def test_python_stacks_through_the_manager(
     script = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
     work = JsonLineProc(["/usr/bin/python3.11", str(script), str(cudart12), "2"])
     sleeper = subprocess.Popen(["sleep", "60"])
-    s = settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
-                 agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+    s = real_agent_settings(settings, build_dir, tmp_path)
 
     async def go() -> None:
         ready = work.read_json("ready")
-        async with (Backend(enrolled, server_keypair[1]) as backend,
-                    running(dataclasses.replace(s, backend=backend.endpoint), identity)):
-            await backend.event("HELLO")
+        async with manager_of(s, identity, enrolled, server_keypair) as backend:
             r = await backend.request(IDENT, {
                 "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
                 "target": {"pid": sleeper.pid}, "config": {"python_stacks": True}}, 60)

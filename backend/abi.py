@@ -32,6 +32,10 @@ __all__ = [
     "ABI_VERSION",
     "ACK_MAGIC",
     "ACK_SIZE",
+    "ACL_ARGS",
+    "ACL_EVERY_CALL",
+    "ACL_FIELD",
+    "ACL_TEXT",
     "BATCH_DTYPE",
     "BATCH_FINAL",
     "BATCH_HDR_SIZE",
@@ -61,6 +65,7 @@ __all__ = [
     "encode_ack",
     "encode_batch",
     "event_records",
+    "event_type",
     "function_name",
     "function_names",
     "iter_batches",
@@ -244,6 +249,14 @@ class Abi:
         """The symbol for a function id; ``fn_0x...`` for an id the header lacks."""
         return self.function_names(monitor_type).get(func_id, f"fn_{func_id:#06x}")
 
+    def event_type(self, func_id: int, monitor_type: str, e: Mapping[str, Any]) -> str:
+        """What a call is named by (events.event_type): its symbol; for one of the calls
+        that share an id, the symbol the event names (an ACL aclnn launch: "aclnn" + op)."""
+        name = self.function_name(func_id, monitor_type)
+        if monitor_type == "ACL" and name == "aclnn":
+            return name + _cstr(e["op_type"]).decode(errors="replace")
+        return name
+
     def arg_class(self, func_id: int, monitor_type: str = "CUDA") -> str:
         """The argument class name of a function id (``LAUNCH``, ``MEMCPY``, ...)."""
         self.function_names(monitor_type)
@@ -402,7 +415,7 @@ class Abi:
                 "tid": e["tid"],
                 "cpu": e["cpu"],
                 "comm": _cstr(e["comm"]).decode(errors="replace"),
-                "func": self.function_name(func, mtype) if args_of else f"fn_{func:#06x}",
+                "func": self.event_type(func, mtype, e) if args_of else f"fn_{func:#06x}",
                 "ret": e["ret"],
                 "incomplete": bool(e["flags"] & EV_INCOMPLETE),
                 "args": args_of(self.arg_class(func, mtype), e) if args_of else {},
@@ -470,6 +483,88 @@ def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Which struct acl_event field holds each named argument (bpf/acl.h). Names follow the CANN
+#: prototypes' parameters; op_type, model_path and config_path are text (the op_type field).
+ACL_FIELD: Mapping[str, str] = MappingProxyType({
+    "stream": "stream", "ptr": "ptr", "dst": "ptr", "src": "ptr2", "bytes": "bytes",
+    "dest_max": "bytes2", "kind": "kind", "policy": "kind", "dpitch": "bytes2",
+    "spitch": "bytes3", "width": "bytes", "height": "num", "value": "kind",
+    "max_count": "bytes2", "func": "ptr", "num_blocks": "num", "args": "ptr2",
+    "args_size": "bytes", "config": "ptr3", "args_handle": "ptr2", "op_type": "op_type",
+    "num_inputs": "num", "num_outputs": "num2", "attr": "ptr", "handle": "ptr",
+    "engine_type": "kind", "compile_flag": "op", "op_path": "ptr2", "model_path": "op_type",
+    "model_id": "num", "input": "ptr", "output": "ptr2", "event": "ptr", "timeout": "num",
+    "workspace": "ptr", "workspace_size": "bytes", "executor": "handle", "n_ranks": "num",
+    "root_info": "ptr2", "rank": "rank", "comm": "handle", "send_buf": "ptr",
+    "recv_buf": "ptr2", "count": "bytes", "data_type": "data_type", "reduce_op": "op",
+    "buf": "ptr", "root": "rank", "peer": "rank", "send_count": "bytes",
+    "send_type": "data_type", "recv_count": "bytes2", "recv_type": "data_type2",
+    "send_counts": "ptr3", "recv_counts": "ptr4", "items": "ptr", "item_num": "num",
+    "config_path": "op_type", "device": "device", "py_stack": "py_stack",
+})  # fmt: skip
+#: The ACL arguments that are text (NUL-terminated in op_type), not integers.
+ACL_TEXT = frozenset({"op_type", "model_path", "config_path"})
+_ACL_MEMCPY = ("dst", "dest_max", "src", "bytes", "kind")
+_ACL_MEMCPY_2D = ("dst", "dpitch", "src", "spitch", "width", "height", "kind")
+_ACL_MEMSET = ("dst", "max_count", "value", "bytes")
+_ACL_LAUNCH = ("func", "num_blocks", "args", "args_size")
+_ACL_OP = ("op_type", "num_inputs", "num_outputs", "attr")
+_ACL_MDL = ("model_id", "input", "output")
+#: Argument names per ACL argument class, in call order.
+ACL_ARGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "NONE": (),
+    "INIT": ("config_path",),
+    "SET_DEVICE": (),
+    "GET_DEVICE": (),  # never an event: the probe keeps what it returns as the thread's device
+    "CREATE_STREAM": ("stream",),
+    "MALLOC": ("ptr", "bytes", "policy"),
+    "MALLOC_HOST": ("ptr", "bytes"),
+    "FREE": ("ptr",),
+    "MEMCPY": _ACL_MEMCPY,
+    "MEMCPY_ASYNC": (*_ACL_MEMCPY, "stream"),
+    "MEMCPY_2D": _ACL_MEMCPY_2D,
+    "MEMCPY_2D_ASYNC": (*_ACL_MEMCPY_2D, "stream"),
+    "MEMSET": _ACL_MEMSET,
+    "MEMSET_ASYNC": (*_ACL_MEMSET, "stream"),
+    "LAUNCH": (*_ACL_LAUNCH, "stream"),
+    "LAUNCH_V2": (*_ACL_LAUNCH, "config", "stream"),
+    "LAUNCH_CONFIG": ("func", "num_blocks", "stream", "config", "args_handle"),
+    "OP_EXECUTE": (*_ACL_OP, "stream"),
+    "OP_EXEC_HANDLE": ("handle", "num_inputs", "num_outputs", "stream"),
+    "OP_COMPILE_EXECUTE": (*_ACL_OP, "engine_type", "compile_flag", "op_path", "stream"),
+    "MDL_LOAD_FILE": ("model_path", "model_id"),
+    "MDL_EXECUTE": _ACL_MDL,
+    "MDL_EXECUTE_ASYNC": (*_ACL_MDL, "stream"),
+    "EVENT_RECORD": ("event", "stream"),
+    "STREAM_WAIT_EVENT": ("stream", "event"),
+    "EVENT": ("event",),
+    "STREAM": ("stream",),
+    "STREAM_TIMEOUT": ("stream", "timeout"),
+    "NN_LAUNCH": ("op_type", "workspace", "workspace_size", "executor", "stream"),
+    "HCCL_INIT_ROOT": ("n_ranks", "root_info", "rank", "comm"),
+    "HCCL_REDUCE": ("send_buf", "recv_buf", "count", "data_type", "reduce_op", "comm", "stream"),
+    "HCCL_GATHER": ("send_buf", "recv_buf", "count", "data_type", "comm", "stream"),
+    "HCCL_BROADCAST": ("buf", "count", "data_type", "root", "comm", "stream"),
+    "HCCL_P2P": ("buf", "count", "data_type", "peer", "comm", "stream"),
+    "HCCL_ALLTOALL": ("send_buf", "send_count", "send_type", "recv_buf", "recv_count",
+                      "recv_type", "comm", "stream"),
+    "HCCL_ALLTOALLV": ("send_buf", "send_counts", "send_type", "recv_buf", "recv_counts",
+                       "recv_type", "comm", "stream"),
+    "HCCL_BATCH": ("items", "item_num", "comm", "stream"),
+    "HCCL_BARRIER": ("comm", "stream"),
+})  # fmt: skip
+#: Arguments every ACL event has after its call's own (as CUDA_EVERY_CALL).
+ACL_EVERY_CALL = ("device", "py_stack")
+
+
+def _acl_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments (text as str), then the device it ran on."""
+    out: dict[str, Any] = {}
+    for name in (*ACL_ARGS.get(cls, ()), *ACL_EVERY_CALL):
+        v = e[ACL_FIELD[name]]
+        out[name] = _cstr(v).decode(errors="replace") if name in ACL_TEXT else v
+    return out
+
 
 def _syscall_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
     """The first three arguments, raw (a SYSCALL event's function id is its number)."""
@@ -480,12 +575,15 @@ def _python_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
     """A sample names the stack it caught (XPU_BATCH_STACKS batches carry the stacks); a
     garbage collection its generation and what it collected, then the stack that ran it."""
     if cls == "GC":
-        return {"generation": e["generation"], "collected": e["collected"],
-                "py_stack": e["py_stack"]}
+        return {
+            "generation": e["generation"],
+            "collected": e["collected"],
+            "py_stack": e["py_stack"],
+        }
     return {"py_stack": e["py_stack"]}
 
 
-_ARGS = {"CUDA": _cuda_args, "SYSCALL": _syscall_args, "PYTHON": _python_args}
+_ARGS = {"CUDA": _cuda_args, "ACL": _acl_args, "SYSCALL": _syscall_args, "PYTHON": _python_args}
 
 _default = Abi()
 MONITOR_TYPES: Mapping[str, int] = _default.monitor_types
@@ -509,6 +607,8 @@ def decode_ack(buf: bytes) -> tuple[int, int]:
     if magic != ACK_MAGIC:
         raise AbiError(f"ack: magic {magic:#x}, expected {ACK_MAGIC:#x}")
     return pid, seq
+
+
 ABI_VERSION: int = _default.consts["ABI_VERSION"]
 COMM_LEN: int = _default.consts["COMM_LEN"]
 MONITOR_ID_LEN: int = _default.consts["MONITOR_ID_LEN"]
@@ -531,4 +631,5 @@ event_records = _default.event_records
 empty_events = _default.empty_events
 function_names = _default.function_names
 function_name = _default.function_name
+event_type = _default.event_type
 arg_class = _default.arg_class

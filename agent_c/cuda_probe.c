@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "cuda.h"
+#include "pystack.h"	/* before the skeleton: its rodata holds struct py_offsets */
+#include "cuda.skel.h"
+#include "call_probe.h"
 #include "cuda_probe.h"
 #include "exit_codes.h"
 
@@ -88,3 +92,75 @@ int cuda_resolve_library(const char *path, struct elf_sym_query *q, char *err, s
 	}
 	return found;
 }
+
+/* Each library on its own: hooked where it defines the functions, all of its API's required ones. */
+static int cuda_plan(const struct mapped_lib *libs, int nlibs, struct call_plan *plan, char *err,
+		     size_t errlen)
+{
+	struct elf_sym_query q[cuda_function_count];
+	int i, n;
+
+	for (i = 0; i < nlibs; i++) {
+		n = cuda_resolve_library(libs[i].path, q, err, errlen);
+		if (n < 0)
+			return -n;
+		for (size_t f = 0; f < cuda_function_count; f++) {
+			char prog[64];
+			const char *kept;
+
+			if (q[f].offset < 0)
+				continue;
+			snprintf(prog, sizeof(prog), "enter_%s", cuda_functions[f].name);
+			kept = call_plan_keep(plan, prog);
+			if (!kept || call_plan_add(plan, &libs[i], kept, cuda_functions[f].name,
+						   q[f].offset, cuda_functions[f].id)) {
+				snprintf(err, errlen, "out of memory");
+				return AGENT_START_FAILED;
+			}
+		}
+	}
+	return 0;
+}
+
+static int cuda_open(struct call_skel *cs)
+{
+	struct cuda_bpf *sk = cuda_bpf__open();
+
+	if (!sk)
+		return -errno;
+	CALL_SKEL_FILL(cs, cuda, sk);
+	return 0;
+}
+
+static bool cuda_incomplete(void *event)
+{
+	struct cuda_event *e = event;
+
+	switch (e->h.func >> 8) {
+	case CUDA_ARGS_GET_DEVICE:
+		return false;	/* never an event */
+	case CUDA_ARGS_ALLOC:
+	case CUDA_ARGS_ALLOC_ASYNC:
+	case CUDA_ARGS_ALLOC_MANAGED:
+		e->ptr2 = 0;	/* an out-pointer, not an argument */
+	}
+	return true;
+}
+
+const struct call_probe cuda_probe = {
+	.type = "CUDA",
+	.monitor_type = XPU_MONITOR_CUDA,
+	.libraries = "CUDA runtime or driver",
+	.library_match = cuda_library_match,
+	.plan = cuda_plan,
+	.open = cuda_open,
+	.slots = {
+		.slot_size = sizeof(struct cuda_inflight),
+		.event_size = sizeof(struct cuda_event),
+		.frames_at = offsetof(struct cuda_inflight, frames),
+		.out_at = offsetof(struct cuda_inflight, out),
+		.frames = CUDA_INFLIGHT_FRAMES,
+		.outs = CUDA_OUT_EVENTS,
+		.incomplete = cuda_incomplete,
+	},
+};

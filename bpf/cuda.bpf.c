@@ -17,18 +17,12 @@
 #include "regs.bpf.h"
 #include "pystack.bpf.h"
 
+#define CALL_EVENT struct cuda_event
+#define CALL_SLOT struct cuda_inflight
+#define CALL_FIRST stream
+#include "calls.bpf.h"
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-const volatile __u64 hold_ns = 100000000;	/* longest a completed call waits in out[] */
-
-/* See struct cuda_inflight in cuda.h. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);	/* the agent takes out[] of idle threads */
-	__uint(max_entries, 4096);		/* resized by the agent, a power of two */
-	__type(key, __u32);
-	__type(value, struct cuda_inflight);
-} inflight SEC(".maps");
 
 /* cudaLaunchConfig_t's leading members (driver_types.h). */
 struct launch_config {
@@ -133,56 +127,12 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 
 static __always_inline int cuda_enter(struct pt_regs *ctx, const __u32 func)
 {
-	/* One helper call gives pid, tid and comm; each call costs ~15-25 ns. */
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u32 tgid = task->tgid, tid = task->pid, key = tid & slot_mask, depth;
-	struct cuda_inflight *s;
-	struct cuda_event *e;
-	__u64 st, next;
+	struct cuda_event *e = call_enter(ctx, func);
 
-	if (targ_tgid && tgid != targ_tgid)
-		return 0;
-	if (filter_comm && !comm_matches(task))
-		return 0;
-	s = bpf_map_lookup_elem(&inflight, &key);
-	if (!s)
-		return 0;
-	st = s->state;
-	depth = (__u32)st;
-	if ((st >> 32) != tid && depth) {
-		/* another thread with the same slot is inside a call */
-		count_drop(XPU_DROP_INFLIGHT);
-		return 0;
+	if (e) {
+		read_args(ctx, func, e);
+		call_started(e);
 	}
-	if ((st >> 32) != tid)
-		depth = 0;
-	next = ((__u64)tid << 32) | (depth + 1);
-	if (__sync_val_compare_and_swap(&s->state, st, next) != st) {
-		count_drop(XPU_DROP_INFLIGHT);
-		return 0;
-	}
-	if (depth >= CUDA_INFLIGHT_FRAMES) {
-		count_drop(XPU_DROP_INFLIGHT);	/* nested too deep to keep */
-		return 0;
-	}
-	s->sp[depth] = PT_REGS_SP(ctx);
-	e = &s->frames[depth];
-	/* duration, ret and cpu are set at return; everything else here */
-	__builtin_memset(&e->stream, 0, sizeof(*e) - offsetof(struct cuda_event, stream));
-	if (s->dev_tid == tid) {
-		e->device = s->dev;
-		e->h.flags = 0;
-	} else {
-		e->h.flags = XPU_EV_DEVICE_ASSUMED;
-	}
-	e->h.func = func;
-	e->h.pid = tgid;
-	e->h.tid = tid;
-	/* Two loads; bpf_get_current_comm() costs about 100 ns more per call. */
-	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
-	read_args(ctx, func, e);
-	e->py_stack = py_capture(tgid, tid);
-	e->h.ts_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -231,91 +181,17 @@ CUDA_ENTRY(cuStreamSynchronize)
 CUDA_ENTRY(cuStreamSynchronize_ptsz)
 CUDA_ENTRY(cuCtxSynchronize)
 
-/* Sends out[0..count) as one ring buffer record, unless the agent took it first. */
-static __always_inline void flush_out(struct cuda_inflight *s, __u64 done)
-{
-	__u64 size = (__u64)(__u32)done * sizeof(struct cuda_event);
-
-	if (__sync_val_compare_and_swap(&s->done, done, ((done >> 32) + 1) << 32) != done)
-		return;
-	asm volatile("" : "+r"(size));
-	if (size == 0 || size > sizeof(s->out))
-		return;
-	if (bpf_ringbuf_output(&events, s->out, size, wakeup_flags()))
-		count_drops(XPU_DROP_RINGBUF, size / sizeof(struct cuda_event));
-}
-
-/* Appends a completed call to out[], and flushes out[] when full or old. */
-static __always_inline void emit(struct cuda_inflight *s, struct cuda_event *ev, __u64 now)
-{
-	__u64 done;
-	__u32 n;
-
-	for (int try = 0; try < 2; try++) {
-		done = s->done;
-		n = (__u32)done;
-		asm volatile("" : "+r"(n));
-		if (n >= CUDA_OUT_EVENTS)
-			break;	/* never left full: the owner flushes at the last one */
-		__builtin_memcpy(&s->out[n], ev, sizeof(*ev));
-		/* Fails only when the agent took out[] meanwhile: go again, at 0. */
-		if (__sync_val_compare_and_swap(&s->done, done, done + 1) != done)
-			continue;
-		if (n + 1 == CUDA_OUT_EVENTS || now - s->out[0].h.ts_ns >= hold_ns)
-			flush_out(s, done + 1);
-		return;
-	}
-	count_drop(XPU_DROP_INFLIGHT);
-}
-
 SEC("uretprobe")
 int BPF_KRETPROBE(cuda_return)
 {
-	__u64 now = bpf_ktime_get_ns(), sp = PT_REGS_SP(ctx) - 8, st, where;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid(), key = tid & slot_mask, depth, i, d = 0;
-	struct cuda_event *in = NULL;
+	__u64 now = bpf_ktime_get_ns(), where;
 	struct cuda_inflight *s;
-	__u32 dev;
+	struct cuda_event *in;
+	__u32 d, dev;
 
-	s = bpf_map_lookup_elem(&inflight, &key);
-	if (!s)
+	in = call_return(ctx, now, &s, &d);
+	if (!in)
 		return 0;
-	st = s->state;
-	depth = (__u32)st;
-	if ((st >> 32) != tid || !depth)
-		return 0;	/* its entry was not recorded, and counted then */
-	/* Only the owner changes state while depth > 0: plain stores suffice. */
-	if (depth > CUDA_INFLIGHT_FRAMES) {
-		s->state = st - 1;
-		return 0;
-	}
-	d = depth - 1;
-	asm volatile("" : "+r"(d));	/* bounds-check the index the load uses */
-	if (d < CUDA_INFLIGHT_FRAMES && s->sp[d] == sp) {
-		in = &s->frames[d];
-	} else {
-		/* Frames above ours belong to calls whose return we never saw. */
-		for (i = 0; i < CUDA_INFLIGHT_FRAMES; i++) {
-			if (i >= depth)
-				break;
-			d = depth - 1 - i;
-			asm volatile("" : "+r"(d));
-			if (d >= CUDA_INFLIGHT_FRAMES)
-				break;
-			in = &s->frames[d];
-			if (s->sp[d] == sp)
-				break;
-			count_drop(XPU_DROP_INFLIGHT);
-			in = NULL;
-		}
-		if (!in) {
-			s->state = (__u64)tid << 32;
-			return 0;
-		}
-	}
-	in->h.duration_ns = now - in->h.ts_ns;
-	in->h.ret = (__s32)PT_REGS_RC(ctx);	/* cudaError_t and CUresult are ints */
-	in->h.cpu = bpf_get_smp_processor_id();
 	switch (in->h.func >> 8) {
 	case CUDA_ARGS_ALLOC:
 	case CUDA_ARGS_ALLOC_ASYNC:
@@ -327,21 +203,15 @@ int BPF_KRETPROBE(cuda_return)
 			in->ptr = 0;
 		break;
 	case CUDA_ARGS_SET_DEVICE:
-		if (in->h.ret == 0) {
-			s->dev = in->device;
-			s->dev_tid = tid;
-		}
+		if (in->h.ret == 0)
+			call_set_device(s, in, in->device);
 		break;
 	case CUDA_ARGS_GET_DEVICE:
-		if (in->h.ret == 0 && !bpf_probe_read_user(&dev, sizeof(dev), (void *)in->ptr2)) {
-			s->dev = dev;
-			s->dev_tid = tid;
-		}
-		s->state = ((__u64)tid << 32) | d;
+		if (in->h.ret == 0 && !bpf_probe_read_user(&dev, sizeof(dev), (void *)in->ptr2))
+			call_set_device(s, in, dev);
+		call_pop(s, in, d);
 		return 0;
 	}
-	emit(s, in, now);
-	/* Only now may another thread take the slot and reuse the frame. */
-	s->state = ((__u64)tid << 32) | d;
+	call_emit(s, in, d, now);
 	return 0;
 }

@@ -22,4 +22,11 @@ static __always_inline __u64 stack_arg(struct pt_regs *ctx, int n)
 	return v;
 }
 
+/* Slots 7.. of a call with stack arguments, read in one go. */
+static __always_inline void stack_args(struct pt_regs *ctx, __u64 *v, __u32 size)
+{
+	if (bpf_probe_read_user(v, size, (void *)(PT_REGS_SP(ctx) + 8)))
+		__builtin_memset(v, 0, size);
+}
+
 #endif

@@ -85,7 +85,7 @@ def test_call_in_progress_at_stop_is_incomplete(build_dir: Path, tmp_path: Path)
     (["--target-pid", "1", "--syscalls", "read,bogus"], 2, "unknown syscall 'bogus'"),
     (["--target-pid", "1", "--syscalls", ""], 2, "no syscall named"),
     (["--target-library", "/usr/lib/x86_64-linux-gnu/libc.so.6"], 2,
-     "--target-library is for CUDA monitors"),
+     "--target-library is for CUDA and ACL monitors"),
     ([], 2, "missing --target-pid or --target-comm"),
     (["--target-pid", "999999999"], 3, "process 999999999 not found"),
 ])  # fmt: skip

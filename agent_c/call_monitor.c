@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "call_monitor.h"
+#include "call_slots.h"
+#include "drain_helpers.h"
+#include "exit_codes.h"
+#include "pystack_agent.h"
+#include "release_helpers.h"
+#include "sink_helpers.h"
+#include "uprobe_multi_helpers.h"
+
+#define MAX_LIBS 16
+#define MAX_LINKS 1024
+
+struct agent {
+	const struct agent_env *env;
+	const struct call_probe *probe;
+	struct call_skel cs;
+	struct call_plan plan;
+	struct sink *sink;
+	struct drain drain;
+	bool multi;			/* uprobe_multi links, see attach_multi_links() */
+	__u64 unacknowledged;		/* events the backend never acknowledged */
+	struct bpf_link *links[MAX_LINKS];	/* otherwise one perf link per probe */
+	int nlinks;
+	int multi_fds[MAX_LINKS];
+	int nmulti;
+	struct call_slots slots;
+	__u64 taken;			/* calls taken from idle threads' slots while running */
+	__u64 incomplete;
+	struct py_resolver py;		/* with --py-runtime */
+	bool py_on;
+};
+
+static __u64 now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static struct bpf_program *program(struct agent *a, const char *name, char *err, size_t errlen)
+{
+	struct bpf_program *p = bpf_object__find_program_by_name(a->cs.obj, name);
+
+	if (!p)
+		snprintf(err, errlen, "the BPF object has no program %s", name);
+	return p;
+}
+
+static int attach_error(char *err, size_t errlen, int e, const char *what, const char *path)
+{
+	snprintf(err, errlen, "failed to attach %s in %s: %s", what, path, strerror(e));
+	return -(e == EPERM || e == EACCES ? AGENT_PERMISSION_DENIED : AGENT_START_FAILED);
+}
+
+static int too_many(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "too many probes (more than %d links); use --attach-mode multi",
+		 MAX_LINKS);
+	return -AGENT_START_FAILED;
+}
+
+static int attach_perf_links(struct agent *a, const char *path, pid_t pid,
+			     const struct call_lib_plan *lp, char *err, size_t errlen)
+{
+	LIBBPF_OPTS(bpf_uprobe_opts, uo);
+	struct bpf_program *prog;
+	int i, r;
+
+	for (i = 0; i < lp->nsites; i++) {
+		const struct call_site *site = &lp->sites[i];
+
+		for (r = 0; r < 2; r++) {
+			if (a->nlinks == MAX_LINKS)
+				return too_many(err, errlen);
+			prog = program(a, r ? a->cs.return_prog : site->prog, err, errlen);
+			if (!prog)
+				return -AGENT_START_FAILED;
+			uo.bpf_cookie = site->cookie;
+			uo.retprobe = r;
+			a->links[a->nlinks] = bpf_program__attach_uprobe_opts(
+				prog, pid ? pid : -1, path, site->offset, &uo);
+			if (!a->links[a->nlinks])
+				return attach_error(err, errlen, errno, site->name, path);
+			a->nlinks++;
+		}
+	}
+	return 0;
+}
+
+/* One link per entry program (all its sites), one for the return program on every site. */
+static int attach_multi_links(struct agent *a, const char *path, pid_t pid,
+			      const struct call_lib_plan *lp, char *err, size_t errlen)
+{
+	unsigned long offsets[lp->nsites];
+	__u64 cookies[lp->nsites];
+	bool done[lp->nsites];
+	struct bpf_program *prog;
+	int i, j, n, fd;
+
+	memset(done, 0, sizeof(done));
+	for (i = 0; i < lp->nsites; i++) {
+		if (done[i])
+			continue;
+		for (n = 0, j = i; j < lp->nsites; j++) {
+			if (!done[j] && !strcmp(lp->sites[j].prog, lp->sites[i].prog)) {
+				offsets[n] = lp->sites[j].offset;
+				cookies[n++] = lp->sites[j].cookie;
+				done[j] = true;
+			}
+		}
+		if (a->nmulti == MAX_LINKS)
+			return too_many(err, errlen);
+		prog = program(a, lp->sites[i].prog, err, errlen);
+		if (!prog)
+			return -AGENT_START_FAILED;
+		fd = uprobe_multi_attach(prog, path, pid, offsets, cookies, n, false);
+		if (fd < 0)
+			return attach_error(err, errlen, -fd, lp->sites[i].name, path);
+		a->multi_fds[a->nmulti++] = fd;
+	}
+	for (i = 0; i < lp->nsites; i++) {
+		offsets[i] = lp->sites[i].offset;
+		cookies[i] = lp->sites[i].cookie;
+	}
+	if (a->nmulti == MAX_LINKS)
+		return too_many(err, errlen);
+	prog = program(a, a->cs.return_prog, err, errlen);
+	if (!prog)
+		return -AGENT_START_FAILED;
+	fd = uprobe_multi_attach(prog, path, pid, offsets, cookies, lp->nsites, true);
+	if (fd < 0)
+		return attach_error(err, errlen, -fd, "the return probes", path);
+	a->multi_fds[a->nmulti++] = fd;
+	return 0;
+}
+
+static void destroy_link(void *link)
+{
+	bpf_link__destroy(link);
+}
+
+static void close_fd(void *fd)
+{
+	close((int)(intptr_t)fd);
+}
+
+static void detach_all(struct agent *a)
+{
+	void *fds[MAX_LINKS];
+
+	for (int i = 0; i < a->nmulti; i++)
+		fds[i] = (void *)(intptr_t)a->multi_fds[i];
+	release_parallel((void **)a->links, a->nlinks, destroy_link);
+	release_parallel(fds, a->nmulti, close_fd);
+	a->nlinks = a->nmulti = 0;
+}
+
+/* Fills libs with what to attach to; returns the count or minus an exit code. */
+static int find_libraries(const struct agent_env *env, const struct call_probe *probe,
+			  struct mapped_lib *libs, char *err, size_t errlen)
+{
+	int n;
+
+	if (env->target_library && !env->target_pid) {
+		snprintf(libs[0].path, sizeof(libs[0].path), "%s", env->target_library);
+		snprintf(libs[0].target_path, sizeof(libs[0].target_path), "%s",
+			 env->target_library);
+		return 1;
+	}
+	n = proc_find_mapped_libs(env->proc_root, env->target_pid, probe->library_match, libs,
+				  MAX_LIBS, err, errlen);
+	if (n == 0)
+		snprintf(err, errlen, "process %d has no %s library mapped", env->target_pid,
+			 probe->libraries);
+	if (n <= 0 || !env->target_library)
+		return n ? n : -AGENT_TARGET_NOT_FOUND;
+	/* --target-pid with --target-library: that file, if the process maps it */
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(libs[i].target_path, env->target_library)) {
+			libs[0] = libs[i];
+			return 1;
+		}
+	}
+	snprintf(err, errlen, "process %d does not map %s", env->target_pid, env->target_library);
+	return -AGENT_TARGET_NOT_FOUND;
+}
+
+static void print_ready(const struct call_plan *plan, int probes)
+{
+	printf("{\"ready\": true, \"pid\": %d, \"probes\": %d, \"libraries\": [", getpid(),
+	       probes);
+	for (int i = 0; i < plan->nlibs; i++)
+		printf("%s\"%s\"", i ? ", " : "", plan->libs[i].lib->target_path);
+	printf("]}\n");
+	fflush(stdout);
+}
+
+static int load_error(int ret)
+{
+	/* As root, EACCES is the verifier refusing the program, not a permission. */
+	if (ret == -EPERM || (ret == -EACCES && geteuid() != 0))
+		return agent_fail(AGENT_PERMISSION_DENIED, "failed to load BPF object: %s "
+				  "(needs root, or CAP_BPF and CAP_PERFMON)", strerror(-ret));
+	return agent_fail(AGENT_START_FAILED, "failed to load BPF object: %s%s",
+			  strerror(-ret), ret == -EACCES ? " (verifier)" : "");
+}
+
+/* Opens, configures and loads the probe's BPF object. Returns AGENT_OK or the exit code. */
+static int load_probe(struct agent *a, struct py_code_offsets *py_code, char *err, size_t errlen)
+{
+	const struct agent_env *env = a->env;
+	__u64 ring_bytes = (__u64)env->ringbuf_kb * 1024;
+	struct bpf_map *events, *inflight;
+	int ret;
+
+	ret = a->probe->open(&a->cs);
+	if (ret)
+		return agent_fail(AGENT_START_FAILED, "failed to open BPF skeleton: %s",
+				  strerror(-ret));
+	*a->cs.targ_tgid = env->target_pid;
+	*a->cs.wakeup_bytes = env->wakeup_kb < 0 ? ring_bytes / 8 : (__u64)env->wakeup_kb * 1024;
+	if (env->target_comm) {
+		*a->cs.filter_comm = 1;
+		strncpy((char *)a->cs.targ_comm, env->target_comm, XPU_COMM_LEN - 1);
+	}
+	a->multi = strcmp(env->attach_mode, "perf") && uprobe_multi_supported();
+	if (!a->multi && !strcmp(env->attach_mode, "multi"))
+		return agent_fail(AGENT_START_FAILED, "this kernel has no uprobe_multi links "
+				  "(Linux 6.6+); use --attach-mode perf");
+	if (a->multi) {
+		struct bpf_program *prog;
+
+		bpf_object__for_each_program(prog, a->cs.obj)
+			bpf_program__set_expected_attach_type(prog,
+				(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
+	}
+	events = bpf_object__find_map_by_name(a->cs.obj, "events");
+	inflight = bpf_object__find_map_by_name(a->cs.obj, "inflight");
+	bpf_map__set_max_entries(events, ring_bytes);
+	bpf_map__set_max_entries(inflight, env->max_threads);
+	*a->cs.slot_mask = env->max_threads - 1;
+	*a->cs.hold_ns = (__u64)env->flush_ms * 1000000;
+	if (env->py_runtime) {
+		py_parse_offsets(env->py_offsets, (struct py_offsets *)a->cs.py, py_code, err,
+				 errlen);	/* checked when the flags were parsed */
+		*a->cs.py_runtime = env->py_runtime;
+	}
+	if (a->probe->prepare && (ret = a->probe->prepare(&a->cs, &a->plan)))
+		return agent_fail(ret, "failed to size the probe's maps");
+	ret = a->cs.load(a->cs.skel);
+	if (ret)
+		return load_error(ret);
+	if (a->probe->loaded && (ret = a->probe->loaded(&a->cs, &a->plan, err, errlen)))
+		return agent_fail(ret, "%s", err);
+	return AGENT_OK;
+}
+
+static int map_fd(struct agent *a, const char *name)
+{
+	return bpf_map__fd(bpf_object__find_map_by_name(a->cs.obj, name));
+}
+
+/* Attaches, opens the sink, the drain and the slots. Returns AGENT_OK or the exit code. */
+static int start(struct agent *a, struct py_code_offsets *py_code, char *err, size_t errlen)
+{
+	const struct agent_env *env = a->env;
+	struct sink_opts so = {};
+	int i, probes = 0, ret;
+
+	if (env->py_runtime) {
+		if (py_resolver_init(&a->py, map_fd(a, "py_stacks"), py_code, env->proc_root,
+				     a->probe->monitor_type, env->monitor_id, env->machine_id))
+			return agent_fail(AGENT_START_FAILED, "out of memory");
+		a->py_on = true;
+	}
+	for (i = 0; i < a->plan.nlibs; i++) {
+		const struct call_lib_plan *lp = &a->plan.libs[i];
+
+		ret = a->multi ? attach_multi_links(a, lp->lib->path, env->target_pid, lp, err, errlen)
+			       : attach_perf_links(a, lp->lib->path, env->target_pid, lp, err, errlen);
+		if (ret)
+			return agent_fail(-ret, "%s", err);
+		probes += lp->nsites;
+	}
+	so.output_path = env->output;
+	so.endpoint = env->endpoint;
+	so.curve_keyfile = env->curve_keyfile;
+	so.send_hwm = env->send_hwm;
+	so.linger_ms = env->linger_ms;
+	so.resend_ms = env->resend_ms;
+	ret = sink_open(&a->sink, &so, err, errlen);
+	if (ret)
+		return agent_fail(ret, "%s", err);
+	ret = drain_init(&a->drain, map_fd(a, "events"), map_fd(a, "drops"), a->sink,
+			 a->probe->monitor_type, a->probe->slots.event_size, env->batch_events,
+			 env->monitor_id, env->machine_id);
+	if (ret)
+		return agent_fail(AGENT_START_FAILED, "failed to create ring buffer: %s",
+				  strerror(-ret));
+	ret = call_slots_map(&a->slots, &a->probe->slots, map_fd(a, "inflight"), env->max_threads);
+	if (ret)
+		return agent_fail(AGENT_START_FAILED, "failed to map per-thread slots: %s",
+				  strerror(-ret));
+	print_ready(&a->plan, probes);
+	return AGENT_OK;
+}
+
+static int run(struct agent *a, volatile sig_atomic_t *exiting)
+{
+	const struct agent_env *env = a->env;
+	__u64 last_flush = now_ns(CLOCK_MONOTONIC), now;
+	int n, ret = AGENT_OK;
+
+	while (!*exiting && !a->drain.err) {
+		n = drain_poll(&a->drain, env->poll_ms);
+		if (n < 0) {
+			fprintf(stderr, "xputrace-agent: failed to poll ring buffer: %s\n",
+				strerror(-n));
+			ret = AGENT_RUNTIME_ERROR;
+			break;
+		}
+		sink_service(a->sink);
+		now = now_ns(CLOCK_MONOTONIC);
+		if (now - last_flush < (__u64)env->flush_ms * 1000000)
+			continue;
+		/*
+		 * What threads have held for half the flush interval: an idle
+		 * thread's calls arrive within one interval, and an active thread
+		 * is not raced for what it flushes itself (at flush_ms) for long.
+		 */
+		a->taken += call_slots_take_done(&a->slots, &a->drain,
+						 now - (__u64)env->flush_ms * 500000);
+		a->drain.missed_entries = prog_recursion_misses(a->cs.obj, "enter_");
+		if (a->py_on && py_resolver_flush(&a->py, &a->drain.batch, a->sink) && !a->drain.err)
+			a->drain.err = -EIO;
+		drain_flush(&a->drain, 0);
+		last_flush = now_ns(CLOCK_MONOTONIC);
+		if (env->target_pid && !proc_alive(env->proc_root, env->target_pid)) {
+			fprintf(stderr, "xputrace-agent: target %d exited\n", env->target_pid);
+			break;
+		}
+	}
+	if (a->drain.err) {
+		fprintf(stderr, "xputrace-agent: failed to send batch: %s\n",
+			strerror(-a->drain.err));
+		ret = AGENT_RUNTIME_ERROR;
+	}
+	return ret;
+}
+
+/* Stops new events, takes what the kernel holds, then the calls still in flight. */
+static int finish(struct agent *a, int ret)
+{
+	detach_all(a);
+	drain_consume(&a->drain);
+	call_slots_take_done(&a->slots, &a->drain, ~0ULL);
+	a->incomplete = call_slots_take_incomplete(&a->slots, &a->drain, now_ns(CLOCK_MONOTONIC));
+	a->drain.missed_entries = prog_recursion_misses(a->cs.obj, "enter_");
+	if (a->py_on && py_resolver_flush(&a->py, &a->drain.batch, a->sink) && ret == AGENT_OK)
+		ret = AGENT_RUNTIME_ERROR;
+	if (drain_flush(&a->drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
+		ret = AGENT_RUNTIME_ERROR;
+	a->unacknowledged = sink_finish(a->sink);
+	drain_print_stats(&a->drain, a->sink, a->unacknowledged, a->incomplete, a->taken);
+	if (a->py_on)
+		py_resolver_print_stats(&a->py, *a->cs.py_unsaved);
+	return ret;
+}
+
+int call_main(const struct agent_env *env, volatile sig_atomic_t *exiting,
+	      const struct call_probe *probe)
+{
+	static struct mapped_lib libs[MAX_LIBS];
+	static struct agent a;
+	struct py_code_offsets py_code;
+	char err[PATH_MAX + 256];
+	int nlibs, ret;
+
+	a.env = env;
+	a.probe = probe;
+	nlibs = find_libraries(env, probe, libs, err, sizeof(err));
+	if (nlibs < 0)
+		return agent_fail(-nlibs, "%s", err);
+	/* Check every library before loading anything into the kernel. */
+	ret = probe->plan(libs, nlibs, &a.plan, err, sizeof(err));
+	if (ret) {
+		call_plan_free(&a.plan);
+		return agent_fail(ret, "%s", err);
+	}
+	ret = load_probe(&a, &py_code, err, sizeof(err));
+	if (ret == AGENT_OK)
+		ret = start(&a, &py_code, err, sizeof(err));
+	if (ret == AGENT_OK)
+		ret = finish(&a, run(&a, exiting));
+
+	detach_all(&a);
+	call_slots_unmap(&a.slots);
+	if (a.py_on)
+		py_resolver_free(&a.py);
+	drain_free(&a.drain);
+	sink_close(a.sink);
+	if (a.cs.skel)
+		a.cs.destroy(a.cs.skel);
+	call_plan_free(&a.plan);
+	return ret;
+}

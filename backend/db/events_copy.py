@@ -346,9 +346,18 @@ def _rfc3339(ns: int) -> str:
 
 # --- templates ------------------------------------------------------------------------------
 
-# A template is the JSON text of event_data cut at its numbers: (literal, source field,
-# literal, source field, ..., literal), literals as bytes, fields as event dtype names.
-_Template = tuple[bytes | str, ...]
+# A template is the JSON text of event_data cut at its values: (literal, source field,
+# literal, source field, ..., literal), literals as bytes, numeric fields as event dtype
+# names, text fields (ACL's op_type) as _Text. Rows are grouped by their text too, so a
+# group's template has its text as a literal (_with_text) and numbers only.
+
+
+@dataclass(frozen=True)
+class _Text:
+    field: str
+
+
+_Template = tuple[bytes | str | _Text, ...]
 
 
 @cache  # one entry per monitor type
@@ -356,7 +365,8 @@ def _template(monitor_type: int) -> dict[int, _Template] | None:
     """{argument class: template} for a monitor type, None when it has no event layout.
 
     Derived from abi.event_records: one probe event per class, every integer field holding
-    its own sentinel value, then each argument value is traced back to its field.
+    its own sentinel value and every text field its own name, then each argument value is
+    traced back to its field.
     """
     names = {v: k for k, v in abi.MONITOR_TYPES.items()}
     try:
@@ -368,16 +378,25 @@ def _template(monitor_type: int) -> dict[int, _Template] | None:
     sentinel = {40_000 + 7 * i: n for i, n in enumerate(ints)}
     for value, n in sentinel.items():
         probe[n] = value
+    texts = {f"\x01{n}": n for n in dt.names or () if dt[n].kind == "S" and n != "comm"}
+    for marker, n in texts.items():
+        probe[n] = marker.encode()
     probe["func"] = np.arange(256) << 8
     raw = abi.encode_batch(
         probe, monitor_id="probe", machine_id="probe", monitor_type=names[monitor_type]
     )
     out: dict[int, _Template] = {}
     for cls, rec in enumerate(abi.event_records(abi.decode_batch(raw))):
-        parts: list[bytes | str] = []
+        parts: list[bytes | str | _Text] = []
         lit = b"{"
         for i, (key, value) in enumerate(rec["args"].items()):
             lit += (b"," if i else b"") + json.dumps(key).encode() + b":"
+            if isinstance(value, str):
+                if value not in texts:
+                    raise TypeError(f"argument {key} of class {cls}: cannot map {value!r}")
+                parts += [lit, _Text(texts[value])]
+                lit = b""
+                continue
             values = value if isinstance(value, list) else [value]
             if isinstance(value, list):
                 lit += b"["
@@ -395,6 +414,20 @@ def _template(monitor_type: int) -> dict[int, _Template] | None:
         parts.append(lit + b"}")
         out[cls] = tuple(parts)
     return out
+
+
+@lru_cache(maxsize=4096)
+def _with_text(tmpl: _Template, text: str) -> _Template:
+    """The template of rows whose text field holds text: that text as JSON, in a literal."""
+    parts: list[bytes | str | _Text] = []
+    for part in tmpl:
+        if isinstance(part, _Text):
+            part = json.dumps(text).encode()
+        if isinstance(part, bytes) and parts and isinstance(parts[-1], bytes):
+            parts[-1] += part
+        else:
+            parts.append(part)
+    return tuple(parts)
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -459,6 +492,15 @@ class _Encoder:
         self.comm_code, comm_table = _comm_codes(self.ev["comm"])
         self.comm_len = np.array([len(c) for c in comm_table], dtype=np.int64)
         self.comm_arr = np.array(comm_table, dtype=f"S{max(1, *self.comm_len)}")
+        # a text field (ACL's op_type) is part of the layout: its text is in the template
+        texts = [n for n in self.ev.dtype.names or () if self.ev.dtype[n].kind == "S"
+                 and n != "comm"]  # fmt: skip
+        assert len(texts) <= 1, "one text field per event at most"
+        self.text_field = texts[0] if texts else None
+        if self.text_field:
+            self.text_code, self.text_table = _comm_codes(self.ev[self.text_field])
+        else:
+            self.text_code, self.text_table = np.zeros(n, dtype=np.int64), [b""]
         func = self.ev["func"]
         funcs = np.flatnonzero(np.bincount(func, minlength=1 << 16))
         lut = np.zeros(1 << 16, dtype=np.int64)
@@ -467,15 +509,17 @@ class _Encoder:
         comm_span, machine_span = int(self.comm_len.max()) + 1, int(self.machine_len.max()) + 1
         key = lut[func] * comm_span + self.comm_len[self.comm_code]
         key = key * machine_span + self.machine_len[self.batch]
-        self.layout, _ = _dense(key, len(funcs) * comm_span * machine_span)
+        key = key * len(self.text_table) + self.text_code
+        self.layout, _ = _dense(key, len(funcs) * comm_span * machine_span * len(self.text_table))
 
     def encode(self) -> memoryview:
         groups = []
         for rows in _split(self.arange, self.layout):
             r0 = int(rows[0])
             func = int(self.ev["func"][r0])
-            etype = _event_type(func, self.type_name)
-            tmpl = self.templates[func >> 8]
+            text = self.text_table[self.text_code[r0]].decode()
+            etype = _event_type(func, self.type_name, text)
+            tmpl = _with_text(self.templates[func >> 8], text)
             comm_len = int(self.comm_len[self.comm_code[r0]])
             machine_len = int(self.machine_len[self.batch[r0]])
             for sub, values, widths, padded in self._subgroups(rows, tmpl):
@@ -591,8 +635,8 @@ def _split(rows: np.ndarray, label: np.ndarray) -> list[np.ndarray]:
 
 
 @lru_cache(maxsize=4096)
-def _event_type(func: int, monitor_type: str) -> bytes:
-    return abi.function_name(func, monitor_type).encode()
+def _event_type(func: int, monitor_type: str, text: str) -> bytes:
+    return abi.event_type(func, monitor_type, {"op_type": text.encode()}).encode()
 
 
 @lru_cache(maxsize=4096)

@@ -353,3 +353,36 @@ def test_stream_has_copy_header_and_trailer() -> None:
     b = batch(GOOD, uuid.uuid4())
     body = b"".join(encode_copy([(b, 1)]))[19:-2]
     assert int.from_bytes(body[:2], "big") == len(COLUMNS)
+
+
+async def test_acl_events_round_trip_with_their_text(pg_dsn: str) -> None:
+    """ACL events: every function, the op_type text (op types, model and config paths,
+    quotes, backslashes, bad UTF-8, the full 47 bytes) as a JSON string in event_data, and
+    aclnn launches named by their op."""
+    monitor = uuid.uuid4()
+    funcs = list(abi.function_names("ACL"))
+    texts = [b"Add", b"MatMul", b"", b'q"uote\\back', b"bad\xff", b"x" * 47, b"\xe4\xb8\xad"]
+    n = len(funcs) * len(texts) * 3
+    ev = abi.empty_events(n, "ACL")
+    ev["ts_ns"] = MONO + np.arange(n) * 1013
+    ev["func"] = np.tile(funcs, n // len(funcs))
+    ev["op_type"] = [texts[(i // len(funcs)) % len(texts)] for i in range(n)]
+    ev["tid"] = 7 + np.arange(n) % 5
+    ev["comm"] = b"npu-worker"
+    for i, name in enumerate(("stream", "ptr", "ptr2", "bytes", "handle", "num", "rank")):
+        ev[name] = (np.arange(n) * (i + 3)) ** 3
+    b = batch(ev, monitor, seq=0, monitor_type="ACL")
+    async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
+        result = await writer().write(conn, [b])
+        assert result.events == n
+        ids = await batch_ids(conn, monitor)
+        rows = await stored(conn, monitor)
+    assert rows == expected(b, ids[0])
+    # not circular: the text as the probe wrote it, the aclnn launches named by it
+    nn = [r for r in rows if r["event_type"].startswith("aclnn")]
+    ops = {"Add", "MatMul", "", 'q"uote\\back', "bad\ufffd", "x" * 47, "\u4e2d"}
+    assert {r["event_type"] for r in nn} == {"aclnn" + op for op in ops}
+    op = [r for r in rows if r["event_type"] == "aclopExecuteV2"]
+    assert {r["event_data"]["op_type"] for r in op} == {t.decode(errors="replace") for t in texts}
+    assert list(op[0]["event_data"]) == ["op_type", "num_inputs", "num_outputs", "attr", "stream",
+                                         "device", "py_stack"]

@@ -74,6 +74,11 @@ _KIND_CLASSES: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] 
     "CUDA": (frozenset({"MEMCPY", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC"}),
              frozenset({"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"}),
              frozenset({"FREE", "FREE_ASYNC"})),
+    # aclrtMallocHost is host memory: not held on a device (aclrtFreeHost's pointer is
+    # then one the ledger never saw, and changes nothing)
+    "ACL": (frozenset({"MEMCPY", "MEMCPY_ASYNC", "MEMCPY_2D", "MEMCPY_2D_ASYNC"}),
+            frozenset({"MALLOC"}),
+            frozenset({"FREE"})),
 }  # fmt: skip
 _NB = 2048  # histogram buckets below 2**63 (backend.histogram: at most 1887)
 # dev: 0 when the events name no device, else the device ordinal + 1 (up to DEV_OTHER)
@@ -131,6 +136,15 @@ def _luts(monitor_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lut[[ids[n] for n in kinds[kind]]] = True
         out.append(lut)
     return out[0], out[1], out[2]
+
+
+@cache
+def _acl_2d() -> np.ndarray:
+    """Lookup table over the 16-bit function ids: the ACL 2-D copies."""
+    lut = np.zeros(1 << 16, dtype=bool)
+    lut[[f for f in abi.function_names("ACL") if abi.arg_class(f, "ACL").startswith("MEMCPY_2D")]] \
+        = True
+    return lut
 
 
 @cache
@@ -337,6 +351,9 @@ class Aggregator:
         copy_lut, alloc_lut, _ = _luts(mtype)
         if "bytes" in (ev.dtype.names or ()):
             nbytes = ev["bytes"].astype(np.int64)[order]
+            if mtype == "ACL":  # a 2-D copy moves width (bytes) times height (num)
+                nbytes = np.where(_acl_2d()[fo], nbytes * ev["num"].astype(np.int64)[order],
+                                  nbytes)  # fmt: skip
             copied = copy_lut[fo] & ok
             allocated = alloc_lut[fo] & ok & (ev["ptr"][order] != 0)
             g["copied"] = np.add.reduceat(np.where(copied, nbytes, 0), starts)

@@ -2,7 +2,8 @@
 
 The same layout as the Perfetto writer: a complete ("X") event per call on its thread with
 every argument and the named return code, an instant ("i") per enqueued piece of work on a
-row per queue with a flow ("s" → "f") from the call, and the device memory counter ("C").
+row per queue with a flow ("s" → "f") from the call, a copy of each grouped call's slice on
+its group's row (an HCCL communicator), and the device memory counter ("C").
 Timestamps are microseconds from the first event (small floats keep the nanoseconds; the
 first event's wall-clock time is in ``otherData.trace_start_unix_ns``). Rows are written as
 they are made, a chunk at a time.
@@ -15,7 +16,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 from trace_export.events import EventChunk, args_of
-from trace_export.layouts import MemoryHeld, display_args, layout_for, queue_values
+from trace_export.layouts import MemoryHeld, display_args, group_values, layout_for, queue_values
+from trace_export.markers import GroupRows
 from trace_export.pyframes import Closed, FrameTracker, StackFrames
 from trace_export.stats import ExportStats, write_all
 
@@ -39,7 +41,8 @@ class _ChromeWriter:
         self.stats = ExportStats()
         self.first = True
         self.named: set[tuple[Any, ...]] = set()
-        self.queues: dict[tuple[int, int], int] = {}  # (pid, queue) -> row tid
+        self.queues: dict[tuple[object, ...], int] = {}  # (pid, queue) -> row tid
+        self.groups = GroupRows()  # keyed by row tid
         self.memory = MemoryHeld()
         self.flow = 0
         self.t0: int | None = None
@@ -70,9 +73,12 @@ class _ChromeWriter:
     def add(self, c: EventChunk) -> None:
         layout = layout_for(c.monitor_type)
         arg_names = {t: args_of(c.monitor_type, t) for t in c.names}
-        cols = {a: v.tolist() for a, v in c.args.items()}
+        cols: dict[str, list[Any]] = {a: v.tolist() for a, v in c.args.items()}
+        cols.update((a, v.values()) for a, v in c.texts.items())
         queues = queue_values(layout, c.args)
         queue = queues.tolist() if queues is not None else []
+        groups = group_values(layout, c.args)
+        group = groups.tolist() if groups is not None else []
         for i, (ts, dur, pid, tid, ret, flags, name, comm, machine) in enumerate(zip(
                 c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), c.ret.tolist(),
                 c.flags.tolist(), c.name.tolist(), c.comm.tolist(), c.machine.tolist(),
@@ -91,6 +97,12 @@ class _ChromeWriter:
             self.stats.slices += 1
             if layout.submits(etype) and queue:
                 self._queue(layout.queue_label(queue[i]), pid, tid, queue[i], etype, ts, dur)
+            if layout.grouped(etype) and group:
+                row = self._row(pid, ("group", group[i]), layout.group_label(group[i]))
+                end = self.groups.end(row, ts, ts + dur)
+                self._emit({"ph": "X", "name": etype, "cat": c.monitor_type, "pid": pid,
+                            "tid": row, "ts": start, "dur": (end - ts) / 1000, "args": args})
+                self.stats.slices += 1
         if self.frames is not None:
             self._frames(self.frames.feed(c)[1])
         for t, _machine, pid, _comm, held in self.memory.update(c, layout):
@@ -101,8 +113,7 @@ class _ChromeWriter:
 
     def _queue(self, label: str, pid: int, tid: int, q: int, etype: str, ts: int,
                dur: int) -> None:  # fmt: skip
-        row = self.queues.setdefault((pid, q), _QUEUE_TID_BASE + len(self.queues))
-        self._meta("thread_name", pid, row, label)
+        row = self._row(pid, ("queue", q), label)
         self.flow += 1
         end = self._us(ts + dur)
         self._emit({"ph": "s", "id": self.flow, "name": "enqueue", "cat": "flow", "pid": pid,
@@ -111,6 +122,12 @@ class _ChromeWriter:
         self._emit({"ph": "f", "bp": "e", "id": self.flow, "name": "enqueue", "cat": "flow",
                     "pid": pid, "tid": row, "ts": end})
         self.stats.flows += 1
+
+    def _row(self, pid: int, ident: tuple[str, int], label: str) -> int:
+        """The tid of the process's row for a queue or group, named when new."""
+        row = self.queues.setdefault((pid, *ident), _QUEUE_TID_BASE + len(self.queues))
+        self._meta("thread_name", pid, row, label)
+        return row
 
     def _frames(self, closed: list[Closed]) -> None:
         """A complete event per Python frame left (written when it ends: viewers sort)."""

@@ -4,8 +4,10 @@ A trace is written from an iterable of ``EventChunk``s in start-time order (the 
 ``ORDER BY ts, id``); chunks are a few tens of thousands of events, so memory stays bounded
 whatever the trace size. Strings (event type, comm, machine) are small code arrays into
 per-chunk tables. Arguments are ``uint64`` columns named as in ``event_data`` (a dim3 is
-three columns, ``grid_x``, ``grid_y``, ``grid_z``); an event has only the arguments its
-function takes (``args_of``), the others hold 0.
+three columns, ``grid_x``, ``grid_y``, ``grid_z``), except text arguments (an ACL call's
+``op_type``, ``model_path``, ``config_path``: ``TEXT_ARGS``), which are code arrays into
+tables of their own, so the numeric columns stay plain arrays; an event has only the
+arguments its function takes (``args_of``), the others hold 0 (text: "").
 
 ``from_rows`` builds a chunk from rows of the ``events`` table; ``from_batches`` from agent
 batches (backend.abi), which is what the benchmark and the capture-file path use.
@@ -24,13 +26,42 @@ import numpy as np
 
 from backend import abi
 
-__all__ = ["ROW_COLUMNS", "EventChunk", "args_of", "from_batches", "from_rows"]
+__all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "event_class",
+           "from_batches", "from_rows"]  # fmt: skip
 
 #: The ``events`` columns from_rows expects, in order.
 ROW_COLUMNS = ("ts", "duration_ns", "pid", "tid", "ret", "flags", "event_type", "comm",
                "machine_id", "event_data")  # fmt: skip
 _DIM3 = ("grid", "block")
 _COLUMNS = ("ts", "dur", "pid", "tid", "ret", "flags", "name", "comm", "machine")
+#: Per monitor type, the arguments that are text, not integers.
+TEXT_ARGS: Mapping[str, frozenset[str]] = {"ACL": abi.ACL_TEXT}
+
+
+@dataclass(frozen=True)
+class TextColumn:
+    """A text argument of each event: codes (int32) into a table of distinct strings."""
+
+    codes: np.ndarray
+    table: tuple[str, ...]
+
+    def values(self) -> list[str]:
+        """The strings themselves, one per event."""
+        return [self.table[i] for i in self.codes.tolist()]
+
+    @staticmethod
+    def of(values: Sequence[str]) -> TextColumn:
+        return TextColumn(*_codes(values))
+
+
+def _merge(codes: np.ndarray, table: tuple[str, ...], other_codes: np.ndarray,
+           other_table: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:  # fmt: skip
+    """codes then other_codes, as codes into one table (table, then what other adds)."""
+    index = {s: i for i, s in enumerate(table)}
+    extra = [s for s in other_table if s not in index]
+    index.update({s: len(table) + i for i, s in enumerate(extra)})
+    remap = np.array([index[s] for s in other_table], np.int32)
+    return np.concatenate([codes, remap[other_codes]]), table + tuple(extra)
 
 
 @dataclass(frozen=True)
@@ -51,6 +82,7 @@ class EventChunk:
     machine: np.ndarray  # int32 codes into machines
     machines: tuple[str, ...]
     args: Mapping[str, np.ndarray] = field(default_factory=dict)  # uint64 columns
+    texts: Mapping[str, TextColumn] = field(default_factory=dict)  # text arguments
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -58,7 +90,9 @@ class EventChunk:
     def take(self, rows: slice | np.ndarray) -> EventChunk:
         """The chunk's rows at rows (code tables shared)."""
         cols = {f: getattr(self, f)[rows] for f in _COLUMNS}
-        return replace(self, **cols, args={a: v[rows] for a, v in self.args.items()})
+        return replace(self, **cols, args={a: v[rows] for a, v in self.args.items()},
+                       texts={a: TextColumn(v.codes[rows], v.table)
+                              for a, v in self.texts.items()})  # fmt: skip
 
     def concat(self, other: EventChunk) -> EventChunk:
         """This chunk's rows, then other's (of the same monitor type), tables merged."""
@@ -68,13 +102,9 @@ class EventChunk:
             return self
         merged: dict[str, Any] = {}
         for codes, table in (("name", "names"), ("comm", "comms"), ("machine", "machines")):
-            mine: tuple[str, ...] = getattr(self, table)
-            index = {s: i for i, s in enumerate(mine)}
-            extra = [s for s in getattr(other, table) if s not in index]
-            index.update({s: len(mine) + i for i, s in enumerate(extra)})
-            remap = np.array([index[s] for s in getattr(other, table)], np.int32)
-            merged[table] = mine + tuple(extra)
-            merged[codes] = np.concatenate([getattr(self, codes), remap[getattr(other, codes)]])
+            mine = getattr(self, codes), getattr(self, table)
+            theirs = getattr(other, codes), getattr(other, table)
+            merged[codes], merged[table] = _merge(*mine, *theirs)
         for f in ("ts", "dur", "pid", "tid", "ret", "flags"):
             merged[f] = np.concatenate([getattr(self, f), getattr(other, f)])
         zeros = np.zeros
@@ -82,7 +112,26 @@ class EventChunk:
         merged["args"] = {a: np.concatenate([self.args.get(a, zeros(len(self), np.uint64)),
                                              other.args.get(a, zeros(len(other), np.uint64))])
                           for a in sorted(names)}  # fmt: skip
+        merged["texts"] = {
+            a: TextColumn(*_merge(*_text_or_blank(self.texts.get(a), len(self)),
+                                  *_text_or_blank(other.texts.get(a), len(other))))
+            for a in sorted(set(self.texts) | set(other.texts))}  # fmt: skip
         return replace(self, **merged)
+
+
+def _text_or_blank(col: TextColumn | None, n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A text column's codes and table; "" for each of n events when there is none."""
+    return (col.codes, col.table) if col is not None else (np.zeros(n, np.int32), ("",))
+
+
+@cache
+def event_class(monitor_type: str, event_type: str) -> str:
+    """The argument class of an event type ("" when unknown): the class of its function, and
+    for ACL the one of aclnn for every aclnn<Op>."""
+    ids = {name: fid for fid, name in abi.function_names(monitor_type).items()}
+    if event_type not in ids and monitor_type == "ACL" and event_type.startswith("aclnn"):
+        event_type = "aclnn"
+    return abi.arg_class(ids[event_type], monitor_type) if event_type in ids else ""
 
 
 @cache
@@ -92,16 +141,33 @@ def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
         return _SYSCALL_ARGS
     if monitor_type == "PYTHON":
         return ("generation", "collected") if event_type == "gc" else ()
-    if monitor_type != "CUDA":
+    if monitor_type not in _PER_CLASS:
         return ()
-    ids = {name: fid for fid, name in abi.function_names("CUDA").items()}
-    if event_type not in ids:
+    cls = event_class(monitor_type, event_type)
+    if not cls:
         return ()
+    per_class, every_call = _PER_CLASS[monitor_type]
     out: list[str] = []
-    for a in abi.CUDA_ARGS.get(abi.arg_class(ids[event_type], "CUDA"), ()):
+    for a in per_class.get(cls, ()):
         out += [f"{a}_x", f"{a}_y", f"{a}_z"] if a in _DIM3 else [a]
     # py_stack is not shown: it names a Python stack (py_frames), not an argument
-    return (*out, *(a for a in abi.CUDA_EVERY_CALL if a != "py_stack"))
+    return (*out, *(a for a in every_call if a != "py_stack"))
+
+
+_PER_CLASS = {"CUDA": (abi.CUDA_ARGS, abi.CUDA_EVERY_CALL),
+              "ACL": (abi.ACL_ARGS, abi.ACL_EVERY_CALL)}  # fmt: skip
+
+
+def _numeric(monitor_type: str, names: Iterable[str]) -> list[str]:
+    """The numeric argument columns events of these types have."""
+    text = TEXT_ARGS.get(monitor_type, frozenset())
+    return sorted({a for t in names for a in args_of(monitor_type, t) if a not in text})
+
+
+def _text_names(monitor_type: str, names: Iterable[str]) -> list[str]:
+    """The text argument columns events of these types have."""
+    text = TEXT_ARGS.get(monitor_type, frozenset())
+    return sorted({a for t in names for a in args_of(monitor_type, t) if a in text})
 
 
 def _codes(values: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -120,19 +186,23 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
     name, names = _codes(cols[6])
     comm, comms = _codes(cols[7])
     machine, machines = _codes(cols[8])
-    arg_names = sorted({a for t in names for a in args_of(monitor_type, t)})
-    args = {a: np.zeros(n, np.uint64) for a in arg_names}
-    texts = cols[9]
-    if all(isinstance(d, str) for d in texts):  # one parse for the chunk
-        datas = json.loads("[" + ",".join(texts) + "]") if n else []
+    args = {a: np.zeros(n, np.uint64) for a in _numeric(monitor_type, names)}
+    text_names = _text_names(monitor_type, names)
+    texts: dict[str, list[str]] = {a: [""] * n for a in text_names}
+    raw = cols[9]
+    if all(isinstance(d, str) for d in raw):  # one parse for the chunk
+        datas = json.loads("[" + ",".join(raw) + "]") if n else []
     else:
-        datas = [json.loads(d) if isinstance(d, str) else d for d in texts]
+        datas = [json.loads(d) if isinstance(d, str) else d for d in raw]
     for code, etype in enumerate(names):
         of_type = np.flatnonzero(name == code)
         if len(of_type):
-            _fill_args(args, [datas[i] for i in of_type.tolist()], of_type,
-                       args_of(monitor_type, etype))  # fmt: skip
-    if monitor_type in ("CUDA", "PYTHON") and n:  # the call's Python stack (0: none), not shown
+            columns = args_of(monitor_type, etype)
+            of_data = [datas[i] for i in of_type.tolist()]
+            _fill_args(args, of_data, of_type, tuple(a for a in columns if a in args))
+            for a in (a for a in columns if a in texts):
+                _fill_text(texts[a], of_data, of_type, a)
+    if monitor_type in ("CUDA", "ACL", "PYTHON") and n:  # the call's Python stack, not shown
         args["py_stack"] = np.array([d.get("py_stack", 0) if isinstance(d, dict) else 0
                                      for d in datas], np.uint64)
     return EventChunk(
@@ -141,8 +211,15 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
         pid=np.array(cols[2], np.int32), tid=np.array(cols[3], np.int32),
         ret=np.array(cols[4], np.int64), flags=np.array(cols[5], np.uint32),
         name=name, names=names, comm=comm, comms=comms, machine=machine, machines=machines,
-        args=args,
+        args=args, texts={a: TextColumn.of(v) for a, v in texts.items()},
     )  # fmt: skip
+
+
+def _fill_text(out: list[str], datas: list[Any], rows: np.ndarray, key: str) -> None:
+    """Sets out at rows to each event_data's text argument key ("" when it has none)."""
+    for i, d in zip(rows.tolist(), datas, strict=True):
+        v = d.get(key, "") if isinstance(d, dict) else ""
+        out[i] = v if isinstance(v, str) else ""
 
 
 def _fill_args(args: dict[str, np.ndarray], datas: list[Any], rows: np.ndarray,
@@ -188,6 +265,30 @@ _SYSCALL_ARGS = ("arg0", "arg1", "arg2")  # struct syscall_event: the first thre
 _CUDA_FIELD = {**abi.CUDA_FIELD, **{f"{d}_{a}": f"{d}_{a}" for d in _DIM3 for a in "xyz"}}
 
 
+_FIELD = {"CUDA": _CUDA_FIELD, "ACL": abi.ACL_FIELD}
+#: Monitor types whose events of one function can be named apart (abi.event_type: ACL's
+#: aclnn launches are named aclnn<Op>) by their op_type field.
+_NAMED_BY_OP = {"ACL"}
+
+
+def _names_by_op(ev: np.ndarray, mtype: str) -> tuple[np.ndarray, tuple[str, ...],
+                                                      np.ndarray, tuple[str, ...]]:  # fmt: skip
+    """(name code, names, op_type code, op_types) of each event: the names as
+    abi.event_type gives them, the op_type field decoded (codes into distinct strings)."""
+    raw, raw_code = np.unique(ev["op_type"], return_inverse=True)
+    raw_code = raw_code.reshape(-1)
+    op_code, ops = _codes([bytes(r).split(b"\0", 1)[0].decode("utf-8", "replace")
+                           for r in raw.tolist()])  # fmt: skip
+    op_code = op_code[raw_code] if len(raw_code) else np.zeros(0, np.int32)
+    # one key per (function, op_type): a name for each; _codes joins keys of one name
+    key = ev["func"].astype(np.int64) * (len(raw) + 1) + raw_code
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    keyed = [abi.event_type(int(ev["func"][i]), mtype, {"op_type": ev["op_type"][i]})
+             for i in first.tolist()]  # fmt: skip
+    codes, names = _codes(keyed)
+    return codes[inv.reshape(-1)], names, op_code, ops
+
+
 def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) -> EventChunk:
     """A chunk from agent batches (all of one monitor type: CUDA when there are none),
     sorted by start time."""
@@ -196,8 +297,7 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
     if len(types) > 1:
         raise ValueError(f"batches of several monitor types: {sorted(types)}")
     mtype = {v: k for k, v in abi.MONITOR_TYPES.items()}[types.pop()]
-    field_of = _CUDA_FIELD if mtype == "CUDA" else \
-        {a: a for a in (*_SYSCALL_ARGS, "generation", "collected")}
+    field_of = _FIELD.get(mtype) or {a: a for a in (*_SYSCALL_ARGS, "generation", "collected")}
     ev = np.concatenate([b.events for b in blist]) if blist else abi.empty_events(0, mtype)
     ts = np.concatenate([b.events["ts_ns"].astype(np.int64) + b.mono_to_real_ns
                          for b in blist]) if blist else np.zeros(0, np.int64)  # fmt: skip
@@ -205,21 +305,32 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
     machine_raw = np.repeat(np.arange(len(blist)), [len(b.events) for b in blist])
     order = np.argsort(ts, kind="stable")
     ev, ts, machine_raw = ev[order], ts[order], machine_raw[order]
-    funcs, func_code = np.unique(ev["func"], return_inverse=True)
-    names = tuple(abi.function_name(int(f), mtype) for f in funcs)
+    if mtype in _NAMED_BY_OP:
+        name_code, names, op_code, ops = _names_by_op(ev, mtype)
+    else:
+        funcs, name_code = np.unique(ev["func"], return_inverse=True)
+        names = tuple(abi.function_name(int(f), mtype) for f in funcs)
+        op_code, ops = np.zeros(len(ev), np.int32), ()
     comm_raw, comm_code = np.unique(ev["comm"], return_inverse=True)
     comms = tuple(c.split(b"\0", 1)[0].decode("utf-8", "replace") for c in comm_raw.tolist())
     machine_tab, machine_code = np.unique(np.array(machines_per, dtype=object)[machine_raw]
                                           if blist else np.zeros(0, object),
                                           return_inverse=True)  # fmt: skip
-    arg_names = sorted({a for t in names for a in args_of(mtype, t)})
+    name_code = name_code.astype(np.int32).reshape(-1)
+    arg_names = _numeric(mtype, names)
     args = {a: ev[field_of[a]].astype(np.uint64) for a in arg_names}
+    texts: dict[str, TextColumn] = {}
+    table = ops if "" in ops else (*ops, "")
+    for a in _text_names(mtype, names):  # every text argument is the event's op_type field
+        has = np.array([a in args_of(mtype, t) for t in names], dtype=bool)[name_code]
+        codes = np.where(has, op_code, table.index("")).astype(np.int32)
+        texts[a] = TextColumn(codes, table)
     if "py_stack" in (ev.dtype.names or ()):  # which Python stack made the call, not shown
         args["py_stack"] = ev["py_stack"].astype(np.uint64)
     # zero what a function does not take (the generic fields hold other things there)
     for code, t in enumerate(names):
         mine = set(args_of(mtype, t))
-        rows = func_code == code
+        rows = name_code == code
         for a in arg_names:
             if a not in mine:
                 args[a][rows] = 0
@@ -227,7 +338,7 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
         monitor_type=mtype, ts=ts, dur=ev["duration_ns"].astype(np.int64),
         pid=ev["pid"].astype(np.int32), tid=ev["tid"].astype(np.int32),
         ret=ev["ret"].astype(np.int64), flags=ev["flags"].astype(np.uint32),
-        name=func_code.astype(np.int32).reshape(-1), names=names,
+        name=name_code, names=names, texts=texts,
         comm=comm_code.astype(np.int32).reshape(-1), comms=comms,
         machine=machine_code.astype(np.int32).reshape(-1),
         machines=tuple(str(m) for m in machine_tab.tolist()), args=args,

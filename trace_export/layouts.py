@@ -2,7 +2,8 @@
 
 A trace draws every call as a slice on its thread. Beyond that, a monitor type says which
 calls submit work to an asynchronous queue (a CUDA stream, an ACL stream, an HCCL
-communicator's stream) and which argument names the queue, which calls allocate or free
+communicator's stream) and which argument names the queue, which calls also show on a row
+of their group (an HCCL collective on its communicator's row), which calls allocate or free
 device memory, and how return codes read. New monitor types add a Layout here; the writers
 do not change.
 """
@@ -17,11 +18,16 @@ from functools import cache
 import numpy as np
 
 from backend import abi
+from trace_export import acl_names
 from trace_export.cuda_errors import error_name
-from trace_export.events import EventChunk
+from trace_export.events import EventChunk, event_class
 
-__all__ = ["DEVICE_SHIFT", "LAYOUTS", "Layout", "MemoryHeld", "display_args", "layout_for",
-           "queue_values"]
+__all__ = ["DEVICE_SHIFT", "LAYOUTS", "Layout", "MemoryHeld", "display_args", "group_values",
+           "layout_for", "queue_values"]  # fmt: skip
+
+
+def _never(event_type: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class Layout:
     strings: tuple[tuple[str, tuple[str, ...], Callable[..., str]], ...] = ()
     # the argument naming the device a call ran on, when queues are per device
     device_arg: str | None = None
+    # calls that also show, as slices, on a row per value of group_arg (per device too)
+    grouped: Callable[[str], bool] = _never
+    group_arg: str | None = None  # "comm": an HCCL communicator
+    group_label: Callable[[int], str] = str  # of a group value (see group_values)
 
 
 DEVICE_SHIFT = 48  # a queue value: the device above this bit, the queue handle below
@@ -47,9 +57,19 @@ DEVICE_SHIFT = 48  # a queue value: the device above this bit, the queue handle 
 def queue_values(layout: Layout, args: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """Each call's queue as one integer: the queue argument, and the device in the top bits
     where the monitor type has one (stream 0 of GPU 1 is not stream 0 of GPU 0)."""
-    if layout.queue_arg is None or layout.queue_arg not in args:
+    return _per_device(layout, args, layout.queue_arg)
+
+
+def group_values(layout: Layout, args: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Each call's group (see Layout.grouped) as one integer, as queue_values."""
+    return _per_device(layout, args, layout.group_arg)
+
+
+def _per_device(layout: Layout, args: Mapping[str, np.ndarray],
+                arg: str | None) -> np.ndarray | None:  # fmt: skip
+    if arg is None or arg not in args:
         return None
-    q = args[layout.queue_arg].astype(np.uint64) & np.uint64((1 << DEVICE_SHIFT) - 1)
+    q = args[arg].astype(np.uint64) & np.uint64((1 << DEVICE_SHIFT) - 1)
     if layout.device_arg is not None and layout.device_arg in args:
         dev = np.minimum(args[layout.device_arg].astype(np.uint64), np.uint64(0xFFFF))
         q |= dev << np.uint64(DEVICE_SHIFT)
@@ -101,6 +121,66 @@ LAYOUTS: dict[str, Layout] = {
         device_arg="device",
     ),
 }
+
+
+# Ascend as msprof shows it: AscendCL/CANN calls on their threads; a row per NPU stream with a
+# flow from each call that enqueues a task (kernel launch, async copy or memset, aclop, aclnn,
+# aclmdlExecuteAsync, event record/wait, HCCL); a row per HCCL communicator where a rank's
+# collectives show together. aclrtMallocHost and aclrtFreeHost are host (pinned) memory, not
+# counted as device memory.
+_ACL_SUBMIT = {"LAUNCH", "LAUNCH_V2", "LAUNCH_CONFIG", "MEMCPY_ASYNC", "MEMCPY_2D_ASYNC",
+               "MEMSET_ASYNC", "OP_EXECUTE", "OP_EXEC_HANDLE", "OP_COMPILE_EXECUTE",
+               "MDL_EXECUTE_ASYNC", "EVENT_RECORD", "STREAM_WAIT_EVENT", "NN_LAUNCH",
+               "HCCL_REDUCE", "HCCL_GATHER", "HCCL_BROADCAST", "HCCL_P2P", "HCCL_ALLTOALL",
+               "HCCL_ALLTOALLV", "HCCL_BATCH", "HCCL_BARRIER"}  # fmt: skip
+
+_ACL_POINTERS = frozenset({"stream", "ptr", "dst", "src", "func", "args", "config",
+                           "args_handle", "attr", "handle", "op_path", "input", "output",
+                           "event", "workspace", "executor", "root_info", "comm", "send_buf",
+                           "recv_buf", "buf", "send_counts", "recv_counts", "items"})  # fmt: skip
+
+
+def _acl_class(event_type: str) -> str:
+    return event_class("ACL", event_type)
+
+
+def _npu_stream(v: int) -> str:
+    npu, stream = f"NPU {v >> DEVICE_SHIFT}", v & ((1 << DEVICE_SHIFT) - 1)
+    return f"{npu} stream {stream:#x}" if stream else f"{npu} stream 0 (default)"
+
+
+def _hccl_comm(v: int) -> str:
+    return f"NPU {v >> DEVICE_SHIFT} HCCL communicator {v & ((1 << DEVICE_SHIFT) - 1):#x}"
+
+
+def _named(table: dict[int, str]) -> Callable[[int], str]:
+    return lambda v: acl_names.name_of(table, v)
+
+
+LAYOUTS["ACL"] = Layout(
+    api="ACL",
+    queue_arg="stream",
+    queue_label=_npu_stream,
+    submits=lambda t: _acl_class(t) in _ACL_SUBMIT,
+    allocates=lambda t: _acl_class(t) == "MALLOC",  # aclrtMalloc, aclrtMallocCached
+    frees=lambda t: t == "aclrtFree",  # not aclrtFreeHost, of the same class
+    ret_name=acl_names.ret_name,
+    pointers=_ACL_POINTERS,
+    strings=(
+        ("kind", ("kind",), _named(acl_names.MEMCPY_KINDS)),
+        ("policy", ("policy",), acl_names.policy_name),
+        ("engine_type", ("engine_type",), _named(acl_names.ENGINE_TYPES)),
+        ("compile_flag", ("compile_flag",), _named(acl_names.COMPILE_TYPES)),
+        ("data_type", ("data_type",), _named(acl_names.DATA_TYPES)),
+        ("send_type", ("send_type",), _named(acl_names.DATA_TYPES)),
+        ("recv_type", ("recv_type",), _named(acl_names.DATA_TYPES)),
+        ("reduce_op", ("reduce_op",), _named(acl_names.REDUCE_OPS)),
+    ),
+    device_arg="device",
+    grouped=lambda t: _acl_class(t).startswith("HCCL_") and _acl_class(t) != "HCCL_INIT_ROOT",
+    group_arg="comm",
+    group_label=_hccl_comm,
+)
 
 
 def _errno(event_type: str, ret: int) -> str:

@@ -2,8 +2,9 @@
 
 A marker is a slice's begin or end, an instant on a queue, or a counter point, on one packet
 sequence (one track). A begin refers to its call's row in the chunk being written (``ref``),
-where its annotations are read when it is encoded; begins are always written with their
-chunk, so only ends, instants and counter points wait for a later one.
+where its annotations are read when it is encoded (a call's slice on its thread and its copy
+on a group row alike); begins are always written with their chunk, so only ends, instants
+and counter points wait for a later one.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from trace_export.events import EventChunk, args_of
-from trace_export.layouts import Layout, queue_values
+from trace_export.layouts import Layout, group_values, queue_values
 from trace_export.tracks import Tracks
 
-__all__ = ["Annotations", "Markers", "counter_markers", "queue_markers", "slice_markers"]
+__all__ = ["Annotations", "GroupRows", "Markers", "counter_markers", "group_markers",
+           "queue_markers", "slice_markers"]  # fmt: skip
 
 BEGIN, END, INSTANT, COUNTER = 1, 2, 3, 4
 # at equal times: ends first (a slice closes before the next opens), begins last
@@ -77,6 +79,17 @@ class Annotations:
     by_type: dict[int, list[tuple[int, int, np.ndarray]]]  # name code -> annotations
     incomplete_key: int
 
+    def interned(self, rows: np.ndarray, c: EventChunk) -> tuple[list[np.ndarray], set[int]]:
+        """The string iids (per row) and keys the begins of these rows use."""
+        strings, keys = [], set()
+        for code in np.unique(c.name[rows]).tolist():
+            plan = self.by_type[code]
+            keys |= {k for k, _, _ in plan}
+            strings += [values[rows] for _, f, values in plan if f == _STRING_IID]
+        if (c.flags[rows] & 1).any():
+            keys.add(self.incomplete_key)
+        return strings, keys
+
 
 _UINT, _STRING_IID, _POINTER = 3, 17, 7  # DebugAnnotation fields
 
@@ -97,6 +110,8 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
                    lambda t, r: layout.ret_name(c.names[t], r - (1 << 32) if r >> 31 else r))
     strings = {name: _strings(tracks, [c.args[a] for a in cols], fmt)
                for name, cols, fmt in layout.strings if all(a in c.args for a in cols)}
+    texts = {a: np.array([tracks.string_iid(s) for s in col.table], np.uint64)[col.codes]
+             for a, col in c.texts.items()}  # fmt: skip
     by_type = {}
     for code, t in enumerate(c.names):
         args = args_of(c.monitor_type, t)
@@ -110,6 +125,8 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
                 name, cols = joined[0]
                 plan.append((tracks.key_iid(name), _STRING_IID, strings[name]))
                 shown |= set(cols)
+            elif a in texts:
+                plan.append((tracks.key_iid(a), _STRING_IID, texts[a]))
             else:
                 field = _POINTER if a in layout.pointers else _UINT
                 plan.append((tracks.key_iid(a), field, c.args[a]))
@@ -186,6 +203,59 @@ def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
     m = Markers.empty(len(rows))
     return replace(m, t=c.ts[rows] + c.dur[rows], kind=np.full(len(rows), INSTANT, np.uint8),
                    seq=seq, name=names, flow=flows[rows])  # fmt: skip
+
+
+class GroupRows:
+    """The slices still open on each group row (their ends), so that a call overlapping the
+    last one on its row without ending inside it is cut at that end: a row's slices nest."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, list[int]] = {}  # sequence -> ends, outermost first
+
+    def end(self, row: int, start: int, end: int) -> int:
+        """Where a slice from start to end ends on its row (slices come in start order)."""
+        stack = self.open.setdefault(row, [])
+        while stack and stack[-1] <= start:
+            stack.pop()
+        if stack and end > stack[-1]:
+            end = stack[-1]
+        stack.append(end)
+        return end
+
+    def ends(self, row: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """end() of each slice (in start order, longest first at a tie)."""
+        return np.array([self.end(*x) for x in zip(row.tolist(), start.tolist(), end.tolist(),
+                                                   strict=True)], np.int64)  # fmt: skip
+
+
+def group_markers(c: EventChunk, tracks: Tracks, layout: Layout, ann: Annotations,
+                  rows_open: GroupRows) -> Markers:  # fmt: skip
+    """A copy of each grouped call's slice (same name and annotations) on its group's row."""
+    grouped = np.array([layout.grouped(t) for t in c.names], dtype=bool)[c.name]
+    values = group_values(layout, c.args)
+    rows = np.flatnonzero(grouped)
+    if not len(rows) or values is None:
+        return Markers.empty()
+    rows = rows[np.lexsort((-c.dur[rows], c.ts[rows]))]
+    t0, v = int(c.ts[0]), values[rows]
+    seq_of: dict[tuple[int, int, int], int] = {}
+    seq = np.empty(len(rows), np.int64)
+    for j, (r, g) in enumerate(zip(rows.tolist(), v.tolist(), strict=True)):
+        key = (int(c.machine[r]), int(c.pid[r]), g)
+        if key not in seq_of:
+            seq_of[key] = tracks.child("group", c.machines[key[0]], key[1], c.comms[c.comm[r]],
+                                       layout.group_label(g), g, t0).seq  # fmt: skip
+        seq[j] = seq_of[key]
+    ts = c.ts[rows]
+    end = rows_open.ends(seq, ts, ts + c.dur[rows])
+    names = np.array([tracks.name_iid(t) for t in c.names], np.int64)[c.name[rows]]
+    strings, keys = ann.interned(rows, c)
+    _intern(tracks, seq, names, strings, keys)
+    n = len(rows)
+    begin = replace(Markers.empty(n), t=ts, kind=np.full(n, BEGIN, np.uint8), seq=seq,
+                    name=names, tie=ts - end, ref=rows.astype(np.int64))  # fmt: skip
+    finish = replace(Markers.empty(n), t=end, kind=np.full(n, END, np.uint8), seq=seq, tie=-ts)
+    return begin.concat(finish)
 
 
 def counter_markers(points: list[tuple[int, int, int]]) -> Markers:

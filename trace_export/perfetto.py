@@ -4,8 +4,10 @@ Layout (what msprof and Kineto users expect): each process is a track group name
 command and machine; in it, one row per thread with every call as a slice, nested as the
 calls were; one row per queue (CUDA stream) with an instant where each asynchronous call
 (launch, async copy, event record, graph launch) enqueued its work, and a flow arrow from
-the call to it; counters for device memory held (from allocations and frees) and calls per
-second. Every argument is a debug annotation; ``ret`` reads as the return code's name.
+the call to it; one row per group where the layout has them (an HCCL communicator) with a
+copy of each grouped call's slice; counters for device memory held (from allocations and
+frees) and calls per second. Every argument is a debug annotation (text arguments as
+strings); ``ret`` reads as the return code's name.
 
 Encoding: the packets of a chunk are built together with numpy (trace_export.protowire);
 names, annotation keys and return-code strings are interned per sequence; each track is a
@@ -34,8 +36,10 @@ from trace_export.events import EventChunk
 from trace_export.layouts import Layout, MemoryHeld, layout_for
 from trace_export.markers import (
     Annotations,
+    GroupRows,
     Markers,
     counter_markers,
+    group_markers,
     queue_markers,
     slice_markers,
 )
@@ -70,6 +74,7 @@ class _Writer:
         self.buf = bytearray()
         self.started = False
         self.memory = MemoryHeld()
+        self.groups = GroupRows()
         self.flow = 0
         self.rates = _Rates()
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="trace-compress")
@@ -105,6 +110,7 @@ class _Writer:
         flows = self._flow_ids(c, layout)
         new, ann = slice_markers(c, self.tracks, layout, flows)
         new = new.concat(queue_markers(c, self.tracks, layout, flows))
+        new = new.concat(group_markers(c, self.tracks, layout, ann, self.groups))
         new = new.concat(self._memory(c, layout))
         new = new.concat(self.rates.add(c, self.tracks, horizon=horizon))
         if self.frames is not None:
@@ -245,7 +251,8 @@ def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,
     """The TracePackets of these markers, in their order.
 
     Markers of one layout are encoded together (ends; instants; counter points; the begins
-    of each event type, apart those of incomplete calls), then scattered into order.
+    of each event type, apart those of incomplete calls and those without a flow: a call's
+    copy on a group row), then scattered into order.
     """
     groups = [np.flatnonzero(m.kind == k) for k in (_END, _INSTANT, _COUNTER)]
     groups.append(np.flatnonzero((m.kind == _BEGIN) & (m.ref < 0)))  # Python frames
@@ -253,7 +260,8 @@ def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,
     if len(begins):
         assert c is not None and ann is not None
         rows = m.ref[begins]
-        layout = c.name[rows].astype(np.int64) * 2 + (c.flags[rows] & 1)
+        layout = (c.name[rows].astype(np.int64) * 2 + (c.flags[rows] & 1)) * 2 + (
+            m.flow[begins] > 0)  # fmt: skip
         order = np.argsort(layout, kind="stable")
         groups += np.split(begins[order], np.flatnonzero(np.diff(layout[order])) + 1)
     parts = [(idx, _packets(m.take(idx), deltas[idx], c, ann)) for idx in groups if len(idx)]
@@ -284,7 +292,7 @@ def _packets(m: Markers, deltas: np.ndarray, c: EventChunk | None,
         assert c is not None and ann is not None
         rows = m.ref
         if m.flow[0]:
-            te.field_fixed64(47, m.flow)  # flow_ids (every call of a type enqueues or none)
+            te.field_fixed64(47, m.flow)  # flow_ids (all of these begins have one, or none)
         for key, field, values in ann.by_type[int(c.name[rows[0]])]:
             _annotation(te, key, field, values[rows])
         if c.flags[rows[0]] & 1:

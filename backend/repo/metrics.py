@@ -26,8 +26,10 @@ _HOUR = 3600 * 10**9
 
 
 def _kinds() -> dict[str, list[str]]:
-    k = call_kinds("CUDA")  # the monitor types with allocations and copies
-    return {name: sorted(v) for name, v in k.items()}
+    """The functions that copy, allocate and free, of the monitor types that have them (their
+    names do not overlap: cuda*/cu*, acl*)."""
+    k = [call_kinds("CUDA"), call_kinds("ACL")]
+    return {name: sorted(k[0][name] | k[1][name]) for name in k[0]}
 
 
 def _where(q: SummaryQuery, *, calls: bool, pid: bool = True) -> tuple[list[str], list[Any]]:
@@ -67,7 +69,8 @@ async def pg_totals(conn: AsyncConnection[Any], q: SummaryQuery
     cur = await conn.execute(
         f"SELECT ts / %s AS iv, count(*), count(*) FILTER (WHERE ret <> 0 AND flags & 1 = 0),"
         f" sum(duration_ns), max(duration_ns),"
-        f" coalesce(sum((event_data->>'bytes')::numeric) FILTER (WHERE {ok}"
+        f" coalesce(sum(coalesce((event_data->>'bytes')::numeric,"  # a 2-D copy: width x height
+        f"  (event_data->>'width')::numeric * (event_data->>'height')::numeric)) FILTER (WHERE {ok}"
         f"  AND event_type = ANY(%s)), 0),"
         f" coalesce(sum((event_data->>'bytes')::numeric) FILTER (WHERE {ok}"
         f"  AND event_type = ANY(%s) AND (event_data->>'ptr')::numeric <> 0), 0)"

@@ -65,7 +65,7 @@ class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     sampling_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
     enable_profiling: bool = False
-    python_stacks: bool = False  # CUDA, one process: each call's Python stack
+    python_stacks: bool = False  # CUDA or ACL, one process: each call's Python stack
     sample_hz: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # PYTHON
 
 

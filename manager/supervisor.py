@@ -74,6 +74,11 @@ class AgentType:
 # The allow-list: monitor type → probe. A type not here is refused as INVALID_CONFIG.
 AGENT_TYPES: Mapping[str, AgentType] = {
     "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*")),
+    # CANN: the runtime (libacl_rt, or libascendcl in older CANN), aclop's compiler, the
+    # aclnn operators (libopapi, libaclnn_*, custom ops), HCCL (agent_c/acl_probe.c)
+    "ACL": AgentType(probe="acl", library_patterns=(
+        "libacl_rt.so*", "libascendcl.so*", "libacl_op_compiler.so*", "libopapi.so*",
+        "libcust_opapi.so*", "libaclnn_*.so*", "libhccl.so*")),
     "SYSCALL": AgentType(probe="syscall", library_patterns=()),
     "PYTHON": AgentType(probe="python", library_patterns=()),
 }
@@ -346,8 +351,8 @@ class Supervisor:
     def _python_flags(self, cmd: StartMonitor) -> list[str]:
         """--py-runtime and --py-offsets for the target's CPython (config.python_stacks)."""
         field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
-        if cmd.monitor_type not in ("CUDA", "PYTHON") or cmd.target.pid is None:
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: needs a CUDA or PYTHON "
+        if cmd.monitor_type not in ("CUDA", "ACL", "PYTHON") or cmd.target.pid is None:
+            raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: needs a CUDA, ACL or PYTHON "
                              "monitor of one process (target.pid)")
         try:
             t = find_target(cmd.target.pid, self.proc_root)

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -144,6 +145,46 @@ def test_syscall_monitor_through_the_manager(
         assert {abi.function_name(int(f), "SYSCALL") for f in ev["func"]} == {"write"}
         mine = ev[np.isin(ev["tid"], ready["tids"])]
         assert len(mine) == iters * (1 + 2) and (mine["arg0"] == fds["null"]).all()
+
+    try:
+        run(go(), 120)
+    finally:
+        work.send_line("exit")
+        work.finish()
+        work.kill()
+
+
+def test_acl_monitor_through_the_manager(
+        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
+        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """An ACL monitor of one process: the agent hooks each CANN symbol where it is defined
+    and records every call the Ascend stand-in workload makes; a library outside the ACL
+    allow-list is refused before any agent starts."""
+    threads, iters = 2, 1
+    work = JsonLineProc([str(build_dir / "tests/workloads/ascend/acl_calls"), "--threads",
+                         str(threads), "--iters", str(iters)])
+    s = real_agent_settings(settings, build_dir, tmp_path)
+
+    async def go() -> None:
+        ready = work.read_json("ready")
+        async with manager_of(s, identity, enrolled, server_keypair) as backend:
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "ACL",
+                "target": {"library_path": "/usr/lib/x86_64-linux-gnu/libc.so.6"}}, 60)
+            assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "ACL",
+                "target": {"pid": ready["pid"]}}, 60)
+            assert r["status"] == "SUCCESS", r
+            await asyncio.to_thread(work.send_line, "go")
+            done = await asyncio.to_thread(work.read_json, "done")
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
+                                              "monitor_id": MID}, 60)
+            assert r["status"] == "SUCCESS", r
+        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
+            got = Counter(rec["func"] for b in abi.iter_batches(f) for rec in abi.event_records(b))
+        assert got == Counter({k: v for k, v in done["calls"].items()
+                               if not k.endswith("GetWorkspaceSize")})  # fmt: skip
 
     try:
         run(go(), 120)

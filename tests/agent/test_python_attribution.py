@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from backend import abi
 from manager.python_target import agent_flags, find_target
 from tests.agent.procs import Capture, trace_workload
 from tests.manager.test_python_target import INTERPRETERS
@@ -98,3 +99,33 @@ def test_bad_python_flags_are_refused(build_dir: Path, tmp_path: Path, args: lis
                                        "--target-pid", "1", "--output", str(tmp_path / "c"),
                                        *args)
     assert rc == 2 and message in err, err
+
+
+ACL_SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_acl_calls.py"
+
+
+def test_acl_calls_have_their_python_stacks(build_dir: Path, tmp_path: Path) -> None:
+    """The ACL probe attributes its calls too: aclrt* and an aclnn op from Python."""
+    python, rounds = INTERPRETERS["debian-3.11-static"], 3
+    assert python is not None
+    lines = {m.group(1): n for n, text in enumerate(ACL_SCRIPT.read_text().splitlines(), 1)
+             if (m := re.search(r"# at:(\w+)", text))}  # fmt: skip
+    libdir = build_dir / "tests/workloads/ascend/rt"
+    _, done, cap = trace_workload(build_dir, [str(python), str(ACL_SCRIPT), str(libdir),
+                                              str(rounds)], tmp_path, monitor_type="ACL",
+                                  flags_for=py_flags)  # fmt: skip
+    by_id, file = stacks(cap), str(ACL_SCRIPT)
+    outer = (("main", file, lines["main"]), ("<module>", file, lines["module"]))
+    want = {
+        "aclrtMalloc": (("alloc", file, lines["alloc"]),
+                        ("forward", file, lines["forward_alloc"]), *outer),
+        "aclrtFree": (("alloc", file, lines["free"]), ("forward", file, lines["forward_alloc"]),
+                      *outer),
+        "aclnnAdd": (("add", file, lines["add"]), ("forward", file, lines["forward_add"]),
+                     *outer),
+    }  # fmt: skip
+    got = Counter((rec["func"], tuple(by_id[rec["args"]["py_stack"]]))
+                  for b in cap.batches for rec in abi.event_records(b))  # fmt: skip
+    assert got == Counter({(f, s): rounds for f, s in want.items()})
+    assert sum(got.values()) == sum(done["calls"].values())
+    assert cap.py_stats["sent"] == 3 and cap.py_stats["unsaved_events"] == 0

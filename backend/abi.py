@@ -488,9 +488,9 @@ def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
 ACL_FIELD: Mapping[str, str] = MappingProxyType({
     "stream": "stream", "ptr": "ptr", "dst": "ptr", "src": "ptr2", "bytes": "bytes",
     "dest_max": "bytes2", "kind": "kind", "policy": "kind", "dpitch": "bytes2",
-    "spitch": "bytes3", "width": "bytes", "height": "num", "value": "kind",
+    "spitch": "handle", "width": "bytes", "height": "num", "value": "kind",
     "max_count": "bytes2", "func": "ptr", "num_blocks": "num", "args": "ptr2",
-    "args_size": "bytes", "config": "ptr3", "args_handle": "ptr2", "op_type": "op_type",
+    "args_size": "bytes", "config": "handle", "args_handle": "ptr2", "op_type": "op_type",
     "num_inputs": "num", "num_outputs": "num2", "attr": "ptr", "handle": "ptr",
     "engine_type": "kind", "compile_flag": "op", "op_path": "ptr2", "model_path": "op_type",
     "model_id": "num", "input": "ptr", "output": "ptr2", "event": "ptr", "timeout": "num",
@@ -499,7 +499,7 @@ ACL_FIELD: Mapping[str, str] = MappingProxyType({
     "recv_buf": "ptr2", "count": "bytes", "data_type": "data_type", "reduce_op": "op",
     "buf": "ptr", "root": "rank", "peer": "rank", "send_count": "bytes",
     "send_type": "data_type", "recv_count": "bytes2", "recv_type": "data_type2",
-    "send_counts": "ptr3", "recv_counts": "ptr4", "items": "ptr", "item_num": "num",
+    "send_counts": "bytes", "recv_counts": "bytes2", "items": "ptr", "item_num": "num",
     "config_path": "op_type", "device": "device", "py_stack": "py_stack",
 })  # fmt: skip
 #: The ACL arguments that are text (NUL-terminated in op_type), not integers.

@@ -1,13 +1,15 @@
-"""Cost per hooked call: full CUDA probe vs an empty uprobe+uretprobe pair.
+"""Cost per hooked call: the full CUDA (or ACL) probe vs an empty uprobe+uretprobe pair.
 
-One target process calls the real libcudart's cudaMemcpy (it fails with 35
-without a GPU, quickly, after the first call) in a tight loop. In the same run,
-alternating rounds measure it unprobed, with bench/empty.bpf.c's do-nothing
-pair attached to cudaMemcpy, and with xputrace-agent (the full CUDA probe,
-writing to a capture file) attached. Prints ns per call for each, the added
-cost of each probe, and the ratio full/empty (target: <= 1.25).
+One target process calls a hooked function in a tight loop: the real libcudart's cudaMemcpy
+(it fails with 35 without a GPU, quickly, after the first call), or with --probe acl the
+Ascend stand-in's aclrtMemcpy (tests/workloads/ascend/rt/libacl_rt.so; --symbol aclnnAdd
+for the aclnn ops' shared entry program). In the same run, alternating rounds measure it
+unprobed, with bench/empty.bpf.c's do-nothing pair attached to the same function, and with
+xputrace-agent (the full probe, writing to a capture file) attached. Prints ns per call for
+each, the added cost of each probe, and the ratio full/empty (target: <= 1.25).
 
-usage: python bench/probe_cost.py [--build build] [--calls 200000] [--rounds 5]
+usage: python bench/probe_cost.py [--build build] [--probe cuda|acl] [--symbol S]
+                                  [--calls 200000] [--rounds 9]
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def timed(target: Child, calls: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default="build")
+    ap.add_argument("--probe", choices=["cuda", "acl"], default="cuda")
+    ap.add_argument("--symbol", help="the function called (cudaMemcpy / aclrtMemcpy)")
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--agent-args", default="", help="extra xputrace-agent flags")
@@ -46,10 +50,16 @@ def main() -> int:
     extra = [*args.agent_args.split(), "--attach-mode", args.attach_mode]
     empty_mode = ["perf"] if args.attach_mode == "perf" else []
     build = Path(args.build).resolve()
-    lib = cudart12()
+    if args.probe == "acl":
+        lib = str(build / "tests/workloads/ascend/rt/libacl_rt.so")
+        symbol, monitor_type = args.symbol or "aclrtMemcpy", "ACL"
+        if symbol.startswith("aclnn"):
+            lib = str(build / "tests/workloads/ascend/rt/libopapi.so")
+    else:
+        lib, symbol, monitor_type = cudart12(), args.symbol or "cudaMemcpy", "CUDA"
     # The traced loop on CPU 0, probes' user-space sides on CPU 1: less scheduler noise.
     pin_target, pin_tools = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
-    target = Child([*pin_target, str(build / "bench/xpu-bench-cost-target"), lib, "cudaMemcpy"])
+    target = Child([*pin_target, str(build / "bench/xpu-bench-cost-target"), lib, symbol])
     pid = target.read("ready")["pid"]
     timed(target, args.calls)  # warm up
     results: dict[str, list[float]] = {"unprobed": [], "empty_pair": [], "full_probe": []}
@@ -58,14 +68,14 @@ def main() -> int:
             results["unprobed"].append(timed(target, args.calls))
             empty = Child(
                 [*pin_tools, str(build / "bench/xpu-bench-empty-pair"), str(pid), lib,
-                 "cudaMemcpy", *empty_mode]
+                 symbol, *empty_mode]
             )
             attach = empty.read("ready")["attach"]
             results["empty_pair"].append(timed(target, args.calls))
             empty.stop()
             agent = Child([
                 *pin_tools, str(build / "xputrace-agent"), "--monitor-id", "bench",
-                "--monitor-type", "CUDA", "--target-pid", str(pid),
+                "--monitor-type", monitor_type, "--target-pid", str(pid),
                 "--output", os.path.join(tmp, f"cap{r}.bin"), *extra,
             ])
             agent.read("ready")
@@ -90,6 +100,8 @@ def main() -> int:
     ]
     ratio = median(per_round)
     report = {
+        "probe": monitor_type,
+        "function": symbol,
         "attach": attach,
         "calls_per_round": args.calls,
         "rounds": args.rounds,

@@ -80,7 +80,7 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 		e->ptr = a1;
 		e->bytes2 = a2;
 		e->ptr2 = a3;
-		e->bytes3 = a4;
+		e->handle = a4;	/* spitch */
 		e->bytes = a5;
 		e->num = (__u32)a6;	/* height: size_t, kept to 32 bits */
 		if (func >> 8 == ACL_ARGS_MEMCPY_2D_ASYNC) {
@@ -101,7 +101,7 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 		e->bytes = a4;
 		break;
 	case ACL_ARGS_LAUNCH_V2:
-		e->ptr3 = a5;
+		e->handle = a5;	/* cfg */
 		e->stream = a6;
 		/* fall through */
 	case ACL_ARGS_LAUNCH:
@@ -116,7 +116,7 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 		e->ptr = a1;
 		e->num = (__u32)a2;
 		e->stream = a3;
-		e->ptr3 = a4;
+		e->handle = a4;	/* cfg */
 		e->ptr2 = a5;
 		break;
 	case ACL_ARGS_OP_EXECUTE:
@@ -225,10 +225,10 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 		break;
 	case ACL_ARGS_HCCL_ALLTOALLV:
 		e->ptr = a1;
-		e->ptr3 = a2;	/* sendCounts */
+		e->bytes = a2;	/* sendCounts */
 		e->data_type = (__u32)a4;
 		e->ptr2 = a5;
-		e->ptr4 = a6;	/* recvCounts */
+		e->bytes2 = a6;	/* recvCounts */
 		stack_args(ctx, st, 32);	/* rdispls, recvType, comm, stream */
 		e->data_type2 = (__u32)st[1];
 		e->handle = st[2];

@@ -130,16 +130,13 @@ enum acl_fn {
  *           execute: output; HCCL: recvBuf; HcclCommInitRootInfo: rootInfo;
  *           aclop compile: opPath. (Out-pointers live here during the call;
  *           0 in the event.)
- *   ptr3    launch V2/WithConfig: cfg; HcclAlltoAllV: sendCounts
- *   ptr4    HcclAlltoAllV: recvCounts
  *   bytes   memcpy/memset: count; alloc: size; 2d copy: width; launch:
  *           argsSize; aclnn: workspaceSize; HCCL: count (elements; sendCount
- *           for all-to-all)
+ *           for all-to-all); HcclAlltoAllV: sendCounts (the array's address)
  *   bytes2  memcpy: destMax; memset: maxCount; 2d copy: dpitch;
- *           HcclAlltoAll: recvCount
- *   bytes3  2d copy: spitch
+ *           HcclAlltoAll: recvCount; HcclAlltoAllV: recvCounts (its address)
  *   handle  aclnn: the aclOpExecutor; HCCL: the communicator (returned, for
- *           HcclCommInitRootInfo)
+ *           HcclCommInitRootInfo); launch V2/WithConfig: cfg; 2d copy: spitch
  *   py_stack  the calling thread's Python stack (py_stacks key), 0: none
  *   kind    memcpy: aclrtMemcpyKind; alloc: aclrtMemMallocPolicy; memset:
  *           value; aclop compile: aclopEngineType
@@ -158,18 +155,15 @@ enum acl_fn {
  *   num2    aclop: numOutputs
  *   op_type aclop: opType; aclnn: the op (aclnnAdd: "Add");
  *           aclmdlLoadFromFile: modelPath; aclInit: configPath
- *           (NUL-terminated, cut to 47 bytes)
+ *           (NUL-terminated, cut to 39 bytes)
  */
 struct acl_event {
 	struct xpu_event_hdr h;
 	__u64 stream;
 	__u64 ptr;
 	__u64 ptr2;
-	__u64 ptr3;
-	__u64 ptr4;
 	__u64 bytes;
 	__u64 bytes2;
-	__u64 bytes3;
 	__u64 handle;
 	__u64 py_stack;
 	__u32 kind;
@@ -180,7 +174,7 @@ struct acl_event {
 	__u32 rank;
 	__u32 num;
 	__u32 num2;
-	char op_type[48];
+	char op_type[40];
 };
 
 /*

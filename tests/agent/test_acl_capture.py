@@ -95,7 +95,7 @@ def check_call(rec: dict[str, Any], c: Call, outs: dict[tuple[int, str], dict[st
         if want is None:
             want = "" if name in abi.ACL_TEXT else 0
         if name in abi.ACL_TEXT:
-            want = want[:47]
+            want = want[:39]
         if args[name] != want:
             bad.append(f"{where}: {param} ({name}) = {args[name]!r}, expected {want!r}")
     # aclrtSetDevice: the device asked for; any other call: the thread's, once known

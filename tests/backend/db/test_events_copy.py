@@ -361,7 +361,7 @@ async def test_acl_events_round_trip_with_their_text(pg_dsn: str) -> None:
     aclnn launches named by their op."""
     monitor = uuid.uuid4()
     funcs = list(abi.function_names("ACL"))
-    texts = [b"Add", b"MatMul", b"", b'q"uote\\back', b"bad\xff", b"x" * 47, b"\xe4\xb8\xad"]
+    texts = [b"Add", b"MatMul", b"", b'q"uote\\back', b"bad\xff", b"x" * 39, b"\xe4\xb8\xad"]
     n = len(funcs) * len(texts) * 3
     ev = abi.empty_events(n, "ACL")
     ev["ts_ns"] = MONO + np.arange(n) * 1013
@@ -380,7 +380,7 @@ async def test_acl_events_round_trip_with_their_text(pg_dsn: str) -> None:
     assert rows == expected(b, ids[0])
     # not circular: the text as the probe wrote it, the aclnn launches named by it
     nn = [r for r in rows if r["event_type"].startswith("aclnn")]
-    ops = {"Add", "MatMul", "", 'q"uote\\back', "bad\ufffd", "x" * 47, "\u4e2d"}
+    ops = {"Add", "MatMul", "", 'q"uote\\back', "bad\ufffd", "x" * 39, "\u4e2d"}
     assert {r["event_type"] for r in nn} == {"aclnn" + op for op in ops}
     op = [r for r in rows if r["event_type"] == "aclopExecuteV2"]
     assert {r["event_data"]["op_type"] for r in op} == {t.decode(errors="replace") for t in texts}

@@ -101,7 +101,8 @@ class _ChromeWriter:
                 row = self._row(pid, ("group", group[i]), layout.group_label(group[i]))
                 end = self.groups.end(row, ts, ts + dur)
                 self._emit({"ph": "X", "name": etype, "cat": c.monitor_type, "pid": pid,
-                            "tid": row, "ts": start, "dur": (end - ts) / 1000, "args": args})
+                            "tid": row, "ts": start, "dur": (end - ts) / 1000,
+                            "args": args})  # fmt: skip
                 self.stats.slices += 1
         if self.frames is not None:
             self._frames(self.frames.feed(c)[1])

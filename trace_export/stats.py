@@ -14,7 +14,7 @@ __all__ = ["ExportStats", "write_all"]
 @dataclass
 class ExportStats:
     events: int = 0  # events read
-    slices: int = 0  # call slices written
+    slices: int = 0  # slices written (calls; their copies on group rows; frames)
     flows: int = 0  # flow arrows (call -> queue)
     counter_points: int = 0
     bytes: int = 0  # bytes written (after compression)

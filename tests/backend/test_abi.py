@@ -132,7 +132,7 @@ def test_encode_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="seq"):
         batch_bytes(seq=-1)
     with pytest.raises(ValueError, match="no event layout"):
-        batch_bytes(monitor_type="ACL")
+        batch_bytes(monitor_type="OLLAMA")
 
 
 GOOD = batch_bytes(distinct_events(3))
@@ -147,7 +147,7 @@ GOOD = batch_bytes(distinct_events(3))
         (patched(GOOD, abi_version=2), "unsupported abi_version 2"),
         (patched(GOOD, hdr_size=184), "hdr_size 184"),
         (patched(GOOD, monitor_type=77), "unknown monitor_type 77"),
-        (patched(GOOD, monitor_type=2), r"monitor_type 2 \(ACL\) has no event layout"),
+        (patched(GOOD, monitor_type=5), r"monitor_type 5 \(OLLAMA\) has no event layout"),
         (patched(GOOD, event_size=64),
          rf"event_size 64 .*sizeof\(struct cuda_event\) = {abi.CUDA_EVENT_DTYPE.itemsize}"),
         (patched(GOOD, event_count=4), "event_count 4"),

@@ -49,7 +49,7 @@ def test_registration_heartbeats_and_manager_status(
                     "event": "HELLO", "protocol": 1, "machine_id": MACHINE_ID,
                     "hostname": "testhost", "os_info": "TestOS 1 (kernel 6.1)",
                     "accelerators": [], "version": "0.1.0",
-                    "monitor_types": ["CUDA", "PYTHON", "SYSCALL"],
+                    "monitor_types": ["ACL", "CUDA", "PYTHON", "SYSCALL"],
                     "agent_manager_status": "RUNNING", "active_monitors": [],
                     "time": hello["time"]}
                 beats = [await backend.event("HEARTBEAT") for _ in range(2)]

@@ -48,23 +48,45 @@ const struct probe_fn cuda_functions[] = {
 	FN(cuStreamSynchronize, true),
 	FN(cuStreamSynchronize_ptsz, false),
 	FN(cuCtxSynchronize, true),
+	FN(ncclGroupStart, false),
+	FN(ncclGroupEnd, false),
+	FN(ncclAllReduce, false),
+	FN(ncclReduceScatter, false),
+	FN(ncclAllGather, false),
+	FN(ncclAlltoAll, false),
+	FN(ncclBroadcast, false),
+	FN(ncclSend, false),
+	FN(ncclRecv, false),
+	FN(ncclCommInitRank, false),
+	FN(ncclCommDestroy, false),
 };
 const size_t cuda_function_count = sizeof(cuda_functions) / sizeof(cuda_functions[0]);
 
 bool cuda_library_match(const char *base)
 {
-	return (!strncmp(base, "libcudart", 9) || !strncmp(base, "libcuda.so", 10)) &&
-	       strstr(base, ".so");
+	return (!strncmp(base, "libcudart", 9) || !strncmp(base, "libcuda.so", 10) ||
+		!strncmp(base, "libnccl", 7)) && strstr(base, ".so");
 }
 
-static bool is_runtime(const char *name)
+enum cuda_api { API_DRIVER, API_RUNTIME, API_NCCL };
+
+static enum cuda_api api_of(const char *name)
 {
-	return !strncmp(name, "cuda", 4);
+	if (!strncmp(name, "nccl", 4))
+		return API_NCCL;
+	return !strncmp(name, "cuda", 4) ? API_RUNTIME : API_DRIVER;
+}
+
+static bool is_nccl_library(const char *path)
+{
+	const char *base = strrchr(path, '/');
+
+	return !strncmp(base ? base + 1 : path, "libnccl", 7);
 }
 
 int cuda_resolve_library(const char *path, struct elf_sym_query *q, char *err, size_t errlen)
 {
-	bool has[2] = { false, false };
+	bool has[3] = { false, false, false }, nccl = is_nccl_library(path);
 	int ret, found = 0;
 	size_t i;
 
@@ -74,18 +96,25 @@ int cuda_resolve_library(const char *path, struct elf_sym_query *q, char *err, s
 	if (ret)
 		return -ret;
 	for (i = 0; i < cuda_function_count; i++) {
+		/*
+		 * libnccl links the CUDA runtime statically: its .symtab has local
+		 * cudaMalloc, cudaLaunchKernel, ... Only its NCCL API is hooked.
+		 */
+		if (nccl && api_of(q[i].name) != API_NCCL)
+			q[i].offset = -1;
 		if (q[i].offset >= 0) {
-			has[is_runtime(q[i].name)] = true;
+			has[api_of(q[i].name)] = true;
 			found++;
 		}
 	}
 	if (!found) {
-		snprintf(err, errlen, "%s defines none of the CUDA runtime or driver functions "
-			 "the probe hooks (e.g. cudaLaunchKernel, cuLaunchKernel)", path);
+		snprintf(err, errlen, "%s defines none of the CUDA runtime, driver or NCCL "
+			 "functions the probe hooks (e.g. cudaLaunchKernel, cuLaunchKernel, "
+			 "ncclAllReduce)", path);
 		return -AGENT_INVALID_CONFIG;
 	}
 	for (i = 0; i < cuda_function_count; i++) {
-		if (cuda_functions[i].required && q[i].offset < 0 && has[is_runtime(q[i].name)]) {
+		if (cuda_functions[i].required && q[i].offset < 0 && has[api_of(q[i].name)]) {
 			snprintf(err, errlen, "%s lacks symbol %s", path, q[i].name);
 			return -AGENT_INVALID_CONFIG;
 		}
@@ -143,6 +172,10 @@ static bool cuda_incomplete(void *event)
 	case CUDA_ARGS_ALLOC_ASYNC:
 	case CUDA_ARGS_ALLOC_MANAGED:
 		e->ptr2 = 0;	/* an out-pointer, not an argument */
+		break;
+	case CUDA_ARGS_NCCL_INIT:
+		e->handle = 0;	/* likewise */
+		break;
 	}
 	return true;
 }

@@ -17,7 +17,7 @@ struct probe_fn {
 extern const struct probe_fn cuda_functions[];
 extern const size_t cuda_function_count;
 
-/* libcudart*.so* (including pip's hashed names) and libcuda.so*. */
+/* libcudart*.so* (including pip's hashed names), libcuda.so* and libnccl.so*. */
 bool cuda_library_match(const char *basename);
 
 /*

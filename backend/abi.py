@@ -440,7 +440,12 @@ CUDA_FIELD: Mapping[str, str] = MappingProxyType({
     "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
     "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
     "flags": "kind", "stream": "stream", "device": "device", "py_stack": "py_stack",
+    # NCCL; comm_id: the first 8 bytes of commId
+    "sendbuff": "ptr", "recvbuff": "ptr2", "count": "bytes", "datatype": "kind",
+    "op": "grid_x", "root": "grid_y", "peer": "grid_y", "nranks": "grid_z",
+    "comm_id": "ptr2", "rank": "block_z", "comm": "handle",
 })  # fmt: skip
+_NCCL_BUFFERS = ("sendbuff", "recvbuff", "count", "datatype")
 _LAUNCH = ("func", "grid", "block", "shared_mem", "stream")
 _MEMCPY_ASYNC = ("dst", "src", "bytes", "kind", "stream")
 #: Argument names per CUDA argument class, in call order.
@@ -463,6 +468,13 @@ CUDA_ARGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "GRAPH_LAUNCH": ("graph_exec", "stream"),
     "SET_DEVICE": (),
     "GET_DEVICE": (),  # never an event: the probe keeps what it returns as the thread's device
+    "NCCL_REDUCE": (*_NCCL_BUFFERS, "op", "comm", "stream"),
+    "NCCL_GATHER": (*_NCCL_BUFFERS, "comm", "stream"),
+    "NCCL_BCAST": (*_NCCL_BUFFERS, "root", "comm", "stream"),
+    "NCCL_SEND": ("sendbuff", "count", "datatype", "peer", "comm", "stream"),
+    "NCCL_RECV": ("recvbuff", "count", "datatype", "peer", "comm", "stream"),
+    "NCCL_INIT": ("comm", "nranks", "comm_id", "rank"),  # comm: the one created, 0 on failure
+    "NCCL_COMM": ("comm",),
 })  # fmt: skip
 
 #: Arguments every CUDA event has after its call's own: the device it ran on, and the key of

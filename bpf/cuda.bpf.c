@@ -122,6 +122,51 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 	case CUDA_ARGS_GET_DEVICE:
 		e->ptr2 = a1;	/* where the ordinal goes; read at return */
 		break;
+	case CUDA_ARGS_NCCL_REDUCE:
+		e->grid_x = (__u32)a5;	/* op */
+		e->handle = a6;
+		e->stream = stack_arg(ctx, 7);
+		goto buffers;
+	case CUDA_ARGS_NCCL_BCAST:
+		e->grid_y = (__u32)a5;	/* root */
+		e->handle = a6;
+		e->stream = stack_arg(ctx, 7);
+		goto buffers;
+	case CUDA_ARGS_NCCL_GATHER:
+		e->handle = a5;
+		e->stream = a6;
+buffers:
+		e->ptr = a1;
+		e->ptr2 = a2;
+		e->bytes = a3;
+		e->kind = (__u32)a4;	/* datatype */
+		break;
+	case CUDA_ARGS_NCCL_RECV:
+		e->ptr2 = a1;	/* recvbuff */
+		goto p2p;
+	case CUDA_ARGS_NCCL_SEND:
+		e->ptr = a1;	/* sendbuff */
+p2p:
+		e->bytes = a2;
+		e->kind = (__u32)a3;
+		e->grid_y = (__u32)a4;	/* peer */
+		e->handle = a5;
+		e->stream = a6;
+		break;
+	case CUDA_ARGS_NCCL_INIT:
+		/*
+		 * The 128-byte ncclUniqueId goes whole onto the stack (a struct
+		 * over 16 bytes is passed in memory and takes no register), so
+		 * rank is the third register and commId starts at slot 7.
+		 */
+		e->handle = a1;	/* where the communicator goes; read at return */
+		e->grid_z = (__u32)a2;
+		e->ptr2 = stack_arg(ctx, 7);
+		e->block_z = (__u32)a3;
+		break;
+	case CUDA_ARGS_NCCL_COMM:
+		e->handle = a1;
+		break;
 	}
 }
 
@@ -180,6 +225,17 @@ CUDA_ENTRY(cuMemcpyDtoHAsync_v2_ptsz)
 CUDA_ENTRY(cuStreamSynchronize)
 CUDA_ENTRY(cuStreamSynchronize_ptsz)
 CUDA_ENTRY(cuCtxSynchronize)
+CUDA_ENTRY(ncclGroupStart)
+CUDA_ENTRY(ncclGroupEnd)
+CUDA_ENTRY(ncclAllReduce)
+CUDA_ENTRY(ncclReduceScatter)
+CUDA_ENTRY(ncclAllGather)
+CUDA_ENTRY(ncclAlltoAll)
+CUDA_ENTRY(ncclBroadcast)
+CUDA_ENTRY(ncclSend)
+CUDA_ENTRY(ncclRecv)
+CUDA_ENTRY(ncclCommInitRank)
+CUDA_ENTRY(ncclCommDestroy)
 
 SEC("uretprobe")
 int BPF_KRETPROBE(cuda_return)
@@ -201,6 +257,12 @@ int BPF_KRETPROBE(cuda_return)
 		if (in->h.ret != 0 ||
 		    bpf_probe_read_user(&in->ptr, sizeof(in->ptr), (void *)where))
 			in->ptr = 0;
+		break;
+	case CUDA_ARGS_NCCL_INIT:
+		where = in->handle;
+		if (in->h.ret != 0 ||
+		    bpf_probe_read_user(&in->handle, sizeof(in->handle), (void *)where))
+			in->handle = 0;
 		break;
 	case CUDA_ARGS_SET_DEVICE:
 		if (in->h.ret == 0)

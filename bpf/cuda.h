@@ -32,6 +32,14 @@ enum cuda_arg_class {
 	CUDA_ARGS_GRAPH_LAUNCH = 15,	/* (graphExec, stream) */
 	CUDA_ARGS_SET_DEVICE = 16,	/* cudaSetDevice(int device) */
 	CUDA_ARGS_GET_DEVICE = 17,	/* cudaGetDevice(int *device): never an event, see below */
+	/* NCCL (libnccl.so.2); ncclGroupStart/End take no arguments (CUDA_ARGS_NONE) */
+	CUDA_ARGS_NCCL_REDUCE = 18,	/* (sendbuff, recvbuff, count, datatype, op, comm, stream) */
+	CUDA_ARGS_NCCL_GATHER = 19,	/* (sendbuff, recvbuff, count, datatype, comm, stream) */
+	CUDA_ARGS_NCCL_BCAST = 20,	/* (sendbuff, recvbuff, count, datatype, int root, comm, stream) */
+	CUDA_ARGS_NCCL_SEND = 21,	/* (sendbuff, count, datatype, int peer, comm, stream) */
+	CUDA_ARGS_NCCL_RECV = 22,	/* (recvbuff, count, datatype, int peer, comm, stream) */
+	CUDA_ARGS_NCCL_INIT = 23,	/* (ncclComm_t *comm, int nranks, ncclUniqueId commId, int rank) */
+	CUDA_ARGS_NCCL_COMM = 24,	/* (comm) */
 };
 
 enum cuda_fn {
@@ -76,6 +84,21 @@ enum cuda_fn {
 	CUDA_FN_cuStreamSynchronize = 0xc80,
 	CUDA_FN_cuStreamSynchronize_ptsz = 0xc81,
 	CUDA_FN_cuCtxSynchronize = 0x081,
+	/*
+	 * NCCL, libnccl.so.2 (the nvidia-nccl-cu12 wheel); each ncclX is a weak
+	 * alias of pncclX at the same address, and only ncclX is hooked
+	 */
+	CUDA_FN_ncclGroupStart = 0x0c0,
+	CUDA_FN_ncclGroupEnd = 0x0c1,
+	CUDA_FN_ncclAllReduce = 0x1200,
+	CUDA_FN_ncclReduceScatter = 0x1201,
+	CUDA_FN_ncclAllGather = 0x1300,
+	CUDA_FN_ncclAlltoAll = 0x1301,
+	CUDA_FN_ncclBroadcast = 0x1400,
+	CUDA_FN_ncclSend = 0x1500,
+	CUDA_FN_ncclRecv = 0x1600,
+	CUDA_FN_ncclCommInitRank = 0x1700,
+	CUDA_FN_ncclCommDestroy = 0x1800,
 };
 
 /*
@@ -92,6 +115,20 @@ enum cuda_fn {
  *          alloc/free, event record, graph launch, stream sync)
  *   py_stack  with Python attribution on (--py-runtime): the key of the calling
  *          thread's Python stack in the py_stacks map (pystack.bpf.h); 0 without
+ * NCCL calls (classes CUDA_ARGS_NCCL_*):
+ *   ptr    sendbuff (none for ncclRecv)
+ *   ptr2   recvbuff (none for ncclSend); ncclCommInitRank: the first 8 bytes
+ *          of commId (little-endian), the same on every rank of a communicator
+ *   bytes  count (ncclReduceScatter's recvcount, ncclAllGather's sendcount)
+ *   kind   ncclDataType_t
+ *   grid_x ncclRedOp_t (all-reduce, reduce-scatter)
+ *   grid_y root (broadcast), peer (send, receive)
+ *   grid_z ncclCommInitRank: nranks
+ *   block_z ncclCommInitRank: rank
+ *   handle the communicator (ncclComm_t); ncclCommInitRank: the one it
+ *          created (read through its out-pointer at return; 0 unless the call
+ *          succeeded)
+ *   stream the cudaStream_t
  *   device every call: the calling thread's current device (the ordinal last
  *          set by a successful cudaSetDevice or returned by cudaGetDevice on
  *          that thread; 0, CUDA's default, with XPU_EV_DEVICE_ASSUMED when
@@ -103,6 +140,7 @@ struct cuda_event {
 	__u64 ptr;
 	__u64 ptr2;
 	__u64 bytes;
+	__u64 handle;		/* NCCL: the communicator */
 	__u32 grid_x;
 	__u32 grid_y;
 	__u32 grid_z;

@@ -2,13 +2,14 @@
 
 The values and names of ``enum cudaError`` (driver_types.h, runtime API) and ``enum
 cudaError_enum`` / CUresult (cuda.h, driver API) of CUDA 12.9, as the
-nvidia-cuda-runtime-cu12 wheel ships them; tests/trace_export/test_cuda_errors.py checks
-this table against those headers. A value missing here is shown as its number.
+nvidia-cuda-runtime-cu12 wheel ships them, and NCCL's ncclResult_t (nccl.h of the
+nvidia-nccl-cu12 wheel); tests/trace_export/test_cuda_errors.py checks these tables against
+those headers. A value missing here is shown as its number.
 """
 
 from __future__ import annotations
 
-__all__ = ["error_name"]
+__all__ = ["DRIVER", "NCCL", "RUNTIME", "error_name"]
 
 RUNTIME: dict[int, str] = {
     0: "cudaSuccess", 1: "cudaErrorInvalidValue", 2: "cudaErrorMemoryAllocation", 3:
@@ -132,9 +133,23 @@ DRIVER: dict[int, str] = {
 }  # fmt: skip
 
 
+#: ncclResult_t (nccl.h of the nvidia-nccl-cu12 wheel), without ncclNumResults
+NCCL: dict[int, str] = {
+    0: "ncclSuccess", 1: "ncclUnhandledCudaError", 2: "ncclSystemError",
+    3: "ncclInternalError", 4: "ncclInvalidArgument", 5: "ncclInvalidUsage",
+    6: "ncclRemoteError", 7: "ncclInProgress", 8: "ncclTimeout",
+}  # fmt: skip
+
+
 def error_name(event_type: str, ret: int) -> str:
     """``cudaErrorInsufficientDriver (35)`` for a runtime call, ``CUDA_ERROR_... (n)`` for a
-    driver call (``cu*``), the bare number for anything else."""
-    table = DRIVER if event_type.startswith("cu") and not event_type.startswith("cuda") else RUNTIME
+    driver call (``cu*``), ``ncclInvalidArgument (4)`` for an NCCL call, the bare number for
+    anything else."""
+    if event_type.startswith("nccl"):
+        table = NCCL
+    elif event_type.startswith("cu") and not event_type.startswith("cuda"):
+        table = DRIVER
+    else:
+        table = RUNTIME
     name = table.get(ret)
     return f"{name} ({ret})" if name else str(ret)

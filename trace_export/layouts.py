@@ -82,8 +82,12 @@ def _cuda_class(event_type: str) -> str:
     return abi.arg_class(ids[event_type], "CUDA") if event_type in ids else ""
 
 
+# NCCL collectives and point-to-point calls enqueue on their stream too, and show on a row
+# per communicator, as HCCL's do (ncclCommInitRank and ncclCommDestroy do neither).
+_NCCL_COLLECTIVE = {"NCCL_REDUCE", "NCCL_GATHER", "NCCL_BCAST", "NCCL_SEND", "NCCL_RECV"}
 _CUDA_SUBMIT = {"LAUNCH", "LAUNCH_EX", "CU_LAUNCH", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC",
-                "ALLOC_ASYNC", "FREE_ASYNC", "EVENT_RECORD", "GRAPH_LAUNCH"}  # fmt: skip
+                "ALLOC_ASYNC", "FREE_ASYNC", "EVENT_RECORD", "GRAPH_LAUNCH",
+                *_NCCL_COLLECTIVE}  # fmt: skip
 
 
 _MEMCPY_KIND = {0: "HostToHost", 1: "HostToDevice", 2: "DeviceToHost", 3: "DeviceToDevice",
@@ -112,13 +116,18 @@ LAYOUTS: dict[str, Layout] = {
         allocates=lambda t: _cuda_class(t) in {"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"},
         frees=lambda t: _cuda_class(t) in {"FREE", "FREE_ASYNC"},
         ret_name=error_name,
-        pointers=frozenset({"func", "dst", "src", "ptr", "stream", "event", "graph_exec"}),
+        pointers=frozenset({"func", "dst", "src", "ptr", "stream", "event", "graph_exec",
+                            "sendbuff", "recvbuff", "comm", "comm_id"}),
         strings=(
             ("grid", ("grid_x", "grid_y", "grid_z"), _dim3),
             ("block", ("block_x", "block_y", "block_z"), _dim3),
             ("kind", ("kind",), lambda k: _MEMCPY_KIND.get(k, str(k))),
         ),
         device_arg="device",
+        grouped=lambda t: _cuda_class(t) in _NCCL_COLLECTIVE,
+        group_arg="comm",
+        group_label=lambda v: f"GPU {v >> DEVICE_SHIFT} NCCL communicator "
+                              f"{v & ((1 << DEVICE_SHIFT) - 1):#x}",
     ),
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trace_export.cuda_errors import DRIVER, RUNTIME, error_name
+from trace_export.cuda_errors import DRIVER, NCCL, RUNTIME, error_name
 
 
 def header_enum(path: Path, name: str) -> dict[int, str]:
@@ -37,7 +37,17 @@ def test_driver_table_matches_cuda_h(include: Path) -> None:
     assert header_enum(include / "cuda.h", "cudaError_enum") == DRIVER
 
 
+def test_nccl_table_matches_nccl_h() -> None:
+    nccl = pytest.importorskip("nvidia.nccl")
+    text = (Path(next(iter(nccl.__path__))) / "include/nccl.h").read_text()
+    m = re.search(r"typedef enum \{(.*?)\} ncclResult_t;", text, re.S)
+    assert m
+    items = [i.split("=") for i in m.group(1).split(",")]
+    assert {int(v): k.strip() for k, v in items if k.strip() != "ncclNumResults"} == NCCL
+
+
 def test_names() -> None:
+    assert error_name("ncclAllReduce", 4) == "ncclInvalidArgument (4)"
     assert error_name("cudaMemcpy", 35) == "cudaErrorInsufficientDriver (35)"
     assert error_name("cuMemAlloc_v2", 100) == "CUDA_ERROR_NO_DEVICE (100)"
     assert error_name("cudaLaunchKernel", 987654) == "987654"

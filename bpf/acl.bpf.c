@@ -247,24 +247,7 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 	}
 }
 
-static __always_inline int acl_enter(struct pt_regs *ctx, const __u32 func)
-{
-	struct acl_event *e = call_enter(ctx, func);
-
-	if (e) {
-		read_args(ctx, func, e);
-		call_started(e);
-	}
-	return 0;
-}
-
-/* Named enter_<symbol>: the agent finds each symbol's program by that name. */
-#define ACL_ENTRY(sym)							\
-	SEC("uprobe")							\
-	int enter_##sym(struct pt_regs *ctx)				\
-	{								\
-		return acl_enter(ctx, ACL_FN_##sym);			\
-	}
+#define ACL_ENTRY(sym) CALL_ENTRY(sym, ACL_FN_##sym)
 
 ACL_ENTRY(aclInit)
 ACL_ENTRY(aclrtSetDevice)

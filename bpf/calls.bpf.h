@@ -11,9 +11,11 @@
  *   CALL_SLOT    the slot type: state, done, dev_tid, dev, sp[], frames[],
  *                out[] of CALL_EVENT, as struct cuda_inflight
  *   CALL_FIRST   the first field after h (cleared from there at entry)
- * An entry program calls call_enter(), reads its arguments into the frame it
- * gets, then call_started(); the return program calls call_return(), finishes
- * the event, then call_emit() (or call_pop() for a call never emitted).
+ * and read_args(), which reads a call's arguments into its event, defined
+ * after the include. CALL_ENTRY(sym, id) makes the entry program of a
+ * function (call_entry(): call_enter(), read_args(), call_started()); the
+ * return program calls call_return(), finishes the event, then call_emit()
+ * (or call_pop() for a call never emitted).
  */
 #ifndef XPU_CALLS_BPF_H
 #define XPU_CALLS_BPF_H
@@ -158,6 +160,32 @@ static __always_inline void call_set_device(CALL_SLOT *s, CALL_EVENT *in, __u32 
 	s->dev = dev;
 	s->dev_tid = in->h.tid;
 }
+
+/* The probe's: a call's arguments, by its function id's argument class. */
+static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, CALL_EVENT *e);
+
+static __always_inline int call_entry(struct pt_regs *ctx, const __u32 func)
+{
+	CALL_EVENT *e = call_enter(ctx, func);
+
+	if (e) {
+		read_args(ctx, func, e);
+		call_started(e);
+	}
+	return 0;
+}
+
+/*
+ * The entry program of function sym, named enter_<sym> (the agent finds each
+ * symbol's program by that name), with its function id as a constant:
+ * bpf_get_attach_cookie() costs ~30 ns a call here, a tenth of the probe.
+ */
+#define CALL_ENTRY(sym, id)						\
+	SEC("uprobe")							\
+	int enter_##sym(struct pt_regs *ctx)				\
+	{								\
+		return call_entry(ctx, id);				\
+	}
 
 /* Pops the frame without emitting it. Only now may another thread take the slot. */
 static __always_inline void call_pop(CALL_SLOT *s, CALL_EVENT *in, __u32 frame)

@@ -170,24 +170,7 @@ p2p:
 	}
 }
 
-static __always_inline int cuda_enter(struct pt_regs *ctx, const __u32 func)
-{
-	struct cuda_event *e = call_enter(ctx, func);
-
-	if (e) {
-		read_args(ctx, func, e);
-		call_started(e);
-	}
-	return 0;
-}
-
-/* Named enter_<symbol>: the agent finds each symbol's program by that name. */
-#define CUDA_ENTRY(sym)							\
-	SEC("uprobe")							\
-	int enter_##sym(struct pt_regs *ctx)				\
-	{								\
-		return cuda_enter(ctx, CUDA_FN_##sym);			\
-	}
+#define CUDA_ENTRY(sym) CALL_ENTRY(sym, CUDA_FN_##sym)
 
 CUDA_ENTRY(cudaLaunchKernel)
 CUDA_ENTRY(cudaLaunchKernel_ptsz)

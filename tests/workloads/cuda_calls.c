@@ -11,7 +11,8 @@
  *
  * usage: cuda_calls --threads T --iters N [--burst M]
  */
-#include "workload_protocol.h"	/* first: it sets _GNU_SOURCE */
+#include "workload_protocol.h"
+#include "no_driver.h"	/* first: it sets _GNU_SOURCE */
 #include <dlfcn.h>
 #include <cuda_runtime_api.h>
 
@@ -57,25 +58,13 @@ static void burst_memcpy(void)
 	CALL(cudaMemcpy, H(0xbb000000), H(0xbc000000), 4096, cudaMemcpyHostToDevice);
 }
 
-static int driver_installed(void)
-{
-	void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
-
-	if (h)
-		dlclose(h);
-	return h != NULL;
-}
-
 int main(int argc, char **argv)
 {
 	struct workload w = {};
 
 	parse_args(&w, argc, argv);
-	if (driver_installed()) {
-		fprintf(stderr, "%s: a CUDA driver (libcuda.so.1) is installed; this workload "
-			"passes made-up handles and runs only where every call fails\n", argv[0]);
+	if (refuse_if_driver_installed(argv[0]))
 		return 3;
-	}
 	burst_call = burst_memcpy;
 	return run_workload(&w);
 }

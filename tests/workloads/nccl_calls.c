@@ -30,7 +30,8 @@
  *
  * usage: nccl_calls --threads T --iters N [--burst M]
  */
-#include "workload_protocol.h"	/* first: it sets _GNU_SOURCE */
+#include "workload_protocol.h"
+#include "no_driver.h"	/* first: it sets _GNU_SOURCE */
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
@@ -115,15 +116,6 @@ static void burst_all_reduce(void)
 	     ncclSum, COMM(0, 0), (cudaStream_t)H(0x7f00));
 }
 
-static int driver_installed(void)
-{
-	void *h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
-
-	if (h)
-		dlclose(h);
-	return h != NULL;
-}
-
 int main(int argc, char **argv)
 {
 	struct workload w = {};
@@ -131,11 +123,8 @@ int main(int argc, char **argv)
 	int ret;
 
 	parse_args(&w, argc, argv);
-	if (driver_installed()) {
-		fprintf(stderr, "%s: a CUDA driver (libcuda.so.1) is installed; this workload "
-			"passes made-up handles and runs only where every call fails\n", argv[0]);
+	if (refuse_if_driver_installed(argv[0]))
 		return 3;
-	}
 	comms = mmap(H(COMM_BASE), COMM_SPAN, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
 		     MAP_FIXED_NOREPLACE, -1, 0);
 	if (comms != H(COMM_BASE)) {

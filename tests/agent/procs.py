@@ -193,15 +193,27 @@ def run_agent_expect_failure(build: Path, *args: str) -> tuple[int, str]:
     return p.returncode, p.stderr
 
 
+def wait_in_syscall(pid: int, tid: int, nr: int, timeout: float = DEADLINE_S) -> None:
+    """Returns once thread tid of pid is blocked in syscall nr (/proc/PID/task/TID/syscall
+    names the call a blocked thread is in)."""
+    path = Path(f"/proc/{pid}/task/{tid}/syscall")
+    deadline = time.monotonic() + timeout
+    while path.read_text().split()[0] != str(nr):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"thread {tid} not in syscall {nr} within {timeout}s")
+        time.sleep(0.001)  # polling the state awaited, not a guess at how long it takes
+
+
 def trace_workload(build: Path, argv: list[str], tmp_path: Path, *agent_args: str,
                    monitor_type: str = "CUDA", go: str = "go", first: str | None = None,
                    flags_for: Callable[[int], list[str]] | None = None,
+                   before_stop: Callable[[dict[str, Any]], None] | None = None,
                    **kw: Any) -> tuple[dict[str, Any], dict[str, Any], Capture]:
     """Runs a workload speaking workload_protocol.h under an agent of monitor_type by pid:
     the agent attaches once the workload is ready, the workload gets `go` and runs to done,
     the agent stops. Returns (ready, done, capture); ready also holds the line keyed `first`
     that the workload prints before it (if given). flags_for(pid) adds agent flags that
-    need the pid (Python offsets)."""
+    need the pid (Python offsets); before_stop(ready) runs before the agent stops."""
     work = JsonLineProc(argv, **kw)
     agent = None
     try:
@@ -212,6 +224,8 @@ def trace_workload(build: Path, argv: list[str], tmp_path: Path, *agent_args: st
                       *(flags_for(pid) if flags_for else ()), monitor_type=monitor_type)
         work.send_line(go)
         done = work.read_json("done")
+        if before_stop:
+            before_stop(ready)
         cap = agent.stop()
         work.send_line("exit")
         assert work.finish() == 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backend import abi
-from tests.agent.procs import Capture, run_agent_expect_failure, trace_workload
+from tests.agent.procs import Capture, run_agent_expect_failure, trace_workload, wait_in_syscall
 
 pytestmark = pytest.mark.bpf
 
@@ -23,13 +23,19 @@ def names(cap: Capture) -> np.ndarray:
     return np.array([abi.function_name(int(f), "SYSCALL") for f in cap.events["func"]])
 
 
+READ = 0  # x86-64 syscall number
+
+
 def run(build: Path, tmp_path: Path, threads: int, iters: int,
         *agent_args: str) -> tuple[dict[str, Any], dict[str, int], Capture]:
-    """The workload under a SYSCALL agent by pid: (ready, its fds, capture)."""
+    """The workload under a SYSCALL agent by pid: (ready, its fds, capture). The agent stops
+    once the main thread waits in read(stdin) for its next line."""
     ready, _, cap = trace_workload(build, [str(build / "tests/workloads/syscall_calls"),
                                            "--threads", str(threads), "--iters", str(iters)],
                                    tmp_path, *agent_args, monitor_type="SYSCALL",
-                                   first="fds")  # fmt: skip
+                                   first="fds",
+                                   before_stop=lambda r: wait_in_syscall(r["pid"], r["pid"],
+                                                                         READ))  # fmt: skip
     return ready, ready["fds"], cap
 
 

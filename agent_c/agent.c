@@ -22,6 +22,7 @@
 #include "exit_codes.h"
 #include "pystack_agent.h"
 #include "python_monitor.h"
+#include "python_calls.h"
 #include "syscall_monitor.h"
 
 static struct agent_env env = {
@@ -45,7 +46,7 @@ enum opt_key {
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
-	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ, OPT_PY_BINARY,
+	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ, OPT_PY_BINARY, OPT_PY_FUNCTIONS, OPT_PY_HOOKS,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -75,6 +76,13 @@ static const struct argp_option opts[] = {
 	{ "sample-hz", OPT_SAMPLE_HZ, "HZ", 0, "PYTHON: samples per second per CPU (99)" },
 	{ "py-binary", OPT_PY_BINARY, "PATH", 0,
 	  "PYTHON: the interpreter file (as the target sees it) whose gc USDT probes to attach" },
+	{ "py-functions", OPT_PY_FUNCTIONS, "LIST", 0,
+	  "PYTHON: trace every call of these functions exactly (qualified names, a,b,...; "
+	  "with --py-hooks)" },
+	{ "py-hooks", OPT_PY_HOOKS, "MODE:ENTRY:EXIT", 0,
+	  "PYTHON: file offsets in --py-binary where Python functions start and return: "
+	  "opcode:E,E..:X,X.. (3.11+ eval loop handlers) or eval:E: (3.10 "
+	  "_PyEval_EvalFrameDefault)" },
 	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
 	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
 	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
@@ -207,6 +215,8 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			argp_error(st, "invalid --py-binary '%s': an absolute path", arg);
 		env.py_binary = arg;
 		break;
+	case OPT_PY_FUNCTIONS: env.py_functions = arg; break;
+	case OPT_PY_HOOKS: env.py_hooks = arg; break;
 	case 'v': env.verbose = true; break;
 	case ARGP_KEY_ARG:
 		argp_error(st, "unexpected argument '%s'", arg);
@@ -233,6 +243,15 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 				argp_error(st, "a PYTHON monitor needs --py-runtime and --py-offsets");
 			if (py_parse_offsets(env.py_offsets, &walk, &code, why, sizeof(why)))
 				argp_error(st, "invalid --py-offsets: %s", why);
+			if (!!env.py_functions != !!env.py_hooks)
+				argp_error(st, "--py-functions and --py-hooks go together");
+			if (env.py_hooks && !env.py_binary)
+				argp_error(st, "--py-hooks needs --py-binary");
+			if (env.py_hooks && py_calls_check(env.py_functions, env.py_hooks, why,
+							   sizeof(why)))
+				argp_error(st, "%s", why);
+		} else if (env.py_functions || env.py_hooks) {
+			argp_error(st, "--py-functions and --py-hooks are for PYTHON monitors");
 		} else if (!strcmp(env.monitor_type, "SYSCALL")) {
 			char why[128];
 

@@ -32,6 +32,8 @@ struct agent_env {
 	const char *py_offsets;		/* CUDA: name=value,... (manager/python_offsets.py) */
 	long sample_hz;			/* PYTHON: samples per second per CPU */
 	const char *py_binary;		/* PYTHON: the ELF with _PyRuntime (its gc USDT probes) */
+	const char *py_functions;	/* PYTHON: qualified names whose calls to trace, a,b,... */
+	const char *py_hooks;		/* PYTHON: where those calls start and return (MODE:E:X) */
 	bool verbose;
 };
 

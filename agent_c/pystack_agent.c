@@ -27,6 +27,8 @@ struct offset_name {
 
 #define W(f, n) { #f, offsetof(struct py_offsets, f) + 1, 0, n }
 #define C(f, n) { #f, 0, offsetof(struct py_code_offsets, f) + 1, n }
+#define B(f, n) \
+	{ #f, offsetof(struct py_offsets, f) + 1, offsetof(struct py_code_offsets, f) + 1, n }
 static const struct offset_name names[] = {
 	W(runtime_interp_head, BOTH), W(interp_next, BOTH), W(interp_threads_head, BOTH),
 	W(tstate_next, BOTH), W(tstate_native_tid, NEW), W(tstate_thread_id, OLD),
@@ -34,10 +36,10 @@ static const struct offset_name names[] = {
 	W(cframe_current_frame, NEW_FRAME), W(frame_code, BOTH), W(frame_previous, BOTH),
 	W(frame_owner, NEW), W(frame_instr, NEW),
 	{ "frame_lasti", offsetof(struct py_offsets, frame_instr) + 1, 0, OLD },
-	C(code_firstlineno, BOTH), C(code_filename, BOTH), C(code_qualname, BOTH),
+	C(code_firstlineno, BOTH), C(code_filename, BOTH), B(code_qualname, BOTH),
 	C(code_linetable, BOTH), C(code_firsttraceable, NEW), C(code_adaptive, NEW),
-	C(bytes_size, BOTH), C(bytes_data, BOTH), C(str_length, BOTH), C(str_state, BOTH),
-	C(str_ascii_data, BOTH), C(str_compact_data, BOTH),
+	C(bytes_size, BOTH), C(bytes_data, BOTH), C(str_length, BOTH), B(str_state, BOTH),
+	B(str_ascii_data, BOTH), C(str_compact_data, BOTH),
 };
 
 static int check_layout(__u64 seen, struct py_offsets *walk, struct py_code_offsets *code,
@@ -104,7 +106,7 @@ int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_o
 		}
 		if (names[i].walk)
 			*(__u32 *)((char *)walk + names[i].walk - 1) = v;
-		else
+		if (names[i].code)
 			*(__u32 *)((char *)code + names[i].code - 1) = v;
 		seen |= 1ULL << i;
 	}
@@ -342,17 +344,23 @@ static bool resolve_frame(struct py_resolver *r, int fd, __u64 code, __u64 instr
 	__s32 first = 0, traceable = 0;
 	bool ok = true;
 
-	if (r->o.lasti_index) {	/* 3.10: f_lasti, an instruction index; -1: not started */
-		if ((__s32)instr < 0)
-			return false;
+	/*
+	 * Not started: its first instruction not reached (3.10: f_lasti -1; 3.11+:
+	 * the instruction pointer before the code), as a function's frame is at its
+	 * first RESUME or at _PyEval_EvalFrameDefault's entry (the PYTHON monitor's
+	 * calls): the line of its def.
+	 */
+	bool fresh = r->o.lasti_index ? (__s32)instr < 0 : instr < code + r->o.code_adaptive;
+
+	if (r->o.lasti_index) {	/* 3.10: f_lasti, an instruction index */
 		unit = (__u32)instr;
 	} else {
 		unit = (instr - code - r->o.code_adaptive) / 2;
 		ok = rd(fd, code + r->o.code_firsttraceable, &traceable, sizeof(traceable));
 	}
 	ok = ok && rd(fd, code + r->o.code_firstlineno, &first, sizeof(first));
-	if (ok && unit < (__u64)traceable)
-		return false;
+	if (ok && !fresh && unit < (__u64)traceable)
+		return false;	/* pushed, its prologue not run: not a frame of the stack yet */
 	ok = ok && read_str(r, fd, rd64(fd, code + r->o.code_qualname, &ok), f->function,
 			    sizeof(f->function), &f->flags);
 	ok = ok && read_str(r, fd, rd64(fd, code + r->o.code_filename, &ok), f->file,
@@ -362,8 +370,9 @@ static bool resolve_frame(struct py_resolver *r, int fd, __u64 code, __u64 instr
 	if (size > sizeof(table))
 		size = sizeof(table);	/* lines past it read as none */
 	ok = ok && rd(fd, obj + r->o.bytes_data, table, size);
-	f->line = !ok ? -1 : r->o.lasti_index ? table_line_310(table, size, first, unit * 2)
-				      : table_line(table, size, first, unit);
+	f->line = !ok ? -1 : fresh ? first
+		  : r->o.lasti_index ? table_line_310(table, size, first, unit * 2)
+		  : table_line(table, size, first, unit);
 	if (!ok)
 		f->flags |= XPU_PY_UNREADABLE;
 	return true;

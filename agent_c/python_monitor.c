@@ -22,6 +22,7 @@
 #include "python.h"
 #include "python.skel.h"
 #include "python_monitor.h"
+#include "python_calls.h"
 
 #define MAX_CPUS 1024
 
@@ -67,7 +68,9 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		.curve_keyfile = env->curve_keyfile, .send_hwm = env->send_hwm,
 		.linger_ms = env->linger_ms, .resend_ms = env->resend_ms,
 	};
-	struct bpf_link *links[MAX_CPUS] = {};
+	struct bpf_link *links[MAX_CPUS] = {}, *hooks[2 * PY_MAX_HOOKS] = {};
+	struct py_calls calls = {};
+	int nhooks = 0;
 	int fds[MAX_CPUS], ncpu = libbpf_num_possible_cpus(), nlinks = 0, ret, i;
 	struct py_code_offsets code;
 	struct python_bpf *skel;
@@ -96,6 +99,10 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	skel->rodata->py_runtime = env->py_runtime;
 	skel->rodata->targ_tgid = env->target_pid;
 	skel->rodata->period_ns = 1000000000ULL / env->sample_hz;
+	if (env->py_functions) {
+		py_calls_parse(env->py_functions, env->py_hooks, &calls, err, sizeof(err));
+		py_calls_configure(skel, &calls);	/* checked when the flags were parsed */
+	}
 	bpf_map__set_max_entries(skel->maps.events, (__u64)env->ringbuf_kb * 1024);
 	ret = python_bpf__load(skel);
 	if (ret) {
@@ -141,9 +148,16 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		nlinks++;
 	}
 	gc = env->py_binary && attach_gc(skel, env);
+	if (env->py_functions) {
+		nhooks = py_calls_attach(skel, env, &calls, hooks, err, sizeof(err));
+		if (nhooks < 0) {
+			ret = agent_fail(-nhooks, "%s", err);
+			goto cleanup;
+		}
+	}
 	printf("{\"ready\": true, \"pid\": %d, \"probes\": %d, \"sample_hz\": %ld, "
-	       "\"gc\": %s, \"libraries\": []}\n", getpid(), nlinks + 2 * gc, env->sample_hz,
-	       gc ? "true" : "false");
+	       "\"gc\": %s, \"call_hooks\": %d, \"libraries\": []}\n", getpid(),
+	       nlinks + 2 * gc + nhooks, env->sample_hz, gc ? "true" : "false", nhooks);
 	fflush(stdout);
 
 	ret = monitor_loop_run(&loop);
@@ -151,12 +165,20 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		bpf_link__destroy(links[i]);
 		links[i] = NULL;
 	}
+	for (i = 0; i < nhooks; i++) {
+		bpf_link__destroy(hooks[i]);
+		hooks[i] = NULL;
+	}
 	python_bpf__detach(skel);	/* the gc probes */
 	drain_consume(&drain);
 	ret = monitor_loop_finish(&loop, ret, 0);
 	py_resolver_print_stats(&py, skel->bss->py_unsaved);
+	if (env->py_functions)
+		py_calls_print_stats(skel);
 
 cleanup:
+	for (i = 0; i < 2 * PY_MAX_HOOKS; i++)
+		bpf_link__destroy(hooks[i]);
 	for (i = 0; i < ncpu && i < MAX_CPUS; i++) {
 		bpf_link__destroy(links[i]);
 		if (fds[i] >= 0)

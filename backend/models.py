@@ -62,11 +62,19 @@ class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
                                                         max_length=512)] | None = None
 
 
+# A Python function's qualified name (co_qualname): Model.forward, main.<locals>.step
+FunctionName = Annotated[str, msgspec.Meta(min_length=1, max_length=63,
+                                           pattern=r"^[A-Za-z0-9_.<>]+$")]
+
+
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     sampling_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
     enable_profiling: bool = False
     python_stacks: bool = False  # CUDA or ACL, one process: each call's Python stack
     sample_hz: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # PYTHON
+    # PYTHON: every call of these functions (qualified names), exactly, start to return
+    functions: Annotated[list[FunctionName], msgspec.Meta(min_length=1,
+                                                          max_length=8)] | None = None
 
 
 class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,6 +101,8 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
             return
         if t.syscalls is not None:
             raise ValueError("only for SYSCALL monitors - at `$.target.syscalls`")
+        if self.config.functions is not None and self.monitor_type != "PYTHON":
+            raise ValueError("only for PYTHON monitors - at `$.config.functions`")
         if t.pid is None and t.library_path is None:
             raise ValueError("needs pid or library_path - at `$.target`")
 

@@ -1,8 +1,9 @@
-"""The target of bench/python_attribution.py and bench/python_sampling.py: DEPTH functions
-deep, either the real libcudart's cudaMemcpy through ctypes (a call each), or pure Python work
-(WORK=spin: a loop iteration each). Reads a count per line, answers ns_per_call.
+"""The target of bench/python_attribution.py, bench/python_sampling.py and
+bench/python_calls.py: DEPTH functions deep, either the real libcudart's cudaMemcpy through
+ctypes (a call each), pure Python work (spin: a loop iteration each), or a call of a small
+Python function `tiny` (calls). Reads a count per line, answers ns_per_call.
 
-usage: python py_cost_target.py LIBCUDART DEPTH [spin]
+usage: python py_cost_target.py LIBCUDART DEPTH [spin|calls]
 """
 
 import ctypes
@@ -15,11 +16,20 @@ lib = ctypes.CDLL(sys.argv[1])
 memcpy = lib.cudaMemcpy
 memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 SPIN = sys.argv[3:] == ["spin"]
+CALLS = sys.argv[3:] == ["calls"]
+
+
+def tiny(i: int) -> int:
+    return i * i % 7
 
 
 def loop(n: int) -> float:
     t0 = time.perf_counter_ns()
-    if SPIN:
+    if CALLS:
+        x = 0
+        for i in range(n):
+            x += tiny(i)
+    elif SPIN:
         x = 0
         for i in range(n):
             x += i * i % 7

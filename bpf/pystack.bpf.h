@@ -81,23 +81,26 @@ static __always_inline __u64 py_thread_state(__u32 tid)
 
 #define PY_SPAN_U64(buf, off) (*(__u64 *)((buf) + ((off) - py.span_start)))
 
-/* The calling thread's stack: its hash (0: no Python frames, or not a Python thread). */
-static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
+/* The thread's current frame (0: none, or not a Python thread). */
+static __always_inline __u64 py_current_frame(__u32 tid)
 {
-	__u64 ts, frame, hash = 0xcbf29ce484222325ULL;
+	__u64 ts = py_thread_state(tid);
+
+	if (!ts)
+		return 0;
+	if (py.tstate_current_frame)
+		return py_read(ts + py.tstate_current_frame);
+	return py_read(py_read(ts + py.tstate_cframe) + py.cframe_current_frame);
+}
+
+/* The stack from frame outwards: its hash (0: no Python frames). */
+static __always_inline __u64 py_capture_from(__u32 tgid, __u64 frame)
+{
+	__u64 hash = 0xcbf29ce484222325ULL;
 	__u8 span[PY_FRAME_SPAN];
 	struct py_stack *st;
 	__u32 zero = 0, n = 0;
 
-	if (!py_runtime)
-		return 0;
-	ts = py_thread_state(tid);
-	if (!ts)
-		return 0;
-	if (py.tstate_current_frame)
-		frame = py_read(ts + py.tstate_current_frame);
-	else
-		frame = py_read(py_read(ts + py.tstate_cframe) + py.cframe_current_frame);
 	st = bpf_map_lookup_elem(&py_scratch, &zero);
 	if (!st)
 		return 0;
@@ -129,6 +132,17 @@ static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
 	if (bpf_map_update_elem(&py_stacks, &hash, st, BPF_NOEXIST) == -7)	/* -E2BIG */
 		__sync_fetch_and_add(&py_unsaved, 1);	/* the table is full: the agent reports it */
 	return hash;
+}
+
+/* The calling thread's stack: its hash (0: no Python frames, or not a Python thread). */
+static __always_inline __u64 py_capture(__u32 tgid, __u32 tid)
+{
+	__u64 frame;
+
+	if (!py_runtime)
+		return 0;
+	frame = py_current_frame(tid);
+	return frame ? py_capture_from(tgid, frame) : 0;
 }
 
 #endif /* XPU_PYSTACK_BPF_H */

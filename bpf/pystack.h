@@ -36,6 +36,10 @@ struct py_offsets {
 	__u32 frame_owner;
 	__u32 span_start;		/* the lowest of the four frame offsets */
 	__u32 span_len;			/* bytes from span_start to past the highest field */
+	/* for matching a code object's name (the PYTHON monitor's --py-functions) */
+	__u32 code_qualname;		/* PyCodeObject.co_qualname (3.10: co_name) */
+	__u32 str_state;		/* PyASCIIObject.state */
+	__u32 str_ascii_data;		/* where a compact ASCII string's characters start */
 };
 
 /* One captured stack (BPF map py_stacks, keyed by its hash): innermost first. */

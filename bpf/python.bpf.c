@@ -104,3 +104,226 @@ int BPF_USDT(gc_done, long collected)
 	bpf_map_delete_elem(&gc_started, &tid);
 	return 0;
 }
+
+/* --- exact calls of the functions named (--py-functions), see python.h --- */
+
+const volatile __u32 py_nfuncs = 0;
+const volatile char py_funcs[PY_MAX_FUNCS][PY_FUNC_NAME_LEN] = {};
+const volatile __u8 py_eval_frame = 0;	/* 3.10: hooks on _PyEval_EvalFrameDefault */
+__u64 py_calls_seen = 0;	/* Python calls that trapped into the probe: the cost */
+__u64 py_calls_named = 0;	/* of those, calls of the functions named */
+__u64 py_calls_lost = 0;	/* named calls not kept: more than PY_MAX_OPEN open */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);			/* PyCodeObject * */
+	__type(value, __u8);			/* 1: one of the functions named, 2: not */
+} py_named SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);			/* tid */
+	__type(value, struct py_open_calls);
+} py_open SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct py_open_calls);
+} py_open_zero SEC(".maps");
+
+/* Whether code is one of the functions named: its qualified name, read once per code object. */
+static __always_inline bool py_is_named(__u64 code)
+{
+	__u8 *known = bpf_map_lookup_elem(&py_named, &code), verdict = 2;
+	char name[PY_FUNC_NAME_LEN];
+	__u64 str;
+	__u32 state = 0;
+
+	if (known)
+		return *known == 1;
+	str = py_read(code + py.code_qualname);
+	/* compact ASCII only (PyASCIIObject.state: compact bit 5, ascii bit 6) */
+	if (str && !bpf_probe_read_user(&state, sizeof(state), (void *)(str + py.str_state)) &&
+	    (state >> 5 & 3) == 3 &&
+	    bpf_probe_read_user_str(name, sizeof(name), (void *)(str + py.str_ascii_data)) > 0) {
+		for (int i = 0; i < PY_MAX_FUNCS; i++) {
+			if (i < py_nfuncs && !bpf_strncmp(name, sizeof(name), (char *)py_funcs[i])) {
+				verdict = 1;
+				break;
+			}
+		}
+	}
+	bpf_map_update_elem(&py_named, &code, &verdict, BPF_ANY);
+	return verdict == 1;
+}
+
+static __always_inline void py_call_event(struct task_struct *task, struct py_open_call *c,
+					  __u64 now, __u16 flags);
+
+/* 3.11+: open calls whose frames the new one's has replaced were left by exceptions. */
+static __always_inline void py_unwind_to(struct task_struct *task, struct py_open_calls *open,
+					 __u64 frame)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 d;
+
+	for (int i = 0; i < PY_MAX_OPEN; i++) {
+		d = open->depth - 1;
+		if (!open->depth || d >= PY_MAX_OPEN || !open->call[d].key ||
+		    open->call[d].key < frame)
+			break;
+		py_call_event(task, &open->call[d], now, XPU_EV_INCOMPLETE);
+		open->depth = d;
+	}
+}
+
+/* A named function starts: frame is its frame, sp the stack pointer (3.10's pairing). */
+static __always_inline void py_call_start(struct task_struct *task, __u64 frame, __u64 sp)
+{
+	__u8 owner = 0;
+	__u32 tid = task->pid, zero = 0, d;
+	__u64 code = frame ? py_read(frame + py.frame_code) : 0;
+	struct py_open_calls *open;
+
+	__sync_fetch_and_add(&py_calls_seen, 1);
+	if (!code || !py_is_named(code))
+		return;
+	__sync_fetch_and_add(&py_calls_named, 1);
+	open = bpf_map_lookup_elem(&py_open, &tid);
+	if (!open) {
+		struct py_open_calls *z = bpf_map_lookup_elem(&py_open_zero, &zero);
+
+		if (!z)
+			return;
+		bpf_map_update_elem(&py_open, &tid, z, BPF_NOEXIST);
+		open = bpf_map_lookup_elem(&py_open, &tid);
+		if (!open)
+			return;
+	}
+	if (!py_eval_frame) {
+		bpf_probe_read_user(&owner, 1, (void *)(frame + py.frame_owner));
+		if (owner == 0)	/* FRAME_OWNED_BY_THREAD: on the thread's data stack */
+			py_unwind_to(task, open, frame);
+	}
+	d = open->depth;
+	if (d >= PY_MAX_OPEN) {
+		__sync_fetch_and_add(&py_calls_lost, 1);
+		return;
+	}
+	open->call[d].code = code;
+	open->call[d].key = py_eval_frame ? sp : owner == 0 ? frame : 0;
+	open->call[d].py_stack = py_capture_from(task->tgid, frame);
+	open->call[d].ts_ns = bpf_ktime_get_ns();
+	open->depth = d + 1;
+}
+
+static __always_inline void py_call_event(struct task_struct *task, struct py_open_call *c,
+					  __u64 now, __u16 flags)
+{
+	struct python_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count_drop(XPU_DROP_RINGBUF);
+		return;
+	}
+	e->h.ts_ns = c->ts_ns;
+	e->h.duration_ns = now - c->ts_ns;
+	e->h.ret = 0;
+	e->h.pid = task->tgid;
+	e->h.tid = task->pid;
+	e->h.func = PYTHON_FN_call;
+	e->h.flags = flags;
+	e->h.cpu = bpf_get_smp_processor_id();
+	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
+	e->py_stack = c->py_stack;
+	e->generation = 0;
+	e->reserved = 0;
+	e->collected = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/*
+ * A frame returns: code is its code object (3.11+), or sp the stack pointer at
+ * the entry of the _PyEval_EvalFrameDefault returning (3.10). The open call it
+ * ends is emitted; the ones above it were left by an exception: incomplete.
+ */
+static __always_inline void py_call_end(struct task_struct *task, __u64 code, __u64 sp)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 tid = task->pid, depth, d;
+	struct py_open_calls *open = bpf_map_lookup_elem(&py_open, &tid);
+	int found = -1;
+
+	if (!open)
+		return;
+	depth = open->depth;
+	for (int i = 0; i < PY_MAX_OPEN; i++) {
+		d = depth - 1 - i;
+		if (i >= depth || d >= PY_MAX_OPEN)
+			break;
+		if (code ? open->call[d].code == code : open->call[d].key == sp) {
+			found = d;
+			break;
+		}
+	}
+	if (found < 0)
+		return;	/* not a named call, or one that began before the probe */
+	for (int i = 0; i < PY_MAX_OPEN; i++) {
+		d = depth - 1 - i;
+		if (i >= depth || d >= PY_MAX_OPEN || (int)d < found)
+			break;
+		py_call_event(task, &open->call[d], now, (int)d == found ? 0 : XPU_EV_INCOMPLETE);
+	}
+	open->depth = found;
+}
+
+static __always_inline struct task_struct *py_target_task(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return task->tgid == targ_tgid ? task : NULL;
+}
+
+/* 3.11+: a RESUME handler of the eval loop (the frame is the thread's current one); 3.10:
+ * _PyEval_EvalFrameDefault(tstate, frame, throwflag). */
+SEC("uprobe")
+int py_enter(struct pt_regs *ctx)
+{
+	struct task_struct *task = py_target_task();
+
+	if (task)
+		py_call_start(task, py_eval_frame ? PT_REGS_PARM2(ctx) : py_current_frame(task->pid),
+			      PT_REGS_SP(ctx));
+	return 0;
+}
+
+/* 3.11+: a RETURN_VALUE or RETURN_CONST handler: the returning frame is still current. */
+SEC("uprobe")
+int py_return(struct pt_regs *ctx)
+{
+	struct task_struct *task = py_target_task();
+	__u64 frame, code;
+
+	if (!task)
+		return 0;
+	frame = py_current_frame(task->pid);
+	code = frame ? py_read(frame + py.frame_code) : 0;
+	if (code && py_is_named(code))
+		py_call_end(task, code, 0);
+	return 0;
+}
+
+/* 3.10: _PyEval_EvalFrameDefault returns (its entry's return address was at sp). */
+SEC("uretprobe")
+int py_eval_return(struct pt_regs *ctx)
+{
+	struct task_struct *task = py_target_task();
+
+	if (task)
+		py_call_end(task, 0, PT_REGS_SP(ctx) - 8);
+	return 0;
+}

@@ -8,6 +8,15 @@
  * the interpreter has the gc__start/gc__done USDT probes (Debian's builds do,
  * pyenv's do not), each garbage collection is an event too, with the stack
  * that triggered it.
+ *
+ * Exact calls of the functions named by --py-functions (qualified names): a
+ * uprobe where every Python function starts running (3.11+: the eval loop's
+ * RESUME handlers; 3.10: _PyEval_EvalFrameDefault) and where frames return
+ * (3.11+: the RETURN_VALUE/RETURN_CONST handlers; 3.10: its return), placed
+ * by manager/python_hooks.py. Each call of a named function is an event from
+ * its start to its return, with the stack it was called from (innermost: the
+ * function). Every Python call of the process traps into the probe, named or
+ * not: the agent reports how many (the cost) when it stops.
  */
 #ifndef XPU_PYTHON_H
 #define XPU_PYTHON_H
@@ -17,11 +26,45 @@
 enum python_arg_class {
 	PYTHON_ARGS_SAMPLE = 0,	/* py_stack */
 	PYTHON_ARGS_GC = 1,	/* generation, collected */
+	PYTHON_ARGS_CALL = 2,	/* py_stack */
 };
 
 enum python_fn {
 	PYTHON_FN_sample = 0x000,	/* the thread was on a CPU, running its stack */
 	PYTHON_FN_gc = 0x100,		/* a collection: USDT gc__start to gc__done */
+	/*
+	 * a call of a function named by --py-functions, start to return; left by
+	 * an exception instead (found when a caller returns): XPU_EV_INCOMPLETE,
+	 * its duration up to then
+	 */
+	PYTHON_FN_call = 0x200,
+};
+
+enum python_call_const {
+	PY_MAX_FUNCS = 8,		/* names --py-functions takes */
+	PY_FUNC_NAME_LEN = 64,		/* bytes per name, its NUL included */
+	PY_MAX_OPEN = 16,		/* calls of named functions open per thread */
+};
+
+/* A named function's call in progress: PYTHON probe map py_open, per thread. */
+struct py_open_call {
+	__u64 code;		/* PyCodeObject * */
+	__u64 ts_ns;
+	__u64 py_stack;
+	/*
+	 * 3.10: the stack pointer at _PyEval_EvalFrameDefault's entry, which its
+	 * return pairs with; 3.11+: the frame, where the thread's data stack holds
+	 * it (0 for a generator's): frames there come and go last in, first out,
+	 * so an open call whose frame lies at or above a new call's was left by an
+	 * exception, which passes no RETURN
+	 */
+	__u64 key;
+};
+
+struct py_open_calls {
+	__u32 depth;
+	__u32 reserved;
+	struct py_open_call call[16];
 };
 
 struct python_event {

@@ -10,7 +10,7 @@ Backend → manager: the seed's commands, exactly as the seed writes them::
      "target": {"pid": int, "library_path": str, "comm": str, "syscalls": [str]},
      "config": {"sampling_rate": 1.0, "enable_profiling": bool, "attach_mode": str,
                 "ringbuf_kb": int, "batch_events": int, "flush_ms": int,
-                "python_stacks": bool, "sample_hz": int},
+                "python_stacks": bool, "sample_hz": int, "functions": [str]},
      "backend_zmq_data_endpoint": "tcp://host:port" | "ipc://path", "machine_id": str}
     {"command": "STOP_MONITOR", "request_id": str, "monitor_id": uuid}
     {"command": "GET_STATUS", "request_id": str, "monitor_id": uuid | null | absent}
@@ -137,6 +137,7 @@ class AgentConfig:
     flush_ms: int | None = None
     python_stacks: bool = False  # CUDA: each call's Python stack (--py-runtime/--py-offsets)
     sample_hz: int | None = None  # PYTHON: samples per second per CPU
+    functions: tuple[str, ...] | None = None  # PYTHON: qualified names whose calls to trace
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ _STOP_KEYS = {"command", "request_id", "monitor_id"}
 _TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
 SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
 _CONFIG_KEYS = {"sampling_rate", "enable_profiling", "attach_mode", "ringbuf_kb",
-                "batch_events", "flush_ms", "python_stacks", "sample_hz"}
+                "batch_events", "flush_ms", "python_stacks", "sample_hz", "functions"}
 
 
 def isotime(t: datetime | None) -> str | None:
@@ -315,7 +316,24 @@ def _config(v: Any) -> AgentConfig:
     hz = v.get("sample_hz")
     if hz is not None:
         hz = _int(hz, "config.sample_hz", 1, 10_000)
-    return AgentConfig(float(rate), prof, mode, ring, batch, flush, stacks, hz)
+    return AgentConfig(float(rate), prof, mode, ring, batch, flush, stacks, hz,
+                       _functions(v.get("functions")))
+
+
+_FUNCTION = re.compile(r"[A-Za-z0-9_.<>]{1,63}")
+
+
+def _functions(v: Any) -> tuple[str, ...] | None:
+    """config.functions: 1-8 qualified names (what reaches the agent's --py-functions)."""
+    if v is None:
+        return None
+    if not isinstance(v, list) or not 1 <= len(v) <= 8:
+        raise _invalid("config.functions", "must be a list of 1 to 8 qualified names")
+    for i, name in enumerate(v):
+        if not isinstance(name, str) or not _FUNCTION.fullmatch(name):
+            raise _invalid(f"config.functions[{i}]", "must be a qualified name: 1-63 of "
+                           "letters, digits, _ . < >")
+    return tuple(v)
 
 
 def _data_endpoint(v: Any) -> str | None:

@@ -251,7 +251,8 @@ static __always_inline void py_call_event(struct task_struct *task, struct py_op
  * the entry of the _PyEval_EvalFrameDefault returning (3.10). The open call it
  * ends is emitted; the ones above it were left by an exception: incomplete.
  */
-static __always_inline void py_call_end(struct task_struct *task, __u64 code, __u64 sp)
+static __always_inline void py_call_end(struct task_struct *task, __u64 code, __u64 sp,
+				       __u16 flags)
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 tid = task->pid, depth, d;
@@ -276,7 +277,7 @@ static __always_inline void py_call_end(struct task_struct *task, __u64 code, __
 		d = depth - 1 - i;
 		if (i >= depth || d >= PY_MAX_OPEN || (int)d < found)
 			break;
-		py_call_event(task, &open->call[d], now, (int)d == found ? 0 : XPU_EV_INCOMPLETE);
+		py_call_event(task, &open->call[d], now, (int)d == found ? flags : XPU_EV_INCOMPLETE);
 	}
 	open->depth = found;
 }
@@ -313,17 +314,20 @@ int py_return(struct pt_regs *ctx)
 	frame = py_current_frame(task->pid);
 	code = frame ? py_read(frame + py.frame_code) : 0;
 	if (code && py_is_named(code))
-		py_call_end(task, code, 0);
+		py_call_end(task, code, 0, 0);
 	return 0;
 }
 
-/* 3.10: _PyEval_EvalFrameDefault returns (its entry's return address was at sp). */
+/*
+ * 3.10: _PyEval_EvalFrameDefault returns (its entry's return address was at
+ * sp); NULL when an exception leaves the frame: incomplete, as in 3.11+.
+ */
 SEC("uretprobe")
 int py_eval_return(struct pt_regs *ctx)
 {
 	struct task_struct *task = py_target_task();
 
 	if (task)
-		py_call_end(task, 0, PT_REGS_SP(ctx) - 8);
+		py_call_end(task, 0, PT_REGS_SP(ctx) - 8, PT_REGS_RC(ctx) ? 0 : XPU_EV_INCOMPLETE);
 	return 0;
 }

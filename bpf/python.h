@@ -34,8 +34,8 @@ enum python_fn {
 	PYTHON_FN_gc = 0x100,		/* a collection: USDT gc__start to gc__done */
 	/*
 	 * a call of a function named by --py-functions, start to return; left by
-	 * an exception instead (found when a caller returns): XPU_EV_INCOMPLETE,
-	 * its duration up to then
+	 * an exception instead: XPU_EV_INCOMPLETE (3.11+: found when a later call
+	 * or a caller's return shows its frame gone, its duration up to then)
 	 */
 	PYTHON_FN_call = 0x200,
 };

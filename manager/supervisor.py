@@ -47,6 +47,7 @@ from typing import Any
 
 from manager import keys
 from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
+from manager.python_hooks import find_hooks, hook_flag
 from manager.python_target import UnsupportedPython, agent_flags, find_target
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
@@ -363,6 +364,16 @@ class Supervisor:
             flags += ["--py-binary", t.binary]  # its gc USDT probes, where it has them
             if cmd.config.sample_hz is not None:
                 flags += ["--sample-hz", str(cmd.config.sample_hz)]
+        if cmd.config.functions is not None:
+            if cmd.monitor_type != "PYTHON":
+                raise self._fail(ErrorCode.INVALID_CONFIG, "config.functions: only for "
+                                 "PYTHON monitors")
+            try:
+                hooks = find_hooks(t, self.proc_root)
+            except UnsupportedPython as e:
+                raise self._fail(ErrorCode.INVALID_CONFIG, f"config.functions: {e}") from None
+            flags += ["--py-functions", ",".join(cmd.config.functions),
+                      "--py-hooks", hook_flag(hooks)]
         return flags
 
     def _check_library(self, path: str, kind: AgentType) -> str:

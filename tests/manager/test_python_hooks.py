@@ -149,8 +149,14 @@ def test_hooks_are_the_handlers(name: str, tmp_path: Path) -> None:
             slots = struct.unpack_from("<256Q", data, table)
             want = [*ops["entry"].values(), *ops["exit"].values()]
             assert every == tuple(to_offset(elf, slots[op]) for op in want)
-    assert hook_flag(hooks) == "opcode:{}:{}".format(",".join(map(hex, hooks.entry)),
-                                                     ",".join(map(hex, hooks.exit)))
+    # the probes sit on each handler's first branch, if it is a relative jump, or on it
+    sites = hooks.entry_sites + hooks.exit_sites
+    assert all(0 <= s - h < 256 for s, h in zip(sites, every, strict=True))
+    for s, h in zip(sites, every, strict=True):
+        assert s == h or data[s] in range(0x70, 0x80) or data[s] in (0xEB, 0xE9) \
+            or (data[s] == 0x0F and data[s + 1] in range(0x80, 0x90)), hex(s)
+    assert hook_flag(hooks) == "opcode:{}:{}".format(",".join(map(hex, hooks.entry_sites)),
+                                                     ",".join(map(hex, hooks.exit_sites)))
 
 
 GDB_SCRIPT = """

@@ -352,6 +352,9 @@ class Supervisor:
     def _python_flags(self, cmd: StartMonitor) -> list[str]:
         """--py-runtime and --py-offsets for the target's CPython (config.python_stacks)."""
         field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
+        if cmd.config.functions is not None and cmd.monitor_type != "PYTHON":
+            raise self._fail(ErrorCode.INVALID_CONFIG, "config.functions: only for PYTHON "
+                             "monitors")
         if cmd.monitor_type not in ("CUDA", "ACL", "PYTHON") or cmd.target.pid is None:
             raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: needs a CUDA, ACL or PYTHON "
                              "monitor of one process (target.pid)")
@@ -365,9 +368,6 @@ class Supervisor:
             if cmd.config.sample_hz is not None:
                 flags += ["--sample-hz", str(cmd.config.sample_hz)]
         if cmd.config.functions is not None:
-            if cmd.monitor_type != "PYTHON":
-                raise self._fail(ErrorCode.INVALID_CONFIG, "config.functions: only for "
-                                 "PYTHON monitors")
             try:
                 hooks = find_hooks(t, self.proc_root)
             except UnsupportedPython as e:
@@ -413,7 +413,8 @@ class Supervisor:
                                  f"monitor_id: '{cmd.monitor_id}' is already running with "
                                  "another configuration")
             flags = self._check(cmd)
-            if cmd.config.python_stacks or cmd.monitor_type == "PYTHON":
+            if (cmd.config.python_stacks or cmd.monitor_type == "PYTHON"
+                    or cmd.config.functions is not None):
                 flags += await asyncio.to_thread(self._python_flags, cmd)
             if sum(m.active for m in self._monitors.values()) >= self.settings.max_monitors:
                 raise self._fail(ErrorCode.AGENT_START_FAILED,

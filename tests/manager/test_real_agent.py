@@ -240,3 +240,48 @@ def test_python_stacks_through_the_manager(
         work.kill()
         sleeper.kill()
         sleeper.wait()
+
+
+def test_python_function_calls_through_the_manager(
+        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
+        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    """config.functions on a PYTHON monitor: the manager finds the interpreter's call hooks
+    (manager.python_hooks) and the agent records every call of the functions named; names
+    on another monitor type are refused."""
+    script = Path(__file__).resolve().parents[1] / "workloads/python_calls.py"
+    work = JsonLineProc(["/usr/bin/python3.11", str(script), "2"])
+    s = real_agent_settings(settings, build_dir, tmp_path)
+
+    async def go() -> None:
+        ready = work.read_json("ready")
+        async with manager_of(s, identity, enrolled, server_keypair) as backend:
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
+                "target": {"pid": ready["pid"]},
+                "config": {"functions": ["step"]}}, 60)
+            assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
+            assert r["message"].startswith("config.functions: only for PYTHON"), r
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "PYTHON",
+                "target": {"pid": ready["pid"]},
+                "config": {"functions": ["step", "boom"], "sample_hz": 1}}, 60)
+            assert r["status"] == "SUCCESS", r
+            await asyncio.to_thread(work.send_line, "go")
+            await asyncio.to_thread(work.read_json, "done")
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
+                                              "monitor_id": MID}, 60)
+            assert r["status"] == "SUCCESS", r
+        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
+            batches = list(abi.iter_batches(f))
+        calls = [r for b in batches if not b.stacks for r in abi.event_records(b)
+                 if r["func"] == "call"]  # fmt: skip
+        assert Counter((r["tid"], r["incomplete"]) for r in calls) == Counter({
+            (ready["tid"], False): 2, (ready["tid"], True): 2,  # step; boom raises
+            (ready["worker"], False): 2, (ready["worker"], True): 2})
+
+    try:
+        run(go(), 120)
+    finally:
+        work.send_line("exit")
+        work.finish()
+        work.kill()

@@ -113,6 +113,7 @@ class Capture:
     # the Python stack frames of XPU_BATCH_STACKS batches (abi.PY_FRAME_DTYPE)
     py_frames: np.ndarray = field(default_factory=lambda: np.zeros(0, abi.PY_FRAME_DTYPE))
     py_stats: dict[str, int] = field(default_factory=dict)  # the agent's py_stacks line
+    py_calls: dict[str, int] = field(default_factory=dict)  # its py_calls line (PYTHON)
     agent_ready: dict[str, Any] = field(default_factory=dict)  # the agent's ready line
 
     def names(self) -> np.ndarray:
@@ -166,6 +167,8 @@ class Agent(JsonLineProc):
         stats = self.read_json("stats")["stats"]
         py_stats = self.read_json("py_stacks")["py_stacks"] if "--py-runtime" in self.argv \
             else {}
+        py_calls = self.read_json("py_calls")["py_calls"] if "--py-functions" in self.argv \
+            else {}
         rc = self.finish()
         err = self.stderr_text()
         self.kill()
@@ -177,6 +180,7 @@ class Agent(JsonLineProc):
                 batches = list(abi.iter_batches(f))
         cap = capture_from(batches, stats, err, rc, self.ready["libraries"])
         cap.py_stats.update(py_stats)
+        cap.py_calls.update(py_calls)
         cap.agent_ready.update(self.ready)
         return cap
 

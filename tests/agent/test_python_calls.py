@@ -7,18 +7,17 @@ CPython installed here."""
 from __future__ import annotations
 
 import re
-import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from manager.python_hooks import find_hooks, hook_flag
 
 from backend import abi
+from manager.python_hooks import find_hooks, hook_flag
 from manager.python_offsets import OFFSETS
 from manager.python_target import agent_flags, find_target
-from tests.agent.procs import Agent, JsonLineProc, capture_from, run_agent_expect_failure
+from tests.agent.procs import run_agent_expect_failure, trace_workload
 from tests.manager.test_python_target import INTERPRETERS
 
 pytestmark = pytest.mark.bpf
@@ -39,37 +38,20 @@ Stacks = dict[int, list[tuple[str, int]]]
 def run(python: Path, build: Path, tmp: Path, names: list[str]) -> tuple[
         dict[str, Any], list[dict[str, Any]], Stacks, dict[str, int]]:  # fmt: skip
     """(ready line, call events, stacks {id: [(function, line)]}, the agent's py_calls line)."""
-    work = JsonLineProc([str(python), str(SCRIPT), str(ROUNDS)])
-    agent = None
-    try:
-        ready = work.read_json("ready")
-        t = find_target(ready["pid"])
-        agent = Agent(build, tmp / "cap.bin", "--target-pid", str(ready["pid"]),
-                      *agent_flags(t), "--py-binary", t.binary, "--py-functions",
-                      ",".join(names), "--py-hooks", hook_flag(find_hooks(t)),
-                      monitor_type="PYTHON")  # fmt: skip
-        work.send_line("go")
-        work.read_json("done")
-        agent.proc.send_signal(signal.SIGTERM)
-        stats = agent.read_json("stats")["stats"]
-        agent.read_json("py_stacks")
-        cost = agent.read_json("py_calls")["py_calls"]
-        assert agent.finish() == 0, agent.stderr_text()
-        work.send_line("exit")
-        assert work.finish() == 0
-    finally:
-        work.kill()
-        if agent:
-            agent.kill()
-    with open(tmp / "cap.bin", "rb") as f:
-        cap = capture_from(list(abi.iter_batches(f)), stats, "", 0, [])
+    def flags(pid: int) -> list[str]:
+        t = find_target(pid)
+        return [*agent_flags(t), "--py-binary", t.binary, "--py-functions", ",".join(names),
+                "--py-hooks", hook_flag(find_hooks(t))]
+
+    ready, _, cap = trace_workload(build, [str(python), str(SCRIPT), str(ROUNDS)], tmp,
+                                   monitor_type="PYTHON", flags_for=flags)  # fmt: skip
     stacks: Stacks = {}
     for fr in sorted(cap.py_frames.tolist(), key=lambda r: (r[0], r[2])):
         stacks.setdefault(fr[0], []).append((fr[6].decode(), fr[4]))
     calls = [r | {"flags": int(f)} for b in cap.batches
              for r, f in zip(abi.event_records(b), b.events["flags"].tolist(), strict=True)
              if r["func"] == "call"]  # fmt: skip
-    return ready, calls, stacks, cost
+    return ready, calls, stacks, cap.py_calls
 
 
 @pytest.mark.parametrize("name", INTERPRETERS)

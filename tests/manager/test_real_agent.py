@@ -13,6 +13,7 @@ import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,6 +48,20 @@ async def manager_of(s: Settings, identity: Identity, enrolled: Path,
                 running(dataclasses.replace(s, backend=backend.endpoint), identity)):
         await backend.event("HELLO")
         yield backend
+
+
+async def traced(backend: Backend, work: JsonLineProc, capture_dir: Path,
+                 start: dict[str, Any]) -> tuple[dict[str, Any], list[abi.Batch]]:
+    """Starts monitor MID with start (START_MONITOR's fields), runs the workload to done, stops
+    the monitor; returns the workload's done line and what the agent wrote."""
+    r = await backend.request(IDENT, {"command": "START_MONITOR", "monitor_id": MID, **start}, 60)
+    assert r["status"] == "SUCCESS", r
+    await asyncio.to_thread(work.send_line, "go")
+    done = await asyncio.to_thread(work.read_json, "done")
+    r = await backend.request(IDENT, {"command": "STOP_MONITOR", "monitor_id": MID}, 60)
+    assert r["status"] == "SUCCESS", r
+    with open(capture_dir / f"{MID}.bin", "rb") as f:
+        return done, list(abi.iter_batches(f))
 
 
 def test_start_running_stop_with_real_agent(
@@ -172,17 +187,9 @@ def test_acl_monitor_through_the_manager(
                 "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "ACL",
                 "target": {"library_path": "/usr/lib/x86_64-linux-gnu/libc.so.6"}}, 60)
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "ACL",
-                "target": {"pid": ready["pid"]}}, 60)
-            assert r["status"] == "SUCCESS", r
-            await asyncio.to_thread(work.send_line, "go")
-            done = await asyncio.to_thread(work.read_json, "done")
-            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
-                                              "monitor_id": MID}, 60)
-            assert r["status"] == "SUCCESS", r
-        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
-            got = Counter(rec["func"] for b in abi.iter_batches(f) for rec in abi.event_records(b))
+            done, batches = await traced(backend, work, s.capture_dir,
+                                         {"monitor_type": "ACL", "target": {"pid": ready["pid"]}})
+        got = Counter(rec["func"] for b in batches for rec in abi.event_records(b))
         assert got == Counter({k: v for k, v in done["calls"].items()
                                if not k.endswith("GetWorkspaceSize")})  # fmt: skip
 
@@ -214,17 +221,9 @@ def test_python_stacks_through_the_manager(
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
             assert r["message"].startswith("config.python_stacks: process ")
             assert "maps no python or libpython file" in r["message"]
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
-                "target": {"pid": ready["pid"]}, "config": {"python_stacks": True}}, 60)
-            assert r["status"] == "SUCCESS", r
-            await asyncio.to_thread(work.send_line, "go")
-            await asyncio.to_thread(work.read_json, "done")
-            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
-                                              "monitor_id": MID}, 60)
-            assert r["status"] == "SUCCESS", r
-        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
-            batches = list(abi.iter_batches(f))
+            _, batches = await traced(backend, work, s.capture_dir, {
+                "monitor_type": "CUDA", "target": {"pid": ready["pid"]},
+                "config": {"python_stacks": True}})
         events = np.concatenate([b.events for b in batches if not b.stacks])
         frames = np.concatenate([b.events for b in batches if b.stacks])
         assert len(events) == 2 * 2 + 2  # 2 rounds of memcpy and sync, and 2 mallocs
@@ -261,18 +260,9 @@ def test_python_function_calls_through_the_manager(
                 "config": {"functions": ["step"]}}, 60)
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
             assert r["message"].startswith("config.functions: only for PYTHON"), r
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "PYTHON",
-                "target": {"pid": ready["pid"]},
-                "config": {"functions": ["step", "boom"], "sample_hz": 1}}, 60)
-            assert r["status"] == "SUCCESS", r
-            await asyncio.to_thread(work.send_line, "go")
-            await asyncio.to_thread(work.read_json, "done")
-            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
-                                              "monitor_id": MID}, 60)
-            assert r["status"] == "SUCCESS", r
-        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
-            batches = list(abi.iter_batches(f))
+            _, batches = await traced(backend, work, s.capture_dir, {
+                "monitor_type": "PYTHON", "target": {"pid": ready["pid"]},
+                "config": {"functions": ["step", "boom"], "sample_hz": 1}})
         calls = [r for b in batches if not b.stacks for r in abi.event_records(b)
                  if r["func"] == "call"]  # fmt: skip
         assert Counter((r["tid"], r["incomplete"]) for r in calls) == Counter({

@@ -37,12 +37,13 @@ class Markers:
     value: np.ndarray  # int64 counter value
     tie: np.ndarray  # int64 order among equal (t, kind): begins -dur, ends -start
     ref: np.ndarray  # int64 row of a begin's call in the chunk (-1 for the others)
+    track: np.ndarray  # uint64 uuid of the track an instant is on, not its sequence's (0)
 
     @staticmethod
     def empty(n: int = 0) -> Markers:
         z = np.zeros(n, np.int64)
         return Markers(z, np.zeros(n, np.uint8), z, z, np.zeros(n, np.uint64), z, z,
-                       np.full(n, -1, np.int64))  # fmt: skip
+                       np.full(n, -1, np.int64), np.zeros(n, np.uint64))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.t)
@@ -61,7 +62,7 @@ class Markers:
         return self.take(np.lexsort((self.tie, rank, self.t)))
 
 
-_FIELDS = ("t", "kind", "seq", "name", "flow", "value", "tie", "ref")
+_FIELDS = ("t", "kind", "seq", "name", "flow", "value", "tie", "ref", "track")
 
 
 def _key(machine: np.ndarray, pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
@@ -94,17 +95,22 @@ class Annotations:
 _UINT, _STRING_IID, _POINTER = 3, 17, 7  # DebugAnnotation fields
 
 
-def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
-                  flows: np.ndarray) -> tuple[Markers, Annotations]:  # fmt: skip
-    """A begin and an end for every call, on its thread's sequence; and how to annotate the
-    begins."""
-    n, t0 = len(c), int(c.ts[0])
+def thread_seqs(c: EventChunk, tracks: Tracks) -> np.ndarray:
+    """Each call's thread sequence (int64)."""
+    t0 = int(c.ts[0])
     _, first, inv = np.unique(_key(c.machine, c.pid, c.tid), return_index=True,
                               return_inverse=True)  # fmt: skip
     seq_of = np.array([tracks.thread(c.machines[c.machine[i]], int(c.pid[i]), int(c.tid[i]),
                                      c.comms[c.comm[i]], t0).seq
                        for i in first.tolist()], np.int64)  # fmt: skip
-    seq = seq_of[inv]
+    return seq_of[inv]
+
+
+def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray,
+                  seq: np.ndarray) -> tuple[Markers, Annotations]:  # fmt: skip
+    """A begin and an end for every call, on its thread's sequence (seq: thread_seqs()); and
+    how to annotate the begins."""
+    n = len(c)
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)
     ret = _strings(tracks, [c.name.astype(np.uint64), c.ret.astype(np.uint32)],
                    lambda t, r: layout.ret_name(c.names[t], r - (1 << 32) if r >> 31 else r))
@@ -138,8 +144,9 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout,
         keys.add(ann.incomplete_key)
     used = [values for plan in by_type.values() for _, f, values in plan if f == _STRING_IID]
     _intern(tracks, seq, names[c.name], used, keys)
-    begin = Markers(c.ts, np.full(n, BEGIN, np.uint8), seq, names[c.name], flows,
-                    np.zeros(n, np.int64), -c.dur, np.arange(n, dtype=np.int64))  # fmt: skip
+    begin = replace(Markers.empty(n), t=c.ts, kind=np.full(n, BEGIN, np.uint8), seq=seq,
+                    name=names[c.name], flow=flows, tie=-c.dur,
+                    ref=np.arange(n, dtype=np.int64))  # fmt: skip
     end = replace(Markers.empty(n), t=c.ts + c.dur, kind=np.full(n, END, np.uint8), seq=seq,
                   tie=-c.ts)  # fmt: skip
     return begin.concat(end), ann
@@ -175,9 +182,12 @@ def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, strings: list[np.
         tracks.intern(tracks.by_seq[s - 1], names, keys, strs)
 
 
-def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray) -> Markers:
-    """An instant on its queue's sequence where each call enqueued work (at its end), ending
-    the call's flow."""
+def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray,
+                  thread_seq: np.ndarray) -> Markers:  # fmt: skip
+    """An instant on its queue's track where each call enqueued work (at its end), ending
+    the call's flow. The instant is a packet of the call's own thread sequence (thread_seq:
+    thread_seqs()) that names the queue's track: right after the call's end there, its
+    timestamp costs nothing (a packet of the queue's own sequence: ~3 bytes a slice)."""
     rows = np.flatnonzero(flows > 0)
     queues = queue_values(layout, c.args)
     if not len(rows) or queues is None:
@@ -190,19 +200,18 @@ def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
     up_inv = np.unique(proc, return_inverse=True)[1]
     combo = up_inv.astype(np.int64) * len(uq) + uq_inv
     _, cu_first, cu_inv = np.unique(combo, return_index=True, return_inverse=True)
-    seq_of = []
+    track_of = []
     for i in cu_first.tolist():
         r, qv = int(rows[i]), int(q[i])
         s = tracks.child("queue", c.machines[c.machine[r]], int(c.pid[r]), c.comms[c.comm[r]],
                          layout.queue_label(qv), qv, t0)
-        seq_of.append(s.seq)
-    seq = np.array(seq_of, np.int64)[cu_inv]
+        track_of.append(s.track)
+    seq = thread_seq[rows]
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)[c.name[rows]]
-    for combo_sn in np.unique((seq << 20) | names).tolist():
-        tracks.intern(tracks.by_seq[(combo_sn >> 20) - 1], {combo_sn & 0xFFFFF}, set(), set())
     m = Markers.empty(len(rows))
     return replace(m, t=c.ts[rows] + c.dur[rows], kind=np.full(len(rows), INSTANT, np.uint8),
-                   seq=seq, name=names, flow=flows[rows])  # fmt: skip
+                   seq=seq, name=names, flow=flows[rows],
+                   track=np.array(track_of, np.uint64)[cu_inv])  # fmt: skip
 
 
 class GroupRows:

@@ -3,9 +3,10 @@
 Layout (what msprof and Kineto users expect): each process is a track group named by its
 command and machine; in it, one row per thread with every call as a slice, nested as the
 calls were; one row per queue (CUDA stream) with an instant where each asynchronous call
-(launch, async copy, event record, graph launch) enqueued its work, and a flow arrow from
-the call to it; one row per group where the layout has them (an HCCL communicator) with a
-copy of each grouped call's slice; counters for device memory held (from allocations and
+(launch, async copy, event record, graph launch) enqueued its work (a packet of the call's
+thread sequence that names the queue's track), and a flow arrow from the call to it; one
+row per group where the layout has them (an HCCL communicator) with a copy of each grouped
+call's slice; counters for device memory held (from allocations and
 frees) and calls per second. Every argument is a debug annotation (text arguments as
 strings); ``ret`` reads as the return code's name.
 
@@ -42,6 +43,7 @@ from trace_export.markers import (
     group_markers,
     queue_markers,
     slice_markers,
+    thread_seqs,
 )
 from trace_export.protowire import Msg, Records, tag, varint_bytes
 from trace_export.pyframes import PythonFrames, StackFrames
@@ -108,8 +110,9 @@ class _Writer:
             self.started = True
         layout = layout_for(c.monitor_type)
         flows = self._flow_ids(c, layout)
-        new, ann = slice_markers(c, self.tracks, layout, flows)
-        new = new.concat(queue_markers(c, self.tracks, layout, flows))
+        seq = thread_seqs(c, self.tracks)
+        new, ann = slice_markers(c, self.tracks, layout, flows, seq)
+        new = new.concat(queue_markers(c, self.tracks, layout, flows, seq))
         new = new.concat(group_markers(c, self.tracks, layout, ann, self.groups))
         new = new.concat(self._memory(c, layout))
         new = new.concat(self.rates.add(c, self.tracks, horizon=horizon))
@@ -298,6 +301,8 @@ def _packets(m: Markers, deltas: np.ndarray, c: EventChunk | None,
         if c.flags[rows[0]] & 1:
             _annotation(te, ann.incomplete_key, 3, np.ones(n, np.uint64))
     elif kind == _INSTANT:
+        assert (m.track > 0).all(), "an instant names its queue's track"
+        te.field_uint(11, m.track)  # track_uuid
         te.field_fixed64(48, m.flow)  # terminating_flow_ids
     elif kind == _COUNTER:
         te.field_uint(30, np.maximum(m.value, 0).astype(np.uint64))  # counter_value

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -139,5 +139,5 @@ def _markers(rows: list[tuple[int, int, int, int, int]]) -> Markers:
     if not rows:
         return Markers.empty()
     t, kind, seq, name, tie = (np.array(x, np.int64) for x in zip(*rows, strict=True))
-    m = Markers.empty(len(rows))
-    return Markers(t, kind.astype(np.uint8), seq, name, m.flow, m.value, tie, m.ref)
+    return replace(Markers.empty(len(rows)), t=t, kind=kind.astype(np.uint8), seq=seq,
+                   name=name, tie=tie)

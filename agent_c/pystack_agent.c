@@ -406,7 +406,7 @@ int py_resolver_flush(struct py_resolver *r, struct batcher *events, struct sink
 			struct xpu_py_frame *f = &frames[n];
 
 			memset(f, 0, sizeof(*f));
-			if ((r->o.lasti_index || st.owner[d] != PY_OWNED_BY_CSTACK) &&
+			if ((r->o.lasti_index || st.owner[d] < PY_OWNED_BY_CSTACK) &&
 			    resolve_frame(r, fd, st.code[d], st.instr[d], f))
 				n++;
 		}

@@ -81,6 +81,12 @@ static __always_inline __u64 py_thread_state(__u32 tid)
 
 #define PY_SPAN_U64(buf, off) (*(__u64 *)((buf) + ((off) - py.span_start)))
 
+/* A frame's code object (3.14's tagged reference untagged). */
+static __always_inline __u64 py_frame_code(__u64 frame)
+{
+	return py_read(frame + py.frame_code) & ~(__u64)PY_TAG_BITS;
+}
+
 /* The thread's current frame (0: none, or not a Python thread). */
 static __always_inline __u64 py_current_frame(__u32 tid)
 {
@@ -108,7 +114,7 @@ static __always_inline __u64 py_capture_from(__u32 tgid, __u64 frame)
 		/* only the span: a frame near the end of its stack chunk has no more mapped */
 		if (bpf_probe_read_user(span, py.span_len, (void *)(frame + py.span_start)))
 			break;
-		__u64 code = PY_SPAN_U64(span, py.frame_code);
+		__u64 code = PY_SPAN_U64(span, py.frame_code) & ~(__u64)PY_TAG_BITS;
 		__u64 instr = PY_SPAN_U64(span, py.frame_instr);
 		__u8 owner = span[py.frame_owner - py.span_start];
 

@@ -16,7 +16,13 @@ enum py_const {
 	PY_MAX_INTERPRETERS = 4,
 	PY_MAX_THREADS = 64,		/* thread states looked at per interpreter */
 	PY_FRAME_SPAN = 80,		/* bytes read per frame, from span_start */
-	PY_OWNED_BY_CSTACK = 3,		/* 3.12+: the C stack's entry frame, no code */
+	/*
+	 * 3.12+: owners from here on are frames without code (3.12-3.13: the C
+	 * stack's entry frame; 3.14: the interpreter's (3) and the C stack's (4))
+	 */
+	PY_OWNED_BY_CSTACK = 3,
+	/* 3.14: f_executable is a _PyStackRef, its low bits a tag: the pointer is this masked */
+	PY_TAG_BITS = 3,
 };
 
 /* Byte offsets into one CPython version's structures (names as python_offsets.py). */
@@ -48,7 +54,7 @@ struct py_stack {
 	__u32 nframes;
 	__u64 code[32];			/* PyCodeObject * */
 	__u64 instr[32];		/* the frame's instruction pointer */
-	__u8 owner[32];			/* _frameowner: the agent skips PY_OWNED_BY_CSTACK */
+	__u8 owner[32];			/* _frameowner: the agent skips PY_OWNED_BY_CSTACK and above */
 };
 
 #endif /* XPU_PYSTACK_H */

@@ -186,7 +186,7 @@ static __always_inline void py_call_start(struct task_struct *task, __u64 frame,
 {
 	__u8 owner = 0;
 	__u32 tid = task->pid, zero = 0, d;
-	__u64 code = frame ? py_read(frame + py.frame_code) : 0;
+	__u64 code = frame ? py_frame_code(frame) : 0;
 	struct py_open_calls *open;
 
 	__sync_fetch_and_add(&py_calls_seen, 1);
@@ -312,7 +312,7 @@ int py_return(struct pt_regs *ctx)
 	if (!task)
 		return 0;
 	frame = py_current_frame(task->pid);
-	code = frame ? py_read(frame + py.frame_code) : 0;
+	code = frame ? py_frame_code(frame) : 0;
 	if (code && py_is_named(code))
 		py_call_end(task, code, 0, 0);
 	return 0;

@@ -6,16 +6,22 @@
 through ``/proc/<pid>/root`` (so a process in a container is read in its own filesystem),
 takes the address of ``_PyRuntime`` in the process from the mapping that holds it, and the
 version from ``Py_Version`` in the process's memory (3.11+; older builds are named by their
-file). The structure offsets come from ``manager/python_offsets.py`` (generated from each
-version's own headers); before they are trusted, the thread list they lead to must contain
-the process's main thread. A build that cannot be read gives ``UnsupportedPython`` with the
-reason, which the manager answers as INVALID_CONFIG: never a walk on guessed offsets.
+file). The structure offsets of 3.10-3.12 come from ``manager/python_offsets.py`` (generated
+from each version's own headers); 3.13 and 3.14 publish theirs at the start of ``_PyRuntime``
+(``_Py_DebugOffsets``), which are read from the process (manager/python_debug_offsets.py:
+cookie and version checked against ``Py_Version``; the two offsets they lack from the table,
+or for 3.14 from its published layout). Before the offsets are trusted, the thread list they
+lead to must contain the process's main thread. A build that cannot be read gives
+``UnsupportedPython`` with the reason, which the manager answers as INVALID_CONFIG: never a
+walk on guessed offsets.
 
 ``read_stacks(target)`` walks every thread's frames through ``/proc/<pid>/mem``: the
 reference the BPF reader is checked against, and how code objects are resolved to
 ``function (file:line)``. Line numbers come from the code object's location table
-(CPython's Objects/locations.md, the same format in 3.11-3.13; 3.10's older line table is
+(CPython's Objects/locations.md, the same format in 3.11-3.14; 3.10's older line table is
 Objects/lnotab_notes.txt). 3.10 has no qualified names: its functions read as co_name.
+3.14's frames hold the code object as a _PyStackRef, a pointer whose low two bits are tags
+(Include/internal/pycore_stackref.h: Py_TAG_BITS 3): cleared before it is followed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from manager.python_debug_offsets import LAYOUTS, BadDebugOffsets, layout_size, walker_offsets
 from manager.python_offsets import OFFSETS
 
 __all__ = ["Frame", "PythonTarget", "UnsupportedPython", "agent_flags", "find_target",
@@ -36,7 +43,9 @@ __all__ = ["Frame", "PythonTarget", "UnsupportedPython", "agent_flags", "find_ta
 
 _NAME = re.compile(r"^(?:lib)?python(\d)\.(\d+)")
 _OWNED_BY_GENERATOR = 1
-_OWNED_BY_CSTACK = 3  # 3.12+: the C stack's entry frame, not Python code
+_OWNED_BY_INTERPRETER = 3  # 3.12-3.13: FRAME_OWNED_BY_CSTACK, the entry frame; 3.14 adds
+# FRAME_OWNED_BY_CSTACK = 4: from 3 up, frames without Python code
+_TAG_BITS = 3  # 3.14: a _PyStackRef's tags (f_executable); 3.11-3.13: a plain pointer
 _MAX_FRAMES = 256
 _MAX_THREADS = 4096
 
@@ -99,8 +108,8 @@ def _mappings(proc: Path) -> list[tuple[int, int, int, str]]:
     return out
 
 
-def _symbol(elf: ELFFile, name: str) -> tuple[int, int] | None:
-    """(st_value, file offset) of a defined symbol, from .dynsym or .symtab."""
+def _symbol(elf: ELFFile, name: str) -> tuple[int, int, int] | None:
+    """(st_value, file offset, st_size) of a defined symbol, from .dynsym or .symtab."""
     for section in (".dynsym", ".symtab"):
         table = elf.get_section_by_name(section)
         found = table.get_symbol_by_name(name) \
@@ -111,7 +120,7 @@ def _symbol(elf: ELFFile, name: str) -> tuple[int, int] | None:
             value = sym["st_value"]
             for seg in elf.iter_segments("PT_LOAD"):
                 if seg["p_vaddr"] <= value < seg["p_vaddr"] + seg["p_memsz"]:
-                    return value, value - seg["p_vaddr"] + seg["p_offset"]
+                    return value, value - seg["p_vaddr"] + seg["p_offset"], sym["st_size"]
     return None
 
 
@@ -150,27 +159,54 @@ def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
     m = _NAME.match(os.path.basename(path))
     assert m is not None
     mem = _Memory(proc / "mem")
+    address = _address(maps, path, runtime[1])
     try:
+        hexversion = None
         if version_sym is not None:
             hexversion = mem.u64(_address(maps, path, version_sym[1]))
             version = (hexversion >> 24, (hexversion >> 16) & 0xFF, (hexversion >> 8) & 0xFF)
         else:
             version = (int(m.group(1)), int(m.group(2)), 0)
-        offsets = OFFSETS.get(version[:2])
-        if offsets is None:
-            known = ", ".join(f"{a}.{b}" for a, b in sorted(OFFSETS))
+        name = f"CPython {'.'.join(map(str, version))} ({path})"
+        if version[:2] >= (3, 13):
+            offsets = _debug_offsets(mem, address, hexversion, runtime[2], name)
+        elif (table := OFFSETS.get(version[:2])) is not None:
+            offsets = dict(table)
+        else:
+            known = ", ".join(f"{a}.{b}" for a, b in sorted({*OFFSETS, *LAYOUTS}))
             raise UnsupportedPython(f"CPython {version[0]}.{version[1]} ({path}) has no offset "
                                     f"table: readable versions are {known}")
-        target = PythonTarget(pid, path, _address(maps, path, runtime[1]), version, offsets)
+        target = PythonTarget(pid, path, address, version, offsets)
         if not _plausible(mem, target):
             raise UnsupportedPython(f"CPython {'.'.join(map(str, version))} ({path}): its "
                                     "thread list does not hold the main thread; this build's "
-                                    "layout differs from the offset table")
+                                    "layout differs from "
+                                    + ("its debug offsets" if version[:2] >= (3, 13)
+                                       else "the offset table"))
         return target
     except OSError as e:
         raise UnsupportedPython(f"cannot read process {pid}'s memory: {e}") from None
     finally:
         mem.close()
+
+
+def _debug_offsets(mem: _Memory, runtime: int, hexversion: int | None, size: int,
+                   name: str) -> dict[str, int]:
+    """3.13+: the offsets _PyRuntime's _Py_DebugOffsets give, checked against Py_Version."""
+    if hexversion is None:
+        raise UnsupportedPython(f"{name}: no Py_Version symbol to check the debug offsets' "
+                                "version against")
+    minor = (hexversion >> 24, (hexversion >> 16) & 0xFF)
+    if minor not in LAYOUTS:
+        known = ", ".join(f"{a}.{b}" for a, b in sorted({*OFFSETS, *LAYOUTS}))
+        raise UnsupportedPython(f"{name}: the layout of its _Py_DebugOffsets is not known here "
+                                f"(it changes with each minor version): readable versions "
+                                f"are {known}")
+    try:
+        return walker_offsets(mem.read(runtime, layout_size(minor)), hexversion,
+                              size or None, OFFSETS.get(minor))
+    except BadDebugOffsets as e:
+        raise UnsupportedPython(f"{name}: {e}") from None
 
 
 def _thread_states(mem: _Memory, t: PythonTarget) -> dict[int, int]:
@@ -301,15 +337,15 @@ def _stacks(mem: _Memory, t: PythonTarget, threads: dict[int, int]) -> dict[int,
             frame = mem.u64(cframe + o["cframe_current_frame"]) if cframe else 0
         stack: list[Frame] = []
         while frame and len(stack) < _MAX_FRAMES:
-            code = mem.u64(frame + o["frame_code"])
+            code = mem.u64(frame + o["frame_code"]) & ~_TAG_BITS
             previous = mem.u64(frame + o["frame_previous"])
             if "frame_lasti" in o:  # 3.10: an instruction index, -1 before the first
                 unit = mem.i32(frame + o["frame_lasti"])
                 if unit >= 0:
                     name, file, first, table, _ = codes.get(code)
                     stack.append(Frame(name, file, _line_310(table, first, unit * 2)))
-            elif (owner := mem.read(frame + o["frame_owner"], 1)[0]) != _OWNED_BY_CSTACK:
-                # (the C stack's entry frame, 3.12+, has no code object)
+            elif (owner := mem.read(frame + o["frame_owner"], 1)[0]) < _OWNED_BY_INTERPRETER:
+                # (the C stack's entry frame, 3.12+, and 3.14's C-stack frames have no code)
                 unit = (mem.u64(frame + o["frame_instr"]) - code - o["code_adaptive"]) // 2
                 name, file, first, table, traceable = codes.get(code)
                 if owner == _OWNED_BY_GENERATOR or unit >= traceable:  # else: not started

@@ -196,9 +196,15 @@ class _Writer:
         self.stats.bytes += len(data)
 
 
+# deflate level: 5 compresses a block in less time than the next one takes to encode (the
+# compressing thread keeps up on a second core) and writes a fifth less than level 1
+# (bench/trace_write.py: 19.8 bytes/slice against 24.8); 6 and above slow the export down.
+_LEVEL = 5
+
+
 def _compressed(data: bytes) -> bytes:
     """data as one TracePacket.compressed_packets (50) in a Trace.packet (1)."""
-    return bytes(Msg().blob(1, Msg().blob(50, zlib.compress(data, 1))))
+    return bytes(Msg().blob(1, Msg().blob(50, zlib.compress(data, _LEVEL))))
 
 
 class _Rates:

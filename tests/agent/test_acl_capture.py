@@ -174,3 +174,17 @@ def test_no_cann_library_is_target_not_found(build_dir: Path) -> None:
     )
     assert rc == 3, err  # TARGET_NOT_FOUND
     assert "no CANN (AscendCL, aclnn or HCCL) library mapped" in err
+
+
+def test_library_mode_traces_one_cann_library(build_dir: Path, tmp_path: Path) -> None:
+    """--target-library on one CANN file (libhccl.so) of the process: its calls, and nothing
+    from the other libraries the workload also calls."""
+    lib = build_dir / "tests/workloads/ascend/rt/libhccl.so"
+    threads, iters = 2, 1
+    ready, done, cap = trace_workload(
+        build_dir, [str(build_dir / "tests/workloads/ascend/acl_calls"), "--threads",
+                    str(threads), "--iters", str(iters)], tmp_path, "--target-library",
+        str(lib), monitor_type="ACL")  # fmt: skip
+    assert cap.libraries == [str(lib)]
+    got = Counter(r["func"] for r in records(cap) if r["tid"] in ready["tids"])
+    assert got == Counter({s: n for s, n in done["calls"].items() if s.startswith("Hccl")})

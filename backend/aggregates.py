@@ -230,6 +230,42 @@ class _Interval:
     drops: dict[int, list[int]] = field(default_factory=dict)  # sid -> [kernel, inflight, send]
 
 
+class _AclnnOps:
+    """The aclnn ops of ACL events, each a function of its own in the aggregates (aclnnAdd,
+    as the events and the PostgreSQL path name them): all share one function id in the probe
+    (its op in op_type), so each op seen gets one of the ids after it, up to 255 of them;
+    later ones stay "aclnn"."""
+
+    def __init__(self) -> None:
+        self.base = next(f for f, n in abi.function_names("ACL").items() if n == "aclnn")
+        self.ids: dict[bytes, int] = {}
+        self.names: dict[int, str] = {}
+
+    def remap(self, ev: np.ndarray, func: np.ndarray) -> np.ndarray:
+        """func with each aclnn launch's id replaced by its op's."""
+        rows = np.flatnonzero(func == self.base)
+        if not len(rows):
+            return func
+        func = func.copy()
+        ops, inv = np.unique(ev["op_type"][rows], return_inverse=True)
+        ids = np.array([self._id(op) for op in ops.tolist()], np.int64)
+        func[rows] = ids[inv.reshape(-1)]
+        return func
+
+    def _id(self, op: bytes) -> int:
+        found = self.ids.get(op)
+        if found is None and len(self.ids) < 255:
+            found = self.ids[op] = self.base + 1 + len(self.ids)
+            name = op.split(b"\0", 1)[0].decode(errors="replace")
+            self.names[found] = abi.event_type(self.base, "ACL", {"op_type": name.encode()})
+        return found if found is not None else self.base
+
+    def name(self, func: int, monitor_type: str) -> str:
+        if monitor_type == "ACL" and func in self.names:
+            return self.names[func]
+        return _function_name(func, monitor_type)
+
+
 class Aggregator:
     """Aggregates stored batches per interval; closed intervals go to ``sink`` as points."""
 
@@ -246,6 +282,7 @@ class Aggregator:
         self.stats = AggregatorStats()
         self.memory = MemoryLedger()
         self.drops = DropCounter()
+        self._aclnn = _AclnnOps()
         self._series: dict[tuple[str, str, str], int] = {}
         self._series_tags: list[tuple[str, str, str]] = []  # machine, monitor type, monitor id
         self._pending: dict[int, _Interval] = {}
@@ -322,6 +359,8 @@ class Aggregator:
         pid = ev["pid"].astype(np.int64)
         dev = device_codes(ev)
         func = ev["func"].astype(np.int64)
+        if mtype == "ACL":
+            func = self._aclnn.remap(ev, func)
         iv0 = int(iv.min())
         if int(iv.max()) - iv0 < 1 << 16:  # pid < 2**22 (the kernel's pid_max limit)
             key = ((iv - iv0) << 47) | (dev << 38) | (pid << 16) | func
@@ -453,7 +492,7 @@ class Aggregator:
             for j, row in enumerate(g.tolist()):
                 sid, _, pid, dev, func, calls, errors, dsum, dmax, copied, allocated = row
                 machine, mtype, monitor = tags_of[sid]
-                tags = (*_device(dev), ("function", _function_name(func, mtype)),
+                tags = (*_device(dev), ("function", self._aclnn.name(func, mtype)),
                         ("machine", machine), ("monitor_id", monitor), ("monitor_type", mtype),
                         ("pid", str(pid)))
                 hrows = h[hbounds[j]:hbounds[j + 1]]

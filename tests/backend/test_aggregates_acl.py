@@ -48,7 +48,9 @@ def test_acl_copies_allocations_and_memory() -> None:
         ("aclrtMemcpy2dAsync", {"bytes": 10, "num": 3, "kind": 1, "device": 1}, 0),
         ("aclrtFree", {"ptr": 0xA000, "device": 1}, 0),
         ("aclrtFreeHost", {"ptr": 0xC000, "device": 1}, 0),
-        ("aclnn", {"op_type": 0, "device": 1}, 0),
+        ("aclnn", {"op_type": b"Add", "device": 1}, 0),
+        ("aclnn", {"op_type": b"Add", "device": 1}, 0),
+        ("aclnn", {"op_type": b"MatMul", "device": 1}, 0),
     ])  # fmt: skip
     points = aggregate(b)
     calls = {dict(p.tags)["function"]: p.fields for p in points if p.measurement == "xpu_calls"}
@@ -60,6 +62,9 @@ def test_acl_copies_allocations_and_memory() -> None:
     assert (calls["aclrtMalloc"]["calls"], calls["aclrtMalloc"]["errors"]) == (2, 1)
     assert calls["aclrtMallocCached"]["bytes_allocated"] == 1000
     assert calls["aclrtMallocHost"]["bytes_allocated"] == 0  # host memory
+    # each aclnn op a function of its own, as the events name it
+    assert (calls["aclnnAdd"]["calls"], calls["aclnnMatMul"]["calls"]) == (2, 1)
+    assert "aclnn" not in calls
     assert all(dict(p.tags)["device"] == "1" for p in points if p.measurement == "xpu_calls")
     memory = [p for p in points if p.measurement == "xpu_memory"]
     assert len(memory) == 1 and dict(memory[0].tags)["device"] == "1"

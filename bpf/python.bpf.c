@@ -295,10 +295,35 @@ SEC("uprobe")
 int py_enter(struct pt_regs *ctx)
 {
 	struct task_struct *task = py_target_task();
+	__u64 frame, instr;
+	__u8 unit[2];
 
-	if (task)
-		py_call_start(task, py_eval_frame ? PT_REGS_PARM2(ctx) : py_current_frame(task->pid),
-			      PT_REGS_SP(ctx));
+	if (!task)
+		return 0;
+	if (py_eval_frame) {
+		/* 3.10: f_lasti is -1 until the frame first runs; a resumed generator's is not */
+		__s32 lasti = -1;
+
+		frame = PT_REGS_PARM2(ctx);
+		bpf_probe_read_user(&lasti, sizeof(lasti), (void *)(frame + py.frame_instr));
+		if (lasti >= 0)
+			__sync_fetch_and_add(&py_calls_seen, 1);
+		else
+			py_call_start(task, frame, PT_REGS_SP(ctx));
+		return 0;
+	}
+	frame = py_current_frame(task->pid);
+	/*
+	 * The handler has made the frame's instruction pointer its RESUME (the
+	 * probe sits past that store): an oparg location other than 0 is a
+	 * generator or coroutine resuming after a yield or await, not a call.
+	 */
+	instr = frame ? py_read(frame + py.frame_instr) : 0;
+	if (instr && !bpf_probe_read_user(unit, sizeof(unit), (void *)instr) && unit[1] & 3) {
+		__sync_fetch_and_add(&py_calls_seen, 1);
+		return 0;
+	}
+	py_call_start(task, frame, PT_REGS_SP(ctx));
 	return 0;
 }
 

@@ -16,7 +16,9 @@
  * by manager/python_hooks.py. Each call of a named function is an event from
  * its start to its return, with the stack it was called from (innermost: the
  * function). Every Python call of the process traps into the probe, named or
- * not: the agent reports how many (the cost) when it stops.
+ * not: the agent reports how many (the cost) when it stops. A generator or
+ * coroutine is one call from its first start: to its return (3.11+), or to its
+ * first yield (3.10, whose frames leave the eval loop at each yield).
  */
 #ifndef XPU_PYTHON_H
 #define XPU_PYTHON_H

@@ -61,7 +61,8 @@ def test_every_call_of_the_functions_named(name: str, build_dir: Path, tmp_path:
         pytest.skip(f"no {name} installed here (pyenv)")
     old = name == "pyenv-3.10"  # no co_qualname: names are co_name
     forward = "forward" if old else "Model.forward"
-    ready, calls, stacks, cost = run(python, build_dir, tmp_path, [forward, "boom", "fib", "step"])
+    ready, calls, stacks, cost = run(python, build_dir, tmp_path,
+                                     [forward, "boom", "fib", "step", "numbers"])
     lines = at()
     got: Counter[tuple[int, str, int, str, bool]] = Counter()
     for c in calls:
@@ -77,6 +78,8 @@ def test_every_call_of_the_functions_named(name: str, build_dir: Path, tmp_path:
         want[(tid, "boom", lines["boom"], "step", True)] += ROUNDS  # left by its exception
         want[(tid, "fib", lines["fib"], "step", False)] += ROUNDS
         want[(tid, "fib", lines["fib"], "fib", False)] += ROUNDS * (FIB_CALLS - 1)
+        # a generator: one call from its start to its return, not one per resumption
+        want[(tid, "numbers", lines["numbers"], "step", False)] += ROUNDS
     assert got == want
     # the calls a step makes lie within it, on its thread
     for tid in (ready["tid"], ready["worker"]):
@@ -84,10 +87,10 @@ def test_every_call_of_the_functions_named(name: str, build_dir: Path, tmp_path:
         steps = [c for c in mine if stacks[c["args"]["py_stack"]][0][0] == "step"]
         for s in steps:
             inner = [c for c in mine if s["ts_ns"] < c["ts_ns"] < s["ts_ns"] + s["duration_ns"]]
-            assert len(inner) == 2 + FIB_CALLS
+            assert len(inner) == 3 + FIB_CALLS
             assert all(c["ts_ns"] + c["duration_ns"] <= s["ts_ns"] + s["duration_ns"]
                        for c in inner if not c["incomplete"])  # fmt: skip
-    named = 2 * ROUNDS * (3 + FIB_CALLS)
+    named = 2 * ROUNDS * (4 + FIB_CALLS)
     assert cost["named"] == named and cost["lost"] == 0
     assert cost["trapped"] >= named + 2 * ROUNDS * 2  # helper and the generator too
 

@@ -30,8 +30,9 @@ def fib(n):  # at:fib
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 
 
-def numbers(n):
-    yield from range(n)
+def numbers(n):  # at:numbers
+    for i in range(n):
+        yield i
 
 
 def step(m, i):  # at:step

@@ -31,8 +31,7 @@ def fib(n):  # at:fib
 
 
 def numbers(n):  # at:numbers
-    for i in range(n):
-        yield i
+    yield from range(n)
 
 
 def step(m, i):  # at:step

@@ -74,3 +74,38 @@ async def test_python_monitor_samples_through_the_api(platform: Platform) -> Non
     spinning = [e for e in samples if e.get("python_stack", [{}])[0].get("function") == "spin"]
     assert len(spinning) >= 0.6 * hz * seconds and len(spinning) >= 0.9 * len(samples)
     assert {e["event_type"] for e in samples} == {"sample"}
+
+
+CALLS_SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_calls.py"
+
+
+async def test_python_function_calls_through_the_api(platform: Platform) -> None:
+    """config.functions on a PYTHON monitor started through the REST API: each call of the
+    functions named is stored with its stack, found by python_function, and drawn in a trace
+    that validates; the names are checked before anything starts."""
+    p, rounds = platform, 2
+    r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
+                            json={"monitor_type": "CUDA", "target": {"pid": 1},
+                                  "config": {"functions": ["step"]}})  # fmt: skip
+    assert r.status == 400 and "config.functions" in await r.text()
+    r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
+                            json={"monitor_type": "PYTHON", "target": {"pid": 1},
+                                  "config": {"functions": ["rm -rf"]}})  # fmt: skip
+    assert r.status == 400 and "config.functions" in await r.text()
+    ready, mon = await monitored(p, [sys.executable, str(CALLS_SCRIPT), str(rounds)],
+                                 {"monitor_type": "PYTHON",
+                                  "config": {"functions": ["step", "boom"], "sample_hz": 1}})
+
+    async def stored() -> Any:
+        got = await p.all_events(f"monitor_id = '{mon}' AND event_type = 'call'")
+        return got if len(got) >= 4 * rounds else None
+
+    calls = await eventually(stored, "calls stored")
+    seen = Counter((e["tid"], e["python_stack"][0]["function"], e["flags"] & 1) for e in calls)
+    assert seen == {(tid, fn, fn == "boom"): rounds for tid in (ready["tid"], ready["worker"])
+                    for fn in ("step", "boom")}  # fmt: skip
+    steps = await p.all_events(f"monitor_id = '{mon}' AND python_function = 'step'")
+    assert len(steps) == 2 * rounds
+    _, data = await generate(p, f"monitor_id = '{mon}' AND event_type = 'call'", "perfetto")
+    names = Counter(sl.name for sl in validate_perfetto(data).slices)
+    assert names["call"] == 4 * rounds

@@ -77,7 +77,7 @@ class _Writer:
         self.started = False
         self.memory = MemoryHeld()
         self.groups = GroupRows()
-        self.flow = 0
+        self.flows = _FlowIds()
         self.rates = _Rates()
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="trace-compress")
         self.compressing: list[Future[bytes]] = []
@@ -109,8 +109,8 @@ class _Writer:
             self.tracks.start(int(c.ts[0]))
             self.started = True
         layout = layout_for(c.monitor_type)
-        flows = self._flow_ids(c, layout)
         seq = thread_seqs(c, self.tracks)
+        flows = self.flows.ids(c, layout, seq)
         new, ann = slice_markers(c, self.tracks, layout, flows, seq)
         new = new.concat(queue_markers(c, self.tracks, layout, flows, seq))
         new = new.concat(group_markers(c, self.tracks, layout, ann, self.groups))
@@ -120,15 +120,6 @@ class _Writer:
             new = new.concat(self.frames.markers(c, self.tracks))
         self.stats.events += len(c)
         self._write(self.pending.concat(new), horizon, c, ann)
-
-    def _flow_ids(self, c: EventChunk, layout: Layout) -> np.ndarray:
-        """A flow id for each call that enqueues work (0 for the others)."""
-        submits = np.array([layout.submits(t) for t in c.names], dtype=bool)[c.name]
-        ids = np.zeros(len(c), np.uint64)
-        n = int(submits.sum())
-        ids[submits] = np.arange(self.flow + 1, self.flow + 1 + n, dtype=np.uint64)
-        self.flow += n
-        return ids
 
     def _memory(self, c: EventChunk, layout: Layout) -> Markers:
         """Device memory held per process, a point at the end of each alloc and free."""
@@ -253,6 +244,53 @@ class _Rates:
 
     def close(self, tracks: Tracks) -> Markers:
         return self._closed(None)
+
+
+class _FlowIds:
+    """Flow ids, from each call that enqueues work to its queue's instant at the call's end.
+
+    A flow's id is free again once it ends, so ids are chosen to compress: (thread sequence
+    << 4) | the number of its thread's flows still open when it starts. Calls on a thread
+    nest, so its flows end last in, first out, and that number is free: almost always 0,
+    one id per thread (3 bytes a slice less than ids counting up). The rare flow opened
+    16 deep takes an id of its own from a counter above every thread's.
+    """
+
+    def __init__(self) -> None:
+        self.open: dict[int, list[int]] = {}  # thread sequence -> ends of its open flows
+        self.serial = 1 << 40
+
+    def ids(self, c: EventChunk, layout: Layout, seq: np.ndarray) -> np.ndarray:
+        """A flow id for each call of c that enqueues work (0 for the others)."""
+        submits = np.array([layout.submits(t) for t in c.names], dtype=bool)[c.name]
+        ids = np.zeros(len(c), np.uint64)
+        rows = np.flatnonzero(submits)
+        if not len(rows):
+            return ids
+        order = rows[np.argsort(seq[rows], kind="stable")]  # by thread, in start order
+        cut = np.flatnonzero(np.diff(seq[order])) + 1
+        for part in np.split(order, cut):
+            ids[part] = self._thread(int(seq[part[0]]), c.ts[part], c.ts[part] + c.dur[part])
+        return ids
+
+    def _thread(self, s: int, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        stack = self.open.setdefault(s, [])
+        while stack and stack[-1] <= start[0]:
+            stack.pop()
+        if not stack and bool((end[:-1] <= start[1:]).all()):  # none inside another
+            stack.append(int(end[-1]))
+            return np.full(len(start), s << 4, np.uint64)
+        out = np.empty(len(start), np.uint64)
+        for i, (b, e) in enumerate(zip(start.tolist(), end.tolist(), strict=True)):
+            while stack and stack[-1] <= b:
+                stack.pop()
+            if len(stack) < 16:
+                out[i] = s << 4 | len(stack)
+            else:
+                self.serial += 1
+                out[i] = self.serial
+            stack.append(e)
+        return out
 
 
 def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,

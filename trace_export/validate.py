@@ -81,7 +81,9 @@ class PerfettoSummary:
     tracks: dict[int, Track]
     slices: list[Slice]  # ordered by (ts, track, depth)
     instants: list[Instant]  # in file order
-    flows: dict[int, list[tuple[int, int]]]  # flow id -> (track uuid, ts) of each step
+    # each flow, numbered in the order they start (an id is free again once its flow ends):
+    # (track uuid, ts) of each step
+    flows: dict[int, list[tuple[int, int]]]
     counters: dict[int, list[tuple[int, float]]]  # track uuid -> (ts, value)
     packet_count: int  # packets other than compressed chunks, those inside them included
     sequences: dict[int, int]  # trusted_packet_sequence_id -> its packet count
@@ -217,7 +219,7 @@ class _Checker:
         self.slices: list[Slice] = []
         self.instants: list[Instant] = []
         self.flows: dict[int, list[tuple[int, int]]] = {}
-        self.open_flows: dict[int, str] = {}  # flow id -> where its last step was
+        self.open_flows: dict[int, tuple[int, str]] = {}  # id -> (flow, where its last step)
         self.counters: dict[int, list[tuple[int, float]]] = {}
         self.packet_count = 0
 
@@ -373,13 +375,13 @@ class _Checker:
 
     def flow_steps(self, ev: Any, uuid: int, ts: int, here: str) -> None:
         for fid in ev.flow_ids:
-            self.flows.setdefault(fid, []).append((uuid, ts))
-            self.open_flows[fid] = here
+            flow = self.open_flows[fid][0] if fid in self.open_flows else len(self.flows)
+            self.flows.setdefault(flow, []).append((uuid, ts))
+            self.open_flows[fid] = (flow, here)
         for fid in ev.terminating_flow_ids:
             if fid not in self.open_flows:
                 raise TraceInvalid(f"{here}: terminating flow {fid} was never started")
-            self.flows[fid].append((uuid, ts))
-            del self.open_flows[fid]
+            self.flows[self.open_flows.pop(fid)[0]].append((uuid, ts))
 
     def event_name(self, ev: Any, seq: _Sequence, where: str) -> str:
         kind = ev.WhichOneof("name_field")
@@ -415,7 +417,7 @@ class _Checker:
             if stack:
                 s = stack[-1]
                 raise TraceInvalid(f"{s.where}: slice {s.name!r} begun at {s.ts} never ends")
-        for fid, where in self.open_flows.items():
+        for fid, (_, where) in self.open_flows.items():
             raise TraceInvalid(f"flow {fid} never terminates (last step at {where})")
         self.slices.sort(key=lambda s: (s.ts, s.track_uuid, s.depth))
         return PerfettoSummary(

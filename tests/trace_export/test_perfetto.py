@@ -11,6 +11,7 @@ import pytest
 
 from backend import abi
 from trace_export import EventChunk, from_batches, write_chrome_json, write_perfetto
+from trace_export import trace_processor as tp
 from trace_export.validate import PerfettoSummary, validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
 
@@ -99,6 +100,36 @@ def test_async_calls_flow_to_their_stream_row() -> None:
         assert s.tracks[start_track].tid == 8
         assert " CUDA stream " in s.tracks[end_track].name
         assert end_ts > start_ts
+
+
+@pytest.mark.parametrize("split", [None, 2, 3])
+def test_flows_of_nested_calls_each_reach_their_own_instant(split: int | None,
+                                                            tmp_path: Any,
+                                                            trace_processor: Any) -> None:
+    """Flow ids are free again once their flow ends (one id per thread and nesting level):
+    a launch enclosing two more, then one after, over chunks too, make four flows from each
+    call to its own instant, as our validator and Perfetto's trace processor read them."""
+    rows = [
+        {"func": LAUNCH, "ts_ns": 1000, "duration_ns": 500, "tid": 8, "stream": 0x55},
+        {"func": CU_LAUNCH, "ts_ns": 1100, "duration_ns": 100, "tid": 8, "stream": 0x55},
+        {"func": CU_LAUNCH, "ts_ns": 1300, "duration_ns": 100, "tid": 8, "stream": 0x66},
+        {"func": LAUNCH, "ts_ns": 2000, "duration_ns": 100, "tid": 8, "stream": 0x66},
+        {"func": LAUNCH, "ts_ns": 1050, "duration_ns": 900, "tid": 9, "stream": 0x55},
+    ]  # fmt: skip
+    rows.sort(key=lambda r: r["ts_ns"])
+    chunks = [events(rows)] if split is None else [events(rows[:split]), events(rows[split:])]
+    s, data = perfetto(chunks)
+    got = sorted((s.tracks[a].tid, a_ts - T0, s.tracks[b].name, b_ts - T0)
+                 for (a, a_ts), (b, b_ts) in s.flows.values())  # fmt: skip
+    assert got == [(8, 1000, "GPU 0 CUDA stream 0x55", 1500),
+                   (8, 1100, "GPU 0 CUDA stream 0x55", 1200),
+                   (8, 1300, "GPU 0 CUDA stream 0x66", 1400),
+                   (8, 2000, "GPU 0 CUDA stream 0x66", 2100),
+                   (9, 1050, "GPU 0 CUDA stream 0x55", 1950)]  # fmt: skip
+    path = tmp_path / "flows.pftrace"
+    path.write_bytes(data)
+    [[[flows]]] = tp.query(path, "select count(*) from flow", folder=trace_processor)
+    assert flows == 5
 
 
 def test_memory_counter_follows_allocations_and_frees() -> None:

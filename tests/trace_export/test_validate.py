@@ -100,7 +100,7 @@ def test_sample_reads_back_exactly() -> None:
         Slice(THREAD, "inner", 1015, 20, 1, {"k": -1}),
     ]
     assert s.instants == [Instant(QUEUE, "launch", 1100, {"sync": False})]
-    assert s.flows == {7: [(THREAD, 1010), (QUEUE, 1100)]}
+    assert s.flows == {0: [(THREAD, 1010), (QUEUE, 1100)]}  # the first flow (id 7)
     assert s.counters == {MEMORY: [(1100, 4096), (1200, 0.5)]}
     assert s.tracks == {
         PROCESS: Track(PROCESS, "process", "app", pid=100),

@@ -20,7 +20,7 @@ from tests.workloads.acl_expect import Call, Out
 
 pytestmark = pytest.mark.bpf
 
-SYNC_US, HCCL_US = 3000, 2000
+SYNC_US, HCCL_US = 10_000, 5_000  # long enough that no plain call takes as long
 # CANN parameter name -> decoded argument name (backend.abi.ACL_ARGS), then per symbol.
 PARAM = {
     "configPath": "config_path", "size": "bytes", "policy": "policy", "dst": "dst",

@@ -71,6 +71,8 @@ class _ChromeWriter:
             self._emit(event)
 
     def add(self, c: EventChunk) -> None:
+        if self.frames is not None:
+            c = self.frames.name_calls(c)
         layout = layout_for(c.monitor_type)
         arg_names = {t: args_of(c.monitor_type, t) for t in c.names}
         cols: dict[str, list[Any]] = {a: v.tolist() for a, v in c.args.items()}

@@ -108,6 +108,8 @@ class _Writer:
         if not self.started:
             self.tracks.start(int(c.ts[0]))
             self.started = True
+        if self.frames is not None:
+            c = self.frames.tracker.name_calls(c)
         layout = layout_for(c.monitor_type)
         seq = thread_seqs(c, self.tracks)
         flows = self.flows.ids(c, layout, seq)

@@ -22,10 +22,11 @@ from trace_export.markers import BEGIN, END, Markers
 from trace_export.tracks import Sequence as TrackSequence
 from trace_export.tracks import Tracks
 
-__all__ = ["FrameTracker", "PythonFrames", "StackFrames", "frame_label"]
+__all__ = ["CALL", "FrameTracker", "PythonFrames", "StackFrames", "frame_label"]
 
 #: Stack ids -> each stack's frames as labels, outermost first (ids it does not know: none).
 StackFrames = Callable[[Sequence[int]], Mapping[int, Sequence[str]]]
+CALL = "call"  # the PYTHON monitor's exact calls (bpf/python.h PYTHON_FN_call)
 
 _BEFORE_CALLS = -(1 << 62)  # a frame's begin sorts before every call begin at its time
 
@@ -41,7 +42,9 @@ def frame_label(function: str, file: str, line: int | None = None) -> str:
 class _Thread:
     labels: list[str] = field(default_factory=list)  # open frames, outermost first
     begins: list[int] = field(default_factory=list)
-    last_end: int = 0
+    ends: list[int] = field(default_factory=list)  # the end of the last call made in each
+    # for a frame that an exact call's slice draws (no markers of its own): its end
+    drawn: list[int | None] = field(default_factory=list)
 
 
 ThreadKey = tuple[str, int, int]  # machine, pid, tid
@@ -59,17 +62,46 @@ class FrameTracker:
         self.known: dict[int, Sequence[str]] = {0: ()}
         self.threads: dict[ThreadKey, _Thread] = {}
 
-    def feed(self, c: EventChunk) -> tuple[list[Opened], list[Closed]]:
-        stack = c.args.get("py_stack")
-        opened: list[Opened] = []
-        closed: list[Closed] = []
-        if stack is None or (not stack.any() and not self.threads):
-            return opened, closed
+    def resolve(self, stack: np.ndarray) -> None:
+        """Makes every stack id in stack known (frames_of asked once for the new ones)."""
         missing = [int(s) for s in np.unique(stack) if int(s) not in self.known]
         if missing:
             found = self.frames_of(missing)
             for s in missing:
                 self.known[s] = tuple(found.get(s, ()))
+
+    def name_calls(self, c: EventChunk) -> EventChunk:
+        """A PYTHON monitor's exact calls (event type "call") named by their function, the
+        innermost frame of their stack: the call is that frame's slice, exactly."""
+        stack = c.args.get("py_stack")
+        if c.monitor_type != "PYTHON" or CALL not in c.names or stack is None:
+            return c
+        rows = np.flatnonzero(c.name == c.names.index(CALL))
+        self.resolve(stack[rows])
+        names = list(c.names)
+        codes = {n: i for i, n in enumerate(names)}
+        name = c.name.copy()
+        for i in rows.tolist():
+            labels = self.known[int(stack[i])]
+            label = labels[-1] if labels else CALL
+            name[i] = codes.setdefault(label, len(names))
+            if name[i] == len(names):
+                names.append(label)
+        return replace(c, name=name, names=tuple(names))
+
+    def feed(self, c: EventChunk) -> tuple[list[Opened], list[Closed]]:
+        """The frames c's calls enter and leave. A PYTHON exact call is drawn inside the
+        frames of its callers only: it is its function's frame itself (name_calls)."""
+        stack = c.args.get("py_stack")
+        opened: list[Opened] = []
+        closed: list[Closed] = []
+        if stack is None or (not stack.any() and not self.threads):
+            return opened, closed
+        self.resolve(stack)
+        exact = np.zeros(len(c), bool)
+        if c.monitor_type == "PYTHON":  # named by name_calls: their names are not event types
+            event_types = {"sample", "gc"}
+            exact = ~np.isin(c.name, [i for i, n in enumerate(c.names) if n in event_types])
         for i, (ts, dur, pid, tid, s) in enumerate(zip(
                 c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), stack.tolist(),
                 strict=True)):  # fmt: skip
@@ -80,15 +112,25 @@ class FrameTracker:
                 if not labels:
                     continue
                 th = self.threads[key] = _Thread()
+            mine = labels[:-1] if exact[i] else labels
             k = 0
-            while k < min(len(labels), len(th.labels)) and labels[k] == th.labels[k]:
+            while k < min(len(mine), len(th.labels)) and mine[k] == th.labels[k]:
                 k += 1
+            # a frame drawn by an exact call that has ended is left, with what it holds
+            k = min([k, *(j for j, e in enumerate(th.drawn) if e is not None and e <= ts)])
             closed += self._close(key, th, k)
-            for j in range(k, len(labels)):
-                opened.append((key, i, labels[j], ts, j))
-                th.labels.append(labels[j])
+            for j in range(k, len(mine)):
+                opened.append((key, i, mine[j], ts, j))
+                th.labels.append(mine[j])
                 th.begins.append(ts)
-            th.last_end = max(th.last_end, ts + dur)
+                th.ends.append(ts)
+                th.drawn.append(None)
+            if exact[i] and labels:  # the call's own frame: its slice, open until its end
+                th.labels.append(labels[-1])
+                th.begins.append(ts)
+                th.ends.append(ts + dur)
+                th.drawn.append(ts + dur)
+            th.ends[:] = [max(e, ts + dur) for e in th.ends]
         return opened, closed
 
     def close(self) -> list[Closed]:
@@ -97,10 +139,11 @@ class FrameTracker:
 
     @staticmethod
     def _close(key: ThreadKey, th: _Thread, keep: int) -> list[Closed]:
-        """The frames above the first keep, innermost first."""
-        out = [(key, th.labels[j], th.begins[j], th.last_end, j)
-               for j in range(len(th.labels) - 1, keep - 1, -1)]
-        del th.labels[keep:], th.begins[keep:]
+        """The frames above the first keep, innermost first, each ended with the last call
+        made in it (not those an exact call's slice draws: that slice is the frame)."""
+        out = [(key, th.labels[j], th.begins[j], th.ends[j], j)
+               for j in range(len(th.labels) - 1, keep - 1, -1) if th.drawn[j] is None]
+        del th.labels[keep:], th.begins[keep:], th.ends[keep:], th.drawn[keep:]
         return out
 
 

@@ -15,7 +15,7 @@ import pytest
 from backend import abi
 from manager.python_target import agent_flags, find_target
 from tests.agent.procs import Capture, trace_workload
-from tests.manager.test_python_target import INTERPRETERS
+from tests.manager.test_python_target import INTERPRETERS, python_or_skip
 
 pytestmark = pytest.mark.bpf
 
@@ -50,9 +50,7 @@ def run(python: Path, cudart: Path, build: Path, tmp: Path, rounds: int) -> tupl
 @pytest.mark.parametrize("name", INTERPRETERS)
 def test_each_call_has_its_python_stack(name: str, build_dir: Path, tmp_path: Path,
                                         cudart12: Path) -> None:
-    python = INTERPRETERS[name]
-    if python is None or not python.exists():
-        pytest.skip(f"no {name} installed here (pyenv)")
+    python = python_or_skip(name)
     rounds = 3
     ready, cap = run(python, cudart12, build_dir, tmp_path, rounds)
     lines, file = at(), str(SCRIPT)

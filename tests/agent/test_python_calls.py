@@ -18,7 +18,7 @@ from manager.python_hooks import find_hooks, hook_flag
 from manager.python_offsets import OFFSETS
 from manager.python_target import agent_flags, find_target
 from tests.agent.procs import run_agent_expect_failure, trace_workload
-from tests.manager.test_python_target import INTERPRETERS
+from tests.manager.test_python_target import INTERPRETERS, python_or_skip
 
 pytestmark = pytest.mark.bpf
 
@@ -56,9 +56,7 @@ def run(python: Path, build: Path, tmp: Path, names: list[str]) -> tuple[
 
 @pytest.mark.parametrize("name", INTERPRETERS)
 def test_every_call_of_the_functions_named(name: str, build_dir: Path, tmp_path: Path) -> None:
-    python = INTERPRETERS[name]
-    if python is None or not python.exists():
-        pytest.skip(f"no {name} installed here (pyenv)")
+    python = python_or_skip(name)
     old = name == "pyenv-3.10"  # no co_qualname: names are co_name
     forward = "forward" if old else "Model.forward"
     ready, calls, stacks, cost = run(python, build_dir, tmp_path,

@@ -12,7 +12,7 @@ from backend import abi
 from manager.python_target import find_target
 from tests.agent.procs import run_agent_expect_failure, trace_workload
 from tests.agent.test_python_attribution import py_flags, stacks
-from tests.manager.test_python_target import DEBIAN, INTERPRETERS
+from tests.manager.test_python_target import DEBIAN, INTERPRETERS, python_or_skip
 
 pytestmark = pytest.mark.bpf
 
@@ -22,9 +22,7 @@ SPIN_S = 0.5
 
 @pytest.mark.parametrize("name", INTERPRETERS)
 def test_samples_name_the_spinning_function(name: str, build_dir: Path, tmp_path: Path) -> None:
-    python = INTERPRETERS[name]
-    if python is None or not python.exists():
-        pytest.skip(f"no {name} installed here (pyenv)")
+    python = python_or_skip(name)
     hz = 499
     ready, _, cap = trace_workload(build_dir, [str(python), str(SCRIPT)], tmp_path,
                                    "--sample-hz", str(hz), monitor_type="PYTHON",

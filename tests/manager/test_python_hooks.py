@@ -24,7 +24,7 @@ from manager.python_hooks import EVAL, PythonHooks, find_hooks, hook_flag
 from manager.python_opcodes import OPCODES
 from manager.python_target import PythonTarget, UnsupportedPython, find_target
 from tests.agent.procs import JsonLineProc
-from tests.manager.test_python_target import INTERPRETERS
+from tests.manager.test_python_target import INTERPRETERS, python_or_skip
 
 CALLS = 37
 WORKLOAD = """
@@ -49,15 +49,6 @@ def main(n):
 
 main(int(sys.argv[1]))
 """
-
-
-def python_or_skip(name: str) -> Path:
-    python = INTERPRETERS[name]
-    if python is None or not python.exists():
-        if name.startswith("debian"):
-            pytest.fail(f"{python} is Debian 12's python3: it must be here")
-        pytest.skip(f"no {name} installed here (pyenv)")
-    return python
 
 
 def start(python: Path, tmp_path: Path) -> tuple[JsonLineProc, PythonTarget]:

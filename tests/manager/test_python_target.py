@@ -38,13 +38,19 @@ INTERPRETERS = {"debian-3.11-static": DEBIAN, **{f"pyenv-{v}": pyenv(v)
                                                  for v in ("3.10", "3.11", "3.12", "3.13")}}
 
 
-@pytest.mark.parametrize("name", INTERPRETERS)
-def test_stacks_are_the_call_chain(name: str) -> None:
+def python_or_skip(name: str) -> Path:
+    """The interpreter INTERPRETERS names; a pyenv one not installed here skips the test."""
     python = INTERPRETERS[name]
     if python is None or not python.exists():
         if name.startswith("debian"):
             pytest.fail(f"{python} is Debian 12's python3: it must be here")
         pytest.skip(f"no {name} installed here (pyenv)")
+    return python
+
+
+@pytest.mark.parametrize("name", INTERPRETERS)
+def test_stacks_are_the_call_chain(name: str) -> None:
+    python = python_or_skip(name)
     work = JsonLineProc([str(python), str(SCRIPT)])
     try:
         ready = work.read_json("ready")

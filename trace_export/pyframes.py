@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from backend import abi
 from trace_export.events import EventChunk
 from trace_export.markers import BEGIN, END, Markers
 from trace_export.tracks import Sequence as TrackSequence
@@ -99,9 +100,9 @@ class FrameTracker:
             return opened, closed
         self.resolve(stack)
         exact = np.zeros(len(c), bool)
-        if c.monitor_type == "PYTHON":  # named by name_calls: their names are not event types
-            event_types = {"sample", "gc"}
-            exact = ~np.isin(c.name, [i for i, n in enumerate(c.names) if n in event_types])
+        if c.monitor_type == "PYTHON":  # "call", or renamed by name_calls: no other type
+            others = set(abi.function_names("PYTHON").values()) - {CALL}
+            exact = ~np.isin(c.name, [i for i, n in enumerate(c.names) if n in others])
         for i, (ts, dur, pid, tid, s) in enumerate(zip(
                 c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), stack.tolist(),
                 strict=True)):  # fmt: skip

@@ -215,15 +215,10 @@ static int acl_plan(const struct mapped_lib *libs, int nlibs, struct call_plan *
 			return ret;
 	}
 	for (i = 0; i < ACL_NFUNCS; i++) {
-		char prog[64];
-		const char *kept;
-
 		if (at[i] < 0)
 			continue;
-		snprintf(prog, sizeof(prog), "enter_%s", acl_functions[i].name);
-		kept = call_plan_keep(plan, prog);
-		if (!kept || call_plan_add(plan, &libs[at[i]], kept, acl_functions[i].name, off[i],
-					   acl_functions[i].id))
+		if (call_plan_add_entry(plan, &libs[at[i]], acl_functions[i].name, off[i],
+					acl_functions[i].id))
 			goto oom;
 		found++;
 	}

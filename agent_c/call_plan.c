@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "call_probe.h"
@@ -43,6 +44,17 @@ int call_plan_add(struct call_plan *plan, const struct mapped_lib *lib, const ch
 	}
 	lp->sites[lp->nsites++] = (struct call_site){ prog, name, offset, cookie };
 	return 0;
+}
+
+int call_plan_add_entry(struct call_plan *plan, const struct mapped_lib *lib, const char *name,
+			unsigned long offset, __u64 cookie)
+{
+	char prog[64];
+	const char *kept;
+
+	snprintf(prog, sizeof(prog), "enter_%s", name);
+	kept = call_plan_keep(plan, prog);
+	return kept ? call_plan_add(plan, lib, kept, name, offset, cookie) : -ENOMEM;
 }
 
 const char *call_plan_keep(struct call_plan *plan, const char *s)

@@ -117,6 +117,9 @@ extern const struct call_probe acl_probe;
 /* Adds a site to the plan's entry for lib (added if new). Returns 0 or -ENOMEM. */
 int call_plan_add(struct call_plan *plan, const struct mapped_lib *lib, const char *prog,
 		  const char *name, unsigned long offset, __u64 cookie);
+/* call_plan_add() for a function with its own entry program, enter_<name>. */
+int call_plan_add_entry(struct call_plan *plan, const struct mapped_lib *lib, const char *name,
+			unsigned long offset, __u64 cookie);
 /* A copy of s that the plan frees; NULL when out of memory. */
 const char *call_plan_keep(struct call_plan *plan, const char *s);
 void call_plan_free(struct call_plan *plan);

@@ -134,15 +134,9 @@ static int cuda_plan(const struct mapped_lib *libs, int nlibs, struct call_plan 
 		if (n < 0)
 			return -n;
 		for (size_t f = 0; f < cuda_function_count; f++) {
-			char prog[64];
-			const char *kept;
-
-			if (q[f].offset < 0)
-				continue;
-			snprintf(prog, sizeof(prog), "enter_%s", cuda_functions[f].name);
-			kept = call_plan_keep(plan, prog);
-			if (!kept || call_plan_add(plan, &libs[i], kept, cuda_functions[f].name,
-						   q[f].offset, cuda_functions[f].id)) {
+			if (q[f].offset >= 0 &&
+			    call_plan_add_entry(plan, &libs[i], cuda_functions[f].name, q[f].offset,
+						cuda_functions[f].id)) {
 				snprintf(err, errlen, "out of memory");
 				return AGENT_START_FAILED;
 			}

@@ -33,7 +33,9 @@ struct {
 	__type(value, struct gc_start);
 } gc_started SEC(".maps");
 
-static __always_inline struct python_event *event(struct task_struct *task, __u16 func)
+/* A reserved event of task's with its header and Python stack; NULL: the ring buffer is full. */
+static __always_inline struct python_event *event(struct task_struct *task, __u16 func,
+						  __u64 py_stack)
 {
 	struct python_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -48,7 +50,7 @@ static __always_inline struct python_event *event(struct task_struct *task, __u1
 	e->h.flags = 0;
 	e->h.cpu = bpf_get_smp_processor_id();
 	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
-	e->py_stack = py_capture(task->tgid, task->pid);
+	e->py_stack = py_stack;
 	e->generation = 0;
 	e->reserved = 0;
 	e->collected = 0;
@@ -63,7 +65,7 @@ int sample(struct bpf_perf_event_data *ctx)
 
 	if (task->tgid != targ_tgid)
 		return 0;
-	e = event(task, PYTHON_FN_sample);
+	e = event(task, PYTHON_FN_sample, py_capture(task->tgid, task->pid));
 	if (!e)
 		return 0;
 	e->h.ts_ns = bpf_ktime_get_ns();
@@ -92,7 +94,7 @@ int BPF_USDT(gc_done, long collected)
 
 	if (!st)
 		return 0;	/* began before the probe */
-	e = event(task, PYTHON_FN_gc);
+	e = event(task, PYTHON_FN_gc, py_capture(task->tgid, task->pid));
 	if (e) {
 		e->h.ts_ns = st->ts_ns;
 		e->h.duration_ns = bpf_ktime_get_ns() - st->ts_ns;
@@ -162,7 +164,17 @@ static __always_inline bool py_is_named(__u64 code)
 }
 
 static __always_inline void py_call_event(struct task_struct *task, struct py_open_call *c,
-					  __u64 now, __u16 flags);
+					  __u64 now, __u16 flags)
+{
+	struct python_event *e = event(task, PYTHON_FN_call, c->py_stack);
+
+	if (!e)
+		return;
+	e->h.ts_ns = c->ts_ns;
+	e->h.duration_ns = now - c->ts_ns;
+	e->h.flags = flags;
+	bpf_ringbuf_submit(e, 0);
+}
 
 /* 3.11+: open calls whose frames the new one's has replaced were left by exceptions. */
 static __always_inline void py_unwind_to(struct task_struct *task, struct py_open_calls *open,
@@ -221,30 +233,6 @@ static __always_inline void py_call_start(struct task_struct *task, __u64 frame,
 	open->depth = d + 1;
 }
 
-static __always_inline void py_call_event(struct task_struct *task, struct py_open_call *c,
-					  __u64 now, __u16 flags)
-{
-	struct python_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e) {
-		count_drop(XPU_DROP_RINGBUF);
-		return;
-	}
-	e->h.ts_ns = c->ts_ns;
-	e->h.duration_ns = now - c->ts_ns;
-	e->h.ret = 0;
-	e->h.pid = task->tgid;
-	e->h.tid = task->pid;
-	e->h.func = PYTHON_FN_call;
-	e->h.flags = flags;
-	e->h.cpu = bpf_get_smp_processor_id();
-	__builtin_memcpy(e->h.comm, task->comm, sizeof(e->h.comm));
-	e->py_stack = c->py_stack;
-	e->generation = 0;
-	e->reserved = 0;
-	e->collected = 0;
-	bpf_ringbuf_submit(e, 0);
-}
 
 /*
  * A frame returns: code is its code object (3.11+), or sp the stack pointer at

@@ -193,6 +193,26 @@ static __always_inline void py_unwind_to(struct task_struct *task, struct py_ope
 	}
 }
 
+/*
+ * The frame runs again, not from its start: a generator or coroutine resuming
+ * after a yield or await. 3.10: f_lasti is -1 until the frame first runs.
+ * 3.11+: the handler has made the frame's instruction pointer its RESUME (the
+ * probe sits past that store), whose oparg location is then not 0.
+ */
+static __always_inline bool py_resumed(__u64 frame)
+{
+	__s32 lasti = -1;
+	__u8 unit[2];
+	__u64 instr;
+
+	if (py_eval_frame) {
+		bpf_probe_read_user(&lasti, sizeof(lasti), (void *)(frame + py.frame_instr));
+		return lasti >= 0;
+	}
+	instr = py_read(frame + py.frame_instr);
+	return instr && !bpf_probe_read_user(unit, sizeof(unit), (void *)instr) && unit[1] & 3;
+}
+
 /* A named function starts: frame is its frame, sp the stack pointer (3.10's pairing). */
 static __always_inline void py_call_start(struct task_struct *task, __u64 frame, __u64 sp)
 {
@@ -202,7 +222,7 @@ static __always_inline void py_call_start(struct task_struct *task, __u64 frame,
 	struct py_open_calls *open;
 
 	__sync_fetch_and_add(&py_calls_seen, 1);
-	if (!code || !py_is_named(code))
+	if (!code || !py_is_named(code) || py_resumed(frame))
 		return;
 	__sync_fetch_and_add(&py_calls_named, 1);
 	open = bpf_map_lookup_elem(&py_open, &tid);
@@ -283,35 +303,10 @@ SEC("uprobe")
 int py_enter(struct pt_regs *ctx)
 {
 	struct task_struct *task = py_target_task();
-	__u64 frame, instr;
-	__u8 unit[2];
 
-	if (!task)
-		return 0;
-	if (py_eval_frame) {
-		/* 3.10: f_lasti is -1 until the frame first runs; a resumed generator's is not */
-		__s32 lasti = -1;
-
-		frame = PT_REGS_PARM2(ctx);
-		bpf_probe_read_user(&lasti, sizeof(lasti), (void *)(frame + py.frame_instr));
-		if (lasti >= 0)
-			__sync_fetch_and_add(&py_calls_seen, 1);
-		else
-			py_call_start(task, frame, PT_REGS_SP(ctx));
-		return 0;
-	}
-	frame = py_current_frame(task->pid);
-	/*
-	 * The handler has made the frame's instruction pointer its RESUME (the
-	 * probe sits past that store): an oparg location other than 0 is a
-	 * generator or coroutine resuming after a yield or await, not a call.
-	 */
-	instr = frame ? py_read(frame + py.frame_instr) : 0;
-	if (instr && !bpf_probe_read_user(unit, sizeof(unit), (void *)instr) && unit[1] & 3) {
-		__sync_fetch_and_add(&py_calls_seen, 1);
-		return 0;
-	}
-	py_call_start(task, frame, PT_REGS_SP(ctx));
+	if (task)
+		py_call_start(task, py_eval_frame ? PT_REGS_PARM2(ctx) : py_current_frame(task->pid),
+			      PT_REGS_SP(ctx));
 	return 0;
 }
 

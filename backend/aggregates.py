@@ -256,8 +256,7 @@ class _AclnnOps:
         found = self.ids.get(op)
         if found is None and len(self.ids) < 255:
             found = self.ids[op] = self.base + 1 + len(self.ids)
-            name = op.split(b"\0", 1)[0].decode(errors="replace")
-            self.names[found] = abi.event_type(self.base, "ACL", {"op_type": name.encode()})
+            self.names[found] = abi.event_type(self.base, "ACL", {"op_type": op})
         return found if found is not None else self.base
 
     def name(self, func: int, monitor_type: str) -> str:

@@ -68,6 +68,7 @@ __all__ = [
     "event_type",
     "function_name",
     "function_names",
+    "function_of",
     "iter_batches",
 ]
 
@@ -256,6 +257,13 @@ class Abi:
         if monitor_type == "ACL" and name == "aclnn":
             return name + _cstr(e["op_type"]).decode(errors="replace")
         return name
+
+    def function_of(self, event_type: str, monitor_type: str) -> int | None:
+        """The function id an event type (event_type()) stands for; None if unknown."""
+        ids = {n: f for f, n in self.function_names(monitor_type).items()}
+        if event_type not in ids and monitor_type == "ACL" and event_type.startswith("aclnn"):
+            event_type = "aclnn"
+        return ids.get(event_type)
 
     def arg_class(self, func_id: int, monitor_type: str = "CUDA") -> str:
         """The argument class name of a function id (``LAUNCH``, ``MEMCPY``, ...)."""
@@ -644,4 +652,5 @@ empty_events = _default.empty_events
 function_names = _default.function_names
 function_name = _default.function_name
 event_type = _default.event_type
+function_of = _default.function_of
 arg_class = _default.arg_class

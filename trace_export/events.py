@@ -126,12 +126,9 @@ def _text_or_blank(col: TextColumn | None, n: int) -> tuple[np.ndarray, tuple[st
 
 @cache
 def event_class(monitor_type: str, event_type: str) -> str:
-    """The argument class of an event type ("" when unknown): the class of its function, and
-    for ACL the one of aclnn for every aclnn<Op>."""
-    ids = {name: fid for fid, name in abi.function_names(monitor_type).items()}
-    if event_type not in ids and monitor_type == "ACL" and event_type.startswith("aclnn"):
-        event_type = "aclnn"
-    return abi.arg_class(ids[event_type], monitor_type) if event_type in ids else ""
+    """The argument class of an event type ("" when unknown): its function's."""
+    fid = abi.function_of(event_type, monitor_type)
+    return abi.arg_class(fid, monitor_type) if fid is not None else ""
 
 
 @cache

@@ -13,11 +13,9 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 
-from backend import abi
 from trace_export import acl_names
 from trace_export.cuda_errors import error_name
 from trace_export.events import EventChunk, event_class
@@ -76,12 +74,6 @@ def _per_device(layout: Layout, args: Mapping[str, np.ndarray],
     return q
 
 
-@cache
-def _cuda_class(event_type: str) -> str:
-    ids = {name: fid for fid, name in abi.function_names("CUDA").items()}
-    return abi.arg_class(ids[event_type], "CUDA") if event_type in ids else ""
-
-
 # NCCL collectives and point-to-point calls enqueue on their stream too, and show on a row
 # per communicator, as HCCL's do (ncclCommInitRank and ncclCommDestroy do neither).
 _NCCL_COLLECTIVE = {"NCCL_REDUCE", "NCCL_GATHER", "NCCL_BCAST", "NCCL_SEND", "NCCL_RECV"}
@@ -112,9 +104,9 @@ LAYOUTS: dict[str, Layout] = {
         api="CUDA",
         queue_arg="stream",
         queue_label=_cuda_stream,
-        submits=lambda t: _cuda_class(t) in _CUDA_SUBMIT,
-        allocates=lambda t: _cuda_class(t) in {"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"},
-        frees=lambda t: _cuda_class(t) in {"FREE", "FREE_ASYNC"},
+        submits=lambda t: event_class("CUDA", t) in _CUDA_SUBMIT,
+        allocates=lambda t: event_class("CUDA", t) in {"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"},
+        frees=lambda t: event_class("CUDA", t) in {"FREE", "FREE_ASYNC"},
         ret_name=error_name,
         pointers=frozenset({"func", "dst", "src", "ptr", "stream", "event", "graph_exec",
                             "sendbuff", "recvbuff", "comm", "comm_id"}),
@@ -124,7 +116,7 @@ LAYOUTS: dict[str, Layout] = {
             ("kind", ("kind",), lambda k: _MEMCPY_KIND.get(k, str(k))),
         ),
         device_arg="device",
-        grouped=lambda t: _cuda_class(t) in _NCCL_COLLECTIVE,
+        grouped=lambda t: event_class("CUDA", t) in _NCCL_COLLECTIVE,
         group_arg="comm",
         group_label=lambda v: f"GPU {v >> DEVICE_SHIFT} NCCL communicator "
                               f"{v & ((1 << DEVICE_SHIFT) - 1):#x}",
@@ -137,6 +129,9 @@ LAYOUTS: dict[str, Layout] = {
 # aclmdlExecuteAsync, event record/wait, HCCL); a row per HCCL communicator where a rank's
 # collectives show together. aclrtMallocHost and aclrtFreeHost are host (pinned) memory, not
 # counted as device memory.
+# HCCL's collectives, point to point and barrier: on their communicator's row too
+_ACL_GROUPED = {"HCCL_REDUCE", "HCCL_GATHER", "HCCL_BROADCAST", "HCCL_P2P", "HCCL_ALLTOALL",
+                "HCCL_ALLTOALLV", "HCCL_BATCH", "HCCL_BARRIER"}  # fmt: skip
 _ACL_SUBMIT = {"LAUNCH", "LAUNCH_V2", "LAUNCH_CONFIG", "MEMCPY_ASYNC", "MEMCPY_2D_ASYNC",
                "MEMSET_ASYNC", "OP_EXECUTE", "OP_EXEC_HANDLE", "OP_COMPILE_EXECUTE",
                "MDL_EXECUTE_ASYNC", "EVENT_RECORD", "STREAM_WAIT_EVENT", "NN_LAUNCH",
@@ -147,10 +142,6 @@ _ACL_POINTERS = frozenset({"stream", "ptr", "dst", "src", "func", "args", "confi
                            "args_handle", "attr", "handle", "op_path", "input", "output",
                            "event", "workspace", "executor", "root_info", "comm", "send_buf",
                            "recv_buf", "buf", "send_counts", "recv_counts", "items"})  # fmt: skip
-
-
-def _acl_class(event_type: str) -> str:
-    return event_class("ACL", event_type)
 
 
 def _npu_stream(v: int) -> str:
@@ -170,8 +161,8 @@ LAYOUTS["ACL"] = Layout(
     api="ACL",
     queue_arg="stream",
     queue_label=_npu_stream,
-    submits=lambda t: _acl_class(t) in _ACL_SUBMIT,
-    allocates=lambda t: _acl_class(t) == "MALLOC",  # aclrtMalloc, aclrtMallocCached
+    submits=lambda t: event_class("ACL", t) in _ACL_SUBMIT,
+    allocates=lambda t: event_class("ACL", t) == "MALLOC",  # aclrtMalloc, aclrtMallocCached
     frees=lambda t: t == "aclrtFree",  # not aclrtFreeHost, of the same class
     ret_name=acl_names.ret_name,
     pointers=_ACL_POINTERS,
@@ -186,7 +177,7 @@ LAYOUTS["ACL"] = Layout(
         ("reduce_op", ("reduce_op",), _named(acl_names.REDUCE_OPS)),
     ),
     device_arg="device",
-    grouped=lambda t: _acl_class(t).startswith("HCCL_") and _acl_class(t) != "HCCL_INIT_ROOT",
+    grouped=lambda t: event_class("ACL", t) in _ACL_GROUPED,
     group_arg="comm",
     group_label=_hccl_comm,
 )

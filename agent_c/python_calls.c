@@ -134,26 +134,26 @@ int py_calls_attach(struct python_bpf *skel, const struct agent_env *env,
 
 	snprintf(path, sizeof(path), "%s/%d/root%s", env->proc_root, env->target_pid,
 		 env->py_binary);
-	for (int i = 0; i < c->nentry; i++) {
-		links[n] = attach(skel->progs.py_enter, false, env->target_pid, path, c->entry[i],
-				  err, errlen);
-		if (!links[n])
-			return -AGENT_START_FAILED;
-		n++;
-		if (!c->eval)
-			continue;
-		links[n] = attach(skel->progs.py_eval_return, true, env->target_pid, path,
-				  c->entry[i], err, errlen);
-		if (!links[n])
-			return -AGENT_START_FAILED;
-		n++;
-	}
-	for (int i = 0; i < c->nexit; i++) {
-		links[n] = attach(skel->progs.py_return, false, env->target_pid, path, c->exit[i],
-				  err, errlen);
-		if (!links[n])
-			return -AGENT_START_FAILED;
-		n++;
+	/* calls start at the entries; 3.10's return there, 3.11+'s at the exits */
+	const struct {
+		const struct bpf_program *prog;
+		bool ret;
+		const unsigned long *at;
+		int n;
+	} sets[] = {
+		{ skel->progs.py_enter, false, c->entry, c->nentry },
+		{ skel->progs.py_eval_return, true, c->entry, c->eval ? c->nentry : 0 },
+		{ skel->progs.py_return, false, c->exit, c->nexit },
+	};
+
+	for (size_t k = 0; k < sizeof(sets) / sizeof(sets[0]); k++) {
+		for (int i = 0; i < sets[k].n; i++) {
+			links[n] = attach(sets[k].prog, sets[k].ret, env->target_pid, path,
+					  sets[k].at[i], err, errlen);
+			if (!links[n])
+				return -AGENT_START_FAILED;
+			n++;
+		}
 	}
 	return n;
 }

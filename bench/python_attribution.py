@@ -49,6 +49,15 @@ def start_target(args: argparse.Namespace, *mode: str) -> tuple[Child, PythonTar
     return target, find_target(pid), pid
 
 
+def start_agent(build: Path, monitor_type: str, pid: int, out: str, *flags: str) -> Child:
+    """xputrace-agent on CPU 1 tracing pid into the file out, attached (its ready line read)."""
+    agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
+                   "--monitor-type", monitor_type, "--target-pid", str(pid), "--output", out,
+                   *flags])
+    agent.read("ready")
+    return agent
+
+
 def main() -> int:
     args = parse(__doc__, "calls", 100_000, 7)
     build = Path(args.build).resolve()
@@ -62,10 +71,7 @@ def main() -> int:
             runs["unprobed"].append(timed(target, args.calls))
             for name, extra in (("probe", []), ("probe_with_python", py)):
                 out = os.path.join(tmp, f"{name}{r}.bin")
-                agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
-                               "--monitor-type", "CUDA", "--target-pid", str(pid),
-                               "--output", out, *extra])
-                agent.read("ready")
+                agent = start_agent(build, "CUDA", pid, out, *extra)
                 runs[name].append(timed(target, args.calls))
                 agent.stop()
                 stats = agent.read("stats")["stats"]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Child, median
+from common import median
 from probe_cost import timed
-from python_attribution import PIN_TOOLS, parse, start_target
+from python_attribution import parse, start_agent, start_target
 
 from manager.python_hooks import find_hooks, hook_flag
 from manager.python_target import agent_flags
@@ -45,11 +45,8 @@ def main() -> int:
         for r in range(args.rounds):
             runs["unprobed"].append(timed(target, args.calls))
             for case, name in cases.items():
-                agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
-                               "--monitor-type", "PYTHON", "--target-pid", str(pid), *py,
-                               "--py-functions", name, "--output",
-                               os.path.join(tmp, f"{case}-{r}.bin")])
-                agent.read("ready")
+                agent = start_agent(build, "PYTHON", pid, os.path.join(tmp, f"{case}-{r}.bin"),
+                                    *py, "--py-functions", name)
                 runs[case].append(timed(target, args.calls))
                 agent.stop()
                 counts[case] = agent.read("py_calls")["py_calls"]

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import Child, median
+from common import median
 from probe_cost import timed
-from python_attribution import PIN_TOOLS, parse, start_target
+from python_attribution import parse, start_agent, start_target
 
 from manager.python_target import agent_flags
 
@@ -39,11 +39,8 @@ def main() -> int:
         for r in range(args.rounds):
             runs["unsampled"].append(timed(target, args.iters))
             for hz in rates:
-                agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
-                               "--monitor-type", "PYTHON", "--target-pid", str(pid),
-                               "--sample-hz", str(hz), "--output",
-                               os.path.join(tmp, f"{hz}-{r}.bin"), *py])
-                agent.read("ready")
+                agent = start_agent(build, "PYTHON", pid, os.path.join(tmp, f"{hz}-{r}.bin"),
+                                    "--sample-hz", str(hz), *py)
                 runs[f"{hz}_hz"].append(timed(target, args.iters))
                 agent.stop()
                 samples[f"{hz}_hz"].append(agent.read("stats")["stats"]["events"])

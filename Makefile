@@ -14,7 +14,7 @@ all: build
 deps:
 	./scripts/install-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py trace_export/_speedups.c
 	$(MAKE) deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from trace_export.distinct import distinct
 from trace_export.events import EventChunk, args_of
 from trace_export.layouts import Layout, group_values, queue_values
 from trace_export.tracks import Tracks
@@ -49,17 +50,35 @@ class Markers:
         return len(self.t)
 
     def concat(self, other: Markers) -> Markers:
-        return Markers(*(np.concatenate([getattr(self, f), getattr(other, f)])
-                         for f in _FIELDS))  # fmt: skip
+        return Markers.join([self, other])
+
+    @staticmethod
+    def join(parts: list[Markers]) -> Markers:
+        """The markers of all parts, one after another."""
+        return Markers(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
     def take(self, idx: slice | np.ndarray) -> Markers:
         return Markers(*(getattr(self, f)[idx] for f in _FIELDS))
 
-    def sorted(self) -> Markers:
+    def order(self) -> np.ndarray:
+        """The markers' indices in time order: by time, then ends, counter points,
+        instants and begins; equal begins longest first, equal ends innermost first."""
         rank = _RANK[self.kind]
         # the end of a slice of no duration (its tie is minus its start) after its own begin
-        rank = np.where((self.kind == END) & (self.tie == -self.t), _ZERO_END_RANK, rank)
-        return self.take(np.lexsort((self.tie, rank, self.t)))
+        rank[(self.kind == END) & (self.tie == -self.t)] = _ZERO_END_RANK
+        if not len(self.t) or int(self.t.max()) - int(self.t.min()) >= 1 << 60:
+            return np.lexsort((self.tie, rank, self.t))
+        # one key (time since the first, rank): a stable sort of it finds the runs the
+        # markers come in (begins in start order, ends nearly so) and merges them
+        key = ((self.t - self.t.min()) << 3) | rank
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        same = np.flatnonzero(k[1:] == k[:-1])
+        if len(same):  # equal times and ranks (a call and its copy on a group row): by tie
+            at = np.unique(np.concatenate([same, same + 1]))
+            run = np.cumsum(np.r_[True, k[at[1:]] != k[at[:-1]]])  # runs in time order
+            order[at] = order[at][np.lexsort((self.tie[order[at]], run))]
+        return order
 
 
 _FIELDS = ("t", "kind", "seq", "name", "flow", "value", "tie", "ref", "track")
@@ -98,8 +117,7 @@ _UINT, _STRING_IID, _POINTER = 3, 17, 7  # DebugAnnotation fields
 def thread_seqs(c: EventChunk, tracks: Tracks) -> np.ndarray:
     """Each call's thread sequence (int64)."""
     t0 = int(c.ts[0])
-    _, first, inv = np.unique(_key(c.machine, c.pid, c.tid), return_index=True,
-                              return_inverse=True)  # fmt: skip
+    _, first, inv = distinct(_key(c.machine, c.pid, c.tid))
     seq_of = np.array([tracks.thread(c.machines[c.machine[i]], int(c.pid[i]), int(c.tid[i]),
                                      c.comms[c.comm[i]], t0).seq
                        for i in first.tolist()], np.int64)  # fmt: skip
@@ -162,9 +180,9 @@ def _strings(tracks: Tracks, cols: list[np.ndarray], fmt: Callable[..., str]) ->
     else:
         codes = np.zeros(len(cols[0]), np.int64)
         for col in cols:
-            uniq, inv = np.unique(col, return_inverse=True)
+            uniq, _, inv = distinct(col)
             codes = codes * len(uniq) + inv
-    _, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+    _, first, inv = distinct(codes)
     iids = [tracks.string_iid(fmt(*(int(col[i]) for col in cols))) for i in first.tolist()]
     return np.array(iids, np.uint64)[inv]
 
@@ -175,7 +193,7 @@ def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, strings: list[np.
     by_seq: dict[int, tuple[set[int], set[int]]] = {}
     for values in [name, *strings]:
         is_name = values is name
-        for combo in np.unique((seq << 32) | values.astype(np.int64)).tolist():
+        for combo in distinct((seq << 32) | values.astype(np.int64)).values.tolist():
             names, strs = by_seq.setdefault(combo >> 32, (set(), set()))
             (names if is_name else strs).add(combo & 0xFFFF_FFFF)
     for s, (names, strs) in by_seq.items():
@@ -196,10 +214,9 @@ def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
     q = queues[rows]
     # queue values are pointers: a dict on the few distinct (process, queue) pairs
     proc = _key(c.machine[rows], c.pid[rows], np.zeros(len(rows), np.int32))
-    uq, uq_inv = np.unique(q, return_inverse=True)
-    up_inv = np.unique(proc, return_inverse=True)[1]
-    combo = up_inv.astype(np.int64) * len(uq) + uq_inv
-    _, cu_first, cu_inv = np.unique(combo, return_index=True, return_inverse=True)
+    uq, _, uq_inv = distinct(q)
+    up_inv = distinct(proc).inverse
+    _, cu_first, cu_inv = distinct(up_inv * len(uq) + uq_inv)
     track_of = []
     for i in cu_first.tolist():
         r, qv = int(rows[i]), int(q[i])

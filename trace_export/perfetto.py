@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from trace_export.distinct import distinct
 from trace_export.events import EventChunk
 from trace_export.layouts import Layout, MemoryHeld, layout_for
 from trace_export.markers import (
@@ -45,7 +46,8 @@ from trace_export.markers import (
     slice_markers,
     thread_seqs,
 )
-from trace_export.protowire import Msg, Records, tag, varint_bytes
+from trace_export._speedups import encode
+from trace_export.protowire import Msg
 from trace_export.pyframes import PythonFrames, StackFrames
 from trace_export.stats import ExportStats, write_all
 from trace_export.tracks import Tracks
@@ -113,15 +115,14 @@ class _Writer:
         layout = layout_for(c.monitor_type)
         seq = thread_seqs(c, self.tracks)
         flows = self.flows.ids(c, layout, seq)
-        new, ann = slice_markers(c, self.tracks, layout, flows, seq)
-        new = new.concat(queue_markers(c, self.tracks, layout, flows, seq))
-        new = new.concat(group_markers(c, self.tracks, layout, ann, self.groups))
-        new = new.concat(self._memory(c, layout))
-        new = new.concat(self.rates.add(c, self.tracks, horizon=horizon))
+        calls, ann = slice_markers(c, self.tracks, layout, flows, seq)
+        parts = [self.pending, calls, queue_markers(c, self.tracks, layout, flows, seq),
+                 group_markers(c, self.tracks, layout, ann, self.groups),
+                 self._memory(c, layout), self.rates.add(c, self.tracks, horizon=horizon)]
         if self.frames is not None:
-            new = new.concat(self.frames.markers(c, self.tracks))
+            parts.append(self.frames.markers(c, self.tracks))
         self.stats.events += len(c)
-        self._write(self.pending.concat(new), horizon, c, ann)
+        self._write(Markers.join(parts), horizon, c, ann)
 
     def _memory(self, c: EventChunk, layout: Layout) -> Markers:
         """Device memory held per process, a point at the end of each alloc and free."""
@@ -136,38 +137,23 @@ class _Writer:
                ann: Annotations | None) -> None:  # fmt: skip
         """Writes the markers before horizon (all if None), in time order; keeps the rest
         (never a begin: every call in c starts before horizon)."""
-        m = m.sorted()
-        cut = len(m) if horizon is None else int(np.searchsorted(m.t, horizon, side="left"))
-        now, self.pending = m.take(slice(0, cut)), m.take(slice(cut, len(m)))
-        if not len(now):
+        order = m.order()
+        cut = len(m) if horizon is None else int(np.searchsorted(m.t[order], horizon, "left"))
+        now = order[:cut]
+        self.pending = m.take(order[cut:])
+        if not cut:
             return
-        deltas = self._deltas(now)
         meta = self.tracks.take()  # descriptors, sequence starts, interning: before use
-        body = _encode(now, deltas, c, ann)
-        self.stats.slices += int((now.kind == _BEGIN).sum())
-        self.stats.flows += int(((now.kind == _BEGIN) & (now.flow > 0)).sum())
-        self.stats.counter_points += int((now.kind == _COUNTER).sum())
+        body = _encode(m, now, self.tracks.clock, c, ann)
+        kind = m.kind[now]
+        begins = kind == _BEGIN
+        self.stats.slices += int(np.count_nonzero(begins))
+        self.stats.flows += int(np.count_nonzero(m.flow[now][begins]))
+        self.stats.counter_points += int(np.count_nonzero(kind == _COUNTER))
         self.buf += meta
         self.buf += body
         if len(self.buf) >= _COMPRESS_AT:
             self._flush()
-
-    def _deltas(self, m: Markers) -> np.ndarray:
-        """Each marker's timestamp as a delta on its sequence's incremental clock."""
-        order = np.argsort(m.seq, kind="stable")
-        seq, t = m.seq[order], m.t[order]
-        first = np.ones(len(seq), bool)
-        first[1:] = seq[1:] != seq[:-1]
-        prev = np.empty(len(seq), np.int64)
-        prev[1:] = t[:-1]
-        for i in np.flatnonzero(first).tolist():
-            prev[i] = self.tracks.by_seq[int(seq[i]) - 1].last_ts
-        last = np.flatnonzero(np.r_[first[1:], True])
-        for i in last.tolist():
-            self.tracks.by_seq[int(seq[i]) - 1].last_ts = int(t[i])
-        d = np.empty(len(seq), np.int64)
-        d[order] = t - prev
-        return d
 
     def _flush(self, final: bool = False) -> None:
         """Writes what is buffered; compression runs in a thread (zlib releases the GIL)
@@ -209,10 +195,10 @@ class _Rates:
         self.counts: dict[int, dict[int, int]] = {}  # seq -> {bin: calls}
 
     def add(self, c: EventChunk, tracks: Tracks, horizon: int | None) -> Markers:
-        mp = np.stack([c.machine, c.pid], axis=1).astype(np.int64)
-        procs, first = np.unique(mp, axis=0, return_index=True)
+        procs, first, _ = distinct((c.machine.astype(np.int64) << 32) | c.pid)
         seqs = {}
-        for (m, pid), i in zip(procs.tolist(), first.tolist(), strict=True):
+        for mp, i in zip(procs.tolist(), first.tolist(), strict=True):
+            m, pid = mp >> 32, mp & 0xFFFF_FFFF
             seqs[(m, pid)] = tracks.child("rate", c.machines[m], pid, c.comms[c.comm[i]],
                                           f"{layout_for(c.monitor_type).api} calls/s", None,
                                           int(c.ts[0]), "calls/s").seq
@@ -221,7 +207,8 @@ class _Rates:
         base = int(c.ts[0]) // self.BIN
         key = (c.machine.astype(np.int64) << 53) | (c.pid.astype(np.int64) << 31) | (
             c.ts // self.BIN - base)
-        keys, counts = np.unique(key, return_counts=True)
+        keys, _, inv = distinct(key)
+        counts = np.bincount(inv, minlength=len(keys))
         for k, n in zip(keys.tolist(), counts.tolist(), strict=True):
             m, pid, b = k >> 53, (k >> 31) & 0x3FFFFF, (k & 0x7FFF_FFFF) + base
             bins = self.counts.setdefault(seqs[(m, pid)], {})
@@ -295,64 +282,32 @@ class _FlowIds:
         return out
 
 
-def _encode(m: Markers, deltas: np.ndarray, c: EventChunk | None,
+def _encode(m: Markers, order: np.ndarray, clock: np.ndarray, c: EventChunk | None,
             ann: Annotations | None) -> bytes:  # fmt: skip
-    """The TracePackets of these markers, in their order.
+    """The TracePackets of the markers order names, in that order (trace_export._speedups);
+    clock (each sequence's incremental clock) moves on to the last of them.
 
-    Markers of one layout are encoded together (ends; instants; counter points; the begins
-    of each event type, apart those of incomplete calls and those without a flow: a call's
-    copy on a group row), then scattered into order.
-    """
-    groups = [np.flatnonzero(m.kind == k) for k in (_END, _INSTANT, _COUNTER)]
-    groups.append(np.flatnonzero((m.kind == _BEGIN) & (m.ref < 0)))  # Python frames
-    begins = np.flatnonzero((m.kind == _BEGIN) & (m.ref >= 0))
-    if len(begins):
-        assert c is not None and ann is not None
-        rows = m.ref[begins]
-        layout = (c.name[rows].astype(np.int64) * 2 + (c.flags[rows] & 1)) * 2 + (
-            m.flow[begins] > 0)  # fmt: skip
-        order = np.argsort(layout, kind="stable")
-        groups += np.split(begins[order], np.flatnonzero(np.diff(layout[order])) + 1)
-    parts = [(idx, _packets(m.take(idx), deltas[idx], c, ann)) for idx in groups if len(idx)]
-    # each packet left-aligned in a row of its own, in order; then the rows' bytes
-    sizes = np.zeros(len(m), np.int64)
-    width = max(mat.shape[1] for _, mat in parts)
-    rows = np.empty((len(m), width), np.uint8)
-    for idx, mat in parts:
-        sizes[idx] = mat.shape[1]
-        rows[idx, : mat.shape[1]] = mat
-    return rows[np.arange(width) < sizes[:, None]].tobytes()
-
-
-def _annotation(te: Records, key: int, value_tag: int, value: np.ndarray) -> None:
-    """A DebugAnnotation {name_iid: key, <value_tag>: value} on each row."""
-    ann = Records(len(value)).const(tag(1, 0) + varint_bytes(key)).field_uint(value_tag, value)
-    te.field_bytes(4, ann)
-
-
-def _packets(m: Markers, deltas: np.ndarray, c: EventChunk | None,
-             ann: Annotations | None) -> np.ndarray:  # fmt: skip
-    """Packets of markers of one layout, as an (n, size) byte matrix."""
-    n, kind = len(m), int(m.kind[0])
-    te = Records(n).const(bytes([9 << 3, kind]))  # type
-    if kind in (_BEGIN, _INSTANT):
-        te.field_uint(10, m.name.astype(np.uint64))  # name_iid
-    if kind == _BEGIN and m.ref[0] >= 0:  # a call's begin (a Python frame's has no call)
-        assert c is not None and ann is not None
-        rows = m.ref
-        if m.flow[0]:
-            te.field_fixed64(47, m.flow)  # flow_ids (all of these begins have one, or none)
-        for key, field, values in ann.by_type[int(c.name[rows[0]])]:
-            _annotation(te, key, field, values[rows])
-        if c.flags[rows[0]] & 1:
-            _annotation(te, ann.incomplete_key, 3, np.ones(n, np.uint64))
-    elif kind == _INSTANT:
-        assert (m.track > 0).all(), "an instant names its queue's track"
-        te.field_uint(11, m.track)  # track_uuid
-        te.field_fixed64(48, m.flow)  # terminating_flow_ids
-    elif kind == _COUNTER:
-        te.field_uint(30, np.maximum(m.value, 0).astype(np.uint64))  # counter_value
-    pkt = Records(n).field_uint(8, deltas.astype(np.uint64))  # timestamp (incremental)
-    pkt.field_uint(10, m.seq.astype(np.uint64))  # trusted_packet_sequence_id
-    pkt.field_bytes(11, te)  # track_event
-    return Records(n).field_bytes(1, pkt).matrix()  # Trace.packet
+    A call's begin carries its annotations: per event type, (key, value field, column) of
+    each in ann, read at the call's row of c."""
+    cols: list[np.ndarray] = []
+    col_of: dict[int, int] = {}
+    plan_start, keys, fields, plan_cols = [0], [], [], []
+    if c is not None and ann is not None:
+        for code in range(len(c.names)):
+            for key, field, values in ann.by_type[code]:
+                if id(values) not in col_of:
+                    col_of[id(values)] = len(cols)
+                    cols.append(np.ascontiguousarray(values, np.uint64))
+                keys.append(key)
+                fields.append(field)
+                plan_cols.append(col_of[id(values)])
+            plan_start.append(len(keys))
+        row_type, row_flags, incomplete = c.name, c.flags, ann.incomplete_key
+    else:
+        row_type, row_flags, incomplete = np.empty(0, np.int32), np.empty(0, np.uint32), 0
+    return encode(order, m.t, m.kind, m.seq, m.name, m.flow, m.value, m.ref, m.track, clock,
+                  np.ascontiguousarray(row_type, np.int32),
+                  np.ascontiguousarray(row_flags, np.uint32),
+                  np.array(plan_start, np.int32), np.array(keys, np.uint32),
+                  np.array(fields, np.uint8), np.array(plan_cols, np.int32), tuple(cols),
+                  incomplete)  # fmt: skip

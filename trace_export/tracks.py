@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from trace_export.protowire import Msg
 
 __all__ = ["CLOCK_INCREMENTAL", "CLOCK_REALTIME", "Sequence", "Tracks", "packet"]
@@ -44,7 +46,6 @@ def _uuid(*parts: object) -> int:
 class Sequence:
     seq: int
     track: int  # uuid of the track its events go to
-    last_ts: int = 0  # the incremental clock's value
     names: set[int] = field(default_factory=set)  # interned event name iids
     keys: set[int] = field(default_factory=set)  # interned debug annotation name iids
     strings: set[int] = field(default_factory=set)  # interned annotation string iids
@@ -61,6 +62,7 @@ class Tracks:
         self.keys: dict[str, int] = {}
         self.strings: dict[str, int] = {}
         self.pending = bytearray()  # packets to write before the next events
+        self.clock = np.zeros(64, np.int64)  # each sequence's incremental clock, by seq
 
     @staticmethod
     def _iid(table: dict[str, int], s: str) -> int:
@@ -136,7 +138,9 @@ class Tracks:
         snap.blob(1, Msg().uint(1, CLOCK_REALTIME).uint(2, ts))
         self._emit(packet(s.seq).uint(P_FLAGS, SEQ_CLEARED).blob(P_DEFAULTS, defaults)
                    .blob(P_CLOCK_SNAPSHOT, snap))  # fmt: skip
-        s.last_ts = ts
+        if s.seq >= len(self.clock):
+            self.clock = np.concatenate([self.clock, np.zeros(len(self.clock), np.int64)])
+        self.clock[s.seq] = ts
 
     def intern(self, s: Sequence, names: set[int], keys: set[int], strings: set[int]) -> None:
         """Adds what s lacks of these iids to its interned data."""

@@ -18,10 +18,13 @@ order, a time window (a chunk) at a time. Measured:
   61 bytes/slice describe), over --baseline-events events; and, to compare like for like,
   the same with every argument as a debug annotation.
 
-Targets (issue #4): at least 7x the baseline's events/s, at most 16 bytes per slice, peak
-RSS under 300 MB. Prints one JSON object.
+Both are run --rounds times, interleaved, and the fastest run of each is compared (the
+machines are noisy; every round's ratio is printed too). Targets (issue #4): at least 7x the
+baseline's events/s, at most 16 bytes per slice, peak RSS under 300 MB. Prints one JSON
+object.
 
-    .venv/bin/python bench/trace_write.py [--events 5000000] [--baseline-events 200000]
+    .venv/bin/python bench/trace_write.py [--events 5000000] [--baseline-events 200000] \
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -122,7 +124,16 @@ def child(n: int) -> dict[str, float]:
         total_s = time.perf_counter() - t
     return {"seconds": total_s - gen_s, "generate_s": gen_s, "bytes": stats.bytes,
             "slices": stats.slices, "flows": stats.flows,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since exec (VmHWM; ru_maxrss would count the parent's pages
+    the child held between fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def baseline(n: int, with_args: bool) -> dict[str, float]:
@@ -169,31 +180,40 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--baseline-events", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=3, help="best of each kept (noisy machines)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child)))
         return 0
-    run = subprocess.run([sys.executable, __file__, "--child", str(args.events)],
-                         capture_output=True, text=True, check=True, env=os.environ)  # fmt: skip
-    ours = json.loads(run.stdout)
-    base = baseline(args.baseline_events, with_args=False)
-    base_args = baseline(args.baseline_events, with_args=True)
+    runs, bases, bases_args = [], [], []
+    for _ in range(args.rounds):  # interleaved, so that both see the machine's mood alike
+        cmd = [sys.executable, __file__, "--child", str(args.events)]
+        run = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
+        runs.append(json.loads(run.stdout))
+        bases.append(baseline(args.baseline_events, with_args=False))
+        bases_args.append(baseline(args.baseline_events, with_args=True))
+    ours = min(runs, key=lambda r: r["seconds"])
+    base = max(bases, key=lambda b: b["events_per_s"])
+    base_args = max(bases_args, key=lambda b: b["events_per_s"])
     rate = args.events / ours["seconds"]
     per_slice = ours["bytes"] / ours["slices"]
     report = {
         "events": args.events,
+        "rounds": args.rounds,
         "ours": {"events_per_s": round(rate), "bytes_per_slice": round(per_slice, 2),
-                 "peak_rss_mb": round(ours["peak_rss_mb"]), "seconds": round(ours["seconds"], 2),
-                 "flows": ours["flows"]},
+                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
+                 "seconds": round(ours["seconds"], 2), "flows": ours["flows"]},
         "baseline_no_args": {k: round(v, 2) for k, v in base.items()},
         "baseline_with_args": {k: round(v, 2) for k, v in base_args.items()},
         "speed_ratio_vs_baseline": round(rate / base["events_per_s"], 2),
         "speed_ratio_vs_baseline_with_args": round(rate / base_args["events_per_s"], 2),
+        "speed_ratio_per_round": [round(args.events / r["seconds"] / b["events_per_s"], 2)
+                                  for r, b in zip(runs, bases, strict=True)],
         "targets": {"speed_ratio": ">= 7", "bytes_per_slice": "<= 16", "peak_rss_mb": "< 300"},
     }
     report["pass"] = (report["speed_ratio_vs_baseline"] >= 7 and per_slice <= 16
-                      and ours["peak_rss_mb"] < 300)  # fmt: skip
+                      and report["ours"]["peak_rss_mb"] < 300)  # fmt: skip
     print(json.dumps(report, indent=2))
     return 0 if report["pass"] else 1
 

@@ -21,7 +21,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 enum { BEGIN = 1, END = 2, INSTANT = 3, COUNTER = 4 };
@@ -131,6 +133,7 @@ struct input {
 	struct column *cols;
 	Py_ssize_t ncols;
 	uint64_t incomplete_key;
+	Py_ssize_t piece;
 };
 
 #define COLUMNS(in)                                                                          \
@@ -177,6 +180,9 @@ struct encoder {
 	int64_t *delta;         /* per marker written */
 	int32_t *lay;           /* per marker written: its layout */
 	int64_t *clock;         /* the sequences' clocks, copied back to clock once written */
+	Py_ssize_t begins, flows, counters; /* packets of each, for the writer's stats */
+	PyObject *error_type;   /* set by fail() */
+	char error[160];
 };
 
 static int call_layout(int type, int incomplete, int flow)
@@ -191,6 +197,17 @@ static void widen(uint8_t *w, uint64_t v)
 		*w = (uint8_t)n;
 }
 
+/* Records why the markers cannot be encoded (without the GIL: raised once it is held). */
+static int fail(struct encoder *e, PyObject *type, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(e->error, sizeof(e->error), fmt, ap);
+	va_end(ap);
+	e->error_type = type;
+	return -1;
+}
+
 /* Pass 1: deltas on each sequence's clock (the clock moves on), layouts, widths. */
 static int measure(struct encoder *e)
 {
@@ -199,22 +216,16 @@ static int measure(struct encoder *e)
 	int64_t *clock = e->clock;
 	for (Py_ssize_t i = 0; i < k; i++) {
 		int64_t m = AT(in->order, int64_t, i);
-		if (m < 0 || m >= in->t.n) {
-			PyErr_Format(PyExc_IndexError, "order[%zd]: no marker %lld", i, (long long)m);
-			return -1;
-		}
+		if (m < 0 || m >= in->t.n)
+			return fail(e, PyExc_IndexError, "order[%zd]: no marker %lld", i, (long long)m);
 		int64_t s = AT(in->seq, int64_t, m), t = AT(in->t, int64_t, m);
-		if (s <= 0 || s >= nseq) {
-			PyErr_Format(PyExc_ValueError, "seq of marker %lld: no sequence %lld",
+		if (s <= 0 || s >= nseq)
+			return fail(e, PyExc_ValueError, "seq of marker %lld: no sequence %lld",
 				     (long long)m, (long long)s);
-			return -1;
-		}
-		if (t < clock[s]) {
-			PyErr_Format(PyExc_ValueError,
+		if (t < clock[s])
+			return fail(e, PyExc_ValueError,
 				     "t of marker %lld: %lld precedes sequence %lld's clock %lld",
 				     (long long)m, (long long)t, (long long)s, (long long)clock[s]);
-			return -1;
-		}
 		e->delta[i] = t - clock[s];
 		clock[s] = t;
 		int kind = AT(in->kind, uint8_t, m), l;
@@ -228,27 +239,24 @@ static int measure(struct encoder *e)
 		else if (kind == BEGIN && r < 0)
 			l = L_FRAME;
 		else if (kind == BEGIN) {
-			if (r >= e->nrows) {
-				PyErr_Format(PyExc_IndexError, "ref of marker %lld: no row %lld",
+			if (r >= e->nrows)
+				return fail(e, PyExc_IndexError, "ref of marker %lld: no row %lld",
 					     (long long)m, (long long)r);
-				return -1;
-			}
 			int type = AT(in->row_type, int32_t, r);
-			if (type < 0 || type >= e->ntypes) {
-				PyErr_Format(PyExc_ValueError, "row_type[%lld]: no plan for %d",
+			if (type < 0 || type >= e->ntypes)
+				return fail(e, PyExc_ValueError, "row_type[%lld]: no plan for %d",
 					     (long long)r, type);
-				return -1;
-			}
 			l = call_layout(type, AT(in->row_flags, uint32_t, r) & 1,
 					AT(in->flow, uint64_t, m) != 0);
 			for (int32_t p = AT(in->plan_start, int32_t, type);
 			     p < AT(in->plan_start, int32_t, type + 1); p++)
 				widen(&e->ann_w[p], AT(in->cols[AT(in->plan_col, int32_t, p)], uint64_t, r));
-		} else {
-			PyErr_Format(PyExc_ValueError, "kind of marker %lld: %d", (long long)m, kind);
-			return -1;
-		}
+		} else
+			return fail(e, PyExc_ValueError, "kind of marker %lld: %d", (long long)m, kind);
 		e->lay[i] = l;
+		e->begins += kind == BEGIN;
+		e->flows += kind == BEGIN && AT(in->flow, uint64_t, m) != 0;
+		e->counters += kind == COUNTER;
 		struct layout *L = &e->layouts[l];
 		widen(&L->w[F_DELTA], (uint64_t)e->delta[i]);
 		widen(&L->w[F_SEQ], (uint64_t)s);
@@ -358,15 +366,51 @@ static uint8_t *put_packet(struct encoder *e, uint8_t *p, Py_ssize_t i)
 	return p;
 }
 
+/* The packets, as bytes objects of about in->piece bytes each (whole packets). */
+static PyObject *pieces(struct encoder *e, Py_ssize_t piece)
+{
+	Py_ssize_t k = e->in->order.n, start = 0;
+	PyObject *list = PyList_New(0);
+	while (list && start < k) {
+		Py_ssize_t end = start, size = 0;
+		while (end < k && (end == start || size + e->layouts[e->lay[end]].size <= piece))
+			size += e->layouts[e->lay[end++]].size;
+		PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+		if (!b || PyList_Append(list, b) < 0) {
+			Py_XDECREF(b);
+			Py_CLEAR(list);
+			break;
+		}
+		Py_DECREF(b);
+		uint8_t *p = (uint8_t *)PyBytes_AS_STRING(b), *stop = p + size;
+		Py_BEGIN_ALLOW_THREADS
+		for (Py_ssize_t i = start; i < end; i++)
+			p = put_packet(e, p, i);
+		Py_END_ALLOW_THREADS
+		if (p != stop) {
+			Py_CLEAR(list);
+			PyErr_SetString(PyExc_SystemError, "encode: packets not of their computed size");
+		}
+		start = end;
+	}
+	return list;
+}
+
 static int parse(struct input *in, PyObject *args)
 {
 	PyObject *o[16], *cols;
 	unsigned long long incomplete_key;
+	Py_ssize_t piece;
 	memset(in, 0, sizeof(*in));
-	if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOK:encode", &o[0], &o[1], &o[2], &o[3],
+	if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOOOKn:encode", &o[0], &o[1], &o[2], &o[3],
 			      &o[4], &o[5], &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12],
-			      &o[13], &o[14], &o[15], &cols, &incomplete_key))
+			      &o[13], &o[14], &o[15], &cols, &incomplete_key, &piece))
 		return -1;
+	if (piece < 1) {
+		PyErr_Format(PyExc_ValueError, "piece: %zd bytes", piece);
+		return -1;
+	}
+	in->piece = piece;
 	static const char *names[] = {"order", "t", "kind", "seq", "name", "flow", "value",
 				      "ref", "track", "clock", "row_type", "row_flags",
 				      "plan_start", "plan_key", "plan_field", "plan_col"};
@@ -453,28 +497,24 @@ static PyObject *encode(PyObject *self, PyObject *args)
 		goto cleanup;
 	}
 	memcpy(e.clock, in.clock.view.buf, (size_t)in.clock.view.len);
-	if (measure(&e) < 0)
+	int failed;
+	Py_BEGIN_ALLOW_THREADS
+	failed = measure(&e);
+	Py_END_ALLOW_THREADS
+	if (failed) {
+		PyErr_SetString(e.error_type, e.error);
 		goto cleanup;
+	}
 	for (Py_ssize_t q = 0; q < e.nplan; q++)
 		prepare(&e.anns[q], AT(in.plan_key, uint32_t, q), AT(in.plan_field, uint8_t, q),
 			e.ann_w[q], in.cols[AT(in.plan_col, int32_t, q)].view.buf);
 	prepare(&e.incomplete, in.incomplete_key, 3, 1, NULL);
-	Py_ssize_t total = 0;
 	for (Py_ssize_t l = 0; l < nlay; l++)
 		size_layout(&e, (int)l);
-	for (Py_ssize_t i = 0; i < k; i++)
-		total += e.layouts[e.lay[i]].size;
-	out = PyBytes_FromStringAndSize(NULL, total);
-	if (!out)
-		goto cleanup;
-	uint8_t *p = (uint8_t *)PyBytes_AS_STRING(out);
-	for (Py_ssize_t i = 0; i < k; i++)
-		p = put_packet(&e, p, i);
-	if (p != (uint8_t *)PyBytes_AS_STRING(out) + total) {
-		Py_CLEAR(out);
-		PyErr_SetString(PyExc_SystemError, "encode: packets not of their computed size");
-	} else {
+	PyObject *list = pieces(&e, in.piece);
+	if (list) {
 		memcpy(in.clock.view.buf, e.clock, (size_t)in.clock.view.len);
+		out = Py_BuildValue("(Nnnn)", list, e.begins, e.flows, e.counters);
 	}
 cleanup:
 	PyMem_Free(e.layouts);
@@ -555,9 +595,12 @@ static PyMethodDef methods[] = {
 	 "the index of x[i] among them, first[j] where the j-th first appears."},
 	{"encode", encode, METH_VARARGS,
 	 "encode(order, t, kind, seq, name, flow, value, ref, track, clock, row_type, row_flags,\n"
-	 "       plan_start, plan_key, plan_field, plan_col, cols, incomplete_key) -> bytes\n\n"
-	 "The Trace.packet of each marker order names, in that order; clock[seq] (each\n"
-	 "sequence's incremental clock) moves to each packet's time."},
+	 "       plan_start, plan_key, plan_field, plan_col, cols, incomplete_key, piece)\n"
+	 "       -> (pieces, begins, flows, counter_points)\n\n"
+	 "The Trace.packet of each marker order names, in that order, as bytes of about piece\n"
+	 "bytes each (whole packets), and how many of them are begins, begins with a flow and\n"
+	 "counter points; clock[seq] (each sequence's incremental clock) moves to each\n"
+	 "packet's time."},
 	{0},
 };
 

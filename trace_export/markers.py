@@ -121,13 +121,14 @@ def thread_seqs(c: EventChunk, tracks: Tracks) -> np.ndarray:
     seq_of = np.array([tracks.thread(c.machines[c.machine[i]], int(c.pid[i]), int(c.tid[i]),
                                      c.comms[c.comm[i]], t0).seq
                        for i in first.tolist()], np.int64)  # fmt: skip
-    return seq_of[inv]
+    seqs: np.ndarray = seq_of[inv]
+    return seqs
 
 
 def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarray,
-                  seq: np.ndarray) -> tuple[Markers, Annotations]:  # fmt: skip
-    """A begin and an end for every call, on its thread's sequence (seq: thread_seqs()); and
-    how to annotate the begins."""
+                  seq: np.ndarray) -> tuple[list[Markers], Annotations]:  # fmt: skip
+    """A begin and an end for every call, on its thread's sequence (seq: thread_seqs()), as
+    two parts (for Markers.join); and how to annotate the begins."""
     n = len(c)
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)
     ret = _strings(tracks, [c.name.astype(np.uint64), c.ret.astype(np.uint32)],
@@ -167,7 +168,7 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
                     ref=np.arange(n, dtype=np.int64))  # fmt: skip
     end = replace(Markers.empty(n), t=c.ts + c.dur, kind=np.full(n, END, np.uint8), seq=seq,
                   tie=-c.ts)  # fmt: skip
-    return begin.concat(end), ann
+    return [begin, end], ann
 
 
 def _strings(tracks: Tracks, cols: list[np.ndarray], fmt: Callable[..., str]) -> np.ndarray:
@@ -184,14 +185,15 @@ def _strings(tracks: Tracks, cols: list[np.ndarray], fmt: Callable[..., str]) ->
             codes = codes * len(uniq) + inv
     _, first, inv = distinct(codes)
     iids = [tracks.string_iid(fmt(*(int(col[i]) for col in cols))) for i in first.tolist()]
-    return np.array(iids, np.uint64)[inv]
+    per_row: np.ndarray = np.array(iids, np.uint64)[inv]
+    return per_row
 
 
 def _intern(tracks: Tracks, seq: np.ndarray, name: np.ndarray, strings: list[np.ndarray],
             keys: set[int]) -> None:  # fmt: skip
     """Interns on each sequence the names, keys and strings its begins use."""
     by_seq: dict[int, tuple[set[int], set[int]]] = {}
-    for values in [name, *strings]:
+    for values in [name, *{id(v): v for v in strings}.values()]:
         is_name = values is name
         for combo in distinct((seq << 32) | values.astype(np.int64)).values.tolist():
             names, strs = by_seq.setdefault(combo >> 32, (set(), set()))

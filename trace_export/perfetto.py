@@ -10,11 +10,14 @@ call's slice; counters for device memory held (from allocations and
 frees) and calls per second. Every argument is a debug annotation (text arguments as
 strings); ``ret`` reads as the return code's name.
 
-Encoding: the packets of a chunk are built together with numpy (trace_export.protowire);
-names, annotation keys and return-code strings are interned per sequence; each track is a
-sequence with itself as the default track and an incremental clock, so a slice's begin and
-end packets take ~25 bytes before compression. With ``compress`` the packets go into
-``compressed_packets`` (deflate) of 512 KB of packets each, which trace processor reads natively.
+Encoding: what a chunk's markers are, their order and their annotations are worked out
+with numpy, a column at a time; the packets themselves are written by C
+(trace_export._speedups), since a million calls are some 120 MB of packets. Names,
+annotation keys and return-code strings are interned per sequence; each track is a sequence
+with itself as the default track and an incremental clock, so a slice's begin and end
+packets take ~25 bytes before compression. With ``compress`` the packets go into
+``compressed_packets`` (deflate, which trace processor reads natively) of about 512 KB of
+packets each, compressed by zlib-ng in _THREADS threads while the next chunk is encoded.
 
 Time order: slices end after they begin, and a call can end long after later calls began,
 so each chunk's markers and the ends still pending are merged and sorted, and what falls
@@ -26,13 +29,14 @@ calls still open.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import numpy as np
+from zlib_ng import zlib_ng
 
+from trace_export._speedups import encode
 from trace_export.distinct import distinct
 from trace_export.events import EventChunk
 from trace_export.layouts import Layout, MemoryHeld, layout_for
@@ -46,7 +50,6 @@ from trace_export.markers import (
     slice_markers,
     thread_seqs,
 )
-from trace_export._speedups import encode
 from trace_export.protowire import Msg
 from trace_export.pyframes import PythonFrames, StackFrames
 from trace_export.stats import ExportStats, write_all
@@ -56,7 +59,10 @@ __all__ = ["write_perfetto"]
 
 # TrackEvent types and field numbers (perfetto/trace/track_event/track_event.proto)
 _END, _BEGIN, _INSTANT, _COUNTER = 2, 1, 3, 4
-_COMPRESS_AT = 512 << 10  # raw bytes per compressed_packets (the proto asks for < 512 KB)
+_COMPRESS_AT = 512 << 10  # raw bytes per compressed_packets: about, whole packets
+# compression threads (zlib-ng releases the GIL), and blocks compressing or waiting to be
+# written before the encoder waits for them (16 x 512 KB: memory stays bounded)
+_THREADS, _IN_FLIGHT = 2, 16
 
 
 def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
@@ -75,18 +81,26 @@ class _Writer:
         self.stats = ExportStats()
         self.pending = Markers.empty()  # ends, instants and counter points not yet written
         self.tail: EventChunk | None = None  # the calls starting at the last chunk's end
-        self.buf = bytearray()
+        self.parts: list[bytes] = []  # packets not yet written, and their size
+        self.size = 0
         self.started = False
         self.memory = MemoryHeld()
         self.groups = GroupRows()
         self.flows = _FlowIds()
         self.rates = _Rates()
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="trace-compress")
+        self.pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="trace-compress")
         self.compressing: list[Future[bytes]] = []
 
     def add(self, c: EventChunk) -> None:
-        if self.tail is not None:
-            c = self.tail.concat(c)
+        if self.tail is not None and len(self.tail):
+            # the calls held back, with those of c that start together with them
+            k = int(np.searchsorted(c.ts, self.tail.ts[0], side="right"))
+            head = self.tail.concat(c.take(slice(0, k)))
+            if k == len(c):
+                self.tail = head
+                return
+            self._chunk(head, horizon=int(c.ts[k]))
+            c = c.take(slice(k, len(c)))
         last = int(c.ts[-1])
         cut = int(np.searchsorted(c.ts, last, side="left"))
         self.tail = c.take(slice(cut, len(c)))
@@ -102,7 +116,7 @@ class _Writer:
         self._write(rest, None, None, None)
         if not self.started:  # no events: still a trace, its clock and nothing else
             self.tracks.start(0)
-            self.buf += self.tracks.take()
+            self._add(self.tracks.take())
         self._flush(final=True)
 
     def _chunk(self, c: EventChunk, horizon: int | None) -> None:
@@ -116,7 +130,7 @@ class _Writer:
         seq = thread_seqs(c, self.tracks)
         flows = self.flows.ids(c, layout, seq)
         calls, ann = slice_markers(c, self.tracks, layout, flows, seq)
-        parts = [self.pending, calls, queue_markers(c, self.tracks, layout, flows, seq),
+        parts = [self.pending, *calls, queue_markers(c, self.tracks, layout, flows, seq),
                  group_markers(c, self.tracks, layout, ann, self.groups),
                  self._memory(c, layout), self.rates.add(c, self.tracks, horizon=horizon)]
         if self.frames is not None:
@@ -143,29 +157,32 @@ class _Writer:
         self.pending = m.take(order[cut:])
         if not cut:
             return
-        meta = self.tracks.take()  # descriptors, sequence starts, interning: before use
-        body = _encode(m, now, self.tracks.clock, c, ann)
-        kind = m.kind[now]
-        begins = kind == _BEGIN
-        self.stats.slices += int(np.count_nonzero(begins))
-        self.stats.flows += int(np.count_nonzero(m.flow[now][begins]))
-        self.stats.counter_points += int(np.count_nonzero(kind == _COUNTER))
-        self.buf += meta
-        self.buf += body
-        if len(self.buf) >= _COMPRESS_AT:
-            self._flush()
+        self._add(self.tracks.take())  # descriptors, sequence starts, interning: first
+        pieces, begins, flows, points = _encode(m, now, self.tracks.clock, c, ann)
+        for piece in pieces:
+            self._add(piece)
+        self.stats.slices += begins
+        self.stats.flows += flows
+        self.stats.counter_points += points
+
+    def _add(self, packets: bytes) -> None:
+        if packets:
+            self.parts.append(packets)
+            self.size += len(packets)
+            if self.size >= _COMPRESS_AT:
+                self._flush()
 
     def _flush(self, final: bool = False) -> None:
-        """Writes what is buffered; compression runs in a thread (zlib releases the GIL)
-        while the next packets are built, and pieces are written in order."""
-        if self.buf:
-            data = bytes(self.buf)
-            self.buf.clear()
+        """Writes what is buffered; compression runs in threads (zlib-ng releases the GIL)
+        while the next packets are built, and blocks are written in order."""
+        if self.parts:
+            parts, self.parts, self.size = self.parts, [], 0
             if self.compress:
-                self.compressing.append(self.pool.submit(_compressed, data))
+                self.compressing.append(self.pool.submit(_compressed, parts))
             else:
-                self._out(data)
-        while self.compressing and (final or len(self.compressing) > 2):
+                for data in parts:
+                    self._out(data)
+        while self.compressing and (final or len(self.compressing) > _IN_FLIGHT):
             self._out(self.compressing.pop(0).result())
         if final:
             self.pool.shutdown()
@@ -175,15 +192,18 @@ class _Writer:
         self.stats.bytes += len(data)
 
 
-# deflate level: 5 compresses a block in less time than the next one takes to encode (the
-# compressing thread keeps up on a second core) and writes a fifth less than level 1
-# (bench/trace_write.py: 19.8 bytes/slice against 24.8); 6 and above slow the export down.
-_LEVEL = 5
+# deflate level (zlib-ng, bench/trace_write.py, 1M calls): 4 takes 0.50 s and writes
+# 15.0 bytes/slice; 3 takes 0.40 s but writes 16.8, over the 16 the trace format is held to;
+# 5 writes 14.2 in 0.56 s. zlib-ng at level 4 is 1.8x faster than zlib at level 5 for
+# about the same size (zlib: 0.88 s, 14.8).
+_LEVEL = 4
 
 
-def _compressed(data: bytes) -> bytes:
-    """data as one TracePacket.compressed_packets (50) in a Trace.packet (1)."""
-    return bytes(Msg().blob(1, Msg().blob(50, zlib.compress(data, _LEVEL))))
+def _compressed(parts: list[bytes]) -> bytes:
+    """The packets of parts as one TracePacket.compressed_packets (50) in a Trace.packet (1)."""
+    z = zlib_ng.compressobj(_LEVEL)
+    deflated = b"".join([*(z.compress(p) for p in parts), z.flush()])
+    return bytes(Msg().blob(1, Msg().blob(50, deflated)))
 
 
 class _Rates:
@@ -283,9 +303,11 @@ class _FlowIds:
 
 
 def _encode(m: Markers, order: np.ndarray, clock: np.ndarray, c: EventChunk | None,
-            ann: Annotations | None) -> bytes:  # fmt: skip
-    """The TracePackets of the markers order names, in that order (trace_export._speedups);
-    clock (each sequence's incremental clock) moves on to the last of them.
+            ann: Annotations | None) -> tuple[list[bytes], int, int, int]:  # fmt: skip
+    """The TracePackets of the markers order names, in that order (trace_export._speedups),
+    in pieces of whole packets of about _COMPRESS_AT bytes, and how many begins, flows and
+    counter points they hold; clock (each sequence's incremental clock) moves on to the
+    last of them.
 
     A call's begin carries its annotations: per event type, (key, value field, column) of
     each in ann, read at the call's row of c."""
@@ -310,4 +332,4 @@ def _encode(m: Markers, order: np.ndarray, clock: np.ndarray, c: EventChunk | No
                   np.ascontiguousarray(row_flags, np.uint32),
                   np.array(plan_start, np.int32), np.array(keys, np.uint32),
                   np.array(fields, np.uint8), np.array(plan_cols, np.int32), tuple(cols),
-                  incomplete)  # fmt: skip
+                  incomplete, _COMPRESS_AT)  # fmt: skip

@@ -169,6 +169,19 @@ def test_calls_spanning_chunks_stay_nested_and_in_order() -> None:
     assert len(s2.slices) == len(whole)
 
 
+def test_calls_starting_together_over_several_chunks() -> None:
+    """Chunks of one call each, all starting in the same nanosecond on one thread, the
+    longest last: held back until a later start, then nested longest outermost."""
+    rows = [{"func": SYNC, "ts_ns": 5000, "duration_ns": 10 * (i + 1), "tid": 8}
+            for i in range(4)]  # fmt: skip
+    rows.append({"func": LAUNCH, "ts_ns": 9000, "duration_ns": 5, "tid": 8, "stream": 1})
+    whole = events(rows)
+    s = perfetto([whole.take(slice(i, i + 1)) for i in range(len(whole))])[0]
+    nested = sorted((sl.depth, sl.dur) for sl in s.slices if sl.ts - T0 == 5000)
+    assert nested == [(0, 40), (1, 30), (2, 20), (3, 10)]
+    assert len(s.slices) == 5
+
+
 def test_same_events_give_the_same_bytes() -> None:
     c = events([{"func": LAUNCH, "ts_ns": 1000 * i, "duration_ns": 10, "tid": 8 + i % 3,
                  "stream": i % 2} for i in range(1, 200)])  # fmt: skip

@@ -70,7 +70,11 @@ def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: boo
                    stacks: StackFrames | None = None) -> ExportStats:  # fmt: skip
     """Writes the events as a Perfetto trace; returns what was written. With stacks, calls
     that carry a Python stack are drawn inside slices of its frames (trace_export.pyframes)."""
-    return write_all(_Writer(out, compress, stacks), chunks, progress)
+    w = _Writer(out, compress, stacks)
+    try:
+        return write_all(w, chunks, progress)
+    finally:  # on failure too: no compression left running
+        w.pool.shutdown(cancel_futures=True)
 
 
 class _Writer:
@@ -184,8 +188,6 @@ class _Writer:
                     self._out(data)
         while self.compressing and (final or len(self.compressing) > _IN_FLIGHT):
             self._out(self.compressing.pop(0).result())
-        if final:
-            self.pool.shutdown()
 
     def _out(self, data: bytes) -> None:
         self.out.write(data)

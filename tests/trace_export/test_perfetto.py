@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from typing import Any
 
 import numpy as np
@@ -232,3 +233,18 @@ def test_calls_of_no_duration_are_slices_too() -> None:
     assert sorted((sl.ts - T0, sl.dur, sl.depth, sl.name) for sl in s.slices) == [
         (1000, 500, 0, "cudaLaunchKernel"), (1500, 0, 1, "cudaStreamSynchronize"),
         (1500, 100, 0, "cudaMemcpy"), (3000, 0, 0, "cudaStreamSynchronize")]
+
+
+def test_a_failing_source_leaves_no_compression_running() -> None:
+    """The events stop coming mid-way (deleted under a trace job): the error reaches the
+    caller, and the writer's compression threads are gone."""
+    c = events([{"func": LAUNCH, "ts_ns": 1000 * i, "duration_ns": 10, "tid": 8,
+                 "stream": 1} for i in range(1, 20_000)])  # fmt: skip
+
+    def source() -> Any:
+        yield c
+        raise RuntimeError("events deleted")
+
+    with pytest.raises(RuntimeError, match="events deleted"):
+        write_perfetto(source(), io.BytesIO())
+    assert not [t for t in threading.enumerate() if t.name.startswith("trace-compress")]

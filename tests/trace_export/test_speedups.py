@@ -107,6 +107,8 @@ def test_markers_in_the_order_given() -> None:
 
 @pytest.mark.parametrize(("change", "error", "says"), [
     ({"t": np.zeros(7, np.int32)}, TypeError, "t: items of 4 bytes"),
+    ({"t": np.zeros(7, np.float64)}, TypeError, "t: items of format 'd', not integers"),
+    ({"cols": (PTR, STR, NUM.astype(np.int32))}, TypeError, "cols[2]: items of 4 bytes"),
     ({"seq": np.zeros(6, np.int64)}, ValueError, "seq: 6 markers, t has 7"),
     ({"order": np.array([7], np.int64)}, IndexError, "order[0]: no marker 7"),
     ({"clock": np.array([0, 90, 100], np.int64)}, ValueError, "no sequence 3"),

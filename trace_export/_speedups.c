@@ -535,6 +535,12 @@ cleanup:
 	return out;
 }
 
+/* Fibonacci hashing: the top bits of the value times 2^64 / golden ratio. */
+static size_t slot_of(int64_t v, int bits)
+{
+	return (size_t)(((uint64_t)v * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
 /* distinct(x, inv, first) -> u: x's distinct values in the order they first appear;
  * inv[i] = the index of x[i] among them, first[j] = where the j-th first appears. */
 static PyObject *distinct(PyObject *self, PyObject *args)
@@ -553,14 +559,15 @@ static PyObject *distinct(PyObject *self, PyObject *args)
 	}
 	const int64_t *v = x.view.buf;
 	int64_t *in = inv.view.buf, *fi = first.view.buf, u = 0;
-	size_t cap = 64, mask = cap - 1;
+	int bits = 6;
+	size_t cap = (size_t)1 << bits, mask = cap - 1;
 	slot = PyMem_Calloc(cap, sizeof(int64_t));
 	if (!slot) {
 		PyErr_NoMemory();
 		goto cleanup;
 	}
 	for (Py_ssize_t i = 0; i < x.n; i++) {
-		size_t h = (size_t)(((uint64_t)v[i] * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+		size_t h = slot_of(v[i], bits);
 		while (slot[h] && v[slot[h] - 1] != v[i])
 			h = (h + 1) & mask;
 		if (slot[h]) {
@@ -572,7 +579,8 @@ static PyObject *distinct(PyObject *self, PyObject *args)
 		fi[u++] = i;
 		if ((size_t)u * 2 > cap) { /* grow: rehash the first appearances */
 			PyMem_Free(slot);
-			cap *= 4;
+			bits += 2;
+			cap = (size_t)1 << bits;
 			mask = cap - 1;
 			slot = PyMem_Calloc(cap, sizeof(int64_t));
 			if (!slot) {
@@ -580,7 +588,7 @@ static PyObject *distinct(PyObject *self, PyObject *args)
 				goto cleanup;
 			}
 			for (int64_t j = 0; j < u; j++) {
-				size_t g = (size_t)(((uint64_t)v[fi[j]] * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+				size_t g = slot_of(v[fi[j]], bits);
 				while (slot[g])
 					g = (g + 1) & mask;
 				slot[g] = fi[j] + 1;

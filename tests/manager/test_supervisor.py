@@ -325,7 +325,10 @@ asyncio.run(main())
         mgr.kill()
         mgr.wait()
         wait_for(lambda: not alive(agent_pid))
-        assert Path(f"{record}.signals").read_text() == "SIGTERM\n"
+        # the kernel sends the death signal each time the agent's parent thread exits, and
+        # may reparent it to another thread of the dying manager first: one SIGTERM or more
+        signals = Path(f"{record}.signals").read_text().splitlines()
+        assert signals and set(signals) == {"SIGTERM"}
     finally:
         mgr.kill()
         mgr.wait()

@@ -61,9 +61,23 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
 	return p;
 }
 
-/* v in exactly width bytes (width >= varint_len(v)) */
+#define SLACK 16 /* bytes a piece may be written past its end (stores of 8 and 16 bytes) */
+
+/* v in exactly width bytes (width >= varint_len(v)); up to 8 of them as one 8-byte store
+ * whose bytes past width are zero (v has no more 7-bit groups), overwritten next. */
 static uint8_t *put_padded(uint8_t *p, uint64_t v, int width)
 {
+	static const uint64_t more[9] = {0, 0, 0x80, 0x8080, 0x808080, 0x80808080,
+					 0x8080808080, 0x808080808080, 0x80808080808080};
+	if (width <= 8) {
+#define GROUP(k) (((v >> (7 * (k))) & 0x7f) << (8 * (k)))
+		uint64_t x = GROUP(0) | GROUP(1) | GROUP(2) | GROUP(3) | GROUP(4) | GROUP(5) |
+			     GROUP(6) | GROUP(7);
+#undef GROUP
+		x |= more[width];
+		memcpy(p, &x, 8); /* little-endian: x86-64, aarch64 */
+		return p + width;
+	}
 	for (int k = 0; k < width - 1; k++) {
 		*p++ = (uint8_t)(v | 0x80);
 		v >>= 7;
@@ -180,7 +194,7 @@ struct encoder {
 	struct input *in;
 	Py_ssize_t nplan, ntypes, nrows;
 	struct layout *layouts; /* L_CALLS + 4 * ntypes */
-	uint8_t *ann_w;         /* per plan entry: the widest value's varint */
+	uint8_t *col_w;         /* per value column: its widest value's varint */
 	struct annotation *anns; /* per plan entry, once the widths are known */
 	struct annotation incomplete;
 	int64_t *delta;         /* per marker written */
@@ -220,6 +234,15 @@ static int measure(struct encoder *e)
 	struct input *in = e->in;
 	Py_ssize_t k = in->order.n, nseq = in->clock.n;
 	int64_t *clock = e->clock;
+	/* an annotation's value is padded to its column's widest value (of every row: a call
+	 * of another type may widen it, which costs a byte that deflate takes back) */
+	for (Py_ssize_t j = 0; j < in->ncols; j++) {
+		const uint64_t *col = in->cols[j].view.buf;
+		uint64_t most = 0;
+		for (Py_ssize_t r = 0; r < in->cols[j].n; r++)
+			most = col[r] > most ? col[r] : most;
+		e->col_w[j] = (uint8_t)varint_len(most);
+	}
 	for (Py_ssize_t i = 0; i < k; i++) {
 		int64_t m = AT(in->order, int64_t, i);
 		if (m < 0 || m >= in->t.n)
@@ -254,9 +277,6 @@ static int measure(struct encoder *e)
 					     (long long)r, type);
 			l = call_layout(type, AT(in->row_flags, uint32_t, r) & 1,
 					AT(in->flow, uint64_t, m) != 0);
-			for (int32_t p = AT(in->plan_start, int32_t, type);
-			     p < AT(in->plan_start, int32_t, type + 1); p++)
-				widen(&e->ann_w[p], AT(in->cols[AT(in->plan_col, int32_t, p)], uint64_t, r));
 		} else
 			return fail(e, PyExc_ValueError, "kind of marker %lld: %d", (long long)m, kind);
 		e->lay[i] = l;
@@ -321,7 +341,7 @@ static void size_layout(struct encoder *e, int l)
 
 static uint8_t *put_annotation(uint8_t *p, const struct annotation *a, int64_t row)
 {
-	memcpy(p, a->head, (size_t)a->head_len);
+	memcpy(p, a->head, 16); /* head_len <= 16 */
 	return put_padded(p + a->head_len, a->col ? a->col[row] : 1, a->w);
 }
 
@@ -381,22 +401,28 @@ static PyObject *pieces(struct encoder *e, Py_ssize_t piece)
 		Py_ssize_t end = start, size = 0;
 		while (end < k && (end == start || size + e->layouts[e->lay[end]].size <= piece))
 			size += e->layouts[e->lay[end++]].size;
-		PyObject *b = PyBytes_FromStringAndSize(NULL, size);
-		if (!b || PyList_Append(list, b) < 0) {
-			Py_XDECREF(b);
+		PyObject *b = PyBytes_FromStringAndSize(NULL, size + SLACK);
+		if (!b) {
 			Py_CLEAR(list);
 			break;
 		}
-		Py_DECREF(b);
 		uint8_t *p = (uint8_t *)PyBytes_AS_STRING(b), *stop = p + size;
 		Py_BEGIN_ALLOW_THREADS
 		for (Py_ssize_t i = start; i < end; i++)
 			p = put_packet(e, p, i);
 		Py_END_ALLOW_THREADS
 		if (p != stop) {
+			Py_DECREF(b);
 			Py_CLEAR(list);
 			PyErr_SetString(PyExc_SystemError, "encode: packets not of their computed size");
+			break;
 		}
+		if (_PyBytes_Resize(&b, size) < 0 || PyList_Append(list, b) < 0) {
+			Py_XDECREF(b);
+			Py_CLEAR(list);
+			break;
+		}
+		Py_DECREF(b);
 		start = end;
 	}
 	return list;
@@ -495,12 +521,12 @@ static PyObject *encode(PyObject *self, PyObject *args)
 	e.nrows = in.row_type.n;
 	Py_ssize_t k = in.order.n, nlay = L_CALLS + 4 * e.ntypes;
 	e.layouts = PyMem_Calloc((size_t)nlay, sizeof(struct layout));
-	e.ann_w = PyMem_Calloc((size_t)e.nplan + 1, 1);
+	e.col_w = PyMem_Calloc((size_t)in.ncols + 1, 1);
 	e.anns = PyMem_Calloc((size_t)e.nplan + 1, sizeof(struct annotation));
 	e.delta = PyMem_Malloc(((size_t)k + 1) * sizeof(int64_t));
 	e.lay = PyMem_Malloc(((size_t)k + 1) * sizeof(int32_t));
 	e.clock = PyMem_Malloc(((size_t)in.clock.n + 1) * sizeof(int64_t));
-	if (!e.layouts || !e.ann_w || !e.anns || !e.delta || !e.lay || !e.clock) {
+	if (!e.layouts || !e.col_w || !e.anns || !e.delta || !e.lay || !e.clock) {
 		PyErr_NoMemory();
 		goto cleanup;
 	}
@@ -515,7 +541,8 @@ static PyObject *encode(PyObject *self, PyObject *args)
 	}
 	for (Py_ssize_t q = 0; q < e.nplan; q++)
 		prepare(&e.anns[q], AT(in.plan_key, uint32_t, q), AT(in.plan_field, uint8_t, q),
-			e.ann_w[q], in.cols[AT(in.plan_col, int32_t, q)].view.buf);
+			e.col_w[AT(in.plan_col, int32_t, q)],
+			in.cols[AT(in.plan_col, int32_t, q)].view.buf);
 	prepare(&e.incomplete, in.incomplete_key, 3, 1, NULL);
 	for (Py_ssize_t l = 0; l < nlay; l++)
 		size_layout(&e, (int)l);
@@ -526,7 +553,7 @@ static PyObject *encode(PyObject *self, PyObject *args)
 	}
 cleanup:
 	PyMem_Free(e.layouts);
-	PyMem_Free(e.ann_w);
+	PyMem_Free(e.col_w);
 	PyMem_Free(e.anns);
 	PyMem_Free(e.delta);
 	PyMem_Free(e.lay);

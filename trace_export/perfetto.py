@@ -21,10 +21,10 @@ packets each, compressed by zlib-ng in _THREADS threads while the next chunk is 
 
 Time order: slices end after they begin, and a call can end long after later calls began,
 so each chunk's markers and the ends still pending are merged and sorted, and what falls
-before the chunk's last start is written; the rest waits. The calls that start at that
-last instant wait with it, for the next chunk (a later call may start in the same
-nanosecond, and calls starting together nest longest first). Memory holds one chunk and the
-calls still open.
+before the next chunk's first start is written; the rest waits. A chunk is written once
+the next one is known: when the next starts in the nanosecond the chunk ends (calls that
+start together nest longest first), the chunk's last calls wait and join it. Memory holds
+two chunks and the calls still open.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class _Writer:
         self.tracks = Tracks()
         self.stats = ExportStats()
         self.pending = Markers.empty()  # ends, instants and counter points not yet written
-        self.tail: EventChunk | None = None  # the calls starting at the last chunk's end
+        self.held: EventChunk | None = None  # the last chunk added, not written yet
         self.parts: list[bytes] = []  # packets not yet written, and their size
         self.size = 0
         self.started = False
@@ -96,24 +96,23 @@ class _Writer:
         self.compressing: list[Future[bytes]] = []
 
     def add(self, c: EventChunk) -> None:
-        if self.tail is not None and len(self.tail):
-            # the calls held back, with those of c that start together with them
-            k = int(np.searchsorted(c.ts, self.tail.ts[0], side="right"))
-            head = self.tail.concat(c.take(slice(0, k)))
-            if k == len(c):
-                self.tail = head
-                return
-            self._chunk(head, horizon=int(c.ts[k]))
-            c = c.take(slice(k, len(c)))
-        last = int(c.ts[-1])
-        cut = int(np.searchsorted(c.ts, last, side="left"))
-        self.tail = c.take(slice(cut, len(c)))
+        """Writes the chunk before c (held until now: c shows where its markers may end)."""
+        held, self.held = self.held, c
+        if held is None:
+            return
+        if c.ts[0] > held.ts[-1]:  # no call of c starts with the last ones of held
+            self._chunk(held, horizon=int(c.ts[0]))
+            return
+        # c's first calls start in the same nanosecond as held's last ones, and calls that
+        # start together nest longest first: those of held wait, with c (seldom: a copy)
+        cut = int(np.searchsorted(held.ts, held.ts[-1], side="left"))
         if cut:
-            self._chunk(c.take(slice(0, cut)), horizon=last)
+            self._chunk(held.take(slice(0, cut)), horizon=int(held.ts[-1]))
+        self.held = held.take(slice(cut, len(held))).concat(c)
 
     def finish(self) -> None:
-        if self.tail is not None and len(self.tail):
-            self._chunk(self.tail, horizon=None)
+        if self.held is not None:
+            self._chunk(self.held, horizon=None)
         rest = self.pending.concat(self.rates.close(self.tracks))
         if self.frames is not None:
             rest = rest.concat(self.frames.close())

@@ -14,7 +14,7 @@ all: build
 deps:
 	./scripts/install-deps
 
-$(STAMP): pyproject.toml setup.py trace_export/_speedups.c
+$(STAMP): pyproject.toml setup.py $(wildcard trace_export/*.c trace_export/*.h)
 	$(MAKE) deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "_columns.h"
+
 enum { BEGIN = 1, END = 2, INSTANT = 3, COUNTER = 4 };
 enum { L_END, L_INSTANT, L_COUNTER, L_FRAME, L_CALLS }; /* packet layouts; calls: 4 per type */
 enum { F_DELTA, F_SEQ, F_NAME, F_TRACK, F_VALUE, F_COUNT }; /* padded fields of a layout */
@@ -105,45 +107,6 @@ static int value_tag(int field, uint8_t out[2])
 	out[0] = (uint8_t)(key | 0x80);
 	out[1] = (uint8_t)(key >> 7);
 	return 2;
-}
-
-/* A numpy array (or any buffer) of n integers of itemsize bytes, C-contiguous. */
-struct column {
-	Py_buffer view;
-	Py_ssize_t n;
-	int held;
-};
-
-static int column_get(struct column *c, PyObject *obj, Py_ssize_t itemsize, const char *what,
-		      int writable)
-{
-	int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-	c->held = 0;
-	if (PyObject_GetBuffer(obj, &c->view, flags) < 0) {
-		PyErr_Format(PyExc_TypeError, "%s: not a contiguous%s array", what,
-			     writable ? " writable" : "");
-		return -1;
-	}
-	c->held = 1;
-	const char *format = c->view.format ? c->view.format : "B";
-	if (!strchr("bBhHiIlLqQ", format[strlen(format) - 1])) {
-		PyErr_Format(PyExc_TypeError, "%s: items of format '%s', not integers", what, format);
-		return -1;
-	}
-	if (c->view.itemsize != itemsize) {
-		PyErr_Format(PyExc_TypeError, "%s: items of %zd bytes, not %zd", what,
-			     c->view.itemsize, itemsize);
-		return -1;
-	}
-	c->n = c->view.len / itemsize;
-	return 0;
-}
-
-static void column_release(struct column *c)
-{
-	if (c->held)
-		PyBuffer_Release(&c->view);
-	c->held = 0;
 }
 
 /* Everything encode() reads, named as in perfetto.py. */

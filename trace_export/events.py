@@ -15,8 +15,6 @@ batches (backend.abi), which is what the benchmark and the capture-file path use
 
 from __future__ import annotations
 
-import json
-import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -25,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from backend import abi
+from trace_export import event_data
+from trace_export._rows import str_codes
 
 __all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "event_class",
            "from_batches", "from_rows"]  # fmt: skip
@@ -32,7 +32,7 @@ __all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "e
 #: The ``events`` columns from_rows expects, in order.
 ROW_COLUMNS = ("ts", "duration_ns", "pid", "tid", "ret", "flags", "event_type", "comm",
                "machine_id", "event_data")  # fmt: skip
-_DIM3 = ("grid", "block")
+_DIM3 = event_data.DIM3
 _COLUMNS = ("ts", "dur", "pid", "tid", "ret", "flags", "name", "comm", "machine")
 #: Per monitor type, the arguments that are text, not integers.
 TEXT_ARGS: Mapping[str, frozenset[str]] = {"ACL": abi.ACL_TEXT}
@@ -169,8 +169,8 @@ def _text_names(monitor_type: str, names: Iterable[str]) -> list[str]:
 
 def _codes(values: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     table: dict[str, int] = {}
-    codes = np.fromiter((table.setdefault(v, len(table)) for v in values), np.int32,
-                        len(values))  # fmt: skip
+    codes = np.empty(len(values), np.int32)
+    str_codes(values, table, codes)
     return codes, tuple(table)
 
 
@@ -184,24 +184,10 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
     comm, comms = _codes(cols[7])
     machine, machines = _codes(cols[8])
     args = {a: np.zeros(n, np.uint64) for a in _numeric(monitor_type, names)}
-    text_names = _text_names(monitor_type, names)
-    texts: dict[str, list[str]] = {a: [""] * n for a in text_names}
-    raw = cols[9]
-    if all(isinstance(d, str) for d in raw):  # one parse for the chunk
-        datas = json.loads("[" + ",".join(raw) + "]") if n else []
-    else:
-        datas = [json.loads(d) if isinstance(d, str) else d for d in raw]
-    for code, etype in enumerate(names):
-        of_type = np.flatnonzero(name == code)
-        if len(of_type):
-            columns = args_of(monitor_type, etype)
-            of_data = [datas[i] for i in of_type.tolist()]
-            _fill_args(args, of_data, of_type, tuple(a for a in columns if a in args))
-            for a in (a for a in columns if a in texts):
-                _fill_text(texts[a], of_data, of_type, a)
     if monitor_type in ("CUDA", "ACL", "PYTHON") and n:  # the call's Python stack, not shown
-        args["py_stack"] = np.array([d.get("py_stack", 0) if isinstance(d, dict) else 0
-                                     for d in datas], np.uint64)
+        args[event_data.PY_STACK] = np.zeros(n, np.uint64)
+    texts: dict[str, list[str]] = {a: [""] * n for a in _text_names(monitor_type, names)}
+    event_data.fill(cols[9], name, [args_of(monitor_type, t) for t in names], args, texts)
     return EventChunk(
         monitor_type=monitor_type,
         ts=np.array(cols[0], np.int64), dur=np.array(cols[1], np.int64),
@@ -210,51 +196,6 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
         name=name, names=names, comm=comm, comms=comms, machine=machine, machines=machines,
         args=args, texts={a: TextColumn.of(v) for a, v in texts.items()},
     )  # fmt: skip
-
-
-def _fill_text(out: list[str], datas: list[Any], rows: np.ndarray, key: str) -> None:
-    """Sets out at rows to each event_data's text argument key ("" when it has none)."""
-    for i, d in zip(rows.tolist(), datas, strict=True):
-        v = d.get(key, "") if isinstance(d, dict) else ""
-        out[i] = v if isinstance(v, str) else ""
-
-
-def _fill_args(args: dict[str, np.ndarray], datas: list[Any], rows: np.ndarray,
-               columns: tuple[str, ...]) -> None:  # fmt: skip
-    """Fills args at rows from the event_data of events of one type (columns: its args).
-
-    Events of one type have the same keys, so one itemgetter call per row reads them all;
-    anything unexpected (a missing key, a value that is not a uint64) falls back to reading
-    value by value, where such a value reads as 0.
-    """
-    keys = list(dict.fromkeys(c[:-2] if c[:-2] in _DIM3 else c for c in columns))
-    if not keys:
-        return
-    try:
-        get = operator.itemgetter(*keys)
-        table = [get(d) for d in datas]
-        if len(keys) == 1:
-            table = [(v,) for v in table]
-        for at, k in enumerate(keys):
-            if k in _DIM3:
-                dims = np.array([t[at] for t in table], dtype=np.uint64).reshape(len(datas), 3)
-                for axis, c in enumerate("xyz"):
-                    args[f"{k}_{c}"][rows] = dims[:, axis]
-            else:
-                args[k][rows] = np.array([t[at] for t in table], dtype=np.uint64)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        for i, data in zip(rows.tolist(), datas, strict=True):
-            _fill_row(args, i, data)
-
-
-def _fill_row(args: dict[str, np.ndarray], i: int, data: Any) -> None:
-    for k, v in data.items() if isinstance(data, dict) else ():
-        if k in _DIM3 and isinstance(v, list) and len(v) == 3:
-            for axis, x in zip("xyz", v, strict=True):
-                if f"{k}_{axis}" in args and isinstance(x, int) and 0 <= x < 1 << 64:
-                    args[f"{k}_{axis}"][i] = x
-        elif k in args and isinstance(v, int) and 0 <= v < 1 << 64:
-            args[k][i] = v
 
 
 _SYSCALL_ARGS = ("arg0", "arg1", "arg2")  # struct syscall_event: the first three, raw

@@ -25,9 +25,11 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import psycopg
 
@@ -47,6 +49,7 @@ from trace_export.pyframes import frame_label
 __all__ = ["BuildError", "Built", "Stopped", "TraceSpec", "build_trace"]
 
 DEFAULT_MONITOR_TYPE = "CUDA"
+T = TypeVar("T")
 
 
 class Stopped(Exception):
@@ -117,7 +120,7 @@ def build_trace(
         # closed at once however this generator ends: the read transaction ends with it
         rows_of = stream_events(conn, where, params, columns, chunk_rows)
         with contextlib.closing(rows_of):
-            for rows in rows_of:
+            for rows in _read_ahead(rows_of):
                 read += len(rows)
                 if mixed:
                     yield from _by_type(rows, types)
@@ -177,6 +180,20 @@ def python_stacks(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int
     for sid, function, file, line in cur.fetchall():
         out.setdefault(int(sid), []).append(frame_label(function, file, line))
     return out
+
+
+def _read_ahead(items: Iterator[T]) -> Generator[T, None, None]:
+    """items, the next one fetched in a thread while the caller works on this one: a
+    server-side cursor's rows are made only when asked for, so PostgreSQL makes the next
+    chunk while this one is written (bench/trace_job.py). Ends only once no fetch runs."""
+    with ThreadPoolExecutor(1, thread_name_prefix="trace-fetch") as pool:
+        ahead = pool.submit(next, items, None)
+        try:
+            while (item := ahead.result()) is not None:
+                ahead = pool.submit(next, items, None)
+                yield item
+        finally:
+            futures.wait([ahead])  # the caller closes items next: never while in use
 
 
 def _by_type(rows: list[tuple[Any, ...]], types: dict[uuid.UUID, str]) -> Iterator[EventChunk]:

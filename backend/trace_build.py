@@ -5,9 +5,12 @@ build_trace() runs in a worker thread on its own psycopg connection (never the e
 1. count the matches per monitor (``events.count_by_monitor``): the total that progress is
    measured against, and each monitor's type (events rows do not carry it; a monitor missing
    from ``monitors`` counts as CUDA, the only probe so far);
-2. stream them ``ORDER BY ts, id`` through a server-side cursor, ``chunk_rows`` at a time,
-   each chunk through ``trace_export.from_rows`` into the writer (Perfetto or Chrome JSON),
-   optionally through gzip, into a temporary file beside the final one;
+2. stream them ``ORDER BY ts, id`` with COPY in its binary format (``events.copy_events``),
+   ``chunk_rows`` at a time, each chunk through ``trace_export.from_copy`` into the writer
+   (Perfetto or Chrome JSON), optionally through gzip, into a temporary file beside the final
+   one; the next chunk is read while one is written. Events of monitors of several types,
+   or a build with no side connection for the writer's questions, come through a
+   server-side cursor and ``trace_export.from_rows`` instead;
 3. rename the file into place (atomic): ``<traces_dir>/<trace_id>``.
 
 The stop flag is checked between chunks: set, the build ends with Stopped and leaves no file.
@@ -34,12 +37,13 @@ from typing import Any, BinaryIO, TypeVar, cast
 import psycopg
 
 from backend.filters import FilterError, compile_filter
-from backend.repo.events import EVENT_FIELDS, count_by_monitor, stream_events
+from backend.repo.events import EVENT_FIELDS, copy_events, count_by_monitor, stream_events
 from backend.trace_files import trace_path
 from trace_export import (
     ROW_COLUMNS,
     EventChunk,
     ExportStats,
+    from_copy,
     from_rows,
     write_chrome_json,
     write_perfetto,
@@ -86,12 +90,15 @@ def build_trace(
     on_total: Callable[[int], None] = lambda total: None,
     on_progress: Callable[[int], None] = lambda done: None,
     checkpoint: Callable[[str], None] = lambda stage: None,
+    side: psycopg.Connection[Any] | None = None,
 ) -> Built:
     """Writes the trace of spec to traces_dir; see the module doc.
 
-    conn: autocommit, outside a transaction. on_total(total) once counted, on_progress(done)
-    as the writer consumes events. checkpoint(stage) is called at "counted" and after each
-    "chunk" (tests hold a build there).
+    conn: autocommit, outside a transaction. side: another connection, for what the writer
+    asks meanwhile (Python stacks): with it, the events are read with COPY, which holds
+    conn until it ends; without, through a cursor. on_total(total) once counted,
+    on_progress(done) as the writer consumes events. checkpoint(stage) is called at
+    "counted" and after each "chunk" (tests hold a build there).
     """
     try:
         where, params = compile_filter(spec.filter, EVENT_FIELDS)
@@ -118,18 +125,26 @@ def build_trace(
         if stop.is_set():
             raise Stopped
         # closed at once however this generator ends: the read transaction ends with it
+        if not mixed and side is not None:  # the common case: COPY's binary rows, read in C
+            copied = copy_events(conn, where, params, columns, chunk_rows)
+            with contextlib.closing(copied):
+                for data, n in _read_ahead(copied):
+                    read += n
+                    yield from_copy(data, n, kind)
+                    checkpoint("chunk")
+                    if stop.is_set():
+                        raise Stopped
+            return
         rows_of = stream_events(conn, where, params, columns, chunk_rows)
         with contextlib.closing(rows_of):
             for rows in _read_ahead(rows_of):
                 read += len(rows)
-                if mixed:
-                    yield from _by_type(rows, types)
-                else:
-                    yield from_rows(rows, kind)
+                yield from _by_type(rows, types)
                 checkpoint("chunk")
                 if stop.is_set():
                     raise Stopped
 
+    asker = conn if side is None else side
     traces_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     final = trace_path(traces_dir, spec.trace_id)
     fd, tmp_name = tempfile.mkstemp(dir=traces_dir, prefix=f".{spec.trace_id}.", suffix=".tmp")
@@ -149,10 +164,10 @@ def build_trace(
                         # gzip over the file replaces the writer's own deflate of packets
                         stats = write_perfetto(source, out, compress=not spec.gzip,
                                                progress=on_progress,
-                                               stacks=lambda ids: python_stacks(conn, ids))
+                                               stacks=lambda ids: python_stacks(asker, ids))
                     else:
                         stats = write_chrome_json(source, out, progress=on_progress,
-                                                  stacks=lambda ids: python_stacks(conn, ids))
+                                                  stacks=lambda ids: python_stacks(asker, ids))
                 except psycopg.Error as e:
                     raise _db_error("reading the events", e, stop) from None
                 finally:

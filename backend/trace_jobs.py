@@ -178,7 +178,7 @@ class TraceJobs:
 
         return build_trace(reader, spec, self.traces_dir, stop=self.stop_flag,
                            chunk_rows=self.chunk_rows, on_total=on_total,
-                           on_progress=on_progress, checkpoint=checkpoint)
+                           on_progress=on_progress, checkpoint=checkpoint, side=status)
 
 
 def _cancel(conn: psycopg.Connection[Any]) -> None:

@@ -4,9 +4,10 @@ A fresh embedded PostgreSQL (temporary directory) is filled with --rows events o
 monitor (bench/events_query.py's fill: the ingest path's EventWriter, a PyTorch-like mix of
 launches, copies, syncs and allocations). Then backend.trace_build.build_trace writes the
 trace of all of them, --rounds times, as a trace job does; and one more pass, the same
-streaming read, times its three stages apart: the fetch (psycopg, server-side cursor),
-from_rows (event_data JSON to columns) and write_perfetto. Issue #4 sets no target here:
-bench/trace_write.py measures the writer against its baseline; this says what a user waits.
+streaming read, times its three stages apart: the fetch (COPY in the binary format),
+from_copy (its rows to columns, event_data JSON included) and write_perfetto. Issue #4 sets
+no target here: bench/trace_write.py measures the writer against its baseline; this says
+what a user waits.
 Prints one JSON object (progress on stderr).
 
     .venv/bin/python bench/trace_job.py [--rows 1000000] [--rounds 2]
@@ -38,35 +39,36 @@ from common import run_in_temp_dir  # noqa: E402
 
 from backend.db.embedded import EmbeddedPostgres  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
-from backend.repo.events import stream_events  # noqa: E402
+from backend.repo.events import copy_events  # noqa: E402
 from backend.trace_build import TraceSpec, build_trace  # noqa: E402
-from trace_export import ROW_COLUMNS, EventChunk, from_rows, write_perfetto  # noqa: E402
+from trace_export import ROW_COLUMNS, EventChunk, from_copy, write_perfetto  # noqa: E402
 
 
 def stages(conn: psycopg.Connection[Any]) -> dict[str, float]:
-    """One streaming read of every event, each stage timed apart."""
+    """One streaming read of every event as a trace job makes it (COPY, from_copy), each
+    stage timed apart."""
     fetch_s = rows_s = 0.0
     n = 0
 
     def chunks() -> Iterator[EventChunk]:
         nonlocal fetch_s, rows_s, n
-        with contextlib.closing(stream_events(conn, "TRUE", [], ROW_COLUMNS, 50_000)) as it:
+        with contextlib.closing(copy_events(conn, "TRUE", [], ROW_COLUMNS, 50_000)) as it:
             while True:
                 t = time.perf_counter()
-                rows = next(it, None)
+                got = next(it, None)
                 fetch_s += time.perf_counter() - t
-                if rows is None:
+                if got is None:
                     return
                 t = time.perf_counter()
-                c = from_rows(rows, "CUDA")
+                c = from_copy(*got, "CUDA")
                 rows_s += time.perf_counter() - t
-                n += len(rows)
+                n += got[1]
                 yield c
 
     t = time.perf_counter()
     write_perfetto(chunks(), io.BytesIO())
     total = time.perf_counter() - t
-    return {"fetch_rows_per_s": round(n / fetch_s), "from_rows_per_s": round(n / rows_s),
+    return {"fetch_rows_per_s": round(n / fetch_s), "from_copy_rows_per_s": round(n / rows_s),
             "write_events_per_s": round(n / (total - fetch_s - rows_s)),
             "all_events_per_s": round(n / total)}  # fmt: skip
 
@@ -82,11 +84,12 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
         events_query.S - args.span_s * events_query.S
     filled = await events_query.fill(args, dsn, t0_ns)
     runs = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for _ in range(args.rounds):
+    with (psycopg.connect(dsn, autocommit=True) as conn,
+          psycopg.connect(dsn, autocommit=True) as side):
+        for _ in range(args.rounds):  # as backend.trace_jobs runs it: COPY on conn
             t = time.perf_counter()
             built = build_trace(conn, TraceSpec(uuid.uuid4(), "", "perfetto", False),
-                                tmp / "traces", stop=threading.Event())  # fmt: skip
+                                tmp / "traces", stop=threading.Event(), side=side)  # fmt: skip
             runs.append((time.perf_counter() - t, built))
             events_query.log(f"trace job: {built.events:,} events in {runs[-1][0]:.2f} s")
         parts = stages(conn)

@@ -9,6 +9,10 @@
  * json.loads, so every row reads the same either way.
  *
  * str_codes(): a string column as codes into a table of its distinct values.
+ *
+ * copy_rows(): rows of COPY ... TO STDOUT (FORMAT binary) of the events columns
+ * trace_export.events.ROW_COLUMNS names, straight into columns (backend.repo.events.
+ * copy_events): no Python object per row or per value, where psycopg's cursor made eleven.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -167,11 +171,29 @@ static PyObject *json_uints(PyObject *self, PyObject *args)
 	struct keys k = {0};
 	uint64_t **cols = NULL;
 	PyObject *result = NULL;
-	if (!PyArg_ParseTuple(args, "O!O!OOOOO!O:json_uints", &PyList_Type, &texts, &PyTuple_Type,
-			      &okeys, &odims, &ofirst, &otype, &oallowed, &PyTuple_Type, &oout,
-			      &ofallback))
+	Py_buffer buf = {0};
+	struct column spans = {0};
+	if (!PyArg_ParseTuple(args, "OO!OOOOO!O:json_uints", &texts, &PyTuple_Type, &okeys, &odims,
+			      &ofirst, &otype, &oallowed, &PyTuple_Type, &oout, &ofallback))
 		return NULL;
-	Py_ssize_t n = PyList_GET_SIZE(texts), nout = PyTuple_GET_SIZE(oout);
+	Py_ssize_t n, nout = PyTuple_GET_SIZE(oout);
+	if (PyList_Check(texts)) {
+		n = PyList_GET_SIZE(texts);
+	} else if (PyTuple_Check(texts) && PyTuple_GET_SIZE(texts) == 2) {
+		if (PyObject_GetBuffer(PyTuple_GET_ITEM(texts, 0), &buf, PyBUF_SIMPLE) < 0 ||
+		    column_get(&spans, PyTuple_GET_ITEM(texts, 1), 8, "texts[1]", 0) < 0)
+			goto cleanup;
+		n = spans.n / 2;
+		const int64_t *sp = spans.view.buf;
+		for (Py_ssize_t r = 0; r < n; r++)
+			if (sp[2 * r] < 0 || sp[2 * r + 1] < 0 || sp[2 * r] + sp[2 * r + 1] > buf.len) {
+				PyErr_Format(PyExc_ValueError, "texts[1]: span %zd out of the buffer", r);
+				goto cleanup;
+			}
+	} else {
+		PyErr_SetString(PyExc_TypeError, "texts: a list of str, or (buffer, spans)");
+		return NULL;
+	}
 	k.n = PyTuple_GET_SIZE(okeys);
 	if (column_get(&dims, odims, 1, "dims", 0) < 0 || column_get(&first, ofirst, 4, "first", 0) < 0 ||
 	    column_get(&type, otype, 4, "row_type", 0) < 0 ||
@@ -224,11 +246,18 @@ static PyObject *json_uints(PyObject *self, PyObject *args)
 	uint8_t *fell = fallback.view.buf;
 	Py_ssize_t fallen = 0;
 	for (Py_ssize_t r = 0; r < n; r++) {
-		PyObject *t = PyList_GET_ITEM(texts, r);
-		Py_ssize_t len;
-		const char *s = PyUnicode_Check(t) ? PyUnicode_AsUTF8AndSize(t, &len) : NULL;
-		if (!s)
-			PyErr_Clear(); /* not text (or not UTF-8): json.loads says what it is */
+		Py_ssize_t len = 0;
+		const char *s;
+		if (buf.obj) {
+			const int64_t *sp = (const int64_t *)spans.view.buf + 2 * r;
+			s = (const char *)buf.buf + sp[0];
+			len = sp[1];
+		} else {
+			PyObject *t = PyList_GET_ITEM(texts, r);
+			s = PyUnicode_Check(t) ? PyUnicode_AsUTF8AndSize(t, &len) : NULL;
+			if (!s)
+				PyErr_Clear(); /* not text (or not UTF-8): json.loads says what it is */
+		}
 		int32_t ty = types[r];
 		struct json j = {s, s ? s + len : NULL};
 		if (!s || ty < 0 || ty >= ntypes || !row(&j, &k, ok_for + (size_t)ty * k.n, cols, r)) {
@@ -240,6 +269,9 @@ static PyObject *json_uints(PyObject *self, PyObject *args)
 	}
 	result = PyLong_FromSsize_t(fallen);
 cleanup:
+	if (buf.obj)
+		PyBuffer_Release(&buf);
+	column_release(&spans);
 	column_release(&dims);
 	column_release(&first);
 	column_release(&type);
@@ -299,7 +331,167 @@ fail:
 	return NULL;
 }
 
+/* Strings of one column met in this call: their bytes (in the COPY buffer) and code. */
+#define RECENT 64
+struct recent {
+	const char *s[RECENT];
+	int32_t len[RECENT], code[RECENT];
+};
+
+static uint32_t hash_bytes(const char *s, int32_t n)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (int32_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 16777619u;
+	return h;
+}
+
+/* The code of a string column's value: from the recent ones, or the table (a dict). */
+static int text_code(struct recent *rc, PyObject *table, const char *s, int32_t n, int32_t *code)
+{
+	uint32_t h = hash_bytes(s, n) % RECENT;
+	if (rc->s[h] && rc->len[h] == n && !memcmp(rc->s[h], s, (size_t)n)) {
+		*code = rc->code[h];
+		return 0;
+	}
+	PyObject *str = PyUnicode_DecodeUTF8(s, n, "strict");
+	if (!str)
+		return -1;
+	PyObject *c = PyDict_GetItemWithError(table, str);
+	if (c) {
+		Py_INCREF(c);
+	} else if (!PyErr_Occurred()) {
+		c = PyLong_FromSsize_t(PyDict_GET_SIZE(table));
+		if (c && PyDict_SetItem(table, str, c) < 0)
+			Py_CLEAR(c);
+	}
+	Py_DECREF(str);
+	if (!c)
+		return -1;
+	long v = PyLong_AsLong(c);
+	Py_DECREF(c);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	rc->s[h] = s;
+	rc->len[h] = n;
+	rc->code[h] = *code = (int32_t)v;
+	return 0;
+}
+
+static int64_t be(const uint8_t *p, int32_t n)
+{
+	uint64_t v = 0;
+	for (int32_t i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	if (n < 8 && (v >> (8 * n - 1)) & 1) /* sign-extend int2 and int4 */
+		v |= ~(uint64_t)0 << (8 * n);
+	return (int64_t)v;
+}
+
+enum { COPY_INTS = 6, COPY_TEXTS = 3, COPY_FIELDS = COPY_INTS + COPY_TEXTS + 1 };
+
+/* copy_rows(data, n, ints, tables, codes, spans) -> None */
+static PyObject *copy_rows(PyObject *self, PyObject *args)
+{
+	(void)self;
+	PyObject *odata, *oints, *otables, *ocodes, *ospans, *result = NULL;
+	Py_ssize_t n;
+	Py_buffer data = {0};
+	struct column ints[COPY_INTS] = {0}, codes[COPY_TEXTS] = {0}, spans = {0};
+	struct recent *recent = NULL;
+	if (!PyArg_ParseTuple(args, "OnO!O!O!O:copy_rows", &odata, &n, &PyTuple_Type, &oints,
+			      &PyTuple_Type, &otables, &PyTuple_Type, &ocodes, &ospans))
+		return NULL;
+	if (PyTuple_GET_SIZE(oints) != COPY_INTS || PyTuple_GET_SIZE(otables) != COPY_TEXTS ||
+	    PyTuple_GET_SIZE(ocodes) != COPY_TEXTS) {
+		PyErr_SetString(PyExc_ValueError, "copy_rows: 6 int columns, 3 tables, 3 code columns");
+		return NULL;
+	}
+	if (PyObject_GetBuffer(odata, &data, PyBUF_SIMPLE) < 0)
+		return NULL;
+	for (int i = 0; i < COPY_INTS; i++) {
+		char what[16];
+		snprintf(what, sizeof(what), "ints[%d]", i);
+		if (column_get(&ints[i], PyTuple_GET_ITEM(oints, i), 8, what, 1) < 0)
+			goto cleanup;
+	}
+	for (int i = 0; i < COPY_TEXTS; i++) {
+		char what[16];
+		snprintf(what, sizeof(what), "codes[%d]", i);
+		if (!PyDict_Check(PyTuple_GET_ITEM(otables, i))) {
+			PyErr_Format(PyExc_TypeError, "tables[%d]: not a dict", i);
+			goto cleanup;
+		}
+		if (column_get(&codes[i], PyTuple_GET_ITEM(ocodes, i), 4, what, 1) < 0)
+			goto cleanup;
+	}
+	if (column_get(&spans, ospans, 8, "spans", 1) < 0)
+		goto cleanup;
+	for (int i = 0; i < COPY_INTS; i++)
+		if (ints[i].n < n || (i < COPY_TEXTS && codes[i].n < n) || spans.n < 2 * n) {
+			PyErr_Format(PyExc_ValueError, "copy_rows: columns of fewer than %zd rows", n);
+			goto cleanup;
+		}
+	recent = PyMem_Calloc(COPY_TEXTS, sizeof(struct recent));
+	if (!recent) {
+		PyErr_NoMemory();
+		goto cleanup;
+	}
+	const uint8_t *p = data.buf, *end = p + data.len;
+	int64_t *sp = spans.view.buf;
+	for (Py_ssize_t r = 0; r < n; r++) {
+		if (end - p < 2 || be(p, 2) != COPY_FIELDS) {
+			PyErr_Format(PyExc_ValueError, "row %zd: not a tuple of %d fields", r,
+				     COPY_FIELDS);
+			goto cleanup;
+		}
+		p += 2;
+		for (int f = 0; f < COPY_FIELDS; f++) {
+			int32_t len = end - p >= 4 ? (int32_t)be(p, 4) : -2;
+			if (len < 0 || end - p - 4 < len ||
+			    (f < COPY_INTS && len != 8 && len != 4 && len != 2)) {
+				PyErr_Format(PyExc_ValueError, "row %zd, field %d: %s", r, f,
+					     len == -1 ? "NULL" : "not of its type's size");
+				goto cleanup;
+			}
+			p += 4;
+			if (f < COPY_INTS) {
+				((int64_t *)ints[f].view.buf)[r] = be(p, len);
+			} else if (f < COPY_INTS + COPY_TEXTS) {
+				int t = f - COPY_INTS;
+				if (text_code(&recent[t], PyTuple_GET_ITEM(otables, t), (const char *)p, len,
+					      (int32_t *)codes[t].view.buf + r) < 0)
+					goto cleanup;
+			} else {
+				sp[2 * r] = p - (const uint8_t *)data.buf;
+				sp[2 * r + 1] = len;
+			}
+			p += len;
+		}
+	}
+	if (p != end) {
+		PyErr_Format(PyExc_ValueError, "copy_rows: %zd bytes after row %zd", end - p, n);
+		goto cleanup;
+	}
+	result = Py_NewRef(Py_None);
+cleanup:
+	PyMem_Free(recent);
+	for (int i = 0; i < COPY_INTS; i++)
+		column_release(&ints[i]);
+	for (int i = 0; i < COPY_TEXTS; i++)
+		column_release(&codes[i]);
+	column_release(&spans);
+	PyBuffer_Release(&data);
+	return result;
+}
+
 static PyMethodDef methods[] = {
+	{"copy_rows", copy_rows, METH_VARARGS,
+	 "copy_rows(data, n, ints, tables, codes, spans) -> None\n\n"
+	 "The n tuples of data (COPY binary, header and trailer left out) of the columns ts,\n"
+	 "duration_ns, pid, tid, ret, flags (into ints, int64), event_type, comm, machine_id\n"
+	 "(codes into tables, dicts of str: int) and event_data (spans: offset and length in\n"
+	 "data of each row's JSON)."},
 	{"json_uints", json_uints, METH_VARARGS,
 	 "json_uints(texts, keys, dims, first, row_type, allowed, out, fallback) -> int\n\n"
 	 "Reads keys[k] of each JSON object texts[r] (a list of str) into out[first[k]][r]\n"

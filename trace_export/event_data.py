@@ -13,16 +13,37 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from trace_export._rows import json_uints
 
-__all__ = ["DIM3", "fill"]
+__all__ = ["DIM3", "JsonSpans", "fill"]
 
 DIM3 = ("grid", "block")  # JSON arrays of three: columns <name>_x, _y, _z
 PY_STACK = "py_stack"  # every call's Python stack id, where the monitor type records one
+
+
+class JsonSpans(Sequence[str]):
+    """The event_data texts of rows read by trace_export._rows.copy_rows: spans (offset,
+    length) of one buffer."""
+
+    def __init__(self, data: bytes, spans: np.ndarray) -> None:
+        self.data, self.spans = data, spans
+
+    def __len__(self) -> int:
+        return len(self.spans) // 2
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        at, n = int(self.spans[2 * i]), int(self.spans[2 * i + 1])
+        return self.data[at : at + n].decode()
 
 
 def fill(raw: Sequence[Any], name: np.ndarray, columns_of: Sequence[tuple[str, ...]],
@@ -32,7 +53,9 @@ def fill(raw: Sequence[Any], name: np.ndarray, columns_of: Sequence[tuple[str, .
     columns_of[name[i]] (py_stack: of every type, when args has it)."""
     if not len(raw):
         return
-    fell = _fill_from_json(list(raw), name, columns_of, args)  # dicts: every row falls back
+    # dicts: every row falls back
+    fell = _fill_from_json(raw if isinstance(raw, JsonSpans) else list(raw), name, columns_of,
+                           args)  # fmt: skip
     textual = np.array([any(a in texts for a in cols) for cols in columns_of], bool)
     todo = np.flatnonzero(fell | textual[name])
     if not len(todo):
@@ -45,7 +68,8 @@ def _json_key(column: str) -> str:
     return column[:-2] if column[:-2] in DIM3 else column
 
 
-def _fill_from_json(raw: list[str], name: np.ndarray, columns_of: Sequence[tuple[str, ...]],
+def _fill_from_json(raw: list[str] | JsonSpans, name: np.ndarray,
+                    columns_of: Sequence[tuple[str, ...]],
                     args: dict[str, np.ndarray]) -> np.ndarray:  # fmt: skip
     """Reads what trace_export._rows can; returns which rows it could not (bool)."""
     keys = list(dict.fromkeys(_json_key(a) for a in args))
@@ -60,7 +84,8 @@ def _fill_from_json(raw: list[str], name: np.ndarray, columns_of: Sequence[tuple
         mine = {_json_key(a) for a in cols}
         allowed[t] = [k in mine or k == PY_STACK for k in keys]
     fell = np.zeros(len(raw), np.uint8)
-    json_uints(raw, tuple(keys), np.array(dims, np.uint8), np.array(first, np.int32),
+    texts = (raw.data, raw.spans) if isinstance(raw, JsonSpans) else raw
+    json_uints(texts, tuple(keys), np.array(dims, np.uint8), np.array(first, np.int32),
                np.ascontiguousarray(name, np.int32), allowed, tuple(out), fell)
     return fell.astype(bool)
 

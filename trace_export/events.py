@@ -24,10 +24,10 @@ import numpy as np
 
 from backend import abi
 from trace_export import event_data
-from trace_export._rows import str_codes
+from trace_export._rows import copy_rows, str_codes
 
 __all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "event_class",
-           "from_batches", "from_rows"]  # fmt: skip
+           "from_batches", "from_copy", "from_rows"]  # fmt: skip
 
 #: The ``events`` columns from_rows expects, in order.
 ROW_COLUMNS = ("ts", "duration_ns", "pid", "tid", "ret", "flags", "event_type", "comm",
@@ -183,19 +183,45 @@ def from_rows(rows: Sequence[Sequence[Any]], monitor_type: str = "CUDA") -> Even
     name, names = _codes(cols[6])
     comm, comms = _codes(cols[7])
     machine, machines = _codes(cols[8])
-    args = {a: np.zeros(n, np.uint64) for a in _numeric(monitor_type, names)}
-    if monitor_type in ("CUDA", "ACL", "PYTHON") and n:  # the call's Python stack, not shown
-        args[event_data.PY_STACK] = np.zeros(n, np.uint64)
-    texts: dict[str, list[str]] = {a: [""] * n for a in _text_names(monitor_type, names)}
-    event_data.fill(cols[9], name, [args_of(monitor_type, t) for t in names], args, texts)
+    args, texts = _arguments(cols[9], name, names, monitor_type)
     return EventChunk(
         monitor_type=monitor_type,
         ts=np.array(cols[0], np.int64), dur=np.array(cols[1], np.int64),
         pid=np.array(cols[2], np.int32), tid=np.array(cols[3], np.int32),
         ret=np.array(cols[4], np.int64), flags=np.array(cols[5], np.uint32),
         name=name, names=names, comm=comm, comms=comms, machine=machine, machines=machines,
-        args=args, texts={a: TextColumn.of(v) for a, v in texts.items()},
+        args=args, texts=texts,
     )  # fmt: skip
+
+
+def from_copy(data: bytes, n: int, monitor_type: str = "CUDA") -> EventChunk:
+    """A chunk from n rows of ``COPY (SELECT <ROW_COLUMNS> ...) TO STDOUT (FORMAT binary)``,
+    header and trailer left out (backend.repo.events.copy_events), in start-time order."""
+    ints = tuple(np.empty(n, np.int64) for _ in range(6))
+    tables: tuple[dict[str, int], ...] = ({}, {}, {})
+    codes = tuple(np.empty(n, np.int32) for _ in range(3))
+    spans = np.empty(2 * n, np.int64)
+    copy_rows(data, n, ints, tables, codes, spans)
+    names, comms, machines = (tuple(t) for t in tables)
+    args, texts = _arguments(event_data.JsonSpans(data, spans), codes[0], names, monitor_type)
+    return EventChunk(
+        monitor_type=monitor_type, ts=ints[0], dur=ints[1], pid=ints[2].astype(np.int32),
+        tid=ints[3].astype(np.int32), ret=ints[4], flags=ints[5].astype(np.uint32),
+        name=codes[0], names=names, comm=codes[1], comms=comms, machine=codes[2],
+        machines=machines, args=args, texts=texts,
+    )  # fmt: skip
+
+
+def _arguments(raw: Sequence[Any], name: np.ndarray, names: tuple[str, ...],
+               monitor_type: str) -> tuple[dict[str, np.ndarray], dict[str, TextColumn]]:
+    """The argument columns of events of these types, from their event_data (raw)."""
+    n = len(raw)
+    args = {a: np.zeros(n, np.uint64) for a in _numeric(monitor_type, names)}
+    if monitor_type in ("CUDA", "ACL", "PYTHON") and n:  # the call's Python stack, not shown
+        args[event_data.PY_STACK] = np.zeros(n, np.uint64)
+    texts: dict[str, list[str]] = {a: [""] * n for a in _text_names(monitor_type, names)}
+    event_data.fill(raw, name, [args_of(monitor_type, t) for t in names], args, texts)
+    return args, {a: TextColumn.of(v) for a, v in texts.items()}
 
 
 _SYSCALL_ARGS = ("arg0", "arg1", "arg2")  # struct syscall_event: the first three, raw

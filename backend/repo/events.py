@@ -14,8 +14,8 @@ from psycopg.types.string import TextBinaryLoader
 from backend.filters import FieldSpec, as_epoch_ns
 from backend.paging import OrderBy, keyset_predicate
 
-__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "count_by_monitor", "query_events",
-           "stream_events"]
+__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "copy_events", "count_by_monitor",
+           "query_events", "stream_events"]
 
 _STACK_OF = ("py_frames f WHERE f.monitor_id = events.monitor_id"
              " AND f.stack_id = (events.event_data->>'py_stack')::numeric")
@@ -85,6 +85,51 @@ def count_by_monitor(conn: psycopg.Connection[Any], where: str,
         f"FROM events WHERE ({where}) GROUP BY monitor_id) e "
         f"LEFT JOIN monitors m ON m.id = e.monitor_id ORDER BY e.monitor_id".encode(), params)
     return [(mid, mtype, n) for mid, mtype, n in cur.fetchall()]
+
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_TRAILER = b"\xff\xff"
+
+
+def copy_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
+                columns: Sequence[str],
+                chunk_rows: int) -> Generator[tuple[bytes, int], None, None]:  # fmt: skip
+    """Every row matching where, ``ORDER BY ts, id``, as COPY's binary format: chunks of up
+    to chunk_rows tuples, (bytes, count), header and trailer left out (for
+    trace_export.from_copy, which reads them without a Python object per row: a cursor's
+    rows cost 2.5 us each, COPY's 0.8).
+
+    One statement in a read-only transaction of conn's (conn must be outside one): one
+    snapshot, streamed, memory bounded. Closing the iterator early ends the COPY and rolls
+    the transaction back.
+    """
+    unknown = [c for c in columns if c not in _NAMES]
+    if unknown:
+        raise ValueError(f"not events columns: {unknown}")
+    sql = (f"COPY (SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id) "
+           f"TO STDOUT (FORMAT binary)")
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        with conn.cursor().copy(sql.encode(), params) as copy:
+            parts: list[Any] = []
+            started = False
+            while data := copy.read():
+                if not started:  # signature, flags, header extension; then maybe tuples
+                    head = bytes(data[:19])
+                    if head[:11] != _COPY_SIGNATURE:
+                        raise psycopg.DataError("COPY: not its binary format")
+                    data = data[19 + int.from_bytes(head[15:19], "big"):]
+                    started = True
+                    if not data:
+                        continue
+                if len(data) == 2 and bytes(data) == _COPY_TRAILER:
+                    continue  # read on to the end of the COPY: its completion is read too
+                parts.append(data)
+                if len(parts) == chunk_rows:
+                    yield b"".join(parts), len(parts)
+                    parts = []
+            if parts:
+                yield b"".join(parts), len(parts)
 
 
 def stream_events(conn: psycopg.Connection[Any], where: str, params: list[Any],

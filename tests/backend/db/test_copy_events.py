@@ -90,3 +90,21 @@ def test_copy_rows_checks_its_columns() -> None:
         copy_rows(tuple_of(*GOOD) * 2, 2, ints, ({}, {}, {}), codes, np.empty(4, np.int64))
     with pytest.raises(TypeError, match="tables\\[1\\]: not a dict"):
         copy_rows(tuple_of(*GOOD), 1, ints, ({}, [], {}), codes, np.empty(2, np.int64))  # type: ignore[arg-type]
+
+
+def test_random_damage_to_copy_data_is_refused_or_read_within_bounds() -> None:
+    """Bytes of two tuples changed or cut at random: copy_rows reads them (lengths still
+    fit) or raises ValueError; it never reads past the buffer."""
+    rng = np.random.default_rng(3)
+    good = tuple_of(*GOOD) * 2
+    for _ in range(3000):
+        data = bytearray(good)
+        for at in rng.integers(0, len(data), rng.integers(1, 4)).tolist():
+            data[at] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[: int(rng.integers(0, len(data)))]
+        try:
+            c = read(bytes(data), 2)
+        except ValueError:
+            continue
+        assert len(c) == 2

@@ -27,7 +27,7 @@ import os
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -124,22 +124,27 @@ def build_trace(
         nonlocal read
         if stop.is_set():
             raise Stopped
-        # closed at once however this generator ends: the read transaction ends with it
+
+        def copied(got: Any) -> tuple[int, Iterable[EventChunk]]:  # (COPY bytes, rows)
+            return got[1], [from_copy(got[0], got[1], kind)]
+
+        def fetched(rows: Any) -> tuple[int, Iterable[EventChunk]]:  # a cursor's rows
+            return len(rows), _by_type(rows, types) if mixed else [from_rows(rows, kind)]
+
+        read_in: Callable[[Any], tuple[int, Iterable[EventChunk]]]
+        source: Generator[Any, None, None]
         if not mixed and side is not None:  # the common case: COPY's binary rows, read in C
-            copied = copy_events(conn, where, params, columns, chunk_rows)
-            with contextlib.closing(copied):
-                for data, n in _read_ahead(copied):
-                    read += n
-                    yield from_copy(data, n, kind)
-                    checkpoint("chunk")
-                    if stop.is_set():
-                        raise Stopped
-            return
-        rows_of = stream_events(conn, where, params, columns, chunk_rows)
-        with contextlib.closing(rows_of):
-            for rows in _read_ahead(rows_of):
-                read += len(rows)
-                yield from _by_type(rows, types)
+            source = copy_events(conn, where, params, columns, chunk_rows)
+            read_in = copied
+        else:
+            source = stream_events(conn, where, params, columns, chunk_rows)
+            read_in = fetched
+        # closed at once however this generator ends: the read transaction ends with it
+        with contextlib.closing(source):
+            for got in _read_ahead(source):
+                n, made = read_in(got)
+                read += n
+                yield from made
                 checkpoint("chunk")
                 if stop.is_set():
                     raise Stopped

@@ -3,14 +3,17 @@ give, on a real PostgreSQL; copy_rows refuses malformed tuples, naming the row a
 
 from __future__ import annotations
 
+import threading
 import uuid
+from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
 
 from backend.repo.events import copy_events, stream_events
-from tests.backend.trace_data import calls, store
+from backend.trace_build import TraceSpec, build_trace
+from tests.backend.trace_data import calls, perfetto_slices, store
 from trace_export import ROW_COLUMNS, EventChunk, from_copy, from_rows
 from trace_export._rows import copy_rows
 
@@ -108,3 +111,23 @@ def test_random_damage_to_copy_data_is_refused_or_read_within_bounds() -> None:
         except ValueError:
             continue
         assert len(c) == 2
+
+
+async def test_a_trace_is_the_same_read_with_copy_or_the_cursor(
+        migrated_dsn: str, tmp_path: Path) -> None:
+    """build_trace with a side connection reads with COPY, without one through the cursor:
+    the same trace file either way."""
+    ev = calls(700, pid=4343)
+    ev["grid_x"] = 8
+    await store(migrated_dsn, uuid.uuid4(), ev)
+    files = []
+    with (psycopg.connect(migrated_dsn, autocommit=True) as conn,
+          psycopg.connect(migrated_dsn, autocommit=True) as side):
+        for other in (side, None):
+            spec = TraceSpec(uuid.uuid4(), "pid = 4343", "perfetto", False)
+            built = build_trace(conn, spec, tmp_path, stop=threading.Event(), chunk_rows=256,
+                                side=other)  # fmt: skip
+            assert built.events == 700
+            files.append((tmp_path / str(spec.trace_id)).read_bytes())
+    assert files[0] == files[1]
+    assert perfetto_slices(files[0]) == 700

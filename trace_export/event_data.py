@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +25,7 @@ DIM3 = ("grid", "block")  # JSON arrays of three: columns <name>_x, _y, _z
 PY_STACK = "py_stack"  # every call's Python stack id, where the monitor type records one
 
 
-class JsonSpans(Sequence[str]):
+class JsonSpans:
     """The event_data texts of rows read by trace_export._rows.copy_rows: spans (offset,
     length) of one buffer."""
 
@@ -35,19 +35,14 @@ class JsonSpans(Sequence[str]):
     def __len__(self) -> int:
         return len(self.spans) // 2
 
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[str]: ...
-    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
+    def text(self, i: int) -> str:
         at, n = int(self.spans[2 * i]), int(self.spans[2 * i + 1])
         return self.data[at : at + n].decode()
 
 
-def fill(raw: Sequence[Any], name: np.ndarray, columns_of: Sequence[tuple[str, ...]],
-         args: dict[str, np.ndarray], texts: dict[str, list[str]]) -> None:  # fmt: skip
+def fill(raw: Sequence[Any] | JsonSpans, name: np.ndarray,
+         columns_of: Sequence[tuple[str, ...]], args: dict[str, np.ndarray],
+         texts: dict[str, list[str]]) -> None:  # fmt: skip
     """Fills args (uint64 columns) and texts (lists of str) from each row's event_data (raw:
     JSON text or dicts); row i is an event of type name[i], whose columns are
     columns_of[name[i]] (py_stack: of every type, when args has it)."""
@@ -60,8 +55,9 @@ def fill(raw: Sequence[Any], name: np.ndarray, columns_of: Sequence[tuple[str, .
     todo = np.flatnonzero(fell | textual[name])
     if not len(todo):
         return
-    datas = [json.loads(d) if isinstance(d, str) else d for d in (raw[i] for i in todo.tolist())]
-    _fill_from_dicts(datas, todo, name[todo], columns_of, args, texts)
+    item = raw.text if isinstance(raw, JsonSpans) else raw.__getitem__
+    datas = [json.loads(d) if isinstance(d, str) else d for d in map(item, todo.tolist())]
+    _fill_from_dicts(datas, todo, name[todo], fell[todo], columns_of, args, texts)
 
 
 def _json_key(column: str) -> str:
@@ -90,21 +86,23 @@ def _fill_from_json(raw: list[str] | JsonSpans, name: np.ndarray,
     return fell.astype(bool)
 
 
-def _fill_from_dicts(datas: list[Any], rows: np.ndarray, name: np.ndarray,
+def _fill_from_dicts(datas: list[Any], rows: np.ndarray, name: np.ndarray, fell: np.ndarray,
                      columns_of: Sequence[tuple[str, ...]], args: dict[str, np.ndarray],
                      texts: dict[str, list[str]]) -> None:  # fmt: skip
-    """Reads datas, the parsed event_data of rows (of types name), into args and texts."""
+    """Reads datas, the parsed event_data of rows (of types name), into texts, and into args
+    where the C reader could not (fell)."""
     for code in np.unique(name).tolist():
         at = np.flatnonzero(name == code)
-        of_data = [datas[i] for i in at.tolist()]
         cols = columns_of[code]
-        _fill_args(args, of_data, rows[at], tuple(a for a in cols if a in args))
         for a in (a for a in cols if a in texts):
-            _fill_text(texts[a], of_data, rows[at], a)
+            _fill_text(texts[a], [datas[i] for i in at.tolist()], rows[at], a)
+        at = at[fell[at]]
+        _fill_args(args, [datas[i] for i in at.tolist()], rows[at],
+                   tuple(a for a in cols if a in args))  # fmt: skip
     if PY_STACK in args:
-        for i, d in zip(rows.tolist(), datas, strict=True):
-            v = d.get(PY_STACK, 0) if isinstance(d, dict) else 0
-            args[PY_STACK][i] = v if isinstance(v, int) and 0 <= v < 1 << 64 else 0
+        for i in np.flatnonzero(fell).tolist():
+            v = datas[i].get(PY_STACK, 0) if isinstance(datas[i], dict) else 0
+            args[PY_STACK][rows[i]] = v if isinstance(v, int) and 0 <= v < 1 << 64 else 0
 
 
 def _fill_text(out: list[str], datas: list[Any], rows: np.ndarray, key: str) -> None:

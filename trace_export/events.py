@@ -212,7 +212,8 @@ def from_copy(data: bytes, n: int, monitor_type: str = "CUDA") -> EventChunk:
     )  # fmt: skip
 
 
-def _arguments(raw: Sequence[Any], name: np.ndarray, names: tuple[str, ...],
+def _arguments(raw: Sequence[Any] | event_data.JsonSpans, name: np.ndarray,
+               names: tuple[str, ...],
                monitor_type: str) -> tuple[dict[str, np.ndarray], dict[str, TextColumn]]:
     """The argument columns of events of these types, from their event_data (raw)."""
     n = len(raw)

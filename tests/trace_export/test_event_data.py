@@ -142,3 +142,26 @@ def test_random_damage_is_read_or_refused_never_misread() -> None:
                 columns(rows_of([text]))
             continue
         assert columns(rows_of([text])) == columns(rows_of([data])), text
+
+
+def test_text_arguments_read_as_json_loads_reads_them() -> None:
+    """ACL rows with text arguments (op_type): the C reader takes the numbers, json.loads
+    the texts, of the same rows; a row with an odd number falls back whole."""
+    datas: list[Any] = [
+        {"op_type": "Add", "workspace": 5, "workspace_size": 64, "executor": 9, "stream": 3,
+         "device": 1, "py_stack": 77},
+        {"op_type": "Mul", "workspace": -5, "workspace_size": 64, "stream": 3},
+        {"workspace": 1, "stream": 2},
+    ]
+    for n in ("aclnnAdd", "aclrtMemcpy"):
+        text = [(T0 + i, 10, 7, 7, 0, 0, n, "python", "m", json.dumps(d))
+                for i, d in enumerate(datas)]  # fmt: skip
+        dicts = [(*r[:9], d) for r, d in zip(text, datas, strict=True)]
+        a, b = from_rows(text, "ACL"), from_rows(dicts, "ACL")
+        assert {k: v.tolist() for k, v in a.args.items()} == \
+            {k: v.tolist() for k, v in b.args.items()}  # fmt: skip
+        assert {k: v.values() for k, v in a.texts.items()} == \
+            {k: v.values() for k, v in b.texts.items()}  # fmt: skip
+    assert from_rows(text[:1], "ACL").args["py_stack"].tolist() == [77]
+    assert from_rows([(*text[0][:6], "aclnnAdd", *text[0][7:])], "ACL").texts[
+        "op_type"].values() == ["Add"]

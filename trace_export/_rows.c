@@ -286,6 +286,27 @@ cleanup:
 	return result;
 }
 
+/* The code of value in table (a dict of value: code), added with the next code if new. */
+static int code_of(PyObject *table, PyObject *value, int32_t *code)
+{
+	PyObject *c = PyDict_GetItemWithError(table, value);
+	if (c) {
+		Py_INCREF(c);
+	} else if (!PyErr_Occurred()) {
+		c = PyLong_FromSsize_t(PyDict_GET_SIZE(table));
+		if (c && PyDict_SetItem(table, value, c) < 0)
+			Py_CLEAR(c);
+	}
+	if (!c)
+		return -1;
+	long v = PyLong_AsLong(c);
+	Py_DECREF(c);
+	if (v == -1 && PyErr_Occurred())
+		return -1;
+	*code = (int32_t)v;
+	return 0;
+}
+
 /* str_codes(values, table, codes): codes[i] = table[values[i]], new values added to table
  * (a dict) with the next code. */
 static PyObject *str_codes(PyObject *self, PyObject *args)
@@ -305,23 +326,9 @@ static PyObject *str_codes(PyObject *self, PyObject *args)
 	}
 	int32_t *out = codes.view.buf;
 	PyObject **items = PySequence_Fast_ITEMS(seq);
-	for (Py_ssize_t i = 0; i < n; i++) {
-		PyObject *code = PyDict_GetItemWithError(table, items[i]);
-		if (!code) {
-			if (PyErr_Occurred())
-				goto fail;
-			code = PyLong_FromSsize_t(PyDict_GET_SIZE(table));
-			if (!code || PyDict_SetItem(table, items[i], code) < 0) {
-				Py_XDECREF(code);
-				goto fail;
-			}
-			Py_DECREF(code); /* the table holds it */
-		}
-		long c = PyLong_AsLong(code);
-		if (c == -1 && PyErr_Occurred())
+	for (Py_ssize_t i = 0; i < n; i++)
+		if (code_of(table, items[i], &out[i]) < 0)
 			goto fail;
-		out[i] = (int32_t)c;
-	}
 	column_release(&codes);
 	Py_DECREF(seq);
 	Py_RETURN_NONE;
@@ -355,26 +362,13 @@ static int text_code(struct recent *rc, PyObject *table, const char *s, int32_t 
 		return 0;
 	}
 	PyObject *str = PyUnicode_DecodeUTF8(s, n, "strict");
-	if (!str)
-		return -1;
-	PyObject *c = PyDict_GetItemWithError(table, str);
-	if (c) {
-		Py_INCREF(c);
-	} else if (!PyErr_Occurred()) {
-		c = PyLong_FromSsize_t(PyDict_GET_SIZE(table));
-		if (c && PyDict_SetItem(table, str, c) < 0)
-			Py_CLEAR(c);
-	}
-	Py_DECREF(str);
-	if (!c)
-		return -1;
-	long v = PyLong_AsLong(c);
-	Py_DECREF(c);
-	if (v == -1 && PyErr_Occurred())
+	int failed = !str || code_of(table, str, code) < 0;
+	Py_XDECREF(str);
+	if (failed)
 		return -1;
 	rc->s[h] = s;
 	rc->len[h] = n;
-	rc->code[h] = *code = (int32_t)v;
+	rc->code[h] = *code;
 	return 0;
 }
 

@@ -3,8 +3,9 @@ streaming every match in time order. (Writing is backend.db.events_copy.)"""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -87,6 +88,22 @@ def count_by_monitor(conn: psycopg.Connection[Any], where: str,
     return [(mid, mtype, n) for mid, mtype, n in cur.fetchall()]
 
 
+def _in_order(columns: Sequence[str], where: str) -> str:
+    """SELECT columns of the events matching where, ORDER BY ts, id."""
+    unknown = [c for c in columns if c not in _NAMES]
+    if unknown:
+        raise ValueError(f"not events columns: {unknown}")
+    return f"SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id"
+
+
+@contextlib.contextmanager
+def _read_only(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A read-only transaction of conn's: one snapshot for every read in it."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION READ ONLY")
+        yield
+
+
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _COPY_TRAILER = b"\xff\xff"
 
@@ -103,33 +120,27 @@ def copy_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
     snapshot, streamed, memory bounded. Closing the iterator early ends the COPY and rolls
     the transaction back.
     """
-    unknown = [c for c in columns if c not in _NAMES]
-    if unknown:
-        raise ValueError(f"not events columns: {unknown}")
-    sql = (f"COPY (SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id) "
-           f"TO STDOUT (FORMAT binary)")
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ ONLY")
-        with conn.cursor().copy(sql.encode(), params) as copy:
-            parts: list[Any] = []
-            started = False
-            while data := copy.read():
-                if not started:  # signature, flags, header extension; then maybe tuples
-                    head = bytes(data[:19])
-                    if head[:11] != _COPY_SIGNATURE:
-                        raise psycopg.DataError("COPY: not its binary format")
-                    data = data[19 + int.from_bytes(head[15:19], "big"):]
-                    started = True
-                    if not data:
-                        continue
-                if len(data) == 2 and bytes(data) == _COPY_TRAILER:
-                    continue  # read on to the end of the COPY: its completion is read too
-                parts.append(data)
-                if len(parts) == chunk_rows:
-                    yield b"".join(parts), len(parts)
-                    parts = []
-            if parts:
+    sql = f"COPY ({_in_order(columns, where)}) TO STDOUT (FORMAT binary)"
+    with _read_only(conn), conn.cursor().copy(sql.encode(), params) as copy:
+        parts: list[Any] = []  # PostgreSQL sends each row as a message of its own
+        started = False
+        while data := copy.read():
+            if not started:  # signature, flags, header extension; then maybe tuples
+                head = bytes(data[:19])
+                if head[:11] != _COPY_SIGNATURE:
+                    raise psycopg.DataError("COPY: not its binary format")
+                data = data[19 + int.from_bytes(head[15:19], "big"):]
+                started = True
+                if not data:
+                    continue
+            if len(data) == 2 and bytes(data) == _COPY_TRAILER:
+                continue  # read on to the end of the COPY: its completion is read too
+            parts.append(data)
+            if len(parts) == chunk_rows:
                 yield b"".join(parts), len(parts)
+                parts = []
+        if parts:
+            yield b"".join(parts), len(parts)
 
 
 def stream_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
@@ -143,14 +154,8 @@ def stream_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
     by psycopg it would cost 4x the rest of the row (measured: 98k rows/s against 470k).
     Rows come in the binary format: integers need no parsing (1M rows: 496k/s, 429k text).
     """
-    unknown = [c for c in columns if c not in _NAMES]
-    if unknown:
-        raise ValueError(f"not events columns: {unknown}")
-    sql = f"SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id"
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ ONLY")
-        with conn.cursor(name="trace_events", binary=True) as cur:
-            cur.adapters.register_loader("json", TextBinaryLoader)
-            cur.execute(sql.encode(), params)
-            while rows := cur.fetchmany(chunk_rows):
-                yield rows
+    with _read_only(conn), conn.cursor(name="trace_events", binary=True) as cur:
+        cur.adapters.register_loader("json", TextBinaryLoader)
+        cur.execute(_in_order(columns, where).encode(), params)
+        while rows := cur.fetchmany(chunk_rows):
+            yield rows

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(**overrides, jwt_secret=secret_file.read_text().strip())
     embedded = None
     if not settings.database_dsn:
-        settings.data_dir.chmod(0o755)
+        settings.data_dir.chmod(0o711)  # the server's user traverses it to postgres/
         embedded = EmbeddedPostgres(settings.data_dir / "postgres")
         settings = Settings.from_env(**overrides, jwt_secret=settings.jwt_secret,
                                      database_dsn=embedded.start())

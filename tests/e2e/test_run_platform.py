@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,8 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.pg_fixtures import free_tcp_endpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="make run starts a manager: root")
@@ -28,14 +28,23 @@ def var_dir() -> Iterator[Path]:
         yield Path(d)
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held together while chosen, so none is picked twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
 def start(var: Path, build_dir: Path, log: Path) -> subprocess.Popen[str]:
     """The script, once the API answers and the manager has registered (its log says so)."""
-    port = free_tcp_endpoint().rsplit(":", 1)[1]
-    env = {**os.environ, "XPUTRACE_VAR_DIR": str(var), "XPUTRACE_PORT": port,
+    port, control, ingest = free_ports(3)
+    env = {**os.environ, "XPUTRACE_VAR_DIR": str(var), "XPUTRACE_PORT": str(port),
            "BUILD": str(build_dir), "PY": sys.executable,
-           "XPUTRACE_CONTROL_ENDPOINT": free_tcp_endpoint(),
-           "XPUTRACE_INGEST_ENDPOINT": (ingest := free_tcp_endpoint()),
-           "XPUTRACE_INGEST_PUBLIC_ENDPOINT": ingest}  # fmt: skip
+           "XPUTRACE_CONTROL_ENDPOINT": f"tcp://127.0.0.1:{control}",
+           "XPUTRACE_INGEST_ENDPOINT": f"tcp://127.0.0.1:{ingest}",
+           "XPUTRACE_INGEST_PUBLIC_ENDPOINT": f"tcp://127.0.0.1:{ingest}"}  # fmt: skip
     # its own process group, as a shell gives a foreground job: a terminal's Ctrl-C reaches it
     with open(log, "w") as f:
         proc = subprocess.Popen([str(ROOT / "scripts" / "run-platform")], env=env, text=True,

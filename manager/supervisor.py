@@ -46,6 +46,7 @@ from types import TracebackType
 from typing import Any
 
 from manager import keys
+from manager.protected import platform_process
 from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 from manager.python_hooks import find_hooks, hook_flag
 from manager.python_target import UnsupportedPython, agent_flags, find_target
@@ -148,6 +149,10 @@ class Monitor:
 
     def stderr_text(self) -> str:
         return "; ".join(self.stderr_tail)
+
+
+def _one_of(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _describe_exit(rc: int) -> str:
@@ -313,15 +318,20 @@ class Supervisor:
             if not (self.proc_root / str(t.pid)).is_dir():
                 raise self._fail(ErrorCode.TARGET_NOT_FOUND,
                                  f"Failed to find target PID {t.pid}.")
+            own = [m.agent_pid for m in self._monitors.values() if m.agent_pid is not None]
+            if platform_process(t.pid, self.proc_root, agent_path=s.agent_path, own=own):
+                raise self._fail(ErrorCode.PERMISSION_DENIED,
+                                 f"target.pid: PID {t.pid} is refused: xputrace never traces "
+                                 "its own processes, pid 1 or kernel threads")
             if t.comm is not None and t.library_path is None:
                 try:
                     comm = (self.proc_root / str(t.pid) / "comm").read_text().rstrip("\n")
                 except OSError:
                     raise self._fail(ErrorCode.TARGET_NOT_FOUND,
                                      f"Failed to find target PID {t.pid}.") from None
-                if comm != t.comm:
+                if comm != t.comm:  # what it runs instead is not told
                     raise self._fail(ErrorCode.TARGET_NOT_FOUND,
-                                     f"target PID {t.pid} is '{comm}', not '{t.comm}'")
+                                     f"target.comm: PID {t.pid} does not run '{t.comm}'")
             flags += ["--target-pid", str(t.pid)]
         if not kind.library_patterns:
             if t.comm is not None:
@@ -392,28 +402,28 @@ class Supervisor:
                     f"(3.11+ do); name it '{short}' (every function of that name) instead")
 
     def _check_library(self, path: str, kind: AgentType) -> str:
+        """The library's real path. Its name is checked before the file is looked at, and
+        every file that is not such a library is refused alike: nothing tells whether some
+        other file exists or what it is."""
         name = "target.library_path"
         if not os.path.isabs(path):
             raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}' is not absolute")
+        patterns = ", ".join(kind.library_patterns)
+        not_one = self._fail(ErrorCode.INVALID_CONFIG,
+                             f"{name}: '{path}' is not a library of {patterns}")
+        if not _one_of(os.path.basename(path), kind.library_patterns):
+            raise not_one
         real = os.path.realpath(path)
         try:
             st = os.stat(real)
         except FileNotFoundError:
             raise self._fail(ErrorCode.TARGET_NOT_FOUND,
                              f"Failed to find target library {path}.") from None
-        except PermissionError:
-            raise self._fail(ErrorCode.PERMISSION_DENIED,
-                             f"{name}: cannot read '{path}'") from None
-        except OSError as e:
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}': {e.strerror}") \
-                from None
-        if not stat.S_ISREG(st.st_mode):
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}' is not a regular file")
-        base = os.path.basename(real)
-        if not any(fnmatch.fnmatchcase(base, p) for p in kind.library_patterns):
-            raise self._fail(ErrorCode.INVALID_CONFIG,
-                             f"{name}: '{base}' is not one of "
-                             f"{', '.join(kind.library_patterns)}")
+        except OSError:
+            raise not_one from None
+        if not stat.S_ISREG(st.st_mode) or not _one_of(os.path.basename(real),
+                                                       kind.library_patterns):
+            raise not_one
         return real
 
     async def start(self, cmd: StartMonitor) -> Monitor:

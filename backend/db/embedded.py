@@ -330,7 +330,10 @@ class EmbeddedPostgres:
         argv = [str(self.bin_dir / "postgres"), "-D", str(self.pgdata)]
         for k, v in options.items():
             argv += ["-c", f"{k}={v}"]
-        with open(self.logfile, "ab") as logf:
+        # the log names users and queries: root's only (0600), whatever the umask
+        fd = os.open(self.logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "ab") as logf:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                 env=_server_env(), start_new_session=True, umask=0o077,

@@ -41,6 +41,7 @@ def test_every_connection_needs_the_password(pg_server: EmbeddedPostgres) -> Non
             psycopg.connect(dsn).close()
     assert "password" not in conninfo_to_dict(pg_server.dsn)
     assert Path(conninfo_to_dict(pg_server.dsn)["passfile"]).stat().st_mode & 0o077 == 0
+    assert pg_server.logfile.stat().st_mode & 0o777 == 0o600  # it names users and queries
 
 
 @pytest.mark.skipif(not ROOT, reason="only root needs a user to run the server as")

@@ -149,12 +149,18 @@ async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     await jobs.close()
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Names the product, not its versions (aiohttp's default tells Python's and its own)."""
+    response.headers["Server"] = "xputrace"
+
+
 def create_app(settings: Settings) -> web.Application:
     if len(settings.jwt_secret) < 32:
         raise ValueError("jwt_secret must be at least 32 characters")
     app = web.Application(middlewares=[error_middleware, require_user],
                           client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, aggregates_ctx, ingest_ctx,
                             tasks_ctx, trace_jobs_ctx])
     setup_routes(app)

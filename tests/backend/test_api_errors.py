@@ -207,3 +207,10 @@ async def test_unenrolled_sender_is_refused_and_counted(
         ctx.term()
     assert ingest.stats.unauthenticated >= 1
     assert ingest.stats.batches == ingest.stats.malformed == 0
+
+
+async def test_the_server_header_names_no_versions(api: Any) -> None:
+    client, _ = api
+    for path in ("/api/v1/openapi.json", "/api/v1/machines", "/nowhere"):
+        r = await client.get(path)
+        assert r.headers["Server"] == "xputrace", (path, r.headers["Server"])

@@ -5,6 +5,8 @@ No other module reads os.environ; everything that needs a setting gets this pass
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +55,14 @@ class Settings:
     influx_buffer_lines: int = 200_000  # held while InfluxDB is down; beyond: counted, dropped
     aggregate_interval_s: float = 1.0
     aggregate_lateness_s: float = 2.0  # an interval closes once data this far past it is seen
+
+    @property
+    def page_token_secret(self) -> bytes:
+        """The key page tokens are signed with: derived from jwt_secret for this use only
+        (HMAC-SHA256 with a label), so a page token is never a valid signature of a JWT,
+        nor the other way round."""
+        return hmac.new(self.jwt_secret.encode(), b"xputrace page tokens v1",
+                        hashlib.sha256).digest()
 
     @property
     def traces_dir(self) -> Path:

@@ -85,7 +85,7 @@ async def list_events(request: web.Request) -> web.Response:
         where, params = compile_filter(text, EVENT_FIELDS)
         page_size = parse_page_size(q.get("page_size"))
         order = parse_order_by(q.get("order_by"), ORDERABLE, TIEBREAK, default="timestamp")
-        secret = request.app[SETTINGS].jwt_secret.encode()
+        secret = request.app[SETTINGS].page_token_secret
         after = None
         if q.get("page_token"):
             after = decode_token(q["page_token"], order_signature(order), text, secret)

@@ -51,7 +51,7 @@ async def list_machines(request: web.Request) -> web.Response:
     try:
         where, params = compile_filter(text, FIELDS)
         size = parse_page_size(q.get("page_size"))
-        secret = settings.jwt_secret.encode()
+        secret = settings.page_token_secret
         after = decode_token(q["page_token"], "id", text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None

@@ -130,7 +130,7 @@ async def list_monitors(request: web.Request) -> web.Response:
     """The machine's monitors, oldest first, a page at a time."""
     machine_id, q = request.match_info["machine_id"], request.query
     text = q.get("filter", "")
-    secret = request.app[SETTINGS].jwt_secret.encode()
+    secret = request.app[SETTINGS].page_token_secret
     try:
         where, params = compile_filter(text, FIELDS)
         size = parse_page_size(q.get("page_size"))

@@ -33,6 +33,7 @@ from backend.paging import (
     parse_order_by,
     parse_page_size,
 )
+from backend.settings import Settings
 from tests.pg_fixtures import new_database
 
 SECRET = b"k" * 32
@@ -512,3 +513,15 @@ def test_paging_with_a_filter_on_postgresql(pg_table: psycopg.Connection[Any]) -
     assert [r[0] for r in got] == python_order(want, [("ts", "DESC"), ("comm", "ASC"),
                                                       ("id", "ASC")])
     assert 9 < len(want) < len(rows)
+
+
+def test_page_tokens_and_jwts_are_signed_with_separate_keys() -> None:
+    s = Settings(jwt_secret="j" * 40)
+    key = s.page_token_secret
+    assert key != s.jwt_secret.encode() and len(key) == 32
+    assert key == Settings(jwt_secret="j" * 40).page_token_secret  # stable across restarts
+    assert key != Settings(jwt_secret="k" * 40).page_token_secret
+    token = encode_token((42,), "id", "", key)
+    assert decode_token(token, "id", "", key) == (42,)
+    with pytest.raises(PagingError, match="page_token"):
+        decode_token(token, "id", "", s.jwt_secret.encode())

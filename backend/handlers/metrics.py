@@ -7,6 +7,7 @@ backend.metrics_summary).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import aiohttp
@@ -49,4 +50,6 @@ async def summary(request: web.Request) -> web.Response:
             per, memory = await pg_totals(conn, q)
     else:
         raise BadRequest("source", "must be influxdb or postgresql")
-    return web.json_response(summarize(q, per, memory, metrics, source))
+    # a long range is a lot of intervals: computed beside the event loop, never on it
+    body = await asyncio.to_thread(summarize, q, per, memory, metrics, source)
+    return web.json_response(body)

@@ -16,6 +16,7 @@ import zmq.auth
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from backend.admission import Admission
 from backend.aggregates import Aggregator
 from backend.control import ControlServer, curve_context
 from backend.control_events import handle_event
@@ -123,7 +124,7 @@ async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     public, secret = server_keys(settings)
     ingest = Ingest(app[ZMQ], settings.ingest_endpoint, secret, public, app[DB],
-                    aggregator=app.get(AGGREGATOR))
+                    aggregator=app.get(AGGREGATOR), admission=Admission(app[DB]))
     await ingest.start()
     app[INGEST] = ingest
     yield

@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from zmq.utils.monitor import recv_monitor_message
 
 from backend import abi
+from backend.admission import Admission
 from backend.aggregates import Aggregator
 from backend.db.events_copy import EventWriter
 
@@ -48,13 +49,15 @@ class IngestStats:
     write_errors: int = 0
     unacknowledged: int = 0
     unauthenticated: int = 0  # connections refused at the CURVE handshake
+    refused: int = 0  # batches the sending key may not speak for (backend.admission)
 
 
 class Ingest:
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
                  public_key: bytes, pool: AsyncConnectionPool, *, queue_batches: int = 256,
                  max_frame: int = 64 << 20, write_batches: int = 64, writers: int = 2,
-                 aggregator: Aggregator | None = None) -> None:
+                 aggregator: Aggregator | None = None,
+                 admission: Admission | None = None) -> None:
         self.endpoint = endpoint
         self.stats = IngestStats()
         self._ctx, self._pool = ctx, pool
@@ -66,6 +69,7 @@ class Ingest:
         self._writers = writers
         self._writer = EventWriter()
         self._aggregator = aggregator  # gets every batch once stored (not duplicates)
+        self._admission = admission  # None: every authenticated sender is believed (tests)
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._monitor: zmq.asyncio.Socket
@@ -135,6 +139,12 @@ class Ingest:
                 log.warning("ingest: malformed batch dropped: %s", e)
                 continue
             peer = frames[0].bytes
+            if self._admission is not None:
+                sender = str(frames[1].get("User-Id") or "")  # the ZAP user id: the key
+                if await self._admission.refusal(sender, batch) is not None:
+                    self.stats.refused += 1
+                    await self._acknowledge([(peer, batch)])  # let go of it: dropped
+                    continue
             key = _key(batch)
             waiting = self._inflight.get(key)
             if waiting is not None:  # resent while the first copy is being written

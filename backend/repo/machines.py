@@ -8,7 +8,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["get_machine", "list_machines", "record_goodbye", "record_heartbeat", "record_hello"]
+__all__ = ["get_machine", "list_machines", "machine_of_key", "record_goodbye", "record_heartbeat",
+           "record_hello"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, hostname, os_info, accelerators, agent_manager_status, manager_version, "
@@ -60,3 +61,10 @@ async def get_machine(conn: Conn, machine_id: str) -> dict[str, Any] | None:
         await cur.execute(f"SELECT {_COLS} FROM machines WHERE id = %s".encode(),
                           (machine_id,))
         return await cur.fetchone()
+
+
+async def machine_of_key(conn: Conn, public_key: str) -> str | None:
+    """The machine bound to this manager key (by its first hello), if any."""
+    cur = await conn.execute("SELECT id FROM machines WHERE public_key = %s", (public_key,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])

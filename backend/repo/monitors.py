@@ -9,7 +9,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["create_monitor", "get_monitor", "list_monitors", "set_status"]
+__all__ = ["create_monitor", "get_monitor", "list_monitors", "machine_and_status", "set_status"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, machine_id, monitor_type, target, config, display_name, status, error_code, "
@@ -70,3 +70,11 @@ async def set_status(conn: Conn, monitor_id: uuid.UUID, status: str, *,
         (status, error_code, error_message, agent_pid, monitor_id),
     )
     return cur.rowcount > 0
+
+
+async def machine_and_status(conn: Conn, monitor_id: uuid.UUID) -> tuple[str, str] | None:
+    """(machine id, status) of a monitor, for the ingest's admission of its batches."""
+    cur = await conn.execute("SELECT machine_id, status FROM monitors WHERE id = %s",
+                             (monitor_id,))
+    row = await cur.fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))

@@ -147,7 +147,7 @@ async def test_machine_without_heartbeats_is_inactive(api: Any) -> None:
 
 
 async def ingest_and_sender(aiohttp_client: Any, dsn: str, tmp_path: Path,
-                            enroll: bool) -> tuple[Any, Settings, zmq.asyncio.Context, Any]:
+                            enroll: bool) -> tuple[Any, Settings, zmq.asyncio.Context, Any, Any]:
     """A backend, and a CURVE DEALER toward its ingest with a key it enrolled (or not)."""
     settings = backend_settings(dsn, tmp_path)
     pub, secret = manager_keys.generate(tmp_path / "sender")
@@ -161,19 +161,23 @@ async def ingest_and_sender(aiohttp_client: Any, dsn: str, tmp_path: Path,
     sock = ctx.socket(zmq.DEALER)
     sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = (
         server_public, public, sender_secret)
-    return client.server.app[INGEST], settings, ctx, sock
+    app = client.server.app
+    async with app[DB].connection() as conn:
+        await machines.record_hello(conn, MACHINE, "another key", {"hostname": "gpu1"})
+    return app[INGEST], settings, ctx, sock, app
 
 
 async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
         aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
-    ingest, settings, ctx, push = await ingest_and_sender(aiohttp_client, migrated_dsn,
-                                                          tmp_path, enroll=True)
+    ingest, settings, ctx, push, app = await ingest_and_sender(aiohttp_client, migrated_dsn,
+                                                               tmp_path, enroll=True)
+    mon = await sender_monitor(app, tmp_path)
     push.connect(settings.ingest_endpoint)
     events = abi.empty_events(3)
     events["ts_ns"] = np.arange(3) + 1_000
     events["func"] = 0x400
-    good = abi.encode_batch(events, monitor_id="6f1f4b8e-0000-4000-8000-000000000001",
-                            machine_id=MACHINE, mono_to_real_ns=time.time_ns())
+    good = abi.encode_batch(events, monitor_id=mon, machine_id=MACHINE,
+                            mono_to_real_ns=time.time_ns())
     try:
         await push.send(b"garbage that is no batch")
         await push.send(good[:50])  # truncated
@@ -192,10 +196,21 @@ async def test_garbage_on_the_ingest_socket_is_counted_and_others_get_through(
     assert (ingest.stats.batches, ingest.stats.events, ingest.stats.rejected) == (1, 3, 0)
 
 
+async def sender_monitor(app: Any, tmp_path: Path, status: str = "RUNNING",
+                         machine: str = MACHINE) -> str:
+    """A monitor in status on machine, which is bound (by its hello) to the sender's key."""
+    key = zmq.auth.load_certificate(str(tmp_path / "sender" / "manager.key"))[0].decode()
+    async with app[DB].connection() as conn:
+        await conn.execute("UPDATE machines SET public_key = %s WHERE id = %s", (key, machine))
+        m = await monitors.create_monitor(conn, machine, "CUDA", {"pid": 1}, {}, "sent")
+        await conn.execute("UPDATE monitors SET status = %s WHERE id = %s", (status, m["id"]))
+    return str(m["id"])
+
+
 async def test_unenrolled_sender_is_refused_and_counted(
         aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
-    ingest, settings, ctx, sock = await ingest_and_sender(aiohttp_client, migrated_dsn,
-                                                          tmp_path, enroll=False)
+    ingest, settings, ctx, sock, _ = await ingest_and_sender(aiohttp_client, migrated_dsn,
+                                                             tmp_path, enroll=False)
     mon = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     sock.connect(settings.ingest_endpoint)
     try:
@@ -219,3 +234,48 @@ async def test_the_server_header_names_no_versions(api: Any) -> None:
     for path in ("/api/v1/openapi.json", "/api/v1/machines", "/nowhere"):
         r = await client.get(path)
         assert r.headers["Server"] == "xputrace", (path, r.headers["Server"])
+
+
+async def test_batches_are_believed_only_for_the_senders_machine_and_live_monitors(
+        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    """An enrolled key claiming another machine, a monitor that is not its machine's, or
+    one that has ended, is counted and dropped; a forged copy of a real batch's (monitor,
+    agent, seq) sent first does not make the real one a duplicate."""
+    ingest, settings, ctx, push, app = await ingest_and_sender(aiohttp_client, migrated_dsn,
+                                                               tmp_path, enroll=True)
+    mine = await sender_monitor(app, tmp_path)
+    stopped = await sender_monitor(app, tmp_path, status="STOPPED")
+    async with app[DB].connection() as conn:
+        await machines.record_hello(conn, OLD, "the other manager's key", {"hostname": "b"})
+        theirs = str((await monitors.create_monitor(conn, OLD, "CUDA", {"pid": 1}, {}, "t"))["id"])
+        await conn.execute("UPDATE monitors SET status = 'RUNNING' WHERE id = %s", (theirs,))
+    events = abi.empty_events(2)
+    events["ts_ns"] = np.arange(2) + 1_000
+    events["func"] = 0x400
+
+    def batch(monitor: str, machine: str, seq: int = 0) -> bytes:
+        return abi.encode_batch(events, monitor_id=monitor, machine_id=machine, seq=seq,
+                                mono_to_real_ns=time.time_ns())
+    forged = [batch(theirs, OLD), batch(mine, OLD, seq=1),  # another machine's
+              batch(theirs, MACHINE),  # a monitor of another machine
+              batch("6f1f4b8e-0000-4000-8000-000000000009", MACHINE),  # no such monitor
+              batch(stopped, MACHINE)]  # ended
+    push.connect(settings.ingest_endpoint)
+    try:
+        for b in forged:
+            await push.send(b)
+        await push.send(batch(mine, MACHINE, seq=1))  # the real batch the forgery copied
+        for _ in range(400):
+            await ingest.flushed()
+            if ingest.stats.refused + ingest.stats.batches >= len(forged) + 1:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        push.close(linger=0)
+        ctx.term()
+    assert ingest.stats.refused == len(forged)
+    assert (ingest.stats.batches, ingest.stats.duplicates) == (1, 0)
+    async with app[DB].connection() as conn:
+        cur = await conn.execute("SELECT monitor_id::text, machine_id, count(*) FROM events "
+                                 "GROUP BY 1, 2")
+        assert await cur.fetchall() == [(mine, MACHINE, 2)]

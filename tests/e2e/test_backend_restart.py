@@ -72,6 +72,9 @@ class Backend:
                 self.proc.stderr.close()
 
 
+MONITOR = "7d9b8a3c-1111-4222-8333-444455556666"
+
+
 class Calls:
     """Calls made by workload runs in a thread, and a way to wait for more of them."""
 
@@ -130,6 +133,14 @@ def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Pat
     thread = threading.Thread(target=workload)
     try:
         backend.start()
+        # the ingest believes a key only for its machine's live monitors: bind this key to
+        # the machine the agent names, as that machine's first hello would, and make its
+        # monitor RUNNING
+        with psycopg.connect(migrated_dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO machines (id, public_key) VALUES ('testmachine', %s)",
+                         (agent_public.decode(),))
+            conn.execute("INSERT INTO monitors (id, machine_id, monitor_type, status) "
+                         "VALUES (%s, 'testmachine', 'CUDA', 'RUNNING')", (MONITOR,))
         server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
         keyfile = tmp_path / "agent.keys"
         keyfile.write_text(f"server_public_key={server_public.decode()}\n"
@@ -139,7 +150,7 @@ def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Pat
                       "cuda_calls", "--backend-zmq-endpoint", settings.ingest_endpoint,
                       "--curve-keyfile", str(keyfile), "--batch-events", "256",
                       "--send-hwm", "1024", "--flush-ms", "10", "--resend-ms", "100",
-                      monitor_id="7d9b8a3c-1111-4222-8333-444455556666")
+                      monitor_id=MONITOR)
         thread.start()
         before_kill = wait_stored(migrated_dsn, 0)
         backend.kill()  # mid-stream: no flush, no goodbye; an open COPY is rolled back

@@ -108,7 +108,9 @@ class Client:
                             {"refresh_token": self.creds["refresh_token"]}, auth=False)
         except ApiError:
             return False
-        self.creds.update(access_token=tok["access_token"], refresh_token=tok["refresh_token"])
+        # the refresh token is kept unless the backend rotates it (refresh_token_rotation)
+        self.creds.update(access_token=tok["access_token"],
+                          refresh_token=tok.get("refresh_token", self.creds["refresh_token"]))
         self._save()
         return True
 

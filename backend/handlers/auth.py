@@ -50,22 +50,30 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
+    """A new access token for a refresh token; with refresh_token_rotation, a new refresh
+    token too (the one sent stops working)."""
     body = await decode_body(request, RefreshBody)
     settings = request.app[SETTINGS]
-    new_token = tokens.new_refresh_token()
+    old_hash = tokens.hash_refresh_token(body.refresh_token)
+    new_token = tokens.new_refresh_token() if settings.refresh_token_rotation else None
     async with request.app[DB].connection() as conn:
-        owner = await users.rotate_refresh_token(
-            conn, tokens.hash_refresh_token(body.refresh_token),
-            tokens.hash_refresh_token(new_token), settings.refresh_token_ttl_s)
+        if new_token is None:
+            owner = await users.live_refresh_token(conn, old_hash)
+        else:
+            owner = await users.rotate_refresh_token(
+                conn, old_hash, tokens.hash_refresh_token(new_token),
+                settings.refresh_token_ttl_s)
     if owner is None:
         raise Unauthorized("refresh_token is invalid, expired or revoked")
     user_id, session_id = owner
-    return web.json_response({
+    answer = {
         "access_token": tokens.issue_access_token(settings.jwt_secret, str(user_id),
                                                   str(session_id), settings.access_token_ttl_s),
-        "refresh_token": new_token,
         "expires_in": settings.access_token_ttl_s,
-    })
+    }
+    if new_token is not None:
+        answer["refresh_token"] = new_token
+    return web.json_response(answer)
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ decode_body() turns a validation failure into a 400 that names the field.
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
@@ -23,6 +24,7 @@ __all__ = [
     "RegisterBody",
     "TraceGenerate",
     "decode_body",
+    "path_uuid",
 ]
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254,
@@ -155,3 +157,12 @@ async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 *
         raise BadRequest(field, problem) from None
     except msgspec.DecodeError as e:
         raise BadRequest("body", f"invalid JSON: {e}") from None
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """The path parameter name as a UUID, or a 400 naming it (an id that cannot exist)."""
+    raw = request.match_info[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(name, f"'{raw[:80]}' is not a UUID") from None

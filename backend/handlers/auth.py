@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 
 from backend import tokens
-from backend.errors import BadRequest, Conflict, Unauthorized
+from backend.errors import AlreadyExists, Unauthorized
 from backend.models import LoginBody, RefreshBody, RegisterBody, decode_body
 from backend.repo import users
 from backend.typedefs import DB, SETTINGS, USER
@@ -24,7 +24,7 @@ async def register(request: web.Request) -> web.Response:
         user = await users.create_user(conn, body.email, body.display_name,
                                        tokens.hash_password(body.password))
     if user is None:
-        raise Conflict(f"email '{body.email}' is already registered")
+        raise AlreadyExists(f"email '{body.email}' is already registered")
     return web.json_response(
         {"user_id": str(user.id), "email": user.email, "display_name": user.display_name},
         status=201,
@@ -106,9 +106,3 @@ async def require_user(request: web.Request, handler):  # type: ignore[no-untype
     request[USER] = claims
     return await handler(request)
 
-
-def validate_uuid(field: str, value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadRequest(field, f"'{value[:64]}' is not a UUID") from None

@@ -20,7 +20,7 @@ from aiohttp import web
 from backend.control import MachineUnavailable
 from backend.errors import BadRequest, NotFound
 from backend.filters import FieldSpec, FilterError, compile_filter
-from backend.models import MonitorCreate, decode_body
+from backend.models import MonitorCreate, decode_body, path_uuid
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import machines, monitors
 from backend.typedefs import CONTROL, DB, SETTINGS, TASKS
@@ -67,14 +67,6 @@ def monitor_summary(m: dict[str, Any], machine_status: str | None = None) -> dic
     return {k: v for k, v in monitor_view(m, machine_status).items()
             if k in ("id", "display_name", "monitor_type", "status", "start_time",
                      "machine_status")}
-
-
-def _monitor_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["monitor_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"monitor '{raw[:80]}' not found") from None
 
 
 async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
@@ -159,14 +151,15 @@ async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> 
 async def get_monitor(request: web.Request) -> web.Response:
     """One monitor, with its lifecycle timestamps and error."""
     async with request.app[DB].connection() as conn:
-        m = await _monitor_or_404(conn, request.match_info["machine_id"], _monitor_id(request))
+        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+                                  path_uuid(request, "monitor_id"))
     return web.json_response(monitor_view(m))
 
 
 async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor; 204 when stopped (or already), 202 when the machine cannot be reached."""
     machine_id = request.match_info["machine_id"]
-    monitor_id = _monitor_id(request)
+    monitor_id = path_uuid(request, "monitor_id")
     async with request.app[DB].connection() as conn:
         m = await _monitor_or_404(conn, machine_id, monitor_id)
         if m["status"] in monitors.FINAL:

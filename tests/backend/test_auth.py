@@ -61,11 +61,11 @@ async def test_register_login_and_use_token(client: TestClient) -> None:
     assert r.status == 204
 
 
-async def test_duplicate_email_is_409(client: TestClient) -> None:
+async def test_duplicate_email_is_409_already_exists(client: TestClient) -> None:
     await register_and_login(client)
     r = await client.post("/api/v1/auth:register",
                           json={"email": "ADA@example.com", "password": "another pass"})
-    await assert_error(r, 409, "FAILED_PRECONDITION", "already registered")
+    await assert_error(r, 409, "ALREADY_EXISTS", "already registered")
 
 
 async def test_wrong_password_is_401(client: TestClient) -> None:

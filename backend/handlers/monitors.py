@@ -19,9 +19,16 @@ from aiohttp import web
 
 from backend.control import MachineUnavailable
 from backend.errors import BadRequest, NotFound
-from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.filters import FilterError, compile_filter
 from backend.models import MonitorCreate, decode_body, path_uuid
-from backend.paging import PagingError, decode_token, encode_token, parse_page_size
+from backend.paging import (
+    PagingError,
+    decode_token,
+    encode_token,
+    order_signature,
+    parse_order_by,
+    parse_page_size,
+)
 from backend.repo import machines, monitors
 from backend.typedefs import CONTROL, DB, SETTINGS, TASKS
 
@@ -29,11 +36,6 @@ __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
 
 log = logging.getLogger(__name__)
-FIELDS = {
-    "status": FieldSpec("status", "str"),
-    "monitor_type": FieldSpec("monitor_type", "str"),
-    "display_name": FieldSpec("display_name", "str"),
-}
 
 
 def _json(v: Any) -> Any:
@@ -119,23 +121,26 @@ async def create_monitor(request: web.Request) -> web.Response:
 
 
 async def list_monitors(request: web.Request) -> web.Response:
-    """The machine's monitors, oldest first, a page at a time."""
+    """The machine's monitors, a page at a time (order_by: create_time by default, status,
+    monitor_type, display_name)."""
     machine_id, q = request.match_info["machine_id"], request.query
     text = q.get("filter", "")
     secret = request.app[SETTINGS].jwt_secret.encode()
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, monitors.FIELDS)
         size = parse_page_size(q.get("page_size"))
-        after = (decode_token(q["page_token"], "create_time,id", text, secret)
-                 if q.get("page_token") else None)
+        order = parse_order_by(q.get("order_by"), monitors.ORDERABLE, monitors.TIEBREAK,
+                               default="create_time")
+        sig = order_signature(order)
+        after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
     async with request.app[DB].connection() as conn:
         await _machine_or_404(conn, machine_id)
-        rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after)
+        rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after,
+                                            order)
     more, rows = len(rows) > size, rows[:size]
-    token = (encode_token((rows[-1]["create_time"], rows[-1]["id"]), "create_time,id", text,
-                          secret) if more else "")
+    token = encode_token(rows[-1]["_key"], sig, text, secret) if more else ""
     return web.json_response({"monitors": [monitor_summary(r) for r in rows],
                               "next_page_token": token})
 

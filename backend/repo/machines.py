@@ -8,7 +8,11 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["get_machine", "list_machines", "record_goodbye", "record_heartbeat", "record_hello"]
+from backend.filters import FieldSpec
+from backend.paging import OrderBy, keyset_predicate
+
+__all__ = ["ORDERABLE", "TIEBREAK", "fields", "get_machine", "list_machines", "record_goodbye",
+           "record_heartbeat", "record_hello"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, hostname, os_info, accelerators, agent_manager_status, manager_version, "
@@ -42,17 +46,50 @@ async def record_goodbye(conn: Conn, machine_id: str) -> None:
                        (machine_id,))
 
 
-async def list_machines(conn: Conn, where: str, params: list[Any], limit: int,
-                        after: tuple[Any, ...] | None) -> list[dict[str, Any]]:
+def _status(timeout_s: float) -> str:
+    """ACTIVE: the manager is RUNNING and was heard from within timeout_s; else INACTIVE
+    (what backend.handlers.machines.machine_status says of a row)."""
+    return ("(CASE WHEN agent_manager_status = 'RUNNING' AND last_seen >= now() - "
+            f"make_interval(secs => {float(timeout_s)!r}) THEN 'ACTIVE' ELSE 'INACTIVE' END)")
+
+
+def fields(heartbeat_timeout_s: float) -> dict[str, FieldSpec]:
+    """What `filter` may name on machines."""
+    return {
+        "id": FieldSpec("id", "str"),
+        "hostname": FieldSpec("hostname", "str"),
+        "agent_manager_status": FieldSpec("agent_manager_status", "str"),
+        "status": FieldSpec(_status(heartbeat_timeout_s), "str", ops=frozenset({"=", "!="})),
+        "last_seen": FieldSpec("last_seen", "timestamp", nullable=True),
+    }
+
+
+# What `order_by` may name. A machine never heard from sorts as seen at the epoch: keyset
+# pages need sort keys that are never NULL.
+ORDERABLE = {"last_seen": "COALESCE(last_seen, 'epoch'::timestamptz)", "hostname": "hostname",
+             "id": "id"}
+TIEBREAK = ["id"]
+
+
+async def list_machines(conn: Conn, where: str, params: list[Any], order: OrderBy,
+                        after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+    """Up to limit machines matching where, in order, strictly after the sort key after;
+    each row's sort key is its "_key"."""
     clauses, args = [f"({where})"], list(params)
     if after is not None:
-        clauses.append("id > %s")
-        args.append(after[0])
+        pred, pred_args = keyset_predicate(order, after)
+        clauses.append(pred)
+        args += pred_args
+    keys = ", ".join(f"{col} AS _k{i}" for i, (col, _) in enumerate(order))
+    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {_COLS} FROM machines WHERE {' AND '.join(clauses)} "
-            "ORDER BY id LIMIT %s".encode(), [*args, limit])
-        return await cur.fetchall()
+            f"SELECT {_COLS}, {keys} FROM machines WHERE {' AND '.join(clauses)} "
+            f"ORDER BY {order_sql} LIMIT %s".encode(), [*args, limit])
+        rows = await cur.fetchall()
+    for row in rows:
+        row["_key"] = tuple(row.pop(f"_k{i}") for i in range(len(order)))
+    return rows
 
 
 async def get_machine(conn: Conn, machine_id: str) -> dict[str, Any] | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Literal, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -23,6 +24,7 @@ __all__ = [
     "RefreshBody",
     "RegisterBody",
     "TraceGenerate",
+    "check_supported",
     "decode_body",
     "path_uuid",
 ]
@@ -107,6 +109,32 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("only for PYTHON monitors - at `$.config.functions`")
         if t.pid is None and t.library_path is None:
             raise ValueError("needs pid or library_path - at `$.target`")
+
+
+def check_supported(body: MonitorCreate, announced: Mapping[str, Any] | None) -> None:
+    """400 naming monitor_type when the machine's manager does not run that type, or the
+    first target or config field set (to other than its default) that the type does nothing
+    with there. sampling_rate and enable_profiling are no type's: only 1.0 (every call is
+    recorded) and false pass. A machine that announced nothing is not checked here."""
+    if announced is None:
+        return
+    options = announced.get(body.monitor_type, False)
+    if options is False:
+        runs = ", ".join(sorted(announced)) or "none"
+        raise BadRequest("monitor_type", f"this machine cannot run {body.monitor_type} "
+                                         f"monitors (it runs: {runs})")
+    if not isinstance(options, Mapping):
+        return  # an older manager: types only
+    part: str
+    for part, given in (("target", body.target), ("config", body.config)):
+        taken = set(options.get(part) or ())
+        for f in msgspec.structs.fields(given):
+            default = f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory()
+            if f.name not in taken and getattr(given, f.name) != default:
+                known = [g.name for g in msgspec.structs.fields(given) if g.name in taken]
+                raise BadRequest(f"{part}.{f.name}", f"not supported by {body.monitor_type} "
+                                 f"monitors on this machine (they take {part} "
+                                 f"{', '.join(known) or 'fields: none'})")
 
 
 # 1..200 characters, not all blank, no control characters.

@@ -42,6 +42,8 @@ def _machine(row: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         "manager_version": row["manager_version"],
         "last_seen": row["last_seen"].isoformat() if row["last_seen"] else None,
         "status": machine_status(row, timeout_s),
+        # what its manager announced it can run (null: not announced)
+        "monitor_types": row["monitor_types"],
     }
 
 

@@ -20,7 +20,7 @@ from aiohttp import web
 from backend.control import MachineUnavailable
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
-from backend.models import MonitorCreate, decode_body, path_uuid
+from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
 from backend.paging import (
     PagingError,
     decode_token,
@@ -110,7 +110,8 @@ async def create_monitor(request: web.Request) -> web.Response:
     machine_id = request.match_info["machine_id"]
     body = await decode_body(request, MonitorCreate)
     async with request.app[DB].connection() as conn:
-        await _machine_or_404(conn, machine_id)
+        machine = await _machine_or_404(conn, machine_id)
+        check_supported(body, machine["monitor_types"])
         m = await monitors.create_monitor(conn, machine_id, body.monitor_type,
                                           msgspec.to_builtins(body.target),
                                           msgspec.to_builtins(body.config), body.display_name)

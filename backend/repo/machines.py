@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -11,29 +12,54 @@ from psycopg.rows import dict_row
 from backend.filters import FieldSpec
 from backend.paging import OrderBy, keyset_predicate
 
-__all__ = ["ORDERABLE", "TIEBREAK", "fields", "get_machine", "list_machines", "record_goodbye",
-           "record_heartbeat", "record_hello"]
+__all__ = ["ORDERABLE", "TIEBREAK", "announced_types", "fields", "get_machine", "list_machines",
+           "record_goodbye", "record_heartbeat", "record_hello"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, hostname, os_info, accelerators, agent_manager_status, manager_version, "
-         "last_seen, created_at")
+         "last_seen, created_at, monitor_types")
+_KEY = re.compile(r"^[a-z_]{1,32}$")
+
+
+def announced_types(value: Any) -> dict[str, dict[str, list[str]] | None] | None:
+    """HELLO's monitor_types as stored: {type: {"target": [keys], "config": [keys]}}; a list
+    (an older manager: types only) maps each type to None; anything else is None."""
+    if isinstance(value, list):
+        return {str(t)[:32]: None for t in value[:64]}
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, dict[str, list[str]] | None] = {}
+    for name, options in list(value.items())[:64]:
+        if not isinstance(options, dict):
+            out[str(name)[:32]] = None
+            continue
+        out[str(name)[:32]] = {
+            part: sorted(k for k in options.get(part, ()) if isinstance(k, str) and _KEY.match(k))
+            if isinstance(options.get(part), list) else [] for part in ("target", "config")}
+    return out
 
 
 async def record_hello(conn: Conn, machine_id: str, public_key: str, msg: dict[str, Any]) -> bool:
     """Upserts the machine; False when the id is already bound to another manager key."""
     cur = await conn.execute(
         "INSERT INTO machines (id, hostname, os_info, accelerators, agent_manager_status, "
-        "manager_version, last_seen, public_key) VALUES (%s, %s, %s, %s, 'RUNNING', %s, now(), %s) "
+        "manager_version, last_seen, public_key, monitor_types) "
+        "VALUES (%s, %s, %s, %s, 'RUNNING', %s, now(), %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, "
         "os_info = EXCLUDED.os_info, accelerators = EXCLUDED.accelerators, "
         "agent_manager_status = 'RUNNING', manager_version = EXCLUDED.manager_version, "
-        "last_seen = now() WHERE machines.public_key IS NULL "
+        "last_seen = now(), monitor_types = EXCLUDED.monitor_types "
+        "WHERE machines.public_key IS NULL "
         "OR machines.public_key = EXCLUDED.public_key RETURNING id",
         (machine_id, str(msg.get("hostname", ""))[:255], str(msg.get("os_info", ""))[:1000],
          json.dumps(msg.get("accelerators", [])), str(msg.get("version", ""))[:64],
-         public_key),
+         public_key, _jsonb(announced_types(msg.get("monitor_types")))),
     )
     return await cur.fetchone() is not None
+
+
+def _jsonb(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 async def record_heartbeat(conn: Conn, machine_id: str) -> None:

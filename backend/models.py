@@ -169,6 +169,17 @@ def _field_of(message: str) -> tuple[str, str]:
     return where or "body", problem or "invalid"
 
 
+def _integral(v: Any) -> Any:
+    """v with every float that has no fraction made an int (5058.0 -> 5058)."""
+    if isinstance(v, float):
+        return int(v) if v.is_integer() else v
+    if isinstance(v, dict):
+        return {k: _integral(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_integral(x) for x in v]
+    return v
+
+
 async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 * 1024) -> T:
     """The JSON body as kind, or a 400 naming the field that is missing or wrong."""
     if request.content_length is not None and request.content_length > max_bytes:
@@ -179,7 +190,8 @@ async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 *
     if not raw.strip():
         raise BadRequest("body", "a JSON object is required")
     try:
-        return msgspec.json.decode(raw, type=kind)
+        # JSON Schema's integer is any number with no fraction (5058.0); msgspec's is not
+        return msgspec.convert(_integral(msgspec.json.decode(raw)), kind, strict=True)
     except msgspec.ValidationError as e:
         field, problem = _field_of(str(e))
         raise BadRequest(field, problem) from None

@@ -15,6 +15,7 @@ from aiohttp import web
 from backend.app import create_app, server_keys
 from backend.db.embedded import EmbeddedPostgres
 from backend.settings import Settings
+from backend.tls import ssl_context
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env(**overrides)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     log = logging.getLogger("backend")
+    try:
+        tls = ssl_context(settings)
+    except (ValueError, OSError) as e:
+        log.error("%s", e)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if not settings.jwt_secret:
         # a secret that survives restarts, so issued tokens stay valid
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
              public.decode(), settings.enrolled_dir)
     try:
         web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                    print=lambda s: log.info("%s", s))
+                    ssl_context=tls, print=lambda s: log.info("%s", s))
     finally:
         if embedded is not None:
             embedded.stop()

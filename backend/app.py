@@ -158,8 +158,13 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 def create_app(settings: Settings) -> web.Application:
     if len(settings.jwt_secret) < 32:
         raise ValueError("jwt_secret must be at least 32 characters")
+    # max_line_size: the longest query the OpenAPI document allows (filter, order_by,
+    # page_token and fields at their maxLength, each character %-encoded UTF-8) must reach
+    # the handlers, which answer in the seed's error body; aiohttp's 8190 would answer
+    # a bare text/plain 400 first.
     app = web.Application(middlewares=[error_middleware, require_user],
-                          client_max_size=1024 * 1024)
+                          client_max_size=1024 * 1024,
+                          handler_args={"max_line_size": 256 * 1024})
     app[SETTINGS] = settings
     app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, aggregates_ctx, ingest_ctx,

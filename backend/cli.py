@@ -8,7 +8,9 @@
     xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
                              [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
---url (or XPUTRACE_URL) picks the backend, default http://127.0.0.1:8080. --machine picks
+--url (or XPUTRACE_URL) picks the backend, default http://127.0.0.1:8080; for an https://
+backend with a certificate of its own, --ca-file (or XPUTRACE_CA_FILE) is the PEM file to
+trust (make run's: var/backend/tls/cert.pem). --machine picks
 the machine for monitors; with one machine known it is the default. Tokens are kept in
 ~/.config/xputrace/credentials.json (0600) and refreshed when they expire. Events print as
 JSON lines, every page fetched for you. `traces generate --wait` draws the job's progress on
@@ -23,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import sys
 import time
 import urllib.error
@@ -42,8 +45,9 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.tls = ssl.create_default_context(cafile=ca_file) if ca_file else None
         self.creds: dict[str, str] = {}
         if CREDENTIALS.exists():
             self.creds = json.loads(CREDENTIALS.read_text()).get(self.url, {})
@@ -69,7 +73,7 @@ class Client:
         if auth and self.creds.get("access_token"):
             req.add_header("Authorization", f"Bearer {self.creds['access_token']}")
         try:
-            return urllib.request.urlopen(req, timeout=30)
+            return urllib.request.urlopen(req, timeout=30, context=self.tls)
         except urllib.error.HTTPError as e:
             refreshable = e.code == 401 and auth and retry and self.creds.get("refresh_token")
             if refreshable and self._refresh():
@@ -108,7 +112,9 @@ class Client:
                             {"refresh_token": self.creds["refresh_token"]}, auth=False)
         except ApiError:
             return False
-        self.creds.update(access_token=tok["access_token"], refresh_token=tok["refresh_token"])
+        # the refresh token is kept unless the backend rotates it (refresh_token_rotation)
+        self.creds.update(access_token=tok["access_token"],
+                          refresh_token=tok.get("refresh_token", self.creds["refresh_token"]))
         self._save()
         return True
 
@@ -195,7 +201,7 @@ def _traces(c: Client, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    c = Client(args.url)
+    c = Client(args.url, args.ca_file)
     if args.cmd == "register":
         pw = getpass.getpass("password: ")
         _print(c.call("POST", "/auth:register", {"email": args.email, "password": pw,
@@ -251,6 +257,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xputrace", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=os.environ.get("XPUTRACE_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--ca-file", default=os.environ.get("XPUTRACE_CA_FILE"),
+                   help="PEM certificate(s) to trust for an https:// --url")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("register")
     r.add_argument("email")

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 __all__ = [
+    "AlreadyExists",
     "ApiError",
     "BadRequest",
     "Conflict",
@@ -60,6 +61,19 @@ class Conflict(ApiError):
     status = "FAILED_PRECONDITION"
 
 
+class AlreadyExists(ApiError):
+    """The resource a request would create is there already (a taken e-mail)."""
+
+    http_status = 409
+    status = "ALREADY_EXISTS"
+
+
+# gRPC's names (google.rpc.Code) for the HTTP errors aiohttp raises itself. 405: the path
+# exists, the method is not implemented on it.
+_HTTP_STATUS = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT",
+                429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
+
+
 def error_body(http_status: int, status: str, message: str) -> dict[str, object]:
     return {"error": {"code": http_status, "message": message, "status": status}}
 
@@ -78,10 +92,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        status = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "INVALID_ARGUMENT"}.get(
-            e.status, "INVALID_ARGUMENT" if e.status < 500 else "INTERNAL"
-        )
-        return web.json_response(error_body(e.status, status, e.reason), status=e.status)
+        status = _HTTP_STATUS.get(e.status, "INVALID_ARGUMENT" if e.status < 500 else "INTERNAL")
+        # keep what RFC 9110 requires of the answer, e.g. Allow on a 405
+        headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
+        return web.json_response(error_body(e.status, status, e.reason), status=e.status,
+                                 headers=headers)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return web.json_response(error_body(500, "INTERNAL", "internal error"), status=500)

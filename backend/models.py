@@ -6,7 +6,9 @@ decode_body() turns a validation failure into a 400 that names the field.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, TypeVar
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -22,7 +24,9 @@ __all__ = [
     "RefreshBody",
     "RegisterBody",
     "TraceGenerate",
+    "check_supported",
     "decode_body",
+    "path_uuid",
 ]
 
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254,
@@ -107,6 +111,32 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("needs pid or library_path - at `$.target`")
 
 
+def check_supported(body: MonitorCreate, announced: Mapping[str, Any] | None) -> None:
+    """400 naming monitor_type when the machine's manager does not run that type, or the
+    first target or config field set (to other than its default) that the type does nothing
+    with there. sampling_rate and enable_profiling are no type's: only 1.0 (every call is
+    recorded) and false pass. A machine that announced nothing is not checked here."""
+    if announced is None:
+        return
+    options = announced.get(body.monitor_type, False)
+    if options is False:
+        runs = ", ".join(sorted(announced)) or "none"
+        raise BadRequest("monitor_type", f"this machine cannot run {body.monitor_type} "
+                                         f"monitors (it runs: {runs})")
+    if not isinstance(options, Mapping):
+        return  # an older manager: types only
+    part: str
+    for part, given in (("target", body.target), ("config", body.config)):
+        taken = set(options.get(part) or ())
+        for f in msgspec.structs.fields(given):
+            default = f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory()
+            if f.name not in taken and getattr(given, f.name) != default:
+                known = [g.name for g in msgspec.structs.fields(given) if g.name in taken]
+                raise BadRequest(f"{part}.{f.name}", f"not supported by {body.monitor_type} "
+                                 f"monitors on this machine (they take {part} "
+                                 f"{', '.join(known) or 'fields: none'})")
+
+
 # 1..200 characters, not all blank, no control characters.
 TraceName = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
                                         pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]+$")]
@@ -139,6 +169,17 @@ def _field_of(message: str) -> tuple[str, str]:
     return where or "body", problem or "invalid"
 
 
+def _integral(v: Any) -> Any:
+    """v with every float that has no fraction made an int (5058.0 -> 5058)."""
+    if isinstance(v, float):
+        return int(v) if v.is_integer() else v
+    if isinstance(v, dict):
+        return {k: _integral(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_integral(x) for x in v]
+    return v
+
+
 async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 * 1024) -> T:
     """The JSON body as kind, or a 400 naming the field that is missing or wrong."""
     if request.content_length is not None and request.content_length > max_bytes:
@@ -149,9 +190,19 @@ async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 *
     if not raw.strip():
         raise BadRequest("body", "a JSON object is required")
     try:
-        return msgspec.json.decode(raw, type=kind)
+        # JSON Schema's integer is any number with no fraction (5058.0); msgspec's is not
+        return msgspec.convert(_integral(msgspec.json.decode(raw)), kind, strict=True)
     except msgspec.ValidationError as e:
         field, problem = _field_of(str(e))
         raise BadRequest(field, problem) from None
     except msgspec.DecodeError as e:
         raise BadRequest("body", f"invalid JSON: {e}") from None
+
+
+def path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """The path parameter name as a UUID, or a 400 naming it (an id that cannot exist)."""
+    raw = request.match_info[name]
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(name, f"'{raw[:80]}' is not a UUID") from None

@@ -17,9 +17,15 @@ __all__ = ["Settings"]
 
 @dataclass(frozen=True)
 class Settings:
-    # HTTP
+    # HTTP. With tls_cert_file and tls_key_file (PEM) the API is served over HTTPS only.
+    # A host other than loopback without TLS is refused unless allow_insecure_http is set
+    # (e.g. behind a TLS-terminating proxy on the same host): tokens and passwords travel
+    # in every request.
     host: str = "127.0.0.1"
     port: int = 8080
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    allow_insecure_http: bool = False
     # PostgreSQL: a DSN for a real cluster; None runs the embedded server in data_dir
     database_dsn: str | None = field(default=None, repr=False)
     data_dir: Path = Path("var/backend")
@@ -35,6 +41,11 @@ class Settings:
     jwt_secret: str = field(default="", repr=False)
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
+    # False (seeds/003): a refresh token stays valid until it expires or its session logs
+    # out, and auth:refreshToken answers only a new access token. True: every refresh swaps
+    # the refresh token for a new one, and using a swapped one again (a replay, e.g. a stolen
+    # copy) revokes the whole session.
+    refresh_token_rotation: bool = False
     # Machines missing heartbeats for this long become INACTIVE
     heartbeat_timeout_s: float = 15.0
     # Trace jobs: how many run at once, and how many events rows are read per chunk
@@ -79,7 +90,9 @@ class Settings:
             if raw is None:
                 continue
             kind = f.type if isinstance(f.type, str) else f.type.__name__
-            if "int" in kind:
+            if "bool" in kind:
+                values[name] = _bool(name, raw)
+            elif "int" in kind:
                 values[name] = int(raw)
             elif "float" in kind:
                 values[name] = float(raw)
@@ -89,3 +102,12 @@ class Settings:
                 values[name] = raw
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"XPUTRACE_{name.upper()}: {raw!r} is not a boolean (true or false)")

@@ -1,8 +1,9 @@
 """Passwords, access tokens and refresh tokens.
 
 Passwords: Argon2id (argon2-cffi defaults). Access tokens: short-lived HS256
-JWTs. Refresh tokens: 32 random bytes, stored only as their SHA-256, rotated
-on every use and revoked on logout (the store lives in backend.repo.users).
+JWTs. Refresh tokens: 32 random bytes, stored only as their SHA-256, revoked on
+logout, and rotated on every use when the refresh_token_rotation setting is on
+(the store lives in backend.repo.users).
 """
 
 from __future__ import annotations

@@ -406,11 +406,14 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
 
 
 def hello(machine_id: str, hostname: str, os_info: str, accelerators: list[dict[str, Any]],
-          version: str, monitor_types: Collection[str],
+          version: str, monitor_types: Mapping[str, Mapping[str, list[str]]],
           active_monitors: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """monitor_types: {type: {"target": [keys], "config": [keys]}}, the monitor types this
+    manager runs and the keys each does something with (the backend refuses others)."""
     return {"event": str(Event.HELLO), "protocol": PROTOCOL_VERSION, "machine_id": machine_id,
             "hostname": hostname, "os_info": os_info, "accelerators": accelerators,
-            "version": version, "monitor_types": sorted(monitor_types),
+            "version": version,
+            "monitor_types": {k: dict(v) for k, v in sorted(monitor_types.items())},
             "agent_manager_status": "RUNNING", "active_monitors": active_monitors,
             "time": isotime(now)}
 

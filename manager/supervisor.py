@@ -39,7 +39,7 @@ import stat
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -65,24 +65,44 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+_BUFFERS = ("ringbuf_kb", "batch_events", "flush_ms")
+
+
 @dataclass(frozen=True)
 class AgentType:
-    """What one monitor type runs: its probe, and which libraries it may be pointed at."""
+    """What one monitor type runs: its probe, which libraries it may be pointed at, and the
+    target and config keys it does something with (announced in HELLO; any other key set to
+    other than its default is refused). comm_filter: target.comm selects tasks by name in the
+    kernel; otherwise, with a pid, it is checked against that process's name."""
 
     probe: str
     library_patterns: tuple[str, ...]  # none: the type takes no library (SYSCALL)
+    target: tuple[str, ...]
+    config: tuple[str, ...]
+    comm_filter: bool = False
+
+    def options(self) -> dict[str, list[str]]:
+        return {"target": sorted(self.target), "config": sorted(self.config)}
 
 
 # The allow-list: monitor type → probe. A type not here is refused as INVALID_CONFIG.
+# sampling_rate (only 1.0: every call is recorded) and enable_profiling (only false) are
+# options of none: they are refused with any other value.
 AGENT_TYPES: Mapping[str, AgentType] = {
-    "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*")),
+    "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*"),
+                      target=("pid", "library_path", "comm"),
+                      config=("python_stacks", "attach_mode", *_BUFFERS)),
     # CANN: the runtime (libacl_rt, or libascendcl in older CANN), aclop's compiler, the
     # aclnn operators (libopapi, libaclnn_*, custom ops), HCCL (agent_c/acl_probe.c)
     "ACL": AgentType(probe="acl", library_patterns=(
         "libacl_rt.so*", "libascendcl.so*", "libacl_op_compiler.so*", "libopapi.so*",
-        "libcust_opapi.so*", "libaclnn_*.so*", "libhccl.so*")),
-    "SYSCALL": AgentType(probe="syscall", library_patterns=()),
-    "PYTHON": AgentType(probe="python", library_patterns=()),
+        "libcust_opapi.so*", "libaclnn_*.so*", "libhccl.so*"),
+        target=("pid", "library_path", "comm"),
+        config=("python_stacks", "attach_mode", *_BUFFERS)),
+    "SYSCALL": AgentType(probe="syscall", library_patterns=(), target=("pid", "comm", "syscalls"),
+                         config=_BUFFERS, comm_filter=True),
+    "PYTHON": AgentType(probe="python", library_patterns=(), target=("pid", "comm"),
+                        config=("sample_hz", "functions", *_BUFFERS)),
 }
 
 # xputrace-agent's exit codes before it printed "ready" (agent_c/exit_codes.h)
@@ -211,8 +231,10 @@ class Supervisor:
         self._setpriv: str | None = None
 
     @property
-    def monitor_types(self) -> tuple[str, ...]:
-        return tuple(AGENT_TYPES)
+    def monitor_types(self) -> dict[str, dict[str, list[str]]]:
+        """Each monitor type this manager runs, with the target and config keys it honours
+        (HELLO's monitor_types)."""
+        return {name: kind.options() for name, kind in AGENT_TYPES.items()}
 
     # -- lifecycle
 
@@ -303,6 +325,7 @@ class Supervisor:
             raise self._fail(ErrorCode.INVALID_CONFIG,
                              f"monitor_type: '{cmd.monitor_type}' is not supported here")
         t = cmd.target
+        self._check_options(cmd, kind)
         flags: list[str] = []
         if kind.library_patterns:
             if t.pid is None and t.library_path is None:
@@ -334,7 +357,7 @@ class Supervisor:
                                      f"target.comm: PID {t.pid} does not run '{t.comm}'")
             flags += ["--target-pid", str(t.pid)]
         if not kind.library_patterns:
-            if t.comm is not None:
+            if t.comm is not None and kind.comm_filter:
                 flags += ["--target-comm", t.comm]
             if t.syscalls is not None:
                 flags += ["--syscalls", ",".join(t.syscalls)]
@@ -358,6 +381,18 @@ class Supervisor:
             if value is not None:
                 flags += [flag, str(value)]
         return flags
+
+    def _check_options(self, cmd: StartMonitor, kind: AgentType) -> None:
+        """INVALID_CONFIG naming the first target or config key set (to other than its
+        default) that this monitor type does nothing with."""
+        for part, allowed in (("target", kind.target), ("config", kind.config)):
+            given = getattr(cmd, part)
+            for f in fields(given):
+                if f.name not in allowed and getattr(given, f.name) != f.default:
+                    raise self._fail(ErrorCode.INVALID_CONFIG,
+                                     f"{part}.{f.name}: not supported by {cmd.monitor_type} "
+                                     f"monitors (they take {part} "
+                                     f"{', '.join(sorted(allowed)) or 'keys: none'})")
 
     def _python_flags(self, cmd: StartMonitor) -> list[str]:
         """--py-runtime and --py-offsets for the target's CPython (config.python_stacks)."""

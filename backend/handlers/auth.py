@@ -7,7 +7,7 @@ import uuid
 from aiohttp import web
 
 from backend import tokens
-from backend.errors import BadRequest, Conflict, Unauthorized
+from backend.errors import AlreadyExists, Unauthorized
 from backend.models import LoginBody, RefreshBody, RegisterBody, decode_body
 from backend.repo import users
 from backend.typedefs import DB, SETTINGS, USER
@@ -24,7 +24,7 @@ async def register(request: web.Request) -> web.Response:
         user = await users.create_user(conn, body.email, body.display_name,
                                        tokens.hash_password(body.password))
     if user is None:
-        raise Conflict(f"email '{body.email}' is already registered")
+        raise AlreadyExists(f"email '{body.email}' is already registered")
     return web.json_response(
         {"user_id": str(user.id), "email": user.email, "display_name": user.display_name},
         status=201,
@@ -50,22 +50,30 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
+    """A new access token for a refresh token; with refresh_token_rotation, a new refresh
+    token too (the one sent stops working)."""
     body = await decode_body(request, RefreshBody)
     settings = request.app[SETTINGS]
-    new_token = tokens.new_refresh_token()
+    old_hash = tokens.hash_refresh_token(body.refresh_token)
+    new_token = tokens.new_refresh_token() if settings.refresh_token_rotation else None
     async with request.app[DB].connection() as conn:
-        owner = await users.rotate_refresh_token(
-            conn, tokens.hash_refresh_token(body.refresh_token),
-            tokens.hash_refresh_token(new_token), settings.refresh_token_ttl_s)
+        if new_token is None:
+            owner = await users.live_refresh_token(conn, old_hash)
+        else:
+            owner = await users.rotate_refresh_token(
+                conn, old_hash, tokens.hash_refresh_token(new_token),
+                settings.refresh_token_ttl_s)
     if owner is None:
         raise Unauthorized("refresh_token is invalid, expired or revoked")
     user_id, session_id = owner
-    return web.json_response({
+    answer = {
         "access_token": tokens.issue_access_token(settings.jwt_secret, str(user_id),
                                                   str(session_id), settings.access_token_ttl_s),
-        "refresh_token": new_token,
         "expires_in": settings.access_token_ttl_s,
-    })
+    }
+    if new_token is not None:
+        answer["refresh_token"] = new_token
+    return web.json_response(answer)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -98,9 +106,3 @@ async def require_user(request: web.Request, handler):  # type: ignore[no-untype
     request[USER] = claims
     return await handler(request)
 
-
-def validate_uuid(field: str, value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise BadRequest(field, f"'{value[:64]}' is not a UUID") from None

@@ -9,19 +9,20 @@ from typing import Any
 from aiohttp import web
 
 from backend.errors import BadRequest, NotFound
-from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.filters import FilterError, compile_filter
 from backend.handlers.monitors import monitor_summary
-from backend.paging import PagingError, decode_token, encode_token, parse_page_size
+from backend.paging import (
+    PagingError,
+    decode_token,
+    encode_token,
+    order_signature,
+    parse_order_by,
+    parse_page_size,
+)
 from backend.repo import machines, monitors
 from backend.typedefs import DB, SETTINGS
 
 __all__ = ["get_machine", "list_machines", "machine_status"]
-
-FIELDS = {
-    "id": FieldSpec("id", "str"),
-    "hostname": FieldSpec("hostname", "str"),
-    "agent_manager_status": FieldSpec("agent_manager_status", "str"),
-}
 
 
 def machine_status(row: dict[str, Any], timeout_s: float) -> str:
@@ -41,26 +42,31 @@ def _machine(row: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         "manager_version": row["manager_version"],
         "last_seen": row["last_seen"].isoformat() if row["last_seen"] else None,
         "status": machine_status(row, timeout_s),
+        # what its manager announced it can run (null: not announced)
+        "monitor_types": row["monitor_types"],
     }
 
 
 async def list_machines(request: web.Request) -> web.Response:
-    """Known machines, a page at a time."""
+    """Known machines, a page at a time (order_by: last_seen, hostname, id)."""
     q, settings = request.query, request.app[SETTINGS]
     text = q.get("filter", "")
+    secret = settings.page_token_secret
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, machines.fields(settings.heartbeat_timeout_s))
         size = parse_page_size(q.get("page_size"))
-        secret = settings.page_token_secret
-        after = decode_token(q["page_token"], "id", text, secret) if q.get("page_token") else None
+        order = parse_order_by(q.get("order_by"), machines.ORDERABLE, machines.TIEBREAK,
+                               default="id")
+        sig = order_signature(order)
+        after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
     async with request.app[DB].connection() as conn:
-        rows = await machines.list_machines(conn, where, params, size + 1, after)
+        rows = await machines.list_machines(conn, where, params, order, after, size + 1)
     more, rows = len(rows) > size, rows[:size]
     return web.json_response({
         "machines": [_machine(r, settings.heartbeat_timeout_s) for r in rows],
-        "next_page_token": encode_token((rows[-1]["id"],), "id", text, secret) if more else "",
+        "next_page_token": encode_token(rows[-1]["_key"], sig, text, secret) if more else "",
     })
 
 

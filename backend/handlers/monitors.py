@@ -19,9 +19,16 @@ from aiohttp import web
 
 from backend.control import MachineUnavailable
 from backend.errors import BadRequest, NotFound
-from backend.filters import FieldSpec, FilterError, compile_filter
-from backend.models import MonitorCreate, decode_body
-from backend.paging import PagingError, decode_token, encode_token, parse_page_size
+from backend.filters import FilterError, compile_filter
+from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
+from backend.paging import (
+    PagingError,
+    decode_token,
+    encode_token,
+    order_signature,
+    parse_order_by,
+    parse_page_size,
+)
 from backend.repo import machines, monitors
 from backend.typedefs import CONTROL, DB, SETTINGS, TASKS
 
@@ -29,11 +36,6 @@ __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
 
 log = logging.getLogger(__name__)
-FIELDS = {
-    "status": FieldSpec("status", "str"),
-    "monitor_type": FieldSpec("monitor_type", "str"),
-    "display_name": FieldSpec("display_name", "str"),
-}
 
 
 def _json(v: Any) -> Any:
@@ -67,14 +69,6 @@ def monitor_summary(m: dict[str, Any], machine_status: str | None = None) -> dic
     return {k: v for k, v in monitor_view(m, machine_status).items()
             if k in ("id", "display_name", "monitor_type", "status", "start_time",
                      "machine_status")}
-
-
-def _monitor_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["monitor_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"monitor '{raw[:80]}' not found") from None
 
 
 async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
@@ -116,7 +110,8 @@ async def create_monitor(request: web.Request) -> web.Response:
     machine_id = request.match_info["machine_id"]
     body = await decode_body(request, MonitorCreate)
     async with request.app[DB].connection() as conn:
-        await _machine_or_404(conn, machine_id)
+        machine = await _machine_or_404(conn, machine_id)
+        check_supported(body, machine["monitor_types"])
         m = await monitors.create_monitor(conn, machine_id, body.monitor_type,
                                           msgspec.to_builtins(body.target),
                                           msgspec.to_builtins(body.config), body.display_name)
@@ -127,23 +122,26 @@ async def create_monitor(request: web.Request) -> web.Response:
 
 
 async def list_monitors(request: web.Request) -> web.Response:
-    """The machine's monitors, oldest first, a page at a time."""
+    """The machine's monitors, a page at a time (order_by: create_time by default, status,
+    monitor_type, display_name)."""
     machine_id, q = request.match_info["machine_id"], request.query
     text = q.get("filter", "")
     secret = request.app[SETTINGS].page_token_secret
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, monitors.FIELDS)
         size = parse_page_size(q.get("page_size"))
-        after = (decode_token(q["page_token"], "create_time,id", text, secret)
-                 if q.get("page_token") else None)
+        order = parse_order_by(q.get("order_by"), monitors.ORDERABLE, monitors.TIEBREAK,
+                               default="create_time")
+        sig = order_signature(order)
+        after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
     async with request.app[DB].connection() as conn:
         await _machine_or_404(conn, machine_id)
-        rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after)
+        rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after,
+                                            order)
     more, rows = len(rows) > size, rows[:size]
-    token = (encode_token((rows[-1]["create_time"], rows[-1]["id"]), "create_time,id", text,
-                          secret) if more else "")
+    token = encode_token(rows[-1]["_key"], sig, text, secret) if more else ""
     return web.json_response({"monitors": [monitor_summary(r) for r in rows],
                               "next_page_token": token})
 
@@ -159,14 +157,15 @@ async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> 
 async def get_monitor(request: web.Request) -> web.Response:
     """One monitor, with its lifecycle timestamps and error."""
     async with request.app[DB].connection() as conn:
-        m = await _monitor_or_404(conn, request.match_info["machine_id"], _monitor_id(request))
+        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+                                  path_uuid(request, "monitor_id"))
     return web.json_response(monitor_view(m))
 
 
 async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor; 204 when stopped (or already), 202 when the machine cannot be reached."""
     machine_id = request.match_info["machine_id"]
-    monitor_id = _monitor_id(request)
+    monitor_id = path_uuid(request, "monitor_id")
     async with request.app[DB].connection() as conn:
         m = await _monitor_or_404(conn, machine_id, monitor_id)
         if m["status"] in monitors.FINAL:

@@ -1,17 +1,23 @@
 """GET /api/v1/openapi.json: the OpenAPI 3.1 document of the API, built from the routes.
 
-Request bodies come from the msgspec models, so the document cannot drift from
-what the handlers accept.
+Request bodies come from the msgspec models, so the document cannot drift from what the
+handlers accept; the rules a model checks across fields (which target a monitor type needs)
+are spelled out as oneOf. Every answer an operation gives is listed with its body
+(backend.openapi_schemas); tests/backend/test_openapi_conformance.py runs schemathesis
+against a live backend and finds nothing.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from backend import models
+from backend import abi, models
+from backend.openapi_schemas import ERROR, FORMATS, RESPONSES, nullable
+from backend.typedefs import INFLUX
 
 __all__ = ["build_document", "document"]
 
@@ -22,20 +28,153 @@ _BODIES: dict[tuple[str, str], type] = {
     ("POST", "/api/v1/machines/{machine_id}/monitors"): models.MonitorCreate,
     ("POST", "/api/v1/traces:generate"): models.TraceGenerate,
 }
-_ERROR = {
-    "type": "object",
-    "properties": {"error": {"type": "object", "properties": {
-        "code": {"type": "integer"}, "message": {"type": "string"},
-        "status": {"type": "string"}}}},
-}
+PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
+          "/api/v1/openapi.json"}
+_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id"}
+_ERRORS = {400: "a parameter or body field is wrong; the message names it",
+           401: "no valid access token", 404: "no such resource",
+           409: "the resource is not in a state that allows this", 500: "internal error",
+           503: "a service the answer needs is unavailable"}
+
+
+def _errors(method: str, path: str, has_query: bool) -> list[int]:
+    codes = {500}
+    if (method, path) in _BODIES or has_query or any(p in path for p in _UUID_PARAMS):
+        codes.add(400)
+    if path not in PUBLIC:
+        codes.add(401)
+    if "{" in path:
+        codes.add(404)
+    extra = {("POST", "/api/v1/auth:register"): {409}, ("POST", "/api/v1/auth:login"): {401},
+             ("POST", "/api/v1/auth:refreshToken"): {401},
+             ("GET", "/api/v1/traces/{trace_id}"): {409},
+             ("GET", "/api/v1/metrics/summary"): {503}}
+    return sorted(codes | extra.get((method, path), set()))
+
+
+def _text(fmt: str, description: str, max_length: int = 4096) -> dict[str, Any]:
+    _, fields = FORMATS[fmt]
+    names = ", ".join(fields) if fields else ""
+    return {"type": "string", "maxLength": max_length, "format": fmt,
+            "description": f"{description}{' Fields: ' + names + '.' if names else ''}"}
+
+
+def _list_query(resource: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "filter", "in": "query", "schema": _text(
+            f"xputrace-filter-{resource}", "AIP-160: field op value (= != < <= > >= :), AND, "
+            "OR, NOT, parentheses; == is =. Empty: everything.")},
+        {"name": "order_by", "in": "query", "schema": _text(
+            f"xputrace-order-by-{resource}", "field [asc|desc], comma-separated, each field "
+            "once.", 1024)},
+        {"name": "page_size", "in": "query", "schema": {
+            "type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999,
+            "description": "0 or absent: 100; above 1000: 1000"}},
+        {"name": "page_token", "in": "query", "schema": _text(
+            "xputrace-page-token", "next_page_token of the previous page, asked with the same "
+            "filter and order_by; anything else is 400.")},
+    ]
+
+
+def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]:
+    if method != "GET":
+        return []
+    if path == "/api/v1/machines":
+        return _list_query("machines")
+    if path == "/api/v1/machines/{machine_id}/monitors":
+        return _list_query("monitors")
+    if path == "/api/v1/events":
+        return [*_list_query("events"), {"name": "fields", "in": "query", "schema": _text(
+            "xputrace-fields-events", "fields to return, comma-separated; event_data.a.b "
+            "picks inside event_data.")}]
+    if path == "/api/v1/metrics/summary":
+        sources = ["postgresql", "influxdb"] if app.get(INFLUX) is not None else ["postgresql"]
+        return [
+            {"name": "filter", "in": "query", "schema": _text(
+                "xputrace-metrics-filter", "field = value joined by AND; timestamp takes > >= "
+                "< <=.")},
+            {"name": "metrics", "in": "query", "schema": _text(
+                "xputrace-metrics", "metric names, comma-separated; absent: all.")},
+            {"name": "source", "in": "query", "schema": {"type": "string", "enum": sources}},
+        ]
+    return []
+
+
+def _monitor_rules(schema: dict[str, Any]) -> None:
+    """MonitorCreate's cross-field rules (models.MonitorCreate.__post_init__) as oneOf."""
+    given = {"type": "integer"}, {"type": "string"}
+    absent = {"type": "null"}
+
+    def target(*, any_of: list[str], none: list[str], all_of: tuple[str, ...] = ()
+               ) -> dict[str, Any]:
+        t: dict[str, Any] = {"properties": {k: absent for k in none}}
+        if any_of:
+            t["anyOf"] = [{"required": [k], "properties": {k: given[k != "pid"]}}
+                          for k in any_of]
+        if all_of:
+            t["required"] = list(all_of)
+            t["properties"].update({k: given[k != "pid"] for k in all_of})
+        return t
+
+    no_functions = {"properties": {"functions": absent}}
+    syscalls = sorted(abi.function_names("SYSCALL").values())
+    schema["oneOf"] = [
+        {"properties": {"monitor_type": {"enum": ["CUDA", "ACL", "OLLAMA"]},
+                        "target": target(any_of=["pid", "library_path"], none=["syscalls"]),
+                        "config": no_functions}},
+        {"properties": {"monitor_type": {"const": "PYTHON"},
+                        "target": target(any_of=[], none=["library_path", "syscalls"],
+                                         all_of=("pid",))}},
+        {"properties": {"monitor_type": {"const": "SYSCALL"},
+                        "target": {**target(any_of=["pid", "comm"], none=["library_path"]),
+                                   "properties": {"library_path": absent, "syscalls": nullable(
+                                       {"type": "array", "minItems": 1, "maxItems": 512,
+                                        "items": {"enum": syscalls}})}},
+                        "config": no_functions}},
+    ]
+    schema["description"] = (
+        "Refused with 400 when the machine's manager does not announce the monitor type, or "
+        "a target or config field set to other than its default for that type (GET "
+        "/api/v1/machines/{machine_id}: monitor_types). config.sampling_rate is honoured "
+        "only at 1.0 (every call is recorded), config.enable_profiling only false, and "
+        "target.binary_path by no monitor type yet.")
+
+
+def _components() -> tuple[dict[type, Any], dict[str, Any]]:
+    bodies = list(_BODIES.values())
+    schemas, components = msgspec.json.schema_components(
+        bodies, ref_template="#/components/schemas/{name}")
+    components = copy.deepcopy(components)
+    _monitor_rules(components["MonitorCreate"])
+    components["TraceGenerate"]["properties"]["filter"].update(
+        _text("xputrace-filter-events", "AIP-160 over the events fields; empty: every event."))
+    components["Error"] = ERROR
+    return dict(zip(bodies, schemas, strict=True)), components
+
+
+def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code, body in RESPONSES.get((method, path), {}).items():
+        r: dict[str, Any] = {"description": "done" if code < 300 else ""}
+        if body is not None and path == "/api/v1/traces/{trace_id}":
+            r["content"] = {t: {"schema": body} for t in
+                            ("application/octet-stream", "application/json", "application/gzip")}
+            r["headers"] = {"Content-Disposition": {"schema": {"type": "string"}}}
+        elif body is not None:
+            r["content"] = {"application/json": {"schema": body}}
+        if (method, path) == ("POST", "/api/v1/traces:generate"):
+            r["headers"] = {"Location": {"schema": {"type": "string"}}}
+        if code == 202 and method == "DELETE":
+            r["description"] = "the machine is unreachable: the monitor is STOPPING"
+        out[str(code)] = r
+    for code in _errors(method, path, has_query):
+        out[str(code)] = {"description": _ERRORS[code], "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return out
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
-    bodies = list(_BODIES.values())
-    schemas, components = msgspec.json.schema_components(
-        bodies, ref_template="#/components/schemas/{name}"
-    )
-    by_type = dict(zip(bodies, schemas, strict=True))
+    by_type, components = _components()
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource else {}
@@ -43,25 +182,27 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if not path or route.method == "HEAD":
             continue
         doc = (route.handler.__doc__ or "").strip()
+        query = _query(route.method, path, app)
         op: dict[str, Any] = {
             "operationId": f"{route.method.lower()}_{route.handler.__name__}",
             "summary": doc.splitlines()[0] if doc else route.handler.__name__,
-            "responses": {
-                "default": {"description": "error",
-                            "content": {"application/json": {"schema": _ERROR}}},
-            },
+            "responses": _responses(route.method, path, bool(query)),
         }
+        if (route.method, path) not in RESPONSES:  # a route nobody documented yet
+            op["responses"]["default"] = {"description": "error", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
         body = _BODIES.get((route.method, path))
         if body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": by_type[body]}}}
-        if path not in {"/api/v1/auth:login", "/api/v1/auth:register",
-                        "/api/v1/auth:refreshToken", "/api/v1/openapi.json"}:
+        if path not in PUBLIC:
             op["security"] = [{"bearer": []}]
-        params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
-        if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True,
-                                 "schema": {"type": "string"}} for p in params]
+        params = [{"name": p, "in": "path", "required": True,
+                   "schema": {"type": "string", "format": "uuid"} if p in _UUID_PARAMS
+                   else {"type": "string", "minLength": 1, "maxLength": 256}}
+                  for p in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))]
+        if params or query:
+            op["parameters"] = params + query
         paths.setdefault(path, {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",

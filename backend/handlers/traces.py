@@ -16,7 +16,7 @@ from aiohttp import web
 
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.filters import FilterError, compile_filter
-from backend.models import TraceGenerate, decode_body
+from backend.models import TraceGenerate, decode_body, path_uuid
 from backend.repo import trace_jobs
 from backend.repo.events import EVENT_FIELDS
 from backend.trace_files import content_disposition, content_type, download_name, trace_path
@@ -58,14 +58,6 @@ def job_view(j: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _uuid(request: web.Request, key: str, what: str) -> uuid.UUID:
-    raw = request.match_info[key]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"{what} '{raw[:80]}' not found") from None
-
-
 async def generate_trace(request: web.Request) -> web.Response:
     """Starts generating a trace of the events matching a filter."""
     body = await decode_body(request, TraceGenerate)
@@ -84,7 +76,7 @@ async def generate_trace(request: web.Request) -> web.Response:
 
 async def get_trace_job(request: web.Request) -> web.Response:
     """A trace job: its status, progress and, once COMPLETED, where to download the trace."""
-    job_id = _uuid(request, "trace_job_id", "trace job")
+    job_id = path_uuid(request, "trace_job_id")
     async with request.app[DB].connection() as conn:
         job = await trace_jobs.get_job(conn, job_id, uuid.UUID(request[USER].user_id))
     if job is None:
@@ -94,7 +86,7 @@ async def get_trace_job(request: web.Request) -> web.Response:
 
 async def download_trace(request: web.Request) -> web.StreamResponse:
     """Downloads a generated trace file."""
-    trace_id = _uuid(request, "trace_id", "trace")
+    trace_id = path_uuid(request, "trace_id")
     async with request.app[DB].connection() as conn:
         job = await trace_jobs.get_job_by_trace(conn, trace_id, uuid.UUID(request[USER].user_id))
     if job is None:

@@ -3,34 +3,63 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["get_machine", "list_machines", "machine_of_key", "record_goodbye", "record_heartbeat",
-           "record_hello"]
+from backend.filters import FieldSpec
+from backend.paging import OrderBy, keyset_predicate
+
+__all__ = ["ORDERABLE", "TIEBREAK", "announced_types", "fields", "get_machine", "list_machines",
+           "machine_of_key", "record_goodbye", "record_heartbeat", "record_hello"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, hostname, os_info, accelerators, agent_manager_status, manager_version, "
-         "last_seen, created_at")
+         "last_seen, created_at, monitor_types")
+_KEY = re.compile(r"^[a-z_]{1,32}$")
+
+
+def announced_types(value: Any) -> dict[str, dict[str, list[str]] | None] | None:
+    """HELLO's monitor_types as stored: {type: {"target": [keys], "config": [keys]}}; a list
+    (an older manager: types only) maps each type to None; anything else is None."""
+    if isinstance(value, list):
+        return {str(t)[:32]: None for t in value[:64]}
+    if not isinstance(value, dict):
+        return None
+    out: dict[str, dict[str, list[str]] | None] = {}
+    for name, options in list(value.items())[:64]:
+        if not isinstance(options, dict):
+            out[str(name)[:32]] = None
+            continue
+        out[str(name)[:32]] = {
+            part: sorted(k for k in options.get(part, ()) if isinstance(k, str) and _KEY.match(k))
+            if isinstance(options.get(part), list) else [] for part in ("target", "config")}
+    return out
 
 
 async def record_hello(conn: Conn, machine_id: str, public_key: str, msg: dict[str, Any]) -> bool:
     """Upserts the machine; False when the id is already bound to another manager key."""
     cur = await conn.execute(
         "INSERT INTO machines (id, hostname, os_info, accelerators, agent_manager_status, "
-        "manager_version, last_seen, public_key) VALUES (%s, %s, %s, %s, 'RUNNING', %s, now(), %s) "
+        "manager_version, last_seen, public_key, monitor_types) "
+        "VALUES (%s, %s, %s, %s, 'RUNNING', %s, now(), %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET hostname = EXCLUDED.hostname, "
         "os_info = EXCLUDED.os_info, accelerators = EXCLUDED.accelerators, "
         "agent_manager_status = 'RUNNING', manager_version = EXCLUDED.manager_version, "
-        "last_seen = now() WHERE machines.public_key IS NULL "
+        "last_seen = now(), monitor_types = EXCLUDED.monitor_types "
+        "WHERE machines.public_key IS NULL "
         "OR machines.public_key = EXCLUDED.public_key RETURNING id",
         (machine_id, str(msg.get("hostname", ""))[:255], str(msg.get("os_info", ""))[:1000],
          json.dumps(msg.get("accelerators", [])), str(msg.get("version", ""))[:64],
-         public_key),
+         public_key, _jsonb(announced_types(msg.get("monitor_types")))),
     )
     return await cur.fetchone() is not None
+
+
+def _jsonb(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 async def record_heartbeat(conn: Conn, machine_id: str) -> None:
@@ -43,17 +72,50 @@ async def record_goodbye(conn: Conn, machine_id: str) -> None:
                        (machine_id,))
 
 
-async def list_machines(conn: Conn, where: str, params: list[Any], limit: int,
-                        after: tuple[Any, ...] | None) -> list[dict[str, Any]]:
+def _status(timeout_s: float) -> str:
+    """ACTIVE: the manager is RUNNING and was heard from within timeout_s; else INACTIVE
+    (what backend.handlers.machines.machine_status says of a row)."""
+    return ("(CASE WHEN agent_manager_status = 'RUNNING' AND last_seen >= now() - "
+            f"make_interval(secs => {float(timeout_s)!r}) THEN 'ACTIVE' ELSE 'INACTIVE' END)")
+
+
+def fields(heartbeat_timeout_s: float) -> dict[str, FieldSpec]:
+    """What `filter` may name on machines."""
+    return {
+        "id": FieldSpec("id", "str"),
+        "hostname": FieldSpec("hostname", "str"),
+        "agent_manager_status": FieldSpec("agent_manager_status", "str"),
+        "status": FieldSpec(_status(heartbeat_timeout_s), "str", ops=frozenset({"=", "!="})),
+        "last_seen": FieldSpec("last_seen", "timestamp", nullable=True),
+    }
+
+
+# What `order_by` may name. A machine never heard from sorts as seen at the epoch: keyset
+# pages need sort keys that are never NULL.
+ORDERABLE = {"last_seen": "COALESCE(last_seen, 'epoch'::timestamptz)", "hostname": "hostname",
+             "id": "id"}
+TIEBREAK = ["id"]
+
+
+async def list_machines(conn: Conn, where: str, params: list[Any], order: OrderBy,
+                        after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
+    """Up to limit machines matching where, in order, strictly after the sort key after;
+    each row's sort key is its "_key"."""
     clauses, args = [f"({where})"], list(params)
     if after is not None:
-        clauses.append("id > %s")
-        args.append(after[0])
+        pred, pred_args = keyset_predicate(order, after)
+        clauses.append(pred)
+        args += pred_args
+    keys = ", ".join(f"{col} AS _k{i}" for i, (col, _) in enumerate(order))
+    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"SELECT {_COLS} FROM machines WHERE {' AND '.join(clauses)} "
-            "ORDER BY id LIMIT %s".encode(), [*args, limit])
-        return await cur.fetchall()
+            f"SELECT {_COLS}, {keys} FROM machines WHERE {' AND '.join(clauses)} "
+            f"ORDER BY {order_sql} LIMIT %s".encode(), [*args, limit])
+        rows = await cur.fetchall()
+    for row in rows:
+        row["_key"] = tuple(row.pop(f"_k{i}") for i in range(len(order)))
+    return rows
 
 
 async def get_machine(conn: Conn, machine_id: str) -> dict[str, Any] | None:

@@ -9,7 +9,11 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["create_monitor", "get_monitor", "list_monitors", "machine_and_status", "set_status"]
+from backend.filters import FieldSpec
+from backend.paging import OrderBy, keyset_predicate
+
+__all__ = ["FIELDS", "ORDERABLE", "TIEBREAK", "create_monitor", "get_monitor", "list_monitors",
+           "machine_and_status", "set_status"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, machine_id, monitor_type, target, config, display_name, status, error_code, "
@@ -38,17 +42,38 @@ async def get_monitor(conn: Conn, machine_id: str, monitor_id: uuid.UUID) -> dic
         return await cur.fetchone()
 
 
+# What `filter` and `order_by` may name on a machine's monitors.
+FIELDS = {
+    "status": FieldSpec("status", "str"),
+    "monitor_type": FieldSpec("monitor_type", "str"),
+    "display_name": FieldSpec("display_name", "str"),
+    "create_time": FieldSpec("create_time", "timestamp"),
+}
+ORDERABLE = {"create_time": "create_time", "status": "status", "monitor_type": "monitor_type",
+             "display_name": "display_name"}
+TIEBREAK = ["id"]
+_OLDEST_FIRST: OrderBy = [("create_time", "ASC"), ("id", "ASC")]
+
+
 async def list_monitors(conn: Conn, machine_id: str, where: str, params: list[Any], limit: int,
-                        after: tuple[Any, ...] | None) -> list[dict[str, Any]]:
+                        after: tuple[Any, ...] | None,
+                        order: OrderBy = _OLDEST_FIRST) -> list[dict[str, Any]]:
+    """Up to limit of the machine's monitors matching where, in order (columns of ORDERABLE
+    and TIEBREAK), strictly after the sort key after; each row's sort key is its "_key"."""
     clauses, args = ["machine_id = %s", f"({where})"], [machine_id, *params]
     if after is not None:
-        clauses.append("(create_time, id) > (%s, %s)")
-        args += list(after)
+        pred, pred_args = keyset_predicate(order, after)
+        clauses.append(pred)
+        args += pred_args
+    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {_COLS} FROM monitors WHERE {' AND '.join(clauses)} "
-            "ORDER BY create_time, id LIMIT %s".encode(), [*args, limit])
-        return await cur.fetchall()
+            f"ORDER BY {order_sql} LIMIT %s".encode(), [*args, limit])
+        rows = await cur.fetchall()
+    for row in rows:
+        row["_key"] = tuple(row[col] for col, _ in order)
+    return rows
 
 
 # Statuses a monitor cannot leave.

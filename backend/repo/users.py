@@ -10,8 +10,8 @@ from typing import Any
 from psycopg import AsyncConnection, errors
 from psycopg.rows import class_row
 
-__all__ = ["User", "create_user", "find_user_by_email", "revoke_session", "rotate_refresh_token",
-           "session_is_live", "start_session"]
+__all__ = ["User", "create_user", "find_user_by_email", "live_refresh_token", "revoke_session",
+           "rotate_refresh_token", "session_is_live", "start_session"]
 
 Conn = AsyncConnection[Any]
 
@@ -66,6 +66,20 @@ async def start_session(conn: Conn, user_id: uuid.UUID, refresh_hash: bytes,
                            (session_id, user_id))
         await _store_refresh_token(conn, refresh_hash, user_id, session_id, ttl_s)
     return session_id
+
+
+async def live_refresh_token(conn: Conn,
+                             token_hash: bytes) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """(user id, session id) of a refresh token that is unexpired, unrevoked and of a live
+    session; None otherwise. The token stays as it is (no rotation)."""
+    cur = await conn.execute(
+        "SELECT t.user_id, t.session_id FROM refresh_tokens t "
+        "JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = %s "
+        "AND t.revoked_at IS NULL AND s.revoked_at IS NULL AND t.expires_at > now()",
+        (token_hash,),
+    )
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None
 
 
 async def rotate_refresh_token(conn: Conn, old_hash: bytes, new_hash: bytes,

@@ -115,7 +115,6 @@ async def test_bad_monitor_body_names_the_field(api: Any, body: dict[str, Any],
     ("GET", "/api/v1/machines/nosuch/monitors"),
     ("POST", "/api/v1/machines/nosuch/monitors"),
     ("GET", f"{MON}/00000000-0000-4000-8000-000000000000"),
-    ("GET", f"{MON}/not-a-uuid"),
     ("DELETE", f"{MON}/00000000-0000-4000-8000-000000000000"),
     ("GET", "/api/v1/nosuch"),
 ])
@@ -124,6 +123,27 @@ async def test_unknown_resources_are_404(api: Any, method: str, path: str) -> No
     body = {"monitor_type": "CUDA", "target": {"pid": 1}} if method == "POST" else None
     r = await client.request(method, path, json=body, headers=auth)
     await expect(r, 404, "NOT_FOUND", "not found" if path[-6:] != "nosuch" else "")
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_malformed_monitor_id_is_400(api: Any, method: str) -> None:
+    client, auth = api
+    r = await client.request(method, f"{MON}/not-a-uuid", headers=auth)
+    await expect(r, 400, "INVALID_ARGUMENT", "monitor_id: 'not-a-uuid' is not a UUID")
+
+
+@pytest.mark.parametrize(("method", "path", "allow"), [
+    ("PUT", "/api/v1/machines", "GET,HEAD"),
+    ("DELETE", MON, "GET,HEAD,POST"),
+    ("GET", "/api/v1/auth:logout", "POST"),
+])
+async def test_wrong_method_is_405_with_allow(api: Any, method: str, path: str,
+                                              allow: str) -> None:
+    """RFC 9110 15.5.6: a 405 carries Allow; the body names a gRPC status."""
+    client, auth = api
+    r = await client.request(method, path, headers=auth)
+    await expect(r, 405, "UNIMPLEMENTED", "Method Not Allowed")
+    assert sorted(r.headers["Allow"].split(",")) == sorted(allow.split(","))
 
 
 @pytest.mark.parametrize(("method", "path"), [

@@ -1,4 +1,5 @@
-"""Auth over HTTP against a real PostgreSQL: register, login, refresh rotation, logout, 401s."""
+"""Auth over HTTP against a real PostgreSQL: register, login, refresh (as the seed: the refresh
+token is kept; rotation as a setting), logout, 401s."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from backend import tokens
 from backend.app import create_app
+from backend.settings import Settings
 from tests.pg_fixtures import backend_settings
 
 SECRET = "s" * 40
@@ -19,6 +21,13 @@ SECRET = "s" * 40
 @pytest.fixture
 async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
     settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60)
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def rotating(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
+    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60,
+                                refresh_token_rotation=True)
     return await aiohttp_client(create_app(settings))
 
 
@@ -52,11 +61,11 @@ async def test_register_login_and_use_token(client: TestClient) -> None:
     assert r.status == 204
 
 
-async def test_duplicate_email_is_409(client: TestClient) -> None:
+async def test_duplicate_email_is_409_already_exists(client: TestClient) -> None:
     await register_and_login(client)
     r = await client.post("/api/v1/auth:register",
                           json={"email": "ADA@example.com", "password": "another pass"})
-    await assert_error(r, 409, "FAILED_PRECONDITION", "already registered")
+    await assert_error(r, 409, "ALREADY_EXISTS", "already registered")
 
 
 async def test_wrong_password_is_401(client: TestClient) -> None:
@@ -86,7 +95,34 @@ async def test_malformed_json_is_400(client: TestClient) -> None:
     await assert_error(r, 400, "INVALID_ARGUMENT", "body: invalid JSON")
 
 
-async def test_refresh_rotates_and_replay_revokes(client: TestClient) -> None:
+async def test_refresh_token_is_kept_as_the_seed_says(client: TestClient) -> None:
+    """seeds/003: auth:refreshToken answers {access_token, expires_in}; a client keeps its
+    refresh token and refreshes with it again, as often as it needs, until logout."""
+    tok = await register_and_login(client)
+    for _ in range(3):
+        r = await client.post("/api/v1/auth:refreshToken",
+                              json={"refresh_token": tok["refresh_token"]})
+        assert r.status == 200, await r.text()
+        new = await r.json()
+        assert set(new) == {"access_token", "expires_in"} and new["expires_in"] == 60
+        r = await client.get("/api/v1/machines", headers=bearer(new["access_token"]))
+        assert r.status == 200
+    r = await client.post("/api/v1/auth:logout", headers=bearer(new["access_token"]))
+    assert r.status == 204
+    r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]})
+    await assert_error(r, 401, "UNAUTHENTICATED", "refresh_token")
+
+
+def test_rotation_setting_from_the_environment() -> None:
+    assert not Settings.from_env({}).refresh_token_rotation
+    assert Settings.from_env({"XPUTRACE_REFRESH_TOKEN_ROTATION": "true"}).refresh_token_rotation
+    assert not Settings.from_env({"XPUTRACE_REFRESH_TOKEN_ROTATION": "0"}).refresh_token_rotation
+    with pytest.raises(ValueError, match="XPUTRACE_REFRESH_TOKEN_ROTATION"):
+        Settings.from_env({"XPUTRACE_REFRESH_TOKEN_ROTATION": "maybe"})
+
+
+async def test_refresh_rotates_and_replay_revokes(rotating: TestClient) -> None:
+    client = rotating
     tok = await register_and_login(client)
     r = await client.post("/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]})
     assert r.status == 200

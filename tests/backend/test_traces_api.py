@@ -292,13 +292,20 @@ async def test_body_that_is_not_json(api: Api) -> None:
 
 @pytest.mark.parametrize("path", [
     "/api/v1/traces/jobs/00000000-0000-4000-8000-000000000000",
-    "/api/v1/traces/jobs/not-a-uuid",
     "/api/v1/traces/00000000-0000-4000-8000-000000000000",
-    "/api/v1/traces/not-a-uuid",
 ])
 async def test_unknown_ids_are_404(api: Api, path: str) -> None:
     r = await api.client.get(path, headers=api.auth)
     await expect(r, 404, "NOT_FOUND", "not found")
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/api/v1/traces/jobs/not-a-uuid", "trace_job_id"),
+    ("/api/v1/traces/not-a-uuid", "trace_id"),
+])
+async def test_malformed_ids_are_400(api: Api, path: str, field: str) -> None:
+    r = await api.client.get(path, headers=api.auth)
+    await expect(r, 400, "INVALID_ARGUMENT", f"{field}: 'not-a-uuid' is not a UUID")
 
 
 async def test_other_users_jobs_and_traces_are_404(api: Api) -> None:

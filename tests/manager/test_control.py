@@ -49,7 +49,18 @@ def test_registration_heartbeats_and_manager_status(
                     "event": "HELLO", "protocol": 1, "machine_id": MACHINE_ID,
                     "hostname": "testhost", "os_info": "TestOS 1 (kernel 6.1)",
                     "accelerators": [], "version": "0.1.0",
-                    "monitor_types": ["ACL", "CUDA", "PYTHON", "SYSCALL"],
+                    "monitor_types": {
+                        "ACL": {"target": ["comm", "library_path", "pid"],
+                                "config": ["attach_mode", "batch_events", "flush_ms",
+                                           "python_stacks", "ringbuf_kb"]},
+                        "CUDA": {"target": ["comm", "library_path", "pid"],
+                                 "config": ["attach_mode", "batch_events", "flush_ms",
+                                            "python_stacks", "ringbuf_kb"]},
+                        "PYTHON": {"target": ["comm", "pid"],
+                                   "config": ["batch_events", "flush_ms", "functions",
+                                              "ringbuf_kb", "sample_hz"]},
+                        "SYSCALL": {"target": ["comm", "pid", "syscalls"],
+                                    "config": ["batch_events", "flush_ms", "ringbuf_kb"]}},
                     "agent_manager_status": "RUNNING", "active_monitors": [],
                     "time": hello["time"]}
                 beats = [await backend.event("HEARTBEAT") for _ in range(2)]

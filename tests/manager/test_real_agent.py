@@ -259,9 +259,16 @@ def test_python_function_calls_through_the_manager(
                 "target": {"pid": ready["pid"]},
                 "config": {"functions": ["step"]}}, 60)
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
-            assert r["message"].startswith("config.functions: only for PYTHON"), r
+            assert r["message"].startswith("config.functions: not supported by CUDA"), r
+            # target.comm on PYTHON checks the pid's name (it was passed to the agent,
+            # which refuses --target-comm for PYTHON: FAILED_TO_START)
+            r = await backend.request(IDENT, {
+                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "PYTHON",
+                "target": {"pid": ready["pid"], "comm": "ruby"}}, 60)
+            assert (r["status"], r["error_code"]) == ("FAILURE", "TARGET_NOT_FOUND"), r
+            assert r["message"] == f"target PID {ready['pid']} is 'python3.11', not 'ruby'", r
             _, batches = await traced(backend, work, s.capture_dir, {
-                "monitor_type": "PYTHON", "target": {"pid": ready["pid"]},
+                "monitor_type": "PYTHON", "target": {"pid": ready["pid"], "comm": "python3.11"},
                 "config": {"functions": ["step", "boom"], "sample_hz": 1}})
         calls = [r for b in batches if not b.stacks for r in abi.event_records(b)
                  if r["func"] == "call"]  # fmt: skip

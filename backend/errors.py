@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 __all__ = [
+    "AgentStopFailed",
     "ApiError",
     "BadRequest",
     "Conflict",
@@ -58,6 +59,13 @@ class NotFound(ApiError):
 class Conflict(ApiError):
     http_status = 409
     status = "FAILED_PRECONDITION"
+
+
+class AgentStopFailed(ApiError):
+    """The machine's manager could not stop the agent (AGENT_STOP_FAILED): it may still run."""
+
+    http_status = 500
+    status = "INTERNAL"
 
 
 def error_body(http_status: int, status: str, message: str) -> dict[str, object]:

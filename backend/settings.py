@@ -33,8 +33,20 @@ class Settings:
     jwt_secret: str = field(default="", repr=False)
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
-    # Machines missing heartbeats for this long become INACTIVE
+    # Machines missing heartbeats for this long become INACTIVE, their agent_manager_status
+    # UNKNOWN
     heartbeat_timeout_s: float = 15.0
+    # Control commands: how long a request waits for the manager's reply (START answers once
+    # the agent is ready; STOP once it exited). A reply after that is still applied when it
+    # comes, for up to late_reply_s; the request then answers with what is known (a monitor
+    # stays STARTING, a DELETE answers 202 and the monitor stays STOPPING).
+    start_wait_s: float = 15.0
+    stop_wait_s: float = 15.0
+    status_wait_s: float = 10.0
+    late_reply_s: float = 600.0
+    # Every connected machine's monitors are compared with its manager's GET_STATUS this often
+    # (and at each HELLO, and when a heartbeat's active monitors disagree with them)
+    reconcile_interval_s: float = 60.0
     # Trace jobs: how many run at once, and how many events rows are read per chunk
     trace_workers: int = 2
     trace_chunk_rows: int = 50_000

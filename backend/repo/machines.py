@@ -8,7 +8,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["get_machine", "list_machines", "record_goodbye", "record_heartbeat", "record_hello"]
+__all__ = ["get_machine", "list_machines", "list_running", "mark_silent", "record_goodbye",
+           "record_heartbeat", "record_hello"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, hostname, os_info, accelerators, agent_manager_status, manager_version, "
@@ -32,9 +33,31 @@ async def record_hello(conn: Conn, machine_id: str, public_key: str, msg: dict[s
     return await cur.fetchone() is not None
 
 
-async def record_heartbeat(conn: Conn, machine_id: str) -> None:
-    await conn.execute("UPDATE machines SET last_seen = now(), agent_manager_status = 'RUNNING' "
-                       "WHERE id = %s", (machine_id,))
+async def record_heartbeat(conn: Conn, machine_id: str) -> str | None:
+    """Marks the machine seen and RUNNING; returns the status it had (None: unknown id)."""
+    cur = await conn.execute(
+        "UPDATE machines m SET last_seen = now(), agent_manager_status = 'RUNNING' "
+        "FROM machines old WHERE m.id = %s AND old.id = m.id "
+        "RETURNING old.agent_manager_status", (machine_id,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def mark_silent(conn: Conn, silent_s: float) -> list[str]:
+    """RUNNING machines not heard from for silent_s become UNKNOWN; returns their ids."""
+    cur = await conn.execute(
+        "UPDATE machines SET agent_manager_status = 'UNKNOWN' "
+        "WHERE agent_manager_status = 'RUNNING' "
+        "AND (last_seen IS NULL OR last_seen < now() - make_interval(secs => %s)) RETURNING id",
+        (silent_s,))
+    return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def list_running(conn: Conn) -> list[str]:
+    """Ids of the machines whose manager is RUNNING."""
+    cur = await conn.execute(
+        "SELECT id FROM machines WHERE agent_manager_status = 'RUNNING' ORDER BY id")
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def record_goodbye(conn: Conn, machine_id: str) -> None:

@@ -146,6 +146,11 @@ async def stop_failed(p: Platform, target: dict[str, Any], freezer: Path) -> Non
     try:
         (freezer / "cgroup.procs").write_text(str(m["agent_pid"]))
         (freezer / "freezer.state").write_text("FROZEN")
+
+        async def frozen() -> bool:  # FREEZING until every thread is
+            return (freezer / "freezer.state").read_text().strip() == "FROZEN"
+
+        await eventually(frozen, "agent frozen", SETTLE_S)
         status, body = await p.delete(m["id"])
         assert status == 500, body
         assert body["error"]["status"] == "INTERNAL"
@@ -156,5 +161,10 @@ async def stop_failed(p: Platform, target: dict[str, Any], freezer: Path) -> Non
         assert alive(m["agent_pid"])
     finally:
         (freezer / "freezer.state").write_text("THAWED")
-    await _gone(m["agent_pid"])
-    freezer.rmdir()
+        await _gone(m["agent_pid"])
+
+        async def empty() -> bool:
+            return not (freezer / "cgroup.procs").read_text().strip()
+
+        await eventually(empty, "frozen cgroup empty", SETTLE_S)
+        freezer.rmdir()

@@ -63,6 +63,19 @@ class Platform:
     async def monitor(self, monitor_id: str) -> dict[str, Any]:
         return await self.get(f"{self.monitors_path}/{monitor_id}")  # type: ignore[no-any-return]
 
+    async def all_events(self, filter: str = "", page_size: int = 1000) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params: dict[str, Any] = {"filter": filter, "page_size": page_size}
+            if token:
+                params["page_token"] = token
+            body = await self.get("/api/v1/events", **params)
+            out += body["events"]
+            token = body["next_page_token"]
+            if not token:
+                return out
+
     async def start(self, body: dict[str, Any]) -> str:
         """POSTs a monitor; its id."""
         r = await self.client.post(self.monitors_path, headers=self.auth, json=body)

@@ -10,7 +10,6 @@ not heard from for settings.heartbeat_timeout_s becomes UNKNOWN.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 
@@ -70,7 +69,7 @@ class Reconciler:
         loop = asyncio.get_running_loop()
         next_round = loop.time()
         while True:
-            with contextlib.suppress(Exception):  # the database may be restarting
+            try:
                 async with self.app[DB].connection() as conn:
                     for machine_id in await machines.mark_silent(conn, s.heartbeat_timeout_s):
                         log.warning("machine %s: no heartbeat for %gs; its manager is UNKNOWN",
@@ -79,4 +78,6 @@ class Reconciler:
                         next_round = loop.time() + s.reconcile_interval_s
                         for machine_id in await machines.list_running(conn):
                             self.request(machine_id)
+            except Exception as e:  # the database may be restarting: next tick
+                log.warning("machines not checked: %s", e)
             await asyncio.sleep(tick)

@@ -1,9 +1,10 @@
 """create_app(settings): the backend's aiohttp application.
 
 Each external resource is its own cleanup_ctx generator, torn down in reverse:
-trace jobs (stopped between chunks, resumed at the next start), background
-tasks, ingest (written out first), aggregates (every pending interval flushed to
-InfluxDB), control channel, ZeroMQ context, PostgreSQL pool.
+trace jobs (stopped between chunks, resumed at the next start), the
+reconciler, background tasks, ingest (written out first), aggregates (every
+pending interval flushed to InfluxDB), control channel, ZeroMQ context,
+PostgreSQL pool.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from backend.errors import error_middleware
 from backend.handlers.auth import require_user
 from backend.influx import InfluxConfig, InfluxWriter
 from backend.ingest import Ingest
+from backend.monitor_lifecycle import apply_late_reply
+from backend.reconciler import Reconciler
 from backend.repo.metrics import last_drop_totals
 from backend.routes import setup_routes
 from backend.settings import Settings
@@ -35,6 +38,7 @@ from backend.typedefs import (
     DB,
     INFLUX,
     INGEST,
+    RECONCILER,
     SETTINGS,
     TASKS,
     TRACE_JOBS,
@@ -88,7 +92,12 @@ async def control_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_event(machine_id: str, key: str, msg: dict[str, object]) -> None:
         await handle_event(app, machine_id, key, msg)
 
-    control = ControlServer(app[ZMQ], settings.control_endpoint, secret, public, on_event)
+    async def on_late_reply(machine_id: str, command: dict[str, object],
+                            reply: dict[str, object]) -> None:
+        await apply_late_reply(app, machine_id, command, reply)
+
+    control = ControlServer(app[ZMQ], settings.control_endpoint, secret, public, on_event,
+                            on_late_reply, settings.late_reply_s)
     await control.start()
     app[CONTROL] = control
     yield
@@ -139,6 +148,14 @@ async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait(list(pending), timeout=30)
 
 
+async def reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
+    reconciler = Reconciler(app)
+    app[RECONCILER] = reconciler
+    await reconciler.start()
+    yield
+    await reconciler.close()
+
+
 async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_dsn is not None  # database_ctx has checked
@@ -168,6 +185,6 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.on_response_prepare.append(_server_header)
     app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, aggregates_ctx, ingest_ctx,
-                            tasks_ctx, trace_jobs_ctx])
+                            tasks_ctx, reconcile_ctx, trace_jobs_ctx])
     setup_routes(app)
     return app

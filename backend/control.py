@@ -7,6 +7,10 @@ the manager's key, and a later HELLO for the same id under another key is
 refused. Commands are the seed's JSON (seeds/003 part 2); replies are matched
 to them by request_id; events (HELLO, HEARTBEAT, MONITOR_STATUS, GOODBYE) go to
 the on_event callback.
+
+A command not answered within its wait raises NoReply, but the manager goes on
+with it: its reply, when it comes (within late_reply_s), goes to on_late_reply
+with the command it answers, so that what the manager did is applied after all.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
-__all__ = ["ControlServer", "MachineUnavailable", "curve_context"]
+__all__ = ["ControlServer", "MachineUnavailable", "NoReply", "curve_context"]
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+# (machine id, the command sent, its reply)
+LateReplyHandler = Callable[[str, dict[str, Any], dict[str, Any]], Awaitable[None]]
 MAX_MESSAGE = 1 << 20
+MAX_OVERDUE = 10_000  # commands whose late reply is still awaited; beyond: the oldest forgotten
 
 
 def curve_context(enrolled_dir: Path) -> tuple[zmq.asyncio.Context, ThreadAuthenticator]:
@@ -49,16 +56,29 @@ class MachineUnavailable(Exception):
     """The machine's manager is not connected, or did not answer in time."""
 
 
+class NoReply(MachineUnavailable):
+    """The command went out but was not answered in time; the manager may still carry it
+    out, and its reply then goes to on_late_reply."""
+
+
 class ControlServer:
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
-                 public_key: bytes, on_event: EventHandler) -> None:
+                 public_key: bytes, on_event: EventHandler,
+                 on_late_reply: LateReplyHandler | None = None,
+                 late_reply_s: float = 600.0) -> None:
         """ctx must have a ZAP authenticator running (see curve_context)."""
         self.endpoint = endpoint
         self._secret, self._public = secret_key, public_key
         self._on_event = on_event
+        self._on_late_reply = on_late_reply
+        self._late_reply_s = late_reply_s
         self._ctx = ctx
         self._sock: zmq.asyncio.Socket | None = None
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # request id -> (machine id, command, its reply's future)
+        self._pending: dict[str, tuple[str, dict[str, Any],
+                                       asyncio.Future[dict[str, Any]]]] = {}
+        # request id -> (machine id, command, when its reply is no longer awaited)
+        self._overdue: dict[str, tuple[str, dict[str, Any], float]] = {}
         self._keys: dict[str, str] = {}  # machine id -> manager public key (Z85)
         self._task: asyncio.Task[None] | None = None
         self.rejected = 0  # messages dropped: malformed, oversized or from the wrong key
@@ -81,18 +101,22 @@ class ControlServer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for fut in self._pending.values():
+        for _, _, fut in self._pending.values():
             fut.cancel()
         if self._sock is not None:
             self._sock.close(linger=0)
 
     async def command(self, machine_id: str, message: dict[str, Any],
                       timeout_s: float = 15.0) -> dict[str, Any]:
-        """Sends a command to the machine's manager and waits for its reply."""
+        """Sends a command to the machine's manager and waits for its reply.
+
+        Raises MachineUnavailable when it could not be sent (the manager is not connected),
+        NoReply when it was sent but not answered within timeout_s."""
         assert self._sock is not None
         request_id = message.setdefault("request_id", str(uuid.uuid4()))
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = fut
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending[request_id] = (machine_id, message, fut)
         try:
             try:
                 await self._sock.send_multipart([machine_id.encode(),
@@ -102,11 +126,33 @@ class ControlServer:
             try:
                 return await asyncio.wait_for(fut, timeout_s)
             except TimeoutError:
-                raise MachineUnavailable(
+                if self._on_late_reply is not None:
+                    self._forget_overdue(loop.time())
+                    self._overdue[request_id] = (machine_id, message,
+                                                 loop.time() + self._late_reply_s)
+                raise NoReply(
                     f"machine '{machine_id}' did not answer {message.get('command')} "
                     f"in {timeout_s:g} s") from None
         finally:
             self._pending.pop(request_id, None)
+
+    def in_flight(self, machine_id: str, *, overdue_only: bool = False) -> dict[str, set[str]]:
+        """monitor id -> the commands sent to the machine for it and not answered yet
+        (overdue_only: only those whose wait has run out)."""
+        self._forget_overdue(asyncio.get_running_loop().time())
+        sent = [(m, c) for m, c, _ in self._overdue.values()]
+        if not overdue_only:
+            sent += [(m, c) for m, c, _ in self._pending.values()]
+        out: dict[str, set[str]] = {}
+        for m, cmd in sent:
+            if m == machine_id and isinstance(cmd.get("monitor_id"), str):
+                out.setdefault(cmd["monitor_id"], set()).add(str(cmd.get("command")))
+        return out
+
+    def _forget_overdue(self, now: float) -> None:
+        for rid, (_, _, until) in list(self._overdue.items()):
+            if until <= now or len(self._overdue) >= MAX_OVERDUE:
+                del self._overdue[rid]
 
     async def _receive(self) -> None:
         assert self._sock is not None
@@ -138,9 +184,16 @@ class ControlServer:
             log.warning("machine id %s presented by another key; dropped", machine_id)
             return
         if isinstance(msg.get("request_id"), str) and "event" not in msg:
-            fut = self._pending.get(msg["request_id"])
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+            pending = self._pending.get(msg["request_id"])
+            if pending is not None and pending[0] == machine_id:
+                if not pending[2].done():
+                    pending[2].set_result(msg)
+                return
+            overdue = self._overdue.get(msg["request_id"])
+            if overdue is not None and overdue[0] == machine_id:
+                del self._overdue[msg["request_id"]]
+                assert self._on_late_reply is not None
+                await self._on_late_reply(machine_id, overdue[1], msg)
             return
         if isinstance(msg.get("event"), str):
             await self._on_event(machine_id, key, msg)

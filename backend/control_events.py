@@ -1,4 +1,8 @@
-"""What the backend does with what managers report: registration, heartbeats, monitor status."""
+"""What the backend does with what managers report: registration, heartbeats, monitor status.
+
+Runs in the control socket's receive loop, so nothing here waits for a command's reply:
+a reconciliation is asked for (backend.reconciler), never awaited.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +12,53 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import monitor_lifecycle
 from backend.repo import machines, monitors
-from backend.typedefs import DB
+from backend.typedefs import DB, RECONCILER
+from manager.protocol import Event
 
 __all__ = ["handle_event"]
 
 log = logging.getLogger(__name__)
-_STATUS = {"RUNNING": "RUNNING", "STOPPED": "STOPPED", "ERROR": "ERROR"}
 
 
 async def handle_event(app: web.Application, machine_id: str, key: str,
                        msg: dict[str, Any]) -> None:
     event = msg.get("event")
+    if event == Event.MONITOR_STATUS:
+        await monitor_lifecycle.on_monitor_status(app, machine_id, msg)
+        return
     async with app[DB].connection() as conn:
-        if event == "HELLO":
+        if event == Event.HELLO:
             if not await machines.record_hello(conn, machine_id, key, msg):
                 log.warning("HELLO for machine %s under an unknown key: ignored", machine_id)
-        elif event == "HEARTBEAT":
-            await machines.record_heartbeat(conn, machine_id)
-        elif event == "GOODBYE":
+                return
+            reconcile = True
+        elif event == Event.HEARTBEAT:
+            was = await machines.record_heartbeat(conn, machine_id)
+            if was is None:
+                return
+            reconcile = was != "RUNNING" or await _disagree(conn, machine_id, msg)
+        elif event == Event.GOODBYE:
             await machines.record_goodbye(conn, machine_id)
-        elif event == "MONITOR_STATUS":
-            status = _STATUS.get(str(msg.get("monitor_status")))
-            try:
-                monitor_id = uuid.UUID(str(msg.get("monitor_id")))
-            except ValueError:
-                return
-            if status is None:
-                return
-            found = await monitors.get_monitor(conn, machine_id, monitor_id)
-            if found is None:
-                return
-            message = msg.get("error_message") or msg.get("message")
-            await monitors.set_status(conn, monitor_id, status,
-                                      error_message=str(message)[:2000] if message and
-                                      status == "ERROR" else None)
+            return
+        else:
+            return
+    reconciler = app.get(RECONCILER)
+    if reconcile and reconciler is not None:
+        reconciler.request(machine_id)
+
+
+async def _disagree(conn: Any, machine_id: str, msg: dict[str, Any]) -> bool:
+    """Whether the agents a heartbeat lists are not exactly the machine's RUNNING monitors."""
+    listed = msg.get("active_monitors")
+    if not isinstance(listed, list):
+        return False
+    agents: set[uuid.UUID] = set()
+    for a in listed:
+        try:
+            agents.add(uuid.UUID(str(a.get("monitor_id"))))
+        except (AttributeError, ValueError):
+            return True
+    rows = await monitors.list_to_reconcile(conn, machine_id, agents)
+    return agents != {r["id"] for r in rows if r["status"] == "RUNNING"}

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 __all__ = [
+    "AgentStopFailed",
     "AlreadyExists",
     "ApiError",
     "BadRequest",
@@ -72,6 +73,13 @@ class AlreadyExists(ApiError):
 # exists, the method is not implemented on it.
 _HTTP_STATUS = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT",
                 429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
+
+
+class AgentStopFailed(ApiError):
+    """The machine's manager could not stop the agent (AGENT_STOP_FAILED): it may still run."""
+
+    http_status = 500
+    status = "INTERNAL"
 
 
 def error_body(http_status: int, status: str, message: str) -> dict[str, object]:

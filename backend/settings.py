@@ -46,8 +46,20 @@ class Settings:
     # the refresh token for a new one, and using a swapped one again (a replay, e.g. a stolen
     # copy) revokes the whole session.
     refresh_token_rotation: bool = False
-    # Machines missing heartbeats for this long become INACTIVE
+    # Machines missing heartbeats for this long become INACTIVE, their agent_manager_status
+    # UNKNOWN
     heartbeat_timeout_s: float = 15.0
+    # Control commands: how long a request waits for the manager's reply (START answers once
+    # the agent is ready; STOP once it exited). A reply after that is still applied when it
+    # comes, for up to late_reply_s; the request then answers with what is known (a monitor
+    # stays STARTING, a DELETE answers 202 and the monitor stays STOPPING).
+    start_wait_s: float = 15.0
+    stop_wait_s: float = 15.0
+    status_wait_s: float = 10.0
+    late_reply_s: float = 600.0
+    # Every connected machine's monitors are compared with its manager's GET_STATUS this often
+    # (and at each HELLO, and when a heartbeat's active monitors disagree with them)
+    reconcile_interval_s: float = 60.0
     # Trace jobs: how many run at once, and how many events rows are read per chunk
     trace_workers: int = 2
     trace_chunk_rows: int = 50_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import zmq.asyncio
 from aiohttp import web
@@ -16,8 +17,11 @@ from backend.settings import Settings
 from backend.tokens import AccessClaims
 from backend.trace_jobs import TraceJobs
 
-__all__ = ["AGGREGATOR", "CONTROL", "DB", "INFLUX", "INGEST", "SETTINGS", "TASKS", "TRACE_JOBS",
-           "USER", "ZMQ"]
+if TYPE_CHECKING:
+    from backend.reconciler import Reconciler
+
+__all__ = ["AGGREGATOR", "CONTROL", "DB", "INFLUX", "INGEST", "RECONCILER", "SETTINGS", "TASKS",
+           "TRACE_JOBS", "USER", "ZMQ"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)
@@ -28,6 +32,8 @@ CONTROL = web.AppKey("control", ControlServer)
 INGEST = web.AppKey("ingest", Ingest)
 # Background work started by handlers (START_MONITOR round trips), awaited at shutdown.
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
+# Keeps machines' monitors and managers in agreement (backend.reconciler.Reconciler).
+RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
 # The trace job runner (backend.trace_jobs).
 TRACE_JOBS = web.AppKey("trace_jobs", TraceJobs)
 # Per-interval aggregates and their InfluxDB writer; absent when no InfluxDB is configured.

@@ -56,12 +56,15 @@ __all__ = [
     "decode",
     "encode",
     "failure",
+    "get_status",
     "goodbye",
     "heartbeat",
     "hello",
     "isotime",
     "monitor_status",
     "parse_command",
+    "start_monitor",
+    "stop_monitor",
 ]
 
 PROTOCOL_VERSION = 1
@@ -403,6 +406,29 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
         return StopMonitor(rid, mid)
     _unknown(msg, _STOP_KEYS)
     return GetStatus(rid, _monitor_id(msg, required=False))
+
+
+def start_monitor(monitor_id: str, monitor_type: str, target: Mapping[str, Any],
+                  config: Mapping[str, Any], data_endpoint: str | None,
+                  machine_id: str) -> dict[str, Any]:
+    """START_MONITOR as the backend sends it (request_id is added when it is sent)."""
+    return {"command": str(Command.START_MONITOR), "monitor_id": monitor_id,
+            "monitor_type": monitor_type,
+            "target": {k: v for k, v in target.items() if v is not None},
+            "config": dict(config), "backend_zmq_data_endpoint": data_endpoint,
+            "machine_id": machine_id}
+
+
+def stop_monitor(monitor_id: str) -> dict[str, Any]:
+    return {"command": str(Command.STOP_MONITOR), "monitor_id": monitor_id}
+
+
+def get_status(monitor_id: str | None = None) -> dict[str, Any]:
+    """GET_STATUS of one monitor, or (None) of the manager and its active monitors."""
+    msg: dict[str, Any] = {"command": str(Command.GET_STATUS)}
+    if monitor_id is not None:
+        msg["monitor_id"] = monitor_id
+    return msg
 
 
 def hello(machine_id: str, hostname: str, os_info: str, accelerators: list[dict[str, Any]],

@@ -1,14 +1,12 @@
 """Monitors on a machine: POST, list, get, DELETE (seeds/003 section 3).
 
 POST answers 201 with status STARTING at once; START_MONITOR goes to the
-machine's manager in the background and the monitor becomes RUNNING or
-FAILED_TO_START (with the manager's error code and message). DELETE is
-idempotent: a monitor already stopped answers 204 and nothing changes.
+machine's manager in the background. DELETE sends STOP_MONITOR in every status.
+What follows is backend.monitor_lifecycle's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -17,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend.control import MachineUnavailable
+from backend import monitor_lifecycle
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
 from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
@@ -30,7 +28,7 @@ from backend.paging import (
     parse_page_size,
 )
 from backend.repo import machines, monitors
-from backend.typedefs import CONTROL, DB, SETTINGS, TASKS
+from backend.typedefs import DB, SETTINGS
 
 __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
@@ -78,46 +76,16 @@ async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
     return row
 
 
-async def _start(app: web.Application, m: dict[str, Any]) -> None:
-    """Sends START_MONITOR and records what came of it."""
-    settings = app[SETTINGS]
-    command = {
-        "command": "START_MONITOR",
-        "monitor_id": str(m["id"]),
-        "monitor_type": m["monitor_type"],
-        "target": {k: v for k, v in _json(m["target"]).items() if v is not None},
-        "config": _json(m["config"]),
-        "backend_zmq_data_endpoint": settings.ingest_public_endpoint,
-        "machine_id": m["machine_id"],
-    }
-    try:
-        reply = await app[CONTROL].command(m["machine_id"], command)
-    except MachineUnavailable as e:
-        reply = {"status": "FAILURE", "error_code": "AGENT_START_FAILED", "message": str(e)}
-    async with app[DB].connection() as conn:
-        if reply.get("status") == "SUCCESS":
-            pid = reply.get("agent_pid")
-            await monitors.set_status(conn, m["id"], "RUNNING",
-                                      agent_pid=pid if isinstance(pid, int) else None)
-        else:
-            await monitors.set_status(conn, m["id"], "FAILED_TO_START",
-                                      error_code=str(reply.get("error_code", "")) or None,
-                                      error_message=str(reply.get("message", ""))[:2000])
-
-
 async def create_monitor(request: web.Request) -> web.Response:
-    """Starts a monitor on the machine."""
+    """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
     machine_id = request.match_info["machine_id"]
     body = await decode_body(request, MonitorCreate)
     async with request.app[DB].connection() as conn:
         machine = await _machine_or_404(conn, machine_id)
         check_supported(body, machine["monitor_types"])
-        m = await monitors.create_monitor(conn, machine_id, body.monitor_type,
-                                          msgspec.to_builtins(body.target),
-                                          msgspec.to_builtins(body.config), body.display_name)
-    task = asyncio.create_task(_start(request.app, m))
-    request.app[TASKS].add(task)
-    task.add_done_callback(request.app[TASKS].discard)
+    m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
+                                       msgspec.to_builtins(body.target),
+                                       msgspec.to_builtins(body.config), body.display_name)
     return web.json_response(monitor_view(m), status=201)
 
 
@@ -163,26 +131,10 @@ async def get_monitor(request: web.Request) -> web.Response:
 
 
 async def delete_monitor(request: web.Request) -> web.Response:
-    """Stops a monitor; 204 when stopped (or already), 202 when the machine cannot be reached."""
-    machine_id = request.match_info["machine_id"]
-    monitor_id = path_uuid(request, "monitor_id")
+    """Stops a monitor, whatever its status: 204 once stopped, 202 while the machine has not
+    answered (it stays STOPPING), the error body when the agent could not be stopped."""
     async with request.app[DB].connection() as conn:
-        m = await _monitor_or_404(conn, machine_id, monitor_id)
-        if m["status"] in monitors.FINAL:
-            return web.Response(status=204)
-    try:
-        reply = await request.app[CONTROL].command(
-            machine_id, {"command": "STOP_MONITOR", "monitor_id": str(monitor_id)})
-    except MachineUnavailable:
-        async with request.app[DB].connection() as conn:
-            await monitors.set_status(conn, monitor_id, "STOPPING")
-        return web.Response(status=202)
-    ok = reply.get("status") == "SUCCESS" or reply.get("error_code") == "MONITOR_NOT_FOUND"
-    async with request.app[DB].connection() as conn:
-        if ok:
-            await monitors.set_status(conn, monitor_id, "STOPPED")
-        else:
-            await monitors.set_status(conn, monitor_id, "ERROR",
-                                      error_code=str(reply.get("error_code")),
-                                      error_message=str(reply.get("message", ""))[:2000])
-    return web.Response(status=204)
+        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+                                  path_uuid(request, "monitor_id"))
+    stopped = await monitor_lifecycle.stop(request.app, m)
+    return web.Response(status=204 if stopped else 202)

@@ -13,7 +13,8 @@ from backend.filters import FieldSpec
 from backend.paging import OrderBy, keyset_predicate
 
 __all__ = ["ORDERABLE", "TIEBREAK", "announced_types", "fields", "get_machine", "list_machines",
-           "machine_of_key", "record_goodbye", "record_heartbeat", "record_hello"]
+           "list_running", "machine_of_key", "mark_silent",
+           "record_goodbye", "record_heartbeat", "record_hello"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, hostname, os_info, accelerators, agent_manager_status, manager_version, "
@@ -62,9 +63,31 @@ def _jsonb(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-async def record_heartbeat(conn: Conn, machine_id: str) -> None:
-    await conn.execute("UPDATE machines SET last_seen = now(), agent_manager_status = 'RUNNING' "
-                       "WHERE id = %s", (machine_id,))
+async def record_heartbeat(conn: Conn, machine_id: str) -> str | None:
+    """Marks the machine seen and RUNNING; returns the status it had (None: unknown id)."""
+    cur = await conn.execute(
+        "UPDATE machines m SET last_seen = now(), agent_manager_status = 'RUNNING' "
+        "FROM machines old WHERE m.id = %s AND old.id = m.id "
+        "RETURNING old.agent_manager_status", (machine_id,))
+    row = await cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+async def mark_silent(conn: Conn, silent_s: float) -> list[str]:
+    """RUNNING machines not heard from for silent_s become UNKNOWN; returns their ids."""
+    cur = await conn.execute(
+        "UPDATE machines SET agent_manager_status = 'UNKNOWN' "
+        "WHERE agent_manager_status = 'RUNNING' "
+        "AND (last_seen IS NULL OR last_seen < now() - make_interval(secs => %s)) RETURNING id",
+        (silent_s,))
+    return [str(r[0]) for r in await cur.fetchall()]
+
+
+async def list_running(conn: Conn) -> list[str]:
+    """Ids of the machines whose manager is RUNNING."""
+    cur = await conn.execute(
+        "SELECT id FROM machines WHERE agent_manager_status = 'RUNNING' ORDER BY id")
+    return [str(r[0]) for r in await cur.fetchall()]
 
 
 async def record_goodbye(conn: Conn, machine_id: str) -> None:

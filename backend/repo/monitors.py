@@ -1,9 +1,10 @@
-"""Monitors and their lifecycle: STARTING -> RUNNING -> STOPPED | ERROR | FAILED_TO_START."""
+"""Monitors: their rows. Which status follows which is backend.monitor_lifecycle's to say."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -12,8 +13,8 @@ from psycopg.rows import dict_row
 from backend.filters import FieldSpec
 from backend.paging import OrderBy, keyset_predicate
 
-__all__ = ["FIELDS", "ORDERABLE", "TIEBREAK", "create_monitor", "get_monitor", "list_monitors",
-           "machine_and_status", "set_status"]
+__all__ = ["ACTIVE", "FIELDS", "FINAL", "ORDERABLE", "TIEBREAK", "create_monitor", "get_monitor",
+           "list_monitors", "list_to_reconcile", "machine_and_status", "set_status"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, machine_id, monitor_type, target, config, display_name, status, error_code, "
@@ -76,14 +77,27 @@ async def list_monitors(conn: Conn, machine_id: str, where: str, params: list[An
     return rows
 
 
-# Statuses a monitor cannot leave.
+async def list_to_reconcile(conn: Conn, machine_id: str,
+                            agent_ids: Collection[uuid.UUID]) -> list[dict[str, Any]]:
+    """The machine's monitors not in a final status, and those of agent_ids in any status."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {_COLS} FROM monitors WHERE machine_id = %s "
+            "AND (status <> ALL(%s) OR id = ANY(%s)) ORDER BY create_time, id".encode(),
+            (machine_id, list(FINAL), list(agent_ids)))
+        return await cur.fetchall()
+
+
+# Statuses a monitor cannot leave, and those it has before one of them.
 FINAL = ("STOPPED", "ERROR", "FAILED_TO_START")
+ACTIVE = ("STARTING", "RUNNING", "STOPPING")
 
 
 async def set_status(conn: Conn, monitor_id: uuid.UUID, status: str, *,
-                     error_code: str | None = None, error_message: str | None = None,
-                     agent_pid: int | None = None) -> bool:
-    """Moves a monitor on; a final status is never left. True when the row changed."""
+                     only_from: Collection[str] = ACTIVE, error_code: str | None = None,
+                     error_message: str | None = None, agent_pid: int | None = None) -> bool:
+    """Moves a monitor to status if it is in one of only_from (never out of a final status).
+    True when the row changed."""
     stamp = {"RUNNING": "start_time = COALESCE(start_time, now()), ",
              "STOPPED": "stop_time = now(), ", "ERROR": "stop_time = now(), ",
              "FAILED_TO_START": "stop_time = now(), "}.get(status, "")
@@ -91,8 +105,9 @@ async def set_status(conn: Conn, monitor_id: uuid.UUID, status: str, *,
         f"UPDATE monitors SET {stamp}status = %s, "
         "error_code = COALESCE(%s, error_code), error_message = COALESCE(%s, error_message), "
         "agent_pid = COALESCE(%s, agent_pid) "
-        "WHERE id = %s AND status NOT IN ('STOPPED', 'ERROR', 'FAILED_TO_START')".encode(),
-        (status, error_code, error_message, agent_pid, monitor_id),
+        "WHERE id = %s AND status = ANY(%s)".encode(),
+        (status, error_code, error_message, agent_pid, monitor_id,
+         [s for s in only_from if s not in FINAL]),
     )
     return cur.rowcount > 0
 

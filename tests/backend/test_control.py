@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from backend.control import ControlServer, MachineUnavailable, curve_context
+from backend.control import ControlServer, MachineUnavailable, NoReply, curve_context
 from manager import keys as manager_keys
 from tests.pg_fixtures import free_tcp_endpoint
 
@@ -66,7 +66,12 @@ async def control(tmp_path: Path) -> Any:
     async def on_event(machine_id: str, key: str, msg: dict[str, Any]) -> None:
         await events.put((machine_id, key, msg))
 
-    server = ControlServer(ctx, free_tcp_endpoint(), server_secret, server_public, on_event)
+    async def on_late_reply(machine_id: str, command: dict[str, Any],
+                            reply: dict[str, Any]) -> None:
+        await events.put((machine_id, "late", {"command": command, "reply": reply}))
+
+    server = ControlServer(ctx, free_tcp_endpoint(), server_secret, server_public, on_event,
+                           on_late_reply, late_reply_s=30.0)
     await server.start()
     managers: list[Manager] = []
 
@@ -129,3 +134,27 @@ async def test_commands_are_answered_by_request_id(control: Any) -> None:
     machine_id, _, msg = await asyncio.wait_for(events.get(), 10)
     assert (machine_id, msg["event"]) == ("box", "HEARTBEAT")
     assert server.rejected == 3
+
+
+async def test_a_reply_after_the_wait_goes_to_on_late_reply(control: Any) -> None:
+    server, events, manager, good, _ = control
+    m = manager(good, "box")
+    assert await m.handshake() == zmq.EVENT_HANDSHAKE_SUCCEEDED
+    await m.send({"event": "HELLO", "machine_id": "box"})
+    await asyncio.wait_for(events.get(), 10)
+    mid = "123e4567-e89b-42d3-a456-426614174000"
+    with pytest.raises(NoReply, match="did not answer START_MONITOR"):
+        await server.command("box", {"command": "START_MONITOR", "monitor_id": mid},
+                             timeout_s=0.2)
+    assert server.in_flight("box", overdue_only=True) == {mid: {"START_MONITOR"}}
+    assert server.in_flight("elsewhere") == {}
+    cmd = json.loads(await m.sock.recv())
+    await m.send({"request_id": cmd["request_id"], "status": "SUCCESS", "agent_pid": 42})
+    machine_id, kind, late = await asyncio.wait_for(events.get(), 10)
+    assert (machine_id, kind) == ("box", "late")
+    assert late["command"]["monitor_id"] == mid and late["reply"]["agent_pid"] == 42
+    assert server.in_flight("box") == {}
+    # answered once: a second copy of the reply is dropped
+    await m.send({"request_id": cmd["request_id"], "status": "SUCCESS"})
+    await m.send({"event": "HEARTBEAT", "machine_id": "box"})
+    assert (await asyncio.wait_for(events.get(), 10))[2]["event"] == "HEARTBEAT"

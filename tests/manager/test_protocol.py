@@ -139,3 +139,19 @@ def test_encode_is_compact_json() -> None:
     assert protocol.encode({"a": [1, "é"]}) == '{"a":[1,"é"]}'.encode()
     with pytest.raises(ValueError):
         protocol.encode({"a": float("nan")})
+
+
+def test_the_backends_commands_parse_as_sent() -> None:
+    """protocol.start_monitor / stop_monitor / get_status, as the backend sends them."""
+    start_cmd = protocol.start_monitor(MID, "CUDA", {"pid": 1234, "comm": None},
+                                       {"ringbuf_kb": 64}, "tcp://backend:5556", "m1")
+    for msg, parsed in [
+        (start_cmd, StartMonitor("r1", MID, "CUDA", protocol.Target(pid=1234),
+                                 protocol.AgentConfig(ringbuf_kb=64), "tcp://backend:5556",
+                                 "m1")),
+        (protocol.stop_monitor(MID), StopMonitor("r1", MID)),
+        (protocol.get_status(MID), GetStatus("r1", MID)),
+        (protocol.get_status(), GetStatus("r1", None)),
+    ]:
+        frame = json.dumps({**msg, "request_id": "r1"}).encode()
+        assert protocol.parse_command(frame, TYPES) == parsed

@@ -1,0 +1,150 @@
+"""A platform under test: the backend in process (real PostgreSQL, CURVE control and ingest)
+and a real manager process (``python -m manager``) dialing it, with the agent binary given:
+the real xputrace-agent (tests/e2e, as root) or the stand-in of tests/manager/fake_agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from backend.app import create_app, server_keys
+from manager import keys as manager_keys
+from tests.pg_fixtures import backend_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEADLINE_S = 60.0
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str,
+                     timeout: float = DEADLINE_S) -> Any:
+    """check() until it returns something truthy: awaiting a state the API reports."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout}s (last: {got!r})")
+        await asyncio.sleep(0.05)
+
+
+class Platform:
+    def __init__(self, client: TestClient, token: str, machine_id: str,
+                 manager: subprocess.Popen[bytes], manager_argv: list[str]) -> None:
+        self.client, self.token, self.machine_id, self.manager = client, token, machine_id, manager
+        self.manager_argv = manager_argv
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def monitors_path(self) -> str:
+        return f"/api/v1/machines/{self.machine_id}/monitors"
+
+    async def get(self, path: str, **params: Any) -> Any:
+        r = await self.client.get(path, headers=self.auth, params=params)
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+    async def machine(self) -> dict[str, Any]:
+        return await self.get(f"/api/v1/machines/{self.machine_id}")  # type: ignore[no-any-return]
+
+    async def monitor(self, monitor_id: str) -> dict[str, Any]:
+        return await self.get(f"{self.monitors_path}/{monitor_id}")  # type: ignore[no-any-return]
+
+    async def all_events(self, filter: str = "", page_size: int = 1000) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            params: dict[str, Any] = {"filter": filter, "page_size": page_size}
+            if token:
+                params["page_token"] = token
+            body = await self.get("/api/v1/events", **params)
+            out += body["events"]
+            token = body["next_page_token"]
+            if not token:
+                return out
+
+    async def start(self, body: dict[str, Any]) -> str:
+        """POSTs a monitor; its id."""
+        r = await self.client.post(self.monitors_path, headers=self.auth, json=body)
+        assert r.status == 201, await r.text()
+        return str((await r.json())["id"])
+
+    async def delete(self, monitor_id: str) -> tuple[int, Any]:
+        r = await self.client.delete(f"{self.monitors_path}/{monitor_id}", headers=self.auth)
+        return r.status, (await r.json() if r.content_type == "application/json" else None)
+
+    async def status_becomes(self, monitor_id: str, status: str,
+                             timeout: float = DEADLINE_S) -> dict[str, Any]:
+        """Waits for the monitor's status; fails at once if it settles on another."""
+        async def check() -> Any:
+            m = await self.monitor(monitor_id)
+            assert m["status"] == status or m["status"] in ("STARTING", "RUNNING",
+                                                            "STOPPING"), m
+            return m if m["status"] == status else None
+
+        return await eventually(check, f"monitor {status}", timeout)  # type: ignore[no-any-return]
+
+    def start_manager(self) -> None:
+        self.manager = subprocess.Popen(self.manager_argv, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+    def kill_manager(self) -> None:
+        self.manager.send_signal(signal.SIGKILL)
+        self.manager.wait(30)
+
+    def stop_manager(self) -> None:
+        if self.manager.poll() is None:
+            self.manager.send_signal(signal.SIGCONT)  # a test may have left it stopped
+            self.manager.terminate()
+        self.manager.wait(30)
+
+
+@contextlib.asynccontextmanager
+async def open_platform(aiohttp_client: Any, dsn: str, tmp_path: Path, agent_path: Path, *,
+                        manager_args: tuple[str, ...] = (),
+                        **backend: Any) -> AsyncIterator[Platform]:
+    """The backend (settings: backend_settings with the given overrides) and a registered
+    manager running agent_path (more flags: manager_args)."""
+    settings = backend_settings(dsn, tmp_path, **{"heartbeat_timeout_s": 5.0, **backend})
+    pub, secret = manager_keys.generate(tmp_path / "manager")
+    settings.enrolled_dir.mkdir(parents=True)
+    shutil.copy(pub, settings.enrolled_dir / "manager.key")
+    server_keys(settings)
+    client = await aiohttp_client(create_app(settings))
+    machine_file = tmp_path / "machine-id"
+    machine_file.write_text("0123456789abcdef0123456789abcdef\n")
+    argv = [sys.executable, "-m", "manager", "--backend", settings.control_endpoint,
+            "--server-key", str(settings.keys_dir / "backend.key"), "--key", str(secret),
+            "--agent-path", str(agent_path), "--runtime-dir", str(tmp_path / "run"),
+            "--heartbeat-interval", "0.5", "--machine-id-file", str(machine_file),
+            "--agent-stop-timeout", "20", *manager_args]
+    p = Platform(client, "", "", subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL),
+                 argv)
+    try:
+        r = await client.post("/api/v1/auth:register",
+                              json={"email": "ops@example.com", "password": "long enough pw"})
+        assert r.status == 201
+        r = await client.post("/api/v1/auth:login",
+                              json={"email": "ops@example.com", "password": "long enough pw"})
+        p.token = (await r.json())["access_token"]
+
+        async def registered() -> Any:
+            return (await p.get("/api/v1/machines"))["machines"]
+
+        machines = await eventually(registered, "manager registration")
+        p.machine_id = machines[0]["id"]
+        yield p
+    finally:
+        p.stop_manager()

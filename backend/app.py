@@ -3,7 +3,8 @@
 Each external resource is its own cleanup_ctx generator, torn down in reverse:
 trace jobs (stopped between chunks, resumed at the next start), background
 tasks, ingest (written out first), aggregates (every pending interval flushed to
-InfluxDB), control channel, ZeroMQ context, PostgreSQL pool.
+InfluxDB), control channel, ZeroMQ context, password hashing threads, PostgreSQL pool.
+The rate limits (backend.ratelimit) are plain memory, made with the application.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from backend.errors import error_middleware
 from backend.handlers.auth import require_user
 from backend.influx import InfluxConfig, InfluxWriter
 from backend.ingest import Ingest
+from backend.passwords import Passwords
+from backend.ratelimit import RateLimits
 from backend.repo.metrics import last_drop_totals
 from backend.routes import setup_routes
 from backend.settings import Settings
@@ -34,6 +37,8 @@ from backend.typedefs import (
     DB,
     INFLUX,
     INGEST,
+    PASSWORDS,
+    RATE_LIMITS,
     SETTINGS,
     TASKS,
     TRACE_JOBS,
@@ -138,6 +143,13 @@ async def tasks_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait(list(pending), timeout=30)
 
 
+async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
+    passwords = Passwords(app[SETTINGS].password_hash_workers)
+    app[PASSWORDS] = passwords
+    yield
+    passwords.close()
+
+
 async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_dsn is not None  # database_ctx has checked
@@ -155,7 +167,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware, require_user],
                           client_max_size=1024 * 1024)
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, aggregates_ctx, ingest_ctx,
-                            tasks_ctx, trace_jobs_ctx])
+    app[RATE_LIMITS] = RateLimits.from_settings(
+        settings.login_attempts_per_account, settings.login_attempts_per_address,
+        settings.login_window_s, settings.api_requests_per_s, settings.api_burst)
+    app.cleanup_ctx.extend([database_ctx, passwords_ctx, zmq_ctx, control_ctx, aggregates_ctx,
+                            ingest_ctx, tasks_ctx, trace_jobs_ctx])
     setup_routes(app)
     return app

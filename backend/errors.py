@@ -17,6 +17,8 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "NotFound",
+    "PermissionDenied",
+    "TooManyRequests",
     "Unauthorized",
     "error_body",
     "error_middleware",
@@ -32,6 +34,7 @@ class ApiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
 
 
 class BadRequest(ApiError):
@@ -48,6 +51,25 @@ class BadRequest(ApiError):
 class Unauthorized(ApiError):
     http_status = 401
     status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ApiError):
+    """Authenticated, but the caller's role does not allow it (or registration is closed)."""
+
+    http_status = 403
+    status = "PERMISSION_DENIED"
+
+
+class TooManyRequests(ApiError):
+    """A rate limit; Retry-After says in how many seconds to try again."""
+
+    http_status = 429
+    status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class NotFound(ApiError):
@@ -73,12 +95,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as e:
         return web.json_response(
-            error_body(e.http_status, e.status, e.message), status=e.http_status
+            error_body(e.http_status, e.status, e.message), status=e.http_status,
+            headers=e.headers or None,
         )
     except web.HTTPException as e:
         if e.status < 400:
             raise
-        status = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "INVALID_ARGUMENT"}.get(
+        status = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                  413: "INVALID_ARGUMENT"}.get(
             e.status, "INVALID_ARGUMENT" if e.status < 500 else "INTERNAL"
         )
         return web.json_response(error_body(e.status, status, e.reason), status=e.status)

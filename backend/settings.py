@@ -33,6 +33,20 @@ class Settings:
     jwt_secret: str = field(default="", repr=False)
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 30 * 24 * 3600
+    # Registration: the first account is the bootstrap admin; after it, only an admin's invite
+    # (valid invite_ttl_s) registers, unless open_registration lets anyone in as a viewer.
+    open_registration: bool = False
+    invite_ttl_s: int = 7 * 24 * 3600
+    # Argon2 hashes run in a pool of this many threads, off the event loop (64 MiB each)
+    password_hash_workers: int = 4
+    # Rate limits (token buckets, in memory): login attempts per account and per client
+    # address, each so many per window; REST requests per user: a sustained rate and a burst.
+    # 0 turns a limit off.
+    login_attempts_per_account: int = 10
+    login_attempts_per_address: int = 50
+    login_window_s: float = 300.0
+    api_requests_per_s: float = 50.0
+    api_burst: int = 200
     # Machines missing heartbeats for this long become INACTIVE
     heartbeat_timeout_s: float = 15.0
     # Trace jobs: how many run at once, and how many events rows are read per chunk
@@ -69,7 +83,11 @@ class Settings:
             if raw is None:
                 continue
             kind = f.type if isinstance(f.type, str) else f.type.__name__
-            if "int" in kind:
+            if kind == "bool":
+                if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+                    raise ValueError(f"XPUTRACE_{name.upper()}: {raw!r} is not a boolean")
+                values[name] = raw.lower() in ("1", "true", "yes", "on")
+            elif "int" in kind:
                 values[name] = int(raw)
             elif "float" in kind:
                 values[name] = float(raw)

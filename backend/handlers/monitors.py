@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from backend import audit
 from backend.control import MachineUnavailable
 from backend.errors import BadRequest, NotFound
 from backend.filters import FieldSpec, FilterError, compile_filter
@@ -109,8 +110,10 @@ async def _start(app: web.Application, m: dict[str, Any]) -> None:
             await monitors.set_status(conn, m["id"], "FAILED_TO_START",
                                       error_code=str(reply.get("error_code", "")) or None,
                                       error_message=str(reply.get("message", ""))[:2000])
+    await audit.outcome(reply, target=f"machines/{m['machine_id']}/monitors/{m['id']}")
 
 
+@audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine."""
     machine_id = request.match_info["machine_id"]
@@ -163,6 +166,7 @@ async def get_monitor(request: web.Request) -> web.Response:
     return web.json_response(monitor_view(m))
 
 
+@audit.audited("STOP_MONITOR")
 async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor; 204 when stopped (or already), 202 when the machine cannot be reached."""
     machine_id = request.match_info["machine_id"]
@@ -179,6 +183,7 @@ async def delete_monitor(request: web.Request) -> web.Response:
             await monitors.set_status(conn, monitor_id, "STOPPING")
         return web.Response(status=202)
     ok = reply.get("status") == "SUCCESS" or reply.get("error_code") == "MONITOR_NOT_FOUND"
+    await audit.outcome(reply, ok=ok)
     async with request.app[DB].connection() as conn:
         if ok:
             await monitors.set_status(conn, monitor_id, "STOPPED")

@@ -1,7 +1,9 @@
 """GET /api/v1/openapi.json: the OpenAPI 3.1 document of the API, built from the routes.
 
-Request bodies come from the msgspec models, so the document cannot drift from
-what the handlers accept.
+Request bodies come from the msgspec models and the role each operation needs
+(``x-required-role``, with its 403) from the route table's guards, so the document cannot
+drift from what the handlers accept. Login, register and every authenticated operation
+can answer 429 with Retry-After (rate limits).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from backend import models
+from backend.access import required_role
 
 __all__ = ["build_document", "document"]
 
@@ -21,7 +24,10 @@ _BODIES: dict[tuple[str, str], type] = {
     ("POST", "/api/v1/auth:refreshToken"): models.RefreshBody,
     ("POST", "/api/v1/machines/{machine_id}/monitors"): models.MonitorCreate,
     ("POST", "/api/v1/traces:generate"): models.TraceGenerate,
+    ("POST", "/api/v1/users:invite"): models.InviteBody,
+    ("PATCH", "/api/v1/users/{user_id}"): models.UserPatch,
 }
+_RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
 _ERROR = {
     "type": "object",
     "properties": {"error": {"type": "object", "properties": {
@@ -51,13 +57,29 @@ def build_document(app: web.Application) -> dict[str, Any]:
                             "content": {"application/json": {"schema": _ERROR}}},
             },
         }
+        role = required_role(route.handler)
+        error = {"application/json": {"schema": _ERROR}}
+        if role is not None:
+            op["x-required-role"] = role
+            op["security"] = [{"bearer": []}]
+            op["responses"]["401"] = {"description": "no valid access token", "content": error}
+        if role in ("operator", "admin"):
+            op["responses"]["403"] = {"description": f"PERMISSION_DENIED: needs the {role} role",
+                                      "content": error}
+        if path == "/api/v1/auth:register":
+            op["responses"]["403"] = {"description": "PERMISSION_DENIED: registration is closed "
+                                      "and no valid invite_token was given", "content": error}
+        if role is not None or path in _RATE_LIMITED:
+            op["responses"]["429"] = {
+                "description": "RESOURCE_EXHAUSTED: rate limited",
+                "headers": {"Retry-After": {"description": "seconds to wait",
+                                            "schema": {"type": "integer"}}},
+                "content": error,
+            }
         body = _BODIES.get((route.method, path))
         if body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": by_type[body]}}}
-        if path not in {"/api/v1/auth:login", "/api/v1/auth:register",
-                        "/api/v1/auth:refreshToken", "/api/v1/openapi.json"}:
-            op["security"] = [{"bearer": []}]
         params = [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True,

@@ -1,4 +1,7 @@
-"""Auth over HTTP against a real PostgreSQL: register, login, refresh rotation, logout, 401s."""
+"""Auth over HTTP against a real PostgreSQL: register, login, refresh rotation, logout, 401s.
+
+Registration is opened here (open_registration) so that these tests of the token mechanics
+can register several accounts; closed registration and invites are tested in test_roles."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ SECRET = "s" * 40
 
 @pytest.fixture
 async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
-    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60)
+    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60,
+                                open_registration=True)
     return await aiohttp_client(create_app(settings))
 
 

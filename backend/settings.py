@@ -37,8 +37,9 @@ class Settings:
     # (valid invite_ttl_s) registers, unless open_registration lets anyone in as a viewer.
     open_registration: bool = False
     invite_ttl_s: int = 7 * 24 * 3600
-    # Argon2 hashes run in a pool of this many threads, off the event loop (64 MiB each)
-    password_hash_workers: int = 4
+    # Argon2 hashes run in a pool of this many threads, off the event loop (64 MiB and 4
+    # lanes each); more logins at once wait their turn
+    password_hash_workers: int = 2
     # Rate limits (token buckets, in memory): login attempts per account and per client
     # address, each so many per window; REST requests per user: a sustained rate and a burst.
     # 0 turns a limit off.

@@ -70,7 +70,7 @@ async def patch_user(request: web.Request) -> web.Response:
         user = await users.set_role(conn, user_id, body.role)
     if user is None:
         raise NotFound(f"user '{user_id}' not found")
-    await audit.detail(f"{user.email} is now a {user.role}")
+    await audit.detail(f"{user.email} is now {user.role}")
     return web.json_response(user_view(user))
 
 
@@ -84,7 +84,7 @@ async def invite_user(request: web.Request) -> web.Response:
         expires = await users.create_invite(conn, tokens.hash_token(token), body.email,
                                             body.role, request[CALLER].user_id,
                                             settings.invite_ttl_s)
-    await audit.detail(f"{body.email.lower()} invited as a {body.role}")
+    await audit.detail(f"{body.email.lower()} invited as {body.role}")
     return web.json_response({"email": body.email.lower(), "role": body.role,
                               "invite_token": token, "expire_time": expires.isoformat()},
                              status=201)

@@ -3,11 +3,13 @@ the bootstrap admin; the others are invited by it (registration is closed by def
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-__all__ = ["PASSWORD", "add_user", "bearer", "first_admin", "invite", "login"]
+__all__ = ["PASSWORD", "Team", "add_user", "bearer", "first_admin", "invite", "login",
+           "make_team"]
 
 PASSWORD = "long enough pw"
 
@@ -48,3 +50,23 @@ async def add_user(client: TestClient, admin: dict[str, str], email: str,
     assert r.status == 201, await r.text()
     assert (await r.json())["role"] == role
     return await login(client, email)
+
+
+@dataclass
+class Team:
+    """admin@example.com (the first account), op@example.com, view@example.com, logged in."""
+
+    client: TestClient
+    admin: dict[str, str]
+    operator: dict[str, str]
+    viewer: dict[str, str]
+
+    def auth(self, role: str) -> dict[str, str]:
+        auth: dict[str, str] = getattr(self, role)
+        return auth
+
+
+async def make_team(client: TestClient) -> Team:
+    admin = await first_admin(client)
+    return Team(client, admin, await add_user(client, admin, "op@example.com", "operator"),
+                await add_user(client, admin, "view@example.com", "viewer"))

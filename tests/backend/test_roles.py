@@ -3,7 +3,6 @@ each route needs (403 PERMISSION_DENIED below it), user management by admins."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,23 +13,11 @@ from backend.app import create_app
 from backend.repo import machines
 from backend.routes import ROUTES
 from backend.typedefs import DB
-from tests.backend.accounts import PASSWORD, add_user, first_admin, invite
+from tests.backend.accounts import PASSWORD, Team, invite, make_team
 from tests.pg_fixtures import backend_settings
 
 MACHINE = "m" * 64
 ANY_UUID = "00000000-0000-4000-8000-000000000000"
-
-
-@dataclass
-class Team:
-    client: TestClient
-    admin: dict[str, str]
-    operator: dict[str, str]
-    viewer: dict[str, str]
-
-    def auth(self, role: str) -> dict[str, str]:
-        auth: dict[str, str] = getattr(self, role)
-        return auth
 
 
 async def start(aiohttp_client: Any, dsn: str, tmp_path: Path, **kw: Any) -> TestClient:
@@ -43,9 +30,7 @@ async def team(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> Team:
     client = await start(aiohttp_client, migrated_dsn, tmp_path)
     async with client.server.app[DB].connection() as conn:
         await machines.record_hello(conn, MACHINE, "key-a", {"hostname": "gpu1"})
-    admin = await first_admin(client)
-    return Team(client, admin, await add_user(client, admin, "op@example.com", "operator"),
-                await add_user(client, admin, "view@example.com", "viewer"))
+    return await make_team(client)
 
 
 async def expect(r: Any, status: int, code: str, needle: str = "") -> dict[str, Any]:

@@ -3,13 +3,17 @@ each route needs (403 PERMISSION_DENIED below it), user management by admins."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 
 from backend.app import create_app
+from backend.db.migrate import MIGRATIONS_DIR, migrate
 from backend.repo import machines
 from backend.routes import ROUTES
 from backend.typedefs import DB
@@ -70,6 +74,17 @@ async def test_open_registration_makes_viewers(aiohttp_client: Any, migrated_dsn
         assert r.status == 201, await r.text()
         roles.append((await r.json())["role"])
     assert roles == ["admin", "viewer"]
+
+
+@pytest.mark.parametrize("open_registration", [False, True])
+async def test_concurrent_first_registrations_make_one_admin(
+        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path, open_registration: bool) -> None:
+    client = await start(aiohttp_client, migrated_dsn, tmp_path,
+                         open_registration=open_registration)
+    rs = await asyncio.gather(*(register(client, f"u{n}@example.com") for n in range(4)))
+    got = sorted([[r.status, (await r.json()).get("role")] for r in rs])
+    closed = [403, None] if not open_registration else [201, "viewer"]
+    assert got == sorted([[201, "admin"], closed, closed, closed])
 
 
 async def test_invite_registers_once_its_email_with_its_role(team: Team) -> None:
@@ -227,3 +242,40 @@ async def test_a_revoked_session_is_401_before_any_role_check(team: Team) -> Non
     assert r.status == 204
     r = await team.client.post(f"/api/v1/machines/{MACHINE}/monitors", headers=team.viewer)
     await expect(r, 401, "UNAUTHENTICATED", "revoked")
+
+
+async def test_openapi_documents_roles_403_and_429(team: Team) -> None:
+    doc = await (await team.client.get("/api/v1/openapi.json")).json()
+    for (method, path), role in POLICY.items():
+        op = doc["paths"][path][method.lower()]
+        assert op["x-required-role"] == role and op["security"] == [{"bearer": []}]
+        assert ("403" in op["responses"]) == (role != "viewer"), (method, path)
+        assert op["responses"]["429"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    login = doc["paths"]["/api/v1/auth:login"]["post"]
+    assert "security" not in login and "429" in login["responses"] and "403" not in login[
+        "responses"]
+    assert {"403", "429"} <= set(doc["paths"]["/api/v1/auth:register"]["post"]["responses"])
+    patch = doc["paths"]["/api/v1/users/{user_id}"]["patch"]
+    ref = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert sorted(doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["role"][
+        "enum"]) == ["admin", "operator", "viewer"]
+    assert "invite_token" in doc["components"]["schemas"]["RegisterBody"]["properties"]
+
+
+async def test_accounts_made_before_roles_become_operators_and_the_oldest_admin(
+        fresh_dsn: str, tmp_path: Path) -> None:
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
+        shutil.copy(path, before)
+    async with await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True) as conn:
+        assert await migrate(conn, before) == [1, 2, 3, 4]
+        for n, email in enumerate(["old@example.com", "older@example.com", "new@example.com"]):
+            await conn.execute("INSERT INTO users (email, password_hash, created_at) VALUES "
+                               "(%s, 'x', now() - %s * interval '1 day')",
+                               (email, [2, 3, 1][n]))
+        assert await migrate(conn) == [5, 6]
+        cur = await conn.execute("SELECT email, role FROM users ORDER BY email")
+        assert await cur.fetchall() == [("new@example.com", "operator"),
+                                        ("old@example.com", "operator"),
+                                        ("older@example.com", "admin")]

@@ -20,7 +20,7 @@ from backend.typedefs import CALLER
 __all__ = ["required_role", "requires"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_required: dict[Handler, Role] = {}
+_required: dict[object, Role] = {}
 
 
 def requires(role: Role, handler: Handler) -> Handler:
@@ -39,4 +39,4 @@ def requires(role: Role, handler: Handler) -> Handler:
 
 
 def required_role(handler: Callable[..., object]) -> Role | None:
-    return _required.get(handler)  # type: ignore[arg-type]
+    return _required.get(handler)

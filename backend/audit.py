@@ -57,9 +57,12 @@ async def _open(request: web.Request, action: str) -> _Entry:
     return _Entry(entry_id, db)
 
 
-async def _settle(entry: _Entry, **fields: object) -> None:
+async def _settle(entry: _Entry, *, result: str | None = None, http_status: int | None = None,
+                  error_code: str | None = None, message: str | None = None,
+                  target: str | None = None) -> None:
     async with entry.db.connection() as conn:
-        await audit_logs.settle_entry(conn, entry.id, **fields)  # type: ignore[arg-type]
+        await audit_logs.settle_entry(conn, entry.id, result=result, http_status=http_status,
+                                      error_code=error_code, message=message, target=target)
 
 
 def audited(action: str, *, deferred: bool = False) -> Callable[[Handler], Handler]:

@@ -72,6 +72,8 @@ class RateLimits:
     @classmethod
     def from_settings(cls, per_account: int, per_address: int, window_s: float,
                       api_per_s: float, api_burst: int) -> RateLimits:
+        if window_s <= 0:
+            raise ValueError("login_window_s must be positive")
         return cls(TokenBuckets(per_account, per_account / window_s),
                    TokenBuckets(per_address, per_address / window_s),
                    TokenBuckets(api_burst if api_per_s > 0 else 0, api_per_s))

@@ -16,6 +16,7 @@ from backend.app import create_app
 from backend.db.migrate import MIGRATIONS_DIR, migrate
 from backend.repo import machines
 from backend.routes import ROUTES
+from backend.settings import Settings
 from backend.typedefs import DB
 from tests.backend.accounts import PASSWORD, Team, invite, make_team
 from tests.pg_fixtures import backend_settings
@@ -74,6 +75,15 @@ async def test_open_registration_makes_viewers(aiohttp_client: Any, migrated_dsn
         assert r.status == 201, await r.text()
         roles.append((await r.json())["role"])
     assert roles == ["admin", "viewer"]
+
+
+def test_open_registration_is_read_as_a_boolean() -> None:
+    env = {"XPUTRACE_OPEN_REGISTRATION": "yes", "XPUTRACE_LOGIN_WINDOW_S": "60"}
+    s = Settings.from_env(env)
+    assert s.open_registration is True and s.login_window_s == 60.0
+    assert Settings.from_env({"XPUTRACE_OPEN_REGISTRATION": "0"}).open_registration is False
+    with pytest.raises(ValueError, match="XPUTRACE_OPEN_REGISTRATION"):
+        Settings.from_env({"XPUTRACE_OPEN_REGISTRATION": "maybe"})
 
 
 @pytest.mark.parametrize("open_registration", [False, True])

@@ -3,8 +3,9 @@
 Each external resource is its own cleanup_ctx generator, torn down in reverse:
 trace jobs (stopped between chunks, resumed at the next start), the
 reconciler, background tasks, ingest (written out first), aggregates (every
-pending interval flushed to InfluxDB), control channel, ZeroMQ context,
-PostgreSQL pool.
+pending interval flushed to InfluxDB), control channel, ZeroMQ context, password
+hashing threads, PostgreSQL pool. The rate limits (backend.ratelimit) are plain
+memory, made with the application.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from backend.handlers.auth import require_user
 from backend.influx import InfluxConfig, InfluxWriter
 from backend.ingest import Ingest
 from backend.monitor_lifecycle import apply_late_reply
+from backend.passwords import Passwords
+from backend.ratelimit import RateLimits
 from backend.reconciler import Reconciler
 from backend.repo.metrics import last_drop_totals
 from backend.routes import setup_routes
@@ -38,6 +41,8 @@ from backend.typedefs import (
     DB,
     INFLUX,
     INGEST,
+    PASSWORDS,
+    RATE_LIMITS,
     RECONCILER,
     SETTINGS,
     TASKS,
@@ -156,6 +161,13 @@ async def reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
     await reconciler.close()
 
 
+async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
+    passwords = Passwords(app[SETTINGS].password_hash_workers)
+    app[PASSWORDS] = passwords
+    yield
+    passwords.close()
+
+
 async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_dsn is not None  # database_ctx has checked
@@ -184,7 +196,10 @@ def create_app(settings: Settings) -> web.Application:
                           handler_args={"max_line_size": 256 * 1024})
     app[SETTINGS] = settings
     app.on_response_prepare.append(_server_header)
-    app.cleanup_ctx.extend([database_ctx, zmq_ctx, control_ctx, aggregates_ctx, ingest_ctx,
-                            tasks_ctx, reconcile_ctx, trace_jobs_ctx])
+    app[RATE_LIMITS] = RateLimits.from_settings(
+        settings.login_attempts_per_account, settings.login_attempts_per_address,
+        settings.login_window_s, settings.api_requests_per_s, settings.api_burst)
+    app.cleanup_ctx.extend([database_ctx, passwords_ctx, zmq_ctx, control_ctx, aggregates_ctx,
+                            ingest_ctx, tasks_ctx, reconcile_ctx, trace_jobs_ctx])
     setup_routes(app)
     return app

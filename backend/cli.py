@@ -1,6 +1,8 @@
 """xputrace: the command line client of the REST API.
 
-    xputrace register EMAIL | login EMAIL | logout
+    xputrace register EMAIL [--invite TOKEN] | login EMAIL | logout
+    xputrace users [list] | invite EMAIL [--role R] | set-role USER ROLE     (admins)
+    xputrace audit [--filter F] [--limit N]                                 (admins)
     xputrace machines [ID]
     xputrace monitors [list] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
                       | wait ID [--status RUNNING]
@@ -13,8 +15,12 @@ backend with a certificate of its own, --ca-file (or XPUTRACE_CA_FILE) is the PE
 trust (make run's: var/backend/tls/cert.pem). --machine picks
 the machine for monitors; with one machine known it is the default. Tokens are kept in
 ~/.config/xputrace/credentials.json (0600) and refreshed when they expire. Events print as
-JSON lines, every page fetched for you. `traces generate --wait` draws the job's progress on
-stderr, then downloads the trace (to FILE, default the name the backend gives it).
+JSON lines, every page fetched for you (so do audit log entries, newest first).
+The first account registered on a backend is its admin; after it, registering takes an
+admin's invite (`users invite` prints the token) unless the backend opens registration.
+USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
+draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
+backend gives it).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import urllib.request
 from email.message import Message
 from pathlib import Path
 from typing import IO, Any
+
+from backend.roles import ROLES
 
 __all__ = ["main"]
 
@@ -200,12 +208,48 @@ def _traces(c: Client, args: argparse.Namespace) -> None:
         print(c.download(f"/traces/{args.trace}", args.output))
 
 
+def _pages(c: Client, path: str, key: str, params: dict[str, Any],
+           limit: int | None = None) -> None:
+    """Every item of a paged list, as JSON lines."""
+    token, n = None, 0
+    while True:
+        page = c.call("GET", path, params={**params, "page_size": 1000, "page_token": token})
+        for item in page[key]:
+            if limit and n >= limit:
+                return
+            print(json.dumps(item))
+            n += 1
+        token = page.get("next_page_token")
+        if not token:
+            return
+
+
+def _user_id(c: Client, user: str) -> str:
+    if "@" not in user:
+        return user
+    found = c.call("GET", "/users", params={"filter": f"email = {json.dumps(user.lower())}"})
+    if not found["users"]:
+        raise ApiError(f"no user has the e-mail {user}")
+    return str(found["users"][0]["user_id"])
+
+
+def _users(c: Client, args: argparse.Namespace) -> None:
+    if args.action == "list":
+        _pages(c, "/users", "users", {})
+    elif args.action == "invite":
+        _print(c.call("POST", "/users:invite", {"email": args.email, "role": args.role}))
+    elif args.action == "set-role":
+        _print(c.call("PATCH", f"/users/{_user_id(c, args.user)}", {"role": args.role}))
+
+
 def run(args: argparse.Namespace) -> int:
     c = Client(args.url, args.ca_file)
     if args.cmd == "register":
         pw = getpass.getpass("password: ")
-        _print(c.call("POST", "/auth:register", {"email": args.email, "password": pw,
-                                                 "display_name": args.name}, auth=False))
+        body = {"email": args.email, "password": pw, "display_name": args.name}
+        if args.invite:
+            body["invite_token"] = args.invite
+        _print(c.call("POST", "/auth:register", body, auth=False))
         c.login(args.email, pw)
     elif args.cmd == "login":
         c.login(args.email, getpass.getpass("password: "))
@@ -235,19 +279,12 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "wait":
             _print(_wait(c, c.machine(args.machine), args.id, args.status, args.timeout))
     elif args.cmd == "events":
-        token, n = None, 0
-        while True:
-            page = c.call("GET", "/events", params={
-                "filter": args.filter, "order_by": args.order_by, "fields": args.fields,
-                "page_size": 1000, "page_token": token})
-            for e in page["events"]:
-                if args.limit and n >= args.limit:
-                    return 0
-                print(json.dumps(e))
-                n += 1
-            token = page.get("next_page_token")
-            if not token:
-                return 0
+        _pages(c, "/events", "events", {"filter": args.filter, "order_by": args.order_by,
+                                        "fields": args.fields}, args.limit)
+    elif args.cmd == "users":
+        _users(c, args)
+    elif args.cmd == "audit":
+        _pages(c, "/auditLogs", "audit_logs", {"filter": args.filter}, args.limit)
     elif args.cmd == "traces":
         _traces(c, args)
     return 0
@@ -263,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("register")
     r.add_argument("email")
     r.add_argument("--name", default="")
+    r.add_argument("--invite", help="the invite token an admin gave you")
     sub.add_parser("login").add_argument("email")
     sub.add_parser("logout")
     sub.add_parser("machines").add_argument("id", nargs="?")
@@ -289,6 +327,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--order-by")
     e.add_argument("--fields")
     e.add_argument("--limit", type=int)
+    u = sub.add_parser("users", help="list users, invite, set roles (admins)")
+    us = u.add_subparsers(dest="action")
+    us.add_parser("list")
+    inv = us.add_parser("invite")
+    inv.add_argument("email")
+    inv.add_argument("--role", choices=ROLES, default="viewer")
+    sr = us.add_parser("set-role")
+    sr.add_argument("user", help="e-mail or user id")
+    sr.add_argument("role", choices=ROLES)
+    a = sub.add_parser("audit", help="the audit log of control actions (admins)")
+    a.add_argument("--filter", default="", help="AIP-160, e.g. action = 'STOP_MONITOR'")
+    a.add_argument("--limit", type=int)
     t = sub.add_parser("traces").add_subparsers(dest="action", required=True)
     g = t.add_parser("generate", help="generate a trace of the events matching a filter")
     g.add_argument("--filter", required=True, help="AIP-160 over the events fields ('' = all)")
@@ -308,7 +358,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.cmd == "monitors" and not args.action:
+    if args.cmd in ("monitors", "users") and not args.action:
         args.action = "list"
     try:
         return run(args)

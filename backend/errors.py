@@ -19,6 +19,8 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "NotFound",
+    "PermissionDenied",
+    "TooManyRequests",
     "Unauthorized",
     "error_body",
     "error_middleware",
@@ -34,6 +36,7 @@ class ApiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
 
 
 class BadRequest(ApiError):
@@ -50,6 +53,25 @@ class BadRequest(ApiError):
 class Unauthorized(ApiError):
     http_status = 401
     status = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ApiError):
+    """Authenticated, but the caller's role does not allow it (or registration is closed)."""
+
+    http_status = 403
+    status = "PERMISSION_DENIED"
+
+
+class TooManyRequests(ApiError):
+    """A rate limit; Retry-After says in how many seconds to try again."""
+
+    http_status = 429
+    status = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class NotFound(ApiError):
@@ -71,8 +93,9 @@ class AlreadyExists(ApiError):
 
 # gRPC's names (google.rpc.Code) for the HTTP errors aiohttp raises itself. 405: the path
 # exists, the method is not implemented on it.
-_HTTP_STATUS = {404: "NOT_FOUND", 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT",
-                429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
+_HTTP_STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
+                413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
+                503: "UNAVAILABLE"}
 
 
 class AgentStopFailed(ApiError):
@@ -95,7 +118,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as e:
         return web.json_response(
-            error_body(e.http_status, e.status, e.message), status=e.http_status
+            error_body(e.http_status, e.status, e.message), status=e.http_status,
+            headers=e.headers or None,
         )
     except web.HTTPException as e:
         if e.status < 400:

@@ -15,8 +15,10 @@ from aiohttp import web
 
 from backend import abi
 from backend.errors import BadRequest
+from backend.roles import Role
 
 __all__ = [
+    "InviteBody",
     "LoginBody",
     "MonitorConfig",
     "MonitorCreate",
@@ -24,6 +26,7 @@ __all__ = [
     "RefreshBody",
     "RegisterBody",
     "TraceGenerate",
+    "UserPatch",
     "check_supported",
     "decode_body",
     "path_uuid",
@@ -36,10 +39,24 @@ Name = Annotated[str, msgspec.Meta(max_length=200)]
 MonitorType = Literal["CUDA", "ACL", "PYTHON", "SYSCALL", "OLLAMA"]
 
 
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
 class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     password: Password
     display_name: Name = ""
+    # with registration closed: the token of an admin's invite for this e-mail
+    invite_token: Token | None = None
+
+
+class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    role: Role = "viewer"
+
+
+class UserPatch(msgspec.Struct, forbid_unknown_fields=True):
+    role: Role
 
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -48,7 +65,7 @@ class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
-    refresh_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    refresh_token: Token
 
 
 SyscallName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import audit
 from backend.control import MachineUnavailable, NoReply
 from backend.errors import AgentStopFailed
 from backend.repo import monitors
@@ -99,6 +100,7 @@ async def _start(app: web.Application, m: Row) -> None:
     except MachineUnavailable as e:  # it never reached the manager
         reply = protocol.failure(None, str(m["id"]), ErrorCode.AGENT_START_FAILED, str(e))
     await _apply_start(app, m["machine_id"], m["id"], reply)
+    await audit.outcome(reply, target=f"machines/{m['machine_id']}/monitors/{m['id']}")
 
 
 async def _apply_start(app: web.Application, machine_id: str, monitor_id: uuid.UUID,
@@ -136,6 +138,7 @@ async def stop(app: web.Application, m: Row) -> bool:
     except MachineUnavailable:  # not connected: reconciled when its manager comes back
         return final
     failure = await _apply_stop(app, m["id"], reply)
+    await audit.outcome(reply, ok=failure is None)
     if failure is not None:
         raise AgentStopFailed(failure)
     return True

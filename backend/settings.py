@@ -46,6 +46,21 @@ class Settings:
     # the refresh token for a new one, and using a swapped one again (a replay, e.g. a stolen
     # copy) revokes the whole session.
     refresh_token_rotation: bool = False
+    # Registration: the first account is the bootstrap admin; after it, only an admin's invite
+    # (valid invite_ttl_s) registers, unless open_registration lets anyone in as a viewer.
+    open_registration: bool = False
+    invite_ttl_s: int = 7 * 24 * 3600
+    # Argon2 hashes run in a pool of this many threads, off the event loop (64 MiB and 4
+    # lanes each); more logins at once wait their turn
+    password_hash_workers: int = 2
+    # Rate limits (token buckets, in memory): login attempts per account and per client
+    # address, each so many per window; REST requests per user: a sustained rate and a burst.
+    # 0 turns a limit off.
+    login_attempts_per_account: int = 10
+    login_attempts_per_address: int = 50
+    login_window_s: float = 300.0
+    api_requests_per_s: float = 50.0
+    api_burst: int = 200
     # Machines missing heartbeats for this long become INACTIVE, their agent_manager_status
     # UNKNOWN
     heartbeat_timeout_s: float = 15.0

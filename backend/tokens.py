@@ -1,9 +1,10 @@
-"""Passwords, access tokens and refresh tokens.
+"""Access tokens and refresh tokens (passwords: backend.passwords).
 
-Passwords: Argon2id (argon2-cffi defaults). Access tokens: short-lived HS256
-JWTs. Refresh tokens: 32 random bytes, stored only as their SHA-256, revoked on
-logout, and rotated on every use when the refresh_token_rotation setting is on
-(the store lives in backend.repo.users).
+Passwords: Argon2id (argon2-cffi defaults), hashed off the event loop (backend.passwords).
+Access tokens: short-lived HS256 JWTs. Refresh tokens: 32 random bytes, stored only as
+their SHA-256, revoked on logout, and rotated on every use when the refresh_token_rotation
+setting is on (the store lives in backend.repo.users). Invite tokens are made and stored
+the same way.
 """
 
 from __future__ import annotations
@@ -14,32 +15,17 @@ import time
 from dataclasses import dataclass
 
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = [
     "AccessClaims",
-    "hash_password",
     "hash_refresh_token",
+    "hash_token",
     "issue_access_token",
     "new_refresh_token",
     "verify_access_token",
-    "verify_password",
 ]
 
-_hasher = PasswordHasher()
 _ALGORITHM = "HS256"
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
-
-
-def verify_password(stored_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(stored_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -76,4 +62,9 @@ def new_refresh_token() -> str:
 
 
 def hash_refresh_token(token: str) -> bytes:
+    return hash_token(token)
+
+
+def hash_token(token: str) -> bytes:
+    """What is stored of a bearer secret (refresh token, invite token): its SHA-256."""
     return hashlib.sha256(token.encode()).digest()

@@ -13,6 +13,9 @@ from backend.aggregates import Aggregator
 from backend.control import ControlServer
 from backend.influx import InfluxWriter
 from backend.ingest import Ingest
+from backend.passwords import Passwords
+from backend.ratelimit import RateLimits
+from backend.roles import Caller
 from backend.settings import Settings
 from backend.tokens import AccessClaims
 from backend.trace_jobs import TraceJobs
@@ -20,13 +23,18 @@ from backend.trace_jobs import TraceJobs
 if TYPE_CHECKING:
     from backend.reconciler import Reconciler
 
-__all__ = ["AGGREGATOR", "CONTROL", "DB", "INFLUX", "INGEST", "RECONCILER", "SETTINGS", "TASKS",
-           "TRACE_JOBS", "USER", "ZMQ"]
+__all__ = ["AGGREGATOR", "CALLER", "CONTROL", "DB", "INFLUX", "INGEST", "PASSWORDS", "RATE_LIMITS",
+           "RECONCILER", "SETTINGS", "TASKS", "TRACE_JOBS", "USER", "ZMQ"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)
 # The caller, set by the auth middleware on every authenticated request.
 USER = web.RequestKey("user", AccessClaims)
+# ... and who that is now: e-mail, role (read from the database on every request), address.
+CALLER = web.RequestKey("caller", Caller)
+# Argon2 hashing off the event loop, and the in-memory rate limits (login, API).
+PASSWORDS = web.AppKey("passwords", Passwords)
+RATE_LIMITS = web.AppKey("rate_limits", RateLimits)
 ZMQ = web.AppKey("zmq", zmq.asyncio.Context)
 CONTROL = web.AppKey("control", ControlServer)
 INGEST = web.AppKey("ingest", Ingest)

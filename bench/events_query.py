@@ -212,7 +212,7 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
         start = rng.randrange(lo, hi - window)
         queries.append((rng.choice(pids), start, start + window))
 
-    settings = backend_settings(dsn, tmp)
+    settings = backend_settings(dsn, tmp, api_requests_per_s=0)  # the queries, not the limit
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
     stack.push_async_callback(runner.cleanup)

@@ -1,4 +1,5 @@
-"""auth:register, auth:login, auth:refreshToken, auth:logout (seeds/003 section 1)."""
+"""auth:register, auth:login, auth:refreshToken, auth:logout (seeds/003 section 1), and the
+middleware that authenticates every other request and rate-limits it per user."""
 
 from __future__ import annotations
 
@@ -7,38 +8,67 @@ import uuid
 from aiohttp import web
 
 from backend import tokens
-from backend.errors import AlreadyExists, Unauthorized
+from backend.errors import PermissionDenied, TooManyRequests, Unauthorized
 from backend.models import LoginBody, RefreshBody, RegisterBody, decode_body
+from backend.ratelimit import TokenBuckets, retry_after
 from backend.repo import users
-from backend.typedefs import DB, SETTINGS, USER
+from backend.roles import Caller
+from backend.typedefs import CALLER, DB, PASSWORDS, RATE_LIMITS, SETTINGS, USER
 
-__all__ = ["login", "logout", "refresh", "register", "require_user"]
+__all__ = ["PUBLIC", "login", "logout", "refresh", "register", "require_user", "user_view"]
 
 PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
           "/api/v1/openapi.json"}
 
 
+def user_view(user: users.User) -> dict[str, str]:
+    return {"user_id": str(user.id), "email": user.email, "display_name": user.display_name,
+            "role": user.role, "create_time": user.created_at.isoformat()}
+
+
+def _take(buckets: TokenBuckets, key: str, what: str) -> None:
+    wait = buckets.take(key)
+    if wait:
+        seconds = retry_after(wait)
+        raise TooManyRequests(f"too many {what}; retry in {seconds} s", seconds)
+
+
+def _address(request: web.Request) -> str:
+    return request.remote or ""
+
+
 async def register(request: web.Request) -> web.Response:
+    """Creates an account: the first one is the admin; then an invite (or open registration)."""
     body = await decode_body(request, RegisterBody)
-    async with request.app[DB].connection() as conn:
-        user = await users.create_user(conn, body.email, body.display_name,
-                                       tokens.hash_password(body.password))
-    if user is None:
-        raise AlreadyExists(f"email '{body.email}' is already registered")
-    return web.json_response(
-        {"user_id": str(user.id), "email": user.email, "display_name": user.display_name},
-        status=201,
-    )
+    app, settings = request.app, request.app[SETTINGS]
+    _take(app[RATE_LIMITS].login_address, _address(request), "attempts from this address")
+    if body.invite_token is None and not settings.open_registration:
+        async with app[DB].connection() as conn:  # refused before paying for the hash
+            if await users.any_user(conn):
+                raise PermissionDenied("registration is closed: ask an admin for an invite")
+    password_hash = await app[PASSWORDS].hash(body.password)
+    invite = None if body.invite_token is None else tokens.hash_token(body.invite_token)
+    async with app[DB].connection() as conn:
+        user = await users.create_user(conn, body.email, body.display_name, password_hash,
+                                       invite_hash=invite,
+                                       open_registration=settings.open_registration)
+    return web.json_response(user_view(user), status=201)
 
 
 async def login(request: web.Request) -> web.Response:
     body = await decode_body(request, LoginBody)
-    settings = request.app[SETTINGS]
-    async with request.app[DB].connection() as conn:
+    app, settings = request.app, request.app[SETTINGS]
+    limits = app[RATE_LIMITS]
+    _take(limits.login_address, _address(request), "login attempts from this address")
+    _take(limits.login_account, body.email.lower(), "login attempts for this account")
+    async with app[DB].connection() as conn:
         user = await users.find_user_by_email(conn, body.email)
-        if user is None or not tokens.verify_password(user.password_hash, body.password):
-            raise Unauthorized("wrong email or password")
-        refresh_token = tokens.new_refresh_token()
+    # no connection held while hashing; an unknown e-mail costs a check all the same
+    if not await app[PASSWORDS].verify(user.password_hash if user else None, body.password):
+        raise Unauthorized("wrong email or password")
+    assert user is not None
+    refresh_token = tokens.new_refresh_token()
+    async with app[DB].connection() as conn:
         session_id = await users.start_session(
             conn, user.id, tokens.hash_refresh_token(refresh_token), settings.refresh_token_ttl_s)
     return web.json_response({
@@ -86,7 +116,8 @@ async def logout(request: web.Request) -> web.Response:
 
 @web.middleware
 async def require_user(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Every endpoint but login, register, refresh and the OpenAPI document needs a token."""
+    """Every endpoint but login, register, refresh and the OpenAPI document needs a token;
+    each user may send api_requests_per_s (api_burst at once) before getting 429s."""
     if request.path in PUBLIC or not request.path.startswith("/api/"):
         return await handler(request)
     header = request.headers.get("Authorization", "")
@@ -100,9 +131,12 @@ async def require_user(request: web.Request, handler):  # type: ignore[no-untype
         session_id, user_id = uuid.UUID(claims.session_id), uuid.UUID(claims.user_id)
     except ValueError:
         raise Unauthorized("access token is invalid or expired") from None
+    _take(request.app[RATE_LIMITS].api_user, str(user_id), "requests from this user")
     async with request.app[DB].connection() as conn:
-        if not await users.session_is_live(conn, session_id, user_id):
-            raise Unauthorized("access token was revoked (logged out)")
+        found = await users.session_caller(conn, session_id, user_id)
+    if found is None:
+        raise Unauthorized("access token was revoked (logged out)")
     request[USER] = claims
+    request[CALLER] = Caller(user_id, found[0], found[1], _address(request))
     return await handler(request)
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend import monitor_lifecycle
+from backend import audit, monitor_lifecycle
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
 from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
@@ -76,6 +76,7 @@ async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
     return row
 
 
+@audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
     machine_id = request.match_info["machine_id"]
@@ -130,6 +131,7 @@ async def get_monitor(request: web.Request) -> web.Response:
     return web.json_response(monitor_view(m))
 
 
+@audit.audited("STOP_MONITOR")
 async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor, whatever its status: 204 once stopped, 202 while the machine has not
     answered (it stays STOPPING), the error body when the agent could not be stopped."""

@@ -4,7 +4,9 @@ Request bodies come from the msgspec models, so the document cannot drift from w
 handlers accept; the rules a model checks across fields (which target a monitor type needs)
 are spelled out as oneOf. Every answer an operation gives is listed with its body
 (backend.openapi_schemas); tests/backend/test_openapi_conformance.py runs schemathesis
-against a live backend and finds nothing.
+against a live backend and finds nothing. The role each operation needs
+(``x-required-role``, with its 403) comes from the route table's guards; login, register and
+every authenticated operation can answer 429 with Retry-After (rate limits).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from backend import abi, models
+from backend.access import required_role
 from backend.openapi_schemas import ERROR, FORMATS, RESPONSES, nullable
 from backend.typedefs import INFLUX
 
@@ -27,7 +30,10 @@ _BODIES: dict[tuple[str, str], type] = {
     ("POST", "/api/v1/auth:refreshToken"): models.RefreshBody,
     ("POST", "/api/v1/machines/{machine_id}/monitors"): models.MonitorCreate,
     ("POST", "/api/v1/traces:generate"): models.TraceGenerate,
+    ("POST", "/api/v1/users:invite"): models.InviteBody,
+    ("PATCH", "/api/v1/users/{user_id}"): models.UserPatch,
 }
+_RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
 PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
           "/api/v1/openapi.json"}
 _UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id"}
@@ -173,6 +179,26 @@ def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
     return out
 
 
+def _access(op: dict[str, Any], path: str, role: str | None) -> None:
+    """The role an operation needs, and the 403 and 429 answers that come with it."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    if role is not None:
+        op["x-required-role"] = role
+    if role in ("operator", "admin"):
+        op["responses"]["403"] = {"description": f"PERMISSION_DENIED: needs the {role} role",
+                                  "content": error}
+    if path == "/api/v1/auth:register":
+        op["responses"]["403"] = {"description": "PERMISSION_DENIED: registration is closed "
+                                  "and no valid invite_token was given", "content": error}
+    if role is not None or path in _RATE_LIMITED:
+        op["responses"]["429"] = {
+            "description": "RESOURCE_EXHAUSTED: rate limited",
+            "headers": {"Retry-After": {"description": "seconds to wait",
+                                        "schema": {"type": "integer"}}},
+            "content": error,
+        }
+
+
 def build_document(app: web.Application) -> dict[str, Any]:
     by_type, components = _components()
     paths: dict[str, dict[str, Any]] = {}
@@ -191,6 +217,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if (route.method, path) not in RESPONSES:  # a route nobody documented yet
             op["responses"]["default"] = {"description": "error", "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        _access(op, path, required_role(route.handler))
         body = _BODIES.get((route.method, path))
         if body is not None:
             op["requestBody"] = {"required": True,

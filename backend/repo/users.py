@@ -1,4 +1,4 @@
-"""Users, login sessions and refresh tokens."""
+"""Users and their roles, invites, login sessions and refresh tokens."""
 
 from __future__ import annotations
 
@@ -7,13 +7,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection, errors
+from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-__all__ = ["User", "create_user", "find_user_by_email", "live_refresh_token", "revoke_session",
-           "rotate_refresh_token", "session_is_live", "start_session"]
+from backend.errors import AlreadyExists, Conflict, PermissionDenied
+from backend.roles import Role
+
+__all__ = ["User", "any_user", "create_invite", "create_user", "find_user_by_email", "get_user",
+           "list_users", "live_refresh_token", "revoke_session", "rotate_refresh_token",
+           "session_caller", "set_role", "start_session"]
 
 Conn = AsyncConnection[Any]
+_COLS = "id, email, display_name, password_hash, role, created_at"
+# pg_advisory_xact_lock key serialising registrations, so two first accounts cannot both
+# become the bootstrap admin ("xputusr").
+_REGISTER_LOCK = 0x78707574757372
 
 
 @dataclass(frozen=True)
@@ -22,30 +30,115 @@ class User:
     email: str
     display_name: str
     password_hash: str
+    role: Role
+    created_at: datetime
 
 
-async def create_user(conn: Conn, email: str, display_name: str,
-                      password_hash: str) -> User | None:
-    """The new user, or None when the email is taken."""
-    try:
+async def any_user(conn: Conn) -> bool:
+    cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM users)")
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def create_user(conn: Conn, email: str, display_name: str, password_hash: str, *,
+                      invite_hash: bytes | None = None, open_registration: bool = False) -> User:
+    """Registers an account. The first one is the admin; after it, an unused, unexpired invite
+    for this e-mail gives its role, or open_registration makes a viewer; otherwise
+    PermissionDenied. AlreadyExists when the e-mail is taken."""
+    email = email.lower()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REGISTER_LOCK,))
+        cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
+        if await cur.fetchone():
+            raise AlreadyExists(f"email '{email}' is already registered")
+        role: Role
+        if not await any_user(conn):
+            role = "admin"
+        elif invite_hash is not None:
+            cur = await conn.execute(
+                "UPDATE invites SET used_at = now() WHERE token_hash = %s AND email = %s "
+                "AND used_at IS NULL AND expires_at > now() RETURNING role",
+                (invite_hash, email))
+            row = await cur.fetchone()
+            if row is None:
+                raise PermissionDenied("invite_token is not a valid, unused invite for this "
+                                       "email (it may have expired)")
+            role = row[0]
+        elif open_registration:
+            role = "viewer"
+        else:
+            raise PermissionDenied("registration is closed: ask an admin for an invite")
         async with conn.cursor(row_factory=class_row(User)) as cur:
             await cur.execute(
-                "INSERT INTO users (id, email, display_name, password_hash) "
-                "VALUES (%s, %s, %s, %s) RETURNING id, email, display_name, password_hash",
-                (uuid.uuid4(), email.lower(), display_name, password_hash),
+                "INSERT INTO users (id, email, display_name, password_hash, role) "
+                f"VALUES (%s, %s, %s, %s, %s) RETURNING {_COLS}".encode(),
+                (uuid.uuid4(), email, display_name, password_hash, role),
             )
-            return await cur.fetchone()
-    except errors.UniqueViolation:
-        return None
+            user = await cur.fetchone()
+    assert user is not None
+    return user
+
+
+async def create_invite(conn: Conn, token_hash: bytes, email: str, role: Role,
+                        created_by: uuid.UUID, ttl_s: int) -> datetime:
+    """Stores an invite; its expiry. AlreadyExists when the e-mail is already registered."""
+    email = email.lower()
+    cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
+    if await cur.fetchone():
+        raise AlreadyExists(f"email '{email}' is already registered")
+    expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    await conn.execute(
+        "INSERT INTO invites (token_hash, email, role, created_by, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s)", (token_hash, email, role, created_by, expires))
+    return expires
 
 
 async def find_user_by_email(conn: Conn, email: str) -> User | None:
     async with conn.cursor(row_factory=class_row(User)) as cur:
-        await cur.execute(
-            "SELECT id, email, display_name, password_hash FROM users WHERE email = %s",
-            (email.lower(),),
-        )
+        await cur.execute(f"SELECT {_COLS} FROM users WHERE email = %s".encode(),
+                          (email.lower(),))
         return await cur.fetchone()
+
+
+async def get_user(conn: Conn, user_id: uuid.UUID) -> User | None:
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(f"SELECT {_COLS} FROM users WHERE id = %s".encode(), (user_id,))
+        return await cur.fetchone()
+
+
+async def list_users(conn: Conn, where: str, params: list[Any], limit: int,
+                     after: tuple[Any, ...] | None) -> list[User]:
+    """Users matching a compiled filter, oldest first, after a (created_at, id) key."""
+    clauses, args = [f"({where})"], list(params)
+    if after is not None:
+        clauses.append("(created_at, id) > (%s, %s)")
+        args += list(after)
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(
+            f"SELECT {_COLS} FROM users WHERE {' AND '.join(clauses)} "
+            "ORDER BY created_at, id LIMIT %s".encode(), [*args, limit])
+        return await cur.fetchall()
+
+
+async def set_role(conn: Conn, user_id: uuid.UUID, role: Role) -> User | None:
+    """Gives a user a role; None when there is no such user. Conflict when it would leave no
+    admin (the last admin cannot be demoted: nobody could manage users any more)."""
+    async with conn.transaction():
+        # every admin row locked: two admins demoting each other at once cannot both win
+        await conn.execute("SELECT id FROM users WHERE role = 'admin' FOR UPDATE")
+        user = await get_user(conn, user_id)
+        if user is None:
+            return None
+        if user.role == "admin" and role != "admin":
+            cur = await conn.execute("SELECT count(*) FROM users WHERE role = 'admin'")
+            row = await cur.fetchone()
+            if row is None or row[0] <= 1:
+                raise Conflict(f"user '{user.email}' is the last admin; make another admin "
+                               "first")
+        async with conn.cursor(row_factory=class_row(User)) as cur:
+            await cur.execute(f"UPDATE users SET role = %s WHERE id = %s RETURNING {_COLS}"
+                              .encode(), (role, user_id))
+            return await cur.fetchone()
 
 
 async def _store_refresh_token(conn: Conn, token_hash: bytes, user_id: uuid.UUID,
@@ -133,9 +226,13 @@ async def revoke_session(conn: Conn, session_id: uuid.UUID, user_id: uuid.UUID) 
             await _revoke(conn, session_id)
 
 
-async def session_is_live(conn: Conn, session_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+async def session_caller(conn: Conn, session_id: uuid.UUID,
+                         user_id: uuid.UUID) -> tuple[str, Role] | None:
+    """(email, role) of the user of a live session; None when it was revoked."""
     cur = await conn.execute(
-        "SELECT 1 FROM sessions WHERE id = %s AND user_id = %s AND revoked_at IS NULL",
+        "SELECT u.email, u.role FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE s.id = %s AND s.user_id = %s AND s.revoked_at IS NULL",
         (session_id, user_id),
     )
-    return await cur.fetchone() is not None
+    row = await cur.fetchone()
+    return (row[0], row[1]) if row else None

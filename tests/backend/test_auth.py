@@ -1,5 +1,8 @@
 """Auth over HTTP against a real PostgreSQL: register, login, refresh (as the seed: the refresh
-token is kept; rotation as a setting), logout, 401s."""
+token is kept; rotation as a setting), logout, 401s.
+
+Registration is opened here (open_registration) so that these tests of the token mechanics
+can register several accounts; closed registration and invites are tested in test_roles."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ SECRET = "s" * 40
 
 @pytest.fixture
 async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
-    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60)
+    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60,
+                                open_registration=True)
     return await aiohttp_client(create_app(settings))
 
 

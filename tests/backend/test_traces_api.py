@@ -21,6 +21,7 @@ from backend.repo import machines, monitors
 from backend.settings import Settings
 from backend.trace_jobs import TraceJobs
 from backend.typedefs import DB, TRACE_JOBS
+from tests.backend.accounts import add_user
 from tests.backend.trace_data import (
     DAY_PARTITION,
     MACHINE,
@@ -310,7 +311,7 @@ async def test_malformed_ids_are_400(api: Api, path: str, field: str) -> None:
 
 async def test_other_users_jobs_and_traces_are_404(api: Api) -> None:
     job = await api.wait(await api.generate(filter="pid = 100"))
-    other = await login(api.client, "other@example.com")
+    other = await add_user(api.client, api.auth, "other@example.com", "operator")
     r = await api.client.get(f"/api/v1/traces/jobs/{job['trace_job_id']}", headers=other)
     await expect(r, 404, "NOT_FOUND", "not found")
     r = await api.client.get(job["download_url"], headers=other)

@@ -30,7 +30,11 @@ async def test_cli_session(platform: Platform, build_dir: Path, tmp_path: Path,
         assert rc == 0, out.err
         return out.out
 
-    await xputrace("register", "cli@example.com")
+    # registration is closed after the first account: the platform's admin invites this one
+    r = await platform.client.post("/api/v1/users:invite", headers=platform.auth,
+                                   json={"email": "cli@example.com", "role": "operator"})
+    assert r.status == 201, await r.text()
+    await xputrace("register", "cli@example.com", "--invite", (await r.json())["invite_token"])
     assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
     machines = json.loads(await xputrace("machines"))["machines"]
     assert [m["id"] for m in machines] == [platform.machine_id]

@@ -1,0 +1,70 @@
+"""GET /api/v1/auditLogs: the audit log of control actions, newest first (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from backend.errors import BadRequest
+from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.paging import PagingError, decode_token, encode_token, parse_page_size
+from backend.repo import audit_logs
+from backend.typedefs import DB, SETTINGS
+
+__all__ = ["list_audit_logs"]
+
+FIELDS = {
+    "time": FieldSpec("time", "timestamp"),
+    "actor_id": FieldSpec("actor_id::text", "str", nullable=True),
+    "actor_email": FieldSpec("actor_email", "str"),
+    "actor_role": FieldSpec("actor_role", "str"),
+    "address": FieldSpec("address", "str"),
+    "action": FieldSpec("action", "str"),
+    "target": FieldSpec("target", "str"),
+    "result": FieldSpec("result", "str"),
+    "http_status": FieldSpec("http_status", "int", nullable=True),
+    "error_code": FieldSpec("error_code", "str", nullable=True),
+}
+_ORDER = "id desc"
+
+
+def _iso(t: Any) -> str | None:
+    return t.isoformat() if t is not None else None
+
+
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "time": _iso(row["time"]),
+        "actor_id": str(row["actor_id"]) if row["actor_id"] else None,
+        "actor_email": row["actor_email"],
+        "actor_role": row["actor_role"],
+        "address": row["address"],
+        "action": row["action"],
+        "target": row["target"],
+        "result": row["result"],
+        "http_status": row["http_status"],
+        "error_code": row["error_code"],
+        "message": row["message"],
+        "settle_time": _iso(row["settle_time"]),
+    }
+
+
+async def list_audit_logs(request: web.Request) -> web.Response:
+    """Control actions: who asked for what, when, and the result; newest first (admin)."""
+    q = request.query
+    text, secret = q.get("filter", ""), request.app[SETTINGS].jwt_secret.encode()
+    try:
+        where, params = compile_filter(text, FIELDS)
+        size = parse_page_size(q.get("page_size"))
+        after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
+    except (FilterError, PagingError) as e:
+        raise BadRequest(e.param, e.problem) from None
+    last = after[0] if after else None
+    assert last is None or isinstance(last, int)  # tokens are signed: we wrote it
+    async with request.app[DB].connection() as conn:
+        rows = await audit_logs.list_entries(conn, where, params, size + 1, last)
+    more, rows = len(rows) > size, rows[:size]
+    token = encode_token((rows[-1]["id"],), _ORDER, text, secret) if more else ""
+    return web.json_response({"audit_logs": [_entry(r) for r in rows], "next_page_token": token})

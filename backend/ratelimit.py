@@ -1,0 +1,79 @@
+"""Token buckets, in memory, keyed by a string (an account, an address, a user id).
+
+A bucket holds up to ``capacity`` tokens and gains ``per_s`` tokens a second; each request
+takes one. ``take`` answers 0 when it took one, else the seconds until one is there (the
+``Retry-After``). Buckets that have filled up again are forgotten, and at most ``max_keys``
+are kept (the least recently used go first), so a flood of distinct keys costs bounded
+memory. One backend process, one set of buckets: behind several backends each limits alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["RateLimits", "TokenBuckets", "retry_after"]
+
+
+class TokenBuckets:
+    def __init__(self, capacity: float, per_s: float, *, max_keys: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if capacity > 0 and per_s <= 0:
+            raise ValueError("a limited bucket must refill (per_s > 0)")
+        self.capacity, self.per_s, self.max_keys, self.clock = capacity, per_s, max_keys, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at), LRU order
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity > 0
+
+    def take(self, key: str) -> float:
+        """0.0 when a token was taken; otherwise how many seconds until one is there."""
+        if not self.enabled:
+            return 0.0
+        now = self.clock()
+        tokens, at = self._buckets.pop(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.per_s)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            wait = 0.0
+        else:
+            self._buckets[key] = (tokens, now)
+            wait = (1.0 - tokens) / self.per_s
+        if len(self._buckets) > self.max_keys:
+            self._shrink(now)
+        return wait
+
+    def _shrink(self, now: float) -> None:
+        full = [k for k, (tokens, at) in self._buckets.items()
+                if tokens + (now - at) * self.per_s >= self.capacity]
+        for k in full:
+            del self._buckets[k]
+        while len(self._buckets) > self.max_keys:
+            del self._buckets[next(iter(self._buckets))]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def retry_after(wait_s: float) -> int:
+    """The Retry-After header value: whole seconds, at least 1."""
+    return max(1, math.ceil(wait_s))
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    login_account: TokenBuckets
+    login_address: TokenBuckets
+    api_user: TokenBuckets
+
+    @classmethod
+    def from_settings(cls, per_account: int, per_address: int, window_s: float,
+                      api_per_s: float, api_burst: int) -> RateLimits:
+        if window_s <= 0:
+            raise ValueError("login_window_s must be positive")
+        return cls(TokenBuckets(per_account, per_account / window_s),
+                   TokenBuckets(per_address, per_address / window_s),
+                   TokenBuckets(api_burst if api_per_s > 0 else 0, api_per_s))

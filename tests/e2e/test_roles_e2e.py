@@ -1,0 +1,73 @@
+"""Who may do what, end to end (issue #21): a real manager and agent; an operator starts and
+stops a monitor, a viewer is refused both, and the audit log holds each action with the
+manager's answer (SUCCESS, or its error code)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.typedefs import TASKS
+from tests.agent.procs import JsonLineProc
+from tests.backend.accounts import add_user
+from tests.e2e.conftest import Platform, eventually
+
+pytestmark = pytest.mark.bpf
+
+
+async def test_operator_starts_and_stops_viewer_is_refused_all_audited(
+        platform: Platform, build_dir: Path) -> None:
+    p, c = platform, platform.client
+    op = await add_user(c, p.auth, "op@example.com", "operator")
+    viewer = await add_user(c, p.auth, "view@example.com", "viewer")
+    base = f"/api/v1/machines/{p.machine_id}/monitors"
+    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1",
+                         "--iters", "1"])
+    try:
+        ready = work.read_json("ready")
+        body = {"monitor_type": "CUDA", "target": {"pid": ready["pid"]}}
+        r = await c.post(base, json=body, headers=viewer)
+        assert r.status == 403, await r.text()
+        r = await c.post(base, json=body, headers=op)
+        assert r.status == 201, await r.text()
+        mon = (await r.json())["id"]
+
+        async def running() -> Any:
+            m = await p.monitor(mon)
+            assert m["status"] != "FAILED_TO_START", m
+            return m["status"] == "RUNNING"
+
+        await eventually(running, "monitor RUNNING")
+        work.send_line("go")
+        work.read_json("done")
+        r = await c.delete(f"{base}/{mon}", headers=viewer)
+        assert r.status == 403
+        assert (await p.monitor(mon))["status"] == "RUNNING"
+        r = await c.delete(f"{base}/{mon}", headers=op)
+        assert r.status == 204
+        work.send_line("exit")
+    finally:
+        work.kill()
+    pid = 4_000_000
+    while Path(f"/proc/{pid}").exists():
+        pid += 1
+    r = await c.post(base, json={"monitor_type": "CUDA", "target": {"pid": pid}}, headers=op)
+    assert r.status == 201
+    missing = (await r.json())["id"]
+    await asyncio.gather(*c.server.app[TASKS])  # every START_MONITOR round trip is over
+
+    logs = (await p.get("/api/v1/auditLogs", filter="action = '*_MONITOR'"))["audit_logs"]
+    got = [(e["actor_email"], e["action"], e["target"].removeprefix(f"machines/{p.machine_id}/"),
+            e["result"], e["error_code"]) for e in reversed(logs)]
+    assert got == [
+        ("view@example.com", "START_MONITOR", "monitors", "FAILURE", "PERMISSION_DENIED"),
+        ("op@example.com", "START_MONITOR", f"monitors/{mon}", "SUCCESS", None),
+        ("view@example.com", "STOP_MONITOR", f"monitors/{mon}", "FAILURE", "PERMISSION_DENIED"),
+        ("op@example.com", "STOP_MONITOR", f"monitors/{mon}", "SUCCESS", None),
+        ("op@example.com", "START_MONITOR", f"monitors/{missing}", "FAILURE", "TARGET_NOT_FOUND"),
+    ]
+    assert str(pid) in logs[0]["message"]
+    assert all(e["settle_time"] >= e["time"] for e in logs)

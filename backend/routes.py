@@ -54,4 +54,8 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
 
 def setup_routes(app: web.Application) -> None:
     for method, path, handler, role in ROUTES:
-        app.router.add_route(method, path, handler if role is None else requires(role, handler))
+        guarded = handler if role is None else requires(role, handler)
+        if method == "GET":  # and HEAD, as RFC 9110 expects of a GET
+            app.router.add_get(path, guarded)
+        else:
+            app.router.add_route(method, path, guarded)

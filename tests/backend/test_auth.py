@@ -31,7 +31,7 @@ async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> Test
 @pytest.fixture
 async def rotating(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
     settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60,
-                                refresh_token_rotation=True)
+                                refresh_token_rotation=True, open_registration=True)
     return await aiohttp_client(create_app(settings))
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -34,12 +35,22 @@ def running(argv: list[str], cwd: Path | None = None) -> Iterator[int]:
             p.kill()
 
 
+def exec_done(pid: int, program: Path) -> int:
+    """pid once it runs program (between fork and exec /proc shows the parent, or nothing)."""
+    deadline = time.monotonic() + 10
+    while os.readlink(f"/proc/{pid}/exe") != str(program):
+        assert time.monotonic() < deadline, f"{pid} never ran {program}"
+        time.sleep(0.01)
+    return pid
+
+
 def test_the_platform_is_recognised(tmp_path: Path) -> None:
     assert platform_process(1) and platform_process(2)  # init, kthreadd
     agent = tmp_path / "xputrace-agent"  # a process whose executable is the agent binary
     shutil.copy("/bin/sleep", agent)
     with subprocess.Popen([str(agent), "60"]) as p:
         try:
+            exec_done(p.pid, agent)
             assert platform_process(p.pid, agent_path=agent)
             assert not platform_process(p.pid, agent_path=tmp_path / "other")
             assert platform_process(p.pid, own=[p.pid])
@@ -55,7 +66,7 @@ def test_the_platform_is_recognised(tmp_path: Path) -> None:
     shutil.copy("/bin/sleep", influxd)
     with subprocess.Popen([str(influxd), "60"]) as p:
         try:
-            assert platform_process(p.pid)
+            assert platform_process(exec_done(p.pid, influxd))
         finally:
             p.kill()
     with running(["/bin/sh", "-c", "echo up; sleep 60"]) as pid:  # a user's process: fine

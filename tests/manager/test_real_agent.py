@@ -266,7 +266,7 @@ def test_python_function_calls_through_the_manager(
                 "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "PYTHON",
                 "target": {"pid": ready["pid"], "comm": "ruby"}}, 60)
             assert (r["status"], r["error_code"]) == ("FAILURE", "TARGET_NOT_FOUND"), r
-            assert r["message"] == f"target PID {ready['pid']} is 'python3.11', not 'ruby'", r
+            assert r["message"] == f"target.comm: PID {ready['pid']} does not run 'ruby'", r
             _, batches = await traced(backend, work, s.capture_dir, {
                 "monitor_type": "PYTHON", "target": {"pid": ready["pid"], "comm": "python3.11"},
                 "config": {"functions": ["step", "boom"], "sample_hz": 1}})

@@ -5,7 +5,7 @@ must not be able to turn them on xputrace (a PYTHON monitor on the backend would
 which logins succeeded), on pid 1 or on kernel threads. The manager knows these processes
 better than the backend does, so it checks here, on every START that names a pid:
 
-- pid 1 and kernel threads (``PF_KTHREAD`` in ``/proc/<pid>/stat``, or no executable);
+- pid 1 and kernel threads (``PF_KTHREAD`` in ``/proc/<pid>/stat``; no executable);
 - the agents (``own``: the pids the supervisor runs), and every process running the agent
   binary;
 - the backend and the manager (a Python whose command line is ``-m backend`` or
@@ -23,7 +23,7 @@ import pwd
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PLATFORM_USERS", "platform_process"]
+__all__ = ["PLATFORM_USERS", "platform_process", "process_user"]
 
 _PF_KTHREAD = 0x00200000  # include/linux/sched.h
 PLATFORM_USERS = ("embedded_postgres",)
@@ -46,8 +46,8 @@ def platform_process(pid: int, proc_root: Path = Path("/proc"), *, agent_path: P
     except (OSError, IndexError, ValueError):
         return False
     fields = stat.rsplit(")", 1)[-1].split()
-    if int(fields[6]) & _PF_KTHREAD or cmdline == [b""]:  # flags; kernel threads: no argv
-        return True
+    if int(fields[6]) & _PF_KTHREAD:  # the flags field (an empty argv is also a process
+        return True  # caught mid-exec: not a sign of a kernel thread)
     try:
         exe = os.readlink(d / "exe")
     except FileNotFoundError:
@@ -65,6 +65,16 @@ def platform_process(pid: int, proc_root: Path = Path("/proc"), *, agent_path: P
         if a == "-m" and args[i + 1] in _PLATFORM_MODULES:
             return True
     return any(os.path.basename(a) == "xputrace" for a in args[:2])
+
+
+def process_user(pid: int, proc_root: Path = Path("/proc")) -> str | None:
+    """The Unix account a process runs as (its real uid, named on this machine), or None."""
+    try:
+        status = (proc_root / str(pid) / "status").read_text()
+        uid = int(status.split("\nUid:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return _user(uid) or None
 
 
 def _user(uid: int) -> str:

@@ -34,7 +34,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -116,6 +116,21 @@ class CommandError(Exception):
         return failure(self.request_id, self.monitor_id, self.code, self.message)
 
 
+_USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\$?")
+
+
+def _allowed_users(v: Any) -> tuple[str, ...] | None:
+    """allowed_users: absent or null (no restriction), or 0-64 Unix account names."""
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) > 64:
+        raise _invalid("allowed_users", "must be a list of at most 64 Unix account names")
+    for i, name in enumerate(v):
+        if not isinstance(name, str) or not _USER_NAME.fullmatch(name):
+            raise _invalid(f"allowed_users[{i}]", "must be a Unix account name")
+    return tuple(v)
+
+
 def _invalid(name: str, problem: str) -> CommandError:
     return CommandError(ErrorCode.INVALID_CONFIG, f"{name}: {problem}")
 
@@ -152,6 +167,9 @@ class StartMonitor:
     config: AgentConfig = field(default_factory=AgentConfig)
     data_endpoint: str | None = None
     machine_id: str | None = None
+    # the target policy (backend: an operator's granted Unix accounts): None, any process
+    # but the platform's; else only a process of one of these accounts, named by pid
+    allowed_users: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +187,7 @@ class GetStatus:
 AnyCommand = StartMonitor | StopMonitor | GetStatus
 
 _START_KEYS = {"command", "request_id", "monitor_id", "monitor_type", "target", "config",
-               "backend_zmq_data_endpoint", "machine_id"}
+               "backend_zmq_data_endpoint", "machine_id", "allowed_users"}
 _STOP_KEYS = {"command", "request_id", "monitor_id"}
 _TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
 SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
@@ -398,6 +416,7 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
             config=_config(msg.get("config")),
             data_endpoint=_data_endpoint(msg.get("backend_zmq_data_endpoint")),
             machine_id=_machine_id(msg.get("machine_id")),
+            allowed_users=_allowed_users(msg.get("allowed_users")),
         )
     if cmd == Command.STOP_MONITOR:
         _unknown(msg, _STOP_KEYS)
@@ -410,13 +429,17 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
 
 def start_monitor(monitor_id: str, monitor_type: str, target: Mapping[str, Any],
                   config: Mapping[str, Any], data_endpoint: str | None,
-                  machine_id: str) -> dict[str, Any]:
-    """START_MONITOR as the backend sends it (request_id is added when it is sent)."""
-    return {"command": str(Command.START_MONITOR), "monitor_id": monitor_id,
-            "monitor_type": monitor_type,
-            "target": {k: v for k, v in target.items() if v is not None},
-            "config": dict(config), "backend_zmq_data_endpoint": data_endpoint,
-            "machine_id": machine_id}
+                  machine_id: str, allowed_users: Sequence[str] | None = None) -> dict[str, Any]:
+    """START_MONITOR as the backend sends it (request_id is added when it is sent);
+    allowed_users: the Unix accounts whose processes it may target (None: any)."""
+    msg: dict[str, Any] = {"command": str(Command.START_MONITOR), "monitor_id": monitor_id,
+           "monitor_type": monitor_type,
+           "target": {k: v for k, v in target.items() if v is not None},
+           "config": dict(config), "backend_zmq_data_endpoint": data_endpoint,
+           "machine_id": machine_id}
+    if allowed_users is not None:
+        msg["allowed_users"] = list(allowed_users)
+    return msg
 
 
 def stop_monitor(monitor_id: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Any
 
 from manager import keys
-from manager.protected import platform_process
+from manager.protected import platform_process, process_user
 from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 from manager.python_hooks import find_hooks, hook_flag
 from manager.python_target import UnsupportedPython, agent_flags, find_target
@@ -327,6 +327,11 @@ class Supervisor:
         t = cmd.target
         self._check_options(cmd, kind)
         flags: list[str] = []
+        if cmd.allowed_users is not None and (t.pid is None or t.library_path is not None):
+            raise self._fail(ErrorCode.PERMISSION_DENIED,
+                             "target: only a process named by target.pid may be traced by a "
+                             "user with granted Unix accounts; a library or task name in every "
+                             "process needs an admin")
         if kind.library_patterns:
             if t.pid is None and t.library_path is None:
                 raise self._fail(ErrorCode.INVALID_CONFIG, "target.pid: missing: give "
@@ -346,6 +351,11 @@ class Supervisor:
                 raise self._fail(ErrorCode.PERMISSION_DENIED,
                                  f"target.pid: PID {t.pid} is refused: xputrace never traces "
                                  "its own processes, pid 1 or kernel threads")
+            if cmd.allowed_users is not None and \
+                    process_user(t.pid, self.proc_root) not in cmd.allowed_users:
+                raise self._fail(ErrorCode.PERMISSION_DENIED,
+                                 f"target.pid: PID {t.pid} belongs to no Unix account this "
+                                 "user was granted")
             if t.comm is not None and t.library_path is None:
                 try:
                     comm = (self.proc_root / str(t.pid) / "comm").read_text().rstrip("\n")

@@ -111,3 +111,37 @@ def test_refusals_do_not_tell_what_is_there(settings: Callable[..., Settings],
     got = run(message(Target(pid=os.getpid(), comm="sshd")))
     assert got == f"TARGET_NOT_FOUND: target.comm: PID {os.getpid()} does not run 'sshd'"
     assert "python" not in got and "pytest" not in got
+
+
+def test_a_user_with_granted_accounts_targets_only_their_processes(
+        settings: Callable[..., Settings], agent: Callable[..., Path]) -> None:
+    """START with allowed_users (an operator's granted Unix accounts): a process of one of
+    them runs; another account's, a library in every process or a task name are refused."""
+    s = settings(agent_path=agent())
+    mid = "123e4567-e89b-42d3-a456-426614174000"
+
+    async def start(target: Target, users: tuple[str, ...] | None,
+                    kind: str = "CUDA") -> str:
+        async with Supervisor(s, MACHINE_ID) as sup:
+            c = StartMonitor("r", mid, kind, target, data_endpoint=DATA, allowed_users=users)
+            try:
+                await sup.start(c)
+            except CommandError as e:
+                return f"{e.code.value}: {e.message}"
+            await sup.stop(mid)
+            return "started"
+    with subprocess.Popen(["sleep", "60"], user=65534, group=65534) as p:
+        try:
+            assert run(start(Target(p.pid), ("nobody",))) == "started"
+            assert run(start(Target(os.getpid()), ("nobody",))) == (
+                f"PERMISSION_DENIED: target.pid: PID {os.getpid()} belongs to no Unix account "
+                "this user was granted")
+            assert run(start(Target(os.getpid()), None)) == "started"  # an admin's
+            for target, kind in ((Target(library_path="/usr/lib/libcudart.so.12"), "CUDA"),
+                                 (Target(comm="sleep"), "SYSCALL")):
+                got = run(start(target, ("nobody",), kind))
+                assert got.startswith("PERMISSION_DENIED: target: only a process named by "
+                                      "target.pid"), got
+            assert run(start(Target(p.pid), ())).startswith("PERMISSION_DENIED")
+        finally:
+            p.kill()

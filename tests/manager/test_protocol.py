@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -155,3 +156,19 @@ def test_the_backends_commands_parse_as_sent() -> None:
     ]:
         frame = json.dumps({**msg, "request_id": "r1"}).encode()
         assert protocol.parse_command(frame, TYPES) == parsed
+
+
+def test_allowed_users_travel_with_start_and_are_checked() -> None:
+    parse_command, start_monitor = protocol.parse_command, protocol.start_monitor
+    msg = start_monitor("123e4567-e89b-42d3-a456-426614174000", "CUDA", {"pid": 5}, {},
+                        "tcp://127.0.0.1:5556", "m" * 64, ["alice", "svc_ml-1"])
+    cmd = parse_command(json.dumps({**msg, "request_id": "r"}).encode(), {"CUDA"})
+    assert cmd.allowed_users == ("alice", "svc_ml-1")  # type: ignore[union-attr]
+    no = start_monitor("123e4567-e89b-42d3-a456-426614174000", "CUDA", {"pid": 5}, {},
+                       None, "m" * 64)
+    assert "allowed_users" not in no
+    for bad, field in ((["Bad Name"], "allowed_users[0]"), ("alice", "allowed_users"),
+                       ([1], "allowed_users[0]")):
+        with pytest.raises(CommandError, match=re.escape(field)):
+            parse_command(json.dumps({**msg, "request_id": "r", "allowed_users": bad}).encode(),
+                          {"CUDA"})

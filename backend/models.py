@@ -55,8 +55,15 @@ class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
     role: Role = "viewer"
 
 
+UnixAccount = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
+
+
 class UserPatch(msgspec.Struct, forbid_unknown_fields=True):
-    role: Role
+    """Either or both: the role, and the Unix accounts whose processes the user may trace
+    (the target policy: an operator traces processes of these accounts only, named by pid)."""
+
+    role: Role | None = None
+    unix_accounts: Annotated[list[UnixAccount], msgspec.Meta(max_length=64)] | None = None
 
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):

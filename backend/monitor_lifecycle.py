@@ -74,12 +74,14 @@ async def _row(app: web.Application, machine_id: str, monitor_id: uuid.UUID) -> 
 # -- START
 
 async def create(app: web.Application, machine_id: str, monitor_type: str,
-                 target: dict[str, Any], config: dict[str, Any], display_name: str) -> Row:
-    """A new STARTING monitor; START_MONITOR goes to the manager in the background."""
+                 target: dict[str, Any], config: dict[str, Any], display_name: str, *,
+                 allowed_users: list[str] | None = None) -> Row:
+    """A new STARTING monitor; START_MONITOR goes to the manager in the background, with the
+    Unix accounts whose processes it may target (None: any but the platform's)."""
     async with app[DB].connection() as conn:
         m = await monitors.create_monitor(conn, machine_id, monitor_type, target, config,
                                           display_name)
-    _spawn(app, _start(app, m))
+    _spawn(app, _start(app, m, allowed_users))
     return m
 
 
@@ -87,11 +89,11 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-async def _start(app: web.Application, m: Row) -> None:
+async def _start(app: web.Application, m: Row, allowed_users: list[str] | None) -> None:
     settings = app[SETTINGS]
     command = protocol.start_monitor(str(m["id"]), m["monitor_type"], _json(m["target"]),
                                      _json(m["config"]), settings.ingest_public_endpoint,
-                                     m["machine_id"])
+                                     m["machine_id"], allowed_users)
     try:
         reply = await app[CONTROL].command(m["machine_id"], command, settings.start_wait_s)
     except NoReply as e:  # the manager may still start it: its reply is applied when it comes

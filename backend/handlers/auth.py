@@ -4,6 +4,7 @@ middleware that authenticates every other request and rate-limits it per user.""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -21,9 +22,10 @@ PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshTo
           "/api/v1/openapi.json"}
 
 
-def user_view(user: users.User) -> dict[str, str]:
+def user_view(user: users.User) -> dict[str, Any]:
     return {"user_id": str(user.id), "email": user.email, "display_name": user.display_name,
-            "role": user.role, "create_time": user.created_at.isoformat()}
+            "role": user.role, "create_time": user.created_at.isoformat(),
+            "unix_accounts": list(user.unix_accounts)}
 
 
 def _take(buckets: TokenBuckets, key: str, what: str) -> None:

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 
 from backend import audit, monitor_lifecycle
-from backend.errors import BadRequest, NotFound
+from backend.errors import BadRequest, NotFound, PermissionDenied
 from backend.filters import FilterError, compile_filter
 from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
 from backend.paging import (
@@ -27,8 +27,9 @@ from backend.paging import (
     parse_order_by,
     parse_page_size,
 )
-from backend.repo import machines, monitors
-from backend.typedefs import DB, SETTINGS
+from backend.repo import machines, monitors, users
+from backend.roles import Caller
+from backend.typedefs import CALLER, DB, SETTINGS
 
 __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
@@ -76,6 +77,24 @@ async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
     return row
 
 
+async def _target_policy(conn: Any, caller: Caller, body: MonitorCreate) -> list[str] | None:
+    """The Unix accounts whose processes the caller may trace (None: an admin, any process
+    but the platform's, which the manager refuses itself). An operator traces a process of
+    an account granted to them, named by pid; the machine's manager checks the process."""
+    if caller.role == "admin":
+        return None
+    user = await users.get_user(conn, caller.user_id)
+    accounts = list(user.unix_accounts) if user is not None else []
+    if not accounts:
+        raise PermissionDenied(f"{caller.email} may trace no process: an admin grants Unix "
+                               "accounts (PATCH /api/v1/users/{id} unix_accounts)")
+    if body.target.pid is None or body.target.library_path is not None:
+        raise PermissionDenied("target: an operator traces one process named by target.pid "
+                               "(of a granted Unix account); a library or task name in every "
+                               "process needs an admin")
+    return accounts
+
+
 @audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
@@ -84,9 +103,11 @@ async def create_monitor(request: web.Request) -> web.Response:
     async with request.app[DB].connection() as conn:
         machine = await _machine_or_404(conn, machine_id)
         check_supported(body, machine["monitor_types"])
+        allowed = await _target_policy(conn, request[CALLER], body)
     m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
                                        msgspec.to_builtins(body.target),
-                                       msgspec.to_builtins(body.config), body.display_name)
+                                       msgspec.to_builtins(body.config), body.display_name,
+                                       allowed_users=allowed)
     return web.json_response(monitor_view(m), status=201)
 
 

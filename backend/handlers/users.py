@@ -63,14 +63,25 @@ async def get_user(request: web.Request) -> web.Response:
 
 @audit.audited("SET_ROLE")
 async def patch_user(request: web.Request) -> web.Response:
-    """Gives a user a role (admin); it applies to their next request."""
+    """Gives a user a role and/or the Unix accounts they may trace (admin); it applies to
+    their next request."""
     user_id = _user_id(request)
     body = await decode_body(request, UserPatch)
+    if body.role is None and body.unix_accounts is None:
+        raise BadRequest("body", "give role, unix_accounts, or both")
+    user = None
     async with request.app[DB].connection() as conn:
-        user = await users.set_role(conn, user_id, body.role)
+        if body.role is not None:
+            user = await users.set_role(conn, user_id, body.role)
+            if user is not None:
+                await audit.detail(f"{user.email} is now {user.role}")
+        if body.unix_accounts is not None and (body.role is None or user is not None):
+            user = await users.grant_accounts(conn, user_id, body.unix_accounts)
+            if user is not None:
+                await audit.detail(f"{user.email} may trace processes of: "
+                                   f"{', '.join(user.unix_accounts) or 'no account'}")
     if user is None:
         raise NotFound(f"user '{user_id}' not found")
-    await audit.detail(f"{user.email} is now {user.role}")
     return web.json_response(user_view(user))
 
 

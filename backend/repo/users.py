@@ -14,11 +14,11 @@ from backend.errors import AlreadyExists, Conflict, PermissionDenied
 from backend.roles import Role
 
 __all__ = ["User", "any_user", "create_invite", "create_user", "find_user_by_email", "get_user",
-           "list_users", "live_refresh_token", "revoke_session", "rotate_refresh_token",
-           "session_caller", "set_role", "start_session"]
+           "grant_accounts", "list_users", "live_refresh_token", "revoke_session",
+           "rotate_refresh_token", "session_caller", "set_role", "start_session"]
 
 Conn = AsyncConnection[Any]
-_COLS = "id, email, display_name, password_hash, role, created_at"
+_COLS = "id, email, display_name, password_hash, role, created_at, unix_accounts"
 # pg_advisory_xact_lock key serialising registrations, so two first accounts cannot both
 # become the bootstrap admin ("xputusr").
 _REGISTER_LOCK = 0x78707574757372
@@ -32,6 +32,7 @@ class User:
     password_hash: str
     role: Role
     created_at: datetime
+    unix_accounts: list[str]  # whose processes an operator may trace (the target policy)
 
 
 async def any_user(conn: Conn) -> bool:
@@ -139,6 +140,14 @@ async def set_role(conn: Conn, user_id: uuid.UUID, role: Role) -> User | None:
             await cur.execute(f"UPDATE users SET role = %s WHERE id = %s RETURNING {_COLS}"
                               .encode(), (role, user_id))
             return await cur.fetchone()
+
+
+async def grant_accounts(conn: Conn, user_id: uuid.UUID, accounts: list[str]) -> User | None:
+    """Sets the Unix accounts whose processes the user may trace; None: no such user."""
+    async with conn.cursor(row_factory=class_row(User)) as cur:
+        await cur.execute(f"UPDATE users SET unix_accounts = %s WHERE id = %s RETURNING {_COLS}"
+                          .encode(), (sorted(set(accounts)), user_id))
+        return await cur.fetchone()
 
 
 async def _store_refresh_token(conn: Conn, token_hash: bytes, user_id: uuid.UUID,

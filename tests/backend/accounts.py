@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-__all__ = ["PASSWORD", "Team", "add_user", "bearer", "first_admin", "invite", "login",
+__all__ = ["PASSWORD", "Team", "add_user", "bearer", "first_admin", "grant", "invite", "login",
            "make_team"]
 
 PASSWORD = "long enough pw"
@@ -42,14 +42,28 @@ async def invite(client: TestClient, admin: dict[str, str], email: str, role: st
 
 
 async def add_user(client: TestClient, admin: dict[str, str], email: str,
-                   role: str = "viewer") -> dict[str, str]:
-    """An account the admin invited with role, registered with the invite and logged in."""
+                   role: str = "viewer", unix_accounts: tuple[str, ...] = ("root",)
+                   ) -> dict[str, str]:
+    """An account the admin invited with role, registered with the invite and logged in; an
+    operator is granted unix_accounts (the tests' workloads run as root)."""
     token = await invite(client, admin, email, role)
     body: dict[str, Any] = {"email": email, "password": PASSWORD, "invite_token": token}
     r = await client.post("/api/v1/auth:register", json=body)
     assert r.status == 201, await r.text()
-    assert (await r.json())["role"] == role
+    user = await r.json()
+    assert user["role"] == role
+    if role == "operator" and unix_accounts:
+        await grant(client, admin, user["user_id"], list(unix_accounts))
     return await login(client, email)
+
+
+async def grant(client: TestClient, admin: dict[str, str], user_id: str,
+                accounts: list[str]) -> None:
+    """The admin grants the user these Unix accounts (the target policy)."""
+    r = await client.patch(f"/api/v1/users/{user_id}", json={"unix_accounts": accounts},
+                           headers=admin)
+    assert r.status == 200, await r.text()
+    assert (await r.json())["unix_accounts"] == sorted(set(accounts))
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pytest
 
 from backend import cli
 from tests.agent.procs import JsonLineProc
+from tests.backend.accounts import grant
 from tests.e2e.conftest import Platform, eventually
 from tests.workloads import cuda_expect
 
@@ -35,6 +36,9 @@ async def test_cli_session(platform: Platform, build_dir: Path, tmp_path: Path,
                                    json={"email": "cli@example.com", "role": "operator"})
     assert r.status == 201, await r.text()
     await xputrace("register", "cli@example.com", "--invite", (await r.json())["invite_token"])
+    r = await platform.client.get("/api/v1/users", headers=platform.auth)
+    user = next(u for u in (await r.json())["users"] if u["email"] == "cli@example.com")
+    await grant(platform.client, platform.auth, user["user_id"], ["root"])  # its workloads'
     assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
     machines = json.loads(await xputrace("machines"))["machines"]
     assert [m["id"] for m in machines] == [platform.machine_id]

@@ -5,6 +5,7 @@ manager's answer (SUCCESS, or its error code)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,44 @@ async def test_operator_starts_and_stops_viewer_is_refused_all_audited(
     ]
     assert str(pid) in logs[0]["message"]
     assert all(e["settle_time"] >= e["time"] for e in logs)
+
+
+async def test_an_operator_traces_only_processes_of_accounts_granted(
+        platform: Platform) -> None:
+    """The target policy: an operator with no account granted traces nothing; one granted
+    'nobody' cannot trace root's process (the manager checks the process itself) but can
+    trace nobody's; a library in every process needs an admin."""
+    p, c = platform, platform.client
+    base = f"/api/v1/machines/{p.machine_id}/monitors"
+    none = await add_user(c, p.auth, "none@example.com", "operator", unix_accounts=())
+    op = await add_user(c, p.auth, "op@example.com", "operator", unix_accounts=("nobody",))
+    with subprocess.Popen(["sleep", "60"]) as root_proc, \
+            subprocess.Popen(["sleep", "60"], user=65534, group=65534) as nobody_proc:
+        try:
+            r = await c.post(base, json={"monitor_type": "SYSCALL",
+                                         "target": {"pid": nobody_proc.pid}}, headers=none)
+            assert r.status == 403 and "may trace no process" in await r.text()
+            r = await c.post(base, json={"monitor_type": "CUDA", "target": {
+                "library_path": "/usr/lib/x86_64-linux-gnu/libcudart.so.12"}}, headers=op)
+            assert r.status == 403 and "needs an admin" in await r.text()
+            ids = {}
+            for name, proc in (("root", root_proc), ("nobody", nobody_proc)):
+                r = await c.post(base, json={"monitor_type": "SYSCALL",
+                                             "target": {"pid": proc.pid}}, headers=op)
+                assert r.status == 201, await r.text()
+                ids[name] = (await r.json())["id"]
+
+            async def settled(name: str) -> Any:
+                m = await p.monitor(ids[name])
+                return m if m["status"] in ("RUNNING", "FAILED_TO_START") else None
+            refused = await eventually(lambda: settled("root"), "root's process refused")
+            assert refused["status"] == "FAILED_TO_START", refused
+            assert refused["error_code"] == "PERMISSION_DENIED"
+            assert "belongs to no Unix account this user was granted" in refused["error_message"]
+            assert (await eventually(lambda: settled("nobody"), "nobody's traced"))[
+                "status"] == "RUNNING"
+            r = await c.delete(f"{base}/{ids['nobody']}", headers=op)
+            assert r.status == 204
+        finally:
+            root_proc.kill()
+            nobody_proc.kill()

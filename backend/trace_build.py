@@ -38,6 +38,7 @@ import psycopg
 
 from backend.filters import FilterError, compile_filter
 from backend.repo.events import EVENT_FIELDS, copy_events, count_by_monitor, stream_events
+from backend.repo.py_frames import stack_frames
 from backend.trace_files import trace_path
 from trace_export import (
     ROW_COLUMNS,
@@ -192,14 +193,9 @@ def build_trace(
 
 
 def python_stacks(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int, list[str]]:
-    """The frames of these Python stacks (py_frames) as trace labels, outermost first."""
-    cur = conn.execute("SELECT stack_id, function, file, line FROM py_frames"
-                       " WHERE stack_id = ANY(%s::numeric[]) ORDER BY stack_id, depth DESC",
-                       [list(ids)])  # fmt: skip
-    out: dict[int, list[str]] = {}
-    for sid, function, file, line in cur.fetchall():
-        out.setdefault(int(sid), []).append(frame_label(function, file, line))
-    return out
+    """The frames of these Python stacks as trace labels, outermost first."""
+    return {sid: [frame_label(*f) for f in frames]
+            for sid, frames in stack_frames(conn, ids).items()}
 
 
 def _read_ahead(items: Iterator[T]) -> Generator[T, None, None]:

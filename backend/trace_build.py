@@ -3,8 +3,9 @@
 build_trace() runs in a worker thread on its own psycopg connection (never the event loop):
 
 1. count the matches per monitor (``events.count_by_monitor``): the total that progress is
-   measured against, and each monitor's type (events rows do not carry it; a monitor missing
-   from ``monitors`` counts as CUDA, the only probe so far);
+   measured against, and each monitor's type (events rows do not carry it; the events of a
+   monitor whose row is gone are read as CUDA's, the first probe's, whose layout they most
+   likely have);
 2. stream them ``ORDER BY ts, id`` with COPY in its binary format (``events.copy_events``),
    ``chunk_rows`` at a time, each chunk through ``trace_export.from_copy`` into the writer
    (Perfetto or Chrome JSON), optionally through gzip, into a temporary file beside the final

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 _RETRY_STATUS = frozenset({401, 403, 404, 408, 429})
 _VARIABLE = re.compile(r"'[^']*'|\d+")  # a cause's quoted lines and numbers
 _MAX_CAUSES = 100  # causes remembered as logged
+_REPORT = "xputrace_writer,"  # the writer's own counters: measurement and tag separator
 
 
 class InfluxError(RuntimeError):
@@ -235,6 +236,9 @@ class InfluxWriter:
             rejected = outcome if isinstance(outcome, int) else 0
             self.stats.written_lines += len(chunk) - rejected
             self.stats.rejected_lines += rejected
+            if rejected and all(line.startswith(_REPORT) for line in chunk):
+                # the report itself refused: reporting that would be refused in turn, forever
+                self._reported = (self.stats.overflowed_lines, self.stats.rejected_lines)
             if self._overflowing and len(self._buf) < self.max_buffer_lines // 2:
                 self._overflowing = False
                 log.warning("influx: %d aggregate lines dropped so far (buffer full)",
@@ -248,7 +252,7 @@ class InfluxWriter:
             return
         self._reported = now
         self._buf.append(
-            f"xputrace_writer,instance={self.instance.replace(' ', '_').replace(',', '_')} "
+            f"{_REPORT}instance={self.instance.replace(' ', '_').replace(',', '_')} "
             f"overflowed_lines={now[0]}i,rejected_lines={now[1]}i,"
             f"buffered_lines={len(self._buf)}i {time.time_ns()}")
 
@@ -281,12 +285,14 @@ class InfluxWriter:
     def _refused(self, status: int, message: str) -> None:
         """Logs a refusal at error level, the first time its cause is seen."""
         cause = (status, _VARIABLE.sub("#", message))
-        if cause in self._causes:
+        if cause in self._causes or len(self._causes) >= _MAX_CAUSES:
             return
-        if len(self._causes) < _MAX_CAUSES:
-            self._causes.add(cause)
+        self._causes.add(cause)
         action = "retrying" if status in _RETRY_STATUS else "lines dropped"
         log.error("influx: write refused (%d, %s; logged once): %s", status, action, message)
+        if len(self._causes) == _MAX_CAUSES:
+            log.error("influx: %d causes of refused writes logged; further ones are only "
+                      "counted (xputrace_writer)", _MAX_CAUSES)
 
 
 def _message(body: str) -> str:

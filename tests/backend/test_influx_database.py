@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,20 @@ async def test_a_database_it_may_not_create_is_a_setup_error() -> None:
                         str(e.value) and "q=CREATE DATABASE \"absent\"" in str(e.value)
             finally:
                 await writer.close()
+
+
+async def test_a_refused_report_line_is_not_reported_again_forever(
+        influx_server: InfluxServer, influx_db: str) -> None:
+    """The writer's own report (xputrace_writer) refused in turn, here because its field
+    already holds strings: counted once, not reported again and again."""
+    writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db))
+    await writer.start()
+    try:
+        now = time.time_ns()  # field types hold per shard: the report's, of now
+        writer.submit([f'xputrace_writer,instance=x rejected_lines="text" {now}', "m f=1i 2"])
+        await writer.flushed()
+        writer.submit(["m f=1.5 3"])  # refused: a report follows, and is refused
+        await asyncio.wait_for(writer.flushed(), 30)
+    finally:
+        await writer.close()
+    assert writer.stats.rejected_lines == 2  # the line, then its report

@@ -89,6 +89,8 @@ class BackendProcess:
         assert self.proc is not None and self._reader is not None
         rc = self.proc.wait(timeout_s)
         self._reader.join(timeout_s)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
         return rc
 
     def kill(self) -> None:
@@ -96,18 +98,16 @@ class BackendProcess:
         self.wait()
 
     def stop(self) -> None:
-        """Terminates it if still running (for finally blocks)."""
-        if self.proc is not None and self.proc.poll() is None:
+        """Terminates it if still running, killed after a deadline (for finally blocks)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(DEADLINE_S)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr is not None:
-            if self._reader is not None:
-                self._reader.join(DEADLINE_S)
-            self.proc.stderr.close()
+        self.wait()
 
 
 class IngestClient:

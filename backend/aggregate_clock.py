@@ -3,8 +3,8 @@
 Without it an interval closes only when the ingest sees an event ``lateness`` past its end,
 so the last burst before a quiet spell (an idle or stopped monitor) would wait for the next
 one. ``close_by_clock`` sleeps until the next interval's close time by the wall clock and
-ticks the aggregator then; it wakes at least every ``max_sleep_s`` so that a wall clock
-that jumps is followed.
+ticks the aggregator then; it ticks at least every ``max_sleep_s`` (1 s), so that a wall
+clock that jumps is followed and late events are written again within that.
 """
 
 from __future__ import annotations

@@ -342,7 +342,7 @@ class Aggregator:
             return self._closed[iv]
         if iv < self._closed_upto - self.retain_intervals:
             return None
-        # closed while it had no data yet (this batch was held back): it is written now
+        # closed while it had no data yet (this batch was held back): written at the next tick
         return self._closed.setdefault(iv, _Interval())
 
     def _add(self, b: abi.Batch, touched: set[int]) -> None:

@@ -25,11 +25,11 @@ BURST = 55
 
 
 def settings_for(dsn: str, tmp_path: Path, influx: InfluxServer, db: str,
-                 **kw: Any) -> Settings:
+                 lateness_s: float = LATENESS_S, **kw: Any) -> Settings:
     port = int(free_tcp_endpoint().rsplit(":", 1)[1])
     return backend_settings(dsn, tmp_path, port=port, influx_url=influx.url,
                             influx_database=db, aggregate_interval_s=INTERVAL_S,
-                            aggregate_lateness_s=LATENESS_S, **kw)
+                            aggregate_lateness_s=lateness_s, **kw)
 
 
 def calls_of(influx: InfluxServer, db: str, monitor_id: str) -> int:
@@ -84,7 +84,8 @@ def test_second_signal_during_shutdown_changes_nothing(migrated_dsn: str, own_in
     second signal comes while the shutdown waits for InfluxDB (stopped here, started again
     after). The shutdown carries on: the last burst is written and the exit status is 0."""
     db = own_influx.new_database()
-    settings = settings_for(migrated_dsn, tmp_path, own_influx, db)
+    # a long lateness: the burst is still pending when InfluxDB stops, for the shutdown
+    settings = settings_for(migrated_dsn, tmp_path, own_influx, db, lateness_s=600)
     env = {**settings_env(settings), "XPUTRACE_INFLUX_SHUTDOWN_TIMEOUT_S": "60"}
     backend, client = BackendProcess(env), IngestClient(settings)
     monitor = str(uuid.uuid4())
@@ -107,7 +108,8 @@ def test_second_signal_during_shutdown_changes_nothing(migrated_dsn: str, own_in
 def test_shutdown_waits_for_influxdb_no_longer_than_its_timeout(
         migrated_dsn: str, own_influx: InfluxServer, tmp_path: Path) -> None:
     db = own_influx.new_database()
-    settings = settings_for(migrated_dsn, tmp_path, own_influx, db)
+    # a long lateness: the burst is still pending when InfluxDB stops, for the shutdown
+    settings = settings_for(migrated_dsn, tmp_path, own_influx, db, lateness_s=600)
     env = {**settings_env(settings), "XPUTRACE_INFLUX_SHUTDOWN_TIMEOUT_S": "1"}
     backend, client = BackendProcess(env), IngestClient(settings)
     try:

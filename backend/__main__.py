@@ -10,10 +10,10 @@ import logging
 import secrets
 from pathlib import Path
 
-from aiohttp import web
-
 from backend.app import create_app, server_keys
 from backend.db.embedded import EmbeddedPostgres
+from backend.influx import InfluxSetupError
+from backend.serve import serve
 from backend.settings import Settings
 from backend.tls import ssl_context
 
@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("backend CURVE public key: %s (managers need it; enroll their keys in %s)",
              public.decode(), settings.enrolled_dir)
     try:
-        web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                    ssl_context=tls, print=lambda s: log.info("%s", s))
+        serve(create_app(settings), settings.host, settings.port, ssl_context=tls)
+    except InfluxSetupError as e:  # a refusal to start, said plainly
+        log.error("%s", e)
+        return 1
     finally:
         if embedded is not None:
             embedded.stop()

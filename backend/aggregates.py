@@ -4,13 +4,20 @@ The ingest hands every batch it has stored (once: duplicates are not stored, so 
 twice) to ``Aggregator.add``. Each batch is reduced with numpy, with no Python code per
 event: its events are grouped by (interval, pid, function) through one sort of a packed
 key, and counts, sums, maxima and histogram buckets come from ``reduceat`` and ``unique``.
-The partial results wait per interval; an interval closes when the ingest has seen an event
-``lateness_ns`` past its end (the watermark is the latest event time seen, capped at the
-wall clock plus the lateness, so that one bad clock cannot close everything), and on
-``flush()`` (shutdown) everything pending closes. Closed intervals are kept for
-``retain_intervals``: data arriving later for one of them is merged and the interval's points
-are written again (InfluxDB replaces a point with the same series and time); data older
-than that is counted in ``stats.late_events`` and not aggregated.
+The partial results wait per interval. An interval closes, and its points go to the sink,
+once the watermark is ``lateness_ns`` past its end. The watermark is the wall clock at the
+last ``tick()`` or the latest event time seen, whichever is later, and never past the wall
+clock (a machine whose clock runs ahead closes nothing early). The backend ticks at each
+interval's close time (backend.aggregate_clock), so an interval is written ``lateness_ns``
+after its end whether or not more events come; ``flush()`` (shutdown) closes everything
+pending.
+
+Late events, for an interval already written: within ``retain_intervals`` of the watermark
+they are merged into it, and at the next ``tick()`` (or ``flush()``) the interval is written
+again, whole: every point of the interval with its totals now including them, once however
+many late batches came. InfluxDB replaces a point with the same series and time, so it holds
+one point per series and interval, never a partial one or two that add up. Events older than
+that are counted in ``stats.late_events`` and not aggregated (PostgreSQL has them all).
 
 Schema (interval start as the point's time; ``docs`` in README's InfluxDB section):
 
@@ -218,6 +225,7 @@ class AggregatorStats:
     events: int = 0
     late_events: int = 0  # arrived after their interval was closed and let go: not counted
     intervals_closed: int = 0
+    intervals_rewritten: int = 0  # written again, whole, with late events merged in
     points: int = 0
 
 
@@ -286,6 +294,7 @@ class Aggregator:
         self._series_tags: list[tuple[str, str, str]] = []  # machine, monitor type, monitor id
         self._pending: dict[int, _Interval] = {}
         self._closed: dict[int, _Interval] = {}  # reduced, kept for late data
+        self._dirty: set[int] = set()  # closed intervals late data changed: to write again
         self._closed_upto: int | None = None  # intervals below it are closed
         self._watermark: int | None = None
 
@@ -296,11 +305,26 @@ class Aggregator:
         touched: set[int] = set()
         for b in batches:
             self._add(b, touched)
-        self._close(touched)
+        self._dirty.update(iv for iv in touched if iv in self._closed)
+        self._close()
+
+    def tick(self) -> None:
+        """Moves the watermark on to the wall clock: closes the intervals it has passed by
+        the lateness, and writes again those late events have changed since the last tick."""
+        now = self.clock_ns()
+        if self._watermark is None or now > self._watermark:
+            self._watermark = now
+        self._close(rewrite=True)
+
+    def next_close_ns(self) -> int:
+        """The wall-clock time at which tick() next has an interval to close: the end of the
+        first interval the clock has not closed yet, plus the lateness."""
+        open_iv = (self.clock_ns() - self.lateness_ns) // self.interval_ns
+        return (open_iv + 1) * self.interval_ns + self.lateness_ns
 
     def flush(self) -> None:
-        """Closes every pending interval (at shutdown)."""
-        self._close(set(), everything=True)
+        """Closes every pending interval, and writes what late events changed (shutdown)."""
+        self._close(rewrite=True, everything=True)
 
     def _sid(self, b: abi.Batch) -> int:
         key = (b.machine_id, _TYPE_NAMES.get(b.monitor_type, str(b.monitor_type)), b.monitor_id)
@@ -314,9 +338,11 @@ class Aggregator:
         """Where data of interval iv goes; None when it is too late to count."""
         if self._closed_upto is None or iv >= self._closed_upto:
             return self._pending.setdefault(iv, _Interval())
+        if iv in self._closed:
+            return self._closed[iv]
         if iv < self._closed_upto - self.retain_intervals:
             return None
-        # closed while it had no data yet (this batch was held back): it is written now
+        # closed while it had no data yet (this batch was held back): written at the next tick
         return self._closed.setdefault(iv, _Interval())
 
     def _add(self, b: abi.Batch, touched: set[int]) -> None:
@@ -330,8 +356,7 @@ class Aggregator:
         if n:
             ts = ev["ts_ns"].astype(np.int64) + b.mono_to_real_ns
             last = int(ts.max())
-            cap = self.clock_ns() + self.lateness_ns
-            mark = min(last, cap)
+            mark = min(last, self.clock_ns())
             if self._watermark is None or mark > self._watermark:
                 self._watermark = mark
             self._add_calls(b, sid, mtype, ts, touched)
@@ -451,30 +476,32 @@ class Aggregator:
 
     # --- closing -------------------------------------------------------------------------
 
-    def _close(self, touched: set[int], everything: bool = False) -> None:
+    def _close(self, *, rewrite: bool = False, everything: bool = False) -> None:
         points: list[Point] = []
-        # late data for intervals already closed: merge and write them again
-        for iv in sorted(touched):
-            if iv in self._closed:
+        if rewrite:  # late data for intervals already written: merged, written again whole
+            for iv in sorted(self._dirty):
                 slot = self._closed[iv]
                 _reduce_into(slot)
                 points += self._points(iv, slot)
+            self.stats.intervals_rewritten += len(self._dirty)
+            self._dirty.clear()
+        limit: int | None = None
         if everything:
             limit = max(self._pending, default=-1) + 1
-        elif self._watermark is None:
-            return
-        else:
+        elif self._watermark is not None:
             limit = (self._watermark - self.lateness_ns) // self.interval_ns
-        for iv in sorted(i for i in self._pending if i < limit):
-            slot = self._pending.pop(iv)
-            _reduce_into(slot)
-            points += self._points(iv, slot)
-            self._closed[iv] = slot
-            self.stats.intervals_closed += 1
-        if self._closed_upto is None or limit > self._closed_upto:
-            self._closed_upto = limit
-        for iv in [i for i in self._closed if i < self._closed_upto - self.retain_intervals]:
-            del self._closed[iv]
+        if limit is not None:
+            for iv in sorted(i for i in self._pending if i < limit):
+                slot = self._pending.pop(iv)
+                _reduce_into(slot)
+                points += self._points(iv, slot)
+                self._closed[iv] = slot
+                self.stats.intervals_closed += 1
+            if self._closed_upto is None or limit > self._closed_upto:
+                self._closed_upto = limit
+            oldest = self._closed_upto - self.retain_intervals
+            for iv in [i for i in self._closed if i < oldest and i not in self._dirty]:
+                del self._closed[iv]
         if points:
             self.stats.points += len(points)
             self.sink(points)

@@ -3,9 +3,10 @@
 Each external resource is its own cleanup_ctx generator, torn down in reverse:
 trace jobs (stopped between chunks, resumed at the next start), the
 reconciler, background tasks, ingest (written out first), aggregates (every
-pending interval flushed to InfluxDB), control channel, ZeroMQ context, password
-hashing threads, PostgreSQL pool. The rate limits (backend.ratelimit) are plain
-memory, made with the application.
+pending interval flushed, and sent to InfluxDB within influx_shutdown_timeout_s),
+control channel, ZeroMQ context, password hashing threads, PostgreSQL pool.
+backend.serve runs the teardown to its end whatever signals come meanwhile. The
+rate limits (backend.ratelimit) are plain memory, made with the application.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
 from backend.admission import Admission
+from backend.aggregate_clock import close_by_clock
 from backend.aggregates import Aggregator
 from backend.control import ControlServer, curve_context
 from backend.control_events import handle_event
@@ -110,7 +112,9 @@ async def control_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def aggregates_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The aggregator and its InfluxDB writer, when InfluxDB is configured."""
+    """The aggregator, the clock that closes its intervals and its InfluxDB writer, when
+    InfluxDB is configured. Refuses to start (InfluxSetupError) when the v1 database
+    neither exists nor can be created."""
     s = app[SETTINGS]
     if not s.influx_url:
         yield
@@ -123,15 +127,23 @@ async def aggregates_ctx(app: web.Application) -> AsyncIterator[None]:
                           token=s.influx_token, org=s.influx_org, bucket=s.influx_bucket)
     writer = InfluxWriter(config, max_buffer_lines=s.influx_buffer_lines)
     await writer.start()
-    aggregator = Aggregator(lambda points: writer.submit([p.line() for p in points]),
-                            interval_ns=round(s.aggregate_interval_s * 1e9),
-                            lateness_ns=round(s.aggregate_lateness_s * 1e9))
-    async with app[DB].connection() as conn:  # drops already counted before a restart
-        aggregator.drops.last.update(await last_drop_totals(conn))
+    try:
+        await writer.ensure_database()  # when InfluxDB is not reachable, before the first write
+        aggregator = Aggregator(lambda points: writer.submit([p.line() for p in points]),
+                                interval_ns=round(s.aggregate_interval_s * 1e9),
+                                lateness_ns=round(s.aggregate_lateness_s * 1e9))
+        async with app[DB].connection() as conn:  # drops already counted before a restart
+            aggregator.drops.last.update(await last_drop_totals(conn))
+    except BaseException:
+        await writer.close(0)
+        raise
     app[INFLUX], app[AGGREGATOR] = writer, aggregator
+    clock = asyncio.create_task(close_by_clock(aggregator), name="aggregate-clock")
     yield
+    clock.cancel()
+    await asyncio.gather(clock, return_exceptions=True)
     aggregator.flush()  # the ingest has stopped: every pending interval
-    await writer.close()
+    await writer.close(s.influx_shutdown_timeout_s)  # sent, or counted lost after the timeout
 
 
 async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -91,8 +91,11 @@ class Settings:
     influx_org: str = ""
     influx_bucket: str = "xputrace"
     influx_buffer_lines: int = 200_000  # held while InfluxDB is down; beyond: counted, dropped
+    influx_shutdown_timeout_s: float = 10.0  # at shutdown, how long aggregates may take to send
+    # An interval is written aggregate_lateness_s after its end by the wall clock (events that
+    # come later: its points are written again, whole, with them merged in)
     aggregate_interval_s: float = 1.0
-    aggregate_lateness_s: float = 2.0  # an interval closes once data this far past it is seen
+    aggregate_lateness_s: float = 2.0
 
     @property
     def page_token_secret(self) -> bytes:

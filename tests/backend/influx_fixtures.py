@@ -1,12 +1,14 @@
 """A real InfluxDB for tests: Debian's influxd (1.6.7), run as a child process.
 
 Each server gets a generated config (meta, data and WAL in a temp dir, free ports for HTTP
-and the RPC bind address, reporting off) and is ready once /ping answers. Tests that need
-InfluxDB skip, saying so, where influxd is not installed (`.ci/run` installs it).
+and the RPC bind address, reporting off) and is ready once /ping answers. With ``auth=True``
+it requires users: an admin (ADMIN) is created first, and ``query`` runs as it. Tests that
+need InfluxDB skip, saying so, where influxd is not installed (`.ci/run` installs it).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import shutil
 import signal
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 
 INFLUXD = shutil.which("influxd")
+ADMIN = ("admin", "admin-password")
 
 
 def _free_port() -> int:
@@ -34,9 +37,10 @@ def _free_port() -> int:
 
 
 class InfluxServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, auth: bool = False) -> None:
         assert INFLUXD is not None
         self.root = root
+        self.auth = auth
         self.port, self.rpc_port = _free_port(), _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = root / "influxdb.conf"
@@ -55,10 +59,12 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+  auth-enabled = {str(auth).lower()}
 [continuous_queries]
   enabled = false
 """)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._admin = False
 
     def start(self, timeout_s: float = 30.0) -> None:
         with (self.root / "influxd.log").open("ab") as log:
@@ -72,11 +78,17 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
                     if r.status == 204:
-                        return
+                        break
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.05)  # polling /ping with a deadline
-        raise RuntimeError("influxd did not answer /ping in time")
+        else:
+            raise RuntimeError("influxd did not answer /ping in time")
+        if self.auth and not self._admin:
+            # the first user, an admin, may be created without credentials
+            self.query(f"CREATE USER {ADMIN[0]} WITH PASSWORD '{ADMIN[1]}' WITH ALL PRIVILEGES",
+                       method="POST", as_user=None)
+            self._admin = True
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -88,8 +100,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                 self.proc.wait()
         self.proc = None
 
-    def query(self, q: str, db: str | None = None, method: str = "GET") -> list[dict[str, Any]]:
-        """Series of one statement (epoch ns); raises on an error."""
+    def query(self, q: str, db: str | None = None, method: str = "GET",
+              as_user: tuple[str, str] | None = ADMIN) -> list[dict[str, Any]]:
+        """Series of one statement (epoch ns); raises on an error. With auth, as as_user."""
         import json
 
         params = {"q": q, "epoch": "ns", **({"db": db} if db else {})}
@@ -98,6 +111,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             req = urllib.request.Request(f"{self.url}/query", data=data.encode(), method="POST")
         else:
             req = urllib.request.Request(f"{self.url}/query?{data}")
+        if self.auth and as_user is not None:
+            token = base64.b64encode(":".join(as_user).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(req, timeout=30) as r:
             body = json.loads(r.read())
         res = body["results"][0]
@@ -116,10 +132,10 @@ def need_influxd() -> None:
         pytest.skip("influxd is not installed (apt-get install influxdb; .ci/run does)")
 
 
-def start_server() -> tuple[InfluxServer, tempfile.TemporaryDirectory[str]]:
+def start_server(auth: bool = False) -> tuple[InfluxServer, tempfile.TemporaryDirectory[str]]:
     need_influxd()
     tmp = tempfile.TemporaryDirectory(prefix="xputrace-influx-")
-    server = InfluxServer(Path(tmp.name))
+    server = InfluxServer(Path(tmp.name), auth)
     try:
         server.start()
     except BaseException:
@@ -130,9 +146,9 @@ def start_server() -> tuple[InfluxServer, tempfile.TemporaryDirectory[str]]:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[InfluxServer]:
+def running_server(auth: bool = False) -> Iterator[InfluxServer]:
     """An influxd of its own for the with block, stopped and removed after."""
-    server, tmp = start_server()
+    server, tmp = start_server(auth)
     try:
         yield server
     finally:

@@ -5,16 +5,10 @@ ingest skips batches it already stored."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import IO
 
 import psycopg
 import pytest
@@ -22,6 +16,7 @@ import zmq
 
 from manager import keys as manager_keys
 from tests.agent.procs import Agent
+from tests.backend.backend_proc import BackendProcess, settings_env
 from tests.backend.test_ingest_restart import run_workload
 from tests.pg_fixtures import backend_settings, free_tcp_endpoint
 
@@ -29,47 +24,6 @@ pytestmark = pytest.mark.bpf
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60.0
-
-
-class Backend:
-    """python -m backend as a child process, started and killed on demand."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log: list[bytes] = []
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend"], cwd=ROOT, env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        up = threading.Event()
-
-        def read(stream: IO[bytes]) -> None:
-            for line in stream:
-                self.log.append(line)
-                if b"Running on" in line:
-                    up.set()
-            up.set()  # exited
-
-        threading.Thread(target=read, args=(self.proc.stderr,), daemon=True).start()
-        assert up.wait(DEADLINE_S) and self.proc.poll() is None, b"".join(self.log).decode()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self._reap()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-        self._reap()
-
-    def _reap(self) -> None:
-        if self.proc is not None:
-            self.proc.wait(30)
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
 
 
 MONITOR = "7d9b8a3c-1111-4222-8333-444455556666"
@@ -111,9 +65,7 @@ def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Pat
                                                   migrated_dsn: str, tmp_path: Path) -> None:
     port = int(free_tcp_endpoint().rsplit(":", 1)[1])
     settings = backend_settings(migrated_dsn, tmp_path, port=port)
-    env = {**os.environ, **{f"XPUTRACE_{k.upper()}": str(v) for k, v in asdict(settings).items()
-                            if v is not None}}
-    backend = Backend(env)
+    backend = BackendProcess(settings_env(settings))
     # the agent's key is enrolled as a manager's would be; the backend's is made at its start
     settings.enrolled_dir.mkdir(parents=True)
     pub, secret = manager_keys.generate(tmp_path / "agent")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+import psycopg
 import zmq
 
 from backend import abi
@@ -126,6 +127,21 @@ class IngestClient:
         self.sock.linger = 0
         self.sock.connect(settings.ingest_endpoint)
         self.seq = 0
+        self.dsn, self.key = settings.database_dsn, client_public.decode()
+        self.admitted: set[tuple[str, str]] = set()
+
+    def admit(self, monitor_id: str, machine_id: str) -> None:
+        """Makes the ingest believe this key for machine_id's RUNNING monitor monitor_id, as
+        the machine's hello and the monitor's start would (backend.admission)."""
+        if (monitor_id, machine_id) in self.admitted:
+            return
+        assert self.dsn is not None
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO machines (id, public_key) VALUES (%s, %s) "
+                         "ON CONFLICT (id) DO NOTHING", (machine_id, self.key))
+            conn.execute("INSERT INTO monitors (id, machine_id, monitor_type, status) "
+                         "VALUES (%s, %s, 'ACL', 'RUNNING')", (monitor_id, machine_id))
+        self.admitted.add((monitor_id, machine_id))
 
     def send(self, raw: bytes, timeout_s: float = DEADLINE_S) -> None:
         """Sends one batch; returns once the ingest acknowledged it (stored)."""
@@ -137,6 +153,7 @@ class IngestClient:
     def acl_burst(self, n: int, monitor_id: str, machine_id: str = "npu-host") -> list[int]:
         """n ACL calls stamped now (0.1 ms apart), sent as one batch as the agent sends them
         (monotonic times and its offset to the wall clock); their wall-clock times."""
+        self.admit(monitor_id, machine_id)
         ev = abi.empty_events(n, "ACL")
         names = ["aclrtMemcpy", "aclrtMalloc", "aclrtFree", "aclrtSynchronizeStream"]
         ev["func"] = [ACL_IDS[names[i % len(names)]] for i in range(n)]

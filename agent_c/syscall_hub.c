@@ -395,6 +395,8 @@ static void take_in_progress(struct syscall_hub *h, struct hub_mon *m)
 	}
 }
 
+static void tick_finishing(struct syscall_hub *h, bool force);
+
 static void end_monitor(struct syscall_hub *h, struct hub_mon *m, int code, const char *reason)
 {
 	__u64 now;
@@ -434,6 +436,7 @@ int hub_remove(struct syscall_hub *h, const char *monitor_id, const char *reason
 	if (!m)
 		return -ENOENT;
 	end_monitor(h, m, AGENT_OK, reason);
+	tick_finishing(h, false);	/* a file is written: report at once */
 	return 0;
 }
 
@@ -500,6 +503,8 @@ int hub_poll(struct syscall_hub *h, int timeout_ms, int fd)
 	int n, ret = 0;
 	__u64 now;
 
+	if (h->finishing && timeout_ms > 20)
+		timeout_ms = 20;	/* acknowledgements awaited: they come on sockets not polled here */
 	n = poll(pfd, 2, timeout_ms);
 	if (n < 0 && errno != EINTR)
 		return -errno;

@@ -15,7 +15,8 @@
  *     remove<TAB>ID
  *       {"monitor_id": ID, "stopped": true, "exit_code": 0, "reason": ..., "stats": {...}}
  *       (also unasked, when its target exits or its output fails)
- *     exclude<TAB>PID   never trace PID (nor what it forks) by task name; no answer
+ *     exclude<TAB>PID   never trace PID (nor what it forks) by task name
+ *       {"excluded": PID}
  *
  *   It starts with {"hub": true, "ready": true, "pid": P, "slots": 64}; EOF on
  *   stdin or SIGTERM ends every monitor (stopped lines) and exits 0.
@@ -23,6 +24,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,8 +227,14 @@ static void command(struct syscall_hub *h, char *line)
 	} else if (!strcmp(line, "exclude") && arg) {
 		errno = 0;
 		pid = strtol(arg, &end, 10);
-		if (errno || *end || pid <= 0 || hub_exclude(h, pid))
-			fprintf(stderr, "xputrace-agent: cannot exclude '%s'\n", arg);
+		if (errno || *end || pid <= 0 || pid > INT_MAX || hub_exclude(h, pid)) {
+			printf("{\"excluded\": 0, \"error\": \"INVALID_CONFIG\", \"message\": ");
+			json_str(stdout, "not a pid, or the exclusion map is full");
+			printf("}\n");
+		} else {
+			printf("{\"excluded\": %ld}\n", pid);
+		}
+		fflush(stdout);
 	} else if (line[0]) {
 		fprintf(stderr, "xputrace-agent: unknown command '%.40s'\n", line);
 	}

@@ -60,10 +60,12 @@ class Hub(JsonLineProc):
                     raise EOFError(f"hub exited ({self.proc.wait()}): {self.stderr_text()}")
                 self._buf += chunk
 
-    def add(self, monitor_id: str, out: Path, *args: str) -> Line:
-        """Adds a monitor writing out; its answer (ready or error)."""
+    def add(self, monitor_id: str, out: Path | None, *args: str) -> Line:
+        """Adds a monitor writing out (None: args say where it sends); its answer (ready or
+        error)."""
+        output = ["--output", str(out)] if out is not None else []
         self.send_line("\t".join(["add", "--monitor-id", monitor_id, "--monitor-type", "SYSCALL",
-                                  "--machine-id", "testmachine", "--output", str(out), *args]))
+                                  "--machine-id", "testmachine", *output, *args]))
         return self.wait(lambda o: o.get("monitor_id") == monitor_id)
 
     def remove(self, monitor_id: str, out: Path) -> Capture:

@@ -18,6 +18,7 @@ import pytest
 from backend import abi
 from tests.agent.hub import Hub
 from tests.agent.procs import Capture, JsonLineProc
+from tests.agent.test_agent_zmq import CurveSink
 
 pytestmark = pytest.mark.bpf
 
@@ -228,3 +229,31 @@ def test_stdin_eof_ends_every_monitor(build_dir: Path, tmp_path: Path) -> None:
     finally:
         hub.kill()
     assert all(e["stopped"] and e["exit_code"] == 0 for e in ended)
+
+
+def test_batches_over_curve_acknowledged(build_dir: Path, tmp_path: Path) -> None:
+    """A hub monitor sends over ZeroMQ with CURVE as an agent does; its stopped line comes once
+    every batch is acknowledged, and counts exactly what arrived."""
+    hub = Hub(build_dir)
+    sink = CurveSink(tmp_path)
+    a = Workload(build_dir / "tests/workloads/syscall_calls", 2, 3)
+    try:
+        assert hub.add("z1", None, "--backend-zmq-endpoint", sink.endpoint, "--curve-keyfile",
+                       str(sink.keyfile), "--target-pid", str(a.pid),
+                       "--syscalls", "write")["ready"]
+        a.run()
+        hub.send_line("remove\tz1")
+        end = hub.wait(lambda o: o.get("monitor_id") == "z1" and "stopped" in o)
+        batches = sink.received()
+    finally:
+        a.send_line("exit")
+        a.finish()
+        a.kill()
+        sink.close()
+        hub.kill()
+    got = Counter((int(e["tid"]), "write") for b in batches for e in b.events
+                  if int(e["tid"]) in a.tids)
+    assert got == expected(a.tids, 3, ("write",))
+    assert end["stats"]["events"] == sum(b.event_count for b in batches)
+    assert end["stats"]["send_drops"] == 0 and end["exit_code"] == 0
+    assert {b.agent_pid for b in batches} == {hub.ready["pid"]}

@@ -7,6 +7,7 @@
  * over ZeroMQ or writes them to a capture file. SIGTERM flushes and exits 0.
  */
 #include <argp.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -23,9 +24,10 @@
 #include "pystack_agent.h"
 #include "python_monitor.h"
 #include "python_calls.h"
+#include "syscall_hub.h"
 #include "syscall_monitor.h"
 
-static struct agent_env env = {
+static const struct agent_env defaults = {
 	.attach_mode = "auto",
 	.machine_id = "",
 	.proc_root = "/proc",
@@ -41,12 +43,15 @@ static struct agent_env env = {
 	.sample_hz = 99,
 };
 
+static struct agent_env env;
+
 enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
 	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ, OPT_PY_BINARY, OPT_PY_FUNCTIONS, OPT_PY_HOOKS,
+	OPT_HUB,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -85,6 +90,9 @@ static const struct argp_option opts[] = {
 	  "_PyEval_EvalFrameDefault)" },
 	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
 	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
+	{ "hub", OPT_HUB, NULL, 0,
+	  "SYSCALL: the machine's one syscall tracer, serving the monitors given on stdin "
+	  "(add<TAB>ARGS..., remove<TAB>ID, exclude<TAB>PID; a JSON line answers each)" },
 	{ "backend-zmq-endpoint", OPT_ENDPOINT, "URL", 0, "Send batches here (tcp:// or ipc://)" },
 	{ "output", OPT_OUTPUT, "FILE", 0, "Write batches to a capture file instead" },
 	{ "curve-keyfile", OPT_CURVE_KEYFILE, "FILE", 0,
@@ -110,7 +118,39 @@ static const struct argp_option opts[] = {
 	{},
 };
 
-static long parse_long(const char *flag, const char *arg, long min, long max, struct argp_state *st)
+/*
+ * Where parse_arg reports: argp_error (it exits) for the agent's own command
+ * line; err, for a monitor the SYSCALL hub is given on its pipe.
+ */
+struct parse_ctx {
+	struct agent_env *env;
+	char *err;
+	size_t errlen;
+};
+
+static error_t bad(struct argp_state *st, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static error_t bad(struct argp_state *st, const char *fmt, ...)
+{
+	struct parse_ctx *ctx = st->input;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!ctx->err) {
+		argp_error(st, "%s", msg);	/* exits */
+		return EINVAL;
+	}
+	if (!ctx->err[0])
+		snprintf(ctx->err, ctx->errlen, "%s", msg);
+	return EINVAL;
+}
+
+static error_t parse_long(const char *flag, const char *arg, long min, long max,
+			  struct argp_state *st, long *out)
 {
 	char *end;
 	long v;
@@ -118,10 +158,17 @@ static long parse_long(const char *flag, const char *arg, long min, long max, st
 	errno = 0;
 	v = strtol(arg, &end, 10);
 	if (errno || end == arg || *end || v < min || v > max)
-		argp_error(st, "invalid --%s '%s': expected an integer in [%ld, %ld]", flag, arg,
+		return bad(st, "invalid --%s '%s': expected an integer in [%ld, %ld]", flag, arg,
 			   min, max);
-	return v;
+	*out = v;
+	return 0;
 }
+
+#define LONG_ARG(field, flag, min, max) do {					\
+	error_t e_ = parse_long(flag, arg, min, max, st, &env->field);		\
+	if (e_)									\
+		return e_;							\
+} while (0)
 
 static bool valid_id(const char *s, size_t max)
 {
@@ -139,154 +186,183 @@ static bool valid_id(const char *s, size_t max)
 
 static error_t parse_arg(int key, char *arg, struct argp_state *st)
 {
+	struct agent_env *env = ((struct parse_ctx *)st->input)->env;
+	long v;
+
 	switch (key) {
 	case OPT_MONITOR_ID:
 		if (!valid_id(arg, XPU_MONITOR_ID_LEN - 1))
-			argp_error(st, "invalid --monitor-id '%s': 1-39 of [A-Za-z0-9._-]", arg);
-		env.monitor_id = arg;
+			return bad(st, "invalid --monitor-id '%s': 1-39 of [A-Za-z0-9._-]", arg);
+		env->monitor_id = arg;
 		break;
 	case OPT_MONITOR_TYPE:
-		env.monitor_type = arg;
+		env->monitor_type = arg;
 		break;
 	case OPT_MACHINE_ID:
 		if (!valid_id(arg, XPU_MACHINE_ID_LEN - 1))
-			argp_error(st, "invalid --machine-id '%s': 1-71 of [A-Za-z0-9._-]", arg);
-		env.machine_id = arg;
+			return bad(st, "invalid --machine-id '%s': 1-71 of [A-Za-z0-9._-]", arg);
+		env->machine_id = arg;
 		break;
 	case OPT_TARGET_PID:
-		env.target_pid = parse_long("target-pid", arg, 1, INT_MAX, st);
+		if (parse_long("target-pid", arg, 1, INT_MAX, st, &v))
+			return EINVAL;
+		env->target_pid = v;
 		break;
 	case OPT_TARGET_LIBRARY:
 		if (arg[0] != '/')
-			argp_error(st, "invalid --target-library '%s': must be an absolute path", arg);
-		env.target_library = arg;
+			return bad(st, "invalid --target-library '%s': must be an absolute path", arg);
+		env->target_library = arg;
 		break;
 	case OPT_TARGET_COMM:
 		if (!arg[0] || strlen(arg) >= XPU_COMM_LEN)
-			argp_error(st, "invalid --target-comm '%s': 1-15 characters", arg);
-		env.target_comm = arg;
+			return bad(st, "invalid --target-comm '%s': 1-15 characters", arg);
+		env->target_comm = arg;
 		break;
 	case OPT_ENDPOINT:
 		if (strncmp(arg, "tcp://", 6) && strncmp(arg, "ipc://", 6))
-			argp_error(st, "invalid --backend-zmq-endpoint '%s': tcp:// or ipc://", arg);
-		env.endpoint = arg;
+			return bad(st, "invalid --backend-zmq-endpoint '%s': tcp:// or ipc://", arg);
+		env->endpoint = arg;
 		break;
-	case OPT_OUTPUT: env.output = arg; break;
-	case OPT_CURVE_KEYFILE: env.curve_keyfile = arg; break;
-	case OPT_PROC_ROOT: env.proc_root = arg; break;
+	case OPT_OUTPUT: env->output = arg; break;
+	case OPT_CURVE_KEYFILE: env->curve_keyfile = arg; break;
+	case OPT_PROC_ROOT: env->proc_root = arg; break;
 	case OPT_ATTACH_MODE:
 		if (strcmp(arg, "auto") && strcmp(arg, "multi") && strcmp(arg, "perf"))
-			argp_error(st, "invalid --attach-mode '%s': auto, multi or perf", arg);
-		env.attach_mode = arg;
+			return bad(st, "invalid --attach-mode '%s': auto, multi or perf", arg);
+		env->attach_mode = arg;
 		break;
 	case OPT_RINGBUF_KB:
-		env.ringbuf_kb = parse_long("ringbuf-kb", arg, 4, 1 << 20, st);
-		if (env.ringbuf_kb & (env.ringbuf_kb - 1))
-			argp_error(st, "invalid --ringbuf-kb '%s': must be a power of two", arg);
+		LONG_ARG(ringbuf_kb, "ringbuf-kb", 4, 1 << 20);
+		if (env->ringbuf_kb & (env->ringbuf_kb - 1))
+			return bad(st, "invalid --ringbuf-kb '%s': must be a power of two", arg);
 		break;
 	case OPT_MAX_THREADS:
-		env.max_threads = parse_long("max-threads", arg, 1, 1 << 20, st);
-		if (env.max_threads & (env.max_threads - 1))
-			argp_error(st, "invalid --max-threads '%s': must be a power of two", arg);
+		LONG_ARG(max_threads, "max-threads", 1, 1 << 20);
+		if (env->max_threads & (env->max_threads - 1))
+			return bad(st, "invalid --max-threads '%s': must be a power of two", arg);
 		break;
-	case OPT_WAKEUP_KB: env.wakeup_kb = parse_long("wakeup-kb", arg, 0, 1 << 21, st); break;
+	case OPT_WAKEUP_KB: LONG_ARG(wakeup_kb, "wakeup-kb", 0, 1 << 21); break;
 	case OPT_BATCH_EVENTS:
-		env.batch_events = parse_long("batch-events", arg, 1, 1 << 20, st);
+		LONG_ARG(batch_events, "batch-events", 1, 1 << 20);
 		break;
-	case OPT_FLUSH_MS: env.flush_ms = parse_long("flush-ms", arg, 1, 600000, st); break;
-	case OPT_POLL_MS: env.poll_ms = parse_long("poll-ms", arg, 1, 60000, st); break;
-	case OPT_SEND_HWM: env.send_hwm = parse_long("send-hwm", arg, 1, 1 << 20, st); break;
-	case OPT_LINGER_MS: env.linger_ms = parse_long("linger-ms", arg, 0, 600000, st); break;
-	case OPT_RESEND_MS: env.resend_ms = parse_long("resend-ms", arg, 10, 600000, st); break;
-	case OPT_SYSCALLS: env.syscalls = arg; break;
+	case OPT_FLUSH_MS: LONG_ARG(flush_ms, "flush-ms", 1, 600000); break;
+	case OPT_POLL_MS: LONG_ARG(poll_ms, "poll-ms", 1, 60000); break;
+	case OPT_SEND_HWM: LONG_ARG(send_hwm, "send-hwm", 1, 1 << 20); break;
+	case OPT_LINGER_MS: LONG_ARG(linger_ms, "linger-ms", 0, 600000); break;
+	case OPT_RESEND_MS: LONG_ARG(resend_ms, "resend-ms", 10, 600000); break;
+	case OPT_SYSCALLS: env->syscalls = arg; break;
 	case OPT_PY_RUNTIME: {
 		char *end;
 
 		errno = 0;
-		env.py_runtime = strtoull(arg, &end, 0);
-		if (errno || end == arg || *end || !env.py_runtime)
-			argp_error(st, "invalid --py-runtime '%s': an address", arg);
+		env->py_runtime = strtoull(arg, &end, 0);
+		if (errno || end == arg || *end || !env->py_runtime)
+			return bad(st, "invalid --py-runtime '%s': an address", arg);
 		break;
 	}
-	case OPT_PY_OFFSETS: env.py_offsets = arg; break;
-	case OPT_SAMPLE_HZ: env.sample_hz = parse_long("sample-hz", arg, 1, 10000, st); break;
+	case OPT_PY_OFFSETS: env->py_offsets = arg; break;
+	case OPT_SAMPLE_HZ: LONG_ARG(sample_hz, "sample-hz", 1, 10000); break;
 	case OPT_PY_BINARY:
 		if (arg[0] != '/' || strstr(arg, "/../") || strlen(arg) > 1024)
-			argp_error(st, "invalid --py-binary '%s': an absolute path", arg);
-		env.py_binary = arg;
+			return bad(st, "invalid --py-binary '%s': an absolute path", arg);
+		env->py_binary = arg;
 		break;
-	case OPT_PY_FUNCTIONS: env.py_functions = arg; break;
-	case OPT_PY_HOOKS: env.py_hooks = arg; break;
-	case 'v': env.verbose = true; break;
+	case OPT_PY_FUNCTIONS: env->py_functions = arg; break;
+	case OPT_PY_HOOKS: env->py_hooks = arg; break;
+	case OPT_HUB: env->hub = true; break;
+	case 'v': env->verbose = true; break;
 	case ARGP_KEY_ARG:
-		argp_error(st, "unexpected argument '%s'", arg);
+		return bad(st, "unexpected argument '%s'", arg);
 		break;
 	case ARGP_KEY_END:
-		if (!env.monitor_id)
-			argp_error(st, "missing --monitor-id");
-		if (!env.monitor_type)
-			argp_error(st, "missing --monitor-type");
-		if (strcmp(env.monitor_type, "CUDA") && strcmp(env.monitor_type, "ACL") &&
-		    strcmp(env.monitor_type, "SYSCALL") && strcmp(env.monitor_type, "PYTHON"))
-			argp_error(st, "invalid --monitor-type '%s': CUDA, ACL, SYSCALL or PYTHON",
-				   env.monitor_type);
-		if (!!env.py_runtime != !!env.py_offsets)
-			argp_error(st, "--py-runtime and --py-offsets go together");
-		if (!strcmp(env.monitor_type, "PYTHON")) {
+		if (!env->monitor_id)
+			return bad(st, "missing --monitor-id");
+		if (!env->monitor_type)
+			return bad(st, "missing --monitor-type");
+		if (strcmp(env->monitor_type, "CUDA") && strcmp(env->monitor_type, "ACL") &&
+		    strcmp(env->monitor_type, "SYSCALL") && strcmp(env->monitor_type, "PYTHON"))
+			return bad(st, "invalid --monitor-type '%s': CUDA, ACL, SYSCALL or PYTHON",
+				   env->monitor_type);
+		if (!!env->py_runtime != !!env->py_offsets)
+			return bad(st, "--py-runtime and --py-offsets go together");
+		if (!strcmp(env->monitor_type, "PYTHON")) {
 			struct py_code_offsets code;
 			struct py_offsets walk;
 			char why[160];
 
-			if (!env.target_pid || env.target_library || env.target_comm)
-				argp_error(st, "a PYTHON monitor samples one process: --target-pid");
-			if (!env.py_runtime)
-				argp_error(st, "a PYTHON monitor needs --py-runtime and --py-offsets");
-			if (py_parse_offsets(env.py_offsets, &walk, &code, why, sizeof(why)))
-				argp_error(st, "invalid --py-offsets: %s", why);
-			if (!!env.py_functions != !!env.py_hooks)
-				argp_error(st, "--py-functions and --py-hooks go together");
-			if (env.py_hooks && !env.py_binary)
-				argp_error(st, "--py-hooks needs --py-binary");
-			if (env.py_hooks && py_calls_check(env.py_functions, env.py_hooks, why,
+			if (!env->target_pid || env->target_library || env->target_comm)
+				return bad(st, "a PYTHON monitor samples one process: --target-pid");
+			if (!env->py_runtime)
+				return bad(st, "a PYTHON monitor needs --py-runtime and --py-offsets");
+			if (py_parse_offsets(env->py_offsets, &walk, &code, why, sizeof(why)))
+				return bad(st, "invalid --py-offsets: %s", why);
+			if (!!env->py_functions != !!env->py_hooks)
+				return bad(st, "--py-functions and --py-hooks go together");
+			if (env->py_hooks && !env->py_binary)
+				return bad(st, "--py-hooks needs --py-binary");
+			if (env->py_hooks && py_calls_check(env->py_functions, env->py_hooks, why,
 							   sizeof(why)))
-				argp_error(st, "%s", why);
-		} else if (env.py_functions || env.py_hooks) {
-			argp_error(st, "--py-functions and --py-hooks are for PYTHON monitors");
-		} else if (!strcmp(env.monitor_type, "SYSCALL")) {
+				return bad(st, "%s", why);
+		} else if (env->hub && strcmp(env->monitor_type, "SYSCALL")) {
+			return bad(st, "--hub is for SYSCALL");
+		} else if (env->py_functions || env->py_hooks) {
+			return bad(st, "--py-functions and --py-hooks are for PYTHON monitors");
+		} else if (!strcmp(env->monitor_type, "SYSCALL") && env->hub) {
+			if (env->target_pid || env->target_comm || env->target_library ||
+			    env->syscalls || env->endpoint || env->output || env->py_runtime)
+				return bad(st, "--hub takes its monitors on stdin: no target, "
+					   "--syscalls or output");
+			break;
+		} else if (!strcmp(env->monitor_type, "SYSCALL")) {
 			char why[128];
 
-			if (env.target_library)
-				argp_error(st, "--target-library is for CUDA and ACL monitors");
-			if (env.py_runtime)
-				argp_error(st, "--py-runtime is for CUDA, ACL and PYTHON monitors");
-			if (!env.target_pid && !env.target_comm)
-				argp_error(st, "missing --target-pid or --target-comm");
-			if (syscall_allow_list(env.syscalls, NULL, why, sizeof(why)) < 0)
-				argp_error(st, "invalid --syscalls: %s", why);
+			if (env->target_library)
+				return bad(st, "--target-library is for CUDA and ACL monitors");
+			if (env->py_runtime)
+				return bad(st, "--py-runtime is for CUDA, ACL and PYTHON monitors");
+			if (!env->target_pid && !env->target_comm)
+				return bad(st, "missing --target-pid or --target-comm");
+			if (syscall_allow_list(env->syscalls, NULL, why, sizeof(why)) < 0)
+				return bad(st, "invalid --syscalls: %s", why);
 		} else {
 			struct py_code_offsets code;
 			struct py_offsets walk;
 			char why[160];
 
-			if (env.syscalls)
-				argp_error(st, "--syscalls is for SYSCALL monitors");
-			if (env.py_runtime && !env.target_pid)
-				argp_error(st, "--py-runtime needs --target-pid");
-			if (env.py_offsets && py_parse_offsets(env.py_offsets, &walk, &code, why,
+			if (env->syscalls)
+				return bad(st, "--syscalls is for SYSCALL monitors");
+			if (env->py_runtime && !env->target_pid)
+				return bad(st, "--py-runtime needs --target-pid");
+			if (env->py_offsets && py_parse_offsets(env->py_offsets, &walk, &code, why,
 							       sizeof(why)))
-				argp_error(st, "invalid --py-offsets: %s", why);
-			if (!env.target_pid && !env.target_library)
-				argp_error(st, "missing --target-pid or --target-library");
-			if (env.target_comm && !env.target_library)
-				argp_error(st, "--target-comm needs --target-library");
+				return bad(st, "invalid --py-offsets: %s", why);
+			if (!env->target_pid && !env->target_library)
+				return bad(st, "missing --target-pid or --target-library");
+			if (env->target_comm && !env->target_library)
+				return bad(st, "--target-comm needs --target-library");
 		}
-		if (!!env.endpoint == !!env.output)
-			argp_error(st, "give exactly one of --backend-zmq-endpoint and --output");
-		if (env.curve_keyfile && !env.endpoint)
-			argp_error(st, "--curve-keyfile needs --backend-zmq-endpoint");
+		if (!!env->endpoint == !!env->output)
+			return bad(st, "give exactly one of --backend-zmq-endpoint and --output");
+		if (env->curve_keyfile && !env->endpoint)
+			return bad(st, "--curve-keyfile needs --backend-zmq-endpoint");
 		break;
 	default:
 		return ARGP_ERR_UNKNOWN;
+	}
+	return 0;
+}
+
+int agent_parse_monitor(int argc, char **argv, struct agent_env *out, char *err, size_t errlen)
+{
+	static const struct argp argp = { .options = opts, .parser = parse_arg };
+	struct parse_ctx ctx = { .env = out, .err = err, .errlen = errlen };
+
+	*out = defaults;
+	err[0] = '\0';
+	if (argp_parse(&argp, argc, argv, ARGP_NO_EXIT | ARGP_NO_ERRS | ARGP_NO_HELP, NULL, &ctx)) {
+		if (!err[0])
+			snprintf(err, errlen, "invalid option among the monitor's arguments");
+		return AGENT_INVALID_CONFIG;
 	}
 	return 0;
 }
@@ -311,13 +387,18 @@ int main(int argc, char **argv)
 {
 	static const struct argp argp = { .options = opts, .parser = parse_arg, .doc = argp_doc };
 
+	struct parse_ctx ctx = { .env = &env };
+
+	env = defaults;
 	argp_err_exit_status = AGENT_INVALID_CONFIG;
-	if (argp_parse(&argp, argc, argv, 0, NULL, NULL))
+	if (argp_parse(&argp, argc, argv, 0, NULL, &ctx))
 		return AGENT_INVALID_CONFIG;
 	libbpf_set_print(libbpf_print_fn);
 	signal(SIGINT, sig_handler);
 	signal(SIGTERM, sig_handler);
 	signal(SIGPIPE, SIG_IGN);
+	if (!strcmp(env.monitor_type, "SYSCALL") && env.hub)
+		return hub_main(&env, &exiting);
 	if (!strcmp(env.monitor_type, "SYSCALL"))
 		return syscall_main(&env, &exiting);
 	if (!strcmp(env.monitor_type, "PYTHON"))

@@ -4,6 +4,7 @@
 #define XPU_AGENT_ENV_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct agent_env {
@@ -34,7 +35,14 @@ struct agent_env {
 	const char *py_binary;		/* PYTHON: the ELF with _PyRuntime (its gc USDT probes) */
 	const char *py_functions;	/* PYTHON: qualified names whose calls to trace, a,b,... */
 	const char *py_hooks;		/* PYTHON: where those calls start and return (MODE:E:X) */
+	bool hub;			/* SYSCALL: the machine's shared tracer (syscall_hub.h) */
 	bool verbose;
 };
+
+/*
+ * A monitor's command line (argv[0] is a name) parsed as the agent's own,
+ * with the same checks: 0, or AGENT_INVALID_CONFIG with the reason in err.
+ */
+int agent_parse_monitor(int argc, char **argv, struct agent_env *out, char *err, size_t errlen);
 
 #endif

@@ -63,7 +63,12 @@ void sink_service(struct sink *s)
 
 __u64 sink_finish(struct sink *s)
 {
-	return s->z ? zsink_finish(s->z) : 0;
+	return s->z ? zsink_finish(s->z, -1) : 0;
+}
+
+__u64 sink_finish_within(struct sink *s, int linger_ms)
+{
+	return s->z ? zsink_finish(s->z, linger_ms) : 0;
 }
 
 void sink_counts(struct sink *s, struct sink_counts *out)

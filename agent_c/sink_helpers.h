@@ -42,6 +42,8 @@ int sink_send(struct sink *s, const void *buf, size_t len, __u64 seq, __u32 even
 void sink_service(struct sink *s);
 /* Waits up to linger_ms for every batch to be acknowledged; the events never acknowledged. */
 __u64 sink_finish(struct sink *s);
+/* The same, waiting up to linger_ms instead. */
+__u64 sink_finish_within(struct sink *s, int linger_ms);
 void sink_counts(struct sink *s, struct sink_counts *out);
 void sink_close(struct sink *s);
 

@@ -204,9 +204,10 @@ void zsink_service(struct zsink *z)
 	}
 }
 
-__u64 zsink_finish(struct zsink *z)
+__u64 zsink_finish(struct zsink *z, int linger_ms)
 {
-	__u64 deadline = mono_ns() + (__u64)z->linger_ms * 1000000, lost = 0;
+	__u64 deadline = mono_ns() + (__u64)(linger_ms < 0 ? z->linger_ms : linger_ms) * 1000000;
+	__u64 lost = 0;
 	zmq_pollitem_t item = { .socket = z->zsock, .events = ZMQ_POLLIN };
 
 	zsink_service(z);

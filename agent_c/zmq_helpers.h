@@ -16,7 +16,8 @@ struct zsink;
 int zsink_open(struct zsink **out, const struct sink_opts *o, char *err, size_t errlen);
 int zsink_send(struct zsink *z, const void *buf, size_t len, __u64 seq, __u32 events);
 void zsink_service(struct zsink *z);
-__u64 zsink_finish(struct zsink *z);
+/* linger_ms < 0: the sink's own */
+__u64 zsink_finish(struct zsink *z, int linger_ms);
 void zsink_counts(struct zsink *z, struct sink_counts *out);
 void zsink_close(struct zsink *z);
 

@@ -23,7 +23,7 @@ import pwd
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PLATFORM_USERS", "platform_process", "process_user"]
+__all__ = ["PLATFORM_USERS", "platform_pids", "platform_process", "process_user"]
 
 _PF_KTHREAD = 0x00200000  # include/linux/sched.h
 PLATFORM_USERS = ("embedded_postgres",)
@@ -82,3 +82,22 @@ def _user(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return ""
+
+
+def platform_pids(comm: str, proc_root: Path = Path("/proc"), *, agent_path: Path | None = None,
+                  own: Iterable[int] = ()) -> list[int]:  # fmt: skip
+    """The platform's processes named comm now: a monitor of that task name must skip them
+    (the SYSCALL tracer is told, and skips what they fork from then on too)."""
+    own = set(own)
+    found = []
+    for d in proc_root.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            name = (d / "comm").read_text().rstrip("\n")
+        except OSError:
+            continue
+        if name == comm and platform_process(int(d.name), proc_root, agent_path=agent_path,
+                                             own=own):
+            found.append(int(d.name))
+    return found

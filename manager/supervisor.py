@@ -18,6 +18,10 @@ Restart safety, two independent layers:
    process has the recorded start time and an agent command line for that monitor (a reused
    pid is never signalled), sends SIGTERM, waits, then SIGKILL.
 
+SYSCALL monitors are the exception to one agent per monitor: they are slots of the machine's
+one SYSCALL tracer (manager/syscall_hub.py), started with the first and ended after the last,
+whose pid each reports as its agent_pid; its own record makes it reaped like an agent.
+
 STOP is idempotent: a running monitor is stopped (SIGTERM, ``agent_stop_timeout_s``,
 SIGKILL); one this manager knows as already STOPPED or ERROR answers SUCCESS again; an id it
 never ran (or ran before a restart) answers MONITOR_NOT_FOUND, which the backend treats as
@@ -46,12 +50,13 @@ from types import TracebackType
 from typing import Any
 
 from manager import keys
-from manager.protected import platform_process, process_user
+from manager.protected import platform_pids, platform_process, process_user
 from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 from manager.python_hooks import find_hooks, hook_flag
 from manager.python_target import UnsupportedPython, agent_flags, find_target
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
+from manager.syscall_hub import HUB_RINGBUF_KB, HubGone, HubOptions, SyscallHub
 
 __all__ = [
     "AGENT_EXIT_CODES",
@@ -139,6 +144,7 @@ class Monitor:
     stats: dict[str, Any] | None = None
     libraries: list[str] = field(default_factory=list)
     stopping: bool = False
+    in_hub: bool = False  # a slot of the SYSCALL tracer, not an agent of its own
     proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES),
@@ -229,6 +235,7 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_fd: int | None = None
         self._setpriv: str | None = None
+        self._hub: SyscallHub | None = None
 
     @property
     def monitor_types(self) -> dict[str, dict[str, list[str]]]:
@@ -277,9 +284,18 @@ class Supervisor:
             else:
                 log.warning("%s not found: agents will not get SIGTERM if the manager dies "
                             "(the next manager still reaps them)", setpriv)
+        s = self.settings
+        self._hub = SyscallHub(
+            HubOptions(agent_path=s.agent_path, machine_id=self.machine_id, records=self.records,
+                       proc_root=self.proc_root, env=AGENT_ENV, setpriv=self._setpriv,
+                       ready_timeout_s=s.agent_ready_timeout_s,
+                       stop_timeout_s=s.agent_stop_timeout_s, line_limit=LINE_LIMIT),
+            on_end=self._hub_monitor_ended, on_exit=self._hub_exited)
 
     async def close(self) -> None:
         await self.stop_all()
+        if self._hub is not None:
+            await self._hub.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -347,6 +363,8 @@ class Supervisor:
                 raise self._fail(ErrorCode.TARGET_NOT_FOUND,
                                  f"Failed to find target PID {t.pid}.")
             own = [m.agent_pid for m in self._monitors.values() if m.agent_pid is not None]
+            if self._hub is not None and self._hub.pid is not None:
+                own.append(self._hub.pid)
             if platform_process(t.pid, self.proc_root, agent_path=s.agent_path, own=own):
                 raise self._fail(ErrorCode.PERMISSION_DENIED,
                                  f"target.pid: PID {t.pid} is refused: xputrace never traces "
@@ -386,6 +404,10 @@ class Supervisor:
         else:
             raise self._fail(ErrorCode.INVALID_CONFIG, "backend_zmq_data_endpoint: missing")
         c = cmd.config
+        if cmd.monitor_type == "SYSCALL" and (c.ringbuf_kb or 0) > HUB_RINGBUF_KB:
+            raise self._fail(ErrorCode.INVALID_CONFIG,
+                             f"config.ringbuf_kb: SYSCALL monitors share one tracer, whose ring "
+                             f"buffer is {HUB_RINGBUF_KB} KB")
         for flag, value in (("--attach-mode", c.attach_mode), ("--ringbuf-kb", c.ringbuf_kb),
                             ("--batch-events", c.batch_events), ("--flush-ms", c.flush_ms)):
             if value is not None:
@@ -493,7 +515,10 @@ class Supervisor:
             m = Monitor(cmd.monitor_id, cmd.monitor_type, cmd, _now())
             self._remember(m)
             try:
-                await self._launch(m, flags)
+                if cmd.monitor_type == "SYSCALL":
+                    await self._launch_in_hub(m, flags)
+                else:
+                    await self._launch(m, flags)
             except BaseException as e:
                 await self._abort(m, e)
                 raise
@@ -566,6 +591,78 @@ class Supervisor:
         log.info("monitor %s: agent pid %d ready (%s probes on %s)", m.monitor_id, proc.pid,
                  ready.get("probes"), ", ".join(m.libraries) or "-")
         self._spawn_task(self._watch(m, proc, stderr_done))
+
+    async def _launch_in_hub(self, m: Monitor, flags: list[str]) -> None:
+        """Adds the monitor to the SYSCALL tracer (started first if need be) with the flags its
+        own agent would have had; the platform's processes of its task name are skipped."""
+        s = self.settings
+        assert self._hub is not None
+        agent = str(s.agent_path)
+        if not os.access(agent, os.X_OK):
+            raise self._fail(ErrorCode.AGENT_START_FAILED, f"agent {agent} is not executable")
+        if "--backend-zmq-endpoint" in flags and s.data_curve:
+            m.keyfile = self.keydir / f"{m.monitor_id}.key"
+            keys.write_agent_keyfile(m.keyfile, s.data_key, s.public_key, s.secret_key)
+            flags = [*flags, "--curve-keyfile", str(m.keyfile)]
+        comm = m.spec.target.comm
+        exclude: list[int] = []
+        if comm is not None and m.spec.target.pid is None:
+            own = [x.agent_pid for x in self._monitors.values() if x.agent_pid is not None]
+            exclude = await asyncio.to_thread(platform_pids, comm, self.proc_root,
+                                              agent_path=s.agent_path, own=own)
+        m.in_hub = True
+        argv = ["--monitor-id", m.monitor_id, "--monitor-type", m.monitor_type,
+                "--machine-id", self.machine_id, *flags]
+        log.info("monitor %s: adding to the SYSCALL tracer: %s", m.monitor_id, " ".join(argv))
+        try:
+            line = await self._hub.add(m.monitor_id, argv, exclude)
+        except HubGone as e:
+            code = AGENT_EXIT_CODES.get(e.rc, ErrorCode.AGENT_START_FAILED)
+            reason = _agent_reason(deque(e.tail.split("; "))) or e.tail
+            raise self._fail(code, f"{reason} (SYSCALL tracer: {_describe_exit(e.rc)})"
+                             if reason else f"SYSCALL tracer: {_describe_exit(e.rc)}") from None
+        except TimeoutError:
+            raise self._fail(ErrorCode.AGENT_START_FAILED, "SYSCALL tracer did not answer "
+                             f"within {s.agent_ready_timeout_s:g}s") from None
+        if line.get("ready") is not True:
+            rc = line.get("exit_code")
+            code = AGENT_EXIT_CODES.get(rc if isinstance(rc, int) else 5,
+                                        ErrorCode.AGENT_START_FAILED)
+            raise self._fail(code, f"{line.get('message')} (SYSCALL tracer refused it: "
+                             f"{line.get('error')})")
+        m.agent_pid = int(line["pid"])
+        m.status = MonitorStatus.RUNNING
+        if m.keyfile is not None:  # the tracer read it before it answered
+            m.keyfile.unlink(missing_ok=True)
+        log.info("monitor %s: slot %s of the SYSCALL tracer pid %d", m.monitor_id,
+                 line.get("slot"), m.agent_pid)
+
+    def _hub_monitor_ended(self, monitor_id: str, line: dict[str, Any]) -> None:
+        """A SYSCALL monitor the tracer ended on its own (its target exited, its output
+        failed)."""
+        m = self._monitors.get(monitor_id)
+        if m is None or not m.in_hub or not m.active:
+            return
+        if isinstance(line.get("stats"), dict):
+            m.stats = line["stats"]
+        if isinstance(line.get("reason"), str):
+            m.stderr_tail.append(line["reason"][:STDERR_LINE_MAX])
+        rc = line.get("exit_code")
+        self._finalize(m, rc if isinstance(rc, int) else 1)
+        self._release_hub()
+
+    def _hub_exited(self, rc: int, tail: str, served: set[str]) -> None:
+        """The tracer ended: each monitor it still served ends with its status (ERROR unless
+        the monitor was being stopped)."""
+        for m in list(self._monitors.values()):
+            if m.in_hub and m.active and m.status == MonitorStatus.RUNNING:
+                m.stderr_tail.append(f"SYSCALL tracer pid {m.agent_pid} ended"
+                                     + (f": {tail}" if tail else ""))
+                self._finalize(m, rc or (0 if m.stopping else 1))
+
+    def _release_hub(self) -> None:
+        if self._hub is not None:
+            self._spawn_task(self._hub.release_if_idle())
 
     def _write_record(self, m: Monitor, pid: int, agent: str) -> None:
         m.record = write_record(self.records, m.monitor_id, pid, agent,
@@ -675,6 +772,8 @@ class Supervisor:
                                  f"Monitor with id '{monitor_id}' not found or already stopped.")
             if not m.active:
                 return m, True
+            if m.in_hub:
+                return await self._stop_in_hub(m), False
             assert m.proc is not None
             m.stopping = True
             s = self.settings
@@ -700,9 +799,33 @@ class Supervisor:
                              f"agent pid {m.agent_pid} of monitor '{monitor_id}' did not exit "
                              "after SIGTERM and SIGKILL")
 
+    async def _stop_in_hub(self, m: Monitor) -> Monitor:
+        """Ends a SYSCALL monitor's slot: the tracer answers once its final batch is
+        delivered (or given up on after its linger)."""
+        s = self.settings
+        assert self._hub is not None
+        m.stopping = True
+        try:
+            line = await self._hub.remove(m.monitor_id,
+                                          s.agent_stop_timeout_s + s.agent_kill_timeout_s)
+        except HubGone:
+            self._finalize(m, 0)  # no-op when the tracer's end was already recorded
+            return m
+        except TimeoutError:
+            raise self._fail(ErrorCode.AGENT_STOP_FAILED,
+                             f"SYSCALL tracer pid {m.agent_pid} did not end monitor "
+                             f"'{m.monitor_id}' in time") from None
+        if isinstance(line.get("stats"), dict):
+            m.stats = line["stats"]
+        rc = line.get("exit_code")
+        self._finalize(m, rc if isinstance(rc, int) else 0)
+        self._release_hub()
+        return m
+
     async def stop_all(self) -> list[Monitor]:
         """Stops every running agent (manager shutdown); returns the monitors stopped."""
-        running = [m for m in self._monitors.values() if m.active and m.proc is not None]
+        running = [m for m in self._monitors.values()
+                   if m.active and (m.proc is not None or m.in_hub)]
         results = await asyncio.gather(*(self.stop(m.monitor_id) for m in running),
                                        return_exceptions=True)
         for m, r in zip(running, results, strict=True):

@@ -267,8 +267,9 @@ async def test_openapi_documents_roles_403_and_429(team: Team) -> None:
     assert {"403", "429"} <= set(doc["paths"]["/api/v1/auth:register"]["post"]["responses"])
     patch = doc["paths"]["/api/v1/users/{user_id}"]["patch"]
     ref = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    assert sorted(doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["role"][
-        "enum"]) == ["admin", "operator", "viewer"]
+    role = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["role"]
+    enum = next(r["enum"] for r in role.get("anyOf", [role]) if "enum" in r)  # optional: or null
+    assert sorted(enum) == ["admin", "operator", "viewer"]
     assert "invite_token" in doc["components"]["schemas"]["RegisterBody"]["properties"]
 
 

@@ -87,6 +87,14 @@ async def gone(pid: int, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.01)  # polling for the exit awaited
 
 
+async def removed(path: Path, timeout: float = 30.0) -> None:
+    """path gone: the manager drops a record once it has reaped the process, after its exit."""
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        assert time.monotonic() < deadline, f"{path} still there"
+        await asyncio.sleep(0.01)
+
+
 def test_monitors_share_one_tracer(build_dir: Path, settings: Callable[..., Settings],
                                    identity: Identity, enrolled: Path,
                                    server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
@@ -124,7 +132,7 @@ def test_monitors_share_one_tracer(build_dir: Path, settings: Callable[..., Sett
             r = await backend.request(IDENT, {"command": "STOP_MONITOR", "monitor_id": M2}, 60)
             assert r["status"] == "SUCCESS", r
             await gone(hub)  # ended after the last monitor
-            assert not (s.runtime_dir / "agents" / f"{HUB_ID}.json").exists()
+            await removed(s.runtime_dir / "agents" / f"{HUB_ID}.json")
 
     try:
         run(go(), 120)

@@ -28,7 +28,7 @@ from backend.paging import (
     parse_page_size,
 )
 from backend.repo import machines, monitors
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import DB, SETTINGS, USER
 
 __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
@@ -78,7 +78,8 @@ async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
 
 @audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
-    """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
+    """Starts a monitor on the machine, owned by the caller: 201, STARTING; 429 at a quota,
+    507 when the database volume is nearly full (backend.monitor_lifecycle)."""
     machine_id = request.match_info["machine_id"]
     body = await decode_body(request, MonitorCreate)
     async with request.app[DB].connection() as conn:
@@ -86,7 +87,8 @@ async def create_monitor(request: web.Request) -> web.Response:
         check_supported(body, machine["monitor_types"])
     m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
                                        msgspec.to_builtins(body.target),
-                                       msgspec.to_builtins(body.config), body.display_name)
+                                       msgspec.to_builtins(body.config), body.display_name,
+                                       owner=uuid.UUID(request[USER].user_id))
     return web.json_response(monitor_view(m), status=201)
 
 

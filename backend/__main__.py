@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.data_dir.chmod(0o711)  # the server's user traverses it to postgres/
         embedded = EmbeddedPostgres(settings.data_dir / "postgres")
         settings = Settings.from_env(**overrides, jwt_secret=settings.jwt_secret,
-                                     database_dsn=embedded.start())
+                                     database_dsn=embedded.start(),
+                                     database_data_dir=embedded.pgdata)
         log.info("embedded PostgreSQL running in %s", embedded.root)
     public, _ = server_keys(settings)
     log.info("backend CURVE public key: %s (managers need it; enroll their keys in %s)",

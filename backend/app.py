@@ -1,7 +1,7 @@
 """create_app(settings): the backend's aiohttp application.
 
 Each external resource is its own cleanup_ctx generator, torn down in reverse:
-trace jobs (stopped between chunks, resumed at the next start), the
+trace jobs (stopped between chunks, resumed at the next start), retention, the
 reconciler, background tasks, ingest (written out first), aggregates (every
 pending interval flushed, and sent to InfluxDB within influx_shutdown_timeout_s),
 control channel, ZeroMQ context, password hashing threads, PostgreSQL pool.
@@ -12,6 +12,7 @@ rate limits (backend.ratelimit) are plain memory, made with the application.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -34,8 +35,10 @@ from backend.passwords import Passwords
 from backend.ratelimit import RateLimits
 from backend.reconciler import Reconciler
 from backend.repo.metrics import last_drop_totals
+from backend.retention import Retention
 from backend.routes import setup_routes
 from backend.settings import Settings
+from backend.storage import describe
 from backend.trace_jobs import TraceJobs
 from backend.typedefs import (
     AGGREGATOR,
@@ -46,6 +49,7 @@ from backend.typedefs import (
     PASSWORDS,
     RATE_LIMITS,
     RECONCILER,
+    RETENTION,
     SETTINGS,
     TASKS,
     TRACE_JOBS,
@@ -53,6 +57,8 @@ from backend.typedefs import (
 )
 
 __all__ = ["create_app", "server_keys"]
+
+log = logging.getLogger(__name__)
 
 
 def server_keys(settings: Settings) -> tuple[bytes, bytes]:
@@ -78,6 +84,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
                                kwargs={"autocommit": True})
     await pool.open(wait=True, timeout=30)
     app[DB] = pool
+    log.info("%s", describe(settings))
     yield
     await pool.close()
 
@@ -191,6 +198,14 @@ async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     await jobs.close()
 
 
+async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    retention = Retention(app[DB], app[SETTINGS])
+    app[RETENTION] = retention
+    retention.start()
+    yield
+    await retention.close()
+
+
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
     """Names the product, not its versions (aiohttp's default tells Python's and its own)."""
     response.headers["Server"] = "xputrace"
@@ -212,6 +227,7 @@ def create_app(settings: Settings) -> web.Application:
         settings.login_attempts_per_account, settings.login_attempts_per_address,
         settings.login_window_s, settings.api_requests_per_s, settings.api_burst)
     app.cleanup_ctx.extend([database_ctx, passwords_ctx, zmq_ctx, control_ctx, aggregates_ctx,
-                            ingest_ctx, tasks_ctx, reconcile_ctx, trace_jobs_ctx])
+                            ingest_ctx, tasks_ctx, reconcile_ctx, retention_ctx,
+                            trace_jobs_ctx])
     setup_routes(app)
     return app

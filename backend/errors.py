@@ -18,8 +18,10 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "Conflict",
+    "InsufficientStorage",
     "NotFound",
     "PermissionDenied",
+    "QuotaExceeded",
     "TooManyRequests",
     "Unauthorized",
     "error_body",
@@ -72,6 +74,21 @@ class TooManyRequests(ApiError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class QuotaExceeded(ApiError):
+    """A per-user quota (settings.max_*_per_user) is reached; the message names it."""
+
+    http_status = 429
+    status = "RESOURCE_EXHAUSTED"
+
+
+class InsufficientStorage(ApiError):
+    """The database volume is nearly full (settings.database_full_percent): nothing that
+    would store more is started."""
+
+    http_status = 507
+    status = "RESOURCE_EXHAUSTED"
 
 
 class NotFound(ApiError):

@@ -5,6 +5,11 @@
        └─DELETE──▶ STOPPING                       AGENT_STOP_FAILED ──▶ ERROR ◀─┘
     RUNNING ──its agent exited (MONITOR_STATUS, or found by reconciliation)──▶ STOPPED | ERROR
 
+A monitor belongs to the user who created it. create() refuses it (nothing is written, no
+START is sent) with 507 when the database volume is nearly full (backend.storage), and with
+429 when its owner is at a quota: settings.max_running_monitors_per_user monitors STARTING or
+RUNNING, or settings.max_events_per_user events stored by their monitors.
+
 STOPPED, ERROR and FAILED_TO_START are final. Every move is conditional on the status the
 row has (backend.repo.monitors.set_status), so replies, events and reconciliation may come
 in any order and the outcome is the same.
@@ -30,10 +35,10 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import audit
+from backend import audit, storage
 from backend.control import MachineUnavailable, NoReply
-from backend.errors import AgentStopFailed
-from backend.repo import monitors
+from backend.errors import AgentStopFailed, QuotaExceeded
+from backend.repo import event_counts, monitors
 from backend.typedefs import CONTROL, DB, SETTINGS, TASKS
 from manager import protocol
 from manager.protocol import Command, ErrorCode, MonitorStatus
@@ -75,12 +80,31 @@ async def _row(app: web.Application, machine_id: str, monitor_id: uuid.UUID) -> 
 
 async def create(app: web.Application, machine_id: str, monitor_type: str,
                  target: dict[str, Any], config: dict[str, Any], display_name: str, *,
-                 allowed_users: list[str] | None = None) -> Row:
-    """A new STARTING monitor; START_MONITOR goes to the manager in the background, with the
-    Unix accounts whose processes it may target (None: any but the platform's)."""
+                 owner: uuid.UUID | None = None, allowed_users: list[str] | None = None) -> Row:
+    """A new STARTING monitor of owner; START_MONITOR goes to the manager in the background,
+    with the Unix accounts whose processes it may target (None: any but the platform's).
+    Raises InsufficientStorage or QuotaExceeded instead (see the module doc)."""
+    settings = app[SETTINGS]
     async with app[DB].connection() as conn:
-        m = await monitors.create_monitor(conn, machine_id, monitor_type, target, config,
-                                          display_name)
+        await storage.check_room(settings, conn)
+        quota = settings.max_events_per_user
+        if owner is not None and quota > 0:
+            stored = await event_counts.user_events(conn, owner)
+            if stored >= quota:
+                raise QuotaExceeded(
+                    f"XPUTRACE_MAX_EVENTS_PER_USER: your monitors stored {stored} events, the "
+                    f"quota is {quota}; no new monitor starts until retention drops old ones "
+                    f"(XPUTRACE_RETENTION_DAYS={settings.retention_days}) or the quota is "
+                    f"raised")
+        try:
+            m = await monitors.create_monitor(
+                conn, machine_id, monitor_type, target, config, display_name,
+                created_by=owner, max_running=settings.max_running_monitors_per_user)
+        except monitors.RunningLimit as e:
+            raise QuotaExceeded(
+                f"XPUTRACE_MAX_RUNNING_MONITORS_PER_USER: you have {e.running} monitors "
+                f"STARTING or RUNNING, the quota is {settings.max_running_monitors_per_user}; "
+                f"stop one (DELETE) first") from None
     _spawn(app, _start(app, m, allowed_users))
     return m
 

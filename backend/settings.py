@@ -78,6 +78,29 @@ class Settings:
     # Trace jobs: how many run at once, and how many events rows are read per chunk
     trace_workers: int = 2
     trace_chunk_rows: int = 50_000
+    # Per-user quotas; 0: none. A monitor and a trace job belong to the user who created them;
+    # admins are held to the same quotas. Beyond one: 429 RESOURCE_EXHAUSTED naming it.
+    # - monitors STARTING or RUNNING at once (checked at POST monitors);
+    # - trace jobs queued or being built at once (checked at POST traces:generate);
+    # - events stored by the user's monitors (checked at POST monitors: no new monitor while
+    #   over it; monitors already running keep storing, retention brings the count down).
+    max_running_monitors_per_user: int = 20
+    max_trace_jobs_per_user: int = 10
+    max_events_per_user: int = 200_000_000
+    # Retention: events older than this many days are dropped, by whole day partitions
+    # (backend.retention), every retention_interval_s; 0 keeps them. A monitor type may keep
+    # its events for less or more: XPUTRACE_RETENTION_DAYS_<TYPE> (e.g. ..._SYSCALL=2), read
+    # into retention_days_by_type.
+    retention_days: int = 30
+    retention_days_by_type: tuple[tuple[str, int], ...] = ()
+    retention_interval_s: float = 3600.0
+    # The database volume: at database_full_percent used (0: never), POST monitors is refused
+    # with 507. Measured on database_data_dir when the database's files are on this host (the
+    # embedded server's: set by python -m backend), else as pg_database_size against
+    # database_volume_bytes; with neither, not checked (the backend says so at start).
+    database_full_percent: float = 90.0
+    database_data_dir: Path | None = None
+    database_volume_bytes: int = 0
     # Aggregates (backend.aggregates) into InfluxDB; no influx_url: none are computed, and
     # the metrics summary is served from PostgreSQL. influx_api: v1 (/write: database,
     # retention policy, user, password) or v2 (/api/v2/write: token, org, bucket).
@@ -105,6 +128,10 @@ class Settings:
         return hmac.new(self.jwt_secret.encode(), b"xputrace page tokens v1",
                         hashlib.sha256).digest()
 
+    def retention_days_of(self, monitor_type: str) -> int:
+        """How many days a monitor type's events are kept (0: forever)."""
+        return dict(self.retention_days_by_type).get(monitor_type, self.retention_days)
+
     @property
     def traces_dir(self) -> Path:
         """Where trace files are kept, each named by its trace id."""
@@ -117,7 +144,7 @@ class Settings:
         values: dict[str, object] = {}
         for name, f in cls.__dataclass_fields__.items():
             raw = env.get(f"XPUTRACE_{name.upper()}")
-            if raw is None:
+            if raw is None or name == "retention_days_by_type":
                 continue
             kind = f.type if isinstance(f.type, str) else f.type.__name__
             if "bool" in kind:
@@ -130,8 +157,15 @@ class Settings:
                 values[name] = Path(raw)
             else:
                 values[name] = raw
+        by_type = sorted((key.removeprefix(_RETENTION_OF), int(raw)) for key, raw in env.items()
+                         if key.startswith(_RETENTION_OF) and key != _RETENTION_OF + "BY_TYPE")
+        if by_type:
+            values["retention_days_by_type"] = tuple(by_type)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+_RETENTION_OF = "XPUTRACE_RETENTION_DAYS_"
 
 
 def _bool(name: str, raw: str) -> bool:

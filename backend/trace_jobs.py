@@ -1,17 +1,21 @@
-"""The trace job runner: runs jobs from trace_jobs, a few at a time, off the event loop.
+"""The trace job runner: ``workers`` tasks claim queued jobs from trace_jobs and build them
+off the event loop.
 
-Each job runs as an asyncio task that waits for one of ``workers`` slots, marks a new run
-(repo.start_run), then builds the file in a thread of the runner's own executor
+Jobs wait in the table (PROCESSING, not running). Each worker claims the next one
+(repo.claim_next: FOR UPDATE SKIP LOCKED, fair between users: a user's twenty jobs take turns
+with another user's one), then builds the file in a thread of the runner's own executor
 (backend.trace_build) on two synchronous connections of its own: one reads the events, the
 other writes progress (events_total once counted, then events_done and progress at most
-every ``progress_interval_s``). The task records the outcome: COMPLETED with the file's size
-and what the exporter wrote, or FAILED with the reason.
+every ``progress_interval_s``). The worker records the outcome: COMPLETED with the file's
+size and what the exporter wrote, or FAILED with the reason. An idle worker sleeps until
+wake() (a job was queued here) or for ``poll_interval_s`` (one queued elsewhere).
 
-Restarts: start() fails the PROCESSING jobs that already had ``max_attempts`` runs (a job
-that keeps killing the backend must not do so forever) and queues the others, which run
-again from scratch. close() sets the stop flag the build checks between chunks, cancels the
-queries in flight, and waits: stopped jobs stay PROCESSING with their run given back, so the
-next start resumes them. Temporary files left by a backend that died are removed at start.
+Restarts: start() queues again the jobs a stopped backend left running (one backend runs
+trace jobs) and fails those that already had ``max_attempts`` runs (a job that keeps killing
+the backend must not do so forever); the others run again from scratch. close() sets the
+stop flag the build checks between chunks, cancels the queries in flight, and waits: stopped
+jobs are queued again with their run given back, so the next start resumes them. Temporary
+files left by a backend that died are removed at start.
 """
 
 from __future__ import annotations
@@ -50,48 +54,51 @@ class TraceJobs:
         chunk_rows: int = 50_000,
         progress_interval_s: float = 0.5,
         max_attempts: int = 3,
+        poll_interval_s: float = 5.0,
     ) -> None:
         self.pool, self.dsn, self.traces_dir = pool, dsn, traces_dir
         self.chunk_rows = chunk_rows
         self.progress_interval_s = progress_interval_s
         self.max_attempts = max_attempts
+        self.poll_interval_s = poll_interval_s
         #: Called in the worker thread as (job id, stage) at "counted" and after each
         #: "chunk"; tests hold a job there.
         self.checkpoint: Callable[[uuid.UUID, str], None] | None = None
         self.stop_flag = threading.Event()
-        self._slots = asyncio.Semaphore(workers)
+        self._workers = workers
+        self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="trace-job")
         self._tasks: set[asyncio.Task[None]] = set()
         self._reading: set[psycopg.Connection[Any]] = set()
         self._lock = threading.Lock()
 
     async def start(self) -> None:
-        """Removes stale temporary files, fails exhausted jobs, queues the unfinished ones."""
+        """Removes stale temporary files, fails exhausted jobs, starts the workers."""
         self.traces_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for tmp in self.traces_dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
         async with self.pool.connection() as conn:
+            requeued = await repo.requeue_all(conn)
             failed = await repo.fail_exhausted(conn, self.max_attempts,
                                                RESTARTED.format(n=self.max_attempts))
-            pending = await repo.processing_ids(conn)
         for job_id in failed:
             log.warning("trace job %s failed: %s", job_id, RESTARTED.format(n=self.max_attempts))
-        if pending:
-            log.info("resuming %d trace jobs", len(pending))
-        for job_id in pending:
-            self.submit(job_id)
+        if requeued:
+            log.info("%d trace jobs left running by the last backend are queued again",
+                     requeued)
+        for n in range(self._workers):
+            task = asyncio.create_task(self._worker(), name=f"trace-worker-{n}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def submit(self, job_id: uuid.UUID) -> None:
-        """Queues a PROCESSING job (stopping: it stays PROCESSING for the next start)."""
-        if self.stop_flag.is_set():
-            return
-        task = asyncio.create_task(self._run(job_id), name=f"trace-job-{job_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def wake(self) -> None:
+        """A job was queued: idle workers look at once."""
+        self._wake.set()
 
     async def close(self) -> None:
-        """Stops the running builds between chunks and waits for every task to end."""
+        """Stops the running builds between chunks and waits for every worker to end."""
         self.stop_flag.set()
+        self._wake.set()
         with self._lock:
             reading = list(self._reading)
         for conn in reading:
@@ -100,39 +107,51 @@ class TraceJobs:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def _run(self, job_id: uuid.UUID) -> None:
-        async with self._slots:
-            if self.stop_flag.is_set():
-                return
-            async with self.pool.connection() as conn:
-                job = await repo.start_run(conn, job_id)
-            if job is None:
-                return
-            spec = TraceSpec(job["trace_id"], job["filter"], job["format"], job["gzip"])
-            loop = asyncio.get_running_loop()
+    async def _worker(self) -> None:
+        while not self.stop_flag.is_set():
+            self._wake.clear()  # a wake() from here on is for the next look
             try:
-                built = await loop.run_in_executor(self._executor, self._build, job_id, spec)
-            except Stopped:
-                log.info("trace job %s stopped; it resumes at the next start", job_id)
                 async with self.pool.connection() as conn:
-                    await repo.give_back(conn, job_id)
-                return
-            except BuildError as e:
-                log.warning("trace job %s failed: %s", job_id, e)
-                await self._fail(job_id, str(e))
-                return
-            except Exception:
-                log.exception("trace job %s failed", job_id)
-                await self._fail(job_id, "internal error while generating the trace "
-                                         "(the backend log has the details)")
-                return
+                    job = await repo.claim_next(conn)
+                if job is not None:
+                    await self._run(job)
+                    continue
+            except Exception:  # the database went away: look again later
+                log.exception("trace worker")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+
+    async def _run(self, job: dict[str, Any]) -> None:
+        job_id: uuid.UUID = job["id"]
+        if self.stop_flag.is_set():
             async with self.pool.connection() as conn:
-                await repo.complete(conn, job_id, built.events, built.events_total,
-                                    built.file_size, {"slices": built.stats.slices,
-                                                      "flows": built.stats.flows,
-                                                      "counter_points": built.stats.counter_points})
-            log.info("trace job %s completed: %d events, %d bytes", job_id, built.events,
-                     built.file_size)
+                await repo.give_back(conn, job_id)
+            return
+        spec = TraceSpec(job["trace_id"], job["filter"], job["format"], job["gzip"])
+        loop = asyncio.get_running_loop()
+        try:
+            built = await loop.run_in_executor(self._executor, self._build, job_id, spec)
+        except Stopped:
+            log.info("trace job %s stopped; it resumes at the next start", job_id)
+            async with self.pool.connection() as conn:
+                await repo.give_back(conn, job_id)
+            return
+        except BuildError as e:
+            log.warning("trace job %s failed: %s", job_id, e)
+            await self._fail(job_id, str(e))
+            return
+        except Exception:
+            log.exception("trace job %s failed", job_id)
+            await self._fail(job_id, "internal error while generating the trace "
+                                     "(the backend log has the details)")
+            return
+        async with self.pool.connection() as conn:
+            await repo.complete(conn, job_id, built.events, built.events_total,
+                                built.file_size, {"slices": built.stats.slices,
+                                                  "flows": built.stats.flows,
+                                                  "counter_points": built.stats.counter_points})
+        log.info("trace job %s completed: %d events, %d bytes", job_id, built.events,
+                 built.file_size)
 
     async def _fail(self, job_id: uuid.UUID, message: str) -> None:
         async with self.pool.connection() as conn:

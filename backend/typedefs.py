@@ -22,9 +22,10 @@ from backend.trace_jobs import TraceJobs
 
 if TYPE_CHECKING:
     from backend.reconciler import Reconciler
+    from backend.retention import Retention
 
 __all__ = ["AGGREGATOR", "CALLER", "CONTROL", "DB", "INFLUX", "INGEST", "PASSWORDS", "RATE_LIMITS",
-           "RECONCILER", "SETTINGS", "TASKS", "TRACE_JOBS", "USER", "ZMQ"]
+           "RECONCILER", "RETENTION", "SETTINGS", "TASKS", "TRACE_JOBS", "USER", "ZMQ"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)
@@ -42,6 +43,8 @@ INGEST = web.AppKey("ingest", Ingest)
 TASKS = web.AppKey("tasks", set[asyncio.Task[None]])
 # Keeps machines' monitors and managers in agreement (backend.reconciler.Reconciler).
 RECONCILER: web.AppKey[Reconciler] = web.AppKey("reconciler")
+# Drops events past their retention (backend.retention.Retention).
+RETENTION: web.AppKey[Retention] = web.AppKey("retention")
 # The trace job runner (backend.trace_jobs).
 TRACE_JOBS = web.AppKey("trace_jobs", TraceJobs)
 # Per-interval aggregates and their InfluxDB writer; absent when no InfluxDB is configured.

@@ -77,6 +77,9 @@ def backend_settings(dsn: str, tmp_path: Path, **kw: Any) -> Settings:
         "ingest_public_endpoint": ingest, "control_endpoint": free_tcp_endpoint(),
         "keys_dir": tmp_path / "keys", "enrolled_dir": tmp_path / "enrolled",
         "data_dir": tmp_path / "data",
+        # the tests' synthetic events are dated in the past (tests/backend/trace_data.NOW):
+        # retention would drop them at start; tests of retention set it
+        "retention_days": 0,
     }
     values.update(kw)
     return Settings(**values)

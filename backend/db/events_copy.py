@@ -58,7 +58,9 @@ __all__ = [
     "COLUMNS",
     "DAY_NS",
     "ID_SHIFT",
+    "MAX_AGE_NS",
     "MIN_TS_NS",
+    "PARTITION_LOCK",
     "EventWriter",
     "Rejected",
     "WriteResult",
@@ -70,6 +72,7 @@ __all__ = [
 COLUMNS = ("ts", "id", "duration_ns", "ret", "monitor_id", "pid", "tid", "cpu", "flags",
            "machine_id", "comm", "event_type", "event_data")  # fmt: skip
 DAY_NS = 86_400 * 10**9
+MAX_AGE_NS = 7 * DAY_NS  # events older than this are refused (EventWriter's max_age_ns)
 MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z: anything earlier is a broken clock
 #: events.id = (event_batches.id << ID_SHIFT) | index of the event in its batch
 ID_SHIFT = 24
@@ -89,7 +92,7 @@ _SEND_BUFFER = 4 << 20
 _I32 = 2**31
 _I63 = 2**63
 _POW10 = np.array([10**k for k in range(1, 20)], dtype=np.uint64)
-_PARTITION_LOCK = 0x78707574706172  # "xputpar": advisory lock serialising partition DDL
+PARTITION_LOCK = 0x78707574706172  # "xputpar": advisory lock serialising partition DDL
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class EventWriter:
     def __init__(
         self,
         *,
-        max_age_ns: int = 7 * DAY_NS,
+        max_age_ns: int = MAX_AGE_NS,
         max_future_ns: int = DAY_NS,
         clock_ns: Callable[[], int] = time.time_ns,
         offload: bool = True,
@@ -192,7 +195,7 @@ class EventWriter:
         for day in sorted(set(days) - self._days):
             name = sql.Identifier(partition_name(day))
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
                 cur = await conn.execute(
                     "SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass"
                     " AND inhrelid = to_regclass(%s)", (partition_name(day),))  # fmt: skip
@@ -258,6 +261,7 @@ class EventWriter:
                         if piece is None:
                             break
                         await copy.write(piece)
+            await _count(conn, new_events)
         return events, tuple(b for b, _ in sorted(new, key=lambda n: n[1]))  # in seq order
 
 
@@ -273,6 +277,39 @@ async def _insert_frames(conn: AsyncConnection[Any],
             await cur.executemany(
                 "INSERT INTO py_frames (monitor_id, stack_id, depth, pid, function, file, line,"
                 " flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
+
+
+async def _count(conn: AsyncConnection[Any], batches: list[tuple[abi.Batch, int]]) -> None:
+    """Adds the events stored to event_counts, per monitor and UTC day, last in the
+    transaction (its rows stay locked until the commit) and in key order (no deadlock)."""
+    counts: dict[tuple[uuid.UUID, int], int] = {}
+    for b, _ in batches:
+        mid = uuid.UUID(b.monitor_id)
+        for day, n in _day_counts(b).items():
+            counts[(mid, day)] = counts.get((mid, day), 0) + n
+    if not counts:
+        return
+    keys = sorted(counts)
+    await conn.execute(
+        "INSERT INTO event_counts (monitor_id, day, events)"
+        " SELECT * FROM unnest(%s::uuid[], %s::int4[], %s::int8[])"
+        " ON CONFLICT (monitor_id, day) DO UPDATE SET events = event_counts.events"
+        " + EXCLUDED.events",
+        ([m for m, _ in keys], [d for _, d in keys], [counts[k] for k in keys]))
+
+
+def _day_counts(b: abi.Batch) -> dict[int, int]:
+    """{UTC day: events of the batch that day}."""
+    ts = b.events["ts_ns"]
+    if not len(ts):
+        return {}
+    first = (int(ts.min()) + b.mono_to_real_ns) // DAY_NS
+    last = (int(ts.max()) + b.mono_to_real_ns) // DAY_NS
+    if first == last:
+        return {first: len(ts)}
+    days = (ts.astype(np.int64) + b.mono_to_real_ns) // DAY_NS
+    values, n = np.unique(days, return_counts=True)
+    return {int(d): int(c) for d, c in zip(values, n, strict=True)}
 
 
 def _cstr_text(raw: bytes) -> str:

@@ -97,7 +97,8 @@ async def _target_policy(conn: Any, caller: Caller, body: MonitorCreate) -> list
 
 @audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
-    """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
+    """Starts a monitor on the machine, owned by the caller: 201, STARTING; 429 at a quota,
+    507 when the database volume is nearly full (backend.monitor_lifecycle)."""
     machine_id = request.match_info["machine_id"]
     body = await decode_body(request, MonitorCreate)
     async with request.app[DB].connection() as conn:
@@ -107,7 +108,7 @@ async def create_monitor(request: web.Request) -> web.Response:
     m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
                                        msgspec.to_builtins(body.target),
                                        msgspec.to_builtins(body.config), body.display_name,
-                                       allowed_users=allowed)
+                                       allowed_users=allowed, owner=request[CALLER].user_id)
     return web.json_response(monitor_view(m), status=201)
 
 

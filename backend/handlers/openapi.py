@@ -40,7 +40,13 @@ _UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id"}
 _ERRORS = {400: "a parameter or body field is wrong; the message names it",
            401: "no valid access token", 404: "no such resource",
            409: "the resource is not in a state that allows this", 500: "internal error",
-           503: "a service the answer needs is unavailable"}
+           503: "a service the answer needs is unavailable",
+           507: "RESOURCE_EXHAUSTED: the database volume is nearly full "
+                "(XPUTRACE_DATABASE_FULL_PERCENT); the message says how full and what to do"}
+# Operations that also answer 429 for a per-user quota (backend.settings max_*_per_user).
+_QUOTAS = {"/api/v1/machines/{machine_id}/monitors": "monitors STARTING or RUNNING, or events "
+                                                     "stored by the caller's monitors",
+           "/api/v1/traces:generate": "trace jobs queued or running"}
 
 
 def _errors(method: str, path: str, has_query: bool) -> list[int]:
@@ -54,7 +60,8 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
     extra = {("POST", "/api/v1/auth:register"): {409}, ("POST", "/api/v1/auth:login"): {401},
              ("POST", "/api/v1/auth:refreshToken"): {401},
              ("GET", "/api/v1/traces/{trace_id}"): {409},
-             ("GET", "/api/v1/metrics/summary"): {503}}
+             ("GET", "/api/v1/metrics/summary"): {503},
+             ("POST", "/api/v1/machines/{machine_id}/monitors"): {507}}
     return sorted(codes | extra.get((method, path), set()))
 
 
@@ -191,8 +198,11 @@ def _access(op: dict[str, Any], path: str, role: str | None) -> None:
         op["responses"]["403"] = {"description": "PERMISSION_DENIED: registration is closed "
                                   "and no valid invite_token was given", "content": error}
     if role is not None or path in _RATE_LIMITED:
+        quota = _QUOTAS.get(path) if op["operationId"].startswith("post_") else None
         op["responses"]["429"] = {
-            "description": "RESOURCE_EXHAUSTED: rate limited",
+            "description": "RESOURCE_EXHAUSTED: rate limited" + (
+                f" (Retry-After), or the caller's quota of {quota} is reached (the message "
+                f"names it)" if quota else ""),
             "headers": {"Retry-After": {"description": "seconds to wait",
                                         "schema": {"type": "integer"}}},
             "content": error,

@@ -1,7 +1,8 @@
 """Traces (seeds/003 section 6): generate from a filter, follow the job, download the file.
 
-POST traces:generate checks the filter up front (a 400 naming the problem) and answers 202
-with the job id; backend.trace_jobs builds the file. A user sees only their own jobs and
+POST traces:generate checks the filter up front (a 400 naming the problem) and the caller's
+quota of trace jobs queued or running (429), and answers 202 with the job id; the job is
+queued, and backend.trace_jobs builds the file. A user sees only their own jobs and
 traces: anyone else's are 404. The trace id is assigned with the job and shown once it is
 COMPLETED; downloading a trace whose job has not completed is a 409.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend.errors import BadRequest, Conflict, NotFound
+from backend.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from backend.filters import FilterError, compile_filter
 from backend.models import TraceGenerate, decode_body, path_uuid
 from backend.repo import trace_jobs
@@ -66,10 +67,16 @@ async def generate_trace(request: web.Request) -> web.Response:
     except FilterError as e:
         raise BadRequest(e.param, e.problem) from None
     user_id = uuid.UUID(request[USER].user_id)
-    async with request.app[DB].connection() as conn:
-        job = await trace_jobs.create_job(conn, user_id, body.trace_name, body.filter,
-                                          body.format, body.gzip)
-    request.app[TRACE_JOBS].submit(job["id"])
+    quota = request.app[SETTINGS].max_trace_jobs_per_user
+    try:
+        async with request.app[DB].connection() as conn:
+            job = await trace_jobs.create_job(conn, user_id, body.trace_name, body.filter,
+                                              body.format, body.gzip, max_jobs=quota)
+    except trace_jobs.JobLimit as e:
+        raise QuotaExceeded(f"XPUTRACE_MAX_TRACE_JOBS_PER_USER: you have {e.jobs} trace jobs "
+                            f"queued or running, the quota is {quota}; generate this one once "
+                            f"one of them is COMPLETED or FAILED") from None
+    request.app[TRACE_JOBS].wake()
     return web.json_response({"trace_job_id": str(job["id"])}, status=202,
                              headers={"Location": f"/api/v1/traces/jobs/{job['id']}"})
 

@@ -13,22 +13,48 @@ from psycopg.rows import dict_row
 from backend.filters import FieldSpec
 from backend.paging import OrderBy, keyset_predicate
 
-__all__ = ["ACTIVE", "FIELDS", "FINAL", "ORDERABLE", "TIEBREAK", "create_monitor", "get_monitor",
-           "list_monitors", "list_to_reconcile", "machine_and_status", "set_status"]
+__all__ = ["ACTIVE", "FIELDS", "FINAL", "ORDERABLE", "RUNNING", "TIEBREAK", "RunningLimit",
+           "create_monitor", "get_monitor", "list_monitors", "list_to_reconcile",
+           "machine_and_status", "set_status"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, machine_id, monitor_type, target, config, display_name, status, error_code, "
-         "error_message, create_time, start_time, stop_time, agent_pid")
+         "error_message, create_time, start_time, stop_time, agent_pid, created_by")
+# The statuses that count against a user's running monitors (a STOPPING one was asked to go).
+RUNNING = ("STARTING", "RUNNING")
+_QUOTA_LOCK = 0x78707571  # "xpuq": pg_advisory_xact_lock(_QUOTA_LOCK, hashtext(user))
+
+
+class RunningLimit(Exception):
+    """The user already has `running` monitors STARTING or RUNNING, at or over the limit."""
+
+    def __init__(self, running: int) -> None:
+        super().__init__(f"{running} monitors running")
+        self.running = running
 
 
 async def create_monitor(conn: Conn, machine_id: str, monitor_type: str, target: dict[str, Any],
-                         config: dict[str, Any], display_name: str) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
+                         config: dict[str, Any], display_name: str, *,
+                         created_by: uuid.UUID | None = None,
+                         max_running: int = 0) -> dict[str, Any]:
+    """A new STARTING monitor owned by created_by. With max_running (> 0) and an owner, raises
+    RunningLimit instead when the owner has that many STARTING or RUNNING already: counted
+    and inserted under a lock per owner, so requests at once cannot pass it together."""
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        if created_by is not None and max_running > 0:
+            await cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                              (_QUOTA_LOCK, str(created_by)))
+            await cur.execute("SELECT count(*) AS n FROM monitors WHERE created_by = %s "
+                              "AND status = ANY(%s)", (created_by, list(RUNNING)))
+            counted = await cur.fetchone()
+            running = int(counted["n"]) if counted else 0
+            if running >= max_running:
+                raise RunningLimit(running)
         await cur.execute(
-            f"INSERT INTO monitors (id, machine_id, monitor_type, target, config, display_name) "
-            f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLS}".encode(),
+            f"INSERT INTO monitors (id, machine_id, monitor_type, target, config, display_name,"
+            f" created_by) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}".encode(),
             (uuid.uuid4(), machine_id, monitor_type, json.dumps(target), json.dumps(config),
-             display_name),
+             display_name, created_by),
         )
         row = await cur.fetchone()
         assert row is not None

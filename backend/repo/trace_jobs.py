@@ -1,9 +1,15 @@
 """Trace jobs and their lifecycle: PROCESSING -> COMPLETED | FAILED (table trace_jobs).
 
-A run starts with start_run (attempts + 1, progress reset) and ends with complete, fail or,
-when the backend stops it cleanly, give_back (attempts - 1: the run did not count). Progress
-is written from the job's worker thread, on a synchronous connection (set_total,
-set_progress); everything else is asyncio.
+A PROCESSING job is queued (running false) until a worker claims it (claim_next: running,
+attempts + 1, progress reset); the run ends with complete, fail or, when the backend stops it
+cleanly, give_back (queued again, attempts - 1: the run did not count). Progress is written
+from the job's worker thread, on a synchronous connection (set_total, set_progress);
+everything else is asyncio.
+
+The queue is fair between users: claim_next takes the oldest queued job of the user with the
+fewest jobs running, and among those, of the user whose jobs last started longest ago (never:
+first). One user's twenty jobs then take turns with another user's one, instead of all going
+first.
 """
 
 from __future__ import annotations
@@ -16,13 +22,23 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["complete", "create_job", "fail", "fail_exhausted", "get_job", "get_job_by_trace",
-           "give_back", "processing_ids", "set_progress", "set_total", "start_run"]
+__all__ = ["JobLimit", "claim_next", "complete", "create_job", "fail", "fail_exhausted",
+           "get_job", "get_job_by_trace", "give_back", "requeue_all", "set_progress",
+           "set_total"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, user_id, trace_id, trace_name, filter, format, gzip, status, progress, "
          "events_total, events_done, error_message, file_size, stats, attempts, create_time, "
-         "start_time, end_time")
+         "start_time, end_time, running")
+_QUOTA_LOCK = 0x78707574  # "xput": pg_advisory_xact_lock(_QUOTA_LOCK, hashtext(user))
+
+
+class JobLimit(Exception):
+    """The user already has `jobs` trace jobs queued or running, at or over the limit."""
+
+    def __init__(self, jobs: int) -> None:
+        super().__init__(f"{jobs} trace jobs")
+        self.jobs = jobs
 
 
 async def _one(conn: Conn, sql: str, params: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -32,13 +48,25 @@ async def _one(conn: Conn, sql: str, params: tuple[Any, ...]) -> dict[str, Any] 
 
 
 async def create_job(conn: Conn, user_id: uuid.UUID, trace_name: str, filter_text: str,
-                     fmt: str, gzip: bool) -> dict[str, Any]:
-    row = await _one(
-        conn,
-        f"INSERT INTO trace_jobs (id, user_id, trace_id, trace_name, filter, format, gzip) "
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
-        (uuid.uuid4(), user_id, uuid.uuid4(), trace_name, filter_text, fmt, gzip),
-    )
+                     fmt: str, gzip: bool, *, max_jobs: int = 0) -> dict[str, Any]:
+    """A new queued job. With max_jobs (> 0), raises JobLimit instead when the user has that
+    many PROCESSING already: counted and inserted under a lock per user."""
+    async with conn.transaction():
+        if max_jobs > 0:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                               (_QUOTA_LOCK, str(user_id)))
+            cur = await conn.execute("SELECT count(*) FROM trace_jobs WHERE user_id = %s "
+                                     "AND status = 'PROCESSING'", (user_id,))
+            counted = await cur.fetchone()
+            jobs = int(counted[0]) if counted else 0
+            if jobs >= max_jobs:
+                raise JobLimit(jobs)
+        row = await _one(
+            conn,
+            f"INSERT INTO trace_jobs (id, user_id, trace_id, trace_name, filter, format, gzip) "
+            f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
+            (uuid.uuid4(), user_id, uuid.uuid4(), trace_name, filter_text, fmt, gzip),
+        )
     assert row is not None
     return row
 
@@ -55,52 +83,76 @@ async def get_job_by_trace(conn: Conn, trace_id: uuid.UUID,
                       (trace_id, user_id))
 
 
-async def start_run(conn: Conn, job_id: uuid.UUID) -> dict[str, Any] | None:
-    """Counts a new run of a PROCESSING job and resets its progress; None when it is not
-    PROCESSING (any more)."""
-    return await _one(
-        conn,
-        f"UPDATE trace_jobs SET attempts = attempts + 1, start_time = now(), progress = 0, "
-        f"events_done = 0, events_total = NULL WHERE id = %s AND status = 'PROCESSING' "
-        f"RETURNING {_COLS}",
-        (job_id,),
-    )
+_QUALIFIED = ", ".join(f"trace_jobs.{c}" for c in _COLS.split(", "))
+# Each user with queued jobs offers its oldest; the one taken is of the user with the fewest
+# jobs running, then whose jobs last started longest ago (never: first), then the oldest.
+# Only the offered rows are locked, skipping those another worker is claiming.
+_CLAIM = f"""
+WITH heads AS (
+    SELECT DISTINCT ON (user_id) id, user_id, create_time FROM trace_jobs
+    WHERE status = 'PROCESSING' AND NOT running ORDER BY user_id, create_time, id
+), offered AS (
+    SELECT h.id, h.create_time,
+           (SELECT count(*) FROM trace_jobs r WHERE r.user_id = h.user_id
+                AND r.status = 'PROCESSING' AND r.running) AS running_now,
+           (SELECT max(s.start_time) FROM trace_jobs s WHERE s.user_id = h.user_id)
+                AS last_start
+    FROM heads h
+), taken AS (
+    SELECT j.id FROM trace_jobs j JOIN offered o ON o.id = j.id
+    WHERE j.status = 'PROCESSING' AND NOT j.running
+    ORDER BY o.running_now, o.last_start NULLS FIRST, o.create_time, j.id
+    LIMIT 1 FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE trace_jobs SET running = true, attempts = attempts + 1, start_time = clock_timestamp(),
+    progress = 0, events_done = 0, events_total = NULL
+FROM taken WHERE trace_jobs.id = taken.id
+RETURNING {_QUALIFIED}
+"""
+
+
+async def claim_next(conn: Conn) -> dict[str, Any] | None:
+    """Takes the next queued job, fairly between users (see the module doc), and counts a new
+    run of it; None when nothing is queued."""
+    return await _one(conn, _CLAIM, ())
+
+
+async def requeue_all(conn: Conn) -> int:
+    """Queues again every job marked running: at start, the runs of a backend that stopped
+    without ending them (one backend runs trace jobs). How many."""
+    cur = await conn.execute("UPDATE trace_jobs SET running = false "
+                             "WHERE status = 'PROCESSING' AND running")
+    return cur.rowcount
 
 
 async def give_back(conn: Conn, job_id: uuid.UUID) -> None:
-    """The run was stopped by a clean shutdown: it does not count against the job."""
+    """The run was stopped by a clean shutdown: queued again, and it does not count."""
     await conn.execute(
-        "UPDATE trace_jobs SET attempts = greatest(attempts - 1, 0) "
+        "UPDATE trace_jobs SET attempts = greatest(attempts - 1, 0), running = false "
         "WHERE id = %s AND status = 'PROCESSING'", (job_id,))
 
 
 async def complete(conn: Conn, job_id: uuid.UUID, events: int, events_total: int,
                    file_size: int, stats: dict[str, int]) -> None:
     await conn.execute(
-        "UPDATE trace_jobs SET status = 'COMPLETED', progress = 1, events_done = %s, "
-        "events_total = %s, file_size = %s, stats = %s, end_time = now() "
+        "UPDATE trace_jobs SET status = 'COMPLETED', running = false, progress = 1, "
+        "events_done = %s, events_total = %s, file_size = %s, stats = %s, end_time = now() "
         "WHERE id = %s AND status = 'PROCESSING'",
         (events, events_total, file_size, json.dumps(stats), job_id))
 
 
 async def fail(conn: Conn, job_id: uuid.UUID, message: str) -> None:
     await conn.execute(
-        "UPDATE trace_jobs SET status = 'FAILED', error_message = %s, end_time = now() "
-        "WHERE id = %s AND status = 'PROCESSING'", (message[:2000], job_id))
+        "UPDATE trace_jobs SET status = 'FAILED', running = false, error_message = %s, "
+        "end_time = now() WHERE id = %s AND status = 'PROCESSING'", (message[:2000], job_id))
 
 
 async def fail_exhausted(conn: Conn, max_attempts: int, message: str) -> list[uuid.UUID]:
     """Fails the PROCESSING jobs that already had max_attempts runs; their ids."""
     cur = await conn.execute(
-        "UPDATE trace_jobs SET status = 'FAILED', error_message = %s, end_time = now() "
-        "WHERE status = 'PROCESSING' AND attempts >= %s RETURNING id", (message, max_attempts))
-    return [r[0] for r in await cur.fetchall()]
-
-
-async def processing_ids(conn: Conn) -> list[uuid.UUID]:
-    """Jobs still PROCESSING, oldest first."""
-    cur = await conn.execute(
-        "SELECT id FROM trace_jobs WHERE status = 'PROCESSING' ORDER BY create_time, id")
+        "UPDATE trace_jobs SET status = 'FAILED', running = false, error_message = %s, "
+        "end_time = now() WHERE status = 'PROCESSING' AND attempts >= %s RETURNING id",
+        (message, max_attempts))
     return [r[0] for r in await cur.fetchall()]
 
 

@@ -531,7 +531,9 @@ class Supervisor:
         for k in finished[:max(0, len(finished) - MAX_FINISHED)]:
             del self._monitors[k]
 
-    async def _launch(self, m: Monitor, flags: list[str]) -> None:
+    def _agent_and_keys(self, m: Monitor, flags: list[str]) -> tuple[str, list[str]]:
+        """The agent binary (checked executable) and flags with the monitor's CURVE key file,
+        written now, when its data goes to the backend."""
         s = self.settings
         agent = str(s.agent_path)
         if not os.access(agent, os.X_OK):
@@ -540,6 +542,11 @@ class Supervisor:
             m.keyfile = self.keydir / f"{m.monitor_id}.key"
             keys.write_agent_keyfile(m.keyfile, s.data_key, s.public_key, s.secret_key)
             flags = [*flags, "--curve-keyfile", str(m.keyfile)]
+        return agent, flags
+
+    async def _launch(self, m: Monitor, flags: list[str]) -> None:
+        s = self.settings
+        agent, flags = self._agent_and_keys(m, flags)
         argv = [agent, "--monitor-id", m.monitor_id, "--monitor-type", m.monitor_type,
                 "--machine-id", self.machine_id, *flags]
         if self._setpriv:
@@ -597,13 +604,7 @@ class Supervisor:
         own agent would have had; the platform's processes of its task name are skipped."""
         s = self.settings
         assert self._hub is not None
-        agent = str(s.agent_path)
-        if not os.access(agent, os.X_OK):
-            raise self._fail(ErrorCode.AGENT_START_FAILED, f"agent {agent} is not executable")
-        if "--backend-zmq-endpoint" in flags and s.data_curve:
-            m.keyfile = self.keydir / f"{m.monitor_id}.key"
-            keys.write_agent_keyfile(m.keyfile, s.data_key, s.public_key, s.secret_key)
-            flags = [*flags, "--curve-keyfile", str(m.keyfile)]
+        _, flags = self._agent_and_keys(m, flags)  # the tracer runs the same binary
         comm = m.spec.target.comm
         exclude: list[int] = []
         if comm is not None and m.spec.target.pid is None:

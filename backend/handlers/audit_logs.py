@@ -54,7 +54,7 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 async def list_audit_logs(request: web.Request) -> web.Response:
     """Control actions: who asked for what, when, and the result; newest first (admin)."""
     q = request.query
-    text, secret = q.get("filter", ""), request.app[SETTINGS].jwt_secret.encode()
+    text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
         where, params = compile_filter(text, FIELDS)
         size = parse_page_size(q.get("page_size"))

@@ -37,7 +37,7 @@ def _user_id(request: web.Request) -> uuid.UUID:
 async def list_users(request: web.Request) -> web.Response:
     """Users, oldest first, a page at a time (admin)."""
     q = request.query
-    text, secret = q.get("filter", ""), request.app[SETTINGS].jwt_secret.encode()
+    text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
         where, params = compile_filter(text, FIELDS)
         size = parse_page_size(q.get("page_size"))

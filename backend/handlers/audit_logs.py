@@ -7,25 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from backend.errors import BadRequest
-from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.filters import FilterError, compile_filter
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import audit_logs
 from backend.typedefs import DB, SETTINGS
 
 __all__ = ["list_audit_logs"]
 
-FIELDS = {
-    "time": FieldSpec("time", "timestamp"),
-    "actor_id": FieldSpec("actor_id::text", "str", nullable=True),
-    "actor_email": FieldSpec("actor_email", "str"),
-    "actor_role": FieldSpec("actor_role", "str"),
-    "address": FieldSpec("address", "str"),
-    "action": FieldSpec("action", "str"),
-    "target": FieldSpec("target", "str"),
-    "result": FieldSpec("result", "str"),
-    "http_status": FieldSpec("http_status", "int", nullable=True),
-    "error_code": FieldSpec("error_code", "str", nullable=True),
-}
 _ORDER = "id desc"
 
 
@@ -54,9 +42,9 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 async def list_audit_logs(request: web.Request) -> web.Response:
     """Control actions: who asked for what, when, and the result; newest first (admin)."""
     q = request.query
-    text, secret = q.get("filter", ""), request.app[SETTINGS].jwt_secret.encode()
+    text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, audit_logs.FIELDS)
         size = parse_page_size(q.get("page_size"))
         after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:

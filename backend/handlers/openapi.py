@@ -36,10 +36,11 @@ _BODIES: dict[tuple[str, str], type] = {
 _RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
 PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
           "/api/v1/openapi.json"}
-_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id"}
+_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id", "user_id"}
 _ERRORS = {400: "a parameter or body field is wrong; the message names it",
            401: "no valid access token", 404: "no such resource",
-           409: "the resource is not in a state that allows this", 500: "internal error",
+           409: "the resource is not in a state that allows this (FAILED_PRECONDITION), or "
+                "is there already (ALREADY_EXISTS)", 500: "internal error",
            503: "a service the answer needs is unavailable"}
 
 
@@ -54,7 +55,9 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
     extra = {("POST", "/api/v1/auth:register"): {409}, ("POST", "/api/v1/auth:login"): {401},
              ("POST", "/api/v1/auth:refreshToken"): {401},
              ("GET", "/api/v1/traces/{trace_id}"): {409},
-             ("GET", "/api/v1/metrics/summary"): {503}}
+             ("GET", "/api/v1/metrics/summary"): {503},
+             ("POST", "/api/v1/users:invite"): {409},
+             ("PATCH", "/api/v1/users/{user_id}"): {409}}
     return sorted(codes | extra.get((method, path), set()))
 
 
@@ -65,14 +68,16 @@ def _text(fmt: str, description: str, max_length: int = 4096) -> dict[str, Any]:
             "description": f"{description}{' Fields: ' + names + '.' if names else ''}"}
 
 
-def _list_query(resource: str) -> list[dict[str, Any]]:
+def _list_query(resource: str, *, ordered: bool = True) -> list[dict[str, Any]]:
+    """filter, order_by (when ordered: else one fixed order), page_size, page_token."""
+    order_by = [{"name": "order_by", "in": "query", "schema": _text(
+        f"xputrace-order-by-{resource}", "field [asc|desc], comma-separated, each field once.",
+        1024)}] if ordered else []
     return [
         {"name": "filter", "in": "query", "schema": _text(
             f"xputrace-filter-{resource}", "AIP-160: field op value (= != < <= > >= :), AND, "
             "OR, NOT, parentheses; == is =. Empty: everything.")},
-        {"name": "order_by", "in": "query", "schema": _text(
-            f"xputrace-order-by-{resource}", "field [asc|desc], comma-separated, each field "
-            "once.", 1024)},
+        *order_by,
         {"name": "page_size", "in": "query", "schema": {
             "type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999,
             "description": "0 or absent: 100; above 1000: 1000"}},
@@ -89,6 +94,10 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
         return _list_query("machines")
     if path == "/api/v1/machines/{machine_id}/monitors":
         return _list_query("monitors")
+    if path == "/api/v1/users":  # oldest first
+        return _list_query("users", ordered=False)
+    if path == "/api/v1/auditLogs":  # newest first
+        return _list_query("audit-logs", ordered=False)
     if path == "/api/v1/events":
         return [*_list_query("events"), {"name": "fields", "in": "query", "schema": _text(
             "xputrace-fields-events", "fields to return, comma-separated; event_data.a.b "

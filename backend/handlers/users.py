@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
 from backend import audit, tokens
 from backend.errors import BadRequest, NotFound
-from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.filters import FilterError, compile_filter
 from backend.handlers.auth import user_view
-from backend.models import InviteBody, UserPatch, decode_body
+from backend.models import InviteBody, UserPatch, decode_body, path_uuid
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import users
 from backend.typedefs import CALLER, DB, SETTINGS
 
 __all__ = ["get_user", "invite_user", "list_users", "patch_user"]
 
-FIELDS = {
-    "email": FieldSpec("email", "str"),
-    "display_name": FieldSpec("display_name", "str"),
-    "role": FieldSpec("role", "str"),
-    "create_time": FieldSpec("created_at", "timestamp"),
-}
 _ORDER = "created_at,id"
-
-
-def _user_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["user_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"user '{raw[:80]}' not found") from None
 
 
 async def list_users(request: web.Request) -> web.Response:
     """Users, oldest first, a page at a time (admin)."""
     q = request.query
-    text, secret = q.get("filter", ""), request.app[SETTINGS].jwt_secret.encode()
+    text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, users.FIELDS)
         size = parse_page_size(q.get("page_size"))
         after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
@@ -53,7 +37,7 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def get_user(request: web.Request) -> web.Response:
     """One user (admin)."""
-    user_id = _user_id(request)
+    user_id = path_uuid(request, "user_id")
     async with request.app[DB].connection() as conn:
         user = await users.get_user(conn, user_id)
     if user is None:
@@ -64,7 +48,7 @@ async def get_user(request: web.Request) -> web.Response:
 @audit.audited("SET_ROLE")
 async def patch_user(request: web.Request) -> web.Response:
     """Gives a user a role (admin); it applies to their next request."""
-    user_id = _user_id(request)
+    user_id = path_uuid(request, "user_id")
     body = await decode_body(request, UserPatch)
     async with request.app[DB].connection() as conn:
         user = await users.set_role(conn, user_id, body.role)

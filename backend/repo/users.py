@@ -11,14 +11,22 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from backend.errors import AlreadyExists, Conflict, PermissionDenied
+from backend.filters import FieldSpec
 from backend.roles import Role
 
-__all__ = ["User", "any_user", "create_invite", "create_user", "find_user_by_email", "get_user",
+__all__ = ["FIELDS", "User", "any_user", "create_invite", "create_user", "find_user_by_email", "get_user",
            "list_users", "live_refresh_token", "revoke_session", "rotate_refresh_token",
            "session_caller", "set_role", "start_session"]
 
 Conn = AsyncConnection[Any]
 _COLS = "id, email, display_name, password_hash, role, created_at"
+# What GET /api/v1/users' filter may name, and the columns behind the names
+FIELDS = {
+    "email": FieldSpec("email", "str"),
+    "display_name": FieldSpec("display_name", "str"),
+    "role": FieldSpec("role", "str"),
+    "create_time": FieldSpec("created_at", "timestamp"),
+}
 # pg_advisory_xact_lock key serialising registrations, so two first accounts cannot both
 # become the bootstrap admin ("xputusr").
 _REGISTER_LOCK = 0x78707574757372

@@ -39,7 +39,7 @@ def obj(props: dict[str, Schema], optional: dict[str, Schema] | None = None) -> 
 
 GRPC_STATUSES = ["INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
                  "ALREADY_EXISTS", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED",
-                 "INTERNAL", "UNAVAILABLE"]
+                 "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"]
 ERROR = obj({"error": obj({"code": INT, "message": STR,
                            "status": {"type": "string", "enum": GRPC_STATUSES}})})
 

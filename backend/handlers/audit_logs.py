@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import request_db
 from backend.errors import BadRequest
 from backend.filters import FilterError, compile_filter
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import audit_logs
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import SETTINGS
 
 __all__ = ["list_audit_logs"]
 
@@ -51,7 +52,7 @@ async def list_audit_logs(request: web.Request) -> web.Response:
         raise BadRequest(e.param, e.problem) from None
     last = after[0] if after else None
     assert last is None or isinstance(last, int)  # tokens are signed: we wrote it
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         rows = await audit_logs.list_entries(conn, where, params, size + 1, last)
     more, rows = len(rows) > size, rows[:size]
     token = encode_token((rows[-1]["id"],), _ORDER, text, secret) if more else ""

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend import audit, monitor_lifecycle
+from backend import audit, monitor_lifecycle, request_db
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
 from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
@@ -28,7 +28,7 @@ from backend.paging import (
     parse_page_size,
 )
 from backend.repo import machines, monitors
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import SETTINGS
 
 __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
@@ -81,7 +81,7 @@ async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
     machine_id = request.match_info["machine_id"]
     body = await decode_body(request, MonitorCreate)
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         machine = await _machine_or_404(conn, machine_id)
         check_supported(body, machine["monitor_types"])
     m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
@@ -105,7 +105,7 @@ async def list_monitors(request: web.Request) -> web.Response:
         after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         await _machine_or_404(conn, machine_id)
         rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after,
                                             order)
@@ -125,7 +125,7 @@ async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> 
 
 async def get_monitor(request: web.Request) -> web.Response:
     """One monitor, with its lifecycle timestamps and error."""
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         m = await _monitor_or_404(conn, request.match_info["machine_id"],
                                   path_uuid(request, "monitor_id"))
     return web.json_response(monitor_view(m))
@@ -135,7 +135,7 @@ async def get_monitor(request: web.Request) -> web.Response:
 async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor, whatever its status: 204 once stopped, 202 while the machine has not
     answered (it stays STOPPING), the error body when the agent could not be stopped."""
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         m = await _monitor_or_404(conn, request.match_info["machine_id"],
                                   path_uuid(request, "monitor_id"))
     stopped = await monitor_lifecycle.stop(request.app, m)

@@ -41,11 +41,19 @@ _ERRORS = {400: "a parameter or body field is wrong; the message names it",
            401: "no valid access token", 404: "no such resource",
            409: "the resource is not in a state that allows this (FAILED_PRECONDITION), or "
                 "is there already (ALREADY_EXISTS)", 500: "internal error",
-           503: "a service the answer needs is unavailable"}
+           503: "UNAVAILABLE: a service the answer needs is down, or no database connection "
+                "was free in time (Retry-After)",
+           504: "DEADLINE_EXCEEDED: a query ran past the statement timeout; the message says "
+                "what to narrow"}
+_OWN_DB = "/api/v1/openapi.json"  # the one operation that needs no database
 
 
 def _errors(method: str, path: str, has_query: bool) -> list[int]:
     codes = {500}
+    if path != _OWN_DB:
+        codes.add(503)
+    if path not in PUBLIC and path != "/api/v1/auth:logout":  # backend.request_db
+        codes.add(504)
     if (method, path) in _BODIES or has_query or any(p in path for p in _UUID_PARAMS):
         codes.add(400)
     if path not in PUBLIC:
@@ -55,7 +63,6 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
     extra = {("POST", "/api/v1/auth:register"): {409}, ("POST", "/api/v1/auth:login"): {401},
              ("POST", "/api/v1/auth:refreshToken"): {401},
              ("GET", "/api/v1/traces/{trace_id}"): {409},
-             ("GET", "/api/v1/metrics/summary"): {503},
              ("POST", "/api/v1/users:invite"): {409},
              ("PATCH", "/api/v1/users/{user_id}"): {409}}
     return sorted(codes | extra.get((method, path), set()))
@@ -185,6 +192,10 @@ def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
     for code in _errors(method, path, has_query):
         out[str(code)] = {"description": _ERRORS[code], "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        if code == 503:
+            out[str(code)]["headers"] = {"Retry-After": {
+                "description": "seconds to wait (when the database was busy)",
+                "schema": {"type": "integer"}}}
     return out
 
 
@@ -201,7 +212,8 @@ def _access(op: dict[str, Any], path: str, role: str | None) -> None:
                                   "and no valid invite_token was given", "content": error}
     if role is not None or path in _RATE_LIMITED:
         op["responses"]["429"] = {
-            "description": "RESOURCE_EXHAUSTED: rate limited",
+            "description": "RESOURCE_EXHAUSTED: rate limited, or the user's requests already "
+                           "hold their share of database connections",
             "headers": {"Retry-After": {"description": "seconds to wait",
                                         "schema": {"type": "integer"}}},
             "content": error,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from backend import audit, tokens
+from backend import audit, request_db, tokens
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
 from backend.handlers.auth import user_view
 from backend.models import InviteBody, UserPatch, decode_body, path_uuid
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import users
-from backend.typedefs import CALLER, DB, SETTINGS
+from backend.typedefs import CALLER, SETTINGS
 
 __all__ = ["get_user", "invite_user", "list_users", "patch_user"]
 
@@ -28,7 +28,7 @@ async def list_users(request: web.Request) -> web.Response:
         after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         rows = await users.list_users(conn, where, params, size + 1, after)
     more, rows = len(rows) > size, rows[:size]
     token = encode_token((rows[-1].created_at, rows[-1].id), _ORDER, text, secret) if more else ""
@@ -38,7 +38,7 @@ async def list_users(request: web.Request) -> web.Response:
 async def get_user(request: web.Request) -> web.Response:
     """One user (admin)."""
     user_id = path_uuid(request, "user_id")
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         user = await users.get_user(conn, user_id)
     if user is None:
         raise NotFound(f"user '{user_id}' not found")
@@ -50,7 +50,7 @@ async def patch_user(request: web.Request) -> web.Response:
     """Gives a user a role (admin); it applies to their next request."""
     user_id = path_uuid(request, "user_id")
     body = await decode_body(request, UserPatch)
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         user = await users.set_role(conn, user_id, body.role)
     if user is None:
         raise NotFound(f"user '{user_id}' not found")
@@ -64,7 +64,7 @@ async def invite_user(request: web.Request) -> web.Response:
     body = await decode_body(request, InviteBody)
     settings = request.app[SETTINGS]
     token = tokens.new_refresh_token()
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         expires = await users.create_invite(conn, tokens.hash_token(token), body.email,
                                             body.role, request[CALLER].user_id,
                                             settings.invite_ttl_s)

@@ -14,8 +14,8 @@ from backend.errors import AlreadyExists, Conflict, PermissionDenied
 from backend.filters import FieldSpec
 from backend.roles import Role
 
-__all__ = ["FIELDS", "User", "any_user", "create_invite", "create_user", "find_user_by_email", "get_user",
-           "list_users", "live_refresh_token", "revoke_session", "rotate_refresh_token",
+__all__ = ["FIELDS", "User", "any_user", "create_invite", "create_user", "find_user_by_email",
+           "get_user", "list_users", "live_refresh_token", "revoke_session", "rotate_refresh_token",
            "session_caller", "set_role", "start_session"]
 
 Conn = AsyncConnection[Any]

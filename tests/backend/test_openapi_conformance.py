@@ -3,7 +3,8 @@
 
 The auth endpoints are left out (the run would log its own token out); they have their own
 tests. The run is the first account, an admin: it reaches the users endpoints too, and cannot
-lock itself out (the last admin cannot be demoted; invites make no account). Examples per operation are bounded to keep the run near a minute on two cores.
+lock itself out (the last admin cannot be demoted; invites make no account). Examples per
+operation are bounded to keep the run near a minute on two cores.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_every_operation_lists_its_answers(migrated_dsn: str, tmp_path: Path) ->
                 else:
                     assert answer["content"], (method, path, code)
     logout = doc["paths"]["/api/v1/auth:logout"]["post"]["responses"]
-    assert sorted(logout) == ["204", "401", "429", "500"] and "content" not in logout["204"]
+    assert sorted(logout) == ["204", "401", "429", "500", "503"] and "content" not in logout["204"]
     create = doc["components"]["schemas"]["MonitorCreate"]
     python = next(b for b in create["oneOf"]
                   if b["properties"]["monitor_type"] == {"const": "PYTHON"})

@@ -12,6 +12,7 @@ from backend import request_db
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
 from backend.handlers.monitors import monitor_summary
+from backend.models import path_text
 from backend.paging import (
     PagingError,
     decode_token,
@@ -73,7 +74,7 @@ async def list_machines(request: web.Request) -> web.Response:
 
 async def get_machine(request: web.Request) -> web.Response:
     """One machine with summaries of its monitors."""
-    machine_id = request.match_info["machine_id"]
+    machine_id = path_text(request, "machine_id")
     settings = request.app[SETTINGS]
     async with request_db.connection(request) as conn:
         row = await machines.get_machine(conn, machine_id)

@@ -18,7 +18,7 @@ from aiohttp import web
 from backend import audit, monitor_lifecycle, request_db
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
-from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
+from backend.models import MonitorCreate, check_supported, decode_body, path_text, path_uuid
 from backend.paging import (
     PagingError,
     decode_token,
@@ -79,7 +79,7 @@ async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
 @audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine: 201, STARTING (backend.monitor_lifecycle)."""
-    machine_id = request.match_info["machine_id"]
+    machine_id = path_text(request, "machine_id")
     body = await decode_body(request, MonitorCreate)
     async with request_db.connection(request) as conn:
         machine = await _machine_or_404(conn, machine_id)
@@ -93,7 +93,7 @@ async def create_monitor(request: web.Request) -> web.Response:
 async def list_monitors(request: web.Request) -> web.Response:
     """The machine's monitors, a page at a time (order_by: create_time by default, status,
     monitor_type, display_name)."""
-    machine_id, q = request.match_info["machine_id"], request.query
+    machine_id, q = path_text(request, "machine_id"), request.query
     text = q.get("filter", "")
     secret = request.app[SETTINGS].page_token_secret
     try:
@@ -126,7 +126,7 @@ async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> 
 async def get_monitor(request: web.Request) -> web.Response:
     """One monitor, with its lifecycle timestamps and error."""
     async with request_db.connection(request) as conn:
-        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+        m = await _monitor_or_404(conn, path_text(request, "machine_id"),
                                   path_uuid(request, "monitor_id"))
     return web.json_response(monitor_view(m))
 
@@ -136,7 +136,7 @@ async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor, whatever its status: 204 once stopped, 202 while the machine has not
     answered (it stays STOPPING), the error body when the agent could not be stopped."""
     async with request_db.connection(request) as conn:
-        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+        m = await _monitor_or_404(conn, path_text(request, "machine_id"),
                                   path_uuid(request, "monitor_id"))
     stopped = await monitor_lifecycle.stop(request.app, m)
     return web.Response(status=204 if stopped else 202)

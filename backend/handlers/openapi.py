@@ -247,7 +247,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
         params = [{"name": p, "in": "path", "required": True,
                    "schema": {"type": "string", "format": "uuid"} if p in _UUID_PARAMS
-                   else {"type": "string", "minLength": 1, "maxLength": 256}}
+                   else {"type": "string", "minLength": 1, "maxLength": 256,
+                         "pattern": "^[^\\x00]+$"}}
                   for p in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))]
         if params or query:
             op["parameters"] = params + query

@@ -68,7 +68,7 @@ async def invite_user(request: web.Request) -> web.Response:
         expires = await users.create_invite(conn, tokens.hash_token(token), body.email,
                                             body.role, request[CALLER].user_id,
                                             settings.invite_ttl_s)
-    await audit.detail(f"{body.email.lower()} invited as {body.role}")
-    return web.json_response({"email": body.email.lower(), "role": body.role,
+    await audit.detail(f"{body.email} invited as {body.role}")
+    return web.json_response({"email": body.email, "role": body.role,
                               "invite_token": token, "expire_time": expires.isoformat()},
                              status=201)

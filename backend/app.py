@@ -4,9 +4,11 @@ Each external resource is its own cleanup_ctx generator, torn down in reverse:
 trace jobs (stopped between chunks, resumed at the next start), retention, the
 reconciler, background tasks, ingest (written out first), aggregates (every
 pending interval flushed, and sent to InfluxDB within influx_shutdown_timeout_s),
-control channel, ZeroMQ context, password hashing threads, PostgreSQL pool.
-backend.serve runs the teardown to its end whatever signals come meanwhile. The
-rate limits (backend.ratelimit) are plain memory, made with the application.
+control channel, ZeroMQ context, password hashing threads, PostgreSQL pools (the
+requests' own, backend.request_db, and the one background work, the audit log and
+the token check use). backend.serve runs the teardown to its end whatever signals
+come meanwhile. The rate limits (backend.ratelimit) are plain memory, made with the
+application.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from backend.passwords import Passwords
 from backend.ratelimit import RateLimits
 from backend.reconciler import Reconciler
 from backend.repo.metrics import last_drop_totals
+from backend.request_db import RequestDb
 from backend.retention import Retention
 from backend.routes import setup_routes
 from backend.settings import Settings
@@ -49,6 +52,7 @@ from backend.typedefs import (
     PASSWORDS,
     RATE_LIMITS,
     RECONCILER,
+    REQUEST_DB,
     RETENTION,
     SETTINGS,
     TASKS,
@@ -81,11 +85,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
                                                      autocommit=True) as conn:
         await migrate(conn)
     pool = AsyncConnectionPool(settings.database_dsn, min_size=1, max_size=10, open=False,
-                               kwargs={"autocommit": True})
+                               timeout=settings.db_pool_wait_s, kwargs={"autocommit": True})
     await pool.open(wait=True, timeout=30)
-    app[DB] = pool
+    requests = RequestDb(settings.database_dsn, settings)
+    await requests.open()
+    app[DB], app[REQUEST_DB] = pool, requests
     log.info("%s", describe(settings))
     yield
+    await requests.close()
     await pool.close()
 
 
@@ -214,6 +221,9 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 def create_app(settings: Settings) -> web.Application:
     if len(settings.jwt_secret) < 32:
         raise ValueError("jwt_secret must be at least 32 characters")
+    if not 1 <= settings.db_connections_per_user < settings.request_pool_size:
+        raise ValueError("db_connections_per_user must be at least 1 and less than "
+                         "request_pool_size: one user must not be able to fill the pool")
     # max_line_size: the longest query the OpenAPI document allows (filter, order_by,
     # page_token and fields at their maxLength, each character %-encoded UTF-8) must reach
     # the handlers, which answer in the seed's error body; aiohttp's 8190 would answer

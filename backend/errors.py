@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from psycopg_pool import PoolTimeout
 
 __all__ = [
     "AgentStopFailed",
@@ -18,12 +19,14 @@ __all__ = [
     "ApiError",
     "BadRequest",
     "Conflict",
+    "DeadlineExceeded",
     "InsufficientStorage",
     "NotFound",
     "PermissionDenied",
     "QuotaExceeded",
     "TooManyRequests",
     "Unauthorized",
+    "Unavailable",
     "error_body",
     "error_middleware",
 ]
@@ -91,6 +94,25 @@ class InsufficientStorage(ApiError):
     status = "RESOURCE_EXHAUSTED"
 
 
+class Unavailable(ApiError):
+    """A service the answer needs is down or busy; with retry_after_s, a Retry-After."""
+
+    http_status = 503
+    status = "UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after_s is not None:
+            self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class DeadlineExceeded(ApiError):
+    """A query ran past its time (statement_timeout) and was canceled."""
+
+    http_status = 504
+    status = "DEADLINE_EXCEEDED"
+
+
 class NotFound(ApiError):
     http_status = 404
     status = "NOT_FOUND"
@@ -112,7 +134,9 @@ class AlreadyExists(ApiError):
 # exists, the method is not implemented on it.
 _HTTP_STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
                 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
-                503: "UNAVAILABLE"}
+                503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+# Retry-After of a 503 for a database pool that had no connection free in time
+POOL_RETRY_AFTER_S = 2
 
 
 class AgentStopFailed(ApiError):
@@ -138,6 +162,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             error_body(e.http_status, e.status, e.message), status=e.http_status,
             headers=e.headers or None,
         )
+    except PoolTimeout:  # every connection busy for as long as the pool lets a request wait
+        log.warning("no database connection free for %s %s", request.method, request.path)
+        return web.json_response(
+            error_body(503, "UNAVAILABLE", "the database is busy: no connection was free in "
+                       f"time; retry in {POOL_RETRY_AFTER_S} s"), status=503,
+            headers={"Retry-After": str(POOL_RETRY_AFTER_S)})
     except web.HTTPException as e:
         if e.status < 400:
             raise

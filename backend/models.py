@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from aiohttp import web
 
-from backend import abi
+from backend import abi, emails, password_policy
 from backend.errors import BadRequest
 from backend.roles import Role
 
@@ -29,17 +29,34 @@ __all__ = [
     "UserPatch",
     "check_supported",
     "decode_body",
+    "path_text",
     "path_uuid",
 ]
 
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254,
-                                    pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
-Name = Annotated[str, msgspec.Meta(max_length=200)]
+# PostgreSQL's text cannot hold NUL (U+0000): no string field that is stored or looked up
+# takes one (decode_body says so by name; the patterns put it in the OpenAPI document).
+NO_NUL = r"^[^\x00]*$"
+_ADDR = r"[^@\s\x00-\x1f\x7f]+"
+_EMAIL = re.compile(rf"^{_ADDR}@{_ADDR}\.{_ADDR}$")
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=_EMAIL.pattern,
+                                    description="stored NFKC-normalised, in lower case")]
+# the length is checked with the rest of the rule (RegisterBody), so the 400 says the rule
+Password = Annotated[str, msgspec.Meta(max_length=1024, pattern=NO_NUL,
+                                       description=password_policy.RULE,
+                                       extra_json_schema={"minLength": password_policy.MIN_LENGTH})]
+Name = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
 MonitorType = Literal["CUDA", "ACL", "PYTHON", "SYSCALL", "OLLAMA"]
 
 
-Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+
+
+def _normal_email(email: str) -> str:
+    """email as stored (backend.emails.normalise); still an address once normalised."""
+    normal = emails.normalise(email)
+    if len(normal) > 254 or not _EMAIL.match(normal):
+        raise ValueError("is not an e-mail address once NFKC-normalised - at `$.email`")
+    return normal
 
 
 class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,10 +66,20 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
     # with registration closed: the token of an admin's invite for this e-mail
     invite_token: Token | None = None
 
+    def __post_init__(self) -> None:
+        self.email = _normal_email(self.email)
+        problem = password_policy.problem(self.password, self.email)
+        if problem:
+            raise ValueError(f"{problem}; a password must be {password_policy.RULE} - at "
+                             "`$.password`")
+
 
 class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     role: Role = "viewer"
+
+    def __post_init__(self) -> None:
+        self.email = _normal_email(self.email)
 
 
 UnixAccount = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
@@ -68,7 +95,10 @@ class UserPatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=NO_NUL)]
+
+    def __post_init__(self) -> None:
+        self.email = _normal_email(self.email)
 
 
 class RefreshBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,11 +110,12 @@ SyscallName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
     pid: Annotated[int, msgspec.Meta(ge=1, le=4_194_304)] | None = None
-    comm: Annotated[str, msgspec.Meta(min_length=1, max_length=15)] | None = None
+    comm: Annotated[str, msgspec.Meta(min_length=1, max_length=15,
+                                      pattern=NO_NUL)] | None = None
     library_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
-                                              pattern=r"^/")] | None = None
+                                              pattern=r"^/[^\x00]*$")] | None = None
     binary_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
-                                             pattern=r"^/")] | None = None
+                                             pattern=r"^/[^\x00]*$")] | None = None
     # SYSCALL: record only these (names as in bpf/syscall_nr.h); all when absent
     syscalls: Annotated[list[SyscallName], msgspec.Meta(min_length=1,
                                                         max_length=512)] | None = None
@@ -170,6 +201,7 @@ class TraceGenerate(msgspec.Struct, forbid_unknown_fields=True):
     """POST /api/v1/traces:generate. filter: AIP-160 over the events fields ("" = every event);
     trace_name: the download's file name, sanitised; gzip: the file is gzipped."""
 
+    # no NUL pattern: the format's grammar (filters.py) already refuses control characters
     filter: Annotated[str, msgspec.Meta(max_length=4096)]
     trace_name: TraceName
     format: Literal["perfetto", "chrome"] = "perfetto"
@@ -193,6 +225,21 @@ def _field_of(message: str) -> tuple[str, str]:
     return where or "body", problem or "invalid"
 
 
+def _nul_at(v: Any, where: str = "") -> str | None:
+    """The dotted path of the first string (or key) in v holding a NUL, or None."""
+    if isinstance(v, str):
+        return (where or "body") if "\x00" in v else None
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        if isinstance(k, str) and "\x00" in k:
+            return where or "body"
+        found = _nul_at(x, f"{where}[{k}]" if isinstance(k, int) else
+                        f"{where}.{k}" if where else k)
+        if found:
+            return found
+    return None
+
+
 def _integral(v: Any) -> Any:
     """v with every float that has no fraction made an int (5058.0 -> 5058)."""
     if isinstance(v, float):
@@ -214,18 +261,31 @@ async def decode_body(request: web.Request, kind: type[T], max_bytes: int = 64 *
     if not raw.strip():
         raise BadRequest("body", "a JSON object is required")
     try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as e:
+        raise BadRequest("body", f"invalid JSON: {e}") from None
+    nul = _nul_at(value)
+    if nul:
+        raise BadRequest(nul, "must not contain NUL (U+0000)")
+    try:
         # JSON Schema's integer is any number with no fraction (5058.0); msgspec's is not
-        return msgspec.convert(_integral(msgspec.json.decode(raw)), kind, strict=True)
+        return msgspec.convert(_integral(value), kind, strict=True)
     except msgspec.ValidationError as e:
         field, problem = _field_of(str(e))
         raise BadRequest(field, problem) from None
-    except msgspec.DecodeError as e:
-        raise BadRequest("body", f"invalid JSON: {e}") from None
+
+
+def path_text(request: web.Request, name: str) -> str:
+    """The path parameter name, or a 400 naming it when it holds a NUL (U+0000)."""
+    raw = request.match_info[name]
+    if "\x00" in raw:
+        raise BadRequest(name, "must not contain NUL (U+0000)")
+    return raw
 
 
 def path_uuid(request: web.Request, name: str) -> uuid.UUID:
     """The path parameter name as a UUID, or a 400 naming it (an id that cannot exist)."""
-    raw = request.match_info[name]
+    raw = path_text(request, name)
     try:
         return uuid.UUID(raw)
     except ValueError:

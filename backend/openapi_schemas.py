@@ -13,7 +13,7 @@ from typing import Any
 
 from backend.filters import FieldSpec
 from backend.metrics_summary import METRICS
-from backend.repo import events, machines, monitors
+from backend.repo import audit_logs, events, machines, monitors, users
 
 __all__ = ["ERROR", "FORMATS", "GRPC_STATUSES", "RESPONSES", "fields_of", "nullable"]
 
@@ -39,7 +39,7 @@ def obj(props: dict[str, Schema], optional: dict[str, Schema] | None = None) -> 
 
 GRPC_STATUSES = ["INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
                  "ALREADY_EXISTS", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED",
-                 "INTERNAL", "UNAVAILABLE"]
+                 "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"]
 ERROR = obj({"error": obj({"code": INT, "message": STR,
                            "status": {"type": "string", "enum": GRPC_STATUSES}})})
 
@@ -76,13 +76,25 @@ TRACE_JOB = obj(
      "start_time": nullable(TIME), "end_time": nullable(TIME)},
     {"trace_id": UUID, "download_url": STR, "file_name": STR, "file_size": INT,
      "stats": ANY_OBJECT, "error_message": nullable(STR)})
+ROLE = {"type": "string", "enum": ["admin", "operator", "viewer"]}
+USER = obj({"user_id": UUID, "email": STR, "display_name": STR, "role": ROLE,
+            "create_time": TIME,
+            # the target policy: whose processes the user may trace (an operator's grant)
+            "unix_accounts": {"type": "array", "items": STR}})
+AUDIT_ENTRY = obj({
+    "id": {**STR, "description": "decimal; newer entries have larger ids"}, "time": TIME,
+    "actor_id": nullable(UUID), "actor_email": STR, "actor_role": ROLE, "address": STR,
+    "action": {"type": "string", "enum": ["START_MONITOR", "STOP_MONITOR", "SET_ROLE",
+                                          "INVITE_USER"]},
+    "target": STR, "result": {"type": "string", "enum": ["PENDING", "SUCCESS", "FAILURE"]},
+    "http_status": nullable(INT), "error_code": nullable(STR), "message": STR,
+    "settle_time": nullable(TIME)})
 NEXT_PAGE = {"next_page_token": {"type": "string",
                                  "description": "empty on the last page"}}
 
 # Bodies of the 2xx answers, by (method, path); None: no body.
 RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
-    ("POST", "/api/v1/auth:register"): {201: obj({"user_id": UUID, "email": STR,
-                                                  "display_name": STR})},
+    ("POST", "/api/v1/auth:register"): {201: USER},
     ("POST", "/api/v1/auth:login"): {200: obj({"access_token": STR, "refresh_token": STR,
                                                "expires_in": INT})},
     ("POST", "/api/v1/auth:refreshToken"): {200: obj(
@@ -107,6 +119,16 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
     ("POST", "/api/v1/traces:generate"): {202: obj({"trace_job_id": UUID})},
     ("GET", "/api/v1/traces/jobs/{trace_job_id}"): {200: TRACE_JOB},
     ("GET", "/api/v1/traces/{trace_id}"): {200: {"type": "string", "format": "binary"}},
+    ("GET", "/api/v1/users"): {200: obj({"users": {"type": "array", "items": USER},
+                                        **NEXT_PAGE})},
+    ("POST", "/api/v1/users:invite"): {201: obj({
+        "email": STR, "role": ROLE, "expire_time": TIME,
+        "invite_token": {**STR, "description": "auth:register's invite_token, valid once"}})},
+    ("GET", "/api/v1/users/{user_id}"): {200: USER},
+    ("PATCH", "/api/v1/users/{user_id}"): {200: USER},
+    ("GET", "/api/v1/auditLogs"): {200: obj({"audit_logs": {"type": "array",
+                                                            "items": AUDIT_ENTRY},
+                                             **NEXT_PAGE})},
     ("GET", "/api/v1/openapi.json"): {200: ANY_OBJECT},
 }
 
@@ -121,6 +143,8 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     "xputrace-filter-events": ("filter", fields_of(events.EVENT_FIELDS)),
     "xputrace-filter-machines": ("filter", fields_of(machines.fields(1.0))),
     "xputrace-filter-monitors": ("filter", fields_of(monitors.FIELDS)),
+    "xputrace-filter-users": ("filter", fields_of(users.FIELDS)),
+    "xputrace-filter-audit-logs": ("filter", fields_of(audit_logs.FIELDS)),
     "xputrace-order-by-events": ("order_by", dict.fromkeys(events.ORDERABLE, "")),
     "xputrace-order-by-machines": ("order_by", dict.fromkeys(machines.ORDERABLE, "")),
     "xputrace-order-by-monitors": ("order_by", dict.fromkeys(monitors.ORDERABLE, "")),

@@ -9,12 +9,16 @@ memory. One backend process, one set of buckets: behind several backends each li
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-__all__ = ["RateLimits", "TokenBuckets", "retry_after"]
+from backend.errors import TooManyRequests
+
+__all__ = ["ConcurrencyLimit", "RateLimits", "TokenBuckets", "retry_after"]
 
 
 class TokenBuckets:
@@ -56,6 +60,44 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+class ConcurrencyLimit:
+    """At most ``per_key`` holders at once per key (a user's database connections). One more
+    waits up to ``wait_s`` for a holder of the same key to finish, then TooManyRequests with
+    a Retry-After. Keys nobody holds or waits for are forgotten."""
+
+    def __init__(self, per_key: int, wait_s: float, what: str) -> None:
+        if per_key < 1:
+            raise ValueError("per_key must be at least 1")
+        self.per_key, self.wait_s, self.what = per_key, wait_s, what
+        self._keys: dict[str, tuple[asyncio.Semaphore, int]] = {}  # key -> (slots, users)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        slots, users = self._keys.get(key) or (asyncio.Semaphore(self.per_key), 0)
+        self._keys[key] = (slots, users + 1)
+        try:
+            try:
+                await asyncio.wait_for(slots.acquire(), self.wait_s)
+            except TimeoutError:
+                seconds = retry_after(self.wait_s)
+                raise TooManyRequests(
+                    f"{self.per_key} {self.what} of this user are already running; retry in "
+                    f"{seconds} s, or send fewer at once", seconds) from None
+            try:
+                yield
+            finally:
+                slots.release()
+        finally:
+            slots, users = self._keys[key]
+            if users == 1:
+                del self._keys[key]
+            else:
+                self._keys[key] = (slots, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 def retry_after(wait_s: float) -> int:

@@ -29,6 +29,17 @@ class Settings:
     # PostgreSQL: a DSN for a real cluster; None runs the embedded server in data_dir
     database_dsn: str | None = field(default=None, repr=False)
     data_dir: Path = Path("var/backend")
+    # REST handlers query on a pool of their own (backend.request_db): each statement is
+    # canceled after request_statement_timeout_s (504 DEADLINE_EXCEEDED); one user holds at
+    # most db_connections_per_user of its request_pool_size connections at once, and a
+    # request beyond that waits db_slot_wait_s for one, then gets 429 with Retry-After. No
+    # connection free within db_pool_wait_s (either pool): 503 UNAVAILABLE. Ingest, trace
+    # jobs and migrations are never cut by the timeout.
+    request_statement_timeout_s: float = 10.0
+    request_pool_size: int = 10
+    db_connections_per_user: int = 3
+    db_slot_wait_s: float = 1.0
+    db_pool_wait_s: float = 5.0
     # ZeroMQ: agents PUSH batches to ingest_endpoint; managers dial control_endpoint
     ingest_endpoint: str = "tcp://127.0.0.1:5556"
     # what agents are told to dial (differs from ingest_endpoint behind NAT or 0.0.0.0)

@@ -22,13 +22,18 @@ from backend.trace_jobs import TraceJobs
 
 if TYPE_CHECKING:
     from backend.reconciler import Reconciler
+    from backend.request_db import RequestDb
     from backend.retention import Retention
 
 __all__ = ["AGGREGATOR", "CALLER", "CONTROL", "DB", "INFLUX", "INGEST", "PASSWORDS", "RATE_LIMITS",
-           "RECONCILER", "RETENTION", "SETTINGS", "TASKS", "TRACE_JOBS", "USER", "ZMQ"]
+           "RECONCILER", "REQUEST_DB", "RETENTION", "SETTINGS", "TASKS", "TRACE_JOBS", "USER",
+           "ZMQ"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)
+# What REST handlers query on: its own pool, a statement timeout, a bound per user
+# (backend.request_db); DB serves ingest, trace jobs, the audit log and the token check.
+REQUEST_DB: web.AppKey[RequestDb] = web.AppKey("request_db")
 # The caller, set by the auth middleware on every authenticated request.
 USER = web.RequestKey("user", AccessClaims)
 # ... and who that is now: e-mail, role (read from the database on every request), address.

@@ -6,26 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import request_db
 from backend.errors import BadRequest
-from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.filters import FilterError, compile_filter
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import audit_logs
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import SETTINGS
 
 __all__ = ["list_audit_logs"]
 
-FIELDS = {
-    "time": FieldSpec("time", "timestamp"),
-    "actor_id": FieldSpec("actor_id::text", "str", nullable=True),
-    "actor_email": FieldSpec("actor_email", "str"),
-    "actor_role": FieldSpec("actor_role", "str"),
-    "address": FieldSpec("address", "str"),
-    "action": FieldSpec("action", "str"),
-    "target": FieldSpec("target", "str"),
-    "result": FieldSpec("result", "str"),
-    "http_status": FieldSpec("http_status", "int", nullable=True),
-    "error_code": FieldSpec("error_code", "str", nullable=True),
-}
 _ORDER = "id desc"
 
 
@@ -56,14 +45,14 @@ async def list_audit_logs(request: web.Request) -> web.Response:
     q = request.query
     text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, audit_logs.FIELDS)
         size = parse_page_size(q.get("page_size"))
         after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
     last = after[0] if after else None
     assert last is None or isinstance(last, int)  # tokens are signed: we wrote it
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         rows = await audit_logs.list_entries(conn, where, params, size + 1, last)
     more, rows = len(rows) > size, rows[:size]
     token = encode_token((rows[-1]["id"],), _ORDER, text, secret) if more else ""

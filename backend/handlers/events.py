@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import request_db
 from backend.errors import BadRequest
 from backend.filters import FilterError, compile_filter
 from backend.paging import (
@@ -19,7 +20,7 @@ from backend.paging import (
     parse_page_size,
 )
 from backend.repo.events import EVENT_FIELDS, ORDERABLE, TIEBREAK, query_events
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import SETTINGS
 
 __all__ = ["list_events", "rfc3339_ns"]
 
@@ -108,7 +109,7 @@ async def list_events(request: web.Request) -> web.Response:
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
     project = _projector(q.get("fields"))
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         rows = await query_events(conn, where, params, order, after, page_size + 1)
     more = len(rows) > page_size
     rows = rows[:page_size]

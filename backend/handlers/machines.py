@@ -8,9 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import request_db
 from backend.errors import BadRequest, NotFound
 from backend.filters import FilterError, compile_filter
 from backend.handlers.monitors import monitor_summary
+from backend.models import path_text
 from backend.paging import (
     PagingError,
     decode_token,
@@ -20,7 +22,7 @@ from backend.paging import (
     parse_page_size,
 )
 from backend.repo import machines, monitors
-from backend.typedefs import DB, SETTINGS
+from backend.typedefs import SETTINGS
 
 __all__ = ["get_machine", "list_machines", "machine_status"]
 
@@ -61,7 +63,7 @@ async def list_machines(request: web.Request) -> web.Response:
         after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         rows = await machines.list_machines(conn, where, params, order, after, size + 1)
     more, rows = len(rows) > size, rows[:size]
     return web.json_response({
@@ -72,9 +74,9 @@ async def list_machines(request: web.Request) -> web.Response:
 
 async def get_machine(request: web.Request) -> web.Response:
     """One machine with summaries of its monitors."""
-    machine_id = request.match_info["machine_id"]
+    machine_id = path_text(request, "machine_id")
     settings = request.app[SETTINGS]
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         row = await machines.get_machine(conn, machine_id)
         if row is None:
             raise NotFound(f"machine '{machine_id[:80]}' not found")

@@ -13,18 +13,14 @@ import time
 import aiohttp
 from aiohttp import web
 
-from backend.errors import ApiError, BadRequest
+from backend import request_db
+from backend.errors import BadRequest, Unavailable
 from backend.influx import InfluxError
 from backend.metrics_summary import SummaryError, parse_filter, parse_metrics, summarize
 from backend.repo.metrics import influx_totals, pg_totals
-from backend.typedefs import DB, INFLUX, SETTINGS
+from backend.typedefs import INFLUX, SETTINGS
 
 __all__ = ["summary"]
-
-
-class Unavailable(ApiError):
-    http_status = 503
-    status = "UNAVAILABLE"
 
 
 async def summary(request: web.Request) -> web.Response:
@@ -46,7 +42,7 @@ async def summary(request: web.Request) -> web.Response:
         except InfluxError as e:
             raise Unavailable(str(e)) from None
     elif source == "postgresql":
-        async with request.app[DB].connection() as conn:
+        async with request_db.connection(request) as conn:
             per, memory = await pg_totals(conn, q)
     else:
         raise BadRequest("source", "must be influxdb or postgresql")

@@ -15,10 +15,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend import audit, monitor_lifecycle
+from backend import audit, monitor_lifecycle, request_db
 from backend.errors import BadRequest, NotFound, PermissionDenied
 from backend.filters import FilterError, compile_filter
-from backend.models import MonitorCreate, check_supported, decode_body, path_uuid
+from backend.models import MonitorCreate, check_supported, decode_body, path_text, path_uuid
 from backend.paging import (
     PagingError,
     decode_token,
@@ -29,7 +29,7 @@ from backend.paging import (
 )
 from backend.repo import machines, monitors, users
 from backend.roles import Caller
-from backend.typedefs import CALLER, DB, SETTINGS
+from backend.typedefs import CALLER, SETTINGS
 
 __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
@@ -99,9 +99,9 @@ async def _target_policy(conn: Any, caller: Caller, body: MonitorCreate) -> list
 async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine, owned by the caller: 201, STARTING; 429 at a quota,
     507 when the database volume is nearly full (backend.monitor_lifecycle)."""
-    machine_id = request.match_info["machine_id"]
+    machine_id = path_text(request, "machine_id")
     body = await decode_body(request, MonitorCreate)
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         machine = await _machine_or_404(conn, machine_id)
         check_supported(body, machine["monitor_types"])
         allowed = await _target_policy(conn, request[CALLER], body)
@@ -115,7 +115,7 @@ async def create_monitor(request: web.Request) -> web.Response:
 async def list_monitors(request: web.Request) -> web.Response:
     """The machine's monitors, a page at a time (order_by: create_time by default, status,
     monitor_type, display_name)."""
-    machine_id, q = request.match_info["machine_id"], request.query
+    machine_id, q = path_text(request, "machine_id"), request.query
     text = q.get("filter", "")
     secret = request.app[SETTINGS].page_token_secret
     try:
@@ -127,7 +127,7 @@ async def list_monitors(request: web.Request) -> web.Response:
         after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         await _machine_or_404(conn, machine_id)
         rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after,
                                             order)
@@ -147,8 +147,8 @@ async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> 
 
 async def get_monitor(request: web.Request) -> web.Response:
     """One monitor, with its lifecycle timestamps and error."""
-    async with request.app[DB].connection() as conn:
-        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+    async with request_db.connection(request) as conn:
+        m = await _monitor_or_404(conn, path_text(request, "machine_id"),
                                   path_uuid(request, "monitor_id"))
     return web.json_response(monitor_view(m))
 
@@ -157,8 +157,8 @@ async def get_monitor(request: web.Request) -> web.Response:
 async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor, whatever its status: 204 once stopped, 202 while the machine has not
     answered (it stays STOPPING), the error body when the agent could not be stopped."""
-    async with request.app[DB].connection() as conn:
-        m = await _monitor_or_404(conn, request.match_info["machine_id"],
+    async with request_db.connection(request) as conn:
+        m = await _monitor_or_404(conn, path_text(request, "machine_id"),
                                   path_uuid(request, "monitor_id"))
     stopped = await monitor_lifecycle.stop(request.app, m)
     return web.Response(status=204 if stopped else 202)

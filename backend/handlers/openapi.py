@@ -36,13 +36,18 @@ _BODIES: dict[tuple[str, str], type] = {
 _RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
 PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
           "/api/v1/openapi.json"}
-_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id"}
+_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id", "user_id"}
 _ERRORS = {400: "a parameter or body field is wrong; the message names it",
            401: "no valid access token", 404: "no such resource",
-           409: "the resource is not in a state that allows this", 500: "internal error",
-           503: "a service the answer needs is unavailable",
+           409: "the resource is not in a state that allows this (FAILED_PRECONDITION), or "
+                "is there already (ALREADY_EXISTS)", 500: "internal error",
+           503: "UNAVAILABLE: a service the answer needs is down, or no database connection "
+                "was free in time (Retry-After)",
+           504: "DEADLINE_EXCEEDED: a query ran past the statement timeout; the message says "
+                "what to narrow",
            507: "RESOURCE_EXHAUSTED: the database volume is nearly full "
                 "(XPUTRACE_DATABASE_FULL_PERCENT); the message says how full and what to do"}
+_OWN_DB = "/api/v1/openapi.json"  # the one operation that needs no database
 # Operations that also answer 429 for a per-user quota (backend.settings max_*_per_user).
 _QUOTAS = {"/api/v1/machines/{machine_id}/monitors": "monitors STARTING or RUNNING, or events "
                                                      "stored by the caller's monitors",
@@ -51,6 +56,10 @@ _QUOTAS = {"/api/v1/machines/{machine_id}/monitors": "monitors STARTING or RUNNI
 
 def _errors(method: str, path: str, has_query: bool) -> list[int]:
     codes = {500}
+    if path != _OWN_DB:
+        codes.add(503)
+    if path not in PUBLIC and path != "/api/v1/auth:logout":  # backend.request_db
+        codes.add(504)
     if (method, path) in _BODIES or has_query or any(p in path for p in _UUID_PARAMS):
         codes.add(400)
     if path not in PUBLIC:
@@ -61,7 +70,9 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
              ("POST", "/api/v1/auth:refreshToken"): {401},
              ("GET", "/api/v1/traces/{trace_id}"): {409},
              ("GET", "/api/v1/metrics/summary"): {503},
-             ("POST", "/api/v1/machines/{machine_id}/monitors"): {507}}
+             ("POST", "/api/v1/machines/{machine_id}/monitors"): {507},
+             ("POST", "/api/v1/users:invite"): {409},
+             ("PATCH", "/api/v1/users/{user_id}"): {409}}
     return sorted(codes | extra.get((method, path), set()))
 
 
@@ -72,14 +83,16 @@ def _text(fmt: str, description: str, max_length: int = 4096) -> dict[str, Any]:
             "description": f"{description}{' Fields: ' + names + '.' if names else ''}"}
 
 
-def _list_query(resource: str) -> list[dict[str, Any]]:
+def _list_query(resource: str, *, ordered: bool = True) -> list[dict[str, Any]]:
+    """filter, order_by (when ordered: else one fixed order), page_size, page_token."""
+    order_by = [{"name": "order_by", "in": "query", "schema": _text(
+        f"xputrace-order-by-{resource}", "field [asc|desc], comma-separated, each field once.",
+        1024)}] if ordered else []
     return [
         {"name": "filter", "in": "query", "schema": _text(
             f"xputrace-filter-{resource}", "AIP-160: field op value (= != < <= > >= :), AND, "
             "OR, NOT, parentheses; == is =. Empty: everything.")},
-        {"name": "order_by", "in": "query", "schema": _text(
-            f"xputrace-order-by-{resource}", "field [asc|desc], comma-separated, each field "
-            "once.", 1024)},
+        *order_by,
         {"name": "page_size", "in": "query", "schema": {
             "type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999,
             "description": "0 or absent: 100; above 1000: 1000"}},
@@ -96,6 +109,10 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
         return _list_query("machines")
     if path == "/api/v1/machines/{machine_id}/monitors":
         return _list_query("monitors")
+    if path == "/api/v1/users":  # oldest first
+        return _list_query("users", ordered=False)
+    if path == "/api/v1/auditLogs":  # newest first
+        return _list_query("audit-logs", ordered=False)
     if path == "/api/v1/events":
         return [*_list_query("events"), {"name": "fields", "in": "query", "schema": _text(
             "xputrace-fields-events", "fields to return, comma-separated; event_data.a.b "
@@ -183,6 +200,10 @@ def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
     for code in _errors(method, path, has_query):
         out[str(code)] = {"description": _ERRORS[code], "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        if code == 503:
+            out[str(code)]["headers"] = {"Retry-After": {
+                "description": "seconds to wait (when the database was busy)",
+                "schema": {"type": "integer"}}}
     return out
 
 
@@ -200,9 +221,10 @@ def _access(op: dict[str, Any], path: str, role: str | None) -> None:
     if role is not None or path in _RATE_LIMITED:
         quota = _QUOTAS.get(path) if op["operationId"].startswith("post_") else None
         op["responses"]["429"] = {
-            "description": "RESOURCE_EXHAUSTED: rate limited" + (
-                f" (Retry-After), or the caller's quota of {quota} is reached (the message "
-                f"names it)" if quota else ""),
+            "description": "RESOURCE_EXHAUSTED: rate limited (Retry-After), or the user's "
+                           "requests already hold their share of database connections" + (
+                f", or the caller's quota of {quota} is reached (the message names it)"
+                if quota else ""),
             "headers": {"Retry-After": {"description": "seconds to wait",
                                         "schema": {"type": "integer"}}},
             "content": error,
@@ -236,7 +258,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
             op["security"] = [{"bearer": []}]
         params = [{"name": p, "in": "path", "required": True,
                    "schema": {"type": "string", "format": "uuid"} if p in _UUID_PARAMS
-                   else {"type": "string", "minLength": 1, "maxLength": 256}}
+                   else {"type": "string", "minLength": 1, "maxLength": 256,
+                         "pattern": "^[^\\x00]+$"}}
                   for p in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))]
         if params or query:
             op["parameters"] = params + query

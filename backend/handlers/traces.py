@@ -15,13 +15,14 @@ from typing import Any
 
 from aiohttp import web
 
+from backend import request_db
 from backend.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from backend.filters import FilterError, compile_filter
 from backend.models import TraceGenerate, decode_body, path_uuid
 from backend.repo import trace_jobs
 from backend.repo.events import EVENT_FIELDS
 from backend.trace_files import content_disposition, content_type, download_name, trace_path
-from backend.typedefs import DB, SETTINGS, TRACE_JOBS, USER
+from backend.typedefs import SETTINGS, TRACE_JOBS, USER
 
 __all__ = ["download_trace", "generate_trace", "get_trace_job", "job_view"]
 
@@ -69,7 +70,7 @@ async def generate_trace(request: web.Request) -> web.Response:
     user_id = uuid.UUID(request[USER].user_id)
     quota = request.app[SETTINGS].max_trace_jobs_per_user
     try:
-        async with request.app[DB].connection() as conn:
+        async with request_db.connection(request) as conn:
             job = await trace_jobs.create_job(conn, user_id, body.trace_name, body.filter,
                                               body.format, body.gzip, max_jobs=quota)
     except trace_jobs.JobLimit as e:
@@ -84,7 +85,7 @@ async def generate_trace(request: web.Request) -> web.Response:
 async def get_trace_job(request: web.Request) -> web.Response:
     """A trace job: its status, progress and, once COMPLETED, where to download the trace."""
     job_id = path_uuid(request, "trace_job_id")
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         job = await trace_jobs.get_job(conn, job_id, uuid.UUID(request[USER].user_id))
     if job is None:
         raise NotFound(f"trace job '{job_id}' not found")
@@ -94,7 +95,7 @@ async def get_trace_job(request: web.Request) -> web.Response:
 async def download_trace(request: web.Request) -> web.StreamResponse:
     """Downloads a generated trace file."""
     trace_id = path_uuid(request, "trace_id")
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         job = await trace_jobs.get_job_by_trace(conn, trace_id, uuid.UUID(request[USER].user_id))
     if job is None:
         raise NotFound(f"trace '{trace_id}' not found")

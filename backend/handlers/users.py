@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiohttp import web
 
-from backend import audit, tokens
+from backend import audit, request_db, tokens
 from backend.errors import BadRequest, NotFound
-from backend.filters import FieldSpec, FilterError, compile_filter
+from backend.filters import FilterError, compile_filter
 from backend.handlers.auth import user_view
-from backend.models import InviteBody, UserPatch, decode_body
+from backend.models import InviteBody, UserPatch, decode_body, path_uuid
 from backend.paging import PagingError, decode_token, encode_token, parse_page_size
 from backend.repo import users
-from backend.typedefs import CALLER, DB, SETTINGS
+from backend.typedefs import CALLER, SETTINGS
 
 __all__ = ["get_user", "invite_user", "list_users", "patch_user"]
 
-FIELDS = {
-    "email": FieldSpec("email", "str"),
-    "display_name": FieldSpec("display_name", "str"),
-    "role": FieldSpec("role", "str"),
-    "create_time": FieldSpec("created_at", "timestamp"),
-}
 _ORDER = "created_at,id"
-
-
-def _user_id(request: web.Request) -> uuid.UUID:
-    raw = request.match_info["user_id"]
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"user '{raw[:80]}' not found") from None
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -39,12 +23,12 @@ async def list_users(request: web.Request) -> web.Response:
     q = request.query
     text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
-        where, params = compile_filter(text, FIELDS)
+        where, params = compile_filter(text, users.FIELDS)
         size = parse_page_size(q.get("page_size"))
         after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         rows = await users.list_users(conn, where, params, size + 1, after)
     more, rows = len(rows) > size, rows[:size]
     token = encode_token((rows[-1].created_at, rows[-1].id), _ORDER, text, secret) if more else ""
@@ -53,8 +37,8 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def get_user(request: web.Request) -> web.Response:
     """One user (admin)."""
-    user_id = _user_id(request)
-    async with request.app[DB].connection() as conn:
+    user_id = path_uuid(request, "user_id")
+    async with request_db.connection(request) as conn:
         user = await users.get_user(conn, user_id)
     if user is None:
         raise NotFound(f"user '{user_id}' not found")
@@ -65,12 +49,12 @@ async def get_user(request: web.Request) -> web.Response:
 async def patch_user(request: web.Request) -> web.Response:
     """Gives a user a role and/or the Unix accounts they may trace (admin); it applies to
     their next request."""
-    user_id = _user_id(request)
+    user_id = path_uuid(request, "user_id")
     body = await decode_body(request, UserPatch)
     if body.role is None and body.unix_accounts is None:
         raise BadRequest("body", "give role, unix_accounts, or both")
     user = None
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         if body.role is not None:
             user = await users.set_role(conn, user_id, body.role)
             if user is not None:
@@ -91,11 +75,11 @@ async def invite_user(request: web.Request) -> web.Response:
     body = await decode_body(request, InviteBody)
     settings = request.app[SETTINGS]
     token = tokens.new_refresh_token()
-    async with request.app[DB].connection() as conn:
+    async with request_db.connection(request) as conn:
         expires = await users.create_invite(conn, tokens.hash_token(token), body.email,
                                             body.role, request[CALLER].user_id,
                                             settings.invite_ttl_s)
-    await audit.detail(f"{body.email.lower()} invited as {body.role}")
-    return web.json_response({"email": body.email.lower(), "role": body.role,
+    await audit.detail(f"{body.email} invited as {body.role}")
+    return web.json_response({"email": body.email, "role": body.role,
                               "invite_token": token, "expire_time": expires.isoformat()},
                              status=201)

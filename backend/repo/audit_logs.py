@@ -8,11 +8,32 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["list_entries", "open_entry", "settle_entry"]
+from backend.filters import FieldSpec
+
+__all__ = ["FIELDS", "list_entries", "open_entry", "settle_entry"]
 
 Conn = AsyncConnection[Any]
 _COLS = ("id, time, actor_id, actor_email, actor_role, address, action, target, result, "
          "http_status, error_code, message, settle_time")
+# What GET /api/v1/auditLogs' filter may name, and the columns behind the names
+FIELDS = {
+    "time": FieldSpec("time", "timestamp"),
+    "actor_id": FieldSpec("actor_id::text", "str", nullable=True),
+    "actor_email": FieldSpec("actor_email", "str"),
+    "actor_role": FieldSpec("actor_role", "str"),
+    "address": FieldSpec("address", "str"),
+    "action": FieldSpec("action", "str"),
+    "target": FieldSpec("target", "str"),
+    "result": FieldSpec("result", "str"),
+    "http_status": FieldSpec("http_status", "int", nullable=True),
+    "error_code": FieldSpec("error_code", "str", nullable=True),
+}
+
+
+def _text(value: str, limit: int) -> str:
+    """value cut to limit characters, NULs (which text columns refuse) shown as U+FFFD: a
+    request path or message may carry what a client sent."""
+    return value[:limit].replace("\x00", "\ufffd")
 
 
 async def open_entry(conn: Conn, actor_id: uuid.UUID, actor_email: str, actor_role: str,
@@ -21,7 +42,7 @@ async def open_entry(conn: Conn, actor_id: uuid.UUID, actor_email: str, actor_ro
     cur = await conn.execute(
         "INSERT INTO audit_logs (actor_id, actor_email, actor_role, address, action, target) "
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (actor_id, actor_email, actor_role, address[:100], action, target[:500]))
+        (actor_id, actor_email, actor_role, _text(address, 100), action, _text(target, 500)))
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
@@ -45,8 +66,8 @@ async def settle_entry(conn: Conn, entry_id: int, *, result: str | None = None,
         "target = COALESCE(%(target)s, target) "
         "WHERE id = %(id)s",
         {"result": result, "http": http_status, "code": error_code,
-         "message": None if message is None else message[:2000],
-         "target": None if target is None else target[:500], "id": entry_id})
+         "message": None if message is None else _text(message, 2000),
+         "target": None if target is None else _text(target, 500), "id": entry_id})
 
 
 async def list_entries(conn: Conn, where: str, params: list[Any], limit: int,

@@ -10,15 +10,24 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from backend import emails
 from backend.errors import AlreadyExists, Conflict, PermissionDenied
+from backend.filters import FieldSpec
 from backend.roles import Role
 
-__all__ = ["User", "any_user", "create_invite", "create_user", "find_user_by_email", "get_user",
-           "grant_accounts", "list_users", "live_refresh_token", "revoke_session",
+__all__ = ["FIELDS", "User", "any_user", "create_invite", "create_user", "find_user_by_email",
+           "get_user", "grant_accounts", "list_users", "live_refresh_token", "revoke_session",
            "rotate_refresh_token", "session_caller", "set_role", "start_session"]
 
 Conn = AsyncConnection[Any]
 _COLS = "id, email, display_name, password_hash, role, created_at, unix_accounts"
+# What GET /api/v1/users' filter may name, and the columns behind the names
+FIELDS = {
+    "email": FieldSpec("email", "str"),
+    "display_name": FieldSpec("display_name", "str"),
+    "role": FieldSpec("role", "str"),
+    "create_time": FieldSpec("created_at", "timestamp"),
+}
 # pg_advisory_xact_lock key serialising registrations, so two first accounts cannot both
 # become the bootstrap admin ("xputusr").
 _REGISTER_LOCK = 0x78707574757372
@@ -35,6 +44,23 @@ class User:
     unix_accounts: list[str]  # whose processes an operator may trace (the target policy)
 
 
+async def _taken(conn: Conn, email: str, *, name_it: bool) -> None:
+    """AlreadyExists naming the field when email, or an address that looks like it (the same
+    backend.emails.skeleton), has an account. name_it: say which (to an admin only)."""
+    cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
+    if await cur.fetchone():
+        raise AlreadyExists(f"email: '{email}' is already registered")
+    # every address is compared: registrations are rare and serialised, accounts few
+    target = emails.skeleton(email)
+    cur = await conn.execute("SELECT email FROM users")
+    for (other,) in await cur.fetchall():
+        if emails.skeleton(other) == target:
+            which = f" '{other}'" if name_it else ""
+            raise AlreadyExists(f"email: '{email}' looks like the address of an existing "
+                                f"account{which} (letters from another script or look-alike "
+                                "characters); use another address")
+
+
 async def any_user(conn: Conn) -> bool:
     cur = await conn.execute("SELECT EXISTS (SELECT 1 FROM users)")
     row = await cur.fetchone()
@@ -45,13 +71,11 @@ async def create_user(conn: Conn, email: str, display_name: str, password_hash: 
                       invite_hash: bytes | None = None, open_registration: bool = False) -> User:
     """Registers an account. The first one is the admin; after it, an unused, unexpired invite
     for this e-mail gives its role, or open_registration makes a viewer; otherwise
-    PermissionDenied. AlreadyExists when the e-mail is taken."""
-    email = email.lower()
+    PermissionDenied. AlreadyExists when the e-mail, or one that looks like it, is taken."""
+    email = emails.normalise(email)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REGISTER_LOCK,))
-        cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
-        if await cur.fetchone():
-            raise AlreadyExists(f"email '{email}' is already registered")
+        await _taken(conn, email, name_it=False)
         role: Role
         if not await any_user(conn):
             role = "admin"
@@ -82,11 +106,10 @@ async def create_user(conn: Conn, email: str, display_name: str, password_hash: 
 
 async def create_invite(conn: Conn, token_hash: bytes, email: str, role: Role,
                         created_by: uuid.UUID, ttl_s: int) -> datetime:
-    """Stores an invite; its expiry. AlreadyExists when the e-mail is already registered."""
-    email = email.lower()
-    cur = await conn.execute("SELECT 1 FROM users WHERE email = %s", (email,))
-    if await cur.fetchone():
-        raise AlreadyExists(f"email '{email}' is already registered")
+    """Stores an invite; its expiry. AlreadyExists when the e-mail, or one that looks like
+    it, is already registered."""
+    email = emails.normalise(email)
+    await _taken(conn, email, name_it=True)
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     await conn.execute(
         "INSERT INTO invites (token_hash, email, role, created_by, expires_at) "
@@ -97,7 +120,7 @@ async def create_invite(conn: Conn, token_hash: bytes, email: str, role: Role,
 async def find_user_by_email(conn: Conn, email: str) -> User | None:
     async with conn.cursor(row_factory=class_row(User)) as cur:
         await cur.execute(f"SELECT {_COLS} FROM users WHERE email = %s".encode(),
-                          (email.lower(),))
+                          (emails.normalise(email),))
         return await cur.fetchone()
 
 

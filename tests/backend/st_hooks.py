@@ -5,10 +5,27 @@ valid in the grammar each format names."""
 
 from __future__ import annotations
 
+import ast
+import threading
+from typing import Any
+
 import schemathesis
 from hypothesis import strategies as st
 
 from backend.openapi_schemas import FORMATS
+
+# CPython 3.11 (gh-106905): ast.parse in two threads at once can fail with "SystemError: AST
+# constructor recursion depth mismatch". Hypothesis parses lambdas' source to name filtered
+# strategies, and --workers 2 draws in two threads: one parse at a time.
+_parse, _parsing = ast.parse, threading.Lock()
+
+
+def _one_parse_at_a_time(*args: Any, **kwargs: Any) -> Any:
+    with _parsing:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _one_parse_at_a_time  # type: ignore[assignment]
 
 _WORD = st.text("abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=12)
 _TIME = st.sampled_from(['"2026-01-02T03:04:05Z"', '"2026-06-01T00:00:00.123456Z"'])

@@ -85,7 +85,7 @@ async def test_wrong_password_is_401(client: TestClient) -> None:
     ({"email": "not-an-email", "password": "long enough"}, "email"),
     ({"email": "ada@example.com", "password": "short"}, "password"),
     ({"email": 5, "password": "long enough"}, "email"),
-    ({"email": "ada@example.com", "password": "long enough", "admin": True}, "admin"),
+    ({"email": "ada@example.com", "password": "long enough pw", "admin": True}, "admin"),
 ])
 async def test_register_names_the_bad_field(client: TestClient, body: dict[str, Any],
                                             field: str) -> None:

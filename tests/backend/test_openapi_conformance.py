@@ -2,7 +2,9 @@
 --checks all`) against a live backend on a real PostgreSQL finds nothing.
 
 The auth endpoints are left out (the run would log its own token out); they have their own
-tests. Examples per operation are bounded to keep the run near a minute on two cores.
+tests. The run is the first account, an admin: it reaches the users endpoints too, and cannot
+lock itself out (the last admin cannot be demoted; invites make no account). Examples per
+operation are bounded to keep the run near a minute on two cores.
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ async def test_schemathesis_finds_nothing(aiohttp_server: Any, aiohttp_client: A
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=tmp_path)
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
-    assert proc.returncode == 0, text[-20000:]
     (tmp_path / "st.txt").write_text(text)
+    assert proc.returncode == 0, f"{tmp_path / 'st.txt'}\n{text[-20000:]}"
+    # The run is the admin, and reaches PATCH /users/{user_id} with its own id (links from GET
+    # /users): the last admin cannot be demoted (409), so it never locks itself out.
+    me = await client.get("/api/v1/users", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 200 and [u["role"] for u in (await me.json())["users"]] == ["admin"]
     summary = text[text.find("Test cases:"):].splitlines()[:2]
     print(" ".join(line.strip() for line in summary))  # shown with -s: how many were sent
 
@@ -65,7 +71,7 @@ def test_every_operation_lists_its_answers(migrated_dsn: str, tmp_path: Path) ->
                 else:
                     assert answer["content"], (method, path, code)
     logout = doc["paths"]["/api/v1/auth:logout"]["post"]["responses"]
-    assert sorted(logout) == ["204", "401", "500"] and "content" not in logout["204"]
+    assert sorted(logout) == ["204", "401", "429", "500", "503"] and "content" not in logout["204"]
     create = doc["components"]["schemas"]["MonitorCreate"]
     python = next(b for b in create["oneOf"]
                   if b["properties"]["monitor_type"] == {"const": "PYTHON"})
@@ -73,3 +79,14 @@ def test_every_operation_lists_its_answers(migrated_dsn: str, tmp_path: Path) ->
     events = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/events"]["get"]["parameters"]}
     assert events["filter"]["format"] == "xputrace-filter-events"
     assert events["page_size"]["type"] == "integer"
+    # the admin's endpoints: their filters, path ids, bodies and conflicts
+    users = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/users"]["get"]["parameters"]}
+    assert users["filter"]["format"] == "xputrace-filter-users" and "order_by" not in users
+    logs = doc["paths"]["/api/v1/auditLogs"]["get"]
+    assert logs["parameters"][0]["schema"]["format"] == "xputrace-filter-audit-logs"
+    assert "audit_logs" in logs["responses"]["200"]["content"]["application/json"]["schema"][
+        "properties"]
+    patch = doc["paths"]["/api/v1/users/{user_id}"]["patch"]
+    assert patch["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
+    assert {"200", "400", "403", "404", "409"} <= set(patch["responses"])
+    assert "409" in doc["paths"]["/api/v1/users:invite"]["post"]["responses"]

@@ -216,7 +216,7 @@ async def test_the_last_admin_cannot_be_demoted(team: Team) -> None:
 
 @pytest.mark.parametrize(("path", "body", "status", "needle"), [
     (f"/api/v1/users/{ANY_UUID}", {"role": "viewer"}, 404, "not found"),
-    ("/api/v1/users/not-a-uuid", {"role": "viewer"}, 404, "not found"),
+    ("/api/v1/users/not-a-uuid", {"role": "viewer"}, 400, "user_id"),
     (f"/api/v1/users/{ANY_UUID}", {"role": "superuser"}, 400, "role"),
     (f"/api/v1/users/{ANY_UUID}", {"role": "viewer", "email": "x@y.z"}, 400, "email"),
 ])

@@ -83,7 +83,8 @@ _TYPE_WORDS = {
     "str": "a string",
     "bool": "a boolean (true or false)",
     "timestamp": "an RFC 3339 timestamp (e.g. '2024-05-01T12:00:00.5Z')",
-    "duration": "a duration (e.g. 20s, 1.5ms, 300us, 42ns; a bare integer is nanoseconds)",
+    "duration": "a duration (e.g. 2m, 20s, 1.5ms, 300us, 42ns; h: hours, m: minutes; a bare "
+                "integer is nanoseconds)",
     "json": "a JSON value",
 }
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -539,8 +540,9 @@ def _combine(op: Literal["AND", "OR"], parts: list[_Node]) -> _Node:
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_DURATION_RE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(s|ms|us|µs|ns)?")
-_DURATION_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "µs": 10**3, "ns": 1}
+_DURATION_RE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(h|m|s|ms|us|µs|ns)?")
+_DURATION_NS = {"h": 3600 * 10**9, "m": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3,
+                "µs": 10**3, "ns": 1}
 _RFC3339_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"

@@ -51,10 +51,8 @@ async def patch_user(request: web.Request) -> web.Response:
     their next request."""
     user_id = path_uuid(request, "user_id")
     body = await decode_body(request, UserPatch)
-    if body.role is None and body.unix_accounts is None:
-        raise BadRequest("body", "give role, unix_accounts, or both")
-    user = None
     async with request_db.connection(request) as conn:
+        user = await users.get_user(conn, user_id)  # an empty patch changes nothing
         if body.role is not None:
             user = await users.set_role(conn, user_id, body.role)
             if user is not None:

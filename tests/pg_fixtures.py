@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ import pytest
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
 from backend.settings import Settings
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +64,7 @@ async def migrated_dsn(fresh_dsn: str) -> AsyncIterator[str]:
 
 
 def free_tcp_endpoint() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 def backend_settings(dsn: str, tmp_path: Path, **kw: Any) -> Settings:

@@ -12,7 +12,6 @@ import base64
 import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,14 +25,10 @@ from typing import Any
 
 import pytest
 
+from tests.ports import free_port
+
 INFLUXD = shutil.which("influxd")
 ADMIN = ("admin", "admin-password")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class InfluxServer:
@@ -41,7 +36,7 @@ class InfluxServer:
         assert INFLUXD is not None
         self.root = root
         self.auth = auth
-        self.port, self.rpc_port = _free_port(), _free_port()
+        self.port, self.rpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = root / "influxdb.conf"
         self.config.write_text(f"""

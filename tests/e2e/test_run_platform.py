@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="make run starts a manager: root")
@@ -28,18 +28,9 @@ def var_dir() -> Iterator[Path]:
         yield Path(d)
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports (held together while chosen, so none is picked twice)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-
-
 def start(var: Path, build_dir: Path, log: Path) -> subprocess.Popen[str]:
     """The script, once the API answers and the manager has registered (its log says so)."""
-    port, control, ingest = free_ports(3)
+    port, control, ingest = free_port(), free_port(), free_port()
     env = {**os.environ, "XPUTRACE_VAR_DIR": str(var), "XPUTRACE_PORT": str(port),
            "BUILD": str(build_dir), "PY": sys.executable,
            "XPUTRACE_CONTROL_ENDPOINT": f"tcp://127.0.0.1:{control}",

@@ -7,11 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from backend import request_db
-from backend.errors import BadRequest
-from backend.filters import FilterError, compile_filter
-from backend.paging import PagingError, decode_token, encode_token, parse_page_size
+from backend.handlers.listing import list_query
+from backend.paging import encode_token
 from backend.repo import audit_logs
-from backend.typedefs import SETTINGS
 
 __all__ = ["list_audit_logs"]
 
@@ -42,18 +40,11 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 
 async def list_audit_logs(request: web.Request) -> web.Response:
     """Control actions: who asked for what, when, and the result; newest first (admin)."""
-    q = request.query
-    text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
-    try:
-        where, params = compile_filter(text, audit_logs.FIELDS)
-        size = parse_page_size(q.get("page_size"))
-        after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
-    except (FilterError, PagingError) as e:
-        raise BadRequest(e.param, e.problem) from None
-    last = after[0] if after else None
+    q = list_query(request, audit_logs.FIELDS, _ORDER)
+    last = q.after[0] if q.after else None
     assert last is None or isinstance(last, int)  # tokens are signed: we wrote it
     async with request_db.connection(request) as conn:
-        rows = await audit_logs.list_entries(conn, where, params, size + 1, last)
-    more, rows = len(rows) > size, rows[:size]
-    token = encode_token((rows[-1]["id"],), _ORDER, text, secret) if more else ""
+        rows = await audit_logs.list_entries(conn, q.where, q.params, q.size + 1, last)
+    more, rows = len(rows) > q.size, rows[:q.size]
+    token = encode_token((rows[-1]["id"],), _ORDER, q.filter, q.secret) if more else ""
     return web.json_response({"audit_logs": [_entry(r) for r in rows], "next_page_token": token})

@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from backend import audit, request_db, tokens
-from backend.errors import BadRequest, NotFound
-from backend.filters import FilterError, compile_filter
+from backend.errors import NotFound
 from backend.handlers.auth import user_view
+from backend.handlers.listing import list_query
 from backend.models import InviteBody, UserPatch, decode_body, path_uuid
-from backend.paging import PagingError, decode_token, encode_token, parse_page_size
+from backend.paging import encode_token
 from backend.repo import users
 from backend.typedefs import CALLER, SETTINGS
 
@@ -20,18 +20,12 @@ _ORDER = "created_at,id"
 
 async def list_users(request: web.Request) -> web.Response:
     """Users, oldest first, a page at a time (admin)."""
-    q = request.query
-    text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
-    try:
-        where, params = compile_filter(text, users.FIELDS)
-        size = parse_page_size(q.get("page_size"))
-        after = decode_token(q["page_token"], _ORDER, text, secret) if q.get("page_token") else None
-    except (FilterError, PagingError) as e:
-        raise BadRequest(e.param, e.problem) from None
+    q = list_query(request, users.FIELDS, _ORDER)
     async with request_db.connection(request) as conn:
-        rows = await users.list_users(conn, where, params, size + 1, after)
-    more, rows = len(rows) > size, rows[:size]
-    token = encode_token((rows[-1].created_at, rows[-1].id), _ORDER, text, secret) if more else ""
+        rows = await users.list_users(conn, q.where, q.params, q.size + 1, q.after)
+    more, rows = len(rows) > q.size, rows[:q.size]
+    token = (encode_token((rows[-1].created_at, rows[-1].id), _ORDER, q.filter, q.secret)
+             if more else "")
     return web.json_response({"users": [user_view(u) for u in rows], "next_page_token": token})
 
 

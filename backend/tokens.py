@@ -58,7 +58,12 @@ def verify_access_token(secret: str, token: str) -> AccessClaims | None:
 
 
 def new_refresh_token() -> str:
-    return secrets.token_urlsafe(32)
+    """32 random bytes, URL-safe base64; never beginning with '-': a token is typed on
+    command lines (``xputrace register EMAIL --invite TOKEN``), where it would read as an
+    option (1 in 64 did)."""
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 def hash_refresh_token(token: str) -> bytes:

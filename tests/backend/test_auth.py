@@ -181,3 +181,11 @@ async def test_openapi_document_is_public_and_lists_routes(client: TestClient) -
     assert schema_ref.endswith("/LoginBody")
     assert "email" in doc["components"]["schemas"]["LoginBody"]["properties"]
     assert doc["paths"]["/api/v1/auth:logout"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_tokens_never_read_as_command_line_options() -> None:
+    """Invite and refresh tokens are typed after flags (`register --invite TOKEN`): none may
+    begin with '-' (1 in 64 of URL-safe base64 strings do)."""
+    made = [tokens.new_refresh_token() for _ in range(5000)]
+    assert not [t for t in made if t.startswith("-")]
+    assert len(set(made)) == len(made) and {len(t) for t in made} == {43}

@@ -42,7 +42,7 @@ test: build lint trace-processor
 	XPUTRACE_TRACE_PROCESSOR_WASM=$(abspath $(BUILD))/trace_processor $(PY) -m pytest -ra $(PYTEST_ARGS)
 
 lint: venv
-	$(PY) -m ruff check backend manager trace_export tests bench
+	$(PY) -m ruff check xpucore backend manager trace_export tests bench
 	$(PY) -m mypy
 
 bench: build

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * The agent's side of a call probe's per-thread slots (calls.bpf.h; struct
- * cuda_inflight in bpf/cuda.h describes the scheme), read through the map's
+ * cuda_inflight in xpucore/include/cuda.h describes the scheme), read through the map's
  * mmap: completed calls an idle thread left in out[], and at stop the calls
  * still in flight.
  */

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
 #include <string.h>
-#include <sys/syscall.h>	/* not <syscall.h>: bpf/syscall.h is the SYSCALL probe's */
+#include <sys/syscall.h>	/* not <syscall.h>: xpucore/include/syscall.h is the SYSCALL probe's */
 #include <unistd.h>
 #include <linux/bpf.h>
 #include <bpf/bpf.h>

@@ -27,9 +27,9 @@ from collections.abc import Callable
 
 from psycopg_pool import AsyncConnectionPool
 
-from backend import abi
 from backend.repo.machines import machine_of_key
 from backend.repo.monitors import machine_and_status
+from xpucore import abi
 
 __all__ = ["ACCEPTING", "Admission"]
 

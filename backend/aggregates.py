@@ -42,7 +42,7 @@ memcpy-class calls; ``bytes_allocated`` the size of successful allocations (non-
 returned); device memory held pairs each successful allocation with the free of its pointer
 per process, and counts it on the device it was allocated on (a free of a pointer never seen
 allocated changes nothing). Events are placed in the interval of their start time.
-``device`` is the ordinal of the device the calling thread had current (bpf/cuda.h: 0,
+``device`` is the ordinal of the device the calling thread had current (xpucore/include/cuda.h: 0,
 CUDA's default, for a thread not seen choosing or asking for one since tracing began;
 cudaSetDevice: the device asked for), ``other`` for ordinals past 509, and absent for
 monitor types whose events name no device; ``monitor_type`` tells GPU (CUDA) from NPU (ACL).
@@ -58,8 +58,8 @@ from functools import cache
 
 import numpy as np
 
-from backend import abi
 from backend.histogram import bucket_of, percentile
+from xpucore import abi
 
 __all__ = [
     "DEV_OTHER",

@@ -15,7 +15,7 @@ from aiohttp import web
 from backend import monitor_lifecycle
 from backend.repo import machines, monitors
 from backend.typedefs import DB, RECONCILER
-from manager.protocol import Event
+from xpucore.protocol import Event
 
 __all__ = ["handle_event"]
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from backend import abi
+from xpucore import abi
 
 __all__ = ["batch_stats", "main"]
 

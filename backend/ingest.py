@@ -29,10 +29,10 @@ import zmq.asyncio
 from psycopg_pool import AsyncConnectionPool
 from zmq.utils.monitor import recv_monitor_message
 
-from backend import abi
 from backend.admission import Admission
 from backend.aggregates import Aggregator
 from backend.db.events_copy import EventWriter
+from xpucore import abi
 
 __all__ = ["Ingest", "IngestStats"]
 

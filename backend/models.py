@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from aiohttp import web
 
-from backend import abi, emails, password_policy
+from backend import emails, password_policy
 from backend.errors import BadRequest
 from backend.roles import Role
+from xpucore import abi
 
 __all__ = [
     "InviteBody",
@@ -116,7 +117,7 @@ class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
                                               pattern=r"^/[^\x00]*$")] | None = None
     binary_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
                                              pattern=r"^/[^\x00]*$")] | None = None
-    # SYSCALL: record only these (names as in bpf/syscall_nr.h); all when absent
+    # SYSCALL: record only these (names as in xpucore/include/syscall_nr.h); all when absent
     syscalls: Annotated[list[SyscallName], msgspec.Meta(min_length=1,
                                                         max_length=512)] | None = None
 

@@ -40,8 +40,8 @@ from backend.control import MachineUnavailable, NoReply
 from backend.errors import AgentStopFailed, QuotaExceeded
 from backend.repo import event_counts, monitors
 from backend.typedefs import CONTROL, DB, SETTINGS, TASKS
-from manager import protocol
-from manager.protocol import Command, ErrorCode, MonitorStatus
+from xpucore import protocol
+from xpucore.protocol import Command, ErrorCode, MonitorStatus
 
 __all__ = ["apply_late_reply", "create", "on_monitor_status", "reconcile", "stop"]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from backend import abi
+from xpucore import abi
 
 TARGET = 1_000_000
 

@@ -2,7 +2,7 @@
 
 A fresh embedded PostgreSQL (temporary directory), migrated; `events` (all its indexes) filled
 with --rows synthetic rows through the ingest path's EventWriter, from agent batches made by
-bench/ingest_copy.py (backend.abi.encode_batch, a PyTorch-like mix of launches, copies, syncs
+bench/ingest_copy.py (xpucore.abi.encode_batch, a PyTorch-like mix of launches, copies, syncs
 and allocations), rewritten to come from --monitors agents tracing --pids processes spread
 evenly over --span-s seconds of wall clock, ending --age-s ago (the writer refuses events
 older than 7 days). Then ANALYZE, and the real app (`create_app`) served on 127.0.0.1:
@@ -50,7 +50,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import run_in_temp_dir  # noqa: E402
 from ingest_copy import BATCH_EVENTS, synthetic_batches  # noqa: E402
 
-from backend import abi  # noqa: E402
 from backend.app import create_app  # noqa: E402
 from backend.db.embedded import EmbeddedPostgres  # noqa: E402
 from backend.db.events_copy import DAY_NS, EventWriter  # noqa: E402
@@ -60,6 +59,7 @@ from backend.handlers.events import rfc3339_ns  # noqa: E402
 from backend.paging import OrderBy  # noqa: E402
 from backend.repo.events import EVENT_FIELDS, TIEBREAK, query_events  # noqa: E402
 from tests.pg_fixtures import backend_settings  # noqa: E402
+from xpucore import abi  # noqa: E402
 
 TARGET_P99_MS = 50.0
 TARGET_ROWS = 10_000_000

@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest_copy import BATCH_EVENTS, reset, synthetic_batches
 
-from backend import abi
 from backend.aggregates import Aggregator, Point
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.events_copy import DAY_NS, EventWriter
 from backend.db.migrate import migrate
+from xpucore import abi
 
 TARGET_RATIO = 0.9
 

@@ -1,6 +1,6 @@
 """Ingest into PostgreSQL: EventWriter vs psycopg binary COPY of the same rows from tuples.
 
-Synthetic agent batches (backend.abi.encode_batch, 4096 events each, a PyTorch-like mix of
+Synthetic agent batches (xpucore.abi.encode_batch, 4096 events each, a PyTorch-like mix of
 kernel launches, async copies, stream syncs and allocations from four threads; with
 ``--monitors K``, K agents' batches interleaved) are written to the ``events`` table (all its
 indexes) of a fresh, migrated database, in the same run, by:
@@ -46,10 +46,10 @@ from psycopg.types.json import Json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend import abi
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.events_copy import COLUMNS, DAY_NS, ID_SHIFT, EventWriter, encode_copy
 from backend.db.migrate import migrate
+from xpucore import abi
 
 TARGET_RATIO = 3.0
 TARGET_EVENTS_PER_S = 500_000

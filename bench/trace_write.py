@@ -44,9 +44,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend import abi
 from trace_export import EventChunk, from_batches, write_perfetto
 from trace_export.events import args_of
+from xpucore import abi
 
 WINDOW_NS = 400_000_000  # ~70k calls per chunk
 THREADS = 4

@@ -5,7 +5,7 @@ routing id, which is the machine id. After every completed CURVE handshake (firs
 and every reconnect, e.g. after the backend restarted) the manager sends HELLO; it sends
 HEARTBEAT every ``heartbeat_interval_s`` while connected, answers each command in its own
 task (a slow START never holds up a STOP or a heartbeat), and pushes MONITOR_STATUS when an
-agent exits on its own. The messages are defined in ``manager.protocol``.
+agent exits on its own. The messages are defined in ``xpucore.protocol``.
 
 ``IMMEDIATE`` is set, so nothing queues while there is no authenticated backend: heartbeats
 are skipped, replies wait up to ``reply_timeout_s``, MONITOR_STATUS events wait (in order)
@@ -25,17 +25,17 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from manager import protocol
 from manager.identity import Identity
-from manager.protocol import (
+from manager.settings import Settings
+from manager.supervisor import Monitor, Supervisor
+from xpucore import protocol
+from xpucore.protocol import (
     CommandError,
     ErrorCode,
     GetStatus,
     StartMonitor,
     StopMonitor,
 )
-from manager.settings import Settings
-from manager.supervisor import Monitor, Supervisor
 
 __all__ = ["ControlClient"]
 

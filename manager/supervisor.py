@@ -51,12 +51,12 @@ from typing import Any
 
 from manager import keys
 from manager.protected import platform_pids, platform_process, process_user
-from manager.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 from manager.python_hooks import find_hooks, hook_flag
 from manager.python_target import UnsupportedPython, agent_flags, find_target
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
 from manager.syscall_hub import HUB_RINGBUF_KB, HubGone, HubOptions, SyscallHub
+from xpucore.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 
 __all__ = [
     "AGENT_EXIT_CODES",
@@ -110,7 +110,7 @@ AGENT_TYPES: Mapping[str, AgentType] = {
                         config=("sample_hz", "functions", *_BUFFERS)),
 }
 
-# xputrace-agent's exit codes before it printed "ready" (agent_c/exit_codes.h)
+# xputrace-agent's exit codes before it printed "ready" (xpucore/include/exit_codes.h)
 AGENT_EXIT_CODES: Mapping[int, ErrorCode] = {
     2: ErrorCode.INVALID_CONFIG,
     3: ErrorCode.TARGET_NOT_FOUND,

@@ -10,7 +10,7 @@ tables of their own, so the numeric columns stay plain arrays; an event has only
 arguments its function takes (``args_of``), the others hold 0 (text: "").
 
 ``from_rows`` builds a chunk from rows of the ``events`` table; ``from_batches`` from agent
-batches (backend.abi), which is what the benchmark and the capture-file path use.
+batches (xpucore.abi), which is what the benchmark and the capture-file path use.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from backend import abi
 from trace_export import event_data
 from trace_export._rows import copy_rows, str_codes
+from xpucore import abi
 
 __all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "event_class",
            "from_batches", "from_copy", "from_rows"]  # fmt: skip

@@ -23,17 +23,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from backend import abi
 from trace_export.events import EventChunk
 from trace_export.markers import BEGIN, END, Markers
 from trace_export.tracks import Sequence as TrackSequence
 from trace_export.tracks import Tracks
+from xpucore import abi
 
 __all__ = ["CALL", "FrameTracker", "PythonFrames", "StackFrames", "frame_label"]
 
 #: Stack ids -> each stack's frames as labels, outermost first (ids it does not know: none).
 StackFrames = Callable[[Sequence[int]], Mapping[int, Sequence[str]]]
-CALL = "call"  # the PYTHON monitor's exact calls (bpf/python.h PYTHON_FN_call)
+CALL = "call"  # the PYTHON monitor's exact calls (xpucore/include/python.h PYTHON_FN_call)
 
 _BEFORE_CALLS = -(1 << 62)  # a frame's begin sorts before every call begin at its time
 

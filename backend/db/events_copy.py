@@ -11,7 +11,7 @@ are gathered into time order, a word at a time (PostgreSQL's indexes, which all 
 take rows in key order much faster than rows grouped by function). No Python code runs per
 row, only per group and per run of equal comm.
 
-``event_data`` is the JSON text ``backend.abi.event_records`` gives as ``args`` (same keys,
+``event_data`` is the JSON text ``xpucore.abi.event_records`` gives as ``args`` (same keys,
 same order, same integers), rendered from a template per argument class derived from
 ``event_records`` itself (one probe event per class), so the two cannot drift apart. Groups
 smaller than ``_MIN_GROUP`` rows are merged into one per layout, with their numbers
@@ -52,7 +52,7 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.copy import AsyncQueuedLibpqWriter
 
-from backend import abi
+from xpucore import abi
 
 __all__ = [
     "COLUMNS",

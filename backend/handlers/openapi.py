@@ -17,10 +17,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend import abi, models
+from backend import models
 from backend.access import required_role
 from backend.openapi_schemas import ERROR, FORMATS, RESPONSES, nullable
 from backend.typedefs import INFLUX
+from xpucore import abi
 
 __all__ = ["build_document", "document"]
 

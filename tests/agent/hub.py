@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backend import abi
 from tests.agent.procs import DEADLINE_S, Capture, JsonLineProc, capture_from
+from xpucore import abi
 
 Line = dict[str, Any]
 

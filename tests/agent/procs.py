@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from backend import abi
+from xpucore import abi
 
 DEADLINE_S = 30.0
 

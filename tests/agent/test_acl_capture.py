@@ -1,6 +1,6 @@
 """The ACL probe against the Ascend stand-ins (tests/workloads/ascend, built from the real
 CANN headers): every hooked AscendCL, aclop, aclmdl, aclnn and HCCL call of acl_calls, with
-its thread, arguments (as backend.abi decodes them), return value, device and duration, in
+its thread, arguments (as xpucore.abi decodes them), return value, device and duration, in
 both library layouts (runtime in libacl_rt.so, as current CANN; all of AscendCL in
 libascendcl.so, as older CANN), each symbol hooked in the library that defines it."""
 
@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from backend import abi
 from tests.agent.procs import Capture, run_agent_expect_failure, trace_workload
 from tests.workloads import acl_expect
 from tests.workloads.acl_expect import Call, Out
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 
 SYNC_US, HCCL_US = 10_000, 5_000  # long enough that no plain call takes as long
-# CANN parameter name -> decoded argument name (backend.abi.ACL_ARGS), then per symbol.
+# CANN parameter name -> decoded argument name (xpucore.abi.ACL_ARGS), then per symbol.
 PARAM = {
     "configPath": "config_path", "size": "bytes", "policy": "policy", "dst": "dst",
     "destMax": "dest_max", "src": "src", "count": "bytes", "kind": "kind", "devPtr": "ptr",

@@ -1,7 +1,7 @@
 """xputrace-agent refuses bad input with the seed's error codes and one clear line.
 
 Exit codes: 2 INVALID_CONFIG, 3 TARGET_NOT_FOUND, 4 PERMISSION_DENIED,
-5 AGENT_START_FAILED (agent_c/exit_codes.h).
+5 AGENT_START_FAILED (xpucore/include/exit_codes.h).
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import zmq
 
-from backend import abi
 from tests.agent.procs import Agent, Capture, JsonLineProc
 from tests.agent.test_cuda_capture import CUDA_ERROR_INSUFFICIENT_DRIVER, assert_exact
 from tests.workloads import cuda_expect
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import abi
 from tests.agent.procs import Agent, Capture, JsonLineProc, trace_workload
 from tests.workloads import cuda_expect
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

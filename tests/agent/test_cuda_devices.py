@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backend import abi
 from tests.agent.procs import trace_workload
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

@@ -1,6 +1,6 @@
 """NCCL on the CUDA probe, against the real libnccl.so.2 of the nvidia-nccl-cu12 wheel (no GPU
 here: its calls fail, the probe still sees each with its arguments): every call of
-nccl_calls with its thread, order, arguments as backend.abi decodes them (nccl.h names) and
+nccl_calls with its thread, order, arguments as xpucore.abi decodes them (nccl.h names) and
 return value; only ncclX is hooked (pncclX is an alias at the same address), and none of the
 CUDA runtime libnccl carries inside it."""
 
@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from backend import abi
 from tests.agent.procs import trace_workload
 from tests.workloads import nccl_expect
 from trace_export import from_batches, write_perfetto
 from trace_export.layouts import layout_for
 from trace_export.validate import validate_perfetto
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 
-# nccl.h parameter -> decoded argument name (backend.abi.CUDA_ARGS)
+# nccl.h parameter -> decoded argument name (xpucore.abi.CUDA_ARGS)
 NAME = {"recvcount": "count", "sendcount": "count", "commId": "comm_id"}
 
 

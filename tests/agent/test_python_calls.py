@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from backend import abi
 from manager.python_hooks import find_hooks, hook_flag
 from manager.python_offsets import OFFSETS
 from manager.python_target import agent_flags, find_target
 from tests.agent.procs import run_agent_expect_failure, trace_workload
 from tests.manager.test_python_target import INTERPRETERS, python_or_skip
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

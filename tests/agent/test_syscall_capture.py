@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import abi
 from tests.agent.procs import Capture, run_agent_expect_failure, trace_workload, wait_in_syscall
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

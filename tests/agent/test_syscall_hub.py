@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import abi
 from tests.agent.hub import Hub
 from tests.agent.procs import Capture, JsonLineProc
 from tests.agent.test_agent_zmq import CurveSink
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

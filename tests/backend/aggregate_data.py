@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from backend import abi
 from backend.histogram import bucket_bounds
+from xpucore import abi
 
 S = 10**9
 LAUNCH, MEMCPY, MEMCPY_ASYNC, MALLOC, FREE, SYNC = 0x100, 0x400, 0x500, 0x700, 0xA00, 0xC00

@@ -19,9 +19,9 @@ import numpy as np
 import psycopg
 import zmq
 
-from backend import abi
 from backend.app import server_keys
 from backend.settings import Settings
+from xpucore import abi
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 60.0

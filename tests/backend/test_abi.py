@@ -1,4 +1,4 @@
-"""backend.abi: layouts read from bpf/*.h, batch checks, capture files, the dump CLI."""
+"""xpucore.abi: layouts read from xpucore/include/*.h, batch checks, capture files, the dump CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import abi, dump
+from backend import dump
+from xpucore import abi
 
 HDR_FIELDS = ("ts_ns", "duration_ns", "ret", "pid", "tid", "func", "flags", "cpu", "comm")
 
@@ -217,7 +218,7 @@ def test_iter_batches_bad_tail(tmp_path: Path, tail: bytes, message: str) -> Non
 
 
 def header_enum(prefix: str) -> dict[str, int]:
-    """Members of an enum in bpf/cuda.h, parsed with a regex rather than cffi."""
+    """Members of an enum in xpucore/include/cuda.h, parsed with a regex rather than cffi."""
     text = (abi.HEADER_DIR / "cuda.h").read_text()
     return {m[1]: int(m[2], 0) for m in re.finditer(rf"\b{prefix}(\w+)\s*=\s*(\w+)", text)}
 

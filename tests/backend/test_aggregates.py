@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend import abi
 from backend.aggregates import Aggregator, Point
 from backend.histogram import RELATIVE_ERROR, bucket_bounds, bucket_of, percentile
 from tests.backend.aggregate_data import INTERVALS, Capture, S, make_capture
+from xpucore import abi
 
 T0 = 1_900_000_000 * S  # far from now: the watermark cap is the clock we pass
 

@@ -4,8 +4,8 @@ memory), calls and errors per function."""
 
 from __future__ import annotations
 
-from backend import abi
 from backend.aggregates import Aggregator, Point
+from xpucore import abi
 
 S = 10**9
 T0 = 1_900_000_000 * S

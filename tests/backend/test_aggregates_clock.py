@@ -8,11 +8,11 @@ import asyncio
 
 import numpy as np
 
-from backend import abi
 from backend.aggregate_clock import close_by_clock
 from backend.aggregates import Aggregator, Point
 from backend.influx import InfluxConfig, InfluxWriter
 from tests.backend.influx_fixtures import InfluxServer
+from xpucore import abi
 
 S = 10**9
 T0 = 1_900_000_000 * S

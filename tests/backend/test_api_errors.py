@@ -16,13 +16,13 @@ import zmq.asyncio
 from aiohttp.test_utils import TestClient
 from zmq.utils.monitor import recv_monitor_message
 
-from backend import abi
 from backend.app import create_app
 from backend.repo import machines, monitors
 from backend.settings import Settings
 from backend.typedefs import DB, INGEST
 from manager import keys as manager_keys
 from tests.pg_fixtures import backend_settings
+from xpucore import abi
 
 MACHINE = "m" * 64
 OLD = "o" * 64

@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg
 
-from backend import abi
 from backend.aggregates import Aggregator, Point
 from backend.db.events_copy import EventWriter
 from backend.repo.metrics import last_drop_totals
+from xpucore import abi
 
 S = 10**9
 

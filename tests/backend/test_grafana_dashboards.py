@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from backend import abi
 from backend.aggregates import Aggregator
 from backend.influx import InfluxConfig, InfluxWriter
 from backend.settings import Settings
 from tests.backend import grafana_queries as gq
 from tests.backend.aggregate_data import Capture, S, make_capture
 from tests.backend.influx_fixtures import InfluxServer
+from xpucore import abi
 
 INTERVAL_S = 1  # the backend's aggregate interval (its default)
 DATASOURCE = {"type": "influxdb", "uid": "xputrace-influxdb"}

@@ -15,7 +15,6 @@ import zmq.asyncio
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from backend import abi
 from backend.aggregates import Aggregator, Point
 from backend.control import curve_context
 from backend.influx import InfluxConfig, InfluxWriter
@@ -23,6 +22,7 @@ from backend.ingest import Ingest
 from tests.backend.aggregate_data import Capture, S, make_capture
 from tests.backend.influx_fixtures import InfluxServer
 from tests.pg_fixtures import free_tcp_endpoint
+from xpucore import abi
 
 
 def recent_t0() -> int:

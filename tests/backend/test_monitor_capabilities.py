@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from backend.app import create_app
 from backend.control_events import handle_event
-from manager import protocol
 from manager.supervisor import AGENT_TYPES
 from tests.pg_fixtures import backend_settings
+from xpucore import protocol
 
 MACHINE = "a" * 64
 OLD_MANAGER = "b" * 64

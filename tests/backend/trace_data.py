@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from backend import abi
 from backend.db.events_copy import EventWriter
 from trace_export.validate import read_trace, validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
+from xpucore import abi
 
 NOW = int(datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()) * 10**9
 MONO = 10**15  # the agent's monotonic clock an hour before NOW

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from manager.protected import platform_process
-from manager.protocol import CommandError, ErrorCode, StartMonitor, Target
 from manager.settings import Settings
 from manager.supervisor import Supervisor
 from tests.manager.conftest import MACHINE_ID, run
+from xpucore.protocol import CommandError, ErrorCode, StartMonitor, Target
 
 DATA = "tcp://127.0.0.1:5556"
 

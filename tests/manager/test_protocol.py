@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from manager import protocol
-from manager.protocol import CommandError, GetStatus, StartMonitor, StopMonitor
+from xpucore import protocol
+from xpucore.protocol import CommandError, GetStatus, StartMonitor, StopMonitor
 
 MID = "123e4567-e89b-42d3-a456-426614174000"
 TYPES = ("CUDA",)

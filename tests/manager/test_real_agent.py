@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import abi
 from manager.identity import Identity
 from manager.settings import Settings
 from tests.agent.procs import JsonLineProc
 from tests.manager.backend_double import Backend
 from tests.manager.conftest import MACHINE_ID, run, running
 from tests.workloads import cuda_expect
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from manager.protocol import (
+from manager.reaper import start_ticks
+from manager.settings import Settings
+from manager.supervisor import AGENT_ENV, Supervisor
+from tests.manager.conftest import MACHINE_ID, run
+from tests.manager.procs import alive, orphan_process, wait_for
+from tests.manager.test_python_target import python_or_skip
+from xpucore.protocol import (
     AgentConfig,
     CommandError,
     ErrorCode,
@@ -23,12 +29,6 @@ from manager.protocol import (
     StartMonitor,
     Target,
 )
-from manager.reaper import start_ticks
-from manager.settings import Settings
-from manager.supervisor import AGENT_ENV, Supervisor
-from tests.manager.conftest import MACHINE_ID, run
-from tests.manager.procs import alive, orphan_process, wait_for
-from tests.manager.test_python_target import python_or_skip
 
 MID = "123e4567-e89b-42d3-a456-426614174000"
 MID2 = "223e4567-e89b-42d3-a456-426614174000"
@@ -312,7 +312,7 @@ import asyncio, os, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 from manager.supervisor import Supervisor
 from manager.settings import Settings
-from manager.protocol import StartMonitor, Target
+from xpucore.protocol import StartMonitor, Target
 from pathlib import Path
 s = Settings(backend="tcp://127.0.0.1:1", server_public_key={s.server_public_key!r},
              public_key={s.public_key!r}, secret_key={s.secret_key!r},

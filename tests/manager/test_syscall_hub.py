@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import abi
 from manager.identity import Identity
 from manager.reaper import write_record
 from manager.settings import Settings
@@ -30,6 +29,7 @@ from tests.agent.procs import JsonLineProc
 from tests.manager.backend_double import Backend
 from tests.manager.conftest import MACHINE_ID, run
 from tests.manager.test_real_agent import IDENT, manager_of, real_agent_settings
+from xpucore import abi
 
 pytestmark = pytest.mark.bpf
 

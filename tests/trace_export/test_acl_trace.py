@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from backend import abi
 from trace_export import (
     ROW_COLUMNS,
     EventChunk,
@@ -25,6 +24,7 @@ from trace_export import (
 from trace_export import trace_processor as tp
 from trace_export.validate import PerfettoSummary, validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
+from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9
 FN = {name: fid for fid, name in abi.function_names("ACL").items()}

@@ -12,10 +12,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from backend import abi
 from trace_export import from_batches, write_perfetto
 from trace_export.events import EventChunk
 from trace_export.validate import validate_perfetto
+from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9
 TYPES = ("CUDA", "ACL", "PYTHON", "SYSCALL")

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backend import abi
 from trace_export import EventChunk, from_batches, write_chrome_json, write_perfetto
 from trace_export import trace_processor as tp
 from trace_export.validate import PerfettoSummary, validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
+from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9
 LAUNCH, MEMCPY, MEMCPY_ASYNC, MALLOC, FREE, SYNC = 0x100, 0x400, 0x500, 0x700, 0xA00, 0xC00

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from backend import abi
 from trace_export import from_batches, write_chrome_json, write_perfetto
 from trace_export import trace_processor as tp
 from trace_export.validate import validate_perfetto
 from trace_export.validate_chrome import validate_chrome_json
+from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9
 SAMPLE, GC, CALL = 0x000, 0x100, 0x200

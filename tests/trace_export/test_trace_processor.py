@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend import abi
 from trace_export import from_batches, write_perfetto
 from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
 from trace_export.validate import validate_perfetto
+from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9
 LAUNCH, MEMCPY_ASYNC, MALLOC, FREE, SYNC = 0x100, 0x500, 0x700, 0xA00, 0xC00

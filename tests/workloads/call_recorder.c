@@ -7,7 +7,7 @@
  * machine does. test_workloads.py compares the lines with cuda_expect, so the
  * expectations are checked against what the workloads really pass before any
  * probe is involved. Line: tid symbol stream ptr ptr2 bytes gx gy gz bx by bz
- * kind, with the fields meaning what struct cuda_event's do (bpf/cuda.h).
+ * kind, with the fields meaning what struct cuda_event's do (xpucore/include/cuda.h).
  *
  * Built three times into one library: the runtime API with legacy names, the
  * same with CUDA_API_PER_THREAD_DEFAULT_STREAM (only the calls the header

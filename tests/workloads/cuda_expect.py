@@ -3,7 +3,7 @@
 Mirrors cuda_calls.c, cuda_driver_calls.c and cuda_ctypes.py round by round
 (test_workloads.py checks that, argument by argument, with call_recorder.c
 preloaded in place of the CUDA libraries), and names each
-argument the way struct cuda_event reports it (see the comment in bpf/cuda.h):
+argument the way struct cuda_event reports it (see the comment in xpucore/include/cuda.h):
 ptr is the kernel function, the copy's destination, the freed pointer, the
 event or the graph (0 for allocations, which fail without a GPU); ptr2 the
 copy's source; bytes the count, size or dynamic shared memory; kind the copy

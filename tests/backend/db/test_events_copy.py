@@ -12,7 +12,6 @@ import numpy as np
 import psycopg
 import pytest
 
-from backend import abi
 from backend.db.events_copy import (
     COLUMNS,
     DAY_NS,
@@ -21,6 +20,7 @@ from backend.db.events_copy import (
     encode_copy,
     partition_name,
 )
+from xpucore import abi
 
 NOW = int(datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()) * 10**9
 MONO = 10**15  # the agent's monotonic clock at NOW - 1 h (11.6 days of uptime)
@@ -106,7 +106,7 @@ async def test_every_column_round_trips(pg_dsn: str, offload: bool) -> None:
         rows = await stored(conn, monitor)
     want = expected(b0, ids[0]) + expected(b1, ids[1])
     assert rows == sorted(want, key=lambda r: r["id"])
-    # Spot checks of what expected() derives from backend.abi, so the oracle is not circular.
+    # Spot checks of what expected() derives from xpucore.abi, so the oracle is not circular.
     launch = next(r for r in rows if r["event_type"] == "cudaLaunchKernel")
     assert list(launch["event_data"]) == ["func", "grid", "block", "shared_mem", "stream",
                                          "device", "py_stack"]

@@ -16,11 +16,11 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from backend import abi
 from backend.db.events_copy import DAY_NS, EventWriter, partition_name
 from backend.repo import machines, monitors
 from backend.retention import Retention, check_settings
 from backend.settings import Settings
+from xpucore import abi
 
 NOW = int(datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()) * 10**9
 TODAY = NOW // DAY_NS

@@ -1,9 +1,9 @@
-"""Event batches, decoded with the layout the C headers in ``bpf/`` define.
+"""Event batches, decoded with the layout the C headers in ``include/`` define.
 
-The structs are defined once, in ``bpf/xpu_abi.h`` and one ``bpf/<probe>.h`` per
-monitor type. This module feeds that header text to cffi, and builds numpy
-structured dtypes from the offsets cffi computes, so there is no second copy of
-any layout here.
+The structs are defined once, in ``include/xpu_abi.h`` and one ``include/<probe>.h`` per
+monitor type: package data, which the BPF programs and the agent compile against too. This
+module feeds that header text to cffi, and builds numpy structured dtypes from the offsets
+cffi computes, so there is no second copy of any layout here.
 
 Event fields are flattened: the members of the leading ``struct xpu_event_hdr h``
 are top-level names, so ``events["pid"]`` is ``e->h.pid`` and ``events["stream"]``
@@ -72,7 +72,7 @@ __all__ = [
     "iter_batches",
 ]
 
-HEADER_DIR = Path(__file__).resolve().parents[1] / "bpf"
+HEADER_DIR = Path(__file__).resolve().parent / "include"
 
 _TYPEDEFS = """
 typedef uint8_t __u8;   typedef int8_t __s8;
@@ -442,7 +442,7 @@ def _read(stream: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-#: Which struct cuda_event field holds each named argument (bpf/cuda.h); the dim3s
+#: Which struct cuda_event field holds each named argument (include/cuda.h); the dim3s
 #: grid and block are the grid_* and block_* fields.
 CUDA_FIELD: Mapping[str, str] = MappingProxyType({
     "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
@@ -503,7 +503,7 @@ def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: Which struct acl_event field holds each named argument (bpf/acl.h). Names follow the CANN
+#: Which struct acl_event field holds each named argument (include/acl.h). Names follow the CANN
 #: prototypes' parameters; op_type, model_path and config_path are text (the op_type field).
 ACL_FIELD: Mapping[str, str] = MappingProxyType({
     "stream": "stream", "ptr": "ptr", "dst": "ptr", "src": "ptr2", "bytes": "bytes",

@@ -9,11 +9,14 @@
 
 #include "ringbuf.bpf.h"
 
+/* Slots of the inflight map (calls.bpf.h) until the agent sets --max-threads. */
+#define CALL_SLOTS 4096
+
 /* Set by the agent before load. */
 const volatile __u32 targ_tgid = 0;		/* 0: any process */
 const volatile __u8 filter_comm = 0;		/* 1: only tasks named targ_comm */
 const volatile char targ_comm[XPU_COMM_LEN] = {};
-const volatile __u32 slot_mask = 4095;		/* inflight's max_entries - 1 */
+const volatile __u32 slot_mask = CALL_SLOTS - 1;	/* inflight's max_entries - 1 */
 
 static __always_inline bool comm_matches(struct task_struct *task)
 {

@@ -143,9 +143,9 @@ struct acl_inflight {
 	__u64 done;
 	__u32 dev_tid;
 	__u32 dev;
-	__u64 sp[4];
-	struct acl_event frames[4];
-	struct acl_event out[8];
+	__u64 sp[ACL_INFLIGHT_FRAMES];
+	struct acl_event frames[ACL_INFLIGHT_FRAMES];
+	struct acl_event out[ACL_OUT_EVENTS];
 };
 
 #endif /* XPU_ACL_H */

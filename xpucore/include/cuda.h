@@ -136,9 +136,9 @@ struct cuda_inflight {
 	__u64 done;
 	__u32 dev_tid;
 	__u32 dev;
-	__u64 sp[4];
-	struct cuda_event frames[4];
-	struct cuda_event out[8];
+	__u64 sp[CUDA_INFLIGHT_FRAMES];
+	struct cuda_event frames[CUDA_INFLIGHT_FRAMES];
+	struct cuda_event out[CUDA_OUT_EVENTS];
 };
 
 #endif /* XPU_CUDA_H */

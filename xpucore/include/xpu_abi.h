@@ -90,7 +90,7 @@ struct xpu_event_hdr {
 	__u16 func;		/* probe-specific function id */
 	__u16 flags;		/* enum xpu_event_flags */
 	__u32 cpu;		/* CPU the call returned on */
-	char comm[16];
+	char comm[XPU_COMM_LEN];
 };
 
 /*
@@ -112,8 +112,8 @@ struct xpu_batch_hdr {
 	__s64 mono_to_real_ns;	/* add to ts_ns for nanoseconds since the Unix epoch */
 	__u32 agent_pid;
 	__u32 flags;		/* enum xpu_batch_flags */
-	char monitor_id[40];
-	char machine_id[72];
+	char monitor_id[XPU_MONITOR_ID_LEN];
+	char machine_id[XPU_MACHINE_ID_LEN];
 };
 
 /*

@@ -276,6 +276,11 @@ static __always_inline void read_out(struct acl_event *in, void *dst, __u32 size
 		__builtin_memset(dst, 0, size);
 }
 
+/*
+ * BPF_KRETPROBE for a uretprobe: libbpf 1.2 added BPF_URETPROBE as an alias of
+ * it, and 1.1 (Debian 12's) has only this one; ctx holds the user registers at
+ * the return either way.
+ */
 SEC("uretprobe")
 int BPF_KRETPROBE(acl_return)
 {

@@ -174,6 +174,11 @@ p2p:
 #define CUDA_ENTRY(sym, lib, required) CALL_ENTRY(sym, CUDA_FN_##sym)
 CUDA_FUNCTIONS(CUDA_ENTRY)
 
+/*
+ * BPF_KRETPROBE for a uretprobe: libbpf 1.2 added BPF_URETPROBE as an alias of
+ * it, and 1.1 (Debian 12's) has only this one; ctx holds the user registers at
+ * the return either way.
+ */
 SEC("uretprobe")
 int BPF_KRETPROBE(cuda_return)
 {

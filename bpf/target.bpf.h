@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * What the per-call probes (CUDA, ACL) share: the target filter the agent
- * sets before load, the ring buffer events go to, and when to wake the agent.
- * Include once per BPF object, after vmlinux.h and xpu_abi.h.
+ * What the library-call probes (CUDA, ACL) share besides calls.bpf.h: the
+ * target filter and the slot mask the agent sets before load, and, through
+ * ringbuf.bpf.h (which the SYSCALL probe includes on its own), the ring
+ * buffer events go to and when to wake the agent. Include once per BPF
+ * object, after vmlinux.h and xpu_abi.h (the probe's header includes it).
  */
 #ifndef XPU_TARGET_BPF_H
 #define XPU_TARGET_BPF_H

@@ -68,7 +68,7 @@ enum acl_arg_class {
 
 /*
  * One completed (or, at stop, incomplete) call. Which generic field holds
- * which argument depends on the argument class (backend/abi.py names them,
+ * which argument depends on the argument class (xpucore/abi.py names them,
  * ACL_FIELD and ACL_ARGS):
  *   stream  every call that takes a stream; aclrtCreateStream: the stream
  *           created (0 unless the call succeeded)

@@ -21,56 +21,23 @@
 #include "elf_helpers.h"
 #include "exit_codes.h"
 
-#define FN(sym) { #sym, ACL_FN_##sym }
+/* The libraries of acl.fns: ACL_LIB_acl_rt, ACL_LIB_ascendcl, ... */
+enum acl_lib {
+#define ACL_LIB(lib) ACL_LIB_##lib,
+	ACL_LIBRARIES(ACL_LIB)
+#undef ACL_LIB
+};
 
+#define FN(sym, lib, required) { #sym, ACL_FN_##sym, ACL_LIB_##lib },
+
+/* acl.fns, in its order, but for aclnn (plan_nn_ops()). */
 static const struct {
 	const char *name;
 	__u16 id;
-} acl_functions[] = {
-	FN(aclInit),
-	FN(aclrtSetDevice),
-	FN(aclrtGetDevice),
-	FN(aclrtCreateStream),
-	FN(aclrtMalloc),
-	FN(aclrtMallocCached),
-	FN(aclrtMallocHost),
-	FN(aclrtFree),
-	FN(aclrtFreeHost),
-	FN(aclrtMemcpy),
-	FN(aclrtMemcpyAsync),
-	FN(aclrtMemcpy2d),
-	FN(aclrtMemcpy2dAsync),
-	FN(aclrtMemset),
-	FN(aclrtMemsetAsync),
-	FN(aclrtLaunchKernel),
-	FN(aclrtLaunchKernelV2),
-	FN(aclrtLaunchKernelWithConfig),
-	FN(aclrtRecordEvent),
-	FN(aclrtStreamWaitEvent),
-	FN(aclrtSynchronizeEvent),
-	FN(aclrtSynchronizeStream),
-	FN(aclrtSynchronizeStreamWithTimeout),
-	FN(aclrtSynchronizeDevice),
-	FN(aclopExecuteV2),
-	FN(aclopExecWithHandle),
-	FN(aclopCompileAndExecute),
-	FN(aclopCompileAndExecuteV2),
-	FN(aclmdlLoadFromFile),
-	FN(aclmdlExecute),
-	FN(aclmdlExecuteAsync),
-	FN(HcclCommInitRootInfo),
-	FN(HcclAllReduce),
-	FN(HcclAllGather),
-	FN(HcclReduceScatter),
-	FN(HcclBroadcast),
-	FN(HcclAlltoAll),
-	FN(HcclAlltoAllV),
-	FN(HcclSend),
-	FN(HcclRecv),
-	FN(HcclBatchSendRecv),
-	FN(HcclBarrier),
-};
-#define ACL_NFUNCS (sizeof(acl_functions) / sizeof(acl_functions[0]))
+	enum acl_lib lib;
+} acl_functions[] = { ACL_FUNCTIONS(FN) };
+_Static_assert(sizeof(acl_functions) / sizeof(acl_functions[0]) == ACL_FUNCTION_COUNT,
+	       "acl_functions[] is ACL_FUNCTIONS, every entry");
 
 /* Base names (any suffix: .so, .so.1, ...) of the files that may define hooked functions. */
 static const char *const acl_libs[] = {
@@ -182,9 +149,9 @@ static int plan_nn_ops(struct call_plan *plan, const struct mapped_lib *lib, str
 static int acl_plan(const struct mapped_lib *libs, int nlibs, struct call_plan *plan, char *err,
 		    size_t errlen)
 {
-	struct elf_sym_query q[ACL_NFUNCS];
-	int at[ACL_NFUNCS];	/* the library each function is hooked in, -1: none */
-	long off[ACL_NFUNCS];
+	struct elf_sym_query q[ACL_FUNCTION_COUNT];
+	int at[ACL_FUNCTION_COUNT];	/* the library each function is hooked in, -1: none */
+	long off[ACL_FUNCTION_COUNT];
 	struct nn_ops *ops;
 	int l, ret, found = 0;
 	size_t i;
@@ -193,19 +160,20 @@ static int acl_plan(const struct mapped_lib *libs, int nlibs, struct call_plan *
 	if (!ops)
 		goto oom;
 	plan->data = ops;
-	for (i = 0; i < ACL_NFUNCS; i++)
+	for (i = 0; i < ACL_FUNCTION_COUNT; i++)
 		at[i] = -1;
 	for (l = 0; l < nlibs; l++) {
-		for (i = 0; i < ACL_NFUNCS; i++)
+		for (i = 0; i < ACL_FUNCTION_COUNT; i++)
 			q[i].name = acl_functions[i].name;
-		ret = elf_resolve_functions(libs[l].path, q, ACL_NFUNCS, err, errlen);
+		ret = elf_resolve_functions(libs[l].path, q, ACL_FUNCTION_COUNT, err, errlen);
 		if (ret)
 			return ret;
-		for (i = 0; i < ACL_NFUNCS; i++) {
+		for (i = 0; i < ACL_FUNCTION_COUNT; i++) {
 			if (q[i].offset < 0)
 				continue;
-			/* Where both define aclrt*, libacl_rt.so's is the one called. */
-			if (at[i] >= 0 && !(is_acl_rt(&libs[l]) && !strncmp(q[i].name, "aclrt", 5)))
+			/* Where both define a runtime function, libacl_rt.so's is the one called. */
+			if (at[i] >= 0 &&
+			    !(is_acl_rt(&libs[l]) && acl_functions[i].lib == ACL_LIB_acl_rt))
 				continue;
 			at[i] = l;
 			off[i] = q[i].offset;
@@ -214,7 +182,7 @@ static int acl_plan(const struct mapped_lib *libs, int nlibs, struct call_plan *
 		if (ret)
 			return ret;
 	}
-	for (i = 0; i < ACL_NFUNCS; i++) {
+	for (i = 0; i < ACL_FUNCTION_COUNT; i++) {
 		if (at[i] < 0)
 			continue;
 		if (call_plan_add_entry(plan, &libs[at[i]], acl_functions[i].name, off[i],

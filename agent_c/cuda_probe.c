@@ -9,72 +9,16 @@
 #include "cuda_probe.h"
 #include "exit_codes.h"
 
-#define FN(sym, req) { #sym, CUDA_FN_##sym, req }
+#define FN(sym, lib, required) { #sym, CUDA_FN_##sym, CUDA_LIB_##lib, required },
 
-const struct probe_fn cuda_functions[] = {
-	FN(cudaLaunchKernel, true),
-	FN(cudaLaunchKernel_ptsz, false),
-	FN(cudaLaunchKernelExC, false),
-	FN(cudaLaunchKernelExC_ptsz, false),
-	FN(cudaMemcpy, true),
-	FN(cudaMemcpy_ptds, false),
-	FN(cudaMemcpyAsync, true),
-	FN(cudaMemcpyAsync_ptsz, false),
-	FN(cudaMalloc, true),
-	FN(cudaMallocAsync, false),
-	FN(cudaMallocAsync_ptsz, false),
-	FN(cudaMallocManaged, false),
-	FN(cudaFree, true),
-	FN(cudaFreeAsync, false),
-	FN(cudaFreeAsync_ptsz, false),
-	FN(cudaStreamSynchronize, true),
-	FN(cudaStreamSynchronize_ptsz, false),
-	FN(cudaDeviceSynchronize, true),
-	FN(cudaEventRecord, false),
-	FN(cudaEventRecord_ptsz, false),
-	FN(cudaEventSynchronize, false),
-	FN(cudaGraphLaunch, false),
-	FN(cudaGraphLaunch_ptsz, false),
-	FN(cudaSetDevice, false),
-	FN(cudaGetDevice, false),
-	FN(cuLaunchKernel, true),
-	FN(cuLaunchKernel_ptsz, false),
-	FN(cuMemAlloc_v2, true),
-	FN(cuMemFree_v2, true),
-	FN(cuMemcpyHtoDAsync_v2, false),
-	FN(cuMemcpyDtoHAsync_v2, false),
-	FN(cuMemcpyHtoDAsync_v2_ptsz, false),
-	FN(cuMemcpyDtoHAsync_v2_ptsz, false),
-	FN(cuStreamSynchronize, true),
-	FN(cuStreamSynchronize_ptsz, false),
-	FN(cuCtxSynchronize, true),
-	FN(ncclGroupStart, false),
-	FN(ncclGroupEnd, false),
-	FN(ncclAllReduce, false),
-	FN(ncclReduceScatter, false),
-	FN(ncclAllGather, false),
-	FN(ncclAlltoAll, false),
-	FN(ncclBroadcast, false),
-	FN(ncclSend, false),
-	FN(ncclRecv, false),
-	FN(ncclCommInitRank, false),
-	FN(ncclCommDestroy, false),
-};
-const size_t cuda_function_count = sizeof(cuda_functions) / sizeof(cuda_functions[0]);
+const struct probe_fn cuda_functions[] = { CUDA_FUNCTIONS(FN) };
+_Static_assert(sizeof(cuda_functions) / sizeof(cuda_functions[0]) == CUDA_FUNCTION_COUNT,
+	       "cuda_functions[] is CUDA_FUNCTIONS, every entry");
 
 bool cuda_library_match(const char *base)
 {
 	return (!strncmp(base, "libcudart", 9) || !strncmp(base, "libcuda.so", 10) ||
 		!strncmp(base, "libnccl", 7)) && strstr(base, ".so");
-}
-
-enum cuda_api { API_DRIVER, API_RUNTIME, API_NCCL };
-
-static enum cuda_api api_of(const char *name)
-{
-	if (!strncmp(name, "nccl", 4))
-		return API_NCCL;
-	return !strncmp(name, "cuda", 4) ? API_RUNTIME : API_DRIVER;
 }
 
 static bool is_nccl_library(const char *path)
@@ -86,24 +30,24 @@ static bool is_nccl_library(const char *path)
 
 int cuda_resolve_library(const char *path, struct elf_sym_query *q, char *err, size_t errlen)
 {
-	bool has[3] = { false, false, false }, nccl = is_nccl_library(path);
+	bool has[CUDA_LIB_COUNT] = { false }, nccl = is_nccl_library(path);
 	int ret, found = 0;
 	size_t i;
 
-	for (i = 0; i < cuda_function_count; i++)
+	for (i = 0; i < CUDA_FUNCTION_COUNT; i++)
 		q[i].name = cuda_functions[i].name;
-	ret = elf_resolve_functions(path, q, cuda_function_count, err, errlen);
+	ret = elf_resolve_functions(path, q, CUDA_FUNCTION_COUNT, err, errlen);
 	if (ret)
 		return -ret;
-	for (i = 0; i < cuda_function_count; i++) {
+	for (i = 0; i < CUDA_FUNCTION_COUNT; i++) {
 		/*
 		 * libnccl links the CUDA runtime statically: its .symtab has local
 		 * cudaMalloc, cudaLaunchKernel, ... Only its NCCL API is hooked.
 		 */
-		if (nccl && api_of(q[i].name) != API_NCCL)
+		if (nccl && cuda_functions[i].lib != CUDA_LIB_nccl)
 			q[i].offset = -1;
 		if (q[i].offset >= 0) {
-			has[api_of(q[i].name)] = true;
+			has[cuda_functions[i].lib] = true;
 			found++;
 		}
 	}
@@ -113,8 +57,8 @@ int cuda_resolve_library(const char *path, struct elf_sym_query *q, char *err, s
 			 "ncclAllReduce)", path);
 		return -AGENT_INVALID_CONFIG;
 	}
-	for (i = 0; i < cuda_function_count; i++) {
-		if (cuda_functions[i].required && q[i].offset < 0 && has[api_of(q[i].name)]) {
+	for (i = 0; i < CUDA_FUNCTION_COUNT; i++) {
+		if (cuda_functions[i].required && q[i].offset < 0 && has[cuda_functions[i].lib]) {
 			snprintf(err, errlen, "%s lacks symbol %s", path, q[i].name);
 			return -AGENT_INVALID_CONFIG;
 		}
@@ -126,14 +70,14 @@ int cuda_resolve_library(const char *path, struct elf_sym_query *q, char *err, s
 static int cuda_plan(const struct mapped_lib *libs, int nlibs, struct call_plan *plan, char *err,
 		     size_t errlen)
 {
-	struct elf_sym_query q[cuda_function_count];
+	struct elf_sym_query q[CUDA_FUNCTION_COUNT];
 	int i, n;
 
 	for (i = 0; i < nlibs; i++) {
 		n = cuda_resolve_library(libs[i].path, q, err, errlen);
 		if (n < 0)
 			return -n;
-		for (size_t f = 0; f < cuda_function_count; f++) {
+		for (size_t f = 0; f < CUDA_FUNCTION_COUNT; f++) {
 			if (q[f].offset >= 0 &&
 			    call_plan_add_entry(plan, &libs[i], cuda_functions[f].name, q[f].offset,
 						cuda_functions[f].id)) {

@@ -10,13 +10,14 @@ int proc_find_mapped_libs(const char *proc_root, pid_t pid, lib_match_fn match,
 			  struct mapped_lib *out, int max, char *err, size_t errlen)
 {
 	char maps[PATH_MAX], line[PATH_MAX + 256];
-	dev_t devs[64];
-	ino_t inos[64];
+	enum { MAX_FILES = 64 };	/* the most files kept */
+	dev_t devs[MAX_FILES];
+	ino_t inos[MAX_FILES];
 	int n = 0, i, e;
 	FILE *f;
 
-	if (max > 64)
-		max = 64;
+	if (max > MAX_FILES)
+		max = MAX_FILES;
 	snprintf(maps, sizeof(maps), "%s/%d/maps", proc_root, pid);
 	f = fopen(maps, "re");
 	if (!f) {

@@ -237,10 +237,10 @@ static void prune_excluded(struct syscall_hub *h)
 {
 	int fd = bpf_map__fd(h->skel->maps.excluded);
 	__u32 key, next, dead[256];
-	int n = 0;
+	int n = 0, most = sizeof(dead) / sizeof(dead[0]);
 	void *prev = NULL;
 
-	while (n < 256 && !bpf_map_get_next_key(fd, prev, &next)) {
+	while (n < most && !bpf_map_get_next_key(fd, prev, &next)) {
 		key = next;
 		prev = &key;
 		if (key != (__u32)h->self && !proc_alive(h->proc_root, key))

@@ -247,50 +247,9 @@ static __always_inline void read_args(struct pt_regs *ctx, const __u32 func, str
 	}
 }
 
-#define ACL_ENTRY(sym) CALL_ENTRY(sym, ACL_FN_##sym)
-
-ACL_ENTRY(aclInit)
-ACL_ENTRY(aclrtSetDevice)
-ACL_ENTRY(aclrtGetDevice)
-ACL_ENTRY(aclrtCreateStream)
-ACL_ENTRY(aclrtMalloc)
-ACL_ENTRY(aclrtMallocCached)
-ACL_ENTRY(aclrtMallocHost)
-ACL_ENTRY(aclrtFree)
-ACL_ENTRY(aclrtFreeHost)
-ACL_ENTRY(aclrtMemcpy)
-ACL_ENTRY(aclrtMemcpyAsync)
-ACL_ENTRY(aclrtMemcpy2d)
-ACL_ENTRY(aclrtMemcpy2dAsync)
-ACL_ENTRY(aclrtMemset)
-ACL_ENTRY(aclrtMemsetAsync)
-ACL_ENTRY(aclrtLaunchKernel)
-ACL_ENTRY(aclrtLaunchKernelV2)
-ACL_ENTRY(aclrtLaunchKernelWithConfig)
-ACL_ENTRY(aclrtRecordEvent)
-ACL_ENTRY(aclrtStreamWaitEvent)
-ACL_ENTRY(aclrtSynchronizeEvent)
-ACL_ENTRY(aclrtSynchronizeStream)
-ACL_ENTRY(aclrtSynchronizeStreamWithTimeout)
-ACL_ENTRY(aclrtSynchronizeDevice)
-ACL_ENTRY(aclopExecuteV2)
-ACL_ENTRY(aclopExecWithHandle)
-ACL_ENTRY(aclopCompileAndExecute)
-ACL_ENTRY(aclopCompileAndExecuteV2)
-ACL_ENTRY(aclmdlLoadFromFile)
-ACL_ENTRY(aclmdlExecute)
-ACL_ENTRY(aclmdlExecuteAsync)
-ACL_ENTRY(HcclCommInitRootInfo)
-ACL_ENTRY(HcclAllReduce)
-ACL_ENTRY(HcclAllGather)
-ACL_ENTRY(HcclReduceScatter)
-ACL_ENTRY(HcclBroadcast)
-ACL_ENTRY(HcclAlltoAll)
-ACL_ENTRY(HcclAlltoAllV)
-ACL_ENTRY(HcclSend)
-ACL_ENTRY(HcclRecv)
-ACL_ENTRY(HcclBatchSendRecv)
-ACL_ENTRY(HcclBarrier)
+/* enter_<sym> for every function of acl.fns hooked by its symbol (acl_fns.h); aclnn's below. */
+#define ACL_ENTRY(sym, lib, required) CALL_ENTRY(sym, ACL_FN_##sym)
+ACL_FUNCTIONS(ACL_ENTRY)
 
 /* Every aclnn<Op> launch; the cookie is the op's index in nn_ops (~30 ns, these calls only). */
 SEC("uprobe")
@@ -317,6 +276,11 @@ static __always_inline void read_out(struct acl_event *in, void *dst, __u32 size
 		__builtin_memset(dst, 0, size);
 }
 
+/*
+ * BPF_KRETPROBE for a uretprobe: libbpf 1.2 added BPF_URETPROBE as an alias of
+ * it, and 1.1 (Debian 12's) has only this one; ctx holds the user registers at
+ * the return either way.
+ */
 SEC("uretprobe")
 int BPF_KRETPROBE(acl_return)
 {

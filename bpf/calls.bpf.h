@@ -28,7 +28,7 @@ const volatile __u64 hold_ns = 100000000;	/* longest a completed call waits in o
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);	/* the agent takes out[] of idle threads */
-	__uint(max_entries, 4096);		/* resized by the agent, a power of two */
+	__uint(max_entries, CALL_SLOTS);	/* resized by the agent, a power of two */
 	__type(key, __u32);
 	__type(value, CALL_SLOT);
 } inflight SEC(".maps");

@@ -170,56 +170,15 @@ p2p:
 	}
 }
 
-#define CUDA_ENTRY(sym) CALL_ENTRY(sym, CUDA_FN_##sym)
+/* enter_<sym> for every function of cuda.fns (cuda_fns.h). */
+#define CUDA_ENTRY(sym, lib, required) CALL_ENTRY(sym, CUDA_FN_##sym)
+CUDA_FUNCTIONS(CUDA_ENTRY)
 
-CUDA_ENTRY(cudaLaunchKernel)
-CUDA_ENTRY(cudaLaunchKernel_ptsz)
-CUDA_ENTRY(cudaLaunchKernelExC)
-CUDA_ENTRY(cudaLaunchKernelExC_ptsz)
-CUDA_ENTRY(cudaMemcpy)
-CUDA_ENTRY(cudaMemcpy_ptds)
-CUDA_ENTRY(cudaMemcpyAsync)
-CUDA_ENTRY(cudaMemcpyAsync_ptsz)
-CUDA_ENTRY(cudaMalloc)
-CUDA_ENTRY(cudaMallocAsync)
-CUDA_ENTRY(cudaMallocAsync_ptsz)
-CUDA_ENTRY(cudaMallocManaged)
-CUDA_ENTRY(cudaFree)
-CUDA_ENTRY(cudaFreeAsync)
-CUDA_ENTRY(cudaFreeAsync_ptsz)
-CUDA_ENTRY(cudaStreamSynchronize)
-CUDA_ENTRY(cudaStreamSynchronize_ptsz)
-CUDA_ENTRY(cudaDeviceSynchronize)
-CUDA_ENTRY(cudaEventRecord)
-CUDA_ENTRY(cudaEventRecord_ptsz)
-CUDA_ENTRY(cudaEventSynchronize)
-CUDA_ENTRY(cudaGraphLaunch)
-CUDA_ENTRY(cudaGraphLaunch_ptsz)
-CUDA_ENTRY(cudaSetDevice)
-CUDA_ENTRY(cudaGetDevice)
-CUDA_ENTRY(cuLaunchKernel)
-CUDA_ENTRY(cuLaunchKernel_ptsz)
-CUDA_ENTRY(cuMemAlloc_v2)
-CUDA_ENTRY(cuMemFree_v2)
-CUDA_ENTRY(cuMemcpyHtoDAsync_v2)
-CUDA_ENTRY(cuMemcpyDtoHAsync_v2)
-CUDA_ENTRY(cuMemcpyHtoDAsync_v2_ptsz)
-CUDA_ENTRY(cuMemcpyDtoHAsync_v2_ptsz)
-CUDA_ENTRY(cuStreamSynchronize)
-CUDA_ENTRY(cuStreamSynchronize_ptsz)
-CUDA_ENTRY(cuCtxSynchronize)
-CUDA_ENTRY(ncclGroupStart)
-CUDA_ENTRY(ncclGroupEnd)
-CUDA_ENTRY(ncclAllReduce)
-CUDA_ENTRY(ncclReduceScatter)
-CUDA_ENTRY(ncclAllGather)
-CUDA_ENTRY(ncclAlltoAll)
-CUDA_ENTRY(ncclBroadcast)
-CUDA_ENTRY(ncclSend)
-CUDA_ENTRY(ncclRecv)
-CUDA_ENTRY(ncclCommInitRank)
-CUDA_ENTRY(ncclCommDestroy)
-
+/*
+ * BPF_KRETPROBE for a uretprobe: libbpf 1.2 added BPF_URETPROBE as an alias of
+ * it, and 1.1 (Debian 12's) has only this one; ctx holds the user registers at
+ * the return either way.
+ */
 SEC("uretprobe")
 int BPF_KRETPROBE(cuda_return)
 {

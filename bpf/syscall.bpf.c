@@ -20,7 +20,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-const volatile __u32 slot_mask = 4095;		/* inflight's max_entries - 1 */
+#define INFLIGHT_SLOTS 4096	/* inflight's entries until the agent sets --max-threads */
+
+const volatile __u32 slot_mask = INFLIGHT_SLOTS - 1;	/* inflight's max_entries - 1 */
 
 /* Written by the agent while the programs run (the mmapped .bss). */
 __u64 allow_slots[SYSCALL_NR_SLOTS];	/* [nr] bit n: monitor n records syscall nr */
@@ -59,7 +61,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);	/* the agent reads calls in progress at stop */
-	__uint(max_entries, 4096);		/* resized by the agent, a power of two */
+	__uint(max_entries, INFLIGHT_SLOTS);	/* resized by the agent, a power of two */
 	__type(key, __u32);
 	__type(value, struct syscall_inflight);
 } inflight SEC(".maps");

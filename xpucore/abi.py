@@ -93,16 +93,20 @@ class AbiError(ValueError):
 
 
 def _header_text(header_dir: Path, name: str, seen: set[str]) -> str:
-    """The header without preprocessor lines, after the local headers it includes."""
+    """The header without preprocessor lines (a #define continued with backslashes is one),
+    after the local headers it includes."""
     if name in seen:
         return ""
     seen.add(name)
     parts, body = [], []
+    directive = False  # inside a preprocessor line continued from the line before
     for line in (header_dir / name).read_text().splitlines():
-        if m := _INCLUDE.match(line):
+        if not directive and (m := _INCLUDE.match(line)):
             parts.append(_header_text(header_dir, m.group(1), seen))
-        elif not line.lstrip().startswith("#"):
+        elif not directive and not line.lstrip().startswith("#"):
             body.append(line)
+            continue
+        directive = line.endswith("\\")
     return "\n".join([*parts, *body])
 
 

@@ -218,8 +218,9 @@ def test_iter_batches_bad_tail(tmp_path: Path, tail: bytes, message: str) -> Non
 
 
 def header_enum(prefix: str) -> dict[str, int]:
-    """Members of an enum in xpucore/include/cuda.h, parsed with a regex rather than cffi."""
-    text = (abi.HEADER_DIR / "cuda.h").read_text()
+    """Members of an enum in xpucore/include/cuda.h or the cuda_fns.h it includes (enum
+    cuda_fn), parsed with a regex rather than cffi."""
+    text = "".join((abi.HEADER_DIR / name).read_text() for name in ("cuda.h", "cuda_fns.h"))
     return {m[1]: int(m[2], 0) for m in re.finditer(rf"\b{prefix}(\w+)\s*=\s*(\w+)", text)}
 
 
@@ -300,7 +301,7 @@ def test_event_records_header_fields() -> None:
 
 
 def test_header_dir_override_finds_new_probe(tmp_path: Path) -> None:
-    for name in ("xpu_abi.h", "cuda.h"):
+    for name in ("xpu_abi.h", "cuda.h", "cuda_fns.h"):
         shutil.copy(abi.HEADER_DIR / name, tmp_path / name)
     (tmp_path / "acl.h").write_text(
         '#include "xpu_abi.h"\n'

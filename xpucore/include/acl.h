@@ -10,12 +10,16 @@
  * generic fields of struct acl_event mean for that call. The symbol a function
  * id stands for is its enum name without the ACL_FN_ prefix. Prototypes are
  * those of the CANN headers (acl/acl_rt.h, acl/acl_op.h, acl/acl_op_compiler.h,
- * acl/acl_mdl.h, hccl/hccl.h) and of aclnn's generated op headers.
+ * acl/acl_mdl.h, hccl/hccl.h) and of aclnn's generated op headers. The
+ * functions are listed once, in acl.fns: scripts/gen-probe-tables makes
+ * acl_fns.h of it (enum acl_fn, and the ACL_FUNCTIONS list the BPF entry
+ * programs and the agent's table expand).
  */
 #ifndef XPU_ACL_H
 #define XPU_ACL_H
 
 #include "xpu_abi.h"
+#include "acl_fns.h"	/* enum acl_fn, from acl.fns */
 
 enum acl_arg_class {
 	ACL_ARGS_NONE = 0,		/* f(void) */
@@ -61,63 +65,10 @@ enum acl_arg_class {
 	ACL_ARGS_HCCL_BARRIER = 37,	/* (comm, stream) */
 };
 
-enum acl_fn {
-	/* AscendCL runtime: libacl_rt.so (current CANN) or libascendcl.so (older) */
-	ACL_FN_aclrtSynchronizeDevice = 0x000,
-	ACL_FN_aclrtSetDevice = 0x200,
-	ACL_FN_aclrtGetDevice = 0x300,
-	ACL_FN_aclrtCreateStream = 0x400,
-	ACL_FN_aclrtMalloc = 0x500,
-	ACL_FN_aclrtMallocCached = 0x501,
-	ACL_FN_aclrtMallocHost = 0x600,
-	ACL_FN_aclrtFree = 0x700,
-	ACL_FN_aclrtFreeHost = 0x701,
-	ACL_FN_aclrtMemcpy = 0x800,
-	ACL_FN_aclrtMemcpyAsync = 0x900,
-	ACL_FN_aclrtMemcpy2d = 0xa00,
-	ACL_FN_aclrtMemcpy2dAsync = 0xb00,
-	ACL_FN_aclrtMemset = 0xc00,
-	ACL_FN_aclrtMemsetAsync = 0xd00,
-	ACL_FN_aclrtLaunchKernel = 0xe00,
-	ACL_FN_aclrtLaunchKernelV2 = 0xf00,
-	ACL_FN_aclrtLaunchKernelWithConfig = 0x1000,
-	ACL_FN_aclrtRecordEvent = 0x1700,
-	ACL_FN_aclrtStreamWaitEvent = 0x1800,
-	ACL_FN_aclrtSynchronizeEvent = 0x1900,
-	ACL_FN_aclrtSynchronizeStream = 0x1a00,
-	ACL_FN_aclrtSynchronizeStreamWithTimeout = 0x1b00,
-	/* libascendcl.so */
-	ACL_FN_aclInit = 0x100,
-	ACL_FN_aclopExecuteV2 = 0x1100,
-	ACL_FN_aclopExecWithHandle = 0x1200,
-	ACL_FN_aclmdlLoadFromFile = 0x1400,
-	ACL_FN_aclmdlExecute = 0x1500,
-	ACL_FN_aclmdlExecuteAsync = 0x1600,
-	/* libacl_op_compiler.so */
-	ACL_FN_aclopCompileAndExecute = 0x1300,
-	ACL_FN_aclopCompileAndExecuteV2 = 0x1301,
-	/*
-	 * aclnn operators (libopapi.so and the other op libraries): every exported
-	 * aclnn<Op> whose aclnn<Op>GetWorkspaceSize is exported too; one id for all
-	 */
-	ACL_FN_aclnn = 0x1c00,
-	/* libhccl.so */
-	ACL_FN_HcclCommInitRootInfo = 0x1d00,
-	ACL_FN_HcclAllReduce = 0x1e00,
-	ACL_FN_HcclReduceScatter = 0x1e01,
-	ACL_FN_HcclAllGather = 0x1f00,
-	ACL_FN_HcclBroadcast = 0x2000,
-	ACL_FN_HcclSend = 0x2100,
-	ACL_FN_HcclRecv = 0x2101,
-	ACL_FN_HcclAlltoAll = 0x2200,
-	ACL_FN_HcclAlltoAllV = 0x2300,
-	ACL_FN_HcclBatchSendRecv = 0x2400,
-	ACL_FN_HcclBarrier = 0x2500,
-};
 
 /*
  * One completed (or, at stop, incomplete) call. Which generic field holds
- * which argument depends on the argument class (backend/abi.py names them,
+ * which argument depends on the argument class (xpucore/abi.py names them,
  * ACL_FIELD and ACL_ARGS):
  *   stream  every call that takes a stream; aclrtCreateStream: the stream
  *           created (0 unless the call succeeded)
@@ -192,9 +143,9 @@ struct acl_inflight {
 	__u64 done;
 	__u32 dev_tid;
 	__u32 dev;
-	__u64 sp[4];
-	struct acl_event frames[4];
-	struct acl_event out[8];
+	__u64 sp[ACL_INFLIGHT_FRAMES];
+	struct acl_event frames[ACL_INFLIGHT_FRAMES];
+	struct acl_event out[ACL_OUT_EVENTS];
 };
 
 #endif /* XPU_ACL_H */

@@ -6,12 +6,16 @@
  * A function id is (argument class << 8) | index. The class tells the BPF
  * program which registers and stack slots to read, and tells the decoder what
  * the generic fields of struct cuda_event mean for that call. The symbol a
- * function id stands for is its enum name without the CUDA_FN_ prefix.
+ * function id stands for is its enum name without the CUDA_FN_ prefix. The
+ * functions are listed once, in cuda.fns: scripts/gen-probe-tables makes
+ * cuda_fns.h of it (enum cuda_fn, and the CUDA_FUNCTIONS list the BPF entry
+ * programs and the agent's table expand).
  */
 #ifndef XPU_CUDA_H
 #define XPU_CUDA_H
 
 #include "xpu_abi.h"
+#include "cuda_fns.h"	/* enum cuda_fn, from cuda.fns */
 
 enum cuda_arg_class {
 	CUDA_ARGS_NONE = 0,		/* f(void) */
@@ -42,64 +46,6 @@ enum cuda_arg_class {
 	CUDA_ARGS_NCCL_COMM = 24,	/* (comm) */
 };
 
-enum cuda_fn {
-	/* runtime API, libcudart */
-	CUDA_FN_cudaLaunchKernel = 0x100,
-	CUDA_FN_cudaLaunchKernel_ptsz = 0x101,
-	CUDA_FN_cudaLaunchKernelExC = 0x200,
-	CUDA_FN_cudaLaunchKernelExC_ptsz = 0x201,
-	CUDA_FN_cudaMemcpy = 0x400,
-	CUDA_FN_cudaMemcpy_ptds = 0x401,
-	CUDA_FN_cudaMemcpyAsync = 0x500,
-	CUDA_FN_cudaMemcpyAsync_ptsz = 0x501,
-	CUDA_FN_cudaMalloc = 0x700,
-	CUDA_FN_cudaMallocAsync = 0x800,
-	CUDA_FN_cudaMallocAsync_ptsz = 0x801,
-	CUDA_FN_cudaMallocManaged = 0x900,
-	CUDA_FN_cudaFree = 0xa00,
-	CUDA_FN_cudaFreeAsync = 0xb00,
-	CUDA_FN_cudaFreeAsync_ptsz = 0xb01,
-	CUDA_FN_cudaStreamSynchronize = 0xc00,
-	CUDA_FN_cudaStreamSynchronize_ptsz = 0xc01,
-	CUDA_FN_cudaDeviceSynchronize = 0x001,
-	CUDA_FN_cudaEventRecord = 0xd00,
-	CUDA_FN_cudaEventRecord_ptsz = 0xd01,
-	CUDA_FN_cudaEventSynchronize = 0xe00,
-	CUDA_FN_cudaGraphLaunch = 0xf00,
-	CUDA_FN_cudaGraphLaunch_ptsz = 0xf01,
-	CUDA_FN_cudaSetDevice = 0x1000,
-	CUDA_FN_cudaGetDevice = 0x1100,
-	/*
-	 * driver API, libcuda; the _ptsz forms are what cuda.h (and libcudart,
-	 * through cuGetProcAddress) use under per-thread default streams
-	 */
-	CUDA_FN_cuLaunchKernel = 0x300,
-	CUDA_FN_cuLaunchKernel_ptsz = 0x301,
-	CUDA_FN_cuMemAlloc_v2 = 0x780,
-	CUDA_FN_cuMemFree_v2 = 0xa80,
-	CUDA_FN_cuMemcpyHtoDAsync_v2 = 0x600,
-	CUDA_FN_cuMemcpyDtoHAsync_v2 = 0x601,
-	CUDA_FN_cuMemcpyHtoDAsync_v2_ptsz = 0x602,
-	CUDA_FN_cuMemcpyDtoHAsync_v2_ptsz = 0x603,
-	CUDA_FN_cuStreamSynchronize = 0xc80,
-	CUDA_FN_cuStreamSynchronize_ptsz = 0xc81,
-	CUDA_FN_cuCtxSynchronize = 0x081,
-	/*
-	 * NCCL, libnccl.so.2 (the nvidia-nccl-cu12 wheel); each ncclX is a weak
-	 * alias of pncclX at the same address, and only ncclX is hooked
-	 */
-	CUDA_FN_ncclGroupStart = 0x0c0,
-	CUDA_FN_ncclGroupEnd = 0x0c1,
-	CUDA_FN_ncclAllReduce = 0x1200,
-	CUDA_FN_ncclReduceScatter = 0x1201,
-	CUDA_FN_ncclAllGather = 0x1300,
-	CUDA_FN_ncclAlltoAll = 0x1301,
-	CUDA_FN_ncclBroadcast = 0x1400,
-	CUDA_FN_ncclSend = 0x1500,
-	CUDA_FN_ncclRecv = 0x1600,
-	CUDA_FN_ncclCommInitRank = 0x1700,
-	CUDA_FN_ncclCommDestroy = 0x1800,
-};
 
 /*
  * One completed (or, at stop, incomplete) call. Which generic field holds
@@ -190,9 +136,9 @@ struct cuda_inflight {
 	__u64 done;
 	__u32 dev_tid;
 	__u32 dev;
-	__u64 sp[4];
-	struct cuda_event frames[4];
-	struct cuda_event out[8];
+	__u64 sp[CUDA_INFLIGHT_FRAMES];
+	struct cuda_event frames[CUDA_INFLIGHT_FRAMES];
+	struct cuda_event out[CUDA_OUT_EVENTS];
 };
 
 #endif /* XPU_CUDA_H */

@@ -52,9 +52,9 @@ struct py_offsets {
 struct py_stack {
 	__u32 tgid;
 	__u32 nframes;
-	__u64 code[32];			/* PyCodeObject * */
-	__u64 instr[32];		/* the frame's instruction pointer */
-	__u8 owner[32];			/* _frameowner: the agent skips PY_OWNED_BY_CSTACK and above */
+	__u64 code[PY_MAX_FRAMES];	/* PyCodeObject * */
+	__u64 instr[PY_MAX_FRAMES];	/* the frame's instruction pointer */
+	__u8 owner[PY_MAX_FRAMES];			/* _frameowner: the agent skips PY_OWNED_BY_CSTACK and above */
 };
 
 #endif /* XPU_PYSTACK_H */

@@ -66,7 +66,7 @@ struct py_open_call {
 struct py_open_calls {
 	__u32 depth;
 	__u32 reserved;
-	struct py_open_call call[16];
+	struct py_open_call call[PY_MAX_OPEN];
 };
 
 struct python_event {

@@ -57,8 +57,8 @@ struct syscall_inflight {
 
 /* Drops per monitor slot (map "slot_drops", per CPU, one entry). */
 struct syscall_slot_drops {
-	__u64 ringbuf[64];	/* SYSCALL_SLOTS: ring buffer full */
-	__u64 inflight[64];	/* SYSCALL_SLOTS: lost before its return */
+	__u64 ringbuf[SYSCALL_SLOTS];	/* ring buffer full */
+	__u64 inflight[SYSCALL_SLOTS];	/* lost before its return */
 };
 
 #endif /* XPU_SYSCALL_H */

@@ -3,9 +3,11 @@
  * Event ABI shared by every probe, the agent and the Python decoder.
  *
  * Everything here is fixed-size and little-endian: fixed-width integers, fixed
- * arrays, no pointers, no bool. The Python side reads this file through cffi
- * (backend/abi.py), so keep it to declarations cffi parses: structs, enums, and
- * preprocessor lines only for include guards and includes.
+ * arrays, no pointers, no bool. The Python side reads this file and the probe
+ * headers through cffi (xpucore/abi.py), so keep them to declarations cffi
+ * parses: structs, enums, and preprocessor lines only for include guards,
+ * includes and macros for C alone (the reader skips every preprocessor line,
+ * continuations included, as the generated <probe>_fns.h need).
  */
 #ifndef XPU_ABI_H
 #define XPU_ABI_H
@@ -37,8 +39,9 @@ enum xpu_event_flags {
 	/* The call had not returned when the agent stopped; duration_ns runs to the stop. */
 	XPU_EV_INCOMPLETE = 1,
 	/*
-	 * The thread's device was not seen chosen (cudaSetDevice) or queried
-	 * (cudaGetDevice) since tracing began: the device given is the default.
+	 * The thread's device was not seen chosen (cudaSetDevice, aclrtSetDevice)
+	 * or queried (cudaGetDevice, aclrtGetDevice) since tracing began: the
+	 * device given is the default.
 	 */
 	XPU_EV_DEVICE_ASSUMED = 2,
 };
@@ -75,8 +78,18 @@ struct xpu_py_frame {
 
 /* Slots of the per-CPU drop counters every probe keeps (map "drops"). */
 enum xpu_drop_slot {
-	XPU_DROP_RINGBUF = 0,	/* bpf_ringbuf_reserve failed at return */
-	XPU_DROP_INFLIGHT = 1,	/* call lost before its return: per-thread in-flight stack full, or return never seen */
+	/*
+	 * The ring buffer was full: CUDA and ACL count each call of a batch of
+	 * out[] that bpf_ringbuf_output() could not write (calls.bpf.h), PYTHON
+	 * each event whose bpf_ringbuf_reserve() failed.
+	 */
+	XPU_DROP_RINGBUF = 0,
+	/*
+	 * A call lost before it was written: another thread had its slot, it was
+	 * nested deeper than the frames kept, out[] stayed full, or its return
+	 * was never seen.
+	 */
+	XPU_DROP_INFLIGHT = 1,
 	XPU_DROP_SLOTS = 2,
 };
 
@@ -90,7 +103,7 @@ struct xpu_event_hdr {
 	__u16 func;		/* probe-specific function id */
 	__u16 flags;		/* enum xpu_event_flags */
 	__u32 cpu;		/* CPU the call returned on */
-	char comm[16];
+	char comm[XPU_COMM_LEN];
 };
 
 /*
@@ -106,14 +119,14 @@ struct xpu_batch_hdr {
 	__u16 event_size;	/* sizeof one event */
 	__u32 event_count;
 	__u64 seq;		/* batch number, from 0, per agent run */
-	__u64 kernel_drops;	/* ring buffer full at return */
-	__u64 inflight_drops;	/* lost before return: in-flight stack full, or return never seen */
+	__u64 kernel_drops;	/* ring buffer full (XPU_DROP_RINGBUF) */
+	__u64 inflight_drops;	/* lost before they were written (XPU_DROP_INFLIGHT) */
 	__u64 send_drops;	/* events the agent could not hand to its output */
 	__s64 mono_to_real_ns;	/* add to ts_ns for nanoseconds since the Unix epoch */
 	__u32 agent_pid;
 	__u32 flags;		/* enum xpu_batch_flags */
-	char monitor_id[40];
-	char machine_id[72];
+	char monitor_id[XPU_MONITOR_ID_LEN];
+	char machine_id[XPU_MACHINE_ID_LEN];
 };
 
 /*

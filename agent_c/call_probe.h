@@ -15,6 +15,7 @@
 #include "proc_helpers.h"
 
 struct bpf_object;
+struct bpf_object_skeleton;
 
 /* One function to hook in one file. */
 struct call_site {
@@ -44,7 +45,7 @@ struct call_plan {
 struct call_skel {
 	void *skel;
 	struct bpf_object *obj;
-	int (*load)(void *skel);
+	struct bpf_object_skeleton *skeleton;	/* what monitor_load() loads */
 	void (*destroy)(void *skel);
 	const char *return_prog;
 	volatile __u32 *targ_tgid;
@@ -62,7 +63,7 @@ struct call_skel {
 #define CALL_SKEL_FILL(cs, name, sk) do {						\
 	(cs)->skel = (sk);								\
 	(cs)->obj = (sk)->obj;								\
-	(cs)->load = (int (*)(void *))name##_bpf__load;					\
+	(cs)->skeleton = (sk)->skeleton;						\
 	(cs)->destroy = (void (*)(void *))name##_bpf__destroy;				\
 	(cs)->return_prog = #name "_return";						\
 	(cs)->targ_tgid = &(sk)->rodata->targ_tgid;					\

@@ -77,6 +77,18 @@ struct call_skel {
 	(cs)->py_unsaved = &(sk)->bss->py_unsaved;					\
 } while (0)
 
+/* Defines static int <name>_open(struct call_skel *), a call_probe's open: 0 or -errno. */
+#define CALL_PROBE_OPEN(name)								\
+static int name##_open(struct call_skel *cs)						\
+{											\
+	struct name##_bpf *sk = name##_bpf__open();					\
+											\
+	if (!sk)									\
+		return -errno;								\
+	CALL_SKEL_FILL(cs, name, sk);							\
+	return 0;									\
+}
+
 /*
  * Where the probe's per-thread slots keep what (struct <probe>_inflight: state,
  * done, dev_tid, dev, sp[frames], frames[frames], out[outs]; calls.bpf.h).
@@ -91,6 +103,20 @@ struct call_slot_layout {
 	/* An event still in flight at stop, as it is emitted; false: never emitted. */
 	bool (*incomplete)(void *event);
 };
+
+/*
+ * The slot layout of a probe's header (struct <name>_inflight of struct
+ * <name>_event, <NAME>_INFLIGHT_FRAMES frames, <NAME>_OUT_EVENTS out[]).
+ */
+#define CALL_SLOT_LAYOUT(name, NAME, incomplete_fn) {					\
+	.slot_size = sizeof(struct name##_inflight),					\
+	.event_size = sizeof(struct name##_event),					\
+	.frames_at = offsetof(struct name##_inflight, frames),				\
+	.out_at = offsetof(struct name##_inflight, out),				\
+	.frames = NAME##_INFLIGHT_FRAMES,						\
+	.outs = NAME##_OUT_EVENTS,							\
+	.incomplete = incomplete_fn,							\
+}
 
 struct call_probe {
 	const char *type;		/* "CUDA", "ACL" */

@@ -202,15 +202,7 @@ oom:
 	return AGENT_START_FAILED;
 }
 
-static int acl_open(struct call_skel *cs)
-{
-	struct acl_bpf *sk = acl_bpf__open();
-
-	if (!sk)
-		return -errno;
-	CALL_SKEL_FILL(cs, acl, sk);
-	return 0;
-}
+CALL_PROBE_OPEN(acl)
 
 static int acl_prepare(struct call_skel *cs, const struct call_plan *plan)
 {
@@ -266,13 +258,5 @@ const struct call_probe acl_probe = {
 	.open = acl_open,
 	.prepare = acl_prepare,
 	.loaded = acl_loaded,
-	.slots = {
-		.slot_size = sizeof(struct acl_inflight),
-		.event_size = sizeof(struct acl_event),
-		.frames_at = offsetof(struct acl_inflight, frames),
-		.out_at = offsetof(struct acl_inflight, out),
-		.frames = ACL_INFLIGHT_FRAMES,
-		.outs = ACL_OUT_EVENTS,
-		.incomplete = acl_incomplete,
-	},
+	.slots = CALL_SLOT_LAYOUT(acl, ACL, acl_incomplete),
 };

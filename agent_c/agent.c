@@ -45,6 +45,17 @@ static const struct agent_env defaults = {
 
 static struct agent_env env;
 
+/* The library-call probes (call_monitor.c), by --monitor-type. */
+static const struct call_probe *const call_probes[] = { &cuda_probe, &acl_probe };
+
+static const struct call_probe *call_probe_of(const char *monitor_type)
+{
+	for (size_t i = 0; i < sizeof(call_probes) / sizeof(call_probes[0]); i++)
+		if (!strcmp(call_probes[i]->type, monitor_type))
+			return call_probes[i];
+	return NULL;
+}
+
 enum opt_key {
 	OPT_MONITOR_ID = 0x100, OPT_MONITOR_TYPE, OPT_MACHINE_ID, OPT_TARGET_PID,
 	OPT_TARGET_LIBRARY, OPT_TARGET_COMM, OPT_ENDPOINT, OPT_OUTPUT, OPT_CURVE_KEYFILE,
@@ -184,6 +195,18 @@ static bool valid_id(const char *s, size_t max)
 	return true;
 }
 
+/* --py-offsets, when given, must parse (the monitor parses them again as it starts). */
+static error_t check_py_offsets(struct argp_state *st, const char *list)
+{
+	struct py_code_offsets code;
+	struct py_offsets walk;
+	char why[160];
+
+	if (list && py_parse_offsets(list, &walk, &code, why, sizeof(why)))
+		return bad(st, "invalid --py-offsets: %s", why);
+	return 0;
+}
+
 static error_t parse_arg(int key, char *arg, struct argp_state *st)
 {
 	struct agent_env *env = ((struct parse_ctx *)st->input)->env;
@@ -279,23 +302,21 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			return bad(st, "missing --monitor-id");
 		if (!env->monitor_type)
 			return bad(st, "missing --monitor-type");
-		if (strcmp(env->monitor_type, "CUDA") && strcmp(env->monitor_type, "ACL") &&
-		    strcmp(env->monitor_type, "SYSCALL") && strcmp(env->monitor_type, "PYTHON"))
+		if (!call_probe_of(env->monitor_type) && strcmp(env->monitor_type, "SYSCALL") &&
+		    strcmp(env->monitor_type, "PYTHON"))
 			return bad(st, "invalid --monitor-type '%s': CUDA, ACL, SYSCALL or PYTHON",
 				   env->monitor_type);
 		if (!!env->py_runtime != !!env->py_offsets)
 			return bad(st, "--py-runtime and --py-offsets go together");
 		if (!strcmp(env->monitor_type, "PYTHON")) {
-			struct py_code_offsets code;
-			struct py_offsets walk;
 			char why[160];
 
 			if (!env->target_pid || env->target_library || env->target_comm)
 				return bad(st, "a PYTHON monitor samples one process: --target-pid");
 			if (!env->py_runtime)
 				return bad(st, "a PYTHON monitor needs --py-runtime and --py-offsets");
-			if (py_parse_offsets(env->py_offsets, &walk, &code, why, sizeof(why)))
-				return bad(st, "invalid --py-offsets: %s", why);
+			if (check_py_offsets(st, env->py_offsets))
+				return EINVAL;
 			if (!!env->py_functions != !!env->py_hooks)
 				return bad(st, "--py-functions and --py-hooks go together");
 			if (env->py_hooks && !env->py_binary)
@@ -325,17 +346,12 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 			if (syscall_allow_list(env->syscalls, NULL, why, sizeof(why)) < 0)
 				return bad(st, "invalid --syscalls: %s", why);
 		} else {
-			struct py_code_offsets code;
-			struct py_offsets walk;
-			char why[160];
-
 			if (env->syscalls)
 				return bad(st, "--syscalls is for SYSCALL monitors");
 			if (env->py_runtime && !env->target_pid)
 				return bad(st, "--py-runtime needs --target-pid");
-			if (env->py_offsets && py_parse_offsets(env->py_offsets, &walk, &code, why,
-							       sizeof(why)))
-				return bad(st, "invalid --py-offsets: %s", why);
+			if (check_py_offsets(st, env->py_offsets))
+				return EINVAL;
 			if (!env->target_pid && !env->target_library)
 				return bad(st, "missing --target-pid or --target-library");
 			if (env->target_comm && !env->target_library)
@@ -403,7 +419,5 @@ int main(int argc, char **argv)
 		return syscall_main(&env, &exiting);
 	if (!strcmp(env.monitor_type, "PYTHON"))
 		return python_main(&env, &exiting);
-	if (!strcmp(env.monitor_type, "ACL"))
-		return call_main(&env, &exiting, &acl_probe);
-	return call_main(&env, &exiting, &cuda_probe);
+	return call_main(&env, &exiting, call_probe_of(env.monitor_type));
 }

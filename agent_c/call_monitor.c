@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -13,9 +12,10 @@
 #include "call_slots.h"
 #include "drain_helpers.h"
 #include "exit_codes.h"
+#include "monitor_loop.h"
+#include "monitor_start.h"
 #include "pystack_agent.h"
 #include "release_helpers.h"
-#include "sink_helpers.h"
 #include "uprobe_multi_helpers.h"
 
 #define MAX_LIBS 16
@@ -26,28 +26,15 @@ struct agent {
 	const struct call_probe *probe;
 	struct call_skel cs;
 	struct call_plan plan;
-	struct sink *sink;
-	struct drain drain;
+	struct monitor_loop loop;
 	bool multi;			/* uprobe_multi links, see attach_multi_links() */
-	__u64 unacknowledged;		/* events the backend never acknowledged */
 	struct bpf_link *links[MAX_LINKS];	/* otherwise one perf link per probe */
 	int nlinks;
 	int multi_fds[MAX_LINKS];
 	int nmulti;
 	struct call_slots slots;
-	__u64 taken;			/* calls taken from idle threads' slots while running */
-	__u64 incomplete;
-	struct py_resolver py;		/* with --py-runtime */
-	bool py_on;
+	struct py_resolver py;		/* with --py-runtime: loop.py */
 };
-
-static __u64 now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
 
 static struct bpf_program *program(struct agent *a, const char *name, char *err, size_t errlen)
 {
@@ -207,30 +194,18 @@ static void print_ready(const struct call_plan *plan, int probes)
 	fflush(stdout);
 }
 
-static int load_error(int ret)
-{
-	/* As root, EACCES is the verifier refusing the program, not a permission. */
-	if (ret == -EPERM || (ret == -EACCES && geteuid() != 0))
-		return agent_fail(AGENT_PERMISSION_DENIED, "failed to load BPF object: %s "
-				  "(needs root, or CAP_BPF and CAP_PERFMON)", strerror(-ret));
-	return agent_fail(AGENT_START_FAILED, "failed to load BPF object: %s%s",
-			  strerror(-ret), ret == -EACCES ? " (verifier)" : "");
-}
-
 /* Opens, configures and loads the probe's BPF object. Returns AGENT_OK or the exit code. */
 static int load_probe(struct agent *a, struct py_code_offsets *py_code, char *err, size_t errlen)
 {
 	const struct agent_env *env = a->env;
-	__u64 ring_bytes = (__u64)env->ringbuf_kb * 1024;
-	struct bpf_map *events, *inflight;
 	int ret;
 
 	ret = a->probe->open(&a->cs);
 	if (ret)
-		return agent_fail(AGENT_START_FAILED, "failed to open BPF skeleton: %s",
-				  strerror(-ret));
+		return monitor_open_failed(-ret);
+	a->loop.obj = a->cs.obj;
 	*a->cs.targ_tgid = env->target_pid;
-	*a->cs.wakeup_bytes = env->wakeup_kb < 0 ? ring_bytes / 8 : (__u64)env->wakeup_kb * 1024;
+	*a->cs.wakeup_bytes = monitor_wakeup_bytes(env);
 	if (env->target_comm) {
 		*a->cs.filter_comm = 1;
 		strncpy((char *)a->cs.targ_comm, env->target_comm, XPU_COMM_LEN - 1);
@@ -246,10 +221,8 @@ static int load_probe(struct agent *a, struct py_code_offsets *py_code, char *er
 			bpf_program__set_expected_attach_type(prog,
 				(enum bpf_attach_type)XPU_BPF_TRACE_UPROBE_MULTI);
 	}
-	events = bpf_object__find_map_by_name(a->cs.obj, "events");
-	inflight = bpf_object__find_map_by_name(a->cs.obj, "inflight");
-	bpf_map__set_max_entries(events, ring_bytes);
-	bpf_map__set_max_entries(inflight, env->max_threads);
+	bpf_map__set_max_entries(bpf_object__find_map_by_name(a->cs.obj, "inflight"),
+				 env->max_threads);
 	*a->cs.slot_mask = env->max_threads - 1;
 	*a->cs.hold_ns = (__u64)env->flush_ms * 1000000;
 	if (env->py_runtime) {
@@ -259,9 +232,9 @@ static int load_probe(struct agent *a, struct py_code_offsets *py_code, char *er
 	}
 	if (a->probe->prepare && (ret = a->probe->prepare(&a->cs, &a->plan)))
 		return agent_fail(ret, "failed to size the probe's maps");
-	ret = a->cs.load(a->cs.skel);
+	ret = monitor_load(a->cs.skeleton, env);
 	if (ret)
-		return load_error(ret);
+		return ret;
 	if (a->probe->loaded && (ret = a->probe->loaded(&a->cs, &a->plan, err, errlen)))
 		return agent_fail(ret, "%s", err);
 	return AGENT_OK;
@@ -276,14 +249,13 @@ static int map_fd(struct agent *a, const char *name)
 static int start(struct agent *a, struct py_code_offsets *py_code, char *err, size_t errlen)
 {
 	const struct agent_env *env = a->env;
-	struct sink_opts so = {};
 	int i, probes = 0, ret;
 
 	if (env->py_runtime) {
 		if (py_resolver_init(&a->py, map_fd(a, "py_stacks"), py_code, env->proc_root,
 				     a->probe->monitor_type, env->monitor_id, env->machine_id))
 			return agent_fail(AGENT_START_FAILED, "out of memory");
-		a->py_on = true;
+		a->loop.py = &a->py;
 	}
 	for (i = 0; i < a->plan.nlibs; i++) {
 		const struct call_lib_plan *lp = &a->plan.libs[i];
@@ -294,21 +266,9 @@ static int start(struct agent *a, struct py_code_offsets *py_code, char *err, si
 			return agent_fail(-ret, "%s", err);
 		probes += lp->nsites;
 	}
-	so.output_path = env->output;
-	so.endpoint = env->endpoint;
-	so.curve_keyfile = env->curve_keyfile;
-	so.send_hwm = env->send_hwm;
-	so.linger_ms = env->linger_ms;
-	so.resend_ms = env->resend_ms;
-	ret = sink_open(&a->sink, &so, err, errlen);
+	ret = monitor_loop_open(&a->loop, a->probe->monitor_type, a->probe->slots.event_size);
 	if (ret)
-		return agent_fail(ret, "%s", err);
-	ret = drain_init(&a->drain, map_fd(a, "events"), map_fd(a, "drops"), a->sink,
-			 a->probe->monitor_type, a->probe->slots.event_size, env->batch_events,
-			 env->monitor_id, env->machine_id);
-	if (ret)
-		return agent_fail(AGENT_START_FAILED, "failed to create ring buffer: %s",
-				  strerror(-ret));
+		return ret;
 	ret = call_slots_map(&a->slots, &a->probe->slots, map_fd(a, "inflight"), env->max_threads);
 	if (ret)
 		return agent_fail(AGENT_START_FAILED, "failed to map per-thread slots: %s",
@@ -317,64 +277,29 @@ static int start(struct agent *a, struct py_code_offsets *py_code, char *err, si
 	return AGENT_OK;
 }
 
-static int run(struct agent *a, volatile sig_atomic_t *exiting)
+/*
+ * At every flush, what threads have held for half the flush interval: an idle
+ * thread's calls arrive within one interval, and an active thread is not raced
+ * for what it flushes itself (at flush_ms) for long.
+ */
+static void take_idle(void *ctx, __u64 now)
 {
-	const struct agent_env *env = a->env;
-	__u64 last_flush = now_ns(CLOCK_MONOTONIC), now;
-	int n, ret = AGENT_OK;
+	struct agent *a = ctx;
 
-	while (!*exiting && !a->drain.err) {
-		n = drain_poll(&a->drain, env->poll_ms);
-		if (n < 0) {
-			fprintf(stderr, "xputrace-agent: failed to poll ring buffer: %s\n",
-				strerror(-n));
-			ret = AGENT_RUNTIME_ERROR;
-			break;
-		}
-		sink_service(a->sink);
-		now = now_ns(CLOCK_MONOTONIC);
-		if (now - last_flush < (__u64)env->flush_ms * 1000000)
-			continue;
-		/*
-		 * What threads have held for half the flush interval: an idle
-		 * thread's calls arrive within one interval, and an active thread
-		 * is not raced for what it flushes itself (at flush_ms) for long.
-		 */
-		a->taken += call_slots_take_done(&a->slots, &a->drain,
-						 now - (__u64)env->flush_ms * 500000);
-		a->drain.missed_entries = prog_recursion_misses(a->cs.obj, "enter_");
-		if (a->py_on && py_resolver_flush(&a->py, &a->drain.batch, a->sink) && !a->drain.err)
-			a->drain.err = -EIO;
-		drain_flush(&a->drain, 0);
-		last_flush = now_ns(CLOCK_MONOTONIC);
-		if (env->target_pid && !proc_alive(env->proc_root, env->target_pid)) {
-			fprintf(stderr, "xputrace-agent: target %d exited\n", env->target_pid);
-			break;
-		}
-	}
-	if (a->drain.err) {
-		fprintf(stderr, "xputrace-agent: failed to send batch: %s\n",
-			strerror(-a->drain.err));
-		ret = AGENT_RUNTIME_ERROR;
-	}
-	return ret;
+	a->loop.taken += call_slots_take_done(&a->slots, &a->loop.drain,
+					      now - (__u64)a->env->flush_ms * 500000);
 }
 
 /* Stops new events, takes what the kernel holds, then the calls still in flight. */
 static int finish(struct agent *a, int ret)
 {
 	detach_all(a);
-	drain_consume(&a->drain);
-	call_slots_take_done(&a->slots, &a->drain, ~0ULL);
-	a->incomplete = call_slots_take_incomplete(&a->slots, &a->drain, now_ns(CLOCK_MONOTONIC));
-	a->drain.missed_entries = prog_recursion_misses(a->cs.obj, "enter_");
-	if (a->py_on && py_resolver_flush(&a->py, &a->drain.batch, a->sink) && ret == AGENT_OK)
-		ret = AGENT_RUNTIME_ERROR;
-	if (drain_flush(&a->drain, XPU_BATCH_FINAL) && ret == AGENT_OK)
-		ret = AGENT_RUNTIME_ERROR;
-	a->unacknowledged = sink_finish(a->sink);
-	drain_print_stats(&a->drain, a->sink, a->unacknowledged, a->incomplete, a->taken);
-	if (a->py_on)
+	drain_consume(&a->loop.drain);
+	call_slots_take_done(&a->slots, &a->loop.drain, ~0ULL);
+	a->loop.incomplete = call_slots_take_incomplete(&a->slots, &a->loop.drain,
+							monotonic_ns());
+	ret = monitor_loop_finish(&a->loop, ret);
+	if (a->loop.py)
 		py_resolver_print_stats(&a->py, *a->cs.py_unsaved);
 	return ret;
 }
@@ -390,6 +315,10 @@ int call_main(const struct agent_env *env, volatile sig_atomic_t *exiting,
 
 	a.env = env;
 	a.probe = probe;
+	a.loop = (struct monitor_loop){
+		.env = env, .exiting = exiting, .entry_prefix = "enter_", .on_flush = take_idle,
+		.ctx = &a,
+	};
 	nlibs = find_libraries(env, probe, libs, err, sizeof(err));
 	if (nlibs < 0)
 		return agent_fail(-nlibs, "%s", err);
@@ -403,14 +332,13 @@ int call_main(const struct agent_env *env, volatile sig_atomic_t *exiting,
 	if (ret == AGENT_OK)
 		ret = start(&a, &py_code, err, sizeof(err));
 	if (ret == AGENT_OK)
-		ret = finish(&a, run(&a, exiting));
+		ret = finish(&a, monitor_loop_run(&a.loop));
 
 	detach_all(&a);
 	call_slots_unmap(&a.slots);
-	if (a.py_on)
+	if (a.loop.py)
 		py_resolver_free(&a.py);
-	drain_free(&a.drain);
-	sink_close(a.sink);
+	monitor_loop_close(&a.loop);
 	if (a.cs.skel)
 		a.cs.destroy(a.cs.skel);
 	call_plan_free(&a.plan);

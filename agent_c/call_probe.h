@@ -15,6 +15,7 @@
 #include "proc_helpers.h"
 
 struct bpf_object;
+struct bpf_object_skeleton;
 
 /* One function to hook in one file. */
 struct call_site {
@@ -44,7 +45,7 @@ struct call_plan {
 struct call_skel {
 	void *skel;
 	struct bpf_object *obj;
-	int (*load)(void *skel);
+	struct bpf_object_skeleton *skeleton;	/* what monitor_load() loads */
 	void (*destroy)(void *skel);
 	const char *return_prog;
 	volatile __u32 *targ_tgid;
@@ -62,7 +63,7 @@ struct call_skel {
 #define CALL_SKEL_FILL(cs, name, sk) do {						\
 	(cs)->skel = (sk);								\
 	(cs)->obj = (sk)->obj;								\
-	(cs)->load = (int (*)(void *))name##_bpf__load;					\
+	(cs)->skeleton = (sk)->skeleton;						\
 	(cs)->destroy = (void (*)(void *))name##_bpf__destroy;				\
 	(cs)->return_prog = #name "_return";						\
 	(cs)->targ_tgid = &(sk)->rodata->targ_tgid;					\
@@ -75,6 +76,18 @@ struct call_skel {
 	(cs)->py = &(sk)->rodata->py;							\
 	(cs)->py_unsaved = &(sk)->bss->py_unsaved;					\
 } while (0)
+
+/* Defines static int <name>_open(struct call_skel *), a call_probe's open: 0 or -errno. */
+#define CALL_PROBE_OPEN(name)								\
+static int name##_open(struct call_skel *cs)						\
+{											\
+	struct name##_bpf *sk = name##_bpf__open();					\
+											\
+	if (!sk)									\
+		return -errno;								\
+	CALL_SKEL_FILL(cs, name, sk);							\
+	return 0;									\
+}
 
 /*
  * Where the probe's per-thread slots keep what (struct <probe>_inflight: state,
@@ -90,6 +103,20 @@ struct call_slot_layout {
 	/* An event still in flight at stop, as it is emitted; false: never emitted. */
 	bool (*incomplete)(void *event);
 };
+
+/*
+ * The slot layout of a probe's header (struct <name>_inflight of struct
+ * <name>_event, <NAME>_INFLIGHT_FRAMES frames, <NAME>_OUT_EVENTS out[]).
+ */
+#define CALL_SLOT_LAYOUT(name, NAME, incomplete_fn) {					\
+	.slot_size = sizeof(struct name##_inflight),					\
+	.event_size = sizeof(struct name##_event),					\
+	.frames_at = offsetof(struct name##_inflight, frames),				\
+	.out_at = offsetof(struct name##_inflight, out),				\
+	.frames = NAME##_INFLIGHT_FRAMES,						\
+	.outs = NAME##_OUT_EVENTS,							\
+	.incomplete = incomplete_fn,							\
+}
 
 struct call_probe {
 	const char *type;		/* "CUDA", "ACL" */

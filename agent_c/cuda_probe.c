@@ -89,15 +89,7 @@ static int cuda_plan(const struct mapped_lib *libs, int nlibs, struct call_plan 
 	return 0;
 }
 
-static int cuda_open(struct call_skel *cs)
-{
-	struct cuda_bpf *sk = cuda_bpf__open();
-
-	if (!sk)
-		return -errno;
-	CALL_SKEL_FILL(cs, cuda, sk);
-	return 0;
-}
+CALL_PROBE_OPEN(cuda)
 
 static bool cuda_incomplete(void *event)
 {
@@ -125,13 +117,5 @@ const struct call_probe cuda_probe = {
 	.library_match = cuda_library_match,
 	.plan = cuda_plan,
 	.open = cuda_open,
-	.slots = {
-		.slot_size = sizeof(struct cuda_inflight),
-		.event_size = sizeof(struct cuda_event),
-		.frames_at = offsetof(struct cuda_inflight, frames),
-		.out_at = offsetof(struct cuda_inflight, out),
-		.frames = CUDA_INFLIGHT_FRAMES,
-		.outs = CUDA_OUT_EVENTS,
-		.incomplete = cuda_incomplete,
-	},
+	.slots = CALL_SLOT_LAYOUT(cuda, CUDA, cuda_incomplete),
 };

@@ -17,6 +17,7 @@
 #include <bpf/libbpf.h>
 #include "exit_codes.h"
 #include "monitor_loop.h"
+#include "monitor_start.h"
 #include "proc_helpers.h"
 #include "pystack.h"	/* before the skeleton: its rodata holds struct py_offsets */
 #include "python.h"
@@ -63,11 +64,6 @@ static bool attach_gc(struct python_bpf *skel, const struct agent_env *env)
 
 int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 {
-	struct sink_opts so = {
-		.output_path = env->output, .endpoint = env->endpoint,
-		.curve_keyfile = env->curve_keyfile, .send_hwm = env->send_hwm,
-		.linger_ms = env->linger_ms, .resend_ms = env->resend_ms,
-	};
 	struct bpf_link *links[MAX_CPUS] = {}, *hooks[2 * PY_MAX_HOOKS] = {};
 	struct py_calls calls = {};
 	int nhooks = 0;
@@ -75,11 +71,8 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	struct py_code_offsets code;
 	struct python_bpf *skel;
 	struct py_resolver py = {};
-	struct sink *sink = NULL;
-	struct drain drain = {};
 	struct monitor_loop loop = {
-		.env = env, .exiting = exiting, .drain = &drain, .entry_prefix = "sample",
-		.py = &py,
+		.env = env, .exiting = exiting, .entry_prefix = "sample", .py = &py,
 	};
 	char err[512];
 	bool gc;
@@ -92,8 +85,8 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		return agent_fail(AGENT_START_FAILED, "cannot count the CPUs");
 	skel = python_bpf__open();
 	if (!skel)
-		return agent_fail(AGENT_START_FAILED, "failed to open BPF skeleton: %s",
-				  strerror(errno));
+		return monitor_open_failed(errno);
+	loop.obj = skel->obj;
 	py_parse_offsets(env->py_offsets, (struct py_offsets *)&skel->rodata->py, &code, err,
 			 sizeof(err));	/* checked when the flags were parsed */
 	skel->rodata->py_runtime = env->py_runtime;
@@ -103,32 +96,17 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		py_calls_parse(env->py_functions, env->py_hooks, &calls, err, sizeof(err));
 		py_calls_configure(skel, &calls);	/* checked when the flags were parsed */
 	}
-	bpf_map__set_max_entries(skel->maps.events, (__u64)env->ringbuf_kb * 1024);
-	ret = python_bpf__load(skel);
-	if (ret) {
-		ret = agent_fail(ret == -EPERM ? AGENT_PERMISSION_DENIED : AGENT_START_FAILED,
-				 "failed to load BPF object: %s", strerror(-ret));
+	ret = monitor_load(skel->skeleton, env);
+	if (ret)
+		goto cleanup;
+	if (py_resolver_init(&py, bpf_map__fd(skel->maps.py_stacks), &code, env->proc_root,
+			     XPU_MONITOR_PYTHON, env->monitor_id, env->machine_id)) {
+		ret = agent_fail(AGENT_START_FAILED, "out of memory");
 		goto cleanup;
 	}
-	ret = py_resolver_init(&py, bpf_map__fd(skel->maps.py_stacks), &code, env->proc_root,
-			       XPU_MONITOR_PYTHON, env->monitor_id, env->machine_id);
-	if (!ret)
-		ret = sink_open(&sink, &so, err, sizeof(err));
-	if (ret) {
-		ret = agent_fail(ret < 0 ? AGENT_START_FAILED : ret, "%s",
-				 ret < 0 ? "out of memory" : err);
+	ret = monitor_loop_open(&loop, XPU_MONITOR_PYTHON, sizeof(struct python_event));
+	if (ret)
 		goto cleanup;
-	}
-	loop.sink = sink;
-	loop.obj = skel->obj;
-	ret = drain_init(&drain, bpf_map__fd(skel->maps.events), bpf_map__fd(skel->maps.drops),
-			 sink, XPU_MONITOR_PYTHON, sizeof(struct python_event), env->batch_events,
-			 env->monitor_id, env->machine_id);
-	if (ret) {
-		ret = agent_fail(AGENT_START_FAILED, "failed to create ring buffer: %s",
-				 strerror(-ret));
-		goto cleanup;
-	}
 	for (i = 0; i < ncpu; i++) {
 		fds[i] = open_clock(i, env->sample_hz);
 		if (fds[i] < 0) {
@@ -170,8 +148,8 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		hooks[i] = NULL;
 	}
 	python_bpf__detach(skel);	/* the gc probes */
-	drain_consume(&drain);
-	ret = monitor_loop_finish(&loop, ret, 0);
+	drain_consume(&loop.drain);
+	ret = monitor_loop_finish(&loop, ret);
 	py_resolver_print_stats(&py, skel->bss->py_unsaved);
 	if (env->py_functions)
 		py_calls_print_stats(skel);
@@ -185,8 +163,7 @@ cleanup:
 			close(fds[i]);
 	}
 	py_resolver_free(&py);
-	drain_free(&drain);
-	sink_close(sink);
+	monitor_loop_close(&loop);
 	python_bpf__destroy(skel);
 	return ret;
 }

@@ -24,6 +24,7 @@
 #include "drain_helpers.h"
 #include "exit_codes.h"
 #include "monitor_loop.h"
+#include "monitor_start.h"
 #include "proc_helpers.h"
 #include "sink_helpers.h"
 #include "syscall.skel.h"
@@ -282,11 +283,7 @@ static void mon_free(struct hub_mon *m)
 int hub_add(struct syscall_hub *h, const struct agent_env *env, char *line, int *nsyscalls,
 	    int *slot_out, char *err, size_t errlen)
 {
-	struct sink_opts so = {
-		.output_path = env->output, .endpoint = env->endpoint,
-		.curve_keyfile = env->curve_keyfile, .send_hwm = env->send_hwm,
-		.linger_ms = env->linger_ms, .resend_ms = env->resend_ms,
-	};
+	struct sink_opts so = monitor_sink_opts(env);
 	struct hub_mon *m = NULL;
 	struct hub_past *past;
 	int slot = -1, ret, n;
@@ -575,20 +572,9 @@ void hub_shutdown(struct syscall_hub *h, const char *reason)
 
 /* -- open, free */
 
-static int load_error(int ret)
-{
-	/* As root, EACCES is the verifier refusing the program, not a permission. */
-	if (ret == -EPERM || (ret == -EACCES && geteuid() != 0))
-		return agent_fail(AGENT_PERMISSION_DENIED, "failed to load BPF object: %s "
-				  "(needs root, or CAP_BPF and CAP_PERFMON)", strerror(-ret));
-	return agent_fail(AGENT_START_FAILED, "failed to load BPF object: %s%s", strerror(-ret),
-			  ret == -EACCES ? " (verifier)" : "");
-}
-
 int hub_open(struct syscall_hub **out, const struct agent_env *env, hub_report_fn report,
 	     void *ctx)
 {
-	__u64 ring_bytes = (__u64)env->ringbuf_kb * 1024;
 	size_t page = sysconf(_SC_PAGESIZE);
 	struct syscall_hub *h = calloc(1, sizeof(*h));
 	int ret;
@@ -610,20 +596,15 @@ int hub_open(struct syscall_hub **out, const struct agent_env *env, hub_report_f
 	}
 	h->skel = syscall_bpf__open();
 	if (!h->skel) {
-		ret = agent_fail(AGENT_START_FAILED, "failed to open BPF skeleton: %s",
-				 strerror(errno));
+		ret = monitor_open_failed(errno);
 		goto fail;
 	}
-	h->skel->rodata->wakeup_bytes = env->wakeup_kb < 0 ? ring_bytes / 8
-							   : (__u64)env->wakeup_kb * 1024;
+	h->skel->rodata->wakeup_bytes = monitor_wakeup_bytes(env);
 	h->skel->rodata->slot_mask = env->max_threads - 1;
-	bpf_map__set_max_entries(h->skel->maps.events, ring_bytes);
 	bpf_map__set_max_entries(h->skel->maps.inflight, env->max_threads);
-	ret = syscall_bpf__load(h->skel);
-	if (ret) {
-		ret = load_error(ret);
+	ret = monitor_load(h->skel->skeleton, env);
+	if (ret)
 		goto fail;
-	}
 	h->slots_len = (env->max_threads * sizeof(*h->slots) + page - 1) / page * page;
 	h->slots = mmap(NULL, h->slots_len, PROT_READ, MAP_SHARED,
 			bpf_map__fd(h->skel->maps.inflight), 0);

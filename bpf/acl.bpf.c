@@ -269,57 +269,35 @@ int enter_aclnn(struct pt_regs *ctx)
 	return 0;
 }
 
-/* Reads back what a call returned through a pointer argument; 0 unless it succeeded. */
-static __always_inline void read_out(struct acl_event *in, void *dst, __u32 size, __u64 where)
-{
-	if (in->h.ret != 0 || bpf_probe_read_user(dst, size, (void *)where))
-		__builtin_memset(dst, 0, size);
-}
+CALL_RETURN(acl)
 
-/*
- * BPF_KRETPROBE for a uretprobe: libbpf 1.2 added BPF_URETPROBE as an alias of
- * it, and 1.1 (Debian 12's) has only this one; ctx holds the user registers at
- * the return either way.
- */
-SEC("uretprobe")
-int BPF_KRETPROBE(acl_return)
+static __always_inline bool read_results(struct acl_inflight *s, struct acl_event *in)
 {
-	__u64 now = bpf_ktime_get_ns(), where;
-	struct acl_inflight *s;
-	struct acl_event *in;
-	__u32 d, dev;
+	__u64 where = in->ptr2;
 
-	in = call_return(ctx, now, &s, &d);
-	if (!in)
-		return 0;
-	where = in->ptr2;
 	switch (in->h.func >> 8) {
 	case ACL_ARGS_MALLOC:
 	case ACL_ARGS_MALLOC_HOST:
 		in->ptr2 = 0;
-		read_out(in, &in->ptr, sizeof(in->ptr), where);
+		call_read_out(in, &in->ptr, sizeof(in->ptr), where);
 		break;
 	case ACL_ARGS_CREATE_STREAM:
 		in->ptr2 = 0;
-		read_out(in, &in->stream, sizeof(in->stream), where);
+		call_read_out(in, &in->stream, sizeof(in->stream), where);
 		break;
 	case ACL_ARGS_MDL_LOAD_FILE:
 		in->ptr2 = 0;
-		read_out(in, &in->num, sizeof(in->num), where);
+		call_read_out(in, &in->num, sizeof(in->num), where);
 		break;
 	case ACL_ARGS_HCCL_INIT_ROOT:
-		read_out(in, &in->handle, sizeof(in->handle), in->handle);
+		call_read_out(in, &in->handle, sizeof(in->handle), in->handle);
 		break;
 	case ACL_ARGS_SET_DEVICE:
-		if (in->h.ret == 0)
-			call_set_device(s, in, in->device);
+		call_set_device(s, in, in->device);
 		break;
 	case ACL_ARGS_GET_DEVICE:
-		if (in->h.ret == 0 && !bpf_probe_read_user(&dev, sizeof(dev), (void *)where))
-			call_set_device(s, in, dev);
-		call_pop(s, in, d);
-		return 0;
+		call_got_device(s, in, where);
+		return false;
 	}
-	call_emit(s, in, d, now);
-	return 0;
+	return true;
 }

@@ -11,11 +11,13 @@
  *   CALL_SLOT    the slot type: state, done, dev_tid, dev, sp[], frames[],
  *                out[] of CALL_EVENT, as struct cuda_inflight
  *   CALL_FIRST   the first field after h (cleared from there at entry)
- * and read_args(), which reads a call's arguments into its event, defined
+ * and read_args(), which reads a call's arguments into its event, and
+ * read_results(), which reads what it returned through pointers, defined
  * after the include. CALL_ENTRY(sym, id) makes the entry program of a
  * function (call_entry(): call_enter(), read_args(), call_started()); the
- * return program calls call_return(), finishes the event, then call_emit()
- * (or call_pop() for a call never emitted).
+ * return program, one for all, CALL_RETURN(probe), is call_exit():
+ * call_return(), read_results(), then call_emit() (or call_pop() for a call
+ * never emitted).
  */
 #ifndef XPU_CALLS_BPF_H
 #define XPU_CALLS_BPF_H
@@ -154,11 +156,29 @@ static __always_inline CALL_EVENT *call_return(struct pt_regs *ctx, __u64 now, C
 	return in;
 }
 
-/* The thread's device is now dev (a successful set or query of it). */
+/* The thread's device is now dev, if the call setting it succeeded. */
 static __always_inline void call_set_device(CALL_SLOT *s, CALL_EVENT *in, __u32 dev)
 {
+	if (in->h.ret != 0)
+		return;
 	s->dev = dev;
 	s->dev_tid = in->h.tid;
+}
+
+/* The thread's device is the one a query that succeeded wrote at where. */
+static __always_inline void call_got_device(CALL_SLOT *s, CALL_EVENT *in, __u64 where)
+{
+	__u32 dev;
+
+	if (in->h.ret == 0 && !bpf_probe_read_user(&dev, sizeof(dev), (void *)where))
+		call_set_device(s, in, dev);
+}
+
+/* Reads back what a call returned through a pointer argument; 0 unless it succeeded. */
+static __always_inline void call_read_out(CALL_EVENT *in, void *dst, __u32 size, __u64 where)
+{
+	if (in->h.ret != 0 || bpf_probe_read_user(dst, size, (void *)where))
+		__builtin_memset(dst, 0, size);
 }
 
 /* The probe's: a call's arguments, by its function id's argument class. */
@@ -231,5 +251,44 @@ static __always_inline void call_emit(CALL_SLOT *s, CALL_EVENT *ev, __u32 frame,
 	count_drop(XPU_DROP_INFLIGHT);
 	call_pop(s, ev, frame);
 }
+
+/*
+ * The probe's: what a call returned through pointer arguments (and the device
+ * it set), by its function id's argument class; false for a call that is
+ * never an event.
+ */
+static __always_inline bool read_results(CALL_SLOT *s, CALL_EVENT *in);
+
+/* The return program's body, the same for every function: pairs by stack pointer. */
+static __always_inline int call_exit(struct pt_regs *ctx)
+{
+	__u64 now = bpf_ktime_get_ns();
+	CALL_EVENT *in;
+	CALL_SLOT *s;
+	__u32 d;
+
+	in = call_return(ctx, now, &s, &d);
+	if (!in)
+		return 0;
+	if (read_results(s, in))
+		call_emit(s, in, d, now);
+	else
+		call_pop(s, in, d);
+	return 0;
+}
+
+/*
+ * The probe's one return program, named <probe>_return (the agent finds it by
+ * that name). It takes the pt_regs itself rather than through a BPF_*PROBE
+ * wrapper: libbpf 1.1 (Debian 12's) has no BPF_URETPROBE (1.2 added it as an
+ * alias of BPF_KRETPROBE), and call_exit reads the return value with
+ * PT_REGS_RC either way.
+ */
+#define CALL_RETURN(name)						\
+	SEC("uretprobe")						\
+	int name##_return(struct pt_regs *ctx)				\
+	{								\
+		return call_exit(ctx);					\
+	}
 
 #endif

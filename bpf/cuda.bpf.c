@@ -174,48 +174,29 @@ p2p:
 #define CUDA_ENTRY(sym, lib, required) CALL_ENTRY(sym, CUDA_FN_##sym)
 CUDA_FUNCTIONS(CUDA_ENTRY)
 
-/*
- * BPF_KRETPROBE for a uretprobe: libbpf 1.2 added BPF_URETPROBE as an alias of
- * it, and 1.1 (Debian 12's) has only this one; ctx holds the user registers at
- * the return either way.
- */
-SEC("uretprobe")
-int BPF_KRETPROBE(cuda_return)
-{
-	__u64 now = bpf_ktime_get_ns(), where;
-	struct cuda_inflight *s;
-	struct cuda_event *in;
-	__u32 d, dev;
+CALL_RETURN(cuda)
 
-	in = call_return(ctx, now, &s, &d);
-	if (!in)
-		return 0;
+static __always_inline bool read_results(struct cuda_inflight *s, struct cuda_event *in)
+{
+	__u64 where;
+
 	switch (in->h.func >> 8) {
 	case CUDA_ARGS_ALLOC:
 	case CUDA_ARGS_ALLOC_ASYNC:
 	case CUDA_ARGS_ALLOC_MANAGED:
 		where = in->ptr2;
 		in->ptr2 = 0;
-		if (in->h.ret != 0 ||
-		    bpf_probe_read_user(&in->ptr, sizeof(in->ptr), (void *)where))
-			in->ptr = 0;
+		call_read_out(in, &in->ptr, sizeof(in->ptr), where);
 		break;
 	case CUDA_ARGS_NCCL_INIT:
-		where = in->handle;
-		if (in->h.ret != 0 ||
-		    bpf_probe_read_user(&in->handle, sizeof(in->handle), (void *)where))
-			in->handle = 0;
+		call_read_out(in, &in->handle, sizeof(in->handle), in->handle);
 		break;
 	case CUDA_ARGS_SET_DEVICE:
-		if (in->h.ret == 0)
-			call_set_device(s, in, in->device);
+		call_set_device(s, in, in->device);
 		break;
 	case CUDA_ARGS_GET_DEVICE:
-		if (in->h.ret == 0 && !bpf_probe_read_user(&dev, sizeof(dev), (void *)in->ptr2))
-			call_set_device(s, in, dev);
-		call_pop(s, in, d);
-		return 0;
+		call_got_device(s, in, in->ptr2);
+		return false;
 	}
-	call_emit(s, in, d, now);
-	return 0;
+	return true;
 }

@@ -14,17 +14,13 @@
 
 #include <bpf/bpf_core_read.h>
 #include "pystack.h"
+#include "maps.bpf.h"
 
 const volatile __u64 py_runtime = 0;		/* &_PyRuntime in the target */
 const volatile struct py_offsets py = {};
 __u64 py_unsaved = 0;	/* events naming a stack py_stacks had no room for */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);			/* tid */
-	__type(value, __u64);			/* PyThreadState * */
-} py_tstates SEC(".maps");
+TID_LRU(py_tstates, 16384, __u64);		/* PyThreadState * */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -33,12 +29,7 @@ struct {
 	__type(value, struct py_stack);
 } py_stacks SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct py_stack);
-} py_scratch SEC(".maps");
+PERCPU_ONE(py_scratch, struct py_stack);
 
 static __always_inline __u64 py_read(__u64 addr)
 {

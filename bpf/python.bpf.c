@@ -9,6 +9,7 @@
 #include <bpf/usdt.bpf.h>
 #include "python.h"
 #include "drops.bpf.h"
+#include "ringbuf.bpf.h"
 #include "pystack.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -16,22 +17,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 targ_tgid = 0;
 const volatile __u64 period_ns = 10101010;	/* 1 s / --sample-hz */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);		/* resized by the agent */
-} events SEC(".maps");
-
 struct gc_start {
 	__u64 ts_ns;
 	__u32 generation;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);			/* tid */
-	__type(value, struct gc_start);
-} gc_started SEC(".maps");
+TID_LRU(gc_started, 4096, struct gc_start);
 
 /* A reserved event of task's with its header and Python stack; NULL: the ring buffer is full. */
 static __always_inline struct python_event *event(struct task_struct *task, __u16 func,
@@ -123,19 +114,8 @@ struct {
 	__type(value, __u8);			/* 1: one of the functions named, 2: not */
 } py_named SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);			/* tid */
-	__type(value, struct py_open_calls);
-} py_open SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct py_open_calls);
-} py_open_zero SEC(".maps");
+TID_LRU(py_open, 4096, struct py_open_calls);
+PERCPU_ONE(py_open_zero, struct py_open_calls);
 
 /* Whether code is one of the functions named: its qualified name, read once per code object. */
 static __always_inline bool py_is_named(__u64 code)

@@ -17,6 +17,7 @@
 #include <bpf/bpf_tracing.h>
 #include "syscall.h"
 #include "ringbuf.bpf.h"
+#include "maps.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -66,12 +67,7 @@ struct {
 	__type(value, struct syscall_inflight);
 } inflight SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct syscall_slot_drops);
-} slot_drops SEC(".maps");
+PERCPU_ONE(slot_drops, struct syscall_slot_drops);
 
 /* One lost call (or a record the ring had no room for), counted for each monitor of slots. */
 static __always_inline void count_drop(__u64 slots, bool ringbuf)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from manager.python_offsets import OFFSETS
 from tests.agent.procs import run_agent_expect_failure
 
 INVALID_CONFIG, TARGET_NOT_FOUND, PERMISSION_DENIED = 2, 3, 4
@@ -140,6 +141,38 @@ def test_unprivileged_user_gets_permission_denied(build_dir: Path) -> None:
     # nobody may not even read a root process's maps: either way, a permission error
     assert p.returncode == PERMISSION_DENIED, p.stderr
     assert "PERMISSION_DENIED" in p.stderr
+
+
+LOAD_REFUSED = ("PERMISSION_DENIED: failed to load BPF object: Operation not permitted "
+                "(needs root, or CAP_BPF and CAP_PERFMON)")
+
+
+@pytest.mark.parametrize("monitor_type", ["CUDA", "ACL", "SYSCALL", "PYTHON"])
+def test_every_monitor_reports_a_refused_load_alike(build_dir: Path, cudart12: Path,
+                                                    monitor_type: str) -> None:
+    """As nobody, each monitor type gets as far as loading its BPF object and is refused
+    there: one exit code and one message, whichever monitor (monitor_start.c)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    with tempfile.TemporaryDirectory(prefix="xputrace-agent-") as d:
+        os.chmod(d, 0o755)
+        agent = shutil.copy(build_dir / "xputrace-agent", d)
+        # a library nobody may read, so that the CUDA and ACL monitors plan before they load
+        lib = {"CUDA": cudart12, "ACL": build_dir / "tests/workloads/ascend/rt/libacl_rt.so"}
+        target = ["--target-pid", "1"]
+        if monitor_type in lib:
+            target = ["--target-library", shutil.copy(lib[monitor_type], d)]
+            os.chmod(target[1], 0o644)
+        if monitor_type == "PYTHON":
+            offsets = ",".join(f"{k}={v}" for k, v in OFFSETS[(3, 11)].items())
+            target += ["--py-runtime", "0x1000", "--py-offsets", offsets]
+        p = subprocess.run(
+            [agent, "--monitor-id", "m1", "--monitor-type", monitor_type, *target,
+             "--output", "/dev/null"],
+            capture_output=True, text=True, timeout=30, user=65534, group=65534,
+        )
+    assert p.returncode == PERMISSION_DENIED, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == f"xputrace-agent: {LOAD_REFUSED}", p.stderr
 
 
 def run_as_nobody(agent: str) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,269 @@
+"""Discovery: the process table kept current from xputrace-procwatch, jobs found and described.
+
+``Watcher.start`` runs xputrace-procwatch (asyncio subprocess, no shell), waits for its ready
+line, then scans /proc once: everything that starts afterwards arrives as an event, so no
+process falls between the scan and the events (one found both ways is one key).
+
+When to look at a process. At exec a process has mapped only its program and the dynamic
+loader: its libraries, and an interpreter's framework, come later. Rather than polling, each
+fork or exec schedules a bounded series of looks at fixed times after it
+(``RECHECK_DELAYS``: 0.1, 0.5, 2, 10 and 60 s), cancelled by its exit and restarted by its
+next exec. The first look is late enough that the short-lived processes of a busy machine
+(shells, compilers, /bin/true in an exec storm) have exited and are never read at all, which
+is what keeps discovery cheap; the last is late enough for a framework import (torch takes a
+few seconds). A process that loads an accelerator library only later still, by dlopen after
+minutes, is found at its next exec or the next rescan, not at once: catching that instantly
+needs a hook on mmap (an fentry/LSM program), which this kernel's tp_btf-only budget leaves
+out. Processes found by the start scan are looked at once: they have loaded what they load.
+
+A ``drops`` line from procwatch (records lost to a full ring) triggers a rescan: processes
+missed are added, and those that ended unseen are marked lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from manager.jobs.container import own_mount_namespace
+from manager.jobs.describe import Inspection, describe, inspect, open_root
+from manager.jobs.procfs import ProcessGone, ProcessHandle
+from manager.jobs.scan import scan
+from manager.jobs.table import ProcessKey, ProcessRecord, ProcessTable
+
+__all__ = ["RECHECK_DELAYS", "Change", "Watcher"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RECHECK_DELAYS: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a listener hears: a process became a job or its description changed ("job"), a
+    job ended ("ended"), a process ended unseen ("lost"), procwatch lost records ("drops")."""
+
+    kind: str
+    record: ProcessRecord | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    handle: asyncio.TimerHandle | None = None
+    seen: Inspection | None = None
+    step: int = 0
+
+
+class Watcher:
+    def __init__(self, procwatch: Path, machine: str, *, proc_root: Path = Path("/proc"),
+                 recheck_delays: Sequence[float] = RECHECK_DELAYS, ring_kb: int = 1024,
+                 describe_jobs: bool = True) -> None:
+        self.procwatch = procwatch
+        self.proc_root = proc_root
+        self.delays = tuple(recheck_delays)
+        self.ring_kb = ring_kb
+        self.describe_jobs = describe_jobs
+        self.table = ProcessTable(machine)
+        self.listeners: list[Callable[[Change], None]] = []
+        self.counts = {"events": 0, "looks": 0, "described": 0, "lost": 0, "rescans": 0}
+        self.drops = 0
+        self.final_stats: dict[str, Any] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._changed = asyncio.Event()
+        self._own_mnt_ns = own_mount_namespace()
+        self._clk_tck = os.sysconf("SC_CLK_TCK")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._ready = asyncio.get_running_loop().create_future()
+        self._proc = await asyncio.create_subprocess_exec(
+            str(self.procwatch), "-b", str(self.ring_kb), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        self._reader = asyncio.create_task(self._read())
+        waits: set[asyncio.Future[Any]] = {self._ready, self._reader}
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._ready not in done:
+            err = b""
+            if self._proc.stderr is not None and self._reader in done:
+                err = await self._proc.stderr.read()
+            await self.stop()
+            raise RuntimeError(f"xputrace-procwatch did not start: {err.decode().strip()}")
+        self._rescan(first=True)
+
+    async def stop(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """SIGTERM procwatch, read to its stats line, SIGKILL after timeout; its stats."""
+        proc = self._proc
+        if proc is None:
+            return self.final_stats
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        if self._reader is not None:
+            await self._reader
+        for rec in list(self.table.live.values()):
+            self._cancel(rec)
+        self._proc = None
+        return self.final_stats
+
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float) -> T:
+        """The first non-None predicate(), evaluated after each batch of events or looks."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = predicate()
+            if value is not None:
+                return value
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError("condition not met")
+            event = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), left)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _emit(self, change: Change) -> None:
+        for listener in self.listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("job listener failed")
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
+        rest = b""
+        while True:
+            chunk = await stdout.read(1 << 16)
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    self._line(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("procwatch: bad line %r", line[:200])
+            self._notify()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(RuntimeError("procwatch exited"))
+            self._ready.exception()  # retrieved here: start() reports it from stderr
+
+    def _line(self, ev: dict[str, Any]) -> None:
+        kind = ev["event"]
+        if kind in ("fork", "exec", "exit"):
+            self.counts["events"] += 1
+            rec, replaced = self.table.apply(ev)
+            if replaced is not None:
+                self._ended(replaced, "lost")
+            if kind == "exit":
+                self._ended(rec, rec.status)
+            elif rec.status == "running":
+                self._schedule(rec, 0, fresh=True)
+        elif kind == "ready":
+            assert self._ready is not None
+            self._ready.set_result(ev)
+        elif kind == "drops":
+            self.drops = ev["dropped"]
+            self._emit(Change("drops", None, ev))
+            self._rescan()
+        elif kind == "stats":
+            self.final_stats = ev
+            self.drops = ev["dropped"]
+
+    def _ended(self, rec: ProcessRecord, how: str) -> None:
+        self._cancel(rec)
+        if how == "lost":
+            self.counts["lost"] += 1
+        if rec.job is not None:
+            rec.job.update(rec.status_fields())
+            self._emit(Change("ended" if how != "lost" else "lost", rec))
+
+    def _cancel(self, rec: ProcessRecord) -> None:
+        pending = rec.state
+        if isinstance(pending, _Pending) and pending.handle is not None:
+            pending.handle.cancel()
+            pending.handle = None
+
+    def _schedule(self, rec: ProcessRecord, step: int, fresh: bool = False,
+                  delay: float | None = None) -> None:
+        if not isinstance(rec.state, _Pending):
+            rec.state = _Pending()
+        pending: _Pending = rec.state
+        if fresh:
+            self._cancel(rec)
+            pending.step = 0
+            pending.seen = None
+            step = 0
+        if pending.handle is not None or step >= len(self.delays):
+            return
+        if delay is None:
+            delay = self.delays[step] - (self.delays[step - 1] if step else 0.0)
+        pending.step = step
+        pending.handle = asyncio.get_running_loop().call_later(delay, self._look, rec.key)
+
+    def _rescan(self, first: bool = False) -> None:
+        self.counts["rescans"] += 1
+        stats = scan(self.proc_root)
+        for st in stats:
+            rec = self.table.add_scanned(st)
+            if rec is not None:  # looked at once, right away: it has loaded what it loads
+                self._schedule(rec, len(self.delays) - 1, delay=0.0)
+        if not first:
+            for rec in self.table.reconcile({(st.pid, st.start_ticks) for st in stats}):
+                self._ended(rec, "lost")
+        self._notify()
+
+    def _look(self, key: ProcessKey) -> None:
+        rec = self.table.get(key)
+        if rec is None or rec.status != "running" or not isinstance(rec.state, _Pending):
+            return
+        pending: _Pending = rec.state
+        pending.handle = None
+        self.counts["looks"] += 1
+        rec.checks += 1
+        try:
+            with ProcessHandle(key.pid, key.start_ticks, self.proc_root) as proc:
+                with open_root(proc, self._own_mnt_ns) as root:
+                    seen = inspect(proc, root, pending.seen)
+                before = pending.seen.classification if pending.seen else None
+                pending.seen = seen
+                c = seen.classification
+                changed = before is None or (before.frameworks, before.runtimes) != (
+                    c.frameworks, c.runtimes)
+                if c.is_job and (rec.job is None or changed):
+                    rec.job = self._describe(proc, rec) if self.describe_jobs else {
+                        "jobId": str(key), **rec.status_fields()}
+                    self.counts["described"] += 1
+                    self._emit(Change("job", rec))
+        except ProcessGone:
+            return  # its exit event follows
+        self._schedule(rec, pending.step + 1)
+        self._notify()
+
+    def _describe(self, proc: ProcessHandle, rec: ProcessRecord) -> dict[str, Any]:
+        return describe(proc, job_id=str(rec.key), machine=rec.key.machine,
+                        status=rec.status_fields(), parent_start=rec.parent_start_ticks,
+                        proc_root=self.proc_root, clk_tck=self._clk_tck,
+                        own_mnt_ns=self._own_mnt_ns)

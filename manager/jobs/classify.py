@@ -139,6 +139,7 @@ def script_imports(text: bytes) -> list[str]:
 def _add(c: Classification, name: str, evidence: str) -> None:
     if name not in c.frameworks:
         c.frameworks.append(name)
+    if evidence not in c.evidence:
         c.evidence.append(evidence)
 
 

@@ -49,8 +49,8 @@ RECHECK_DELAYS: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0, 60.0)
 
 @dataclass(frozen=True)
 class Change:
-    """What a listener hears: a process became a job or its description changed ("job"), a
-    job ended ("ended"), a process ended unseen ("lost"), procwatch lost records ("drops")."""
+    """What a listener hears: a job was described, first or again ("job"), a job ended
+    ("ended"), a job ended unseen ("lost"), procwatch lost records ("drops")."""
 
     kind: str
     record: ProcessRecord | None
@@ -247,12 +247,10 @@ class Watcher:
             with ProcessHandle(key.pid, key.start_ticks, self.proc_root) as proc:
                 with open_root(proc, self._own_mnt_ns) as root:
                     seen = inspect(proc, root, pending.seen)
-                before = pending.seen.classification if pending.seen else None
                 pending.seen = seen
-                c = seen.classification
-                changed = before is None or (before.frameworks, before.runtimes) != (
-                    c.frameworks, c.runtimes)
-                if c.is_job and (rec.job is None or changed):
+                # A job is described again at each of its looks: what it has opened (its
+                # model files) and loaded grows as it starts up.
+                if seen.classification.is_job:
                     rec.job = self._describe(proc, rec) if self.describe_jobs else {
                         "jobId": str(key), **rec.status_fields()}
                     self.counts["described"] += 1

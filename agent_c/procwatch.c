@@ -3,7 +3,11 @@
  * xputrace-procwatch: every process start, exec and exit of the machine, as
  * they happen (bpf/procwatch.bpf.c), one JSON line each on stdout for the
  * manager (manager/jobs/watch.py). No polling: the process sleeps in
- * epoll_wait until the ring buffer has records or a signal arrives.
+ * epoll_wait until the ring buffer wakes it or a signal arrives. Wakeups are
+ * batched (-w MS, default 50): the BPF side wakes it at most once per batch
+ * (or when the ring is half full), and after each wakeup it drains once more
+ * two batches later for the records that came without one; then, if nothing
+ * came, it sleeps with no timeout again. An event is printed within 2 * MS.
  *
  * Lines:
  *   {"event":"ready","pid":P,"clk_tck":T,"boot_ns":N}          once attached
@@ -11,11 +15,11 @@
  *    "start_ns":..,"start_ticks":..,"parent_start_ticks":..,"time_ns":..,
  *    "comm":"..."[,"exit_code":C|null,"signal":S|null,"core":bool]}
  *   {"event":"drops","dropped":D,"sent":S}                      when records were lost
- *   {"event":"stats","sent":S,"dropped":D,"printed":N}          at SIGTERM/SIGINT, last
+ *   {"event":"stats","sent":S,"dropped":D,"printed":N,"brief":B} at SIGTERM/SIGINT, last
  * start_ticks is /proc/<pid>/stat field 22 for the same process. comm bytes
  * outside printable ASCII are written as \u00XX (one per byte).
  *
- * usage: xputrace-procwatch [-b RING_KB] [-v]
+ * usage: xputrace-procwatch [-b RING_KB] [-w BATCH_MS] [-d DEFER_MS] [-v]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,8 +37,10 @@
 
 static struct env {
 	unsigned long ring_kb;
+	unsigned long batch_ms;
+	unsigned long defer_ms;
 	int verbose;
-} env = { .ring_kb = 1024 };
+} env = { .ring_kb = 1024, .batch_ms = 50 };
 
 static volatile sig_atomic_t exiting;
 static unsigned long long printed, last_dropped;
@@ -87,12 +93,8 @@ static const char *kind_name(__u32 kind)
 	}
 }
 
-static int handle_event(void *ctx, void *data, size_t size)
+static void print_event(const struct procwatch_event *e)
 {
-	const struct procwatch_event *e = data;
-
-	if (size < sizeof(*e))
-		return 0;
 	printf("{\"event\":\"%s\",\"pid\":%u,\"tid\":%u,\"ppid\":%u,\"uid\":%u,"
 	       "\"start_ns\":%llu,\"start_ticks\":%llu,\"parent_start_ticks\":%llu,"
 	       "\"time_ns\":%llu,\"comm\":",
@@ -112,6 +114,94 @@ static int handle_event(void *ctx, void *data, size_t size)
 	}
 	fputs("}\n", stdout);
 	printed++;
+}
+
+/*
+ * Deferral (-d MS): a fork or exec is held for MS before it is printed; when the process
+ * exits meanwhile, and nothing of it was printed before, neither line is printed (counted
+ * as "brief"). The manager looks at a process no earlier than 100 ms after its exec anyway,
+ * so the shells, compilers and /bin/true of a busy machine never reach it at all.
+ */
+struct pending {
+	struct procwatch_event e;
+	unsigned long long due_ns;
+	int announced;		/* an earlier line of this process was printed */
+};
+
+#define MAX_PENDING 4096
+static struct pending pending[MAX_PENDING];
+static int npending;
+static unsigned long long brief;
+
+static struct pending *find_pending(const struct procwatch_event *e)
+{
+	int i;
+
+	for (i = 0; i < npending; i++)
+		if (pending[i].e.pid == e->pid && pending[i].e.start_ns == e->start_ns)
+			return &pending[i];
+	return NULL;
+}
+
+static void drop_pending(struct pending *p)
+{
+	*p = pending[--npending];
+}
+
+/* Print the held records due by now_ns (all with now_ns == ~0); the next due time or 0. */
+static unsigned long long flush_pending(unsigned long long now_ns)
+{
+	unsigned long long next = 0;
+	int i = 0;
+
+	while (i < npending) {
+		if (pending[i].due_ns <= now_ns) {
+			print_event(&pending[i].e);
+			drop_pending(&pending[i]);
+			continue;
+		}
+		if (!next || pending[i].due_ns < next)
+			next = pending[i].due_ns;
+		i++;
+	}
+	return next;
+}
+
+static int handle_event(void *ctx, void *data, size_t size)
+{
+	const struct procwatch_event *e = data;
+	struct pending *p;
+
+	if (size < sizeof(*e))
+		return 0;
+	if (!env.defer_ms) {
+		print_event(e);
+		return 0;
+	}
+	p = find_pending(e);
+	if (e->kind == PROCWATCH_EXIT) {
+		if (p && !p->announced) {
+			drop_pending(p);	/* came and went unseen */
+			brief++;
+			return 0;
+		}
+		if (p)
+			drop_pending(p);	/* its exec is moot: the exit says it ended */
+		print_event(e);
+		return 0;
+	}
+	if (!p) {
+		if (npending == MAX_PENDING) {
+			print_event(e);		/* full: no hold, no loss */
+			return 0;
+		}
+		p = &pending[npending++];
+		/* No line held for it: a fork is new; an exec is of a process printed before,
+		 * or found by the manager's scan. */
+		p->announced = e->kind == PROCWATCH_EXEC;
+	}
+	p->e = *e;
+	p->due_ns = e->time_ns + env.defer_ms * 1000000ULL;
 	return 0;
 }
 
@@ -137,29 +227,41 @@ int main(int argc, char **argv)
 	struct ring_buffer *rb = NULL;
 	struct sigaction sa = { .sa_handler = on_signal };	/* no SA_RESTART: epoll_wait returns */
 	unsigned long long sent, dropped, last_check = 0;
+	int unwoken = 0;	/* records may wait unwoken: drain again at a deadline */
+	unsigned long long held = 0, now;	/* the next held record's due time */
+	int timeout, held_ms;
 	long clk_tck = sysconf(_SC_CLK_TCK);
 	int ncpus = libbpf_num_possible_cpus();
 	int opt, err, counts_fd, ret = AGENT_OK;
 
-	while ((opt = getopt(argc, argv, "b:v")) != -1) {
+	while ((opt = getopt(argc, argv, "b:d:w:v")) != -1) {
 		switch (opt) {
 		case 'b':
 			env.ring_kb = strtoul(optarg, NULL, 10);
+			break;
+		case 'd':
+			env.defer_ms = strtoul(optarg, NULL, 10);
+			break;
+		case 'w':
+			env.batch_ms = strtoul(optarg, NULL, 10);
 			break;
 		case 'v':
 			env.verbose = 1;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-b RING_KB] [-v]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-b RING_KB] [-w BATCH_MS] [-d DEFER_MS] [-v]\n", argv[0]);
 			return AGENT_INVALID_CONFIG;
 		}
 	}
 	/* A power of two of at least one page, as the kernel requires. */
-	if (env.ring_kb < 4 || (env.ring_kb & (env.ring_kb - 1)) || clk_tck <= 0 || ncpus <= 0) {
-		fprintf(stderr, "xputrace-procwatch: ring size must be a power of two >= 4 KiB\n");
+	if (env.ring_kb < 4 || (env.ring_kb & (env.ring_kb - 1)) || env.batch_ms > 10000 || env.defer_ms > 10000 ||
+	    clk_tck <= 0 || ncpus <= 0) {
+		fprintf(stderr, "xputrace-procwatch: ring size must be a power of two >= 4 KiB, "
+			"batch and defer at most 10000 ms\n");
 		return AGENT_INVALID_CONFIG;
 	}
 	ns_per_tick = 1000000000ULL / clk_tck;
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);	/* one write per drained batch */
 	libbpf_set_print(libbpf_print_fn);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -170,6 +272,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "failed to open procwatch: %s\n", strerror(errno));
 		return AGENT_START_FAILED;
 	}
+	skel->rodata->batch_ns = env.batch_ms * 1000000ULL;
+	skel->rodata->ring_bytes = env.ring_kb * 1024;
 	err = bpf_map__set_max_entries(skel->maps.events, env.ring_kb * 1024);
 	if (err) {
 		fprintf(stderr, "failed to size ring buffer: %s\n", strerror(-err));
@@ -200,9 +304,21 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	while (!exiting) {
-		err = ring_buffer__poll(rb, -1);
+		timeout = unwoken ? (int)(2 * env.batch_ms) : -1;
+		if (held) {
+			now = boot_ns();
+			held_ms = held > now ? (int)((held - now + 999999) / 1000000) : 0;
+			if (timeout < 0 || held_ms < timeout)
+				timeout = held_ms;
+		}
+		err = ring_buffer__poll(rb, timeout);
 		if (err == -EINTR)
 			continue;
+		if (err == 0 && unwoken)	/* the deadline: take what came without a wakeup */
+			err = ring_buffer__consume(rb);
+		if (err >= 0)
+			unwoken = err > 0 && env.batch_ms > 0;
+		held = flush_pending(boot_ns());
 		if (err < 0) {
 			fprintf(stderr, "failed to poll ring buffer: %s\n", strerror(-err));
 			ret = AGENT_RUNTIME_ERROR;
@@ -223,10 +339,11 @@ int main(int argc, char **argv)
 			break;	/* the reader is gone */
 	}
 	ring_buffer__consume(rb);
+	flush_pending(~0ULL);
 	sent = read_count(counts_fd, PROCWATCH_SENT, ncpus);
 	dropped = read_count(counts_fd, PROCWATCH_DROPPED, ncpus);
-	printf("{\"event\":\"stats\",\"sent\":%llu,\"dropped\":%llu,\"printed\":%llu}\n", sent, dropped,
-	       printed);
+	printf("{\"event\":\"stats\",\"sent\":%llu,\"dropped\":%llu,\"printed\":%llu,"
+	       "\"brief\":%llu}\n", sent, dropped, printed, brief);
 	fflush(stdout);
 cleanup:
 	ring_buffer__free(rb);

@@ -21,6 +21,16 @@ struct {
 	__uint(max_entries, 1 << 20);		/* resized by xputrace-procwatch */
 } events SEC(".maps");
 
+/*
+ * Wakeups are batched: a record wakes xputrace-procwatch only when batch_ns have passed
+ * since the last wakeup, or the ring is half full; records in between wait for the next
+ * wakeup or for the reader's own deadline (it drains once more batch_ns * 2 after each
+ * wakeup). An idle machine causes no wakeups at all, a storm batch_ns-spaced ones.
+ */
+const volatile __u64 batch_ns = 0;		/* 0: wake for every record */
+const volatile __u64 ring_bytes = 1 << 20;
+__u64 last_wake_ns = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, PROCWATCH_COUNT_SLOTS);
@@ -36,10 +46,23 @@ static __always_inline void count(__u32 slot)
 		*n += 1;
 }
 
+static __always_inline __u64 wakeup_flags(__u64 now)
+{
+	if (!batch_ns)
+		return 0;
+	if (now - last_wake_ns >= batch_ns ||
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ring_bytes / 2) {
+		last_wake_ns = now;	/* racing CPUs at worst wake the reader twice */
+		return BPF_RB_FORCE_WAKEUP;
+	}
+	return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline int emit(__u32 kind, struct task_struct *task, __s32 exit_code)
 {
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
 	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	__u64 now = bpf_ktime_get_boot_ns();
 	struct procwatch_event *e;
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -47,7 +70,7 @@ static __always_inline int emit(__u32 kind, struct task_struct *task, __s32 exit
 		count(PROCWATCH_DROPPED);
 		return 0;
 	}
-	e->time_ns = bpf_ktime_get_boot_ns();
+	e->time_ns = now;
 	e->start_ns = BPF_CORE_READ(leader, start_boottime);
 	e->parent_start_ns = BPF_CORE_READ(parent, group_leader, start_boottime);
 	e->kind = kind;
@@ -57,7 +80,7 @@ static __always_inline int emit(__u32 kind, struct task_struct *task, __s32 exit
 	e->uid = BPF_CORE_READ(task, real_cred, uid.val);
 	e->exit_code = exit_code;
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags(now));
 	count(PROCWATCH_SENT);
 	return 0;
 }

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from manager.jobs.procfs import Stat
 
 __all__ = ["ProcessKey", "ProcessRecord", "ProcessTable"]
 
 
-@dataclass(frozen=True, order=True)
-class ProcessKey:
+class ProcessKey(NamedTuple):
     """One process for ever: a pid names another process once reused, a start time does not."""
 
     machine: str
@@ -29,7 +28,7 @@ class ProcessKey:
         return f"{self.machine}:{self.pid}:{self.start_ticks}"
 
 
-@dataclass
+@dataclass(slots=True)
 class ProcessRecord:
     key: ProcessKey
     ppid: int

@@ -74,12 +74,35 @@ async def test_start_and_exit_seen_within_a_second(watcher: Watcher) -> None:
     rec = await watcher.wait_for(lambda: live(watcher, proc.pid), timeout=1.0)
     with ProcessHandle(proc.pid) as handle:
         assert rec.key.start_ticks == handle.stat.start_ticks  # /proc/<pid>/stat field 22
-    assert rec.key.machine == MACHINE and rec.source == "fork" and rec.execs == 1
+    # procwatch held the fork back, then the exec replaced it: one line for both.
+    assert rec.key.machine == MACHINE and rec.source == "exec" and rec.execs == 1
     assert proc.stdin is not None
     proc.stdin.close()
     # Not a job: forgotten at its exit.
     await watcher.wait_for(lambda: live(watcher, proc.pid) is None or None, timeout=1.0)
     assert await proc.wait() == 0
+
+
+async def test_brief_processes_never_reach_the_table(procwatch: Path) -> None:
+    w = Watcher(procwatch, MACHINE)
+    seen: list[int] = []
+    await w.start()
+    try:
+        for _ in range(20):
+            proc = await asyncio.create_subprocess_exec("/bin/true")
+            seen.append(proc.pid)
+            await proc.wait()
+        # A process that outlives the hold is reported; once it is, all before it were due.
+        slow = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import sys; sys.stdin.readline()", stdin=subprocess.PIPE)
+        await w.wait_for(lambda: live(w, slow.pid), timeout=1.0)
+        assert slow.stdin is not None
+        slow.stdin.close()
+        await slow.wait()
+    finally:
+        stats = await w.stop()
+    assert stats is not None and stats["brief"] >= 20
+    assert not [pid for pid in seen if pid in w.table.live]
 
 
 async def test_cuda_job_found_and_its_exit_seen(watcher: Watcher,
@@ -151,4 +174,4 @@ async def test_lost_records_are_reported_and_rescanned(procwatch: Path) -> None:
     finally:
         stats = await w.stop()
     assert stats is not None and stats["dropped"] == w.drops > 0
-    assert stats["printed"] + stats["dropped"] >= 180  # 60 x (fork, exec, exit) at least
+    assert stats["sent"] + stats["dropped"] >= 180  # 60 x (fork, exec, exit) at least

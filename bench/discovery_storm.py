@@ -12,6 +12,9 @@ same code the manager runs, describing any job it finds). Discovery's cost over 
 
 as a percentage of one core over the storm's wall time. The storm's own wall and CPU time
 with discovery against without give the ratios (what discovery slows the storm down by).
+A third arm runs discovery for as long with no storm: its cost is the machine's background
+(other processes starting, jobs being described), reported apart (``background_pct``), and
+``storm_share_pct`` is the difference. The target applies to the whole cost.
 Medians over --rounds. Needs root (BPF) and the CMake build. Prints one JSON object; exit
 status 0 when the median cost is within the target.
 
@@ -65,9 +68,11 @@ def proc_cpu_s(pid: int) -> float:
     """CPU time of pid: schedstat's run time (ns) where the kernel keeps it, else stat's
     utime + stime (clock ticks: 10 ms steps, coarse over a few seconds)."""
     try:
-        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+        ns = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        pass
+        ns = 0
+    if ns:  # 0 where the kernel does not keep it (schedstats off)
+        return ns / 1e9
     data = Path(f"/proc/{pid}/stat").read_bytes()
     fields = data[data.rfind(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -126,16 +131,41 @@ async def watched_storm(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def watched_idle(args: argparse.Namespace) -> dict[str, Any]:
+    """Discovery's cost with no storm: the machine's own background of processes (this one
+    is shared), to tell the storm's share from it."""
+    w = Watcher(args.build / "xputrace-procwatch", "bench")
+    await w.start()
+    assert w.pid is not None
+    try:
+        await w.wait_for(lambda: w.settled or None, timeout=30.0)
+        bpf0, pw0, me0, t0 = bpf_run_ns(), proc_cpu_s(w.pid), time.process_time(), \
+            time.monotonic()
+        events0 = w.counts["events"]
+        await asyncio.sleep(args.seconds)  # the measurement window, not a synchronisation
+        bpf1, pw1, me1, wall = bpf_run_ns(), proc_cpu_s(w.pid), time.process_time(), \
+            time.monotonic() - t0
+    finally:
+        await w.stop()
+    bpf_pct = 100 * (bpf1 - bpf0) / 1e9 / wall if bpf0 is not None and bpf1 is not None \
+        else None
+    pct = 100 * ((pw1 - pw0) + (me1 - me0)) / wall + (bpf_pct or 0.0)
+    return {"discovery_pct": pct, "events": w.counts["events"] - events0}
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     alone: list[dict[str, Any]] = []
     watched: list[dict[str, Any]] = []
+    idle: list[dict[str, Any]] = []
     for i in range(args.rounds):
-        order = [False, True] if i % 2 == 0 else [True, False]
-        for with_watcher in order:
-            if with_watcher:
+        order = ["alone", "watched", "idle"]
+        for arm in order[i % 3:] + order[:i % 3]:
+            if arm == "watched":
                 watched.append(await watched_storm(args))
-            else:
+            elif arm == "alone":
                 alone.append(await storm(args.rate, args.seconds))
+            else:
+                idle.append(await watched_idle(args))
 
     def med(rows: list[dict[str, Any]], key: str) -> float | None:
         values = [r[key] for r in rows if r.get(key) is not None]
@@ -153,6 +183,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "procwatch_pct": med(watched, "procwatch_pct"),
         "manager_pct": med(watched, "manager_pct"),
         "bpf_pct": med(watched, "bpf_pct"),
+        "background_pct": med(idle, "discovery_pct"),
+        "storm_share_pct": (cost - (med(idle, "discovery_pct") or 0.0)) if cost is not None
+        else None,
+        "background_events_per_round": med(idle, "events"),
         "events_per_round": med(watched, "events"),
         "records_per_round": med(watched, "sent"),
         "brief_per_round": med(watched, "brief"),

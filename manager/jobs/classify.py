@@ -20,8 +20,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["FRAMEWORKS", "RUNTIMES", "Classification", "Facts", "Framework", "classify",
-           "is_interpreter", "job_type", "script_argument", "script_imports"]
+__all__ = ["FRAMEWORKS", "MAPS_HINT", "RUNTIMES", "Classification", "Facts", "Framework",
+           "classify", "is_interpreter", "job_type", "script_argument", "script_imports"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ RUNTIMES = {
     "libhccl.so": ("libhccl", "ascend"),
     "libtorch_npu.so": ("torch_npu", "ascend"),
 }
+#: Matches maps that name something classify() looks for: one search over the raw maps
+#: spares parsing those of the many processes that are no job.
+MAPS_HINT = re.compile(
+    rb"/(?:" + rb"|".join(re.escape(p.encode()) for p in RUNTIMES) + rb"|libllama\.so|libggml"
+    + rb"|(?:site|dist)-packages/(?:" + rb"|".join(p.encode() for p in _BY_PACKAGE) + rb")/)")
 _CONSOLE_SCRIPTS = {"torchrun": "torch", "vllm": "vllm", "deepspeed": "torch",
                     "transformers-cli": "transformers", "transformers": "transformers"}
 _ENGINE_BINARIES = {"ollama": "ollama", "llama-server": "llama.cpp", "llama-cli": "llama.cpp",

@@ -18,6 +18,7 @@ from typing import Any
 
 from manager.jobs import params
 from manager.jobs.classify import (
+    MAPS_HINT,
     Classification,
     Facts,
     classify,
@@ -83,16 +84,25 @@ def _script(root: ConfinedRoot, cwd: str | None, argv: Sequence[str]) -> tuple[s
     return None, None
 
 
-def inspect(proc: ProcessHandle, root: ConfinedRoot,
-            previous: Inspection | None = None) -> Inspection:
-    """Read what classification needs (the script only the first time) and classify."""
+def inspect(proc: ProcessHandle, root: ConfinedRoot | None, own_mnt_ns: str | None = None,
+            previous: Inspection | None = None, quick: bool = False) -> Inspection:
+    """Read what classification needs and classify.
+
+    root: the process's root, or None to open it only if needed (to read an interpreter's
+    script, once per exec: previous keeps it). quick: skip parsing maps that name nothing
+    classification looks for (the maps are then given as []).
+    """
     exe = proc.readlink("exe") or ""
     argv = proc.cmdline()
     cwd = _cwd(proc)
-    maps = proc.mapped_files()
+    maps = proc.mapped_files(MAPS_HINT if quick else None)
     script_text = previous.script_text if previous and previous.argv == argv else None
-    if script_text is None and is_interpreter(exe):
-        script_text = _script(root, cwd, argv)[1]
+    if script_text is None and is_interpreter(exe) and script_argument(argv)[0] != "none":
+        if root is not None:
+            script_text = _script(root, cwd, argv)[1]
+        else:
+            with open_root(proc, own_mnt_ns) as opened:
+                script_text = _script(opened, cwd, argv)[1]
     c = classify(Facts(exe=exe, argv=argv, maps=maps, script_text=script_text))
     return Inspection(exe, argv, cwd, maps, script_text, c)
 
@@ -152,7 +162,7 @@ def describe(proc: ProcessHandle, *, job_id: str, machine: str, status: dict[str
     own_mnt_ns = own_mnt_ns if own_mnt_ns is not None else own_mount_namespace()
     tck = clk_tck or os.sysconf("SC_CLK_TCK")
     with open_root(proc, own_mnt_ns) as root:
-        seen = inspect(proc, root)
+        seen = inspect(proc, root, own_mnt_ns)
         c = seen.classification
         env, withheld = read_environ(proc)
         kind, value, first = script_argument(seen.argv) if c.interpreter else ("exe", seen.exe, 1)

@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from manager.jobs.container import own_mount_namespace
-from manager.jobs.describe import Inspection, describe, inspect, open_root
+from manager.jobs.describe import Inspection, describe, inspect
 from manager.jobs.procfs import ProcessGone, ProcessHandle
 from manager.jobs.scan import scan
 from manager.jobs.table import ProcessKey, ProcessRecord, ProcessTable
@@ -325,12 +325,16 @@ class Watcher:
         rec.checks += 1
         try:
             with ProcessHandle(key.pid, key.start_ticks, self.proc_root) as proc:
-                with open_root(proc, self._own_mnt_ns) as root:
-                    seen = inspect(proc, root, pending.seen)
+                before = pending.seen.classification if pending.seen else None
+                seen = inspect(proc, None, self._own_mnt_ns, pending.seen, quick=True)
                 pending.seen = seen
-                # A job is described again at each of its looks: what it has opened (its
-                # model files) and loaded grows as it starts up.
-                if seen.classification.is_job:
+                c = seen.classification
+                # Described when it becomes a job, and again at a later look while what it
+                # has loaded changes or its model is not known yet (it opens its model files
+                # as it starts up); at most once a look, so a few times a job.
+                if c.is_job and (rec.job is None or rec.job.get("modelFormat") is None
+                                 or before is None or (before.frameworks, before.runtimes)
+                                 != (c.frameworks, c.runtimes)):
                     rec.job = self._describe(proc, rec) if self.describe_jobs else {
                         "jobId": str(key), **rec.status_fields()}
                     self.counts["described"] += 1

@@ -16,13 +16,29 @@ from typing import Any
 from manager.jobs.procfs import ProcessGone, ProcessHandle
 from manager.jobs.rootfs import ConfinedRoot, Refused
 
-__all__ = ["container_of", "own_mount_namespace"]
+__all__ = ["container_of", "own_mount_namespace", "parse_cgroup"]
 
 _ID = re.compile(r"(?:^|[/-])(?:(docker|cri-containerd|crio|libpod|containerd)[-:/])?"
                  r"([0-9a-f]{64})(?:\.scope)?(?:/|$)")
 _POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 _RUNTIMES = {"docker": "docker", "cri-containerd": "containerd", "containerd": "containerd",
              "crio": "cri-o", "libpod": "podman"}
+
+
+def parse_cgroup(text: str) -> dict[str, str | None]:
+    """From /proc/<pid>/cgroup: the container id, runtime and cgroup path, the pod uid."""
+    out: dict[str, str | None] = {"id": None, "runtime": None, "cgroup": None, "podUid": None}
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1]
+        m = _ID.search(path)
+        if m:
+            out.update(id=m.group(2), runtime=_RUNTIMES.get(m.group(1) or ""), cgroup=path)
+            break
+    pod = _POD.search(text)
+    if pod:
+        out["podUid"] = pod.group(1).replace("_", "-")
+        out["runtime"] = out["runtime"] or "kubernetes"
+    return out
 
 
 def container_of(proc: ProcessHandle, root: ConfinedRoot,
@@ -33,27 +49,15 @@ def container_of(proc: ProcessHandle, root: ConfinedRoot,
     except ProcessGone:
         cgroup = ""
     mnt_ns = proc.readlink("ns/mnt")
-    cid = runtime = None
-    cgroup_path = None
-    for line in cgroup.splitlines():
-        path = line.split(":", 2)[-1]
-        m = _ID.search(path)
-        if m:
-            cid, runtime, cgroup_path = m.group(2), _RUNTIMES.get(m.group(1) or ""), path
-            break
+    found = parse_cgroup(cgroup)
+    cid = found["id"]
     if cid is None and (mnt_ns is None or mnt_ns == own_mnt_ns):
         return None
-    pod = _POD.search(cgroup)
-    if pod and runtime is None:
-        runtime = "kubernetes"
     name = None
-    with contextlib.suppress(Refused):
-        name = root.read("/etc/hostname", 256).content.decode(errors="replace").strip() or None
-    if name is None or (mnt_ns == own_mnt_ns):
-        name = cid[:12] if cid else None
-    return {"id": cid, "name": name, "runtime": runtime, "cgroup": cgroup_path,
-            "podUid": pod.group(1).replace("_", "-") if pod else None,
-            "mountNamespace": mnt_ns}
+    if mnt_ns != own_mnt_ns:  # its own /etc/hostname, not the host's
+        with contextlib.suppress(Refused):
+            name = root.read("/etc/hostname", 256).content.decode(errors="replace").strip()
+    return {**found, "name": name or (cid[:12] if cid else None), "mountNamespace": mnt_ns}
 
 
 def own_mount_namespace() -> str | None:

@@ -7,7 +7,7 @@ process falls between the scan and the events (one found both ways is one key).
 When to look at a process. At exec a process has mapped only its program and the dynamic loader:
 its libraries, and an interpreter's framework, come later. Rather than polling, each exec (and
 each fork of a job: its workers) books a bounded series of looks at fixed times after it
-(``RECHECK_DELAYS``: 0.1, 0.5, 2, 10 and 60 s), voided by its exit and restarted by its next
+(``RECHECK_DELAYS``: 0.1, 0.5, 2, 5, 10, 30 and 60 s), voided by its exit and restarted by its next
 exec; looks due within the same 50 ms share one timer. The first look is late enough that the
 short-lived processes of a busy machine (shells, compilers, /bin/true in an exec storm) have
 exited and are never read at all, which is what keeps discovery cheap; the last is late enough
@@ -55,7 +55,7 @@ __all__ = ["DEFER_MS", "RECHECK_DELAYS", "Change", "Watcher"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RECHECK_DELAYS: tuple[float, ...] = (0.1, 0.5, 2.0, 10.0, 60.0)
+RECHECK_DELAYS: tuple[float, ...] = (0.1, 0.5, 2.0, 5.0, 10.0, 30.0, 60.0)
 #: procwatch holds each fork and exec this long and drops both when the process has exited
 #: meanwhile: no sooner than this would its first look be due anyway.
 DEFER_MS = 100
@@ -239,6 +239,17 @@ class Watcher:
             self.final_stats = ev
             self.drops = ev["dropped"]
 
+    def refresh(self, key: ProcessKey) -> ProcessRecord | None:
+        """Look at a running process now, out of its schedule (its job description is made
+        again); its record, or None when it is not running."""
+        rec = self.table.get(key)
+        if rec is None or rec.status != "running":
+            return None
+        if not isinstance(rec.state, _Pending):
+            rec.state = _Pending()
+        self._look(key, rec.state.generation, force=True)  # its booked looks stay booked
+        return rec
+
     def _fork_matters(self, ev: dict[str, Any]) -> bool:
         """Whether a new process that has not exec'd (yet) is worth a record: when its parent
         is a job (a DataLoader worker) or an interpreter (a rank forked by multiprocessing,
@@ -312,14 +323,15 @@ class Watcher:
                 self._ended(rec, "lost")
         self._notify()
 
-    def _look(self, key: ProcessKey, generation: int) -> None:
+    def _look(self, key: ProcessKey, generation: int, force: bool = False) -> None:
         rec = self.table.live.get(key.pid)
         if rec is None or rec.key != key or not isinstance(rec.state, _Pending):
             return  # ended since
         pending: _Pending = rec.state
-        if pending.generation != generation or not pending.booked:
-            return  # voided by an exec or an end since it was booked
-        pending.booked = False
+        if not force:
+            if pending.generation != generation or not pending.booked:
+                return  # voided by an exec or an end since it was booked
+            pending.booked = False
         self._scan_pending.discard(key)
         self.counts["looks"] += 1
         rec.checks += 1
@@ -332,7 +344,7 @@ class Watcher:
                 # Described when it becomes a job, and again at a later look while what it
                 # has loaded changes or its model is not known yet (it opens its model files
                 # as it starts up); at most once a look, so a few times a job.
-                if c.is_job and (rec.job is None or rec.job.get("modelFormat") is None
+                if c.is_job and (force or rec.job is None or rec.job.get("modelFormat") is None
                                  or before is None or (before.frameworks, before.runtimes)
                                  != (c.frameworks, c.runtimes)):
                     rec.job = self._describe(proc, rec) if self.describe_jobs else {
@@ -341,7 +353,8 @@ class Watcher:
                     self._emit(Change("job", rec))
         except ProcessGone:
             return  # its exit event follows
-        self._schedule(rec, pending.step + 1)
+        if not force:
+            self._schedule(rec, pending.step + 1)
 
     def _describe(self, proc: ProcessHandle, rec: ProcessRecord) -> dict[str, Any]:
         return describe(proc, job_id=str(rec.key), machine=rec.key.machine,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from manager.jobs import params
 from manager.jobs.classify import Facts, classify, job_type, script_argument, script_imports
+from manager.jobs.container import parse_cgroup
 from manager.jobs.environ import is_allowed, is_secret
 
 
@@ -77,3 +78,18 @@ def test_not_a_job() -> None:
 def test_engine_binaries() -> None:
     c = classify(Facts(exe="/usr/local/bin/ollama", argv=["ollama", "serve"], maps=[]))
     assert c.frameworks == ["ollama"] and job_type(c, ["ollama", "serve"])[0] == "inference"
+
+
+def test_containers_from_cgroup() -> None:
+    cid = "3f" * 32
+    assert parse_cgroup(f"0::/system.slice/docker-{cid}.scope\n") == {
+        "id": cid, "runtime": "docker", "cgroup": f"/system.slice/docker-{cid}.scope",
+        "podUid": None}
+    k8s = ("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+           f"1b2c3d4e_0000_1111_2222_333344445555.slice/cri-containerd-{cid}.scope\n")
+    got = parse_cgroup(k8s)
+    assert (got["id"], got["runtime"], got["podUid"]) == (
+        cid, "containerd", "1b2c3d4e-0000-1111-2222-333344445555")
+    assert parse_cgroup(f"12:memory:/docker/{cid}\n")["runtime"] == "docker"
+    assert parse_cgroup(f"0::/user.slice/libpod-{cid}.scope/container\n")["runtime"] == "podman"
+    assert parse_cgroup("0::/user.slice/user-0.slice/session-1.scope\n")["id"] is None

@@ -81,10 +81,14 @@ def proc_cpu_s(pid: int) -> float:
 def bpf_run_ns() -> int | None:
     """Total run time of the procwatch_* programs loaded now (bpftool), or None."""
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
-    try:
-        out = subprocess.run([bpftool, "-j", "prog", "show"], capture_output=True, text=True,
-                             check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
+    for _ in range(3):  # a listing fails when some program goes away while it is taken
+        try:
+            out = subprocess.run([bpftool, "-j", "prog", "show"], capture_output=True,
+                                 text=True, check=True).stdout
+            break
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    else:
         return None
     progs = [p for p in json.loads(out) if str(p.get("name", "")).startswith("procwatch_")]
     if not progs or any("run_time_ns" not in p for p in progs):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from manager.jobs.container import container_of, own_mount_namespace
 from manager.jobs.environ import read_environ
 from manager.jobs.procfs import ProcessGone, ProcessHandle
 from manager.jobs.rootfs import ConfinedRoot, Refused
+from manager.jobs.table import boot_ns_to_unix_ms
 from manager.jobs.versions import find_version, site_dirs
 
 __all__ = ["SCRIPT_LIMIT", "SHELLS", "Inspection", "describe", "inspect", "model_formats",
@@ -176,8 +176,7 @@ def describe(proc: ProcessHandle, *, job_id: str, machine: str, status: dict[str
         container = container_of(proc, root, own_mnt_ns)
         open_files = proc.open_files()
     jtype, jtype_evidence = job_type(c, seen.argv)
-    boot_epoch_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    start_ms = (boot_epoch_ns + proc.stat.start_ticks * 1_000_000_000 // tck) // 1_000_000
+    start_ms = boot_ns_to_unix_ms(proc.stat.start_ticks * 1_000_000_000 // tck)
     try:
         user: str | None = pwd.getpwuid(proc.creds().uid).pw_name
     except (KeyError, ProcessGone):

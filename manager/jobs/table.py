@@ -8,13 +8,20 @@ are kept after they end (up to ``keep_ended``, oldest dropped first) with how th
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from manager.jobs.procfs import Stat
 
-__all__ = ["ProcessKey", "ProcessRecord", "ProcessTable"]
+__all__ = ["ProcessKey", "ProcessRecord", "ProcessTable", "boot_ns_to_unix_ms"]
+
+
+def boot_ns_to_unix_ms(boot_ns: int) -> int:
+    """A CLOCK_BOOTTIME time (procwatch's, /proc's start times) as Unix time in ms."""
+    boot_epoch_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return (boot_epoch_ns + boot_ns) // 1_000_000
 
 
 class ProcessKey(NamedTuple):
@@ -46,8 +53,11 @@ class ProcessRecord:
     state: Any = None  # the watcher's own (the last inspection, the pending re-check)
 
     def status_fields(self) -> dict[str, Any]:
+        """status, exitCode, signal, coreDumped and endTime (Unix ms; null while running or
+        when the end was not seen)."""
         return {"status": self.status, "exitCode": self.exit_code, "signal": self.signal,
-                "coreDumped": self.core, "endTimeBootNs": self.end_ns}
+                "coreDumped": self.core,
+                "endTime": boot_ns_to_unix_ms(self.end_ns) if self.end_ns else None}
 
 
 @dataclass

@@ -103,6 +103,7 @@ class Watcher:
         self.final_stats: dict[str, Any] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._stderr: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[dict[str, Any]] | None = None
         self._changed = asyncio.Event()
         self._own_mnt_ns = own_mount_namespace()
@@ -131,7 +132,14 @@ class Watcher:
                 err = await self._proc.stderr.read()
             await self.stop()
             raise RuntimeError(f"xputrace-procwatch did not start: {err.decode().strip()}")
+        # From here its stderr is logged as it comes: a full pipe would stall it.
+        self._stderr = asyncio.create_task(self._log_stderr())
         self._rescan(first=True)
+
+    async def _log_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        async for line in self._proc.stderr:
+            log.warning("xputrace-procwatch: %s", line.decode(errors="replace").rstrip())
 
     async def stop(self, timeout: float = 5.0) -> dict[str, Any] | None:
         """SIGTERM procwatch, read to its stats line, SIGKILL after timeout; its stats."""
@@ -148,6 +156,8 @@ class Watcher:
             await proc.wait()
         if self._reader is not None:
             await self._reader
+        if self._stderr is not None:
+            await self._stderr
         for rec in list(self.table.live.values()):
             self._cancel(rec)
         self._slots.clear()

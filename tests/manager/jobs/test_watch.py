@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,7 @@ async def test_cuda_job_found_and_its_exit_seen(watcher: Watcher,
     assert await proc.wait() == 0
     assert (rec.status, rec.exit_code, rec.job["status"], rec.job["exitCode"]) == (
         "exited", 0, "exited", 0)
+    assert rec.job["startTime"] <= rec.job["endTime"] <= time.time() * 1000
     assert watcher.table.get(rec.key) is rec  # jobs are kept after they end
     assert [c.kind for c in changes if c.record is rec][-1] == "ended"
 
@@ -182,3 +184,9 @@ async def test_lost_records_are_reported_and_rescanned(procwatch: Path) -> None:
         stats = await w.stop()
     assert stats is not None and stats["dropped"] == w.drops > 0
     assert stats["sent"] + stats["dropped"] >= 180  # 60 x (fork, exec, exit) at least
+
+
+async def test_a_failed_start_says_why(procwatch: Path) -> None:
+    w = Watcher(procwatch, MACHINE, ring_kb=3)
+    with pytest.raises(RuntimeError, match="power of two"):
+        await w.start()

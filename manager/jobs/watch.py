@@ -126,7 +126,7 @@ class Watcher:
         self._reader = asyncio.create_task(self._read())
         waits: set[asyncio.Future[Any]] = {self._ready, self._reader}
         done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if self._ready not in done:
+        if self._ready not in done or self._ready.exception() is not None:
             err = b""
             if self._proc.stderr is not None and self._reader in done:
                 err = await self._proc.stderr.read()

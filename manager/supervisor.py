@@ -51,8 +51,8 @@ from typing import Any
 
 from manager import keys
 from manager.protected import platform_pids, platform_process, process_user
-from manager.python_hooks import find_hooks, hook_flag
-from manager.python_target import UnsupportedPython, agent_flags, find_target
+from manager.python.hooks import find_hooks, hook_flag
+from manager.python.target import UnsupportedPython, agent_flags, find_target
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
 from manager.syscall_hub import HUB_RINGBUF_KB, HubGone, HubOptions, SyscallHub

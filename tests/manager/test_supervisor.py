@@ -20,7 +20,7 @@ from manager.settings import Settings
 from manager.supervisor import AGENT_ENV, Supervisor
 from tests.manager.conftest import MACHINE_ID, run
 from tests.manager.procs import alive, orphan_process, wait_for
-from tests.manager.test_python_target import python_or_skip
+from tests.manager.python.test_target import python_or_skip
 from xpucore.protocol import (
     AgentConfig,
     CommandError,

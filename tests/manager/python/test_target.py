@@ -1,4 +1,4 @@
-"""manager.python_target against real interpreters: the static Debian python3.11 and every
+"""manager.python.target against real interpreters: the static Debian python3.11 and every
 pyenv CPython installed here (shared libpython). Each one's stacks, read from outside through
 /proc/<pid>/mem with the generated offsets, are exactly the script's call chain with its
 lines; what cannot be read is refused with the reason."""
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from manager.python_target import Frame, UnsupportedPython, find_target, read_stacks
+from manager.python.target import Frame, UnsupportedPython, find_target, read_stacks
 from tests.agent.procs import JsonLineProc
 
-SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_nested.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "workloads/python_nested.py"
 PYENV = Path("/root/.pyenv/versions")
 DEBIAN = Path("/usr/bin/python3.11")
 

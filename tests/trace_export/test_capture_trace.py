@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.agent.procs import trace_workload
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 from tests.workloads import cuda_expect
 from trace_export import from_batches, write_chrome_json, write_perfetto
-from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
-from trace_export.validate import validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
 
 pytestmark = pytest.mark.bpf
 

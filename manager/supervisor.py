@@ -59,6 +59,7 @@ from xpucore.protocol import CommandError, ErrorCode, MonitorStatus, StartMonito
 __all__ = [
     "AGENT_EXIT_CODES",
     "AGENT_TYPES",
+    "AgentType",
     "Monitor",
     "Supervisor",
     "reap_orphans",

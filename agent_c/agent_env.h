@@ -30,7 +30,7 @@ struct agent_env {
 	const char *attach_mode;
 	const char *syscalls;		/* SYSCALL: comma-separated names, NULL for all */
 	unsigned long long py_runtime;	/* CUDA: &_PyRuntime in the target, 0: no attribution */
-	const char *py_offsets;		/* CUDA: name=value,... (manager/python_offsets.py) */
+	const char *py_offsets;		/* CUDA: name=value,... (manager/python/offsets.py) */
 	long sample_hz;			/* PYTHON: samples per second per CPU */
 	const char *py_binary;		/* PYTHON: the ELF with _PyRuntime (its gc USDT probes) */
 	const char *py_functions;	/* PYTHON: qualified names whose calls to trace, a,b,... */

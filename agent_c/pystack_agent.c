@@ -12,7 +12,7 @@
 #define FRAME_OWNED_BY_GENERATOR 1
 
 /*
- * Each offset name (as manager/python_offsets.py has them), where it goes, and which
+ * Each offset name (as manager/python/offsets.py has them), where it goes, and which
  * CPython layouts need it: 3.10 (frame objects: f_lasti an index, no native thread id)
  * or 3.11+ (interpreter frames). NEW_FRAME: 3.11+ reach the current frame either
  * through tstate_current_frame (3.13+) or through the _PyCFrame (3.11-3.12).

@@ -15,7 +15,7 @@
 #include "pystack.h"
 #include "sink_helpers.h"
 
-/* What resolving a code object reads (names as manager/python_offsets.py). */
+/* What resolving a code object reads (names as manager/python/offsets.py). */
 struct py_code_offsets {
 	__u32 code_firstlineno, code_filename, code_qualname, code_linetable;
 	__u32 code_firsttraceable, code_adaptive;
@@ -37,7 +37,7 @@ struct py_resolver {
 };
 
 /*
- * Parses "name=value,..." (every name of python_offsets.py) into the probe's
+ * Parses "name=value,..." (every name of manager/python/offsets.py) into the probe's
  * walk offsets and the resolver's; -1 with the reason in err.
  */
 int py_parse_offsets(const char *list, struct py_offsets *walk, struct py_code_offsets *code,

@@ -4,7 +4,7 @@ with the Python stack walk vs without it, on a Python process calling the real l
 One target (bench/py_cost_target.py, Debian's python3.11 by default) calls cudaMemcpy
 through ctypes from DEPTH nested functions in a tight loop. Alternating rounds measure it
 unprobed, under xputrace-agent, and under xputrace-agent --py-runtime/--py-offsets (from
-manager.python_target). Prints ns per call, the added cost of attribution, and the probe
+manager.python.target). Prints ns per call, the added cost of attribution, and the probe
 cost with attribution over the probe cost without (medians of per-round values).
 
 usage: python bench/python_attribution.py [--build build] [--python /usr/bin/python3.11]
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import Child, median
 from probe_cost import cudart12, timed
 
-from manager.python_target import PythonTarget, agent_flags, find_target
+from manager.python.target import PythonTarget, agent_flags, find_target
 
 PIN_TARGET, PIN_TOOLS = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
 

@@ -23,7 +23,7 @@ from common import median
 from probe_cost import timed
 from python_attribution import parse, start_agent, start_target
 
-from manager.python_target import agent_flags
+from manager.python.target import agent_flags
 
 
 def main() -> int:

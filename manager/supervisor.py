@@ -1,9 +1,8 @@
 """Agents: start them on validated commands, watch them, stop them, reap stray ones.
 
-Nothing from the network reaches ``exec`` unchecked: the monitor type picks an entry of
-``AGENT_TYPES``, the pid must exist, a library path must be an absolute regular file whose
-real name matches that type's patterns, the data endpoint must go to an allowed host, and
-every flag the agent gets is built here from checked values. No shell is involved.
+Nothing from the network reaches ``exec`` unchecked: the agent's command line is built from
+the allow-list ``AGENT_TYPES`` and checked values by manager/agent_args.py, from what
+manager/target_facts.py read of the target. No shell is involved.
 
 Restart safety, two independent layers:
 
@@ -34,7 +33,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import fnmatch
 import json
 import logging
 import os
@@ -43,19 +41,19 @@ import stat
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from manager import keys
-from manager.protected import platform_pids, platform_process, process_user
-from manager.python_hooks import find_hooks, hook_flag
-from manager.python_target import UnsupportedPython, agent_flags, find_target
+from manager.agent_args import AgentType, agent_args, check_command, key_dir, keyfile
+from manager.protected import platform_pids
 from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
-from manager.syscall_hub import HUB_RINGBUF_KB, HubGone, HubOptions, SyscallHub
+from manager.syscall_hub import HubGone, HubOptions, SyscallHub
+from manager.target_facts import read_facts
 from xpucore.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 
 __all__ = [
@@ -71,23 +69,6 @@ log = logging.getLogger(__name__)
 
 
 _BUFFERS = ("ringbuf_kb", "batch_events", "flush_ms")
-
-
-@dataclass(frozen=True)
-class AgentType:
-    """What one monitor type runs: its probe, which libraries it may be pointed at, and the
-    target and config keys it does something with (announced in HELLO; any other key set to
-    other than its default is refused). comm_filter: target.comm selects tasks by name in the
-    kernel; otherwise, with a pid, it is checked against that process's name."""
-
-    probe: str
-    library_patterns: tuple[str, ...]  # none: the type takes no library (SYSCALL)
-    target: tuple[str, ...]
-    config: tuple[str, ...]
-    comm_filter: bool = False
-
-    def options(self) -> dict[str, list[str]]:
-        return {"target": sorted(self.target), "config": sorted(self.config)}
 
 
 # The allow-list: monitor type → probe. A type not here is refused as INVALID_CONFIG.
@@ -177,10 +158,6 @@ class Monitor:
         return "; ".join(self.stderr_tail)
 
 
-def _one_of(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
 def _describe_exit(rc: int) -> str:
     if rc < 0:
         try:
@@ -228,7 +205,7 @@ class Supervisor:
         self.on_status = on_status
         self.runtime_dir = settings.runtime_dir
         self.records = settings.runtime_dir / "agents"
-        self.keydir = settings.runtime_dir / "keys"
+        self.keydir = key_dir(settings)
         self._monitors: OrderedDict[str, Monitor] = OrderedDict()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())
@@ -328,170 +305,12 @@ class Supervisor:
     def _fail(self, code: ErrorCode, message: str) -> CommandError:
         return CommandError(code, message)
 
-    def _check(self, cmd: StartMonitor) -> list[str]:
-        """Validates cmd against this machine and the allow-list; returns the agent's flags
-        after --monitor-id/--monitor-type/--machine-id."""
-        s = self.settings
-        if cmd.machine_id is not None and cmd.machine_id != self.machine_id:
-            raise self._fail(ErrorCode.INVALID_CONFIG,
-                             f"machine_id: this is machine '{self.machine_id}', "
-                             f"not '{cmd.machine_id}'")
-        kind = AGENT_TYPES.get(cmd.monitor_type)
-        if kind is None:
-            raise self._fail(ErrorCode.INVALID_CONFIG,
-                             f"monitor_type: '{cmd.monitor_type}' is not supported here")
-        t = cmd.target
-        self._check_options(cmd, kind)
-        flags: list[str] = []
-        if cmd.allowed_users is not None and (t.pid is None or t.library_path is not None):
-            raise self._fail(ErrorCode.PERMISSION_DENIED,
-                             "target: only a process named by target.pid may be traced by a "
-                             "user with granted Unix accounts; a library or task name in every "
-                             "process needs an admin")
-        if kind.library_patterns:
-            if t.pid is None and t.library_path is None:
-                raise self._fail(ErrorCode.INVALID_CONFIG, "target.pid: missing: give "
-                                 "target.pid or target.library_path")
-            if t.syscalls is not None:
-                raise self._fail(ErrorCode.INVALID_CONFIG, "target.syscalls: only for "
-                                 "SYSCALL monitors")
-        elif t.library_path is not None:
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"target.library_path: a "
-                             f"{cmd.monitor_type} monitor takes no library")
-        if t.pid is not None:
-            if not (self.proc_root / str(t.pid)).is_dir():
-                raise self._fail(ErrorCode.TARGET_NOT_FOUND,
-                                 f"Failed to find target PID {t.pid}.")
-            own = [m.agent_pid for m in self._monitors.values() if m.agent_pid is not None]
-            if self._hub is not None and self._hub.pid is not None:
-                own.append(self._hub.pid)
-            if platform_process(t.pid, self.proc_root, agent_path=s.agent_path, own=own):
-                raise self._fail(ErrorCode.PERMISSION_DENIED,
-                                 f"target.pid: PID {t.pid} is refused: xputrace never traces "
-                                 "its own processes, pid 1 or kernel threads")
-            if cmd.allowed_users is not None and \
-                    process_user(t.pid, self.proc_root) not in cmd.allowed_users:
-                raise self._fail(ErrorCode.PERMISSION_DENIED,
-                                 f"target.pid: PID {t.pid} belongs to no Unix account this "
-                                 "user was granted")
-            if t.comm is not None and t.library_path is None:
-                try:
-                    comm = (self.proc_root / str(t.pid) / "comm").read_text().rstrip("\n")
-                except OSError:
-                    raise self._fail(ErrorCode.TARGET_NOT_FOUND,
-                                     f"Failed to find target PID {t.pid}.") from None
-                if comm != t.comm:  # what it runs instead is not told
-                    raise self._fail(ErrorCode.TARGET_NOT_FOUND,
-                                     f"target.comm: PID {t.pid} does not run '{t.comm}'")
-            flags += ["--target-pid", str(t.pid)]
-        if not kind.library_patterns:
-            if t.comm is not None and kind.comm_filter:
-                flags += ["--target-comm", t.comm]
-            if t.syscalls is not None:
-                flags += ["--syscalls", ",".join(t.syscalls)]
-        if t.library_path is not None:
-            flags += ["--target-library", self._check_library(t.library_path, kind)]
-            if t.comm is not None:
-                flags += ["--target-comm", t.comm]
-        if cmd.data_endpoint is not None:
-            if not s.data_endpoint_allowed(cmd.data_endpoint):
-                raise self._fail(ErrorCode.INVALID_CONFIG,
-                                 f"backend_zmq_data_endpoint: '{cmd.data_endpoint}' is not an "
-                                 "allowed data endpoint for this manager")
-            flags += ["--backend-zmq-endpoint", cmd.data_endpoint]
-        elif s.capture_dir is not None:
-            flags += ["--output", str(s.capture_dir / f"{cmd.monitor_id}.bin")]
-        else:
-            raise self._fail(ErrorCode.INVALID_CONFIG, "backend_zmq_data_endpoint: missing")
-        c = cmd.config
-        if cmd.monitor_type == "SYSCALL" and (c.ringbuf_kb or 0) > HUB_RINGBUF_KB:
-            raise self._fail(ErrorCode.INVALID_CONFIG,
-                             f"config.ringbuf_kb: SYSCALL monitors share one tracer, whose ring "
-                             f"buffer is {HUB_RINGBUF_KB} KB")
-        for flag, value in (("--attach-mode", c.attach_mode), ("--ringbuf-kb", c.ringbuf_kb),
-                            ("--batch-events", c.batch_events), ("--flush-ms", c.flush_ms)):
-            if value is not None:
-                flags += [flag, str(value)]
-        return flags
-
-    def _check_options(self, cmd: StartMonitor, kind: AgentType) -> None:
-        """INVALID_CONFIG naming the first target or config key set (to other than its
-        default) that this monitor type does nothing with."""
-        for part, allowed in (("target", kind.target), ("config", kind.config)):
-            given = getattr(cmd, part)
-            for f in fields(given):
-                if f.name not in allowed and getattr(given, f.name) != f.default:
-                    raise self._fail(ErrorCode.INVALID_CONFIG,
-                                     f"{part}.{f.name}: not supported by {cmd.monitor_type} "
-                                     f"monitors (they take {part} "
-                                     f"{', '.join(sorted(allowed)) or 'keys: none'})")
-
-    def _python_flags(self, cmd: StartMonitor) -> list[str]:
-        """--py-runtime and --py-offsets for the target's CPython (config.python_stacks)."""
-        field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
-        if cmd.config.functions is not None and cmd.monitor_type != "PYTHON":
-            raise self._fail(ErrorCode.INVALID_CONFIG, "config.functions: only for PYTHON "
-                             "monitors")
-        if cmd.monitor_type not in ("CUDA", "ACL", "PYTHON") or cmd.target.pid is None:
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: needs a CUDA, ACL or PYTHON "
-                             "monitor of one process (target.pid)")
-        try:
-            t = find_target(cmd.target.pid, self.proc_root)
-        except UnsupportedPython as e:
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"{field}: {e}") from None
-        flags = agent_flags(t)
-        if cmd.monitor_type == "PYTHON":
-            flags += ["--py-binary", t.binary]  # its gc USDT probes, where it has them
-            if cmd.config.sample_hz is not None:
-                flags += ["--sample-hz", str(cmd.config.sample_hz)]
-        if cmd.config.functions is not None:
-            self._check_function_names(cmd.config.functions, t.version)
-            try:
-                hooks = find_hooks(t, self.proc_root)
-            except UnsupportedPython as e:
-                raise self._fail(ErrorCode.INVALID_CONFIG, f"config.functions: {e}") from None
-            flags += ["--py-functions", ",".join(cmd.config.functions),
-                      "--py-hooks", hook_flag(hooks)]
-        return flags
-
-    def _check_function_names(self, names: tuple[str, ...], version: tuple[int, ...]) -> None:
-        """CPython before 3.11 names a code object by co_name only (co_qualname came in
-        3.11): a qualified name could never match there, so it is refused, not run."""
-        if version[:2] >= (3, 11):
-            return
-        for i, name in enumerate(names):
-            if "." in name:
-                short = name.rsplit(".", 1)[1]
-                raise self._fail(
-                    ErrorCode.INVALID_CONFIG,
-                    f"config.functions[{i}]: '{name}' is a qualified name, and the target runs "
-                    f"CPython {version[0]}.{version[1]}, whose functions carry no qualified name "
-                    f"(3.11+ do); name it '{short}' (every function of that name) instead")
-
-    def _check_library(self, path: str, kind: AgentType) -> str:
-        """The library's real path. Its name is checked before the file is looked at, and
-        every file that is not such a library is refused alike: nothing tells whether some
-        other file exists or what it is."""
-        name = "target.library_path"
-        if not os.path.isabs(path):
-            raise self._fail(ErrorCode.INVALID_CONFIG, f"{name}: '{path}' is not absolute")
-        patterns = ", ".join(kind.library_patterns)
-        not_one = self._fail(ErrorCode.INVALID_CONFIG,
-                             f"{name}: '{path}' is not a library of {patterns}")
-        if not _one_of(os.path.basename(path), kind.library_patterns):
-            raise not_one
-        real = os.path.realpath(path)
-        try:
-            st = os.stat(real)
-        except FileNotFoundError:
-            raise self._fail(ErrorCode.TARGET_NOT_FOUND,
-                             f"Failed to find target library {path}.") from None
-        except OSError:
-            raise not_one from None
-        if not stat.S_ISREG(st.st_mode) or not _one_of(os.path.basename(real),
-                                                       kind.library_patterns):
-            raise not_one
-        return real
+    def _own_pids(self) -> list[int]:
+        """The agents and the SYSCALL tracer: never a target."""
+        own = [m.agent_pid for m in self._monitors.values() if m.agent_pid is not None]
+        if self._hub is not None and self._hub.pid is not None:
+            own.append(self._hub.pid)
+        return own
 
     async def start(self, cmd: StartMonitor) -> Monitor:
         """Starts (or, for a retried identical START, returns) the monitor's agent; raises
@@ -504,10 +323,11 @@ class Supervisor:
                 raise self._fail(ErrorCode.INVALID_CONFIG,
                                  f"monitor_id: '{cmd.monitor_id}' is already running with "
                                  "another configuration")
-            flags = self._check(cmd)
-            if (cmd.config.python_stacks or cmd.monitor_type == "PYTHON"
-                    or cmd.config.functions is not None):
-                flags += await asyncio.to_thread(self._python_flags, cmd)
+            s = self.settings
+            check_command(cmd, AGENT_TYPES, s, self.machine_id)  # before anything is read
+            facts = await asyncio.to_thread(read_facts, cmd, self.proc_root,
+                                            agent_path=s.agent_path, own=self._own_pids())
+            args = agent_args(cmd, AGENT_TYPES, s, self.machine_id, facts)
             if sum(m.active for m in self._monitors.values()) >= self.settings.max_monitors:
                 raise self._fail(ErrorCode.AGENT_START_FAILED,
                                  f"this manager already runs {self.settings.max_monitors} "
@@ -516,9 +336,9 @@ class Supervisor:
             self._remember(m)
             try:
                 if cmd.monitor_type == "SYSCALL":
-                    await self._launch_in_hub(m, flags)
+                    await self._launch_in_hub(m, args)
                 else:
-                    await self._launch(m, flags)
+                    await self._launch(m, args)
             except BaseException as e:
                 await self._abort(m, e)
                 raise
@@ -531,24 +351,22 @@ class Supervisor:
         for k in finished[:max(0, len(finished) - MAX_FINISHED)]:
             del self._monitors[k]
 
-    def _agent_and_keys(self, m: Monitor, flags: list[str]) -> tuple[str, list[str]]:
-        """The agent binary (checked executable) and flags with the monitor's CURVE key file,
-        written now, when its data goes to the backend."""
+    def _agent(self, m: Monitor) -> str:
+        """The agent binary (checked executable); the monitor's CURVE key file is written
+        now, when its data goes to the backend."""
         s = self.settings
         agent = str(s.agent_path)
         if not os.access(agent, os.X_OK):
             raise self._fail(ErrorCode.AGENT_START_FAILED, f"agent {agent} is not executable")
-        if "--backend-zmq-endpoint" in flags and s.data_curve:
-            m.keyfile = self.keydir / f"{m.monitor_id}.key"
+        m.keyfile = keyfile(m.spec, s)
+        if m.keyfile is not None:
             keys.write_agent_keyfile(m.keyfile, s.data_key, s.public_key, s.secret_key)
-            flags = [*flags, "--curve-keyfile", str(m.keyfile)]
-        return agent, flags
+        return agent
 
-    async def _launch(self, m: Monitor, flags: list[str]) -> None:
+    async def _launch(self, m: Monitor, args: list[str]) -> None:
         s = self.settings
-        agent, flags = self._agent_and_keys(m, flags)
-        argv = [agent, "--monitor-id", m.monitor_id, "--monitor-type", m.monitor_type,
-                "--machine-id", self.machine_id, *flags]
+        agent = self._agent(m)
+        argv = [agent, *args]
         if self._setpriv:
             argv = [self._setpriv, "--pdeathsig", "TERM", "--", *argv]
         log.info("monitor %s: starting %s", m.monitor_id, " ".join(argv))
@@ -599,12 +417,12 @@ class Supervisor:
                  ready.get("probes"), ", ".join(m.libraries) or "-")
         self._spawn_task(self._watch(m, proc, stderr_done))
 
-    async def _launch_in_hub(self, m: Monitor, flags: list[str]) -> None:
+    async def _launch_in_hub(self, m: Monitor, args: list[str]) -> None:
         """Adds the monitor to the SYSCALL tracer (started first if need be) with the flags its
         own agent would have had; the platform's processes of its task name are skipped."""
         s = self.settings
         assert self._hub is not None
-        _, flags = self._agent_and_keys(m, flags)  # the tracer runs the same binary
+        self._agent(m)  # the tracer runs the same binary
         comm = m.spec.target.comm
         exclude: list[int] = []
         if comm is not None and m.spec.target.pid is None:
@@ -612,11 +430,9 @@ class Supervisor:
             exclude = await asyncio.to_thread(platform_pids, comm, self.proc_root,
                                               agent_path=s.agent_path, own=own)
         m.in_hub = True
-        argv = ["--monitor-id", m.monitor_id, "--monitor-type", m.monitor_type,
-                "--machine-id", self.machine_id, *flags]
-        log.info("monitor %s: adding to the SYSCALL tracer: %s", m.monitor_id, " ".join(argv))
+        log.info("monitor %s: adding to the SYSCALL tracer: %s", m.monitor_id, " ".join(args))
         try:
-            line = await self._hub.add(m.monitor_id, argv, exclude)
+            line = await self._hub.add(m.monitor_id, args, exclude)
         except HubGone as e:
             code = AGENT_EXIT_CODES.get(e.rc, ErrorCode.AGENT_START_FAILED)
             reason = _agent_reason(deque(e.tail.split("; "))) or e.tail

@@ -5,7 +5,7 @@
  * has no _PyCFrame: the thread state points at the current frame itself;
  * 3.10 chains frame objects and counts its instruction as an index).
  * scripts/gen-python-offsets runs it for each installed CPython and writes
- * manager/python_offsets.py.
+ * manager/python/offsets.py.
  */
 #define Py_BUILD_CORE 1
 #include <Python.h>

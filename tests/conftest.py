@@ -93,9 +93,9 @@ def cudart12() -> Path:
 
 @pytest.fixture(scope="session")
 def trace_processor() -> Path:
-    """The WebAssembly trace processor's folder (trace_export.trace_processor). Missing, the
+    """The WebAssembly trace processor's folder (tests.trace_tools.trace_processor). Missing, the
     test is skipped, unless XPUTRACE_REQUIRE_TRACE_PROCESSOR=1 (make test), where it fails."""
-    from trace_export import trace_processor as tp
+    from tests.trace_tools import trace_processor as tp
 
     folder = tp.assets()
     if folder is None:

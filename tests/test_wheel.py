@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from packaging.requirements import Requirement
 
-from trace_export.validate import validate_perfetto
+from tests.trace_tools.validate import validate_perfetto
 from xpucore import abi
 
 pytestmark = pytest.mark.slow
@@ -37,10 +37,8 @@ PACKAGES = ("xpucore", "trace_export", "backend", "manager")
 _NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "var", ".cache", "__pycache__",
                                      "*.egg-info", "*.so", ".*_cache")  # fmt: skip
 
-# The trace validators import perfetto's protos, a dependency of the `test` extra only.
-_NEEDS_TEST_EXTRA = ("trace_export.validate", "trace_export.validate_chrome")
-
-# Runs in the fresh venv: decodes the capture, writes the trace, imports every module.
+# Runs in the fresh venv: decodes the capture, writes the trace, imports every module (the
+# trace validators, which need the `test` extra's perfetto, are the tests', tests/trace_tools).
 _IN_VENV = """
 import importlib, json, pkgutil, sys
 from xpucore import abi
@@ -55,11 +53,11 @@ for top in %r:
     pkg = importlib.import_module(top)
     files[top] = pkg.__file__
     for m in pkgutil.walk_packages(pkg.__path__, top + "."):
-        if not m.name.endswith(".__main__") and m.name not in %r:
+        if not m.name.endswith(".__main__"):
             files[m.name] = importlib.import_module(m.name).__file__
 print(json.dumps({"batches": len(batches), "slices": stats.slices, "files": files,
                   "sys_path": sys.path}))
-""" % (PACKAGES, _NEEDS_TEST_EXTRA)  # noqa: UP031
+""" % (PACKAGES,)  # noqa: UP031
 
 
 @dataclass(frozen=True)

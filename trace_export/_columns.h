@@ -3,6 +3,7 @@
 #define XPUTRACE_COLUMNS_H
 
 #include <Python.h>
+#include <stdio.h>
 #include <string.h>
 
 /* A numpy array (or any buffer) of n integers of itemsize bytes, C-contiguous. */
@@ -35,6 +36,15 @@ static inline int column_get(struct column *c, PyObject *obj, Py_ssize_t itemsiz
 	}
 	c->n = c->view.len / itemsize;
 	return 0;
+}
+
+/* column_get on item i of a tuple, named "name[i]" in errors. */
+static inline int column_item(struct column *c, PyObject *tuple, Py_ssize_t i,
+			      Py_ssize_t itemsize, const char *name, int writable)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "%s[%zd]", name, i);
+	return column_get(c, PyTuple_GET_ITEM(tuple, i), itemsize, what, writable);
 }
 
 static inline void column_release(struct column *c)

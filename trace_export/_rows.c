@@ -231,12 +231,10 @@ static PyObject *json_uints(PyObject *self, PyObject *args)
 		}
 	}
 	for (Py_ssize_t c = 0; c < nout; c++) {
-		char what[32];
-		snprintf(what, sizeof(what), "out[%zd]", c);
-		if (column_get(&out[c], PyTuple_GET_ITEM(oout, c), 8, what, 1) < 0)
+		if (column_item(&out[c], oout, c, 8, "out", 1) < 0)
 			goto cleanup;
 		if (out[c].n != n) {
-			PyErr_Format(PyExc_ValueError, "%s: %zd rows, not %zd", what, out[c].n, n);
+			PyErr_Format(PyExc_ValueError, "out[%zd]: %zd rows, not %zd", c, out[c].n, n);
 			goto cleanup;
 		}
 		cols[c] = out[c].view.buf;
@@ -403,20 +401,15 @@ static PyObject *copy_rows(PyObject *self, PyObject *args)
 	}
 	if (PyObject_GetBuffer(odata, &data, PyBUF_SIMPLE) < 0)
 		return NULL;
-	for (int i = 0; i < COPY_INTS; i++) {
-		char what[16];
-		snprintf(what, sizeof(what), "ints[%d]", i);
-		if (column_get(&ints[i], PyTuple_GET_ITEM(oints, i), 8, what, 1) < 0)
+	for (int i = 0; i < COPY_INTS; i++)
+		if (column_item(&ints[i], oints, i, 8, "ints", 1) < 0)
 			goto cleanup;
-	}
 	for (int i = 0; i < COPY_TEXTS; i++) {
-		char what[16];
-		snprintf(what, sizeof(what), "codes[%d]", i);
 		if (!PyDict_Check(PyTuple_GET_ITEM(otables, i))) {
 			PyErr_Format(PyExc_TypeError, "tables[%d]: not a dict", i);
 			goto cleanup;
 		}
-		if (column_get(&codes[i], PyTuple_GET_ITEM(ocodes, i), 4, what, 1) < 0)
+		if (column_item(&codes[i], ocodes, i, 4, "codes", 1) < 0)
 			goto cleanup;
 	}
 	if (column_get(&spans, ospans, 8, "spans", 1) < 0)

@@ -438,9 +438,7 @@ static int parse(struct input *in, PyObject *args)
 		return -1;
 	}
 	for (Py_ssize_t j = 0; j < in->ncols; j++) {
-		char what[32];
-		snprintf(what, sizeof(what), "cols[%zd]", j);
-		if (column_get(&in->cols[j], PyTuple_GET_ITEM(cols, j), 8, what, 0) < 0)
+		if (column_item(&in->cols[j], cols, j, 8, "cols", 0) < 0)
 			return -1;
 		if (in->cols[j].n != in->row_type.n) {
 			PyErr_Format(PyExc_ValueError, "cols[%zd]: %zd rows, row_type has %zd", j,

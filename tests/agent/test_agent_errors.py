@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.python_offsets import OFFSETS
+from manager.python.offsets import OFFSETS
 from tests.agent.procs import run_agent_expect_failure
 
 INVALID_CONFIG, TARGET_NOT_FOUND, PERMISSION_DENIED = 2, 3, 4

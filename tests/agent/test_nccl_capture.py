@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from tests.agent.procs import trace_workload
+from tests.trace_tools.validate import validate_perfetto
 from tests.workloads import nccl_expect
 from trace_export import from_batches, write_perfetto
 from trace_export.layouts import layout_for
-from trace_export.validate import validate_perfetto
 from xpucore import abi
 
 pytestmark = pytest.mark.bpf

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from manager.python_target import agent_flags, find_target
+from manager.python.target import agent_flags, find_target
 from tests.agent.procs import Capture, trace_workload
-from tests.manager.test_python_target import INTERPRETERS, python_or_skip
+from tests.manager.python.test_target import INTERPRETERS, python_or_skip
 from xpucore import abi
 
 pytestmark = pytest.mark.bpf

@@ -1,5 +1,5 @@
 """The PYTHON monitor's exact calls of named functions (--py-functions, hooks placed by
-manager.python_hooks): every call of each function named, start to return, on every thread,
+manager.python.hooks): every call of each function named, start to return, on every thread,
 with the stack it was called from; a call left by an exception is marked incomplete;
 recursion pairs each return with its own call. On Debian's static python3.11 and each pyenv
 CPython installed here."""
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from manager.python_hooks import find_hooks, hook_flag
-from manager.python_offsets import OFFSETS
-from manager.python_target import agent_flags, find_target
+from manager.python.hooks import find_hooks, hook_flag
+from manager.python.offsets import OFFSETS
+from manager.python.target import agent_flags, find_target
 from tests.agent.procs import run_agent_expect_failure, trace_workload
-from tests.manager.test_python_target import INTERPRETERS, python_or_skip
+from tests.manager.python.test_target import INTERPRETERS, python_or_skip
 from xpucore import abi
 
 pytestmark = pytest.mark.bpf

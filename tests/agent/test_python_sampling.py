@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from manager.python_target import find_target
+from manager.python.target import find_target
 from tests.agent.procs import run_agent_expect_failure, trace_workload
 from tests.agent.test_python_attribution import py_flags, stacks
-from tests.manager.test_python_target import DEBIAN, INTERPRETERS, python_or_skip
+from tests.manager.python.test_target import DEBIAN, INTERPRETERS, python_or_skip
 from xpucore import abi
 
 pytestmark = pytest.mark.bpf

@@ -15,8 +15,8 @@ import numpy as np
 import psycopg
 
 from backend.db.events_copy import EventWriter
-from trace_export.validate import read_trace, validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
+from tests.trace_tools.validate import read_trace, validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 from xpucore import abi
 
 NOW = int(datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()) * 10**9
@@ -48,7 +48,7 @@ async def store(dsn: str, monitor: uuid.UUID, ev: np.ndarray, seq: int = 0) -> N
 
 
 def perfetto_slices(data: bytes) -> int:
-    """The slices of a Perfetto trace (gzipped or not), checked by trace_export.validate."""
+    """The slices of a Perfetto trace (gzipped or not), checked by tests.trace_tools.validate."""
     return len(validate_perfetto(data).slices)
 
 

@@ -14,10 +14,10 @@ import pytest
 
 from tests.e2e.conftest import Platform, eventually, monitored
 from tests.e2e.test_traces_e2e import generate
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import validate_perfetto
 from tests.workloads import acl_expect
-from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
-from trace_export.validate import validate_perfetto
 
 pytestmark = pytest.mark.bpf
 

@@ -15,8 +15,8 @@ import pytest
 
 from tests.e2e.conftest import Platform, eventually, monitored
 from tests.e2e.test_traces_e2e import generate
-from trace_export.validate import validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
+from tests.trace_tools.validate import validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 
 pytestmark = pytest.mark.bpf
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Platform, eventually, monitored
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 from tests.workloads import cuda_expect
-from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
-from trace_export.validate import validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
 
 pytestmark = pytest.mark.bpf
 

@@ -204,7 +204,7 @@ def test_acl_monitor_through_the_manager(
 def test_python_stacks_through_the_manager(
         build_dir: Path, cudart12: Path, settings: Callable[..., Settings], identity: Identity,
         enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
-    """config.python_stacks: the manager reads the target's CPython (manager.python_target)
+    """config.python_stacks: the manager reads the target's CPython (manager.python.target)
     and gives the agent its offsets; each call's stack comes back resolved. A process that
     is not CPython is refused with the reason, before any agent runs."""
     script = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
@@ -245,7 +245,7 @@ def test_python_function_calls_through_the_manager(
         build_dir: Path, settings: Callable[..., Settings], identity: Identity,
         enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
     """config.functions on a PYTHON monitor: the manager finds the interpreter's call hooks
-    (manager.python_hooks) and the agent records every call of the functions named; names
+    (manager.python.hooks) and the agent records every call of the functions named; names
     on another monitor type are refused."""
     script = Path(__file__).resolve().parents[1] / "workloads/python_calls.py"
     work = JsonLineProc(["/usr/bin/python3.11", str(script), "2"])

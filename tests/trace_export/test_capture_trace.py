@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.agent.procs import trace_workload
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 from tests.workloads import cuda_expect
 from trace_export import from_batches, write_chrome_json, write_perfetto
-from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
-from trace_export.validate import validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
 
 pytestmark = pytest.mark.bpf
 
@@ -108,7 +108,7 @@ def test_python_frames_are_slices_above_their_calls(build_dir: Path, tmp_path: P
     """Python attribution in the trace: each call sits inside the slices of its Python
     frames, outermost first, and trace processor reads the same parents."""
     from tests.agent.test_python_attribution import at, run, stacks
-    from tests.manager.test_python_target import DEBIAN
+    from tests.manager.python.test_target import DEBIAN
     from trace_export.pyframes import frame_label
 
     rounds = 3
@@ -149,7 +149,7 @@ def test_python_samples_draw_the_spinning_function(build_dir: Path, tmp_path: Pa
     """A PYTHON capture as a trace: the samples sit inside the frames they caught, so the
     spinning function is one long slice."""
     from tests.agent.test_python_attribution import py_flags, stacks
-    from tests.manager.test_python_target import DEBIAN
+    from tests.manager.python.test_target import DEBIAN
     from trace_export.pyframes import frame_label
 
     script = Path(__file__).resolve().parents[1] / "workloads/python_spin.py"

@@ -12,9 +12,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from tests.trace_tools.validate import validate_perfetto
 from trace_export import from_batches, write_perfetto
 from trace_export.events import EventChunk
-from trace_export.validate import validate_perfetto
 from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 from trace_export import from_batches, write_chrome_json, write_perfetto
-from trace_export import trace_processor as tp
-from trace_export.validate import validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
 from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9

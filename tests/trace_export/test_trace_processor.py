@@ -1,6 +1,6 @@
-"""Perfetto's own trace processor (WebAssembly, trace_export.trace_processor) reads our traces
-as the validator does: the same slices with the same nesting, instants, flows, counter values
-and arguments. Only the validator checks rules; this checks the UI's importer agrees."""
+"""Perfetto's own trace processor (WebAssembly, tests.trace_tools.trace_processor) reads our
+traces as the validator does: the same slices with the same nesting, instants, flows, counter
+values and arguments. Only the validator checks rules; this checks the UI's importer agrees."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import validate_perfetto
 from trace_export import from_batches, write_perfetto
-from trace_export import trace_processor as tp
 from trace_export.layouts import layout_for
-from trace_export.validate import validate_perfetto
 from xpucore import abi
 
 T0 = 1_700_000_000 * 10**9

@@ -2,7 +2,7 @@
 /*
  * Python call-site attribution: what the BPF stack walker (pystack.bpf.h)
  * reads a target's CPython with, and what it leaves for the agent. Offsets
- * come from manager/python_target.py (generated per CPython version) through
+ * come from manager/python/target.py (generated per CPython version) through
  * the agent's --py-offsets; they are read-only data, constants to the
  * verifier.
  */
@@ -25,7 +25,7 @@ enum py_const {
 	PY_TAG_BITS = 3,
 };
 
-/* Byte offsets into one CPython version's structures (names as python_offsets.py). */
+/* Byte offsets into one CPython version's structures (names as manager/python/offsets.py). */
 struct py_offsets {
 	__u32 runtime_interp_head;	/* _PyRuntimeState.interpreters.head */
 	__u32 interp_next;		/* PyInterpreterState.next */

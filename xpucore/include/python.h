@@ -13,7 +13,7 @@
  * uprobe where every Python function starts running (3.11+: the eval loop's
  * RESUME handlers; 3.10: _PyEval_EvalFrameDefault) and where frames return
  * (3.11+: the RETURN_VALUE/RETURN_CONST handlers; 3.10: its return), placed
- * by manager/python_hooks.py. Each call of a named function is an event from
+ * by manager/python/hooks.py. Each call of a named function is an event from
  * its start to its return, with the stack it was called from (innermost: the
  * function). Every Python call of the process traps into the probe, named or
  * not: the agent reports how many (the cost) when it stops. A generator or

@@ -1,4 +1,4 @@
-"""manager.python_target against real interpreters: the static Debian python3.11 and every
+"""manager.python.target against real interpreters: the static Debian python3.11 and every
 pyenv CPython installed here (shared libpython). Each one's stacks, read from outside through
 /proc/<pid>/mem with the generated offsets, are exactly the script's call chain with its
 lines; what cannot be read is refused with the reason."""
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from manager.python_target import Frame, UnsupportedPython, find_target, read_stacks
+from manager.python.target import Frame, UnsupportedPython, find_target, read_stacks
 from tests.agent.procs import JsonLineProc
 
-SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_nested.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "workloads/python_nested.py"
 PYENV = Path("/root/.pyenv/versions")
 DEBIAN = Path("/usr/bin/python3.11")
 
@@ -78,20 +78,14 @@ def test_stacks_are_the_call_chain(name: str) -> None:
 def test_not_cpython_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "python3.11"  # named like CPython, but sleep(1)
     shutil.copy("/bin/sleep", fake)
-    p = subprocess.Popen([str(fake), "30"])
-    try:
-        with pytest.raises(UnsupportedPython, match="no _PyRuntime symbol"):
-            find_target(p.pid)
-    finally:
-        p.kill()
-        p.wait()
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        with pytest.raises(UnsupportedPython, match="maps no python or libpython file"):
-            find_target(sleeper.pid)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+    for argv, why in (([str(fake), "30"], "no _PyRuntime symbol"),
+                      (["sleep", "30"], "maps no python or libpython file")):
+        with subprocess.Popen(argv) as p:
+            try:
+                with pytest.raises(UnsupportedPython, match=why):
+                    find_target(p.pid)
+            finally:
+                p.kill()
 
 
 def test_version_without_a_table_is_refused() -> None:

@@ -6,9 +6,9 @@
 through ``/proc/<pid>/root`` (so a process in a container is read in its own filesystem),
 takes the address of ``_PyRuntime`` in the process from the mapping that holds it, and the
 version from ``Py_Version`` in the process's memory (3.11+; older builds are named by their
-file). The structure offsets of 3.10-3.12 come from ``manager/python_offsets.py`` (generated
+file). The structure offsets of 3.10-3.12 come from ``manager/python/offsets.py`` (generated
 from each version's own headers); 3.13 and 3.14 publish theirs at the start of ``_PyRuntime``
-(``_Py_DebugOffsets``), which are read from the process (manager/python_debug_offsets.py:
+(``_Py_DebugOffsets``), which are read from the process (manager/python/debug_offsets.py:
 cookie and version checked against ``Py_Version``; the two offsets they lack from the table,
 or for 3.14 from its published layout). Before the offsets are trusted, the thread list they
 lead to must contain the process's main thread. A build that cannot be read gives
@@ -35,8 +35,8 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from manager.python_debug_offsets import LAYOUTS, BadDebugOffsets, layout_size, walker_offsets
-from manager.python_offsets import OFFSETS
+from manager.python.debug_offsets import LAYOUTS, BadDebugOffsets, layout_size, walker_offsets
+from manager.python.offsets import OFFSETS
 
 __all__ = ["Frame", "PythonTarget", "UnsupportedPython", "agent_flags", "find_target",
            "read_stacks"]

@@ -1,4 +1,4 @@
-"""manager.python_hooks against real interpreters: the static Debian python3.11 and every
+"""manager.python.hooks against real interpreters: the static Debian python3.11 and every
 pyenv CPython installed here (shared libpython). The hooks found in a live process are
 checked against a second, independent reading of the same file (the DWARF labels of the
 eval loop's handlers in pyenv's builds; the non-PIE dispatch instruction and a plain read of
@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from manager.python_hooks import EVAL, PythonHooks, find_hooks, hook_flag
-from manager.python_opcodes import OPCODES
-from manager.python_target import PythonTarget, UnsupportedPython, find_target
+from manager.python.hooks import EVAL, PythonHooks, find_hooks, hook_flag
+from manager.python.opcodes import OPCODES
+from manager.python.target import PythonTarget, UnsupportedPython, find_target
 from tests.agent.procs import JsonLineProc
-from tests.manager.test_python_target import INTERPRETERS, python_or_skip
+from tests.manager.python.test_target import INTERPRETERS, python_or_skip
 
 CALLS = 37
 WORKLOAD = """

@@ -5,7 +5,7 @@
 ``TraceInvalid`` on the first thing wrong, naming the packet (``packet 7``; ``packet 7.3`` is
 the fourth packet inside packet 7's compressed chunk), the track and what. It is stricter
 than trace processor in one way: events on a track must come in time order, which is what
-our exporter writes. Chrome JSON traces are checked by ``trace_export.validate_chrome``.
+our exporter writes. Chrome JSON traces are checked by ``tests.trace_tools.validate_chrome``.
 
 Timestamps come out as absolute ns on the reference clock of the clock snapshot that defines
 the packet's clock (its ``primary_trace_clock``, else BOOTTIME, else its first absolute

@@ -4,7 +4,7 @@
 ``version`` (PY_VERSION_HEX), ``free_threaded``, then one sub-struct per CPython structure,
 each a ``size`` (sizeof) followed by the offsets of its fields, every member a ``uint64_t``
 (so no padding). ``walker_offsets`` maps what it gives onto the offset names of
-manager/python_offsets.py (the names the BPF walker and the agent take through
+manager/python/offsets.py (the names the BPF walker and the agent take through
 ``--py-offsets``).
 
 The struct itself "is NOT backwards compatible between minor versions" (its comment in
@@ -130,7 +130,7 @@ def _beside_314(d: Mapping[str, int]) -> dict[str, int]:
     PyCompactUnicodeObject and one pointer (``data``), and PyCompactUnicodeObject a
     PyASCIIObject, ``utf8_length`` and ``utf8``. The same holds for 3.11-3.13's code
     objects and 3.12-3.13's strings (checked against the generated tables and a running
-    3.13 by tests/manager/test_python_debug_offsets.py)."""
+    3.13 by tests/manager/python/test_debug_offsets.py)."""
     compact = d["unicode_object.size"] - 8
     if compact != d["unicode_object.asciiobject_size"] + 16:
         raise BadDebugOffsets(
@@ -169,7 +169,7 @@ def parse(image: bytes, version: tuple[int, int]) -> dict[str, int]:
 
 def walker_offsets(image: bytes, hexversion: int, runtime_size: int | None = None,
                    table: Mapping[str, int] | None = None) -> dict[str, int]:
-    """The walker's offsets (names as manager/python_offsets.py) from the debug offsets at
+    """The walker's offsets (names as manager/python/offsets.py) from the debug offsets at
     the start of image (_PyRuntime's first bytes), checked: the cookie, the version equal
     to the process's Py_Version (hexversion), a build with the GIL, PyObject where it is in
     every such build, _PyRuntimeState's size equal to the _PyRuntime symbol's (runtime_size,

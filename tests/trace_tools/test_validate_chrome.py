@@ -1,4 +1,4 @@
-"""trace_export.validate_chrome: Chrome trace-event JSON checked back."""
+"""tests.trace_tools.validate_chrome: Chrome trace-event JSON checked back."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from trace_export.validate import TraceInvalid
-from trace_export.validate_chrome import ChromeInstant, ChromeSlice, validate_chrome_json
+from tests.trace_tools.validate import TraceInvalid
+from tests.trace_tools.validate_chrome import ChromeInstant, ChromeSlice, validate_chrome_json
 
 
 def sample() -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""trace_export.validate: Perfetto traces built with the perfetto wheel's protos, checked back."""
+"""tests.trace_tools.validate: Perfetto traces built with the perfetto wheel's protos, checked
+back."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import perfetto.protos.perfetto.trace.perfetto_trace_pb2 as pb
 import pytest
 
-from trace_export import trace_processor as tp
-from trace_export.validate import (
+from tests.trace_tools import trace_processor as tp
+from tests.trace_tools.validate import (
     TRACE_PROCESSOR_ENV,
     Instant,
     Slice,

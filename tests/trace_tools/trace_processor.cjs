@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Perfetto's own trace processor (its WebAssembly build) on a trace file: prints the results
-// of SQL queries as one JSON line. trace_export/trace_processor.py runs it; the assets come
-// from scripts/fetch-trace-processor (Perfetto v55.3, Apache-2.0, as the npm registry has it).
+// of SQL queries as one JSON line. tests/trace_tools/trace_processor.py runs it; the assets
+// come from scripts/fetch-trace-processor (Perfetto v55.3, Apache-2.0, as the npm registry has
+// it).
 //
 // usage: TP_ASSETS=DIR node trace_processor.cjs TRACE 'SQL' ['SQL' ...]
 //   DIR holds trace_processor.wasm and engine_bundle.node.js.

@@ -1,10 +1,10 @@
 """Where to put the uprobes that see a Python function start and return, in the interpreter
-ELF of a running CPython (found by manager.python_target): exact calls without USDT or a
+ELF of a running CPython (found by manager.python.target): exact calls without USDT or a
 restart.
 
 3.11+ (mode "opcode"): every Python function starts by executing RESUME (or a specialised
 form of it) and returns through RETURN_VALUE (3.12+: or RETURN_CONST); the numbers are in
-manager/python_opcodes.py. _PyEval_EvalFrameDefault dispatches with computed gotos through
+manager/python/opcodes.py. _PyEval_EvalFrameDefault dispatches with computed gotos through
 a static table `opcode_targets[256]` of label addresses; the hooks are the labels of those
 opcodes, as file offsets. The table is a local static (not in .dynsym, and Debian's
 python3.11 has no .symtab), so it is found from the code: every address the function names
@@ -44,8 +44,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from manager.python_opcodes import OPCODES
-from manager.python_target import PythonTarget, UnsupportedPython
+from manager.python.opcodes import OPCODES
+from manager.python.target import PythonTarget, UnsupportedPython
 
 __all__ = ["PythonHooks", "find_hooks", "hook_flag"]
 

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from trace_export.validate import TraceInvalid, read_trace
+from tests.trace_tools.validate import TraceInvalid, read_trace
 
 __all__ = ["ChromeInstant", "ChromeSlice", "ChromeSummary", "validate_chrome_json"]
 

@@ -1,4 +1,4 @@
-"""manager.python_debug_offsets: CPython 3.13+'s _Py_DebugOffsets, read from the process.
+"""manager.python.debug_offsets: CPython 3.13+'s _Py_DebugOffsets, read from the process.
 
 A real pyenv CPython 3.13 gives, from its own _PyRuntime, exactly the offsets its generated
 table holds; when its cookie or version is wrong it is refused with the reason. 3.14 is not
@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from manager.python_debug_offsets import (
+from manager.python.debug_offsets import (
     LAYOUTS,
     BadDebugOffsets,
     layout_size,
     parse,
     walker_offsets,
 )
-from manager.python_offsets import OFFSETS
-from manager.python_target import UnsupportedPython, _Memory, find_target, read_stacks
+from manager.python.offsets import OFFSETS
+from manager.python.target import UnsupportedPython, _Memory, find_target, read_stacks
 from tests.agent.procs import JsonLineProc
-from tests.manager.test_python_target import SCRIPT, lines, pyenv
+from tests.manager.python.test_target import SCRIPT, lines, pyenv
 
 PY313 = pyenv("3.13")
 

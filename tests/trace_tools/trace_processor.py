@@ -22,7 +22,7 @@ __all__ = ["ASSETS_ENV", "REQUIRE_ENV", "TraceCounts", "assets", "counts", "quer
 ASSETS_ENV = "XPUTRACE_TRACE_PROCESSOR_WASM"
 REQUIRE_ENV = "XPUTRACE_REQUIRE_TRACE_PROCESSOR"
 _RUNNER = Path(__file__).with_name("trace_processor.cjs")
-_DEFAULT = Path(__file__).resolve().parents[1] / "build" / "trace_processor"
+_DEFAULT = Path(__file__).resolve().parents[2] / "build" / "trace_processor"
 
 
 def assets() -> Path | None:

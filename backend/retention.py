@@ -37,9 +37,10 @@ from typing import Any, get_args
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from backend.db.events_copy import DAY_NS, MAX_AGE_NS, partition_name
+from backend.event_writer import MAX_AGE_NS
 from backend.models import MonitorType
 from backend.repo import event_counts, partitions
+from backend.repo.partitions import DAY_NS, partition_name
 from backend.settings import Settings
 
 __all__ = ["Retention", "Round", "check_settings"]

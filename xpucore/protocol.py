@@ -58,6 +58,7 @@ __all__ = [
     "command_of",
     "decode",
     "encode",
+    "event_of",
     "failure",
     "get_status",
     "goodbye",
@@ -247,6 +248,12 @@ def is_reply(msg: Mapping[str, Any]) -> bool:
 def is_event(msg: Mapping[str, Any]) -> bool:
     """An event (known or not): its ``event`` is a string."""
     return isinstance(msg.get("event"), str)
+
+
+def event_of(msg: Mapping[str, Any]) -> Event | None:
+    """The event a message is, None when it names none this protocol knows."""
+    name = msg.get("event")
+    return Event(name) if isinstance(name, str) and name in Event.__members__ else None
 
 
 def command_of(msg: Mapping[str, Any]) -> Command | None:

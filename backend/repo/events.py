@@ -19,7 +19,7 @@ from psycopg.types.string import TextBinaryLoader
 
 from backend.event_rows import COLUMNS
 from backend.filters import FieldSpec, as_epoch_ns
-from backend.paging import OrderBy, keyset_predicate
+from backend.paging import OrderBy, page_clauses
 
 __all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "copy_events", "copy_in",
            "count_by_monitor", "query_events", "stream_events"]
@@ -111,13 +111,8 @@ async def query_events(conn: AsyncConnection[Any], where: str, params: list[Any]
                        order: OrderBy, after: tuple[Any, ...] | None,
                        limit: int) -> list[dict[str, Any]]:
     """Up to limit rows matching where, in order, strictly after the row keyed by after."""
-    clauses, args = [f"({where})"], list(params)
-    if after is not None:
-        pred, pred_args = keyset_predicate(order, after)
-        clauses.append(pred)
-        args += pred_args
-    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
-    sql = (f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {' AND '.join(clauses)} "
+    where_sql, args, order_sql = page_clauses(where, params, order, after)
+    sql = (f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {where_sql} "
            f"ORDER BY {order_sql} LIMIT %s")
     cur = await conn.execute(sql.encode(), [*args, limit])
     return [dict(zip([*_NAMES, "python_stack"], row, strict=True))

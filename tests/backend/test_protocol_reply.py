@@ -22,6 +22,8 @@ def test_replies_and_events_are_told_apart() -> None:
     assert protocol.decode(protocol.encode(reply)) == reply
     event = {"event": "HEARTBEAT", "machine_id": "m", "request_id": "r1"}
     assert protocol.is_event(event) and not protocol.is_reply(event)
+    assert protocol.event_of(event) is protocol.Event.HEARTBEAT
+    assert protocol.event_of({"event": "REBOOTED"}) is None and protocol.event_of(reply) is None
     assert not protocol.is_reply({"request_id": 7}) and not protocol.is_event({"event": 1})
 
 

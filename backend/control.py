@@ -4,9 +4,10 @@ Only enrolled managers get through: the ZAP authenticator accepts the public
 keys found (as ZeroMQ certificates, NAME.key) in the enrolled-keys folder. A
 manager's DEALER routing id is its machine id; the first HELLO binds that id to
 the manager's key, and a later HELLO for the same id under another key is
-refused. Commands are the seed's JSON (seeds/003 part 2); replies are matched
-to them by request_id; events (HELLO, HEARTBEAT, MONITOR_STATUS, GOODBYE) go to
-the on_event callback.
+refused. Messages are xpucore.protocol's (the seed's JSON, seeds/003 part 2):
+commands go out as its builders make them; replies are matched to them by
+request_id; events (HELLO, HEARTBEAT, MONITOR_STATUS, GOODBYE) go to the
+on_event callback.
 
 A command not answered within its wait raises NoReply, but the manager goes on
 with it: its reply, when it comes (within late_reply_s), goes to on_late_reply

@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from backend.errors import ApiError
 from backend.repo import audit_logs
 from backend.typedefs import CALLER, DB
+from xpucore import protocol
 
 __all__ = ["audited", "denied", "detail", "outcome"]
 
@@ -114,8 +115,9 @@ async def outcome(reply: Mapping[str, object], *, ok: bool | None = None,
     if entry is None:
         log.debug("outcome %s outside an audited request", reply.get("status"))
         return
-    ok = reply.get("status") == "SUCCESS" if ok is None else ok
-    code = None if ok else str(reply.get("error_code") or "") or None
+    r = protocol.parse_reply(reply)
+    ok = r.ok if ok is None else ok
+    code = None if ok else r.error_code
     await _settle(entry, result="SUCCESS" if ok else "FAILURE", error_code=code,
                   message=None if ok else str(reply.get("message", "")), target=target)
 

@@ -4,9 +4,10 @@ Only enrolled managers get through: the ZAP authenticator accepts the public
 keys found (as ZeroMQ certificates, NAME.key) in the enrolled-keys folder. A
 manager's DEALER routing id is its machine id; the first HELLO binds that id to
 the manager's key, and a later HELLO for the same id under another key is
-refused. Commands are the seed's JSON (seeds/003 part 2); replies are matched
-to them by request_id; events (HELLO, HEARTBEAT, MONITOR_STATUS, GOODBYE) go to
-the on_event callback.
+refused. Messages are xpucore.protocol's (the seed's JSON, seeds/003 part 2):
+commands go out as its builders make them; replies are matched to them by
+request_id; events (HELLO, HEARTBEAT, MONITOR_STATUS, GOODBYE) go to the
+on_event callback.
 
 A command not answered within its wait raises NoReply, but the manager goes on
 with it: its reply, when it comes (within late_reply_s), goes to on_late_reply
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,6 +27,8 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
+
+from xpucore import protocol
 
 __all__ = ["ControlServer", "MachineUnavailable", "NoReply", "curve_context"]
 
@@ -120,7 +122,7 @@ class ControlServer:
         try:
             try:
                 await self._sock.send_multipart([machine_id.encode(),
-                                                 json.dumps(message).encode()])
+                                                 protocol.encode(message)])
             except zmq.ZMQError as e:  # EHOSTUNREACH with ROUTER_MANDATORY: not connected
                 raise MachineUnavailable(f"machine '{machine_id}' is not connected") from e
             try:
@@ -131,7 +133,7 @@ class ControlServer:
                     self._overdue[request_id] = (machine_id, message,
                                                  loop.time() + self._late_reply_s)
                 raise NoReply(
-                    f"machine '{machine_id}' did not answer {message.get('command')} "
+                    f"machine '{machine_id}' did not answer {protocol.command_of(message)} "
                     f"in {timeout_s:g} s") from None
         finally:
             self._pending.pop(request_id, None)
@@ -146,7 +148,7 @@ class ControlServer:
         out: dict[str, set[str]] = {}
         for m, cmd in sent:
             if m == machine_id and isinstance(cmd.get("monitor_id"), str):
-                out.setdefault(cmd["monitor_id"], set()).add(str(cmd.get("command")))
+                out.setdefault(cmd["monitor_id"], set()).add(str(protocol.command_of(cmd)))
         return out
 
     def _forget_overdue(self, now: float) -> None:
@@ -171,11 +173,8 @@ class ControlServer:
         machine_id = frames[0].bytes.decode("utf-8", "replace")
         key = str(frames[1].get("User-Id") or "")  # the ZAP user id: the key, in Z85
         try:
-            msg = json.loads(frames[1].bytes)
-        except ValueError:
-            self.rejected += 1
-            return
-        if not isinstance(msg, dict):
+            msg = protocol.decode(frames[1].bytes)
+        except protocol.CommandError:  # not a JSON object
             self.rejected += 1
             return
         bound = self._keys.setdefault(machine_id, key)
@@ -183,7 +182,7 @@ class ControlServer:
             self.rejected += 1
             log.warning("machine id %s presented by another key; dropped", machine_id)
             return
-        if isinstance(msg.get("request_id"), str) and "event" not in msg:
+        if protocol.is_reply(msg):
             pending = self._pending.get(msg["request_id"])
             if pending is not None and pending[0] == machine_id:
                 if not pending[2].done():
@@ -195,7 +194,7 @@ class ControlServer:
                 assert self._on_late_reply is not None
                 await self._on_late_reply(machine_id, overdue[1], msg)
             return
-        if isinstance(msg.get("event"), str):
+        if protocol.is_event(msg):
             await self._on_event(machine_id, key, msg)
             return
         self.rejected += 1

@@ -15,6 +15,7 @@ from aiohttp import web
 from backend import monitor_lifecycle
 from backend.repo import machines, monitors
 from backend.typedefs import DB, RECONCILER
+from xpucore import protocol
 from xpucore.protocol import Event
 
 __all__ = ["handle_event"]
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 async def handle_event(app: web.Application, machine_id: str, key: str,
                        msg: dict[str, Any]) -> None:
-    event = msg.get("event")
+    event = protocol.event_of(msg)
     if event == Event.MONITOR_STATUS:
         await monitor_lifecycle.on_monitor_status(app, machine_id, msg)
         return

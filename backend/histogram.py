@@ -36,7 +36,7 @@ _SUB = 1 << SUB_BITS
 RELATIVE_ERROR = 1 / _SUB  # 3.125 %
 
 #: PostgreSQL expression for the bucket of the bigint column ``duration_ns`` (>= 0);
-#: needs ``e`` from the LATERAL below it: see repo.metrics.
+#: needs ``e`` from the LATERAL below it: see backend.repo.metrics.
 BUCKET_SQL = (
     "CASE WHEN duration_ns < 32 THEN duration_ns "
     "ELSE (e - 4) * 32 + ((duration_ns >> (e - 5)) & 31) END"

@@ -31,7 +31,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from backend.admission import Admission
 from backend.aggregates import Aggregator
-from backend.db.events_copy import EventWriter
+from backend.event_writer import EventWriter
 from xpucore import abi
 
 __all__ = ["Ingest", "IngestStats"]

@@ -47,7 +47,6 @@ __all__ = ["apply_late_reply", "create", "on_monitor_status", "reconcile", "stop
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
-SUCCESS = "SUCCESS"
 MAX_MESSAGE = 2000
 
 
@@ -131,14 +130,12 @@ async def _start(app: web.Application, m: Row, allowed_users: list[str] | None) 
 
 async def _apply_start(app: web.Application, machine_id: str, monitor_id: uuid.UUID,
                        reply: dict[str, Any]) -> None:
-    if reply.get("status") != SUCCESS:
+    r = protocol.parse_reply(reply)
+    if not r.ok:
         await _move(app, monitor_id, "FAILED_TO_START", ("STARTING", "STOPPING"),
-                    error_code=_text(reply.get("error_code")),
-                    error_message=_text(reply.get("message")))
+                    error_code=_text(r.error_code), error_message=_text(r.message))
         return
-    pid = reply.get("agent_pid")
-    if await _move(app, monitor_id, "RUNNING", ("STARTING",),
-                   agent_pid=pid if isinstance(pid, int) else None):
+    if await _move(app, monitor_id, "RUNNING", ("STARTING",), agent_pid=r.agent_pid):
         return
     row = await _row(app, machine_id, monitor_id)  # DELETEd meanwhile, or settled otherwise
     if row is None or row["status"] != "RUNNING":
@@ -173,13 +170,13 @@ async def stop(app: web.Application, m: Row) -> bool:
 async def _apply_stop(app: web.Application, monitor_id: uuid.UUID,
                       reply: dict[str, Any]) -> str | None:
     """Applies STOP's reply; returns what went wrong, if it did."""
-    code = reply.get("error_code")
-    if reply.get("status") == SUCCESS or code == ErrorCode.MONITOR_NOT_FOUND:
+    r = protocol.parse_reply(reply)
+    if r.ok or r.error_code == ErrorCode.MONITOR_NOT_FOUND:
         await _move(app, monitor_id, "STOPPED", ("STOPPING",))
         return None
-    message = f"{code}: {reply.get('message') or 'the agent could not be stopped'}"
-    await _move(app, monitor_id, "ERROR", error_code=_text(code),
-                error_message=_text(reply.get("message")))
+    message = f"{r.error_code}: {r.message or 'the agent could not be stopped'}"
+    await _move(app, monitor_id, "ERROR", error_code=_text(r.error_code),
+                error_message=_text(r.message))
     return message
 
 
@@ -213,11 +210,12 @@ async def apply_late_reply(app: web.Application, machine_id: str, command: dict[
         monitor_id = uuid.UUID(str(command.get("monitor_id")))
     except ValueError:
         return
-    log.info("machine %s: late reply to %s %s: %s", machine_id, command.get("command"),
-             monitor_id, reply.get("status"))
-    if command.get("command") == Command.START_MONITOR:
+    sent = protocol.command_of(command)
+    log.info("machine %s: late reply to %s %s: %s", machine_id, sent, monitor_id,
+             reply.get("status"))
+    if sent == Command.START_MONITOR:
         await _apply_start(app, machine_id, monitor_id, reply)
-    elif command.get("command") == Command.STOP_MONITOR:
+    elif sent == Command.STOP_MONITOR:
         failure = await _apply_stop(app, monitor_id, reply)
         if failure is not None:
             log.error("monitor %s: %s", monitor_id, failure)
@@ -250,10 +248,11 @@ async def reconcile(app: web.Application, machine_id: str) -> bool:
     except MachineUnavailable as e:
         log.info("machine %s not reconciled: %s", machine_id, e)
         return False
-    if reply.get("status") != SUCCESS or not isinstance(reply.get("active_monitors"), list):
+    r = protocol.parse_reply(reply)
+    if not r.ok or r.active_monitors is None:
         return False
     agents: dict[uuid.UUID, dict[str, Any]] = {}
-    for a in reply["active_monitors"]:
+    for a in r.active_monitors:
         try:
             agents[uuid.UUID(str(a.get("monitor_id")))] = a
         except (AttributeError, ValueError):
@@ -290,8 +289,9 @@ async def _agent_gone(app: web.Application, machine_id: str, row: Row) -> None:
                                            settings.status_wait_s)
     except MachineUnavailable:
         return
-    status, was = reply.get("monitor_status"), row["status"]
-    if reply.get("status") == SUCCESS:
+    r = protocol.parse_reply(reply)
+    status, was = r.monitor_status, row["status"]
+    if r.ok:
         if status == MonitorStatus.RUNNING:  # it came up meanwhile: the next round sees it
             return
         if status not in (MonitorStatus.STOPPED, MonitorStatus.ERROR):
@@ -301,12 +301,12 @@ async def _agent_gone(app: web.Application, machine_id: str, row: Row) -> None:
         elif was == "STARTING" and status == MonitorStatus.ERROR:
             await _move(app, row["id"], "FAILED_TO_START", ("STARTING",),
                         error_code=ErrorCode.AGENT_START_FAILED,
-                        error_message=_text(reply.get("error_message")))
+                        error_message=_text(r.error_message))
         else:  # its MONITOR_STATUS was lost, or the START reply was
             await _move(app, row["id"], str(status), error_message=_text(
-                reply.get("error_message")) or "the agent exited (found by reconciliation)")
+                r.error_message) or "the agent exited (found by reconciliation)")
         return
-    if reply.get("error_code") != ErrorCode.MONITOR_NOT_FOUND:
+    if r.error_code != ErrorCode.MONITOR_NOT_FOUND:
         return
     age = (datetime.now(UTC) - row["create_time"]).total_seconds()
     if was == "STOPPING":

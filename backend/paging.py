@@ -41,6 +41,7 @@ __all__ = [
     "encode_token",
     "keyset_predicate",
     "order_signature",
+    "page_clauses",
     "parse_order_by",
     "parse_page_size",
 ]
@@ -200,6 +201,18 @@ def keyset_predicate(order: OrderBy, last_values: Sequence[object]) -> tuple[str
     first_col, first_dir = order[0]
     bound = f"{first_col} {'>=' if first_dir == 'ASC' else '<='} %s"
     return f"({bound} AND ({' OR '.join(disjuncts)}))", [values[0], *params]
+
+
+def page_clauses(where: str, params: Sequence[object], order: OrderBy,
+                 after: Sequence[object] | None) -> tuple[str, list[object], str]:
+    """(WHERE, its parameters, ORDER BY) of one page: the rows matching where, strictly
+    after the sort key after (None: from the first), in order."""
+    clauses, args = [f"({where})"], list(params)
+    if after is not None:
+        pred, pred_args = keyset_predicate(order, after)
+        clauses.append(pred)
+        args += pred_args
+    return " AND ".join(clauses), args, ", ".join(f"{col} {d}" for col, d in order)
 
 
 # --- tokens ----------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ from typing import Any, get_args
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from backend.db.events_copy import DAY_NS, MAX_AGE_NS, partition_name
+from backend.event_writer import MAX_AGE_NS
 from backend.models import MonitorType
-from backend.repo import event_counts, partitions
+from backend.repo import event_counts, locks, partitions
+from backend.repo.partitions import DAY_NS, partition_name
 from backend.settings import Settings
 
 __all__ = ["Retention", "Round", "check_settings"]
@@ -135,15 +136,13 @@ class Retention:
     @contextlib.asynccontextmanager
     async def _round(self) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (_ROUND_LOCK,))
-            row = await cur.fetchone()
-            if not (row and row[0]):
+            if not await locks.try_lock(conn, _ROUND_LOCK):
                 yield None
                 return
             try:
                 yield conn
             finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (_ROUND_LOCK,))
+                await locks.unlock(conn, _ROUND_LOCK)
 
     async def _drop(self, conn: psycopg.AsyncConnection[Any], day: int) -> bool:
         try:

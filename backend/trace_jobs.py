@@ -2,13 +2,13 @@
 off the event loop.
 
 Jobs wait in the table (PROCESSING, not running). Each worker claims the next one
-(repo.claim_next: FOR UPDATE SKIP LOCKED, fair between users: a user's twenty jobs take turns
-with another user's one), then builds the file in a thread of the runner's own executor
-(backend.trace_build) on two synchronous connections of its own: one reads the events, the
-other writes progress (events_total once counted, then events_done and progress at most
-every ``progress_interval_s``). The worker records the outcome: COMPLETED with the file's
-size and what the exporter wrote, or FAILED with the reason. An idle worker sleeps until
-wake() (a job was queued here) or for ``poll_interval_s`` (one queued elsewhere).
+(backend.repo.trace_jobs.claim_next: FOR UPDATE SKIP LOCKED, fair between users: a user's
+twenty jobs take turns with another user's one), then builds the file in a thread of the
+runner's own executor (backend.trace_build) on two synchronous connections of its own: one
+reads the events, the other writes progress (events_total once counted, then events_done and
+progress at most every ``progress_interval_s``). The worker records the outcome: COMPLETED
+with the file's size and what the exporter wrote, or FAILED with the reason. An idle worker
+sleeps until wake() (a job was queued here) or for ``poll_interval_s`` (one queued elsewhere).
 
 Restarts: start() queues again the jobs a stopped backend left running (one backend runs
 trace jobs) and fails those that already had ``max_attempts`` runs (a job that keeps killing

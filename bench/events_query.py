@@ -52,12 +52,13 @@ from ingest_copy import BATCH_EVENTS, synthetic_batches  # noqa: E402
 
 from backend.app import create_app  # noqa: E402
 from backend.db.embedded import EmbeddedPostgres  # noqa: E402
-from backend.db.events_copy import DAY_NS, EventWriter  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
+from backend.event_writer import EventWriter  # noqa: E402
 from backend.filters import compile_filter  # noqa: E402
 from backend.handlers.events import rfc3339_ns  # noqa: E402
 from backend.paging import OrderBy  # noqa: E402
 from backend.repo.events import EVENT_FIELDS, TIEBREAK, query_events  # noqa: E402
+from backend.repo.partitions import DAY_NS  # noqa: E402
 from tests.pg_fixtures import backend_settings  # noqa: E402
 from xpucore import abi  # noqa: E402
 

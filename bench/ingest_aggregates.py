@@ -37,8 +37,9 @@ from ingest_copy import BATCH_EVENTS, reset, synthetic_batches
 
 from backend.aggregates import Aggregator, Point
 from backend.db.embedded import EmbeddedPostgres
-from backend.db.events_copy import DAY_NS, EventWriter
 from backend.db.migrate import migrate
+from backend.event_writer import EventWriter
+from backend.repo.partitions import DAY_NS
 from xpucore import abi
 
 TARGET_RATIO = 0.9

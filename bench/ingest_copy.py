@@ -47,8 +47,10 @@ from psycopg.types.json import Json
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.db.embedded import EmbeddedPostgres
-from backend.db.events_copy import COLUMNS, DAY_NS, ID_SHIFT, EventWriter, encode_copy
 from backend.db.migrate import migrate
+from backend.event_rows import COLUMNS, ID_SHIFT, encode_copy
+from backend.event_writer import EventWriter
+from backend.repo.partitions import DAY_NS
 from xpucore import abi
 
 TARGET_RATIO = 3.0

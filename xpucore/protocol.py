@@ -50,19 +50,26 @@ __all__ = [
     "Event",
     "GetStatus",
     "MonitorStatus",
+    "Reply",
+    "ReplyStatus",
     "StartMonitor",
     "StopMonitor",
     "Target",
+    "command_of",
     "decode",
     "encode",
+    "event_of",
     "failure",
     "get_status",
     "goodbye",
     "heartbeat",
     "hello",
+    "is_event",
+    "is_reply",
     "isotime",
     "monitor_status",
     "parse_command",
+    "parse_reply",
     "start_monitor",
     "stop_monitor",
 ]
@@ -83,6 +90,11 @@ class Event(StrEnum):
     HEARTBEAT = "HEARTBEAT"
     MONITOR_STATUS = "MONITOR_STATUS"
     GOODBYE = "GOODBYE"
+
+
+class ReplyStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
 
 
 class ErrorCode(StrEnum):
@@ -224,8 +236,60 @@ def _no_constant(name: str) -> Any:
 
 def failure(request_id: str | None, monitor_id: str | None, code: ErrorCode,
             message: str) -> dict[str, Any]:
-    return {"request_id": request_id, "status": "FAILURE", "monitor_id": monitor_id,
+    return {"request_id": request_id, "status": str(ReplyStatus.FAILURE), "monitor_id": monitor_id,
             "error_code": str(code), "message": message}
+
+
+def is_reply(msg: Mapping[str, Any]) -> bool:
+    """A reply: it carries a request_id (a string) and no ``event``."""
+    return isinstance(msg.get("request_id"), str) and "event" not in msg
+
+
+def is_event(msg: Mapping[str, Any]) -> bool:
+    """An event (known or not): its ``event`` is a string."""
+    return isinstance(msg.get("event"), str)
+
+
+def event_of(msg: Mapping[str, Any]) -> Event | None:
+    """The event a message is, None when it names none this protocol knows."""
+    name = msg.get("event")
+    return Event(name) if isinstance(name, str) and name in Event.__members__ else None
+
+
+def command_of(msg: Mapping[str, Any]) -> Command | None:
+    """The command a message (as sent) is, None when it names none this protocol knows."""
+    name = msg.get("command")
+    return Command(name) if isinstance(name, str) and name in Command.__members__ else None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the backend reads of a manager's reply; fields absent or of the wrong type are
+    None (texts: also when empty)."""
+
+    ok: bool  # status SUCCESS
+    error_code: str | None = None
+    message: str | None = None
+    agent_pid: int | None = None
+    monitor_status: str | None = None  # GET_STATUS of one monitor
+    error_message: str | None = None
+    active_monitors: list[Any] | None = None  # GET_STATUS of the manager
+
+
+def _text_or_none(v: Any) -> str | None:
+    return str(v) if v else None
+
+
+def parse_reply(msg: Mapping[str, Any]) -> Reply:
+    pid, status = msg.get("agent_pid"), msg.get("monitor_status")
+    active = msg.get("active_monitors")
+    return Reply(ok=msg.get("status") == ReplyStatus.SUCCESS,
+                 error_code=_text_or_none(msg.get("error_code")),
+                 message=_text_or_none(msg.get("message")),
+                 agent_pid=pid if isinstance(pid, int) else None,
+                 monitor_status=status if isinstance(status, str) else None,
+                 error_message=_text_or_none(msg.get("error_message")),
+                 active_monitors=active if isinstance(active, list) else None)
 
 
 def _request_id(msg: Mapping[str, Any]) -> str:

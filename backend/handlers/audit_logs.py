@@ -8,7 +8,6 @@ from aiohttp import web
 
 from backend import request_db
 from backend.handlers.listing import list_query
-from backend.paging import encode_token
 from backend.repo import audit_logs
 
 __all__ = ["list_audit_logs"]
@@ -45,6 +44,5 @@ async def list_audit_logs(request: web.Request) -> web.Response:
     assert last is None or isinstance(last, int)  # tokens are signed: we wrote it
     async with request_db.connection(request) as conn:
         rows = await audit_logs.list_entries(conn, q.where, q.params, q.size + 1, last)
-    more, rows = len(rows) > q.size, rows[:q.size]
-    token = encode_token((rows[-1]["id"],), _ORDER, q.filter, q.secret) if more else ""
+    rows, token = q.page(rows, lambda r: (r["id"],))
     return web.json_response({"audit_logs": [_entry(r) for r in rows], "next_page_token": token})

@@ -10,19 +10,12 @@ from aiohttp import web
 
 from backend import request_db
 from backend.errors import BadRequest
-from backend.filters import FilterError, compile_filter
-from backend.paging import (
-    PagingError,
-    decode_token,
-    encode_token,
-    order_signature,
-    parse_order_by,
-    parse_page_size,
-)
+from backend.handlers.listing import Sorting, list_query
 from backend.repo.events import EVENT_FIELDS, ORDERABLE, TIEBREAK, query_events
-from backend.typedefs import SETTINGS
 
 __all__ = ["list_events", "rfc3339_ns"]
+
+_SORTING = Sorting(ORDERABLE, TIEBREAK, default="timestamp")
 
 _TOP = {"timestamp", "machine_id", "monitor_id", "pid", "tid", "cpu", "comm", "event_type",
         "duration_ns", "ret", "flags", "incomplete", "event_data", "python_stack"}
@@ -96,28 +89,10 @@ def _projector(fields: str | None) -> Any:
 
 async def list_events(request: web.Request) -> web.Response:
     """Stored events matching a filter, a page at a time."""
-    q = request.query
-    text = q.get("filter", "")
-    try:
-        where, params = compile_filter(text, EVENT_FIELDS)
-        page_size = parse_page_size(q.get("page_size"))
-        order = parse_order_by(q.get("order_by"), ORDERABLE, TIEBREAK, default="timestamp")
-        secret = request.app[SETTINGS].page_token_secret
-        after = None
-        if q.get("page_token"):
-            after = decode_token(q["page_token"], order_signature(order), text, secret)
-    except (FilterError, PagingError) as e:
-        raise BadRequest(e.param, e.problem) from None
-    project = _projector(q.get("fields"))
+    q = list_query(request, EVENT_FIELDS, _SORTING)
+    project = _projector(request.query.get("fields"))
     async with request_db.connection(request) as conn:
-        rows = await query_events(conn, where, params, order, after, page_size + 1)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    body: dict[str, Any] = {"events": [project(_event(r)) for r in rows]}
-    if more:
-        last = rows[-1]
-        key = tuple(last[col] for col, _ in order)
-        body["next_page_token"] = encode_token(key, order_signature(order), text, secret)
-    else:
-        body["next_page_token"] = ""
-    return web.json_response(body)
+        rows = await query_events(conn, q.where, q.params, q.order, q.after, q.size + 1)
+    rows, token = q.page(rows, lambda r: tuple(r[col] for col, _ in q.order))
+    return web.json_response({"events": [project(_event(r)) for r in rows],
+                              "next_page_token": token})

@@ -1,20 +1,41 @@
-"""The query of a list endpoint in a fixed order: filter, page_size and page_token, read and
-checked once (a 400 naming the parameter)."""
+"""The query of a list endpoint in a fixed order: filter, page_size, order_by (where the
+endpoint lets the caller sort) and page_token, read and checked once (a 400 naming the
+parameter); and the page it answers with, with the token of the next one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from backend.errors import BadRequest
 from backend.filters import FieldSpec, FilterError, compile_filter
-from backend.paging import PagingError, decode_token, parse_page_size
+from backend.paging import (
+    OrderBy,
+    PagingError,
+    decode_token,
+    encode_token,
+    order_signature,
+    parse_order_by,
+    parse_page_size,
+)
 from backend.typedefs import SETTINGS
 
-__all__ = ["ListQuery", "list_query"]
+__all__ = ["ListQuery", "Sorting", "list_query"]
+
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True)
+class Sorting:
+    """What order_by may name (API field: SQL column), the tiebreak that makes the order
+    total, and the order when order_by is absent."""
+
+    orderable: Mapping[str, str]
+    tiebreak: Sequence[str]
+    default: str
 
 
 @dataclass(frozen=True)
@@ -25,15 +46,35 @@ class ListQuery:
     size: int
     after: tuple[object, ...] | None  # the sort key the page token carries
     secret: bytes  # what the next page token is signed with
+    signature: str  # the order a page token is bound to
+    order: OrderBy = field(default_factory=list)  # with Sorting: the order asked for
+
+    def page(self, rows: list[Row], key: Callable[[Row], Sequence[object]],
+             ) -> tuple[list[Row], str]:
+        """The page of rows (up to size + 1 fetched, the last only telling that there are
+        more) and the token of the next page ('' at the end); key: a row's sort key."""
+        if len(rows) <= self.size:
+            return rows, ""
+        rows = rows[:self.size]
+        return rows, encode_token(key(rows[-1]), self.signature, self.filter, self.secret)
 
 
-def list_query(request: web.Request, fields: Mapping[str, FieldSpec], order: str) -> ListQuery:
+def list_query(request: web.Request, fields: Mapping[str, FieldSpec],
+               order: str | Sorting) -> ListQuery:
+    """order: the endpoint's one order (the signature its tokens are bound to), or what the
+    caller may sort by with order_by."""
     q = request.query
     text, secret = q.get("filter", ""), request.app[SETTINGS].page_token_secret
     try:
         where, params = compile_filter(text, fields)
         size = parse_page_size(q.get("page_size"))
-        after = decode_token(q["page_token"], order, text, secret) if q.get("page_token") else None
+        if isinstance(order, Sorting):
+            sort = parse_order_by(q.get("order_by"), order.orderable, order.tiebreak,
+                                  default=order.default)
+            sig = order_signature(sort)
+        else:
+            sort, sig = [], order
+        after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
-    return ListQuery(text, where, params, size, after, secret)
+    return ListQuery(text, where, params, size, after, secret, sig, sort)

@@ -9,22 +9,16 @@ from typing import Any
 from aiohttp import web
 
 from backend import request_db
-from backend.errors import BadRequest, NotFound
-from backend.filters import FilterError, compile_filter
+from backend.errors import NotFound
+from backend.handlers.listing import Sorting, list_query
 from backend.handlers.monitors import monitor_summary
 from backend.models import path_text
-from backend.paging import (
-    PagingError,
-    decode_token,
-    encode_token,
-    order_signature,
-    parse_order_by,
-    parse_page_size,
-)
 from backend.repo import machines, monitors
 from backend.typedefs import SETTINGS
 
 __all__ = ["get_machine", "list_machines", "machine_status"]
+
+_SORTING = Sorting(machines.ORDERABLE, machines.TIEBREAK, default="id")
 
 
 def machine_status(row: dict[str, Any], timeout_s: float) -> str:
@@ -51,24 +45,15 @@ def _machine(row: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 
 async def list_machines(request: web.Request) -> web.Response:
     """Known machines, a page at a time (order_by: last_seen, hostname, id)."""
-    q, settings = request.query, request.app[SETTINGS]
-    text = q.get("filter", "")
-    secret = settings.page_token_secret
-    try:
-        where, params = compile_filter(text, machines.fields(settings.heartbeat_timeout_s))
-        size = parse_page_size(q.get("page_size"))
-        order = parse_order_by(q.get("order_by"), machines.ORDERABLE, machines.TIEBREAK,
-                               default="id")
-        sig = order_signature(order)
-        after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
-    except (FilterError, PagingError) as e:
-        raise BadRequest(e.param, e.problem) from None
+    settings = request.app[SETTINGS]
+    q = list_query(request, machines.fields(settings.heartbeat_timeout_s), _SORTING)
     async with request_db.connection(request) as conn:
-        rows = await machines.list_machines(conn, where, params, order, after, size + 1)
-    more, rows = len(rows) > size, rows[:size]
+        rows = await machines.list_machines(conn, q.where, q.params, q.order, q.after,
+                                            q.size + 1)
+    rows, token = q.page(rows, lambda r: r["_key"])
     return web.json_response({
         "machines": [_machine(r, settings.heartbeat_timeout_s) for r in rows],
-        "next_page_token": encode_token(rows[-1]["_key"], sig, text, secret) if more else "",
+        "next_page_token": token,
     })
 
 

@@ -15,26 +15,18 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend import audit, monitor_lifecycle, request_db
-from backend.errors import BadRequest, NotFound, PermissionDenied
-from backend.filters import FilterError, compile_filter
+from backend import audit, monitor_lifecycle, request_db, target_policy
+from backend.errors import NotFound
+from backend.handlers.listing import Sorting, list_query
 from backend.models import MonitorCreate, check_supported, decode_body, path_text, path_uuid
-from backend.paging import (
-    PagingError,
-    decode_token,
-    encode_token,
-    order_signature,
-    parse_order_by,
-    parse_page_size,
-)
-from backend.repo import machines, monitors, users
-from backend.roles import Caller
-from backend.typedefs import CALLER, SETTINGS
+from backend.repo import machines, monitors
+from backend.typedefs import CALLER
 
 __all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
            "monitor_summary"]
 
 log = logging.getLogger(__name__)
+_SORTING = Sorting(monitors.ORDERABLE, monitors.TIEBREAK, default="create_time")
 
 
 def _json(v: Any) -> Any:
@@ -77,24 +69,6 @@ async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
     return row
 
 
-async def _target_policy(conn: Any, caller: Caller, body: MonitorCreate) -> list[str] | None:
-    """The Unix accounts whose processes the caller may trace (None: an admin, any process
-    but the platform's, which the manager refuses itself). An operator traces a process of
-    an account granted to them, named by pid; the machine's manager checks the process."""
-    if caller.role == "admin":
-        return None
-    user = await users.get_user(conn, caller.user_id)
-    accounts = list(user.unix_accounts) if user is not None else []
-    if not accounts:
-        raise PermissionDenied(f"{caller.email} may trace no process: an admin grants Unix "
-                               "accounts (PATCH /api/v1/users/{id} unix_accounts)")
-    if body.target.pid is None or body.target.library_path is not None:
-        raise PermissionDenied("target: an operator traces one process named by target.pid "
-                               "(of a granted Unix account); a library or task name in every "
-                               "process needs an admin")
-    return accounts
-
-
 @audit.audited("START_MONITOR", deferred=True)
 async def create_monitor(request: web.Request) -> web.Response:
     """Starts a monitor on the machine, owned by the caller: 201, STARTING; 429 at a quota,
@@ -104,7 +78,7 @@ async def create_monitor(request: web.Request) -> web.Response:
     async with request_db.connection(request) as conn:
         machine = await _machine_or_404(conn, machine_id)
         check_supported(body, machine["monitor_types"])
-        allowed = await _target_policy(conn, request[CALLER], body)
+        allowed = await target_policy.allowed_accounts(conn, request[CALLER], body.target)
     m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
                                        msgspec.to_builtins(body.target),
                                        msgspec.to_builtins(body.config), body.display_name,
@@ -115,24 +89,13 @@ async def create_monitor(request: web.Request) -> web.Response:
 async def list_monitors(request: web.Request) -> web.Response:
     """The machine's monitors, a page at a time (order_by: create_time by default, status,
     monitor_type, display_name)."""
-    machine_id, q = path_text(request, "machine_id"), request.query
-    text = q.get("filter", "")
-    secret = request.app[SETTINGS].page_token_secret
-    try:
-        where, params = compile_filter(text, monitors.FIELDS)
-        size = parse_page_size(q.get("page_size"))
-        order = parse_order_by(q.get("order_by"), monitors.ORDERABLE, monitors.TIEBREAK,
-                               default="create_time")
-        sig = order_signature(order)
-        after = decode_token(q["page_token"], sig, text, secret) if q.get("page_token") else None
-    except (FilterError, PagingError) as e:
-        raise BadRequest(e.param, e.problem) from None
+    machine_id = path_text(request, "machine_id")
+    q = list_query(request, monitors.FIELDS, _SORTING)
     async with request_db.connection(request) as conn:
         await _machine_or_404(conn, machine_id)
-        rows = await monitors.list_monitors(conn, machine_id, where, params, size + 1, after,
-                                            order)
-    more, rows = len(rows) > size, rows[:size]
-    token = encode_token(rows[-1]["_key"], sig, text, secret) if more else ""
+        rows = await monitors.list_monitors(conn, machine_id, q.where, q.params, q.size + 1,
+                                            q.after, q.order)
+    rows, token = q.page(rows, lambda r: r["_key"])
     return web.json_response({"monitors": [monitor_summary(r) for r in rows],
                               "next_page_token": token})
 

@@ -9,7 +9,6 @@ from backend.errors import NotFound
 from backend.handlers.auth import user_view
 from backend.handlers.listing import list_query
 from backend.models import InviteBody, UserPatch, decode_body, path_uuid
-from backend.paging import encode_token
 from backend.repo import users
 from backend.typedefs import CALLER, SETTINGS
 
@@ -23,9 +22,7 @@ async def list_users(request: web.Request) -> web.Response:
     q = list_query(request, users.FIELDS, _ORDER)
     async with request_db.connection(request) as conn:
         rows = await users.list_users(conn, q.where, q.params, q.size + 1, q.after)
-    more, rows = len(rows) > q.size, rows[:q.size]
-    token = (encode_token((rows[-1].created_at, rows[-1].id), _ORDER, q.filter, q.secret)
-             if more else "")
+    rows, token = q.page(rows, lambda u: (u.created_at, u.id))
     return web.json_response({"users": [user_view(u) for u in rows], "next_page_token": token})
 
 

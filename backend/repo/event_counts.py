@@ -1,6 +1,6 @@
 """How many events each monitor stored on each UTC day (table event_counts).
 
-The writer (backend.db.events_copy) adds to it as it stores events; retention
+The writer (backend.event_writer) adds to it as it stores events; retention
 (backend.retention) takes away what it drops, in the same transaction. It answers the quota of
 events stored per user, and tells retention which monitor types each day holds.
 """
@@ -8,14 +8,28 @@ events stored per user, and tells retention which monitor types each day holds.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from psycopg import AsyncConnection
 
-__all__ = ["forget", "lock_day", "types_by_day", "user_events"]
+__all__ = ["add", "forget", "lock_day", "types_by_day", "user_events"]
 
 Conn = AsyncConnection[Any]
+
+
+async def add(conn: Conn, counts: Mapping[tuple[uuid.UUID, int], int]) -> None:
+    """Adds {(monitor id, UTC day): events stored}. Rows are updated in key order (no
+    deadlock between writers) and stay locked until the transaction ends: call it last."""
+    if not counts:
+        return
+    keys = sorted(counts)
+    await conn.execute(
+        "INSERT INTO event_counts (monitor_id, day, events)"
+        " SELECT * FROM unnest(%s::uuid[], %s::int4[], %s::int8[])"
+        " ON CONFLICT (monitor_id, day) DO UPDATE SET events = event_counts.events"
+        " + EXCLUDED.events",
+        ([m for m, _ in keys], [d for _, d in keys], [counts[k] for k in keys]))
 
 
 async def user_events(conn: Conn, user_id: uuid.UUID) -> int:

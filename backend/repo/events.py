@@ -1,22 +1,72 @@
-"""Reading events back: filter, keyset page, projection; and, for trace jobs, counting and
-streaming every match in time order. (Writing is backend.db.events_copy.)"""
+"""The ``events`` table: the writer's COPY in (rows built by backend.event_rows, in the
+transaction of backend.event_writer); reading back: filter, keyset page, projection; and,
+for trace jobs, counting and streaming every match in time order."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import socket
 import uuid
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
+from psycopg.copy import AsyncQueuedLibpqWriter
 from psycopg.types.string import TextBinaryLoader
 
+from backend.event_rows import COLUMNS
 from backend.filters import FieldSpec, as_epoch_ns
-from backend.paging import OrderBy, keyset_predicate
+from backend.paging import OrderBy, page_clauses
 
-__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "copy_events", "count_by_monitor",
-           "query_events", "stream_events"]
+__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "copy_events", "copy_in",
+           "count_by_monitor", "query_events", "stream_events"]
+
+_COPY_IN = sql.SQL("COPY events ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+)
+_SEND_BUFFER = 4 << 20
+
+
+async def copy_in(conn: AsyncConnection[Any], pieces: Iterator[memoryview],
+                  offload: bool = True) -> None:
+    """Sends a binary COPY stream of ``event_rows.COLUMNS`` (backend.event_rows.encode_copy)
+    into events, in conn's transaction.
+
+    offload: the next piece is built in a worker thread (``asyncio.to_thread``; numpy
+    releases the GIL for most of it) while psycopg's queued writer task sends the previous
+    one, so PostgreSQL works on rows while the next ones are built, and the event loop keeps
+    serving requests during a large write (False: built on the event loop).
+    """
+    _widen_send_buffer(conn)
+    cur = conn.cursor()
+    # The queued writer sends from its own task: the next piece is built meanwhile.
+    writer = AsyncQueuedLibpqWriter(cur)
+    async with cur.copy(_COPY_IN, writer=writer) as copy:
+        while True:
+            if offload:
+                piece = await asyncio.to_thread(next, pieces, None)
+            else:
+                piece = next(pieces, None)
+            if piece is None:
+                break
+            await copy.write(piece)
+
+
+def _widen_send_buffer(conn: AsyncConnection[Any]) -> None:
+    """Lets the socket hold a few MB of COPY data (Linux caps it at net.core.wmem_max).
+
+    The server then always has rows queued, even while the thread building the next piece
+    holds the GIL and the task that sends the data waits for it.
+    """
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as s:
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < _SEND_BUFFER:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+    except OSError:
+        pass
 
 _STACK_OF = ("py_frames f WHERE f.monitor_id = events.monitor_id"
              " AND f.stack_id = (events.event_data->>'py_stack')::numeric")
@@ -61,13 +111,8 @@ async def query_events(conn: AsyncConnection[Any], where: str, params: list[Any]
                        order: OrderBy, after: tuple[Any, ...] | None,
                        limit: int) -> list[dict[str, Any]]:
     """Up to limit rows matching where, in order, strictly after the row keyed by after."""
-    clauses, args = [f"({where})"], list(params)
-    if after is not None:
-        pred, pred_args = keyset_predicate(order, after)
-        clauses.append(pred)
-        args += pred_args
-    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
-    sql = (f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {' AND '.join(clauses)} "
+    where_sql, args, order_sql = page_clauses(where, params, order, after)
+    sql = (f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {where_sql} "
            f"ORDER BY {order_sql} LIMIT %s")
     cur = await conn.execute(sql.encode(), [*args, limit])
     return [dict(zip([*_NAMES, "python_stack"], row, strict=True))

@@ -10,7 +10,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from backend.filters import FieldSpec
-from backend.paging import OrderBy, keyset_predicate
+from backend.paging import OrderBy
+from backend.repo.pages import fetch_page
 
 __all__ = ["ORDERABLE", "TIEBREAK", "announced_types", "fields", "get_machine", "list_machines",
            "list_running", "machine_of_key", "mark_silent",
@@ -124,21 +125,7 @@ async def list_machines(conn: Conn, where: str, params: list[Any], order: OrderB
                         after: tuple[Any, ...] | None, limit: int) -> list[dict[str, Any]]:
     """Up to limit machines matching where, in order, strictly after the sort key after;
     each row's sort key is its "_key"."""
-    clauses, args = [f"({where})"], list(params)
-    if after is not None:
-        pred, pred_args = keyset_predicate(order, after)
-        clauses.append(pred)
-        args += pred_args
-    keys = ", ".join(f"{col} AS _k{i}" for i, (col, _) in enumerate(order))
-    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {_COLS}, {keys} FROM machines WHERE {' AND '.join(clauses)} "
-            f"ORDER BY {order_sql} LIMIT %s".encode(), [*args, limit])
-        rows = await cur.fetchall()
-    for row in rows:
-        row["_key"] = tuple(row.pop(f"_k{i}") for i in range(len(order)))
-    return rows
+    return await fetch_page(conn, _COLS, "machines", where, params, order, after, limit)
 
 
 async def get_machine(conn: Conn, machine_id: str) -> dict[str, Any] | None:

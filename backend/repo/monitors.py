@@ -11,7 +11,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from backend.filters import FieldSpec
-from backend.paging import OrderBy, keyset_predicate
+from backend.paging import OrderBy
+from backend.repo.pages import fetch_page
 
 __all__ = ["ACTIVE", "FIELDS", "FINAL", "ORDERABLE", "RUNNING", "TIEBREAK", "RunningLimit",
            "create_monitor", "get_monitor", "list_monitors", "list_to_reconcile",
@@ -87,20 +88,8 @@ async def list_monitors(conn: Conn, machine_id: str, where: str, params: list[An
                         order: OrderBy = _OLDEST_FIRST) -> list[dict[str, Any]]:
     """Up to limit of the machine's monitors matching where, in order (columns of ORDERABLE
     and TIEBREAK), strictly after the sort key after; each row's sort key is its "_key"."""
-    clauses, args = ["machine_id = %s", f"({where})"], [machine_id, *params]
-    if after is not None:
-        pred, pred_args = keyset_predicate(order, after)
-        clauses.append(pred)
-        args += pred_args
-    order_sql = ", ".join(f"{col} {direction}" for col, direction in order)
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            f"SELECT {_COLS} FROM monitors WHERE {' AND '.join(clauses)} "
-            f"ORDER BY {order_sql} LIMIT %s".encode(), [*args, limit])
-        rows = await cur.fetchall()
-    for row in rows:
-        row["_key"] = tuple(row[col] for col, _ in order)
-    return rows
+    return await fetch_page(conn, _COLS, "monitors", f"machine_id = %s AND ({where})",
+                            [machine_id, *params], order, after, limit)
 
 
 async def list_to_reconcile(conn: Conn, machine_id: str,

@@ -1,6 +1,6 @@
-"""The day partitions of ``events`` (events_YYYYMMDD, made by backend.db.events_copy), as
-retention sees them: which there are, dropping one, deleting one monitor type's rows from one;
-and how large the database is."""
+"""The day partitions of ``events`` (events_YYYYMMDD, one per UTC day): creating one for the
+writer (backend.event_writer); and, as retention sees them, which there are, dropping one,
+deleting one monitor type's rows from one; and how large the database is."""
 
 from __future__ import annotations
 
@@ -11,12 +11,41 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-from backend.db.events_copy import PARTITION_LOCK, partition_name
-
-__all__ = ["database_size", "days", "delete_types", "drop", "lock_for_ddl"]
+__all__ = ["DAY_NS", "PARTITION_LOCK", "create", "database_size", "days", "delete_types", "drop",
+           "lock_for_ddl", "partition_name"]
 
 Conn = AsyncConnection[Any]
+DAY_NS = 86_400 * 10**9  # a partition holds the events of ts in [day * DAY_NS, (day + 1) * DAY_NS)
+PARTITION_LOCK = 0x78707574706172  # "xputpar": advisory lock serialising partition DDL
 _NAME = re.compile(r"^events_(\d{8})$")
+
+
+def partition_name(day: int) -> str:
+    """Name of the partition holding UTC day number ``day`` (days since the epoch)."""
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("events_%Y%m%d")
+
+
+async def create(conn: Conn, day: int) -> None:
+    """Creates the partition of UTC day number ``day`` unless it exists, in a transaction of
+    its own (conn must be outside one).
+
+    It is created as a table of its own, then attached: ATTACH PARTITION locks ``events``
+    only against other schema changes (SHARE UPDATE EXCLUSIVE), where CREATE TABLE ...
+    PARTITION OF would lock out every reader until it commits.
+    """
+    name = sql.Identifier(partition_name(day))
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+        cur = await conn.execute(
+            "SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass"
+            " AND inhrelid = to_regclass(%s)", (partition_name(day),))  # fmt: skip
+        if await cur.fetchone() is None:
+            await conn.execute(sql.SQL("CREATE TABLE {} (LIKE events INCLUDING ALL)").format(name))
+            await conn.execute(
+                sql.SQL("ALTER TABLE events ATTACH PARTITION {} "
+                        "FOR VALUES FROM ({}) TO ({})").format(
+                    name, sql.Literal(day * DAY_NS), sql.Literal((day + 1) * DAY_NS))
+            )  # fmt: skip
 
 
 async def days(conn: Conn) -> list[int]:

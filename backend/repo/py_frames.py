@@ -1,17 +1,30 @@
 """py_frames: the Python stacks agents send once each (XPU_BATCH_STACKS), read for traces.
 
-Written by backend.db.events_copy with the events; this module holds the reads."""
+Written with the events (backend.event_writer), read by trace builds."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 
-__all__ = ["stack_frames"]
+__all__ = ["FrameRow", "insert", "stack_frames"]
 
 Frame = tuple[str, str, int | None]  # function, file, line
+#: monitor_id, stack_id, depth, pid, function, file, line (None: unknown), flags
+FrameRow = tuple[uuid.UUID, int, int, int, str, str, int | None, int]
+
+
+async def insert(conn: AsyncConnection[Any], rows: Sequence[FrameRow]) -> None:
+    """Stores frames; one already stored (same monitor, stack and depth) stays as it is."""
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO py_frames (monitor_id, stack_id, depth, pid, function, file, line,"
+                " flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
 
 
 def stack_frames(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int, list[Frame]]:

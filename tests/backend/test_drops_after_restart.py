@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from backend.aggregates import Aggregator, Point
-from backend.db.events_copy import EventWriter
+from backend.event_writer import EventWriter
 from backend.repo.metrics import last_drop_totals
 from xpucore import abi
 

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from backend.aggregates import Aggregator
 from backend.app import create_app
-from backend.db.events_copy import EventWriter
+from backend.event_writer import EventWriter
 from backend.histogram import percentile
 from backend.influx import InfluxConfig, InfluxWriter
 from backend.metrics_summary import METRICS, SummaryQuery, _held

@@ -17,8 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from backend.app import create_app
-from backend.db.events_copy import DAY_NS
 from backend.repo import machines, monitors
+from backend.repo.partitions import DAY_NS
 from backend.retention import Retention
 from backend.settings import Settings
 from backend.storage import describe

@@ -1,6 +1,6 @@
 """Events stored for the trace tests, and the trace files read back.
 
-Synthetic CUDA calls go in through backend.db.events_copy.EventWriter, as the ingest writes
+Synthetic CUDA calls go in through backend.event_writer.EventWriter, as the ingest writes
 them; traces come back through trace_export's validators.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from backend.db.events_copy import EventWriter
+from backend.event_writer import EventWriter
 from tests.trace_tools.validate import read_trace, validate_perfetto
 from tests.trace_tools.validate_chrome import validate_chrome_json
 from xpucore import abi

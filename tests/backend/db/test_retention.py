@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from backend.db.events_copy import DAY_NS, EventWriter, partition_name
+from backend.event_writer import EventWriter
 from backend.repo import machines, monitors
+from backend.repo.partitions import DAY_NS, partition_name
 from backend.retention import Retention, check_settings
 from backend.settings import Settings
 from xpucore import abi

@@ -1,4 +1,4 @@
-"""Agent batches into ``events`` rows: one PostgreSQL binary COPY per call, built with numpy.
+"""Agent batches into ``events`` rows: PostgreSQL's binary COPY stream, built with numpy.
 
 A binary COPY row is a field count and, per column, a 4-byte length and the value. When every
 variable-length part of a row has a known length, the row is a fixed-size numpy record with
@@ -18,69 +18,32 @@ smaller than ``_MIN_GROUP`` rows are merged into one per layout, with their numb
 right-aligned in a common width: JSON allows the leading spaces, and the number of groups
 stays bounded whatever the data.
 
-Idempotence: each batch is registered in ``event_batches`` under (monitor_id, agent_pid, seq)
-in the same transaction as the COPY of its rows, with ``ON CONFLICT DO NOTHING``; a batch
-that is already there is skipped. Event ids are ``(event_batches.id << 24) | index``.
-
-Garbage is refused per batch, before anything is written: a monitor id that is not a UUID,
-timestamps outside [now - max_age_ns, now + max_future_ns] (a broken clock offset would
-otherwise create partitions for any day), values that do not fit their column.
-A comm that is not UTF-8 is stored with U+FFFD for the bad bytes, as ``event_records`` shows it.
-
-The writer is asyncio code over a psycopg ``AsyncConnection``. The stream is built piece by
-piece in a worker thread (``asyncio.to_thread``; numpy releases the GIL for most of it) while
-psycopg's queued writer task sends the previous piece, so PostgreSQL works on rows while the
-next ones are built, and the event loop keeps serving requests during a large write.
+Pure and database-free: backend.event_writer checks the batches and numbers them,
+backend.repo.events sends the stream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import socket
-import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
-import psycopg
-from psycopg import AsyncConnection, sql
-from psycopg.copy import AsyncQueuedLibpqWriter
 
 from xpucore import abi
 
-__all__ = [
-    "COLUMNS",
-    "DAY_NS",
-    "ID_SHIFT",
-    "MAX_AGE_NS",
-    "MIN_TS_NS",
-    "PARTITION_LOCK",
-    "EventWriter",
-    "Rejected",
-    "WriteResult",
-    "encode_copy",
-    "partition_name",
-]
+__all__ = ["COLUMNS", "ID_SHIFT", "MAX_BATCH_EVENTS", "encode_copy", "has_layout"]
 
 #: Columns of ``events`` written by the COPY, in stream order.
 COLUMNS = ("ts", "id", "duration_ns", "ret", "monitor_id", "pid", "tid", "cpu", "flags",
            "machine_id", "comm", "event_type", "event_data")  # fmt: skip
-DAY_NS = 86_400 * 10**9
-MAX_AGE_NS = 7 * DAY_NS  # events older than this are refused (EventWriter's max_age_ns)
-MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z: anything earlier is a broken clock
 #: events.id = (event_batches.id << ID_SHIFT) | index of the event in its batch
 ID_SHIFT = 24
 MAX_BATCH_EVENTS = 1 << ID_SHIFT
 
-_COPY_SQL = sql.SQL("COPY events ({}) FROM STDIN (FORMAT BINARY)").format(
-    sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
-)
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8  # signature, flags, no header extension
 _TRAILER = b"\xff\xff"
 _MIN_GROUP = 64  # rows; smaller exact-width groups are merged into one padded group
@@ -88,297 +51,12 @@ _CHUNK = 8192  # rows built at a time: a few MB, so the many passes over them st
 # Rows grouped and put back in order at a time, each span one piece of the COPY stream:
 # small at first, so that PostgreSQL has rows to work on early, then larger.
 _SPANS = (4096, 16384, 32768, 65536)
-_SEND_BUFFER = 4 << 20
-_I32 = 2**31
-_I63 = 2**63
 _POW10 = np.array([10**k for k in range(1, 20)], dtype=np.uint64)
-PARTITION_LOCK = 0x78707574706172  # "xputpar": advisory lock serialising partition DDL
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """A batch that was not written, and why."""
-
-    index: int  # position in the sequence passed to write()
-    monitor_id: str
-    seq: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    events: int = 0  # rows written
-    batches: int = 0  # batches written
-    duplicates: int = 0  # batches skipped: already stored (or twice in this call)
-    rejected: tuple[Rejected, ...] = field(default=())
-    stored: tuple[abi.Batch, ...] = field(default=())  # the batches written by this call
-
-
-def partition_name(day: int) -> str:
-    """Name of the partition holding UTC day number ``day`` (days since the epoch)."""
-    return datetime.fromtimestamp(day * 86_400, UTC).strftime("events_%Y%m%d")
-
-
-class EventWriter:
-    """Writes decoded batches into ``events``; one instance per database.
-
-    It remembers which daily partitions exist (it creates missing ones before each COPY,
-    in their own short transaction) and nothing else, so one writer serves any number of
-    concurrent write() calls on different connections.
-    """
-
-    def __init__(
-        self,
-        *,
-        max_age_ns: int = MAX_AGE_NS,
-        max_future_ns: int = DAY_NS,
-        clock_ns: Callable[[], int] = time.time_ns,
-        offload: bool = True,
-    ) -> None:
-        """Events must lie in [now - max_age_ns, now + max_future_ns] (wall clock).
-
-        offload: build the COPY stream in a worker thread (False: on the event loop).
-        """
-        self.max_age_ns = max_age_ns
-        self.max_future_ns = max_future_ns
-        self.clock_ns = clock_ns
-        self.offload = offload
-        self._days: set[int] = set()
-
-    async def write(self, conn: AsyncConnection[Any], batches: Sequence[abi.Batch]) -> WriteResult:
-        """Writes the events of every acceptable, not yet stored batch, in one transaction.
-
-        conn must not be inside a transaction. Database errors propagate after a rollback:
-        nothing of the call is stored then, and the same batches can be written again.
-        """
-        now = self.clock_ns()
-        min_ts, max_ts = max(MIN_TS_NS, now - self.max_age_ns), now + self.max_future_ns
-        rejected: list[Rejected] = []
-        accepted: dict[tuple[uuid.UUID, int, int], tuple[abi.Batch, uuid.UUID]] = {}
-        days: set[int] = set()
-        duplicates = 0
-        for i, b in enumerate(batches):
-            try:
-                mid, batch_days = _check(b, min_ts, max_ts)
-            except ValueError as e:
-                rejected.append(Rejected(i, b.monitor_id, b.seq, str(e)))
-                continue
-            key = (mid, b.agent_pid, b.seq)
-            if key in accepted:
-                duplicates += 1
-                continue
-            accepted[key] = (b, mid)
-            days |= batch_days
-        if not accepted:
-            return WriteResult(duplicates=duplicates, rejected=tuple(rejected))
-        for attempt in range(2):
-            await self.ensure_partitions(conn, days)
-            try:
-                events, stored = await self._write_once(conn, accepted)
-                break
-            except psycopg.errors.CheckViolation as e:
-                # A partition went away after it was cached (retention): look again, once.
-                if attempt or "no partition" not in str(e):
-                    raise
-                self._days.clear()
-        written = len(stored)
-        return WriteResult(events, written, duplicates + len(accepted) - written, tuple(rejected),
-                           stored)
-
-    async def ensure_partitions(self, conn: AsyncConnection[Any], days: Iterable[int]) -> None:
-        """Creates the daily partitions for UTC day numbers ``days`` that do not exist yet.
-
-        Each is created as a table of its own, then attached: ATTACH PARTITION locks
-        ``events`` only against other schema changes (SHARE UPDATE EXCLUSIVE), where
-        CREATE TABLE ... PARTITION OF would lock out every reader until it commits.
-        """
-        for day in sorted(set(days) - self._days):
-            name = sql.Identifier(partition_name(day))
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-                cur = await conn.execute(
-                    "SELECT 1 FROM pg_inherits WHERE inhparent = 'events'::regclass"
-                    " AND inhrelid = to_regclass(%s)", (partition_name(day),))  # fmt: skip
-                if await cur.fetchone() is None:
-                    await conn.execute(
-                        sql.SQL("CREATE TABLE {} (LIKE events INCLUDING ALL)").format(name)
-                    )
-                    await conn.execute(
-                        sql.SQL("ALTER TABLE events ATTACH PARTITION {} "
-                                "FOR VALUES FROM ({}) TO ({})").format(
-                            name, sql.Literal(day * DAY_NS), sql.Literal((day + 1) * DAY_NS))
-                    )  # fmt: skip
-            self._days.add(day)
-
-    async def _write_once(
-        self,
-        conn: AsyncConnection[Any],
-        accepted: dict[tuple[uuid.UUID, int, int], tuple[abi.Batch, uuid.UUID]],
-    ) -> tuple[int, tuple[abi.Batch, ...]]:
-        # In key order: concurrent writers given the same resent batches then wait on each
-        # other's unique-index entries in one order, never in a cycle (no deadlock).
-        items = [accepted[k] for k in sorted(accepted)]
-        async with conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO event_batches (monitor_id, agent_pid, seq, machine_id, event_count,"
-                " kernel_drops, inflight_drops, send_drops, mono_to_real_ns, final)"
-                " SELECT * FROM unnest(%s::uuid[], %s::int4[], %s::int8[], %s::text[],"
-                " %s::int4[], %s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::bool[])"
-                " ON CONFLICT (monitor_id, agent_pid, seq) DO NOTHING"
-                " RETURNING id, monitor_id, agent_pid, seq",
-                (
-                    [mid for _, mid in items],
-                    [b.agent_pid for b, _ in items],
-                    [b.seq for b, _ in items],
-                    [b.machine_id for b, _ in items],
-                    [b.event_count for b, _ in items],
-                    [b.kernel_drops for b, _ in items],
-                    [b.inflight_drops for b, _ in items],
-                    [b.send_drops for b, _ in items],
-                    [b.mono_to_real_ns for b, _ in items],
-                    [b.final for b, _ in items],
-                ),
-            )
-            returned = await cur.fetchall()
-            new = [(accepted[(mid, pid, seq)][0], bid) for bid, mid, pid, seq in returned]
-            registered = {id(b) for b, _ in new}
-            await _insert_frames(conn, [(b, mid) for b, mid in items
-                                        if b.stacks and id(b) in registered])
-            new_events = [(b, bid) for b, bid in new if not b.stacks]
-            events = sum(len(b.events) for b, _ in new_events)
-            if events:
-                _widen_send_buffer(conn)
-                pieces = encode_copy(new_events)
-                cur = conn.cursor()
-                # The queued writer sends from its own task: the next piece is built meanwhile.
-                writer = AsyncQueuedLibpqWriter(cur)
-                async with cur.copy(_COPY_SQL, writer=writer) as copy:
-                    while True:
-                        if self.offload:
-                            piece = await asyncio.to_thread(next, pieces, None)
-                        else:
-                            piece = next(pieces, None)
-                        if piece is None:
-                            break
-                        await copy.write(piece)
-            await _count(conn, new_events)
-        return events, tuple(b for b, _ in sorted(new, key=lambda n: n[1]))  # in seq order
-
-
-async def _insert_frames(conn: AsyncConnection[Any],
-                         batches: list[tuple[abi.Batch, uuid.UUID]]) -> None:
-    """The Python stack frames of newly registered XPU_BATCH_STACKS batches (py_frames)."""
-    rows = [(mid, sid, depth, pid, _cstr_text(fn), _cstr_text(file),
-             None if line < 0 else line, flags)
-            for b, mid in batches
-            for sid, pid, depth, _, line, flags, fn, file in b.events.tolist()]
-    if rows:
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO py_frames (monitor_id, stack_id, depth, pid, function, file, line,"
-                " flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
-
-
-async def _count(conn: AsyncConnection[Any], batches: list[tuple[abi.Batch, int]]) -> None:
-    """Adds the events stored to event_counts, per monitor and UTC day, last in the
-    transaction (its rows stay locked until the commit) and in key order (no deadlock)."""
-    counts: dict[tuple[uuid.UUID, int], int] = {}
-    for b, _ in batches:
-        mid = uuid.UUID(b.monitor_id)
-        for day, n in _day_counts(b).items():
-            counts[(mid, day)] = counts.get((mid, day), 0) + n
-    if not counts:
-        return
-    keys = sorted(counts)
-    await conn.execute(
-        "INSERT INTO event_counts (monitor_id, day, events)"
-        " SELECT * FROM unnest(%s::uuid[], %s::int4[], %s::int8[])"
-        " ON CONFLICT (monitor_id, day) DO UPDATE SET events = event_counts.events"
-        " + EXCLUDED.events",
-        ([m for m, _ in keys], [d for _, d in keys], [counts[k] for k in keys]))
-
-
-def _day_counts(b: abi.Batch) -> dict[int, int]:
-    """{UTC day: events of the batch that day}."""
-    ts = b.events["ts_ns"]
-    if not len(ts):
-        return {}
-    first = (int(ts.min()) + b.mono_to_real_ns) // DAY_NS
-    last = (int(ts.max()) + b.mono_to_real_ns) // DAY_NS
-    if first == last:
-        return {first: len(ts)}
-    days = (ts.astype(np.int64) + b.mono_to_real_ns) // DAY_NS
-    values, n = np.unique(days, return_counts=True)
-    return {int(d): int(c) for d, c in zip(values, n, strict=True)}
-
-
-def _cstr_text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _widen_send_buffer(conn: AsyncConnection[Any]) -> None:
-    """Lets the socket hold a few MB of COPY data (Linux caps it at net.core.wmem_max).
-
-    The server then always has rows queued, even while the thread building the next piece
-    holds the GIL and the task that sends the data waits for it.
-    """
-    try:
-        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as s:
-            if s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < _SEND_BUFFER:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
-    except OSError:
-        pass
-
-
-# --- checks ---------------------------------------------------------------------------------
-
-
-def _check(b: abi.Batch, min_ts: int, max_ts: int) -> tuple[uuid.UUID, set[int]]:
-    """The monitor UUID and the UTC days of a batch; ValueError says what is wrong with it."""
-    try:
-        mid = uuid.UUID(b.monitor_id)
-    except ValueError:
-        raise ValueError(f"monitor_id {b.monitor_id!r} is not a UUID") from None
-    if not b.machine_id:
-        raise ValueError("machine_id is empty")
-    if _template(b.monitor_type) is None:
-        raise ValueError(f"monitor_type {b.monitor_type} has no event mapping")
-    for name in ("seq", "kernel_drops", "inflight_drops", "send_drops"):
-        if getattr(b, name) >= _I63:
-            raise ValueError(f"{name} {getattr(b, name)} does not fit a bigint")
-    if b.agent_pid >= _I32:
-        raise ValueError(f"agent_pid {b.agent_pid} does not fit an integer")
-    if abs(b.mono_to_real_ns) >= 2**62:
-        raise ValueError(f"mono_to_real_ns {b.mono_to_real_ns} is not a clock offset")
-    ev = b.events
-    if b.stacks:  # Python stack frames, not events: no days, no partitions
-        if len(ev) and (int(ev["depth"].max()) >= 1 << 15 or int(ev["pid"].max()) >= _I32):
-            raise ValueError("a stack frame's depth or pid does not fit its column")
-        return mid, set()
-    if len(ev) >= MAX_BATCH_EVENTS:
-        raise ValueError(f"{len(ev)} events in one batch; at most {MAX_BATCH_EVENTS - 1}")
-    if not len(ev):
-        return mid, set()
-    for name, limit in (("duration_ns", _I63), ("pid", _I32), ("tid", _I32), ("cpu", _I32)):
-        top = int(ev[name].max())
-        if top >= limit:
-            raise ValueError(f"event {name} {top} does not fit its column")
-    ts_ns = ev["ts_ns"]
-    lo, hi = int(ts_ns.min()), int(ts_ns.max())
-    first, last = lo + b.mono_to_real_ns, hi + b.mono_to_real_ns
-    if first < min_ts or last > max_ts:
-        bad = first if first < min_ts else last
-        raise ValueError(
-            f"event time {_rfc3339(bad)} outside [{_rfc3339(min_ts)}, {_rfc3339(max_ts)}]"
-        )
-    return mid, set(range(first // DAY_NS, last // DAY_NS + 1))
-
-
-def _rfc3339(ns: int) -> str:
-    try:
-        return datetime.fromtimestamp(ns / 1e9, UTC).isoformat()
-    except (OverflowError, ValueError, OSError):
-        return f"{ns} ns"
+def has_layout(monitor_type: int) -> bool:
+    """Whether events of this monitor type (abi.MONITOR_TYPES value) can be encoded."""
+    return _template(monitor_type) is not None
 
 
 # --- templates ------------------------------------------------------------------------------

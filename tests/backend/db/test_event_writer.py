@@ -1,4 +1,5 @@
-"""backend.db.events_copy on a real PostgreSQL: exact rows, idempotence, partitions, garbage."""
+"""backend.event_writer and backend.event_rows on a real PostgreSQL: exact rows, idempotence,
+partitions, garbage."""
 
 from __future__ import annotations
 
@@ -12,14 +13,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from backend.db.events_copy import (
-    COLUMNS,
-    DAY_NS,
-    ID_SHIFT,
-    EventWriter,
-    encode_copy,
-    partition_name,
-)
+from backend.event_rows import COLUMNS, ID_SHIFT, encode_copy
+from backend.event_writer import EventWriter
+from backend.repo.partitions import DAY_NS, partition_name
 from xpucore import abi
 
 NOW = int(datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()) * 10**9

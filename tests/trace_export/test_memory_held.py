@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from backend.aggregates import Aggregator, Point
+from tests.trace_tools.validate import validate_perfetto
+from tests.trace_tools.validate_chrome import validate_chrome_json
 from trace_export import from_batches, write_chrome_json, write_perfetto
-from trace_export.validate import validate_perfetto
-from trace_export.validate_chrome import validate_chrome_json
 from xpucore import abi, calls
 
 T0 = 1_700_000_000 * 10**9

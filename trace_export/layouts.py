@@ -31,7 +31,7 @@ def _never(event_type: str) -> bool:
 
 @dataclass(frozen=True)
 class Layout:
-    api: str  # shown in track names: "CUDA stream 0x...", "CUDA device memory"
+    api: str  # shown in track names: "CUDA stream 0x...", "GPU 0 CUDA device memory"
     queue_arg: str | None  # the argument naming a call's queue ("stream")
     queue_label: Callable[[int], str]  # of a queue value (see queue_values)
     submits: Callable[[str], bool]  # the call enqueues work on its queue

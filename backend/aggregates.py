@@ -39,9 +39,10 @@ Schema (interval start as the point's time; ``docs`` in README's InfluxDB sectio
 What counts: ``errors`` are calls that returned non-zero (incomplete calls, cut by the agent's
 stop, count as calls, never as errors); ``bytes_copied`` sums the size of successful
 memcpy-class calls; ``bytes_allocated`` the size of successful allocations (non-zero pointer
-returned); device memory held pairs each successful allocation with the free of its pointer
-per process, and counts it on the device it was allocated on (a free of a pointer never seen
-allocated changes nothing). Events are placed in the interval of their start time.
+returned); device memory held is xpucore.memory's ledger, per process and device, as the
+traces count it (a successful allocation of a live pointer replaces it; a free of a pointer
+never seen allocated changes nothing). Which calls copy, allocate and free is the probe's
+schema (xpucore.probes). Events are placed in the interval of their start time.
 ``device`` is the ordinal of the device the calling thread had current (xpucore/include/cuda.h: 0,
 CUDA's default, for a thread not seen choosing or asking for one since tracing began;
 cudaSetDevice: the device asked for), ``other`` for ordinals past 509, and absent for
@@ -60,6 +61,8 @@ import numpy as np
 
 from backend.histogram import bucket_of, percentile
 from xpucore import abi
+from xpucore.calls import functions, lookup
+from xpucore.memory import MemoryLedger, ledger_rows
 
 __all__ = [
     "DEV_OTHER",
@@ -76,17 +79,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _TYPE_NAMES = {v: k for k, v in abi.MONITOR_TYPES.items()}
-# Argument classes per monitor type: (memcpy-class, allocation, free).
-_KIND_CLASSES: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
-    "CUDA": (frozenset({"MEMCPY", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC"}),
-             frozenset({"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"}),
-             frozenset({"FREE", "FREE_ASYNC"})),
-    # aclrtMallocHost is host memory: not held on a device (aclrtFreeHost's pointer is
-    # then one the ledger never saw, and changes nothing)
-    "ACL": (frozenset({"MEMCPY", "MEMCPY_ASYNC", "MEMCPY_2D", "MEMCPY_2D_ASYNC"}),
-            frozenset({"MALLOC"}),
-            frozenset({"FREE"})),
-}  # fmt: skip
+# Monitor types whose functions are tagged by name (others: fn_0x<id>).
+_NAMED = frozenset({"CUDA", "ACL"})
 _NB = 2048  # histogram buckets below 2**63 (backend.histogram: at most 1887)
 # dev: 0 when the events name no device, else the device ordinal + 1 (up to DEV_OTHER)
 _GROUP = [("sid", "<i8"), ("iv", "<i8"), ("pid", "<i8"), ("dev", "<i8"), ("func", "<i8"),
@@ -119,30 +113,10 @@ def _escape(value: str) -> str:
     return out or "\\ "
 
 
-@cache
 def call_kinds(monitor_type: str) -> dict[str, frozenset[str]]:
-    """{"copy" | "alloc" | "free": function names of that kind} for a monitor type."""
-    classes = _KIND_CLASSES.get(monitor_type)
-    if classes is None:
-        return {"copy": frozenset(), "alloc": frozenset(), "free": frozenset()}
-    names = abi.function_names(monitor_type)
-    return {kind: frozenset(n for fid, n in names.items() if abi.arg_class(fid, monitor_type)
-                            in cls)
-            for kind, cls in zip(("copy", "alloc", "free"), classes, strict=True)}  # fmt: skip
-
-
-@cache
-def _luts(monitor_type: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(copy, alloc, free) boolean lookup tables over the 16-bit function ids."""
-    kinds = call_kinds(monitor_type)
-    out = []
-    ids = {n: fid for fid, n in abi.function_names(monitor_type).items()} \
-        if monitor_type in _KIND_CLASSES else {}
-    for kind in ("copy", "alloc", "free"):
-        lut = np.zeros(1 << 16, dtype=bool)
-        lut[[ids[n] for n in kinds[kind]]] = True
-        out.append(lut)
-    return out[0], out[1], out[2]
+    """{"copy" | "alloc" | "free": function names of that kind} for a monitor type (its
+    probe's schema, xpucore.probes)."""
+    return {kind: functions(monitor_type, kind) for kind in ("copy", "alloc", "free")}
 
 
 @cache
@@ -156,39 +130,8 @@ def _acl_2d() -> np.ndarray:
 
 @cache
 def _function_name(func: int, monitor_type: str) -> str:
-    return abi.function_name(func, monitor_type) if monitor_type in _KIND_CLASSES \
+    return abi.function_name(func, monitor_type) if monitor_type in _NAMED \
         else f"fn_{func:#06x}"
-
-
-class MemoryLedger:
-    """Device memory each process holds: live allocations {ptr: (size, device)} per key, and
-    the bytes held per (key, device). A free counts on the device its pointer came from."""
-
-    def __init__(self) -> None:
-        self.live: dict[tuple[object, ...], dict[int, tuple[int, int]]] = {}
-        self.held: dict[tuple[tuple[object, ...], int], int] = {}
-
-    def apply(self, key: tuple[object, ...], alloc: bool, ptr: int, size: int,
-              device: int = 0) -> list[tuple[int, int]]:
-        """Applies a successful allocation (alloc) or a free; (device, bytes held on it
-        after) for each device whose total changed: none for a free of an unknown pointer,
-        a null pointer, or a pointer allocated again at the same size and device."""
-        if alloc and not ptr:
-            return []
-        live = self.live.setdefault(key, {})
-        delta: dict[int, int] = {}
-        old = live.pop(ptr, None)
-        if old is not None:
-            delta[old[1]] = -old[0]
-        if alloc:
-            live[ptr] = (size, device)
-            delta[device] = delta.get(device, 0) + size
-        out = []
-        for dev, d in delta.items():
-            if d:
-                held = self.held[(key, dev)] = self.held.get((key, dev), 0) + d
-                out.append((dev, held))
-        return out
 
 
 def device_tag(code: int) -> str | None:
@@ -411,7 +354,7 @@ class Aggregator:
         g["errors"] = np.add.reduceat(((ret != 0) & ~incomplete).astype(np.int64), starts)
         g["dsum"] = np.add.reduceat(dur, starts)
         g["dmax"] = np.maximum.reduceat(dur, starts)
-        copy_lut, alloc_lut, _ = _luts(mtype)
+        copy_lut, alloc_lut = lookup(mtype, "copy"), lookup(mtype, "alloc")
         if "bytes" in (ev.dtype.names or ()):
             nbytes = ev["bytes"].astype(np.int64)[order]
             if mtype == "ACL":  # a 2-D copy moves width (bytes) times height (num)
@@ -445,15 +388,12 @@ class Aggregator:
     def _add_memory(self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray,
                     touched: set[int]) -> None:
         ev = b.events
-        _, alloc_lut, free_lut = _luts(mtype)
         func = ev["func"]
-        alloc = alloc_lut[func]
-        free = free_lut[func]
+        alloc = lookup(mtype, "alloc")[func]
+        free = lookup(mtype, "free")[func]
         if not (alloc.any() or free.any()):
             return
-        ok = (ev["ret"] == 0) & ((ev["flags"] & abi.EV_INCOMPLETE) == 0)
-        rows = np.flatnonzero((alloc & ok) | free)
-        rows = rows[np.argsort(ts[rows], kind="stable")]
+        rows = ledger_rows(alloc, free, ev["ret"], ev["flags"], ts)
         dev = device_codes(ev)
         for i in rows.tolist():
             pid = int(ev["pid"][i])

@@ -54,6 +54,8 @@ from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
 from manager.syscall_hub import HubGone, HubOptions, SyscallHub
 from manager.target_facts import read_facts
+from xpucore.exit_codes import AGENT_EXIT
+from xpucore.probes import PROBES
 from xpucore.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
 
 __all__ = [
@@ -75,29 +77,23 @@ _BUFFERS = ("ringbuf_kb", "batch_events", "flush_ms")
 # sampling_rate (only 1.0: every call is recorded) and enable_profiling (only false) are
 # options of none: they are refused with any other value.
 AGENT_TYPES: Mapping[str, AgentType] = {
-    "CUDA": AgentType(probe="cuda", library_patterns=("libcudart*.so*", "libcuda.so*"),
+    "CUDA": AgentType(probe="cuda", library_patterns=PROBES["CUDA"].libraries,
                       target=("pid", "library_path", "comm"),
                       config=("python_stacks", "attach_mode", *_BUFFERS)),
-    # CANN: the runtime (libacl_rt, or libascendcl in older CANN), aclop's compiler, the
-    # aclnn operators (libopapi, libaclnn_*, custom ops), HCCL (agent_c/acl_probe.c)
-    "ACL": AgentType(probe="acl", library_patterns=(
-        "libacl_rt.so*", "libascendcl.so*", "libacl_op_compiler.so*", "libopapi.so*",
-        "libcust_opapi.so*", "libaclnn_*.so*", "libhccl.so*"),
-        target=("pid", "library_path", "comm"),
-        config=("python_stacks", "attach_mode", *_BUFFERS)),
+    "ACL": AgentType(probe="acl", library_patterns=PROBES["ACL"].libraries,
+                     target=("pid", "library_path", "comm"),
+                     config=("python_stacks", "attach_mode", *_BUFFERS)),
     "SYSCALL": AgentType(probe="syscall", library_patterns=(), target=("pid", "comm", "syscalls"),
                          config=_BUFFERS, comm_filter=True),
     "PYTHON": AgentType(probe="python", library_patterns=(), target=("pid", "comm"),
                         config=("sample_hz", "functions", *_BUFFERS)),
 }
 
-# xputrace-agent's exit codes before it printed "ready" (xpucore/include/exit_codes.h)
+# xputrace-agent's exit codes before it printed "ready" (enum agent_exit): each whose name,
+# or name without AGENT_, is an error code (AGENT_INVALID_CONFIG: INVALID_CONFIG)
 AGENT_EXIT_CODES: Mapping[int, ErrorCode] = {
-    2: ErrorCode.INVALID_CONFIG,
-    3: ErrorCode.TARGET_NOT_FOUND,
-    4: ErrorCode.PERMISSION_DENIED,
-    5: ErrorCode.AGENT_START_FAILED,
-}
+    code: ErrorCode[n] for name, code in AGENT_EXIT.items()
+    for n in {name, name.removeprefix("AGENT_")} if n in ErrorCode.__members__}
 
 AGENT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 STDERR_TAIL_LINES = 8

@@ -108,8 +108,8 @@ class _ChromeWriter:
                 self.stats.slices += 1
         if self.frames is not None:
             self._frames(self.frames.feed(c)[1])
-        for t, _machine, pid, _comm, held in self.memory.update(c, layout):
-            self._emit({"ph": "C", "name": f"{layout.api} device memory", "pid": pid,
+        for t, _machine, pid, _comm, device, held in self.memory.update(c, layout):
+            self._emit({"ph": "C", "name": layout.memory_track(device), "pid": pid,
                         "ts": self._us(t), "args": {"bytes": held}})
             self.stats.counter_points += 1
         self.stats.events += len(c)

@@ -25,6 +25,8 @@ import numpy as np
 from trace_export import event_data
 from trace_export._rows import copy_rows, str_codes
 from xpucore import abi
+from xpucore.calls import event_class
+from xpucore.probes import PROBES, probe_for
 
 __all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "event_class",
            "from_batches", "from_copy", "from_rows"]  # fmt: skip
@@ -32,10 +34,9 @@ __all__ = ["ROW_COLUMNS", "TEXT_ARGS", "EventChunk", "TextColumn", "args_of", "e
 #: The ``events`` columns from_rows expects, in order.
 ROW_COLUMNS = ("ts", "duration_ns", "pid", "tid", "ret", "flags", "event_type", "comm",
                "machine_id", "event_data")  # fmt: skip
-_DIM3 = event_data.DIM3
 _COLUMNS = ("ts", "dur", "pid", "tid", "ret", "flags", "name", "comm", "machine")
-#: Per monitor type, the arguments that are text, not integers.
-TEXT_ARGS: Mapping[str, frozenset[str]] = {"ACL": abi.ACL_TEXT}
+#: Per monitor type, the arguments that are text, not integers (its probe's schema).
+TEXT_ARGS: Mapping[str, frozenset[str]] = {t: p.text for t, p in PROBES.items() if p.text}
 
 
 @dataclass(frozen=True)
@@ -125,34 +126,19 @@ def _text_or_blank(col: TextColumn | None, n: int) -> tuple[np.ndarray, tuple[st
 
 
 @cache
-def event_class(monitor_type: str, event_type: str) -> str:
-    """The argument class of an event type ("" when unknown): its function's."""
-    fid = abi.function_of(event_type, monitor_type)
-    return abi.arg_class(fid, monitor_type) if fid is not None else ""
-
-
-@cache
 def args_of(monitor_type: str, event_type: str) -> tuple[str, ...]:
     """Argument columns an event type has, in call order (dim3s as _x, _y, _z)."""
-    if monitor_type == "SYSCALL":
-        return _SYSCALL_ARGS
-    if monitor_type == "PYTHON":
-        return ("generation", "collected") if event_type == "gc" else ()
-    if monitor_type not in _PER_CLASS:
+    if monitor_type not in PROBES:
         return ()
+    p = PROBES[monitor_type]
     cls = event_class(monitor_type, event_type)
-    if not cls:
+    if not cls and not p.other_args:
         return ()
-    per_class, every_call = _PER_CLASS[monitor_type]
     out: list[str] = []
-    for a in per_class.get(cls, ()):
-        out += [f"{a}_x", f"{a}_y", f"{a}_z"] if a in _DIM3 else [a]
+    for a in p.call_args(cls):
+        out += [f"{a}_x", f"{a}_y", f"{a}_z"] if a in p.dim3 else [a]
     # py_stack is not shown: it names a Python stack (py_frames), not an argument
-    return (*out, *(a for a in every_call if a != "py_stack"))
-
-
-_PER_CLASS = {"CUDA": (abi.CUDA_ARGS, abi.CUDA_EVERY_CALL),
-              "ACL": (abi.ACL_ARGS, abi.ACL_EVERY_CALL)}  # fmt: skip
+    return (*out, *(a for a in p.every_call if a != event_data.PY_STACK))
 
 
 def _numeric(monitor_type: str, names: Iterable[str]) -> list[str]:
@@ -218,19 +204,13 @@ def _arguments(raw: Sequence[Any] | event_data.JsonSpans, name: np.ndarray,
     """The argument columns of events of these types, from their event_data (raw)."""
     n = len(raw)
     args = {a: np.zeros(n, np.uint64) for a in _numeric(monitor_type, names)}
-    if monitor_type in ("CUDA", "ACL", "PYTHON") and n:  # the call's Python stack, not shown
+    if event_data.PY_STACK in probe_for(monitor_type).every_call and n:  # not shown
         args[event_data.PY_STACK] = np.zeros(n, np.uint64)
     texts: dict[str, list[str]] = {a: [""] * n for a in _text_names(monitor_type, names)}
     event_data.fill(raw, name, [args_of(monitor_type, t) for t in names], args, texts)
     return args, {a: TextColumn.of(v) for a, v in texts.items()}
 
 
-_SYSCALL_ARGS = ("arg0", "arg1", "arg2")  # struct syscall_event: the first three, raw
-# Which struct cuda_event field holds each argument column (dim3 axes by their own name).
-_CUDA_FIELD = {**abi.CUDA_FIELD, **{f"{d}_{a}": f"{d}_{a}" for d in _DIM3 for a in "xyz"}}
-
-
-_FIELD = {"CUDA": _CUDA_FIELD, "ACL": abi.ACL_FIELD}
 #: Monitor types whose events of one function can be named apart (abi.event_type: ACL's
 #: aclnn launches are named aclnn<Op>) by their op_type field.
 _NAMED_BY_OP = {"ACL"}
@@ -262,7 +242,7 @@ def from_batches(batches: Iterable[abi.Batch], machine_id: str | None = None) ->
     if len(types) > 1:
         raise ValueError(f"batches of several monitor types: {sorted(types)}")
     mtype = {v: k for k, v in abi.MONITOR_TYPES.items()}[types.pop()]
-    field_of = _FIELD.get(mtype) or {a: a for a in (*_SYSCALL_ARGS, "generation", "collected")}
+    field_of = probe_for(mtype).columns()
     ev = np.concatenate([b.events for b in blist]) if blist else abi.empty_events(0, mtype)
     ts = np.concatenate([b.events["ts_ns"].astype(np.int64) + b.mono_to_real_ns
                          for b in blist]) if blist else np.zeros(0, np.int64)  # fmt: skip

@@ -4,21 +4,22 @@ A trace draws every call as a slice on its thread. Beyond that, a monitor type s
 calls submit work to an asynchronous queue (a CUDA stream, an ACL stream, an HCCL
 communicator's stream) and which argument names the queue, which calls also show on a row
 of their group (an HCCL collective on its communicator's row), which calls allocate or free
-device memory, and how return codes read. New monitor types add a Layout here; the writers
-do not change.
+device memory, and how return codes read: all of that is the probe's schema
+(xpucore.probes, xpucore.calls); a Layout adds how a trace shows it (track names, pointers,
+named codes). New monitor types add a Layout here; the writers do not change.
 """
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from trace_export import acl_names
-from trace_export.cuda_errors import error_name
-from trace_export.events import EventChunk, event_class
+from trace_export.events import EventChunk
+from xpucore import calls
+from xpucore.memory import MemoryLedger, ledger_rows
+from xpucore.probes import acl_names, probe_for
 
 __all__ = ["DEVICE_SHIFT", "LAYOUTS", "Layout", "MemoryHeld", "display_args", "group_values",
            "layout_for", "queue_values"]  # fmt: skip
@@ -30,7 +31,7 @@ def _never(event_type: str) -> bool:
 
 @dataclass(frozen=True)
 class Layout:
-    api: str  # shown in track names: "CUDA stream 0x...", "CUDA device memory"
+    api: str  # shown in track names: "CUDA stream 0x...", "GPU 0 CUDA device memory"
     queue_arg: str | None  # the argument naming a call's queue ("stream")
     queue_label: Callable[[int], str]  # of a queue value (see queue_values)
     submits: Callable[[str], bool]  # the call enqueues work on its queue
@@ -47,6 +48,29 @@ class Layout:
     grouped: Callable[[str], bool] = _never
     group_arg: str | None = None  # "comm": an HCCL communicator
     group_label: Callable[[int], str] = str  # of a group value (see group_values)
+    device_label: str | None = None  # what devices are called ("GPU"), None: not named
+
+    def memory_track(self, device: int | None) -> str:
+        """The name of a process's device memory counter on a device ("GPU 0 CUDA device
+        memory"; without the device where the monitor type names none)."""
+        if self.device_label is None or device is None:
+            return f"{self.api} device memory"
+        return f"{self.device_label} {device} {self.api} device memory"
+
+
+def _of_kind(monitor_type: str, kind: str) -> Callable[[str], bool]:
+    """Whether an event type's function is of a kind (xpucore.calls.KINDS)."""
+    return lambda t: calls.is_kind(monitor_type, kind, t)
+
+
+def _probe_layout(monitor_type: str, api: str, **shown: object) -> Layout:
+    """A Layout whose meaning is the probe's schema, with how a trace shows it (shown)."""
+    p = probe_for(monitor_type)
+    return Layout(api=api, submits=_of_kind(monitor_type, "submit"),
+                  allocates=_of_kind(monitor_type, "alloc"),
+                  frees=_of_kind(monitor_type, "free"), ret_name=p.ret_name,
+                  grouped=_of_kind(monitor_type, "grouped"), device_label=p.device_label,
+                  **shown)  # type: ignore[arg-type]
 
 
 DEVICE_SHIFT = 48  # a queue value: the device above this bit, the queue handle below
@@ -74,14 +98,6 @@ def _per_device(layout: Layout, args: Mapping[str, np.ndarray],
     return q
 
 
-# NCCL collectives and point-to-point calls enqueue on their stream too, and show on a row
-# per communicator, as HCCL's do (ncclCommInitRank and ncclCommDestroy do neither).
-_NCCL_COLLECTIVE = {"NCCL_REDUCE", "NCCL_GATHER", "NCCL_BCAST", "NCCL_SEND", "NCCL_RECV"}
-_CUDA_SUBMIT = {"LAUNCH", "LAUNCH_EX", "CU_LAUNCH", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC",
-                "ALLOC_ASYNC", "FREE_ASYNC", "EVENT_RECORD", "GRAPH_LAUNCH",
-                *_NCCL_COLLECTIVE}  # fmt: skip
-
-
 _MEMCPY_KIND = {0: "HostToHost", 1: "HostToDevice", 2: "DeviceToHost", 3: "DeviceToDevice",
                 4: "Default"}  # fmt: skip  (cudaMemcpyKind, driver_types.h)
 
@@ -100,14 +116,11 @@ def _cuda_stream(v: int) -> str:
 
 
 LAYOUTS: dict[str, Layout] = {
-    "CUDA": Layout(
+    "CUDA": _probe_layout(
+        "CUDA",
         api="CUDA",
         queue_arg="stream",
         queue_label=_cuda_stream,
-        submits=lambda t: event_class("CUDA", t) in _CUDA_SUBMIT,
-        allocates=lambda t: event_class("CUDA", t) in {"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"},
-        frees=lambda t: event_class("CUDA", t) in {"FREE", "FREE_ASYNC"},
-        ret_name=error_name,
         pointers=frozenset({"func", "dst", "src", "ptr", "stream", "event", "graph_exec",
                             "sendbuff", "recvbuff", "comm", "comm_id"}),
         strings=(
@@ -116,7 +129,6 @@ LAYOUTS: dict[str, Layout] = {
             ("kind", ("kind",), lambda k: _MEMCPY_KIND.get(k, str(k))),
         ),
         device_arg="device",
-        grouped=lambda t: event_class("CUDA", t) in _NCCL_COLLECTIVE,
         group_arg="comm",
         group_label=lambda v: f"GPU {v >> DEVICE_SHIFT} NCCL communicator "
                               f"{v & ((1 << DEVICE_SHIFT) - 1):#x}",
@@ -124,20 +136,7 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-# Ascend as msprof shows it: AscendCL/CANN calls on their threads; a row per NPU stream with a
-# flow from each call that enqueues a task (kernel launch, async copy or memset, aclop, aclnn,
-# aclmdlExecuteAsync, event record/wait, HCCL); a row per HCCL communicator where a rank's
-# collectives show together. aclrtMallocHost and aclrtFreeHost are host (pinned) memory, not
-# counted as device memory.
-# HCCL's collectives, point to point and barrier: on their communicator's row too
-_ACL_GROUPED = {"HCCL_REDUCE", "HCCL_GATHER", "HCCL_BROADCAST", "HCCL_P2P", "HCCL_ALLTOALL",
-                "HCCL_ALLTOALLV", "HCCL_BATCH", "HCCL_BARRIER"}  # fmt: skip
-_ACL_SUBMIT = {"LAUNCH", "LAUNCH_V2", "LAUNCH_CONFIG", "MEMCPY_ASYNC", "MEMCPY_2D_ASYNC",
-               "MEMSET_ASYNC", "OP_EXECUTE", "OP_EXEC_HANDLE", "OP_COMPILE_EXECUTE",
-               "MDL_EXECUTE_ASYNC", "EVENT_RECORD", "STREAM_WAIT_EVENT", "NN_LAUNCH",
-               "HCCL_REDUCE", "HCCL_GATHER", "HCCL_BROADCAST", "HCCL_P2P", "HCCL_ALLTOALL",
-               "HCCL_ALLTOALLV", "HCCL_BATCH", "HCCL_BARRIER"}  # fmt: skip
-
+# Ascend as msprof shows it: a row per NPU stream, a row per HCCL communicator.
 _ACL_POINTERS = frozenset({"stream", "ptr", "dst", "src", "func", "args", "config",
                            "args_handle", "attr", "handle", "op_path", "input", "output",
                            "event", "workspace", "executor", "root_info", "comm", "send_buf",
@@ -157,14 +156,11 @@ def _named(table: dict[int, str]) -> Callable[[int], str]:
     return lambda v: acl_names.name_of(table, v)
 
 
-LAYOUTS["ACL"] = Layout(
+LAYOUTS["ACL"] = _probe_layout(
+    "ACL",
     api="ACL",
     queue_arg="stream",
     queue_label=_npu_stream,
-    submits=lambda t: event_class("ACL", t) in _ACL_SUBMIT,
-    allocates=lambda t: event_class("ACL", t) == "MALLOC",  # aclrtMalloc, aclrtMallocCached
-    frees=lambda t: t == "aclrtFree",  # not aclrtFreeHost, of the same class
-    ret_name=acl_names.ret_name,
     pointers=_ACL_POINTERS,
     strings=(
         ("kind", ("kind",), _named(acl_names.MEMCPY_KINDS)),
@@ -177,22 +173,13 @@ LAYOUTS["ACL"] = Layout(
         ("reduce_op", ("reduce_op",), _named(acl_names.REDUCE_OPS)),
     ),
     device_arg="device",
-    grouped=lambda t: event_class("ACL", t) in _ACL_GROUPED,
     group_arg="comm",
     group_label=_hccl_comm,
 )
 
 
-def _errno(event_type: str, ret: int) -> str:
-    """A syscall's return: the errno's name when it failed (-ENOENT: "ENOENT (-2)")."""
-    name = errno.errorcode.get(-ret) if ret < 0 else None
-    return f"{name} ({ret})" if name else str(ret)
-
-
-LAYOUTS["SYSCALL"] = Layout(
-    api="syscall", queue_arg=None, queue_label=str, submits=lambda t: False,
-    allocates=lambda t: False, frees=lambda t: False, ret_name=_errno,
-)  # fmt: skip
+LAYOUTS["SYSCALL"] = _probe_layout("SYSCALL", api="syscall", queue_arg=None,
+                                   queue_label=str)
 
 
 def layout_for(monitor_type: str) -> Layout:
@@ -204,37 +191,38 @@ def layout_for(monitor_type: str) -> Layout:
 
 
 class MemoryHeld:
-    """Device memory each process holds, from its allocations and frees so far."""
+    """Device memory each process holds on each device: xpucore.memory's ledger (the one
+    Grafana's aggregates count with) over the chunks' allocations and frees."""
 
     def __init__(self) -> None:
-        self.live: dict[tuple[str, int], dict[int, int]] = {}  # (machine, pid) -> {ptr: size}
-        self.held: dict[tuple[str, int], int] = {}
+        self.ledger = MemoryLedger()
+        self.last: dict[tuple[str, int, int | None], int] = {}  # the last point's time
 
-    def update(self, c: EventChunk, layout: Layout) -> list[tuple[int, str, int, str, int]]:
-        """(end time, machine, pid, comm, bytes held after) for each successful allocation
-        and each free of a known pointer in the chunk, in end-time order."""
+    def update(self, c: EventChunk,
+               layout: Layout) -> list[tuple[int, str, int, str, int | None, int]]:  # fmt: skip
+        """(time, machine, pid, comm, device, bytes held there after) for each change the
+        chunk's calls make, in the order the ledger applies them (start time); a point is
+        at its call's end, or at the previous point of its track when that is later.
+        device: None where the monitor type names no device."""
         alloc = np.array([layout.allocates(t) for t in c.names], dtype=bool)[c.name]
         free = np.array([layout.frees(t) for t in c.names], dtype=bool)[c.name]
-        rows = np.flatnonzero((alloc & (c.ret == 0)) | free)
-        if not len(rows) or "ptr" not in c.args:
+        if "ptr" not in c.args or not (alloc.any() or free.any()):
             return []
-        rows = rows[np.argsort(c.ts[rows] + c.dur[rows], kind="stable")]
+        rows = ledger_rows(alloc, free, c.ret, c.flags, c.ts)
         ptr, size = c.args["ptr"], c.args.get("bytes", np.zeros(len(c), np.uint64))
+        dev_arg = layout.device_arg
+        device = c.args.get(dev_arg) if dev_arg is not None else None
         out = []
         for i in rows.tolist():
             key = (c.machines[c.machine[i]], int(c.pid[i]))
-            live = self.live.setdefault(key, {})
-            p = int(ptr[i])
-            if alloc[i]:
-                if not p:
-                    continue
-                live[p] = int(size[i])
-                delta = int(size[i])
-            else:
-                delta = -live.pop(p, 0)
-            if delta:
-                held = self.held[key] = self.held.get(key, 0) + delta
-                out.append((int(c.ts[i] + c.dur[i]), key[0], key[1], c.comms[c.comm[i]], held))
+            dev = int(device[i]) if device is not None else 0
+            for d, held in self.ledger.apply(key, bool(alloc[i]), int(ptr[i]), int(size[i]),
+                                             dev):  # fmt: skip
+                shown = d if device is not None else None
+                track = (*key, shown)
+                t = max(int(c.ts[i] + c.dur[i]), self.last.get(track, 0))
+                self.last[track] = t
+                out.append((t, key[0], key[1], c.comms[c.comm[i]], shown, held))
         return out
 
 

@@ -142,11 +142,12 @@ class _Writer:
         self._write(Markers.join(parts), horizon, c, ann)
 
     def _memory(self, c: EventChunk, layout: Layout) -> Markers:
-        """Device memory held per process, a point at the end of each alloc and free."""
+        """Device memory held per process and device, a point at the end of each alloc and
+        free that changes it (layouts.MemoryHeld)."""
         points = []
-        for t, machine, pid, comm, held in self.memory.update(c, layout):
-            s = self.tracks.child("memory", machine, pid, comm, f"{layout.api} device memory",
-                                  None, int(c.ts[0]), "bytes")
+        for t, machine, pid, comm, device, held in self.memory.update(c, layout):
+            s = self.tracks.child("memory", machine, pid, comm, layout.memory_track(device),
+                                  device, int(c.ts[0]), "bytes")
             points.append((t, s.seq, held))
         return counter_markers(points)
 

@@ -10,6 +10,9 @@ are top-level names, so ``events["pid"]`` is ``e->h.pid`` and ``events["stream"]
 is ``e->stream``. Char arrays are numpy ``S<n>`` bytes. All dtypes are
 little-endian, as the wire format is.
 
+What the fields mean for each call (named arguments, text, ...) is the probe's schema
+(xpucore.probes); ``event_records`` reads events with it.
+
 A batch is ``struct xpu_batch_hdr`` followed by ``event_count`` events of
 ``event_size`` bytes; a capture file is batches back to back. Batches come off
 the network, so every header field is checked before it is used.
@@ -28,24 +31,20 @@ from typing import Any, BinaryIO
 import cffi
 import numpy as np
 
+from xpucore.probes import PROBES
+from xpucore.probes.schema import cstr as _cstr
+
 __all__ = [
     "ABI_VERSION",
     "ACK_MAGIC",
     "ACK_SIZE",
-    "ACL_ARGS",
-    "ACL_EVERY_CALL",
-    "ACL_FIELD",
-    "ACL_TEXT",
     "BATCH_DTYPE",
     "BATCH_FINAL",
     "BATCH_HDR_SIZE",
     "BATCH_MAGIC",
     "BATCH_STACKS",
     "COMM_LEN",
-    "CUDA_ARGS",
     "CUDA_EVENT_DTYPE",
-    "CUDA_EVERY_CALL",
-    "CUDA_FIELD",
     "DROP_INFLIGHT",
     "DROP_RINGBUF",
     "EV_DEVICE_ASSUMED",
@@ -152,10 +151,6 @@ def _struct_dtype(ffi: cffi.FFI, struct: str) -> np.dtype[np.void]:
             " the ABI needs explicit reserved members"
         )
     return dt
-
-
-def _cstr(raw: bytes) -> bytes:
-    return raw.split(b"\0", 1)[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -415,7 +410,7 @@ class Abi:
         """JSON-ready dicts of a batch's events, with wall-clock ts_ns and named args."""
         names = {v: k for k, v in self.monitor_types.items()}
         mtype = names.get(batch.monitor_type, "")
-        args_of = _ARGS.get(mtype)
+        probe = PROBES.get(mtype)
         fields = batch.events.dtype.names or ()
         for row in batch.events.tolist():
             e = dict(zip(fields, row, strict=True))
@@ -427,10 +422,10 @@ class Abi:
                 "tid": e["tid"],
                 "cpu": e["cpu"],
                 "comm": _cstr(e["comm"]).decode(errors="replace"),
-                "func": self.event_type(func, mtype, e) if args_of else f"fn_{func:#06x}",
+                "func": self.event_type(func, mtype, e) if probe else f"fn_{func:#06x}",
                 "ret": e["ret"],
                 "incomplete": bool(e["flags"] & EV_INCOMPLETE),
-                "args": args_of(self.arg_class(func, mtype), e) if args_of else {},
+                "args": probe.record_args(self.arg_class(func, mtype), e) if probe else {},
             }
 
 
@@ -445,169 +440,6 @@ def _read(stream: BinaryIO, n: int) -> bytes:
         left -= len(chunk)
     return b"".join(chunks)
 
-
-#: Which struct cuda_event field holds each named argument (include/cuda.h); the dim3s
-#: grid and block are the grid_* and block_* fields.
-CUDA_FIELD: Mapping[str, str] = MappingProxyType({
-    "func": "ptr", "dst": "ptr", "src": "ptr2", "ptr": "ptr", "event": "ptr",
-    "graph_exec": "ptr", "bytes": "bytes", "shared_mem": "bytes", "kind": "kind",
-    "flags": "kind", "stream": "stream", "device": "device", "py_stack": "py_stack",
-    # NCCL; comm_id: the first 8 bytes of commId
-    "sendbuff": "ptr", "recvbuff": "ptr2", "count": "bytes", "datatype": "kind",
-    "op": "grid_x", "root": "grid_y", "peer": "grid_y", "nranks": "grid_z",
-    "comm_id": "ptr2", "rank": "block_z", "comm": "handle",
-})  # fmt: skip
-_NCCL_BUFFERS = ("sendbuff", "recvbuff", "count", "datatype")
-_LAUNCH = ("func", "grid", "block", "shared_mem", "stream")
-_MEMCPY_ASYNC = ("dst", "src", "bytes", "kind", "stream")
-#: Argument names per CUDA argument class, in call order.
-CUDA_ARGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "NONE": (),
-    "LAUNCH": _LAUNCH,
-    "LAUNCH_EX": _LAUNCH,
-    "CU_LAUNCH": _LAUNCH,
-    "MEMCPY": ("dst", "src", "bytes", "kind"),
-    "MEMCPY_ASYNC": _MEMCPY_ASYNC,
-    "CU_MEMCPY_ASYNC": _MEMCPY_ASYNC,
-    "ALLOC": ("ptr", "bytes"),
-    "ALLOC_ASYNC": ("ptr", "bytes", "stream"),
-    "ALLOC_MANAGED": ("ptr", "bytes", "flags"),
-    "FREE": ("ptr",),
-    "FREE_ASYNC": ("ptr", "stream"),
-    "STREAM": ("stream",),
-    "EVENT_RECORD": ("event", "stream"),
-    "EVENT": ("event",),
-    "GRAPH_LAUNCH": ("graph_exec", "stream"),
-    "SET_DEVICE": (),
-    "GET_DEVICE": (),  # never an event: the probe keeps what it returns as the thread's device
-    "NCCL_REDUCE": (*_NCCL_BUFFERS, "op", "comm", "stream"),
-    "NCCL_GATHER": (*_NCCL_BUFFERS, "comm", "stream"),
-    "NCCL_BCAST": (*_NCCL_BUFFERS, "root", "comm", "stream"),
-    "NCCL_SEND": ("sendbuff", "count", "datatype", "peer", "comm", "stream"),
-    "NCCL_RECV": ("recvbuff", "count", "datatype", "peer", "comm", "stream"),
-    "NCCL_INIT": ("comm", "nranks", "comm_id", "rank"),  # comm: the one created, 0 on failure
-    "NCCL_COMM": ("comm",),
-})  # fmt: skip
-
-#: Arguments every CUDA event has after its call's own: the device it ran on, and the key of
-#: the calling thread's Python stack (0: none; XPU_BATCH_STACKS batches carry the stacks).
-CUDA_EVERY_CALL = ("device", "py_stack")
-
-
-def _cuda_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments, then the device it ran on (cudaSetDevice: the one asked for)."""
-    out: dict[str, Any] = {}
-    for name in CUDA_ARGS.get(cls, ()):
-        if name in ("grid", "block"):
-            out[name] = [e[f"{name}_x"], e[f"{name}_y"], e[f"{name}_z"]]
-        else:
-            out[name] = e[CUDA_FIELD[name]]
-    for name in CUDA_EVERY_CALL:
-        out[name] = e[CUDA_FIELD[name]]
-    return out
-
-
-#: Which struct acl_event field holds each named argument (include/acl.h). Names follow the CANN
-#: prototypes' parameters; op_type, model_path and config_path are text (the op_type field).
-ACL_FIELD: Mapping[str, str] = MappingProxyType({
-    "stream": "stream", "ptr": "ptr", "dst": "ptr", "src": "ptr2", "bytes": "bytes",
-    "dest_max": "bytes2", "kind": "kind", "policy": "kind", "dpitch": "bytes2",
-    "spitch": "handle", "width": "bytes", "height": "num", "value": "kind",
-    "max_count": "bytes2", "func": "ptr", "num_blocks": "num", "args": "ptr2",
-    "args_size": "bytes", "config": "handle", "args_handle": "ptr2", "op_type": "op_type",
-    "num_inputs": "num", "num_outputs": "num2", "attr": "ptr", "handle": "ptr",
-    "engine_type": "kind", "compile_flag": "op", "op_path": "ptr2", "model_path": "op_type",
-    "model_id": "num", "input": "ptr", "output": "ptr2", "event": "ptr", "timeout": "num",
-    "workspace": "ptr", "workspace_size": "bytes", "executor": "handle", "n_ranks": "num",
-    "root_info": "ptr2", "rank": "rank", "comm": "handle", "send_buf": "ptr",
-    "recv_buf": "ptr2", "count": "bytes", "data_type": "data_type", "reduce_op": "op",
-    "buf": "ptr", "root": "rank", "peer": "rank", "send_count": "bytes",
-    "send_type": "data_type", "recv_count": "bytes2", "recv_type": "data_type2",
-    "send_counts": "bytes", "recv_counts": "bytes2", "items": "ptr", "item_num": "num",
-    "config_path": "op_type", "device": "device", "py_stack": "py_stack",
-})  # fmt: skip
-#: The ACL arguments that are text (NUL-terminated in op_type), not integers.
-ACL_TEXT = frozenset({"op_type", "model_path", "config_path"})
-_ACL_MEMCPY = ("dst", "dest_max", "src", "bytes", "kind")
-_ACL_MEMCPY_2D = ("dst", "dpitch", "src", "spitch", "width", "height", "kind")
-_ACL_MEMSET = ("dst", "max_count", "value", "bytes")
-_ACL_LAUNCH = ("func", "num_blocks", "args", "args_size")
-_ACL_OP = ("op_type", "num_inputs", "num_outputs", "attr")
-_ACL_MDL = ("model_id", "input", "output")
-#: Argument names per ACL argument class, in call order.
-ACL_ARGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "NONE": (),
-    "INIT": ("config_path",),
-    "SET_DEVICE": (),
-    "GET_DEVICE": (),  # never an event: the probe keeps what it returns as the thread's device
-    "CREATE_STREAM": ("stream",),
-    "MALLOC": ("ptr", "bytes", "policy"),
-    "MALLOC_HOST": ("ptr", "bytes"),
-    "FREE": ("ptr",),
-    "MEMCPY": _ACL_MEMCPY,
-    "MEMCPY_ASYNC": (*_ACL_MEMCPY, "stream"),
-    "MEMCPY_2D": _ACL_MEMCPY_2D,
-    "MEMCPY_2D_ASYNC": (*_ACL_MEMCPY_2D, "stream"),
-    "MEMSET": _ACL_MEMSET,
-    "MEMSET_ASYNC": (*_ACL_MEMSET, "stream"),
-    "LAUNCH": (*_ACL_LAUNCH, "stream"),
-    "LAUNCH_V2": (*_ACL_LAUNCH, "config", "stream"),
-    "LAUNCH_CONFIG": ("func", "num_blocks", "stream", "config", "args_handle"),
-    "OP_EXECUTE": (*_ACL_OP, "stream"),
-    "OP_EXEC_HANDLE": ("handle", "num_inputs", "num_outputs", "stream"),
-    "OP_COMPILE_EXECUTE": (*_ACL_OP, "engine_type", "compile_flag", "op_path", "stream"),
-    "MDL_LOAD_FILE": ("model_path", "model_id"),
-    "MDL_EXECUTE": _ACL_MDL,
-    "MDL_EXECUTE_ASYNC": (*_ACL_MDL, "stream"),
-    "EVENT_RECORD": ("event", "stream"),
-    "STREAM_WAIT_EVENT": ("stream", "event"),
-    "EVENT": ("event",),
-    "STREAM": ("stream",),
-    "STREAM_TIMEOUT": ("stream", "timeout"),
-    "NN_LAUNCH": ("op_type", "workspace", "workspace_size", "executor", "stream"),
-    "HCCL_INIT_ROOT": ("n_ranks", "root_info", "rank", "comm"),
-    "HCCL_REDUCE": ("send_buf", "recv_buf", "count", "data_type", "reduce_op", "comm", "stream"),
-    "HCCL_GATHER": ("send_buf", "recv_buf", "count", "data_type", "comm", "stream"),
-    "HCCL_BROADCAST": ("buf", "count", "data_type", "root", "comm", "stream"),
-    "HCCL_P2P": ("buf", "count", "data_type", "peer", "comm", "stream"),
-    "HCCL_ALLTOALL": ("send_buf", "send_count", "send_type", "recv_buf", "recv_count",
-                      "recv_type", "comm", "stream"),
-    "HCCL_ALLTOALLV": ("send_buf", "send_counts", "send_type", "recv_buf", "recv_counts",
-                       "recv_type", "comm", "stream"),
-    "HCCL_BATCH": ("items", "item_num", "comm", "stream"),
-    "HCCL_BARRIER": ("comm", "stream"),
-})  # fmt: skip
-#: Arguments every ACL event has after its call's own (as CUDA_EVERY_CALL).
-ACL_EVERY_CALL = ("device", "py_stack")
-
-
-def _acl_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments (text as str), then the device it ran on."""
-    out: dict[str, Any] = {}
-    for name in (*ACL_ARGS.get(cls, ()), *ACL_EVERY_CALL):
-        v = e[ACL_FIELD[name]]
-        out[name] = _cstr(v).decode(errors="replace") if name in ACL_TEXT else v
-    return out
-
-
-def _syscall_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
-    """The first three arguments, raw (a SYSCALL event's function id is its number)."""
-    return {"arg0": e["arg0"], "arg1": e["arg1"], "arg2": e["arg2"]}
-
-
-def _python_args(cls: str, e: dict[str, Any]) -> dict[str, Any]:
-    """A sample names the stack it caught (XPU_BATCH_STACKS batches carry the stacks); a
-    garbage collection its generation and what it collected, then the stack that ran it."""
-    if cls == "GC":
-        return {
-            "generation": e["generation"],
-            "collected": e["collected"],
-            "py_stack": e["py_stack"],
-        }
-    return {"py_stack": e["py_stack"]}
-
-
-_ARGS = {"CUDA": _cuda_args, "ACL": _acl_args, "SYSCALL": _syscall_args, "PYTHON": _python_args}
 
 _default = Abi()
 MONITOR_TYPES: Mapping[str, int] = _default.monitor_types

@@ -17,11 +17,12 @@ from tests.agent.procs import Capture, run_agent_expect_failure, trace_workload
 from tests.workloads import acl_expect
 from tests.workloads.acl_expect import Call, Out
 from xpucore import abi
+from xpucore.probes import acl
 
 pytestmark = pytest.mark.bpf
 
 SYNC_US, HCCL_US = 10_000, 5_000  # long enough that no plain call takes as long
-# CANN parameter name -> decoded argument name (xpucore.abi.ACL_ARGS), then per symbol.
+# CANN parameter name -> decoded argument name (xpucore.probes.acl.ARGS), then per symbol.
 PARAM = {
     "configPath": "config_path", "size": "bytes", "policy": "policy", "dst": "dst",
     "destMax": "dest_max", "src": "src", "count": "bytes", "kind": "kind", "devPtr": "ptr",
@@ -93,8 +94,8 @@ def check_call(rec: dict[str, Any], c: Call, outs: dict[tuple[int, str], dict[st
             want = outs[(c.round, want.symbol)]["ptr"]
             assert want, f"{where}: the allocation it frees returned nothing"
         if want is None:
-            want = "" if name in abi.ACL_TEXT else 0
-        if name in abi.ACL_TEXT:
+            want = "" if name in acl.TEXT else 0
+        if name in acl.TEXT:
             want = want[:39]
         if args[name] != want:
             bad.append(f"{where}: {param} ({name}) = {args[name]!r}, expected {want!r}")

@@ -19,10 +19,11 @@ from tests.workloads import nccl_expect
 from trace_export import from_batches, write_perfetto
 from trace_export.layouts import layout_for
 from xpucore import abi
+from xpucore.probes import cuda as cuda_probe
 
 pytestmark = pytest.mark.bpf
 
-# nccl.h parameter -> decoded argument name (xpucore.abi.CUDA_ARGS)
+# nccl.h parameter -> decoded argument name (xpucore.probes.cuda.ARGS)
 NAME = {"recvcount": "count", "sendcount": "count", "commId": "comm_id"}
 
 
@@ -48,7 +49,7 @@ def test_every_nccl_call_exactly(build_dir: Path, tmp_path: Path, attach: str) -
         exp = [c for c in nccl_expect.expected_nccl_calls(threads, iters) if c.thread == t]
         assert [r["func"] for r in mine] == [c.symbol for c in exp]
         for r, c in zip(mine, exp, strict=True):
-            got = {k: v for k, v in r["args"].items() if k not in abi.CUDA_EVERY_CALL}
+            got = {k: v for k, v in r["args"].items() if k not in cuda_probe.EVERY_CALL}
             assert (got, r["ret"]) == (want_args(c), c.ret), (t, c)
             assert r["duration_ns"] > 0 and r["pid"] == ready["pid"]
     assert Counter(r["tid"] for r in recs) == Counter(

@@ -15,6 +15,7 @@ import pytest
 
 from backend import dump
 from xpucore import abi
+from xpucore.probes import cuda as cuda_probe
 
 HDR_FIELDS = ("ts_ns", "duration_ns", "ret", "pid", "tid", "func", "flags", "cpu", "comm")
 
@@ -238,7 +239,7 @@ def test_function_names() -> None:
 
 def test_every_arg_class_has_names() -> None:
     classes = header_enum("CUDA_ARGS_")
-    assert set(abi.CUDA_ARGS) == set(classes)
+    assert set(cuda_probe.ARGS) == set(classes)
     assert {abi.arg_class(f) for f in abi.function_names()} <= set(classes)
 
 

@@ -117,10 +117,10 @@ def test_library_and_process(settings: Callable[..., Settings]) -> None:
      "TARGET_NOT_FOUND: Failed to find target library /usr/lib/libcudart.so.12."),
     (Library("/usr/lib/libcudart.so.12", "other"),  # a directory, or unreadable
      "INVALID_CONFIG: target.library_path: '/usr/lib/libcudart.so.12' is not a library of "
-     "libcudart*.so*, libcuda.so*"),
+     "libcudart*.so*, libcuda.so*, libnccl*.so*"),
     (Library("/usr/bin/dash", "file"),  # a link with a library's name to something else
      "INVALID_CONFIG: target.library_path: '/usr/lib/libcudart.so.12' is not a library of "
-     "libcudart*.so*, libcuda.so*"),
+     "libcudart*.so*, libcuda.so*, libnccl*.so*"),
 ])
 def test_library_facts_refused(settings: Callable[..., Settings], library: Library,
                                expected: str) -> None:
@@ -247,7 +247,8 @@ def test_process_refused(settings: Callable[..., Settings]) -> None:
     (start(target=Target(library_path="lib/libcudart.so")),
      "target.library_path: 'lib/libcudart.so' is not absolute"),
     (start(target=Target(library_path="/bin/sh")),
-     "target.library_path: '/bin/sh' is not a library of libcudart*.so*, libcuda.so*"),
+     "target.library_path: '/bin/sh' is not a library of libcudart*.so*, libcuda.so*, "
+     "libnccl*.so*"),
     (start("ACL", Target(library_path="/usr/lib/libcudart.so.12")),
      "target.library_path: '/usr/lib/libcudart.so.12' is not a library of libacl_rt.so*, "
      "libascendcl.so*, libacl_op_compiler.so*, libopapi.so*, libcust_opapi.so*, "

@@ -107,7 +107,7 @@ def test_refusals_do_not_tell_what_is_there(settings: Callable[..., Settings],
     for path in ("/etc/shadow", "/etc/no-such-file", "/etc", "/root/.bashrc"):
         got = run(message(Target(library_path=path)))
         assert got == (f"INVALID_CONFIG: target.library_path: '{path}' is not a library of "
-                       "libcudart*.so*, libcuda.so*"), got
+                       "libcudart*.so*, libcuda.so*, libnccl*.so*"), got
     got = run(message(Target(pid=os.getpid(), comm="sshd")))
     assert got == f"TARGET_NOT_FOUND: target.comm: PID {os.getpid()} does not run 'sshd'"
     assert "python" not in got and "pytest" not in got

@@ -17,10 +17,11 @@ import pytest
 
 from manager.reaper import start_ticks
 from manager.settings import Settings
-from manager.supervisor import AGENT_ENV, Supervisor
+from manager.supervisor import AGENT_ENV, AGENT_EXIT_CODES, Supervisor
 from tests.manager.conftest import MACHINE_ID, run
 from tests.manager.procs import alive, orphan_process, wait_for
 from tests.manager.python.test_target import python_or_skip
+from xpucore.exit_codes import AGENT_EXIT
 from xpucore.protocol import (
     AgentConfig,
     CommandError,
@@ -118,6 +119,43 @@ def test_capture_mode_and_library_target(settings: Callable[..., Settings],
                                 "--output", str(s.capture_dir / f"{MID}.bin")]
             assert m.libraries == [str(lib)]
     run(go())
+
+
+@pytest.mark.parametrize("name", ["libcudart.so.12", "libcuda.so.1", "libnccl.so.2"])
+def test_cuda_library_is_any_the_agent_attaches_to(settings: Callable[..., Settings],
+                                                   agent: Callable[..., Path], tmp_path: Path,
+                                                   name: str) -> None:
+    """The CUDA probe's library patterns (agent_c/cuda_probe.c: the runtime, the driver and
+    NCCL), as the probe's schema names them."""
+    record = tmp_path / "argv.json"
+    lib = tmp_path / name
+    lib.write_bytes(b"\x7fELF")
+    s = settings(agent_path=agent(record=str(record)))
+
+    async def go() -> None:
+        async with Supervisor(s, MACHINE_ID) as sup:
+            await sup.start(cmd(lib=str(lib), endpoint=None))
+            argv = json.loads(record.read_text())["argv"]
+            assert argv[7:9] == ["--target-library", str(lib)]
+    run(go())
+
+
+def test_every_agent_exit_code_maps_to_its_error_code() -> None:
+    """enum agent_exit (xpucore/include/exit_codes.h), read from the header: each code the
+    agent exits with before it is ready maps to the error code of its name; success and a
+    failure after it was running are no refusal."""
+    assert set(AGENT_EXIT) == {"AGENT_OK", "AGENT_RUNTIME_ERROR", "AGENT_INVALID_CONFIG",
+                               "AGENT_TARGET_NOT_FOUND", "AGENT_PERMISSION_DENIED",
+                               "AGENT_START_FAILED"}  # fmt: skip
+    for name, code in AGENT_EXIT.items():
+        if name in ("AGENT_OK", "AGENT_RUNTIME_ERROR"):
+            assert code not in AGENT_EXIT_CODES
+        else:
+            short = name.removeprefix("AGENT_")
+            assert AGENT_EXIT_CODES[code] == ErrorCode[short if short in ErrorCode.__members__
+                                                       else name]
+    assert AGENT_EXIT_CODES == {2: ErrorCode.INVALID_CONFIG, 3: ErrorCode.TARGET_NOT_FOUND,
+                                4: ErrorCode.PERMISSION_DENIED, 5: ErrorCode.AGENT_START_FAILED}
 
 
 @pytest.mark.parametrize(("code", "name", "expected"), [

@@ -1,4 +1,4 @@
-"""trace_export.acl_names against the CANN headers of the torch-npu wheel, as the build
+"""xpucore.probes.acl_names against the CANN headers of the torch-npu wheel, as the build
 fetches them (tests/workloads/ascend/fetch-cann-headers into <build>/.../cann-include)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from trace_export import acl_names
-from trace_export.acl_names import policy_name, ret_name
+from xpucore.probes import acl_names
+from xpucore.probes.acl_names import policy_name, ret_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

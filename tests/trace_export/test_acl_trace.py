@@ -213,7 +213,7 @@ def test_arguments_text_and_named_codes() -> None:
 
 def test_device_memory_counts_device_allocations_only() -> None:
     s, _ = perfetto([chunk()])
-    (memory,) = [u for u, t in s.tracks.items() if t.name == "ACL device memory"]
+    (memory,) = [u for u, t in s.tracks.items() if t.name == "NPU 0 ACL device memory"]
     # aclrtMalloc of 4 MiB, its aclrtFree; not the failed one, not aclrtMallocHost/FreeHost
     assert [(t - T0, v) for t, v in s.counters[memory]] == [(8_000, 4 * MiB), (32_000, 0)]
 

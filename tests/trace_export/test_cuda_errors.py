@@ -1,4 +1,5 @@
-"""trace_export.cuda_errors against the CUDA 12.9 headers in the nvidia-cuda-runtime-cu12 wheel."""
+"""xpucore.probes.cuda_errors against the CUDA 12.9 headers of the nvidia-cuda-runtime-cu12
+wheel."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trace_export.cuda_errors import DRIVER, NCCL, RUNTIME, error_name
+from xpucore.probes.cuda_errors import DRIVER, NCCL, RUNTIME, error_name
 
 
 def header_enum(path: Path, name: str) -> dict[int, str]:

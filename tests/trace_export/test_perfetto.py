@@ -143,7 +143,7 @@ def test_memory_counter_follows_allocations_and_frees() -> None:
         {"func": FREE, "ts_ns": 5000, "duration_ns": 10, "tid": 8, "ptr": 0xDEAD},  # unknown
     ])  # fmt: skip
     s, _ = perfetto([c])
-    memory = [u for u, t in s.tracks.items() if t.name == "CUDA device memory"]
+    memory = [u for u, t in s.tracks.items() if t.name == "GPU 0 CUDA device memory"]
     assert len(memory) == 1
     assert [(ts - T0, v) for ts, v in s.counters[memory[0]]] == [(1010, 100), (2010, 150),
                                                                  (4010, 50)]  # fmt: skip

@@ -66,7 +66,7 @@ def test_same_slices_nesting_flows_and_counters(data: bytes, tmp_path: Path,
         "select ts, dur, depth, name from slice where dur > 0",
         "select count(*) from flow",
         "select count(*) from counter",
-        "select distinct name from track where name like 'GPU %' order by name",
+        "select distinct name from track where name like 'GPU % stream %' order by name",
         folder=trace_processor)
     assert Counter(tuple(r) for r in rows) == Counter(
         (sl.ts, sl.dur, sl.depth, sl.name) for sl in s.slices)

@@ -68,8 +68,8 @@ enum acl_arg_class {
 
 /*
  * One completed (or, at stop, incomplete) call. Which generic field holds
- * which argument depends on the argument class (xpucore/abi.py names them,
- * ACL_FIELD and ACL_ARGS):
+ * which argument depends on the argument class (xpucore/probes/acl.py names them,
+ * FIELD and ARGS):
  *   stream  every call that takes a stream; aclrtCreateStream: the stream
  *           created (0 unless the call succeeded)
  *   ptr     alloc: the pointer returned (0 unless the call succeeded); free:

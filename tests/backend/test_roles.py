@@ -147,6 +147,14 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/users/{user_id}"): "admin",
     ("PATCH", "/api/v1/users/{user_id}"): "admin",
     ("GET", "/api/v1/auditLogs"): "admin",
+    ("GET", "/api/v1/jobs"): "viewer",
+    ("GET", "/api/v1/machines/{machine_id}/jobs"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/parameters"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/code"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/status-history"): "viewer",
+    ("POST", "/api/v1/jobs/{job_id}:stop"): "operator",
+    ("POST", "/api/v1/jobs:batchStop"): "operator",
 }
 PUBLIC = {("POST", "/api/v1/auth:register"), ("POST", "/api/v1/auth:login"),
           ("POST", "/api/v1/auth:refreshToken"), ("GET", "/api/v1/openapi.json")}
@@ -164,7 +172,7 @@ async def test_a_role_below_the_route_is_403(team: Team, method: str, path: str)
     # No body: a caller allowed in gets the handler's own answer (400, 404, 200, 204), one
     # below the route's role a 403 before the handler reads anything.
     url = path.format(machine_id=MACHINE, monitor_id=ANY_UUID, trace_job_id=ANY_UUID,
-                      trace_id=ANY_UUID, user_id=ANY_UUID)
+                      trace_id=ANY_UUID, user_id=ANY_UUID, job_id=ANY_UUID)
     need = POLICY[(method, path)]
     for role in RANK:
         r = await team.client.request(method, url, headers=team.auth(role))

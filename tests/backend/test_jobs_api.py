@@ -6,6 +6,7 @@ by field, secrets absent from the database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -117,27 +118,35 @@ class Env:
         await self.manager.send(protocol.job_snapshot(MACHINE, list(keys), now()))
 
 
-@pytest.fixture
-async def env(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> AsyncIterator[Env]:
-    settings = backend_settings(migrated_dsn, tmp_path, job_stop_grace_s=1.0,
-                                reconcile_interval_s=3600.0)
-    cert = enroll(settings, tmp_path / "manager")
-    client = await aiohttp_client(create_app(settings))
+@contextlib.asynccontextmanager
+async def open_env(aiohttp_client: Any, dsn: str, tmp_path: Path,
+                   **settings: Any) -> AsyncIterator[Env]:
+    """A backend (settings: backend_settings with these overrides), its team, and a scripted
+    manager registered as MACHINE."""
+    values = {"job_stop_grace_s": 1.0, "reconcile_interval_s": 3600.0, **settings}
+    backend = backend_settings(dsn, tmp_path, **values)
+    cert = enroll(backend, tmp_path / "manager")
+    client = await aiohttp_client(create_app(backend))
     team = await make_team(client)
-    manager = ScriptedManager(settings, cert, MACHINE)
+    manager = ScriptedManager(backend, cert, MACHINE)
     try:
         await manager.connected()
         await manager.hello()
-        e = Env(team, manager, settings)
 
         async def registered() -> Any:
             r = await client.get(f"/api/v1/machines/{MACHINE}", headers=team.viewer)
             return r.status == 200
 
         await eventually(registered, "HELLO applied", 10.0)
-        yield e
+        yield Env(team, manager, backend)
     finally:
         manager.close()
+
+
+@pytest.fixture
+async def env(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> AsyncIterator[Env]:
+    async with open_env(aiohttp_client, migrated_dsn, tmp_path) as e:
+        yield e
 
 
 async def test_seen_then_exited_with_its_history(env: Env) -> None:
@@ -435,3 +444,15 @@ async def test_cli_lists_shows_and_stops(env: Env, tmp_path: Path,
     assert json.loads(out)["status"] == "stopped"
     rc, _, err = await xputrace("jobs", "stop", jid, str(jobs_repo.job_id(MACHINE, 901, 9)))
     assert rc == 1 and "2 of 2 not stopped" in err
+
+
+async def test_a_silent_manager_leaves_its_jobs_unknown(aiohttp_client: Any, migrated_dsn: str,
+                                                        tmp_path: Path) -> None:
+    async with open_env(aiohttp_client, migrated_dsn, tmp_path,
+                        heartbeat_timeout_s=1.0) as e:  # the scripted manager sends none
+        await e.seen(950, 1)
+        job = await e.status_of(950, 1, "unknown")
+        assert job["statusReason"] == "its manager is silent (no heartbeat for 1 s)"
+        await e.manager.hello()
+        await e.snapshot((950, 1))
+        await e.status_of(950, 1, "running")

@@ -77,7 +77,7 @@ async def _list(request: web.Request, machine_id: str | None) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """AI jobs on every machine, a page at a time (filter: status, jobType, framework,
     machine, name, user, pid, modelFormat, startTime, endTime; order_by: startTime (newest
-    first by default), name, status, machine, updateTime)."""
+    first by default), name, machine, updateTime)."""
     return await _list(request, None)
 
 

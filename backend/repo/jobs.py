@@ -136,8 +136,9 @@ FIELDS = {
     "startTime": FieldSpec("start_time", "timestamp"),
     "endTime": FieldSpec("end_time", "timestamp", nullable=True),
 }
-ORDERABLE = {"startTime": "start_time", "name": "job_name", "status": "status",
-             "machine": "machine_id", "updateTime": "updated_at"}
+# Each with an index ending in id (migration 0014): a page is an index range scan.
+ORDERABLE = {"startTime": "start_time", "name": "job_name", "machine": "machine_id",
+             "updateTime": "updated_at"}
 TIEBREAK = ["id"]
 
 

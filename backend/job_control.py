@@ -45,9 +45,11 @@ async def _allowed(conn: Any, caller: Caller, row: dict[str, Any]) -> list[str] 
     user = await users.get_user(conn, caller.user_id)
     accounts = sorted(user.unix_accounts) if user is not None else []
     if row["unix_user"] not in accounts:
-        raise PermissionDenied(f"{caller.email} may not stop job {row['id']}: it runs as "
-                               f"'{row['unix_user']}', not an account granted to them (PATCH "
-                               "/api/v1/users/{id} unix_accounts)")
+        raise PermissionDenied(
+            f"{caller.email} may not stop job {row['id']}: it runs as "
+            f"'{row['unix_user']}', not an account granted to them (PATCH "
+            "/api/v1/users/{id} unix_accounts)"
+        )
     return accounts
 
 
@@ -80,12 +82,17 @@ async def stop_job(app: web.Application, caller: Caller, row: dict[str, Any]) ->
     how = ", ".join(str(s) for s in sent) if isinstance(sent, list) and sent else "no signal"
     status = reply.get("job_status")
     status = status if status in END_STATUSES else "lost"
-    ended = JobEnd(JobKey(row["pid"], row["start_ticks"]), str(status),
-                   code if isinstance(code, int) and 0 <= code <= 255 else None,
-                   sig if isinstance(sig, int) and 1 <= sig <= 64 else None, False,
-                   end if isinstance(end, int) and end >= 0 else None,
-                   f"stopped by {caller.email} ({how})" if status == "stopped"
-                   else f"{status} before {caller.email} stopped it")
+    ended = JobEnd(
+        JobKey(row["pid"], row["start_ticks"]),
+        str(status),
+        code if isinstance(code, int) and 0 <= code <= 255 else None,
+        sig if isinstance(sig, int) and 1 <= sig <= 64 else None,
+        False,
+        end if isinstance(end, int) and end >= 0 else None,
+        f"stopped by {caller.email} ({how})"
+        if status == "stopped"
+        else f"{status} before {caller.email} stopped it",
+    )
     async with app[DB].connection() as conn:
         await job_events.apply_end(conn, row["machine_id"], ended)
         after = await jobs.get_job(conn, row["id"])

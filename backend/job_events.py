@@ -33,8 +33,14 @@ from xpucore import job_wire
 from xpucore.job_wire import JobEnd, JobKey, WireError
 from xpucore.protocol import Event
 
-__all__ = ["JOB_EVENTS", "apply_end", "apply_seen", "apply_snapshot", "mark_unknown",
-           "on_job_event"]
+__all__ = [
+    "JOB_EVENTS",
+    "apply_end",
+    "apply_seen",
+    "apply_snapshot",
+    "mark_unknown",
+    "on_job_event",
+]
 
 log = logging.getLogger(__name__)
 Conn = Any
@@ -43,8 +49,7 @@ LOST_UNLISTED = "not running when its manager reconnected: it ended unseen"
 BACK = "its manager reports it running again"
 
 
-async def _move(conn: Conn, jid: Any, old: str | None, new: str, reason: str,
-                **end: Any) -> None:
+async def _move(conn: Conn, jid: Any, old: str | None, new: str, reason: str, **end: Any) -> None:
     await jobs.set_status(conn, jid, new, reason, **end)
     await history.add(conn, jid, old, new, reason)
     log.info("job %s: %s -> %s (%s)", jid, old, new, reason)
@@ -57,8 +62,13 @@ async def apply_seen(conn: Conn, machine_id: str, job: dict[str, Any]) -> None:
         old = await jobs.lock(conn, jid)
         said = job["status"]
         status = old if old in jobs.FINAL else said
-        reason = ("discovered by its manager" if old is None else
-                  BACK if status == "running" else f"reported {status} by its manager")
+        reason = (
+            "discovered by its manager"
+            if old is None
+            else BACK
+            if status == "running"
+            else f"reported {status} by its manager"
+        )
         await jobs.upsert(conn, jid, machine_id, job, status, reason)
         if old != status:
             await history.add(conn, jid, old, status, reason)
@@ -72,14 +82,27 @@ async def apply_end(conn: Conn, machine_id: str, end: JobEnd) -> bool:
     async with conn.transaction():
         old = await jobs.lock(conn, jid)
         if old is None:
-            log.warning("machine %s: end of unknown job %d/%d ignored", machine_id,
-                        end.key.pid, end.key.start_ticks)
+            log.warning(
+                "machine %s: end of unknown job %d/%d ignored",
+                machine_id,
+                end.key.pid,
+                end.key.start_ticks,
+            )
             return False
         if old in jobs.FINAL or old == end.status:
             return False
-        await _move(conn, jid, old, end.status, end.reason or end.status, ended=True,
-                    exit_code=end.exit_code, signal=end.signal, core_dumped=end.core_dumped,
-                    end_time_ms=end.end_time_ms)
+        await _move(
+            conn,
+            jid,
+            old,
+            end.status,
+            end.reason or end.status,
+            ended=True,
+            exit_code=end.exit_code,
+            signal=end.signal,
+            core_dumped=end.core_dumped,
+            end_time_ms=end.end_time_ms,
+        )
     return True
 
 
@@ -103,8 +126,9 @@ async def mark_unknown(conn: Conn, machine_id: str, reason: str) -> None:
             await _move(conn, jid, "running", "unknown", reason)
 
 
-async def on_job_event(app: web.Application, machine_id: str, key: str, event: Event,
-                       msg: dict[str, Any]) -> None:
+async def on_job_event(
+    app: web.Application, machine_id: str, key: str, event: Event, msg: dict[str, Any]
+) -> None:
     """One of JOB_EVENTS from the machine's manager (under key), checked and applied."""
     try:
         if msg.get("machine_id") != machine_id:
@@ -120,8 +144,11 @@ async def on_job_event(app: web.Application, machine_id: str, key: str, event: E
         return
     async with app[DB].connection() as conn:
         if await machines.machine_of_key(conn, key) != machine_id:
-            log.warning("machine %s: %s under a key bound to no machine or another: dropped",
-                        machine_id, event)
+            log.warning(
+                "machine %s: %s under a key bound to no machine or another: dropped",
+                machine_id,
+                event,
+            )
             return
         if event == Event.JOB_SEEN:
             await apply_seen(conn, machine_id, checked)

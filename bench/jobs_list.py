@@ -89,16 +89,18 @@ def kinds(machines: int) -> list[tuple[str, dict[str, str]]]:
     ]
 
 
-async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExitStack
-                ) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExitStack
+) -> dict[str, Any]:
     server = EmbeddedPostgres(tmp / "pg")
     stack.callback(server.stop)
     dsn = server.start()
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await migrate(conn)
         for m in range(args.machines):
-            await conn.execute("INSERT INTO machines (id, hostname) VALUES (%s, %s)",
-                               (f"machine-{m}", f"gpu{m}"))
+            await conn.execute(
+                "INSERT INTO machines (id, hostname) VALUES (%s, %s)", (f"machine-{m}", f"gpu{m}")
+            )
         t = time.perf_counter()
         await conn.execute(FILL.encode(), {"machines": args.machines, "jobs": args.jobs})
         await conn.execute("ANALYZE jobs")
@@ -120,8 +122,9 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
         auth = {"Authorization": f"Bearer {(await r.json())['access_token']}"}
 
     async def get(params: dict[str, str]) -> dict[str, Any]:
-        async with http.get(f"{base}/jobs", headers=auth,
-                            params={"page_size": "100", **params}) as r:
+        async with http.get(
+            f"{base}/jobs", headers=auth, params={"page_size": "100", **params}
+        ) as r:
             assert r.status == 200, await r.text()
             body: dict[str, Any] = await r.json()
             return body
@@ -144,12 +147,22 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     every = [x for xs in times.values() for x in xs]
     p99 = pct(every, 99)
     return {
-        "bench": "jobs_list", "jobs": stored, "machines": args.machines,
-        "table_mb": round(size / 1e6), "fill_s": round(fill_s, 1), "queries": len(every),
-        "api_ms": {"p50": pct(every, 50), "p90": pct(every, 90), "p99": p99,
-                   "max": round(max(every) * 1000, 2)},
-        "by_kind_ms": {name: {"p50": pct(xs, 50), "p99": pct(xs, 99), "rows": rows[name]}
-                       for name, xs in times.items()},
+        "bench": "jobs_list",
+        "jobs": stored,
+        "machines": args.machines,
+        "table_mb": round(size / 1e6),
+        "fill_s": round(fill_s, 1),
+        "queries": len(every),
+        "api_ms": {
+            "p50": pct(every, 50),
+            "p90": pct(every, 90),
+            "p99": p99,
+            "max": round(max(every) * 1000, 2),
+        },
+        "by_kind_ms": {
+            name: {"p50": pct(xs, 50), "p99": pct(xs, 99), "rows": rows[name]}
+            for name, xs in times.items()
+        },
         "target": {"api_p99_ms": TARGET_P99_MS, "jobs": TARGET_JOBS},
         "pass": p99 <= TARGET_P99_MS and stored >= TARGET_JOBS,
     }

@@ -47,9 +47,16 @@ def _now() -> datetime:
 
 
 class JobReporter:
-    def __init__(self, watcher: Watcher, machine_id: str, emit: Emit, *,
-                 agent_path: Path | None = None, own: Callable[[], Iterable[int]] = tuple,
-                 proc_root: Path = Path("/proc")) -> None:
+    def __init__(
+        self,
+        watcher: Watcher,
+        machine_id: str,
+        emit: Emit,
+        *,
+        agent_path: Path | None = None,
+        own: Callable[[], Iterable[int]] = tuple,
+        proc_root: Path = Path("/proc"),
+    ) -> None:
         self.watcher = watcher
         self.machine_id = machine_id
         self.emit = emit
@@ -85,9 +92,18 @@ class JobReporter:
         else:
             reason = f"exited with code {rec.exit_code}"
         f = rec.status_fields()
-        return protocol.job_changed(self.machine_id, rec.key.pid, rec.key.start_ticks, status,
-                                    f["exitCode"], f["signal"], f["coreDumped"], f["endTime"],
-                                    reason, _now())
+        return protocol.job_changed(
+            self.machine_id,
+            rec.key.pid,
+            rec.key.start_ticks,
+            status,
+            f["exitCode"],
+            f["signal"],
+            f["coreDumped"],
+            f["endTime"],
+            reason,
+            _now(),
+        )
 
     def running(self) -> list[ProcessRecord]:
         return [r for r in self.watcher.table.live.values() if r.job is not None]
@@ -98,9 +114,12 @@ class JobReporter:
         with contextlib.suppress(TimeoutError):
             await self.watcher.wait_for(lambda: self.watcher.settled or None, settle_s)
         live = self.running()
-        return [protocol.job_snapshot(self.machine_id,
-                                      [(r.key.pid, r.key.start_ticks) for r in live], _now()),
-                *(self._seen(r) for r in live)]
+        return [
+            protocol.job_snapshot(
+                self.machine_id, [(r.key.pid, r.key.start_ticks) for r in live], _now()
+            ),
+            *(self._seen(r) for r in live),
+        ]
 
     # -- STOP_JOB
 
@@ -111,21 +130,27 @@ class JobReporter:
         key = ProcessKey(self.machine_id, cmd.pid, cmd.start_ticks)
         rec = self.watcher.table.get(key)
         if rec is None or rec.job is None:
-            raise self._refuse(ErrorCode.TARGET_NOT_FOUND,
-                               f"pid: {cmd.pid} (start {cmd.start_ticks}) is not an AI job "
-                               "this manager knows; only AI jobs are stopped")
+            raise self._refuse(
+                ErrorCode.TARGET_NOT_FOUND,
+                f"pid: {cmd.pid} (start {cmd.start_ticks}) is not an AI job "
+                "this manager knows; only AI jobs are stopped",
+            )
         if rec.status != "running":
             return rec
-        if cmd.pid == 1 or platform_process(cmd.pid, self.proc_root, agent_path=self.agent_path,
-                                            own=self.own()):
-            raise self._refuse(ErrorCode.PERMISSION_DENIED,
-                               f"pid: {cmd.pid} is a process the platform does not stop")
+        if cmd.pid == 1 or platform_process(
+            cmd.pid, self.proc_root, agent_path=self.agent_path, own=self.own()
+        ):
+            raise self._refuse(
+                ErrorCode.PERMISSION_DENIED,
+                f"pid: {cmd.pid} is a process the platform does not stop",
+            )
         if cmd.allowed_users is not None:
             user = process_user(cmd.pid, self.proc_root)
             if user not in cmd.allowed_users:
-                raise self._refuse(ErrorCode.PERMISSION_DENIED,
-                                   f"pid: {cmd.pid} runs as a Unix account not granted to the "
-                                   "caller")
+                raise self._refuse(
+                    ErrorCode.PERMISSION_DENIED,
+                    f"pid: {cmd.pid} runs as a Unix account not granted to the caller",
+                )
         return rec
 
     def _pidfd(self, rec: ProcessRecord) -> int:
@@ -134,15 +159,17 @@ class JobReporter:
         try:
             fd = os.pidfd_open(rec.key.pid)
         except ProcessLookupError:
-            raise self._refuse(ErrorCode.TARGET_NOT_FOUND,
-                               f"pid: {rec.key.pid} has exited") from None
+            raise self._refuse(
+                ErrorCode.TARGET_NOT_FOUND, f"pid: {rec.key.pid} has exited"
+            ) from None
         try:
             with ProcessHandle(rec.key.pid, rec.key.start_ticks, self.proc_root):
                 pass
         except ProcessGone:
             os.close(fd)
-            raise self._refuse(ErrorCode.TARGET_NOT_FOUND,
-                               f"pid: {rec.key.pid} has exited") from None
+            raise self._refuse(
+                ErrorCode.TARGET_NOT_FOUND, f"pid: {rec.key.pid} has exited"
+            ) from None
         return fd
 
     async def _ended_within(self, rec: ProcessRecord, timeout: float) -> bool:
@@ -169,24 +196,34 @@ class JobReporter:
                     if await self._ended_within(rec, wait):
                         break
                 else:
-                    raise CommandError(ErrorCode.AGENT_STOP_FAILED,
-                                       f"pid: {rec.key.pid} has not ended after SIGKILL")
+                    raise CommandError(
+                        ErrorCode.AGENT_STOP_FAILED,
+                        f"pid: {rec.key.pid} has not ended after SIGKILL",
+                    )
             finally:
                 os.close(fd)
         f = rec.status_fields()
         status = "stopped" if sent else f["status"]
-        return {"request_id": cmd.request_id, "status": str(ReplyStatus.SUCCESS),
-                "job_status": status, "exit_code": f["exitCode"], "signal": f["signal"],
-                "end_time": f["endTime"], "signals_sent": sent,
-                "message": (f"stopped ({', '.join(sent)})" if sent
-                            else f"already ended ({f['status']})")}
+        return {
+            "request_id": cmd.request_id,
+            "status": str(ReplyStatus.SUCCESS),
+            "job_status": status,
+            "exit_code": f["exitCode"],
+            "signal": f["signal"],
+            "end_time": f["endTime"],
+            "signals_sent": sent,
+            "message": (
+                f"stopped ({', '.join(sent)})" if sent else f"already ended ({f['status']})"
+            ),
+        }
 
 
 async def start_watcher(procwatch: Path, machine_id: str) -> Watcher | None:
     """The jobs watcher, started; None (with the reason logged) when it cannot run here."""
     if not procwatch.exists():
-        log.warning("job discovery off: %s not found (build it, or set --procwatch-path)",
-                    procwatch)
+        log.warning(
+            "job discovery off: %s not found (build it, or set --procwatch-path)", procwatch
+        )
         return None
     watcher = Watcher(procwatch, machine_id)
     try:
@@ -200,6 +237,7 @@ async def start_watcher(procwatch: Path, machine_id: str) -> Watcher | None:
 
 def own_pids(*groups: Callable[[], Iterable[int | None]]) -> Callable[[], list[int]]:
     """The platform's own pids now, from each group's callable (Nones left out)."""
+
     def pids() -> list[int]:
         return [p for g in groups for p in g() if p is not None]
 

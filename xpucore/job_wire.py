@@ -28,9 +28,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["END_STATUSES", "JOB_STATUSES", "MAX_JOB_BYTES", "MAX_SNAPSHOT_JOBS", "JobEnd",
-           "JobKey", "WireError", "check_end", "check_job", "check_snapshot", "check_stop",
-           "fit_job", "looks_secret"]
+__all__ = [
+    "END_STATUSES",
+    "JOB_STATUSES",
+    "MAX_JOB_BYTES",
+    "MAX_SNAPSHOT_JOBS",
+    "JobEnd",
+    "JobKey",
+    "WireError",
+    "check_end",
+    "check_job",
+    "check_snapshot",
+    "check_stop",
+    "fit_job",
+    "looks_secret",
+]
 
 #: running; ended: exited (with its code), killed (by a signal), stopped (by a STOP_JOB),
 #: lost (its end was not seen); unknown: its machine's manager is not heard from.
@@ -41,18 +53,39 @@ MAX_SNAPSHOT_JOBS = 20_000
 PID_MAX = 1 << 22  # PID_MAX_LIMIT
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL", re.IGNORECASE)
 _TEXT = {  # field: the longest value taken
-    "jobName": 256, "jobType": 32, "framework": 64, "frameworkVersion": 128,
-    "frameworkVersionSource": 1024, "accelerator": 32, "modelFormat": 32, "processName": 64,
-    "commandLine": 32 << 10, "exe": 4096, "cwd": 4096, "user": 64, "reason": 1024,
+    "jobName": 256,
+    "jobType": 32,
+    "framework": 64,
+    "frameworkVersion": 128,
+    "frameworkVersionSource": 1024,
+    "accelerator": 32,
+    "modelFormat": 32,
+    "processName": 64,
+    "commandLine": 32 << 10,
+    "exe": 4096,
+    "cwd": 4096,
+    "user": 64,
+    "reason": 1024,
 }
 _INTS = {  # field: (lowest, highest)
-    "pid": (1, PID_MAX), "ppid": (0, PID_MAX), "pgid": (0, PID_MAX), "uid": (0, 2**32 - 1),
-    "startTime": (0, 2**53), "endTime": (0, 2**53), "startTicks": (0, 2**63 - 1),
-    "exitCode": (0, 255), "signal": (1, 64),
+    "pid": (1, PID_MAX),
+    "ppid": (0, PID_MAX),
+    "pgid": (0, PID_MAX),
+    "uid": (0, 2**32 - 1),
+    "startTime": (0, 2**53),
+    "endTime": (0, 2**53),
+    "startTicks": (0, 2**63 - 1),
+    "exitCode": (0, 255),
+    "signal": (1, 64),
 }
 _LISTS = {"frameworks": (32, 64), "runtimes": (32, 64), "modelFiles": (256, 4096)}
-_OBJECTS = {"parameters": MAX_JOB_BYTES, "code": MAX_JOB_BYTES, "container": 16 << 10,
-            "evidence": 64 << 10, "jobTypeEvidence": 16 << 10}
+_OBJECTS = {
+    "parameters": MAX_JOB_BYTES,
+    "code": MAX_JOB_BYTES,
+    "container": 16 << 10,
+    "evidence": 64 << 10,
+    "jobTypeEvidence": 16 << 10,
+}
 
 
 class WireError(ValueError):
@@ -176,8 +209,10 @@ def check_job(job: Any, machine_id: str) -> dict[str, Any]:
 
 
 def _key(v: Mapping[str, Any], name: str) -> JobKey:
-    return JobKey(_int(v.get("pid"), f"{name}pid", 1, PID_MAX),
-                  _int(v.get("start_ticks"), f"{name}start_ticks", 0, 2**63 - 1))
+    return JobKey(
+        _int(v.get("pid"), f"{name}pid", 1, PID_MAX),
+        _int(v.get("start_ticks"), f"{name}start_ticks", 0, 2**63 - 1),
+    )
 
 
 def check_end(msg: Mapping[str, Any]) -> JobEnd:
@@ -188,11 +223,15 @@ def check_end(msg: Mapping[str, Any]) -> JobEnd:
     core, end, reason = msg.get("core_dumped", False), msg.get("end_time"), msg.get("reason")
     if not isinstance(core, bool):
         raise WireError("core_dumped: must be true or false")
-    return JobEnd(key, status,
-                  None if code is None else _int(code, "exit_code", 0, 255),
-                  None if sig is None else _int(sig, "signal", 1, 64), core,
-                  None if end is None else _int(end, "end_time", 0, 2**53),
-                  None if reason is None else _text(reason, "reason", _TEXT["reason"]))
+    return JobEnd(
+        key,
+        status,
+        None if code is None else _int(code, "exit_code", 0, 255),
+        None if sig is None else _int(sig, "signal", 1, 64),
+        core,
+        None if end is None else _int(end, "end_time", 0, 2**53),
+        None if reason is None else _text(reason, "reason", _TEXT["reason"]),
+    )
 
 
 def check_snapshot(msg: Mapping[str, Any]) -> list[JobKey]:
@@ -211,8 +250,12 @@ def check_snapshot(msg: Mapping[str, Any]) -> list[JobKey]:
 def check_stop(msg: Mapping[str, Any]) -> tuple[JobKey, float]:
     """A STOP_JOB's process and grace period, checked."""
     grace = msg.get("grace_s", 10.0)
-    if (isinstance(grace, bool) or not isinstance(grace, int | float)
-            or not 0 <= grace <= 300 or not math.isfinite(grace)):
+    if (
+        isinstance(grace, bool)
+        or not isinstance(grace, int | float)
+        or not 0 <= grace <= 300
+        or not math.isfinite(grace)
+    ):
         raise WireError("grace_s: must be a number of seconds in [0, 300]")
     return _key(msg, ""), float(grace)
 
@@ -220,10 +263,11 @@ def check_stop(msg: Mapping[str, Any]) -> tuple[JobKey, float]:
 def fit_job(job: dict[str, Any], limit: int = MAX_JOB_BYTES) -> dict[str, Any]:
     """job, its largest texts (script contents, config files) cut until it encodes within
     limit; what was cut says so (``...Truncated``: true)."""
+
     def size() -> int:
         return len(json.dumps(job, ensure_ascii=False, default=str).encode())
 
-    job = {k: v[:_TEXT[k]] if k in _TEXT and isinstance(v, str) else v for k, v in job.items()}
+    job = {k: v[: _TEXT[k]] if k in _TEXT and isinstance(v, str) else v for k, v in job.items()}
     if size() <= limit:
         return job
     code = dict(job.get("code") or {})
@@ -232,7 +276,7 @@ def fit_job(job: dict[str, Any], limit: int = MAX_JOB_BYTES) -> dict[str, Any]:
     for holder, key in ((code, "scriptContent"), (code, "shScriptContent")):
         if isinstance(holder.get(key), str) and size() > limit:
             over = size() - limit
-            holder[key] = holder[key][:max(0, len(holder[key]) - over - 1024)]
+            holder[key] = holder[key][: max(0, len(holder[key]) - over - 1024)]
             holder[key.replace("Content", "Truncated")] = True
     configs = [dict(c) for c in params.get("configFiles") or [] if isinstance(c, dict)]
     params["configFiles"] = configs

@@ -19,8 +19,18 @@ from backend.models import JobBatchStop, decode_body, path_text, path_uuid
 from backend.repo import job_status_history, jobs, machines
 from backend.typedefs import CALLER, DB
 
-__all__ = ["batch_stop", "get_code", "get_job", "get_parameters", "list_jobs",
-           "list_machine_jobs", "status_history", "stop_job", "summary", "view"]
+__all__ = [
+    "batch_stop",
+    "get_code",
+    "get_job",
+    "get_parameters",
+    "list_jobs",
+    "list_machine_jobs",
+    "status_history",
+    "stop_job",
+    "summary",
+    "view",
+]
 
 _SORTING = Sorting(jobs.ORDERABLE, jobs.TIEBREAK, default="startTime desc")
 
@@ -39,25 +49,56 @@ def _json(v: Any) -> Any:
 
 def summary(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "jobId": str(r["id"]), "nodeId": r["machine_id"], "jobName": r["job_name"],
-        "jobType": r["job_type"], "framework": r["framework"],
-        "frameworkVersion": r["framework_version"], "modelFormat": r["model_format"],
-        "pid": r["pid"], "ppid": r["ppid"], "pgid": r["pgid"], "processName": r["process_name"],
-        "cwd": r["cwd"], "user": r["unix_user"], "startTime": _ms(r["start_time"]),
-        "endTime": _ms(r["end_time"]), "status": r["status"], "statusReason": r["status_reason"],
-        "exitCode": r["exit_code"], "signal": r["signal"], "coreDumped": r["core_dumped"],
-        "createdAt": _iso(r["created_at"]), "updatedAt": _iso(r["updated_at"]),
+        "jobId": str(r["id"]),
+        "nodeId": r["machine_id"],
+        "jobName": r["job_name"],
+        "jobType": r["job_type"],
+        "framework": r["framework"],
+        "frameworkVersion": r["framework_version"],
+        "modelFormat": r["model_format"],
+        "pid": r["pid"],
+        "ppid": r["ppid"],
+        "pgid": r["pgid"],
+        "processName": r["process_name"],
+        "cwd": r["cwd"],
+        "user": r["unix_user"],
+        "startTime": _ms(r["start_time"]),
+        "endTime": _ms(r["end_time"]),
+        "status": r["status"],
+        "statusReason": r["status_reason"],
+        "exitCode": r["exit_code"],
+        "signal": r["signal"],
+        "coreDumped": r["core_dumped"],
+        "createdAt": _iso(r["created_at"]),
+        "updatedAt": _iso(r["updated_at"]),
     }
 
 
 def view(r: dict[str, Any], machine: dict[str, Any] | None = None) -> dict[str, Any]:
     details = _json(r["details"]) or {}
-    out = {**summary(r), "commandLine": r["command_line"], "startTicks": r["start_ticks"],
-           **{k: details.get(k) for k in ("accelerator", "runtimes", "frameworks", "exe",
-                                          "uid", "modelFiles", "container", "evidence",
-                                          "jobTypeEvidence", "frameworkVersionSource")}}
-    out["node"] = ({"nodeId": machine["id"], "hostname": machine["hostname"]}
-                   if machine is not None else None)
+    out = {
+        **summary(r),
+        "commandLine": r["command_line"],
+        "startTicks": r["start_ticks"],
+        **{
+            k: details.get(k)
+            for k in (
+                "accelerator",
+                "runtimes",
+                "frameworks",
+                "exe",
+                "uid",
+                "modelFiles",
+                "container",
+                "evidence",
+                "jobTypeEvidence",
+                "frameworkVersionSource",
+            )
+        },
+    }
+    out["node"] = (
+        {"nodeId": machine["id"], "hostname": machine["hostname"]} if machine is not None else None
+    )
     return out
 
 
@@ -109,21 +150,35 @@ async def get_parameters(request: web.Request) -> web.Response:
         row = await _job(conn, request, "parameters")
     p = _json(row["parameters"]) or {}
     jid, at = str(row["id"]), _iso(row["created_at"])
-    items = [{"jobId": jid, "parameterRaw": p.get("parameterRaw", ""),
-              "parameterData": p.get("parameterData") or {},
-              "parameterSource": p.get("parameterSource", "command_line"),
-              "configFilePath": None, "configFileContent": None,
-              "envVars": p.get("envVars") or {},
-              "envVarsWithheld": p.get("envVarsWithheld") or [], "timestamp": at}]
+    items = [
+        {
+            "jobId": jid,
+            "parameterRaw": p.get("parameterRaw", ""),
+            "parameterData": p.get("parameterData") or {},
+            "parameterSource": p.get("parameterSource", "command_line"),
+            "configFilePath": None,
+            "configFileContent": None,
+            "envVars": p.get("envVars") or {},
+            "envVarsWithheld": p.get("envVarsWithheld") or [],
+            "timestamp": at,
+        }
+    ]
     for cfg in p.get("configFiles") or []:
         if isinstance(cfg, dict):
-            items.append({"jobId": jid, "parameterRaw": "",
-                          "parameterData": cfg.get("parameterData"),
-                          "parameterSource": "config_file",
-                          "configFilePath": cfg.get("configFilePath"),
-                          "configFileContent": cfg.get("configFileContent"),
-                          "error": cfg.get("error") or cfg.get("parseError"),
-                          "envVars": {}, "envVarsWithheld": [], "timestamp": at})
+            items.append(
+                {
+                    "jobId": jid,
+                    "parameterRaw": "",
+                    "parameterData": cfg.get("parameterData"),
+                    "parameterSource": "config_file",
+                    "configFilePath": cfg.get("configFilePath"),
+                    "configFileContent": cfg.get("configFileContent"),
+                    "error": cfg.get("error") or cfg.get("parseError"),
+                    "envVars": {},
+                    "envVarsWithheld": [],
+                    "timestamp": at,
+                }
+            )
     return web.json_response({"jobId": jid, "items": items})
 
 
@@ -134,8 +189,9 @@ async def get_code(request: web.Request) -> web.Response:
         row = await _job(conn, request, "code")
     code = _json(row["code"]) or {}
     jid = str(row["id"])
-    return web.json_response({"jobId": jid, "items": [
-        {**code, "jobId": jid, "timestamp": _iso(row["created_at"])}]})
+    return web.json_response(
+        {"jobId": jid, "items": [{**code, "jobId": jid, "timestamp": _iso(row["created_at"])}]}
+    )
 
 
 async def status_history(request: web.Request) -> web.Response:
@@ -144,10 +200,22 @@ async def status_history(request: web.Request) -> web.Response:
         row = await _job(conn, request)
         rows = await job_status_history.list_for(conn, row["id"])
     jid = str(row["id"])
-    return web.json_response({"jobId": jid, "items": [
-        {"id": h["id"], "jobId": jid, "oldStatus": h["old_status"],
-         "newStatus": h["new_status"], "reason": h["reason"],
-         "changedAt": _iso(h["changed_at"])} for h in rows]})
+    return web.json_response(
+        {
+            "jobId": jid,
+            "items": [
+                {
+                    "id": h["id"],
+                    "jobId": jid,
+                    "oldStatus": h["old_status"],
+                    "newStatus": h["new_status"],
+                    "reason": h["reason"],
+                    "changedAt": _iso(h["changed_at"]),
+                }
+                for h in rows
+            ],
+        }
+    )
 
 
 @audit.audited("STOP_JOB")
@@ -175,13 +243,19 @@ async def batch_stop(request: web.Request) -> web.Response:
                 raise NotFound(f"job '{jid}' not found")
             await job_control.stop_job(request.app, request[CALLER], row)
         except ApiError as e:
-            return {"jobId": str(jid), "code": e.http_status, "status": e.status,
-                    "reason": e.message}
+            return {
+                "jobId": str(jid),
+                "code": e.http_status,
+                "status": e.status,
+                "reason": e.message,
+            }
         return None
 
     results = await asyncio.gather(*(one(j) for j in ids))
     failed = [r for r in results if r is not None]
     stopped = [str(j) for j, r in zip(ids, results, strict=True) if r is None]
-    await audit.detail(f"stopped {len(stopped)}: {', '.join(stopped)}; failed {len(failed)}: "
-                       + ", ".join(f"{f['jobId']} ({f['status']})" for f in failed))
+    await audit.detail(
+        f"stopped {len(stopped)}: {', '.join(stopped)}; failed {len(failed)}: "
+        + ", ".join(f"{f['jobId']} ({f['status']})" for f in failed)
+    )
     return web.json_response({"success": stopped, "failed": failed})

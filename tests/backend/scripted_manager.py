@@ -48,16 +48,16 @@ class ScriptedManager:
         while True:
             if not await self.monitor.poll(10_000):
                 raise TimeoutError("no handshake")
-            if (await recv_monitor_message(self.monitor))["event"] == \
-                    zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if (await recv_monitor_message(self.monitor))["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 return
 
     async def send(self, msg: dict[str, Any]) -> None:
         await self.sock.send(protocol.encode(msg))
 
     async def hello(self) -> None:
-        await self.send(protocol.hello(self.machine_id, "gpu1", "Linux", [], "test", {}, [],
-                                       datetime.now(UTC)))
+        await self.send(
+            protocol.hello(self.machine_id, "gpu1", "Linux", [], "test", {}, [], datetime.now(UTC))
+        )
 
     async def command(self, timeout: float = 10.0) -> dict[str, Any]:
         """The next command the backend sends but GET_STATUS (reconciliation), which is
@@ -67,9 +67,16 @@ class ScriptedManager:
             msg: dict[str, Any] = json.loads(frame)
             if msg.get("command") != "GET_STATUS":
                 return msg
-            await self.send({"request_id": msg["request_id"], "status": "SUCCESS",
-                             "agent_manager_status": "RUNNING", "machine_id": self.machine_id,
-                             "active_monitors": [], "version": "test"})
+            await self.send(
+                {
+                    "request_id": msg["request_id"],
+                    "status": "SUCCESS",
+                    "agent_manager_status": "RUNNING",
+                    "machine_id": self.machine_id,
+                    "active_monitors": [],
+                    "version": "test",
+                }
+            )
 
     def close(self) -> None:
         self.sock.disable_monitor()

@@ -38,35 +38,74 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def description(pid: int, ticks: int, *, machine: str = MACHINE, name: str = "train.py",
-                framework: str | None = "torch", job_type: str = "training",
-                user: str = "root", start: int = T0) -> dict[str, Any]:
+def description(
+    pid: int,
+    ticks: int,
+    *,
+    machine: str = MACHINE,
+    name: str = "train.py",
+    framework: str | None = "torch",
+    job_type: str = "training",
+    user: str = "root",
+    start: int = T0,
+) -> dict[str, Any]:
     """A job as manager.jobs.describe makes it."""
     return {
-        "jobId": f"{machine}:{pid}:{ticks}", "nodeId": machine, "jobName": name,
-        "jobType": job_type, "jobTypeEvidence": {"argv": "--lr"}, "framework": framework,
-        "frameworkVersion": "2.5.1", "frameworkVersionSource": "torch-2.5.1.dist-info",
-        "frameworks": [framework] if framework else [], "accelerator": "cuda",
-        "runtimes": ["libcudart"], "evidence": [{"kind": "maps", "what": "libcudart.so.12"}],
-        "modelFormat": "safetensors", "modelFiles": ["/m/model.safetensors"], "pid": pid,
-        "ppid": 1, "pgid": pid, "processName": "python3",
-        "commandLine": f"python3 {name} --lr 0.1 --config cfg.yaml", "exe": "/usr/bin/python3",
-        "cwd": "/work", "user": user, "uid": 0, "startTime": start, "startTicks": ticks,
-        "container": None, "status": "running", "exitCode": None, "signal": None,
-        "coreDumped": False, "endTime": None,
+        "jobId": f"{machine}:{pid}:{ticks}",
+        "nodeId": machine,
+        "jobName": name,
+        "jobType": job_type,
+        "jobTypeEvidence": {"argv": "--lr"},
+        "framework": framework,
+        "frameworkVersion": "2.5.1",
+        "frameworkVersionSource": "torch-2.5.1.dist-info",
+        "frameworks": [framework] if framework else [],
+        "accelerator": "cuda",
+        "runtimes": ["libcudart"],
+        "evidence": [{"kind": "maps", "what": "libcudart.so.12"}],
+        "modelFormat": "safetensors",
+        "modelFiles": ["/m/model.safetensors"],
+        "pid": pid,
+        "ppid": 1,
+        "pgid": pid,
+        "processName": "python3",
+        "commandLine": f"python3 {name} --lr 0.1 --config cfg.yaml",
+        "exe": "/usr/bin/python3",
+        "cwd": "/work",
+        "user": user,
+        "uid": 0,
+        "startTime": start,
+        "startTicks": ticks,
+        "container": None,
+        "status": "running",
+        "exitCode": None,
+        "signal": None,
+        "coreDumped": False,
+        "endTime": None,
         "parameters": {
             "parameterRaw": "--lr 0.1 --config cfg.yaml",
             "parameterData": {"lr": 0.1, "config": "cfg.yaml"},
             "parameterSource": "command_line",
-            "configFiles": [{"configFilePath": "cfg.yaml", "configFileContent": "epochs: 3\n",
-                             "parameterData": {"epochs": 3}}],
+            "configFiles": [
+                {
+                    "configFilePath": "cfg.yaml",
+                    "configFileContent": "epochs: 3\n",
+                    "parameterData": {"epochs": 3},
+                }
+            ],
             # a manager never sends a secret-looking variable; one that does is not believed
             "envVars": {"CUDA_VISIBLE_DEVICES": "0", "HF_TOKEN": "hf_leaked"},
             "envVarsWithheld": ["HCCL_AUTH_TOKEN"],
         },
-        "code": {"scriptPath": name, "scriptKind": "script", "scriptContent": "import torch\n",
-                 "importedLibraries": ["torch"], "configFiles": ["cfg.yaml"],
-                 "shScriptPath": "run.sh", "shScriptContent": "python3 train.py\n"},
+        "code": {
+            "scriptPath": name,
+            "scriptKind": "script",
+            "scriptContent": "import torch\n",
+            "importedLibraries": ["torch"],
+            "configFiles": ["cfg.yaml"],
+            "shScriptPath": "run.sh",
+            "shScriptContent": "python3 train.py\n",
+        },
     }
 
 
@@ -109,18 +148,29 @@ class Env:
     async def seen(self, pid: int, ticks: int, **kw: Any) -> None:
         await self.manager.send(protocol.job_seen(MACHINE, description(pid, ticks, **kw), now()))
 
-    async def ended(self, pid: int, ticks: int, status: str, code: int | None = None,
-                    sig: int | None = None, reason: str = "why") -> None:
-        await self.manager.send(protocol.job_changed(MACHINE, pid, ticks, status, code, sig,
-                                                     False, T0 + 5000, reason, now()))
+    async def ended(
+        self,
+        pid: int,
+        ticks: int,
+        status: str,
+        code: int | None = None,
+        sig: int | None = None,
+        reason: str = "why",
+    ) -> None:
+        await self.manager.send(
+            protocol.job_changed(
+                MACHINE, pid, ticks, status, code, sig, False, T0 + 5000, reason, now()
+            )
+        )
 
     async def snapshot(self, *keys: tuple[int, int]) -> None:
         await self.manager.send(protocol.job_snapshot(MACHINE, list(keys), now()))
 
 
 @contextlib.asynccontextmanager
-async def open_env(aiohttp_client: Any, dsn: str, tmp_path: Path,
-                   **settings: Any) -> AsyncIterator[Env]:
+async def open_env(
+    aiohttp_client: Any, dsn: str, tmp_path: Path, **settings: Any
+) -> AsyncIterator[Env]:
     """A backend (settings: backend_settings with these overrides), its team, and a scripted
     manager registered as MACHINE."""
     values = {"job_stop_grace_s": 1.0, "reconcile_interval_s": 3600.0, **settings}
@@ -160,8 +210,10 @@ async def test_seen_then_exited_with_its_history(env: Env) -> None:
     job = await env.status_of(100, 5000, "exited")
     assert (job["exitCode"], job["signal"], job["endTime"]) == (3, None, T0 + 5000)
     assert job["statusReason"] == "exited with code 3"
-    assert await env.history(100, 5000) == [(None, "running", "discovered by its manager"),
-                                            ("running", "exited", "exited with code 3")]
+    assert await env.history(100, 5000) == [
+        (None, "running", "discovered by its manager"),
+        ("running", "exited", "exited with code 3"),
+    ]
     # final: a late description or end moves nothing
     await env.seen(100, 5000)
     await env.ended(100, 5000, "lost")
@@ -181,18 +233,27 @@ async def test_parameters_and_code_without_secrets(env: Env) -> None:
     assert first["envVars"] == {"CUDA_VISIBLE_DEVICES": "0"}
     assert first["envVarsWithheld"] == ["HCCL_AUTH_TOKEN"]
     assert (cfg["parameterSource"], cfg["configFilePath"], cfg["parameterData"]) == (
-        "config_file", "cfg.yaml", {"epochs": 3})
+        "config_file",
+        "cfg.yaml",
+        {"epochs": 3},
+    )
     code = (await env.get(f"/api/v1/jobs/{jid}/code"))["items"][0]
     assert (code["scriptContent"], code["shScriptPath"]) == ("import torch\n", "run.sh")
     for path in ("", "/parameters", "/code"):
-        assert "hf_leaked" not in await (await env.client.get(
-            f"/api/v1/jobs/{jid}{path}", headers=env.team.viewer)).text()
+        assert (
+            "hf_leaked"
+            not in await (
+                await env.client.get(f"/api/v1/jobs/{jid}{path}", headers=env.team.viewer)
+            ).text()
+        )
     async with env.client.server.app[DB].connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM jobs WHERE jobs::text LIKE '%hf_leaked%'")
         assert (await cur.fetchone()) == (0,)
         with pytest.raises(psycopg.errors.CheckViolation):  # the database refuses one too
-            await conn.execute("UPDATE jobs SET parameters = '{\"envVars\": {\"A_PASSWORD\": "
-                               "\"x\"}}' WHERE id = %s", (jid,))
+            await conn.execute(
+                'UPDATE jobs SET parameters = \'{"envVars": {"A_PASSWORD": "x"}}\' WHERE id = %s',
+                (jid,),
+            )
 
 
 async def test_snapshot_twice_lost_and_unknown(env: Env) -> None:
@@ -216,10 +277,12 @@ async def test_snapshot_twice_lost_and_unknown(env: Env) -> None:
     await env.seen(303, 1)  # sentinel
     await env.status_of(303, 1, "running")
     assert [h[:2] for h in await env.history(300, 9)] == [
-        (None, "running"), ("running", "unknown"), ("unknown", "running")]
+        (None, "running"),
+        ("running", "unknown"),
+        ("unknown", "running"),
+    ]
     lost = await env.history(301, 9)
-    assert [h[:2] for h in lost] == [(None, "running"), ("running", "unknown"),
-                                     ("unknown", "lost")]
+    assert [h[:2] for h in lost] == [(None, "running"), ("running", "unknown"), ("unknown", "lost")]
     assert "ended unseen" in lost[-1][2]
     job = await env.job(301, 9)
     assert (job["endTime"], job["exitCode"]) == (None, None)
@@ -243,19 +306,24 @@ async def test_filters_order_and_pages(env: Env) -> None:
         return [j["jobName"] for j in body["jobs"]]
 
     assert await names() == ["e.py", "d.py", "c.py", "b.py", "a.py"]  # newest first
-    assert await names('status = "running"', order_by="name") == ["a.py", "b.py", "d.py",
-                                                                    "e.py"]
+    assert await names('status = "running"', order_by="name") == ["a.py", "b.py", "d.py", "e.py"]
     assert await names('framework = "torch"') == ["d.py", "a.py"]
     assert await names('jobType = "inference"') == ["b.py"]
     assert await names('user = "alice"') == ["a.py"]
     assert await names('name = "c.py" AND status = "exited"') == ["c.py"]
     assert await names(f'machine = "{MACHINE}" AND pid >= 403', order_by="startTime") == [
-        "d.py", "e.py"]
+        "d.py",
+        "e.py",
+    ]
     assert await names(f'machine = "{OTHER}"') == []
     seen, token = [], ""
     while True:
-        body = await env.get("/api/v1/jobs", order_by="name desc", page_size=2,
-                             **({"page_token": token} if token else {}))
+        body = await env.get(
+            "/api/v1/jobs",
+            order_by="name desc",
+            page_size=2,
+            **({"page_token": token} if token else {}),
+        )
         assert len(body["jobs"]) <= 2
         seen += [j["jobName"] for j in body["jobs"]]
         token = body["next_page_token"]
@@ -264,26 +332,28 @@ async def test_filters_order_and_pages(env: Env) -> None:
     assert seen == ["e.py", "d.py", "c.py", "b.py", "a.py"]
     body = await env.get(f"/api/v1/machines/{MACHINE}/jobs", filter='status = "exited"')
     assert [j["jobName"] for j in body["jobs"]] == ["c.py"]
-    r = await env.client.get("/api/v1/jobs", headers=env.team.viewer,
-                             params={"filter": 'secret = "x"'})
+    r = await env.client.get(
+        "/api/v1/jobs", headers=env.team.viewer, params={"filter": 'secret = "x"'}
+    )
     assert r.status == 400 and "filter" in (await r.json())["error"]["message"]
-    r = await env.client.get("/api/v1/jobs", headers=env.team.viewer,
-                             params={"order_by": "pid"})
+    r = await env.client.get("/api/v1/jobs", headers=env.team.viewer, params={"order_by": "pid"})
     assert r.status == 400 and "order_by" in (await r.json())["error"]["message"]
     r = await env.client.get(f"/api/v1/machines/{OTHER}/jobs", headers=env.team.viewer)
     assert r.status == 404
 
 
-async def test_bad_reports_are_dropped_by_field(env: Env,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_bad_reports_are_dropped_by_field(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "backend.job_events")
     bad: list[tuple[dict[str, Any], str]] = []
     good = description(500, 1)
-    for field, value, named in (("pid", "500", "job.pid"), ("nodeId", OTHER, "job.nodeId"),
-                                ("startTicks", -1, "job.startTicks"),
-                                ("commandLine", "x" * 40_000, "job.commandLine"),
-                                ("status", "zombie", "job.status"),
-                                ("cwd", "/a\0b", "job.cwd")):
+    for field, value, named in (
+        ("pid", "500", "job.pid"),
+        ("nodeId", OTHER, "job.nodeId"),
+        ("startTicks", -1, "job.startTicks"),
+        ("commandLine", "x" * 40_000, "job.commandLine"),
+        ("status", "zombie", "job.status"),
+        ("cwd", "/a\0b", "job.cwd"),
+    ):
         job = copy.deepcopy(good)
         job[field] = value
         bad.append((protocol.job_seen(MACHINE, job, now()), named))
@@ -313,10 +383,23 @@ async def _answer_stop(env: Env, *, reply: dict[str, Any] | None = None) -> dict
     """Receives a STOP_JOB and answers it (by default: stopped by SIGTERM)."""
     cmd = await env.manager.command()
     assert cmd["command"] == "STOP_JOB"
-    await env.manager.send({**(reply or {
-        "status": "SUCCESS", "job_status": "stopped", "exit_code": None, "signal": 15,
-        "end_time": T0 + 9000, "signals_sent": ["SIGTERM"], "message": "stopped (SIGTERM)"}),
-        "request_id": cmd["request_id"]})
+    await env.manager.send(
+        {
+            **(
+                reply
+                or {
+                    "status": "SUCCESS",
+                    "job_status": "stopped",
+                    "exit_code": None,
+                    "signal": 15,
+                    "end_time": T0 + 9000,
+                    "signals_sent": ["SIGTERM"],
+                    "message": "stopped (SIGTERM)",
+                }
+            ),
+            "request_id": cmd["request_id"],
+        }
+    )
     return cmd
 
 
@@ -336,7 +419,11 @@ async def test_stop_roles_refusals_and_audit(env: Env) -> None:
     assert r.status == 200, await r.text()
     cmd = await answer
     assert {k: cmd[k] for k in ("pid", "start_ticks", "grace_s", "allowed_users")} == {
-        "pid": 600, "start_ticks": 1, "grace_s": 1.0, "allowed_users": ["root"]}
+        "pid": 600,
+        "start_ticks": 1,
+        "grace_s": 1.0,
+        "allowed_users": ["root"],
+    }
     body = await r.json()
     assert (body["status"], body["signal"], body["endTime"]) == ("stopped", 15, T0 + 9000)
     assert body["statusReason"] == "stopped by op@example.com (SIGTERM)"
@@ -351,20 +438,31 @@ async def test_stop_roles_refusals_and_audit(env: Env) -> None:
     assert r.status == 403 and "alice" in (await r.json())["error"]["message"]
     # the manager refuses (a platform process, say): 403 with its reason
     other = jobs_repo.job_id(MACHINE, 602, 1)
-    answer = asyncio.create_task(_answer_stop(env, reply=protocol.failure(
-        None, None, protocol.ErrorCode.PERMISSION_DENIED,
-        "pid: 602 is a process the platform does not stop")))
+    answer = asyncio.create_task(
+        _answer_stop(
+            env,
+            reply=protocol.failure(
+                None,
+                None,
+                protocol.ErrorCode.PERMISSION_DENIED,
+                "pid: 602 is a process the platform does not stop",
+            ),
+        )
+    )
     r = await c.post(f"/api/v1/jobs/{other}:stop", headers=team.admin)
     cmd = await answer
     assert "allowed_users" not in cmd  # an admin's: any account
     assert r.status == 403 and "platform" in (await r.json())["error"]["message"]
     assert (await env.job(602, 1))["status"] == "running"
-    logs = (await env.get("/api/v1/auditLogs", "admin",
-                          filter='action = "STOP_JOB"'))["audit_logs"]
+    logs = (await env.get("/api/v1/auditLogs", "admin", filter='action = "STOP_JOB"'))["audit_logs"]
     got = sorted((e["actor_role"], e["result"], e["http_status"]) for e in logs)
-    assert got == [("admin", "FAILURE", 403), ("operator", "FAILURE", 403),
-                   ("operator", "FAILURE", 409), ("operator", "SUCCESS", 200),
-                   ("viewer", "FAILURE", 403)]
+    assert got == [
+        ("admin", "FAILURE", 403),
+        ("operator", "FAILURE", 403),
+        ("operator", "FAILURE", 409),
+        ("operator", "SUCCESS", 200),
+        ("viewer", "FAILURE", 403),
+    ]
     assert {e["target"] for e in logs} >= {f"jobs/{jid}:stop"}
 
 
@@ -378,40 +476,44 @@ async def test_batch_stop_answers_each_job(env: Env) -> None:
     running, ended = jobs_repo.job_id(MACHINE, 700, 1), jobs_repo.job_id(MACHINE, 701, 1)
     missing = "00000000-0000-4000-8000-000000000000"
     answer = asyncio.create_task(_answer_stop(env))
-    r = await c.post("/api/v1/jobs:batchStop", headers=team.operator,
-                     json={"jobIds": [str(running), str(ended), missing]})
+    r = await c.post(
+        "/api/v1/jobs:batchStop",
+        headers=team.operator,
+        json={"jobIds": [str(running), str(ended), missing]},
+    )
     assert r.status == 200, await r.text()
     await answer
     body = await r.json()
     assert body["success"] == [str(running)]
     assert sorted((f["jobId"], f["code"]) for f in body["failed"]) == sorted(
-        [(str(ended), 409), (missing, 404)])
+        [(str(ended), 409), (missing, 404)]
+    )
     assert (await env.job(700, 1))["status"] == "stopped"
     r = await c.post("/api/v1/jobs:batchStop", headers=team.operator, json={"jobIds": []})
     assert r.status == 400 and "jobIds" in (await r.json())["error"]["message"]
-    r = await c.post("/api/v1/jobs:batchStop", headers=team.viewer,
-                     json={"jobIds": [str(running)]})
+    r = await c.post("/api/v1/jobs:batchStop", headers=team.viewer, json={"jobIds": [str(running)]})
     assert r.status == 403
-    logs = (await env.get("/api/v1/auditLogs", "admin",
-                          filter='action = "BATCH_STOP_JOBS"'))["audit_logs"]
+    logs = (await env.get("/api/v1/auditLogs", "admin", filter='action = "BATCH_STOP_JOBS"'))[
+        "audit_logs"
+    ]
     assert sorted(e["result"] for e in logs) == ["FAILURE", "FAILURE", "SUCCESS"]
     done = next(e for e in logs if e["result"] == "SUCCESS")
     assert f"stopped 1: {running}" in done["message"]
 
 
 async def test_operator_without_accounts_cannot_stop(env: Env) -> None:
-    op = await add_user(env.client, env.team.admin, "none@example.com", "operator",
-                        unix_accounts=())
+    op = await add_user(
+        env.client, env.team.admin, "none@example.com", "operator", unix_accounts=()
+    )
     await env.seen(800, 1)
     await env.status_of(800, 1, "running")
-    r = await env.client.post(f"/api/v1/jobs/{jobs_repo.job_id(MACHINE, 800, 1)}:stop",
-                              headers=op)
+    r = await env.client.post(f"/api/v1/jobs/{jobs_repo.job_id(MACHINE, 800, 1)}:stop", headers=op)
     assert r.status == 403
 
 
-async def test_cli_lists_shows_and_stops(env: Env, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+async def test_cli_lists_shows_and_stops(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(cli, "CREDENTIALS", tmp_path / "credentials.json")
     monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": PASSWORD)
     url = str(env.client.make_url("/")).rstrip("/")
@@ -429,8 +531,7 @@ async def test_cli_lists_shows_and_stops(env: Env, tmp_path: Path,
     rc, out, err = await xputrace("jobs")
     assert rc == 0, err
     assert [json.loads(line)["jobName"] for line in out.splitlines()] == ["b.py", "a.py"]
-    rc, out, _ = await xputrace("jobs", "list", "--filter", 'name = "a.py"', "--machine",
-                                MACHINE)
+    rc, out, _ = await xputrace("jobs", "list", "--filter", 'name = "a.py"', "--machine", MACHINE)
     assert [json.loads(line)["pid"] for line in out.splitlines()] == [900]
     jid = str(jobs_repo.job_id(MACHINE, 900, 1))
     rc, out, _ = await xputrace("jobs", "show", jid, "--history", "--parameters")
@@ -446,10 +547,12 @@ async def test_cli_lists_shows_and_stops(env: Env, tmp_path: Path,
     assert rc == 1 and "2 of 2 not stopped" in err
 
 
-async def test_a_silent_manager_leaves_its_jobs_unknown(aiohttp_client: Any, migrated_dsn: str,
-                                                        tmp_path: Path) -> None:
-    async with open_env(aiohttp_client, migrated_dsn, tmp_path,
-                        heartbeat_timeout_s=1.0) as e:  # the scripted manager sends none
+async def test_a_silent_manager_leaves_its_jobs_unknown(
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
+    async with open_env(
+        aiohttp_client, migrated_dsn, tmp_path, heartbeat_timeout_s=1.0
+    ) as e:  # the scripted manager sends none
         await e.seen(950, 1)
         job = await e.status_of(950, 1, "unknown")
         assert job["statusReason"] == "its manager is silent (no heartbeat for 1 s)"

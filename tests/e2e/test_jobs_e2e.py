@@ -25,32 +25,40 @@ ROOT = Path(__file__).resolve().parents[2]
 CUDA_CTYPES = ROOT / "tests" / "workloads" / "cuda_ctypes.py"
 APPEAR_S = 3.0  # the issue asks 1 s; the deadline leaves room for a loaded test machine
 # Maps libcudart, says ready, then waits; with "ignore", SIGTERM does nothing.
-HOLD = ("import ctypes, json, os, signal, sys, time\n"
-        "ctypes.CDLL(sys.argv[1])\n"
-        "if sys.argv[2:] == ['ignore']:\n"
-        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "print(json.dumps({'ready': True, 'pid': os.getpid()}), flush=True)\n"
-        "time.sleep(600)\n")
+HOLD = (
+    "import ctypes, json, os, signal, sys, time\n"
+    "ctypes.CDLL(sys.argv[1])\n"
+    "if sys.argv[2:] == ['ignore']:\n"
+    "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print(json.dumps({'ready': True, 'pid': os.getpid()}), flush=True)\n"
+    "time.sleep(600)\n"
+)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="procwatch's BPF needs root")
 
 
 @pytest.fixture
-async def platform(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path,
-                   build_dir: Path) -> AsyncIterator[Platform]:
-    async with open_platform(aiohttp_client, migrated_dsn, tmp_path,
-                             build_dir / "xputrace-agent", job_stop_grace_s=1.0) as p:
+async def platform(
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path, build_dir: Path
+) -> AsyncIterator[Platform]:
+    async with open_platform(
+        aiohttp_client, migrated_dsn, tmp_path, build_dir / "xputrace-agent", job_stop_grace_s=1.0
+    ) as p:
         yield p
 
 
-async def _job(p: Platform, pid: int, timeout: float = APPEAR_S,
-               status: str | None = None) -> dict[str, Any]:
+async def _job(
+    p: Platform, pid: int, timeout: float = APPEAR_S, status: str | None = None
+) -> dict[str, Any]:
     async def listed() -> Any:
         jobs = (await p.get("/api/v1/jobs", filter=f"pid = {pid}"))["jobs"]
         return next((j for j in jobs if status is None or j["status"] == status), None)
 
-    return await eventually(listed, f"job {pid} {status or 'listed'}",  # type: ignore[no-any-return]
-                            timeout)
+    return await eventually(
+        listed,
+        f"job {pid} {status or 'listed'}",  # type: ignore[no-any-return]
+        timeout,
+    )
 
 
 def _start_ticks(pid: int) -> int:
@@ -80,15 +88,19 @@ async def test_a_cuda_job_appears_and_its_exit_shows(platform: Platform, cudart1
         assert (job["exitCode"], job["signal"]) == (0, None)
         history = await p.get(f"/api/v1/jobs/{job['jobId']}/status-history")
         assert [(h["oldStatus"], h["newStatus"]) for h in history["items"]] == [
-            (None, "running"), ("running", "exited")]
+            (None, "running"),
+            ("running", "exited"),
+        ]
     finally:
         work.kill()
 
 
-@pytest.mark.parametrize(("mode", "signals", "sig"), [("term", "SIGTERM", 15),
-                                                      ("ignore", "SIGTERM, SIGKILL", 9)])
-async def test_stop_ends_a_real_job(platform: Platform, cudart12: Path, mode: str,
-                                    signals: str, sig: int) -> None:
+@pytest.mark.parametrize(
+    ("mode", "signals", "sig"), [("term", "SIGTERM", 15), ("ignore", "SIGTERM, SIGKILL", 9)]
+)
+async def test_stop_ends_a_real_job(
+    platform: Platform, cudart12: Path, mode: str, signals: str, sig: int
+) -> None:
     p = platform
     work = JsonLineProc([sys.executable, "-c", HOLD, str(cudart12), mode])
     try:
@@ -99,8 +111,10 @@ async def test_stop_ends_a_real_job(platform: Platform, cudart12: Path, mode: st
         body = await r.json()
         assert (body["status"], body["signal"]) == ("stopped", sig)
         # the reply's reason, or the manager's report of the end when that came first
-        assert body["statusReason"] in (f"stopped by ops@example.com ({signals})",
-                                        f"stopped on request ({signals})"), body
+        assert body["statusReason"] in (
+            f"stopped by ops@example.com ({signals})",
+            f"stopped on request ({signals})",
+        ), body
         assert work.proc.wait(10) == -sig
     finally:
         work.kill()
@@ -113,13 +127,21 @@ async def test_a_process_that_is_no_ai_job_is_never_stopped(platform: Platform) 
         ticks = _start_ticks(sleeper.pid)
         # the manager itself refuses: it is not a job it knows
         reply = await p.client.app[CONTROL].command(
-            p.machine_id, protocol.stop_job(sleeper.pid, ticks, 1.0, None))
+            p.machine_id, protocol.stop_job(sleeper.pid, ticks, 1.0, None)
+        )
         assert (reply["status"], reply["error_code"]) == ("FAILURE", "TARGET_NOT_FOUND")
         assert "not an AI job" in reply["message"]
         # a backend that believed it one (a forged report) is refused all the same
-        forged = {"nodeId": p.machine_id, "pid": sleeper.pid, "startTicks": ticks,
-                  "startTime": int(time.time() * 1000), "status": "running", "jobName": "sleep",
-                  "coreDumped": False, "user": "root"}
+        forged = {
+            "nodeId": p.machine_id,
+            "pid": sleeper.pid,
+            "startTicks": ticks,
+            "startTime": int(time.time() * 1000),
+            "status": "running",
+            "jobName": "sleep",
+            "coreDumped": False,
+            "user": "root",
+        }
         async with p.client.app[DB].connection() as conn:
             await job_events.apply_seen(conn, p.machine_id, forged)
         job = await _job(p, sleeper.pid)
@@ -131,8 +153,9 @@ async def test_a_process_that_is_no_ai_job_is_never_stopped(platform: Platform) 
         sleeper.wait()
 
 
-async def test_a_restarted_manager_settles_what_happened_meanwhile(platform: Platform,
-                                                                   cudart12: Path) -> None:
+async def test_a_restarted_manager_settles_what_happened_meanwhile(
+    platform: Platform, cudart12: Path
+) -> None:
     """The manager is killed; one job goes on, the other ends unseen. The new manager's
     snapshot keeps the first running and the second becomes lost, once each."""
     p = platform

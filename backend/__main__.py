@@ -25,8 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port),
-                                   ("data_dir", args.data_dir)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("data_dir", args.data_dir))
+        if v is not None
+    }
     settings = Settings.from_env(**overrides)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     log = logging.getLogger("backend")
@@ -47,13 +50,19 @@ def main(argv: list[str] | None = None) -> int:
     if not settings.database_dsn:
         settings.data_dir.chmod(0o711)  # the server's user traverses it to postgres/
         embedded = EmbeddedPostgres(settings.data_dir / "postgres")
-        settings = Settings.from_env(**overrides, jwt_secret=settings.jwt_secret,
-                                     database_dsn=embedded.start(),
-                                     database_data_dir=embedded.pgdata)
+        settings = Settings.from_env(
+            **overrides,
+            jwt_secret=settings.jwt_secret,
+            database_dsn=embedded.start(),
+            database_data_dir=embedded.pgdata,
+        )
         log.info("embedded PostgreSQL running in %s", embedded.root)
     public, _ = server_keys(settings)
-    log.info("backend CURVE public key: %s (managers need it; enroll their keys in %s)",
-             public.decode(), settings.enrolled_dir)
+    log.info(
+        "backend CURVE public key: %s (managers need it; enroll their keys in %s)",
+        public.decode(),
+        settings.enrolled_dir,
+    )
     try:
         serve(create_app(settings), settings.host, settings.port, ssl_context=tls)
     except InfluxSetupError as e:  # a refusal to start, said plainly

@@ -28,8 +28,10 @@ def requires(role: Role, handler: Handler) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
         caller = request[CALLER]
         if not allows(caller.role, role):
-            message = (f"{request.method} {request.path[:200]} needs the {role} role; "
-                       f"{caller.email} is a {caller.role}")
+            message = (
+                f"{request.method} {request.path[:200]} needs the {role} role; "
+                f"{caller.email} is a {caller.role}"
+            )
             await audit.denied(request, handler, message)
             raise PermissionDenied(message)
         return await handler(request)

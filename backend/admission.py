@@ -39,8 +39,13 @@ ACCEPTING = frozenset({"STARTING", "RUNNING", "STOPPING"})
 
 
 class Admission:
-    def __init__(self, pool: AsyncConnectionPool, *, ttl_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        ttl_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool, self._ttl, self._clock = pool, ttl_s, clock
         self._machines: dict[str, tuple[str | None, float]] = {}  # key -> machine, when asked
         self._monitors: dict[str, tuple[tuple[str, str] | None, float]] = {}
@@ -52,15 +57,20 @@ class Admission:
         if machine is None:
             return self._say(key, "key", "its key is bound to no machine")
         if batch.machine_id != machine:
-            return self._say(key, "machine", f"it claims machine {batch.machine_id[:64]!r}, "
-                             f"its key is machine {machine!r}'s")
+            return self._say(
+                key,
+                "machine",
+                f"it claims machine {batch.machine_id[:64]!r}, its key is machine {machine!r}'s",
+            )
         monitor = await self._monitor(batch.monitor_id)
         if monitor is None or monitor[0] != machine:
-            return self._say(key, batch.monitor_id,
-                             f"monitor {batch.monitor_id[:64]!r} is not one of {machine!r}'s")
+            return self._say(
+                key,
+                batch.monitor_id,
+                f"monitor {batch.monitor_id[:64]!r} is not one of {machine!r}'s",
+            )
         if monitor[1] not in ACCEPTING:
-            return self._say(key, batch.monitor_id,
-                             f"monitor {batch.monitor_id} is {monitor[1]}")
+            return self._say(key, batch.monitor_id, f"monitor {batch.monitor_id} is {monitor[1]}")
         return None
 
     async def _machine(self, key: str) -> str | None:

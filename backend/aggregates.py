@@ -123,15 +123,15 @@ def call_kinds(monitor_type: str) -> dict[str, frozenset[str]]:
 def _acl_2d() -> np.ndarray:
     """Lookup table over the 16-bit function ids: the ACL 2-D copies."""
     lut = np.zeros(1 << 16, dtype=bool)
-    lut[[f for f in abi.function_names("ACL") if abi.arg_class(f, "ACL").startswith("MEMCPY_2D")]] \
-        = True
+    lut[
+        [f for f in abi.function_names("ACL") if abi.arg_class(f, "ACL").startswith("MEMCPY_2D")]
+    ] = True
     return lut
 
 
 @cache
 def _function_name(func: int, monitor_type: str) -> str:
-    return abi.function_name(func, monitor_type) if monitor_type in _NAMED \
-        else f"fn_{func:#06x}"
+    return abi.function_name(func, monitor_type) if monitor_type in _NAMED else f"fn_{func:#06x}"
 
 
 def device_tag(code: int) -> str | None:
@@ -154,11 +154,13 @@ class DropCounter:
     def __init__(self) -> None:
         self.last: dict[tuple[str, int], tuple[int, int, int]] = {}
 
-    def delta(self, monitor_id: str, agent_pid: int,
-              totals: tuple[int, int, int]) -> tuple[int, int, int]:
+    def delta(
+        self, monitor_id: str, agent_pid: int, totals: tuple[int, int, int]
+    ) -> tuple[int, int, int]:
         last = self.last.get((monitor_id, agent_pid), (0, 0, 0))
         self.last[(monitor_id, agent_pid)] = tuple(  # type: ignore[assignment]
-            max(a, b) for a, b in zip(last, totals, strict=True))
+            max(a, b) for a, b in zip(last, totals, strict=True)
+        )
         return tuple(max(0, t - p) for t, p in zip(totals, last, strict=True))  # type: ignore[return-value]
 
 
@@ -219,9 +221,15 @@ class _AclnnOps:
 class Aggregator:
     """Aggregates stored batches per interval; closed intervals go to ``sink`` as points."""
 
-    def __init__(self, sink: Callable[[list[Point]], None], *, interval_ns: int = 10**9,
-                 lateness_ns: int = 2 * 10**9, retain_intervals: int = 120,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        sink: Callable[[list[Point]], None],
+        *,
+        interval_ns: int = 10**9,
+        lateness_ns: int = 2 * 10**9,
+        retain_intervals: int = 120,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
         if interval_ns <= 0 or lateness_ns < 0:
             raise ValueError("interval_ns must be positive and lateness_ns not negative")
         self.sink = sink
@@ -306,8 +314,9 @@ class Aggregator:
             self._add_memory(b, sid, mtype, ts, touched)
         else:
             last = self._watermark if self._watermark is not None else self.clock_ns()
-        new = self.drops.delta(b.monitor_id, b.agent_pid,
-                               (b.kernel_drops, b.inflight_drops, b.send_drops))
+        new = self.drops.delta(
+            b.monitor_id, b.agent_pid, (b.kernel_drops, b.inflight_drops, b.send_drops)
+        )
         if any(new):
             iv = last // step
             slot = self._slot(iv)
@@ -318,8 +327,9 @@ class Aggregator:
                 acc[i] += new[i]
             touched.add(iv)
 
-    def _add_calls(self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray,
-                   touched: set[int]) -> None:
+    def _add_calls(
+        self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray, touched: set[int]
+    ) -> None:
         ev = b.events
         n = len(ev)
         iv = ts // self.interval_ns
@@ -385,8 +395,9 @@ class Aggregator:
             slot.hist.append(part_h)
             touched.add(i)
 
-    def _add_memory(self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray,
-                    touched: set[int]) -> None:
+    def _add_memory(
+        self, b: abi.Batch, sid: int, mtype: str, ts: np.ndarray, touched: set[int]
+    ) -> None:
         ev = b.events
         func = ev["func"]
         alloc = lookup(mtype, "alloc")[func]
@@ -397,8 +408,9 @@ class Aggregator:
         dev = device_codes(ev)
         for i in rows.tolist():
             pid = int(ev["pid"][i])
-            changes = self.memory.apply((sid, pid), bool(alloc[i]), int(ev["ptr"][i]),
-                                        int(ev["bytes"][i]), int(dev[i]))
+            changes = self.memory.apply(
+                (sid, pid), bool(alloc[i]), int(ev["ptr"][i]), int(ev["bytes"][i]), int(dev[i])
+            )
             if not changes:
                 continue
             iv = int(ts[i]) // self.interval_ns
@@ -452,39 +464,68 @@ class Aggregator:
         tags_of = self._series_tags
         if slot.groups:
             g, h = slot.groups[0], slot.hist[0]
-            hstarts = np.flatnonzero(np.r_[True, _key(h)[1:] != _key(h)[:-1]]) if len(h) \
+            hstarts = (
+                np.flatnonzero(np.r_[True, _key(h)[1:] != _key(h)[:-1]])
+                if len(h)
                 else np.zeros(0, dtype=np.int64)
+            )
             hbounds = np.r_[hstarts, len(h)]
             for j, row in enumerate(g.tolist()):
                 sid, _, pid, dev, func, calls, errors, dsum, dmax, copied, allocated = row
                 machine, mtype, monitor = tags_of[sid]
-                tags = (*_device(dev), ("function", self._aclnn.name(func, mtype)),
-                        ("machine", machine), ("monitor_id", monitor), ("monitor_type", mtype),
-                        ("pid", str(pid)))
-                hrows = h[hbounds[j]:hbounds[j + 1]]
-                counts = dict(zip(hrows["bucket"].tolist(), hrows["count"].tolist(),
-                                  strict=True))
+                tags = (
+                    *_device(dev),
+                    ("function", self._aclnn.name(func, mtype)),
+                    ("machine", machine),
+                    ("monitor_id", monitor),
+                    ("monitor_type", mtype),
+                    ("pid", str(pid)),
+                )
+                hrows = h[hbounds[j] : hbounds[j + 1]]
+                counts = dict(zip(hrows["bucket"].tolist(), hrows["count"].tolist(), strict=True))
                 fields: dict[str, int | float] = {
-                    "calls": calls, "errors": errors, "duration_sum_ns": dsum,
-                    "duration_max_ns": dmax, "duration_mean_ns": dsum / calls,
-                    "bytes_copied": copied, "bytes_allocated": allocated,
+                    "calls": calls,
+                    "errors": errors,
+                    "duration_sum_ns": dsum,
+                    "duration_max_ns": dmax,
+                    "duration_mean_ns": dsum / calls,
+                    "bytes_copied": copied,
+                    "bytes_allocated": allocated,
                 }
                 for name, q in (("p50_ns", 0.5), ("p95_ns", 0.95), ("p99_ns", 0.99)):
                     fields[name] = percentile(counts, q, dmax) or 0
                 out.append(Point("xpu_calls", tags, fields, t))
-                out.append(Point("xpu_latency_hist", tags,
-                                 {f"b{k}": v for k, v in sorted(counts.items())}, t))
+                out.append(
+                    Point(
+                        "xpu_latency_hist", tags, {f"b{k}": v for k, v in sorted(counts.items())}, t
+                    )
+                )
         for (sid, pid, dev), (held, most) in sorted(slot.memory.items()):
             machine, mtype, monitor = tags_of[sid]
-            out.append(Point("xpu_memory", (*_device(dev), ("machine", machine),
-                                            ("monitor_id", monitor), ("monitor_type", mtype),
-                                            ("pid", str(pid))),
-                             {"held_bytes": held, "held_max_bytes": most}, t))
+            out.append(
+                Point(
+                    "xpu_memory",
+                    (
+                        *_device(dev),
+                        ("machine", machine),
+                        ("monitor_id", monitor),
+                        ("monitor_type", mtype),
+                        ("pid", str(pid)),
+                    ),
+                    {"held_bytes": held, "held_max_bytes": most},
+                    t,
+                )
+            )
         for sid, (k, i, s) in sorted(slot.drops.items()):
             machine, mtype, monitor = tags_of[sid]
-            out.append(Point("xpu_drops", (("machine", machine), ("monitor_id", monitor),
-                                           ("monitor_type", mtype)),
-                             {"kernel": k, "inflight": i, "send": s, "total": k + i + s}, t))
+            out.append(
+                Point(
+                    "xpu_drops",
+                    (("machine", machine), ("monitor_id", monitor), ("monitor_type", mtype)),
+                    {"kernel": k, "inflight": i, "send": s, "total": k + i + s},
+                    t,
+                )
+            )
         return out
 
 

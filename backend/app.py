@@ -81,11 +81,18 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if not settings.database_dsn:
         raise RuntimeError("database_dsn is not set (python -m backend starts the embedded one)")
-    async with await psycopg.AsyncConnection.connect(settings.database_dsn,
-                                                     autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_dsn, autocommit=True
+    ) as conn:
         await migrate(conn)
-    pool = AsyncConnectionPool(settings.database_dsn, min_size=1, max_size=10, open=False,
-                               timeout=settings.db_pool_wait_s, kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(
+        settings.database_dsn,
+        min_size=1,
+        max_size=10,
+        open=False,
+        timeout=settings.db_pool_wait_s,
+        kwargs={"autocommit": True},
+    )
     await pool.open(wait=True, timeout=30)
     requests = RequestDb(settings.database_dsn, settings)
     await requests.open()
@@ -113,12 +120,20 @@ async def control_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_event(machine_id: str, key: str, msg: dict[str, object]) -> None:
         await handle_event(app, machine_id, key, msg)
 
-    async def on_late_reply(machine_id: str, command: dict[str, object],
-                            reply: dict[str, object]) -> None:
+    async def on_late_reply(
+        machine_id: str, command: dict[str, object], reply: dict[str, object]
+    ) -> None:
         await apply_late_reply(app, machine_id, command, reply)
 
-    control = ControlServer(app[ZMQ], settings.control_endpoint, secret, public, on_event,
-                            on_late_reply, settings.late_reply_s)
+    control = ControlServer(
+        app[ZMQ],
+        settings.control_endpoint,
+        secret,
+        public,
+        on_event,
+        on_late_reply,
+        settings.late_reply_s,
+    )
     await control.start()
     app[CONTROL] = control
     yield
@@ -135,17 +150,26 @@ async def aggregates_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     if s.influx_api not in ("v1", "v2"):
         raise ValueError(f"influx_api must be v1 or v2, not {s.influx_api!r}")
-    config = InfluxConfig(s.influx_url, s.influx_api,  # type: ignore[arg-type]
-                          database=s.influx_database, retention_policy=s.influx_retention_policy,
-                          username=s.influx_username, password=s.influx_password,
-                          token=s.influx_token, org=s.influx_org, bucket=s.influx_bucket)
+    config = InfluxConfig(
+        s.influx_url,
+        s.influx_api,  # type: ignore[arg-type]
+        database=s.influx_database,
+        retention_policy=s.influx_retention_policy,
+        username=s.influx_username,
+        password=s.influx_password,
+        token=s.influx_token,
+        org=s.influx_org,
+        bucket=s.influx_bucket,
+    )
     writer = InfluxWriter(config, max_buffer_lines=s.influx_buffer_lines)
     await writer.start()
     try:
         await writer.ensure_database()  # when InfluxDB is not reachable, before the first write
-        aggregator = Aggregator(lambda points: writer.submit([p.line() for p in points]),
-                                interval_ns=round(s.aggregate_interval_s * 1e9),
-                                lateness_ns=round(s.aggregate_lateness_s * 1e9))
+        aggregator = Aggregator(
+            lambda points: writer.submit([p.line() for p in points]),
+            interval_ns=round(s.aggregate_interval_s * 1e9),
+            lateness_ns=round(s.aggregate_lateness_s * 1e9),
+        )
         async with app[DB].connection() as conn:  # drops already counted before a restart
             aggregator.drops.last.update(await last_drop_totals(conn))
     except BaseException:
@@ -163,8 +187,15 @@ async def aggregates_ctx(app: web.Application) -> AsyncIterator[None]:
 async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     public, secret = server_keys(settings)
-    ingest = Ingest(app[ZMQ], settings.ingest_endpoint, secret, public, app[DB],
-                    aggregator=app.get(AGGREGATOR), admission=Admission(app[DB]))
+    ingest = Ingest(
+        app[ZMQ],
+        settings.ingest_endpoint,
+        secret,
+        public,
+        app[DB],
+        aggregator=app.get(AGGREGATOR),
+        admission=Admission(app[DB]),
+    )
     await ingest.start()
     app[INGEST] = ingest
     yield
@@ -197,8 +228,13 @@ async def passwords_ctx(app: web.Application) -> AsyncIterator[None]:
 async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_dsn is not None  # database_ctx has checked
-    jobs = TraceJobs(app[DB], settings.database_dsn, settings.traces_dir,
-                     workers=settings.trace_workers, chunk_rows=settings.trace_chunk_rows)
+    jobs = TraceJobs(
+        app[DB],
+        settings.database_dsn,
+        settings.traces_dir,
+        workers=settings.trace_workers,
+        chunk_rows=settings.trace_chunk_rows,
+    )
     app[TRACE_JOBS] = jobs
     await jobs.start()
     yield
@@ -222,22 +258,41 @@ def create_app(settings: Settings) -> web.Application:
     if len(settings.jwt_secret) < 32:
         raise ValueError("jwt_secret must be at least 32 characters")
     if not 1 <= settings.db_connections_per_user < settings.request_pool_size:
-        raise ValueError("db_connections_per_user must be at least 1 and less than "
-                         "request_pool_size: one user must not be able to fill the pool")
+        raise ValueError(
+            "db_connections_per_user must be at least 1 and less than "
+            "request_pool_size: one user must not be able to fill the pool"
+        )
     # max_line_size: the longest query the OpenAPI document allows (filter, order_by,
     # page_token and fields at their maxLength, each character %-encoded UTF-8) must reach
     # the handlers, which answer in the seed's error body; aiohttp's 8190 would answer
     # a bare text/plain 400 first.
-    app = web.Application(middlewares=[error_middleware, require_user],
-                          client_max_size=1024 * 1024,
-                          handler_args={"max_line_size": 256 * 1024})
+    app = web.Application(
+        middlewares=[error_middleware, require_user],
+        client_max_size=1024 * 1024,
+        handler_args={"max_line_size": 256 * 1024},
+    )
     app[SETTINGS] = settings
     app.on_response_prepare.append(_server_header)
     app[RATE_LIMITS] = RateLimits.from_settings(
-        settings.login_attempts_per_account, settings.login_attempts_per_address,
-        settings.login_window_s, settings.api_requests_per_s, settings.api_burst)
-    app.cleanup_ctx.extend([database_ctx, passwords_ctx, zmq_ctx, control_ctx, aggregates_ctx,
-                            ingest_ctx, tasks_ctx, reconcile_ctx, retention_ctx,
-                            trace_jobs_ctx])
+        settings.login_attempts_per_account,
+        settings.login_attempts_per_address,
+        settings.login_window_s,
+        settings.api_requests_per_s,
+        settings.api_burst,
+    )
+    app.cleanup_ctx.extend(
+        [
+            database_ctx,
+            passwords_ctx,
+            zmq_ctx,
+            control_ctx,
+            aggregates_ctx,
+            ingest_ctx,
+            tasks_ctx,
+            reconcile_ctx,
+            retention_ctx,
+            trace_jobs_ctx,
+        ]
+    )
     setup_routes(app)
     return app

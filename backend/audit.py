@@ -53,17 +53,37 @@ def _target(request: web.Request) -> str:
 async def _open(request: web.Request, action: str) -> _Entry:
     caller, db = request[CALLER], request.app[DB]
     async with db.connection() as conn:
-        entry_id = await audit_logs.open_entry(conn, caller.user_id, caller.email, caller.role,
-                                               caller.address, action, _target(request))
+        entry_id = await audit_logs.open_entry(
+            conn,
+            caller.user_id,
+            caller.email,
+            caller.role,
+            caller.address,
+            action,
+            _target(request),
+        )
     return _Entry(entry_id, db)
 
 
-async def _settle(entry: _Entry, *, result: str | None = None, http_status: int | None = None,
-                  error_code: str | None = None, message: str | None = None,
-                  target: str | None = None) -> None:
+async def _settle(
+    entry: _Entry,
+    *,
+    result: str | None = None,
+    http_status: int | None = None,
+    error_code: str | None = None,
+    message: str | None = None,
+    target: str | None = None,
+) -> None:
     async with entry.db.connection() as conn:
-        await audit_logs.settle_entry(conn, entry.id, result=result, http_status=http_status,
-                                      error_code=error_code, message=message, target=target)
+        await audit_logs.settle_entry(
+            conn,
+            entry.id,
+            result=result,
+            http_status=http_status,
+            error_code=error_code,
+            message=message,
+            target=target,
+        )
 
 
 def audited(action: str, *, deferred: bool = False) -> Callable[[Handler], Handler]:
@@ -77,8 +97,13 @@ def audited(action: str, *, deferred: bool = False) -> Callable[[Handler], Handl
             try:
                 response = await handler(request)
             except ApiError as e:
-                await _settle(entry, result="FAILURE", http_status=e.http_status,
-                              error_code=e.status, message=e.message)
+                await _settle(
+                    entry,
+                    result="FAILURE",
+                    http_status=e.http_status,
+                    error_code=e.status,
+                    message=e.message,
+                )
                 raise
             except web.HTTPException as e:
                 await _settle(entry, result="FAILURE", http_status=e.status, message=e.reason)
@@ -89,8 +114,7 @@ def audited(action: str, *, deferred: bool = False) -> Callable[[Handler], Handl
             finally:
                 _current.reset(token)
             waits = deferred or response.status == 202
-            await _settle(entry, result=None if waits else "SUCCESS",
-                          http_status=response.status)
+            await _settle(entry, result=None if waits else "SUCCESS", http_status=response.status)
             return response
 
         _actions[audited_handler] = action
@@ -103,12 +127,18 @@ async def denied(request: web.Request, handler: Handler, message: str) -> None:
     """Records a request refused for its role, when the handler is audited."""
     action = _actions.get(handler)
     if action is not None:
-        await _settle(await _open(request, action), result="FAILURE", http_status=403,
-                      error_code="PERMISSION_DENIED", message=message)
+        await _settle(
+            await _open(request, action),
+            result="FAILURE",
+            http_status=403,
+            error_code="PERMISSION_DENIED",
+            message=message,
+        )
 
 
-async def outcome(reply: Mapping[str, object], *, ok: bool | None = None,
-                  target: str | None = None) -> None:
+async def outcome(
+    reply: Mapping[str, object], *, ok: bool | None = None, target: str | None = None
+) -> None:
     """Settles the current action with the manager's reply (ok: whether it counts as done,
     by default whether its status is SUCCESS); target names what the action created."""
     entry = _current.get()
@@ -118,8 +148,13 @@ async def outcome(reply: Mapping[str, object], *, ok: bool | None = None,
     r = protocol.parse_reply(reply)
     ok = r.ok if ok is None else ok
     code = None if ok else r.error_code
-    await _settle(entry, result="SUCCESS" if ok else "FAILURE", error_code=code,
-                  message=None if ok else str(reply.get("message", "")), target=target)
+    await _settle(
+        entry,
+        result="SUCCESS" if ok else "FAILURE",
+        error_code=code,
+        message=None if ok else str(reply.get("message", "")),
+        target=target,
+    )
 
 
 async def detail(message: str) -> None:

@@ -68,15 +68,22 @@ class Client:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
 
-    def _open(self, method: str, path: str, body: Any = None,
-              params: dict[str, Any] | None = None, auth: bool = True,
-              retry: bool = True) -> Any:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        auth: bool = True,
+        retry: bool = True,
+    ) -> Any:
         """The open HTTP response (a 2xx); ApiError with the seed's message otherwise."""
         url = f"{self.url}/api/v1{path}"
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        req = urllib.request.Request(url, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            url, method=method, data=json.dumps(body).encode() if body is not None else None
+        )
         req.add_header("Content-Type", "application/json")
         if auth and self.creds.get("access_token"):
             req.add_header("Authorization", f"Bearer {self.creds['access_token']}")
@@ -94,8 +101,14 @@ class Client:
         except urllib.error.URLError as e:
             raise ApiError(f"cannot reach {self.url}: {e.reason}") from None
 
-    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-             auth: bool = True) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        auth: bool = True,
+    ) -> Any:
         with self._open(method, path, body, params, auth) as r:
             raw = r.read()
             return json.loads(raw) if raw else None
@@ -116,13 +129,19 @@ class Client:
 
     def _refresh(self) -> bool:
         try:
-            tok = self.call("POST", "/auth:refreshToken",
-                            {"refresh_token": self.creds["refresh_token"]}, auth=False)
+            tok = self.call(
+                "POST",
+                "/auth:refreshToken",
+                {"refresh_token": self.creds["refresh_token"]},
+                auth=False,
+            )
         except ApiError:
             return False
         # the refresh token is kept unless the backend rotates it (refresh_token_rotation)
-        self.creds.update(access_token=tok["access_token"],
-                          refresh_token=tok.get("refresh_token", self.creds["refresh_token"]))
+        self.creds.update(
+            access_token=tok["access_token"],
+            refresh_token=tok.get("refresh_token", self.creds["refresh_token"]),
+        )
         self._save()
         return True
 
@@ -186,15 +205,21 @@ def _wait_trace(c: Client, job_id: str, timeout: float) -> dict[str, Any]:
             return job
         if time.monotonic() > deadline:
             sys.stderr.write("\n")
-            raise ApiError(f"trace job {job_id} still PROCESSING after {timeout:g}s "
-                           f"(xputrace traces status {job_id})")
+            raise ApiError(
+                f"trace job {job_id} still PROCESSING after {timeout:g}s "
+                f"(xputrace traces status {job_id})"
+            )
         time.sleep(0.5)
 
 
 def _traces(c: Client, args: argparse.Namespace) -> None:
     if args.action == "generate":
-        body = {"filter": args.filter, "trace_name": args.name, "format": args.format,
-                "gzip": args.gzip}
+        body = {
+            "filter": args.filter,
+            "trace_name": args.name,
+            "format": args.format,
+            "gzip": args.gzip,
+        }
         job_id = c.call("POST", "/traces:generate", body)["trace_job_id"]
         if not args.wait:
             print(job_id)
@@ -208,8 +233,9 @@ def _traces(c: Client, args: argparse.Namespace) -> None:
         print(c.download(f"/traces/{args.trace}", args.output))
 
 
-def _pages(c: Client, path: str, key: str, params: dict[str, Any],
-           limit: int | None = None) -> None:
+def _pages(
+    c: Client, path: str, key: str, params: dict[str, Any], limit: int | None = None
+) -> None:
     """Every item of a paged list, as JSON lines."""
     token, n = None, 0
     while True:
@@ -266,8 +292,15 @@ def run(args: argparse.Namespace) -> int:
             _print(c.call("GET", base))
         elif args.action == "start":
             target = {"pid": args.pid, "library_path": args.library, "comm": args.comm}
-            m = c.call("POST", base, {"monitor_type": args.type, "display_name": args.name,
-                                      "target": {k: v for k, v in target.items() if v}})
+            m = c.call(
+                "POST",
+                base,
+                {
+                    "monitor_type": args.type,
+                    "display_name": args.name,
+                    "target": {k: v for k, v in target.items() if v},
+                },
+            )
             if args.wait:
                 m = _wait(c, c.machine(args.machine), m["id"], "RUNNING", args.timeout)
             _print(m)
@@ -279,8 +312,13 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "wait":
             _print(_wait(c, c.machine(args.machine), args.id, args.status, args.timeout))
     elif args.cmd == "events":
-        _pages(c, "/events", "events", {"filter": args.filter, "order_by": args.order_by,
-                                        "fields": args.fields}, args.limit)
+        _pages(
+            c,
+            "/events",
+            "events",
+            {"filter": args.filter, "order_by": args.order_by, "fields": args.fields},
+            args.limit,
+        )
     elif args.cmd == "users":
         _users(c, args)
     elif args.cmd == "audit":
@@ -291,11 +329,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xputrace", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="xputrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", default=os.environ.get("XPUTRACE_URL", "http://127.0.0.1:8080"))
-    p.add_argument("--ca-file", default=os.environ.get("XPUTRACE_CA_FILE"),
-                   help="PEM certificate(s) to trust for an https:// --url")
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("XPUTRACE_CA_FILE"),
+        help="PEM certificate(s) to trust for an https:// --url",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("register")
     r.add_argument("email")
@@ -345,8 +387,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--name", required=True, help="trace name (the download's file name)")
     g.add_argument("--format", choices=("perfetto", "chrome"), default="perfetto")
     g.add_argument("--gzip", action="store_true")
-    g.add_argument("--wait", action="store_true",
-                   help="show progress, then download the trace")
+    g.add_argument("--wait", action="store_true", help="show progress, then download the trace")
     g.add_argument("-o", "--output", type=Path, help="with --wait: where to save the trace")
     g.add_argument("--timeout", type=float, default=3600)
     t.add_parser("status").add_argument("job")

@@ -64,10 +64,16 @@ class NoReply(MachineUnavailable):
 
 
 class ControlServer:
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
-                 public_key: bytes, on_event: EventHandler,
-                 on_late_reply: LateReplyHandler | None = None,
-                 late_reply_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        secret_key: bytes,
+        public_key: bytes,
+        on_event: EventHandler,
+        on_late_reply: LateReplyHandler | None = None,
+        late_reply_s: float = 600.0,
+    ) -> None:
         """ctx must have a ZAP authenticator running (see curve_context)."""
         self.endpoint = endpoint
         self._secret, self._public = secret_key, public_key
@@ -77,8 +83,7 @@ class ControlServer:
         self._ctx = ctx
         self._sock: zmq.asyncio.Socket | None = None
         # request id -> (machine id, command, its reply's future)
-        self._pending: dict[str, tuple[str, dict[str, Any],
-                                       asyncio.Future[dict[str, Any]]]] = {}
+        self._pending: dict[str, tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = {}
         # request id -> (machine id, command, when its reply is no longer awaited)
         self._overdue: dict[str, tuple[str, dict[str, Any], float]] = {}
         self._keys: dict[str, str] = {}  # machine id -> manager public key (Z85)
@@ -108,8 +113,9 @@ class ControlServer:
         if self._sock is not None:
             self._sock.close(linger=0)
 
-    async def command(self, machine_id: str, message: dict[str, Any],
-                      timeout_s: float = 15.0) -> dict[str, Any]:
+    async def command(
+        self, machine_id: str, message: dict[str, Any], timeout_s: float = 15.0
+    ) -> dict[str, Any]:
         """Sends a command to the machine's manager and waits for its reply.
 
         Raises MachineUnavailable when it could not be sent (the manager is not connected),
@@ -121,8 +127,7 @@ class ControlServer:
         self._pending[request_id] = (machine_id, message, fut)
         try:
             try:
-                await self._sock.send_multipart([machine_id.encode(),
-                                                 protocol.encode(message)])
+                await self._sock.send_multipart([machine_id.encode(), protocol.encode(message)])
             except zmq.ZMQError as e:  # EHOSTUNREACH with ROUTER_MANDATORY: not connected
                 raise MachineUnavailable(f"machine '{machine_id}' is not connected") from e
             try:
@@ -130,11 +135,15 @@ class ControlServer:
             except TimeoutError:
                 if self._on_late_reply is not None:
                     self._forget_overdue(loop.time())
-                    self._overdue[request_id] = (machine_id, message,
-                                                 loop.time() + self._late_reply_s)
+                    self._overdue[request_id] = (
+                        machine_id,
+                        message,
+                        loop.time() + self._late_reply_s,
+                    )
                 raise NoReply(
                     f"machine '{machine_id}' did not answer {protocol.command_of(message)} "
-                    f"in {timeout_s:g} s") from None
+                    f"in {timeout_s:g} s"
+                ) from None
         finally:
             self._pending.pop(request_id, None)
 

@@ -23,8 +23,9 @@ __all__ = ["handle_event"]
 log = logging.getLogger(__name__)
 
 
-async def handle_event(app: web.Application, machine_id: str, key: str,
-                       msg: dict[str, Any]) -> None:
+async def handle_event(
+    app: web.Application, machine_id: str, key: str, msg: dict[str, Any]
+) -> None:
     event = protocol.event_of(msg)
     if event == Event.MONITOR_STATUS:
         await monitor_lifecycle.on_monitor_status(app, machine_id, msg)

@@ -16,19 +16,68 @@ import unicodedata
 __all__ = ["normalise", "skeleton"]
 
 # Lower-case (case-folded) look-alikes -> the Latin letter they pass for.
-_CONFUSABLES = str.maketrans({
-    # Cyrillic
-    "а": "a", "в": "b", "с": "c", "ԁ": "d", "е": "e", "ё": "e", "һ": "h", "н": "h", "і": "i",
-    "ї": "i", "ј": "j", "к": "k", "ӏ": "l", "м": "m", "п": "n", "о": "o", "р": "p", "ԛ": "q",
-    "г": "r", "ѕ": "s", "т": "t", "ц": "u", "ѵ": "v", "ԝ": "w", "х": "x", "у": "y", "ү": "y",
-    "з": "3", "ь": "b",
-    # Greek
-    "α": "a", "β": "b", "ϲ": "c", "ε": "e", "η": "n", "ι": "i", "ϳ": "j", "κ": "k", "ν": "v",
-    "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ζ": "z", "μ": "u", "ω": "w",
-    "σ": "o",
-    # Latin and digits that pass for other Latin letters
-    "ı": "i", "ɡ": "g", "ɑ": "a", "0": "o", "1": "l", "|": "l", "!": "l",
-})
+_CONFUSABLES = str.maketrans(
+    {
+        # Cyrillic
+        "а": "a",
+        "в": "b",
+        "с": "c",
+        "ԁ": "d",
+        "е": "e",
+        "ё": "e",
+        "һ": "h",
+        "н": "h",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "к": "k",
+        "ӏ": "l",
+        "м": "m",
+        "п": "n",
+        "о": "o",
+        "р": "p",
+        "ԛ": "q",
+        "г": "r",
+        "ѕ": "s",
+        "т": "t",
+        "ц": "u",
+        "ѵ": "v",
+        "ԝ": "w",
+        "х": "x",
+        "у": "y",
+        "ү": "y",
+        "з": "3",
+        "ь": "b",
+        # Greek
+        "α": "a",
+        "β": "b",
+        "ϲ": "c",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "ϳ": "j",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "γ": "y",
+        "ζ": "z",
+        "μ": "u",
+        "ω": "w",
+        "σ": "o",
+        # Latin and digits that pass for other Latin letters
+        "ı": "i",
+        "ɡ": "g",
+        "ɑ": "a",
+        "0": "o",
+        "1": "l",
+        "|": "l",
+        "!": "l",
+    }
+)
 # Two letters that pass for one (after the table above): "rn" reads as "m", "vv" as "w".
 _PAIRS = (("rn", "m"), ("vv", "w"))
 

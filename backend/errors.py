@@ -132,9 +132,16 @@ class AlreadyExists(ApiError):
 
 # gRPC's names (google.rpc.Code) for the HTTP errors aiohttp raises itself. 405: the path
 # exists, the method is not implemented on it.
-_HTTP_STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 405: "UNIMPLEMENTED",
-                413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED",
-                503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+_HTTP_STATUS = {
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 # Retry-After of a 503 for a database pool that had no connection free in time
 POOL_RETRY_AFTER_S = 2
 
@@ -159,23 +166,31 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as e:
         return web.json_response(
-            error_body(e.http_status, e.status, e.message), status=e.http_status,
+            error_body(e.http_status, e.status, e.message),
+            status=e.http_status,
             headers=e.headers or None,
         )
     except PoolTimeout:  # every connection busy for as long as the pool lets a request wait
         log.warning("no database connection free for %s %s", request.method, request.path)
         return web.json_response(
-            error_body(503, "UNAVAILABLE", "the database is busy: no connection was free in "
-                       f"time; retry in {POOL_RETRY_AFTER_S} s"), status=503,
-            headers={"Retry-After": str(POOL_RETRY_AFTER_S)})
+            error_body(
+                503,
+                "UNAVAILABLE",
+                "the database is busy: no connection was free in "
+                f"time; retry in {POOL_RETRY_AFTER_S} s",
+            ),
+            status=503,
+            headers={"Retry-After": str(POOL_RETRY_AFTER_S)},
+        )
     except web.HTTPException as e:
         if e.status < 400:
             raise
         status = _HTTP_STATUS.get(e.status, "INVALID_ARGUMENT" if e.status < 500 else "INTERNAL")
         # keep what RFC 9110 requires of the answer, e.g. Allow on a 405
         headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
-        return web.json_response(error_body(e.status, status, e.reason), status=e.status,
-                                 headers=headers)
+        return web.json_response(
+            error_body(e.status, status, e.reason), status=e.status, headers=headers
+        )
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return web.json_response(error_body(500, "INTERNAL", "internal error"), status=500)

@@ -122,8 +122,9 @@ class EventWriter:
                     raise
                 self._days.clear()
         written = len(stored)
-        return WriteResult(n_events, written, duplicates + len(accepted) - written,
-                           tuple(rejected), stored)
+        return WriteResult(
+            n_events, written, duplicates + len(accepted) - written, tuple(rejected), stored
+        )
 
     async def ensure_partitions(self, conn: AsyncConnection[Any], days: Iterable[int]) -> None:
         """Creates the daily partitions for UTC day numbers ``days`` that do not exist yet
@@ -144,8 +145,10 @@ class EventWriter:
             returned = await event_batches.register(conn, items)
             new = [(accepted[(mid, pid, seq)][0], bid) for bid, mid, pid, seq in returned]
             registered = {id(b) for b, _ in new}
-            await py_frames.insert(conn, _frame_rows([(b, mid) for b, mid in items
-                                                      if b.stacks and id(b) in registered]))
+            await py_frames.insert(
+                conn,
+                _frame_rows([(b, mid) for b, mid in items if b.stacks and id(b) in registered]),
+            )
             new_events = [(b, bid) for b, bid in new if not b.stacks]
             n_events = sum(len(b.events) for b, _ in new_events)
             if n_events:
@@ -157,10 +160,11 @@ class EventWriter:
 
 def _frame_rows(batches: list[tuple[abi.Batch, uuid.UUID]]) -> list[py_frames.FrameRow]:
     """The py_frames rows of XPU_BATCH_STACKS batches."""
-    return [(mid, sid, depth, pid, _cstr_text(fn), _cstr_text(file),
-             None if line < 0 else line, flags)
-            for b, mid in batches
-            for sid, pid, depth, _, line, flags, fn, file in b.events.tolist()]
+    return [
+        (mid, sid, depth, pid, _cstr_text(fn), _cstr_text(file), None if line < 0 else line, flags)
+        for b, mid in batches
+        for sid, pid, depth, _, line, flags, fn, file in b.events.tolist()
+    ]
 
 
 def _counts(batches: list[tuple[abi.Batch, int]]) -> dict[tuple[uuid.UUID, int], int]:

@@ -84,7 +84,7 @@ _TYPE_WORDS = {
     "bool": "a boolean (true or false)",
     "timestamp": "an RFC 3339 timestamp (e.g. '2024-05-01T12:00:00.5Z')",
     "duration": "a duration (e.g. 2m, 20s, 1.5ms, 300us, 42ns; h: hours, m: minutes; a bare "
-                "integer is nanoseconds)",
+    "integer is nanoseconds)",
     "json": "a JSON value",
 }
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -369,8 +369,11 @@ class _Parser:
         if tok.kind != "EOF":
             if tok.kind == ")":
                 _fail(f"unexpected ')' at position {tok.pos} (no matching '(')", tok.pos)
-            hint = " (quote values that contain ':', '=', '<', '>' or spaces)" \
-                if tok.kind == "CMP" else ""
+            hint = (
+                " (quote values that contain ':', '=', '<', '>' or spaces)"
+                if tok.kind == "CMP"
+                else ""
+            )
             _fail(f"unexpected {tok.raw!r} at position {tok.pos}{hint}", tok.pos)
         return node
 
@@ -471,8 +474,9 @@ class _Parser:
         spec, path = self._resolve(ftok)
         op = op_tok.value
         if op not in spec.allowed_ops:
-            allowed = ", ".join(o for o in ("=", "!=", "<", "<=", ">", ">=", ":")
-                                if o in spec.allowed_ops)
+            allowed = ", ".join(
+                o for o in ("=", "!=", "<", "<=", ">", ">=", ":") if o in spec.allowed_ops
+            )
             _fail(
                 f"operator {op_tok.raw!r} is not supported for field {name!r} at position "
                 f"{op_tok.pos} (supported: {allowed})",
@@ -519,8 +523,9 @@ class _Parser:
                 if all(_KEY_RE.fullmatch(k) for k in keys):
                     return spec, keys
         known = ", ".join(sorted(self.fields))
-        _fail(f"unknown field {name!r} at position {ftok.pos}; known fields: {known}",
-              ftok.pos, name)
+        _fail(
+            f"unknown field {name!r} at position {ftok.pos}; known fields: {known}", ftok.pos, name
+        )
 
     def _check_depth(self, depth: int, tok: _Tok) -> None:
         if depth > self.max_depth:
@@ -541,8 +546,15 @@ def _combine(op: Literal["AND", "OR"], parts: list[_Node]) -> _Node:
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _DURATION_RE = re.compile(r"([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(h|m|s|ms|us|µs|ns)?")
-_DURATION_NS = {"h": 3600 * 10**9, "m": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3,
-                "µs": 10**3, "ns": 1}
+_DURATION_NS = {
+    "h": 3600 * 10**9,
+    "m": 60 * 10**9,
+    "s": 10**9,
+    "ms": 10**6,
+    "us": 10**3,
+    "µs": 10**3,
+    "ns": 1,
+}
 _RFC3339_RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})"
     r"(?:\.([0-9]{1,9}))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
@@ -625,8 +637,7 @@ def _compare_json(name: str, col: str, path: list[str], op: str, vtok: _Tok) -> 
             name,
         )
     if isinstance(value, str):
-        sql = (f"(CASE WHEN jsonb_typeof({expr}) = 'string' THEN {expr} #>> '{{}}' END) "
-               f"{sql_op} %s")
+        sql = f"(CASE WHEN jsonb_typeof({expr}) = 'string' THEN {expr} #>> '{{}}' END) {sql_op} %s"
         return _Cmp(sql, [*eparams, *eparams, value], nullable=True)
     sql = f"(CASE WHEN jsonb_typeof({expr}) = 'number' THEN ({expr})::numeric END) {sql_op} %s"
     return _Cmp(sql, [*eparams, *eparams, value], nullable=True)
@@ -725,5 +736,8 @@ def _convert(name: str, spec: FieldSpec, vtok: _Tok, value: object) -> object:
     try:
         return convert(value)
     except (ValueError, TypeError, OverflowError) as e:
-        _fail(f"invalid value {vtok.raw} for field {name!r} at position {vtok.pos}: {e}",
-              vtok.pos, name)
+        _fail(
+            f"invalid value {vtok.raw} for field {name!r} at position {vtok.pos}: {e}",
+            vtok.pos,
+            name,
+        )

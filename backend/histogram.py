@@ -72,8 +72,9 @@ def bucket_bounds(bucket: int) -> tuple[int, int]:
     return lo, lo + width
 
 
-def percentile(counts: Mapping[int, int] | Iterable[tuple[int, int]], q: float,
-               maximum: int | None = None) -> int | None:
+def percentile(
+    counts: Mapping[int, int] | Iterable[tuple[int, int]], q: float, maximum: int | None = None
+) -> int | None:
     """The q-quantile (0 < q <= 1) of a histogram {bucket: count}; None when it is empty.
 
     The largest value of the bucket holding rank ceil(q * n), capped at maximum if given.

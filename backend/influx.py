@@ -46,8 +46,16 @@ from typing import Any, Literal
 
 import aiohttp
 
-__all__ = ["InfluxConfig", "InfluxError", "InfluxSetupError", "InfluxWriter",
-           "InfluxWriterStats", "query", "quote_identifier", "quote_literal"]
+__all__ = [
+    "InfluxConfig",
+    "InfluxError",
+    "InfluxSetupError",
+    "InfluxWriter",
+    "InfluxWriterStats",
+    "query",
+    "quote_identifier",
+    "quote_literal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +90,11 @@ class InfluxConfig:
         """(url, query parameters, headers) of a write."""
         base = self.url.rstrip("/")
         if self.api == "v2":
-            return (f"{base}/api/v2/write",
-                    {"org": self.org, "bucket": self.bucket, "precision": "ns"},
-                    self.headers())
+            return (
+                f"{base}/api/v2/write",
+                {"org": self.org, "bucket": self.bucket, "precision": "ns"},
+                self.headers(),
+            )
         params = {"db": self.database, "precision": "ns"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
@@ -113,9 +123,16 @@ class InfluxWriterStats:
 
 
 class InfluxWriter:
-    def __init__(self, config: InfluxConfig, *, max_buffer_lines: int = 200_000,
-                 batch_lines: int = 5_000, min_backoff_s: float = 0.1,
-                 max_backoff_s: float = 5.0, instance: str | None = None) -> None:
+    def __init__(
+        self,
+        config: InfluxConfig,
+        *,
+        max_buffer_lines: int = 200_000,
+        batch_lines: int = 5_000,
+        min_backoff_s: float = 0.1,
+        max_backoff_s: float = 5.0,
+        instance: str | None = None,
+    ) -> None:
         self.config = config
         self.max_buffer_lines = max_buffer_lines
         self.batch_lines = batch_lines
@@ -139,7 +156,8 @@ class InfluxWriter:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s)
+        )
         self._task = asyncio.create_task(self._run(), name="influx-writer")
 
     async def ensure_database(self) -> bool:
@@ -152,8 +170,9 @@ class InfluxWriter:
         cfg = self.config
         statement = f"CREATE DATABASE {quote_identifier(cfg.database)}"
         try:
-            async with self._session.post(f"{cfg.url.rstrip('/')}/query", data={"q": statement},
-                                          headers=cfg.headers()) as resp:
+            async with self._session.post(
+                f"{cfg.url.rstrip('/')}/query", data={"q": statement}, headers=cfg.headers()
+            ) as resp:
                 status, message = resp.status, _message(await resp.text())
             if status < 300 and not message:
                 self._need_database = False
@@ -163,8 +182,13 @@ class InfluxWriter:
             names = await query(self._session, cfg, "SHOW DATABASES")
         except (aiohttp.ClientError, TimeoutError, OSError, InfluxError) as e:
             if not self.stats.failed_requests % 50:
-                log.warning("influx: cannot reach %s to create database %s (%s): aggregates wait "
-                            "in the buffer", cfg.url, quote_identifier(cfg.database), e)
+                log.warning(
+                    "influx: cannot reach %s to create database %s (%s): aggregates wait "
+                    "in the buffer",
+                    cfg.url,
+                    quote_identifier(cfg.database),
+                    e,
+                )
             return False
         if any(cfg.database in row for s in names for row in s.get("values", ())):
             self._need_database = False
@@ -173,7 +197,8 @@ class InfluxWriter:
             f"InfluxDB at {cfg.url} has no database {quote_identifier(cfg.database)} and "
             f"refused to create it ({status}: {message}). Create it as an InfluxDB admin: "
             f"curl -XPOST -u ADMIN:PASSWORD {cfg.url.rstrip('/')}/query --data-urlencode "
-            f"'q={statement}', or name an existing database in XPUTRACE_INFLUX_DATABASE")
+            f"'q={statement}', or name an existing database in XPUTRACE_INFLUX_DATABASE"
+        )
 
     def submit(self, lines: list[str]) -> None:
         """Queues lines for writing; what does not fit the buffer is counted and dropped."""
@@ -182,8 +207,9 @@ class InfluxWriter:
             over = len(lines) - max(room, 0)
             self.stats.overflowed_lines += over
             if not self._overflowing:
-                log.warning("influx: buffer full (%d lines): dropping new aggregates",
-                            self.max_buffer_lines)
+                log.warning(
+                    "influx: buffer full (%d lines): dropping new aggregates", self.max_buffer_lines
+                )
             self._overflowing = True
             lines = lines[: max(room, 0)]
         if lines:
@@ -202,8 +228,11 @@ class InfluxWriter:
                 await asyncio.wait_for(self._empty.wait(), timeout_s)
         except TimeoutError:
             self.stats.lost_at_close += len(self._buf)
-            log.error("influx: %d aggregate lines not written at shutdown (not sent within "
-                      "%g s)", len(self._buf), timeout_s)
+            log.error(
+                "influx: %d aggregate lines not written at shutdown (not sent within %g s)",
+                len(self._buf),
+                timeout_s,
+            )
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -241,8 +270,10 @@ class InfluxWriter:
                 self._reported = (self.stats.overflowed_lines, self.stats.rejected_lines)
             if self._overflowing and len(self._buf) < self.max_buffer_lines // 2:
                 self._overflowing = False
-                log.warning("influx: %d aggregate lines dropped so far (buffer full)",
-                            self.stats.overflowed_lines)
+                log.warning(
+                    "influx: %d aggregate lines dropped so far (buffer full)",
+                    self.stats.overflowed_lines,
+                )
             self._report()
 
     def _report(self) -> None:
@@ -254,16 +285,16 @@ class InfluxWriter:
         self._buf.append(
             f"{_REPORT}instance={self.instance.replace(' ', '_').replace(',', '_')} "
             f"overflowed_lines={now[0]}i,rejected_lines={now[1]}i,"
-            f"buffered_lines={len(self._buf)}i {time.time_ns()}")
+            f"buffered_lines={len(self._buf)}i {time.time_ns()}"
+        )
 
     async def _post(self, chunk: list[str]) -> Literal["ok", "retry"] | int:
-        """"ok", "retry", or how many of the chunk's lines InfluxDB refused."""
+        """ "ok", "retry", or how many of the chunk's lines InfluxDB refused."""
         assert self._session is not None
         url, params, headers = self.config.write_request()
         body = ("\n".join(chunk) + "\n").encode()
         try:
-            async with self._session.post(url, params=params, data=body,
-                                          headers=headers) as resp:
+            async with self._session.post(url, params=params, data=body, headers=headers) as resp:
                 if resp.status < 300:
                     return "ok"
                 status, message = resp.status, _message(await resp.text())
@@ -291,8 +322,11 @@ class InfluxWriter:
         action = "retrying" if status in _RETRY_STATUS else "lines dropped"
         log.error("influx: write refused (%d, %s; logged once): %s", status, action, message)
         if len(self._causes) == _MAX_CAUSES:
-            log.error("influx: %d causes of refused writes logged; further ones are only "
-                      "counted (xputrace_writer)", _MAX_CAUSES)
+            log.error(
+                "influx: %d causes of refused writes logged; further ones are only "
+                "counted (xputrace_writer)",
+                _MAX_CAUSES,
+            )
 
 
 def _message(body: str) -> str:
@@ -329,14 +363,18 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-async def query(session: aiohttp.ClientSession, config: InfluxConfig,
-                q: str) -> list[dict[str, Any]]:
+async def query(
+    session: aiohttp.ClientSession, config: InfluxConfig, q: str
+) -> list[dict[str, Any]]:
     """The series of one InfluxQL statement: [{"name", "tags", "columns", "values"}]."""
     params = {"db": config.query_database(), "q": q, "epoch": "ns"}
     try:
-        async with session.get(f"{config.url.rstrip('/')}/query", params=params,
-                               headers=config.headers(),
-                               timeout=aiohttp.ClientTimeout(total=config.timeout_s)) as resp:
+        async with session.get(
+            f"{config.url.rstrip('/')}/query",
+            params=params,
+            headers=config.headers(),
+            timeout=aiohttp.ClientTimeout(total=config.timeout_s),
+        ) as resp:
             body = await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
         raise InfluxError(f"InfluxDB query failed: {e}") from e

@@ -53,11 +53,21 @@ class IngestStats:
 
 
 class Ingest:
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, secret_key: bytes,
-                 public_key: bytes, pool: AsyncConnectionPool, *, queue_batches: int = 256,
-                 max_frame: int = 64 << 20, write_batches: int = 64, writers: int = 2,
-                 aggregator: Aggregator | None = None,
-                 admission: Admission | None = None) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        secret_key: bytes,
+        public_key: bytes,
+        pool: AsyncConnectionPool,
+        *,
+        queue_batches: int = 256,
+        max_frame: int = 64 << 20,
+        write_batches: int = 64,
+        writers: int = 2,
+        aggregator: Aggregator | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self.stats = IngestStats()
         self._ctx, self._pool = ctx, pool
@@ -93,12 +103,17 @@ class Ingest:
         sock.linger = 0
         sock.bind(self.endpoint)
         self._sock = sock
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        self._tasks = [asyncio.create_task(self._receive(), name="ingest-receive"),
-                       asyncio.create_task(self._watch(), name="ingest-watch"),
-                       *(asyncio.create_task(self._write(), name=f"ingest-write-{i}")
-                         for i in range(self._writers))]
+        self._monitor = sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        )
+        self._tasks = [
+            asyncio.create_task(self._receive(), name="ingest-receive"),
+            asyncio.create_task(self._watch(), name="ingest-watch"),
+            *(
+                asyncio.create_task(self._write(), name=f"ingest-write-{i}")
+                for i in range(self._writers)
+            ),
+        ]
 
     async def close(self) -> None:
         """Stops receiving, writes what was received, then stops."""
@@ -122,8 +137,10 @@ class Ingest:
         while True:
             event = await recv_monitor_message(self._monitor)
             self.stats.unauthenticated += 1
-            log.warning("ingest: connection refused at the CURVE handshake (%s)",
-                        event.get("endpoint", b"").decode(errors="replace"))
+            log.warning(
+                "ingest: connection refused at the CURVE handshake (%s)",
+                event.get("endpoint", b"").decode(errors="replace"),
+            )
 
     async def _receive(self) -> None:
         assert self._sock is not None
@@ -179,8 +196,9 @@ class Ingest:
                 self.stats.rejected += len(result.rejected)
                 for r in result.rejected:
                     log.warning("ingest: batch %s/%d rejected: %s", r.monitor_id, r.seq, r.reason)
-                await self._acknowledge(items + [(p, b) for _, b in items
-                                                 for p in self._inflight.get(_key(b), ())])
+                await self._acknowledge(
+                    items + [(p, b) for _, b in items for p in self._inflight.get(_key(b), ())]
+                )
                 stored = [b for b in result.stored if not b.stacks]  # events only
             except Exception:
                 self.stats.write_errors += len(batches)
@@ -210,8 +228,9 @@ class Ingest:
         assert self._sock is not None
         for peer, b in items:
             try:
-                await self._sock.send_multipart([peer, abi.encode_ack(b.agent_pid, b.seq)],
-                                                flags=zmq.DONTWAIT)
+                await self._sock.send_multipart(
+                    [peer, abi.encode_ack(b.agent_pid, b.seq)], flags=zmq.DONTWAIT
+                )
             except zmq.Again:
                 self.stats.unacknowledged += 1  # the agent will resend; stored once
 

@@ -33,8 +33,7 @@ from typing import Any
 
 from backend.histogram import percentile
 
-__all__ = ["METRICS", "IntervalTotals", "SummaryError", "SummaryQuery", "parse_filter",
-           "summarize"]
+__all__ = ["METRICS", "IntervalTotals", "SummaryError", "SummaryQuery", "parse_filter", "summarize"]
 
 METRICS = ("api_calls_per_s", "api_errors_per_s", "latency_mean_ns", "latency_max_ns",
            "latency_p50_ns", "latency_p95_ns", "latency_p99_ns", "bytes_copied_per_s",
@@ -43,7 +42,8 @@ _MAX_RANGE_NS = 31 * 86_400 * 10**9
 _UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9,
           "d": 86_400 * 10**9, "w": 7 * 86_400 * 10**9}  # fmt: skip
 _RESTRICTION = re.compile(
-    r"""\s*([A-Za-z_]+)\s*(==|=|>=|<=|>|<)\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s()'"]+)\s*""")
+    r"""\s*([A-Za-z_]+)\s*(==|=|>=|<=|>|<)\s*('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s()'"]+)\s*"""
+)
 _SAFE = re.compile(r"^[A-Za-z0-9_.:@+/-]{1,128}$")
 
 
@@ -121,9 +121,12 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
     for part in parts:
         m = _RESTRICTION.fullmatch(part)
         if not m:
-            raise SummaryError("filter", f"cannot read {part!r}: use field = value, joined by"
-                               " AND (fields: machine_id, monitor_id, pid, function, "
-                               "time_range, timestamp)")
+            raise SummaryError(
+                "filter",
+                f"cannot read {part!r}: use field = value, joined by"
+                " AND (fields: machine_id, monitor_id, pid, function, "
+                "time_range, timestamp)",
+            )
         name, op, raw = m.groups()
         value = raw[1:-1].replace("\\'", "'").replace('\\"', '"') if raw[0] in "'\"" else raw
         if name == "timestamp":
@@ -148,8 +151,11 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
                 raise SummaryError("filter", f"{name} {value!r} has characters not allowed")
             values[name] = value
         else:
-            raise SummaryError("filter", f"unknown field {name!r}; known: function, machine_id, "
-                               "monitor_id, pid, time_range, timestamp")
+            raise SummaryError(
+                "filter",
+                f"unknown field {name!r}; known: function, machine_id, "
+                "monitor_id, pid, time_range, timestamp",
+            )
     end = hi if hi is not None else (now_ns // interval_ns) * interval_ns
     end = -(-end // interval_ns) * interval_ns
     if lo is not None:
@@ -161,8 +167,9 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
         raise SummaryError("filter", "the time range is empty")
     if end - start > _MAX_RANGE_NS:
         raise SummaryError("filter", "the time range is longer than 31 days")
-    label = _label(end - start) if span is None or lo is not None or hi is not None \
-        else _label(span)
+    label = (
+        _label(end - start) if span is None or lo is not None or hi is not None else _label(span)
+    )
     return SummaryQuery(start, end, interval_ns, label, **values)
 
 
@@ -172,14 +179,19 @@ def parse_metrics(text: str | None) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS]
     if unknown:
-        raise SummaryError("metrics", f"unknown metric {unknown[0]!r}; known: "
-                           + ", ".join(METRICS))
+        raise SummaryError(
+            "metrics", f"unknown metric {unknown[0]!r}; known: " + ", ".join(METRICS)
+        )
     return names
 
 
-def summarize(q: SummaryQuery, per_interval: Mapping[int, IntervalTotals],
-              memory: Mapping[tuple[str, ...], Iterable[tuple[int, int]]],
-              metrics: list[str], source: str) -> dict[str, Any]:
+def summarize(
+    q: SummaryQuery,
+    per_interval: Mapping[int, IntervalTotals],
+    memory: Mapping[tuple[str, ...], Iterable[tuple[int, int]]],
+    metrics: list[str],
+    source: str,
+) -> dict[str, Any]:
     """The response body. per_interval: {interval start ns: totals} (only [start, end));
     memory: {process: [(interval start ns, held after it)]}, sorted, from any time < end."""
     step = q.interval_ns
@@ -234,8 +246,9 @@ def _value(name: str, t: IntervalTotals, seconds: float) -> float | int | None:
     return percentile(t.hist, q, t.dmax)
 
 
-def _held(q: SummaryQuery, memory: Mapping[tuple[str, ...], Iterable[tuple[int, int]]],
-          at: int) -> tuple[int, float]:
+def _held(
+    q: SummaryQuery, memory: Mapping[tuple[str, ...], Iterable[tuple[int, int]]], at: int
+) -> tuple[int, float]:
     """(bytes held at the end of interval ``at``, the mean over the range's intervals of the
     bytes held at their ends), summed over processes. Each process's holding is a step
     function of its changes, so this is a sum over its changes, not over the intervals:

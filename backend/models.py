@@ -39,12 +39,25 @@ __all__ = [
 NO_NUL = r"^[^\x00]*$"
 _ADDR = r"[^@\s\x00-\x1f\x7f]+"
 _EMAIL = re.compile(rf"^{_ADDR}@{_ADDR}\.{_ADDR}$")
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=_EMAIL.pattern,
-                                    description="stored NFKC-normalised, in lower case")]
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=_EMAIL.pattern,
+        description="stored NFKC-normalised, in lower case",
+    ),
+]
 # the length is checked with the rest of the rule (RegisterBody), so the 400 says the rule
-Password = Annotated[str, msgspec.Meta(max_length=1024, pattern=NO_NUL,
-                                       description=password_policy.RULE,
-                                       extra_json_schema={"minLength": password_policy.MIN_LENGTH})]
+Password = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=1024,
+        pattern=NO_NUL,
+        description=password_policy.RULE,
+        extra_json_schema={"minLength": password_policy.MIN_LENGTH},
+    ),
+]
 Name = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
 MonitorType = Literal["CUDA", "ACL", "PYTHON", "SYSCALL", "OLLAMA"]
 
@@ -71,8 +84,9 @@ class RegisterBody(msgspec.Struct, forbid_unknown_fields=True):
         self.email = _normal_email(self.email)
         problem = password_policy.problem(self.password, self.email)
         if problem:
-            raise ValueError(f"{problem}; a password must be {password_policy.RULE} - at "
-                             "`$.password`")
+            raise ValueError(
+                f"{problem}; a password must be {password_policy.RULE} - at `$.password`"
+            )
 
 
 class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,20 +125,21 @@ SyscallName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 class MonitorTarget(msgspec.Struct, forbid_unknown_fields=True):
     pid: Annotated[int, msgspec.Meta(ge=1, le=4_194_304)] | None = None
-    comm: Annotated[str, msgspec.Meta(min_length=1, max_length=15,
-                                      pattern=NO_NUL)] | None = None
-    library_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
-                                              pattern=r"^/[^\x00]*$")] | None = None
-    binary_path: Annotated[str, msgspec.Meta(min_length=2, max_length=4096,
-                                             pattern=r"^/[^\x00]*$")] | None = None
+    comm: Annotated[str, msgspec.Meta(min_length=1, max_length=15, pattern=NO_NUL)] | None = None
+    library_path: (
+        Annotated[str, msgspec.Meta(min_length=2, max_length=4096, pattern=r"^/[^\x00]*$")] | None
+    ) = None
+    binary_path: (
+        Annotated[str, msgspec.Meta(min_length=2, max_length=4096, pattern=r"^/[^\x00]*$")] | None
+    ) = None
     # SYSCALL: record only these (names as in xpucore/include/syscall_nr.h); all when absent
-    syscalls: Annotated[list[SyscallName], msgspec.Meta(min_length=1,
-                                                        max_length=512)] | None = None
+    syscalls: Annotated[list[SyscallName], msgspec.Meta(min_length=1, max_length=512)] | None = None
 
 
 # A Python function's qualified name (co_qualname): Model.forward, main.<locals>.step
-FunctionName = Annotated[str, msgspec.Meta(min_length=1, max_length=63,
-                                           pattern=r"^[A-Za-z0-9_.<>]+$")]
+FunctionName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.<>]+$")
+]
 
 
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,8 +148,7 @@ class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     python_stacks: bool = False  # CUDA or ACL, one process: each call's Python stack
     sample_hz: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # PYTHON
     # PYTHON: every call of these functions (qualified names), exactly, start to return
-    functions: Annotated[list[FunctionName], msgspec.Meta(min_length=1,
-                                                          max_length=8)] | None = None
+    functions: Annotated[list[FunctionName], msgspec.Meta(min_length=1, max_length=8)] | None = None
 
 
 class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -146,12 +160,12 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         t = self.target
         if self.monitor_type == "PYTHON" and (t.pid is None or t.library_path is not None):
-            raise ValueError("a PYTHON monitor samples one process: needs pid, no "
-                             "library_path - at `$.target`")
+            raise ValueError(
+                "a PYTHON monitor samples one process: needs pid, no library_path - at `$.target`"
+            )
         if self.monitor_type == "SYSCALL":
             if t.library_path is not None:
-                raise ValueError("a SYSCALL monitor takes no library - at "
-                                 "`$.target.library_path`")
+                raise ValueError("a SYSCALL monitor takes no library - at `$.target.library_path`")
             if t.pid is None and t.comm is None:
                 raise ValueError("needs pid or comm - at `$.target`")
             known = set(abi.function_names("SYSCALL").values())
@@ -177,8 +191,10 @@ def check_supported(body: MonitorCreate, announced: Mapping[str, Any] | None) ->
     options = announced.get(body.monitor_type, False)
     if options is False:
         runs = ", ".join(sorted(announced)) or "none"
-        raise BadRequest("monitor_type", f"this machine cannot run {body.monitor_type} "
-                                         f"monitors (it runs: {runs})")
+        raise BadRequest(
+            "monitor_type",
+            f"this machine cannot run {body.monitor_type} monitors (it runs: {runs})",
+        )
     if not isinstance(options, Mapping):
         return  # an older manager: types only
     part: str
@@ -188,14 +204,18 @@ def check_supported(body: MonitorCreate, announced: Mapping[str, Any] | None) ->
             default = f.default if f.default_factory is msgspec.NODEFAULT else f.default_factory()
             if f.name not in taken and getattr(given, f.name) != default:
                 known = [g.name for g in msgspec.structs.fields(given) if g.name in taken]
-                raise BadRequest(f"{part}.{f.name}", f"not supported by {body.monitor_type} "
-                                 f"monitors on this machine (they take {part} "
-                                 f"{', '.join(known) or 'fields: none'})")
+                raise BadRequest(
+                    f"{part}.{f.name}",
+                    f"not supported by {body.monitor_type} "
+                    f"monitors on this machine (they take {part} "
+                    f"{', '.join(known) or 'fields: none'})",
+                )
 
 
 # 1..200 characters, not all blank, no control characters.
-TraceName = Annotated[str, msgspec.Meta(min_length=1, max_length=200,
-                                        pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]+$")]
+TraceName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^(?=.*\S)[^\x00-\x1f\x7f]+$")
+]
 
 
 class TraceGenerate(msgspec.Struct, forbid_unknown_fields=True):
@@ -234,8 +254,9 @@ def _nul_at(v: Any, where: str = "") -> str | None:
     for k, x in items:
         if isinstance(k, str) and "\x00" in k:
             return where or "body"
-        found = _nul_at(x, f"{where}[{k}]" if isinstance(k, int) else
-                        f"{where}.{k}" if where else k)
+        found = _nul_at(
+            x, f"{where}[{k}]" if isinstance(k, int) else f"{where}.{k}" if where else k
+        )
         if found:
             return found
     return None

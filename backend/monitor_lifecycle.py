@@ -60,13 +60,22 @@ def _spawn(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(app[TASKS].discard)
 
 
-async def _move(app: web.Application, monitor_id: uuid.UUID, status: str,
-                only_from: tuple[str, ...] = monitors.ACTIVE, **kw: Any) -> bool:
+async def _move(
+    app: web.Application,
+    monitor_id: uuid.UUID,
+    status: str,
+    only_from: tuple[str, ...] = monitors.ACTIVE,
+    **kw: Any,
+) -> bool:
     async with app[DB].connection() as conn:
         moved = await monitors.set_status(conn, monitor_id, status, only_from=only_from, **kw)
     if moved:
-        log.info("monitor %s: %s%s", monitor_id, status,
-                 f" ({kw['error_message']})" if kw.get("error_message") else "")
+        log.info(
+            "monitor %s: %s%s",
+            monitor_id,
+            status,
+            f" ({kw['error_message']})" if kw.get("error_message") else "",
+        )
     return moved
 
 
@@ -77,9 +86,18 @@ async def _row(app: web.Application, machine_id: str, monitor_id: uuid.UUID) -> 
 
 # -- START
 
-async def create(app: web.Application, machine_id: str, monitor_type: str,
-                 target: dict[str, Any], config: dict[str, Any], display_name: str, *,
-                 owner: uuid.UUID | None = None, allowed_users: list[str] | None = None) -> Row:
+
+async def create(
+    app: web.Application,
+    machine_id: str,
+    monitor_type: str,
+    target: dict[str, Any],
+    config: dict[str, Any],
+    display_name: str,
+    *,
+    owner: uuid.UUID | None = None,
+    allowed_users: list[str] | None = None,
+) -> Row:
     """A new STARTING monitor of owner; START_MONITOR goes to the manager in the background,
     with the Unix accounts whose processes it may target (None: any but the platform's).
     Raises InsufficientStorage or QuotaExceeded instead (see the module doc)."""
@@ -94,16 +112,25 @@ async def create(app: web.Application, machine_id: str, monitor_type: str,
                     f"XPUTRACE_MAX_EVENTS_PER_USER: your monitors stored {stored} events, the "
                     f"quota is {quota}; no new monitor starts until retention drops old ones "
                     f"(XPUTRACE_RETENTION_DAYS={settings.retention_days}) or the quota is "
-                    f"raised")
+                    f"raised"
+                )
         try:
             m = await monitors.create_monitor(
-                conn, machine_id, monitor_type, target, config, display_name,
-                created_by=owner, max_running=settings.max_running_monitors_per_user)
+                conn,
+                machine_id,
+                monitor_type,
+                target,
+                config,
+                display_name,
+                created_by=owner,
+                max_running=settings.max_running_monitors_per_user,
+            )
         except monitors.RunningLimit as e:
             raise QuotaExceeded(
                 f"XPUTRACE_MAX_RUNNING_MONITORS_PER_USER: you have {e.running} monitors "
                 f"STARTING or RUNNING, the quota is {settings.max_running_monitors_per_user}; "
-                f"stop one (DELETE) first") from None
+                f"stop one (DELETE) first"
+            ) from None
     _spawn(app, _start(app, m, allowed_users))
     return m
 
@@ -114,9 +141,15 @@ def _json(v: Any) -> Any:
 
 async def _start(app: web.Application, m: Row, allowed_users: list[str] | None) -> None:
     settings = app[SETTINGS]
-    command = protocol.start_monitor(str(m["id"]), m["monitor_type"], _json(m["target"]),
-                                     _json(m["config"]), settings.ingest_public_endpoint,
-                                     m["machine_id"], allowed_users)
+    command = protocol.start_monitor(
+        str(m["id"]),
+        m["monitor_type"],
+        _json(m["target"]),
+        _json(m["config"]),
+        settings.ingest_public_endpoint,
+        m["machine_id"],
+        allowed_users,
+    )
     try:
         reply = await app[CONTROL].command(m["machine_id"], command, settings.start_wait_s)
     except NoReply as e:  # the manager may still start it: its reply is applied when it comes
@@ -128,22 +161,31 @@ async def _start(app: web.Application, m: Row, allowed_users: list[str] | None) 
     await audit.outcome(reply, target=f"machines/{m['machine_id']}/monitors/{m['id']}")
 
 
-async def _apply_start(app: web.Application, machine_id: str, monitor_id: uuid.UUID,
-                       reply: dict[str, Any]) -> None:
+async def _apply_start(
+    app: web.Application, machine_id: str, monitor_id: uuid.UUID, reply: dict[str, Any]
+) -> None:
     r = protocol.parse_reply(reply)
     if not r.ok:
-        await _move(app, monitor_id, "FAILED_TO_START", ("STARTING", "STOPPING"),
-                    error_code=_text(r.error_code), error_message=_text(r.message))
+        await _move(
+            app,
+            monitor_id,
+            "FAILED_TO_START",
+            ("STARTING", "STOPPING"),
+            error_code=_text(r.error_code),
+            error_message=_text(r.message),
+        )
         return
     if await _move(app, monitor_id, "RUNNING", ("STARTING",), agent_pid=r.agent_pid):
         return
     row = await _row(app, machine_id, monitor_id)  # DELETEd meanwhile, or settled otherwise
     if row is None or row["status"] != "RUNNING":
-        _stop_unwanted(app, machine_id, monitor_id, "its monitor is "
-                       + (row["status"] if row else "unknown"))
+        _stop_unwanted(
+            app, machine_id, monitor_id, "its monitor is " + (row["status"] if row else "unknown")
+        )
 
 
 # -- STOP
+
 
 async def stop(app: web.Application, m: Row) -> bool:
     """DELETE: sends STOP whatever the monitor's status. True once stopped (or never
@@ -154,8 +196,9 @@ async def stop(app: web.Application, m: Row) -> bool:
     if not final:
         await _move(app, m["id"], "STOPPING", ("STARTING", "RUNNING"))
     try:
-        reply = await app[CONTROL].command(m["machine_id"], protocol.stop_monitor(str(m["id"])),
-                                           settings.stop_wait_s)
+        reply = await app[CONTROL].command(
+            m["machine_id"], protocol.stop_monitor(str(m["id"])), settings.stop_wait_s
+        )
     except NoReply:
         return False
     except MachineUnavailable:  # not connected: reconciled when its manager comes back
@@ -167,21 +210,22 @@ async def stop(app: web.Application, m: Row) -> bool:
     return True
 
 
-async def _apply_stop(app: web.Application, monitor_id: uuid.UUID,
-                      reply: dict[str, Any]) -> str | None:
+async def _apply_stop(
+    app: web.Application, monitor_id: uuid.UUID, reply: dict[str, Any]
+) -> str | None:
     """Applies STOP's reply; returns what went wrong, if it did."""
     r = protocol.parse_reply(reply)
     if r.ok or r.error_code == ErrorCode.MONITOR_NOT_FOUND:
         await _move(app, monitor_id, "STOPPED", ("STOPPING",))
         return None
     message = f"{r.error_code}: {r.message or 'the agent could not be stopped'}"
-    await _move(app, monitor_id, "ERROR", error_code=_text(r.error_code),
-                error_message=_text(r.message))
+    await _move(
+        app, monitor_id, "ERROR", error_code=_text(r.error_code), error_message=_text(r.message)
+    )
     return message
 
 
-def _stop_unwanted(app: web.Application, machine_id: str, monitor_id: uuid.UUID,
-                   why: str) -> None:
+def _stop_unwanted(app: web.Application, machine_id: str, monitor_id: uuid.UUID, why: str) -> None:
     """Sends STOP for an agent no monitor wants, unless one is on its way."""
     if Command.STOP_MONITOR in app[CONTROL].in_flight(machine_id).get(str(monitor_id), ()):
         return
@@ -190,7 +234,8 @@ def _stop_unwanted(app: web.Application, machine_id: str, monitor_id: uuid.UUID,
     async def go() -> None:
         try:
             reply = await app[CONTROL].command(
-                machine_id, protocol.stop_monitor(str(monitor_id)), app[SETTINGS].stop_wait_s)
+                machine_id, protocol.stop_monitor(str(monitor_id)), app[SETTINGS].stop_wait_s
+            )
         except MachineUnavailable as e:
             log.warning("monitor %s: STOP not answered: %s", monitor_id, e)
             return
@@ -203,16 +248,19 @@ def _stop_unwanted(app: web.Application, machine_id: str, monitor_id: uuid.UUID,
 
 # -- what the manager says later
 
-async def apply_late_reply(app: web.Application, machine_id: str, command: dict[str, Any],
-                           reply: dict[str, Any]) -> None:
+
+async def apply_late_reply(
+    app: web.Application, machine_id: str, command: dict[str, Any], reply: dict[str, Any]
+) -> None:
     """A reply that came after its request stopped waiting (ControlServer.on_late_reply)."""
     try:
         monitor_id = uuid.UUID(str(command.get("monitor_id")))
     except ValueError:
         return
     sent = protocol.command_of(command)
-    log.info("machine %s: late reply to %s %s: %s", machine_id, sent, monitor_id,
-             reply.get("status"))
+    log.info(
+        "machine %s: late reply to %s %s: %s", machine_id, sent, monitor_id, reply.get("status")
+    )
     if sent == Command.START_MONITOR:
         await _apply_start(app, machine_id, monitor_id, reply)
     elif sent == Command.STOP_MONITOR:
@@ -221,8 +269,7 @@ async def apply_late_reply(app: web.Application, machine_id: str, command: dict[
             log.error("monitor %s: %s", monitor_id, failure)
 
 
-async def on_monitor_status(app: web.Application, machine_id: str,
-                            msg: dict[str, Any]) -> None:
+async def on_monitor_status(app: web.Application, machine_id: str, msg: dict[str, Any]) -> None:
     """MONITOR_STATUS: an agent exited without being asked to."""
     status = msg.get("monitor_status")
     if status not in (MonitorStatus.STOPPED, MonitorStatus.ERROR):
@@ -233,11 +280,16 @@ async def on_monitor_status(app: web.Application, machine_id: str,
         return
     if await _row(app, machine_id, monitor_id) is None:
         return
-    await _move(app, monitor_id, str(status),
-                error_message=_text(msg.get("error_message") or msg.get("message")))
+    await _move(
+        app,
+        monitor_id,
+        str(status),
+        error_message=_text(msg.get("error_message") or msg.get("message")),
+    )
 
 
 # -- reconciliation
+
 
 async def reconcile(app: web.Application, machine_id: str) -> bool:
     """Compares the machine's monitors with its manager's GET_STATUS and converges both
@@ -264,18 +316,28 @@ async def reconcile(app: web.Application, machine_id: str) -> bool:
         row = rows.get(monitor_id)
         busy = in_flight.get(str(monitor_id), set())
         if row is None or row["status"] in monitors.FINAL or row["status"] == "STOPPING":
-            _stop_unwanted(app, machine_id, monitor_id, "its monitor is "
-                           + (row["status"] if row else "unknown on this backend"))
+            _stop_unwanted(
+                app,
+                machine_id,
+                monitor_id,
+                "its monitor is " + (row["status"] if row else "unknown on this backend"),
+            )
         elif row["status"] == "STARTING" and Command.START_MONITOR not in busy:
             pid = agent.get("agent_pid")
-            await _move(app, monitor_id, "RUNNING", ("STARTING",),
-                        agent_pid=pid if isinstance(pid, int) else None)
+            await _move(
+                app,
+                monitor_id,
+                "RUNNING",
+                ("STARTING",),
+                agent_pid=pid if isinstance(pid, int) else None,
+            )
     for monitor_id, row in rows.items():
         if monitor_id in agents or row["status"] in monitors.FINAL:
             continue
         busy = in_flight.get(str(monitor_id), set())
-        if (Command.START_MONITOR in busy or (row["status"] == "STOPPING"
-                                               and Command.STOP_MONITOR in busy)):
+        if Command.START_MONITOR in busy or (
+            row["status"] == "STOPPING" and Command.STOP_MONITOR in busy
+        ):
             continue  # its reply will say
         await _agent_gone(app, machine_id, row)
     return True
@@ -285,8 +347,9 @@ async def _agent_gone(app: web.Application, machine_id: str, row: Row) -> None:
     """A monitor the manager runs no agent for: asks the manager what became of it."""
     settings = app[SETTINGS]
     try:
-        reply = await app[CONTROL].command(machine_id, protocol.get_status(str(row["id"])),
-                                           settings.status_wait_s)
+        reply = await app[CONTROL].command(
+            machine_id, protocol.get_status(str(row["id"])), settings.status_wait_s
+        )
     except MachineUnavailable:
         return
     r = protocol.parse_reply(reply)
@@ -299,12 +362,22 @@ async def _agent_gone(app: web.Application, machine_id: str, row: Row) -> None:
         if was == "STOPPING" and status == MonitorStatus.STOPPED:
             await _move(app, row["id"], "STOPPED", ("STOPPING",))
         elif was == "STARTING" and status == MonitorStatus.ERROR:
-            await _move(app, row["id"], "FAILED_TO_START", ("STARTING",),
-                        error_code=ErrorCode.AGENT_START_FAILED,
-                        error_message=_text(r.error_message))
+            await _move(
+                app,
+                row["id"],
+                "FAILED_TO_START",
+                ("STARTING",),
+                error_code=ErrorCode.AGENT_START_FAILED,
+                error_message=_text(r.error_message),
+            )
         else:  # its MONITOR_STATUS was lost, or the START reply was
-            await _move(app, row["id"], str(status), error_message=_text(
-                r.error_message) or "the agent exited (found by reconciliation)")
+            await _move(
+                app,
+                row["id"],
+                str(status),
+                error_message=_text(r.error_message)
+                or "the agent exited (found by reconciliation)",
+            )
         return
     if r.error_code != ErrorCode.MONITOR_NOT_FOUND:
         return
@@ -312,12 +385,22 @@ async def _agent_gone(app: web.Application, machine_id: str, row: Row) -> None:
     if was == "STOPPING":
         await _move(app, row["id"], "STOPPED", ("STOPPING",))
     elif was == "STARTING" and age > settings.start_wait_s:
-        await _move(app, row["id"], "FAILED_TO_START", ("STARTING",),
-                    error_code=ErrorCode.AGENT_START_FAILED,
-                    error_message="the manager has no record of this monitor: START never "
-                                  "reached it, or it restarted since")
+        await _move(
+            app,
+            row["id"],
+            "FAILED_TO_START",
+            ("STARTING",),
+            error_code=ErrorCode.AGENT_START_FAILED,
+            error_message="the manager has no record of this monitor: START never "
+            "reached it, or it restarted since",
+        )
     elif was == "RUNNING":
-        await _move(app, row["id"], "ERROR", ("RUNNING",),
-                    error_code=ErrorCode.MONITOR_NOT_FOUND,
-                    error_message="the agent is gone: the manager has no record of this "
-                                  "monitor (it restarted since)")
+        await _move(
+            app,
+            row["id"],
+            "ERROR",
+            ("RUNNING",),
+            error_code=ErrorCode.MONITOR_NOT_FOUND,
+            error_message="the agent is gone: the manager has no record of this "
+            "monitor (it restarted since)",
+        )

@@ -33,102 +33,228 @@ def nullable(s: Schema) -> Schema:
 
 def obj(props: dict[str, Schema], optional: dict[str, Schema] | None = None) -> Schema:
     """An object with every key of props (required) and maybe those of optional."""
-    return {"type": "object", "required": sorted(props),
-            "properties": {**props, **(optional or {})}}
+    return {
+        "type": "object",
+        "required": sorted(props),
+        "properties": {**props, **(optional or {})},
+    }
 
 
-GRPC_STATUSES = ["INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", "NOT_FOUND",
-                 "ALREADY_EXISTS", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED",
-                 "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED"]
-ERROR = obj({"error": obj({"code": INT, "message": STR,
-                           "status": {"type": "string", "enum": GRPC_STATUSES}})})
+GRPC_STATUSES = [
+    "INVALID_ARGUMENT",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "FAILED_PRECONDITION",
+    "RESOURCE_EXHAUSTED",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+]
+ERROR = obj(
+    {
+        "error": obj(
+            {"code": INT, "message": STR, "status": {"type": "string", "enum": GRPC_STATUSES}}
+        )
+    }
+)
 
-MONITOR_STATUS = {"type": "string", "enum": ["STARTING", "RUNNING", "STOPPING", "STOPPED",
-                                             "ERROR", "FAILED_TO_START"]}
+MONITOR_STATUS = {
+    "type": "string",
+    "enum": ["STARTING", "RUNNING", "STOPPING", "STOPPED", "ERROR", "FAILED_TO_START"],
+}
 MONITOR_TYPE = {"type": "string", "enum": ["CUDA", "ACL", "PYTHON", "SYSCALL", "OLLAMA"]}
 MACHINE_STATUS = {"type": "string", "enum": ["ACTIVE", "INACTIVE"]}
-OPTIONS = {"type": "object", "additionalProperties": nullable(obj(
-    {"target": {"type": "array", "items": STR}, "config": {"type": "array", "items": STR}}))}
-MONITOR_SUMMARY = obj({"id": UUID, "display_name": STR, "monitor_type": MONITOR_TYPE,
-                       "status": MONITOR_STATUS, "start_time": nullable(TIME),
-                       "machine_status": nullable(MACHINE_STATUS)})
-MONITOR = obj({**MONITOR_SUMMARY["properties"], "machine_id": STR, "target": ANY_OBJECT,
-               "config": ANY_OBJECT, "error_code": nullable(STR), "error_message": nullable(STR),
-               "create_time": TIME, "stop_time": nullable(TIME), "agent_pid": nullable(INT)})
-MACHINE = obj({"id": STR, "hostname": STR, "os_info": STR,
-               "accelerators": {"type": "array", "items": ANY_OBJECT},
-               "agent_manager_status": {"type": "string",
-                                        "enum": ["RUNNING", "STOPPED", "UNKNOWN"]},
-               "manager_version": STR, "last_seen": nullable(TIME), "status": MACHINE_STATUS,
-               "monitor_types": nullable(OPTIONS)})
-EVENT = {"type": "object", "properties": {  # every key, or those `fields` asks for
-    "timestamp": STR, "machine_id": STR, "monitor_id": UUID, "pid": INT, "tid": INT, "cpu": INT,
-    "comm": STR, "event_type": STR, "duration_ns": INT, "ret": INT, "flags": INT,
-    "incomplete": BOOL, "event_data": ANY_OBJECT,
-    "python_stack": {"type": "array", "items": obj({"function": STR, "file": STR,
-                                                    "line": INT})}}}
+OPTIONS = {
+    "type": "object",
+    "additionalProperties": nullable(
+        obj({"target": {"type": "array", "items": STR}, "config": {"type": "array", "items": STR}})
+    ),
+}
+MONITOR_SUMMARY = obj(
+    {
+        "id": UUID,
+        "display_name": STR,
+        "monitor_type": MONITOR_TYPE,
+        "status": MONITOR_STATUS,
+        "start_time": nullable(TIME),
+        "machine_status": nullable(MACHINE_STATUS),
+    }
+)
+MONITOR = obj(
+    {
+        **MONITOR_SUMMARY["properties"],
+        "machine_id": STR,
+        "target": ANY_OBJECT,
+        "config": ANY_OBJECT,
+        "error_code": nullable(STR),
+        "error_message": nullable(STR),
+        "create_time": TIME,
+        "stop_time": nullable(TIME),
+        "agent_pid": nullable(INT),
+    }
+)
+MACHINE = obj(
+    {
+        "id": STR,
+        "hostname": STR,
+        "os_info": STR,
+        "accelerators": {"type": "array", "items": ANY_OBJECT},
+        "agent_manager_status": {"type": "string", "enum": ["RUNNING", "STOPPED", "UNKNOWN"]},
+        "manager_version": STR,
+        "last_seen": nullable(TIME),
+        "status": MACHINE_STATUS,
+        "monitor_types": nullable(OPTIONS),
+    }
+)
+EVENT = {
+    "type": "object",
+    "properties": {  # every key, or those `fields` asks for
+        "timestamp": STR,
+        "machine_id": STR,
+        "monitor_id": UUID,
+        "pid": INT,
+        "tid": INT,
+        "cpu": INT,
+        "comm": STR,
+        "event_type": STR,
+        "duration_ns": INT,
+        "ret": INT,
+        "flags": INT,
+        "incomplete": BOOL,
+        "event_data": ANY_OBJECT,
+        "python_stack": {
+            "type": "array",
+            "items": obj({"function": STR, "file": STR, "line": INT}),
+        },
+    },
+}
 TRACE_JOB = obj(
-    {"trace_job_id": UUID, "trace_name": STR,
-     "status": {"type": "string", "enum": ["PROCESSING", "COMPLETED", "FAILED"]},
-     "progress": {"type": "number", "minimum": 0, "maximum": 1}, "filter": STR,
-     "format": {"type": "string", "enum": ["perfetto", "chrome"]}, "gzip": BOOL,
-     "events": INT, "events_total": nullable(INT), "attempts": INT, "create_time": TIME,
-     "start_time": nullable(TIME), "end_time": nullable(TIME)},
-    {"trace_id": UUID, "download_url": STR, "file_name": STR, "file_size": INT,
-     "stats": ANY_OBJECT, "error_message": nullable(STR)})
+    {
+        "trace_job_id": UUID,
+        "trace_name": STR,
+        "status": {"type": "string", "enum": ["PROCESSING", "COMPLETED", "FAILED"]},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "filter": STR,
+        "format": {"type": "string", "enum": ["perfetto", "chrome"]},
+        "gzip": BOOL,
+        "events": INT,
+        "events_total": nullable(INT),
+        "attempts": INT,
+        "create_time": TIME,
+        "start_time": nullable(TIME),
+        "end_time": nullable(TIME),
+    },
+    {
+        "trace_id": UUID,
+        "download_url": STR,
+        "file_name": STR,
+        "file_size": INT,
+        "stats": ANY_OBJECT,
+        "error_message": nullable(STR),
+    },
+)
 ROLE = {"type": "string", "enum": ["admin", "operator", "viewer"]}
-USER = obj({"user_id": UUID, "email": STR, "display_name": STR, "role": ROLE,
-            "create_time": TIME,
-            # the target policy: whose processes the user may trace (an operator's grant)
-            "unix_accounts": {"type": "array", "items": STR}})
-AUDIT_ENTRY = obj({
-    "id": {**STR, "description": "decimal; newer entries have larger ids"}, "time": TIME,
-    "actor_id": nullable(UUID), "actor_email": STR, "actor_role": ROLE, "address": STR,
-    "action": {"type": "string", "enum": ["START_MONITOR", "STOP_MONITOR", "SET_ROLE",
-                                          "INVITE_USER"]},
-    "target": STR, "result": {"type": "string", "enum": ["PENDING", "SUCCESS", "FAILURE"]},
-    "http_status": nullable(INT), "error_code": nullable(STR), "message": STR,
-    "settle_time": nullable(TIME)})
-NEXT_PAGE = {"next_page_token": {"type": "string",
-                                 "description": "empty on the last page"}}
+USER = obj(
+    {
+        "user_id": UUID,
+        "email": STR,
+        "display_name": STR,
+        "role": ROLE,
+        "create_time": TIME,
+        # the target policy: whose processes the user may trace (an operator's grant)
+        "unix_accounts": {"type": "array", "items": STR},
+    }
+)
+AUDIT_ENTRY = obj(
+    {
+        "id": {**STR, "description": "decimal; newer entries have larger ids"},
+        "time": TIME,
+        "actor_id": nullable(UUID),
+        "actor_email": STR,
+        "actor_role": ROLE,
+        "address": STR,
+        "action": {
+            "type": "string",
+            "enum": ["START_MONITOR", "STOP_MONITOR", "SET_ROLE", "INVITE_USER"],
+        },
+        "target": STR,
+        "result": {"type": "string", "enum": ["PENDING", "SUCCESS", "FAILURE"]},
+        "http_status": nullable(INT),
+        "error_code": nullable(STR),
+        "message": STR,
+        "settle_time": nullable(TIME),
+    }
+)
+NEXT_PAGE = {"next_page_token": {"type": "string", "description": "empty on the last page"}}
 
 # Bodies of the 2xx answers, by (method, path); None: no body.
 RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
     ("POST", "/api/v1/auth:register"): {201: USER},
-    ("POST", "/api/v1/auth:login"): {200: obj({"access_token": STR, "refresh_token": STR,
-                                               "expires_in": INT})},
-    ("POST", "/api/v1/auth:refreshToken"): {200: obj(
-        {"access_token": STR, "expires_in": INT},
-        {"refresh_token": {**STR, "description": "only with refresh_token_rotation"}})},
+    ("POST", "/api/v1/auth:login"): {
+        200: obj({"access_token": STR, "refresh_token": STR, "expires_in": INT})
+    },
+    ("POST", "/api/v1/auth:refreshToken"): {
+        200: obj(
+            {"access_token": STR, "expires_in": INT},
+            {"refresh_token": {**STR, "description": "only with refresh_token_rotation"}},
+        )
+    },
     ("POST", "/api/v1/auth:logout"): {204: None},
-    ("GET", "/api/v1/machines"): {200: obj({"machines": {"type": "array", "items": MACHINE},
-                                           **NEXT_PAGE})},
-    ("GET", "/api/v1/machines/{machine_id}"): {200: obj({
-        **MACHINE["properties"], "monitors": {"type": "array", "items": MONITOR_SUMMARY}})},
+    ("GET", "/api/v1/machines"): {
+        200: obj({"machines": {"type": "array", "items": MACHINE}, **NEXT_PAGE})
+    },
+    ("GET", "/api/v1/machines/{machine_id}"): {
+        200: obj({**MACHINE["properties"], "monitors": {"type": "array", "items": MONITOR_SUMMARY}})
+    },
     ("POST", "/api/v1/machines/{machine_id}/monitors"): {201: MONITOR},
-    ("GET", "/api/v1/machines/{machine_id}/monitors"): {200: obj({
-        "monitors": {"type": "array", "items": MONITOR_SUMMARY}, **NEXT_PAGE})},
+    ("GET", "/api/v1/machines/{machine_id}/monitors"): {
+        200: obj({"monitors": {"type": "array", "items": MONITOR_SUMMARY}, **NEXT_PAGE})
+    },
     ("GET", "/api/v1/machines/{machine_id}/monitors/{monitor_id}"): {200: MONITOR},
     ("DELETE", "/api/v1/machines/{machine_id}/monitors/{monitor_id}"): {202: None, 204: None},
-    ("GET", "/api/v1/events"): {200: obj({"events": {"type": "array", "items": EVENT},
-                                         **NEXT_PAGE})},
-    ("GET", "/api/v1/metrics/summary"): {200: obj({"summary": obj(
-        {"time_range": STR, "start_ns": INT, "end_ns": INT, "interval_ns": INT,
-         "current_interval_ns": INT, "source": STR, "metrics": ANY_OBJECT},
-        {"machine_id": STR, "monitor_id": STR, "pid": INT, "function": STR})})},
+    ("GET", "/api/v1/events"): {
+        200: obj({"events": {"type": "array", "items": EVENT}, **NEXT_PAGE})
+    },
+    ("GET", "/api/v1/metrics/summary"): {
+        200: obj(
+            {
+                "summary": obj(
+                    {
+                        "time_range": STR,
+                        "start_ns": INT,
+                        "end_ns": INT,
+                        "interval_ns": INT,
+                        "current_interval_ns": INT,
+                        "source": STR,
+                        "metrics": ANY_OBJECT,
+                    },
+                    {"machine_id": STR, "monitor_id": STR, "pid": INT, "function": STR},
+                )
+            }
+        )
+    },
     ("POST", "/api/v1/traces:generate"): {202: obj({"trace_job_id": UUID})},
     ("GET", "/api/v1/traces/jobs/{trace_job_id}"): {200: TRACE_JOB},
     ("GET", "/api/v1/traces/{trace_id}"): {200: {"type": "string", "format": "binary"}},
-    ("GET", "/api/v1/users"): {200: obj({"users": {"type": "array", "items": USER},
-                                        **NEXT_PAGE})},
-    ("POST", "/api/v1/users:invite"): {201: obj({
-        "email": STR, "role": ROLE, "expire_time": TIME,
-        "invite_token": {**STR, "description": "auth:register's invite_token, valid once"}})},
+    ("GET", "/api/v1/users"): {200: obj({"users": {"type": "array", "items": USER}, **NEXT_PAGE})},
+    ("POST", "/api/v1/users:invite"): {
+        201: obj(
+            {
+                "email": STR,
+                "role": ROLE,
+                "expire_time": TIME,
+                "invite_token": {**STR, "description": "auth:register's invite_token, valid once"},
+            }
+        )
+    },
     ("GET", "/api/v1/users/{user_id}"): {200: USER},
     ("PATCH", "/api/v1/users/{user_id}"): {200: USER},
-    ("GET", "/api/v1/auditLogs"): {200: obj({"audit_logs": {"type": "array",
-                                                            "items": AUDIT_ENTRY},
-                                             **NEXT_PAGE})},
+    ("GET", "/api/v1/auditLogs"): {
+        200: obj({"audit_logs": {"type": "array", "items": AUDIT_ENTRY}, **NEXT_PAGE})
+    },
     ("GET", "/api/v1/openapi.json"): {200: ANY_OBJECT},
 }
 
@@ -148,13 +274,39 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     "xputrace-order-by-events": ("order_by", dict.fromkeys(events.ORDERABLE, "")),
     "xputrace-order-by-machines": ("order_by", dict.fromkeys(machines.ORDERABLE, "")),
     "xputrace-order-by-monitors": ("order_by", dict.fromkeys(monitors.ORDERABLE, "")),
-    "xputrace-fields-events": ("fields", dict.fromkeys(
-        ["timestamp", "machine_id", "monitor_id", "pid", "tid", "cpu", "comm", "event_type",
-         "duration_ns", "ret", "flags", "incomplete", "event_data.*", "python_stack"], "")),
+    "xputrace-fields-events": (
+        "fields",
+        dict.fromkeys(
+            [
+                "timestamp",
+                "machine_id",
+                "monitor_id",
+                "pid",
+                "tid",
+                "cpu",
+                "comm",
+                "event_type",
+                "duration_ns",
+                "ret",
+                "flags",
+                "incomplete",
+                "event_data.*",
+                "python_stack",
+            ],
+            "",
+        ),
+    ),
     "xputrace-page-token": ("page_token", {}),
-    "xputrace-metrics-filter": ("metrics_filter", {"machine_id": "str", "monitor_id": "str",
-                                                   "pid": "int", "function": "str",
-                                                   "time_range": "duration",
-                                                   "timestamp": "timestamp"}),
+    "xputrace-metrics-filter": (
+        "metrics_filter",
+        {
+            "machine_id": "str",
+            "monitor_id": "str",
+            "pid": "int",
+            "function": "str",
+            "time_range": "duration",
+            "timestamp": "timestamp",
+        },
+    ),
     "xputrace-metrics": ("metrics", dict.fromkeys(METRICS, "")),
 }

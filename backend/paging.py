@@ -140,9 +140,7 @@ def parse_order_by(
                 )
             if name not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise PagingError(
-                    "order_by", f"cannot sort by {name!r}; sortable fields: {known}"
-                )
+                raise PagingError("order_by", f"cannot sort by {name!r}; sortable fields: {known}")
             if name in seen_fields:
                 raise PagingError("order_by", f"field {name!r} appears more than once")
             seen_fields.add(name)
@@ -203,8 +201,9 @@ def keyset_predicate(order: OrderBy, last_values: Sequence[object]) -> tuple[str
     return f"({bound} AND ({' OR '.join(disjuncts)}))", [values[0], *params]
 
 
-def page_clauses(where: str, params: Sequence[object], order: OrderBy,
-                 after: Sequence[object] | None) -> tuple[str, list[object], str]:
+def page_clauses(
+    where: str, params: Sequence[object], order: OrderBy, after: Sequence[object] | None
+) -> tuple[str, list[object], str]:
     """(WHERE, its parameters, ORDER BY) of one page: the rows matching where, strictly
     after the sort key after (None: from the first), in order."""
     clauses, args = [f"({where})"], list(params)

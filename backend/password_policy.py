@@ -19,11 +19,14 @@ import string
 __all__ = ["MIN_LENGTH", "RULE", "problem"]
 
 MIN_LENGTH = 12
-RULE = (f"at least {MIN_LENGTH} characters, not a common password (not even with digits or "
-        "symbols around it), not a keyboard or alphabet run, and not the e-mail address or "
-        "its part before '@'")
+RULE = (
+    f"at least {MIN_LENGTH} characters, not a common password (not even with digits or "
+    "symbols around it), not a keyboard or alphabet run, and not the e-mail address or "
+    "its part before '@'"
+)
 
-COMMON = frozenset("""
+# a list, typed as prose
+_COMMON_TEXT = """
 123456 password 12345678 qwerty 123456789 12345 1234 111111 1234567 dragon 123123 baseball
 abc123 football monkey letmein 696969 shadow master 666666 qwertyuiop 123321 mustang
 1234567890 michael 654321 superman 1qaz2wsx 7777777 121212 000000 qazwsx 123qwe killer
@@ -83,19 +86,39 @@ simpsons scarface eagle 123456789a thumper olivia naruto 1234554321 general cher
 vincent 1qaz2wsx3edc zaq12wsx admin administrator changeme default guest root toor passpass
 letmein123 welcome1 iloveyou1 qwertyuiopasdfghjkl zaq1xsw2cde3 zaq12wsxcde3 1q2w3e4r5t6y
 qazwsxedcrfv abcdefghijkl
-""".split())  # noqa: SIM905 (a list, typed as prose)
+"""
+COMMON = frozenset(_COMMON_TEXT.split())
 
-_KEYBOARD = ("qwertyuiop", "asdfghjkl", "zxcvbnm", "1234567890", "qazwsxedcrfvtgbyhnujmikolp",
-             "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p", "abcdefghijklmnopqrstuvwxyz")
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
-                       "$": "s", "!": "i", "|": "l", "+": "t"})
+_KEYBOARD = (
+    "qwertyuiop",
+    "asdfghjkl",
+    "zxcvbnm",
+    "1234567890",
+    "qazwsxedcrfvtgbyhnujmikolp",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "abcdefghijklmnopqrstuvwxyz",
+)
+_LEET = str.maketrans(
+    {
+        "0": "o",
+        "1": "i",
+        "3": "e",
+        "4": "a",
+        "5": "s",
+        "7": "t",
+        "@": "a",
+        "$": "s",
+        "!": "i",
+        "|": "l",
+        "+": "t",
+    }
+)
 _AROUND = string.digits + string.punctuation + string.whitespace
 
 
 def _is_run(text: str) -> bool:
     """A stretch of one keyboard row or sequence, forwards or backwards (qwertyuiopas...)."""
-    return len(text) >= 4 and any(text in row * 2 or text in row[::-1] * 2
-                                  for row in _KEYBOARD)
+    return len(text) >= 4 and any(text in row * 2 or text in row[::-1] * 2 for row in _KEYBOARD)
 
 
 def _is_repeat(text: str) -> str | None:
@@ -114,8 +137,7 @@ def problem(password: str, email: str) -> str | None:
     if len(set(lower)) <= 3:
         return "has 3 different characters or fewer"
     core = lower.strip(_AROUND)
-    for candidate in {lower, core, lower.translate(_LEET).strip(_AROUND),
-                      core.translate(_LEET)}:
+    for candidate in {lower, core, lower.translate(_LEET).strip(_AROUND), core.translate(_LEET)}:
         unit = _is_repeat(candidate) or candidate
         if unit in COMMON or candidate in COMMON:
             return "is a commonly used password"

@@ -26,12 +26,15 @@ _hasher = PasswordHasher()
 def decoy_hash() -> str:
     """An Argon2id hash with the hasher's parameters, a random salt and a random digest:
     checking a password against it costs what a real check costs, and never matches."""
+
     def b64(n: int) -> str:
         return base64.b64encode(secrets.token_bytes(n)).decode().rstrip("=")
 
     h = _hasher
-    return (f"$argon2id$v=19$m={h.memory_cost},t={h.time_cost},p={h.parallelism}"
-            f"${b64(h.salt_len)}${b64(h.hash_len)}")
+    return (
+        f"$argon2id$v=19$m={h.memory_cost},t={h.time_cost},p={h.parallelism}"
+        f"${b64(h.salt_len)}${b64(h.hash_len)}"
+    )
 
 
 def hash_password(password: str) -> str:
@@ -53,14 +56,14 @@ class Passwords:
         self._decoy = decoy_hash()
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, hash_password,
-                                                                password)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, hash_password, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         """Whether password matches stored_hash; None (no such account) is checked against
         a decoy hash, as slowly, and is always False."""
         ok = await asyncio.get_running_loop().run_in_executor(
-            self._pool, verify_password, stored_hash or self._decoy, password)
+            self._pool, verify_password, stored_hash or self._decoy, password
+        )
         return ok and stored_hash is not None
 
     def close(self) -> None:

@@ -22,8 +22,14 @@ __all__ = ["ConcurrencyLimit", "RateLimits", "TokenBuckets", "retry_after"]
 
 
 class TokenBuckets:
-    def __init__(self, capacity: float, per_s: float, *, max_keys: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        capacity: float,
+        per_s: float,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if capacity > 0 and per_s <= 0:
             raise ValueError("a limited bucket must refill (per_s > 0)")
         self.capacity, self.per_s, self.max_keys, self.clock = capacity, per_s, max_keys, clock
@@ -51,8 +57,11 @@ class TokenBuckets:
         return wait
 
     def _shrink(self, now: float) -> None:
-        full = [k for k, (tokens, at) in self._buckets.items()
-                if tokens + (now - at) * self.per_s >= self.capacity]
+        full = [
+            k
+            for k, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self.per_s >= self.capacity
+        ]
         for k in full:
             del self._buckets[k]
         while len(self._buckets) > self.max_keys:
@@ -84,7 +93,9 @@ class ConcurrencyLimit:
                 seconds = retry_after(self.wait_s)
                 raise TooManyRequests(
                     f"{self.per_key} {self.what} of this user are already running; retry in "
-                    f"{seconds} s, or send fewer at once", seconds) from None
+                    f"{seconds} s, or send fewer at once",
+                    seconds,
+                ) from None
             try:
                 yield
             finally:
@@ -112,10 +123,13 @@ class RateLimits:
     api_user: TokenBuckets
 
     @classmethod
-    def from_settings(cls, per_account: int, per_address: int, window_s: float,
-                      api_per_s: float, api_burst: int) -> RateLimits:
+    def from_settings(
+        cls, per_account: int, per_address: int, window_s: float, api_per_s: float, api_burst: int
+    ) -> RateLimits:
         if window_s <= 0:
             raise ValueError("login_window_s must be positive")
-        return cls(TokenBuckets(per_account, per_account / window_s),
-                   TokenBuckets(per_address, per_address / window_s),
-                   TokenBuckets(api_burst if api_per_s > 0 else 0, api_per_s))
+        return cls(
+            TokenBuckets(per_account, per_account / window_s),
+            TokenBuckets(per_address, per_address / window_s),
+            TokenBuckets(api_burst if api_per_s > 0 else 0, api_per_s),
+        )

@@ -49,8 +49,11 @@ class Reconciler:
             return
         task = asyncio.get_running_loop().create_task(self._run(machine_id))
         self._running[machine_id] = task
-        task.add_done_callback(lambda t: self._running.pop(machine_id, None)
-                               if self._running.get(machine_id) is t else None)
+        task.add_done_callback(
+            lambda t: (
+                self._running.pop(machine_id, None) if self._running.get(machine_id) is t else None
+            )
+        )
 
     async def _run(self, machine_id: str) -> None:
         while True:
@@ -72,8 +75,11 @@ class Reconciler:
             try:
                 async with self.app[DB].connection() as conn:
                     for machine_id in await machines.mark_silent(conn, s.heartbeat_timeout_s):
-                        log.warning("machine %s: no heartbeat for %gs; its manager is UNKNOWN",
-                                    machine_id, s.heartbeat_timeout_s)
+                        log.warning(
+                            "machine %s: no heartbeat for %gs; its manager is UNKNOWN",
+                            machine_id,
+                            s.heartbeat_timeout_s,
+                        )
                     if loop.time() >= next_round:
                         next_round = loop.time() + s.reconcile_interval_s
                         for machine_id in await machines.list_running(conn):

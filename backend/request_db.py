@@ -39,16 +39,24 @@ class RequestDb:
     def __init__(self, dsn: str, settings: Settings) -> None:
         self.timeout_s = settings.request_statement_timeout_s
         self.pool_wait_s = settings.db_pool_wait_s
-        self.slots = ConcurrencyLimit(settings.db_connections_per_user,
-                                      settings.db_slot_wait_s, "database queries")
-        self.pool = AsyncConnectionPool(dsn, min_size=1, max_size=settings.request_pool_size,
-                                        open=False, configure=self._configure,
-                                        timeout=settings.db_pool_wait_s,
-                                        kwargs={"autocommit": True})
+        self.slots = ConcurrencyLimit(
+            settings.db_connections_per_user, settings.db_slot_wait_s, "database queries"
+        )
+        self.pool = AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=settings.request_pool_size,
+            open=False,
+            configure=self._configure,
+            timeout=settings.db_pool_wait_s,
+            kwargs={"autocommit": True},
+        )
 
     async def _configure(self, conn: Conn) -> None:
-        await conn.execute("SELECT set_config('statement_timeout', %s, false)",
-                           (f"{max(1, round(self.timeout_s * 1000))}ms",))
+        await conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)",
+            (f"{max(1, round(self.timeout_s * 1000))}ms",),
+        )
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -66,20 +74,26 @@ class RequestDb:
                     yield conn
             except PoolTimeout:
                 seconds = retry_after(self.pool_wait_s)
-                raise Unavailable(f"the database is busy: no connection was free within "
-                                  f"{self.pool_wait_s:g} s; retry in {seconds} s",
-                                  seconds) from None
+                raise Unavailable(
+                    f"the database is busy: no connection was free within "
+                    f"{self.pool_wait_s:g} s; retry in {seconds} s",
+                    seconds,
+                ) from None
             except psycopg.errors.QueryCanceled:
-                raise DeadlineExceeded(f"the query ran past the {self.timeout_s:g} s "
-                                       f"statement timeout and was canceled; {hint}") from None
+                raise DeadlineExceeded(
+                    f"the query ran past the {self.timeout_s:g} s "
+                    f"statement timeout and was canceled; {hint}"
+                ) from None
 
 
 def _hint(request: web.Request) -> str:
     q = request.query
     parts = []
     if q.get("filter"):
-        parts.append("narrow filter: a shorter timestamp range, a monitor_id, machine_id or "
-                     "pid, fewer OR'ed matches and no leading '*' wildcards")
+        parts.append(
+            "narrow filter: a shorter timestamp range, a monitor_id, machine_id or "
+            "pid, fewer OR'ed matches and no leading '*' wildcards"
+        )
     if q.get("page_size"):
         parts.append("ask for a smaller page_size")
     return "; ".join(parts) or "retry later, or ask for less at once"

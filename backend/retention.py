@@ -70,8 +70,14 @@ def check_settings(settings: Settings) -> None:
 
 
 class Retention:
-    def __init__(self, pool: AsyncConnectionPool[Any], settings: Settings, *,
-                 clock_ns: Callable[[], int] = time.time_ns, lock_timeout_ms: int = 200) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        settings: Settings,
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+        lock_timeout_ms: int = 200,
+    ) -> None:
         check_settings(settings)
         self.pool, self.settings = pool, settings
         self.clock_ns, self.lock_timeout_ms = clock_ns, lock_timeout_ms
@@ -115,8 +121,9 @@ class Retention:
             for day in await partitions.days(conn):
                 end = (day + 1) * DAY_NS
                 kinds = types.get(day, set())
-                expired = {t for t in kinds
-                           if self._expired(self.settings.retention_days_of(t), end, now)}
+                expired = {
+                    t for t in kinds if self._expired(self.settings.retention_days_of(t), end, now)
+                }
                 whole = expired == kinds if kinds else self._expired(self._longest(), end, now)
                 if whole and end <= writable_from:
                     if await self._drop(conn, day):
@@ -127,10 +134,12 @@ class Retention:
                     rows = await self._trim(conn, day, expired)
                     done.trimmed[day] = (",".join(sorted(expired)), rows)
         if done.dropped or done.trimmed or done.busy:
-            log.info("retention: dropped %s; deleted %s; busy, for the next round: %s",
-                     [partition_name(d) for d in done.dropped] or "nothing",
-                     {partition_name(d): t for d, t in done.trimmed.items()} or "nothing",
-                     [partition_name(d) for d in done.busy] or "none")
+            log.info(
+                "retention: dropped %s; deleted %s; busy, for the next round: %s",
+                [partition_name(d) for d in done.dropped] or "nothing",
+                {partition_name(d): t for d, t in done.trimmed.items()} or "nothing",
+                [partition_name(d) for d in done.busy] or "none",
+            )
         return done
 
     @contextlib.asynccontextmanager
@@ -155,8 +164,7 @@ class Retention:
             return False
         return True
 
-    async def _trim(self, conn: psycopg.AsyncConnection[Any], day: int,
-                    types: set[str]) -> int:
+    async def _trim(self, conn: psycopg.AsyncConnection[Any], day: int, types: set[str]) -> int:
         async with conn.transaction():
             await event_counts.lock_day(conn, day, types)
             rows = await partitions.delete_types(conn, day, types)

@@ -58,9 +58,15 @@ class _Stop:
         return self.event
 
 
-def serve(app: web.Application, host: str, port: int, *,
-          ssl_context: ssl.SSLContext | None = None, keepalive_timeout: float = 75.0,
-          shutdown_timeout: float = 60.0) -> None:
+def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    keepalive_timeout: float = 75.0,
+    shutdown_timeout: float = 60.0,
+) -> None:
     """Runs app on host:port until SIGINT or SIGTERM, then runs its whole teardown and
     returns; raises what its startup raised (after tearing down what had started).
     SIGINT and SIGTERM are ignored once it returns: the caller is finishing."""
@@ -68,24 +74,38 @@ def serve(app: web.Application, host: str, port: int, *,
     for sig in SIGNALS:
         signal.signal(sig, stop.on_signal)
     try:
-        asyncio.run(_serve(app, host, port, ssl_context, stop, keepalive_timeout,
-                           shutdown_timeout))
+        asyncio.run(_serve(app, host, port, ssl_context, stop, keepalive_timeout, shutdown_timeout))
     finally:
         for sig in SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
 
 
-async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None,
-                 stop: _Stop, keepalive_timeout: float, shutdown_timeout: float) -> None:
+async def _serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    stop: _Stop,
+    keepalive_timeout: float,
+    shutdown_timeout: float,
+) -> None:
     stopping = await stop.attach()
-    runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=keepalive_timeout,
-                           shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        keepalive_timeout=keepalive_timeout,
+        shutdown_timeout=shutdown_timeout,
+    )
     try:
         await runner.setup()  # the cleanup contexts' startup: a signal meanwhile waits for it
         if not stopping.is_set():
             await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
-            log.info("Running on %s://%s:%d (Ctrl-C or SIGTERM to stop)",
-                     "https" if ssl_context is not None else "http", host, port)
+            log.info(
+                "Running on %s://%s:%d (Ctrl-C or SIGTERM to stop)",
+                "https" if ssl_context is not None else "http",
+                host,
+                port,
+            )
             await stopping.wait()
     finally:
         await runner.cleanup()

@@ -136,8 +136,9 @@ class Settings:
         """The key page tokens are signed with: derived from jwt_secret for this use only
         (HMAC-SHA256 with a label), so a page token is never a valid signature of a JWT,
         nor the other way round."""
-        return hmac.new(self.jwt_secret.encode(), b"xputrace page tokens v1",
-                        hashlib.sha256).digest()
+        return hmac.new(
+            self.jwt_secret.encode(), b"xputrace page tokens v1", hashlib.sha256
+        ).digest()
 
     def retention_days_of(self, monitor_type: str) -> int:
         """How many days a monitor type's events are kept (0: forever)."""
@@ -168,8 +169,11 @@ class Settings:
                 values[name] = Path(raw)
             else:
                 values[name] = raw
-        by_type = sorted((key.removeprefix(_RETENTION_OF), int(raw)) for key, raw in env.items()
-                         if key.startswith(_RETENTION_OF) and key != _RETENTION_OF + "BY_TYPE")
+        by_type = sorted(
+            (key.removeprefix(_RETENTION_OF), int(raw))
+            for key, raw in env.items()
+            if key.startswith(_RETENTION_OF) and key != _RETENTION_OF + "BY_TYPE"
+        )
         if by_type:
             values["retention_days_by_type"] = tuple(by_type)
         values.update(overrides)

@@ -41,16 +41,22 @@ def describe(settings: Settings) -> str:
     if settings.database_full_percent <= 0:
         return "database volume: not checked (XPUTRACE_DATABASE_FULL_PERCENT is 0)"
     if settings.database_data_dir is not None:
-        return (f"database volume: the file system of {settings.database_data_dir}; new "
-                f"monitors are refused at {settings.database_full_percent:g}% used")
+        return (
+            f"database volume: the file system of {settings.database_data_dir}; new "
+            f"monitors are refused at {settings.database_full_percent:g}% used"
+        )
     if settings.database_volume_bytes > 0:
-        return (f"database volume: pg_database_size against XPUTRACE_DATABASE_VOLUME_BYTES="
-                f"{settings.database_volume_bytes}; new monitors are refused at "
-                f"{settings.database_full_percent:g}% used")
-    return ("database volume: NOT checked: the database is not on this host and "
-            "XPUTRACE_DATABASE_VOLUME_BYTES is not set (set it, or XPUTRACE_DATABASE_DATA_DIR "
-            "where its files are mounted here), so new monitors are never refused for a full "
-            "disk")
+        return (
+            f"database volume: pg_database_size against XPUTRACE_DATABASE_VOLUME_BYTES="
+            f"{settings.database_volume_bytes}; new monitors are refused at "
+            f"{settings.database_full_percent:g}% used"
+        )
+    return (
+        "database volume: NOT checked: the database is not on this host and "
+        "XPUTRACE_DATABASE_VOLUME_BYTES is not set (set it, or XPUTRACE_DATABASE_DATA_DIR "
+        "where its files are mounted here), so new monitors are never refused for a full "
+        "disk"
+    )
 
 
 async def fullness(settings: Settings, conn: AsyncConnection[Any]) -> Fullness | None:
@@ -64,8 +70,11 @@ async def fullness(settings: Settings, conn: AsyncConnection[Any]) -> Fullness |
             return None
         return Fullness(usage.total - usage.free, usage.total, f"the file system of {path}")
     if settings.database_volume_bytes > 0:
-        return Fullness(await partitions.database_size(conn), settings.database_volume_bytes,
-                        "the database's size against XPUTRACE_DATABASE_VOLUME_BYTES")
+        return Fullness(
+            await partitions.database_size(conn),
+            settings.database_volume_bytes,
+            "the database's size against XPUTRACE_DATABASE_VOLUME_BYTES",
+        )
     return None
 
 
@@ -82,11 +91,15 @@ async def check_room(settings: Settings, conn: AsyncConnection[Any]) -> None:
     full = await fullness(settings, conn)
     if full is None or full.percent < limit:
         return
-    keep = (f"XPUTRACE_RETENTION_DAYS={settings.retention_days}" if settings.retention_days
-            else "XPUTRACE_RETENTION_DAYS (0: events are kept forever)")
+    keep = (
+        f"XPUTRACE_RETENTION_DAYS={settings.retention_days}"
+        if settings.retention_days
+        else "XPUTRACE_RETENTION_DAYS (0: events are kept forever)"
+    )
     raise InsufficientStorage(
         f"the database volume is {full.percent:.1f}% full ({_gb(full.used_bytes)} of "
         f"{_gb(full.total_bytes)}, {full.how}); no new monitor starts at or over "
         f"XPUTRACE_DATABASE_FULL_PERCENT={limit:g}. Make room: stop monitors that store "
         f"much, keep events for fewer days ({keep}, per type XPUTRACE_RETENTION_DAYS_<TYPE>; "
-        f"old days are dropped every {settings.retention_interval_s:g} s), or grow the volume")
+        f"old days are dropped every {settings.retention_interval_s:g} s), or grow the volume"
+    )

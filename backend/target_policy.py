@@ -26,10 +26,14 @@ async def allowed_accounts(conn: Any, caller: Caller, target: MonitorTarget) -> 
     user = await users.get_user(conn, caller.user_id)
     accounts = list(user.unix_accounts) if user is not None else []
     if not accounts:
-        raise PermissionDenied(f"{caller.email} may trace no process: an admin grants Unix "
-                               "accounts (PATCH /api/v1/users/{id} unix_accounts)")
+        raise PermissionDenied(
+            f"{caller.email} may trace no process: an admin grants Unix "
+            "accounts (PATCH /api/v1/users/{id} unix_accounts)"
+        )
     if target.pid is None or target.library_path is not None:
-        raise PermissionDenied("target: an operator traces one process named by target.pid "
-                               "(of a granted Unix account); a library or task name in every "
-                               "process needs an admin")
+        raise PermissionDenied(
+            "target: an operator traces one process named by target.pid "
+            "(of a granted Unix account); a library or task name in every "
+            "process needs an admin"
+        )
     return accounts

@@ -30,14 +30,20 @@ def is_loopback(host: str) -> bool:
 def check_exposure(settings: Settings) -> None:
     """ValueError naming the settings when the API would serve plain HTTP off this host."""
     if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
-        raise ValueError("tls_cert_file and tls_key_file (XPUTRACE_TLS_CERT_FILE, "
-                         "XPUTRACE_TLS_KEY_FILE) go together")
-    if settings.tls_cert_file is None and not settings.allow_insecure_http \
-            and not is_loopback(settings.host):
+        raise ValueError(
+            "tls_cert_file and tls_key_file (XPUTRACE_TLS_CERT_FILE, "
+            "XPUTRACE_TLS_KEY_FILE) go together"
+        )
+    if (
+        settings.tls_cert_file is None
+        and not settings.allow_insecure_http
+        and not is_loopback(settings.host)
+    ):
         raise ValueError(
             f"refusing to serve plain HTTP on {settings.host!r}, which is not loopback: give "
             "a certificate and key (XPUTRACE_TLS_CERT_FILE, XPUTRACE_TLS_KEY_FILE), or set "
-            "XPUTRACE_ALLOW_INSECURE_HTTP=true if a TLS proxy on this host stands in front")
+            "XPUTRACE_ALLOW_INSECURE_HTTP=true if a TLS proxy on this host stands in front"
+        )
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -35,19 +35,29 @@ class AccessClaims:
     expires_at: int
 
 
-def issue_access_token(secret: str, user_id: str, session_id: str, ttl_s: int,
-                       now: float | None = None) -> str:
+def issue_access_token(
+    secret: str, user_id: str, session_id: str, ttl_s: int, now: float | None = None
+) -> str:
     issued = int(time.time() if now is None else now)
-    payload = {"sub": user_id, "sid": session_id, "iat": issued, "exp": issued + ttl_s,
-               "typ": "access"}
+    payload = {
+        "sub": user_id,
+        "sid": session_id,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "typ": "access",
+    }
     return jwt.encode(payload, secret, algorithm=_ALGORITHM)
 
 
 def verify_access_token(secret: str, token: str) -> AccessClaims | None:
     """The claims of a valid, unexpired access token; None otherwise."""
     try:
-        claims = jwt.decode(token, secret, algorithms=[_ALGORITHM],
-                            options={"require": ["sub", "sid", "exp", "typ"]})
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            options={"require": ["sub", "sid", "exp", "typ"]},
+        )
     except jwt.PyJWTError:
         return None
     if claims.get("typ") != "access" or not all(

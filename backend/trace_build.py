@@ -161,20 +161,29 @@ def build_trace(
             out: BinaryIO = raw
             with contextlib.ExitStack() as stack:
                 if spec.gzip:
-                    gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                       compresslevel=6)
+                    gz = gzip.GzipFile(
+                        filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6
+                    )
                     stack.callback(gz.close)
                     out = cast(BinaryIO, gz)
                 source = chunks()
                 try:
                     if spec.format == "perfetto":
                         # gzip over the file replaces the writer's own deflate of packets
-                        stats = write_perfetto(source, out, compress=not spec.gzip,
-                                               progress=on_progress,
-                                               stacks=lambda ids: python_stacks(asker, ids))
+                        stats = write_perfetto(
+                            source,
+                            out,
+                            compress=not spec.gzip,
+                            progress=on_progress,
+                            stacks=lambda ids: python_stacks(asker, ids),
+                        )
                     else:
-                        stats = write_chrome_json(source, out, progress=on_progress,
-                                                  stacks=lambda ids: python_stacks(asker, ids))
+                        stats = write_chrome_json(
+                            source,
+                            out,
+                            progress=on_progress,
+                            stacks=lambda ids: python_stacks(asker, ids),
+                        )
                 except psycopg.Error as e:
                     raise _db_error("reading the events", e, stop) from None
                 finally:
@@ -185,7 +194,8 @@ def build_trace(
             raise BuildError(
                 f"{total - read} of the {total} events matching the filter were deleted while "
                 f"the trace was being generated (retention or a dropped partition); generate "
-                f"it again")
+                f"it again"
+            )
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
@@ -195,8 +205,9 @@ def build_trace(
 
 def python_stacks(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int, list[str]]:
     """The frames of these Python stacks as trace labels, outermost first."""
-    return {sid: [frame_label(*f) for f in frames]
-            for sid, frames in stack_frames(conn, ids).items()}
+    return {
+        sid: [frame_label(*f) for f in frames] for sid, frames in stack_frames(conn, ids).items()
+    }
 
 
 def _read_ahead(items: Iterator[T]) -> Generator[T, None, None]:

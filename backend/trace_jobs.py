@@ -79,13 +79,13 @@ class TraceJobs:
             tmp.unlink(missing_ok=True)
         async with self.pool.connection() as conn:
             requeued = await repo.requeue_all(conn)
-            failed = await repo.fail_exhausted(conn, self.max_attempts,
-                                               RESTARTED.format(n=self.max_attempts))
+            failed = await repo.fail_exhausted(
+                conn, self.max_attempts, RESTARTED.format(n=self.max_attempts)
+            )
         for job_id in failed:
             log.warning("trace job %s failed: %s", job_id, RESTARTED.format(n=self.max_attempts))
         if requeued:
-            log.info("%d trace jobs left running by the last backend are queued again",
-                     requeued)
+            log.info("%d trace jobs left running by the last backend are queued again", requeued)
         for n in range(self._workers):
             task = asyncio.create_task(self._worker(), name=f"trace-worker-{n}")
             self._tasks.add(task)
@@ -142,16 +142,27 @@ class TraceJobs:
             return
         except Exception:
             log.exception("trace job %s failed", job_id)
-            await self._fail(job_id, "internal error while generating the trace "
-                                     "(the backend log has the details)")
+            await self._fail(
+                job_id,
+                "internal error while generating the trace (the backend log has the details)",
+            )
             return
         async with self.pool.connection() as conn:
-            await repo.complete(conn, job_id, built.events, built.events_total,
-                                built.file_size, {"slices": built.stats.slices,
-                                                  "flows": built.stats.flows,
-                                                  "counter_points": built.stats.counter_points})
-        log.info("trace job %s completed: %d events, %d bytes", job_id, built.events,
-                 built.file_size)
+            await repo.complete(
+                conn,
+                job_id,
+                built.events,
+                built.events_total,
+                built.file_size,
+                {
+                    "slices": built.stats.slices,
+                    "flows": built.stats.flows,
+                    "counter_points": built.stats.counter_points,
+                },
+            )
+        log.info(
+            "trace job %s completed: %d events, %d bytes", job_id, built.events, built.file_size
+        )
 
     async def _fail(self, job_id: uuid.UUID, message: str) -> None:
         async with self.pool.connection() as conn:
@@ -160,8 +171,10 @@ class TraceJobs:
     def _build(self, job_id: uuid.UUID, spec: TraceSpec) -> Built:
         """In a worker thread: one build on connections of its own."""
         try:
-            with (psycopg.connect(self.dsn, autocommit=True) as status,
-                  psycopg.connect(self.dsn, autocommit=True) as reader):
+            with (
+                psycopg.connect(self.dsn, autocommit=True) as status,
+                psycopg.connect(self.dsn, autocommit=True) as reader,
+            ):
                 with self._lock:
                     self._reading.add(reader)
                 try:
@@ -174,8 +187,13 @@ class TraceJobs:
                 raise Stopped from None
             raise BuildError(f"database error: {e}") from None
 
-    def _build_on(self, job_id: uuid.UUID, spec: TraceSpec, status: psycopg.Connection[Any],
-                  reader: psycopg.Connection[Any]) -> Built:
+    def _build_on(
+        self,
+        job_id: uuid.UUID,
+        spec: TraceSpec,
+        status: psycopg.Connection[Any],
+        reader: psycopg.Connection[Any],
+    ) -> Built:
         total = 0
         last = time.monotonic()
 
@@ -195,9 +213,17 @@ class TraceJobs:
             if self.checkpoint is not None:
                 self.checkpoint(job_id, stage)
 
-        return build_trace(reader, spec, self.traces_dir, stop=self.stop_flag,
-                           chunk_rows=self.chunk_rows, on_total=on_total,
-                           on_progress=on_progress, checkpoint=checkpoint, side=status)
+        return build_trace(
+            reader,
+            spec,
+            self.traces_dir,
+            stop=self.stop_flag,
+            chunk_rows=self.chunk_rows,
+            on_total=on_total,
+            on_progress=on_progress,
+            checkpoint=checkpoint,
+            side=status,
+        )
 
 
 def _cancel(conn: psycopg.Connection[Any]) -> None:

@@ -25,9 +25,24 @@ if TYPE_CHECKING:
     from backend.request_db import RequestDb
     from backend.retention import Retention
 
-__all__ = ["AGGREGATOR", "CALLER", "CONTROL", "DB", "INFLUX", "INGEST", "PASSWORDS", "RATE_LIMITS",
-           "RECONCILER", "REQUEST_DB", "RETENTION", "SETTINGS", "TASKS", "TRACE_JOBS", "USER",
-           "ZMQ"]
+__all__ = [
+    "AGGREGATOR",
+    "CALLER",
+    "CONTROL",
+    "DB",
+    "INFLUX",
+    "INGEST",
+    "PASSWORDS",
+    "RATE_LIMITS",
+    "RECONCILER",
+    "REQUEST_DB",
+    "RETENTION",
+    "SETTINGS",
+    "TASKS",
+    "TRACE_JOBS",
+    "USER",
+    "ZMQ",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", AsyncConnectionPool)

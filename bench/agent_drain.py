@@ -48,7 +48,10 @@ def one_round(build: Path, events: int) -> dict[str, float]:
     try:
         out = subprocess.run(
             [str(build / "bench/xpu-bench-drain"), f"tcp://127.0.0.1:{port}", str(events)],
-            capture_output=True, text=True, check=True, timeout=300,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
         ).stdout
     finally:
         stop.set()
@@ -56,8 +59,10 @@ def one_round(build: Path, events: int) -> dict[str, float]:
         sock.close()
     res = json.loads(out)
     if counts["events"] != res["drained"] or res["acknowledged"] != res["drained"]:
-        raise SystemExit(f"sink got {counts['events']} events, drain sent {res['drained']}, "
-                         f"{res['acknowledged']} acknowledged")
+        raise SystemExit(
+            f"sink got {counts['events']} events, drain sent {res['drained']}, "
+            f"{res['acknowledged']} acknowledged"
+        )
     return res
 
 

@@ -74,7 +74,7 @@ def proc_cpu_s(pid: int) -> float:
     if ns:  # 0 where the kernel does not keep it (schedstats off)
         return ns / 1e9
     data = Path(f"/proc/{pid}/stat").read_bytes()
-    fields = data[data.rfind(b")") + 2:].split()
+    fields = data[data.rfind(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -83,8 +83,9 @@ def bpf_run_ns() -> int | None:
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
     for _ in range(3):  # a listing fails when some program goes away while it is taken
         try:
-            out = subprocess.run([bpftool, "-j", "prog", "show"], capture_output=True,
-                                 text=True, check=True).stdout
+            out = subprocess.run(
+                [bpftool, "-j", "prog", "show"], capture_output=True, text=True, check=True
+            ).stdout
             break
         except (OSError, subprocess.CalledProcessError):
             continue
@@ -97,8 +98,9 @@ def bpf_run_ns() -> int | None:
 
 
 async def storm(rate: float, seconds: float) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", STORM, str(rate),
-                                                str(seconds), stdout=subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STORM, str(rate), str(seconds), stdout=subprocess.PIPE
+    )
     out, _ = await proc.communicate()
     return dict(json.loads(out))
 
@@ -127,11 +129,15 @@ async def watched_storm(args: argparse.Namespace) -> dict[str, Any]:
         procwatch_pct=100 * (pw1 - pw0) / wall,
         manager_pct=100 * (me1 - me0) / wall,
         bpf_pct=100 * bpf_s / wall if bpf_s is not None else None,
-        events=w.counts["events"] - events0, looks=w.counts["looks"],
-        dropped=(stats or {}).get("dropped"), brief=(stats or {}).get("brief"),
-        sent=(stats or {}).get("sent"))
-    result["discovery_pct"] = (result["procwatch_pct"] + result["manager_pct"]
-                               + (result["bpf_pct"] or 0.0))
+        events=w.counts["events"] - events0,
+        looks=w.counts["looks"],
+        dropped=(stats or {}).get("dropped"),
+        brief=(stats or {}).get("brief"),
+        sent=(stats or {}).get("sent"),
+    )
+    result["discovery_pct"] = (
+        result["procwatch_pct"] + result["manager_pct"] + (result["bpf_pct"] or 0.0)
+    )
     return result
 
 
@@ -143,16 +149,18 @@ async def watched_idle(args: argparse.Namespace) -> dict[str, Any]:
     assert w.pid is not None
     try:
         await w.wait_for(lambda: w.settled or None, timeout=30.0)
-        bpf0, pw0, me0, t0 = bpf_run_ns(), proc_cpu_s(w.pid), time.process_time(), \
-            time.monotonic()
+        bpf0, pw0, me0, t0 = bpf_run_ns(), proc_cpu_s(w.pid), time.process_time(), time.monotonic()
         events0 = w.counts["events"]
         await asyncio.sleep(args.seconds)  # the measurement window, not a synchronisation
-        bpf1, pw1, me1, wall = bpf_run_ns(), proc_cpu_s(w.pid), time.process_time(), \
-            time.monotonic() - t0
+        bpf1, pw1, me1, wall = (
+            bpf_run_ns(),
+            proc_cpu_s(w.pid),
+            time.process_time(),
+            time.monotonic() - t0,
+        )
     finally:
         await w.stop()
-    bpf_pct = 100 * (bpf1 - bpf0) / 1e9 / wall if bpf0 is not None and bpf1 is not None \
-        else None
+    bpf_pct = 100 * (bpf1 - bpf0) / 1e9 / wall if bpf0 is not None and bpf1 is not None else None
     pct = 100 * ((pw1 - pw0) + (me1 - me0)) / wall + (bpf_pct or 0.0)
     return {"discovery_pct": pct, "events": w.counts["events"] - events0}
 
@@ -163,7 +171,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     idle: list[dict[str, Any]] = []
     for i in range(args.rounds):
         order = ["alone", "watched", "idle"]
-        for arm in order[i % 3:] + order[:i % 3]:
+        for arm in order[i % 3 :] + order[: i % 3]:
             if arm == "watched":
                 watched.append(await watched_storm(args))
             elif arm == "alone":
@@ -178,7 +186,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     cost = med(watched, "discovery_pct")
     base_wall, base_cpu = med(alone, "wall_s"), med(alone, "cpu_s")
     report = {
-        "rate_per_s": args.rate, "seconds": args.seconds, "rounds": args.rounds,
+        "rate_per_s": args.rate,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
         "storm_alone": {"wall_s": base_wall, "cpu_s": base_cpu},
         "storm_watched": {"wall_s": med(watched, "wall_s"), "cpu_s": med(watched, "cpu_s")},
         "wall_ratio": (med(watched, "wall_s") or 0) / base_wall if base_wall else None,
@@ -188,7 +198,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "manager_pct": med(watched, "manager_pct"),
         "bpf_pct": med(watched, "bpf_pct"),
         "background_pct": med(idle, "discovery_pct"),
-        "storm_share_pct": (cost - (med(idle, "discovery_pct") or 0.0)) if cost is not None
+        "storm_share_pct": (cost - (med(idle, "discovery_pct") or 0.0))
+        if cost is not None
         else None,
         "background_events_per_round": med(idle, "events"),
         "events_per_round": med(watched, "events"),
@@ -207,8 +218,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--build", type=Path,
-                    default=Path(os.environ.get("XPUTRACE_BUILD_DIR", ROOT / "build")))
+    ap.add_argument(
+        "--build", type=Path, default=Path(os.environ.get("XPUTRACE_BUILD_DIR", ROOT / "build"))
+    )
     args = ap.parse_args()
     old_stats = None
     try:

@@ -82,16 +82,16 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def summary(xs: list[float]) -> dict[str, float]:
-    return {"p50": pct(xs, 0.5), "p95": pct(xs, 0.95), "p99": pct(xs, 0.99),
-            "max": pct(xs, 1.0)}
+    return {"p50": pct(xs, 0.5), "p95": pct(xs, 0.95), "p99": pct(xs, 0.99), "max": pct(xs, 1.0)}
 
 
 def pid_of(monitor: int, k: int) -> int:
     return BASE_PID + 100 * monitor + k
 
 
-def chunk_batches(args: argparse.Namespace, index: int, first: int, n: int, t0_ns: int,
-                  monitor_ids: list[str]) -> list[abi.Batch]:
+def chunk_batches(
+    args: argparse.Namespace, index: int, first: int, n: int, t0_ns: int, monitor_ids: list[str]
+) -> list[abi.Batch]:
     """Rows [first, first + n) of the fill: ingest_copy's batches, spread over the span.
 
     synthetic_batches gives `monitors` agents' batches with one pid each, an event every
@@ -109,62 +109,77 @@ def chunk_batches(args: argparse.Namespace, index: int, first: int, n: int, t0_n
         mon = (int(ev["pid"][0]) - BASE_PID) // 100
         # mono_to_real_ns = start - 5e12 and ts_ns = 5e12 + (row in the chunk) * 1500 + ...
         ev["ts_ns"] = 5 * 10**12 + np.round(
-            (ev["ts_ns"] - 5 * 10**12).astype(np.float64) * (step_ns / 1500)).astype(np.uint64)
+            (ev["ts_ns"] - 5 * 10**12).astype(np.float64) * (step_ns / 1500)
+        ).astype(np.uint64)
         k = (rng.integers(0, per, len(ev)) * 10).astype(ev["pid"].dtype)
         ev["tid"] += k
         ev["pid"] += k
-        out.append(dataclasses.replace(b, events=ev, monitor_id=monitor_ids[mon],
-                                       seq=index * 1_000_000 + b.seq))
+        out.append(
+            dataclasses.replace(
+                b, events=ev, monitor_id=monitor_ids[mon], seq=index * 1_000_000 + b.seq
+            )
+        )
     return out
 
 
 async def fill(args: argparse.Namespace, dsn: str, t0_ns: int) -> dict[str, Any]:
     """Writes the rows through EventWriter; generation of the next chunk overlaps the write."""
     rng = random.Random(args.seed)
-    monitor_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                   for _ in range(args.monitors)]
+    monitor_ids = [
+        str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(args.monitors)
+    ]
     chunk = args.chunk_batches * BATCH_EVENTS * args.monitors
-    spans = [(i, first, min(chunk, args.rows - first))
-             for i, first in enumerate(range(0, args.rows, chunk))]
+    spans = [
+        (i, first, min(chunk, args.rows - first))
+        for i, first in enumerate(range(0, args.rows, chunk))
+    ]
     writer = EventWriter()
     written = write_s = 0.0
     t_fill = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         end = t0_ns + args.span_s * S
         await writer.ensure_partitions(conn, range(t0_ns // DAY_NS, end // DAY_NS + 1))
-        nxt = asyncio.create_task(asyncio.to_thread(chunk_batches, args, *spans[0], t0_ns,
-                                                    monitor_ids))
+        nxt = asyncio.create_task(
+            asyncio.to_thread(chunk_batches, args, *spans[0], t0_ns, monitor_ids)
+        )
         for j in range(len(spans)):
             batches = await nxt
             if j + 1 < len(spans):
-                nxt = asyncio.create_task(asyncio.to_thread(chunk_batches, args, *spans[j + 1],
-                                                            t0_ns, monitor_ids))
+                nxt = asyncio.create_task(
+                    asyncio.to_thread(chunk_batches, args, *spans[j + 1], t0_ns, monitor_ids)
+                )
             t = time.perf_counter()
             for k in range(0, len(batches), args.per_write):
-                res = await writer.write(conn, batches[k:k + args.per_write])
+                res = await writer.write(conn, batches[k : k + args.per_write])
                 if res.rejected or res.duplicates:
                     raise RuntimeError(f"writer refused rows: {res}")
                 written += res.events
             write_s += time.perf_counter() - t
-            log(f"filled {int(written):,} rows, "
-                f"{written / (time.perf_counter() - t_fill):,.0f} rows/s")
+            log(
+                f"filled {int(written):,} rows, "
+                f"{written / (time.perf_counter() - t_fill):,.0f} rows/s"
+            )
         fill_s = time.perf_counter() - t_fill
         log("ANALYZE events")
         t = time.perf_counter()
         await conn.execute("ANALYZE events")
         analyze_s = time.perf_counter() - t
-    return {"rows_written": int(written), "seconds": round(fill_s, 1),
-            "rows_per_s": round(written / fill_s),
-            "writer_only_rows_per_s": round(written / write_s),
-            "analyze_s": round(analyze_s, 1)}
+    return {
+        "rows_written": int(written),
+        "seconds": round(fill_s, 1),
+        "rows_per_s": round(written / fill_s),
+        "writer_only_rows_per_s": round(written / write_s),
+        "analyze_s": round(analyze_s, 1),
+    }
 
 
 def filter_text(pid: int, t0: int, t1: int) -> str:
     return f"pid = {pid} AND timestamp >= '{rfc3339_ns(t0)}' AND timestamp < '{rfc3339_ns(t1)}'"
 
 
-async def api_get(http: aiohttp.ClientSession, url: str, auth: dict[str, str],
-                  params: dict[str, str]) -> dict[str, Any]:
+async def api_get(
+    http: aiohttp.ClientSession, url: str, auth: dict[str, str], params: dict[str, str]
+) -> dict[str, Any]:
     async with http.get(url, headers=auth, params=params) as r:
         if r.status != 200:
             raise RuntimeError(f"GET {url} {params}: {r.status} {await r.text()}")
@@ -178,8 +193,9 @@ async def one(conn: psycopg.AsyncConnection[Any], sql: str, args: Any = None) ->
     return row
 
 
-async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExitStack
-                ) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExitStack
+) -> dict[str, Any]:
     server = EmbeddedPostgres(tmp / "pg")
     stack.callback(server.stop)
     dsn = server.start()
@@ -189,23 +205,28 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
 
     # Whole seconds: windows then fall anywhere in the span, never across its ends.
     t0_ns = (time.time_ns() - args.age_s * S) // S * S - args.span_s * S
-    log(f"filling {args.rows:,} rows, {args.pids} pids, {args.monitors} monitors, "
-        f"{rfc3339_ns(t0_ns)} + {args.span_s} s")
+    log(
+        f"filling {args.rows:,} rows, {args.pids} pids, {args.monitors} monitors, "
+        f"{rfc3339_ns(t0_ns)} + {args.span_s} s"
+    )
     filled = await fill(args, dsn, t0_ns)
 
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         rows, lo, hi = await one(conn, "SELECT count(*), min(ts), max(ts) FROM events")
         # distinct pids by skipping along the (pid, ts) index: count(DISTINCT) sorts 10M rows
         npids, nmon, size = await one(
-            conn, "WITH RECURSIVE p AS (SELECT min(pid) AS pid FROM events UNION ALL "
+            conn,
+            "WITH RECURSIVE p AS (SELECT min(pid) AS pid FROM events UNION ALL "
             "SELECT (SELECT min(pid) FROM events WHERE pid > p.pid) FROM p "
             "WHERE p.pid IS NOT NULL) SELECT (SELECT count(pid) FROM p), "
             "(SELECT count(DISTINCT monitor_id) FROM event_batches), "
             "(SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
-            " WHERE inhparent = 'events'::regclass)")
+            " WHERE inhparent = 'events'::regclass)",
+        )
     log(f"table checked: {rows:,} rows")
-    pids = sorted({pid_of(m, 10 * k) for m in range(args.monitors)
-                   for k in range(args.pids // args.monitors)})
+    pids = sorted(
+        {pid_of(m, 10 * k) for m in range(args.monitors) for k in range(args.pids // args.monitors)}
+    )
     rng = random.Random(args.seed)
     window = args.window_s * S
     queries = []
@@ -228,9 +249,10 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     size_s = str(args.page_size)
 
     # Warm-up (not timed): every pool connection, psycopg's statement preparation.
-    for pid, t0, t1 in queries[:args.warmup]:
-        await api_get(http, f"{base}/events", auth,
-                      {"filter": filter_text(pid, t0, t1), "page_size": size_s})
+    for pid, t0, t1 in queries[: args.warmup]:
+        await api_get(
+            http, f"{base}/events", auth, {"filter": filter_text(pid, t0, t1), "page_size": size_s}
+        )
 
     log(f"{len(queries)} api queries")
     api: list[float] = []
@@ -247,7 +269,7 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     db: list[float] = []
     db_rows: list[int] = []
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        for pid, t0, t1 in queries[:args.warmup]:
+        for pid, t0, t1 in queries[: args.warmup]:
             where, params = compile_filter(filter_text(pid, t0, t1), EVENT_FIELDS)
             await query_events(conn, where, params, order, None, args.page_size + 1)
         for pid, t0, t1 in queries:
@@ -262,11 +284,18 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
         where, params = compile_filter(filter_text(pid, t0, t1), EVENT_FIELDS)
         cur = await conn.execute(
             f"EXPLAIN (ANALYZE, BUFFERS) SELECT * FROM events WHERE ({where}) "
-            "ORDER BY ts ASC, id ASC LIMIT %s".encode(), [*params, args.page_size + 1])
+            "ORDER BY ts ASC, id ASC LIMIT %s".encode(),
+            [*params, args.page_size + 1],
+        )
         explain = [r[0] for r in await cur.fetchall()]
         # The page-through: the window of the first query, every page.
-        expected = (await one(conn, "SELECT count(*) FROM events WHERE pid = %s "
-                              "AND ts >= %s AND ts < %s", (pid, t0, t1)))[0]
+        expected = (
+            await one(
+                conn,
+                "SELECT count(*) FROM events WHERE pid = %s AND ts >= %s AND ts < %s",
+                (pid, t0, t1),
+            )
+        )[0]
 
     log(f"page-through of pid {pid}, {args.window_s} s window ({expected} rows)")
     pages: list[float] = []
@@ -294,16 +323,22 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
             break
     page_through_s = time.perf_counter() - t_all
     if total != expected or len(seen) != total:
-        raise RuntimeError(f"page-through: {total} events, {len(seen)} distinct, "
-                           f"expected {expected}")
+        raise RuntimeError(
+            f"page-through: {total} events, {len(seen)} distinct, expected {expected}"
+        )
 
     api_p99, db_p99 = pct(api, 0.99), pct(db, 0.99)
     return {
         "benchmark": "events_query",
         "postgresql": version,
-        "table": {"rows": rows, "pids": npids, "monitors": nmon,
-                  "from": rfc3339_ns(lo), "to": rfc3339_ns(hi),
-                  "size_mb": round(size / 2**20)},
+        "table": {
+            "rows": rows,
+            "pids": npids,
+            "monitors": nmon,
+            "from": rfc3339_ns(lo),
+            "to": rfc3339_ns(hi),
+            "size_mb": round(size / 2**20),
+        },
         "fill": filled,
         "queries": len(queries),
         "window_s": args.window_s,
@@ -313,9 +348,13 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
         "baseline_database_only_ms": summary(db),
         "api_vs_database_p50_ratio": round(pct(api, 0.5) / pct(db, 0.5), 2),
         "api_vs_database_p99_ratio": round(api_p99 / db_p99, 2),
-        "page_through": {"pid": pid, "rows": expected, "pages": len(pages),
-                         "total_ms": round(page_through_s * 1000, 1),
-                         "page_ms": summary(pages)},
+        "page_through": {
+            "pid": pid,
+            "rows": expected,
+            "pages": len(pages),
+            "total_ms": round(page_through_s * 1000, 1),
+            "page_ms": summary(pages),
+        },
         "explain": explain,
         "target": {"api_p99_ms": TARGET_P99_MS, "rows": TARGET_ROWS},
         "pass": api_p99 <= TARGET_P99_MS and rows >= TARGET_ROWS,
@@ -328,16 +367,22 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=500, help="timed queries (500)")
     ap.add_argument("--warmup", type=int, default=20, help="untimed queries first (20)")
     ap.add_argument("--pids", type=int, default=64, help="traced processes (64)")
-    ap.add_argument("--monitors", type=int, default=16,
-                    help="agents, each tracing pids/monitors of them (16)")
+    ap.add_argument(
+        "--monitors", type=int, default=16, help="agents, each tracing pids/monitors of them (16)"
+    )
     ap.add_argument("--span-s", type=int, default=3600, help="wall-clock span of the rows (3600)")
     ap.add_argument("--age-s", type=int, default=3600, help="the span ends this long ago (3600)")
     ap.add_argument("--window-s", type=int, default=60, help="query time window (60)")
     ap.add_argument("--page-size", type=int, default=100, help="page_size (100)")
-    ap.add_argument("--per-write", type=int, default=64,
-                    help="batches of 4096 events per EventWriter.write() call (64)")
-    ap.add_argument("--chunk-batches", type=int, default=16,
-                    help="batches per monitor generated at a time (16)")
+    ap.add_argument(
+        "--per-write",
+        type=int,
+        default=64,
+        help="batches of 4096 events per EventWriter.write() call (64)",
+    )
+    ap.add_argument(
+        "--chunk-batches", type=int, default=16, help="batches per monitor generated at a time (16)"
+    )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     if args.pids % args.monitors or args.pids // args.monitors > 10:

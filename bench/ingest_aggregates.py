@@ -52,13 +52,20 @@ def new_aggregator(clock: int, lines: list[int]) -> Aggregator:
     return Aggregator(sink, clock_ns=lambda: clock)
 
 
-async def write_all(dsn: str, batches: list[abi.Batch], per_write: int, clock: int,
-                    writers: int, aggregator: Aggregator | None) -> float:
+async def write_all(
+    dsn: str,
+    batches: list[abi.Batch],
+    per_write: int,
+    clock: int,
+    writers: int,
+    aggregator: Aggregator | None,
+) -> float:
     w = EventWriter(clock_ns=lambda: clock)
     per = max(1, per_write // BATCH_EVENTS)
     chunks = iter(range(0, len(batches), per))
     conns = [await psycopg.AsyncConnection.connect(dsn) for _ in range(writers)]
     try:
+
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             for i in chunks:
                 res = await w.write(conn, batches[i : i + per])
@@ -100,13 +107,16 @@ def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             for mode in ("off", "on"):
                 reset(conn)
                 agg = new_aggregator(clock, lines) if mode == "on" else None
-                secs = asyncio.run(write_all(dsn, batches, args.per_write, clock,
-                                             args.writers, agg))
+                secs = asyncio.run(
+                    write_all(dsn, batches, args.per_write, clock, args.writers, agg)
+                )
                 best[mode] = min(best.get(mode, float("inf")), secs)
                 if agg is not None:
                     assert agg.stats.events == n, agg.stats
-            best["aggregate_only"] = min(best.get("aggregate_only", float("inf")),
-                                         aggregate_only(batches, clock, args.per_write))
+            best["aggregate_only"] = min(
+                best.get("aggregate_only", float("inf")),
+                aggregate_only(batches, clock, args.per_write),
+            )
     rate = {k: n / v for k, v in best.items()}
     ratio = rate["on"] / rate["off"]
     return {
@@ -148,8 +158,7 @@ def main() -> None:
     try:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        print(json.dumps(run(psycopg.conninfo.make_conninfo(admin, dbname=dbname), args),
-                         indent=2))
+        print(json.dumps(run(psycopg.conninfo.make_conninfo(admin, dbname=dbname), args), indent=2))
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

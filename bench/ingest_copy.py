@@ -102,8 +102,14 @@ def synthetic_batches(n: int, start_ns: int, monitors: int = 1, seed: int = 1) -
             for f in ("grid_y", "grid_z", "block_y", "block_z"):
                 ev[f] = launch
             ev["kind"] = np.where(kind == 1, rng.choice([1, 2], m), 0)
-            raw = abi.encode_batch(ev, monitor_id=monitor, machine_id="9f" * 32, seq=seq,
-                                   mono_to_real_ns=start_ns - 5 * 10**12, agent_pid=pid + 1)
+            raw = abi.encode_batch(
+                ev,
+                monitor_id=monitor,
+                machine_id="9f" * 32,
+                seq=seq,
+                mono_to_real_ns=start_ns - 5 * 10**12,
+                agent_pid=pid + 1,
+            )
             out.append(abi.decode_batch(raw))
         per_monitor.append(out)
     longest = max(map(len, per_monitor))
@@ -147,8 +153,9 @@ def baseline_client_only(conn: psycopg.Connection[Any], rows: list[tuple[Any, ..
         return time.perf_counter() - t
 
 
-async def writer(dsn: str, batches: list[abi.Batch], per_write: int, clock: int,
-                 writers: int) -> float:
+async def writer(
+    dsn: str, batches: list[abi.Batch], per_write: int, clock: int, writers: int
+) -> float:
     """EventWriter as the ingest runs it: ``writers`` connections taking turns at the
     batches, ``per_write`` events a call."""
     w = EventWriter(clock_ns=lambda: clock)
@@ -194,11 +201,20 @@ def main() -> None:
     ap.add_argument("--per-write", type=int, default=262_144, help="events per write() call")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--monitors", type=int, default=1, help="agents sending side by side")
-    ap.add_argument("--writers", type=int, default=2,
-                    help="concurrent writer connections (the ingest's default: 2)")
+    ap.add_argument(
+        "--writers",
+        type=int,
+        default=2,
+        help="concurrent writer connections (the ingest's default: 2)",
+    )
     ap.add_argument("--dsn", help="admin DSN of a server to use (a database is created there)")
-    ap.add_argument("--pg-option", action="append", default=[], metavar="NAME=VALUE",
-                    help="setting for the embedded server (repeatable)")
+    ap.add_argument(
+        "--pg-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="setting for the embedded server (repeatable)",
+    )
     args = ap.parse_args()
 
     tmp = server = None
@@ -246,17 +262,18 @@ def run(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             reset(conn)
             keep("baseline", baseline(conn, rows))
             reset(conn)
-            keep("writer", asyncio.run(writer(dsn, batches, args.per_write, clock,
-                                              args.writers)))
+            keep("writer", asyncio.run(writer(dsn, batches, args.per_write, clock, args.writers)))
             count = conn.execute("SELECT count(*) FROM events").fetchone()
             assert count == (n,), count
             reset(conn)
             keep("db_ceiling", replay(conn, stream))
             keep("baseline_client", baseline_client_only(conn, rows))
             keep("writer_client", writer_client_only(batches, args.per_write))
-        size = conn.execute("SELECT pg_total_relation_size('events'::regclass)"
-                            " + coalesce(sum(pg_total_relation_size(inhrelid)), 0)"
-                            " FROM pg_inherits WHERE inhparent = 'events'::regclass").fetchone()
+        size = conn.execute(
+            "SELECT pg_total_relation_size('events'::regclass)"
+            " + coalesce(sum(pg_total_relation_size(inhrelid)), 0)"
+            " FROM pg_inherits WHERE inhparent = 'events'::regclass"
+        ).fetchone()
     rate = {k: n / v for k, v in best.items()}
     ratio = rate["writer"] / rate["baseline"]
     return {

@@ -72,8 +72,9 @@ class Child:
 
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.buf = b""
 
     def read_json(self, key: str, timeout: float = DEADLINE_S) -> dict[str, Any]:
@@ -94,8 +95,10 @@ class Child:
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    raise RuntimeError(f"{self.argv[0]} exited ({self.proc.wait()}) "
-                                       f"before {key!r}: {err.strip()[-500:]}")
+                    raise RuntimeError(
+                        f"{self.argv[0]} exited ({self.proc.wait()}) "
+                        f"before {key!r}: {err.strip()[-500:]}"
+                    )
                 self.buf += chunk
 
     def stop(self, timeout: float = DEADLINE_S) -> None:
@@ -116,8 +119,19 @@ class Child:
 def agent_alone(agent: Path, pid: int) -> tuple[float, float]:
     """The agent by itself on pid: (exec -> ready line, SIGTERM -> exit), in seconds."""
     t0 = time.perf_counter()
-    child = Child([str(agent), "--monitor-id", "x", "--monitor-type", "CUDA",
-                   "--target-pid", str(pid), "--output", "/dev/null"])
+    child = Child(
+        [
+            str(agent),
+            "--monitor-id",
+            "x",
+            "--monitor-type",
+            "CUDA",
+            "--target-pid",
+            str(pid),
+            "--output",
+            "/dev/null",
+        ]
+    )
     try:
         child.read_json("ready")
         ready = time.perf_counter() - t0
@@ -159,8 +173,9 @@ def seconds_between(a: str, b: str) -> float:
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds()
 
 
-async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExitStack
-                ) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExitStack
+) -> dict[str, Any]:
     build = Path(args.build).resolve()
     agent = build / "xputrace-agent"
 
@@ -183,11 +198,30 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     machine_file = tmp / "machine-id"
     machine_file.write_text("0123456789abcdef0123456789abcdef\n")
     manager = subprocess.Popen(
-        [sys.executable, "-m", "manager", "--backend", settings.control_endpoint,
-         "--server-key", str(settings.keys_dir / "backend.key"), "--key", str(secret),
-         "--agent-path", str(agent), "--runtime-dir", str(tmp / "run"),
-         "--heartbeat-interval", "0.5", "--machine-id-file", str(machine_file),
-         "--log-level", "WARNING"], cwd=ROOT, stdin=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "manager",
+            "--backend",
+            settings.control_endpoint,
+            "--server-key",
+            str(settings.keys_dir / "backend.key"),
+            "--key",
+            str(secret),
+            "--agent-path",
+            str(agent),
+            "--runtime-dir",
+            str(tmp / "run"),
+            "--heartbeat-interval",
+            "0.5",
+            "--machine-id-file",
+            str(machine_file),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
     stack.callback(stop_process, manager)
 
     work = Child([str(build / "tests/workloads/cuda_calls"), "--threads", "1", "--iters", "1"])
@@ -200,8 +234,11 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     tokens = await json_ok(await http.post(f"{base}/auth:login", json=cred), 200)
     auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     deadline = time.monotonic() + DEADLINE_S
-    while not (machines := (await json_ok(await http.get(f"{base}/machines", headers=auth),
-                                          200))["machines"]):
+    while not (
+        machines := (await json_ok(await http.get(f"{base}/machines", headers=auth), 200))[
+            "machines"
+        ]
+    ):
         if time.monotonic() > deadline or manager.poll() is not None:
             raise RuntimeError("the manager did not register")
         await asyncio.sleep(0.05)
@@ -227,8 +264,9 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
             m = await json_ok(await http.get(f"{monitors}/{m['id']}", headers=auth), 200)
             n += 1
         if m["status"] != "RUNNING":
-            raise RuntimeError(f"monitor {m['id']}: {m['status']} {m['error_code']} "
-                               f"{m['error_message']}")
+            raise RuntimeError(
+                f"monitor {m['id']}: {m['status']} {m['error_code']} {m['error_message']}"
+            )
         start.append(time.perf_counter() - t0)
         polls.append(n)
         server_side.append(seconds_between(m["create_time"], m["start_time"]))
@@ -263,11 +301,13 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 epilog="Needs root and the CMake build (make build).")
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog="Needs root and the CMake build (make build)."
+    )
     ap.add_argument("--rounds", type=int, default=20, help="monitors started (default 20)")
-    ap.add_argument("--poll-ms", type=float, default=5.0,
-                    help="GET interval while STARTING (default 5)")
+    ap.add_argument(
+        "--poll-ms", type=float, default=5.0, help="GET interval while STARTING (default 5)"
+    )
     ap.add_argument("--build", default=str(ROOT / "build"), help="CMake build dir")
     args = ap.parse_args()
     if args.rounds < 1:

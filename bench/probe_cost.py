@@ -44,8 +44,12 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--agent-args", default="", help="extra xputrace-agent flags")
-    ap.add_argument("--attach-mode", choices=["auto", "perf"], default="auto",
-                    help="how both the empty pair and the agent attach")
+    ap.add_argument(
+        "--attach-mode",
+        choices=["auto", "perf"],
+        default="auto",
+        help="how both the empty pair and the agent attach",
+    )
     args = ap.parse_args()
     extra = [*args.agent_args.split(), "--attach-mode", args.attach_mode]
     empty_mode = ["perf"] if args.attach_mode == "perf" else []
@@ -67,17 +71,33 @@ def main() -> int:
         for r in range(args.rounds):
             results["unprobed"].append(timed(target, args.calls))
             empty = Child(
-                [*pin_tools, str(build / "bench/xpu-bench-empty-pair"), str(pid), lib,
-                 symbol, *empty_mode]
+                [
+                    *pin_tools,
+                    str(build / "bench/xpu-bench-empty-pair"),
+                    str(pid),
+                    lib,
+                    symbol,
+                    *empty_mode,
+                ]
             )
             attach = empty.read("ready")["attach"]
             results["empty_pair"].append(timed(target, args.calls))
             empty.stop()
-            agent = Child([
-                *pin_tools, str(build / "xputrace-agent"), "--monitor-id", "bench",
-                "--monitor-type", monitor_type, "--target-pid", str(pid),
-                "--output", os.path.join(tmp, f"cap{r}.bin"), *extra,
-            ])
+            agent = Child(
+                [
+                    *pin_tools,
+                    str(build / "xputrace-agent"),
+                    "--monitor-id",
+                    "bench",
+                    "--monitor-type",
+                    monitor_type,
+                    "--target-pid",
+                    str(pid),
+                    "--output",
+                    os.path.join(tmp, f"cap{r}.bin"),
+                    *extra,
+                ]
+            )
             agent.read("ready")
             results["full_probe"].append(timed(target, args.calls))
             agent.stop()

@@ -43,17 +43,37 @@ def parse(doc: str, count: str, count_default: int, rounds: int) -> argparse.Nam
 
 def start_target(args: argparse.Namespace, *mode: str) -> tuple[Child, PythonTarget, int]:
     """bench/py_cost_target.py under args.python, on CPU 0: (it, its CPython, its pid)."""
-    target = Child([*PIN_TARGET, args.python, str(Path(__file__).with_name("py_cost_target.py")),
-                    cudart12(), str(args.depth), *mode])
+    target = Child(
+        [
+            *PIN_TARGET,
+            args.python,
+            str(Path(__file__).with_name("py_cost_target.py")),
+            cudart12(),
+            str(args.depth),
+            *mode,
+        ]
+    )
     pid = target.read("ready")["pid"]
     return target, find_target(pid), pid
 
 
 def start_agent(build: Path, monitor_type: str, pid: int, out: str, *flags: str) -> Child:
     """xputrace-agent on CPU 1 tracing pid into the file out, attached (its ready line read)."""
-    agent = Child([*PIN_TOOLS, str(build / "xputrace-agent"), "--monitor-id", "bench",
-                   "--monitor-type", monitor_type, "--target-pid", str(pid), "--output", out,
-                   *flags])
+    agent = Child(
+        [
+            *PIN_TOOLS,
+            str(build / "xputrace-agent"),
+            "--monitor-id",
+            "bench",
+            "--monitor-type",
+            monitor_type,
+            "--target-pid",
+            str(pid),
+            "--output",
+            out,
+            *flags,
+        ]
+    )
     agent.read("ready")
     return agent
 
@@ -82,8 +102,10 @@ def main() -> int:
     target.proc.stdin.close()  # type: ignore[union-attr]
     target.proc.wait(30)
     base, off, on = (median(runs[k]) for k in ("unprobed", "probe", "probe_with_python"))
-    per_round = [(w - u) / (p - u) for u, p, w in
-                 zip(runs["unprobed"], runs["probe"], runs["probe_with_python"], strict=True)]
+    per_round = [
+        (w - u) / (p - u)
+        for u, p, w in zip(runs["unprobed"], runs["probe"], runs["probe_with_python"], strict=True)
+    ]
     print(json.dumps({
         "python": f"{args.python} {'.'.join(map(str, t.version))}",
         "depth": args.depth, "calls_per_round": args.calls, "rounds": args.rounds,

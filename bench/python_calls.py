@@ -35,8 +35,15 @@ def main() -> int:
     args = parse(__doc__, "calls", 1_000_000, 5)
     build = Path(args.build).resolve()
     target, t, pid = start_target(args, "calls")
-    py = [*agent_flags(t), "--py-binary", t.binary, "--py-hooks", hook_flag(find_hooks(t)),
-          "--sample-hz", "1"]
+    py = [
+        *agent_flags(t),
+        "--py-binary",
+        t.binary,
+        "--py-hooks",
+        hook_flag(find_hooks(t)),
+        "--sample-hz",
+        "1",
+    ]
     timed(target, args.calls)  # warm up
     cases = {"none_named": "never_called", "tiny_named": "tiny"}
     runs: dict[str, list[float]] = {"unprobed": [], **{k: [] for k in cases}}
@@ -45,8 +52,15 @@ def main() -> int:
         for r in range(args.rounds):
             runs["unprobed"].append(timed(target, args.calls))
             for case, name in cases.items():
-                agent = start_agent(build, "PYTHON", pid, os.path.join(tmp, f"{case}-{r}.bin"),
-                                    *py, "--py-functions", name)
+                agent = start_agent(
+                    build,
+                    "PYTHON",
+                    pid,
+                    os.path.join(tmp, f"{case}-{r}.bin"),
+                    *py,
+                    "--py-functions",
+                    name,
+                )
                 runs[case].append(timed(target, args.calls))
                 agent.stop()
                 counts[case] = agent.read("py_calls")["py_calls"]

@@ -39,8 +39,15 @@ def main() -> int:
         for r in range(args.rounds):
             runs["unsampled"].append(timed(target, args.iters))
             for hz in rates:
-                agent = start_agent(build, "PYTHON", pid, os.path.join(tmp, f"{hz}-{r}.bin"),
-                                    "--sample-hz", str(hz), *py)
+                agent = start_agent(
+                    build,
+                    "PYTHON",
+                    pid,
+                    os.path.join(tmp, f"{hz}-{r}.bin"),
+                    "--sample-hz",
+                    str(hz),
+                    *py,
+                )
                 runs[f"{hz}_hz"].append(timed(target, args.iters))
                 agent.stop()
                 samples[f"{hz}_hz"].append(agent.read("stats")["stats"]["events"])

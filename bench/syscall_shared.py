@@ -46,8 +46,18 @@ def time_dd() -> float:
 
 
 def monitor_args(i: int, out: Path) -> list[str]:
-    return ["--monitor-id", f"bench-{i}", "--monitor-type", "SYSCALL", "--machine-id", "bench",
-            "--target-comm", NO_MATCH.format(i), "--output", str(out / f"{i}.bin")]
+    return [
+        "--monitor-id",
+        f"bench-{i}",
+        "--monitor-type",
+        "SYSCALL",
+        "--machine-id",
+        "bench",
+        "--target-comm",
+        NO_MATCH.format(i),
+        "--output",
+        str(out / f"{i}.bin"),
+    ]
 
 
 class Hub:
@@ -55,8 +65,18 @@ class Hub:
 
     def __init__(self, agent: Path, out: Path) -> None:
         self.out = out
-        self.child = Child([str(agent), "--monitor-id", "syscall-hub", "--monitor-type",
-                            "SYSCALL", "--machine-id", "bench", "--hub"])
+        self.child = Child(
+            [
+                str(agent),
+                "--monitor-id",
+                "syscall-hub",
+                "--monitor-type",
+                "SYSCALL",
+                "--machine-id",
+                "bench",
+                "--hub",
+            ]
+        )
         self.child.read("hub")
         self.live: list[int] = []
 
@@ -108,8 +128,13 @@ def measure(tracer: Hub | Agents, n: int, rounds: int, bare: list[float]) -> dic
         many.append(time_dd())
     tracer.resize(0)
     m1, mn = median(one), median(many)
-    return {"dd_s_1": round(m1, 4), f"dd_s_{n}": round(mn, 4), "ratio": round(mn / m1, 3),
-            "runs_1": [round(x, 4) for x in one], f"runs_{n}": [round(x, 4) for x in many]}
+    return {
+        "dd_s_1": round(m1, 4),
+        f"dd_s_{n}": round(mn, 4),
+        "ratio": round(mn / m1, 3),
+        "runs_1": [round(x, 4) for x in one],
+        f"runs_{n}": [round(x, 4) for x in many],
+    }
 
 
 def main() -> int:
@@ -117,13 +142,20 @@ def main() -> int:
     p.add_argument("--build", type=Path, default=ROOT / "build")
     p.add_argument("--monitors", type=int, default=50)
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--agents", action="store_true",
-                   help="also time one standalone agent per monitor (the old design)")
+    p.add_argument(
+        "--agents",
+        action="store_true",
+        help="also time one standalone agent per monitor (the old design)",
+    )
     p.add_argument("--only-agents", action="store_true", help="time the old design only")
     args = p.parse_args()
     agent = args.build / "xputrace-agent"
-    report: dict[str, Any] = {"dd": " ".join(DD), "monitors": args.monitors,
-                              "rounds": args.rounds, "target_ratio": TARGET_RATIO}
+    report: dict[str, Any] = {
+        "dd": " ".join(DD),
+        "monitors": args.monitors,
+        "rounds": args.rounds,
+        "target_ratio": TARGET_RATIO,
+    }
     bare: list[float] = []
     with tempfile.TemporaryDirectory(prefix="xputrace-bench-") as tmp:
         kinds: list[tuple[str, type[Hub] | type[Agents]]] = []

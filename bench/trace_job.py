@@ -80,12 +80,15 @@ async def bench(args: argparse.Namespace, tmp: Path, stack: contextlib.AsyncExit
     dsn = server.start()
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         await migrate(conn)
-    t0_ns = (time.time_ns() - args.age_s * events_query.S) // events_query.S * \
-        events_query.S - args.span_s * events_query.S
+    t0_ns = (
+        time.time_ns() - args.age_s * events_query.S
+    ) // events_query.S * events_query.S - args.span_s * events_query.S
     filled = await events_query.fill(args, dsn, t0_ns)
     runs = []
-    with (psycopg.connect(dsn, autocommit=True) as conn,
-          psycopg.connect(dsn, autocommit=True) as side):
+    with (
+        psycopg.connect(dsn, autocommit=True) as conn,
+        psycopg.connect(dsn, autocommit=True) as side,
+    ):
         for _ in range(args.rounds):  # as backend.trace_jobs runs it: COPY on conn
             t = time.perf_counter()
             built = build_trace(conn, TraceSpec(uuid.uuid4(), "", "perfetto", False),

@@ -201,15 +201,21 @@ def main() -> int:
     report = {
         "events": args.events,
         "rounds": args.rounds,
-        "ours": {"events_per_s": round(rate), "bytes_per_slice": round(per_slice, 2),
-                 "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
-                 "seconds": round(ours["seconds"], 2), "flows": ours["flows"]},
+        "ours": {
+            "events_per_s": round(rate),
+            "bytes_per_slice": round(per_slice, 2),
+            "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs)),
+            "seconds": round(ours["seconds"], 2),
+            "flows": ours["flows"],
+        },
         "baseline_no_args": {k: round(v, 2) for k, v in base.items()},
         "baseline_with_args": {k: round(v, 2) for k, v in base_args.items()},
         "speed_ratio_vs_baseline": round(rate / base["events_per_s"], 2),
         "speed_ratio_vs_baseline_with_args": round(rate / base_args["events_per_s"], 2),
-        "speed_ratio_per_round": [round(args.events / r["seconds"] / b["events_per_s"], 2)
-                                  for r, b in zip(runs, bases, strict=True)],
+        "speed_ratio_per_round": [
+            round(args.events / r["seconds"] / b["events_per_s"], 2)
+            for r, b in zip(runs, bases, strict=True)
+        ],
         "targets": {"speed_ratio": ">= 7", "bytes_per_slice": "<= 16", "peak_rss_mb": "< 300"},
     }
     report["pass"] = (report["speed_ratio_vs_baseline"] >= 7 and per_slice <= 16

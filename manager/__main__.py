@@ -35,8 +35,9 @@ def run(argv: list[str]) -> int:
     if argv[:1] == ["keys"]:
         return keys_command(argv[1:])
     settings = Settings.from_args(argv)
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger(__name__).info("settings: %s", settings)
     try:
         asyncio.run(main(settings))

@@ -114,8 +114,9 @@ def _invalid(message: str) -> CommandError:
     return CommandError(ErrorCode.INVALID_CONFIG, message)
 
 
-def check_command(cmd: StartMonitor, types: Mapping[str, AgentType], settings: Settings,
-                  machine_id: str) -> AgentType:
+def check_command(
+    cmd: StartMonitor, types: Mapping[str, AgentType], settings: Settings, machine_id: str
+) -> AgentType:
     """The monitor type's entry, once the command itself is one this manager runs: every
     refusal that needs nothing read from this machine."""
     if cmd.machine_id is not None and cmd.machine_id != machine_id:
@@ -126,10 +127,12 @@ def check_command(cmd: StartMonitor, types: Mapping[str, AgentType], settings: S
     t, c = cmd.target, cmd.config
     _check_options(cmd, kind)
     if cmd.allowed_users is not None and (t.pid is None or t.library_path is not None):
-        raise CommandError(ErrorCode.PERMISSION_DENIED,
-                           "target: only a process named by target.pid may be traced by a "
-                           "user with granted Unix accounts; a library or task name in every "
-                           "process needs an admin")
+        raise CommandError(
+            ErrorCode.PERMISSION_DENIED,
+            "target: only a process named by target.pid may be traced by a "
+            "user with granted Unix accounts; a library or task name in every "
+            "process needs an admin",
+        )
     if kind.library_patterns:
         if t.pid is None and t.library_path is None:
             raise _invalid("target.pid: missing: give target.pid or target.library_path")
@@ -141,20 +144,25 @@ def check_command(cmd: StartMonitor, types: Mapping[str, AgentType], settings: S
         _check_library_name(t.library_path, kind)
     if cmd.data_endpoint is not None:
         if not settings.data_endpoint_allowed(cmd.data_endpoint):
-            raise _invalid(f"backend_zmq_data_endpoint: '{cmd.data_endpoint}' is not an "
-                           "allowed data endpoint for this manager")
+            raise _invalid(
+                f"backend_zmq_data_endpoint: '{cmd.data_endpoint}' is not an "
+                "allowed data endpoint for this manager"
+            )
     elif settings.capture_dir is None:
         raise _invalid("backend_zmq_data_endpoint: missing")
     if cmd.monitor_type == "SYSCALL" and (c.ringbuf_kb or 0) > HUB_RINGBUF_KB:
-        raise _invalid(f"config.ringbuf_kb: SYSCALL monitors share one tracer, whose ring "
-                       f"buffer is {HUB_RINGBUF_KB} KB")
+        raise _invalid(
+            f"config.ringbuf_kb: SYSCALL monitors share one tracer, whose ring "
+            f"buffer is {HUB_RINGBUF_KB} KB"
+        )
     if needs_python(cmd):
         field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
         if c.functions is not None and cmd.monitor_type != "PYTHON":
             raise _invalid("config.functions: only for PYTHON monitors")
         if cmd.monitor_type not in ("CUDA", "ACL", "PYTHON") or t.pid is None:
-            raise _invalid(f"{field}: needs a CUDA, ACL or PYTHON monitor of one process "
-                           "(target.pid)")
+            raise _invalid(
+                f"{field}: needs a CUDA, ACL or PYTHON monitor of one process (target.pid)"
+            )
     return kind
 
 
@@ -165,16 +173,19 @@ def _check_options(cmd: StartMonitor, kind: AgentType) -> None:
         given = getattr(cmd, part)
         for f in fields(given):
             if f.name not in allowed and getattr(given, f.name) != f.default:
-                raise _invalid(f"{part}.{f.name}: not supported by {cmd.monitor_type} "
-                               f"monitors (they take {part} "
-                               f"{', '.join(sorted(allowed)) or 'keys: none'})")
+                raise _invalid(
+                    f"{part}.{f.name}: not supported by {cmd.monitor_type} "
+                    f"monitors (they take {part} "
+                    f"{', '.join(sorted(allowed)) or 'keys: none'})"
+                )
 
 
 def _not_a_library(path: str, kind: AgentType) -> CommandError:
     """Every file that is not such a library is refused alike: nothing tells whether some
     other file exists or what it is."""
-    return _invalid(f"target.library_path: '{path}' is not a library of "
-                    f"{', '.join(kind.library_patterns)}")
+    return _invalid(
+        f"target.library_path: '{path}' is not a library of {', '.join(kind.library_patterns)}"
+    )
 
 
 def _check_library_name(path: str, kind: AgentType) -> None:
@@ -184,14 +195,25 @@ def _check_library_name(path: str, kind: AgentType) -> None:
         raise _not_a_library(path, kind)
 
 
-def agent_args(cmd: StartMonitor, types: Mapping[str, AgentType], settings: Settings,
-               machine_id: str, facts: TargetFacts) -> list[str]:
+def agent_args(
+    cmd: StartMonitor,
+    types: Mapping[str, AgentType],
+    settings: Settings,
+    machine_id: str,
+    facts: TargetFacts,
+) -> list[str]:
     """Everything after the agent binary, from --monitor-id to --curve-keyfile; raises
     CommandError with the seed's error code for a command this manager does not run."""
     kind = check_command(cmd, types, settings, machine_id)
     t, c = cmd.target, cmd.config
-    args = ["--monitor-id", cmd.monitor_id, "--monitor-type", cmd.monitor_type,
-            "--machine-id", machine_id]
+    args = [
+        "--monitor-id",
+        cmd.monitor_id,
+        "--monitor-type",
+        cmd.monitor_type,
+        "--machine-id",
+        machine_id,
+    ]
     if t.pid is not None:
         if facts.process is None:
             raise _unread("process")
@@ -213,8 +235,12 @@ def agent_args(cmd: StartMonitor, types: Mapping[str, AgentType], settings: Sett
     else:
         assert settings.capture_dir is not None  # check_command refused it otherwise
         args += ["--output", str(settings.capture_dir / f"{cmd.monitor_id}.bin")]
-    for flag, value in (("--attach-mode", c.attach_mode), ("--ringbuf-kb", c.ringbuf_kb),
-                        ("--batch-events", c.batch_events), ("--flush-ms", c.flush_ms)):
+    for flag, value in (
+        ("--attach-mode", c.attach_mode),
+        ("--ringbuf-kb", c.ringbuf_kb),
+        ("--batch-events", c.batch_events),
+        ("--flush-ms", c.flush_ms),
+    ):
         if value is not None:
             args += [flag, str(value)]
     if needs_python(cmd):
@@ -234,20 +260,23 @@ def _check_process(cmd: StartMonitor, p: Process) -> None:
     if not p.exists:
         raise CommandError(ErrorCode.TARGET_NOT_FOUND, f"Failed to find target PID {t.pid}.")
     if p.platform:
-        raise CommandError(ErrorCode.PERMISSION_DENIED,
-                           f"target.pid: PID {t.pid} is refused: xputrace never traces its own "
-                           "processes, pid 1 or kernel threads")
+        raise CommandError(
+            ErrorCode.PERMISSION_DENIED,
+            f"target.pid: PID {t.pid} is refused: xputrace never traces its own "
+            "processes, pid 1 or kernel threads",
+        )
     if cmd.allowed_users is not None and p.user not in cmd.allowed_users:
-        raise CommandError(ErrorCode.PERMISSION_DENIED,
-                           f"target.pid: PID {t.pid} belongs to no Unix account this user was "
-                           "granted")
+        raise CommandError(
+            ErrorCode.PERMISSION_DENIED,
+            f"target.pid: PID {t.pid} belongs to no Unix account this user was granted",
+        )
     if t.comm is not None and t.library_path is None:
         if p.comm is None:
-            raise CommandError(ErrorCode.TARGET_NOT_FOUND,
-                               f"Failed to find target PID {t.pid}.")
+            raise CommandError(ErrorCode.TARGET_NOT_FOUND, f"Failed to find target PID {t.pid}.")
         if p.comm != t.comm:  # what it runs instead is not told
-            raise CommandError(ErrorCode.TARGET_NOT_FOUND,
-                               f"target.comm: PID {t.pid} does not run '{t.comm}'")
+            raise CommandError(
+                ErrorCode.TARGET_NOT_FOUND, f"target.comm: PID {t.pid} does not run '{t.comm}'"
+            )
 
 
 def _library(path: str, kind: AgentType, lib: Library) -> str:
@@ -297,4 +326,5 @@ def _check_function_names(names: tuple[str, ...], version: tuple[int, ...]) -> N
             raise _invalid(
                 f"config.functions[{i}]: '{name}' is a qualified name, and the target runs "
                 f"CPython {version[0]}.{version[1]}, whose functions carry no qualified name "
-                f"(3.11+ do); name it '{short}' (every function of that name) instead")
+                f"(3.11+ do); name it '{short}' (every function of that name) instead"
+            )

@@ -43,9 +43,14 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 1 << 20
 EVENT_QUEUE_MAX = 10_000
-_MONITOR_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-                   | zmq.EVENT_DISCONNECTED | zmq.EVENT_MONITOR_STOPPED)
+_MONITOR_EVENTS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_MONITOR_STOPPED
+)
 
 
 def _now() -> datetime:
@@ -56,8 +61,14 @@ class ControlClient:
     """Use as ``async with ControlClient(...)``: entering dials the backend; leaving flushes
     queued MONITOR_STATUS events (briefly), says GOODBYE and closes the socket."""
 
-    def __init__(self, settings: Settings, identity: Identity, supervisor: Supervisor, *,
-                 context: zmq.asyncio.Context | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        identity: Identity,
+        supervisor: Supervisor,
+        *,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
         self.settings = settings
         self.identity = identity
         self.supervisor = supervisor
@@ -80,8 +91,9 @@ class ControlClient:
         self.open()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def open(self) -> None:
@@ -102,8 +114,12 @@ class ControlClient:
         self._mon = sock.get_monitor_socket(_MONITOR_EVENTS)
         sock.connect(s.backend)
         self._sock = sock
-        for coro in (self._watch_connection(), self._receive(), self._heartbeats(),
-                     self._send_events()):
+        for coro in (
+            self._watch_connection(),
+            self._receive(),
+            self._heartbeats(),
+            self._send_events(),
+        ):
             task = asyncio.get_running_loop().create_task(coro)
             self._tasks.add(task)
         log.info("dialing %s as machine %s", s.backend, self.identity.machine_id)
@@ -144,8 +160,16 @@ class ControlClient:
     def notify(self, m: Monitor) -> None:
         """Queues a MONITOR_STATUS event for m's current state (the supervisor's callback)."""
         msg = protocol.monitor_status(
-            self.identity.machine_id, m.monitor_id, m.status, m.agent_pid, m.exit_code,
-            m.message, m.error_message, m.stop_time, _now())
+            self.identity.machine_id,
+            m.monitor_id,
+            m.status,
+            m.agent_pid,
+            m.exit_code,
+            m.message,
+            m.error_message,
+            m.stop_time,
+            _now(),
+        )
         try:
             self._events.put_nowait(msg)
         except asyncio.QueueFull:
@@ -153,9 +177,16 @@ class ControlClient:
 
     def _hello(self) -> dict[str, Any]:
         i = self.identity
-        return protocol.hello(i.machine_id, i.hostname, i.os_info,
-                              [a.to_json() for a in i.accelerators], i.version,
-                              self.supervisor.monitor_types, self._active(), _now())
+        return protocol.hello(
+            i.machine_id,
+            i.hostname,
+            i.os_info,
+            [a.to_json() for a in i.accelerators],
+            i.version,
+            self.supervisor.monitor_types,
+            self._active(),
+            _now(),
+        )
 
     def _active(self) -> list[dict[str, Any]]:
         return [m.summary() for m in self.supervisor.active()]
@@ -180,14 +211,22 @@ class ControlClient:
                 self.connected.clear()
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                 self.auth_failures += 1
-                log.error("the backend at %s refused this manager's key (not enrolled?); "
-                          "retrying in %gs", self.settings.backend, self.settings.auth_retry_s)
+                log.error(
+                    "the backend at %s refused this manager's key (not enrolled?); retrying in %gs",
+                    self.settings.backend,
+                    self.settings.auth_retry_s,
+                )
                 self._redial_later()
-            elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
-                          zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+            elif kind in (
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            ):
                 self.auth_failures += 1  # libzmq retries these itself
-                log.warning("CURVE handshake with %s failed (wrong server key, or the backend "
-                            "went away mid-handshake)", self.settings.backend)
+                log.warning(
+                    "CURVE handshake with %s failed (wrong server key, or the backend "
+                    "went away mid-handshake)",
+                    self.settings.backend,
+                )
             elif kind == zmq.EVENT_MONITOR_STOPPED:
                 return
 
@@ -248,15 +287,20 @@ class ControlClient:
         while len(frames) > 1 and frames[0] == b"":
             prefix.append(frames.pop(0))
         if len(frames) != 1:
-            reply = protocol.failure(None, None, ErrorCode.INVALID_CONFIG,
-                                     f"message: expected one frame, got {len(frames)}")
+            reply = protocol.failure(
+                None,
+                None,
+                ErrorCode.INVALID_CONFIG,
+                f"message: expected one frame, got {len(frames)}",
+            )
         else:
             reply = await self.handle(frames[0])
         assert self._sock is not None
         try:
             await asyncio.wait_for(
                 self._sock.send_multipart([*prefix, protocol.encode(reply)]),
-                self.settings.reply_timeout_s)
+                self.settings.reply_timeout_s,
+            )
         except TimeoutError:
             log.warning("reply to %s dropped: no backend", reply.get("request_id"))
 
@@ -270,15 +314,23 @@ class ControlClient:
         try:
             if isinstance(cmd, StartMonitor):
                 m = await self.supervisor.start(cmd)
-                return {"request_id": cmd.request_id, "status": "SUCCESS",
-                        "monitor_id": cmd.monitor_id, "message": "Monitor started successfully.",
-                        "agent_pid": m.agent_pid}
+                return {
+                    "request_id": cmd.request_id,
+                    "status": "SUCCESS",
+                    "monitor_id": cmd.monitor_id,
+                    "message": "Monitor started successfully.",
+                    "agent_pid": m.agent_pid,
+                }
             if isinstance(cmd, StopMonitor):
                 m, already = await self.supervisor.stop(cmd.monitor_id)
-                return {"request_id": cmd.request_id, "status": "SUCCESS",
-                        "monitor_id": cmd.monitor_id,
-                        "message": "Monitor already stopped." if already
-                        else "Monitor stopped successfully."}
+                return {
+                    "request_id": cmd.request_id,
+                    "status": "SUCCESS",
+                    "monitor_id": cmd.monitor_id,
+                    "message": "Monitor already stopped."
+                    if already
+                    else "Monitor stopped successfully.",
+                }
             return self._status(cmd)
         except CommandError as e:
             e.request_id, e.monitor_id = cmd.request_id, cmd.monitor_id
@@ -286,16 +338,25 @@ class ControlClient:
             return e.reply()
         except Exception as e:  # a bug here must not take the daemon down
             log.exception("%s %s failed", type(cmd).__name__, cmd.monitor_id)
-            code = (ErrorCode.AGENT_STOP_FAILED if isinstance(cmd, StopMonitor)
-                    else ErrorCode.AGENT_START_FAILED)
-            return protocol.failure(cmd.request_id, cmd.monitor_id, code,
-                                    f"internal error: {type(e).__name__}: {e}")
+            code = (
+                ErrorCode.AGENT_STOP_FAILED
+                if isinstance(cmd, StopMonitor)
+                else ErrorCode.AGENT_START_FAILED
+            )
+            return protocol.failure(
+                cmd.request_id, cmd.monitor_id, code, f"internal error: {type(e).__name__}: {e}"
+            )
 
     def _status(self, cmd: GetStatus) -> dict[str, Any]:
         if cmd.monitor_id is None:
-            return {"request_id": cmd.request_id, "status": "SUCCESS",
-                    "agent_manager_status": "RUNNING", "machine_id": self.identity.machine_id,
-                    "active_monitors": self._active(), "version": self.identity.version}
+            return {
+                "request_id": cmd.request_id,
+                "status": "SUCCESS",
+                "agent_manager_status": "RUNNING",
+                "machine_id": self.identity.machine_id,
+                "active_monitors": self._active(),
+                "version": self.identity.version,
+            }
         m = self.supervisor.get(cmd.monitor_id)
         if m is None:
             raise CommandError(ErrorCode.MONITOR_NOT_FOUND, "Monitor not found.")

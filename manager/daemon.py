@@ -20,19 +20,28 @@ log = logging.getLogger(__name__)
 
 
 def load_identity(settings: Settings) -> Identity:
-    paths = ((settings.machine_id_file,) if settings.machine_id_file
-             else ident.DBUS_MACHINE_ID_PATHS)
+    paths = (settings.machine_id_file,) if settings.machine_id_file else ident.DBUS_MACHINE_ID_PATHS
     return ident.collect(settings.app_id, machine_id_paths=paths)
 
 
-async def serve(settings: Settings, stop: asyncio.Event, *, identity: Identity | None = None,
-                context: zmq.asyncio.Context | None = None,
-                started: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    identity: Identity | None = None,
+    context: zmq.asyncio.Context | None = None,
+    started: asyncio.Event | None = None,
+) -> None:
     """Runs until stop is set; then stops every agent, reports them STOPPED and says
     GOODBYE."""
     me = identity or load_identity(settings)
-    log.info("machine %s (%s, %s), accelerators: %s", me.machine_id, me.hostname, me.os_info,
-             ", ".join(f"{a.vendor} {a.kind} {a.index}" for a in me.accelerators) or "none")
+    log.info(
+        "machine %s (%s, %s), accelerators: %s",
+        me.machine_id,
+        me.hostname,
+        me.os_info,
+        ", ".join(f"{a.vendor} {a.kind} {a.index}" for a in me.accelerators) or "none",
+    )
     control: ControlClient | None = None
 
     def on_status(m: Monitor) -> None:

@@ -84,15 +84,17 @@ def _os_release(path: Path) -> dict[str, str]:
     return values
 
 
-def os_info(os_release: tuple[Path, ...] = (Path("/etc/os-release"),
-                                            Path("/usr/lib/os-release")),
-            proc_root: Path = Path("/proc")) -> str:
+def os_info(
+    os_release: tuple[Path, ...] = (Path("/etc/os-release"), Path("/usr/lib/os-release")),
+    proc_root: Path = Path("/proc"),
+) -> str:
     """``PRETTY_NAME (kernel RELEASE)``, e.g. ``Debian GNU/Linux 12 (bookworm) (kernel 6.1.0)``."""
     name = ""
     for path in os_release:
         rel = _os_release(path)
         name = rel.get("PRETTY_NAME") or " ".join(
-            x for x in (rel.get("NAME"), rel.get("VERSION")) if x)
+            x for x in (rel.get("NAME"), rel.get("VERSION")) if x
+        )
         if name:
             break
     try:
@@ -148,8 +150,10 @@ def _nvidia(dev_root: Path, proc_root: Path) -> list[Accelerator]:
         if minor.isdigit() and fields.get("Model"):
             models[int(minor)] = fields["Model"]
     minors = set(models) | _dev_minors(dev_root, "nvidia")
-    return [Accelerator("NVIDIA", "GPU", i, str(dev_root / f"nvidia{i}"), models.get(i), driver)
-            for i in sorted(minors)]
+    return [
+        Accelerator("NVIDIA", "GPU", i, str(dev_root / f"nvidia{i}"), models.get(i), driver)
+        for i in sorted(minors)
+    ]
 
 
 def _ascend(dev_root: Path, ascend_root: Path) -> list[Accelerator]:
@@ -165,8 +169,10 @@ def _ascend(dev_root: Path, ascend_root: Path) -> list[Accelerator]:
                 break
         if driver:
             break
-    return [Accelerator("HUAWEI", "NPU", i, str(dev_root / f"davinci{i}"), None, driver)
-            for i in sorted(minors)]
+    return [
+        Accelerator("HUAWEI", "NPU", i, str(dev_root / f"davinci{i}"), None, driver)
+        for i in sorted(minors)
+    ]
 
 
 def _dev_minors(dev_root: Path, prefix: str) -> set[int]:
@@ -174,12 +180,14 @@ def _dev_minors(dev_root: Path, prefix: str) -> set[int]:
         names = [p.name for p in dev_root.iterdir()]
     except OSError:
         return set()
-    return {int(m.group(2)) for n in names
-            if (m := _DEV_INDEX.match(n)) and m.group(1) == prefix}
+    return {int(m.group(2)) for n in names if (m := _DEV_INDEX.match(n)) and m.group(1) == prefix}
 
 
-def accelerators(dev_root: Path = Path("/dev"), proc_root: Path = Path("/proc"),
-                 ascend_root: Path = Path("/usr/local/Ascend")) -> list[Accelerator]:
+def accelerators(
+    dev_root: Path = Path("/dev"),
+    proc_root: Path = Path("/proc"),
+    ascend_root: Path = Path("/usr/local/Ascend"),
+) -> list[Accelerator]:
     """NVIDIA GPUs and Ascend NPUs this machine shows; never raises."""
     found: list[Accelerator] = []
     # best effort: an odd /proc or /dev never stops the manager
@@ -206,11 +214,15 @@ class Identity:
     version: str
 
 
-def collect(app_id: str = APP_ID, *, machine_id_paths: tuple[Path, ...] = DBUS_MACHINE_ID_PATHS,
-            proc_root: Path = Path("/proc"), dev_root: Path = Path("/dev"),
-            os_release: tuple[Path, ...] = (Path("/etc/os-release"),
-                                            Path("/usr/lib/os-release")),
-            ascend_root: Path = Path("/usr/local/Ascend")) -> Identity:
+def collect(
+    app_id: str = APP_ID,
+    *,
+    machine_id_paths: tuple[Path, ...] = DBUS_MACHINE_ID_PATHS,
+    proc_root: Path = Path("/proc"),
+    dev_root: Path = Path("/dev"),
+    os_release: tuple[Path, ...] = (Path("/etc/os-release"), Path("/usr/lib/os-release")),
+    ascend_root: Path = Path("/usr/local/Ascend"),
+) -> Identity:
     return Identity(
         machine_id=machine_id(app_id, machine_id_paths),
         hostname=hostname(proc_root),

@@ -57,12 +57,21 @@ def generate(directory: Path, name: str = "manager", *, force: bool = False) -> 
             raise FileExistsError(f"{p} exists (use --force to replace it)")
     public, secret = zmq.curve_keypair()
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    write_private(secret_path, _BANNER.format(
-        now=now, what="**Secret**",
-        warning="#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n",
-    ) + f'    public-key = "{public.decode()}"\n    secret-key = "{secret.decode()}"\n')
-    write_private(public_path, _BANNER.format(now=now, what="**Public**", warning="")
-                  + f'    public-key = "{public.decode()}"\n', mode=0o644)
+    write_private(
+        secret_path,
+        _BANNER.format(
+            now=now,
+            what="**Secret**",
+            warning="#   DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions.\n",
+        )
+        + f'    public-key = "{public.decode()}"\n    secret-key = "{secret.decode()}"\n',
+    )
+    write_private(
+        public_path,
+        _BANNER.format(now=now, what="**Public**", warning="")
+        + f'    public-key = "{public.decode()}"\n',
+        mode=0o644,
+    )
     return public_path, secret_path
 
 
@@ -95,8 +104,10 @@ def load_secret(path: Path) -> tuple[bytes, bytes]:
     """(public, secret) from a NAME.key_secret certificate; refuses one others can read."""
     st = path.stat()
     if st.st_mode & 0o077:
-        raise PermissionError(f"{path}: secret key file is readable by others "
-                              f"(mode {st.st_mode & 0o777:o}); chmod 600 it")
+        raise PermissionError(
+            f"{path}: secret key file is readable by others "
+            f"(mode {st.st_mode & 0o777:o}); chmod 600 it"
+        )
     f = _fields(path)
     if "secret-key" not in f:
         raise ValueError(f"{path}: no secret key")
@@ -109,5 +120,8 @@ def load_secret(path: Path) -> tuple[bytes, bytes]:
 
 def write_agent_keyfile(path: Path, server_public: bytes, public: bytes, secret: bytes) -> None:
     """The agent's --curve-keyfile: server_public_key=, public_key=, secret_key= (0600)."""
-    write_private(path, f"server_public_key={server_public.decode()}\n"
-                        f"public_key={public.decode()}\nsecret_key={secret.decode()}\n")
+    write_private(
+        path,
+        f"server_public_key={server_public.decode()}\n"
+        f"public_key={public.decode()}\nsecret_key={secret.decode()}\n",
+    )

@@ -97,7 +97,8 @@ def platform_pids(comm: str, proc_root: Path = Path("/proc"), *, agent_path: Pat
             name = (d / "comm").read_text().rstrip("\n")
         except OSError:
             continue
-        if name == comm and platform_process(int(d.name), proc_root, agent_path=agent_path,
-                                             own=own):
+        if name == comm and platform_process(
+            int(d.name), proc_root, agent_path=agent_path, own=own
+        ):
             found.append(int(d.name))
     return found

@@ -32,7 +32,7 @@ def start_ticks(proc_root: Path, pid: int) -> int | None:
         data = (proc_root / str(pid) / "stat").read_bytes()
     except OSError:
         return None
-    rest = data[data.rfind(b")") + 2:].split()
+    rest = data[data.rfind(b")") + 2 :].split()
     try:
         return int(rest[19])  # fields 3.. follow the comm; 22 is index 19 here
     except (IndexError, ValueError):
@@ -73,8 +73,12 @@ def _wait_pidfds(fds: dict[int, int], deadline: float) -> set[int]:
     return set(alive)
 
 
-def reap_orphans(records: Path, proc_root: Path = Path("/proc"), term_timeout_s: float = 20.0,
-                 kill_timeout_s: float = 5.0) -> list[int]:
+def reap_orphans(
+    records: Path,
+    proc_root: Path = Path("/proc"),
+    term_timeout_s: float = 20.0,
+    kill_timeout_s: float = 5.0,
+) -> list[int]:
     """Ends every agent a previous manager recorded in records/ that still runs; removes the
     records. Returns the pids that were signalled. Only a process whose start time and
     command line match its record is signalled, through a pidfd (no pid-reuse race)."""
@@ -95,13 +99,15 @@ def reap_orphans(records: Path, proc_root: Path = Path("/proc"), term_timeout_s:
             except ProcessLookupError:
                 path.unlink(missing_ok=True)
                 continue
-            if (start_ticks(proc_root, pid) != ticks
-                    or not _is_agent(_cmdline(proc_root, pid), agent, monitor_id)):
+            if start_ticks(proc_root, pid) != ticks or not _is_agent(
+                _cmdline(proc_root, pid), agent, monitor_id
+            ):
                 os.close(fd)  # the pid now belongs to another process: leave it alone
                 path.unlink(missing_ok=True)
                 continue
-            log.warning("stopping agent pid %d (monitor %s) left by a previous manager",
-                        pid, monitor_id)
+            log.warning(
+                "stopping agent pid %d (monitor %s) left by a previous manager", pid, monitor_id
+            )
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, signal.SIGTERM)
             fds[pid] = fd
@@ -119,12 +125,27 @@ def reap_orphans(records: Path, proc_root: Path = Path("/proc"), term_timeout_s:
     return signalled
 
 
-def write_record(records: Path, monitor_id: str, pid: int, agent: str, start_time: str | None,
-                 proc_root: Path = Path("/proc")) -> Path:
+def write_record(
+    records: Path,
+    monitor_id: str,
+    pid: int,
+    agent: str,
+    start_time: str | None,
+    proc_root: Path = Path("/proc"),
+) -> Path:
     """Records a just-spawned agent (0600); returns the record's path."""
     ticks = start_ticks(proc_root, pid)
     path = records / f"{monitor_id}.json"
-    keys.write_private(path, json.dumps({
-        "pid": pid, "start_ticks": ticks if ticks is not None else -1, "agent_path": agent,
-        "monitor_id": monitor_id, "start_time": start_time}))
+    keys.write_private(
+        path,
+        json.dumps(
+            {
+                "pid": pid,
+                "start_ticks": ticks if ticks is not None else -1,
+                "agent_path": agent,
+                "monitor_id": monitor_id,
+                "start_time": start_time,
+            }
+        ),
+    )
     return path

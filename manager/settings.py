@@ -89,20 +89,32 @@ class Settings:
         p = argparse.ArgumentParser(
             prog="python -m manager",
             description="xputrace manager: dials the backend, runs agents on its commands. "
-                        f"Every flag can also be set as {ENV_PREFIX}<FLAG>.",
+            f"Every flag can also be set as {ENV_PREFIX}<FLAG>.",
             epilog="python -m manager keys generate DIR: write a CURVE key pair",
         )
         a = p.add_argument
         a("--backend", help="the backend's control ROUTER, tcp://host:port or ipc://path")
         a("--server-key", type=Path, help="the backend's public key (certificate or Z85 line)")
-        a("--key", type=Path, default=Path("/etc/xputrace/manager.key_secret"),
-          help="this manager's key pair (NAME.key_secret from `keys generate`)")
-        a("--data-server-key", type=Path, help="the ingest socket's public key (default: "
-                                               "--server-key)")
+        a(
+            "--key",
+            type=Path,
+            default=Path("/etc/xputrace/manager.key_secret"),
+            help="this manager's key pair (NAME.key_secret from `keys generate`)",
+        )
+        a(
+            "--data-server-key",
+            type=Path,
+            help="the ingest socket's public key (default: --server-key)",
+        )
         a("--no-data-curve", action="store_true", help="agents send data without CURVE")
         a("--agent-path", type=Path, default=DEFAULT_AGENT_PATH)
-        a("--data-host", action="append", default=None, dest="data_hosts",
-          help="a host agents may send data to (repeat; default: the backend's host)")
+        a(
+            "--data-host",
+            action="append",
+            default=None,
+            dest="data_hosts",
+            help="a host agents may send data to (repeat; default: the backend's host)",
+        )
         a("--allow-ipc-data", action="store_true")
         a("--capture-dir", type=Path, help="a START without a data endpoint writes here")
         a("--runtime-dir", type=Path, default=Path("/run/xputrace-manager"))
@@ -110,8 +122,7 @@ class Settings:
         a("--agent-ready-timeout", type=float, default=15.0, dest="agent_ready_timeout_s")
         a("--agent-stop-timeout", type=float, default=20.0, dest="agent_stop_timeout_s")
         a("--max-monitors", type=int, default=64)
-        a("--no-pdeathsig", action="store_true", help="do not wrap agents in setpriv "
-                                                      "--pdeathsig")
+        a("--no-pdeathsig", action="store_true", help="do not wrap agents in setpriv --pdeathsig")
         a("--machine-id-file", type=Path)
         a("--log-level", default="INFO")
         return p
@@ -145,15 +156,23 @@ class Settings:
             data_server = keys.load_public(ns.data_server_key) if ns.data_server_key else None
             public, secret = keys.load_secret(ns.key)
             return cls(
-                backend=ns.backend, server_public_key=server, public_key=public,
-                secret_key=secret, agent_path=ns.agent_path,
-                data_server_public_key=data_server, data_curve=not ns.no_data_curve,
-                data_hosts=tuple(ns.data_hosts or ()), allow_ipc_data=ns.allow_ipc_data,
-                capture_dir=ns.capture_dir, runtime_dir=ns.runtime_dir,
+                backend=ns.backend,
+                server_public_key=server,
+                public_key=public,
+                secret_key=secret,
+                agent_path=ns.agent_path,
+                data_server_public_key=data_server,
+                data_curve=not ns.no_data_curve,
+                data_hosts=tuple(ns.data_hosts or ()),
+                allow_ipc_data=ns.allow_ipc_data,
+                capture_dir=ns.capture_dir,
+                runtime_dir=ns.runtime_dir,
                 heartbeat_interval_s=ns.heartbeat_interval_s,
                 agent_ready_timeout_s=ns.agent_ready_timeout_s,
-                agent_stop_timeout_s=ns.agent_stop_timeout_s, max_monitors=ns.max_monitors,
-                pdeathsig=not ns.no_pdeathsig, machine_id_file=ns.machine_id_file,
+                agent_stop_timeout_s=ns.agent_stop_timeout_s,
+                max_monitors=ns.max_monitors,
+                pdeathsig=not ns.no_pdeathsig,
+                machine_id_file=ns.machine_id_file,
                 log_level=ns.log_level.upper(),
             )
         except (OSError, ValueError) as e:

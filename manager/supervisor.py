@@ -77,23 +77,41 @@ _BUFFERS = ("ringbuf_kb", "batch_events", "flush_ms")
 # sampling_rate (only 1.0: every call is recorded) and enable_profiling (only false) are
 # options of none: they are refused with any other value.
 AGENT_TYPES: Mapping[str, AgentType] = {
-    "CUDA": AgentType(probe="cuda", library_patterns=PROBES["CUDA"].libraries,
-                      target=("pid", "library_path", "comm"),
-                      config=("python_stacks", "attach_mode", *_BUFFERS)),
-    "ACL": AgentType(probe="acl", library_patterns=PROBES["ACL"].libraries,
-                     target=("pid", "library_path", "comm"),
-                     config=("python_stacks", "attach_mode", *_BUFFERS)),
-    "SYSCALL": AgentType(probe="syscall", library_patterns=(), target=("pid", "comm", "syscalls"),
-                         config=_BUFFERS, comm_filter=True),
-    "PYTHON": AgentType(probe="python", library_patterns=(), target=("pid", "comm"),
-                        config=("sample_hz", "functions", *_BUFFERS)),
+    "CUDA": AgentType(
+        probe="cuda",
+        library_patterns=PROBES["CUDA"].libraries,
+        target=("pid", "library_path", "comm"),
+        config=("python_stacks", "attach_mode", *_BUFFERS),
+    ),
+    "ACL": AgentType(
+        probe="acl",
+        library_patterns=PROBES["ACL"].libraries,
+        target=("pid", "library_path", "comm"),
+        config=("python_stacks", "attach_mode", *_BUFFERS),
+    ),
+    "SYSCALL": AgentType(
+        probe="syscall",
+        library_patterns=(),
+        target=("pid", "comm", "syscalls"),
+        config=_BUFFERS,
+        comm_filter=True,
+    ),
+    "PYTHON": AgentType(
+        probe="python",
+        library_patterns=(),
+        target=("pid", "comm"),
+        config=("sample_hz", "functions", *_BUFFERS),
+    ),
 }
 
 # xputrace-agent's exit codes before it printed "ready" (enum agent_exit): each whose name,
 # or name without AGENT_, is an error code (AGENT_INVALID_CONFIG: INVALID_CONFIG)
 AGENT_EXIT_CODES: Mapping[int, ErrorCode] = {
-    code: ErrorCode[n] for name, code in AGENT_EXIT.items()
-    for n in {name, name.removeprefix("AGENT_")} if n in ErrorCode.__members__}
+    code: ErrorCode[n]
+    for name, code in AGENT_EXIT.items()
+    for n in {name, name.removeprefix("AGENT_")}
+    if n in ErrorCode.__members__
+}
 
 AGENT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
 STDERR_TAIL_LINES = 8
@@ -124,8 +142,9 @@ class Monitor:
     in_hub: bool = False  # a slot of the SYSCALL tracer, not an agent of its own
     proc: asyncio.subprocess.Process | None = field(default=None, repr=False)
     finished: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES),
-                                    repr=False)
+    stderr_tail: deque[str] = field(
+        default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES), repr=False
+    )
     keyfile: Path | None = field(default=None, repr=False)
     record: Path | None = field(default=None, repr=False)
 
@@ -135,15 +154,22 @@ class Monitor:
 
     def summary(self) -> dict[str, Any]:
         """One entry of GET_STATUS's active_monitors (and of HELLO/HEARTBEAT)."""
-        return {"monitor_id": self.monitor_id, "agent_pid": self.agent_pid,
-                "start_time": isotime(self.start_time), "monitor_type": self.monitor_type}
+        return {
+            "monitor_id": self.monitor_id,
+            "agent_pid": self.agent_pid,
+            "start_time": isotime(self.start_time),
+            "monitor_type": self.monitor_type,
+        }
 
     def status_reply(self, request_id: str) -> dict[str, Any]:
         """GET_STATUS for this monitor: the seed's fields."""
-        reply: dict[str, Any] = {"request_id": request_id, "status": "SUCCESS",
-                                 "monitor_id": self.monitor_id,
-                                 "monitor_status": str(self.status),
-                                 "start_time": isotime(self.start_time)}
+        reply: dict[str, Any] = {
+            "request_id": request_id,
+            "status": "SUCCESS",
+            "monitor_id": self.monitor_id,
+            "monitor_status": str(self.status),
+            "start_time": isotime(self.start_time),
+        }
         if self.active and self.agent_pid is not None:
             reply["agent_pid"] = self.agent_pid
         if self.status == MonitorStatus.ERROR:
@@ -187,14 +213,20 @@ def _private_dir(path: Path) -> Path:
 
 # --------------------------------------------------------------------------------- supervisor
 
+
 class Supervisor:
     """Runs one agent per monitor. Use as ``async with Supervisor(...)``: entering takes the
     runtime dir's lock and reaps agents a previous manager left; leaving stops every agent.
     """
 
-    def __init__(self, settings: Settings, machine_id: str, *,
-                 proc_root: Path = Path("/proc"),
-                 on_status: Callable[[Monitor], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        machine_id: str,
+        *,
+        proc_root: Path = Path("/proc"),
+        on_status: Callable[[Monitor], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.machine_id = machine_id
         self.proc_root = proc_root
@@ -203,8 +235,7 @@ class Supervisor:
         self.records = settings.runtime_dir / "agents"
         self.keydir = key_dir(settings)
         self._monitors: OrderedDict[str, Monitor] = OrderedDict()
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock_fd: int | None = None
         self._setpriv: str | None = None
@@ -222,8 +253,9 @@ class Supervisor:
         await self.open()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def open(self) -> None:
@@ -232,8 +264,11 @@ class Supervisor:
         _private_dir(self.keydir)
         if self.settings.capture_dir is not None:
             _private_dir(self.settings.capture_dir)
-        fd = os.open(self.runtime_dir / "manager.lock",
-                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(
+            self.runtime_dir / "manager.lock",
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+            0o600,
+        )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -245,25 +280,40 @@ class Supervisor:
         for stale in self.keydir.iterdir():
             stale.unlink(missing_ok=True)
         reaped = await asyncio.to_thread(
-            reap_orphans, self.records, self.proc_root, self.settings.agent_stop_timeout_s,
-            self.settings.agent_kill_timeout_s)
+            reap_orphans,
+            self.records,
+            self.proc_root,
+            self.settings.agent_stop_timeout_s,
+            self.settings.agent_kill_timeout_s,
+        )
         if reaped:
-            log.warning("stopped %d agent(s) left by a previous manager: %s", len(reaped),
-                        reaped)
+            log.warning("stopped %d agent(s) left by a previous manager: %s", len(reaped), reaped)
         setpriv = self.settings.setpriv_path
         if self.settings.pdeathsig:
             if os.access(setpriv, os.X_OK):
                 self._setpriv = str(setpriv)
             else:
-                log.warning("%s not found: agents will not get SIGTERM if the manager dies "
-                            "(the next manager still reaps them)", setpriv)
+                log.warning(
+                    "%s not found: agents will not get SIGTERM if the manager dies "
+                    "(the next manager still reaps them)",
+                    setpriv,
+                )
         s = self.settings
         self._hub = SyscallHub(
-            HubOptions(agent_path=s.agent_path, machine_id=self.machine_id, records=self.records,
-                       proc_root=self.proc_root, env=AGENT_ENV, setpriv=self._setpriv,
-                       ready_timeout_s=s.agent_ready_timeout_s,
-                       stop_timeout_s=s.agent_stop_timeout_s, line_limit=LINE_LIMIT),
-            on_end=self._hub_monitor_ended, on_exit=self._hub_exited)
+            HubOptions(
+                agent_path=s.agent_path,
+                machine_id=self.machine_id,
+                records=self.records,
+                proc_root=self.proc_root,
+                env=AGENT_ENV,
+                setpriv=self._setpriv,
+                ready_timeout_s=s.agent_ready_timeout_s,
+                stop_timeout_s=s.agent_stop_timeout_s,
+                line_limit=LINE_LIMIT,
+            ),
+            on_end=self._hub_monitor_ended,
+            on_exit=self._hub_exited,
+        )
 
     async def close(self) -> None:
         await self.stop_all()
@@ -293,8 +343,9 @@ class Supervisor:
         return self._monitors.get(monitor_id)
 
     def active(self) -> list[Monitor]:
-        return [m for m in self._monitors.values()
-                if m.active and m.status == MonitorStatus.RUNNING]
+        return [
+            m for m in self._monitors.values() if m.active and m.status == MonitorStatus.RUNNING
+        ]
 
     # -- START
 
@@ -316,18 +367,21 @@ class Supervisor:
             if old is not None and old.active:
                 if replace(old.spec, request_id="") == replace(cmd, request_id=""):
                     return old
-                raise self._fail(ErrorCode.INVALID_CONFIG,
-                                 f"monitor_id: '{cmd.monitor_id}' is already running with "
-                                 "another configuration")
+                raise self._fail(
+                    ErrorCode.INVALID_CONFIG,
+                    f"monitor_id: '{cmd.monitor_id}' is already running with another configuration",
+                )
             s = self.settings
             check_command(cmd, AGENT_TYPES, s, self.machine_id)  # before anything is read
-            facts = await asyncio.to_thread(read_facts, cmd, self.proc_root,
-                                            agent_path=s.agent_path, own=self._own_pids())
+            facts = await asyncio.to_thread(
+                read_facts, cmd, self.proc_root, agent_path=s.agent_path, own=self._own_pids()
+            )
             args = agent_args(cmd, AGENT_TYPES, s, self.machine_id, facts)
             if sum(m.active for m in self._monitors.values()) >= self.settings.max_monitors:
-                raise self._fail(ErrorCode.AGENT_START_FAILED,
-                                 f"this manager already runs {self.settings.max_monitors} "
-                                 "monitors")
+                raise self._fail(
+                    ErrorCode.AGENT_START_FAILED,
+                    f"this manager already runs {self.settings.max_monitors} monitors",
+                )
             m = Monitor(cmd.monitor_id, cmd.monitor_type, cmd, _now())
             self._remember(m)
             try:
@@ -344,7 +398,7 @@ class Supervisor:
         self._monitors.pop(m.monitor_id, None)
         self._monitors[m.monitor_id] = m
         finished = [k for k, v in self._monitors.items() if not v.active]
-        for k in finished[:max(0, len(finished) - MAX_FINISHED)]:
+        for k in finished[: max(0, len(finished) - MAX_FINISHED)]:
             del self._monitors[k]
 
     def _agent(self, m: Monitor) -> str:
@@ -368,26 +422,34 @@ class Supervisor:
         log.info("monitor %s: starting %s", m.monitor_id, " ".join(argv))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=AGENT_ENV, cwd="/",
-                start_new_session=True, limit=LINE_LIMIT)
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=AGENT_ENV,
+                cwd="/",
+                start_new_session=True,
+                limit=LINE_LIMIT,
+            )
         except OSError as e:
-            raise self._fail(ErrorCode.AGENT_START_FAILED,
-                             f"cannot run agent {agent}: {e.strerror or e}") from None
+            raise self._fail(
+                ErrorCode.AGENT_START_FAILED, f"cannot run agent {agent}: {e.strerror or e}"
+            ) from None
         m.proc = proc
         self._write_record(m, proc.pid, agent)
         assert proc.stdout is not None and proc.stderr is not None
         stderr_done = asyncio.get_running_loop().create_task(self._drain_stderr(m, proc.stderr))
         try:
-            ready = await asyncio.wait_for(self._read_ready(proc.stdout),
-                                           s.agent_ready_timeout_s)
+            ready = await asyncio.wait_for(self._read_ready(proc.stdout), s.agent_ready_timeout_s)
         except TimeoutError:
             await self._kill(proc)
             await _settle(stderr_done)
             tail = m.stderr_text()
-            raise self._fail(ErrorCode.AGENT_START_FAILED,
-                             f"agent not ready within {s.agent_ready_timeout_s:g}s"
-                             + (f": {tail}" if tail else "")) from None
+            raise self._fail(
+                ErrorCode.AGENT_START_FAILED,
+                f"agent not ready within {s.agent_ready_timeout_s:g}s"
+                + (f": {tail}" if tail else ""),
+            ) from None
         except BaseException:
             await self._kill(proc)
             stderr_done.cancel()
@@ -402,15 +464,24 @@ class Supervisor:
             m.exit_code = rc
             code = AGENT_EXIT_CODES.get(rc, ErrorCode.AGENT_START_FAILED)
             reason = _agent_reason(m.stderr_tail) or m.stderr_text()
-            raise self._fail(code, f"{reason} ({_describe_exit(rc)})" if reason
-                             else f"{_describe_exit(rc)} before it was ready")
+            raise self._fail(
+                code,
+                f"{reason} ({_describe_exit(rc)})"
+                if reason
+                else f"{_describe_exit(rc)} before it was ready",
+            )
         m.agent_pid = proc.pid
         m.libraries = [str(x) for x in ready.get("libraries", []) if isinstance(x, str)]
         m.status = MonitorStatus.RUNNING
         if m.keyfile is not None:  # the agent read it before printing ready
             m.keyfile.unlink(missing_ok=True)
-        log.info("monitor %s: agent pid %d ready (%s probes on %s)", m.monitor_id, proc.pid,
-                 ready.get("probes"), ", ".join(m.libraries) or "-")
+        log.info(
+            "monitor %s: agent pid %d ready (%s probes on %s)",
+            m.monitor_id,
+            proc.pid,
+            ready.get("probes"),
+            ", ".join(m.libraries) or "-",
+        )
         self._spawn_task(self._watch(m, proc, stderr_done))
 
     async def _launch_in_hub(self, m: Monitor, args: list[str]) -> None:
@@ -423,8 +494,9 @@ class Supervisor:
         exclude: list[int] = []
         if comm is not None and m.spec.target.pid is None:
             own = [x.agent_pid for x in self._monitors.values() if x.agent_pid is not None]
-            exclude = await asyncio.to_thread(platform_pids, comm, self.proc_root,
-                                              agent_path=s.agent_path, own=own)
+            exclude = await asyncio.to_thread(
+                platform_pids, comm, self.proc_root, agent_path=s.agent_path, own=own
+            )
         m.in_hub = True
         log.info("monitor %s: adding to the SYSCALL tracer: %s", m.monitor_id, " ".join(args))
         try:
@@ -432,23 +504,35 @@ class Supervisor:
         except HubGone as e:
             code = AGENT_EXIT_CODES.get(e.rc, ErrorCode.AGENT_START_FAILED)
             reason = _agent_reason(deque(e.tail.split("; "))) or e.tail
-            raise self._fail(code, f"{reason} (SYSCALL tracer: {_describe_exit(e.rc)})"
-                             if reason else f"SYSCALL tracer: {_describe_exit(e.rc)}") from None
+            raise self._fail(
+                code,
+                f"{reason} (SYSCALL tracer: {_describe_exit(e.rc)})"
+                if reason
+                else f"SYSCALL tracer: {_describe_exit(e.rc)}",
+            ) from None
         except TimeoutError:
-            raise self._fail(ErrorCode.AGENT_START_FAILED, "SYSCALL tracer did not answer "
-                             f"within {s.agent_ready_timeout_s:g}s") from None
+            raise self._fail(
+                ErrorCode.AGENT_START_FAILED,
+                f"SYSCALL tracer did not answer within {s.agent_ready_timeout_s:g}s",
+            ) from None
         if line.get("ready") is not True:
             rc = line.get("exit_code")
-            code = AGENT_EXIT_CODES.get(rc if isinstance(rc, int) else 5,
-                                        ErrorCode.AGENT_START_FAILED)
-            raise self._fail(code, f"{line.get('message')} (SYSCALL tracer refused it: "
-                             f"{line.get('error')})")
+            code = AGENT_EXIT_CODES.get(
+                rc if isinstance(rc, int) else 5, ErrorCode.AGENT_START_FAILED
+            )
+            raise self._fail(
+                code, f"{line.get('message')} (SYSCALL tracer refused it: {line.get('error')})"
+            )
         m.agent_pid = int(line["pid"])
         m.status = MonitorStatus.RUNNING
         if m.keyfile is not None:  # the tracer read it before it answered
             m.keyfile.unlink(missing_ok=True)
-        log.info("monitor %s: slot %s of the SYSCALL tracer pid %d", m.monitor_id,
-                 line.get("slot"), m.agent_pid)
+        log.info(
+            "monitor %s: slot %s of the SYSCALL tracer pid %d",
+            m.monitor_id,
+            line.get("slot"),
+            m.agent_pid,
+        )
 
     def _hub_monitor_ended(self, monitor_id: str, line: dict[str, Any]) -> None:
         """A SYSCALL monitor the tracer ended on its own (its target exited, its output
@@ -469,8 +553,9 @@ class Supervisor:
         the monitor was being stopped)."""
         for m in list(self._monitors.values()):
             if m.in_hub and m.active and m.status == MonitorStatus.RUNNING:
-                m.stderr_tail.append(f"SYSCALL tracer pid {m.agent_pid} ended"
-                                     + (f": {tail}" if tail else ""))
+                m.stderr_tail.append(
+                    f"SYSCALL tracer pid {m.agent_pid} ended" + (f": {tail}" if tail else "")
+                )
                 self._finalize(m, rc or (0 if m.stopping else 1))
 
     def _release_hub(self) -> None:
@@ -478,8 +563,9 @@ class Supervisor:
             self._spawn_task(self._hub.release_if_idle())
 
     def _write_record(self, m: Monitor, pid: int, agent: str) -> None:
-        m.record = write_record(self.records, m.monitor_id, pid, agent,
-                                isotime(m.start_time), self.proc_root)
+        m.record = write_record(
+            self.records, m.monitor_id, pid, agent, isotime(m.start_time), self.proc_root
+        )
 
     async def _abort(self, m: Monitor, e: BaseException) -> None:
         """A START that failed: nothing keeps running, the monitor is remembered as ERROR."""
@@ -522,8 +608,9 @@ class Supervisor:
                 m.stderr_tail.append(text[:STDERR_LINE_MAX])
                 log.info("monitor %s: %s", m.monitor_id, text[:STDERR_LINE_MAX])
 
-    async def _watch(self, m: Monitor, proc: asyncio.subprocess.Process,
-                     stderr_done: asyncio.Task[None]) -> None:
+    async def _watch(
+        self, m: Monitor, proc: asyncio.subprocess.Process, stderr_done: asyncio.Task[None]
+    ) -> None:
         """Follows a running agent to its exit; reports exits nobody asked for."""
         assert proc.stdout is not None
         try:
@@ -553,8 +640,14 @@ class Supervisor:
         else:
             m.status = MonitorStatus.ERROR
             m.message = m.error_message = how + (f": {tail}" if tail else "")
-        log.log(logging.INFO if m.status == MonitorStatus.STOPPED else logging.WARNING,
-                "monitor %s: %s (%s), stats %s", m.monitor_id, m.status, m.message, m.stats)
+        log.log(
+            logging.INFO if m.status == MonitorStatus.STOPPED else logging.WARNING,
+            "monitor %s: %s (%s), stats %s",
+            m.monitor_id,
+            m.status,
+            m.message,
+            m.stats,
+        )
         self._cleanup(m)
         m.finished.set()
         if not m.stopping and self.on_status is not None:
@@ -581,8 +674,10 @@ class Supervisor:
         async with self._lock(monitor_id):
             m = self._monitors.get(monitor_id)
             if m is None:
-                raise self._fail(ErrorCode.MONITOR_NOT_FOUND,
-                                 f"Monitor with id '{monitor_id}' not found or already stopped.")
+                raise self._fail(
+                    ErrorCode.MONITOR_NOT_FOUND,
+                    f"Monitor with id '{monitor_id}' not found or already stopped.",
+                )
             if not m.active:
                 return m, True
             if m.in_hub:
@@ -590,8 +685,10 @@ class Supervisor:
             assert m.proc is not None
             m.stopping = True
             s = self.settings
-            for sig, wait in ((signal.SIGTERM, s.agent_stop_timeout_s),
-                              (signal.SIGKILL, s.agent_kill_timeout_s)):
+            for sig, wait in (
+                (signal.SIGTERM, s.agent_stop_timeout_s),
+                (signal.SIGKILL, s.agent_kill_timeout_s),
+            ):
                 if m.proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
                         m.proc.send_signal(sig)
@@ -600,17 +697,24 @@ class Supervisor:
                     # when the whole manager is going down
                     rc = await asyncio.wait_for(asyncio.shield(m.proc.wait()), wait)
                 except TimeoutError:
-                    log.warning("monitor %s: agent pid %s still running %.0fs after %s",
-                                m.monitor_id, m.agent_pid, wait, sig.name)
+                    log.warning(
+                        "monitor %s: agent pid %s still running %.0fs after %s",
+                        m.monitor_id,
+                        m.agent_pid,
+                        wait,
+                        sig.name,
+                    )
                     continue
                 # let the watcher read the stats line and finish; finish for it if it is gone
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(m.finished.wait(), 2.0)
                 self._finalize(m, rc)
                 return m, False
-            raise self._fail(ErrorCode.AGENT_STOP_FAILED,
-                             f"agent pid {m.agent_pid} of monitor '{monitor_id}' did not exit "
-                             "after SIGTERM and SIGKILL")
+            raise self._fail(
+                ErrorCode.AGENT_STOP_FAILED,
+                f"agent pid {m.agent_pid} of monitor '{monitor_id}' did not exit "
+                "after SIGTERM and SIGKILL",
+            )
 
     async def _stop_in_hub(self, m: Monitor) -> Monitor:
         """Ends a SYSCALL monitor's slot: the tracer answers once its final batch is
@@ -619,15 +723,17 @@ class Supervisor:
         assert self._hub is not None
         m.stopping = True
         try:
-            line = await self._hub.remove(m.monitor_id,
-                                          s.agent_stop_timeout_s + s.agent_kill_timeout_s)
+            line = await self._hub.remove(
+                m.monitor_id, s.agent_stop_timeout_s + s.agent_kill_timeout_s
+            )
         except HubGone:
             self._finalize(m, 0)  # no-op when the tracer's end was already recorded
             return m
         except TimeoutError:
-            raise self._fail(ErrorCode.AGENT_STOP_FAILED,
-                             f"SYSCALL tracer pid {m.agent_pid} did not end monitor "
-                             f"'{m.monitor_id}' in time") from None
+            raise self._fail(
+                ErrorCode.AGENT_STOP_FAILED,
+                f"SYSCALL tracer pid {m.agent_pid} did not end monitor '{m.monitor_id}' in time",
+            ) from None
         if isinstance(line.get("stats"), dict):
             m.stats = line["stats"]
         rc = line.get("exit_code")
@@ -637,10 +743,12 @@ class Supervisor:
 
     async def stop_all(self) -> list[Monitor]:
         """Stops every running agent (manager shutdown); returns the monitors stopped."""
-        running = [m for m in self._monitors.values()
-                   if m.active and (m.proc is not None or m.in_hub)]
-        results = await asyncio.gather(*(self.stop(m.monitor_id) for m in running),
-                                       return_exceptions=True)
+        running = [
+            m for m in self._monitors.values() if m.active and (m.proc is not None or m.in_hub)
+        ]
+        results = await asyncio.gather(
+            *(self.stop(m.monitor_id) for m in running), return_exceptions=True
+        )
         for m, r in zip(running, results, strict=True):
             if isinstance(r, BaseException):
                 log.error("monitor %s: %s", m.monitor_id, r)

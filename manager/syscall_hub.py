@@ -67,8 +67,12 @@ class SyscallHub:
     """The tracer process and its command pipe. on_end(monitor_id, stopped line): a monitor
     ended on its own; on_exit(rc, stderr tail, monitor ids): the tracer ended with them."""
 
-    def __init__(self, opts: HubOptions, on_end: Callable[[str, Line], None],
-                 on_exit: Callable[[int, str, set[str]], None]) -> None:
+    def __init__(
+        self,
+        opts: HubOptions,
+        on_end: Callable[[str, Line], None],
+        on_exit: Callable[[int, str, set[str]], None],
+    ) -> None:
         self.opts = opts
         self.on_end = on_end
         self.on_exit = on_exit
@@ -156,22 +160,44 @@ class SyscallHub:
         if self.pid is not None:
             return
         o = self.opts
-        argv = [str(o.agent_path), "--monitor-id", HUB_ID, "--monitor-type", "SYSCALL",
-                "--machine-id", o.machine_id, "--hub", "--ringbuf-kb", str(HUB_RINGBUF_KB)]
+        argv = [
+            str(o.agent_path),
+            "--monitor-id",
+            HUB_ID,
+            "--monitor-type",
+            "SYSCALL",
+            "--machine-id",
+            o.machine_id,
+            "--hub",
+            "--ringbuf-kb",
+            str(HUB_RINGBUF_KB),
+        ]
         if o.setpriv:
             argv = [o.setpriv, "--pdeathsig", "TERM", "--", *argv]
         log.info("starting the SYSCALL tracer: %s", " ".join(argv))
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=dict(o.env), cwd="/",
-                start_new_session=True, limit=o.line_limit)
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=dict(o.env),
+                cwd="/",
+                start_new_session=True,
+                limit=o.line_limit,
+            )
         except OSError as e:
             raise HubGone(5, f"cannot run {o.agent_path}: {e.strerror or e}") from None
         self._proc = proc
         self._tail.clear()
-        self._record = write_record(o.records, HUB_ID, proc.pid, str(o.agent_path),
-                                    datetime.now(UTC).isoformat(), o.proc_root)
+        self._record = write_record(
+            o.records,
+            HUB_ID,
+            proc.pid,
+            str(o.agent_path),
+            datetime.now(UTC).isoformat(),
+            o.proc_root,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         stderr_task = asyncio.get_running_loop().create_task(self._drain_stderr(proc.stderr))
         try:
@@ -187,8 +213,10 @@ class SyscallHub:
             self._forget()
             raise HubGone(rc, "; ".join(self._tail))
         log.info("SYSCALL tracer pid %d ready", proc.pid)
-        self._tasks = [stderr_task,
-                       asyncio.get_running_loop().create_task(self._read(proc, stderr_task))]
+        self._tasks = [
+            stderr_task,
+            asyncio.get_running_loop().create_task(self._read(proc, stderr_task)),
+        ]
         await self._exclude(os.getpid())  # the manager, and what it starts from now on
 
     async def _read_ready(self, stdout: asyncio.StreamReader) -> Line | None:
@@ -205,8 +233,9 @@ class SyscallHub:
                 self._tail.append(text)
                 log.info("SYSCALL tracer: %s", text)
 
-    async def _read(self, proc: asyncio.subprocess.Process,
-                    stderr_task: asyncio.Task[None]) -> None:
+    async def _read(
+        self, proc: asyncio.subprocess.Process, stderr_task: asyncio.Task[None]
+    ) -> None:
         """Routes each answer to its waiter; at EOF, the tracer's end."""
         assert proc.stdout is not None
         while line := await _readline(proc.stdout):
@@ -228,8 +257,12 @@ class SyscallHub:
         if self._proc is proc:
             self._forget()
         if served:
-            log.warning("SYSCALL tracer pid %d ended (%s) serving %d monitor(s)", proc.pid,
-                        gone, len(served))
+            log.warning(
+                "SYSCALL tracer pid %d ended (%s) serving %d monitor(s)",
+                proc.pid,
+                gone,
+                len(served),
+            )
         self.on_exit(rc, gone.tail, served)
 
     def _route(self, obj: Line) -> None:

@@ -19,8 +19,13 @@ from xpucore.protocol import StartMonitor
 __all__ = ["read_facts", "read_library", "read_process"]
 
 
-def read_process(pid: int, proc_root: Path = Path("/proc"), *, agent_path: Path | None = None,
-                 own: Iterable[int] = ()) -> Process:
+def read_process(
+    pid: int,
+    proc_root: Path = Path("/proc"),
+    *,
+    agent_path: Path | None = None,
+    own: Iterable[int] = (),
+) -> Process:
     """Whether pid is there, the platform's (own: the agents the supervisor runs), whose,
     and its task name."""
     d = proc_root / str(pid)
@@ -61,18 +66,29 @@ def _hooks(t: PythonTarget, proc_root: Path) -> PythonHooks | UnsupportedPython:
         return e
 
 
-def read_facts(cmd: StartMonitor, proc_root: Path = Path("/proc"), *,
-               agent_path: Path | None = None, own: Iterable[int] = ()) -> TargetFacts:
+def read_facts(
+    cmd: StartMonitor,
+    proc_root: Path = Path("/proc"),
+    *,
+    agent_path: Path | None = None,
+    own: Iterable[int] = (),
+) -> TargetFacts:
     """Each fact the command needs. The memory of a process that is not there or is the
     platform's is never read (agent_args refuses the command before it would need it)."""
     t = cmd.target
-    process = None if t.pid is None else read_process(t.pid, proc_root, agent_path=agent_path,
-                                                      own=own)
+    process = (
+        None if t.pid is None else read_process(t.pid, proc_root, agent_path=agent_path, own=own)
+    )
     library = None if t.library_path is None else read_library(t.library_path)
     python: PythonTarget | UnsupportedPython | None = None
     hooks: PythonHooks | UnsupportedPython | None = None
-    if (needs_python(cmd) and t.pid is not None and process is not None and process.exists
-            and not process.platform):
+    if (
+        needs_python(cmd)
+        and t.pid is not None
+        and process is not None
+        and process.exists
+        and not process.platform
+    ):
         python = _python(t.pid, proc_root)
         if cmd.config.functions is not None and isinstance(python, PythonTarget):
             hooks = _hooks(python, proc_root)

@@ -99,8 +99,10 @@ def trace_processor() -> Path:
 
     folder = tp.assets()
     if folder is None:
-        why = (f"no trace processor (node, and {tp.ASSETS_ENV} or build/trace_processor from "
-               "scripts/fetch-trace-processor)")
+        why = (
+            f"no trace processor (node, and {tp.ASSETS_ENV} or build/trace_processor from "
+            "scripts/fetch-trace-processor)"
+        )
         if os.environ.get(tp.REQUIRE_ENV) == "1":
             pytest.fail(why)
         pytest.skip(why)

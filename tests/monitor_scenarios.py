@@ -43,8 +43,9 @@ async def _stopped_waiting(p: Platform, mid: str) -> None:
     control = p.client.app[CONTROL]
 
     async def check() -> bool:
-        return (mid in control.in_flight(p.machine_id, overdue_only=True)
-                or (await p.monitor(mid))["status"] not in ("STARTING", "STOPPING"))
+        return mid in control.in_flight(p.machine_id, overdue_only=True) or (await p.monitor(mid))[
+            "status"
+        ] not in ("STARTING", "STOPPING")
 
     await eventually(check, "the backend's wait over", SETTLE_S)
 
@@ -105,8 +106,7 @@ async def unwanted_agent_is_stopped(p: Platform, target: dict[str, Any]) -> None
     before): the next heartbeat lists an agent no monitor wants, and it is stopped."""
     m = await _running(p, target)
     with psycopg.connect(str(p.client.app[SETTINGS].database_dsn), autocommit=True) as conn:
-        conn.execute("UPDATE monitors SET status = 'FAILED_TO_START' WHERE id = %s",
-                     (m["id"],))
+        conn.execute("UPDATE monitors SET status = 'FAILED_TO_START' WHERE id = %s", (m["id"],))
     await _gone(m["agent_pid"])
     assert (await p.monitor(m["id"]))["status"] == "FAILED_TO_START"
 

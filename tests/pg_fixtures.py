@@ -71,9 +71,13 @@ def backend_settings(dsn: str, tmp_path: Path, **kw: Any) -> Settings:
     """Settings for a backend under test: its own ports, key folders and data dir."""
     ingest = free_tcp_endpoint()
     values: dict[str, Any] = {
-        "database_dsn": dsn, "jwt_secret": "t" * 40, "ingest_endpoint": ingest,
-        "ingest_public_endpoint": ingest, "control_endpoint": free_tcp_endpoint(),
-        "keys_dir": tmp_path / "keys", "enrolled_dir": tmp_path / "enrolled",
+        "database_dsn": dsn,
+        "jwt_secret": "t" * 40,
+        "ingest_endpoint": ingest,
+        "ingest_public_endpoint": ingest,
+        "control_endpoint": free_tcp_endpoint(),
+        "keys_dir": tmp_path / "keys",
+        "enrolled_dir": tmp_path / "enrolled",
         "data_dir": tmp_path / "data",
         # the tests' synthetic events are dated in the past (tests/backend/trace_data.NOW):
         # retention would drop them at start; tests of retention set it

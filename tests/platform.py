@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEADLINE_S = 60.0
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str,
-                     timeout: float = DEADLINE_S) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], what: str, timeout: float = DEADLINE_S
+) -> Any:
     """check() until it returns something truthy: awaiting a state the API reports."""
     deadline = time.monotonic() + timeout
     while True:
@@ -39,8 +40,14 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str,
 
 
 class Platform:
-    def __init__(self, client: TestClient, token: str, machine_id: str,
-                 manager: subprocess.Popen[bytes], manager_argv: list[str]) -> None:
+    def __init__(
+        self,
+        client: TestClient,
+        token: str,
+        machine_id: str,
+        manager: subprocess.Popen[bytes],
+        manager_argv: list[str],
+    ) -> None:
         self.client, self.token, self.machine_id, self.manager = client, token, machine_id, manager
         self.manager_argv = manager_argv
 
@@ -86,13 +93,14 @@ class Platform:
         r = await self.client.delete(f"{self.monitors_path}/{monitor_id}", headers=self.auth)
         return r.status, (await r.json() if r.content_type == "application/json" else None)
 
-    async def status_becomes(self, monitor_id: str, status: str,
-                             timeout: float = DEADLINE_S) -> dict[str, Any]:
+    async def status_becomes(
+        self, monitor_id: str, status: str, timeout: float = DEADLINE_S
+    ) -> dict[str, Any]:
         """Waits for the monitor's status; fails at once if it settles on another."""
+
         async def check() -> Any:
             m = await self.monitor(monitor_id)
-            assert m["status"] == status or m["status"] in ("STARTING", "RUNNING",
-                                                            "STOPPING"), m
+            assert m["status"] == status or m["status"] in ("STARTING", "RUNNING", "STOPPING"), m
             return m if m["status"] == status else None
 
         return await eventually(check, f"monitor {status}", timeout)  # type: ignore[no-any-return]
@@ -112,9 +120,15 @@ class Platform:
 
 
 @contextlib.asynccontextmanager
-async def open_platform(aiohttp_client: Any, dsn: str, tmp_path: Path, agent_path: Path, *,
-                        manager_args: tuple[str, ...] = (),
-                        **backend: Any) -> AsyncIterator[Platform]:
+async def open_platform(
+    aiohttp_client: Any,
+    dsn: str,
+    tmp_path: Path,
+    agent_path: Path,
+    *,
+    manager_args: tuple[str, ...] = (),
+    **backend: Any,
+) -> AsyncIterator[Platform]:
     """The backend (settings: backend_settings with the given overrides) and a registered
     manager running agent_path (more flags: manager_args)."""
     settings = backend_settings(dsn, tmp_path, **{"heartbeat_timeout_s": 5.0, **backend})
@@ -125,19 +139,37 @@ async def open_platform(aiohttp_client: Any, dsn: str, tmp_path: Path, agent_pat
     client = await aiohttp_client(create_app(settings))
     machine_file = tmp_path / "machine-id"
     machine_file.write_text("0123456789abcdef0123456789abcdef\n")
-    argv = [sys.executable, "-m", "manager", "--backend", settings.control_endpoint,
-            "--server-key", str(settings.keys_dir / "backend.key"), "--key", str(secret),
-            "--agent-path", str(agent_path), "--runtime-dir", str(tmp_path / "run"),
-            "--heartbeat-interval", "0.5", "--machine-id-file", str(machine_file),
-            "--agent-stop-timeout", "20", *manager_args]
-    p = Platform(client, "", "", subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL),
-                 argv)
+    argv = [
+        sys.executable,
+        "-m",
+        "manager",
+        "--backend",
+        settings.control_endpoint,
+        "--server-key",
+        str(settings.keys_dir / "backend.key"),
+        "--key",
+        str(secret),
+        "--agent-path",
+        str(agent_path),
+        "--runtime-dir",
+        str(tmp_path / "run"),
+        "--heartbeat-interval",
+        "0.5",
+        "--machine-id-file",
+        str(machine_file),
+        "--agent-stop-timeout",
+        "20",
+        *manager_args,
+    ]
+    p = Platform(client, "", "", subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL), argv)
     try:
-        r = await client.post("/api/v1/auth:register",
-                              json={"email": "ops@example.com", "password": "long enough pw"})
+        r = await client.post(
+            "/api/v1/auth:register", json={"email": "ops@example.com", "password": "long enough pw"}
+        )
         assert r.status == 201
-        r = await client.post("/api/v1/auth:login",
-                              json={"email": "ops@example.com", "password": "long enough pw"})
+        r = await client.post(
+            "/api/v1/auth:login", json={"email": "ops@example.com", "password": "long enough pw"}
+        )
         p.token = (await r.json())["access_token"]
 
         async def registered() -> Any:

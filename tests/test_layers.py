@@ -62,8 +62,12 @@ def _imports(tree: ast.Module, package: list[str]) -> Iterator[tuple[int, str | 
             f = node.func
             name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
             arg = node.args[0]
-            if (name in _DYNAMIC and isinstance(arg, ast.Constant)
-                    and isinstance(arg.value, str) and not arg.value.startswith(".")):
+            if (
+                name in _DYNAMIC
+                and isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and not arg.value.startswith(".")
+            ):
                 yield node.lineno, arg.value
 
 
@@ -130,7 +134,6 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
      "backend/db/repo.py:1: backend imports tests"),
     ("backend/app.py", "import setup\n", "backend/app.py:1: backend imports setup"),
 ])  # fmt: skip
-def test_a_wrong_import_is_reported(tmp_path: Path, path: str, text: str,
-                                    message: str) -> None:
+def test_a_wrong_import_is_reported(tmp_path: Path, path: str, text: str, message: str) -> None:
     _tree(tmp_path, {path: text, "setup.py": ""})
     assert layer_violations(tmp_path) == [message]

@@ -78,12 +78,12 @@ def _run(argv: list[str | Path], cwd: Path) -> str:
     return p.stdout
 
 
-def _requirements(reqs: list[str], extras: frozenset[str] = frozenset()) -> Iterator[
-        tuple[Requirement, frozenset[str]]]:
+def _requirements(
+    reqs: list[str], extras: frozenset[str] = frozenset()
+) -> Iterator[tuple[Requirement, frozenset[str]]]:
     for text in reqs:
         req = Requirement(text)
-        if req.marker is None or any(req.marker.evaluate({"extra": e})
-                                     for e in extras | {""}):
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras | {""}):
             yield req, frozenset(req.extras)
 
 
@@ -132,8 +132,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 def test_wheel_holds_every_file_its_packages_read(installed: Installed) -> None:
     with zipfile.ZipFile(installed.wheel) as z:
         names = set(z.namelist())
-    source = {p.relative_to(ROOT).as_posix() for top in PACKAGES for p in (ROOT / top).rglob("*")
-              if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".so"}
+    source = {
+        p.relative_to(ROOT).as_posix()
+        for top in PACKAGES
+        for p in (ROOT / top).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".so"
+    }
     assert source - names == set()
     assert {f"xpucore/include/{h}" for h in ("xpu_abi.h", "cuda.h", "acl.h")} <= names
     # the C extensions are compiled into it

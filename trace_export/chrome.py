@@ -94,8 +94,18 @@ class _ChromeWriter:
             args["ret"] = layout.ret_name(etype, ret)
             if flags & 1:
                 args["incomplete"] = True
-            self._emit({"ph": "X", "name": etype, "cat": c.monitor_type, "pid": pid,
-                        "tid": tid, "ts": start, "dur": dur / 1000, "args": args})
+            self._emit(
+                {
+                    "ph": "X",
+                    "name": etype,
+                    "cat": c.monitor_type,
+                    "pid": pid,
+                    "tid": tid,
+                    "ts": start,
+                    "dur": dur / 1000,
+                    "args": args,
+                }
+            )
             self.stats.slices += 1
             if layout.submits(etype) and queue:
                 self._queue(layout.queue_label(queue[i]), pid, tid, queue[i], etype, ts, dur)
@@ -109,8 +119,15 @@ class _ChromeWriter:
         if self.frames is not None:
             self._frames(self.frames.feed(c)[1])
         for t, _machine, pid, _comm, device, held in self.memory.update(c, layout):
-            self._emit({"ph": "C", "name": layout.memory_track(device), "pid": pid,
-                        "ts": self._us(t), "args": {"bytes": held}})
+            self._emit(
+                {
+                    "ph": "C",
+                    "name": layout.memory_track(device),
+                    "pid": pid,
+                    "ts": self._us(t),
+                    "args": {"bytes": held},
+                }
+            )
             self.stats.counter_points += 1
         self.stats.events += len(c)
 
@@ -119,11 +136,30 @@ class _ChromeWriter:
         row = self._row(pid, ("queue", q), label)
         self.flow += 1
         end = self._us(ts + dur)
-        self._emit({"ph": "s", "id": self.flow, "name": "enqueue", "cat": "flow", "pid": pid,
-                    "tid": tid, "ts": self._us(ts)})
+        self._emit(
+            {
+                "ph": "s",
+                "id": self.flow,
+                "name": "enqueue",
+                "cat": "flow",
+                "pid": pid,
+                "tid": tid,
+                "ts": self._us(ts),
+            }
+        )
         self._emit({"ph": "i", "s": "t", "name": etype, "pid": pid, "tid": row, "ts": end})
-        self._emit({"ph": "f", "bp": "e", "id": self.flow, "name": "enqueue", "cat": "flow",
-                    "pid": pid, "tid": row, "ts": end})
+        self._emit(
+            {
+                "ph": "f",
+                "bp": "e",
+                "id": self.flow,
+                "name": "enqueue",
+                "cat": "flow",
+                "pid": pid,
+                "tid": row,
+                "ts": end,
+            }
+        )
         self.stats.flows += 1
 
     def _row(self, pid: int, ident: tuple[str, int], label: str) -> int:
@@ -135,8 +171,17 @@ class _ChromeWriter:
     def _frames(self, closed: list[Closed]) -> None:
         """A complete event per Python frame left (written when it ends: viewers sort)."""
         for (_, pid, tid), label, begin, end, _ in closed:
-            self._emit({"ph": "X", "name": label, "cat": "python", "pid": pid, "tid": tid,
-                        "ts": self._us(begin), "dur": (end - begin) / 1000})
+            self._emit(
+                {
+                    "ph": "X",
+                    "name": label,
+                    "cat": "python",
+                    "pid": pid,
+                    "tid": tid,
+                    "ts": self._us(begin),
+                    "dur": (end - begin) / 1000,
+                }
+            )
             self.stats.slices += 1
 
     def finish(self) -> None:

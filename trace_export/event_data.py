@@ -81,8 +81,16 @@ def _fill_from_json(raw: list[str] | JsonSpans, name: np.ndarray,
         allowed[t] = [k in mine or k == PY_STACK for k in keys]
     fell = np.zeros(len(raw), np.uint8)
     texts = (raw.data, raw.spans) if isinstance(raw, JsonSpans) else raw
-    json_uints(texts, tuple(keys), np.array(dims, np.uint8), np.array(first, np.int32),
-               np.ascontiguousarray(name, np.int32), allowed, tuple(out), fell)
+    json_uints(
+        texts,
+        tuple(keys),
+        np.array(dims, np.uint8),
+        np.array(first, np.int32),
+        np.ascontiguousarray(name, np.int32),
+        allowed,
+        tuple(out),
+        fell,
+    )
     return fell.astype(bool)
 
 

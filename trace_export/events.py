@@ -198,9 +198,12 @@ def from_copy(data: bytes, n: int, monitor_type: str = "CUDA") -> EventChunk:
     )  # fmt: skip
 
 
-def _arguments(raw: Sequence[Any] | event_data.JsonSpans, name: np.ndarray,
-               names: tuple[str, ...],
-               monitor_type: str) -> tuple[dict[str, np.ndarray], dict[str, TextColumn]]:
+def _arguments(
+    raw: Sequence[Any] | event_data.JsonSpans,
+    name: np.ndarray,
+    names: tuple[str, ...],
+    monitor_type: str,
+) -> tuple[dict[str, np.ndarray], dict[str, TextColumn]]:
     """The argument columns of events of these types, from their event_data (raw)."""
     n = len(raw)
     args = {a: np.zeros(n, np.uint64) for a in _numeric(monitor_type, names)}

@@ -66,11 +66,16 @@ def _of_kind(monitor_type: str, kind: str) -> Callable[[str], bool]:
 def _probe_layout(monitor_type: str, api: str, **shown: object) -> Layout:
     """A Layout whose meaning is the probe's schema, with how a trace shows it (shown)."""
     p = probe_for(monitor_type)
-    return Layout(api=api, submits=_of_kind(monitor_type, "submit"),
-                  allocates=_of_kind(monitor_type, "alloc"),
-                  frees=_of_kind(monitor_type, "free"), ret_name=p.ret_name,
-                  grouped=_of_kind(monitor_type, "grouped"), device_label=p.device_label,
-                  **shown)  # type: ignore[arg-type]
+    return Layout(
+        api=api,
+        submits=_of_kind(monitor_type, "submit"),
+        allocates=_of_kind(monitor_type, "alloc"),
+        frees=_of_kind(monitor_type, "free"),
+        ret_name=p.ret_name,
+        grouped=_of_kind(monitor_type, "grouped"),
+        device_label=p.device_label,
+        **shown,  # type: ignore[arg-type]
+    )
 
 
 DEVICE_SHIFT = 48  # a queue value: the device above this bit, the queue handle below
@@ -98,8 +103,13 @@ def _per_device(layout: Layout, args: Mapping[str, np.ndarray],
     return q
 
 
-_MEMCPY_KIND = {0: "HostToHost", 1: "HostToDevice", 2: "DeviceToHost", 3: "DeviceToDevice",
-                4: "Default"}  # fmt: skip  (cudaMemcpyKind, driver_types.h)
+_MEMCPY_KIND = {
+    0: "HostToHost",
+    1: "HostToDevice",
+    2: "DeviceToHost",
+    3: "DeviceToDevice",
+    4: "Default",
+}  # fmt: skip  (cudaMemcpyKind, driver_types.h)
 
 
 def _dim3(x: int, y: int, z: int) -> str:
@@ -121,8 +131,21 @@ LAYOUTS: dict[str, Layout] = {
         api="CUDA",
         queue_arg="stream",
         queue_label=_cuda_stream,
-        pointers=frozenset({"func", "dst", "src", "ptr", "stream", "event", "graph_exec",
-                            "sendbuff", "recvbuff", "comm", "comm_id"}),
+        pointers=frozenset(
+            {
+                "func",
+                "dst",
+                "src",
+                "ptr",
+                "stream",
+                "event",
+                "graph_exec",
+                "sendbuff",
+                "recvbuff",
+                "comm",
+                "comm_id",
+            }
+        ),
         strings=(
             ("grid", ("grid_x", "grid_y", "grid_z"), _dim3),
             ("block", ("block_x", "block_y", "block_z"), _dim3),
@@ -130,8 +153,9 @@ LAYOUTS: dict[str, Layout] = {
         ),
         device_arg="device",
         group_arg="comm",
-        group_label=lambda v: f"GPU {v >> DEVICE_SHIFT} NCCL communicator "
-                              f"{v & ((1 << DEVICE_SHIFT) - 1):#x}",
+        group_label=lambda v: (
+            f"GPU {v >> DEVICE_SHIFT} NCCL communicator {v & ((1 << DEVICE_SHIFT) - 1):#x}"
+        ),
     ),
 }
 
@@ -178,8 +202,7 @@ LAYOUTS["ACL"] = _probe_layout(
 )
 
 
-LAYOUTS["SYSCALL"] = _probe_layout("SYSCALL", api="syscall", queue_arg=None,
-                                   queue_label=str)
+LAYOUTS["SYSCALL"] = _probe_layout("SYSCALL", api="syscall", queue_arg=None, queue_label=str)
 
 
 def layout_for(monitor_type: str) -> Layout:

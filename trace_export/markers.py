@@ -131,10 +131,16 @@ def slice_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
     two parts (for Markers.join); and how to annotate the begins."""
     n = len(c)
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)
-    ret = _strings(tracks, [c.name.astype(np.uint64), c.ret.astype(np.uint32)],
-                   lambda t, r: layout.ret_name(c.names[t], r - (1 << 32) if r >> 31 else r))
-    strings = {name: _strings(tracks, [c.args[a] for a in cols], fmt)
-               for name, cols, fmt in layout.strings if all(a in c.args for a in cols)}
+    ret = _strings(
+        tracks,
+        [c.name.astype(np.uint64), c.ret.astype(np.uint32)],
+        lambda t, r: layout.ret_name(c.names[t], r - (1 << 32) if r >> 31 else r),
+    )
+    strings = {
+        name: _strings(tracks, [c.args[a] for a in cols], fmt)
+        for name, cols, fmt in layout.strings
+        if all(a in c.args for a in cols)
+    }
     texts = {a: np.array([tracks.string_iid(s) for s in col.table], np.uint64)[col.codes]
              for a, col in c.texts.items()}  # fmt: skip
     by_type = {}
@@ -222,8 +228,15 @@ def queue_markers(c: EventChunk, tracks: Tracks, layout: Layout, flows: np.ndarr
     track_of = []
     for i in cu_first.tolist():
         r, qv = int(rows[i]), int(q[i])
-        s = tracks.child("queue", c.machines[c.machine[r]], int(c.pid[r]), c.comms[c.comm[r]],
-                         layout.queue_label(qv), qv, t0)
+        s = tracks.child(
+            "queue",
+            c.machines[c.machine[r]],
+            int(c.pid[r]),
+            c.comms[c.comm[r]],
+            layout.queue_label(qv),
+            qv,
+            t0,
+        )
         track_of.append(s.track)
     seq = thread_seq[rows]
     names = np.array([tracks.name_iid(t) for t in c.names], np.int64)[c.name[rows]]

@@ -133,9 +133,14 @@ class _Writer:
         seq = thread_seqs(c, self.tracks)
         flows = self.flows.ids(c, layout, seq)
         calls, ann = slice_markers(c, self.tracks, layout, flows, seq)
-        parts = [self.pending, *calls, queue_markers(c, self.tracks, layout, flows, seq),
-                 group_markers(c, self.tracks, layout, ann, self.groups),
-                 self._memory(c, layout), self.rates.add(c, self.tracks, horizon=horizon)]
+        parts = [
+            self.pending,
+            *calls,
+            queue_markers(c, self.tracks, layout, flows, seq),
+            group_markers(c, self.tracks, layout, ann, self.groups),
+            self._memory(c, layout),
+            self.rates.add(c, self.tracks, horizon=horizon),
+        ]
         if self.frames is not None:
             parts.append(self.frames.markers(c, self.tracks))
         self.stats.events += len(c)
@@ -146,8 +151,16 @@ class _Writer:
         free that changes it (layouts.MemoryHeld)."""
         points = []
         for t, machine, pid, comm, device, held in self.memory.update(c, layout):
-            s = self.tracks.child("memory", machine, pid, comm, layout.memory_track(device),
-                                  device, int(c.ts[0]), "bytes")
+            s = self.tracks.child(
+                "memory",
+                machine,
+                pid,
+                comm,
+                layout.memory_track(device),
+                device,
+                int(c.ts[0]),
+                "bytes",
+            )
             points.append((t, s.seq, held))
         return counter_markers(points)
 
@@ -223,14 +236,24 @@ class _Rates:
         seqs = {}
         for mp, i in zip(procs.tolist(), first.tolist(), strict=True):
             m, pid = mp >> 32, mp & 0xFFFF_FFFF
-            seqs[(m, pid)] = tracks.child("rate", c.machines[m], pid, c.comms[c.comm[i]],
-                                          f"{layout_for(c.monitor_type).api} calls/s", None,
-                                          int(c.ts[0]), "calls/s").seq
+            seqs[(m, pid)] = tracks.child(
+                "rate",
+                c.machines[m],
+                pid,
+                c.comms[c.comm[i]],
+                f"{layout_for(c.monitor_type).api} calls/s",
+                None,
+                int(c.ts[0]),
+                "calls/s",
+            ).seq
         # one int64 per (machine code < 2**10, pid < 2**22, bin since the chunk's first
         # < 2**31, i.e. 6 years)
         base = int(c.ts[0]) // self.BIN
-        key = (c.machine.astype(np.int64) << 53) | (c.pid.astype(np.int64) << 31) | (
-            c.ts // self.BIN - base)
+        key = (
+            (c.machine.astype(np.int64) << 53)
+            | (c.pid.astype(np.int64) << 31)
+            | (c.ts // self.BIN - base)
+        )
         keys, _, inv = distinct(key)
         counts = np.bincount(inv, minlength=len(keys))
         for k, n in zip(keys.tolist(), counts.tolist(), strict=True):
@@ -247,8 +270,9 @@ class _Rates:
         for seq, bins in self.counts.items():
             for b in sorted(bins):
                 end = (b + 1) * self.BIN
-                if horizon is not None and (end > horizon or
-                                            (b + 1 not in bins and end + self.BIN > horizon)):
+                if horizon is not None and (
+                    end > horizon or (b + 1 not in bins and end + self.BIN > horizon)
+                ):
                     break  # b still fills, or whether b + 1 stays empty is not known yet
                 points.append((end, seq, bins.pop(b) * per_s))
                 if b + 1 not in bins:

@@ -140,8 +140,13 @@ class FrameTracker:
                 k += 1
             # a frame drawn by an exact call that has ended is left, with what it holds;
             # so is a frame whose enclosing call has ended (it cannot outlast that call)
-            k = min([k, th.first_to_leave(ts),
-                     *(j for j, e in enumerate(th.drawn) if e is not None and e <= ts)])
+            k = min(
+                [
+                    k,
+                    th.first_to_leave(ts),
+                    *(j for j, e in enumerate(th.drawn) if e is not None and e <= ts),
+                ]
+            )
             closed += self._close(key, th, k)
             for j in range(k, len(mine)):
                 opened.append((key, i, mine[j], ts, j))
@@ -212,8 +217,11 @@ class FrameTracker:
     def _close(key: ThreadKey, th: _Thread, keep: int) -> list[Closed]:
         """The frames above the first keep, innermost first, each ended with the last call
         made in it (not those an exact call's slice draws: that slice is the frame)."""
-        out = [(key, th.labels[j], th.begins[j], th.ends[j], j)
-               for j in range(len(th.labels) - 1, keep - 1, -1) if th.drawn[j] is None]
+        out = [
+            (key, th.labels[j], th.begins[j], th.ends[j], j)
+            for j in range(len(th.labels) - 1, keep - 1, -1)
+            if th.drawn[j] is None
+        ]
         del th.labels[keep:], th.begins[keep:], th.ends[keep:], th.drawn[keep:]
         del th.limits[keep:]
         return out
@@ -260,8 +268,10 @@ class PythonFrames:
         """Ends after the calls in them, inner before outer at one time: an end's tie is
         minus its begin, plus its distance from the bottom (never minus its own time, which
         would mark an end of no duration)."""
-        return [(end, END, self.seqs[key].seq, 0, -begin + 64 - depth)
-                for key, _, begin, end, depth in closed]
+        return [
+            (end, END, self.seqs[key].seq, 0, -begin + 64 - depth)
+            for key, _, begin, end, depth in closed
+        ]
 
 
 def _code(table: tuple[str, ...], value: str) -> int:
@@ -272,5 +282,6 @@ def _markers(rows: list[tuple[int, int, int, int, int]]) -> Markers:
     if not rows:
         return Markers.empty()
     t, kind, seq, name, tie = (np.array(x, np.int64) for x in zip(*rows, strict=True))
-    return replace(Markers.empty(len(rows)), t=t, kind=kind.astype(np.uint8), seq=seq,
-                   name=name, tie=tie)
+    return replace(
+        Markers.empty(len(rows)), t=t, kind=kind.astype(np.uint8), seq=seq, name=name, tie=tie
+    )

@@ -116,8 +116,14 @@ class MonitorStatus(StrEnum):
 class CommandError(Exception):
     """A command that gets a FAILURE reply; carries what the reply echoes."""
 
-    def __init__(self, code: ErrorCode, message: str, *, request_id: str | None = None,
-                 monitor_id: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: str | None = None,
+        monitor_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -198,13 +204,31 @@ class GetStatus:
 
 AnyCommand = StartMonitor | StopMonitor | GetStatus
 
-_START_KEYS = {"command", "request_id", "monitor_id", "monitor_type", "target", "config",
-               "backend_zmq_data_endpoint", "machine_id", "allowed_users"}
+_START_KEYS = {
+    "command",
+    "request_id",
+    "monitor_id",
+    "monitor_type",
+    "target",
+    "config",
+    "backend_zmq_data_endpoint",
+    "machine_id",
+    "allowed_users",
+}
 _STOP_KEYS = {"command", "request_id", "monitor_id"}
 _TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
 SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
-_CONFIG_KEYS = {"sampling_rate", "enable_profiling", "attach_mode", "ringbuf_kb",
-                "batch_events", "flush_ms", "python_stacks", "sample_hz", "functions"}
+_CONFIG_KEYS = {
+    "sampling_rate",
+    "enable_profiling",
+    "attach_mode",
+    "ringbuf_kb",
+    "batch_events",
+    "flush_ms",
+    "python_stacks",
+    "sample_hz",
+    "functions",
+}
 
 
 def isotime(t: datetime | None) -> str | None:
@@ -215,8 +239,7 @@ def isotime(t: datetime | None) -> str | None:
 
 
 def encode(msg: Mapping[str, Any]) -> bytes:
-    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode()
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def decode(frame: bytes) -> dict[str, Any]:
@@ -234,10 +257,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def failure(request_id: str | None, monitor_id: str | None, code: ErrorCode,
-            message: str) -> dict[str, Any]:
-    return {"request_id": request_id, "status": str(ReplyStatus.FAILURE), "monitor_id": monitor_id,
-            "error_code": str(code), "message": message}
+def failure(
+    request_id: str | None, monitor_id: str | None, code: ErrorCode, message: str
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "status": str(ReplyStatus.FAILURE),
+        "monitor_id": monitor_id,
+        "error_code": str(code),
+        "message": message,
+    }
 
 
 def is_reply(msg: Mapping[str, Any]) -> bool:
@@ -283,13 +312,15 @@ def _text_or_none(v: Any) -> str | None:
 def parse_reply(msg: Mapping[str, Any]) -> Reply:
     pid, status = msg.get("agent_pid"), msg.get("monitor_status")
     active = msg.get("active_monitors")
-    return Reply(ok=msg.get("status") == ReplyStatus.SUCCESS,
-                 error_code=_text_or_none(msg.get("error_code")),
-                 message=_text_or_none(msg.get("message")),
-                 agent_pid=pid if isinstance(pid, int) else None,
-                 monitor_status=status if isinstance(status, str) else None,
-                 error_message=_text_or_none(msg.get("error_message")),
-                 active_monitors=active if isinstance(active, list) else None)
+    return Reply(
+        ok=msg.get("status") == ReplyStatus.SUCCESS,
+        error_code=_text_or_none(msg.get("error_code")),
+        message=_text_or_none(msg.get("message")),
+        agent_pid=pid if isinstance(pid, int) else None,
+        monitor_status=status if isinstance(status, str) else None,
+        error_message=_text_or_none(msg.get("error_message")),
+        active_monitors=active if isinstance(active, list) else None,
+    )
 
 
 def _request_id(msg: Mapping[str, Any]) -> str:
@@ -297,8 +328,9 @@ def _request_id(msg: Mapping[str, Any]) -> str:
     if v is None:
         raise _invalid("request_id", "missing")
     if not isinstance(v, str) or not v or len(v) > MAX_REQUEST_ID_LEN or not v.isprintable():
-        raise _invalid("request_id", f"must be a printable string of 1-{MAX_REQUEST_ID_LEN} "
-                                     "characters")
+        raise _invalid(
+            "request_id", f"must be a printable string of 1-{MAX_REQUEST_ID_LEN} characters"
+        )
     return v
 
 
@@ -345,8 +377,7 @@ def _target(v: Any) -> Target:
             raise _invalid("target.pid", "must be a positive integer")
         pid = _int(pid, "target.pid", 1, 2**22)  # PID_MAX_LIMIT
     lib = v.get("library_path")
-    if lib is not None and (not isinstance(lib, str) or not lib or "\0" in lib
-                            or len(lib) > 4096):
+    if lib is not None and (not isinstance(lib, str) or not lib or "\0" in lib or len(lib) > 4096):
         raise _invalid("target.library_path", "must be a non-empty path string")
     comm = v.get("comm")
     if comm is not None and (not isinstance(comm, str) or not COMM_RE.match(comm)):
@@ -362,8 +393,7 @@ def _target(v: Any) -> Target:
                 raise _invalid(f"target.syscalls[{i}]", "must be a syscall name ([a-z0-9_])")
         names = tuple(names)
     if pid is None and lib is None and comm is None:
-        raise _invalid("target.pid", "missing: give target.pid, target.library_path or "
-                       "target.comm")
+        raise _invalid("target.pid", "missing: give target.pid, target.library_path or target.comm")
     return Target(pid=pid, library_path=lib, comm=comm, syscalls=names)
 
 
@@ -401,8 +431,9 @@ def _config(v: Any) -> AgentConfig:
     hz = v.get("sample_hz")
     if hz is not None:
         hz = _int(hz, "config.sample_hz", 1, 10_000)
-    return AgentConfig(float(rate), prof, mode, ring, batch, flush, stacks, hz,
-                       _functions(v.get("functions")))
+    return AgentConfig(
+        float(rate), prof, mode, ring, batch, flush, stacks, hz, _functions(v.get("functions"))
+    )
 
 
 _FUNCTION = re.compile(r"[A-Za-z0-9_.<>]{1,63}")
@@ -416,16 +447,23 @@ def _functions(v: Any) -> tuple[str, ...] | None:
         raise _invalid("config.functions", "must be a list of 1 to 8 qualified names")
     for i, name in enumerate(v):
         if not isinstance(name, str) or not _FUNCTION.fullmatch(name):
-            raise _invalid(f"config.functions[{i}]", "must be a qualified name: 1-63 of "
-                           "letters, digits, _ . < >")
+            raise _invalid(
+                f"config.functions[{i}]",
+                "must be a qualified name: 1-63 of letters, digits, _ . < >",
+            )
     return tuple(v)
 
 
 def _data_endpoint(v: Any) -> str | None:
     if v is None:
         return None
-    if (not isinstance(v, str) or not v.startswith(("tcp://", "ipc://")) or len(v) > 1024
-            or not v.isprintable() or any(c.isspace() for c in v)):
+    if (
+        not isinstance(v, str)
+        or not v.startswith(("tcp://", "ipc://"))
+        or len(v) > 1024
+        or not v.isprintable()
+        or any(c.isspace() for c in v)
+    ):
         raise _invalid("backend_zmq_data_endpoint", "must be a tcp:// or ipc:// endpoint")
     return v
 
@@ -459,8 +497,9 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
     if cmd is None:
         raise _invalid("command", "missing")
     if not isinstance(cmd, str) or cmd not in Command.__members__:
-        raise _invalid("command", f"unknown command '{str(cmd)[:64]}' (known: "
-                                  f"{', '.join(Command)})")
+        raise _invalid(
+            "command", f"unknown command '{str(cmd)[:64]}' (known: {', '.join(Command)})"
+        )
     rid = _request_id(msg)
     if cmd == Command.START_MONITOR:
         _unknown(msg, _START_KEYS)
@@ -470,8 +509,11 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
         if mtype is None:
             raise _invalid("monitor_type", "missing")
         if not isinstance(mtype, str) or mtype not in monitor_types:
-            raise _invalid("monitor_type", f"'{str(mtype)[:32]}' is not supported here "
-                                           f"(supported: {', '.join(sorted(monitor_types))})")
+            raise _invalid(
+                "monitor_type",
+                f"'{str(mtype)[:32]}' is not supported here "
+                f"(supported: {', '.join(sorted(monitor_types))})",
+            )
         return StartMonitor(
             request_id=rid,
             monitor_id=mid,
@@ -491,16 +533,26 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
     return GetStatus(rid, _monitor_id(msg, required=False))
 
 
-def start_monitor(monitor_id: str, monitor_type: str, target: Mapping[str, Any],
-                  config: Mapping[str, Any], data_endpoint: str | None,
-                  machine_id: str, allowed_users: Sequence[str] | None = None) -> dict[str, Any]:
+def start_monitor(
+    monitor_id: str,
+    monitor_type: str,
+    target: Mapping[str, Any],
+    config: Mapping[str, Any],
+    data_endpoint: str | None,
+    machine_id: str,
+    allowed_users: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """START_MONITOR as the backend sends it (request_id is added when it is sent);
     allowed_users: the Unix accounts whose processes it may target (None: any)."""
-    msg: dict[str, Any] = {"command": str(Command.START_MONITOR), "monitor_id": monitor_id,
-           "monitor_type": monitor_type,
-           "target": {k: v for k, v in target.items() if v is not None},
-           "config": dict(config), "backend_zmq_data_endpoint": data_endpoint,
-           "machine_id": machine_id}
+    msg: dict[str, Any] = {
+        "command": str(Command.START_MONITOR),
+        "monitor_id": monitor_id,
+        "monitor_type": monitor_type,
+        "target": {k: v for k, v in target.items() if v is not None},
+        "config": dict(config),
+        "backend_zmq_data_endpoint": data_endpoint,
+        "machine_id": machine_id,
+    }
     if allowed_users is not None:
         msg["allowed_users"] = list(allowed_users)
     return msg
@@ -518,38 +570,77 @@ def get_status(monitor_id: str | None = None) -> dict[str, Any]:
     return msg
 
 
-def hello(machine_id: str, hostname: str, os_info: str, accelerators: list[dict[str, Any]],
-          version: str, monitor_types: Mapping[str, Mapping[str, list[str]]],
-          active_monitors: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+def hello(
+    machine_id: str,
+    hostname: str,
+    os_info: str,
+    accelerators: list[dict[str, Any]],
+    version: str,
+    monitor_types: Mapping[str, Mapping[str, list[str]]],
+    active_monitors: list[dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
     """monitor_types: {type: {"target": [keys], "config": [keys]}}, the monitor types this
     manager runs and the keys each does something with (the backend refuses others)."""
-    return {"event": str(Event.HELLO), "protocol": PROTOCOL_VERSION, "machine_id": machine_id,
-            "hostname": hostname, "os_info": os_info, "accelerators": accelerators,
-            "version": version,
-            "monitor_types": {k: dict(v) for k, v in sorted(monitor_types.items())},
-            "agent_manager_status": "RUNNING", "active_monitors": active_monitors,
-            "time": isotime(now)}
+    return {
+        "event": str(Event.HELLO),
+        "protocol": PROTOCOL_VERSION,
+        "machine_id": machine_id,
+        "hostname": hostname,
+        "os_info": os_info,
+        "accelerators": accelerators,
+        "version": version,
+        "monitor_types": {k: dict(v) for k, v in sorted(monitor_types.items())},
+        "agent_manager_status": "RUNNING",
+        "active_monitors": active_monitors,
+        "time": isotime(now),
+    }
 
 
-def heartbeat(machine_id: str, seq: int, active_monitors: list[dict[str, Any]],
-              now: datetime) -> dict[str, Any]:
-    return {"event": str(Event.HEARTBEAT), "machine_id": machine_id, "seq": seq,
-            "agent_manager_status": "RUNNING", "active_monitors": active_monitors,
-            "time": isotime(now)}
+def heartbeat(
+    machine_id: str, seq: int, active_monitors: list[dict[str, Any]], now: datetime
+) -> dict[str, Any]:
+    return {
+        "event": str(Event.HEARTBEAT),
+        "machine_id": machine_id,
+        "seq": seq,
+        "agent_manager_status": "RUNNING",
+        "active_monitors": active_monitors,
+        "time": isotime(now),
+    }
 
 
-def monitor_status(machine_id: str, monitor_id: str, status: MonitorStatus,
-                   agent_pid: int | None, exit_code: int | None, message: str | None,
-                   error_message: str | None, stop_time: datetime | None,
-                   now: datetime) -> dict[str, Any]:
+def monitor_status(
+    machine_id: str,
+    monitor_id: str,
+    status: MonitorStatus,
+    agent_pid: int | None,
+    exit_code: int | None,
+    message: str | None,
+    error_message: str | None,
+    stop_time: datetime | None,
+    now: datetime,
+) -> dict[str, Any]:
     """A monitor changed state on its own. exit_code: the agent's exit status, or minus the
     signal that killed it; message says why (also for STOPPED); error_message only for ERROR."""
-    return {"event": str(Event.MONITOR_STATUS), "machine_id": machine_id,
-            "monitor_id": monitor_id, "monitor_status": str(status), "agent_pid": agent_pid,
-            "exit_code": exit_code, "message": message, "error_message": error_message,
-            "stop_time": isotime(stop_time), "time": isotime(now)}
+    return {
+        "event": str(Event.MONITOR_STATUS),
+        "machine_id": machine_id,
+        "monitor_id": monitor_id,
+        "monitor_status": str(status),
+        "agent_pid": agent_pid,
+        "exit_code": exit_code,
+        "message": message,
+        "error_message": error_message,
+        "stop_time": isotime(stop_time),
+        "time": isotime(now),
+    }
 
 
 def goodbye(machine_id: str, now: datetime) -> dict[str, Any]:
-    return {"event": str(Event.GOODBYE), "machine_id": machine_id,
-            "agent_manager_status": "STOPPED", "time": isotime(now)}
+    return {
+        "event": str(Event.GOODBYE),
+        "machine_id": machine_id,
+        "agent_manager_status": "STOPPED",
+        "time": isotime(now),
+    }

@@ -55,9 +55,7 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def migrate(
-    conn: AsyncConnection[Any], directory: Path = MIGRATIONS_DIR
-) -> list[int]:
+async def migrate(conn: AsyncConnection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Applies the missing migrations; returns their versions (empty when up to date).
 
     conn must not be inside a transaction; it is left outside one, in its autocommit mode.

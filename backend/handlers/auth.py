@@ -18,14 +18,23 @@ from backend.typedefs import CALLER, DB, PASSWORDS, RATE_LIMITS, SETTINGS, USER
 
 __all__ = ["PUBLIC", "login", "logout", "refresh", "register", "require_user", "user_view"]
 
-PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
-          "/api/v1/openapi.json"}
+PUBLIC = {
+    "/api/v1/auth:login",
+    "/api/v1/auth:register",
+    "/api/v1/auth:refreshToken",
+    "/api/v1/openapi.json",
+}
 
 
 def user_view(user: users.User) -> dict[str, Any]:
-    return {"user_id": str(user.id), "email": user.email, "display_name": user.display_name,
-            "role": user.role, "create_time": user.created_at.isoformat(),
-            "unix_accounts": list(user.unix_accounts)}
+    return {
+        "user_id": str(user.id),
+        "email": user.email,
+        "display_name": user.display_name,
+        "role": user.role,
+        "create_time": user.created_at.isoformat(),
+        "unix_accounts": list(user.unix_accounts),
+    }
 
 
 def _take(buckets: TokenBuckets, key: str, what: str) -> None:
@@ -51,9 +60,14 @@ async def register(request: web.Request) -> web.Response:
     password_hash = await app[PASSWORDS].hash(body.password)
     invite = None if body.invite_token is None else tokens.hash_token(body.invite_token)
     async with app[DB].connection() as conn:
-        user = await users.create_user(conn, body.email, body.display_name, password_hash,
-                                       invite_hash=invite,
-                                       open_registration=settings.open_registration)
+        user = await users.create_user(
+            conn,
+            body.email,
+            body.display_name,
+            password_hash,
+            invite_hash=invite,
+            open_registration=settings.open_registration,
+        )
     return web.json_response(user_view(user), status=201)
 
 
@@ -72,13 +86,17 @@ async def login(request: web.Request) -> web.Response:
     refresh_token = tokens.new_refresh_token()
     async with app[DB].connection() as conn:
         session_id = await users.start_session(
-            conn, user.id, tokens.hash_refresh_token(refresh_token), settings.refresh_token_ttl_s)
-    return web.json_response({
-        "access_token": tokens.issue_access_token(settings.jwt_secret, str(user.id),
-                                                  str(session_id), settings.access_token_ttl_s),
-        "refresh_token": refresh_token,
-        "expires_in": settings.access_token_ttl_s,
-    })
+            conn, user.id, tokens.hash_refresh_token(refresh_token), settings.refresh_token_ttl_s
+        )
+    return web.json_response(
+        {
+            "access_token": tokens.issue_access_token(
+                settings.jwt_secret, str(user.id), str(session_id), settings.access_token_ttl_s
+            ),
+            "refresh_token": refresh_token,
+            "expires_in": settings.access_token_ttl_s,
+        }
+    )
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -93,14 +111,15 @@ async def refresh(request: web.Request) -> web.Response:
             owner = await users.live_refresh_token(conn, old_hash)
         else:
             owner = await users.rotate_refresh_token(
-                conn, old_hash, tokens.hash_refresh_token(new_token),
-                settings.refresh_token_ttl_s)
+                conn, old_hash, tokens.hash_refresh_token(new_token), settings.refresh_token_ttl_s
+            )
     if owner is None:
         raise Unauthorized("refresh_token is invalid, expired or revoked")
     user_id, session_id = owner
     answer = {
-        "access_token": tokens.issue_access_token(settings.jwt_secret, str(user_id),
-                                                  str(session_id), settings.access_token_ttl_s),
+        "access_token": tokens.issue_access_token(
+            settings.jwt_secret, str(user_id), str(session_id), settings.access_token_ttl_s
+        ),
         "expires_in": settings.access_token_ttl_s,
     }
     if new_token is not None:
@@ -141,4 +160,3 @@ async def require_user(request: web.Request, handler):  # type: ignore[no-untype
     request[USER] = claims
     request[CALLER] = Caller(user_id, found[0], found[1], _address(request))
     return await handler(request)
-

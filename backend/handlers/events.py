@@ -17,8 +17,22 @@ __all__ = ["list_events", "rfc3339_ns"]
 
 _SORTING = Sorting(ORDERABLE, TIEBREAK, default="timestamp")
 
-_TOP = {"timestamp", "machine_id", "monitor_id", "pid", "tid", "cpu", "comm", "event_type",
-        "duration_ns", "ret", "flags", "incomplete", "event_data", "python_stack"}
+_TOP = {
+    "timestamp",
+    "machine_id",
+    "monitor_id",
+    "pid",
+    "tid",
+    "cpu",
+    "comm",
+    "event_type",
+    "duration_ns",
+    "ret",
+    "flags",
+    "incomplete",
+    "event_data",
+    "python_stack",
+}
 
 
 def rfc3339_ns(ns: int) -> str:
@@ -63,8 +77,9 @@ def _projector(fields: str | None) -> Any:
     for p in paths:
         parts = p.split(".")
         if len(parts) > MAX_FIELD_DEPTH:
-            raise BadRequest("fields", f"'{p[:64]}…' is {len(parts)} levels deep; at most "
-                             f"{MAX_FIELD_DEPTH}")
+            raise BadRequest(
+                "fields", f"'{p[:64]}…' is {len(parts)} levels deep; at most {MAX_FIELD_DEPTH}"
+            )
         if parts[0] not in _TOP or (parts[0] != "event_data" and len(parts) > 1):
             raise BadRequest("fields", f"unknown field '{p}'; known: {', '.join(sorted(_TOP))}")
     split = [p.split(".") for p in paths]
@@ -94,5 +109,6 @@ async def list_events(request: web.Request) -> web.Response:
     async with request_db.connection(request) as conn:
         rows = await query_events(conn, q.where, q.params, q.order, q.after, q.size + 1)
     rows, token = q.page(rows, lambda r: tuple(r[col] for col, _ in q.order))
-    return web.json_response({"events": [project(_event(r)) for r in rows],
-                              "next_page_token": token})
+    return web.json_response(
+        {"events": [project(_event(r)) for r in rows], "next_page_token": token}
+    )

@@ -49,18 +49,22 @@ class ListQuery:
     signature: str  # the order a page token is bound to
     order: OrderBy = field(default_factory=list)  # with Sorting: the order asked for
 
-    def page(self, rows: list[Row], key: Callable[[Row], Sequence[object]],
-             ) -> tuple[list[Row], str]:
+    def page(
+        self,
+        rows: list[Row],
+        key: Callable[[Row], Sequence[object]],
+    ) -> tuple[list[Row], str]:
         """The page of rows (up to size + 1 fetched, the last only telling that there are
         more) and the token of the next page ('' at the end); key: a row's sort key."""
         if len(rows) <= self.size:
             return rows, ""
-        rows = rows[:self.size]
+        rows = rows[: self.size]
         return rows, encode_token(key(rows[-1]), self.signature, self.filter, self.secret)
 
 
-def list_query(request: web.Request, fields: Mapping[str, FieldSpec],
-               order: str | Sorting) -> ListQuery:
+def list_query(
+    request: web.Request, fields: Mapping[str, FieldSpec], order: str | Sorting
+) -> ListQuery:
     """order: the endpoint's one order (the signature its tokens are bound to), or what the
     caller may sort by with order_by."""
     q = request.query
@@ -69,8 +73,9 @@ def list_query(request: web.Request, fields: Mapping[str, FieldSpec],
         where, params = compile_filter(text, fields)
         size = parse_page_size(q.get("page_size"))
         if isinstance(order, Sorting):
-            sort = parse_order_by(q.get("order_by"), order.orderable, order.tiebreak,
-                                  default=order.default)
+            sort = parse_order_by(
+                q.get("order_by"), order.orderable, order.tiebreak, default=order.default
+            )
             sig = order_signature(sort)
         else:
             sort, sig = [], order

@@ -48,13 +48,14 @@ async def list_machines(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     q = list_query(request, machines.fields(settings.heartbeat_timeout_s), _SORTING)
     async with request_db.connection(request) as conn:
-        rows = await machines.list_machines(conn, q.where, q.params, q.order, q.after,
-                                            q.size + 1)
+        rows = await machines.list_machines(conn, q.where, q.params, q.order, q.after, q.size + 1)
     rows, token = q.page(rows, lambda r: r["_key"])
-    return web.json_response({
-        "machines": [_machine(r, settings.heartbeat_timeout_s) for r in rows],
-        "next_page_token": token,
-    })
+    return web.json_response(
+        {
+            "machines": [_machine(r, settings.heartbeat_timeout_s) for r in rows],
+            "next_page_token": token,
+        }
+    )
 
 
 async def get_machine(request: web.Request) -> web.Response:

@@ -22,8 +22,7 @@ from backend.models import MonitorCreate, check_supported, decode_body, path_tex
 from backend.repo import machines, monitors
 from backend.typedefs import CALLER
 
-__all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors",
-           "monitor_summary"]
+__all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors", "monitor_summary"]
 
 log = logging.getLogger(__name__)
 _SORTING = Sorting(monitors.ORDERABLE, monitors.TIEBREAK, default="create_time")
@@ -57,9 +56,11 @@ def monitor_view(m: dict[str, Any], machine_status: str | None = None) -> dict[s
 
 
 def monitor_summary(m: dict[str, Any], machine_status: str | None = None) -> dict[str, Any]:
-    return {k: v for k, v in monitor_view(m, machine_status).items()
-            if k in ("id", "display_name", "monitor_type", "status", "start_time",
-                     "machine_status")}
+    return {
+        k: v
+        for k, v in monitor_view(m, machine_status).items()
+        if k in ("id", "display_name", "monitor_type", "status", "start_time", "machine_status")
+    }
 
 
 async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
@@ -79,10 +80,16 @@ async def create_monitor(request: web.Request) -> web.Response:
         machine = await _machine_or_404(conn, machine_id)
         check_supported(body, machine["monitor_types"])
         allowed = await target_policy.allowed_accounts(conn, request[CALLER], body.target)
-    m = await monitor_lifecycle.create(request.app, machine_id, body.monitor_type,
-                                       msgspec.to_builtins(body.target),
-                                       msgspec.to_builtins(body.config), body.display_name,
-                                       allowed_users=allowed, owner=request[CALLER].user_id)
+    m = await monitor_lifecycle.create(
+        request.app,
+        machine_id,
+        body.monitor_type,
+        msgspec.to_builtins(body.target),
+        msgspec.to_builtins(body.config),
+        body.display_name,
+        allowed_users=allowed,
+        owner=request[CALLER].user_id,
+    )
     return web.json_response(monitor_view(m), status=201)
 
 
@@ -93,11 +100,13 @@ async def list_monitors(request: web.Request) -> web.Response:
     q = list_query(request, monitors.FIELDS, _SORTING)
     async with request_db.connection(request) as conn:
         await _machine_or_404(conn, machine_id)
-        rows = await monitors.list_monitors(conn, machine_id, q.where, q.params, q.size + 1,
-                                            q.after, q.order)
+        rows = await monitors.list_monitors(
+            conn, machine_id, q.where, q.params, q.size + 1, q.after, q.order
+        )
     rows, token = q.page(rows, lambda r: r["_key"])
-    return web.json_response({"monitors": [monitor_summary(r) for r in rows],
-                              "next_page_token": token})
+    return web.json_response(
+        {"monitors": [monitor_summary(r) for r in rows], "next_page_token": token}
+    )
 
 
 async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> dict[str, Any]:
@@ -111,8 +120,9 @@ async def _monitor_or_404(conn: Any, machine_id: str, monitor_id: uuid.UUID) -> 
 async def get_monitor(request: web.Request) -> web.Response:
     """One monitor, with its lifecycle timestamps and error."""
     async with request_db.connection(request) as conn:
-        m = await _monitor_or_404(conn, path_text(request, "machine_id"),
-                                  path_uuid(request, "monitor_id"))
+        m = await _monitor_or_404(
+            conn, path_text(request, "machine_id"), path_uuid(request, "monitor_id")
+        )
     return web.json_response(monitor_view(m))
 
 
@@ -121,7 +131,8 @@ async def delete_monitor(request: web.Request) -> web.Response:
     """Stops a monitor, whatever its status: 204 once stopped, 202 while the machine has not
     answered (it stays STOPPING), the error body when the agent could not be stopped."""
     async with request_db.connection(request) as conn:
-        m = await _monitor_or_404(conn, path_text(request, "machine_id"),
-                                  path_uuid(request, "monitor_id"))
+        m = await _monitor_or_404(
+            conn, path_text(request, "machine_id"), path_uuid(request, "monitor_id")
+        )
     stopped = await monitor_lifecycle.stop(request.app, m)
     return web.Response(status=204 if stopped else 202)

@@ -35,24 +35,34 @@ _BODIES: dict[tuple[str, str], type] = {
     ("PATCH", "/api/v1/users/{user_id}"): models.UserPatch,
 }
 _RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
-PUBLIC = {"/api/v1/auth:login", "/api/v1/auth:register", "/api/v1/auth:refreshToken",
-          "/api/v1/openapi.json"}
+PUBLIC = {
+    "/api/v1/auth:login",
+    "/api/v1/auth:register",
+    "/api/v1/auth:refreshToken",
+    "/api/v1/openapi.json",
+}
 _UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id", "user_id"}
-_ERRORS = {400: "a parameter or body field is wrong; the message names it",
-           401: "no valid access token", 404: "no such resource",
-           409: "the resource is not in a state that allows this (FAILED_PRECONDITION), or "
-                "is there already (ALREADY_EXISTS)", 500: "internal error",
-           503: "UNAVAILABLE: a service the answer needs is down, or no database connection "
-                "was free in time (Retry-After)",
-           504: "DEADLINE_EXCEEDED: a query ran past the statement timeout; the message says "
-                "what to narrow",
-           507: "RESOURCE_EXHAUSTED: the database volume is nearly full "
-                "(XPUTRACE_DATABASE_FULL_PERCENT); the message says how full and what to do"}
+_ERRORS = {
+    400: "a parameter or body field is wrong; the message names it",
+    401: "no valid access token",
+    404: "no such resource",
+    409: "the resource is not in a state that allows this (FAILED_PRECONDITION), or "
+    "is there already (ALREADY_EXISTS)",
+    500: "internal error",
+    503: "UNAVAILABLE: a service the answer needs is down, or no database connection "
+    "was free in time (Retry-After)",
+    504: "DEADLINE_EXCEEDED: a query ran past the statement timeout; the message says "
+    "what to narrow",
+    507: "RESOURCE_EXHAUSTED: the database volume is nearly full "
+    "(XPUTRACE_DATABASE_FULL_PERCENT); the message says how full and what to do",
+}
 _OWN_DB = "/api/v1/openapi.json"  # the one operation that needs no database
 # Operations that also answer 429 for a per-user quota (backend.settings max_*_per_user).
-_QUOTAS = {"/api/v1/machines/{machine_id}/monitors": "monitors STARTING or RUNNING, or events "
-                                                     "stored by the caller's monitors",
-           "/api/v1/traces:generate": "trace jobs queued or running"}
+_QUOTAS = {
+    "/api/v1/machines/{machine_id}/monitors": "monitors STARTING or RUNNING, or events "
+    "stored by the caller's monitors",
+    "/api/v1/traces:generate": "trace jobs queued or running",
+}
 
 
 def _errors(method: str, path: str, has_query: bool) -> list[int]:
@@ -67,39 +77,77 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
         codes.add(401)
     if "{" in path:
         codes.add(404)
-    extra = {("POST", "/api/v1/auth:register"): {409}, ("POST", "/api/v1/auth:login"): {401},
-             ("POST", "/api/v1/auth:refreshToken"): {401},
-             ("GET", "/api/v1/traces/{trace_id}"): {409},
-             ("GET", "/api/v1/metrics/summary"): {503},
-             ("POST", "/api/v1/machines/{machine_id}/monitors"): {507},
-             ("POST", "/api/v1/users:invite"): {409},
-             ("PATCH", "/api/v1/users/{user_id}"): {409}}
+    extra = {
+        ("POST", "/api/v1/auth:register"): {409},
+        ("POST", "/api/v1/auth:login"): {401},
+        ("POST", "/api/v1/auth:refreshToken"): {401},
+        ("GET", "/api/v1/traces/{trace_id}"): {409},
+        ("GET", "/api/v1/metrics/summary"): {503},
+        ("POST", "/api/v1/machines/{machine_id}/monitors"): {507},
+        ("POST", "/api/v1/users:invite"): {409},
+        ("PATCH", "/api/v1/users/{user_id}"): {409},
+    }
     return sorted(codes | extra.get((method, path), set()))
 
 
 def _text(fmt: str, description: str, max_length: int = 4096) -> dict[str, Any]:
     _, fields = FORMATS[fmt]
     names = ", ".join(fields) if fields else ""
-    return {"type": "string", "maxLength": max_length, "format": fmt,
-            "description": f"{description}{' Fields: ' + names + '.' if names else ''}"}
+    return {
+        "type": "string",
+        "maxLength": max_length,
+        "format": fmt,
+        "description": f"{description}{' Fields: ' + names + '.' if names else ''}",
+    }
 
 
 def _list_query(resource: str, *, ordered: bool = True) -> list[dict[str, Any]]:
     """filter, order_by (when ordered: else one fixed order), page_size, page_token."""
-    order_by = [{"name": "order_by", "in": "query", "schema": _text(
-        f"xputrace-order-by-{resource}", "field [asc|desc], comma-separated, each field once.",
-        1024)}] if ordered else []
+    order_by = (
+        [
+            {
+                "name": "order_by",
+                "in": "query",
+                "schema": _text(
+                    f"xputrace-order-by-{resource}",
+                    "field [asc|desc], comma-separated, each field once.",
+                    1024,
+                ),
+            }
+        ]
+        if ordered
+        else []
+    )
     return [
-        {"name": "filter", "in": "query", "schema": _text(
-            f"xputrace-filter-{resource}", "AIP-160: field op value (= != < <= > >= :), AND, "
-            "OR, NOT, parentheses; == is =. Empty: everything.")},
+        {
+            "name": "filter",
+            "in": "query",
+            "schema": _text(
+                f"xputrace-filter-{resource}",
+                "AIP-160: field op value (= != < <= > >= :), AND, "
+                "OR, NOT, parentheses; == is =. Empty: everything.",
+            ),
+        },
         *order_by,
-        {"name": "page_size", "in": "query", "schema": {
-            "type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999,
-            "description": "0 or absent: 100; above 1000: 1000"}},
-        {"name": "page_token", "in": "query", "schema": _text(
-            "xputrace-page-token", "next_page_token of the previous page, asked with the same "
-            "filter and order_by; anything else is 400.")},
+        {
+            "name": "page_size",
+            "in": "query",
+            "schema": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 999_999_999_999_999_999,
+                "description": "0 or absent: 100; above 1000: 1000",
+            },
+        },
+        {
+            "name": "page_token",
+            "in": "query",
+            "schema": _text(
+                "xputrace-page-token",
+                "next_page_token of the previous page, asked with the same "
+                "filter and order_by; anything else is 400.",
+            ),
+        },
     ]
 
 
@@ -115,17 +163,33 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
     if path == "/api/v1/auditLogs":  # newest first
         return _list_query("audit-logs", ordered=False)
     if path == "/api/v1/events":
-        return [*_list_query("events"), {"name": "fields", "in": "query", "schema": _text(
-            "xputrace-fields-events", "fields to return, comma-separated; event_data.a.b "
-            "picks inside event_data.")}]
+        return [
+            *_list_query("events"),
+            {
+                "name": "fields",
+                "in": "query",
+                "schema": _text(
+                    "xputrace-fields-events",
+                    "fields to return, comma-separated; event_data.a.b picks inside event_data.",
+                ),
+            },
+        ]
     if path == "/api/v1/metrics/summary":
         sources = ["postgresql", "influxdb"] if app.get(INFLUX) is not None else ["postgresql"]
         return [
-            {"name": "filter", "in": "query", "schema": _text(
-                "xputrace-metrics-filter", "field = value joined by AND; timestamp takes > >= "
-                "< <=.")},
-            {"name": "metrics", "in": "query", "schema": _text(
-                "xputrace-metrics", "metric names, comma-separated; absent: all.")},
+            {
+                "name": "filter",
+                "in": "query",
+                "schema": _text(
+                    "xputrace-metrics-filter",
+                    "field = value joined by AND; timestamp takes > >= < <=.",
+                ),
+            },
+            {
+                "name": "metrics",
+                "in": "query",
+                "schema": _text("xputrace-metrics", "metric names, comma-separated; absent: all."),
+            },
             {"name": "source", "in": "query", "schema": {"type": "string", "enum": sources}},
         ]
     return []
@@ -136,12 +200,12 @@ def _monitor_rules(schema: dict[str, Any]) -> None:
     given = {"type": "integer"}, {"type": "string"}
     absent = {"type": "null"}
 
-    def target(*, any_of: list[str], none: list[str], all_of: tuple[str, ...] = ()
-               ) -> dict[str, Any]:
+    def target(
+        *, any_of: list[str], none: list[str], all_of: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         t: dict[str, Any] = {"properties": {k: absent for k in none}}
         if any_of:
-            t["anyOf"] = [{"required": [k], "properties": {k: given[k != "pid"]}}
-                          for k in any_of]
+            t["anyOf"] = [{"required": [k], "properties": {k: given[k != "pid"]}} for k in any_of]
         if all_of:
             t["required"] = list(all_of)
             t["properties"].update({k: given[k != "pid"] for k in all_of})
@@ -150,35 +214,59 @@ def _monitor_rules(schema: dict[str, Any]) -> None:
     no_functions = {"properties": {"functions": absent}}
     syscalls = sorted(abi.function_names("SYSCALL").values())
     schema["oneOf"] = [
-        {"properties": {"monitor_type": {"enum": ["CUDA", "ACL", "OLLAMA"]},
-                        "target": target(any_of=["pid", "library_path"], none=["syscalls"]),
-                        "config": no_functions}},
-        {"properties": {"monitor_type": {"const": "PYTHON"},
-                        "target": target(any_of=[], none=["library_path", "syscalls"],
-                                         all_of=("pid",))}},
-        {"properties": {"monitor_type": {"const": "SYSCALL"},
-                        "target": {**target(any_of=["pid", "comm"], none=["library_path"]),
-                                   "properties": {"library_path": absent, "syscalls": nullable(
-                                       {"type": "array", "minItems": 1, "maxItems": 512,
-                                        "items": {"enum": syscalls}})}},
-                        "config": no_functions}},
+        {
+            "properties": {
+                "monitor_type": {"enum": ["CUDA", "ACL", "OLLAMA"]},
+                "target": target(any_of=["pid", "library_path"], none=["syscalls"]),
+                "config": no_functions,
+            }
+        },
+        {
+            "properties": {
+                "monitor_type": {"const": "PYTHON"},
+                "target": target(any_of=[], none=["library_path", "syscalls"], all_of=("pid",)),
+            }
+        },
+        {
+            "properties": {
+                "monitor_type": {"const": "SYSCALL"},
+                "target": {
+                    **target(any_of=["pid", "comm"], none=["library_path"]),
+                    "properties": {
+                        "library_path": absent,
+                        "syscalls": nullable(
+                            {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 512,
+                                "items": {"enum": syscalls},
+                            }
+                        ),
+                    },
+                },
+                "config": no_functions,
+            }
+        },
     ]
     schema["description"] = (
         "Refused with 400 when the machine's manager does not announce the monitor type, or "
         "a target or config field set to other than its default for that type (GET "
         "/api/v1/machines/{machine_id}: monitor_types). config.sampling_rate is honoured "
         "only at 1.0 (every call is recorded), config.enable_profiling only false, and "
-        "target.binary_path by no monitor type yet.")
+        "target.binary_path by no monitor type yet."
+    )
 
 
 def _components() -> tuple[dict[type, Any], dict[str, Any]]:
     bodies = list(_BODIES.values())
     schemas, components = msgspec.json.schema_components(
-        bodies, ref_template="#/components/schemas/{name}")
+        bodies, ref_template="#/components/schemas/{name}"
+    )
     components = copy.deepcopy(components)
     _monitor_rules(components["MonitorCreate"])
     components["TraceGenerate"]["properties"]["filter"].update(
-        _text("xputrace-filter-events", "AIP-160 over the events fields; empty: every event."))
+        _text("xputrace-filter-events", "AIP-160 over the events fields; empty: every event.")
+    )
     components["Error"] = ERROR
     return dict(zip(bodies, schemas, strict=True)), components
 
@@ -188,8 +276,10 @@ def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
     for code, body in RESPONSES.get((method, path), {}).items():
         r: dict[str, Any] = {"description": "done" if code < 300 else ""}
         if body is not None and path == "/api/v1/traces/{trace_id}":
-            r["content"] = {t: {"schema": body} for t in
-                            ("application/octet-stream", "application/json", "application/gzip")}
+            r["content"] = {
+                t: {"schema": body}
+                for t in ("application/octet-stream", "application/json", "application/gzip")
+            }
             r["headers"] = {"Content-Disposition": {"schema": {"type": "string"}}}
         elif body is not None:
             r["content"] = {"application/json": {"schema": body}}
@@ -199,12 +289,17 @@ def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
             r["description"] = "the machine is unreachable: the monitor is STOPPING"
         out[str(code)] = r
     for code in _errors(method, path, has_query):
-        out[str(code)] = {"description": _ERRORS[code], "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        out[str(code)] = {
+            "description": _ERRORS[code],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         if code == 503:
-            out[str(code)]["headers"] = {"Retry-After": {
-                "description": "seconds to wait (when the database was busy)",
-                "schema": {"type": "integer"}}}
+            out[str(code)]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait (when the database was busy)",
+                    "schema": {"type": "integer"},
+                }
+            }
     return out
 
 
@@ -214,20 +309,29 @@ def _access(op: dict[str, Any], path: str, role: str | None) -> None:
     if role is not None:
         op["x-required-role"] = role
     if role in ("operator", "admin"):
-        op["responses"]["403"] = {"description": f"PERMISSION_DENIED: needs the {role} role",
-                                  "content": error}
+        op["responses"]["403"] = {
+            "description": f"PERMISSION_DENIED: needs the {role} role",
+            "content": error,
+        }
     if path == "/api/v1/auth:register":
-        op["responses"]["403"] = {"description": "PERMISSION_DENIED: registration is closed "
-                                  "and no valid invite_token was given", "content": error}
+        op["responses"]["403"] = {
+            "description": "PERMISSION_DENIED: registration is closed "
+            "and no valid invite_token was given",
+            "content": error,
+        }
     if role is not None or path in _RATE_LIMITED:
         quota = _QUOTAS.get(path) if op["operationId"].startswith("post_") else None
         op["responses"]["429"] = {
             "description": "RESOURCE_EXHAUSTED: rate limited (Retry-After), or the user's "
-                           "requests already hold their share of database connections" + (
+            "requests already hold their share of database connections"
+            + (
                 f", or the caller's quota of {quota} is reached (the message names it)"
-                if quota else ""),
-            "headers": {"Retry-After": {"description": "seconds to wait",
-                                        "schema": {"type": "integer"}}},
+                if quota
+                else ""
+            ),
+            "headers": {
+                "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}
+            },
             "content": error,
         }
 
@@ -248,20 +352,30 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "responses": _responses(route.method, path, bool(query)),
         }
         if (route.method, path) not in RESPONSES:  # a route nobody documented yet
-            op["responses"]["default"] = {"description": "error", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            op["responses"]["default"] = {
+                "description": "error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
         _access(op, path, required_role(route.handler))
         body = _BODIES.get((route.method, path))
         if body is not None:
-            op["requestBody"] = {"required": True,
-                                 "content": {"application/json": {"schema": by_type[body]}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": by_type[body]}},
+            }
         if path not in PUBLIC:
             op["security"] = [{"bearer": []}]
-        params = [{"name": p, "in": "path", "required": True,
-                   "schema": {"type": "string", "format": "uuid"} if p in _UUID_PARAMS
-                   else {"type": "string", "minLength": 1, "maxLength": 256,
-                         "pattern": "^[^\\x00]+$"}}
-                  for p in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))]
+        params = [
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"}
+                if p in _UUID_PARAMS
+                else {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00]+$"},
+            }
+            for p in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))
+        ]
         if params or query:
             op["parameters"] = params + query
         paths.setdefault(path, {})[route.method.lower()] = op
@@ -271,8 +385,9 @@ def build_document(app: web.Application) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 

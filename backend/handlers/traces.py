@@ -71,15 +71,21 @@ async def generate_trace(request: web.Request) -> web.Response:
     quota = request.app[SETTINGS].max_trace_jobs_per_user
     try:
         async with request_db.connection(request) as conn:
-            job = await trace_jobs.create_job(conn, user_id, body.trace_name, body.filter,
-                                              body.format, body.gzip, max_jobs=quota)
+            job = await trace_jobs.create_job(
+                conn, user_id, body.trace_name, body.filter, body.format, body.gzip, max_jobs=quota
+            )
     except trace_jobs.JobLimit as e:
-        raise QuotaExceeded(f"XPUTRACE_MAX_TRACE_JOBS_PER_USER: you have {e.jobs} trace jobs "
-                            f"queued or running, the quota is {quota}; generate this one once "
-                            f"one of them is COMPLETED or FAILED") from None
+        raise QuotaExceeded(
+            f"XPUTRACE_MAX_TRACE_JOBS_PER_USER: you have {e.jobs} trace jobs "
+            f"queued or running, the quota is {quota}; generate this one once "
+            f"one of them is COMPLETED or FAILED"
+        ) from None
     request.app[TRACE_JOBS].wake()
-    return web.json_response({"trace_job_id": str(job["id"])}, status=202,
-                             headers={"Location": f"/api/v1/traces/jobs/{job['id']}"})
+    return web.json_response(
+        {"trace_job_id": str(job["id"])},
+        status=202,
+        headers={"Location": f"/api/v1/traces/jobs/{job['id']}"},
+    )
 
 
 async def get_trace_job(request: web.Request) -> web.Response:
@@ -100,9 +106,11 @@ async def download_trace(request: web.Request) -> web.StreamResponse:
     if job is None:
         raise NotFound(f"trace '{trace_id}' not found")
     if job["status"] == "PROCESSING":
-        raise Conflict(f"trace '{trace_id}' is still being generated "
-                       f"({float(job['progress']):.0%}); GET /api/v1/traces/jobs/{job['id']} "
-                       f"says when it is COMPLETED")
+        raise Conflict(
+            f"trace '{trace_id}' is still being generated "
+            f"({float(job['progress']):.0%}); GET /api/v1/traces/jobs/{job['id']} "
+            f"says when it is COMPLETED"
+        )
     if job["status"] == "FAILED":
         raise Conflict(f"trace '{trace_id}' could not be generated: {job['error_message']}")
     path = trace_path(request.app[SETTINGS].traces_dir, trace_id)
@@ -110,7 +118,10 @@ async def download_trace(request: web.Request) -> web.StreamResponse:
         log.warning("trace file %s of COMPLETED job %s is missing", path, job["id"])
         raise NotFound(f"trace '{trace_id}' file is no longer on the server")
     name = download_name(job["trace_name"], job["format"], job["gzip"])
-    return web.FileResponse(path, headers={
-        "Content-Type": content_type(job["format"], job["gzip"]),
-        "Content-Disposition": content_disposition(name),
-    })
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type(job["format"], job["gzip"]),
+            "Content-Disposition": content_disposition(name),
+        },
+    )

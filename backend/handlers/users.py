@@ -51,8 +51,10 @@ async def patch_user(request: web.Request) -> web.Response:
         if body.unix_accounts is not None and (body.role is None or user is not None):
             user = await users.grant_accounts(conn, user_id, body.unix_accounts)
             if user is not None:
-                await audit.detail(f"{user.email} may trace processes of: "
-                                   f"{', '.join(user.unix_accounts) or 'no account'}")
+                await audit.detail(
+                    f"{user.email} may trace processes of: "
+                    f"{', '.join(user.unix_accounts) or 'no account'}"
+                )
     if user is None:
         raise NotFound(f"user '{user_id}' not found")
     return web.json_response(user_view(user))
@@ -65,10 +67,21 @@ async def invite_user(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     token = tokens.new_refresh_token()
     async with request_db.connection(request) as conn:
-        expires = await users.create_invite(conn, tokens.hash_token(token), body.email,
-                                            body.role, request[CALLER].user_id,
-                                            settings.invite_ttl_s)
+        expires = await users.create_invite(
+            conn,
+            tokens.hash_token(token),
+            body.email,
+            body.role,
+            request[CALLER].user_id,
+            settings.invite_ttl_s,
+        )
     await audit.detail(f"{body.email} invited as {body.role}")
-    return web.json_response({"email": body.email, "role": body.role,
-                              "invite_token": token, "expire_time": expires.isoformat()},
-                             status=201)
+    return web.json_response(
+        {
+            "email": body.email,
+            "role": body.role,
+            "invite_token": token,
+            "expire_time": expires.isoformat(),
+        },
+        status=201,
+    )

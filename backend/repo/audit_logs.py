@@ -13,8 +13,10 @@ from backend.filters import FieldSpec
 __all__ = ["FIELDS", "list_entries", "open_entry", "settle_entry"]
 
 Conn = AsyncConnection[Any]
-_COLS = ("id, time, actor_id, actor_email, actor_role, address, action, target, result, "
-         "http_status, error_code, message, settle_time")
+_COLS = (
+    "id, time, actor_id, actor_email, actor_role, address, action, target, result, "
+    "http_status, error_code, message, settle_time"
+)
 # What GET /api/v1/auditLogs' filter may name, and the columns behind the names
 FIELDS = {
     "time": FieldSpec("time", "timestamp"),
@@ -36,21 +38,36 @@ def _text(value: str, limit: int) -> str:
     return value[:limit].replace("\x00", "\ufffd")
 
 
-async def open_entry(conn: Conn, actor_id: uuid.UUID, actor_email: str, actor_role: str,
-                     address: str, action: str, target: str) -> int:
+async def open_entry(
+    conn: Conn,
+    actor_id: uuid.UUID,
+    actor_email: str,
+    actor_role: str,
+    address: str,
+    action: str,
+    target: str,
+) -> int:
     """A new PENDING row; its id."""
     cur = await conn.execute(
         "INSERT INTO audit_logs (actor_id, actor_email, actor_role, address, action, target) "
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-        (actor_id, actor_email, actor_role, _text(address, 100), action, _text(target, 500)))
+        (actor_id, actor_email, actor_role, _text(address, 100), action, _text(target, 500)),
+    )
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
 
 
-async def settle_entry(conn: Conn, entry_id: int, *, result: str | None = None,
-                       http_status: int | None = None, error_code: str | None = None,
-                       message: str | None = None, target: str | None = None) -> None:
+async def settle_entry(
+    conn: Conn,
+    entry_id: int,
+    *,
+    result: str | None = None,
+    http_status: int | None = None,
+    error_code: str | None = None,
+    message: str | None = None,
+    target: str | None = None,
+) -> None:
     """Records what came of an action. The result of a PENDING row is set once; a later
     result is ignored, so whichever of the reply and the HTTP answer decides first wins.
     http_status, target, error_code and message fill in what is still missing."""
@@ -65,13 +82,20 @@ async def settle_entry(conn: Conn, entry_id: int, *, result: str | None = None,
         "message = CASE WHEN message = '' THEN COALESCE(%(message)s, '') ELSE message END, "
         "target = COALESCE(%(target)s, target) "
         "WHERE id = %(id)s",
-        {"result": result, "http": http_status, "code": error_code,
-         "message": None if message is None else _text(message, 2000),
-         "target": None if target is None else _text(target, 500), "id": entry_id})
+        {
+            "result": result,
+            "http": http_status,
+            "code": error_code,
+            "message": None if message is None else _text(message, 2000),
+            "target": None if target is None else _text(target, 500),
+            "id": entry_id,
+        },
+    )
 
 
-async def list_entries(conn: Conn, where: str, params: list[Any], limit: int,
-                       after: int | None) -> list[dict[str, Any]]:
+async def list_entries(
+    conn: Conn, where: str, params: list[Any], limit: int, after: int | None
+) -> list[dict[str, Any]]:
     """Rows matching a compiled filter, newest first, older than the row id ``after``."""
     clauses, args = [f"({where})"], list(params)
     if after is not None:
@@ -80,5 +104,7 @@ async def list_entries(conn: Conn, where: str, params: list[Any], limit: int,
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT {_COLS} FROM audit_logs WHERE {' AND '.join(clauses)} "
-            "ORDER BY id DESC LIMIT %s".encode(), [*args, limit])
+            "ORDER BY id DESC LIMIT %s".encode(),
+            [*args, limit],
+        )
         return await cur.fetchall()

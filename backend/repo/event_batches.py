@@ -17,8 +17,10 @@ from xpucore import abi
 __all__ = ["register"]
 
 
-async def register(conn: AsyncConnection[Any], items: Sequence[tuple[abi.Batch, uuid.UUID]],
-                   ) -> list[tuple[int, uuid.UUID, int, int]]:
+async def register(
+    conn: AsyncConnection[Any],
+    items: Sequence[tuple[abi.Batch, uuid.UUID]],
+) -> list[tuple[int, uuid.UUID, int, int]]:
     """Registers the (batch, its monitor id) not yet stored; (id, monitor_id, agent_pid, seq)
     of each registered now. Rows are inserted in the order given: writers that give them in
     key order wait on each other's unique-index entries in one order, never in a cycle."""

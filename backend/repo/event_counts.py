@@ -29,14 +29,17 @@ async def add(conn: Conn, counts: Mapping[tuple[uuid.UUID, int], int]) -> None:
         " SELECT * FROM unnest(%s::uuid[], %s::int4[], %s::int8[])"
         " ON CONFLICT (monitor_id, day) DO UPDATE SET events = event_counts.events"
         " + EXCLUDED.events",
-        ([m for m, _ in keys], [d for _, d in keys], [counts[k] for k in keys]))
+        ([m for m, _ in keys], [d for _, d in keys], [counts[k] for k in keys]),
+    )
 
 
 async def user_events(conn: Conn, user_id: uuid.UUID) -> int:
     """Events stored by the monitors the user created."""
     cur = await conn.execute(
         "SELECT coalesce(sum(c.events), 0) FROM event_counts c "
-        "JOIN monitors m ON m.id = c.monitor_id WHERE m.created_by = %s", (user_id,))
+        "JOIN monitors m ON m.id = c.monitor_id WHERE m.created_by = %s",
+        (user_id,),
+    )
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -45,7 +48,8 @@ async def types_by_day(conn: Conn) -> dict[int, set[str]]:
     """{UTC day: the monitor types that stored events that day}."""
     cur = await conn.execute(
         "SELECT DISTINCT c.day, m.monitor_type FROM event_counts c "
-        "JOIN monitors m ON m.id = c.monitor_id WHERE c.events > 0")
+        "JOIN monitors m ON m.id = c.monitor_id WHERE c.events > 0"
+    )
     out: dict[int, set[str]] = {}
     for day, monitor_type in await cur.fetchall():
         out.setdefault(int(day), set()).add(str(monitor_type))
@@ -55,8 +59,10 @@ async def types_by_day(conn: Conn) -> dict[int, set[str]]:
 def _of_types(types: Collection[str] | None) -> tuple[str, list[Any]]:
     if types is None:
         return "", []
-    return (" AND monitor_id IN (SELECT id FROM monitors WHERE monitor_type = ANY(%s))",
-            [list(types)])
+    return (
+        " AND monitor_id IN (SELECT id FROM monitors WHERE monitor_type = ANY(%s))",
+        [list(types)],
+    )
 
 
 async def lock_day(conn: Conn, day: int, types: Collection[str] | None = None) -> None:
@@ -64,8 +70,9 @@ async def lock_day(conn: Conn, day: int, types: Collection[str] | None = None) -
     a writer adding to them waits, so what it stores meanwhile is neither dropped uncounted
     nor counted after being dropped."""
     where, args = _of_types(types)
-    await conn.execute(f"SELECT 1 FROM event_counts WHERE day = %s{where} FOR UPDATE".encode(),
-                       [day, *args])
+    await conn.execute(
+        f"SELECT 1 FROM event_counts WHERE day = %s{where} FOR UPDATE".encode(), [day, *args]
+    )
 
 
 async def forget(conn: Conn, day: int, types: Collection[str] | None = None) -> None:

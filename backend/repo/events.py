@@ -21,8 +21,16 @@ from backend.event_rows import COLUMNS
 from backend.filters import FieldSpec, as_epoch_ns
 from backend.paging import OrderBy, page_clauses
 
-__all__ = ["EVENT_FIELDS", "ORDERABLE", "TIEBREAK", "copy_events", "copy_in",
-           "count_by_monitor", "query_events", "stream_events"]
+__all__ = [
+    "EVENT_FIELDS",
+    "ORDERABLE",
+    "TIEBREAK",
+    "copy_events",
+    "copy_in",
+    "count_by_monitor",
+    "query_events",
+    "stream_events",
+]
 
 _COPY_IN = sql.SQL("COPY events ({}) FROM STDIN (FORMAT BINARY)").format(
     sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
@@ -30,8 +38,9 @@ _COPY_IN = sql.SQL("COPY events ({}) FROM STDIN (FORMAT BINARY)").format(
 _SEND_BUFFER = 4 << 20
 
 
-async def copy_in(conn: AsyncConnection[Any], pieces: Iterator[memoryview],
-                  offload: bool = True) -> None:
+async def copy_in(
+    conn: AsyncConnection[Any], pieces: Iterator[memoryview], offload: bool = True
+) -> None:
     """Sends a binary COPY stream of ``event_rows.COLUMNS`` (backend.event_rows.encode_copy)
     into events, in conn's transaction.
 
@@ -68,8 +77,11 @@ def _widen_send_buffer(conn: AsyncConnection[Any]) -> None:
     except OSError:
         pass
 
-_STACK_OF = ("py_frames f WHERE f.monitor_id = events.monitor_id"
-             " AND f.stack_id = (events.event_data->>'py_stack')::numeric")
+
+_STACK_OF = (
+    "py_frames f WHERE f.monitor_id = events.monitor_id"
+    " AND f.stack_id = (events.event_data->>'py_stack')::numeric"
+)
 
 
 def _innermost(column: str) -> str:
@@ -95,32 +107,49 @@ EVENT_FIELDS: dict[str, FieldSpec] = {
     "python_function": FieldSpec(_innermost("function"), "str", nullable=True),
     "python_file": FieldSpec(_innermost("file"), "str", nullable=True),
 }
-ORDERABLE = {"timestamp": "ts", "pid": "pid", "tid": "tid", "duration_ns": "duration_ns",
-             "event_type": "event_type", "comm": "comm"}
+ORDERABLE = {
+    "timestamp": "ts",
+    "pid": "pid",
+    "tid": "tid",
+    "duration_ns": "duration_ns",
+    "event_type": "event_type",
+    "comm": "comm",
+}
 TIEBREAK = ["ts", "id"]
 
-_COLUMNS = ("ts, id, machine_id, monitor_id, pid, tid, cpu, comm, event_type, duration_ns, "
-            "ret, flags, event_data")
+_COLUMNS = (
+    "ts, id, machine_id, monitor_id, pid, tid, cpu, comm, event_type, duration_ns, "
+    "ret, flags, event_data"
+)
 _NAMES = [c.strip() for c in _COLUMNS.split(",")]
 # An event's Python stack, innermost frame first (NULL without one).
-_PYTHON_STACK = ("(SELECT json_agg(json_build_object('function', f.function, 'file', f.file,"
-                 f" 'line', f.line) ORDER BY f.depth) FROM {_STACK_OF}) AS python_stack")
+_PYTHON_STACK = (
+    "(SELECT json_agg(json_build_object('function', f.function, 'file', f.file,"
+    f" 'line', f.line) ORDER BY f.depth) FROM {_STACK_OF}) AS python_stack"
+)
 
 
-async def query_events(conn: AsyncConnection[Any], where: str, params: list[Any],
-                       order: OrderBy, after: tuple[Any, ...] | None,
-                       limit: int) -> list[dict[str, Any]]:
+async def query_events(
+    conn: AsyncConnection[Any],
+    where: str,
+    params: list[Any],
+    order: OrderBy,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     """Up to limit rows matching where, in order, strictly after the row keyed by after."""
     where_sql, args, order_sql = page_clauses(where, params, order, after)
-    sql = (f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {where_sql} "
-           f"ORDER BY {order_sql} LIMIT %s")
+    sql = (
+        f"SELECT {_COLUMNS}, {_PYTHON_STACK} FROM events WHERE {where_sql} "
+        f"ORDER BY {order_sql} LIMIT %s"
+    )
     cur = await conn.execute(sql.encode(), [*args, limit])
-    return [dict(zip([*_NAMES, "python_stack"], row, strict=True))
-            for row in await cur.fetchall()]
+    return [dict(zip([*_NAMES, "python_stack"], row, strict=True)) for row in await cur.fetchall()]
 
 
-def count_by_monitor(conn: psycopg.Connection[Any], where: str,
-                     params: list[Any]) -> list[tuple[uuid.UUID, str | None, int]]:
+def count_by_monitor(
+    conn: psycopg.Connection[Any], where: str, params: list[Any]
+) -> list[tuple[uuid.UUID, str | None, int]]:
     """(monitor id, its monitor type or None when unknown, events) of the rows matching where.
 
     One pass over the matches: the count a trace job reports progress against, and the
@@ -129,7 +158,9 @@ def count_by_monitor(conn: psycopg.Connection[Any], where: str,
     cur = conn.execute(
         f"SELECT e.monitor_id, m.monitor_type, e.n FROM (SELECT monitor_id, count(*) AS n "
         f"FROM events WHERE ({where}) GROUP BY monitor_id) e "
-        f"LEFT JOIN monitors m ON m.id = e.monitor_id ORDER BY e.monitor_id".encode(), params)
+        f"LEFT JOIN monitors m ON m.id = e.monitor_id ORDER BY e.monitor_id".encode(),
+        params,
+    )
     return [(mid, mtype, n) for mid, mtype, n in cur.fetchall()]
 
 
@@ -174,7 +205,7 @@ def copy_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
                 head = bytes(data[:19])
                 if head[:11] != _COPY_SIGNATURE:
                     raise psycopg.DataError("COPY: not its binary format")
-                data = data[19 + int.from_bytes(head[15:19], "big"):]
+                data = data[19 + int.from_bytes(head[15:19], "big") :]
                 started = True
                 if not data:
                     continue
@@ -188,9 +219,13 @@ def copy_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
             yield b"".join(parts), len(parts)
 
 
-def stream_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
-                  columns: Sequence[str],
-                  chunk_rows: int) -> Generator[list[tuple[Any, ...]], None, None]:
+def stream_events(
+    conn: psycopg.Connection[Any],
+    where: str,
+    params: list[Any],
+    columns: Sequence[str],
+    chunk_rows: int,
+) -> Generator[list[tuple[Any, ...]], None, None]:
     """Every row matching where, ``ORDER BY ts, id``, as lists of up to chunk_rows tuples.
 
     A server-side cursor in a read-only transaction of conn's (conn must be outside one):

@@ -57,8 +57,9 @@ def _uuid(text: str) -> uuid.UUID:
         return uuid.UUID(int=0)  # matches nothing
 
 
-async def pg_totals(conn: AsyncConnection[Any], q: SummaryQuery
-                    ) -> tuple[dict[int, IntervalTotals], Memory]:
+async def pg_totals(
+    conn: AsyncConnection[Any], q: SummaryQuery
+) -> tuple[dict[int, IntervalTotals], Memory]:
     kinds = _kinds()
     step = q.interval_ns
     out: dict[int, IntervalTotals] = defaultdict(IntervalTotals)
@@ -75,7 +76,8 @@ async def pg_totals(conn: AsyncConnection[Any], q: SummaryQuery
         f" coalesce(sum((event_data->>'bytes')::numeric) FILTER (WHERE {ok}"
         f"  AND event_type = ANY(%s) AND (event_data->>'ptr')::numeric <> 0), 0)"
         f" FROM events WHERE {cond} GROUP BY iv".encode(),
-        [step, kinds["copy"], kinds["alloc"], *base])
+        [step, kinds["copy"], kinds["alloc"], *base],
+    )
     for iv, calls, errors, dsum, dmax, copied, allocated in await cur.fetchall():
         t = out[iv * step]
         t.calls, t.errors, t.dsum, t.dmax = calls, errors, int(dsum), dmax
@@ -83,7 +85,8 @@ async def pg_totals(conn: AsyncConnection[Any], q: SummaryQuery
     cur = await conn.execute(
         f"SELECT ts / %s AS iv, {BUCKET_SQL} AS b, count(*) FROM events,"
         f" LATERAL {EXPONENT_SQL} AS x(e) WHERE {cond} GROUP BY iv, b".encode(),
-        [step, *base])
+        [step, *base],
+    )
     for iv, b, n in await cur.fetchall():
         out[iv * step].hist[b] = n
     memory = await _pg_memory(conn, q, kinds)
@@ -91,18 +94,25 @@ async def pg_totals(conn: AsyncConnection[Any], q: SummaryQuery
     return dict(out), memory
 
 
-async def _pg_memory(conn: AsyncConnection[Any], q: SummaryQuery,
-                     kinds: dict[str, list[str]]) -> Memory:
+async def _pg_memory(
+    conn: AsyncConnection[Any], q: SummaryQuery, kinds: dict[str, list[str]]
+) -> Memory:
     """Every allocation and free before the end, replayed through the aggregator's ledger."""
     where, params = _where(q, calls=False)
-    cond = " AND ".join(["ts < %s", "(event_type = ANY(%s) AND ret = 0 AND flags & 1 = 0"
-                         " OR event_type = ANY(%s))", *where])
+    cond = " AND ".join(
+        [
+            "ts < %s",
+            "(event_type = ANY(%s) AND ret = 0 AND flags & 1 = 0 OR event_type = ANY(%s))",
+            *where,
+        ]
+    )
     cur = await conn.execute(
         f"SELECT ts, machine_id, monitor_id, pid, event_type = ANY(%s),"
         f" (event_data->>'ptr')::numeric, coalesce((event_data->>'bytes')::numeric, 0),"
         f" coalesce((event_data->>'device')::bigint + 1, 0)"
         f" FROM events WHERE {cond} ORDER BY ts, id".encode(),
-        [kinds["alloc"], q.end_ns, kinds["alloc"], kinds["free"], *params])
+        [kinds["alloc"], q.end_ns, kinds["alloc"], kinds["free"], *params],
+    )
     ledger = MemoryLedger()
     memory: Memory = defaultdict(list)
     step = q.interval_ns
@@ -118,25 +128,29 @@ async def _pg_memory(conn: AsyncConnection[Any], q: SummaryQuery,
     return dict(memory)
 
 
-async def _pg_drops(conn: AsyncConnection[Any], q: SummaryQuery,
-                    out: dict[int, IntervalTotals]) -> None:
+async def _pg_drops(
+    conn: AsyncConnection[Any], q: SummaryQuery, out: dict[int, IntervalTotals]
+) -> None:
     """Drops of the batches whose last event lies in the range (as the aggregator places
     them), from the running totals in event_batches, in the order they were stored."""
     where, params = _where(q, calls=False, pid=False)
     cond = " AND ".join(["ts >= %s", "ts < %s", *where])
     cur = await conn.execute(
         f"SELECT id >> 24, max(ts) FROM events WHERE {cond} GROUP BY 1".encode(),
-        [q.start_ns, q.end_ns + _HOUR, *params])  # a batch spans far less than an hour
+        [q.start_ns, q.end_ns + _HOUR, *params],
+    )  # a batch spans far less than an hour
     last_ts = {bid: ts for bid, ts in await cur.fetchall() if ts < q.end_ns}
     if not last_ts:
         return
     bwhere, bparams = _where(q, calls=False, pid=False)
-    cond = " AND ".join(["monitor_id IN (SELECT monitor_id FROM event_batches"
-                         " WHERE id = ANY(%s))", *bwhere])
+    cond = " AND ".join(
+        ["monitor_id IN (SELECT monitor_id FROM event_batches WHERE id = ANY(%s))", *bwhere]
+    )
     cur = await conn.execute(
         f"SELECT id, monitor_id, agent_pid, kernel_drops, inflight_drops, send_drops"
         f" FROM event_batches WHERE {cond} ORDER BY id".encode(),
-        [list(last_ts), *bparams])
+        [list(last_ts), *bparams],
+    )
     counter = DropCounter()
     step = q.interval_ns
     for bid, monitor, agent_pid, k, i, s in await cur.fetchall():
@@ -147,37 +161,47 @@ async def _pg_drops(conn: AsyncConnection[Any], q: SummaryQuery,
 
 def _influx_where(q: SummaryQuery, *, calls: bool, pid: bool = True) -> list[str]:
     clauses = []
-    for tag, value in (("machine", q.machine_id), ("monitor_id", q.monitor_id),
-                       ("pid", str(q.pid) if pid and q.pid is not None else None),
-                       ("function", q.function if calls else None)):
+    for tag, value in (
+        ("machine", q.machine_id),
+        ("monitor_id", q.monitor_id),
+        ("pid", str(q.pid) if pid and q.pid is not None else None),
+        ("function", q.function if calls else None),
+    ):
         if value is not None:
             clauses.append(f'"{tag}" = {quote_literal(value)}')
     return clauses
 
 
-async def influx_totals(session: aiohttp.ClientSession, config: InfluxConfig,
-                        q: SummaryQuery) -> tuple[dict[int, IntervalTotals], Memory]:
+async def influx_totals(
+    session: aiohttp.ClientSession, config: InfluxConfig, q: SummaryQuery
+) -> tuple[dict[int, IntervalTotals], Memory]:
     step = q.interval_ns
     span = [f"time >= {q.start_ns}", f"time < {q.end_ns}"]
     group = f"GROUP BY time({step}ns) fill(none)"
     out: dict[int, IntervalTotals] = defaultdict(IntervalTotals)
     cond = " AND ".join([*span, *_influx_where(q, calls=True)])
-    for series in await query(session, config, (
+    for series in await query(
+        session,
+        config,
+        (
             "SELECT sum(calls), sum(errors), sum(duration_sum_ns), max(duration_max_ns),"
-            f" sum(bytes_copied), sum(bytes_allocated) FROM xpu_calls WHERE {cond} {group}")):
+            f" sum(bytes_copied), sum(bytes_allocated) FROM xpu_calls WHERE {cond} {group}"
+        ),
+    ):
         for t, calls, errors, dsum, dmax, copied, allocated in series["values"]:
             x = out[t]
             x.calls, x.errors, x.dsum, x.dmax = calls, errors, dsum, dmax
             x.copied, x.allocated = copied, allocated
-    for series in await query(session, config,
-                              f"SELECT sum(/^b[0-9]+$/) FROM xpu_latency_hist WHERE {cond}"
-                              f" {group}"):
+    for series in await query(
+        session, config, f"SELECT sum(/^b[0-9]+$/) FROM xpu_latency_hist WHERE {cond} {group}"
+    ):
         buckets = [int(c.removeprefix("sum_b")) for c in series["columns"][1:]]
         for t, *counts in series["values"]:
             out[t].hist = {b: n for b, n in zip(buckets, counts, strict=True) if n}
     dcond = " AND ".join([*span, *_influx_where(q, calls=False, pid=False)])
-    for series in await query(session, config,
-                              f"SELECT sum(total) FROM xpu_drops WHERE {dcond} {group}"):
+    for series in await query(
+        session, config, f"SELECT sum(total) FROM xpu_drops WHERE {dcond} {group}"
+    ):
         for t, total in series["values"]:
             out[t].dropped = total
     mwhere = _influx_where(q, calls=False)
@@ -185,8 +209,10 @@ async def influx_totals(session: aiohttp.ClientSession, config: InfluxConfig,
     by = "GROUP BY machine, monitor_id, pid, device"
     before = " AND ".join([f"time < {q.start_ns}", *mwhere])
     during = " AND ".join([*span, *mwhere])
-    for stmt in (f"SELECT last(held_bytes) FROM xpu_memory WHERE {before} {by}",
-                 f"SELECT held_bytes FROM xpu_memory WHERE {during} {by}"):
+    for stmt in (
+        f"SELECT last(held_bytes) FROM xpu_memory WHERE {before} {by}",
+        f"SELECT held_bytes FROM xpu_memory WHERE {during} {by}",
+    ):
         for series in await query(session, config, stmt):
             tags = series["tags"]
             key = (tags["machine"], tags["monitor_id"], tags["pid"], tags.get("device", ""))
@@ -194,8 +220,9 @@ async def influx_totals(session: aiohttp.ClientSession, config: InfluxConfig,
     return dict(out), {k: sorted(v) for k, v in memory.items()}
 
 
-async def last_drop_totals(conn: AsyncConnection[Any], max_age_s: float = 86_400.0
-                           ) -> dict[tuple[str, int], tuple[int, int, int]]:
+async def last_drop_totals(
+    conn: AsyncConnection[Any], max_age_s: float = 86_400.0
+) -> dict[tuple[str, int], tuple[int, int, int]]:
     """The running drop totals of the newest stored batch of each agent run still going (its
     last batch is not final, and came within max_age_s): where a restarted backend's
     aggregator takes up counting, so drops counted before the restart are not counted
@@ -205,5 +232,7 @@ async def last_drop_totals(conn: AsyncConnection[Any], max_age_s: float = 86_400
         " SELECT DISTINCT ON (monitor_id, agent_pid) monitor_id, agent_pid, kernel_drops,"
         " inflight_drops, send_drops, final, received_at FROM event_batches"
         " ORDER BY monitor_id, agent_pid, seq DESC) newest"
-        " WHERE NOT final AND received_at > now() - make_interval(secs => %s)", [max_age_s])
+        " WHERE NOT final AND received_at > now() - make_interval(secs => %s)",
+        [max_age_s],
+    )
     return {(str(mid), pid): (k, i, s) for mid, pid, k, i, s in await cur.fetchall()}

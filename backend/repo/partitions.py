@@ -11,8 +11,17 @@ from typing import Any
 
 from psycopg import AsyncConnection, sql
 
-__all__ = ["DAY_NS", "PARTITION_LOCK", "create", "database_size", "days", "delete_types", "drop",
-           "lock_for_ddl", "partition_name"]
+__all__ = [
+    "DAY_NS",
+    "PARTITION_LOCK",
+    "create",
+    "database_size",
+    "days",
+    "delete_types",
+    "drop",
+    "lock_for_ddl",
+    "partition_name",
+]
 
 Conn = AsyncConnection[Any]
 DAY_NS = 86_400 * 10**9  # a partition holds the events of ts in [day * DAY_NS, (day + 1) * DAY_NS)
@@ -52,7 +61,8 @@ async def days(conn: Conn) -> list[int]:
     """The UTC day numbers of the events partitions there are, oldest first."""
     cur = await conn.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'events'::regclass")
+        "WHERE i.inhparent = 'events'::regclass"
+    )
     out = []
     for (name,) in await cur.fetchall():
         m = _NAME.match(name)
@@ -65,23 +75,28 @@ async def days(conn: Conn) -> list[int]:
 async def lock_for_ddl(conn: Conn, lock_timeout_ms: int) -> None:
     """In a transaction: waits at most lock_timeout_ms for each lock it takes from here on
     (LockNotAvailable then), and serialises with the writer's partition DDL."""
-    await conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-        sql.Literal(f"{int(lock_timeout_ms)}ms")))
+    await conn.execute(
+        sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{int(lock_timeout_ms)}ms"))
+    )
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
 
 
 async def drop(conn: Conn, day: int) -> None:
     """Drops the day's partition with every event in it."""
-    await conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(
-        sql.Identifier(partition_name(day))))
+    await conn.execute(
+        sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(partition_name(day)))
+    )
 
 
 async def delete_types(conn: Conn, day: int, types: Collection[str]) -> int:
     """Deletes the events of monitors of types from the day's partition; how many."""
     cur = await conn.execute(
-        sql.SQL("DELETE FROM {} e USING monitors m WHERE m.id = e.monitor_id "
-                "AND m.monitor_type = ANY(%s)").format(sql.Identifier(partition_name(day))),
-        (list(types),))
+        sql.SQL(
+            "DELETE FROM {} e USING monitors m WHERE m.id = e.monitor_id "
+            "AND m.monitor_type = ANY(%s)"
+        ).format(sql.Identifier(partition_name(day))),
+        (list(types),),
+    )
     return cur.rowcount
 
 

@@ -24,7 +24,9 @@ async def insert(conn: AsyncConnection[Any], rows: Sequence[FrameRow]) -> None:
         async with conn.cursor() as cur:
             await cur.executemany(
                 "INSERT INTO py_frames (monitor_id, stack_id, depth, pid, function, file, line,"
-                " flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
+                " flags) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                rows,
+            )
 
 
 def stack_frames(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int, list[Frame]]:

@@ -22,14 +22,27 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-__all__ = ["JobLimit", "claim_next", "complete", "create_job", "fail", "fail_exhausted",
-           "get_job", "get_job_by_trace", "give_back", "requeue_all", "set_progress",
-           "set_total"]
+__all__ = [
+    "JobLimit",
+    "claim_next",
+    "complete",
+    "create_job",
+    "fail",
+    "fail_exhausted",
+    "get_job",
+    "get_job_by_trace",
+    "give_back",
+    "requeue_all",
+    "set_progress",
+    "set_total",
+]
 
 Conn = AsyncConnection[Any]
-_COLS = ("id, user_id, trace_id, trace_name, filter, format, gzip, status, progress, "
-         "events_total, events_done, error_message, file_size, stats, attempts, create_time, "
-         "start_time, end_time, running")
+_COLS = (
+    "id, user_id, trace_id, trace_name, filter, format, gzip, status, progress, "
+    "events_total, events_done, error_message, file_size, stats, attempts, create_time, "
+    "start_time, end_time, running"
+)
 _QUOTA_LOCK = 0x78707574  # "xput": pg_advisory_xact_lock(_QUOTA_LOCK, hashtext(user))
 
 
@@ -47,16 +60,27 @@ async def _one(conn: Conn, sql: str, params: tuple[Any, ...]) -> dict[str, Any] 
         return await cur.fetchone()
 
 
-async def create_job(conn: Conn, user_id: uuid.UUID, trace_name: str, filter_text: str,
-                     fmt: str, gzip: bool, *, max_jobs: int = 0) -> dict[str, Any]:
+async def create_job(
+    conn: Conn,
+    user_id: uuid.UUID,
+    trace_name: str,
+    filter_text: str,
+    fmt: str,
+    gzip: bool,
+    *,
+    max_jobs: int = 0,
+) -> dict[str, Any]:
     """A new queued job. With max_jobs (> 0), raises JobLimit instead when the user has that
     many PROCESSING already: counted and inserted under a lock per user."""
     async with conn.transaction():
         if max_jobs > 0:
-            await conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
-                               (_QUOTA_LOCK, str(user_id)))
-            cur = await conn.execute("SELECT count(*) FROM trace_jobs WHERE user_id = %s "
-                                     "AND status = 'PROCESSING'", (user_id,))
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_QUOTA_LOCK, str(user_id))
+            )
+            cur = await conn.execute(
+                "SELECT count(*) FROM trace_jobs WHERE user_id = %s AND status = 'PROCESSING'",
+                (user_id,),
+            )
             counted = await cur.fetchone()
             jobs = int(counted[0]) if counted else 0
             if jobs >= max_jobs:
@@ -72,15 +96,19 @@ async def create_job(conn: Conn, user_id: uuid.UUID, trace_name: str, filter_tex
 
 
 async def get_job(conn: Conn, job_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any] | None:
-    return await _one(conn, f"SELECT {_COLS} FROM trace_jobs WHERE id = %s AND user_id = %s",
-                      (job_id, user_id))
+    return await _one(
+        conn, f"SELECT {_COLS} FROM trace_jobs WHERE id = %s AND user_id = %s", (job_id, user_id)
+    )
 
 
-async def get_job_by_trace(conn: Conn, trace_id: uuid.UUID,
-                           user_id: uuid.UUID) -> dict[str, Any] | None:
-    return await _one(conn,
-                      f"SELECT {_COLS} FROM trace_jobs WHERE trace_id = %s AND user_id = %s",
-                      (trace_id, user_id))
+async def get_job_by_trace(
+    conn: Conn, trace_id: uuid.UUID, user_id: uuid.UUID
+) -> dict[str, Any] | None:
+    return await _one(
+        conn,
+        f"SELECT {_COLS} FROM trace_jobs WHERE trace_id = %s AND user_id = %s",
+        (trace_id, user_id),
+    )
 
 
 _QUALIFIED = ", ".join(f"trace_jobs.{c}" for c in _COLS.split(", "))
@@ -120,8 +148,9 @@ async def claim_next(conn: Conn) -> dict[str, Any] | None:
 async def requeue_all(conn: Conn) -> int:
     """Queues again every job marked running: at start, the runs of a backend that stopped
     without ending them (one backend runs trace jobs). How many."""
-    cur = await conn.execute("UPDATE trace_jobs SET running = false "
-                             "WHERE status = 'PROCESSING' AND running")
+    cur = await conn.execute(
+        "UPDATE trace_jobs SET running = false WHERE status = 'PROCESSING' AND running"
+    )
     return cur.rowcount
 
 
@@ -129,22 +158,33 @@ async def give_back(conn: Conn, job_id: uuid.UUID) -> None:
     """The run was stopped by a clean shutdown: queued again, and it does not count."""
     await conn.execute(
         "UPDATE trace_jobs SET attempts = greatest(attempts - 1, 0), running = false "
-        "WHERE id = %s AND status = 'PROCESSING'", (job_id,))
+        "WHERE id = %s AND status = 'PROCESSING'",
+        (job_id,),
+    )
 
 
-async def complete(conn: Conn, job_id: uuid.UUID, events: int, events_total: int,
-                   file_size: int, stats: dict[str, int]) -> None:
+async def complete(
+    conn: Conn,
+    job_id: uuid.UUID,
+    events: int,
+    events_total: int,
+    file_size: int,
+    stats: dict[str, int],
+) -> None:
     await conn.execute(
         "UPDATE trace_jobs SET status = 'COMPLETED', running = false, progress = 1, "
         "events_done = %s, events_total = %s, file_size = %s, stats = %s, end_time = now() "
         "WHERE id = %s AND status = 'PROCESSING'",
-        (events, events_total, file_size, json.dumps(stats), job_id))
+        (events, events_total, file_size, json.dumps(stats), job_id),
+    )
 
 
 async def fail(conn: Conn, job_id: uuid.UUID, message: str) -> None:
     await conn.execute(
         "UPDATE trace_jobs SET status = 'FAILED', running = false, error_message = %s, "
-        "end_time = now() WHERE id = %s AND status = 'PROCESSING'", (message[:2000], job_id))
+        "end_time = now() WHERE id = %s AND status = 'PROCESSING'",
+        (message[:2000], job_id),
+    )
 
 
 async def fail_exhausted(conn: Conn, max_attempts: int, message: str) -> list[uuid.UUID]:
@@ -152,16 +192,23 @@ async def fail_exhausted(conn: Conn, max_attempts: int, message: str) -> list[uu
     cur = await conn.execute(
         "UPDATE trace_jobs SET status = 'FAILED', running = false, error_message = %s, "
         "end_time = now() WHERE status = 'PROCESSING' AND attempts >= %s RETURNING id",
-        (message, max_attempts))
+        (message, max_attempts),
+    )
     return [r[0] for r in await cur.fetchall()]
 
 
 def set_total(conn: psycopg.Connection[Any], job_id: uuid.UUID, total: int) -> None:
-    conn.execute("UPDATE trace_jobs SET events_total = %s WHERE id = %s AND status = "
-                 "'PROCESSING'", (total, job_id))
+    conn.execute(
+        "UPDATE trace_jobs SET events_total = %s WHERE id = %s AND status = 'PROCESSING'",
+        (total, job_id),
+    )
 
 
-def set_progress(conn: psycopg.Connection[Any], job_id: uuid.UUID, done: int,
-                 progress: float) -> None:
-    conn.execute("UPDATE trace_jobs SET events_done = %s, progress = %s WHERE id = %s AND "
-                 "status = 'PROCESSING'", (done, min(max(progress, 0.0), 1.0), job_id))
+def set_progress(
+    conn: psycopg.Connection[Any], job_id: uuid.UUID, done: int, progress: float
+) -> None:
+    conn.execute(
+        "UPDATE trace_jobs SET events_done = %s, progress = %s WHERE id = %s AND "
+        "status = 'PROCESSING'",
+        (done, min(max(progress, 0.0), 1.0), job_id),
+    )

@@ -15,9 +15,23 @@ from backend.errors import AlreadyExists, Conflict, PermissionDenied
 from backend.filters import FieldSpec
 from backend.roles import Role
 
-__all__ = ["FIELDS", "User", "any_user", "create_invite", "create_user", "find_user_by_email",
-           "get_user", "grant_accounts", "list_users", "live_refresh_token", "revoke_session",
-           "rotate_refresh_token", "session_caller", "set_role", "start_session"]
+__all__ = [
+    "FIELDS",
+    "User",
+    "any_user",
+    "create_invite",
+    "create_user",
+    "find_user_by_email",
+    "get_user",
+    "grant_accounts",
+    "list_users",
+    "live_refresh_token",
+    "revoke_session",
+    "rotate_refresh_token",
+    "session_caller",
+    "set_role",
+    "start_session",
+]
 
 Conn = AsyncConnection[Any]
 _COLS = "id, email, display_name, password_hash, role, created_at, unix_accounts"
@@ -56,9 +70,11 @@ async def _taken(conn: Conn, email: str, *, name_it: bool) -> None:
     for (other,) in await cur.fetchall():
         if emails.skeleton(other) == target:
             which = f" '{other}'" if name_it else ""
-            raise AlreadyExists(f"email: '{email}' looks like the address of an existing "
-                                f"account{which} (letters from another script or look-alike "
-                                "characters); use another address")
+            raise AlreadyExists(
+                f"email: '{email}' looks like the address of an existing "
+                f"account{which} (letters from another script or look-alike "
+                "characters); use another address"
+            )
 
 
 async def any_user(conn: Conn) -> bool:
@@ -67,8 +83,15 @@ async def any_user(conn: Conn) -> bool:
     return bool(row and row[0])
 
 
-async def create_user(conn: Conn, email: str, display_name: str, password_hash: str, *,
-                      invite_hash: bytes | None = None, open_registration: bool = False) -> User:
+async def create_user(
+    conn: Conn,
+    email: str,
+    display_name: str,
+    password_hash: str,
+    *,
+    invite_hash: bytes | None = None,
+    open_registration: bool = False,
+) -> User:
     """Registers an account. The first one is the admin; after it, an unused, unexpired invite
     for this e-mail gives its role, or open_registration makes a viewer; otherwise
     PermissionDenied. AlreadyExists when the e-mail, or one that looks like it, is taken."""
@@ -83,11 +106,14 @@ async def create_user(conn: Conn, email: str, display_name: str, password_hash: 
             cur = await conn.execute(
                 "UPDATE invites SET used_at = now() WHERE token_hash = %s AND email = %s "
                 "AND used_at IS NULL AND expires_at > now() RETURNING role",
-                (invite_hash, email))
+                (invite_hash, email),
+            )
             row = await cur.fetchone()
             if row is None:
-                raise PermissionDenied("invite_token is not a valid, unused invite for this "
-                                       "email (it may have expired)")
+                raise PermissionDenied(
+                    "invite_token is not a valid, unused invite for this "
+                    "email (it may have expired)"
+                )
             role = row[0]
         elif open_registration:
             role = "viewer"
@@ -104,8 +130,9 @@ async def create_user(conn: Conn, email: str, display_name: str, password_hash: 
     return user
 
 
-async def create_invite(conn: Conn, token_hash: bytes, email: str, role: Role,
-                        created_by: uuid.UUID, ttl_s: int) -> datetime:
+async def create_invite(
+    conn: Conn, token_hash: bytes, email: str, role: Role, created_by: uuid.UUID, ttl_s: int
+) -> datetime:
     """Stores an invite; its expiry. AlreadyExists when the e-mail, or one that looks like
     it, is already registered."""
     email = emails.normalise(email)
@@ -113,14 +140,17 @@ async def create_invite(conn: Conn, token_hash: bytes, email: str, role: Role,
     expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
     await conn.execute(
         "INSERT INTO invites (token_hash, email, role, created_by, expires_at) "
-        "VALUES (%s, %s, %s, %s, %s)", (token_hash, email, role, created_by, expires))
+        "VALUES (%s, %s, %s, %s, %s)",
+        (token_hash, email, role, created_by, expires),
+    )
     return expires
 
 
 async def find_user_by_email(conn: Conn, email: str) -> User | None:
     async with conn.cursor(row_factory=class_row(User)) as cur:
-        await cur.execute(f"SELECT {_COLS} FROM users WHERE email = %s".encode(),
-                          (emails.normalise(email),))
+        await cur.execute(
+            f"SELECT {_COLS} FROM users WHERE email = %s".encode(), (emails.normalise(email),)
+        )
         return await cur.fetchone()
 
 
@@ -130,8 +160,9 @@ async def get_user(conn: Conn, user_id: uuid.UUID) -> User | None:
         return await cur.fetchone()
 
 
-async def list_users(conn: Conn, where: str, params: list[Any], limit: int,
-                     after: tuple[Any, ...] | None) -> list[User]:
+async def list_users(
+    conn: Conn, where: str, params: list[Any], limit: int, after: tuple[Any, ...] | None
+) -> list[User]:
     """Users matching a compiled filter, oldest first, after a (created_at, id) key."""
     clauses, args = [f"({where})"], list(params)
     if after is not None:
@@ -140,7 +171,9 @@ async def list_users(conn: Conn, where: str, params: list[Any], limit: int,
     async with conn.cursor(row_factory=class_row(User)) as cur:
         await cur.execute(
             f"SELECT {_COLS} FROM users WHERE {' AND '.join(clauses)} "
-            "ORDER BY created_at, id LIMIT %s".encode(), [*args, limit])
+            "ORDER BY created_at, id LIMIT %s".encode(),
+            [*args, limit],
+        )
         return await cur.fetchall()
 
 
@@ -157,24 +190,28 @@ async def set_role(conn: Conn, user_id: uuid.UUID, role: Role) -> User | None:
             cur = await conn.execute("SELECT count(*) FROM users WHERE role = 'admin'")
             row = await cur.fetchone()
             if row is None or row[0] <= 1:
-                raise Conflict(f"user '{user.email}' is the last admin; make another admin "
-                               "first")
+                raise Conflict(f"user '{user.email}' is the last admin; make another admin first")
         async with conn.cursor(row_factory=class_row(User)) as cur:
-            await cur.execute(f"UPDATE users SET role = %s WHERE id = %s RETURNING {_COLS}"
-                              .encode(), (role, user_id))
+            await cur.execute(
+                f"UPDATE users SET role = %s WHERE id = %s RETURNING {_COLS}".encode(),
+                (role, user_id),
+            )
             return await cur.fetchone()
 
 
 async def grant_accounts(conn: Conn, user_id: uuid.UUID, accounts: list[str]) -> User | None:
     """Sets the Unix accounts whose processes the user may trace; None: no such user."""
     async with conn.cursor(row_factory=class_row(User)) as cur:
-        await cur.execute(f"UPDATE users SET unix_accounts = %s WHERE id = %s RETURNING {_COLS}"
-                          .encode(), (sorted(set(accounts)), user_id))
+        await cur.execute(
+            f"UPDATE users SET unix_accounts = %s WHERE id = %s RETURNING {_COLS}".encode(),
+            (sorted(set(accounts)), user_id),
+        )
         return await cur.fetchone()
 
 
-async def _store_refresh_token(conn: Conn, token_hash: bytes, user_id: uuid.UUID,
-                               session_id: uuid.UUID, ttl_s: int) -> None:
+async def _store_refresh_token(
+    conn: Conn, token_hash: bytes, user_id: uuid.UUID, session_id: uuid.UUID, ttl_s: int
+) -> None:
     await conn.execute(
         "INSERT INTO refresh_tokens (token_hash, user_id, session_id, expires_at) "
         "VALUES (%s, %s, %s, %s)",
@@ -182,19 +219,20 @@ async def _store_refresh_token(conn: Conn, token_hash: bytes, user_id: uuid.UUID
     )
 
 
-async def start_session(conn: Conn, user_id: uuid.UUID, refresh_hash: bytes,
-                        ttl_s: int) -> uuid.UUID:
+async def start_session(
+    conn: Conn, user_id: uuid.UUID, refresh_hash: bytes, ttl_s: int
+) -> uuid.UUID:
     """A new login session holding its first refresh token; its id."""
     session_id = uuid.uuid4()
     async with conn.transaction():
-        await conn.execute("INSERT INTO sessions (id, user_id) VALUES (%s, %s)",
-                           (session_id, user_id))
+        await conn.execute(
+            "INSERT INTO sessions (id, user_id) VALUES (%s, %s)", (session_id, user_id)
+        )
         await _store_refresh_token(conn, refresh_hash, user_id, session_id, ttl_s)
     return session_id
 
 
-async def live_refresh_token(conn: Conn,
-                             token_hash: bytes) -> tuple[uuid.UUID, uuid.UUID] | None:
+async def live_refresh_token(conn: Conn, token_hash: bytes) -> tuple[uuid.UUID, uuid.UUID] | None:
     """(user id, session id) of a refresh token that is unexpired, unrevoked and of a live
     session; None otherwise. The token stays as it is (no rotation)."""
     cur = await conn.execute(
@@ -207,8 +245,9 @@ async def live_refresh_token(conn: Conn,
     return (row[0], row[1]) if row else None
 
 
-async def rotate_refresh_token(conn: Conn, old_hash: bytes, new_hash: bytes,
-                               ttl_s: int) -> tuple[uuid.UUID, uuid.UUID] | None:
+async def rotate_refresh_token(
+    conn: Conn, old_hash: bytes, new_hash: bytes, ttl_s: int
+) -> tuple[uuid.UUID, uuid.UUID] | None:
     """Swaps a live refresh token for a new one: (user id, session id), or None.
 
     A token that was already swapped is being replayed: its session is revoked.
@@ -231,8 +270,7 @@ async def rotate_refresh_token(conn: Conn, old_hash: bytes, new_hash: bytes,
             return None
         await _store_refresh_token(conn, new_hash, user_id, session_id, ttl_s)
         await conn.execute(
-            "UPDATE refresh_tokens SET rotated_to = %s, revoked_at = now() "
-            "WHERE token_hash = %s",
+            "UPDATE refresh_tokens SET rotated_to = %s, revoked_at = now() WHERE token_hash = %s",
             (new_hash, old_hash),
         )
         return user_id, session_id
@@ -244,22 +282,23 @@ async def _revoke(conn: Conn, session_id: uuid.UUID) -> None:
         (session_id,),
     )
     await conn.execute(
-        "UPDATE refresh_tokens SET revoked_at = now() "
-        "WHERE session_id = %s AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE session_id = %s AND revoked_at IS NULL",
         (session_id,),
     )
 
 
 async def revoke_session(conn: Conn, session_id: uuid.UUID, user_id: uuid.UUID) -> None:
     async with conn.transaction():
-        cur = await conn.execute("SELECT 1 FROM sessions WHERE id = %s AND user_id = %s",
-                                 (session_id, user_id))
+        cur = await conn.execute(
+            "SELECT 1 FROM sessions WHERE id = %s AND user_id = %s", (session_id, user_id)
+        )
         if await cur.fetchone():
             await _revoke(conn, session_id)
 
 
-async def session_caller(conn: Conn, session_id: uuid.UUID,
-                         user_id: uuid.UUID) -> tuple[str, Role] | None:
+async def session_caller(
+    conn: Conn, session_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[str, Role] | None:
     """(email, role) of the user of a live session; None when it was revoked."""
     cur = await conn.execute(
         "SELECT u.email, u.role FROM sessions s JOIN users u ON u.id = s.user_id "

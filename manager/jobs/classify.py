@@ -20,8 +20,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["FRAMEWORKS", "MAPS_HINT", "RUNTIMES", "Classification", "Facts", "Framework",
-           "classify", "is_interpreter", "job_type", "script_argument", "script_imports"]
+__all__ = [
+    "FRAMEWORKS",
+    "MAPS_HINT",
+    "RUNTIMES",
+    "Classification",
+    "Facts",
+    "Framework",
+    "classify",
+    "is_interpreter",
+    "job_type",
+    "script_argument",
+    "script_imports",
+]
 
 
 @dataclass(frozen=True)
@@ -61,12 +72,26 @@ RUNTIMES = {
 #: Matches maps that name something classify() looks for: one search over the raw maps
 #: spares parsing those of the many processes that are no job.
 MAPS_HINT = re.compile(
-    rb"/(?:" + rb"|".join(re.escape(p.encode()) for p in RUNTIMES) + rb"|libllama\.so|libggml"
-    + rb"|(?:site|dist)-packages/(?:" + rb"|".join(p.encode() for p in _BY_PACKAGE) + rb")/)")
-_CONSOLE_SCRIPTS = {"torchrun": "torch", "vllm": "vllm", "deepspeed": "torch",
-                    "transformers-cli": "transformers", "transformers": "transformers"}
-_ENGINE_BINARIES = {"ollama": "ollama", "llama-server": "llama.cpp", "llama-cli": "llama.cpp",
-                    "llama-bench": "llama.cpp"}
+    rb"/(?:"
+    + rb"|".join(re.escape(p.encode()) for p in RUNTIMES)
+    + rb"|libllama\.so|libggml"
+    + rb"|(?:site|dist)-packages/(?:"
+    + rb"|".join(p.encode() for p in _BY_PACKAGE)
+    + rb")/)"
+)
+_CONSOLE_SCRIPTS = {
+    "torchrun": "torch",
+    "vllm": "vllm",
+    "deepspeed": "torch",
+    "transformers-cli": "transformers",
+    "transformers": "transformers",
+}
+_ENGINE_BINARIES = {
+    "ollama": "ollama",
+    "llama-server": "llama.cpp",
+    "llama-cli": "llama.cpp",
+    "llama-bench": "llama.cpp",
+}
 _SITE_PACKAGE = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][A-Za-z0-9_]*)/")
 _INTERPRETER = re.compile(r"python(\d+(\.\d+)?)?[dmu]*")
 _IMPORT = re.compile(rb"^[ \t]*(?:import|from)[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
@@ -163,7 +188,7 @@ def classify(facts: Facts) -> Classification:
             fw = _BY_PACKAGE[m.group(1)]
             if fw.name not in found:
                 found[fw.name] = path
-                c.package_dirs[fw.name] = path[:m.start(1)].rstrip("/")
+                c.package_dirs[fw.name] = path[: m.start(1)].rstrip("/")
         if base.startswith(("libllama.so", "libggml")) and "llama.cpp" not in found:
             found["llama.cpp"] = path
     for fw in FRAMEWORKS:  # keep the specificity order
@@ -218,9 +243,14 @@ def job_type(c: Classification, argv: Sequence[str]) -> tuple[str, str]:
     else:
         names.extend(os.path.basename(a) for a in argv[:1])
         rest = list(argv[1:])
-    words = [a for i, a in enumerate(rest) if not a.startswith("-")
-             and not (i and rest[i - 1].startswith("--") and "=" not in rest[i - 1])
-             and "=" not in a and "/" not in a]
+    words = [
+        a
+        for i, a in enumerate(rest)
+        if not a.startswith("-")
+        and not (i and rest[i - 1].startswith("--") and "=" not in rest[i - 1])
+        and "=" not in a
+        and "/" not in a
+    ]
     for source, items in (("name", names), ("subcommand", words)):
         for item in items:
             if _TRAINING.search(item):

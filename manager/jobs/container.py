@@ -18,11 +18,18 @@ from manager.jobs.rootfs import ConfinedRoot, Refused
 
 __all__ = ["container_of", "own_mount_namespace", "parse_cgroup"]
 
-_ID = re.compile(r"(?:^|[/-])(?:(docker|cri-containerd|crio|libpod|containerd)[-:/])?"
-                 r"([0-9a-f]{64})(?:\.scope)?(?:/|$)")
+_ID = re.compile(
+    r"(?:^|[/-])(?:(docker|cri-containerd|crio|libpod|containerd)[-:/])?"
+    r"([0-9a-f]{64})(?:\.scope)?(?:/|$)"
+)
 _POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
-_RUNTIMES = {"docker": "docker", "cri-containerd": "containerd", "containerd": "containerd",
-             "crio": "cri-o", "libpod": "podman"}
+_RUNTIMES = {
+    "docker": "docker",
+    "cri-containerd": "containerd",
+    "containerd": "containerd",
+    "crio": "cri-o",
+    "libpod": "podman",
+}
 
 
 def parse_cgroup(text: str) -> dict[str, str | None]:
@@ -41,8 +48,9 @@ def parse_cgroup(text: str) -> dict[str, str | None]:
     return out
 
 
-def container_of(proc: ProcessHandle, root: ConfinedRoot,
-                 own_mnt_ns: str | None) -> dict[str, Any] | None:
+def container_of(
+    proc: ProcessHandle, root: ConfinedRoot, own_mnt_ns: str | None
+) -> dict[str, Any] | None:
     """The container the process runs in, or None for the host's own processes."""
     try:
         cgroup = proc.read("cgroup", 64 << 10).decode(errors="replace")

@@ -33,13 +33,27 @@ from manager.jobs.rootfs import ConfinedRoot, Refused
 from manager.jobs.table import boot_ns_to_unix_ms
 from manager.jobs.versions import find_version, site_dirs
 
-__all__ = ["SCRIPT_LIMIT", "SHELLS", "Inspection", "describe", "inspect", "model_formats",
-           "open_root"]
+__all__ = [
+    "SCRIPT_LIMIT",
+    "SHELLS",
+    "Inspection",
+    "describe",
+    "inspect",
+    "model_formats",
+    "open_root",
+]
 
 SCRIPT_LIMIT = 256 << 10
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
-_MODEL_SUFFIXES = {".pt": "pt", ".pth": "pt", ".safetensors": "safetensors", ".gguf": "gguf",
-                   ".onnx": "onnx", ".om": "om", ".mindir": "mindir"}
+_MODEL_SUFFIXES = {
+    ".pt": "pt",
+    ".pth": "pt",
+    ".safetensors": "safetensors",
+    ".gguf": "gguf",
+    ".onnx": "onnx",
+    ".om": "om",
+    ".mindir": "mindir",
+}
 _SHELL_OPTS_WITH_VALUE = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 _SO = re.compile(r"\.so(\.\d+)*$")
 _SITE_PACKAGE = re.compile(r"/(?:site|dist)-packages/([A-Za-z_][A-Za-z0-9_]*)")
@@ -67,12 +81,13 @@ def _cwd(proc: ProcessHandle) -> str | None:
     cwd = proc.readlink("cwd")
     root = proc.readlink("root")
     if cwd and root and root != "/" and cwd.startswith(root.rstrip("/") + "/"):
-        cwd = cwd[len(root.rstrip("/")):]  # a chroot: paths as the process sees them
+        cwd = cwd[len(root.rstrip("/")) :]  # a chroot: paths as the process sees them
     return cwd
 
 
-def _script(root: ConfinedRoot, cwd: str | None, argv: Sequence[str]) -> tuple[str | None,
-                                                                                bytes | None]:
+def _script(
+    root: ConfinedRoot, cwd: str | None, argv: Sequence[str]
+) -> tuple[str | None, bytes | None]:
     kind, value, _ = script_argument(argv)
     if kind == "script" and value:
         try:
@@ -84,8 +99,13 @@ def _script(root: ConfinedRoot, cwd: str | None, argv: Sequence[str]) -> tuple[s
     return None, None
 
 
-def inspect(proc: ProcessHandle, root: ConfinedRoot | None, own_mnt_ns: str | None = None,
-            previous: Inspection | None = None, quick: bool = False) -> Inspection:
+def inspect(
+    proc: ProcessHandle,
+    root: ConfinedRoot | None,
+    own_mnt_ns: str | None = None,
+    previous: Inspection | None = None,
+    quick: bool = False,
+) -> Inspection:
     """Read what classification needs and classify.
 
     root: the process's root, or None to open it only if needed (to read an interpreter's
@@ -119,8 +139,13 @@ def model_formats(paths: Sequence[str]) -> list[str]:
     return list(out)
 
 
-def _shell_script(proc: ProcessHandle, ppid: int, parent_start: int | None,
-                  proc_root: Path, own_mnt_ns: str | None) -> dict[str, Any] | None:
+def _shell_script(
+    proc: ProcessHandle,
+    ppid: int,
+    parent_start: int | None,
+    proc_root: Path,
+    own_mnt_ns: str | None,
+) -> dict[str, Any] | None:
     """The script a shell parent runs (``sh run.sh``, or ``./run.sh`` with a #! line)."""
     try:
         parent = ProcessHandle(ppid, parent_start, proc_root)
@@ -145,15 +170,27 @@ def _shell_script(proc: ProcessHandle, ppid: int, parent_start: int | None,
                     got = root.read(root.join(_cwd(parent), path), SCRIPT_LIMIT)
                 except Refused as e:
                     return {"shScriptPath": path, "shScriptContent": None, "error": str(e)}
-            return {"shScriptPath": path, "shScriptContent": got.content.decode(errors="replace"),
-                    "shScriptTruncated": got.truncated, "shellPid": ppid}
+            return {
+                "shScriptPath": path,
+                "shScriptContent": got.content.decode(errors="replace"),
+                "shScriptTruncated": got.truncated,
+                "shellPid": ppid,
+            }
         except ProcessGone:
             return None
 
 
-def describe(proc: ProcessHandle, *, job_id: str, machine: str, status: dict[str, Any],
-             parent_start: int | None = None, proc_root: Path = Path("/proc"),
-             clk_tck: int | None = None, own_mnt_ns: str | None = None) -> dict[str, Any]:
+def describe(
+    proc: ProcessHandle,
+    *,
+    job_id: str,
+    machine: str,
+    status: dict[str, Any],
+    parent_start: int | None = None,
+    proc_root: Path = Path("/proc"),
+    clk_tck: int | None = None,
+    own_mnt_ns: str | None = None,
+) -> dict[str, Any]:
     """The job's description (seed 000 §3.2) with its ``parameters`` (§3.3) and ``code`` (§3.4).
 
     status: ``status`` (running, exited, killed, lost), ``exitCode``, ``signal``, ``endTime``,
@@ -168,8 +205,9 @@ def describe(proc: ProcessHandle, *, job_id: str, machine: str, status: dict[str
         kind, value, first = script_argument(seen.argv) if c.interpreter else ("exe", seen.exe, 1)
         own_args = seen.argv[first:]
         configs = [params.read_config(root, seen.cwd, p) for p in params.config_paths(own_args)]
-        sites = site_dirs(root, seen.cwd, seen.argv, seen.exe, env.get("PYTHONPATH"),
-                          c.package_dirs.values())
+        sites = site_dirs(
+            root, seen.cwd, seen.argv, seen.exe, env.get("PYTHONPATH"), c.package_dirs.values()
+        )
         version = source = None
         if c.framework:
             version, source = find_version(root, c.framework, sites)
@@ -181,10 +219,14 @@ def describe(proc: ProcessHandle, *, job_id: str, machine: str, status: dict[str
         user: str | None = pwd.getpwuid(proc.creds().uid).pw_name
     except (KeyError, ProcessGone):
         user = None
-    name = (os.path.basename(value) if value and kind in ("script", "exe") else
-            value if kind == "module" else proc.stat.comm)
-    loaded = list(dict.fromkeys(m.group(1) for p in seen.maps
-                                if (m := _SITE_PACKAGE.search(p))))
+    name = (
+        os.path.basename(value)
+        if value and kind in ("script", "exe")
+        else value
+        if kind == "module"
+        else proc.stat.comm
+    )
+    loaded = list(dict.fromkeys(m.group(1) for p in seen.maps if (m := _SITE_PACKAGE.search(p))))
     imports = script_imports(seen.script_text) if seen.script_text else []
     return {
         "jobId": job_id,
@@ -225,15 +267,19 @@ def describe(proc: ProcessHandle, *, job_id: str, machine: str, status: dict[str
         "code": {
             "scriptPath": value if kind in ("script", "module") else seen.exe,
             "scriptKind": kind,
-            "scriptContent": (seen.script_text.decode(errors="replace")
-                              if seen.script_text is not None else None),
+            "scriptContent": (
+                seen.script_text.decode(errors="replace") if seen.script_text is not None else None
+            ),
             "importedLibraries": list(dict.fromkeys(loaded + imports)),
             "loadedPackages": loaded,
             "scriptImports": imports,
-            "sharedLibraries": list(dict.fromkeys(os.path.basename(p) for p in seen.maps
-                                                  if _SO.search(p))),
+            "sharedLibraries": list(
+                dict.fromkeys(os.path.basename(p) for p in seen.maps if _SO.search(p))
+            ),
             "configFiles": [cfg["configFilePath"] for cfg in configs],
-            **(_shell_script(proc, proc.stat.ppid, parent_start, proc_root, own_mnt_ns)
-               or {"shScriptPath": None, "shScriptContent": None}),
+            **(
+                _shell_script(proc, proc.stat.ppid, parent_start, proc_root, own_mnt_ns)
+                or {"shScriptPath": None, "shScriptContent": None}
+            ),
         },
     }

@@ -11,14 +11,33 @@ import re
 
 from manager.jobs.procfs import ProcessGone, ProcessHandle
 
-__all__ = ["ALLOWED_NAMES", "ALLOWED_PREFIXES", "ENVIRON_LIMIT", "is_allowed", "is_secret",
-           "read_environ"]
+__all__ = [
+    "ALLOWED_NAMES",
+    "ALLOWED_PREFIXES",
+    "ENVIRON_LIMIT",
+    "is_allowed",
+    "is_secret",
+    "read_environ",
+]
 
-ALLOWED_NAMES = frozenset({
-    "CUDA_VISIBLE_DEVICES", "ASCEND_RT_VISIBLE_DEVICES", "ASCEND_VISIBLE_DEVICES",
-    "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
-    "MASTER_ADDR", "MASTER_PORT", "RAY_JOB_ID", "PYTHONPATH", "OMP_NUM_THREADS",
-})
+ALLOWED_NAMES = frozenset(
+    {
+        "CUDA_VISIBLE_DEVICES",
+        "ASCEND_RT_VISIBLE_DEVICES",
+        "ASCEND_VISIBLE_DEVICES",
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "GROUP_RANK",
+        "NODE_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "RAY_JOB_ID",
+        "PYTHONPATH",
+        "OMP_NUM_THREADS",
+    }
+)
 ALLOWED_PREFIXES = ("SLURM_", "TORCHELASTIC_", "HCCL_", "ASCEND_")
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL", re.IGNORECASE)
 #: The most of /proc/<pid>/environ read (the kernel's limit for the whole of argv + envp is
@@ -34,8 +53,9 @@ def is_allowed(name: str) -> bool:
     return not is_secret(name) and (name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES))
 
 
-def read_environ(proc: ProcessHandle, limit: int = ENVIRON_LIMIT) -> tuple[dict[str, str],
-                                                                           list[str]]:
+def read_environ(
+    proc: ProcessHandle, limit: int = ENVIRON_LIMIT
+) -> tuple[dict[str, str], list[str]]:
     """(allowed variables, names withheld as secret-looking among those the list would allow).
 
     The second list names variables such as ``HCCL_AUTH_TOKEN`` whose prefix is allowed but
@@ -58,7 +78,7 @@ def read_environ(proc: ProcessHandle, limit: int = ENVIRON_LIMIT) -> tuple[dict[
             if eq > pos:
                 name = bytes(buf[pos:eq]).decode(errors="replace")
                 if is_allowed(name) and end < used:
-                    allowed[name] = bytes(buf[eq + 1:end]).decode(errors="replace")
+                    allowed[name] = bytes(buf[eq + 1 : end]).decode(errors="replace")
                 elif is_secret(name) and name.startswith(ALLOWED_PREFIXES):
                     withheld.append(name)
             pos = end + 1

@@ -18,8 +18,7 @@ from typing import Any
 
 from manager.jobs.rootfs import ConfinedRoot, Refused
 
-__all__ = ["CONFIG_LIMIT", "CONFIG_SUFFIXES", "config_paths", "parse_args", "read_config",
-           "typed"]
+__all__ = ["CONFIG_LIMIT", "CONFIG_SUFFIXES", "config_paths", "parse_args", "read_config", "typed"]
 
 CONFIG_LIMIT = 64 << 10
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
@@ -50,8 +49,9 @@ def parse_args(args: Sequence[str]) -> dict[str, Any]:
             key, eq, value = arg.lstrip("-").partition("=")
             if eq:
                 out[key] = typed(value)
-            elif i + 1 < len(args) and not (args[i + 1].startswith("-")
-                                            and not _is_number(args[i + 1])):
+            elif i + 1 < len(args) and not (
+                args[i + 1].startswith("-") and not _is_number(args[i + 1])
+            ):
                 out[key] = typed(args[i + 1])
                 i += 1
             else:
@@ -95,8 +95,9 @@ def _parse(path: str, text: str) -> tuple[Any, str | None]:
         return None, f"{type(e).__name__}: {e}"
 
 
-def read_config(root: ConfinedRoot, cwd: str | None, path: str,
-                limit: int = CONFIG_LIMIT) -> dict[str, Any]:
+def read_config(
+    root: ConfinedRoot, cwd: str | None, path: str, limit: int = CONFIG_LIMIT
+) -> dict[str, Any]:
     """The config file entry: path, content (text), parsed data or the reason it is not."""
     entry: dict[str, Any] = {"configFilePath": path}
     try:

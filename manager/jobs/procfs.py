@@ -52,16 +52,24 @@ def parse_stat(data: bytes) -> Stat:
     pid_text, _, comm = head.partition(b" (")
     f = rest.split()
     # f[0] is field 3 (state): field n is f[n - 3].
-    return Stat(pid=int(pid_text), comm=comm.decode(errors="replace"), state=f[0].decode(),
-                ppid=int(f[1]), pgid=int(f[2]), utime=int(f[11]), stime=int(f[12]),
-                start_ticks=int(f[19]))
+    return Stat(
+        pid=int(pid_text),
+        comm=comm.decode(errors="replace"),
+        state=f[0].decode(),
+        ppid=int(f[1]),
+        pgid=int(f[2]),
+        utime=int(f[11]),
+        stime=int(f[12]),
+        start_ticks=int(f[19]),
+    )
 
 
 class ProcessHandle:
     """/proc/<pid> of one process, identified by (pid, start_ticks)."""
 
-    def __init__(self, pid: int, start_ticks: int | None = None,
-                 proc_root: Path = Path("/proc")) -> None:
+    def __init__(
+        self, pid: int, start_ticks: int | None = None, proc_root: Path = Path("/proc")
+    ) -> None:
         try:
             self.fd = os.open(proc_root / str(pid), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
@@ -136,8 +144,11 @@ class ProcessHandle:
 
     def cmdline(self) -> list[str]:
         data = self.read("cmdline", 1 << 20)
-        return [a.decode(errors="surrogateescape") for a in data.rstrip(b"\0").split(b"\0")
-                ] if data else []
+        return (
+            [a.decode(errors="surrogateescape") for a in data.rstrip(b"\0").split(b"\0")]
+            if data
+            else []
+        )
 
     def mapped_files(self, hint: re.Pattern[bytes] | None = None) -> list[str]:
         """Paths of the files the process maps, in first-mapped order, each once; [] when

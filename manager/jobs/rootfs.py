@@ -35,8 +35,7 @@ _RESOLVE_IN_ROOT = 0x10
 
 
 class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -56,8 +55,9 @@ class FileRead:
 
 def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     how = _OpenHow(flags=flags, mode=0, resolve=resolve)
-    fd = int(_libc.syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how),
-                           ctypes.sizeof(how)))
+    fd = int(
+        _libc.syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+    )
     if fd < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
@@ -108,8 +108,12 @@ class ConfinedRoot:
 
     def _open_path(self, path: str) -> tuple[int, os.stat_result]:
         try:
-            fd = _openat2(self.root_fd, path, os.O_PATH | os.O_CLOEXEC,
-                          _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
+            fd = _openat2(
+                self.root_fd,
+                path,
+                os.O_PATH | os.O_CLOEXEC,
+                _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS,
+            )
         except OSError as e:
             raise Refused(f"{path}: {e.strerror}") from e
         return fd, os.fstat(fd)
@@ -146,8 +150,9 @@ class ConfinedRoot:
             if not _may(st, self.creds, 4) or not self._ancestors_searchable(fd):
                 raise Refused(f"{path}: the process itself may not read it")
             try:
-                rfd = os.open(f"/proc/self/fd/{fd}",
-                              os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+                rfd = os.open(
+                    f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+                )
             except OSError as e:
                 raise Refused(f"{path}: {e.strerror}") from e
         finally:
@@ -166,8 +171,9 @@ class ConfinedRoot:
         finally:
             os.close(rfd)
         data = b"".join(chunks)
-        return FileRead(path=path, content=data[:limit], size=st.st_size,
-                        truncated=len(data) > limit)
+        return FileRead(
+            path=path, content=data[:limit], size=st.st_size, truncated=len(data) > limit
+        )
 
     def listdir(self, path: str) -> list[str]:
         """Names in the directory path, when the target may read it; [] otherwise."""
@@ -179,8 +185,7 @@ class ConfinedRoot:
             if not stat.S_ISDIR(st.st_mode) or not _may(st, self.creds, 5):
                 return []
             try:
-                dfd = os.open(f"/proc/self/fd/{fd}",
-                              os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                dfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
                 return []
         finally:

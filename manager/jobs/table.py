@@ -55,9 +55,13 @@ class ProcessRecord:
     def status_fields(self) -> dict[str, Any]:
         """status, exitCode, signal, coreDumped and endTime (Unix ms; null while running or
         when the end was not seen)."""
-        return {"status": self.status, "exitCode": self.exit_code, "signal": self.signal,
-                "coreDumped": self.core,
-                "endTime": boot_ns_to_unix_ms(self.end_ns) if self.end_ns else None}
+        return {
+            "status": self.status,
+            "exitCode": self.exit_code,
+            "signal": self.signal,
+            "coreDumped": self.core,
+            "endTime": boot_ns_to_unix_ms(self.end_ns) if self.end_ns else None,
+        }
 
 
 @dataclass
@@ -79,8 +83,9 @@ class ProcessTable:
     def jobs(self) -> list[ProcessRecord]:
         return [r for r in (*self.live.values(), *self.ended.values()) if r.job is not None]
 
-    def _start(self, key: ProcessKey, ppid: int, parent_start: int | None, comm: str,
-               source: str) -> tuple[ProcessRecord, ProcessRecord | None]:
+    def _start(
+        self, key: ProcessKey, ppid: int, parent_start: int | None, comm: str, source: str
+    ) -> tuple[ProcessRecord, ProcessRecord | None]:
         """The record of key, made if new; and the record it replaced under the same pid."""
         old = self.live.get(key.pid)
         if old is not None and old.key == key:
@@ -93,10 +98,22 @@ class ProcessTable:
             self._end(old, "lost", None, None, False, None)
         return rec, old
 
-    def _end(self, rec: ProcessRecord, status: str, code: int | None, sig: int | None,
-             core: bool, end_ns: int | None) -> None:
-        rec.status, rec.exit_code, rec.signal, rec.core, rec.end_ns = status, code, sig, core, \
-            end_ns
+    def _end(
+        self,
+        rec: ProcessRecord,
+        status: str,
+        code: int | None,
+        sig: int | None,
+        core: bool,
+        end_ns: int | None,
+    ) -> None:
+        rec.status, rec.exit_code, rec.signal, rec.core, rec.end_ns = (
+            status,
+            code,
+            sig,
+            core,
+            end_ns,
+        )
         if self.live.get(rec.key.pid) is rec:
             del self.live[rec.key.pid]
         if rec.job is not None:
@@ -108,16 +125,21 @@ class ProcessTable:
         """A procwatch fork, exec or exit line: (its record, a record it ended as lost)."""
         key = self.key(ev["pid"], ev["start_ticks"])
         kind = ev["event"]
-        rec, replaced = self._start(key, ev["ppid"], ev.get("parent_start_ticks"), ev["comm"],
-                                    kind)
+        rec, replaced = self._start(key, ev["ppid"], ev.get("parent_start_ticks"), ev["comm"], kind)
         if kind == "exec":
             rec.execs += 1
             rec.comm = ev["comm"]
             rec.checks = 0
         elif kind == "exit" and rec.status == "running":
             status = "killed" if ev.get("signal") else "exited"
-            self._end(rec, status, ev.get("exit_code"), ev.get("signal"),
-                      bool(ev.get("core")), ev.get("time_ns"))
+            self._end(
+                rec,
+                status,
+                ev.get("exit_code"),
+                ev.get("signal"),
+                bool(ev.get("core")),
+                ev.get("time_ns"),
+            )
         return rec, replaced
 
     def add_scanned(self, st: Stat) -> ProcessRecord | None:
@@ -129,8 +151,7 @@ class ProcessTable:
 
     def reconcile(self, running: set[tuple[int, int]]) -> list[ProcessRecord]:
         """After a scan (pid, start) set: live records no longer running, marked lost."""
-        gone = [r for r in self.live.values()
-                if (r.key.pid, r.key.start_ticks) not in running]
+        gone = [r for r in self.live.values() if (r.key.pid, r.key.start_ticks) not in running]
         for rec in gone:
             self._end(rec, "lost", None, None, False, None)
         return gone

@@ -20,16 +20,23 @@ __all__ = ["find_version", "site_dirs"]
 
 _META_LIMIT = 64 << 10
 _VERSION_LINE = re.compile(rb"^Version:[ \t]*(\S+)", re.MULTILINE)
-_VERSION_PY = re.compile(rb"""^(?:__version__|version)[ \t]*(?::[^=]*)?=[ \t]*['"]([^'"]+)""",
-                         re.MULTILINE)
+_VERSION_PY = re.compile(
+    rb"""^(?:__version__|version)[ \t]*(?::[^=]*)?=[ \t]*['"]([^'"]+)""", re.MULTILINE
+)
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def site_dirs(root: ConfinedRoot, cwd: str | None, argv: Sequence[str], exe: str,
-              pythonpath: str | None, mapped_sites: Iterable[str]) -> list[str]:
+def site_dirs(
+    root: ConfinedRoot,
+    cwd: str | None,
+    argv: Sequence[str],
+    exe: str,
+    pythonpath: str | None,
+    mapped_sites: Iterable[str],
+) -> list[str]:
     """Where to look, in order, each once."""
     out: dict[str, None] = dict.fromkeys(mapped_sites)
     for entry in (pythonpath or "").split(":"):
@@ -60,8 +67,9 @@ def _from_dist_info(root: ConfinedRoot, site: str, names: list[str], fw: Framewo
     return None
 
 
-def find_version(root: ConfinedRoot, framework: str,
-                 sites: Sequence[str]) -> tuple[str | None, str | None]:
+def find_version(
+    root: ConfinedRoot, framework: str, sites: Sequence[str]
+) -> tuple[str | None, str | None]:
     """(version, the site directory it came from); (None, None) when not found."""
     fw = next((f for f in FRAMEWORKS if f.name == framework), None)
     if fw is None or not fw.packages:

@@ -85,10 +85,18 @@ LOOK_SLOT_S = 0.05
 
 
 class Watcher:
-    def __init__(self, procwatch: Path, machine: str, *, proc_root: Path = Path("/proc"),
-                 recheck_delays: Sequence[float] = RECHECK_DELAYS, ring_kb: int = 1024,
-                 batch_ms: int = 50, defer_ms: int = DEFER_MS,
-                 describe_jobs: bool = True) -> None:
+    def __init__(
+        self,
+        procwatch: Path,
+        machine: str,
+        *,
+        proc_root: Path = Path("/proc"),
+        recheck_delays: Sequence[float] = RECHECK_DELAYS,
+        ring_kb: int = 1024,
+        batch_ms: int = 50,
+        defer_ms: int = DEFER_MS,
+        describe_jobs: bool = True,
+    ) -> None:
         self.procwatch = procwatch
         self.proc_root = proc_root
         self.delays = tuple(recheck_delays)
@@ -119,10 +127,17 @@ class Watcher:
     async def start(self, timeout: float = 10.0) -> None:
         self._ready = asyncio.get_running_loop().create_future()
         self._proc = await asyncio.create_subprocess_exec(
-            str(self.procwatch), "-b", str(self.ring_kb), "-w", str(self.batch_ms),
-            "-d", str(self.defer_ms),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            str(self.procwatch),
+            "-b",
+            str(self.ring_kb),
+            "-w",
+            str(self.batch_ms),
+            "-d",
+            str(self.defer_ms),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         self._reader = asyncio.create_task(self._read())
         waits: set[asyncio.Future[Any]] = {self._ready, self._reader}
         done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -290,8 +305,9 @@ class Watcher:
             rec.state.generation += 1
             rec.state.booked = False
 
-    def _schedule(self, rec: ProcessRecord, step: int, fresh: bool = False,
-                  delay: float | None = None) -> None:
+    def _schedule(
+        self, rec: ProcessRecord, step: int, fresh: bool = False, delay: float | None = None
+    ) -> None:
         if not isinstance(rec.state, _Pending):
             rec.state = _Pending()
         pending: _Pending = rec.state
@@ -354,11 +370,18 @@ class Watcher:
                 # Described when it becomes a job, and again at a later look while what it
                 # has loaded changes or its model is not known yet (it opens its model files
                 # as it starts up); at most once a look, so a few times a job.
-                if c.is_job and (force or rec.job is None or rec.job.get("modelFormat") is None
-                                 or before is None or (before.frameworks, before.runtimes)
-                                 != (c.frameworks, c.runtimes)):
-                    rec.job = self._describe(proc, rec) if self.describe_jobs else {
-                        "jobId": str(key), **rec.status_fields()}
+                if c.is_job and (
+                    force
+                    or rec.job is None
+                    or rec.job.get("modelFormat") is None
+                    or before is None
+                    or (before.frameworks, before.runtimes) != (c.frameworks, c.runtimes)
+                ):
+                    rec.job = (
+                        self._describe(proc, rec)
+                        if self.describe_jobs
+                        else {"jobId": str(key), **rec.status_fields()}
+                    )
                     self.counts["described"] += 1
                     self._emit(Change("job", rec))
         except ProcessGone:
@@ -367,7 +390,13 @@ class Watcher:
             self._schedule(rec, pending.step + 1)
 
     def _describe(self, proc: ProcessHandle, rec: ProcessRecord) -> dict[str, Any]:
-        return describe(proc, job_id=str(rec.key), machine=rec.key.machine,
-                        status=rec.status_fields(), parent_start=rec.parent_start_ticks,
-                        proc_root=self.proc_root, clk_tck=self._clk_tck,
-                        own_mnt_ns=self._own_mnt_ns)
+        return describe(
+            proc,
+            job_id=str(rec.key),
+            machine=rec.key.machine,
+            status=rec.status_fields(),
+            parent_start=rec.parent_start_ticks,
+            proc_root=self.proc_root,
+            clk_tck=self._clk_tck,
+            own_mnt_ns=self._own_mnt_ns,
+        )

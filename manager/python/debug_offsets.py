@@ -33,9 +33,7 @@ __all__ = ["COOKIE", "LAYOUTS", "BadDebugOffsets", "layout_size", "parse", "walk
 
 COOKIE = b"xdebugpy"
 
-_COMMON_HEAD = (
-    ("runtime_state", ("size", "finalizing", "interpreters_head")),
-)
+_COMMON_HEAD = (("runtime_state", ("size", "finalizing", "interpreters_head")),)
 _OBJECTS_313 = (
     ("pyobject", ("size", "ob_type")),
     ("type_object", ("size", "tp_name", "tp_repr", "tp_flags")),
@@ -50,43 +48,117 @@ _OBJECTS_TAIL = (
     ("unicode_object", ("size", "state", "length", "asciiobject_size")),
     ("gc", ("size", "collecting")),
 )
-_THREAD_STATE = ("thread_state", ("size", "prev", "next", "interp", "current_frame", "thread_id",
-                                  "native_thread_id", "datastack_chunk", "status"))
-_GIL = ("ceval_gil", "gil_runtime_state", "gil_runtime_state_enabled",
-        "gil_runtime_state_locked", "gil_runtime_state_holder")
-_CODE = ("size", "filename", "name", "qualname", "linetable", "firstlineno", "argcount",
-         "localsplusnames", "localspluskinds", "co_code_adaptive")
+_THREAD_STATE = (
+    "thread_state",
+    (
+        "size",
+        "prev",
+        "next",
+        "interp",
+        "current_frame",
+        "thread_id",
+        "native_thread_id",
+        "datastack_chunk",
+        "status",
+    ),
+)
+_GIL = (
+    "ceval_gil",
+    "gil_runtime_state",
+    "gil_runtime_state_enabled",
+    "gil_runtime_state_locked",
+    "gil_runtime_state_holder",
+)
+_CODE = (
+    "size",
+    "filename",
+    "name",
+    "qualname",
+    "linetable",
+    "firstlineno",
+    "argcount",
+    "localsplusnames",
+    "localspluskinds",
+    "co_code_adaptive",
+)
 
 # The members after cookie[8], version and free_threaded, in order: (sub-struct, fields).
 LAYOUTS: dict[tuple[int, int], tuple[tuple[str, tuple[str, ...]], ...]] = {
     (3, 13): (
         *_COMMON_HEAD,
-        ("interpreter_state", ("size", "id", "next", "threads_head", "gc", "imports_modules",
-                               "sysdict", "builtins", *_GIL)),
+        (
+            "interpreter_state",
+            (
+                "size",
+                "id",
+                "next",
+                "threads_head",
+                "gc",
+                "imports_modules",
+                "sysdict",
+                "builtins",
+                *_GIL,
+            ),
+        ),
         _THREAD_STATE,
-        ("interpreter_frame", ("size", "previous", "executable", "instr_ptr", "localsplus",
-                               "owner")),
+        (
+            "interpreter_frame",
+            ("size", "previous", "executable", "instr_ptr", "localsplus", "owner"),
+        ),
         ("code_object", _CODE),
         *_OBJECTS_313,
         *_OBJECTS_TAIL,
     ),
     (3, 14): (
         *_COMMON_HEAD,
-        ("interpreter_state", ("size", "id", "next", "threads_head", "threads_main", "gc",
-                               "imports_modules", "sysdict", "builtins", *_GIL,
-                               "code_object_generation", "tlbc_generation")),
+        (
+            "interpreter_state",
+            (
+                "size",
+                "id",
+                "next",
+                "threads_head",
+                "threads_main",
+                "gc",
+                "imports_modules",
+                "sysdict",
+                "builtins",
+                *_GIL,
+                "code_object_generation",
+                "tlbc_generation",
+            ),
+        ),
         _THREAD_STATE,
-        ("interpreter_frame", ("size", "previous", "executable", "instr_ptr", "localsplus",
-                               "owner", "stackpointer", "tlbc_index")),
+        (
+            "interpreter_frame",
+            (
+                "size",
+                "previous",
+                "executable",
+                "instr_ptr",
+                "localsplus",
+                "owner",
+                "stackpointer",
+                "tlbc_index",
+            ),
+        ),
         ("code_object", (*_CODE, "co_tlbc")),
         *_OBJECTS_313,
         ("set_object", ("size", "used", "table", "mask")),
         *_OBJECTS_TAIL,
         ("gen_object", ("size", "gi_name", "gi_iframe", "gi_frame_state")),
         ("llist_node", ("next", "prev")),
-        ("debugger_support", ("eval_breaker", "remote_debugger_support",
-                              "remote_debugging_enabled", "debugger_pending_call",
-                              "debugger_script_path", "debugger_script_path_size")),
+        (
+            "debugger_support",
+            (
+                "eval_breaker",
+                "remote_debugger_support",
+                "remote_debugging_enabled",
+                "debugger_pending_call",
+                "debugger_script_path",
+                "debugger_script_path_size",
+            ),
+        ),
     ),
 }
 
@@ -114,12 +186,30 @@ _FROM_DEBUG = {
     "str_ascii_data": ("unicode_object", "asciiobject_size"),  # sizeof(PyASCIIObject)
 }
 _NOT_GIVEN = ("code_firsttraceable", "str_compact_data")
-_ORDER = ("runtime_interp_head", "interp_next", "tstate_next", "interp_threads_head",
-          "tstate_native_tid", "tstate_current_frame", "frame_code", "frame_instr",
-          "frame_previous", "frame_owner", "code_firstlineno", "code_filename",
-          "code_qualname", "code_linetable", "code_firsttraceable", "code_adaptive",
-          "bytes_size", "bytes_data", "str_length", "str_state", "str_ascii_data",
-          "str_compact_data")
+_ORDER = (
+    "runtime_interp_head",
+    "interp_next",
+    "tstate_next",
+    "interp_threads_head",
+    "tstate_native_tid",
+    "tstate_current_frame",
+    "frame_code",
+    "frame_instr",
+    "frame_previous",
+    "frame_owner",
+    "code_firstlineno",
+    "code_filename",
+    "code_qualname",
+    "code_linetable",
+    "code_firsttraceable",
+    "code_adaptive",
+    "bytes_size",
+    "bytes_data",
+    "str_length",
+    "str_state",
+    "str_ascii_data",
+    "str_compact_data",
+)
 
 
 def _beside_314(d: Mapping[str, int]) -> dict[str, int]:
@@ -135,9 +225,12 @@ def _beside_314(d: Mapping[str, int]) -> dict[str, int]:
     if compact != d["unicode_object.asciiobject_size"] + 16:
         raise BadDebugOffsets(
             f"sizeof(PyUnicodeObject) {d['unicode_object.size']} and sizeof(PyASCIIObject) "
-            f"{d['unicode_object.asciiobject_size']} do not fit 3.14's string layout")
-    return {"code_firsttraceable": d["code_object.co_code_adaptive"] - 16,
-            "str_compact_data": compact}
+            f"{d['unicode_object.asciiobject_size']} do not fit 3.14's string layout"
+        )
+    return {
+        "code_firsttraceable": d["code_object.co_code_adaptive"] - 16,
+        "str_compact_data": compact,
+    }
 
 
 _LAID_OUT_BESIDE = {(3, 14): _beside_314}
@@ -156,19 +249,26 @@ def parse(image: bytes, version: tuple[int, int]) -> dict[str, int]:
     """{"sub_struct.field": value, "version": .., "free_threaded": ..} of the debug offsets
     at the start of image, laid out as in that minor version."""
     if image[:8] != COOKIE:
-        raise BadDebugOffsets(f"_PyRuntime does not begin with the debug offsets' cookie "
-                              f"{COOKIE.decode()!r} (found {image[:8]!r})")
+        raise BadDebugOffsets(
+            f"_PyRuntime does not begin with the debug offsets' cookie "
+            f"{COOKIE.decode()!r} (found {image[:8]!r})"
+        )
     n = layout_size(version)
     if len(image) < n:
         raise BadDebugOffsets(f"{len(image)} bytes of debug offsets, {n} needed")
     values = struct.unpack_from(f"<{(n - 8) // 8}Q", image, 8)
-    names = ["version", "free_threaded"] + [f"{s}.{f}" for s, fields in LAYOUTS[version]
-                                             for f in fields]
+    names = ["version", "free_threaded"] + [
+        f"{s}.{f}" for s, fields in LAYOUTS[version] for f in fields
+    ]
     return dict(zip(names, values, strict=True))
 
 
-def walker_offsets(image: bytes, hexversion: int, runtime_size: int | None = None,
-                   table: Mapping[str, int] | None = None) -> dict[str, int]:
+def walker_offsets(
+    image: bytes,
+    hexversion: int,
+    runtime_size: int | None = None,
+    table: Mapping[str, int] | None = None,
+) -> dict[str, int]:
     """The walker's offsets (names as manager/python/offsets.py) from the debug offsets at
     the start of image (_PyRuntime's first bytes), checked: the cookie, the version equal
     to the process's Py_Version (hexversion), a build with the GIL, PyObject where it is in
@@ -178,29 +278,40 @@ def walker_offsets(image: bytes, hexversion: int, runtime_size: int | None = Non
     version = (hexversion >> 24, (hexversion >> 16) & 0xFF)
     if version not in LAYOUTS:
         known = ", ".join(f"{a}.{b}" for a, b in sorted(LAYOUTS))
-        raise BadDebugOffsets(f"the layout of {version[0]}.{version[1]}'s _Py_DebugOffsets "
-                              f"is not known here (it changes with each minor version; "
-                              f"known: {known})")
+        raise BadDebugOffsets(
+            f"the layout of {version[0]}.{version[1]}'s _Py_DebugOffsets "
+            f"is not known here (it changes with each minor version; "
+            f"known: {known})"
+        )
     d = parse(image, version)
     if d["version"] != hexversion:
-        raise BadDebugOffsets(f"the debug offsets' version {d['version']:#x} is not the "
-                              f"process's Py_Version {hexversion:#x}")
+        raise BadDebugOffsets(
+            f"the debug offsets' version {d['version']:#x} is not the "
+            f"process's Py_Version {hexversion:#x}"
+        )
     if d["free_threaded"]:
-        raise BadDebugOffsets("a free-threaded build: only builds with the GIL are read "
-                              "(free-threaded frames run per-thread bytecode copies)")
+        raise BadDebugOffsets(
+            "a free-threaded build: only builds with the GIL are read "
+            "(free-threaded frames run per-thread bytecode copies)"
+        )
     if (d["pyobject.size"], d["pyobject.ob_type"]) != (16, 8):
-        raise BadDebugOffsets(f"PyObject of {d['pyobject.size']} bytes with ob_type at "
-                              f"{d['pyobject.ob_type']}: not the 64-bit layout with the GIL")
+        raise BadDebugOffsets(
+            f"PyObject of {d['pyobject.size']} bytes with ob_type at "
+            f"{d['pyobject.ob_type']}: not the 64-bit layout with the GIL"
+        )
     if runtime_size is not None and d["runtime_state.size"] != runtime_size:
-        raise BadDebugOffsets(f"the debug offsets give sizeof(_PyRuntimeState) "
-                              f"{d['runtime_state.size']}, the _PyRuntime symbol "
-                              f"{runtime_size} bytes")
+        raise BadDebugOffsets(
+            f"the debug offsets give sizeof(_PyRuntimeState) "
+            f"{d['runtime_state.size']}, the _PyRuntime symbol "
+            f"{runtime_size} bytes"
+        )
     out = {}
     for name, (sub, member) in _FROM_DEBUG.items():
         value, size = d[f"{sub}.{member}"], d[f"{sub}.size"]
         if value >= size:
-            raise BadDebugOffsets(f"{sub}.{member} = {value} is not inside its structure "
-                                  f"({size} bytes)")
+            raise BadDebugOffsets(
+                f"{sub}.{member} = {value} is not inside its structure ({size} bytes)"
+            )
         out[name] = value
     if table is not None:
         differ = sorted(k for k in out if k in table and table[k] != out[k])
@@ -208,16 +319,21 @@ def walker_offsets(image: bytes, hexversion: int, runtime_size: int | None = Non
             raise BadDebugOffsets(
                 f"the process's debug offsets differ from the {version[0]}.{version[1]} "
                 f"table at {', '.join(differ)}: {', '.join(_NOT_GIVEN)} (not in the debug "
-                "offsets) cannot be taken from it")
+                "offsets) cannot be taken from it"
+            )
         missing = [k for k in _NOT_GIVEN if k not in table]
         if missing:
-            raise BadDebugOffsets(f"{', '.join(missing)}: in neither the debug offsets nor "
-                                  f"the {version[0]}.{version[1]} table")
+            raise BadDebugOffsets(
+                f"{', '.join(missing)}: in neither the debug offsets nor "
+                f"the {version[0]}.{version[1]} table"
+            )
         out.update({k: table[k] for k in _NOT_GIVEN})
     elif version in _LAID_OUT_BESIDE:
         out.update(_LAID_OUT_BESIDE[version](d))
     else:
-        raise BadDebugOffsets(f"{', '.join(_NOT_GIVEN)} are not in the debug offsets, and "
-                              f"{version[0]}.{version[1]} has neither a table nor a known "
-                              "layout for them")
+        raise BadDebugOffsets(
+            f"{', '.join(_NOT_GIVEN)} are not in the debug offsets, and "
+            f"{version[0]}.{version[1]} has neither a table nor a known "
+            "layout for them"
+        )
     return {k: out[k] for k in _ORDER}

@@ -58,8 +58,11 @@ _LEA_RIP = re.compile(rb"(?=[\x48-\x4f]\x8d[\x05\x0d\x15\x1d\x25\x2d\x35\x3d](.{
 # mov disp32(,%index,8),%r or jmp *disp32(,%index,8) (8b /r or ff /4; ModRM mod=00 rm=100:
 # SIB; SIB scale=8 base=101: none): disp32 is an absolute address (non-PIE code). Not
 # call *disp32(,%index,8): that is a table of functions.
-_ABS_SCALED = re.compile(rb"(?=(?:\x8b[\x04\x0c\x14\x1c\x24\x2c\x34\x3c]|\xff\x24)"
-                         rb"[\xc5\xcd\xd5\xdd\xe5\xed\xf5\xfd](.{4}))", re.S)
+_ABS_SCALED = re.compile(
+    rb"(?=(?:\x8b[\x04\x0c\x14\x1c\x24\x2c\x34\x3c]|\xff\x24)"
+    rb"[\xc5\xcd\xd5\xdd\xe5\xed\xf5\xfd](.{4}))",
+    re.S,
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,13 @@ def hook_flag(h: PythonHooks) -> str:
     return f"{mode}:{','.join(map(hex, entry))}:{','.join(map(hex, exit_))}"
 
 
-_BRANCH = {capstone.x86.X86_GRP_JUMP, capstone.x86.X86_GRP_CALL, capstone.x86.X86_GRP_RET,
-           capstone.x86.X86_GRP_INT, capstone.x86.X86_GRP_IRET}
+_BRANCH = {
+    capstone.x86.X86_GRP_JUMP,
+    capstone.x86.X86_GRP_CALL,
+    capstone.x86.X86_GRP_RET,
+    capstone.x86.X86_GRP_INT,
+    capstone.x86.X86_GRP_IRET,
+}
 _MAX_INSNS = 32
 
 
@@ -112,10 +120,13 @@ class _Image:
         self.fh, self.name = fh, name
         self.elf = ELFFile(fh)
         if self.elf["e_machine"] != "EM_X86_64":
-            raise UnsupportedPython(f"{name}: {self.elf['e_machine']}, not x86-64: its eval "
-                                    "loop cannot be read")
-        self.segments = [(s["p_vaddr"], s["p_memsz"], s["p_filesz"], s["p_offset"],
-                          s["p_flags"]) for s in self.elf.iter_segments("PT_LOAD")]
+            raise UnsupportedPython(
+                f"{name}: {self.elf['e_machine']}, not x86-64: its eval loop cannot be read"
+            )
+        self.segments = [
+            (s["p_vaddr"], s["p_memsz"], s["p_filesz"], s["p_offset"], s["p_flags"])
+            for s in self.elf.iter_segments("PT_LOAD")
+        ]
         self._relative: dict[int, int] | None = None
 
     def file_offset(self, vaddr: int, n: int = 1) -> int | None:
@@ -126,8 +137,9 @@ class _Image:
         return None
 
     def executable(self, vaddr: int) -> bool:
-        return any(lo <= vaddr < lo + memsz and flags & 1
-                   for lo, memsz, _, _, flags in self.segments)
+        return any(
+            lo <= vaddr < lo + memsz and flags & 1 for lo, memsz, _, _, flags in self.segments
+        )
 
     def read(self, vaddr: int, n: int) -> bytes | None:
         off = self.file_offset(vaddr, n)
@@ -141,8 +153,9 @@ class _Image:
         """(address, size) of a defined function, from .dynsym or .symtab."""
         for section in (".dynsym", ".symtab"):
             table = self.elf.get_section_by_name(section)
-            found = table.get_symbol_by_name(name) \
-                if isinstance(table, SymbolTableSection) else None
+            found = (
+                table.get_symbol_by_name(name) if isinstance(table, SymbolTableSection) else None
+            )
             for sym in found or ():
                 if sym["st_shndx"] != "SHN_UNDEF" and sym["st_value"]:
                     return int(sym["st_value"]), int(sym["st_size"])
@@ -194,13 +207,18 @@ def opcode_targets(image: _Image) -> tuple[int, list[int]]:
         if addr % 8 or image.executable(addr):
             continue
         slots = image.pointers(addr, _SLOTS)
-        if slots is not None and all(map(image.executable, slots)) \
-                and sum(start <= s < start + size for s in slots) >= _SLOTS // 2:
+        if (
+            slots is not None
+            and all(map(image.executable, slots))
+            and sum(start <= s < start + size for s in slots) >= _SLOTS // 2
+        ):
             tables[addr] = slots
     if len(tables) != 1:
         what = "no" if not tables else f"{len(tables)} candidate"
-        raise UnsupportedPython(f"{image.name}: {what} opcode_targets table found in {EVAL} "
-                                "(not a computed-goto build the hooks can read)")
+        raise UnsupportedPython(
+            f"{image.name}: {what} opcode_targets table found in {EVAL} "
+            "(not a computed-goto build the hooks can read)"
+        )
     [(addr, slots)] = tables.items()
     return addr, slots
 
@@ -222,8 +240,10 @@ def find_hooks(t: PythonTarget, proc_root: Path = Path("/proc")) -> PythonHooks:
             ops = OPCODES.get(t.version[:2])
             if ops is None:
                 known = ", ".join(["3.10", *(f"{a}.{b}" for a, b in sorted(OPCODES))])
-                raise UnsupportedPython(f"CPython {version} ({t.binary}) has no opcode table "
-                                        f"for call hooks: hookable versions are {known}")
+                raise UnsupportedPython(
+                    f"CPython {version} ({t.binary}) has no opcode table "
+                    f"for call hooks: hookable versions are {known}"
+                )
             _, slots = opcode_targets(image)
             unknown = Counter(slots).most_common(1)[0][0]
             hooks: dict[str, tuple[int, ...]] = {}
@@ -232,8 +252,10 @@ def find_hooks(t: PythonTarget, proc_root: Path = Path("/proc")) -> PythonHooks:
                 for name, op in ops[kind].items():
                     offset = image.file_offset(slots[op])
                     if slots[op] == unknown or offset is None:
-                        raise UnsupportedPython(f"{t.binary}: CPython {version}'s {name} "
-                                                f"({op}) has no handler in opcode_targets")
+                        raise UnsupportedPython(
+                            f"{t.binary}: CPython {version}'s {name} "
+                            f"({op}) has no handler in opcode_targets"
+                        )
                     offsets.append(offset)
                 hooks[kind] = tuple(offsets)
             sites = {kind: tuple(image.file_offset(_site(image, _vaddr(image, off))) or off
@@ -245,10 +267,12 @@ def find_hooks(t: PythonTarget, proc_root: Path = Path("/proc")) -> PythonHooks:
         raise UnsupportedPython(f"{t.binary}: unreadable ELF: {e}") from None
     every = hooks["entry"] + hooks["exit"]
     if len(set(every)) != len(every):
-        raise UnsupportedPython(f"{t.binary}: CPython {version}'s hook opcodes share a "
-                                "handler in opcode_targets")
-    return PythonHooks(t.binary, "opcode", hooks["entry"], hooks["exit"], sites["entry"],
-                       sites["exit"])
+        raise UnsupportedPython(
+            f"{t.binary}: CPython {version}'s hook opcodes share a handler in opcode_targets"
+        )
+    return PythonHooks(
+        t.binary, "opcode", hooks["entry"], hooks["exit"], sites["entry"], sites["exit"]
+    )
 
 
 def _vaddr(image: _Image, offset: int) -> int:

@@ -38,8 +38,14 @@ from elftools.elf.sections import SymbolTableSection
 from manager.python.debug_offsets import LAYOUTS, BadDebugOffsets, layout_size, walker_offsets
 from manager.python.offsets import OFFSETS
 
-__all__ = ["Frame", "PythonTarget", "UnsupportedPython", "agent_flags", "find_target",
-           "read_stacks"]
+__all__ = [
+    "Frame",
+    "PythonTarget",
+    "UnsupportedPython",
+    "agent_flags",
+    "find_target",
+    "read_stacks",
+]
 
 _NAME = re.compile(r"^(?:lib)?python(\d)\.(\d+)")
 _OWNED_BY_GENERATOR = 1
@@ -72,8 +78,12 @@ class PythonTarget:
 
 def agent_flags(t: PythonTarget) -> list[str]:
     """The xputrace-agent flags that let its probe read this CPython's stacks."""
-    return ["--py-runtime", hex(t.runtime),
-            "--py-offsets", ",".join(f"{k}={v}" for k, v in t.offsets.items())]
+    return [
+        "--py-runtime",
+        hex(t.runtime),
+        "--py-offsets",
+        ",".join(f"{k}={v}" for k, v in t.offsets.items()),
+    ]
 
 
 class _Memory:
@@ -112,8 +122,7 @@ def _symbol(elf: ELFFile, name: str) -> tuple[int, int, int] | None:
     """(st_value, file offset, st_size) of a defined symbol, from .dynsym or .symtab."""
     for section in (".dynsym", ".symtab"):
         table = elf.get_section_by_name(section)
-        found = table.get_symbol_by_name(name) \
-            if isinstance(table, SymbolTableSection) else None
+        found = table.get_symbol_by_name(name) if isinstance(table, SymbolTableSection) else None
         for sym in found or ():
             if sym["st_shndx"] == "SHN_UNDEF":
                 continue
@@ -154,8 +163,9 @@ def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
         if runtime is not None:
             break
     else:
-        raise UnsupportedPython(f"{', '.join(named)}: no _PyRuntime symbol (stripped, or not "
-                                "CPython 3.7+)")
+        raise UnsupportedPython(
+            f"{', '.join(named)}: no _PyRuntime symbol (stripped, or not CPython 3.7+)"
+        )
     m = _NAME.match(os.path.basename(path))
     assert m is not None
     mem = _Memory(proc / "mem")
@@ -174,15 +184,18 @@ def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
             offsets = dict(table)
         else:
             known = ", ".join(f"{a}.{b}" for a, b in sorted({*OFFSETS, *LAYOUTS}))
-            raise UnsupportedPython(f"CPython {version[0]}.{version[1]} ({path}) has no offset "
-                                    f"table: readable versions are {known}")
+            raise UnsupportedPython(
+                f"CPython {version[0]}.{version[1]} ({path}) has no offset "
+                f"table: readable versions are {known}"
+            )
         target = PythonTarget(pid, path, address, version, offsets)
         if not _plausible(mem, target):
-            raise UnsupportedPython(f"CPython {'.'.join(map(str, version))} ({path}): its "
-                                    "thread list does not hold the main thread; this build's "
-                                    "layout differs from "
-                                    + ("its debug offsets" if version[:2] >= (3, 13)
-                                       else "the offset table"))
+            raise UnsupportedPython(
+                f"CPython {'.'.join(map(str, version))} ({path}): its "
+                "thread list does not hold the main thread; this build's "
+                "layout differs from "
+                + ("its debug offsets" if version[:2] >= (3, 13) else "the offset table")
+            )
         return target
     except OSError as e:
         raise UnsupportedPython(f"cannot read process {pid}'s memory: {e}") from None
@@ -190,21 +203,26 @@ def find_target(pid: int, proc_root: Path = Path("/proc")) -> PythonTarget:
         mem.close()
 
 
-def _debug_offsets(mem: _Memory, runtime: int, hexversion: int | None, size: int,
-                   name: str) -> dict[str, int]:
+def _debug_offsets(
+    mem: _Memory, runtime: int, hexversion: int | None, size: int, name: str
+) -> dict[str, int]:
     """3.13+: the offsets _PyRuntime's _Py_DebugOffsets give, checked against Py_Version."""
     if hexversion is None:
-        raise UnsupportedPython(f"{name}: no Py_Version symbol to check the debug offsets' "
-                                "version against")
+        raise UnsupportedPython(
+            f"{name}: no Py_Version symbol to check the debug offsets' version against"
+        )
     minor = (hexversion >> 24, (hexversion >> 16) & 0xFF)
     if minor not in LAYOUTS:
         known = ", ".join(f"{a}.{b}" for a, b in sorted({*OFFSETS, *LAYOUTS}))
-        raise UnsupportedPython(f"{name}: the layout of its _Py_DebugOffsets is not known here "
-                                f"(it changes with each minor version): readable versions "
-                                f"are {known}")
+        raise UnsupportedPython(
+            f"{name}: the layout of its _Py_DebugOffsets is not known here "
+            f"(it changes with each minor version): readable versions "
+            f"are {known}"
+        )
     try:
-        return walker_offsets(mem.read(runtime, layout_size(minor)), hexversion,
-                              size or None, OFFSETS.get(minor))
+        return walker_offsets(
+            mem.read(runtime, layout_size(minor)), hexversion, size or None, OFFSETS.get(minor)
+        )
     except BadDebugOffsets as e:
         raise UnsupportedPython(f"{name}: {e}") from None
 
@@ -241,8 +259,9 @@ def _text(mem: _Memory, o: dict[str, int], addr: int) -> str:
     kind, compact, ascii_ = (state >> 2) & 7, (state >> 5) & 1, (state >> 6) & 1
     if not compact or kind not in (1, 2, 4) or length > 1 << 16:
         return "?"
-    data = mem.read(addr + (o["str_ascii_data"] if ascii_ else o["str_compact_data"]),
-                    length * kind)
+    data = mem.read(
+        addr + (o["str_ascii_data"] if ascii_ else o["str_compact_data"]), length * kind
+    )
     return data.decode({1: "latin-1", 2: "utf-16-le", 4: "utf-32-le"}[kind])
 
 
@@ -307,11 +326,16 @@ class _Codes:
             table_obj = m.u64(ptr + o["code_linetable"])
             size = m.u64(table_obj + o["bytes_size"])
             table = m.read(table_obj + o["bytes_data"], size) if size < 1 << 20 else b""
-            traceable = m.i32(ptr + o["code_firsttraceable"]) \
-                if "code_firsttraceable" in o else 0  # 3.10 has none
-            c = self.cache[ptr] = (_text(m, o, m.u64(ptr + o["code_qualname"])),
-                                   _text(m, o, m.u64(ptr + o["code_filename"])),
-                                   m.i32(ptr + o["code_firstlineno"]), table, traceable)
+            traceable = (
+                m.i32(ptr + o["code_firsttraceable"]) if "code_firsttraceable" in o else 0
+            )  # 3.10 has none
+            c = self.cache[ptr] = (
+                _text(m, o, m.u64(ptr + o["code_qualname"])),
+                _text(m, o, m.u64(ptr + o["code_filename"])),
+                m.i32(ptr + o["code_firstlineno"]),
+                table,
+                traceable,
+            )
         return c
 
 

@@ -21,9 +21,19 @@ class Hub(JsonLineProc):
     """The hub; its stdout lines are kept (answers come in any order) and matched by predicate."""
 
     def __init__(self, build: Path, *args: str) -> None:
-        super().__init__([str(build / "xputrace-agent"), "--monitor-id", "syscall-hub",
-                          "--monitor-type", "SYSCALL", "--machine-id", "testmachine", "--hub",
-                          *args])
+        super().__init__(
+            [
+                str(build / "xputrace-agent"),
+                "--monitor-id",
+                "syscall-hub",
+                "--monitor-type",
+                "SYSCALL",
+                "--machine-id",
+                "testmachine",
+                "--hub",
+                *args,
+            ]
+        )
         self.lines: list[Line] = []
         try:
             self.ready = self.wait(lambda o: o.get("hub") is True)
@@ -64,8 +74,21 @@ class Hub(JsonLineProc):
         """Adds a monitor writing out (None: args say where it sends); its answer (ready or
         error)."""
         output = ["--output", str(out)] if out is not None else []
-        self.send_line("\t".join(["add", "--monitor-id", monitor_id, "--monitor-type", "SYSCALL",
-                                  "--machine-id", "testmachine", *output, *args]))
+        self.send_line(
+            "\t".join(
+                [
+                    "add",
+                    "--monitor-id",
+                    monitor_id,
+                    "--monitor-type",
+                    "SYSCALL",
+                    "--machine-id",
+                    "testmachine",
+                    *output,
+                    *args,
+                ]
+            )
+        )
         return self.wait(lambda o: o.get("monitor_id") == monitor_id)
 
     def remove(self, monitor_id: str, out: Path) -> Capture:

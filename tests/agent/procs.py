@@ -121,8 +121,9 @@ class Capture:
         return np.array([names[int(f)] for f in self.events["func"]])
 
 
-def capture_from(all_batches: list[abi.Batch], stats: dict[str, int], stderr: str, rc: int,
-                 libraries: list[str]) -> Capture:
+def capture_from(
+    all_batches: list[abi.Batch], stats: dict[str, int], stderr: str, rc: int, libraries: list[str]
+) -> Capture:
     batches = [b for b in all_batches if not b.stacks]
     frames = [b.events for b in all_batches if b.stacks]
     events = np.concatenate([b.events for b in batches]) if batches else abi.empty_events(0)
@@ -139,15 +140,24 @@ def capture_from(all_batches: list[abi.Batch], stats: dict[str, int], stderr: st
 class Agent(JsonLineProc):
     """xputrace-agent writing a capture file (out), or sending where args say."""
 
-    def __init__(self, build: Path, out: Path | None, *args: str,
-                 monitor_id: str = "test", monitor_type: str = "CUDA") -> None:
+    def __init__(
+        self,
+        build: Path,
+        out: Path | None,
+        *args: str,
+        monitor_id: str = "test",
+        monitor_type: str = "CUDA",
+    ) -> None:
         self.out = out
         super().__init__(
             [
                 str(build / "xputrace-agent"),
-                "--monitor-id", monitor_id,
-                "--monitor-type", monitor_type,
-                "--machine-id", "testmachine",
+                "--monitor-id",
+                monitor_id,
+                "--monitor-type",
+                monitor_type,
+                "--machine-id",
+                "testmachine",
                 *(["--output", str(out)] if out else []),
                 *args,
             ]
@@ -165,10 +175,8 @@ class Agent(JsonLineProc):
         """
         self.proc.send_signal(signal.SIGTERM)
         stats = self.read_json("stats")["stats"]
-        py_stats = self.read_json("py_stacks")["py_stacks"] if "--py-runtime" in self.argv \
-            else {}
-        py_calls = self.read_json("py_calls")["py_calls"] if "--py-functions" in self.argv \
-            else {}
+        py_stats = self.read_json("py_stacks")["py_stacks"] if "--py-runtime" in self.argv else {}
+        py_calls = self.read_json("py_calls")["py_calls"] if "--py-functions" in self.argv else {}
         rc = self.finish()
         err = self.stderr_text()
         self.kill()
@@ -208,11 +216,18 @@ def wait_in_syscall(pid: int, tid: int, nr: int, timeout: float = DEADLINE_S) ->
         time.sleep(0.001)  # polling the state awaited, not a guess at how long it takes
 
 
-def trace_workload(build: Path, argv: list[str], tmp_path: Path, *agent_args: str,
-                   monitor_type: str = "CUDA", go: str = "go", first: str | None = None,
-                   flags_for: Callable[[int], list[str]] | None = None,
-                   before_stop: Callable[[dict[str, Any]], None] | None = None,
-                   **kw: Any) -> tuple[dict[str, Any], dict[str, Any], Capture]:
+def trace_workload(
+    build: Path,
+    argv: list[str],
+    tmp_path: Path,
+    *agent_args: str,
+    monitor_type: str = "CUDA",
+    go: str = "go",
+    first: str | None = None,
+    flags_for: Callable[[int], list[str]] | None = None,
+    before_stop: Callable[[dict[str, Any]], None] | None = None,
+    **kw: Any,
+) -> tuple[dict[str, Any], dict[str, Any], Capture]:
     """Runs a workload speaking workload_protocol.h under an agent of monitor_type by pid:
     the agent attaches once the workload is ready, the workload gets `go` and runs to done,
     the agent stops. Returns (ready, done, capture); ready also holds the line keyed `first`
@@ -224,8 +239,15 @@ def trace_workload(build: Path, argv: list[str], tmp_path: Path, *agent_args: st
         before = work.read_json(first) if first else {}
         ready = {**before, **work.read_json("ready")}
         pid = ready["pid"]
-        agent = Agent(build, tmp_path / "cap.bin", "--target-pid", str(pid), *agent_args,
-                      *(flags_for(pid) if flags_for else ()), monitor_type=monitor_type)
+        agent = Agent(
+            build,
+            tmp_path / "cap.bin",
+            "--target-pid",
+            str(pid),
+            *agent_args,
+            *(flags_for(pid) if flags_for else ()),
+            monitor_type=monitor_type,
+        )
         work.send_line(go)
         done = work.read_json("done")
         if before_stop:

@@ -61,6 +61,7 @@ class CurveSink:
 
     def wait_events(self, n: int, timeout: float) -> int:
         """Waits until n events have arrived (or timeout); returns how many have."""
+
         def count() -> int:
             return sum(b.event_count for b in self.batches)
 
@@ -81,20 +82,26 @@ class CurveSink:
         self.ctx.term()
 
 
-def traced_calls(build: Path, iters: int, received: Callable[[], list[abi.Batch]],
-                 *agent_args: str, monitor_id: str = "test",
-                 before_stop: Callable[[dict], None] = lambda done: None,
-                 ) -> tuple[dict, dict, Capture]:
+def traced_calls(
+    build: Path,
+    iters: int,
+    received: Callable[[], list[abi.Batch]],
+    *agent_args: str,
+    monitor_id: str = "test",
+    before_stop: Callable[[dict], None] = lambda done: None,
+) -> tuple[dict, dict, Capture]:
     """cuda_calls on 2 threads under an agent sending over ZeroMQ: (ready, done, capture).
 
     before_stop gets the workload's "done" line while the agent still runs."""
-    work = JsonLineProc([str(build / "tests/workloads/cuda_calls"), "--threads", "2",
-                         "--iters", str(iters)])
+    work = JsonLineProc(
+        [str(build / "tests/workloads/cuda_calls"), "--threads", "2", "--iters", str(iters)]
+    )
     agent = None
     try:
         ready = work.read_json("ready")
-        agent = Agent(build, None, "--target-pid", str(ready["pid"]), *agent_args,
-                      monitor_id=monitor_id)
+        agent = Agent(
+            build, None, "--target-pid", str(ready["pid"]), *agent_args, monitor_id=monitor_id
+        )
         work.send_line("go")
         done = work.read_json("done")
         before_stop(done)
@@ -108,16 +115,24 @@ def traced_calls(build: Path, iters: int, received: Callable[[], list[abi.Batch]
 def test_curve_delivery_exact(build_dir: Path, tmp_path: Path) -> None:
     sink = CurveSink(tmp_path)
     try:
-        ready, _, cap = traced_calls(build_dir, 2, sink.received, "--backend-zmq-endpoint",
-                                     sink.endpoint, "--curve-keyfile", str(sink.keyfile),
-                                     monitor_id="mon-curve")
+        ready, _, cap = traced_calls(
+            build_dir,
+            2,
+            sink.received,
+            "--backend-zmq-endpoint",
+            sink.endpoint,
+            "--curve-keyfile",
+            str(sink.keyfile),
+            monitor_id="mon-curve",
+        )
     finally:
         sink.close()
     assert cap.returncode == 0, cap.stderr
     assert {b.monitor_id for b in cap.batches} == {"mon-curve"}
     assert {b.machine_id for b in cap.batches} == {"testmachine"}
-    assert_exact(cap, ready, cuda_expect.expected_calls(2, 2), CUDA_ERROR_INSUFFICIENT_DRIVER,
-                 "cuda_calls")
+    assert_exact(
+        cap, ready, cuda_expect.expected_calls(2, 2), CUDA_ERROR_INSUFFICIENT_DRIVER, "cuda_calls"
+    )
 
 
 def test_idle_threads_calls_arrive_while_running(build_dir: Path, tmp_path: Path) -> None:
@@ -133,16 +148,26 @@ def test_idle_threads_calls_arrive_while_running(build_dir: Path, tmp_path: Path
         live.append(made)
 
     try:
-        ready, _, cap = traced_calls(build_dir, 1, sink.received, "--backend-zmq-endpoint",
-                                     sink.endpoint, "--curve-keyfile", str(sink.keyfile),
-                                     "--flush-ms", "50", before_stop=all_arrive)
+        ready, _, cap = traced_calls(
+            build_dir,
+            1,
+            sink.received,
+            "--backend-zmq-endpoint",
+            sink.endpoint,
+            "--curve-keyfile",
+            str(sink.keyfile),
+            "--flush-ms",
+            "50",
+            before_stop=all_arrive,
+        )
     finally:
         sink.close()
     assert cap.returncode == 0, cap.stderr
     arrived, made = live
     assert arrived == made
-    assert_exact(cap, ready, cuda_expect.expected_calls(2, 1), CUDA_ERROR_INSUFFICIENT_DRIVER,
-                 "cuda_calls")
+    assert_exact(
+        cap, ready, cuda_expect.expected_calls(2, 1), CUDA_ERROR_INSUFFICIENT_DRIVER, "cuda_calls"
+    )
 
 
 def test_full_send_queue_drops_are_counted(build_dir: Path, tmp_path: Path) -> None:
@@ -150,9 +175,19 @@ def test_full_send_queue_drops_are_counted(build_dir: Path, tmp_path: Path) -> N
     with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as probe:
         port = probe.bind_to_random_port("tcp://127.0.0.1")
         probe.unbind(f"tcp://127.0.0.1:{port}")  # a port with nobody behind it
-    _, done, cap = traced_calls(build_dir, 3, list, "--backend-zmq-endpoint",
-                                f"tcp://127.0.0.1:{port}", "--send-hwm", "1",
-                                "--batch-events", "1", "--linger-ms", "0")
+    _, done, cap = traced_calls(
+        build_dir,
+        3,
+        list,
+        "--backend-zmq-endpoint",
+        f"tcp://127.0.0.1:{port}",
+        "--send-hwm",
+        "1",
+        "--batch-events",
+        "1",
+        "--linger-ms",
+        "0",
+    )
     made = sum(done["calls"].values())
     stats = cap.stats
     assert stats["send_drops"] > 0

@@ -31,8 +31,12 @@ def observed(cap: Capture) -> Counter[tuple[Any, ...]]:
     e, names = cap.events, cap.names()
     return Counter(
         (
-            int(e["tid"][i]), str(names[i]), int(e["stream"][i]), int(e["ptr"][i]),
-            int(e["ptr2"][i]), int(e["bytes"][i]),
+            int(e["tid"][i]),
+            str(names[i]),
+            int(e["stream"][i]),
+            int(e["ptr"][i]),
+            int(e["ptr2"][i]),
+            int(e["bytes"][i]),
             (int(e["grid_x"][i]), int(e["grid_y"][i]), int(e["grid_z"][i])),
             (int(e["block_x"][i]), int(e["block_y"][i]), int(e["block_z"][i])),
             int(e["kind"][i]),
@@ -44,15 +48,23 @@ def observed(cap: Capture) -> Counter[tuple[Any, ...]]:
 def expected(calls: list[cuda_expect.Call], tids: list[int]) -> Counter[tuple[Any, ...]]:
     return Counter(
         (
-            tids[c.thread], c.symbol, c.stream, c.ptr, c.ptr2, c.bytes,
-            tuple(c.grid), tuple(c.block), c.kind,
+            tids[c.thread],
+            c.symbol,
+            c.stream,
+            c.ptr,
+            c.ptr2,
+            c.bytes,
+            tuple(c.grid),
+            tuple(c.block),
+            c.kind,
         )
         for c in calls
     )
 
 
-def assert_exact(cap: Capture, ready: dict[str, Any], calls: list[cuda_expect.Call],
-                 ret: int, comm: str) -> None:
+def assert_exact(
+    cap: Capture, ready: dict[str, Any], calls: list[cuda_expect.Call], ret: int, comm: str
+) -> None:
     ev = cap.events
     assert len(ev) == len(calls), f"{len(ev)} events for {len(calls)} calls"
     assert observed(cap) == expected(calls, ready["tids"])
@@ -81,8 +93,13 @@ def assert_exact(cap: Capture, ready: dict[str, Any], calls: list[cuda_expect.Ca
 def test_runtime_calls_exact(build_dir: Path, tmp_path: Path, exe: str, attach: str) -> None:
     """Also with a perf link per probe, the fallback for kernels before 6.6."""
     threads, iters = 3, 4
-    argv = [str(build_dir / "tests/workloads" / exe), "--threads", str(threads),
-            "--iters", str(iters)]
+    argv = [
+        str(build_dir / "tests/workloads" / exe),
+        "--threads",
+        str(threads),
+        "--iters",
+        str(iters),
+    ]
     ready, done, cap = trace_workload(build_dir, argv, tmp_path, "--attach-mode", attach)
     calls = cuda_expect.expected_calls(threads, iters, ptsz=exe.endswith("ptsz"))
     assert done["calls"] == dict(Counter(c.symbol for c in calls))
@@ -108,8 +125,13 @@ def test_driver_calls_exact(build_dir: Path, tmp_path: Path, exe: str) -> None:
     """cuLaunchKernel's 7th-9th arguments come off the stack; with per-thread default
     streams the stream-ordered calls are the driver's _ptsz entry points."""
     threads, iters = 2, 3
-    argv = [str(build_dir / "tests/workloads" / exe), "--threads", str(threads),
-            "--iters", str(iters)]
+    argv = [
+        str(build_dir / "tests/workloads" / exe),
+        "--threads",
+        str(threads),
+        "--iters",
+        str(iters),
+    ]
     ready, _, cap = trace_workload(build_dir, argv, tmp_path)
     calls = cuda_expect.expected_driver_calls(threads, iters, ptsz=exe.endswith("ptsz"))
     CUDA_ERROR_NOT_INITIALIZED = 3
@@ -118,8 +140,9 @@ def test_driver_calls_exact(build_dir: Path, tmp_path: Path, exe: str) -> None:
 
 def test_python_ctypes_by_pid(build_dir: Path, tmp_path: Path, cudart12: Path) -> None:
     script = Path(__file__).resolve().parents[1] / "workloads/cuda_ctypes.py"
-    ready, done, cap = trace_workload(build_dir, [sys.executable, str(script), str(cudart12)],
-                                      tmp_path)
+    ready, done, cap = trace_workload(
+        build_dir, [sys.executable, str(script), str(cudart12)], tmp_path
+    )
     names = Counter(cap.names().tolist())
     assert dict(names) == done["calls"]
     assert set(cap.events["tid"].tolist()) == {ready["tid"]}
@@ -129,15 +152,23 @@ def test_python_ctypes_by_pid(build_dir: Path, tmp_path: Path, cudart12: Path) -
     assert [Path(p).resolve() for p in cap.libraries] == [cudart12.resolve()]
 
 
-def test_library_mode_catches_later_process(build_dir: Path, tmp_path: Path,
-                                            cudart12: Path) -> None:
+def test_library_mode_catches_later_process(
+    build_dir: Path, tmp_path: Path, cudart12: Path
+) -> None:
     """--target-library attaches to the file: a process started afterwards is traced."""
     exe = build_dir / "tests/workloads/cuda_calls"
-    agent = Agent(build_dir, tmp_path / "cap.bin", "--target-library", str(cudart12),
-                  "--target-comm", "cuda_calls")
+    agent = Agent(
+        build_dir,
+        tmp_path / "cap.bin",
+        "--target-library",
+        str(cudart12),
+        "--target-comm",
+        "cuda_calls",
+    )
     # a process with another name using the same library is not recorded
-    other = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls_ptsz"), "--threads", "1",
-                          "--iters", "1"])
+    other = JsonLineProc(
+        [str(build_dir / "tests/workloads/cuda_calls_ptsz"), "--threads", "1", "--iters", "1"]
+    )
     work = JsonLineProc([str(exe), "--threads", "2", "--iters", "2"])
     try:
         ready = work.read_json("ready")
@@ -162,10 +193,18 @@ def test_library_mode_catches_later_process(build_dir: Path, tmp_path: Path,
 def test_burst_larger_than_ring_counts_every_drop(build_dir: Path, tmp_path: Path) -> None:
     """16 KiB ring, never woken early: the burst overflows; received + dropped == made."""
     threads, per_thread = 2, 20_000
-    argv = [str(build_dir / "tests/workloads/cuda_calls"), "--threads", str(threads),
-            "--iters", "1", "--burst", str(per_thread)]
-    _, done, cap = trace_workload(build_dir, argv, tmp_path, "--ringbuf-kb", "16",
-                                  "--wakeup-kb", "64", "--poll-ms", "60000")
+    argv = [
+        str(build_dir / "tests/workloads/cuda_calls"),
+        "--threads",
+        str(threads),
+        "--iters",
+        "1",
+        "--burst",
+        str(per_thread),
+    ]
+    _, done, cap = trace_workload(
+        build_dir, argv, tmp_path, "--ringbuf-kb", "16", "--wakeup-kb", "64", "--poll-ms", "60000"
+    )
     made = sum(done["calls"].values())
     assert made == threads * per_thread
     drops = cap.stats["kernel_drops"]
@@ -194,8 +233,7 @@ def test_agent_takes_held_calls_while_threads_append(build_dir: Path, tmp_path: 
 
 def test_call_in_flight_at_stop_is_incomplete(build_dir: Path, tmp_path: Path) -> None:
     """A call that has not returned when the agent stops comes out flagged incomplete."""
-    argv = [str(build_dir / "tests/workloads/cuda_driver_calls"), "--threads", "1",
-            "--iters", "1"]
+    argv = [str(build_dir / "tests/workloads/cuda_driver_calls"), "--threads", "1", "--iters", "1"]
     env = dict(os.environ, XPU_FAKE_DRIVER_DELAY_US="30000000")
     work = JsonLineProc(argv, env=env)
     agent = None

@@ -25,8 +25,9 @@ def expected(tids: list[int], iters: int) -> Counter[tuple[int, str, int, int, i
         own, other = t % 4, (t + 1) % 4
         for i in range(iters * (t + 1)):
             # round 0's allocation: the device chosen before the agent attached is unknown
-            malloc = (tid, "cudaMalloc", 0, ASSUMED, 0) if i == 0 else \
-                (tid, "cudaMalloc", own, 0, 0)
+            malloc = (
+                (tid, "cudaMalloc", 0, ASSUMED, 0) if i == 0 else (tid, "cudaMalloc", own, 0, 0)
+            )
             out[malloc] += 1
             out[(tid, "cudaMemcpy", own, 0, 0)] += 1  # cudaGetDevice told the probe
             out[(tid, "cudaSetDevice", other, 0, 0)] += 1  # the device asked for
@@ -40,11 +41,20 @@ def expected(tids: list[int], iters: int) -> Counter[tuple[int, str, int, int, i
 def test_each_call_carries_its_threads_device(build_dir: Path, tmp_path: Path) -> None:
     threads, iters = 3, 2
     exe = build_dir / "tests/workloads/cuda_device_calls"
-    ready, done, cap = trace_workload(build_dir, [str(exe), "--threads", str(threads),
-                                                  "--iters", str(iters)], tmp_path)
+    ready, done, cap = trace_workload(
+        build_dir, [str(exe), "--threads", str(threads), "--iters", str(iters)], tmp_path
+    )
     ev, names = cap.events, cap.names()
-    got = Counter((int(ev["tid"][i]), str(names[i]), int(ev["device"][i]), int(ev["flags"][i]),
-                   int(ev["ret"][i])) for i in range(len(ev)))
+    got = Counter(
+        (
+            int(ev["tid"][i]),
+            str(names[i]),
+            int(ev["device"][i]),
+            int(ev["flags"][i]),
+            int(ev["ret"][i]),
+        )
+        for i in range(len(ev))
+    )
     assert got == expected(ready["tids"], iters)
     assert "cudaGetDevice" not in set(names.tolist())  # hooked, never an event
     assert sum(done["calls"].values()) == len(ev)

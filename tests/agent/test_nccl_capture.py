@@ -57,8 +57,7 @@ def test_every_nccl_call_exactly(build_dir: Path, tmp_path: Path, attach: str) -
          for t, tid in enumerate(ready["tids"])})  # fmt: skip
 
 
-def test_nccl_trace_has_stream_flows_and_communicator_rows(build_dir: Path,
-                                                           tmp_path: Path) -> None:
+def test_nccl_trace_has_stream_flows_and_communicator_rows(build_dir: Path, tmp_path: Path) -> None:
     """The captured NCCL calls as a trace: each collective and send/receive flows to its
     stream row and shows on its communicator's row; returns read as ncclResult_t."""
     argv = [str(build_dir / "tests/workloads/nccl_calls"), "--threads", "2", "--iters", "1"]
@@ -71,8 +70,12 @@ def test_nccl_trace_has_stream_flows_and_communicator_rows(build_dir: Path,
     cuda = layout_for("CUDA")
     collective = [r for r in recs if cuda.grouped(r["func"])]
     # every call but init, destroy and the group brackets; the ones with a NULL comm too
-    assert len(collective) == sum(1 for r in recs if r["func"] not in (
-        "ncclCommInitRank", "ncclCommDestroy", "ncclGroupStart", "ncclGroupEnd"))
+    assert len(collective) == sum(
+        1
+        for r in recs
+        if r["func"]
+        not in ("ncclCommInitRank", "ncclCommDestroy", "ncclGroupStart", "ncclGroupEnd")
+    )
     assert len(s.flows) == len(collective)
     rows = Counter(s.tracks[sl.track_uuid].name for sl in s.slices
                    if "NCCL communicator" in s.tracks[sl.track_uuid].name)  # fmt: skip

@@ -23,8 +23,11 @@ class Watch:
     """xputrace-procwatch with the given flags, its lines read as they come."""
 
     def __init__(self, build_dir: Path, *flags: str) -> None:
-        self.proc = subprocess.Popen([str(build_dir / "xputrace-procwatch"), *flags],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [str(build_dir / "xputrace-procwatch"), *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.buf = b""
         self.lines: list[dict[str, Any]] = []
         self.ready = self.until(lambda e: e["event"] == "ready")
@@ -67,7 +70,7 @@ def of(pid: int, kind: str) -> Any:
 
 def stat_start_ticks(pid: int) -> int:
     data = Path(f"/proc/{pid}/stat").read_bytes()
-    return int(data[data.rfind(b")") + 2:].split()[19])
+    return int(data[data.rfind(b")") + 2 :].split()[19])
 
 
 def test_every_line_with_exit_codes_and_signals(build_dir: Path) -> None:
@@ -95,10 +98,13 @@ def test_every_line_with_exit_codes_and_signals(build_dir: Path) -> None:
 
 def test_start_ticks_match_proc_and_threads_are_not_processes(build_dir: Path) -> None:
     w = Watch(build_dir, "-d", "0")
-    code = "import sys, threading; t = threading.Thread(target=sys.stdin.readline); " \
-           "t.start(); print(flush=True); t.join()"
-    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE)
+    code = (
+        "import sys, threading; t = threading.Thread(target=sys.stdin.readline); "
+        "t.start(); print(flush=True); t.join()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert child.stdout is not None and child.stdout.readline() == b"\n"  # thread started
         assert w.until(of(child.pid, "exec"))["start_ticks"] == stat_start_ticks(child.pid)

@@ -23,8 +23,11 @@ SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
 
 
 def at() -> dict[str, int]:
-    return {m.group(1): n for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
-            if (m := re.search(r"# at:(\w+)", text))}
+    return {
+        m.group(1): n
+        for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
+        if (m := re.search(r"# at:(\w+)", text))
+    }
 
 
 def py_flags(pid: int) -> list[str]:
@@ -42,14 +45,16 @@ def stacks(cap: Capture) -> dict[int, list[tuple[str, str, int]]]:
 
 def run(python: Path, cudart: Path, build: Path, tmp: Path, rounds: int) -> tuple[
         dict[str, Any], Capture]:  # fmt: skip
-    ready, _, cap = trace_workload(build, [str(python), str(SCRIPT), str(cudart), str(rounds)],
-                                   tmp, flags_for=py_flags)
+    ready, _, cap = trace_workload(
+        build, [str(python), str(SCRIPT), str(cudart), str(rounds)], tmp, flags_for=py_flags
+    )
     return ready, cap
 
 
 @pytest.mark.parametrize("name", INTERPRETERS)
-def test_each_call_has_its_python_stack(name: str, build_dir: Path, tmp_path: Path,
-                                        cudart12: Path) -> None:
+def test_each_call_has_its_python_stack(
+    name: str, build_dir: Path, tmp_path: Path, cudart12: Path
+) -> None:
     python = python_or_skip(name)
     rounds = 3
     ready, cap = run(python, cudart12, build_dir, tmp_path, rounds)
@@ -61,8 +66,11 @@ def test_each_call_has_its_python_stack(name: str, build_dir: Path, tmp_path: Pa
         sid = int(ev["py_stack"][i])
         frames = by_id[sid]  # every event's stack was sent
         got[(int(ev["tid"][i]), str(names[i]), tuple(frames[:4]))] += 1
-    main = (("train", file, lines["train"]), ("main", file, lines["main"]),
-            ("<module>", file, lines["module"]))
+    main = (
+        ("train", file, lines["train"]),
+        ("main", file, lines["main"]),
+        ("<module>", file, lines["module"]),
+    )
     worker = by_id[int(ev["py_stack"][list(names).index("cudaMalloc")])]
     nested = "worker" if name == "pyenv-3.10" else "main.<locals>.worker"  # 3.10: co_name
     assert worker[:2] == [("allocate", file, lines["allocate"]), (nested, file, lines["worker"])]
@@ -89,13 +97,23 @@ def test_each_call_has_its_python_stack(name: str, build_dir: Path, tmp_path: Pa
     (["--py-runtime", "0x1000", "--py-offsets", "frame_code=x"], "offset frame_code: 'x' is "
      "not 0-65535"),
 ])  # fmt: skip
-def test_bad_python_flags_are_refused(build_dir: Path, tmp_path: Path, args: list[str],
-                                      message: str) -> None:
+def test_bad_python_flags_are_refused(
+    build_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     from tests.agent.procs import run_agent_expect_failure
 
-    rc, err = run_agent_expect_failure(build_dir, "--monitor-id", "t", "--monitor-type", "CUDA",
-                                       "--target-pid", "1", "--output", str(tmp_path / "c"),
-                                       *args)
+    rc, err = run_agent_expect_failure(
+        build_dir,
+        "--monitor-id",
+        "t",
+        "--monitor-type",
+        "CUDA",
+        "--target-pid",
+        "1",
+        "--output",
+        str(tmp_path / "c"),
+        *args,
+    )
     assert rc == 2 and message in err, err
 
 

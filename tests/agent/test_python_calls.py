@@ -38,10 +38,18 @@ Stacks = dict[int, list[tuple[str, int]]]
 def run(python: Path, build: Path, tmp: Path, names: list[str]) -> tuple[
         dict[str, Any], list[dict[str, Any]], Stacks, dict[str, int]]:  # fmt: skip
     """(ready line, call events, stacks {id: [(function, line)]}, the agent's py_calls line)."""
+
     def flags(pid: int) -> list[str]:
         t = find_target(pid)
-        return [*agent_flags(t), "--py-binary", t.binary, "--py-functions", ",".join(names),
-                "--py-hooks", hook_flag(find_hooks(t))]
+        return [
+            *agent_flags(t),
+            "--py-binary",
+            t.binary,
+            "--py-functions",
+            ",".join(names),
+            "--py-hooks",
+            hook_flag(find_hooks(t)),
+        ]
 
     ready, _, cap = trace_workload(build, [str(python), str(SCRIPT), str(ROUNDS)], tmp,
                                    monitor_type="PYTHON", flags_for=flags)  # fmt: skip
@@ -59,8 +67,9 @@ def test_every_call_of_the_functions_named(name: str, build_dir: Path, tmp_path:
     python = python_or_skip(name)
     old = name == "pyenv-3.10"  # no co_qualname: names are co_name
     forward = "forward" if old else "Model.forward"
-    ready, calls, stacks, cost = run(python, build_dir, tmp_path,
-                                     [forward, "boom", "fib", "step", "numbers"])
+    ready, calls, stacks, cost = run(
+        python, build_dir, tmp_path, [forward, "boom", "fib", "step", "numbers"]
+    )
     lines = at()
     got: Counter[tuple[int, str, int, str, bool]] = Counter()
     for c in calls:
@@ -100,12 +109,18 @@ def test_bad_function_flags_are_refused(build_dir: Path, tmp_path: Path) -> None
             str(tmp_path / "c")]  # fmt: skip
     for extra, message in (
         (["--py-functions", "f"], "--py-functions and --py-hooks go together"),
-        (["--py-functions", "f;rm", "--py-hooks", "opcode:1:2", "--py-binary", "/p"],
-         "invalid --py-functions"),
-        (["--py-functions", "f", "--py-hooks", "jit:1:2", "--py-binary", "/p"],
-         "mode opcode or eval"),
-        (["--py-functions", "f", "--py-hooks", "opcode:1:", "--py-binary", "/p"],
-         "opcode mode takes entry and exit"),
+        (
+            ["--py-functions", "f;rm", "--py-hooks", "opcode:1:2", "--py-binary", "/p"],
+            "invalid --py-functions",
+        ),
+        (
+            ["--py-functions", "f", "--py-hooks", "jit:1:2", "--py-binary", "/p"],
+            "mode opcode or eval",
+        ),
+        (
+            ["--py-functions", "f", "--py-hooks", "opcode:1:", "--py-binary", "/p"],
+            "opcode mode takes entry and exit",
+        ),
     ):
         rc, err = run_agent_expect_failure(build_dir, *base, *extra)
         assert rc == 2 and message in err, (extra, err)

@@ -24,9 +24,16 @@ SPIN_S = 0.5
 def test_samples_name_the_spinning_function(name: str, build_dir: Path, tmp_path: Path) -> None:
     python = python_or_skip(name)
     hz = 499
-    ready, _, cap = trace_workload(build_dir, [str(python), str(SCRIPT)], tmp_path,
-                                   "--sample-hz", str(hz), monitor_type="PYTHON",
-                                   go=str(SPIN_S), flags_for=py_flags)
+    ready, _, cap = trace_workload(
+        build_dir,
+        [str(python), str(SCRIPT)],
+        tmp_path,
+        "--sample-hz",
+        str(hz),
+        monitor_type="PYTHON",
+        go=str(SPIN_S),
+        flags_for=py_flags,
+    )
     assert cap.batches[0].monitor_type == abi.MONITOR_TYPES["PYTHON"]
     ev = cap.events
     assert (ev["pid"] == ready["pid"]).all() and (ev["duration_ns"] == 10**9 // hz).all()
@@ -48,8 +55,16 @@ def test_samples_name_the_spinning_function(name: str, build_dir: Path, tmp_path
      "--sample-hz"),
 ])  # fmt: skip
 def test_bad_flags(build_dir: Path, tmp_path: Path, args: list[str], message: str) -> None:
-    rc, err = run_agent_expect_failure(build_dir, "--monitor-id", "t", "--monitor-type",
-                                       "PYTHON", "--output", str(tmp_path / "c"), *args)
+    rc, err = run_agent_expect_failure(
+        build_dir,
+        "--monitor-id",
+        "t",
+        "--monitor-type",
+        "PYTHON",
+        "--output",
+        str(tmp_path / "c"),
+        *args,
+    )
     assert rc == 2 and message in err, err
 
 
@@ -62,8 +77,14 @@ def test_garbage_collections_are_events(build_dir: Path, tmp_path: Path) -> None
     """Debian's python3.11 has the gc__start/gc__done USDT probes: each gc.collect() is an
     event with its generation, what it collected and the stack that called it."""
     script = SCRIPT.with_name("python_gc.py")
-    _, done, cap = trace_workload(build_dir, [str(DEBIAN), str(script)], tmp_path,
-                                  monitor_type="PYTHON", go="5", flags_for=gc_flags)
+    _, done, cap = trace_workload(
+        build_dir,
+        [str(DEBIAN), str(script)],
+        tmp_path,
+        monitor_type="PYTHON",
+        go="5",
+        flags_for=gc_flags,
+    )
     assert cap.agent_ready["gc"] is True
     ev = cap.events
     gc = ev[ev["func"] == 0x100]
@@ -71,8 +92,11 @@ def test_garbage_collections_are_events(build_dir: Path, tmp_path: Path) -> None
     assert full["collected"].tolist() == done["collected"] == full["ret"].tolist()
     assert (full["duration_ns"] > 0).all()
     by_id = stacks(cap)
-    line = next(n for n, text in enumerate(script.read_text().splitlines(), 1)
-                if text.endswith("# at:collect"))
+    line = next(
+        n
+        for n, text in enumerate(script.read_text().splitlines(), 1)
+        if text.endswith("# at:collect")
+    )
     assert {tuple(by_id[int(s)][0][::2]) for s in full["py_stack"]} == {("collect", line)}
 
 
@@ -81,7 +105,13 @@ def test_no_gc_probes_is_said(build_dir: Path, tmp_path: Path) -> None:
     python = INTERPRETERS["pyenv-3.11"]
     if python is None:
         pytest.skip("no pyenv 3.11 here")
-    _, _, cap = trace_workload(build_dir, [str(python), str(SCRIPT)], tmp_path,
-                               monitor_type="PYTHON", go="0.01", flags_for=gc_flags)
+    _, _, cap = trace_workload(
+        build_dir,
+        [str(python), str(SCRIPT)],
+        tmp_path,
+        monitor_type="PYTHON",
+        go="0.01",
+        flags_for=gc_flags,
+    )
     assert cap.agent_ready["gc"] is False
     assert "no gc__start and gc__done USDT probes" in cap.stderr

@@ -26,8 +26,9 @@ def names(cap: Capture) -> np.ndarray:
 READ = 0  # x86-64 syscall number
 
 
-def run(build: Path, tmp_path: Path, threads: int, iters: int,
-        *agent_args: str) -> tuple[dict[str, Any], dict[str, int], Capture]:
+def run(
+    build: Path, tmp_path: Path, threads: int, iters: int, *agent_args: str
+) -> tuple[dict[str, Any], dict[str, int], Capture]:
     """The workload under a SYSCALL agent by pid: (ready, its fds, capture). The agent stops
     once the main thread waits in read(stdin) for its next line."""
     ready, _, cap = trace_workload(build, [str(build / "tests/workloads/syscall_calls"),
@@ -95,8 +96,17 @@ def test_call_in_progress_at_stop_is_incomplete(build_dir: Path, tmp_path: Path)
     ([], 2, "missing --target-pid or --target-comm"),
     (["--target-pid", "999999999"], 3, "process 999999999 not found"),
 ])  # fmt: skip
-def test_bad_input_is_refused(build_dir: Path, tmp_path: Path, args: list[str], code: int,
-                              message: str) -> None:
-    rc, err = run_agent_expect_failure(build_dir, "--monitor-id", "t", "--monitor-type",
-                                       "SYSCALL", "--output", str(tmp_path / "c"), *args)
+def test_bad_input_is_refused(
+    build_dir: Path, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    rc, err = run_agent_expect_failure(
+        build_dir,
+        "--monitor-id",
+        "t",
+        "--monitor-type",
+        "SYSCALL",
+        "--output",
+        str(tmp_path / "c"),
+        *args,
+    )
     assert rc == code and message in err, err

@@ -29,8 +29,9 @@ def names(cap: Capture) -> np.ndarray:
 
 def worker_calls(cap: Capture, tids: list[int]) -> Counter[tuple[int, str]]:
     fn = names(cap)
-    return Counter((int(t), str(f)) for t, f in zip(cap.events["tid"], fn, strict=True)
-                   if int(t) in tids)
+    return Counter(
+        (int(t), str(f)) for t, f in zip(cap.events["tid"], fn, strict=True) if int(t) in tids
+    )
 
 
 def expected(tids: list[int], iters: int, calls: tuple[str, ...]) -> Counter[tuple[int, str]]:
@@ -59,8 +60,9 @@ class Workload(JsonLineProc):
         self.read_json("done")
 
 
-def test_two_monitors_each_get_exactly_their_own(build_dir: Path, tmp_path: Path,
-                                                 renamed: Path) -> None:
+def test_two_monitors_each_get_exactly_their_own(
+    build_dir: Path, tmp_path: Path, renamed: Path
+) -> None:
     """M1 traces process A by pid (write only), M2 traces the task name of B and C (read and
     nanosleep): each gets its own targets' calls and syscalls, exactly. M1 is removed before C
     runs: M2 still records all of C."""
@@ -70,8 +72,9 @@ def test_two_monitors_each_get_exactly_their_own(build_dir: Path, tmp_path: Path
     c = None
     try:
         r1 = hub.add("m1", tmp_path / "m1.bin", "--target-pid", str(a.pid), "--syscalls", "write")
-        r2 = hub.add("m2", tmp_path / "m2.bin", "--target-comm", "sc_other",
-                     "--syscalls", "read,nanosleep")
+        r2 = hub.add(
+            "m2", tmp_path / "m2.bin", "--target-comm", "sc_other", "--syscalls", "read,nanosleep"
+        )
         assert r1["ready"] and r2["ready"] and r1["pid"] == r2["pid"] == hub.ready["pid"]
         assert r1["slot"] != r2["slot"]
         a.run()
@@ -108,8 +111,7 @@ def test_two_monitors_each_get_exactly_their_own(build_dir: Path, tmp_path: Path
         assert {bt.monitor_type for bt in cap.batches} == {abi.MONITOR_TYPES["SYSCALL"]}
 
 
-def test_ring_drop_counted_for_each_monitor_that_wanted_it(build_dir: Path,
-                                                           tmp_path: Path) -> None:
+def test_ring_drop_counted_for_each_monitor_that_wanted_it(build_dir: Path, tmp_path: Path) -> None:
     """A 4 KB ring the hub only empties when asked: two monitors of the same writes both count
     every write they lost; a third, of another process, loses nothing."""
     hub = Hub(build_dir, "--ringbuf-kb", "4", "--wakeup-kb", "8", "--poll-ms", "60000")
@@ -143,8 +145,9 @@ def test_ring_drop_counted_for_each_monitor_that_wanted_it(build_dir: Path,
     assert d3.stats["kernel_drops"] == 0 and len(d3.events) == 0
 
 
-def test_platform_process_named_by_comm_is_not_traced(build_dir: Path, tmp_path: Path,
-                                                      renamed: Path) -> None:
+def test_platform_process_named_by_comm_is_not_traced(
+    build_dir: Path, tmp_path: Path, renamed: Path
+) -> None:
     """Two processes named sc_other: one the hub was told is the platform's (a shell that then
     forks it: exclusion follows the fork), one not. A monitor of that name sees the second
     only; the hub itself is never traced by its own name either."""
@@ -157,8 +160,9 @@ def test_platform_process_named_by_comm_is_not_traced(build_dir: Path, tmp_path:
         shell.read_json("fds")
         platform = shell.read_json("ready")
         other = Workload(renamed, 1, 2)
-        assert hub.add("p1", tmp_path / "p1.bin", "--target-comm", "sc_other",
-                       "--syscalls", "write")["ready"]
+        assert hub.add(
+            "p1", tmp_path / "p1.bin", "--target-comm", "sc_other", "--syscalls", "write"
+        )["ready"]
         assert hub.add("p2", tmp_path / "p2.bin", "--target-comm", "xputrace-agent")["ready"]
         shell.send_line("go")
         shell.read_json("done")
@@ -238,9 +242,18 @@ def test_batches_over_curve_acknowledged(build_dir: Path, tmp_path: Path) -> Non
     sink = CurveSink(tmp_path)
     a = Workload(build_dir / "tests/workloads/syscall_calls", 2, 3)
     try:
-        assert hub.add("z1", None, "--backend-zmq-endpoint", sink.endpoint, "--curve-keyfile",
-                       str(sink.keyfile), "--target-pid", str(a.pid),
-                       "--syscalls", "write")["ready"]
+        assert hub.add(
+            "z1",
+            None,
+            "--backend-zmq-endpoint",
+            sink.endpoint,
+            "--curve-keyfile",
+            str(sink.keyfile),
+            "--target-pid",
+            str(a.pid),
+            "--syscalls",
+            "write",
+        )["ready"]
         a.run()
         hub.send_line("remove\tz1")
         end = hub.wait(lambda o: o.get("monitor_id") == "z1" and "stopped" in o)
@@ -251,8 +264,9 @@ def test_batches_over_curve_acknowledged(build_dir: Path, tmp_path: Path) -> Non
         a.kill()
         sink.close()
         hub.kill()
-    got = Counter((int(e["tid"]), "write") for b in batches for e in b.events
-                  if int(e["tid"]) in a.tids)
+    got = Counter(
+        (int(e["tid"]), "write") for b in batches for e in b.events if int(e["tid"]) in a.tids
+    )
     assert got == expected(a.tids, 3, ("write",))
     assert end["stats"]["events"] == sum(b.event_count for b in batches)
     assert end["stats"]["send_drops"] == 0 and end["exit_code"] == 0

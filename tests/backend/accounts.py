@@ -8,8 +8,17 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-__all__ = ["PASSWORD", "Team", "add_user", "bearer", "first_admin", "grant", "invite", "login",
-           "make_team"]
+__all__ = [
+    "PASSWORD",
+    "Team",
+    "add_user",
+    "bearer",
+    "first_admin",
+    "grant",
+    "invite",
+    "login",
+    "make_team",
+]
 
 PASSWORD = "long enough pw"
 
@@ -34,16 +43,21 @@ async def first_admin(client: TestClient, email: str = "admin@example.com") -> d
 
 
 async def invite(client: TestClient, admin: dict[str, str], email: str, role: str) -> str:
-    r = await client.post("/api/v1/users:invite", json={"email": email, "role": role},
-                          headers=admin)
+    r = await client.post(
+        "/api/v1/users:invite", json={"email": email, "role": role}, headers=admin
+    )
     assert r.status == 201, await r.text()
     token: str = (await r.json())["invite_token"]
     return token
 
 
-async def add_user(client: TestClient, admin: dict[str, str], email: str,
-                   role: str = "viewer", unix_accounts: tuple[str, ...] = ("root",)
-                   ) -> dict[str, str]:
+async def add_user(
+    client: TestClient,
+    admin: dict[str, str],
+    email: str,
+    role: str = "viewer",
+    unix_accounts: tuple[str, ...] = ("root",),
+) -> dict[str, str]:
     """An account the admin invited with role, registered with the invite and logged in; an
     operator is granted unix_accounts (the tests' workloads run as root)."""
     token = await invite(client, admin, email, role)
@@ -57,11 +71,13 @@ async def add_user(client: TestClient, admin: dict[str, str], email: str,
     return await login(client, email)
 
 
-async def grant(client: TestClient, admin: dict[str, str], user_id: str,
-                accounts: list[str]) -> None:
+async def grant(
+    client: TestClient, admin: dict[str, str], user_id: str, accounts: list[str]
+) -> None:
     """The admin grants the user these Unix accounts (the target policy)."""
-    r = await client.patch(f"/api/v1/users/{user_id}", json={"unix_accounts": accounts},
-                           headers=admin)
+    r = await client.patch(
+        f"/api/v1/users/{user_id}", json={"unix_accounts": accounts}, headers=admin
+    )
     assert r.status == 200, await r.text()
     assert (await r.json())["unix_accounts"] == sorted(set(accounts))
 
@@ -82,5 +98,9 @@ class Team:
 
 async def make_team(client: TestClient) -> Team:
     admin = await first_admin(client)
-    return Team(client, admin, await add_user(client, admin, "op@example.com", "operator"),
-                await add_user(client, admin, "view@example.com", "viewer"))
+    return Team(
+        client,
+        admin,
+        await add_user(client, admin, "op@example.com", "operator"),
+        await add_user(client, admin, "view@example.com", "viewer"),
+    )

@@ -32,8 +32,7 @@ class Capture:
     batches: list[bytes]
     decoded: list[abi.Batch]
     # (interval, machine, monitor_id, pid, device, function) -> aggregate
-    calls: dict[tuple[int, str, str, int, int, str], dict[str, Any]] = \
-        field(default_factory=dict)
+    calls: dict[tuple[int, str, str, int, int, str], dict[str, Any]] = field(default_factory=dict)
     # (interval, machine, monitor_id, pid, device) -> (held after the last change, most held)
     memory: dict[tuple[int, str, str, int, int], tuple[int, int]] = field(default_factory=dict)
     # (interval, machine, monitor_id) -> (kernel, inflight, send)
@@ -52,14 +51,18 @@ def make_capture(t0: int, per_batch: int = 500, seed: int = 7) -> Capture:
         ts = np.sort(rng.integers(0, INTERVALS * S, n)).astype(np.uint64)
         ev["ts_ns"] = 10**12 + ts
         # durations over six decades, some exactly on bucket edges
-        ev["duration_ns"] = np.where(rng.random(n) < 0.1, rng.choice([31, 32, 64, 1 << 20], n),
-                                     np.exp(rng.uniform(3, 17, n)).astype(np.int64))
+        ev["duration_ns"] = np.where(
+            rng.random(n) < 0.1,
+            rng.choice([31, 32, 64, 1 << 20], n),
+            np.exp(rng.uniform(3, 17, n)).astype(np.int64),
+        )
         ev["pid"] = rng.choice(pids, n)
         ev["tid"] = ev["pid"] + rng.integers(0, 3, n)
         ev["device"] = ev["tid"] % 3  # each thread on its own device: frees cross devices
         ev["comm"] = b"python"
-        func = rng.choice([LAUNCH, MEMCPY, MEMCPY_ASYNC, MALLOC, FREE, SYNC], n,
-                          p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1])
+        func = rng.choice(
+            [LAUNCH, MEMCPY, MEMCPY_ASYNC, MALLOC, FREE, SYNC], n, p=[0.5, 0.1, 0.1, 0.1, 0.1, 0.1]
+        )
         ev["func"] = func
         ev["ret"] = np.where(rng.random(n) < 0.05, rng.choice([1, 2, 700], n), 0)
         ev["flags"] = np.where(rng.random(n) < 0.01, abi.EV_INCOMPLETE, 0)
@@ -85,10 +88,19 @@ def make_capture(t0: int, per_batch: int = 500, seed: int = 7) -> Capture:
         drops = 0
         for seq, first in enumerate(range(0, n, per_batch)):
             drops += int(rng.integers(0, 4))
-            raw.append(abi.encode_batch(ev[first:first + per_batch], monitor_id=mon,
-                                        machine_id=machine, seq=seq, kernel_drops=drops,
-                                        inflight_drops=seq // 3, send_drops=0,
-                                        mono_to_real_ns=m2r, agent_pid=900 + len(raw)))
+            raw.append(
+                abi.encode_batch(
+                    ev[first : first + per_batch],
+                    monitor_id=mon,
+                    machine_id=machine,
+                    seq=seq,
+                    kernel_drops=drops,
+                    inflight_drops=seq // 3,
+                    send_drops=0,
+                    mono_to_real_ns=m2r,
+                    agent_pid=900 + len(raw),
+                )
+            )
     # the two agents' batches arrive interleaved
     half = len(raw) // 2
     order = [x for pair in zip(raw[:half], raw[half:], strict=True) for x in pair]
@@ -111,9 +123,18 @@ def reference(cap: Capture) -> None:
             last_iv = iv if last_iv is None else max(last_iv, iv)
             dev = e["args"]["device"]
             key = (iv, b.machine_id, b.monitor_id, e["pid"], dev, e["func"])
-            a = cap.calls.setdefault(key, {"calls": 0, "errors": 0, "duration_sum_ns": 0,
-                                           "duration_max_ns": 0, "bytes_copied": 0,
-                                           "bytes_allocated": 0, "durations": []})
+            a = cap.calls.setdefault(
+                key,
+                {
+                    "calls": 0,
+                    "errors": 0,
+                    "duration_sum_ns": 0,
+                    "duration_max_ns": 0,
+                    "bytes_copied": 0,
+                    "bytes_allocated": 0,
+                    "durations": [],
+                },
+            )
             d = e["duration_ns"]
             a["calls"] += 1
             a["duration_sum_ns"] += d

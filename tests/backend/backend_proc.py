@@ -30,8 +30,10 @@ ACL_IDS = {name: fid for fid, name in abi.function_names("ACL").items()}
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The XPUTRACE_* variables that give python -m backend these settings."""
-    return {**os.environ, **{f"XPUTRACE_{k.upper()}": str(v) for k, v in asdict(settings).items()
-                             if v is not None}}
+    return {
+        **os.environ,
+        **{f"XPUTRACE_{k.upper()}": str(v) for k, v in asdict(settings).items() if v is not None},
+    }
 
 
 class BackendProcess:
@@ -51,11 +53,15 @@ class BackendProcess:
 
     def start(self, wait_running: bool = True) -> None:
         self.log = []
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend"], cwd=ROOT, env=self.env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,),
-                                        daemon=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True)
         self._reader.start()
         if wait_running:
             self.wait_log("Running on")
@@ -77,9 +83,11 @@ class BackendProcess:
         with self._changed:
             ok = self._changed.wait_for(
                 lambda: any(want in line for line in self.log) or (self.log[-1:] == [b""]),
-                timeout_s)
-            assert ok and any(want in line for line in self.log), \
+                timeout_s,
+            )
+            assert ok and any(want in line for line in self.log), (
                 f"no {needle!r} in the backend's log:\n{self.text}"
+            )
 
     def send(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -119,7 +127,8 @@ class IngestClient:
         client_public, client_secret = zmq.curve_keypair()
         settings.enrolled_dir.mkdir(parents=True, exist_ok=True)
         (settings.enrolled_dir / f"{name}.key").write_text(
-            f'metadata\ncurve\n    public-key = "{client_public.decode()}"\n')
+            f'metadata\ncurve\n    public-key = "{client_public.decode()}"\n'
+        )
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.curve_serverkey = public
@@ -137,10 +146,15 @@ class IngestClient:
             return
         assert self.dsn is not None
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("INSERT INTO machines (id, public_key) VALUES (%s, %s) "
-                         "ON CONFLICT (id) DO NOTHING", (machine_id, self.key))
-            conn.execute("INSERT INTO monitors (id, machine_id, monitor_type, status) "
-                         "VALUES (%s, %s, 'ACL', 'RUNNING')", (monitor_id, machine_id))
+            conn.execute(
+                "INSERT INTO machines (id, public_key) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                (machine_id, self.key),
+            )
+            conn.execute(
+                "INSERT INTO monitors (id, machine_id, monitor_type, status) "
+                "VALUES (%s, %s, 'ACL', 'RUNNING')",
+                (monitor_id, machine_id),
+            )
         self.admitted.add((monitor_id, machine_id))
 
     def send(self, raw: bytes, timeout_s: float = DEADLINE_S) -> None:
@@ -163,8 +177,15 @@ class IngestClient:
         mono = time.monotonic_ns()
         m2r = time.time_ns() - mono
         ev["ts_ns"] = mono + np.arange(n) * 100_000
-        raw = abi.encode_batch(ev, monitor_id=monitor_id, machine_id=machine_id, seq=self.seq,
-                               mono_to_real_ns=m2r, monitor_type="ACL", agent_pid=os.getpid())
+        raw = abi.encode_batch(
+            ev,
+            monitor_id=monitor_id,
+            machine_id=machine_id,
+            seq=self.seq,
+            mono_to_real_ns=m2r,
+            monitor_type="ACL",
+            agent_pid=os.getpid(),
+        )
         self.seq += 1
         self.send(raw)
         return [int(t) + m2r for t in ev["ts_ns"]]

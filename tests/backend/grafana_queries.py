@@ -43,11 +43,15 @@ def select(*values: str) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-def render(query: str, *, start_ms: int, end_ms: int, interval_s: int,
-           selection: Mapping[str, str]) -> str:
+def render(
+    query: str, *, start_ms: int, end_ms: int, interval_s: int, selection: Mapping[str, str]
+) -> str:
     """The query as Grafana sends it; an unknown $variable is an error."""
-    builtins = {"timeFilter": f"time >= {start_ms}ms and time <= {end_ms}ms",
-                "__interval": f"{interval_s}s", "__interval_ms": str(interval_s * 1000)}
+    builtins = {
+        "timeFilter": f"time >= {start_ms}ms and time <= {end_ms}ms",
+        "__interval": f"{interval_s}s",
+        "__interval_ms": str(interval_s * 1000),
+    }
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)

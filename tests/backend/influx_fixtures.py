@@ -63,13 +63,16 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def start(self, timeout_s: float = 30.0) -> None:
         with (self.root / "influxd.log").open("ab") as log:
-            self.proc = subprocess.Popen([str(INFLUXD), "-config", str(self.config)],
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [str(INFLUXD), "-config", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"influxd exited ({self.proc.returncode}): "
-                                   + (self.root / "influxd.log").read_text()[-2000:])
+                raise RuntimeError(
+                    f"influxd exited ({self.proc.returncode}): "
+                    + (self.root / "influxd.log").read_text()[-2000:]
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
                     if r.status == 204:
@@ -81,8 +84,11 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             raise RuntimeError("influxd did not answer /ping in time")
         if self.auth and not self._admin:
             # the first user, an admin, may be created without credentials
-            self.query(f"CREATE USER {ADMIN[0]} WITH PASSWORD '{ADMIN[1]}' WITH ALL PRIVILEGES",
-                       method="POST", as_user=None)
+            self.query(
+                f"CREATE USER {ADMIN[0]} WITH PASSWORD '{ADMIN[1]}' WITH ALL PRIVILEGES",
+                method="POST",
+                as_user=None,
+            )
             self._admin = True
 
     def stop(self) -> None:
@@ -95,8 +101,13 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                 self.proc.wait()
         self.proc = None
 
-    def query(self, q: str, db: str | None = None, method: str = "GET",
-              as_user: tuple[str, str] | None = ADMIN) -> list[dict[str, Any]]:
+    def query(
+        self,
+        q: str,
+        db: str | None = None,
+        method: str = "GET",
+        as_user: tuple[str, str] | None = ADMIN,
+    ) -> list[dict[str, Any]]:
         """Series of one statement (epoch ns); raises on an error. With auth, as as_user."""
         import json
 

@@ -56,32 +56,36 @@ def _restriction(fields: dict[str, str]) -> st.SearchStrategy[str]:
         if name == "monitor_id":
             return f'{name} {op} "{d(st.uuids())}"'
         return f"{name} {op} {d(_VALUES[kind])}"
+
     return draw()
 
 
 def _filter(fields: dict[str, str]) -> st.SearchStrategy[str]:
     one = _restriction(fields)
     joined = st.lists(one, min_size=1, max_size=3).flatmap(
-        lambda rs: st.sampled_from([" AND ", " OR "]).map(lambda j: j.join(rs)))
+        lambda rs: st.sampled_from([" AND ", " OR "]).map(lambda j: j.join(rs))
+    )
     return st.one_of(st.just(""), joined, joined.map(lambda f: f"NOT ({f})"))
 
 
 def _order_by(fields: dict[str, str]) -> st.SearchStrategy[str]:
     item = st.tuples(st.sampled_from(sorted(fields)), st.sampled_from(["", " asc", " desc"]))
     return st.lists(item, min_size=0, max_size=3, unique_by=lambda i: i[0]).map(
-        lambda items: ", ".join(f + d for f, d in items))
+        lambda items: ", ".join(f + d for f, d in items)
+    )
 
 
 def _fields(fields: dict[str, str]) -> st.SearchStrategy[str]:
-    name = st.sampled_from(sorted(fields)).map(lambda f: "event_data.ptr" if f.endswith("*")
-                                               else f)
+    name = st.sampled_from(sorted(fields)).map(lambda f: "event_data.ptr" if f.endswith("*") else f)
     return st.lists(name, max_size=4).map(",".join)
 
 
 def _metrics_filter(_: dict[str, str]) -> st.SearchStrategy[str]:
-    part = st.one_of(_WORD.map(lambda w: f"machine_id = {w}"),
-                     st.integers(1, 99999).map(lambda p: f"pid = {p}"),
-                     st.sampled_from(["time_range = 5m", "time_range = 1h"]))
+    part = st.one_of(
+        _WORD.map(lambda w: f"machine_id = {w}"),
+        st.integers(1, 99999).map(lambda p: f"pid = {p}"),
+        st.sampled_from(["time_range = 5m", "time_range = 1h"]),
+    )
     return st.lists(part, max_size=3, unique_by=lambda p: p.split()[0]).map(" AND ".join)
 
 
@@ -89,9 +93,14 @@ def _metrics(fields: dict[str, str]) -> st.SearchStrategy[str]:
     return st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True).map(",".join)
 
 
-_MAKERS = {"filter": _filter, "order_by": _order_by, "fields": _fields,
-           "page_token": lambda _: st.just(""), "metrics_filter": _metrics_filter,
-           "metrics": _metrics}
+_MAKERS = {
+    "filter": _filter,
+    "order_by": _order_by,
+    "fields": _fields,
+    "page_token": lambda _: st.just(""),
+    "metrics_filter": _metrics_filter,
+    "metrics": _metrics,
+}
 
 for fmt, (grammar, table) in FORMATS.items():
     schemathesis.openapi.format(fmt, _MAKERS[grammar](table))

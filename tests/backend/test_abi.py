@@ -150,8 +150,10 @@ GOOD = batch_bytes(distinct_events(3))
         (patched(GOOD, hdr_size=184), "hdr_size 184"),
         (patched(GOOD, monitor_type=77), "unknown monitor_type 77"),
         (patched(GOOD, monitor_type=5), r"monitor_type 5 \(OLLAMA\) has no event layout"),
-        (patched(GOOD, event_size=64),
-         rf"event_size 64 .*sizeof\(struct cuda_event\) = {abi.CUDA_EVENT_DTYPE.itemsize}"),
+        (
+            patched(GOOD, event_size=64),
+            rf"event_size 64 .*sizeof\(struct cuda_event\) = {abi.CUDA_EVENT_DTYPE.itemsize}",
+        ),
         (patched(GOOD, event_count=4), "event_count 4"),
         (patched(GOOD, event_count=0xFFFFFFFF), "event_count 4294967295"),
         (GOOD[:-1], "batch length"),
@@ -200,8 +202,11 @@ def test_iter_batches_concatenated() -> None:
     [
         (b"XPUB", "at byte offset {end}: truncated batch header: 4 of 176 bytes"),
         (b"\0" * 200, "at byte offset {end}: bad magic 0x00000000"),
-        (GOOD[:-7], "at byte offset {end}: truncated batch: 3 events need "
-                    f"{3 * abi.CUDA_EVENT_DTYPE.itemsize} bytes"),
+        (
+            GOOD[:-7],
+            "at byte offset {end}: truncated batch: 3 events need "
+            f"{3 * abi.CUDA_EVENT_DTYPE.itemsize} bytes",
+        ),
         (patched(GOOD, event_count=2**32 - 1)[:500], "at byte offset {end}: truncated batch"),
     ],
 )

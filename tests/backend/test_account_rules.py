@@ -23,8 +23,9 @@ REGISTER = "/api/v1/auth:register"
 
 @pytest.fixture
 async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
-    client: TestClient = await aiohttp_client(create_app(backend_settings(
-        migrated_dsn, tmp_path, open_registration=True)))
+    client: TestClient = await aiohttp_client(
+        create_app(backend_settings(migrated_dsn, tmp_path, open_registration=True))
+    )
     return client
 
 
@@ -36,30 +37,37 @@ async def error_of(r: Any, status: int, code: str) -> str:
     return message
 
 
-@pytest.mark.parametrize(("password", "why"), [
-    ("elevenchars", "is 11 characters; at least 12"),
-    ("Password1234!", "commonly used"),
-    ("P@ssw0rd2024", "commonly used"),
-    ("qwertyqwerty", "commonly used"),
-    ("iloveyou!!!!", "commonly used"),
-    ("zzzzzzzzzzzzzz", "3 different characters or fewer"),
-    ("123456789012", "run of keys"),
-    ("asdfghjkl;'", "is 11"),
-    ("ada.lovelace1815", "e-mail address or its part before '@'"),
-    ("ADA.LOVELACE@example.com", "e-mail address"),
-])
-async def test_weak_passwords_are_refused_with_the_rule(client: TestClient, password: str,
-                                                        why: str) -> None:
+@pytest.mark.parametrize(
+    ("password", "why"),
+    [
+        ("elevenchars", "is 11 characters; at least 12"),
+        ("Password1234!", "commonly used"),
+        ("P@ssw0rd2024", "commonly used"),
+        ("qwertyqwerty", "commonly used"),
+        ("iloveyou!!!!", "commonly used"),
+        ("zzzzzzzzzzzzzz", "3 different characters or fewer"),
+        ("123456789012", "run of keys"),
+        ("asdfghjkl;'", "is 11"),
+        ("ada.lovelace1815", "e-mail address or its part before '@'"),
+        ("ADA.LOVELACE@example.com", "e-mail address"),
+    ],
+)
+async def test_weak_passwords_are_refused_with_the_rule(
+    client: TestClient, password: str, why: str
+) -> None:
     await first_admin(client)
-    r = await client.post(REGISTER, json={"email": "ada.lovelace@example.com",
-                                          "password": password})
+    r = await client.post(
+        REGISTER, json={"email": "ada.lovelace@example.com", "password": password}
+    )
     message = await error_of(r, 400, "INVALID_ARGUMENT")
     assert message.startswith("password: ") and why in message, message
     assert RULE in message
 
 
-@pytest.mark.parametrize("password", ["long enough pw", "correct horse battery",
-                                      "Tr0ub4dor&3-blue", "ada lovelace counted first"])
+@pytest.mark.parametrize(
+    "password",
+    ["long enough pw", "correct horse battery", "Tr0ub4dor&3-blue", "ada lovelace counted first"],
+)
 def test_good_passwords_pass(password: str) -> None:
     assert problem(password, "ada.lovelace@example.com") is None
 
@@ -74,16 +82,18 @@ async def test_emails_are_stored_nfkc_in_lower_case(client: TestClient) -> None:
     assert "already registered" in await error_of(r, 409, "ALREADY_EXISTS")
 
 
-@pytest.mark.parametrize("look_alike", [
-    "аdmin@example.com",  # Cyrillic а
-    "ADMİN@example.com".replace("İ", "Ι"),  # Greek capital iota
-    "adm1n@example.com".replace("1", "і"),  # Cyrillic і
-    "admin@ехample.com",  # Cyrillic е and х
-    "admin@examp1e.com",  # digit 1 for l
-    "admin@exarnple.com",  # rn for m
-])
-async def test_look_alikes_of_an_account_are_refused(client: TestClient,
-                                                     look_alike: str) -> None:
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "аdmin@example.com",  # Cyrillic а
+        "ADMİN@example.com".replace("İ", "Ι"),  # Greek capital iota
+        "adm1n@example.com".replace("1", "і"),  # Cyrillic і
+        "admin@ехample.com",  # Cyrillic е and х
+        "admin@examp1e.com",  # digit 1 for l
+        "admin@exarnple.com",  # rn for m
+    ],
+)
+async def test_look_alikes_of_an_account_are_refused(client: TestClient, look_alike: str) -> None:
     admin = await first_admin(client, "admin@example.com")
     assert emails.skeleton(look_alike) == emails.skeleton("admin@example.com")
     r = await client.post(REGISTER, json={"email": look_alike, "password": PASSWORD})
@@ -91,8 +101,9 @@ async def test_look_alikes_of_an_account_are_refused(client: TestClient,
     assert message.startswith("email: ")
     assert "looks like the address of an existing account" in message
     assert "admin@example.com" not in message  # not told to whoever registers
-    r = await client.post("/api/v1/users:invite", headers=admin,
-                          json={"email": look_alike, "role": "viewer"})
+    r = await client.post(
+        "/api/v1/users:invite", headers=admin, json={"email": look_alike, "role": "viewer"}
+    )
     message = await error_of(r, 409, "ALREADY_EXISTS")
     assert message.startswith("email: ") and "'admin@example.com'" in message  # an admin is
 

@@ -23,8 +23,13 @@ def acl_batch(calls: list[tuple[str, dict[str, int], int]]) -> abi.Batch:
         ev[i]["pid"] = ev[i]["tid"] = 4100
         for k, v in fields.items():
             ev[i][k] = v
-    raw = abi.encode_batch(ev, monitor_id="7d9b8a3c-1111-4222-8333-00000000000a",
-                           machine_id="npu-host", mono_to_real_ns=T0, monitor_type="ACL")
+    raw = abi.encode_batch(
+        ev,
+        monitor_id="7d9b8a3c-1111-4222-8333-00000000000a",
+        machine_id="npu-host",
+        mono_to_real_ns=T0,
+        monitor_type="ACL",
+    )
     return abi.decode_batch(raw)
 
 

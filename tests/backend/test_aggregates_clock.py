@@ -70,8 +70,11 @@ def test_late_events_rewrite_their_interval_whole_once_per_tick() -> None:
     assert calls(out) == [(T0, 2)]  # not yet: at the next tick
     first = len(out)
     agg.tick()
-    again = {dict(p.tags)["machine"]: (p.time_ns, p.fields["calls"]) for p in out[first:]
-             if p.measurement == "xpu_calls"}
+    again = {
+        dict(p.tags)["machine"]: (p.time_ns, p.fields["calls"])
+        for p in out[first:]
+        if p.measurement == "xpu_calls"
+    }
     assert again == {"m": (T0, 4), "other": (T0, 1)}  # whole: merged, every series once
     assert agg.stats.intervals_rewritten == 1 and agg.stats.late_events == 0
     agg.tick()
@@ -119,13 +122,15 @@ async def test_close_by_clock_writes_an_interval_lateness_after_its_end() -> Non
     assert calls(points) == [(now // interval * interval, 1)]
 
 
-async def test_influxdb_keeps_one_point_with_the_late_events(influx_server: InfluxServer,
-                                                          influx_db: str) -> None:
+async def test_influxdb_keeps_one_point_with_the_late_events(
+    influx_server: InfluxServer, influx_db: str
+) -> None:
     writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db))
     await writer.start()
     clock = Clock(T0 + 3 * S)
-    agg = Aggregator(lambda pts: writer.submit([p.line() for p in pts]), lateness_ns=2 * S,
-                     clock_ns=clock)
+    agg = Aggregator(
+        lambda pts: writer.submit([p.line() for p in pts]), lateness_ns=2 * S, clock_ns=clock
+    )
     try:
         agg.add([batch([T0 + 10, T0 + 20])])
         agg.tick()

@@ -64,17 +64,26 @@ async def test_start_and_stop_are_audited_with_who_what_when_result(team: Team) 
     assert start["actor_email"] == "op@example.com" and start["actor_role"] == "operator"
     assert start["target"] == f"machines/{MACHINE}/monitors/{mon}"
     assert (start["result"], start["error_code"], start["http_status"]) == (
-        "FAILURE", "AGENT_START_FAILED", 201)
+        "FAILURE",
+        "AGENT_START_FAILED",
+        201,
+    )
     assert start["message"] == f"machine '{MACHINE}' is not connected"
-    assert before <= datetime.fromisoformat(start["time"]) <= datetime.fromisoformat(
-        start["settle_time"])
+    assert (
+        before
+        <= datetime.fromisoformat(start["time"])
+        <= datetime.fromisoformat(start["settle_time"])
+    )
     assert start["address"] == "127.0.0.1"
     # stopping the monitor that failed to start: already final, 204, nothing to ask
     r = await c.delete(f"{MON}/{mon}", headers=team.operator)
     assert r.status == 204
     stop = await settled(team, "action = STOP_MONITOR")
     assert (stop["result"], stop["http_status"], stop["target"]) == (
-        "SUCCESS", 204, f"machines/{MACHINE}/monitors/{mon}")
+        "SUCCESS",
+        204,
+        f"machines/{MACHINE}/monitors/{mon}",
+    )
 
 
 async def test_refused_and_unreachable_actions_are_audited(team: Team) -> None:
@@ -83,7 +92,11 @@ async def test_refused_and_unreachable_actions_are_audited(team: Team) -> None:
     await expect(r, 403, "PERMISSION_DENIED", "operator")
     denied = await settled(team, "actor_email = 'view@example.com'")
     assert (denied["action"], denied["result"], denied["error_code"], denied["http_status"]) == (
-        "START_MONITOR", "FAILURE", "PERMISSION_DENIED", 403)
+        "START_MONITOR",
+        "FAILURE",
+        "PERMISSION_DENIED",
+        403,
+    )
     r = await c.post("/api/v1/machines/nosuch/monitors", json=START, headers=team.operator)
     await expect(r, 404, "NOT_FOUND")
     missing = await settled(team, "target = 'machines/nosuch/monitors'")
@@ -104,17 +117,26 @@ async def test_refused_and_unreachable_actions_are_audited(team: Team) -> None:
 
 async def test_role_changes_and_invites_are_audited(team: Team) -> None:
     c = team.client
-    users = (await (await c.get("/api/v1/users", params={"filter": "role = viewer"},
-                                headers=team.admin)).json())["users"]
-    r = await c.patch(f"/api/v1/users/{users[0]['user_id']}", json={"role": "operator"},
-                      headers=team.admin)
+    users = (
+        await (
+            await c.get("/api/v1/users", params={"filter": "role = viewer"}, headers=team.admin)
+        ).json()
+    )["users"]
+    r = await c.patch(
+        f"/api/v1/users/{users[0]['user_id']}", json={"role": "operator"}, headers=team.admin
+    )
     assert r.status == 200
     got = await settled(team, "action = SET_ROLE")
     assert (got["result"], got["message"], got["actor_email"]) == (
-        "SUCCESS", "view@example.com is now operator", "admin@example.com")
+        "SUCCESS",
+        "view@example.com is now operator",
+        "admin@example.com",
+    )
     invites = await entries(team, filter="action = INVITE_USER")
-    assert [e["message"] for e in invites] == ["view@example.com invited as viewer",
-                                               "op@example.com invited as operator"]
+    assert [e["message"] for e in invites] == [
+        "view@example.com invited as viewer",
+        "op@example.com invited as operator",
+    ]
     assert all(e["result"] == "SUCCESS" for e in invites)
 
 
@@ -138,9 +160,13 @@ async def test_audit_log_pages_newest_first_and_only_admins_read_it(team: Team) 
         await expect(await c.get(AUDIT, headers=auth), 403, "PERMISSION_DENIED", "admin")
     r = await c.get(AUDIT, params={"filter": "password = 1"}, headers=team.admin)
     await expect(r, 400, "INVALID_ARGUMENT", "filter: unknown field 'password'")
-    r = await c.get(AUDIT, params={"filter": "result = FAILURE", "page_token": "x"},
-                    headers=team.admin)
+    r = await c.get(
+        AUDIT, params={"filter": "result = FAILURE", "page_token": "x"}, headers=team.admin
+    )
     await expect(r, 400, "INVALID_ARGUMENT", "page_token:")
-    r = await c.get(AUDIT, params={"filter": "time > '2020-01-01T00:00:00Z' AND "
-                                   "http_status = 403"}, headers=team.admin)
+    r = await c.get(
+        AUDIT,
+        params={"filter": "time > '2020-01-01T00:00:00Z' AND http_status = 403"},
+        headers=team.admin,
+    )
     assert len((await r.json())["audit_logs"]) == 3

@@ -23,21 +23,30 @@ SECRET = "s" * 40
 
 @pytest.fixture
 async def client(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
-    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60,
-                                open_registration=True)
+    settings = backend_settings(
+        migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60, open_registration=True
+    )
     return await aiohttp_client(create_app(settings))
 
 
 @pytest.fixture
 async def rotating(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> TestClient:
-    settings = backend_settings(migrated_dsn, tmp_path, jwt_secret=SECRET, access_token_ttl_s=60,
-                                refresh_token_rotation=True, open_registration=True)
+    settings = backend_settings(
+        migrated_dsn,
+        tmp_path,
+        jwt_secret=SECRET,
+        access_token_ttl_s=60,
+        refresh_token_rotation=True,
+        open_registration=True,
+    )
     return await aiohttp_client(create_app(settings))
 
 
 async def register_and_login(client: TestClient, email: str = "ada@example.com") -> dict[str, Any]:
-    r = await client.post("/api/v1/auth:register",
-                          json={"email": email, "password": "correct horse", "display_name": "Ada"})
+    r = await client.post(
+        "/api/v1/auth:register",
+        json={"email": email, "password": "correct horse", "display_name": "Ada"},
+    )
     assert r.status == 201, await r.text()
     body = await r.json()
     assert body["email"] == email and body["display_name"] == "Ada" and body["user_id"]
@@ -67,35 +76,42 @@ async def test_register_login_and_use_token(client: TestClient) -> None:
 
 async def test_duplicate_email_is_409_already_exists(client: TestClient) -> None:
     await register_and_login(client)
-    r = await client.post("/api/v1/auth:register",
-                          json={"email": "ADA@example.com", "password": "another pass"})
+    r = await client.post(
+        "/api/v1/auth:register", json={"email": "ADA@example.com", "password": "another pass"}
+    )
     await assert_error(r, 409, "ALREADY_EXISTS", "already registered")
 
 
 async def test_wrong_password_is_401(client: TestClient) -> None:
     await register_and_login(client)
-    r = await client.post("/api/v1/auth:login",
-                          json={"email": "ada@example.com", "password": "wrong"})
+    r = await client.post(
+        "/api/v1/auth:login", json={"email": "ada@example.com", "password": "wrong"}
+    )
     await assert_error(r, 401, "UNAUTHENTICATED", "wrong email or password")
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({}, "email"),
-    ({"email": "ada@example.com"}, "password"),
-    ({"email": "not-an-email", "password": "long enough"}, "email"),
-    ({"email": "ada@example.com", "password": "short"}, "password"),
-    ({"email": 5, "password": "long enough"}, "email"),
-    ({"email": "ada@example.com", "password": "long enough pw", "admin": True}, "admin"),
-])
-async def test_register_names_the_bad_field(client: TestClient, body: dict[str, Any],
-                                            field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "email"),
+        ({"email": "ada@example.com"}, "password"),
+        ({"email": "not-an-email", "password": "long enough"}, "email"),
+        ({"email": "ada@example.com", "password": "short"}, "password"),
+        ({"email": 5, "password": "long enough"}, "email"),
+        ({"email": "ada@example.com", "password": "long enough pw", "admin": True}, "admin"),
+    ],
+)
+async def test_register_names_the_bad_field(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
     r = await client.post("/api/v1/auth:register", json=body)
     await assert_error(r, 400, "INVALID_ARGUMENT", f"{field}:")
 
 
 async def test_malformed_json_is_400(client: TestClient) -> None:
-    r = await client.post("/api/v1/auth:login", data=b"{not json",
-                          headers={"Content-Type": "application/json"})
+    r = await client.post(
+        "/api/v1/auth:login", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     await assert_error(r, 400, "INVALID_ARGUMENT", "body: invalid JSON")
 
 
@@ -104,8 +120,9 @@ async def test_refresh_token_is_kept_as_the_seed_says(client: TestClient) -> Non
     refresh token and refreshes with it again, as often as it needs, until logout."""
     tok = await register_and_login(client)
     for _ in range(3):
-        r = await client.post("/api/v1/auth:refreshToken",
-                              json={"refresh_token": tok["refresh_token"]})
+        r = await client.post(
+            "/api/v1/auth:refreshToken", json={"refresh_token": tok["refresh_token"]}
+        )
         assert r.status == 200, await r.text()
         new = await r.json()
         assert set(new) == {"access_token", "expires_in"} and new["expires_in"] == 60

@@ -24,33 +24,46 @@ INTERVAL_S, LATENESS_S = 1.0, 1.0
 BURST = 55
 
 
-def settings_for(dsn: str, tmp_path: Path, influx: InfluxServer, db: str,
-                 lateness_s: float = LATENESS_S, **kw: Any) -> Settings:
+def settings_for(
+    dsn: str,
+    tmp_path: Path,
+    influx: InfluxServer,
+    db: str,
+    lateness_s: float = LATENESS_S,
+    **kw: Any,
+) -> Settings:
     port = int(free_tcp_endpoint().rsplit(":", 1)[1])
-    return backend_settings(dsn, tmp_path, port=port, influx_url=influx.url,
-                            influx_database=db, aggregate_interval_s=INTERVAL_S,
-                            aggregate_lateness_s=lateness_s, **kw)
+    return backend_settings(
+        dsn,
+        tmp_path,
+        port=port,
+        influx_url=influx.url,
+        influx_database=db,
+        aggregate_interval_s=INTERVAL_S,
+        aggregate_lateness_s=lateness_s,
+        **kw,
+    )
 
 
 def calls_of(influx: InfluxServer, db: str, monitor_id: str) -> int:
     """The calls InfluxDB holds for a monitor, summed over its intervals."""
     if db not in {r[0] for s in influx.query("SHOW DATABASES") for r in s.get("values", [])}:
         return 0
-    series = influx.query(f"SELECT sum(calls) FROM xpu_calls WHERE monitor_id = '{monitor_id}'",
-                          db)
+    series = influx.query(f"SELECT sum(calls) FROM xpu_calls WHERE monitor_id = '{monitor_id}'", db)
     return int(series[0]["values"][0][1]) if series else 0
 
 
 def assert_clean_exit(backend: BackendProcess, timeout_s: float = 60.0) -> None:
     rc = backend.wait(timeout_s)
-    assert rc == 0 and "Traceback" not in backend.text and "Error" not in backend.text, \
+    assert rc == 0 and "Traceback" not in backend.text and "Error" not in backend.text, (
         f"exit status {rc}:\n{backend.text}"
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_intervals_written_by_the_clock_and_the_rest_at_the_signal(
-        sig: signal.Signals, migrated_dsn: str, influx_server: InfluxServer,
-        tmp_path: Path) -> None:
+    sig: signal.Signals, migrated_dsn: str, influx_server: InfluxServer, tmp_path: Path
+) -> None:
     """A burst with nothing after it is in InfluxDB within interval + lateness + 1 s of its
     interval's end; a burst right before the signal is written before the process exits 0.
     The database is one the backend has to create."""
@@ -78,8 +91,9 @@ def test_intervals_written_by_the_clock_and_the_rest_at_the_signal(
     assert calls_of(influx_server, db, idle) == BURST  # once: not written twice
 
 
-def test_second_signal_during_shutdown_changes_nothing(migrated_dsn: str, own_influx: InfluxServer,
-                                                       tmp_path: Path) -> None:
+def test_second_signal_during_shutdown_changes_nothing(
+    migrated_dsn: str, own_influx: InfluxServer, tmp_path: Path
+) -> None:
     """Ctrl-C reaches the whole process group and scripts/run-platform sends SIGTERM too: the
     second signal comes while the shutdown waits for InfluxDB (stopped here, started again
     after). The shutdown carries on: the last burst is written and the exit status is 0."""
@@ -106,7 +120,8 @@ def test_second_signal_during_shutdown_changes_nothing(migrated_dsn: str, own_in
 
 
 def test_shutdown_waits_for_influxdb_no_longer_than_its_timeout(
-        migrated_dsn: str, own_influx: InfluxServer, tmp_path: Path) -> None:
+    migrated_dsn: str, own_influx: InfluxServer, tmp_path: Path
+) -> None:
     db = own_influx.new_database()
     # a long lateness: the burst is still pending when InfluxDB stops, for the shutdown
     settings = settings_for(migrated_dsn, tmp_path, own_influx, db, lateness_s=600)
@@ -129,14 +144,19 @@ def test_shutdown_waits_for_influxdb_no_longer_than_its_timeout(
     assert waited < 1.0 + 4.0, f"exited {waited:.1f} s after it could not write"
 
 
-def test_refuses_to_start_on_a_database_it_cannot_create(migrated_dsn: str,
-                                                        tmp_path: Path) -> None:
+def test_refuses_to_start_on_a_database_it_cannot_create(migrated_dsn: str, tmp_path: Path) -> None:
     """InfluxDB with authentication, the backend's user no admin: the database it names
     cannot be created, and the backend says so and how to create it, and exits 1."""
     with running_server(auth=True) as influx:
         influx.query("CREATE USER writer WITH PASSWORD 'writer-pw'", method="POST")
-        settings = settings_for(migrated_dsn, tmp_path, influx, "absent_db",
-                                influx_username="writer", influx_password="writer-pw")
+        settings = settings_for(
+            migrated_dsn,
+            tmp_path,
+            influx,
+            "absent_db",
+            influx_username="writer",
+            influx_password="writer-pw",
+        )
         backend = BackendProcess(settings_env(settings))
         try:
             backend.start(wait_running=False)

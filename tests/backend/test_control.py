@@ -23,8 +23,14 @@ from tests.pg_fixtures import free_tcp_endpoint
 class Manager:
     """A DEALER speaking the manager's side of the protocol, with the given key pair."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, server_public: bytes,
-                 cert: Path, machine_id: str) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        server_public: bytes,
+        cert: Path,
+        machine_id: str,
+    ) -> None:
         public, secret = zmq.auth.load_certificate(str(cert))
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.routing_id = machine_id.encode()
@@ -32,8 +38,11 @@ class Manager:
         self.sock.curve_secretkey = secret
         self.sock.linger = 0
         self.monitor = self.sock.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        )
         self.sock.connect(endpoint)
 
     async def handshake(self) -> int:
@@ -66,12 +75,20 @@ async def control(tmp_path: Path) -> Any:
     async def on_event(machine_id: str, key: str, msg: dict[str, Any]) -> None:
         await events.put((machine_id, key, msg))
 
-    async def on_late_reply(machine_id: str, command: dict[str, Any],
-                            reply: dict[str, Any]) -> None:
+    async def on_late_reply(
+        machine_id: str, command: dict[str, Any], reply: dict[str, Any]
+    ) -> None:
         await events.put((machine_id, "late", {"command": command, "reply": reply}))
 
-    server = ControlServer(ctx, free_tcp_endpoint(), server_secret, server_public, on_event,
-                           on_late_reply, late_reply_s=30.0)
+    server = ControlServer(
+        ctx,
+        free_tcp_endpoint(),
+        server_secret,
+        server_public,
+        on_event,
+        on_late_reply,
+        late_reply_s=30.0,
+    )
     await server.start()
     managers: list[Manager] = []
 
@@ -116,8 +133,9 @@ async def test_commands_are_answered_by_request_id(control: Any) -> None:
     async def answer() -> None:
         cmd = json.loads(await m.sock.recv())
         await m.send({"request_id": "someone-else", "status": "SUCCESS"})  # ignored
-        await m.send({"request_id": cmd["request_id"], "status": "SUCCESS",
-                      "monitor_id": cmd["monitor_id"]})
+        await m.send(
+            {"request_id": cmd["request_id"], "status": "SUCCESS", "monitor_id": cmd["monitor_id"]}
+        )
 
     task = asyncio.create_task(answer())
     reply = await server.command("box", {"command": "STOP_MONITOR", "monitor_id": "m1"})
@@ -144,8 +162,7 @@ async def test_a_reply_after_the_wait_goes_to_on_late_reply(control: Any) -> Non
     await asyncio.wait_for(events.get(), 10)
     mid = "123e4567-e89b-42d3-a456-426614174000"
     with pytest.raises(NoReply, match="did not answer START_MONITOR"):
-        await server.command("box", {"command": "START_MONITOR", "monitor_id": mid},
-                             timeout_s=0.2)
+        await server.command("box", {"command": "START_MONITOR", "monitor_id": mid}, timeout_s=0.2)
     assert server.in_flight("box", overdue_only=True) == {mid: {"START_MONITOR"}}
     assert server.in_flight("elsewhere") == {}
     cmd = json.loads(await m.sock.recv())

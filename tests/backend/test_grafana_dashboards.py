@@ -24,13 +24,27 @@ from xpucore import abi
 
 INTERVAL_S = 1  # the backend's aggregate interval (its default)
 DATASOURCE = {"type": "influxdb", "uid": "xputrace-influxdb"}
-EVERYTHING = {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL, "device": gq.ALL,
-              "function": gq.ALL}
-ONE_PROCESS = {"machine": gq.select("machine-a"), "monitor_type": gq.ALL,
-               "pid": gq.select("4101"), "device": gq.ALL,
-               "function": gq.select("cudaMalloc", "cudaMemcpy")}
-TWO_DEVICES = {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL,
-               "device": gq.select("0", "2"), "function": gq.ALL}
+EVERYTHING = {
+    "machine": gq.ALL,
+    "monitor_type": gq.ALL,
+    "pid": gq.ALL,
+    "device": gq.ALL,
+    "function": gq.ALL,
+}
+ONE_PROCESS = {
+    "machine": gq.select("machine-a"),
+    "monitor_type": gq.ALL,
+    "pid": gq.select("4101"),
+    "device": gq.ALL,
+    "function": gq.select("cudaMalloc", "cudaMemcpy"),
+}
+TWO_DEVICES = {
+    "machine": gq.ALL,
+    "monitor_type": gq.ALL,
+    "pid": gq.ALL,
+    "device": gq.select("0", "2"),
+    "function": gq.ALL,
+}
 Got = dict[tuple[Any, ...], Any]
 
 
@@ -80,8 +94,11 @@ def test_dashboards_are_grafana_json() -> None:
                 assert t["resultFormat"] == "time_series"
                 assert q.startswith("SELECT ") and "$timeFilter" in q
                 assert "GROUP BY time($__interval)" in q
-                used = set(re.findall(r"\$(\w+)", q)) - {"timeFilter", "__interval",
-                                                         "__interval_ms"}
+                used = set(re.findall(r"\$(\w+)", q)) - {
+                    "timeFilter",
+                    "__interval",
+                    "__interval_ms",
+                }
                 assert used <= names, p["title"]
                 for name in used:
                     assert re.search(rf'"{name}" =~ /\^\${name}\$/', q), (p["title"], name)
@@ -101,9 +118,16 @@ class Loaded:
     writer_health: dict[str, int]  # the unhealthy writer's counters
 
     def query(self, q: str, interval_s: int, selection: Mapping[str, str]) -> list[Any]:
-        return self.server.query(gq.render(q, start_ms=self.start_ms, end_ms=self.end_ms,
-                                           interval_s=interval_s, selection=selection),
-                                 self.db)
+        return self.server.query(
+            gq.render(
+                q,
+                start_ms=self.start_ms,
+                end_ms=self.end_ms,
+                interval_s=interval_s,
+                selection=selection,
+            ),
+            self.db,
+        )
 
 
 @pytest.fixture
@@ -115,8 +139,7 @@ async def loaded(influx_server: InfluxServer, influx_db: str) -> Loaded:
     config = InfluxConfig(influx_server.url, database=influx_db)
     writer = InfluxWriter(config)
     await writer.start()
-    agg = Aggregator(lambda pts: writer.submit([p.line() for p in pts]),
-                     interval_ns=INTERVAL_S * S)
+    agg = Aggregator(lambda pts: writer.submit([p.line() for p in pts]), interval_ns=INTERVAL_S * S)
     for b in cap.decoded:
         agg.add([b])
     agg.flush()
@@ -135,9 +158,15 @@ async def loaded(influx_server: InfluxServer, influx_db: str) -> Loaded:
     health = {"overflowed": sick.stats.overflowed_lines, "rejected": sick.stats.rejected_lines}
     assert health == {"overflowed": 2, "rejected": 2}
     types = {v: k for k, v in abi.MONITOR_TYPES.items()}
-    return Loaded(influx_server, influx_db, cap, cap.t0 // 10**6 - 10_000,
-                  time.time_ns() // 10**6 + 10_000,
-                  {b.monitor_id: types[b.monitor_type] for b in cap.decoded}, health)
+    return Loaded(
+        influx_server,
+        influx_db,
+        cap,
+        cap.t0 // 10**6 - 10_000,
+        time.time_ns() // 10**6 + 10_000,
+        {b.monitor_id: types[b.monitor_type] for b in cap.decoded},
+        health,
+    )
 
 
 def rows(series: list[Any]) -> Got:
@@ -169,9 +198,18 @@ def selected(sel: Mapping[str, str], **tags: object) -> bool:
 
 def reference_calls(ld: Loaded, sel: Mapping[str, str]) -> list[tuple[int, str, Any]]:
     """(interval, function, aggregate) of the reference's selected call aggregates."""
-    return [(iv, func, a) for (iv, machine, mon, pid, dev, func), a in ld.cap.calls.items()
-            if selected(sel, machine=machine, monitor_type=ld.monitor_type[mon], pid=pid,
-                        device=dev, function=func)]
+    return [
+        (iv, func, a)
+        for (iv, machine, mon, pid, dev, func), a in ld.cap.calls.items()
+        if selected(
+            sel,
+            machine=machine,
+            monitor_type=ld.monitor_type[mon],
+            pid=pid,
+            device=dev,
+            function=func,
+        )
+    ]
 
 
 def check_call_rate(field: str) -> Callable[[Loaded, list[Any], int, Mapping[str, str]], None]:
@@ -180,6 +218,7 @@ def check_call_rate(field: str) -> Callable[[Loaded, list[Any], int, Mapping[str
         for iv, func, a in reference_calls(ld, sel):
             want[(iv // k * k, func, field)] += a[field]
         assert counts(rows(series), k) == {key: n for key, n in want.items() if n}
+
     return check
 
 
@@ -259,12 +298,17 @@ PANEL_CHECKS = {
 }
 
 
-@pytest.mark.parametrize(("interval_s", "selection"),
-                         [(INTERVAL_S, EVERYTHING), (3, EVERYTHING), (INTERVAL_S, ONE_PROCESS),
-                          (INTERVAL_S, TWO_DEVICES)],
-                         ids=["all", "all-3s-buckets", "one-process", "two-devices"])
-async def test_panel_queries(loaded: Loaded, interval_s: int,
-                             selection: Mapping[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("interval_s", "selection"),
+    [
+        (INTERVAL_S, EVERYTHING),
+        (3, EVERYTHING),
+        (INTERVAL_S, ONE_PROCESS),
+        (INTERVAL_S, TWO_DEVICES),
+    ],
+    ids=["all", "all-3s-buckets", "one-process", "two-devices"],
+)
+async def test_panel_queries(loaded: Loaded, interval_s: int, selection: Mapping[str, str]) -> None:
     """Every panel's query, rendered as Grafana would, against the capture: per bucket, the
     reference's counts, maxima, percentile bounds, memory held and drops."""
     for d in gq.dashboards().values():
@@ -286,12 +330,21 @@ async def test_variable_queries(loaded: Loaded) -> None:
         ("pid", {"machine": gq.ALL, "monitor_type": gq.ALL}, {str(k[3]) for k in calls}),
         ("pid", {"machine": gq.select("machine-a"), "monitor_type": gq.ALL}, {"4101", "4102"}),
         ("device", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL}, {"0", "1", "2"}),
-        ("device", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("4102")},
-         {str(k[4]) for k in calls if k[3] == 4102}),
-        ("function", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL,
-                      "device": gq.ALL}, {f for *_, f in calls}),
-        ("function", {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("5201"),
-                      "device": gq.ALL}, {k[5] for k in calls if k[3] == 5201}),
+        (
+            "device",
+            {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("4102")},
+            {str(k[4]) for k in calls if k[3] == 4102},
+        ),
+        (
+            "function",
+            {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.ALL, "device": gq.ALL},
+            {f for *_, f in calls},
+        ),
+        (
+            "function",
+            {"machine": gq.ALL, "monitor_type": gq.ALL, "pid": gq.select("5201"), "device": gq.ALL},
+            {k[5] for k in calls if k[3] == 5201},
+        ),
     ]
     assert {"machine-a", "machine-b"} == cases[0][2] and len(cases[-1][2]) == 6
     for d in gq.dashboards().values():

@@ -29,8 +29,9 @@ def recent_t0() -> int:
     return (time.time_ns() // S - 3600) * S
 
 
-def stored(server: InfluxServer, db: str,
-           measurement: str) -> dict[tuple[Any, ...], dict[str, Any]]:
+def stored(
+    server: InfluxServer, db: str, measurement: str
+) -> dict[tuple[Any, ...], dict[str, Any]]:
     """{(interval, tags...): fields} of every point of a measurement."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for series in server.query(f'SELECT * FROM "{measurement}" GROUP BY *', db):
@@ -40,11 +41,22 @@ def stored(server: InfluxServer, db: str,
             t = rec.pop("time")
             fields = {k: v for k, v in rec.items() if v is not None}
             if measurement == "xpu_calls" or measurement == "xpu_latency_hist":
-                key: tuple[Any, ...] = (t // S, tags["machine"], tags["monitor_id"],
-                                        int(tags["pid"]), int(tags["device"]), tags["function"])
+                key: tuple[Any, ...] = (
+                    t // S,
+                    tags["machine"],
+                    tags["monitor_id"],
+                    int(tags["pid"]),
+                    int(tags["device"]),
+                    tags["function"],
+                )
             elif measurement == "xpu_memory":
-                key = (t // S, tags["machine"], tags["monitor_id"], int(tags["pid"]),
-                       int(tags["device"]))
+                key = (
+                    t // S,
+                    tags["machine"],
+                    tags["monitor_id"],
+                    int(tags["pid"]),
+                    int(tags["device"]),
+                )
             else:
                 key = (t // S, tags["machine"], tags["monitor_id"])
             assert key not in out
@@ -57,18 +69,30 @@ def check_all(server: InfluxServer, db: str, cap: Capture) -> None:
     assert calls.keys() == cap.calls.keys()
     for key, want in cap.calls.items():
         got = calls[key]
-        for name in ("calls", "errors", "duration_sum_ns", "duration_max_ns", "bytes_copied",
-                     "bytes_allocated", "duration_mean_ns"):
+        for name in (
+            "calls",
+            "errors",
+            "duration_sum_ns",
+            "duration_max_ns",
+            "bytes_copied",
+            "bytes_allocated",
+            "duration_mean_ns",
+        ):
             assert got[name] == want[name], (key, name)
         assert want["true_p99_ns"] <= got["p99_ns"] <= want["duration_max_ns"]
     hist = stored(server, db, "xpu_latency_hist")
-    assert {k: {int(b[1:]): c for b, c in v.items()} for k, v in hist.items()} == \
-        {k: a["hist"] for k, a in cap.calls.items()}
-    memory = {k: (v["held_bytes"], v["held_max_bytes"])
-              for k, v in stored(server, db, "xpu_memory").items()}
+    assert {k: {int(b[1:]): c for b, c in v.items()} for k, v in hist.items()} == {
+        k: a["hist"] for k, a in cap.calls.items()
+    }
+    memory = {
+        k: (v["held_bytes"], v["held_max_bytes"])
+        for k, v in stored(server, db, "xpu_memory").items()
+    }
     assert memory == cap.memory
-    drops = {k: (v["kernel"], v["inflight"], v["send"])
-             for k, v in stored(server, db, "xpu_drops").items()}
+    drops = {
+        k: (v["kernel"], v["inflight"], v["send"])
+        for k, v in stored(server, db, "xpu_drops").items()
+    }
     assert drops == cap.drops
 
 
@@ -80,8 +104,9 @@ async def wait_for(cond: Callable[[], bool], timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_ingest_to_influxdb_exact(influx_server: InfluxServer, influx_db: str,
-                                        migrated_dsn: str, tmp_path: Path) -> None:
+async def test_ingest_to_influxdb_exact(
+    influx_server: InfluxServer, influx_db: str, migrated_dsn: str, tmp_path: Path
+) -> None:
     """Capture batches sent to the real ingest (CURVE, PostgreSQL) come out of InfluxDB as the
     reference computes them, once each although every batch is sent twice."""
     cap = make_capture(recent_t0())
@@ -101,11 +126,13 @@ async def test_ingest_to_influxdb_exact(influx_server: InfluxServer, influx_db: 
     enrolled.mkdir()
     client_public, client_secret = zmq.curve_keypair()
     (enrolled / "agent.key").write_text(
-        f'metadata\ncurve\n    public-key = "{client_public.decode()}"\n')
+        f'metadata\ncurve\n    public-key = "{client_public.decode()}"\n'
+    )
     server_public, server_secret = zmq.curve_keypair()
     ctx, auth = curve_context(enrolled)
-    pool = AsyncConnectionPool(migrated_dsn, min_size=1, max_size=4, open=False,
-                               kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(
+        migrated_dsn, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
+    )
     await pool.open()
     endpoint = free_tcp_endpoint()
     ingest = Ingest(ctx, endpoint, server_secret, server_public, pool, aggregator=agg)
@@ -170,8 +197,13 @@ async def test_influxdb_outage(own_influx: InfluxServer, room: str) -> None:
     rest_agg.flush()
     second_n = len(rest_lines) - len(first)
     capacity = second_n + 10 if room == "enough" else second_n - 37
-    writer = InfluxWriter(InfluxConfig(server.url, database=db), max_buffer_lines=capacity,
-                          batch_lines=100, min_backoff_s=0.05, max_backoff_s=0.2)
+    writer = InfluxWriter(
+        InfluxConfig(server.url, database=db),
+        max_buffer_lines=capacity,
+        batch_lines=100,
+        min_backoff_s=0.05,
+        max_backoff_s=0.2,
+    )
     await writer.start()
     try:
         writer.submit(first)
@@ -194,13 +226,18 @@ async def test_influxdb_outage(own_influx: InfluxServer, room: str) -> None:
         check_all(server, db, cap)
     else:
         assert writer.stats.overflowed_lines == 37
-        n = sum(len(s["values"]) for m in ("xpu_calls", "xpu_latency_hist", "xpu_memory",
-                                          "xpu_drops")
-                for s in server.query(f'SELECT * FROM "{m}" GROUP BY *', db))
+        n = sum(
+            len(s["values"])
+            for m in ("xpu_calls", "xpu_latency_hist", "xpu_memory", "xpu_drops")
+            for s in server.query(f'SELECT * FROM "{m}" GROUP BY *', db)
+        )
         kept = rest_lines[: len(rest_lines) - 37]  # the buffer keeps the oldest
-        assert n == len({line.rsplit(" ", 2)[0].split(" ")[0] + line.rsplit(" ", 1)[1]
-                         for line in kept}) == len(kept)
-        report = server.query('SELECT last(overflowed_lines) FROM xputrace_writer', db)
+        assert (
+            n
+            == len({line.rsplit(" ", 2)[0].split(" ")[0] + line.rsplit(" ", 1)[1] for line in kept})
+            == len(kept)
+        )
+        report = server.query("SELECT last(overflowed_lines) FROM xputrace_writer", db)
         assert report[0]["values"][0][1] == 37
 
 
@@ -218,8 +255,9 @@ async def test_v2_write_request(aiohttp_server: Any) -> None:
     app = web.Application()
     app.router.add_post("/api/v2/write", write)
     srv = await aiohttp_server(app)
-    writer = InfluxWriter(InfluxConfig(str(srv.make_url("/")), api="v2", token="sekret",
-                                       org="acme", bucket="xpu"))
+    writer = InfluxWriter(
+        InfluxConfig(str(srv.make_url("/")), api="v2", token="sekret", org="acme", bucket="xpu")
+    )
     await writer.start()
     writer.submit(["m f=1i 1", "m f=2i 2"])
     await writer.flushed()

@@ -24,12 +24,13 @@ def databases(server: InfluxServer) -> set[str]:
     return {r[0] for s in server.query("SHOW DATABASES") for r in s.get("values", [])}
 
 
-async def test_the_backend_creates_its_database_at_start(influx_server: InfluxServer,
-                                                         migrated_dsn: str, tmp_path: Path,
-                                                         aiohttp_client: Any) -> None:
+async def test_the_backend_creates_its_database_at_start(
+    influx_server: InfluxServer, migrated_dsn: str, tmp_path: Path, aiohttp_client: Any
+) -> None:
     db = f"fresh_{uuid.uuid4().hex[:8]}"
-    settings = backend_settings(migrated_dsn, tmp_path, influx_url=influx_server.url,
-                                influx_database=db)
+    settings = backend_settings(
+        migrated_dsn, tmp_path, influx_url=influx_server.url, influx_database=db
+    )
     assert db not in databases(influx_server)
     await aiohttp_client(create_app(settings))
     try:
@@ -38,10 +39,10 @@ async def test_the_backend_creates_its_database_at_start(influx_server: InfluxSe
         influx_server.query(f'DROP DATABASE "{db}"', method="POST")
 
 
-async def test_a_database_dropped_meanwhile_is_created_again(influx_server: InfluxServer,
-                                                             influx_db: str) -> None:
-    writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db),
-                          min_backoff_s=0.01)
+async def test_a_database_dropped_meanwhile_is_created_again(
+    influx_server: InfluxServer, influx_db: str
+) -> None:
+    writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db), min_backoff_s=0.01)
     await writer.start()
     try:
         writer.submit(["m f=1i 1"])
@@ -56,7 +57,8 @@ async def test_a_database_dropped_meanwhile_is_created_again(influx_server: Infl
 
 
 async def test_refusals_are_logged_once_per_cause_and_counted_exactly(
-        influx_server: InfluxServer, influx_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    influx_server: InfluxServer, influx_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
     writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db), batch_lines=3)
     await writer.start()
     caplog.set_level(logging.ERROR, logger="backend.influx")
@@ -64,9 +66,19 @@ async def test_refusals_are_logged_once_per_cause_and_counted_exactly(
         writer.submit(["m f=1i 1"])
         await writer.flushed()
         # three requests: two with lines of the wrong field type, one with a line unparsable
-        writer.submit(["m f=1.5 2", "m f=2i 3", "m f=2.5 4",
-                       "m f=3i 5", "m f=3.5 6", "m f=4i 7",
-                       "m f=5i 8", "m f= 9", "m f=6i 10"])
+        writer.submit(
+            [
+                "m f=1.5 2",
+                "m f=2i 3",
+                "m f=2.5 4",
+                "m f=3i 5",
+                "m f=3.5 6",
+                "m f=4i 7",
+                "m f=5i 8",
+                "m f= 9",
+                "m f=6i 10",
+            ]
+        )
         await writer.flushed()
     finally:
         await writer.close()
@@ -75,8 +87,11 @@ async def test_refusals_are_logged_once_per_cause_and_counted_exactly(
     refusals = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.name for r in refusals] == ["backend.influx"] * 2, caplog.text
     conflict, unparsable = (r.getMessage() for r in refusals)
-    assert 'input field "f" on measurement "m" is type float, already exists as type integer' \
-        in conflict and '{"error"' not in conflict  # InfluxDB's message, not its JSON
+    assert (
+        'input field "f" on measurement "m" is type float, already exists as type integer'
+        in conflict
+        and '{"error"' not in conflict
+    )  # InfluxDB's message, not its JSON
     assert "unable to parse 'm f= 9': missing field value" in unparsable
     assert writer.stats.rejected_lines == 4  # those InfluxDB dropped, not the whole requests
     reports = influx_server.query("SELECT rejected_lines FROM xputrace_writer", influx_db)
@@ -92,8 +107,9 @@ async def test_a_database_it_may_not_create_is_a_setup_error() -> None:
         influx.query('CREATE DATABASE "granted"', method="POST")
         influx.query('GRANT WRITE ON "granted" TO writer', method="POST")
         for db, ok in (("granted", True), ("absent", False)):
-            writer = InfluxWriter(InfluxConfig(influx.url, database=db, username="writer",
-                                               password="writer-pw"))
+            writer = InfluxWriter(
+                InfluxConfig(influx.url, database=db, username="writer", password="writer-pw")
+            )
             await writer.start()
             try:
                 if ok:
@@ -101,14 +117,18 @@ async def test_a_database_it_may_not_create_is_a_setup_error() -> None:
                 else:
                     with pytest.raises(InfluxSetupError) as e:
                         await writer.ensure_database()
-                    assert '"absent"' in str(e.value) and "requires admin privilege" in \
-                        str(e.value) and "q=CREATE DATABASE \"absent\"" in str(e.value)
+                    assert (
+                        '"absent"' in str(e.value)
+                        and "requires admin privilege" in str(e.value)
+                        and 'q=CREATE DATABASE "absent"' in str(e.value)
+                    )
             finally:
                 await writer.close()
 
 
 async def test_a_refused_report_line_is_not_reported_again_forever(
-        influx_server: InfluxServer, influx_db: str) -> None:
+    influx_server: InfluxServer, influx_db: str
+) -> None:
     """The writer's own report (xputrace_writer) refused in turn, here because its field
     already holds strings: counted once, not reported again and again."""
     writer = InfluxWriter(InfluxConfig(influx_server.url, database=influx_db))

@@ -24,8 +24,17 @@ pytestmark = pytest.mark.bpf
 
 def run_workload(build: Path, threads: int, burst: int) -> int:
     """cuda_calls --burst, start to finish; the number of calls it made."""
-    work = JsonLineProc([str(build / "tests/workloads/cuda_calls"), "--threads", str(threads),
-                         "--iters", "1", "--burst", str(burst)])
+    work = JsonLineProc(
+        [
+            str(build / "tests/workloads/cuda_calls"),
+            "--threads",
+            str(threads),
+            "--iters",
+            "1",
+            "--burst",
+            str(burst),
+        ]
+    )
     try:
         work.read_json("ready")
         work.send_line("go")
@@ -37,8 +46,9 @@ def run_workload(build: Path, threads: int, burst: int) -> int:
         work.kill()
 
 
-async def test_ingest_restart_loses_nothing(build_dir: Path, cudart12: Path, migrated_dsn: str,
-                                            tmp_path: Path) -> None:
+async def test_ingest_restart_loses_nothing(
+    build_dir: Path, cudart12: Path, migrated_dsn: str, tmp_path: Path
+) -> None:
     enrolled = tmp_path / "enrolled"
     enrolled.mkdir()
     pub, secret = manager_keys.generate(tmp_path / "agent")
@@ -46,13 +56,16 @@ async def test_ingest_restart_loses_nothing(build_dir: Path, cudart12: Path, mig
     server_public, server_secret = zmq.curve_keypair()
     agent_public, agent_secret = zmq.auth.load_certificate(str(secret))
     keyfile = tmp_path / "agent.keys"
-    keyfile.write_text(f"server_public_key={server_public.decode()}\n"
-                       f"public_key={agent_public.decode()}\n"
-                       f"secret_key={agent_secret.decode()}\n")
+    keyfile.write_text(
+        f"server_public_key={server_public.decode()}\n"
+        f"public_key={agent_public.decode()}\n"
+        f"secret_key={agent_secret.decode()}\n"
+    )
     endpoint = free_tcp_endpoint()
     ctx, auth = curve_context(enrolled)
-    pool = AsyncConnectionPool(migrated_dsn, min_size=1, max_size=4, open=False,
-                               kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(
+        migrated_dsn, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
+    )
     await pool.open()
 
     def ingest() -> Ingest:
@@ -64,10 +77,25 @@ async def test_ingest_restart_loses_nothing(build_dir: Path, cudart12: Path, mig
         await first.start()
         # blocking process I/O runs in threads: the ingest shares this event loop
         agent = await asyncio.to_thread(
-            Agent, build_dir, None, "--target-library", str(cudart12), "--target-comm",
-            "cuda_calls", "--backend-zmq-endpoint", endpoint, "--curve-keyfile", str(keyfile),
-            "--batch-events", "64", "--flush-ms", "10", "--resend-ms", "100",
-            monitor_id="7d9b8a3c-1111-4222-8333-444455556666")
+            Agent,
+            build_dir,
+            None,
+            "--target-library",
+            str(cudart12),
+            "--target-comm",
+            "cuda_calls",
+            "--backend-zmq-endpoint",
+            endpoint,
+            "--curve-keyfile",
+            str(keyfile),
+            "--batch-events",
+            "64",
+            "--flush-ms",
+            "10",
+            "--resend-ms",
+            "100",
+            monitor_id="7d9b8a3c-1111-4222-8333-444455556666",
+        )
         made = await asyncio.to_thread(run_workload, build_dir, 2, 3000)
         await first.close()  # the backend goes away, whatever was in flight with it
         made += await asyncio.to_thread(run_workload, build_dir, 2, 2000)  # nobody listens

@@ -44,7 +44,8 @@ async def expect_429(r: Any, needle: str) -> int:
 async def from_other_address() -> AsyncIterator[aiohttp.ClientSession]:
     """A client whose connections come from 127.0.0.2 (loopback: the whole 127/8 is local)."""
     async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as session:
+        connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    ) as session:
         yield session
 
 
@@ -52,11 +53,20 @@ async def wrong(client: TestClient, email: str) -> Any:
     return await client.post(LOGIN, json={"email": email, "password": "wrong password"})
 
 
-async def test_login_is_limited_per_account(aiohttp_client: Any, migrated_dsn: str,
-                                            tmp_path: Path,
-                                            from_other_address: aiohttp.ClientSession) -> None:
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, login_attempts_per_account=3,
-                         login_attempts_per_address=100, login_window_s=600)
+async def test_login_is_limited_per_account(
+    aiohttp_client: Any,
+    migrated_dsn: str,
+    tmp_path: Path,
+    from_other_address: aiohttp.ClientSession,
+) -> None:
+    client = await start(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        login_attempts_per_account=3,
+        login_attempts_per_address=100,
+        login_window_s=600,
+    )
     await first_admin(client, "ada@example.com")  # the attempts count from here: 1 used
     for _ in range(2):
         assert (await wrong(client, "ada@example.com")).status == 401
@@ -64,36 +74,56 @@ async def test_login_is_limited_per_account(aiohttp_client: Any, migrated_dsn: s
     # 3 per 600 s: one more every 200 s
     assert 150 <= await expect_429(r, "login attempts for this account") <= 200
     # the account, from any address; not other accounts from this one
-    r = await from_other_address.post(client.make_url(LOGIN),
-                                      json={"email": "ada@example.com", "password": PASSWORD})
+    r = await from_other_address.post(
+        client.make_url(LOGIN), json={"email": "ada@example.com", "password": PASSWORD}
+    )
     await expect_429(r, "login attempts for this account")
     assert (await wrong(client, "bob@example.com")).status == 401
 
 
-async def test_login_is_limited_per_address(aiohttp_client: Any, migrated_dsn: str,
-                                            tmp_path: Path,
-                                            from_other_address: aiohttp.ClientSession) -> None:
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, login_attempts_per_account=100,
-                         login_attempts_per_address=4, login_window_s=60)
+async def test_login_is_limited_per_address(
+    aiohttp_client: Any,
+    migrated_dsn: str,
+    tmp_path: Path,
+    from_other_address: aiohttp.ClientSession,
+) -> None:
+    client = await start(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        login_attempts_per_account=100,
+        login_attempts_per_address=4,
+        login_window_s=60,
+    )
     await first_admin(client, "ada@example.com")  # register + login: 2 of 4
     for n in range(2):
         assert (await wrong(client, f"user{n}@example.com")).status == 401
     await expect_429(await wrong(client, "user9@example.com"), "attempts from this address")
-    r = await client.post("/api/v1/auth:register",
-                          json={"email": "eve@example.com", "password": PASSWORD})
+    r = await client.post(
+        "/api/v1/auth:register", json={"email": "eve@example.com", "password": PASSWORD}
+    )
     await expect_429(r, "attempts from this address")
-    r = await from_other_address.post(client.make_url(LOGIN),
-                                      json={"email": "ada@example.com", "password": PASSWORD})
+    r = await from_other_address.post(
+        client.make_url(LOGIN), json={"email": "ada@example.com", "password": PASSWORD}
+    )
     assert r.status == 200, await r.text()
 
 
-async def test_api_is_limited_per_user(aiohttp_client: Any, migrated_dsn: str,
-                                       tmp_path: Path) -> None:
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, api_requests_per_s=0.5,
-                         api_burst=5, open_registration=True)
+async def test_api_is_limited_per_user(
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
+    client = await start(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        api_requests_per_s=0.5,
+        api_burst=5,
+        open_registration=True,
+    )
     ada = await first_admin(client, "ada@example.com")
-    r = await client.post("/api/v1/auth:register",
-                          json={"email": "bob@example.com", "password": PASSWORD})
+    r = await client.post(
+        "/api/v1/auth:register", json={"email": "bob@example.com", "password": PASSWORD}
+    )
     assert r.status == 201
     bob = await login(client, "bob@example.com")
     statuses = [(await client.get("/api/v1/machines", headers=ada)).status for _ in range(5)]
@@ -101,8 +131,10 @@ async def test_api_is_limited_per_user(aiohttp_client: Any, migrated_dsn: str,
     r = await client.get("/api/v1/machines", headers=ada)
     assert await expect_429(r, "requests from this user") == 2  # 0.5/s: a token in 2 s
     # a second session of the same user shares the bucket; another user has their own
-    await expect_429(await client.get("/api/v1/machines", headers=await login(
-        client, "ada@example.com")), "requests from this user")
+    await expect_429(
+        await client.get("/api/v1/machines", headers=await login(client, "ada@example.com")),
+        "requests from this user",
+    )
     assert (await client.get("/api/v1/machines", headers=bob)).status == 200
 
 
@@ -134,14 +166,16 @@ def test_decoy_hash_costs_what_a_real_hash_costs() -> None:
     assert not verify_password(decoy_hash(), "")
 
 
-async def test_wrong_logins_do_not_stall_other_requests(aiohttp_client: Any, migrated_dsn: str,
-                                                        tmp_path: Path) -> None:
+async def test_wrong_logins_do_not_stall_other_requests(
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     """16 concurrent wrong logins (issue #20: 2.9 s for unrelated requests, from 9 ms): other
     requests keep being answered meanwhile, in less time than a password check takes. (With
     the checks on the event loop, here: 2 answers in 4 s, the median 2 s; off it: 160 to 270
     answers, the median 4 to 30 ms, on a loaded 2-core machine.)"""
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, login_attempts_per_address=100,
-                         api_requests_per_s=0)
+    client = await start(
+        aiohttp_client, migrated_dsn, tmp_path, login_attempts_per_address=100, api_requests_per_s=0
+    )
     admin = await first_admin(client)
     stored = hash_password(PASSWORD)
     checks = []
@@ -150,8 +184,12 @@ async def test_wrong_logins_do_not_stall_other_requests(aiohttp_client: Any, mig
         verify_password(stored, "wrong password")
         checks.append(time.perf_counter() - t0)
     one_check = statistics.median(checks)
-    storm = asyncio.gather(*(wrong(client, "admin@example.com" if n % 2 else
-                                   f"nobody{n}@example.com") for n in range(16)))
+    storm = asyncio.gather(
+        *(
+            wrong(client, "admin@example.com" if n % 2 else f"nobody{n}@example.com")
+            for n in range(16)
+        )
+    )
     latencies = []
     while not storm.done():
         t0 = time.perf_counter()
@@ -164,10 +202,16 @@ async def test_wrong_logins_do_not_stall_other_requests(aiohttp_client: Any, mig
 
 
 async def test_unknown_email_takes_as_long_as_a_wrong_password(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     """issue #20: 340 ms for a real account, 4 ms for an unknown e-mail."""
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, login_attempts_per_account=100,
-                         login_attempts_per_address=100)
+    client = await start(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        login_attempts_per_account=100,
+        login_attempts_per_address=100,
+    )
     await first_admin(client, "ada@example.com")
 
     async def timed(email: str) -> float:

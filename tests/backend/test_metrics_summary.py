@@ -31,8 +31,13 @@ def rfc(ns: int) -> str:
 
 
 @pytest.fixture
-async def api(influx_server: InfluxServer, influx_db: str, migrated_dsn: str, tmp_path: Path,
-              aiohttp_client: Any) -> tuple[TestClient, dict[str, str], Capture]:
+async def api(
+    influx_server: InfluxServer,
+    influx_db: str,
+    migrated_dsn: str,
+    tmp_path: Path,
+    aiohttp_client: Any,
+) -> tuple[TestClient, dict[str, str], Capture]:
     cap = make_capture((time.time_ns() // S - 1800) * S)
     async with await psycopg.AsyncConnection.connect(migrated_dsn, autocommit=True) as conn:
         res = await EventWriter().write(conn, cap.decoded)
@@ -44,8 +49,9 @@ async def api(influx_server: InfluxServer, influx_db: str, migrated_dsn: str, tm
     agg.flush()
     await writer.flushed()
     await writer.close()
-    settings = backend_settings(migrated_dsn, tmp_path, influx_url=influx_server.url,
-                                influx_database=influx_db)
+    settings = backend_settings(
+        migrated_dsn, tmp_path, influx_url=influx_server.url, influx_database=influx_db
+    )
     client = await aiohttp_client(create_app(settings))
     email, pw = "ops@example.com", "long enough pw"
     await client.post("/api/v1/auth:register", json={"email": email, "password": pw})
@@ -89,15 +95,19 @@ async def test_summary_same_from_both_sources(api: Any) -> None:
     assert m["latency_max_ns"]["avg_6s"] == max(a["duration_max_ns"] for a in mine.values())
     last = max(k[0] for k in mine)
     assert s["current_interval_ns"] == last * S
-    assert m["api_calls_per_s"]["current"] == sum(a["calls"] for k, a in mine.items()
-                                                  if k[0] == last)
+    assert m["api_calls_per_s"]["current"] == sum(
+        a["calls"] for k, a in mine.items() if k[0] == last
+    )
     merged: dict[int, int] = {}
     for a in mine.values():
         for b, c in a["hist"].items():
             merged[b] = merged.get(b, 0) + c
     assert m["latency_p99_ns"]["avg_6s"] == percentile(merged, 0.99, m["latency_max_ns"]["avg_6s"])
-    held_end = sum(v[0] for k, v in cap.memory.items()
-                   if k[1] == machine and k[0] == max(x[0] for x in cap.memory if x[1:] == k[1:]))
+    held_end = sum(
+        v[0]
+        for k, v in cap.memory.items()
+        if k[1] == machine and k[0] == max(x[0] for x in cap.memory if x[1:] == k[1:])
+    )
     assert m["device_memory_bytes"]["current"] == held_end
     drops = sum(sum(v) for k, v in cap.drops.items() if k[1] == machine)
     assert m["events_dropped_per_s"]["avg_6s"] == drops / INTERVALS > 0
@@ -109,23 +119,29 @@ async def test_summary_narrowed(api: Any) -> None:
     t0 = cap.t0
     mid = f"timestamp >= '{rfc(t0 + 2 * S)}' AND timestamp < '{rfc(t0 + 4 * S)}'"
     pid = MONITORS[0][2][1]
-    s = await both(client, auth, filter=f"pid = {pid} AND {mid}",
-                   metrics="device_memory_bytes,api_calls_per_s")
+    s = await both(
+        client, auth, filter=f"pid = {pid} AND {mid}", metrics="device_memory_bytes,api_calls_per_s"
+    )
     assert set(s["metrics"]) == {"device_memory_bytes", "api_calls_per_s"}
     assert s["metrics"]["device_memory_bytes"]["avg_2s"] > 0
     s = await both(client, auth, filter=f"function = cudaMemcpy AND {mid}")
-    want = sum(a["calls"] for k, a in cap.calls.items()
-               if k[-1] == "cudaMemcpy" and 2 <= k[0] - t0 // S < 4)
+    want = sum(
+        a["calls"]
+        for k, a in cap.calls.items()
+        if k[-1] == "cudaMemcpy" and 2 <= k[0] - t0 // S < 4
+    )
     assert s["metrics"]["api_calls_per_s"]["avg_2s"] == want / 2
     await both(client, auth, filter=f"monitor_id = '{MONITORS[1][0]}' AND time_range = '1h'")
 
 
 async def test_summary_bad_input(api: Any) -> None:
     client, auth, _ = api
-    for params, field in (({"metrics": "cpu_utilization"}, "metrics"),
-                          ({"filter": "colour = 'red'"}, "filter"),
-                          ({"filter": "time_range = 'soon'"}, "filter"),
-                          ({"source": "mysql"}, "source")):
+    for params, field in (
+        ({"metrics": "cpu_utilization"}, "metrics"),
+        ({"filter": "colour = 'red'"}, "filter"),
+        ({"filter": "time_range = 'soon'"}, "filter"),
+        ({"source": "mysql"}, "source"),
+    ):
         r = await client.get(URL, params=params, headers=auth)
         assert r.status == 400
         body = await r.json()
@@ -143,8 +159,12 @@ def test_memory_held_is_summed_by_changes_not_intervals() -> None:
         step = rng.choice([1, 5, 10])
         start = rng.randrange(0, 50) * step
         q = SummaryQuery(start, start + rng.randrange(1, 40) * step, step, "x")
-        memory = {(str(p),): sorted((rng.randrange(0, 600), rng.randrange(0, 1000))
-                                    for _ in range(rng.randrange(0, 8))) for p in range(3)}
+        memory = {
+            (str(p),): sorted(
+                (rng.randrange(0, 600), rng.randrange(0, 1000)) for _ in range(rng.randrange(0, 8))
+            )
+            for p in range(3)
+        }
         at = rng.randrange(q.start_ns, q.end_ns, step)
         steps = range(q.start_ns, q.end_ns, step)
         per_step = {t: sum(next((h for c, h in reversed(ch) if c <= t), 0)
@@ -157,8 +177,11 @@ def test_memory_held_is_summed_by_changes_not_intervals() -> None:
 async def test_a_month_long_summary_never_blocks_the_event_loop(api: Any) -> None:
     """30 days of 1 s intervals (2.6M): other requests still answer within 100 ms."""
     client, auth, _ = api
-    heavy = asyncio.create_task(client.get(URL, params={"filter": "time_range = '30d'",
-                                                        "source": "postgresql"}, headers=auth))
+    heavy = asyncio.create_task(
+        client.get(
+            URL, params={"filter": "time_range = '30d'", "source": "postgresql"}, headers=auth
+        )
+    )
     worst = 0.0
     probes = 0
     while not heavy.done() or probes < 3:

@@ -40,24 +40,49 @@ async def api(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> tuple[T
 PID = {"pid": 4242}
 
 
-@pytest.mark.parametrize(("body", "field", "needle"), [
-    ({"monitor_type": "OLLAMA", "target": PID}, "monitor_type",
-     "this machine cannot run OLLAMA monitors (it runs: ACL, CUDA, PYTHON, SYSCALL)"),
-    ({"monitor_type": "CUDA", "target": {**PID, "binary_path": "/usr/bin/python3.9"}},
-     "target.binary_path", "not supported by CUDA monitors on this machine"),
-    ({"monitor_type": "PYTHON", "target": {**PID, "binary_path": "/usr/bin/python3.11"}},
-     "target.binary_path", "not supported by PYTHON monitors"),
-    ({"monitor_type": "CUDA", "target": PID, "config": {"sampling_rate": 0.5}},
-     "config.sampling_rate", "not supported by CUDA monitors"),
-    ({"monitor_type": "SYSCALL", "target": PID, "config": {"enable_profiling": True}},
-     "config.enable_profiling", "not supported by SYSCALL monitors"),
-    ({"monitor_type": "CUDA", "target": PID, "config": {"sample_hz": 99}},
-     "config.sample_hz", "(they take config python_stacks)"),
-    ({"monitor_type": "SYSCALL", "target": PID, "config": {"python_stacks": True}},
-     "config.python_stacks", "not supported by SYSCALL monitors"),
-])
-async def test_what_the_machine_cannot_do_is_400(api: Any, body: dict[str, Any], field: str,
-                                                 needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field", "needle"),
+    [
+        (
+            {"monitor_type": "OLLAMA", "target": PID},
+            "monitor_type",
+            "this machine cannot run OLLAMA monitors (it runs: ACL, CUDA, PYTHON, SYSCALL)",
+        ),
+        (
+            {"monitor_type": "CUDA", "target": {**PID, "binary_path": "/usr/bin/python3.9"}},
+            "target.binary_path",
+            "not supported by CUDA monitors on this machine",
+        ),
+        (
+            {"monitor_type": "PYTHON", "target": {**PID, "binary_path": "/usr/bin/python3.11"}},
+            "target.binary_path",
+            "not supported by PYTHON monitors",
+        ),
+        (
+            {"monitor_type": "CUDA", "target": PID, "config": {"sampling_rate": 0.5}},
+            "config.sampling_rate",
+            "not supported by CUDA monitors",
+        ),
+        (
+            {"monitor_type": "SYSCALL", "target": PID, "config": {"enable_profiling": True}},
+            "config.enable_profiling",
+            "not supported by SYSCALL monitors",
+        ),
+        (
+            {"monitor_type": "CUDA", "target": PID, "config": {"sample_hz": 99}},
+            "config.sample_hz",
+            "(they take config python_stacks)",
+        ),
+        (
+            {"monitor_type": "SYSCALL", "target": PID, "config": {"python_stacks": True}},
+            "config.python_stacks",
+            "not supported by SYSCALL monitors",
+        ),
+    ],
+)
+async def test_what_the_machine_cannot_do_is_400(
+    api: Any, body: dict[str, Any], field: str, needle: str
+) -> None:
     client, auth = api
     r = await client.post(f"/api/v1/machines/{MACHINE}/monitors", json=body, headers=auth)
     answer = await r.json()
@@ -67,14 +92,20 @@ async def test_what_the_machine_cannot_do_is_400(api: Any, body: dict[str, Any],
     assert needle in answer["error"]["message"], answer
 
 
-@pytest.mark.parametrize("body", [
-    # the seed's own example values: defaults, accepted
-    {"monitor_type": "CUDA", "target": {**PID, "comm": "python"},
-     "config": {"sampling_rate": 1.0, "enable_profiling": False}},
-    {"monitor_type": "PYTHON", "target": {**PID, "comm": "python3"}},
-    {"monitor_type": "PYTHON", "target": PID, "config": {"sample_hz": 49}},
-    {"monitor_type": "SYSCALL", "target": {"comm": "python3", "syscalls": ["read"]}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the seed's own example values: defaults, accepted
+        {
+            "monitor_type": "CUDA",
+            "target": {**PID, "comm": "python"},
+            "config": {"sampling_rate": 1.0, "enable_profiling": False},
+        },
+        {"monitor_type": "PYTHON", "target": {**PID, "comm": "python3"}},
+        {"monitor_type": "PYTHON", "target": PID, "config": {"sample_hz": 49}},
+        {"monitor_type": "SYSCALL", "target": {"comm": "python3", "syscalls": ["read"]}},
+    ],
+)
 async def test_what_it_can_do_is_accepted(api: Any, body: dict[str, Any]) -> None:
     client, auth = api
     r = await client.post(f"/api/v1/machines/{MACHINE}/monitors", json=body, headers=auth)
@@ -86,9 +117,10 @@ async def test_announcement_is_shown_and_an_older_manager_is_held_to_its_types(a
     r = await client.get(f"/api/v1/machines/{MACHINE}", headers=auth)
     types = (await r.json())["monitor_types"]
     assert sorted(types) == ["ACL", "CUDA", "PYTHON", "SYSCALL"]
-    assert types["PYTHON"] == {"target": ["comm", "pid"],
-                               "config": ["batch_events", "flush_ms", "functions", "ringbuf_kb",
-                                          "sample_hz"]}
+    assert types["PYTHON"] == {
+        "target": ["comm", "pid"],
+        "config": ["batch_events", "flush_ms", "functions", "ringbuf_kb", "sample_hz"],
+    }
     mon = f"/api/v1/machines/{OLD_MANAGER}/monitors"
     r = await client.post(mon, json={"monitor_type": "PYTHON", "target": PID}, headers=auth)
     assert r.status == 400 and "cannot run PYTHON" in (await r.json())["error"]["message"]

@@ -17,20 +17,30 @@ from tests import monitor_scenarios as scenario
 from tests.manager import fake_agent
 from tests.platform import Platform, open_platform
 
-FAST = {"start_wait_s": 1.0, "stop_wait_s": 1.0, "status_wait_s": 5.0,
-        "heartbeat_timeout_s": 1.5, "reconcile_interval_s": 2.0}
+FAST = {
+    "start_wait_s": 1.0,
+    "stop_wait_s": 1.0,
+    "status_wait_s": 5.0,
+    "heartbeat_timeout_s": 1.5,
+    "reconcile_interval_s": 2.0,
+}
 OpenPlatform = Callable[..., Any]
 
 
 @pytest.fixture
-def opened(aiohttp_client: Any, migrated_dsn: str,
-           tmp_path: Path) -> Callable[..., Any]:
+def opened(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> Callable[..., Any]:
     """opened(**backend settings) → an async context of the platform with the stand-in."""
     agent = fake_agent.install(tmp_path / "agent")
 
     def make(manager_args: tuple[str, ...] = (), **backend: Any) -> Any:
-        return open_platform(aiohttp_client, migrated_dsn, tmp_path, agent,
-                             manager_args=manager_args, **{**FAST, **backend})
+        return open_platform(
+            aiohttp_client,
+            migrated_dsn,
+            tmp_path,
+            agent,
+            manager_args=manager_args,
+            **{**FAST, **backend},
+        )
 
     return make
 

@@ -30,8 +30,9 @@ MAX_EXAMPLES = int(os.environ.get("XPUTRACE_ST_EXAMPLES", "10"))
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-async def test_schemathesis_finds_nothing(aiohttp_server: Any, aiohttp_client: Any,
-                                          migrated_dsn: str, tmp_path: Path) -> None:
+async def test_schemathesis_finds_nothing(
+    aiohttp_server: Any, aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     server = await aiohttp_server(create_app(backend_settings(migrated_dsn, tmp_path)))
     client = await aiohttp_client(server)
     user = {"email": "st@example.com", "password": "long enough pw"}
@@ -40,12 +41,35 @@ async def test_schemathesis_finds_nothing(aiohttp_server: Any, aiohttp_client: A
     base = f"http://127.0.0.1:{server.port}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.backend.st_hooks"}
     proc = await asyncio.create_subprocess_exec(
-        str(ST), "run", f"{base}/api/v1/openapi.json", "--url", base, "--checks", "all",
-        "-H", f"Authorization: Bearer {token}", "--exclude-path-regex", "auth:",
-        "--max-examples", str(MAX_EXAMPLES), "--seed", "21", "--no-color",
-        "--generation-database", "none", "--workers", "2",
-        "--report", "junit", "--report-dir", str(tmp_path / "st"),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env, cwd=tmp_path)
+        str(ST),
+        "run",
+        f"{base}/api/v1/openapi.json",
+        "--url",
+        base,
+        "--checks",
+        "all",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--exclude-path-regex",
+        "auth:",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        "21",
+        "--no-color",
+        "--generation-database",
+        "none",
+        "--workers",
+        "2",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path / "st"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        cwd=tmp_path,
+    )
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
     (tmp_path / "st.txt").write_text(text)
@@ -54,7 +78,7 @@ async def test_schemathesis_finds_nothing(aiohttp_server: Any, aiohttp_client: A
     # /users): the last admin cannot be demoted (409), so it never locks itself out.
     me = await client.get("/api/v1/users", headers={"Authorization": f"Bearer {token}"})
     assert me.status == 200 and [u["role"] for u in (await me.json())["users"]] == ["admin"]
-    summary = text[text.find("Test cases:"):].splitlines()[:2]
+    summary = text[text.find("Test cases:") :].splitlines()[:2]
     print(" ".join(line.strip() for line in summary))  # shown with -s: how many were sent
 
 
@@ -73,8 +97,9 @@ def test_every_operation_lists_its_answers(migrated_dsn: str, tmp_path: Path) ->
     logout = doc["paths"]["/api/v1/auth:logout"]["post"]["responses"]
     assert sorted(logout) == ["204", "401", "429", "500", "503"] and "content" not in logout["204"]
     create = doc["components"]["schemas"]["MonitorCreate"]
-    python = next(b for b in create["oneOf"]
-                  if b["properties"]["monitor_type"] == {"const": "PYTHON"})
+    python = next(
+        b for b in create["oneOf"] if b["properties"]["monitor_type"] == {"const": "PYTHON"}
+    )
     assert python["properties"]["target"]["required"] == ["pid"]
     events = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/events"]["get"]["parameters"]}
     assert events["filter"]["format"] == "xputrace-filter-events"
@@ -84,8 +109,10 @@ def test_every_operation_lists_its_answers(migrated_dsn: str, tmp_path: Path) ->
     assert users["filter"]["format"] == "xputrace-filter-users" and "order_by" not in users
     logs = doc["paths"]["/api/v1/auditLogs"]["get"]
     assert logs["parameters"][0]["schema"]["format"] == "xputrace-filter-audit-logs"
-    assert "audit_logs" in logs["responses"]["200"]["content"]["application/json"]["schema"][
-        "properties"]
+    assert (
+        "audit_logs"
+        in logs["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    )
     patch = doc["paths"]["/api/v1/users/{user_id}"]["patch"]
     assert patch["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
     assert {"200", "400", "403", "404", "409"} <= set(patch["responses"])

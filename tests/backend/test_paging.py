@@ -117,7 +117,9 @@ def test_order_by(text: str | None, want: OrderBy) -> None:
 def test_order_by_tiebreaks() -> None:
     assert parse_order_by("", ALLOWED, ["id"]) == [("id", "ASC")]
     assert parse_order_by("pid desc", ALLOWED, [("machine_id", "ASC"), "id"]) == [
-        ("pid", "DESC"), ("machine_id", "ASC"), ("id", "ASC")
+        ("pid", "DESC"),
+        ("machine_id", "ASC"),
+        ("id", "ASC"),
     ]
     # a tiebreak the user already sorts by is not repeated
     allowed = {**ALLOWED, "id": "id"}
@@ -158,17 +160,17 @@ def test_keyset_single_column() -> None:
 
 
 def test_keyset_one_direction_is_a_row_comparison() -> None:
-    assert keyset_predicate([("a", "ASC"), ("b", "ASC")], (1, 2)) == (
-        "((a, b) > (%s, %s))", [1, 2]
-    )
+    assert keyset_predicate([("a", "ASC"), ("b", "ASC")], (1, 2)) == ("((a, b) > (%s, %s))", [1, 2])
     assert keyset_predicate([("a", "DESC"), ("b", "DESC"), ("c", "DESC")], (1, 2, 3)) == (
-        "((a, b, c) < (%s, %s, %s))", [1, 2, 3]
+        "((a, b, c) < (%s, %s, %s))",
+        [1, 2, 3],
     )
 
 
 def test_keyset_mixed_directions() -> None:
     assert keyset_predicate([("a", "ASC"), ("b", "DESC")], (1, 2)) == (
-        "(a >= %s AND ((a > %s) OR (a = %s AND b < %s)))", [1, 1, 1, 2]
+        "(a >= %s AND ((a > %s) OR (a = %s AND b < %s)))",
+        [1, 1, 1, 2],
     )
     assert keyset_predicate([("a", "DESC"), ("b", "ASC"), ("c", "DESC")], ("x", 2, 3)) == (
         "(a <= %s AND ((a < %s) OR (a = %s AND b > %s) OR (a = %s AND b = %s AND c < %s)))",
@@ -366,8 +368,13 @@ def test_keyset_paging_on_sqlite_matches_python_sorting() -> None:
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL, d INTEGER)")
     rows = [
-        {"id": i, "a": rng.randint(0, 3), "b": rng.choice("xyzXYZ"), "c": rng.choice([-1.5, 0.0,
-         2.25]), "d": rng.randint(-2, 2)}
+        {
+            "id": i,
+            "a": rng.randint(0, 3),
+            "b": rng.choice("xyzXYZ"),
+            "c": rng.choice([-1.5, 0.0, 2.25]),
+            "d": rng.randint(-2, 2),
+        }
         for i in rng.sample(range(10_000), 300)
     ]
     db.executemany("INSERT INTO t VALUES (:id, :a, :b, :c, :d)", rows)
@@ -446,8 +453,14 @@ def test_paging_on_postgresql_with_concurrent_inserts(
         return pg.execute(sql, params).fetchall()
 
     allowed = {"timestamp": "ts", "pid": "pid", "comm": "comm", "machine_id": "m"}
-    texts = ["timestamp desc", "timestamp", "pid desc, timestamp", "comm, pid desc",
-             "machine_id desc, comm asc, timestamp desc", "pid, comm desc, machine_id"]
+    texts = [
+        "timestamp desc",
+        "timestamp",
+        "pid desc, timestamp",
+        "comm, pid desc",
+        "machine_id desc, comm asc, timestamp desc",
+        "pid, comm desc, machine_id",
+    ]
     for text in texts:
         order = parse_order_by(text, allowed, ["id"])
         for page_size in (1, 13, 100):
@@ -463,8 +476,9 @@ def test_paging_on_postgresql_with_concurrent_inserts(
             got_ids = [r[0] for r in got]
             assert len(got_ids) == len(set(got_ids)), "a row was served twice"
             assert before <= set(got_ids), "a row that was there was skipped"
-            keys = [tuple(_cmp_key(v, d) for v, (_, d) in zip(r[1:], order, strict=True))
-                    for r in got]
+            keys = [
+                tuple(_cmp_key(v, d) for v, (_, d) in zip(r[1:], order, strict=True)) for r in got
+            ]
             assert keys == sorted(keys), "pages are out of order"
         # without inserts, the pages are exactly the ordered table
         everything = pg.execute(
@@ -499,19 +513,30 @@ def test_paging_with_a_filter_on_postgresql(pg_table: psycopg.Connection[Any]) -
     rng = random.Random(4)
     rows = _pg_rows(rng, itertools.count(1), 200)
     _insert(pg, rows)
-    fields = {"pid": FieldSpec("pid", "int"), "comm": FieldSpec("comm", "str"),
-              "timestamp": FieldSpec("ts", "timestamp")}
+    fields = {
+        "pid": FieldSpec("pid", "int"),
+        "comm": FieldSpec("comm", "str"),
+        "timestamp": FieldSpec("ts", "timestamp"),
+    }
     text = "pid = 1 OR comm = 'a*' AND timestamp >= '2024-05-01T00:00:05Z'"
     filter_sql, filter_params = compile_filter(text, fields)
     order = parse_order_by("timestamp desc, comm", {"timestamp": "ts", "comm": "comm"}, ["id"])
     got = page_through(
         lambda sql, params: pg.execute(sql, params).fetchall(),
-        order, 9, filter_sql=filter_sql, filter_params=filter_params, filter_text=text,
+        order,
+        9,
+        filter_sql=filter_sql,
+        filter_params=filter_params,
+        filter_text=text,
     )
-    want = [r for r in rows
-            if (r["pid"] == 1 or r["comm"].startswith("a")) and r["ts"] >= T0 + timedelta(0, 5)]
-    assert [r[0] for r in got] == python_order(want, [("ts", "DESC"), ("comm", "ASC"),
-                                                      ("id", "ASC")])
+    want = [
+        r
+        for r in rows
+        if (r["pid"] == 1 or r["comm"].startswith("a")) and r["ts"] >= T0 + timedelta(0, 5)
+    ]
+    assert [r[0] for r in got] == python_order(
+        want, [("ts", "DESC"), ("comm", "ASC"), ("id", "ASC")]
+    )
     assert 9 < len(want) < len(rows)
 
 

@@ -29,8 +29,12 @@ def test_schema_names_only_header_classes_and_fields(monitor_type: str) -> None:
 
 
 def test_kinds_resolve_to_functions() -> None:
-    assert calls.functions("CUDA", "alloc") >= {"cudaMalloc", "cudaMallocAsync",
-                                                "cudaMallocManaged", "cuMemAlloc_v2"}
+    assert calls.functions("CUDA", "alloc") >= {
+        "cudaMalloc",
+        "cudaMallocAsync",
+        "cudaMallocManaged",
+        "cuMemAlloc_v2",
+    }
     assert "cudaFree" in calls.functions("CUDA", "free")
     assert "ncclAllReduce" in calls.functions("CUDA", "grouped")
     assert "ncclAllReduce" in calls.functions("CUDA", "submit")

@@ -30,11 +30,19 @@ def test_replies_and_events_are_told_apart() -> None:
 def test_a_reply_is_read_field_by_field() -> None:
     r = protocol.parse_reply(protocol.failure("r1", None, ErrorCode.AGENT_STOP_FAILED, "busy"))
     assert (r.ok, r.error_code, r.message) == (False, "AGENT_STOP_FAILED", "busy")
-    ok = protocol.parse_reply({"request_id": "r2", "status": "SUCCESS", "agent_pid": 42,
-                               "monitor_status": "RUNNING", "active_monitors": [],
-                               "error_code": "", "error_message": None})
-    assert ok == protocol.Reply(ok=True, agent_pid=42, monitor_status="RUNNING",
-                                active_monitors=[])
-    odd = protocol.parse_reply({"status": "success", "agent_pid": "42",
-                                "active_monitors": {}, "monitor_status": 3})
+    ok = protocol.parse_reply(
+        {
+            "request_id": "r2",
+            "status": "SUCCESS",
+            "agent_pid": 42,
+            "monitor_status": "RUNNING",
+            "active_monitors": [],
+            "error_code": "",
+            "error_message": None,
+        }
+    )
+    assert ok == protocol.Reply(ok=True, agent_pid=42, monitor_status="RUNNING", active_monitors=[])
+    odd = protocol.parse_reply(
+        {"status": "success", "agent_pid": "42", "active_monitors": {}, "monitor_status": 3}
+    )
     assert odd == protocol.Reply(ok=False)

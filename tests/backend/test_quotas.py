@@ -64,13 +64,11 @@ async def two(aiohttp_client: Any, dsn: str, tmp_path: Path, **settings: Any) ->
     await store(dsn, mon["id"], calls(1000, 100))
     await store(dsn, mon["id"], calls(500, 200, start_ns=500, step_ns=2000), seq=1)
     a = await first_admin(client, "a@example.com")
-    return Two(client, dsn, a, await add_user(client, a, "b@example.com", "operator"),
-               mon["id"])
+    return Two(client, dsn, a, await add_user(client, a, "b@example.com", "operator"), mon["id"])
 
 
 async def generate(t: Two, auth: dict[str, str], filter: str) -> Any:
-    return await t.client.post(GENERATE, json={"filter": filter, "trace_name": "t"},
-                               headers=auth)
+    return await t.client.post(GENERATE, json={"filter": filter, "trace_name": "t"}, headers=auth)
 
 
 async def settled_jobs(t: Two) -> list[tuple[str, str]]:
@@ -78,14 +76,14 @@ async def settled_jobs(t: Two) -> list[tuple[str, str]]:
     PROCESSING any more."""
     async with await psycopg.AsyncConnection.connect(t.dsn) as conn:
         for _ in range(1200):
-            cur = await conn.execute(
-                "SELECT count(*) FROM trace_jobs WHERE status = 'PROCESSING'")
+            cur = await conn.execute("SELECT count(*) FROM trace_jobs WHERE status = 'PROCESSING'")
             if (await cur.fetchone() or (1,))[0] == 0:
                 break
             await asyncio.sleep(0.05)
         cur = await conn.execute(
             "SELECT u.email, j.status FROM trace_jobs j JOIN users u ON u.id = j.user_id "
-            "ORDER BY j.start_time, j.id")
+            "ORDER BY j.start_time, j.id"
+        )
         return [(str(e), str(s)) for e, s in await cur.fetchall()]
 
 
@@ -93,11 +91,13 @@ async def settled_jobs(t: Two) -> list[tuple[str, str]]:
 
 
 async def test_one_users_twenty_jobs_do_not_hold_back_anothers_one(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     """A queues 20 full-table jobs, then B one tiny job: B's starts as soon as a worker is
     free (third, with two workers), not after A's queue drained (21st)."""
-    t = await two(aiohttp_client, migrated_dsn, tmp_path, trace_chunk_rows=100,
-                  max_trace_jobs_per_user=50)
+    t = await two(
+        aiohttp_client, migrated_dsn, tmp_path, trace_chunk_rows=100, max_trace_jobs_per_user=50
+    )
     hold = Hold("counted")
     t.client.server.app[TRACE_JOBS].checkpoint = hold
     try:
@@ -113,9 +113,11 @@ async def test_one_users_twenty_jobs_do_not_hold_back_anothers_one(
 
 
 async def test_trace_jobs_queued_or_running_are_limited_per_user(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
-    t = await two(aiohttp_client, migrated_dsn, tmp_path, max_trace_jobs_per_user=2,
-                  trace_workers=1)
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
+    t = await two(
+        aiohttp_client, migrated_dsn, tmp_path, max_trace_jobs_per_user=2, trace_workers=1
+    )
     hold = Hold("counted")
     t.client.server.app[TRACE_JOBS].checkpoint = hold
     try:
@@ -123,8 +125,13 @@ async def test_trace_jobs_queued_or_running_are_limited_per_user(
         answers = await asyncio.gather(*(generate(t, t.a, "pid = 100") for _ in range(5)))
         assert sorted(r.status for r in answers) == [202, 202, 429, 429, 429]
         refused = next(r for r in answers if r.status == 429)
-        await expect(refused, 429, "RESOURCE_EXHAUSTED", "XPUTRACE_MAX_TRACE_JOBS_PER_USER",
-                     "you have 2 trace jobs queued or running, the quota is 2")
+        await expect(
+            refused,
+            429,
+            "RESOURCE_EXHAUSTED",
+            "XPUTRACE_MAX_TRACE_JOBS_PER_USER",
+            "you have 2 trace jobs queued or running, the quota is 2",
+        )
         assert (await generate(t, t.b, "pid = 200")).status == 202  # b has a quota of its own
     finally:
         hold.until.set()
@@ -137,7 +144,8 @@ async def test_trace_jobs_queued_or_running_are_limited_per_user(
 
 
 async def test_no_new_monitor_while_the_users_events_are_over_the_quota(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     t = await two(aiohttp_client, migrated_dsn, tmp_path, max_events_per_user=1000)
     r = await t.client.post(MON, json=START, headers=t.b)  # b's, below the quota
     assert r.status == 201, await r.text()
@@ -145,14 +153,18 @@ async def test_no_new_monitor_while_the_users_events_are_over_the_quota(
     await asyncio.gather(*t.client.server.app[TASKS])  # its START has failed (no manager)
     await store(t.dsn, mine, calls(1200, 300))
     r = await t.client.post(MON, json=START, headers=t.b)
-    await expect(r, 429, "RESOURCE_EXHAUSTED", "XPUTRACE_MAX_EVENTS_PER_USER",
-                 "your monitors stored 1200 events, the quota is 1000")
+    await expect(
+        r,
+        429,
+        "RESOURCE_EXHAUSTED",
+        "XPUTRACE_MAX_EVENTS_PER_USER",
+        "your monitors stored 1200 events, the quota is 1000",
+    )
     r = await t.client.post(MON, json=START, headers=t.a)  # a's monitors stored nothing
     assert r.status == 201, await r.text()
     # retention drops the day of b's events: b may start monitors again
     app = t.client.server.app
-    retention = Retention(app[DB], Settings(retention_days=30),
-                          clock_ns=lambda: NOW + 40 * DAY_NS)
+    retention = Retention(app[DB], Settings(retention_days=30), clock_ns=lambda: NOW + 40 * DAY_NS)
     assert (await retention.run_once()).dropped == [NOW // DAY_NS]
     r = await t.client.post(MON, json=START, headers=t.b)
     assert r.status == 201, await r.text()
@@ -162,16 +174,31 @@ async def test_no_new_monitor_while_the_users_events_are_over_the_quota(
 # --- the database volume -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("settings", "needles"), [
-    ({"database_full_percent": 0.001, "database_data_dir": "TMP"},
-     ("% full", "the file system of", "XPUTRACE_DATABASE_FULL_PERCENT=0.001",
-      "XPUTRACE_RETENTION_DAYS")),
-    ({"database_full_percent": 90.0, "database_volume_bytes": 1_000_000},
-     ("% full", "XPUTRACE_DATABASE_VOLUME_BYTES", "XPUTRACE_DATABASE_FULL_PERCENT=90")),
-])
+@pytest.mark.parametrize(
+    ("settings", "needles"),
+    [
+        (
+            {"database_full_percent": 0.001, "database_data_dir": "TMP"},
+            (
+                "% full",
+                "the file system of",
+                "XPUTRACE_DATABASE_FULL_PERCENT=0.001",
+                "XPUTRACE_RETENTION_DAYS",
+            ),
+        ),
+        (
+            {"database_full_percent": 90.0, "database_volume_bytes": 1_000_000},
+            ("% full", "XPUTRACE_DATABASE_VOLUME_BYTES", "XPUTRACE_DATABASE_FULL_PERCENT=90"),
+        ),
+    ],
+)
 async def test_a_nearly_full_database_volume_refuses_new_monitors(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path, settings: dict[str, Any],
-        needles: tuple[str, ...]) -> None:
+    aiohttp_client: Any,
+    migrated_dsn: str,
+    tmp_path: Path,
+    settings: dict[str, Any],
+    needles: tuple[str, ...],
+) -> None:
     """The real file system of a directory (the embedded server's data dir stands there), or
     the real size of the database against a volume of 1 MB."""
     if settings.get("database_data_dir") == "TMP":
@@ -185,9 +212,15 @@ async def test_a_nearly_full_database_volume_refuses_new_monitors(
 
 
 async def test_room_on_the_volume_lets_monitors_start(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
-    t = await two(aiohttp_client, migrated_dsn, tmp_path, database_full_percent=99.9,
-                  database_volume_bytes=10**15)
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
+    t = await two(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        database_full_percent=99.9,
+        database_volume_bytes=10**15,
+    )
     r = await t.client.post(MON, json=START, headers=t.b)
     assert r.status == 201, await r.text()
     await asyncio.gather(*t.client.server.app[TASKS])
@@ -202,11 +235,11 @@ def test_an_unmeasured_volume_is_said_at_start() -> None:
 
 
 @pytest.fixture
-async def platform(aiohttp_client: Any, migrated_dsn: str,
-                   tmp_path: Path) -> AsyncIterator[Any]:
+async def platform(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> AsyncIterator[Any]:
     agent = fake_agent.install(tmp_path / "agent")
-    async with open_platform(aiohttp_client, migrated_dsn, tmp_path, agent,
-                             max_running_monitors_per_user=2) as p:
+    async with open_platform(
+        aiohttp_client, migrated_dsn, tmp_path, agent, max_running_monitors_per_user=2
+    ) as p:
         yield p
 
 
@@ -219,8 +252,13 @@ async def test_monitors_running_are_limited_per_user(platform: Any) -> None:
     for mid in (first, second):
         await p.status_becomes(mid, "RUNNING")
     r = await p.client.post(p.monitors_path, headers=p.auth, json=body)
-    await expect(r, 429, "RESOURCE_EXHAUSTED", "XPUTRACE_MAX_RUNNING_MONITORS_PER_USER",
-                 "you have 2 monitors STARTING or RUNNING, the quota is 2")
+    await expect(
+        r,
+        429,
+        "RESOURCE_EXHAUSTED",
+        "XPUTRACE_MAX_RUNNING_MONITORS_PER_USER",
+        "you have 2 monitors STARTING or RUNNING, the quota is 2",
+    )
     other = await add_user(p.client, p.auth, "other@example.com", "operator")
     r = await p.client.post(p.monitors_path, headers=other, json=body)
     assert r.status == 201, await r.text()

@@ -34,14 +34,17 @@ ROWS = 40_000
 
 async def fill_events(dsn: str, rows: int = ROWS) -> None:
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute(f"CREATE TABLE events_hostile PARTITION OF events FOR VALUES "
-                           f"FROM ({DAY0}) TO ({DAY0 + 86_400 * 10**9})")
+        await conn.execute(
+            f"CREATE TABLE events_hostile PARTITION OF events FOR VALUES "
+            f"FROM ({DAY0}) TO ({DAY0 + 86_400 * 10**9})"
+        )
         await conn.execute(
             "INSERT INTO events (ts, id, duration_ns, ret, monitor_id, pid, tid, cpu, flags, "
             "machine_id, comm, event_type, event_data) SELECT %s + i * 1000, i, 100, 0, %s, "
             "1000 + i %% 7, 1000, 0, 0, 'm1', 'python', 'cudaLaunchKernel', "
             "json_build_object('a', i) FROM generate_series(1, %s) i",
-            (DAY0, uuid.uuid4(), rows))
+            (DAY0, uuid.uuid4(), rows),
+        )
         await conn.execute("ANALYZE events")
 
 
@@ -52,7 +55,8 @@ async def hostile_queries_running(dsn: str, at_least: int, timeout_s: float = 10
         while True:
             cur = await conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND query LIKE 'SELECT ts, id%%FROM events%%' AND pid <> pg_backend_pid()")
+                "AND query LIKE 'SELECT ts, id%%FROM events%%' AND pid <> pg_backend_pid()"
+            )
             row = await cur.fetchone()
             assert row is not None
             if row[0] >= at_least or time.monotonic() > deadline:
@@ -68,10 +72,17 @@ async def start(aiohttp_client: Any, dsn: str, tmp_path: Path, **kw: Any) -> Tes
 
 @pytest.mark.timeout(120)
 async def test_a_probe_answers_while_another_user_floods_expensive_queries(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     await fill_events(migrated_dsn)
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, request_statement_timeout_s=1.0,
-                         db_connections_per_user=3, db_slot_wait_s=0.5)
+    client = await start(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        request_statement_timeout_s=1.0,
+        db_connections_per_user=3,
+        db_slot_wait_s=0.5,
+    )
     a = await first_admin(client, "a@example.com")
     b = await add_user(client, a, "b@example.com")
     assert (await client.get("/api/v1/machines", headers=b)).status == 200  # warm
@@ -90,8 +101,10 @@ async def test_a_probe_answers_while_another_user_floods_expensive_queries(
         assert r.status == 200, await r.text()
     running = await hostile_queries_running(migrated_dsn, 0)
     answers = await asyncio.gather(*flood)
-    print(f"probes {[round(p * 1000, 1) for p in probes]} ms; hostile still running after "
-          f"them: {running}; A got {sorted(s for s, _, _ in answers)}")
+    print(
+        f"probes {[round(p * 1000, 1) for p in probes]} ms; hostile still running after "
+        f"them: {running}; A got {sorted(s for s, _, _ in answers)}"
+    )
     assert max(probes) < 0.1, probes
     statuses = [s for s, _, _ in answers]
     assert set(statuses) <= {429, 504} and 504 in statuses and 429 in statuses, statuses
@@ -109,15 +122,28 @@ async def test_a_probe_answers_while_another_user_floods_expensive_queries(
 
 
 async def test_a_pool_without_a_free_connection_answers_503(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     await fill_events(migrated_dsn, 20_000)
-    client = await start(aiohttp_client, migrated_dsn, tmp_path, request_statement_timeout_s=5.0,
-                         request_pool_size=2, db_connections_per_user=1, db_pool_wait_s=0.3)
+    client = await start(
+        aiohttp_client,
+        migrated_dsn,
+        tmp_path,
+        request_statement_timeout_s=5.0,
+        request_pool_size=2,
+        db_connections_per_user=1,
+        db_pool_wait_s=0.3,
+    )
     a = await first_admin(client, "a@example.com")
-    users = [a, await add_user(client, a, "b@example.com"),
-             await add_user(client, a, "c@example.com")]
-    busy = [asyncio.create_task(client.get("/api/v1/events", params={"filter": HOSTILE},
-                                           headers=u)) for u in users[:2]]
+    users = [
+        a,
+        await add_user(client, a, "b@example.com"),
+        await add_user(client, a, "c@example.com"),
+    ]
+    busy = [
+        asyncio.create_task(client.get("/api/v1/events", params={"filter": HOSTILE}, headers=u))
+        for u in users[:2]
+    ]
     assert await hostile_queries_running(migrated_dsn, 2) == 2
     r = await client.get("/api/v1/machines", headers=users[2])
     body = await r.json()
@@ -128,13 +154,13 @@ async def test_a_pool_without_a_free_connection_answers_503(
 
 
 async def test_background_connections_have_no_statement_timeout(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     """Ingest, trace jobs, the reconciler and the audit log use DB, trace builds and
     migrations connections of their own: only the requests' pool has the timeout. A trace
     of the hostile filter runs longer than it and completes."""
     await fill_events(migrated_dsn, 20_000)
-    client = await start(aiohttp_client, migrated_dsn, tmp_path,
-                         request_statement_timeout_s=0.2)
+    client = await start(aiohttp_client, migrated_dsn, tmp_path, request_statement_timeout_s=0.2)
     app = client.server.app
     async with app[DB].connection() as conn:
         assert await (await conn.execute("SHOW statement_timeout")).fetchone() == ("0",)
@@ -143,8 +169,9 @@ async def test_background_connections_have_no_statement_timeout(
     a = await first_admin(client, "a@example.com")
     r = await client.get("/api/v1/events", params={"filter": HOSTILE}, headers=a)
     assert r.status == 504, await r.text()
-    r = await client.post("/api/v1/traces:generate", headers=a,
-                          json={"filter": HOSTILE, "trace_name": "hostile"})
+    r = await client.post(
+        "/api/v1/traces:generate", headers=a, json={"filter": HOSTILE, "trace_name": "hostile"}
+    )
     assert r.status == 202, await r.text()
     job_url = r.headers["Location"]
     deadline = time.monotonic() + 60
@@ -156,6 +183,7 @@ async def test_background_connections_have_no_statement_timeout(
 
 async def test_a_pool_timeout_anywhere_is_503_not_500(aiohttp_client: Any) -> None:
     """The pool background work and the token check use (DB) times out as 503 too."""
+
     async def handler(request: web.Request) -> web.Response:
         raise PoolTimeout("couldn't get a connection after 5.00 sec")
 
@@ -169,5 +197,6 @@ async def test_a_pool_timeout_anywhere_is_503_not_500(aiohttp_client: Any) -> No
 
 def test_one_user_cannot_be_allowed_the_whole_pool(migrated_dsn: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="less than request_pool_size"):
-        create_app(backend_settings(migrated_dsn, tmp_path, request_pool_size=3,
-                                    db_connections_per_user=3))
+        create_app(
+            backend_settings(migrated_dsn, tmp_path, request_pool_size=3, db_connections_per_user=3)
+        )

@@ -47,27 +47,31 @@ async def expect(r: Any, status: int, code: str, needle: str = "") -> dict[str, 
 
 
 async def register(client: TestClient, email: str, **extra: Any) -> Any:
-    return await client.post("/api/v1/auth:register",
-                             json={"email": email, "password": PASSWORD, **extra})
+    return await client.post(
+        "/api/v1/auth:register", json={"email": email, "password": PASSWORD, **extra}
+    )
 
 
 # --- registration ----------------------------------------------------------------------------
 
 
 async def test_first_account_is_admin_then_registration_is_closed(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> None:
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     client = await start(aiohttp_client, migrated_dsn, tmp_path)
     r = await register(client, "first@example.com")
     assert r.status == 201 and (await r.json())["role"] == "admin"
     r = await register(client, "second@example.com")
     await expect(r, 403, "PERMISSION_DENIED", "registration is closed")
-    r = await client.post("/api/v1/auth:login",
-                          json={"email": "second@example.com", "password": PASSWORD})
+    r = await client.post(
+        "/api/v1/auth:login", json={"email": "second@example.com", "password": PASSWORD}
+    )
     await expect(r, 401, "UNAUTHENTICATED")
 
 
-async def test_open_registration_makes_viewers(aiohttp_client: Any, migrated_dsn: str,
-                                               tmp_path: Path) -> None:
+async def test_open_registration_makes_viewers(
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path
+) -> None:
     client = await start(aiohttp_client, migrated_dsn, tmp_path, open_registration=True)
     roles = []
     for email in ("a@example.com", "b@example.com"):
@@ -88,9 +92,11 @@ def test_open_registration_is_read_as_a_boolean() -> None:
 
 @pytest.mark.parametrize("open_registration", [False, True])
 async def test_concurrent_first_registrations_make_one_admin(
-        aiohttp_client: Any, migrated_dsn: str, tmp_path: Path, open_registration: bool) -> None:
-    client = await start(aiohttp_client, migrated_dsn, tmp_path,
-                         open_registration=open_registration)
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path, open_registration: bool
+) -> None:
+    client = await start(
+        aiohttp_client, migrated_dsn, tmp_path, open_registration=open_registration
+    )
     rs = await asyncio.gather(*(register(client, f"u{n}@example.com") for n in range(4)))
     got = sorted([[r.status, (await r.json()).get("role")] for r in rs])
     closed = [403, None] if not open_registration else [201, "viewer"]
@@ -111,18 +117,24 @@ async def test_invite_registers_once_its_email_with_its_role(team: Team) -> None
     # expired
     late = await invite(c, team.admin, "late@example.com", "viewer")
     async with c.server.app[DB].connection() as conn:
-        await conn.execute("UPDATE invites SET expires_at = now() - interval '1 s' "
-                           "WHERE email = 'late@example.com'")
-    await expect(await register(c, "late@example.com", invite_token=late), 403,
-                 "PERMISSION_DENIED", "expired")
+        await conn.execute(
+            "UPDATE invites SET expires_at = now() - interval '1 s' "
+            "WHERE email = 'late@example.com'"
+        )
+    await expect(
+        await register(c, "late@example.com", invite_token=late),
+        403,
+        "PERMISSION_DENIED",
+        "expired",
+    )
     # a registered e-mail cannot be invited; only admins invite
     r = await c.post("/api/v1/users:invite", json={"email": "op@example.com"}, headers=team.admin)
     await expect(r, 409, "ALREADY_EXISTS", "already registered")
-    r = await c.post("/api/v1/users:invite", json={"email": "x@example.com", "role": "root"},
-                     headers=team.admin)
+    r = await c.post(
+        "/api/v1/users:invite", json={"email": "x@example.com", "role": "root"}, headers=team.admin
+    )
     await expect(r, 400, "INVALID_ARGUMENT", "role")
-    r = await c.post("/api/v1/users:invite", json={"email": "x@example.com"},
-                     headers=team.operator)
+    r = await c.post("/api/v1/users:invite", json={"email": "x@example.com"}, headers=team.operator)
     await expect(r, 403, "PERMISSION_DENIED", "admin")
 
 
@@ -148,8 +160,12 @@ POLICY: dict[tuple[str, str], str] = {
     ("PATCH", "/api/v1/users/{user_id}"): "admin",
     ("GET", "/api/v1/auditLogs"): "admin",
 }
-PUBLIC = {("POST", "/api/v1/auth:register"), ("POST", "/api/v1/auth:login"),
-          ("POST", "/api/v1/auth:refreshToken"), ("GET", "/api/v1/openapi.json")}
+PUBLIC = {
+    ("POST", "/api/v1/auth:register"),
+    ("POST", "/api/v1/auth:login"),
+    ("POST", "/api/v1/auth:refreshToken"),
+    ("GET", "/api/v1/openapi.json"),
+}
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
 
@@ -163,15 +179,19 @@ def test_every_route_has_the_role_of_the_policy() -> None:
 async def test_a_role_below_the_route_is_403(team: Team, method: str, path: str) -> None:
     # No body: a caller allowed in gets the handler's own answer (400, 404, 200, 204), one
     # below the route's role a 403 before the handler reads anything.
-    url = path.format(machine_id=MACHINE, monitor_id=ANY_UUID, trace_job_id=ANY_UUID,
-                      trace_id=ANY_UUID, user_id=ANY_UUID)
+    url = path.format(
+        machine_id=MACHINE,
+        monitor_id=ANY_UUID,
+        trace_job_id=ANY_UUID,
+        trace_id=ANY_UUID,
+        user_id=ANY_UUID,
+    )
     need = POLICY[(method, path)]
     for role in RANK:
         r = await team.client.request(method, url, headers=team.auth(role))
         if RANK[role] < RANK[need]:
             who = {"viewer": "view@example.com", "operator": "op@example.com"}[role]
-            await expect(r, 403, "PERMISSION_DENIED",
-                         f"needs the {need} role; {who} is a {role}")
+            await expect(r, 403, "PERMISSION_DENIED", f"needs the {need} role; {who} is a {role}")
         else:
             assert r.status not in (401, 403), (role, await r.text())
 
@@ -185,11 +205,12 @@ async def test_admin_sets_roles_and_they_apply_at_once(team: Team) -> None:
     await expect(r, 403, "PERMISSION_DENIED", "operator")
     users = (await (await c.get("/api/v1/users", headers=team.admin)).json())["users"]
     assert [(u["email"], u["role"]) for u in users] == [
-        ("admin@example.com", "admin"), ("op@example.com", "operator"),
-        ("view@example.com", "viewer")]
+        ("admin@example.com", "admin"),
+        ("op@example.com", "operator"),
+        ("view@example.com", "viewer"),
+    ]
     viewer_id = users[2]["user_id"]
-    r = await c.patch(f"/api/v1/users/{viewer_id}", json={"role": "operator"},
-                      headers=team.admin)
+    r = await c.patch(f"/api/v1/users/{viewer_id}", json={"role": "operator"}, headers=team.admin)
     assert r.status == 200 and (await r.json())["role"] == "operator"
     # the same access token, the new role
     r = await c.post(f"/api/v1/machines/{MACHINE}/monitors", headers=team.viewer)
@@ -200,12 +221,18 @@ async def test_admin_sets_roles_and_they_apply_at_once(team: Team) -> None:
 
 async def test_the_last_admin_cannot_be_demoted(team: Team) -> None:
     c = team.client
-    admin_id = (await (await c.get("/api/v1/users", params={"filter": "role = admin"},
-                                   headers=team.admin)).json())["users"][0]["user_id"]
+    admin_id = (
+        await (
+            await c.get("/api/v1/users", params={"filter": "role = admin"}, headers=team.admin)
+        ).json()
+    )["users"][0]["user_id"]
     r = await c.patch(f"/api/v1/users/{admin_id}", json={"role": "viewer"}, headers=team.admin)
     await expect(r, 409, "FAILED_PRECONDITION", "last admin")
-    op_id = (await (await c.get("/api/v1/users", params={"filter": "email = 'op@*'"},
-                                headers=team.admin)).json())["users"][0]["user_id"]
+    op_id = (
+        await (
+            await c.get("/api/v1/users", params={"filter": "email = 'op@*'"}, headers=team.admin)
+        ).json()
+    )["users"][0]["user_id"]
     r = await c.patch(f"/api/v1/users/{op_id}", json={"role": "admin"}, headers=team.admin)
     assert r.status == 200
     r = await c.patch(f"/api/v1/users/{admin_id}", json={"role": "viewer"}, headers=team.admin)
@@ -214,14 +241,18 @@ async def test_the_last_admin_cannot_be_demoted(team: Team) -> None:
     await expect(r, 403, "PERMISSION_DENIED", "admin")
 
 
-@pytest.mark.parametrize(("path", "body", "status", "needle"), [
-    (f"/api/v1/users/{ANY_UUID}", {"role": "viewer"}, 404, "not found"),
-    ("/api/v1/users/not-a-uuid", {"role": "viewer"}, 400, "user_id"),
-    (f"/api/v1/users/{ANY_UUID}", {"role": "superuser"}, 400, "role"),
-    (f"/api/v1/users/{ANY_UUID}", {"role": "viewer", "email": "x@y.z"}, 400, "email"),
-])
-async def test_bad_user_patches(team: Team, path: str, body: dict[str, Any], status: int,
-                                needle: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        (f"/api/v1/users/{ANY_UUID}", {"role": "viewer"}, 404, "not found"),
+        ("/api/v1/users/not-a-uuid", {"role": "viewer"}, 400, "user_id"),
+        (f"/api/v1/users/{ANY_UUID}", {"role": "superuser"}, 400, "role"),
+        (f"/api/v1/users/{ANY_UUID}", {"role": "viewer", "email": "x@y.z"}, 400, "email"),
+    ],
+)
+async def test_bad_user_patches(
+    team: Team, path: str, body: dict[str, Any], status: int, needle: str
+) -> None:
     r = await team.client.patch(path, json=body, headers=team.admin)
     await expect(r, status, "NOT_FOUND" if status == 404 else "INVALID_ARGUMENT", needle)
 
@@ -239,11 +270,13 @@ async def test_users_list_pages_and_filters(team: Team) -> None:
         if not token:
             break
     assert seen == ["op@example.com", "view@example.com"]
-    r = await c.get("/api/v1/users", params={"filter": "password_hash = 'x'"},
-                    headers=team.admin)
+    r = await c.get("/api/v1/users", params={"filter": "password_hash = 'x'"}, headers=team.admin)
     await expect(r, 400, "INVALID_ARGUMENT", "filter:")
-    r = await c.get("/api/v1/users", params={"filter": "role = viewer", "page_token": token or
-                                             "garbage"}, headers=team.admin)
+    r = await c.get(
+        "/api/v1/users",
+        params={"filter": "role = viewer", "page_token": token or "garbage"},
+        headers=team.admin,
+    )
     await expect(r, 400, "INVALID_ARGUMENT", "page_token:")
 
 
@@ -262,8 +295,9 @@ async def test_openapi_documents_roles_403_and_429(team: Team) -> None:
         assert ("403" in op["responses"]) == (role != "viewer"), (method, path)
         assert op["responses"]["429"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
     login = doc["paths"]["/api/v1/auth:login"]["post"]
-    assert "security" not in login and "429" in login["responses"] and "403" not in login[
-        "responses"]
+    assert (
+        "security" not in login and "429" in login["responses"] and "403" not in login["responses"]
+    )
     assert {"403", "429"} <= set(doc["paths"]["/api/v1/auth:register"]["post"]["responses"])
     patch = doc["paths"]["/api/v1/users/{user_id}"]["patch"]
     ref = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
@@ -274,7 +308,8 @@ async def test_openapi_documents_roles_403_and_429(team: Team) -> None:
 
 
 async def test_accounts_made_before_roles_become_operators_and_the_oldest_admin(
-        fresh_dsn: str, tmp_path: Path) -> None:
+    fresh_dsn: str, tmp_path: Path
+) -> None:
     before = tmp_path / "migrations"
     before.mkdir()
     for path in sorted(MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
@@ -282,11 +317,15 @@ async def test_accounts_made_before_roles_become_operators_and_the_oldest_admin(
     async with await psycopg.AsyncConnection.connect(fresh_dsn, autocommit=True) as conn:
         assert await migrate(conn, before) == [1, 2, 3, 4]
         for n, email in enumerate(["old@example.com", "older@example.com", "new@example.com"]):
-            await conn.execute("INSERT INTO users (email, password_hash, created_at) VALUES "
-                               "(%s, 'x', now() - %s * interval '1 day')",
-                               (email, [2, 3, 1][n]))
+            await conn.execute(
+                "INSERT INTO users (email, password_hash, created_at) VALUES "
+                "(%s, 'x', now() - %s * interval '1 day')",
+                (email, [2, 3, 1][n]),
+            )
         assert (await migrate(conn))[:2] == [5, 6]  # and what came after
         cur = await conn.execute("SELECT email, role FROM users ORDER BY email")
-        assert await cur.fetchall() == [("new@example.com", "operator"),
-                                        ("old@example.com", "operator"),
-                                        ("older@example.com", "admin")]
+        assert await cur.fetchall() == [
+            ("new@example.com", "operator"),
+            ("old@example.com", "operator"),
+            ("older@example.com", "admin"),
+        ]

@@ -27,18 +27,47 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key, as make run makes them."""
     d = tmp_path_factory.mktemp("tls")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout", str(d / "key.pem"),
-         "-out", str(d / "cert.pem"), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return d / "cert.pem", d / "key.pem"
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.8.9.1", True), ("::1", True), ("[::1]", True),
-    ("localhost", True), ("0.0.0.0", False), ("", False), ("::", False),
-    ("10.1.2.3", False), ("gpu1.example.com", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("gpu1.example.com", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
@@ -46,8 +75,9 @@ def test_is_loopback(host: str, loopback: bool) -> None:
 def test_exposure_rule(tmp_path: Path) -> None:
     check_exposure(Settings(host="127.0.0.1"))
     check_exposure(Settings(host="0.0.0.0", allow_insecure_http=True))
-    check_exposure(Settings(host="0.0.0.0", tls_cert_file=tmp_path / "c",
-                            tls_key_file=tmp_path / "k"))
+    check_exposure(
+        Settings(host="0.0.0.0", tls_cert_file=tmp_path / "c", tls_key_file=tmp_path / "k")
+    )
     with pytest.raises(ValueError, match="XPUTRACE_TLS_CERT_FILE"):
         check_exposure(Settings(host="0.0.0.0"))
     with pytest.raises(ValueError, match="go together"):
@@ -56,14 +86,20 @@ def test_exposure_rule(tmp_path: Path) -> None:
 
 def _backend_env(dsn: str, tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XPUTRACE_")}
-    env.update({
-        "PYTHONPATH": str(ROOT), "XPUTRACE_DATABASE_DSN": dsn, "XPUTRACE_PORT": str(port),
-        "XPUTRACE_JWT_SECRET": "j" * 40, "XPUTRACE_DATA_DIR": str(tmp_path / "data"),
-        "XPUTRACE_KEYS_DIR": str(tmp_path / "keys"),
-        "XPUTRACE_ENROLLED_DIR": str(tmp_path / "enrolled"),
-        "XPUTRACE_INGEST_ENDPOINT": free_tcp_endpoint(),
-        "XPUTRACE_CONTROL_ENDPOINT": free_tcp_endpoint(), **extra,
-    })
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "XPUTRACE_DATABASE_DSN": dsn,
+            "XPUTRACE_PORT": str(port),
+            "XPUTRACE_JWT_SECRET": "j" * 40,
+            "XPUTRACE_DATA_DIR": str(tmp_path / "data"),
+            "XPUTRACE_KEYS_DIR": str(tmp_path / "keys"),
+            "XPUTRACE_ENROLLED_DIR": str(tmp_path / "enrolled"),
+            "XPUTRACE_INGEST_ENDPOINT": free_tcp_endpoint(),
+            "XPUTRACE_CONTROL_ENDPOINT": free_tcp_endpoint(),
+            **extra,
+        }
+    )
     return env
 
 
@@ -90,11 +126,16 @@ def run_backend() -> Iterator[list[subprocess.Popen[bytes]]]:
                 pipe.close()
 
 
-def test_plain_http_off_loopback_is_refused(migrated_dsn: str, tmp_path: Path, port: int,
-                                            run_backend: list[subprocess.Popen[bytes]]) -> None:
-    p = subprocess.Popen([sys.executable, "-m", "backend", "--host", "0.0.0.0"],
-                         env=_backend_env(migrated_dsn, tmp_path, port), cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def test_plain_http_off_loopback_is_refused(
+    migrated_dsn: str, tmp_path: Path, port: int, run_backend: list[subprocess.Popen[bytes]]
+) -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "backend", "--host", "0.0.0.0"],
+        env=_backend_env(migrated_dsn, tmp_path, port),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     run_backend.append(p)
     _, err = p.communicate(timeout=60)  # old code: serves, and this times out
     assert p.returncode == 2, err.decode()
@@ -107,15 +148,29 @@ async def _get(url: str, tls: ssl.SSLContext | None) -> tuple[int, dict[str, obj
         return r.status, await r.json()
 
 
-async def test_https_with_a_certificate(migrated_dsn: str, tmp_path: Path, port: int,
-                                        cert: tuple[Path, Path],
-                                        run_backend: list[subprocess.Popen[bytes]]) -> None:
+async def test_https_with_a_certificate(
+    migrated_dsn: str,
+    tmp_path: Path,
+    port: int,
+    cert: tuple[Path, Path],
+    run_backend: list[subprocess.Popen[bytes]],
+) -> None:
     """Every interface, TLS only: a client trusting the certificate gets the API; plain HTTP on
     the same port gets nothing."""
-    env = _backend_env(migrated_dsn, tmp_path, port, XPUTRACE_TLS_CERT_FILE=str(cert[0]),
-                       XPUTRACE_TLS_KEY_FILE=str(cert[1]))
-    p = subprocess.Popen([sys.executable, "-m", "backend", "--host", "0.0.0.0"], env=env,
-                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = _backend_env(
+        migrated_dsn,
+        tmp_path,
+        port,
+        XPUTRACE_TLS_CERT_FILE=str(cert[0]),
+        XPUTRACE_TLS_KEY_FILE=str(cert[1]),
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "backend", "--host", "0.0.0.0"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     run_backend.append(p)
     trust = ssl.create_default_context(cafile=cert[0])
     url = f"https://127.0.0.1:{port}/api/v1/openapi.json"

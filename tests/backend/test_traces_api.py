@@ -69,8 +69,9 @@ class Api:
         body: dict[str, Any] = await r.json()
         return body
 
-    async def wait(self, job_id: str, status: str = "COMPLETED",
-                   timeout: float = 60) -> dict[str, Any]:
+    async def wait(
+        self, job_id: str, status: str = "COMPLETED", timeout: float = 60
+    ) -> dict[str, Any]:
         """Polls the job (an HTTP status, with a deadline) until it is no longer PROCESSING."""
         deadline = time.monotonic() + timeout
         while True:
@@ -84,8 +85,9 @@ class Api:
     async def trace_id(self, job_id: str) -> str:
         """The trace id the job was given (the API shows it only once COMPLETED)."""
         async with self.client.server.app[DB].connection() as conn:
-            cur = await conn.execute("SELECT trace_id FROM trace_jobs WHERE id = %s",
-                                     (uuid.UUID(job_id),))
+            cur = await conn.execute(
+                "SELECT trace_id FROM trace_jobs WHERE id = %s", (uuid.UUID(job_id),)
+            )
             row = await cur.fetchone()
         assert row is not None
         return str(row[0])
@@ -111,8 +113,12 @@ async def api(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> Api:
 class Hold:
     """A runner checkpoint that holds each job reaching `stage` until `until` is set."""
 
-    def __init__(self, stage: str, until: threading.Event | None = None,
-                 action: Callable[[uuid.UUID], None] | None = None) -> None:
+    def __init__(
+        self,
+        stage: str,
+        until: threading.Event | None = None,
+        action: Callable[[uuid.UUID], None] | None = None,
+    ) -> None:
         self.stage, self.action = stage, action
         self.until = until or threading.Event()
         self.reached: list[uuid.UUID] = []
@@ -130,9 +136,11 @@ class Hold:
 
     async def reach(self, n: int) -> list[uuid.UUID]:
         """Waits until n jobs are held here."""
+
         def wait() -> bool:
             with self._cond:
                 return self._cond.wait_for(lambda: len(self.reached) >= n, timeout=30)
+
         assert await asyncio.to_thread(wait), self.reached
         return self.reached[:n]
 
@@ -161,14 +169,18 @@ def sql(dsn: str, statement: str) -> None:
 # --- generate, follow, download -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fmt", "gz", "name", "ctype"), [
-    ("perfetto", False, "gpu run_1.pftrace", "application/octet-stream"),
-    ("perfetto", True, "gpu run_1.pftrace.gz", "application/gzip"),
-    ("chrome", False, "gpu run_1.json", "application/json"),
-    ("chrome", True, "gpu run_1.json.gz", "application/gzip"),
-])
-async def test_generate_poll_and_download(api: Api, fmt: str, gz: bool, name: str,
-                                          ctype: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "gz", "name", "ctype"),
+    [
+        ("perfetto", False, "gpu run_1.pftrace", "application/octet-stream"),
+        ("perfetto", True, "gpu run_1.pftrace.gz", "application/gzip"),
+        ("chrome", False, "gpu run_1.json", "application/json"),
+        ("chrome", True, "gpu run_1.json.gz", "application/gzip"),
+    ],
+)
+async def test_generate_poll_and_download(
+    api: Api, fmt: str, gz: bool, name: str, ctype: str
+) -> None:
     job_id = await api.generate(filter="pid = 100", trace_name="gpu run/1", format=fmt, gzip=gz)
     job = await api.wait(job_id)
     assert job["trace_job_id"] == job_id
@@ -206,7 +218,8 @@ async def test_download_name_keeps_unicode(api: Api) -> None:
     job = await api.wait(await api.generate(filter="pid = 1", trace_name='..ollama "ü"'))
     r = await api.client.get(job["download_url"], headers=api.auth)
     assert r.headers["Content-Disposition"] == (
-        "attachment; filename=\"ollama ___.pftrace\"; filename*=UTF-8''ollama%20_%C3%BC_.pftrace")
+        "attachment; filename=\"ollama ___.pftrace\"; filename*=UTF-8''ollama%20_%C3%BC_.pftrace"
+    )
 
 
 @pytest.mark.parametrize("fmt", ["perfetto", "chrome"])
@@ -245,9 +258,13 @@ async def test_progress_is_written_as_chunks_go(api: Api, holds: list[Hold]) -> 
         chunks += 1
         if chunks == 3:
             with psycopg.connect(api.dsn) as conn:
-                row = conn.execute("SELECT status, events_done, events_total, progress "
-                                   "FROM trace_jobs WHERE id = %s", (job_id,)).fetchone()
+                row = conn.execute(
+                    "SELECT status, events_done, events_total, progress "
+                    "FROM trace_jobs WHERE id = %s",
+                    (job_id,),
+                ).fetchone()
             seen.append(tuple(row or ()))
+
     h = hold(api, holds, "chunk", action=after_chunk)
     h.until.set()
     await api.wait(await api.generate(filter="pid = 100"))
@@ -264,23 +281,26 @@ async def expect(r: Any, status: int, code: str, needle: str) -> None:
     assert needle in body["error"]["message"], body
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    ({"filter": "pid = 'x'", "trace_name": "t"}, "filter: field 'pid' expects an integer"),
-    ({"filter": "nosuch = 1", "trace_name": "t"}, "filter: unknown field 'nosuch'"),
-    ({"filter": "(pid = 1", "trace_name": "t"}, "filter: missing ')'"),
-    ({"filter": 42, "trace_name": "t"}, "filter:"),
-    ({"trace_name": "t"}, "filter: is required"),
-    ({"filter": ""}, "trace_name: is required"),
-    ({"filter": "", "trace_name": ""}, "trace_name:"),
-    ({"filter": "", "trace_name": "   "}, "trace_name:"),
-    ({"filter": "", "trace_name": "a\nb"}, "trace_name:"),
-    ({"filter": "", "trace_name": "x" * 201}, "trace_name:"),
-    ({"filter": "", "trace_name": "t", "format": "pdf"}, "format:"),
-    ({"filter": "", "trace_name": "t", "format": None}, "format:"),
-    ({"filter": "", "trace_name": "t", "gzip": "yes"}, "gzip:"),
-    ({"filter": "", "trace_name": "t", "path": "/etc/passwd"}, "path: is not allowed"),
-    ([], "body:"),
-])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"filter": "pid = 'x'", "trace_name": "t"}, "filter: field 'pid' expects an integer"),
+        ({"filter": "nosuch = 1", "trace_name": "t"}, "filter: unknown field 'nosuch'"),
+        ({"filter": "(pid = 1", "trace_name": "t"}, "filter: missing ')'"),
+        ({"filter": 42, "trace_name": "t"}, "filter:"),
+        ({"trace_name": "t"}, "filter: is required"),
+        ({"filter": ""}, "trace_name: is required"),
+        ({"filter": "", "trace_name": ""}, "trace_name:"),
+        ({"filter": "", "trace_name": "   "}, "trace_name:"),
+        ({"filter": "", "trace_name": "a\nb"}, "trace_name:"),
+        ({"filter": "", "trace_name": "x" * 201}, "trace_name:"),
+        ({"filter": "", "trace_name": "t", "format": "pdf"}, "format:"),
+        ({"filter": "", "trace_name": "t", "format": None}, "format:"),
+        ({"filter": "", "trace_name": "t", "gzip": "yes"}, "gzip:"),
+        ({"filter": "", "trace_name": "t", "path": "/etc/passwd"}, "path: is not allowed"),
+        ([], "body:"),
+    ],
+)
 async def test_bad_body_names_the_field(api: Api, body: Any, needle: str) -> None:
     r = await api.client.post(GENERATE, json=body, headers=api.auth)
     await expect(r, 400, "INVALID_ARGUMENT", needle)
@@ -291,19 +311,25 @@ async def test_body_that_is_not_json(api: Api) -> None:
     await expect(r, 400, "INVALID_ARGUMENT", "body: invalid JSON")
 
 
-@pytest.mark.parametrize("path", [
-    "/api/v1/traces/jobs/00000000-0000-4000-8000-000000000000",
-    "/api/v1/traces/00000000-0000-4000-8000-000000000000",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/traces/jobs/00000000-0000-4000-8000-000000000000",
+        "/api/v1/traces/00000000-0000-4000-8000-000000000000",
+    ],
+)
 async def test_unknown_ids_are_404(api: Api, path: str) -> None:
     r = await api.client.get(path, headers=api.auth)
     await expect(r, 404, "NOT_FOUND", "not found")
 
 
-@pytest.mark.parametrize(("path", "field"), [
-    ("/api/v1/traces/jobs/not-a-uuid", "trace_job_id"),
-    ("/api/v1/traces/not-a-uuid", "trace_id"),
-])
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/traces/jobs/not-a-uuid", "trace_job_id"),
+        ("/api/v1/traces/not-a-uuid", "trace_id"),
+    ],
+)
 async def test_malformed_ids_are_400(api: Api, path: str, field: str) -> None:
     r = await api.client.get(path, headers=api.auth)
     await expect(r, 400, "INVALID_ARGUMENT", f"{field}: 'not-a-uuid' is not a UUID")
@@ -318,11 +344,14 @@ async def test_other_users_jobs_and_traces_are_404(api: Api) -> None:
     await expect(r, 404, "NOT_FOUND", "not found")
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", GENERATE),
-    ("GET", "/api/v1/traces/jobs/00000000-0000-4000-8000-000000000000"),
-    ("GET", "/api/v1/traces/00000000-0000-4000-8000-000000000000"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", GENERATE),
+        ("GET", "/api/v1/traces/jobs/00000000-0000-4000-8000-000000000000"),
+        ("GET", "/api/v1/traces/00000000-0000-4000-8000-000000000000"),
+    ],
+)
 async def test_every_trace_endpoint_needs_a_token(api: Api, method: str, path: str) -> None:
     r = await api.client.request(method, path, json={"filter": "", "trace_name": "t"})
     await expect(r, 401, "UNAUTHENTICATED", "Bearer")
@@ -336,8 +365,10 @@ async def test_openapi_documents_the_trace_endpoints(api: Api) -> None:
     schema = doc["components"]["schemas"]["TraceGenerate"]
     assert schema["required"] == ["filter", "trace_name"]
     assert sorted(schema["properties"]["format"]["enum"]) == ["chrome", "perfetto"]
-    for path, param in (("/api/v1/traces/jobs/{trace_job_id}", "trace_job_id"),
-                        ("/api/v1/traces/{trace_id}", "trace_id")):
+    for path, param in (
+        ("/api/v1/traces/jobs/{trace_job_id}", "trace_job_id"),
+        ("/api/v1/traces/{trace_id}", "trace_id"),
+    ):
         op = doc["paths"][path]["get"]
         assert op["security"] == [{"bearer": []}]
         assert [p["name"] for p in op["parameters"]] == [param]
@@ -362,14 +393,23 @@ async def test_download_before_completion_is_409(api: Api, holds: list[Hold]) ->
     assert r.status == 200
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    ("DELETE FROM events WHERE pid = 100 AND ts >= (SELECT min(ts) + 600000 FROM events "
-     "WHERE pid = 100)", "400 of the 1000 events matching the filter were deleted"),
-    (f"ALTER TABLE events DETACH PARTITION {DAY_PARTITION}",
-     "1000 of the 1000 events matching the filter were deleted"),
-])
-async def test_events_deleted_during_generation_fail_the_job(api: Api, holds: list[Hold],
-                                                             change: str, needle: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (
+            "DELETE FROM events WHERE pid = 100 AND ts >= (SELECT min(ts) + 600000 FROM events "
+            "WHERE pid = 100)",
+            "400 of the 1000 events matching the filter were deleted",
+        ),
+        (
+            f"ALTER TABLE events DETACH PARTITION {DAY_PARTITION}",
+            "1000 of the 1000 events matching the filter were deleted",
+        ),
+    ],
+)
+async def test_events_deleted_during_generation_fail_the_job(
+    api: Api, holds: list[Hold], change: str, needle: str
+) -> None:
     """Rows vanish between the count and the read (retention, a dropped partition)."""
     h = hold(api, holds, "counted", action=lambda job_id: sql(api.dsn, change))
     h.until.set()
@@ -382,8 +422,9 @@ async def test_events_deleted_during_generation_fail_the_job(api: Api, holds: li
     assert list(api.settings.traces_dir.iterdir()) == []
 
 
-async def test_two_jobs_run_at_once_and_the_api_keeps_answering(api: Api,
-                                                               holds: list[Hold]) -> None:
+async def test_two_jobs_run_at_once_and_the_api_keeps_answering(
+    api: Api, holds: list[Hold]
+) -> None:
     h = hold(api, holds, "counted")
     ids = [await api.generate(filter=f"pid = {pid}") for pid in (100, 200, 100)]
     running = await h.reach(2)
@@ -402,14 +443,16 @@ async def test_two_jobs_run_at_once_and_the_api_keeps_answering(api: Api,
 
 
 async def test_a_job_stopped_by_shutdown_resumes_at_the_next_start(
-        api: Api, holds: list[Hold], aiohttp_client: Any) -> None:
+    api: Api, holds: list[Hold], aiohttp_client: Any
+) -> None:
     h = hold(api, holds, "chunk", until=api.jobs.stop_flag)
     job_id = await api.generate(filter="", trace_name="resumed")
     await h.reach(1)
     await api.client.close()  # the runner sets its stop flag: the build ends after the chunk
     async with await psycopg.AsyncConnection.connect(api.dsn) as conn:
-        cur = await conn.execute("SELECT status, attempts FROM trace_jobs WHERE id = %s",
-                                 (uuid.UUID(job_id),))
+        cur = await conn.execute(
+            "SELECT status, attempts FROM trace_jobs WHERE id = %s", (uuid.UUID(job_id),)
+        )
         assert await cur.fetchone() == ("PROCESSING", 0)  # the stopped run did not count
     assert list(api.settings.traces_dir.iterdir()) == []
     api.client = await start(aiohttp_client, api.settings)
@@ -417,8 +460,9 @@ async def test_a_job_stopped_by_shutdown_resumes_at_the_next_start(
     assert (job["events"], job["attempts"]) == (1500, 1)
 
 
-async def test_unfinished_jobs_resume_or_fail_after_three_runs(api: Api,
-                                                               aiohttp_client: Any) -> None:
+async def test_unfinished_jobs_resume_or_fail_after_three_runs(
+    api: Api, aiohttp_client: Any
+) -> None:
     """Jobs left PROCESSING by a backend that died mid-run (attempts already counted)."""
     done = await api.wait(await api.generate(filter="pid = 200"))
     await api.client.close()
@@ -428,7 +472,9 @@ async def test_unfinished_jobs_resume_or_fail_after_three_runs(api: Api,
             conn.execute(
                 "INSERT INTO trace_jobs (id, user_id, trace_id, trace_name, filter, format, "
                 "attempts, start_time) SELECT %s, user_id, %s, 'left', 'pid = 200', 'chrome', "
-                "%s, now() FROM trace_jobs LIMIT 1", (job_id, uuid.uuid4(), attempts))
+                "%s, now() FROM trace_jobs LIMIT 1",
+                (job_id, uuid.uuid4(), attempts),
+            )
     stale = api.settings.traces_dir / f".{uuid.uuid4()}.abc.tmp"
     stale.write_bytes(b"half a trace")
     api.client = await start(aiohttp_client, api.settings)
@@ -442,15 +488,18 @@ async def test_unfinished_jobs_resume_or_fail_after_three_runs(api: Api,
 
 async def test_shutdown_cancels_a_query_in_flight(api: Api) -> None:
     """A job waiting on its count (here: on a lock) is cancelled at shutdown, not waited for."""
-    async with (await psycopg.AsyncConnection.connect(api.dsn) as locker,
-                await psycopg.AsyncConnection.connect(api.dsn, autocommit=True) as watch):
+    async with (
+        await psycopg.AsyncConnection.connect(api.dsn) as locker,
+        await psycopg.AsyncConnection.connect(api.dsn, autocommit=True) as watch,
+    ):
         await locker.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
         job_id = await api.generate(filter="pid = 100")
         deadline = time.monotonic() + 30
         while True:  # until the count waits for the lock
             cur = await watch.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'SELECT e.monitor_id%%'")
+                "AND query LIKE 'SELECT e.monitor_id%%'"
+            )
             if (await cur.fetchone() or (0,))[0]:
                 break
             assert time.monotonic() < deadline, "the job's count never waited for the lock"
@@ -459,6 +508,8 @@ async def test_shutdown_cancels_a_query_in_flight(api: Api) -> None:
         await api.client.close()
         assert time.monotonic() - started < 10
         await locker.rollback()
-        cur = await watch.execute("SELECT status, attempts, events_total FROM trace_jobs "
-                                  "WHERE id = %s", (uuid.UUID(job_id),))
+        cur = await watch.execute(
+            "SELECT status, attempts, events_total FROM trace_jobs WHERE id = %s",
+            (uuid.UUID(job_id),),
+        )
         assert await cur.fetchone() == ("PROCESSING", 0, None)

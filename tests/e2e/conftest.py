@@ -16,15 +16,18 @@ __all__ = ["Platform", "eventually", "monitored", "platform"]
 
 
 @pytest.fixture
-async def platform(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path,
-                   build_dir: Path) -> AsyncIterator[Platform]:
-    async with open_platform(aiohttp_client, migrated_dsn, tmp_path,
-                             build_dir / "xputrace-agent") as p:
+async def platform(
+    aiohttp_client: Any, migrated_dsn: str, tmp_path: Path, build_dir: Path
+) -> AsyncIterator[Platform]:
+    async with open_platform(
+        aiohttp_client, migrated_dsn, tmp_path, build_dir / "xputrace-agent"
+    ) as p:
         yield p
 
 
-async def monitored(p: Platform, argv: list[str], monitor: dict[str, Any],
-                    go: str = "go") -> tuple[dict[str, Any], str]:
+async def monitored(
+    p: Platform, argv: list[str], monitor: dict[str, Any], go: str = "go"
+) -> tuple[dict[str, Any], str]:
     """Runs a workload speaking workload_protocol.h under a monitor started through the REST
     API (monitor: the body without target.pid): started once the workload is ready, stopped
     once it is done, everything ingested. Returns (ready, monitor id)."""
@@ -32,8 +35,9 @@ async def monitored(p: Platform, argv: list[str], monitor: dict[str, Any],
     try:
         ready = work.read_json("ready")
         body = {**monitor, "target": {**monitor.get("target", {}), "pid": ready["pid"]}}
-        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                                json=body)
+        r = await p.client.post(
+            f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth, json=body
+        )
         assert r.status == 201, await r.text()
         mon = (await r.json())["id"]
 

@@ -22,8 +22,9 @@ from trace_export.layouts import layout_for
 pytestmark = pytest.mark.bpf
 
 
-async def test_acl_monitor_events_and_trace(platform: Platform, build_dir: Path,
-                                            tmp_path: Path, trace_processor: Path) -> None:
+async def test_acl_monitor_events_and_trace(
+    platform: Platform, build_dir: Path, tmp_path: Path, trace_processor: Path
+) -> None:
     p, threads, iters = platform, 2, 1
     _, mon = await monitored(p, [str(build_dir / "tests/workloads/ascend/acl_calls"),
                                  "--threads", str(threads), "--iters", str(iters)],

@@ -61,8 +61,9 @@ def wait_stored(dsn: str, more_than: int) -> int:
     return n
 
 
-def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Path,
-                                                  migrated_dsn: str, tmp_path: Path) -> None:
+def test_backend_sigkill_mid_stream_loses_nothing(
+    build_dir: Path, cudart12: Path, migrated_dsn: str, tmp_path: Path
+) -> None:
     port = int(free_tcp_endpoint().rsplit(":", 1)[1])
     settings = backend_settings(migrated_dsn, tmp_path, port=port)
     backend = BackendProcess(settings_env(settings))
@@ -89,20 +90,43 @@ def test_backend_sigkill_mid_stream_loses_nothing(build_dir: Path, cudart12: Pat
         # the machine the agent names, as that machine's first hello would, and make its
         # monitor RUNNING
         with psycopg.connect(migrated_dsn, autocommit=True) as conn:
-            conn.execute("INSERT INTO machines (id, public_key) VALUES ('testmachine', %s)",
-                         (agent_public.decode(),))
-            conn.execute("INSERT INTO monitors (id, machine_id, monitor_type, status) "
-                         "VALUES (%s, 'testmachine', 'CUDA', 'RUNNING')", (MONITOR,))
+            conn.execute(
+                "INSERT INTO machines (id, public_key) VALUES ('testmachine', %s)",
+                (agent_public.decode(),),
+            )
+            conn.execute(
+                "INSERT INTO monitors (id, machine_id, monitor_type, status) "
+                "VALUES (%s, 'testmachine', 'CUDA', 'RUNNING')",
+                (MONITOR,),
+            )
         server_public, _ = zmq.auth.load_certificate(str(settings.keys_dir / "backend.key"))
         keyfile = tmp_path / "agent.keys"
-        keyfile.write_text(f"server_public_key={server_public.decode()}\n"
-                           f"public_key={agent_public.decode()}\n"
-                           f"secret_key={agent_secret.decode()}\n")
-        agent = Agent(build_dir, None, "--target-library", str(cudart12), "--target-comm",
-                      "cuda_calls", "--backend-zmq-endpoint", settings.ingest_endpoint,
-                      "--curve-keyfile", str(keyfile), "--batch-events", "256",
-                      "--send-hwm", "1024", "--flush-ms", "10", "--resend-ms", "100",
-                      monitor_id=MONITOR)
+        keyfile.write_text(
+            f"server_public_key={server_public.decode()}\n"
+            f"public_key={agent_public.decode()}\n"
+            f"secret_key={agent_secret.decode()}\n"
+        )
+        agent = Agent(
+            build_dir,
+            None,
+            "--target-library",
+            str(cudart12),
+            "--target-comm",
+            "cuda_calls",
+            "--backend-zmq-endpoint",
+            settings.ingest_endpoint,
+            "--curve-keyfile",
+            str(keyfile),
+            "--batch-events",
+            "256",
+            "--send-hwm",
+            "1024",
+            "--flush-ms",
+            "10",
+            "--resend-ms",
+            "100",
+            monitor_id=MONITOR,
+        )
         thread.start()
         before_kill = wait_stored(migrated_dsn, 0)
         backend.kill()  # mid-stream: no flush, no goodbye; an open COPY is rolled back

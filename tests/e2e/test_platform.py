@@ -19,18 +19,28 @@ from tests.workloads import cuda_expect
 
 pytestmark = pytest.mark.bpf
 
+
 async def test_monitor_a_cuda_process_over_rest(platform: Platform, build_dir: Path) -> None:
     p = platform
     machine = await p.get(f"/api/v1/machines/{p.machine_id}")
     assert machine["status"] == "ACTIVE" and machine["agent_manager_status"] == "RUNNING"
     threads, iters = 2, 3
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads",
-                         str(threads), "--iters", str(iters)])
+    work = JsonLineProc(
+        [
+            str(build_dir / "tests/workloads/cuda_calls"),
+            "--threads",
+            str(threads),
+            "--iters",
+            str(iters),
+        ]
+    )
     try:
         ready = work.read_json("ready")
-        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                                json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]},
-                                      "display_name": "e2e"})
+        r = await p.client.post(
+            f"/api/v1/machines/{p.machine_id}/monitors",
+            headers=p.auth,
+            json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]}, "display_name": "e2e"},
+        )
         assert r.status == 201, await r.text()
         mon = await r.json()
         assert mon["status"] == "STARTING"
@@ -47,16 +57,20 @@ async def test_monitor_a_cuda_process_over_rest(platform: Platform, build_dir: P
         work.send_line("go")
         work.read_json("done")
         t1 = time.time_ns()
-        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}",
-                                  headers=p.auth)
+        r = await p.client.delete(
+            f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}", headers=p.auth
+        )
         assert r.status == 204
-        assert not Path(f"/proc/{agent_pid}").exists() or \
-            "Z" in Path(f"/proc/{agent_pid}/stat").read_text().split(")")[1][:3]
+        assert (
+            not Path(f"/proc/{agent_pid}").exists()
+            or "Z" in Path(f"/proc/{agent_pid}/stat").read_text().split(")")[1][:3]
+        )
         stopped = await p.monitor(mon["id"])
         assert stopped["status"] == "STOPPED" and stopped["stop_time"]
         # a second DELETE changes nothing
-        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}",
-                                  headers=p.auth)
+        r = await p.client.delete(
+            f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}", headers=p.auth
+        )
         assert r.status == 204
         assert await p.monitor(mon["id"]) == stopped
         work.send_line("exit")
@@ -82,8 +96,8 @@ async def test_monitor_a_cuda_process_over_rest(platform: Platform, build_dir: P
     cases = {
         f"pid = {pid}": len(calls),
         f"pid == {pid} AND event_type = 'cudaMemcpy'": by_type["cudaMemcpy"],
-        "event_type = 'cudaMalloc' OR event_type = 'cudaFree'":
-            by_type["cudaMalloc"] + by_type["cudaFree"],
+        "event_type = 'cudaMalloc' OR event_type = 'cudaFree'": by_type["cudaMalloc"]
+        + by_type["cudaFree"],
         f"pid = {pid} AND NOT event_type = 'cudaMemcpy'": len(calls) - by_type["cudaMemcpy"],
         f"tid = {ready['tids'][0]}": len(calls) // 3,  # thread 0 makes 1 of 3 shares
         f"pid = {pid + 1}": 0,
@@ -114,8 +128,11 @@ async def test_monitor_on_missing_pid_fails_to_start(platform: Platform) -> None
     pid = 4_000_000
     while Path(f"/proc/{pid}").exists():
         pid += 1
-    r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                            json={"monitor_type": "CUDA", "target": {"pid": pid}})
+    r = await p.client.post(
+        f"/api/v1/machines/{p.machine_id}/monitors",
+        headers=p.auth,
+        json={"monitor_type": "CUDA", "target": {"pid": pid}},
+    )
     assert r.status == 201
     mon = await r.json()
 
@@ -131,12 +148,16 @@ async def test_monitor_on_missing_pid_fails_to_start(platform: Platform) -> None
 
 async def test_killed_agent_turns_monitor_to_error(platform: Platform, build_dir: Path) -> None:
     p = platform
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1",
-                         "--iters", "1"])
+    work = JsonLineProc(
+        [str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1", "--iters", "1"]
+    )
     try:
         ready = work.read_json("ready")
-        r = await p.client.post(f"/api/v1/machines/{p.machine_id}/monitors", headers=p.auth,
-                                json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]}})
+        r = await p.client.post(
+            f"/api/v1/machines/{p.machine_id}/monitors",
+            headers=p.auth,
+            json={"monitor_type": "CUDA", "target": {"pid": ready["pid"]}},
+        )
         mon = await r.json()
 
         async def running() -> Any:
@@ -154,8 +175,9 @@ async def test_killed_agent_turns_monitor_to_error(platform: Platform, build_dir
         assert "SIGKILL" in m["error_message"]
         assert m["stop_time"]
         # stopping it now changes nothing
-        r = await p.client.delete(f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}",
-                                  headers=p.auth)
+        r = await p.client.delete(
+            f"/api/v1/machines/{p.machine_id}/monitors/{mon['id']}", headers=p.auth
+        )
         assert r.status == 204
         assert (await p.monitor(mon["id"]))["status"] == "ERROR"
     finally:

@@ -25,10 +25,16 @@ SCRIPT = Path(__file__).resolve().parents[1] / "workloads/python_cuda_calls.py"
 
 async def test_events_carry_their_python_stack(platform: Platform, cudart12: Path) -> None:
     p, rounds = platform, 3
-    at = {m.group(1): n for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
-          if (m := re.search(r"# at:(\w+)", text))}
-    _, mon = await monitored(p, [sys.executable, str(SCRIPT), str(cudart12), str(rounds)],
-                             {"monitor_type": "CUDA", "config": {"python_stacks": True}})
+    at = {
+        m.group(1): n
+        for n, text in enumerate(SCRIPT.read_text().splitlines(), 1)
+        if (m := re.search(r"# at:(\w+)", text))
+    }
+    _, mon = await monitored(
+        p,
+        [sys.executable, str(SCRIPT), str(cudart12), str(rounds)],
+        {"monitor_type": "CUDA", "config": {"python_stacks": True}},
+    )
 
     async def stored() -> Any:
         got = await p.all_events(f"monitor_id = '{mon}'")
@@ -36,13 +42,17 @@ async def test_events_carry_their_python_stack(platform: Platform, cudart12: Pat
 
     events = await eventually(stored, "events stored")
     file = str(SCRIPT)
-    seen = Counter((e["event_type"], tuple((f["function"], f["line"])
-                                           for f in e["python_stack"][:2])) for e in events)
+    seen = Counter(
+        (e["event_type"], tuple((f["function"], f["line"]) for f in e["python_stack"][:2]))
+        for e in events
+    )
     assert seen == {
         ("cudaMemcpy", (("copy", at["copy"]), ("step", at["step_copy"]))): rounds,
         ("cudaDeviceSynchronize", (("step", at["step_sync"]), ("train", at["train"]))): rounds,
-        ("cudaMalloc", (("allocate", at["allocate"]),
-                        ("main.<locals>.worker", at["worker"]))): rounds,
+        (
+            "cudaMalloc",
+            (("allocate", at["allocate"]), ("main.<locals>.worker", at["worker"])),
+        ): rounds,
     }
     assert all(e["python_stack"][0]["file"] == file for e in events)
     copies = await p.all_events(f"monitor_id = '{mon}' AND python_function = 'copy'")
@@ -67,9 +77,12 @@ async def test_python_monitor_samples_through_the_api(platform: Platform) -> Non
     the function the script spins in."""
     p, hz, seconds = platform, 499, 0.5
     spin = Path(__file__).resolve().parents[1] / "workloads/python_spin.py"
-    _, mon = await monitored(p, [sys.executable, str(spin)],
-                             {"monitor_type": "PYTHON", "config": {"sample_hz": hz}},
-                             go=str(seconds))
+    _, mon = await monitored(
+        p,
+        [sys.executable, str(spin)],
+        {"monitor_type": "PYTHON", "config": {"sample_hz": hz}},
+        go=str(seconds),
+    )
     samples = await p.all_events(f"monitor_id = '{mon}'")
     spinning = [e for e in samples if e.get("python_stack", [{}])[0].get("function") == "spin"]
     assert len(spinning) >= 0.6 * hz * seconds and len(spinning) >= 0.9 * len(samples)
@@ -92,9 +105,11 @@ async def test_python_function_calls_through_the_api(platform: Platform) -> None
                             json={"monitor_type": "PYTHON", "target": {"pid": 1},
                                   "config": {"functions": ["rm -rf"]}})  # fmt: skip
     assert r.status == 400 and "config.functions" in await r.text()
-    ready, mon = await monitored(p, [sys.executable, str(CALLS_SCRIPT), str(rounds)],
-                                 {"monitor_type": "PYTHON",
-                                  "config": {"functions": ["step", "boom"], "sample_hz": 1}})
+    ready, mon = await monitored(
+        p,
+        [sys.executable, str(CALLS_SCRIPT), str(rounds)],
+        {"monitor_type": "PYTHON", "config": {"functions": ["step", "boom"], "sample_hz": 1}},
+    )
 
     async def stored() -> Any:
         got = await p.all_events(f"monitor_id = '{mon}' AND event_type = 'call'")

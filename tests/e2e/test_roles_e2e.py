@@ -20,13 +20,15 @@ pytestmark = pytest.mark.bpf
 
 
 async def test_operator_starts_and_stops_viewer_is_refused_all_audited(
-        platform: Platform, build_dir: Path) -> None:
+    platform: Platform, build_dir: Path
+) -> None:
     p, c = platform, platform.client
     op = await add_user(c, p.auth, "op@example.com", "operator")
     viewer = await add_user(c, p.auth, "view@example.com", "viewer")
     base = f"/api/v1/machines/{p.machine_id}/monitors"
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1",
-                         "--iters", "1"])
+    work = JsonLineProc(
+        [str(build_dir / "tests/workloads/cuda_calls"), "--threads", "1", "--iters", "1"]
+    )
     try:
         ready = work.read_json("ready")
         body = {"monitor_type": "CUDA", "target": {"pid": ready["pid"]}}
@@ -61,8 +63,16 @@ async def test_operator_starts_and_stops_viewer_is_refused_all_audited(
     await asyncio.gather(*c.server.app[TASKS])  # every START_MONITOR round trip is over
 
     logs = (await p.get("/api/v1/auditLogs", filter="action = '*_MONITOR'"))["audit_logs"]
-    got = [(e["actor_email"], e["action"], e["target"].removeprefix(f"machines/{p.machine_id}/"),
-            e["result"], e["error_code"]) for e in reversed(logs)]
+    got = [
+        (
+            e["actor_email"],
+            e["action"],
+            e["target"].removeprefix(f"machines/{p.machine_id}/"),
+            e["result"],
+            e["error_code"],
+        )
+        for e in reversed(logs)
+    ]
     assert got == [
         ("view@example.com", "START_MONITOR", "monitors", "FAILURE", "PERMISSION_DENIED"),
         ("op@example.com", "START_MONITOR", f"monitors/{mon}", "SUCCESS", None),
@@ -74,8 +84,7 @@ async def test_operator_starts_and_stops_viewer_is_refused_all_audited(
     assert all(e["settle_time"] >= e["time"] for e in logs)
 
 
-async def test_an_operator_traces_only_processes_of_accounts_granted(
-        platform: Platform) -> None:
+async def test_an_operator_traces_only_processes_of_accounts_granted(platform: Platform) -> None:
     """The target policy: an operator with no account granted traces nothing; one granted
     'nobody' cannot trace root's process (the manager checks the process itself) but can
     trace nobody's; a library in every process needs an admin."""
@@ -83,31 +92,45 @@ async def test_an_operator_traces_only_processes_of_accounts_granted(
     base = f"/api/v1/machines/{p.machine_id}/monitors"
     none = await add_user(c, p.auth, "none@example.com", "operator", unix_accounts=())
     op = await add_user(c, p.auth, "op@example.com", "operator", unix_accounts=("nobody",))
-    with subprocess.Popen(["sleep", "60"]) as root_proc, \
-            subprocess.Popen(["sleep", "60"], user=65534, group=65534) as nobody_proc:
+    with (
+        subprocess.Popen(["sleep", "60"]) as root_proc,
+        subprocess.Popen(["sleep", "60"], user=65534, group=65534) as nobody_proc,
+    ):
         try:
-            r = await c.post(base, json={"monitor_type": "SYSCALL",
-                                         "target": {"pid": nobody_proc.pid}}, headers=none)
+            r = await c.post(
+                base,
+                json={"monitor_type": "SYSCALL", "target": {"pid": nobody_proc.pid}},
+                headers=none,
+            )
             assert r.status == 403 and "may trace no process" in await r.text()
-            r = await c.post(base, json={"monitor_type": "CUDA", "target": {
-                "library_path": "/usr/lib/x86_64-linux-gnu/libcudart.so.12"}}, headers=op)
+            r = await c.post(
+                base,
+                json={
+                    "monitor_type": "CUDA",
+                    "target": {"library_path": "/usr/lib/x86_64-linux-gnu/libcudart.so.12"},
+                },
+                headers=op,
+            )
             assert r.status == 403 and "needs an admin" in await r.text()
             ids = {}
             for name, proc in (("root", root_proc), ("nobody", nobody_proc)):
-                r = await c.post(base, json={"monitor_type": "SYSCALL",
-                                             "target": {"pid": proc.pid}}, headers=op)
+                r = await c.post(
+                    base, json={"monitor_type": "SYSCALL", "target": {"pid": proc.pid}}, headers=op
+                )
                 assert r.status == 201, await r.text()
                 ids[name] = (await r.json())["id"]
 
             async def settled(name: str) -> Any:
                 m = await p.monitor(ids[name])
                 return m if m["status"] in ("RUNNING", "FAILED_TO_START") else None
+
             refused = await eventually(lambda: settled("root"), "root's process refused")
             assert refused["status"] == "FAILED_TO_START", refused
             assert refused["error_code"] == "PERMISSION_DENIED"
             assert "belongs to no Unix account this user was granted" in refused["error_message"]
             assert (await eventually(lambda: settled("nobody"), "nobody's traced"))[
-                "status"] == "RUNNING"
+                "status"
+            ] == "RUNNING"
             r = await c.delete(f"{base}/{ids['nobody']}", headers=op)
             assert r.status == 204
         finally:

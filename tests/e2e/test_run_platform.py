@@ -38,8 +38,14 @@ def start(var: Path, build_dir: Path, log: Path) -> subprocess.Popen[str]:
            "XPUTRACE_INGEST_PUBLIC_ENDPOINT": f"tcp://127.0.0.1:{ingest}"}  # fmt: skip
     # its own process group, as a shell gives a foreground job: a terminal's Ctrl-C reaches it
     with open(log, "w") as f:
-        proc = subprocess.Popen([str(ROOT / "scripts" / "run-platform")], env=env, text=True,
-                                stdout=f, stderr=subprocess.STDOUT, process_group=0)
+        proc = subprocess.Popen(
+            [str(ROOT / "scripts" / "run-platform")],
+            env=env,
+            text=True,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
     url = f"http://127.0.0.1:{port}/api/v1/machines"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -68,8 +74,9 @@ def stop(proc: subprocess.Popen[str], how: str, log: Path) -> str:
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
-def test_make_run_stops_cleanly_and_keeps_its_data(var_dir: Path, build_dir: Path,
-                                                   how: str) -> None:
+def test_make_run_stops_cleanly_and_keeps_its_data(
+    var_dir: Path, build_dir: Path, how: str
+) -> None:
     log = var_dir / "make-run.log"
     proc = start(var_dir, build_dir, log)
     out = stop(proc, how, log)

@@ -30,8 +30,11 @@ async def traced_monitor(p: Platform, build_dir: Path, threads: int, iters: int)
 
 
 async def generate(p: Platform, filter: str, fmt: str) -> tuple[dict[str, Any], bytes]:
-    r = await p.client.post("/api/v1/traces:generate", headers=p.auth,
-                            json={"filter": filter, "trace_name": "e2e", "format": fmt})
+    r = await p.client.post(
+        "/api/v1/traces:generate",
+        headers=p.auth,
+        json={"filter": filter, "trace_name": "e2e", "format": fmt},
+    )
     assert r.status == 202, await r.text()
     job_id = (await r.json())["trace_job_id"]
 
@@ -47,8 +50,9 @@ async def generate(p: Platform, filter: str, fmt: str) -> tuple[dict[str, Any], 
     return job, await r.read()
 
 
-async def test_trace_of_a_monitor(platform: Platform, build_dir: Path, tmp_path: Path,
-                                  trace_processor: Path) -> None:
+async def test_trace_of_a_monitor(
+    platform: Platform, build_dir: Path, tmp_path: Path, trace_processor: Path
+) -> None:
     p = platform
     threads, iters = 2, 3
     mon = await traced_monitor(p, build_dir, threads, iters)
@@ -79,8 +83,11 @@ async def test_trace_of_a_monitor(platform: Platform, build_dir: Path, tmp_path:
     path = tmp_path / "monitor.pftrace"  # as the Perfetto UI will read it
     path.write_bytes(data)
     got_tp = tp.counts(path, trace_processor)
-    assert (got_tp.slices, got_tp.instants, got_tp.flows) == \
-        (len(s.slices) + len(s.instants), len(s.instants), len(s.flows))
+    assert (got_tp.slices, got_tp.instants, got_tp.flows) == (
+        len(s.slices) + len(s.instants),
+        len(s.instants),
+        len(s.flows),
+    )
 
     _, chrome = await generate(p, flt, "chrome")
     assert len(validate_chrome_json(chrome).slices) == len(s.slices)

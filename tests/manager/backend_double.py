@@ -95,8 +95,9 @@ class Backend:
         assert self.sock is not None
         await self.sock.send_multipart([ident, *frames])
 
-    async def request(self, ident: bytes, cmd: dict[str, Any],
-                      timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    async def request(
+        self, ident: bytes, cmd: dict[str, Any], timeout: float = TIMEOUT_S
+    ) -> dict[str, Any]:
         """Sends cmd (request_id added if absent) and returns the reply with its request id."""
         cmd = dict(cmd)
         cmd.setdefault("request_id", f"req-{next(self._ids)}")
@@ -109,8 +110,9 @@ class Backend:
             self.replies.pop(cmd["request_id"], None)
         return reply
 
-    async def raw_request(self, ident: bytes, payload: bytes,
-                          timeout: float = TIMEOUT_S) -> dict[str, Any]:
+    async def raw_request(
+        self, ident: bytes, payload: bytes, timeout: float = TIMEOUT_S
+    ) -> dict[str, Any]:
         """Sends frames nobody can match by request id; the next unmatched reply."""
         await self.send_raw(ident, payload)
         _, reply = await asyncio.wait_for(self.queue("REPLY").get(), timeout)

@@ -46,8 +46,13 @@ def server_keypair() -> tuple[bytes, bytes]:
 
 @pytest.fixture
 def identity() -> Identity:
-    return Identity(machine_id=MACHINE_ID, hostname="testhost", os_info="TestOS 1 (kernel 6.1)",
-                    accelerators=(), version="0.1.0")
+    return Identity(
+        machine_id=MACHINE_ID,
+        hostname="testhost",
+        os_info="TestOS 1 (kernel 6.1)",
+        accelerators=(),
+        version="0.1.0",
+    )
 
 
 @pytest.fixture
@@ -62,8 +67,9 @@ def agent(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, manager_keypair: tuple[bytes, bytes],
-             server_keypair: tuple[bytes, bytes]) -> Callable[..., Settings]:
+def settings(
+    tmp_path: Path, manager_keypair: tuple[bytes, bytes], server_keypair: tuple[bytes, bytes]
+) -> Callable[..., Settings]:
     """settings(**overrides): fast timeouts, private dirs in tmp_path."""
 
     def make(**over: Any) -> Settings:
@@ -88,8 +94,9 @@ def settings(tmp_path: Path, manager_keypair: tuple[bytes, bytes],
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, identity: Identity,
-                  events: list[Monitor] | None = None) -> AsyncIterator[ControlClient]:
+async def running(
+    settings: Settings, identity: Identity, events: list[Monitor] | None = None
+) -> AsyncIterator[ControlClient]:
     """A supervisor and a control client dialing settings.backend."""
     control: ControlClient | None = None
 

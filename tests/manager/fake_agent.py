@@ -63,10 +63,27 @@ def main(mode_json: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN if behaviour == "ignore_term" else on_term)
 
     p = argparse.ArgumentParser()
-    for flag in ("monitor-id", "monitor-type", "machine-id", "target-pid", "target-library",
-                 "target-comm", "backend-zmq-endpoint", "output", "curve-keyfile",
-                 "attach-mode", "ringbuf-kb", "batch-events", "flush-ms", "py-runtime",
-                 "py-offsets", "py-binary", "py-functions", "py-hooks", "sample-hz"):
+    for flag in (
+        "monitor-id",
+        "monitor-type",
+        "machine-id",
+        "target-pid",
+        "target-library",
+        "target-comm",
+        "backend-zmq-endpoint",
+        "output",
+        "curve-keyfile",
+        "attach-mode",
+        "ringbuf-kb",
+        "batch-events",
+        "flush-ms",
+        "py-runtime",
+        "py-offsets",
+        "py-binary",
+        "py-functions",
+        "py-hooks",
+        "sample-hz",
+    ):
         p.add_argument(f"--{flag}")
     try:
         args = p.parse_args()
@@ -77,14 +94,19 @@ def main(mode_json: str) -> None:
         key: dict[str, Any] | None = None
         if args.curve_keyfile:
             st = os.stat(args.curve_keyfile)
-            key = {"mode": stat.S_IMODE(st.st_mode),
-                   "text": Path(args.curve_keyfile).read_text()}
-        Path(record).write_text(json.dumps({"argv": sys.argv, "keyfile": key,
-                                            "env": dict(os.environ), "pid": os.getpid()}))
+            key = {"mode": stat.S_IMODE(st.st_mode), "text": Path(args.curve_keyfile).read_text()}
+        Path(record).write_text(
+            json.dumps(
+                {"argv": sys.argv, "keyfile": key, "env": dict(os.environ), "pid": os.getpid()}
+            )
+        )
 
     if behaviour == "fail":
-        _fail(int(mode["code"]), mode.get("name", "TARGET_NOT_FOUND"),
-              mode.get("stderr", "no such process"))
+        _fail(
+            int(mode["code"]),
+            mode.get("name", "TARGET_NOT_FOUND"),
+            mode.get("stderr", "no such process"),
+        )
     if args.monitor_type not in ("CUDA", "PYTHON"):
         _fail(2, "INVALID_CONFIG", f"invalid --monitor-type '{args.monitor_type}'")
     if args.target_pid and not os.path.isdir(f"/proc/{args.target_pid}"):
@@ -93,13 +115,24 @@ def main(mode_json: str) -> None:
         while True:
             time.sleep(3600)
     print("some chatter that is not JSON", flush=True)
-    print(json.dumps({"ready": True, "pid": os.getpid(), "probes": 3,
-                      "libraries": [args.target_library or "/fake/libcudart.so.12"]}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "pid": os.getpid(),
+                "probes": 3,
+                "libraries": [args.target_library or "/fake/libcudart.so.12"],
+            }
+        ),
+        flush=True,
+    )
     if behaviour == "exit_after":
         time.sleep(float(mode.get("after", 0.1)))
-        print(mode.get("stderr", "xputrace-agent: failed to send batch: Broken pipe"),
-              file=sys.stderr, flush=True)
+        print(
+            mode.get("stderr", "xputrace-agent: failed to send batch: Broken pipe"),
+            file=sys.stderr,
+            flush=True,
+        )
         sys.exit(int(mode.get("code", 1)))
     while True:
         time.sleep(3600)

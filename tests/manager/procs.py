@@ -27,19 +27,42 @@ def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def orphan_process(agent_path: Path, monitor_id: str, records: Path, *,
-                   ticks: int | None = None,
-                   argv: list[str] | None = None) -> subprocess.Popen[bytes]:
+def orphan_process(
+    agent_path: Path,
+    monitor_id: str,
+    records: Path,
+    *,
+    ticks: int | None = None,
+    argv: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
     """A process started as if by a manager that died, with its record."""
-    p = subprocess.Popen(argv or [str(agent_path), "--monitor-id", monitor_id,
-                                  "--monitor-type", "CUDA", "--target-pid", str(os.getpid())],
-                         stdout=subprocess.DEVNULL, start_new_session=True)
+    p = subprocess.Popen(
+        argv
+        or [
+            str(agent_path),
+            "--monitor-id",
+            monitor_id,
+            "--monitor-type",
+            "CUDA",
+            "--target-pid",
+            str(os.getpid()),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     if argv is None:
         wait_for(lambda: str(agent_path) in Path(f"/proc/{p.pid}/cmdline").read_text())
     real = start_ticks(Path("/proc"), p.pid)
     assert real is not None
     records.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (records / f"{monitor_id}.json").write_text(json.dumps({
-        "pid": p.pid, "start_ticks": real if ticks is None else ticks,
-        "agent_path": str(agent_path), "monitor_id": monitor_id}))
+    (records / f"{monitor_id}.json").write_text(
+        json.dumps(
+            {
+                "pid": p.pid,
+                "start_ticks": real if ticks is None else ticks,
+                "agent_path": str(agent_path),
+                "monitor_id": monitor_id,
+            }
+        )
+    )
     return p

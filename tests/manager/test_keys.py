@@ -68,18 +68,46 @@ def test_agent_keyfile(tmp_path: Path) -> None:
     keys.write_agent_keyfile(path, server, pub, sec)
     assert mode(path) == 0o600
     assert path.read_text().splitlines() == [
-        f"server_public_key={server.decode()}", f"public_key={pub.decode()}",
-        f"secret_key={sec.decode()}"]
+        f"server_public_key={server.decode()}",
+        f"public_key={pub.decode()}",
+        f"secret_key={sec.decode()}",
+    ]
 
 
 def test_keys_generate_command(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "manager", "keys", "generate",
-                          str(tmp_path / "etc"), "--name", "node1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "manager",
+            "keys",
+            "generate",
+            str(tmp_path / "etc"),
+            "--name",
+            "node1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "node1.key" in out.stdout
     assert mode(tmp_path / "etc/node1.key_secret") == 0o600
-    again = subprocess.run([sys.executable, "-m", "manager", "keys", "generate",
-                            str(tmp_path / "etc"), "--name", "node1"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "manager",
+            "keys",
+            "generate",
+            str(tmp_path / "etc"),
+            "--name",
+            "node1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 1 and "exists" in again.stderr

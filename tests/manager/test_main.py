@@ -23,24 +23,47 @@ RAW_ID = "0123456789abcdef0123456789abcdef"
 
 
 def start_cmd() -> dict[str, object]:
-    return {"command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
-            "target": {"pid": os.getpid()}, "backend_zmq_data_endpoint": "tcp://127.0.0.1:5556"}
+    return {
+        "command": "START_MONITOR",
+        "monitor_id": MID,
+        "monitor_type": "CUDA",
+        "target": {"pid": os.getpid()},
+        "backend_zmq_data_endpoint": "tcp://127.0.0.1:5556",
+    }
 
 
 @pytest.fixture
-def manager_cmd(tmp_path: Path, enrolled: Path, server_keypair: tuple[bytes, bytes],
-                agent: Callable[..., Path]) -> Callable[..., list[str]]:
+def manager_cmd(
+    tmp_path: Path, enrolled: Path, server_keypair: tuple[bytes, bytes], agent: Callable[..., Path]
+) -> Callable[..., list[str]]:
     server_key = tmp_path / "backend.key"
     server_key.write_bytes(server_keypair[0] + b"\n")
     (tmp_path / "machine-id").write_text(RAW_ID + "\n")
     fake = agent(record=str(tmp_path / "agent.json"))
 
     def make(endpoint: str, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "manager", "--backend", endpoint,
-                "--server-key", str(server_key), "--key", str(enrolled / "manager.key_secret"),
-                "--agent-path", str(fake), "--runtime-dir", str(tmp_path / "run"),
-                "--machine-id-file", str(tmp_path / "machine-id"),
-                "--heartbeat-interval", "0.2", "--agent-stop-timeout", "3", *extra]
+        return [
+            sys.executable,
+            "-m",
+            "manager",
+            "--backend",
+            endpoint,
+            "--server-key",
+            str(server_key),
+            "--key",
+            str(enrolled / "manager.key_secret"),
+            "--agent-path",
+            str(fake),
+            "--runtime-dir",
+            str(tmp_path / "run"),
+            "--machine-id-file",
+            str(tmp_path / "machine-id"),
+            "--heartbeat-interval",
+            "0.2",
+            "--agent-stop-timeout",
+            "3",
+            *extra,
+        ]
 
     return make
 
@@ -58,9 +81,13 @@ async def wait_dead(pid: int, timeout: float = 10) -> None:
 
 
 @pytest.mark.parametrize("pdeathsig", [True, False], ids=["pdeathsig", "reaper"])
-def test_killed_manager_leaves_no_agent(manager_cmd: Callable[..., list[str]], enrolled: Path,
-                                        server_keypair: tuple[bytes, bytes], tmp_path: Path,
-                                        pdeathsig: bool) -> None:
+def test_killed_manager_leaves_no_agent(
+    manager_cmd: Callable[..., list[str]],
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+    pdeathsig: bool,
+) -> None:
     extra = () if pdeathsig else ("--no-pdeathsig",)
     machine = identity.protected_id("xputrace", RAW_ID).encode()
 
@@ -106,16 +133,18 @@ def test_killed_manager_leaves_no_agent(manager_cmd: Callable[..., list[str]], e
     asyncio.run(asyncio.wait_for(go(), 90))
 
 
-def test_second_manager_on_same_runtime_dir_exits(manager_cmd: Callable[..., list[str]],
-                                                  tmp_path: Path) -> None:
+def test_second_manager_on_same_runtime_dir_exits(
+    manager_cmd: Callable[..., list[str]], tmp_path: Path
+) -> None:
     ep = "tcp://127.0.0.1:9"  # nothing listens; it keeps dialing
     first = subprocess.Popen(manager_cmd(ep), cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         assert first.stderr is not None
         while "dialing" not in first.stderr.readline():
             assert first.poll() is None
-        second = subprocess.run(manager_cmd(ep), cwd=ROOT, capture_output=True, text=True,
-                                timeout=60)
+        second = subprocess.run(
+            manager_cmd(ep), cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
         assert second.returncode == 1
         assert "another manager is using" in second.stderr
     finally:

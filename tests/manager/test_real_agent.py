@@ -33,25 +33,34 @@ MID2 = "223e4567-e89b-42d3-a456-426614174000"
 IDENT = MACHINE_ID.encode()
 
 
-def real_agent_settings(settings: Callable[..., Settings], build_dir: Path,
-                        tmp_path: Path) -> Settings:
+def real_agent_settings(
+    settings: Callable[..., Settings], build_dir: Path, tmp_path: Path
+) -> Settings:
     """The manager's settings for the real agent, writing captures under tmp_path."""
-    return settings(agent_path=build_dir / "xputrace-agent", agent_ready_timeout_s=30.0,
-                    agent_stop_timeout_s=20.0, capture_dir=tmp_path / "captures")
+    return settings(
+        agent_path=build_dir / "xputrace-agent",
+        agent_ready_timeout_s=30.0,
+        agent_stop_timeout_s=20.0,
+        capture_dir=tmp_path / "captures",
+    )
 
 
 @contextlib.asynccontextmanager
-async def manager_of(s: Settings, identity: Identity, enrolled: Path,
-                     server_keypair: tuple[bytes, bytes]) -> AsyncIterator[Backend]:
+async def manager_of(
+    s: Settings, identity: Identity, enrolled: Path, server_keypair: tuple[bytes, bytes]
+) -> AsyncIterator[Backend]:
     """A backend double, and a manager registered with it (HELLO received)."""
-    async with (Backend(enrolled, server_keypair[1]) as backend,
-                running(dataclasses.replace(s, backend=backend.endpoint), identity)):
+    async with (
+        Backend(enrolled, server_keypair[1]) as backend,
+        running(dataclasses.replace(s, backend=backend.endpoint), identity),
+    ):
         await backend.event("HELLO")
         yield backend
 
 
-async def traced(backend: Backend, work: JsonLineProc, capture_dir: Path,
-                 start: dict[str, Any]) -> tuple[dict[str, Any], list[abi.Batch]]:
+async def traced(
+    backend: Backend, work: JsonLineProc, capture_dir: Path, start: dict[str, Any]
+) -> tuple[dict[str, Any], list[abi.Batch]]:
     """Starts monitor MID with start (START_MONITOR's fields), runs the workload to done, stops
     the monitor; returns the workload's done line and what the agent wrote."""
     r = await backend.request(IDENT, {"command": "START_MONITOR", "monitor_id": MID, **start}, 60)
@@ -65,11 +74,23 @@ async def traced(backend: Backend, work: JsonLineProc, capture_dir: Path,
 
 
 def test_start_running_stop_with_real_agent(
-        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
-        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    build_dir: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     threads, iters = 2, 3
-    work = JsonLineProc([str(build_dir / "tests/workloads/cuda_calls"), "--threads",
-                         str(threads), "--iters", str(iters)])
+    work = JsonLineProc(
+        [
+            str(build_dir / "tests/workloads/cuda_calls"),
+            "--threads",
+            str(threads),
+            "--iters",
+            str(iters),
+        ]
+    )
     no_cuda = subprocess.Popen(["sleep", "60"])
     s = real_agent_settings(settings, build_dir, tmp_path)
 
@@ -77,16 +98,31 @@ def test_start_running_stop_with_real_agent(
         ready = work.read_json("ready")
         async with manager_of(s, identity, enrolled, server_keypair) as backend:
             # the agent itself finds no CUDA library in `sleep`: exit 3 → TARGET_NOT_FOUND
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
-                "target": {"pid": no_cuda.pid}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID2,
+                    "monitor_type": "CUDA",
+                    "target": {"pid": no_cuda.pid},
+                },
+                60,
+            )
             assert (r["status"], r["error_code"]) == ("FAILURE", "TARGET_NOT_FOUND"), r
             assert "exited with code 3" in r["message"]
 
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
-                "target": {"pid": ready["pid"], "comm": "cuda_calls"},
-                "config": {"sampling_rate": 1.0}, "machine_id": MACHINE_ID}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID,
+                    "monitor_type": "CUDA",
+                    "target": {"pid": ready["pid"], "comm": "cuda_calls"},
+                    "config": {"sampling_rate": 1.0},
+                    "machine_id": MACHINE_ID,
+                },
+                60,
+            )
             assert r["status"] == "SUCCESS", r
             agent_pid = r["agent_pid"]
             st = await backend.request(IDENT, {"command": "GET_STATUS", "monitor_id": MID})
@@ -96,10 +132,8 @@ def test_start_running_stop_with_real_agent(
 
             await asyncio.to_thread(work.send_line, "go")
             done = await asyncio.to_thread(work.read_json, "done")
-            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
-                                              "monitor_id": MID}, 60)
-            assert (r["status"], r["message"]) == ("SUCCESS",
-                                                   "Monitor stopped successfully.")
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR", "monitor_id": MID}, 60)
+            assert (r["status"], r["message"]) == ("SUCCESS", "Monitor stopped successfully.")
             st = await backend.request(IDENT, {"command": "GET_STATUS", "monitor_id": MID})
             assert st["monitor_status"] == "STOPPED"
 
@@ -110,9 +144,16 @@ def test_start_running_stop_with_real_agent(
             assert events == len(calls)
 
             # a second run, killed with SIGKILL: the backend hears ERROR with a reason
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "CUDA",
-                "target": {"pid": ready["pid"]}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID,
+                    "monitor_type": "CUDA",
+                    "target": {"pid": ready["pid"]},
+                },
+                60,
+            )
             assert r["status"] == "SUCCESS", r
             os.kill(r["agent_pid"], signal.SIGKILL)
             ev = await backend.event("MONITOR_STATUS", 30)
@@ -130,29 +171,47 @@ def test_start_running_stop_with_real_agent(
 
 
 def test_syscall_monitor_through_the_manager(
-        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
-        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    build_dir: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     """A SYSCALL monitor with a syscall filter: the machine's SYSCALL tracer gets --syscalls
     from the checked target, and records exactly the workload's writes."""
     threads, iters = 2, 3
-    work = JsonLineProc([str(build_dir / "tests/workloads/syscall_calls"), "--threads",
-                         str(threads), "--iters", str(iters)])
+    work = JsonLineProc(
+        [
+            str(build_dir / "tests/workloads/syscall_calls"),
+            "--threads",
+            str(threads),
+            "--iters",
+            str(iters),
+        ]
+    )
     s = real_agent_settings(settings, build_dir, tmp_path)
 
     async def go() -> None:
         fds = work.read_json("fds")["fds"]
         ready = work.read_json("ready")
         async with manager_of(s, identity, enrolled, server_keypair) as backend:
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID, "monitor_type": "SYSCALL",
-                "target": {"pid": ready["pid"], "syscalls": ["write"]}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID,
+                    "monitor_type": "SYSCALL",
+                    "target": {"pid": ready["pid"], "syscalls": ["write"]},
+                },
+                60,
+            )
             assert r["status"] == "SUCCESS", r
             cmdline = Path(f"/proc/{r['agent_pid']}/cmdline").read_bytes().split(b"\0")
             assert b"--hub" in cmdline  # the monitor's flags went over its pipe
             await asyncio.to_thread(work.send_line, "go")
             await asyncio.to_thread(work.read_json, "done")
-            r = await backend.request(IDENT, {"command": "STOP_MONITOR",
-                                              "monitor_id": MID}, 60)
+            r = await backend.request(IDENT, {"command": "STOP_MONITOR", "monitor_id": MID}, 60)
             assert r["status"] == "SUCCESS", r
         with open(s.capture_dir / f"{MID}.bin", "rb") as f:
             batches = list(abi.iter_batches(f))
@@ -170,25 +229,48 @@ def test_syscall_monitor_through_the_manager(
 
 
 def test_acl_monitor_through_the_manager(
-        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
-        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    build_dir: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     """An ACL monitor of one process: the agent hooks each CANN symbol where it is defined
     and records every call the Ascend stand-in workload makes; a library outside the ACL
     allow-list is refused before any agent starts."""
     threads, iters = 2, 1
-    work = JsonLineProc([str(build_dir / "tests/workloads/ascend/acl_calls"), "--threads",
-                         str(threads), "--iters", str(iters)])
+    work = JsonLineProc(
+        [
+            str(build_dir / "tests/workloads/ascend/acl_calls"),
+            "--threads",
+            str(threads),
+            "--iters",
+            str(iters),
+        ]
+    )
     s = real_agent_settings(settings, build_dir, tmp_path)
 
     async def go() -> None:
         ready = work.read_json("ready")
         async with manager_of(s, identity, enrolled, server_keypair) as backend:
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "ACL",
-                "target": {"library_path": "/usr/lib/x86_64-linux-gnu/libc.so.6"}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID2,
+                    "monitor_type": "ACL",
+                    "target": {"library_path": "/usr/lib/x86_64-linux-gnu/libc.so.6"},
+                },
+                60,
+            )
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
-            done, batches = await traced(backend, work, s.capture_dir,
-                                         {"monitor_type": "ACL", "target": {"pid": ready["pid"]}})
+            done, batches = await traced(
+                backend,
+                work,
+                s.capture_dir,
+                {"monitor_type": "ACL", "target": {"pid": ready["pid"]}},
+            )
         got = Counter(rec["func"] for b in batches for rec in abi.event_records(b))
         assert got == Counter({k: v for k, v in done["calls"].items()
                                if not k.endswith("GetWorkspaceSize")})  # fmt: skip
@@ -202,8 +284,14 @@ def test_acl_monitor_through_the_manager(
 
 
 def test_python_stacks_through_the_manager(
-        build_dir: Path, cudart12: Path, settings: Callable[..., Settings], identity: Identity,
-        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    build_dir: Path,
+    cudart12: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     """config.python_stacks: the manager reads the target's CPython (manager.python.target)
     and gives the agent its offsets; each call's stack comes back resolved. A process that
     is not CPython is refused with the reason, before any agent runs."""
@@ -215,21 +303,40 @@ def test_python_stacks_through_the_manager(
     async def go() -> None:
         ready = work.read_json("ready")
         async with manager_of(s, identity, enrolled, server_keypair) as backend:
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
-                "target": {"pid": sleeper.pid}, "config": {"python_stacks": True}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID2,
+                    "monitor_type": "CUDA",
+                    "target": {"pid": sleeper.pid},
+                    "config": {"python_stacks": True},
+                },
+                60,
+            )
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
             assert r["message"].startswith("config.python_stacks: process ")
             assert "maps no python or libpython file" in r["message"]
-            _, batches = await traced(backend, work, s.capture_dir, {
-                "monitor_type": "CUDA", "target": {"pid": ready["pid"]},
-                "config": {"python_stacks": True}})
+            _, batches = await traced(
+                backend,
+                work,
+                s.capture_dir,
+                {
+                    "monitor_type": "CUDA",
+                    "target": {"pid": ready["pid"]},
+                    "config": {"python_stacks": True},
+                },
+            )
         events = np.concatenate([b.events for b in batches if not b.stacks])
         frames = np.concatenate([b.events for b in batches if b.stacks])
         assert len(events) == 2 * 2 + 2  # 2 rounds of memcpy and sync, and 2 mallocs
         assert set(events["py_stack"].tolist()) == set(frames["stack_id"].tolist())
-        assert {bytes(f).decode() for f in frames["function"]} >= {"copy", "step", "train",
-                                                                   "allocate"}
+        assert {bytes(f).decode() for f in frames["function"]} >= {
+            "copy",
+            "step",
+            "train",
+            "allocate",
+        }
 
     try:
         run(go(), 120)
@@ -242,8 +349,13 @@ def test_python_stacks_through_the_manager(
 
 
 def test_python_function_calls_through_the_manager(
-        build_dir: Path, settings: Callable[..., Settings], identity: Identity,
-        enrolled: Path, server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+    build_dir: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     """config.functions on a PYTHON monitor: the manager finds the interpreter's call hooks
     (manager.python.hooks) and the agent records every call of the functions named; names
     on another monitor type are refused."""
@@ -254,27 +366,53 @@ def test_python_function_calls_through_the_manager(
     async def go() -> None:
         ready = work.read_json("ready")
         async with manager_of(s, identity, enrolled, server_keypair) as backend:
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "CUDA",
-                "target": {"pid": ready["pid"]},
-                "config": {"functions": ["step"]}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID2,
+                    "monitor_type": "CUDA",
+                    "target": {"pid": ready["pid"]},
+                    "config": {"functions": ["step"]},
+                },
+                60,
+            )
             assert (r["status"], r["error_code"]) == ("FAILURE", "INVALID_CONFIG"), r
             assert r["message"].startswith("config.functions: not supported by CUDA"), r
             # target.comm on PYTHON checks the pid's name (it was passed to the agent,
             # which refuses --target-comm for PYTHON: FAILED_TO_START)
-            r = await backend.request(IDENT, {
-                "command": "START_MONITOR", "monitor_id": MID2, "monitor_type": "PYTHON",
-                "target": {"pid": ready["pid"], "comm": "ruby"}}, 60)
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID2,
+                    "monitor_type": "PYTHON",
+                    "target": {"pid": ready["pid"], "comm": "ruby"},
+                },
+                60,
+            )
             assert (r["status"], r["error_code"]) == ("FAILURE", "TARGET_NOT_FOUND"), r
             assert r["message"] == f"target.comm: PID {ready['pid']} does not run 'ruby'", r
-            _, batches = await traced(backend, work, s.capture_dir, {
-                "monitor_type": "PYTHON", "target": {"pid": ready["pid"], "comm": "python3.11"},
-                "config": {"functions": ["step", "boom"], "sample_hz": 1}})
+            _, batches = await traced(
+                backend,
+                work,
+                s.capture_dir,
+                {
+                    "monitor_type": "PYTHON",
+                    "target": {"pid": ready["pid"], "comm": "python3.11"},
+                    "config": {"functions": ["step", "boom"], "sample_hz": 1},
+                },
+            )
         calls = [r for b in batches if not b.stacks for r in abi.event_records(b)
                  if r["func"] == "call"]  # fmt: skip
-        assert Counter((r["tid"], r["incomplete"]) for r in calls) == Counter({
-            (ready["tid"], False): 2, (ready["tid"], True): 2,  # step; boom raises
-            (ready["worker"], False): 2, (ready["worker"], True): 2})
+        assert Counter((r["tid"], r["incomplete"]) for r in calls) == Counter(
+            {
+                (ready["tid"], False): 2,
+                (ready["tid"], True): 2,  # step; boom raises
+                (ready["worker"], False): 2,
+                (ready["worker"], True): 2,
+            }
+        )
 
     try:
         run(go(), 120)

@@ -14,9 +14,9 @@ MID = "123e4567-e89b-42d3-a456-426614174000"
 MID2 = "223e4567-e89b-42d3-a456-426614174000"
 
 
-def test_restart_reaps_agents_of_a_dead_manager(settings: Callable[..., Settings],
-                                                agent: Callable[..., Path],
-                                                tmp_path: Path) -> None:
+def test_restart_reaps_agents_of_a_dead_manager(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     record = tmp_path / "orphan.json"
     s = settings(agent_path=agent(record=str(record)))
     stubborn = agent(behaviour="ignore_term", record=str(tmp_path / "stubborn.json"))
@@ -25,10 +25,10 @@ def test_restart_reaps_agents_of_a_dead_manager(settings: Callable[..., Settings
     hard = orphan_process(stubborn, MID2, records)
     wait_for(lambda: record.exists() and (tmp_path / "stubborn.json").exists())
     # records that must not lead to a kill: the pid is another program, or was reused
-    sleeper = orphan_process(s.agent_path, "523e4567-e89b-42d3-a456-426614174000", records,
-                             argv=["sleep", "60"])
-    reused = orphan_process(s.agent_path, "623e4567-e89b-42d3-a456-426614174000", records,
-                            ticks=1)
+    sleeper = orphan_process(
+        s.agent_path, "523e4567-e89b-42d3-a456-426614174000", records, argv=["sleep", "60"]
+    )
+    reused = orphan_process(s.agent_path, "623e4567-e89b-42d3-a456-426614174000", records, ticks=1)
     (records / "garbage.json").write_text("{")
     try:
         killed = reap_orphans(records, term_timeout_s=0.5, kill_timeout_s=5)

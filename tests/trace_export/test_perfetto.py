@@ -68,8 +68,14 @@ def test_slices_nest_per_thread_with_arguments_and_return_names() -> None:
                       ("cudaMemcpy", 1200, 50, 0, 9)]  # fmt: skip
     args = {sl.name: sl.args for sl in s.slices}
     assert args["cudaLaunchKernel"] == {
-        "func": 0xABC, "grid": "(4, 2, 1)", "block": "(128, 1, 1)", "shared_mem": 64,
-        "stream": 9, "device": 0, "ret": "cudaErrorInsufficientDriver (35)"}
+        "func": 0xABC,
+        "grid": "(4, 2, 1)",
+        "block": "(128, 1, 1)",
+        "shared_mem": 64,
+        "stream": 9,
+        "device": 0,
+        "ret": "cudaErrorInsufficientDriver (35)",
+    }
     assert args["cuLaunchKernel"]["ret"] == "CUDA_ERROR_NO_DEVICE (100)"
     assert args["cudaMemcpy"] == {"dst": 0x10, "src": 0x20, "bytes": 4096,
                                   "kind": "HostToDevice", "device": 0,
@@ -104,9 +110,9 @@ def test_async_calls_flow_to_their_stream_row() -> None:
 
 
 @pytest.mark.parametrize("split", [None, 2, 3])
-def test_flows_of_nested_calls_each_reach_their_own_instant(split: int | None,
-                                                            tmp_path: Any,
-                                                            trace_processor: Any) -> None:
+def test_flows_of_nested_calls_each_reach_their_own_instant(
+    split: int | None, tmp_path: Any, trace_processor: Any
+) -> None:
     """Flow ids are free again once their flow ends (one id per thread and nesting level):
     a launch enclosing two more, then one after, over chunks too, make four flows from each
     call to its own instant, as our validator and Perfetto's trace processor read them."""
@@ -231,8 +237,11 @@ def test_calls_of_no_duration_are_slices_too() -> None:
     ])  # fmt: skip
     s, _ = perfetto([c])
     assert sorted((sl.ts - T0, sl.dur, sl.depth, sl.name) for sl in s.slices) == [
-        (1000, 500, 0, "cudaLaunchKernel"), (1500, 0, 1, "cudaStreamSynchronize"),
-        (1500, 100, 0, "cudaMemcpy"), (3000, 0, 0, "cudaStreamSynchronize")]
+        (1000, 500, 0, "cudaLaunchKernel"),
+        (1500, 0, 1, "cudaStreamSynchronize"),
+        (1500, 100, 0, "cudaMemcpy"),
+        (3000, 0, 0, "cudaStreamSynchronize"),
+    ]
 
 
 def test_a_failing_source_leaves_no_compression_running() -> None:

@@ -70,5 +70,6 @@ def test_exact_calls_are_their_functions_slices(tmp_path: Path, trace_processor:
     write_chrome_json([chunk()], chrome, stacks=stacks)  # type: ignore[list-item]
     cs = validate_chrome_json(chrome.getvalue())
     assert sorted((sl.name, round(sl.dur * 1000)) for sl in cs.slices) == sorted(  # us
-        (name, dur) for name, _, dur, _ in got)
+        (name, dur) for name, _, dur, _ in got
+    )
     assert np.all([sl.dur > 0 for sl in s.slices])

@@ -40,9 +40,17 @@ def run(m: dict[str, np.ndarray], clock: np.ndarray, order: np.ndarray | None = 
         piece: int = 1 << 20, **change: Any) -> tuple[list[bytes], int, int, int]:  # fmt: skip
     args: dict[str, Any] = {
         "order": np.arange(len(m["t"]), dtype=np.int64) if order is None else order,
-        **m, "clock": clock, "row_type": ROW_TYPE, "row_flags": ROW_FLAGS,
-        "plan_start": PLAN[0], "plan_key": PLAN[1], "plan_field": PLAN[2],
-        "plan_col": PLAN[3], "cols": (PTR, STR, NUM), "incomplete_key": 9, "piece": piece,
+        **m,
+        "clock": clock,
+        "row_type": ROW_TYPE,
+        "row_flags": ROW_FLAGS,
+        "plan_start": PLAN[0],
+        "plan_key": PLAN[1],
+        "plan_field": PLAN[2],
+        "plan_col": PLAN[3],
+        "cols": (PTR, STR, NUM),
+        "incomplete_key": 9,
+        "piece": piece,
     }
     args.update(change)
     return encode(*args.values())

@@ -33,8 +33,17 @@ def workload(n: int = 300) -> bytes:
         tid = pid * 10 + i % 2
         t += int(rng.integers(2_000, 9_000))
         func = [LAUNCH, MEMCPY_ASYNC, MALLOC, FREE, SYNC][i % 5]
-        row = dict(func=func, ts_ns=t, duration_ns=1_000, pid=pid, tid=tid, stream=0x10 + i % 2,
-                   device=i % 2, ptr=0x1000 + (i // 5) * 0x100, bytes=4096)
+        row = dict(
+            func=func,
+            ts_ns=t,
+            duration_ns=1_000,
+            pid=pid,
+            tid=tid,
+            stream=0x10 + i % 2,
+            device=i % 2,
+            ptr=0x1000 + (i // 5) * 0x100,
+            bytes=4096,
+        )
         rows.append(row)
         if func == LAUNCH:  # the runtime's launch calls the driver's, inside it
             rows.append(dict(row, func=CU_LAUNCH, ts_ns=t + 100, duration_ns=500))
@@ -56,8 +65,9 @@ def data() -> bytes:
     return workload()
 
 
-def test_same_slices_nesting_flows_and_counters(data: bytes, tmp_path: Path,
-                                                trace_processor: Path) -> None:
+def test_same_slices_nesting_flows_and_counters(
+    data: bytes, tmp_path: Path, trace_processor: Path
+) -> None:
     path = tmp_path / "t.pftrace"
     path.write_bytes(data)
     s = validate_perfetto(data)
@@ -67,9 +77,11 @@ def test_same_slices_nesting_flows_and_counters(data: bytes, tmp_path: Path,
         "select count(*) from flow",
         "select count(*) from counter",
         "select distinct name from track where name like 'GPU % stream %' order by name",
-        folder=trace_processor)
+        folder=trace_processor,
+    )
     assert Counter(tuple(r) for r in rows) == Counter(
-        (sl.ts, sl.dur, sl.depth, sl.name) for sl in s.slices)
+        (sl.ts, sl.dur, sl.depth, sl.name) for sl in s.slices
+    )
     assert any(depth == 1 for _, _, depth, _ in rows)  # the driver launches, nested
     assert flows[0][0] == len(s.flows) > 0
     assert counters[0][0] > 0
@@ -88,8 +100,11 @@ def test_arguments_as_annotations(data: bytes, tmp_path: Path, trace_processor: 
     for ts, key, value in rows:
         got.setdefault(ts, {})[key.removeprefix("debug.")] = value
     pointers = layout_for("CUDA").pointers  # written as pointer values: shown in hex
-    want = {sl.ts: {k: hex(v) if k in pointers else str(v) for k, v in sl.args.items()}
-            for sl in s.slices if sl.name == "cudaMemcpyAsync"}
+    want = {
+        sl.ts: {k: hex(v) if k in pointers else str(v) for k, v in sl.args.items()}
+        for sl in s.slices
+        if sl.name == "cudaMemcpyAsync"
+    }
     assert got == want and len(want) == 60
 
 
@@ -97,5 +112,6 @@ def test_a_failed_query_is_named(tmp_path: Path, trace_processor: Path) -> None:
     path = tmp_path / "t.pftrace"
     path.write_bytes(workload(10))
     with pytest.raises(RuntimeError, match=r"(?s)select nope from nowhere: .*no such table"):
-        tp.query(path, "select count(*) from slice", "select nope from nowhere",
-                 folder=trace_processor)
+        tp.query(
+            path, "select count(*) from slice", "select nope from nowhere", folder=trace_processor
+        )

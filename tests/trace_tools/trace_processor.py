@@ -33,20 +33,24 @@ def assets() -> Path | None:
     return folder
 
 
-def query(path: str | os.PathLike[str], *sql: str, folder: Path | None = None,
-          timeout: float = 600.0) -> list[list[list[Any]]]:
+def query(
+    path: str | os.PathLike[str], *sql: str, folder: Path | None = None, timeout: float = 600.0
+) -> list[list[list[Any]]]:
     """The rows of each query over the trace at path. Raises RuntimeError naming what failed
     (the trace did not load, a query did not run) and FileNotFoundError without assets."""
     folder = folder or assets()
     if folder is None:
-        raise FileNotFoundError(f"no trace processor: run scripts/fetch-trace-processor "
-                                f"build/trace_processor, or set {ASSETS_ENV}")
+        raise FileNotFoundError(
+            f"no trace processor: run scripts/fetch-trace-processor "
+            f"build/trace_processor, or set {ASSETS_ENV}"
+        )
     done = subprocess.run(["node", str(_RUNNER), os.fspath(path), *sql], capture_output=True,
                           text=True, timeout=timeout, check=False,
                           env={**os.environ, "TP_ASSETS": str(folder)})  # fmt: skip
     if done.returncode not in (0, 1):
-        raise RuntimeError(f"trace processor exited {done.returncode}: "
-                           f"{done.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"trace processor exited {done.returncode}: {done.stderr.strip()[-2000:]}"
+        )
     out = json.loads(done.stdout)
     failed = [f"{r['sql']}: {r['error']}" for r in out["results"] if r["error"]]
     if failed:

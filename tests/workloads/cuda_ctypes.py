@@ -33,25 +33,31 @@ def main() -> int:
     lib.cudaLaunchKernel.argtypes = [vp, Dim3, Dim3, ctypes.POINTER(vp), size_t, vp]
     lib.cudaDeviceSynchronize.argtypes = []
     lib.cudaFree.argtypes = [vp]
-    for fn in (lib.cudaMalloc, lib.cudaMemcpy, lib.cudaLaunchKernel, lib.cudaDeviceSynchronize,
-               lib.cudaFree):
+    for fn in (
+        lib.cudaMalloc,
+        lib.cudaMemcpy,
+        lib.cudaLaunchKernel,
+        lib.cudaDeviceSynchronize,
+        lib.cudaFree,
+    ):
         fn.restype = ctypes.c_int
 
     tid = threading.get_native_id()
-    print(json.dumps({"ready": True, "pid": os.getpid(), "tid": tid, "tids": [tid]}),
-          flush=True)
+    print(json.dumps({"ready": True, "pid": os.getpid(), "tid": tid, "tids": [tid]}), flush=True)
     sys.stdin.readline()
     calls: Counter[str] = Counter()
     ptr = vp()
     for i in range(iters):
         lib.cudaMalloc(ctypes.byref(ptr), 1 << (10 + i % 8))
         lib.cudaMemcpy(0x1000 * (i + 1), 0x2000 + 0x10 * i, 256 * (i + 1), 1 + i % 4)
-        lib.cudaLaunchKernel(0xBEEF0 + i, Dim3(4 + i, 2, 3), Dim3(256, 5 + i % 3, 1), None,
-                             64 * (i + 1), 0x5000 + i)
+        lib.cudaLaunchKernel(
+            0xBEEF0 + i, Dim3(4 + i, 2, 3), Dim3(256, 5 + i % 3, 1), None, 64 * (i + 1), 0x5000 + i
+        )
         lib.cudaDeviceSynchronize()
         lib.cudaFree(0x3000 + i)
-        calls.update(["cudaMalloc", "cudaMemcpy", "cudaLaunchKernel", "cudaDeviceSynchronize",
-                      "cudaFree"])
+        calls.update(
+            ["cudaMalloc", "cudaMemcpy", "cudaLaunchKernel", "cudaDeviceSynchronize", "cudaFree"]
+        )
     print(json.dumps({"done": True, "calls": dict(calls)}), flush=True)
     sys.stdin.readline()
     return 0

@@ -71,12 +71,33 @@ def _round(t: int, i: int) -> list[Call]:
         Call(t, "cudaMallocManaged", bytes=100 * (t + 1) + i, kind=1 + i % 2),
         Call(t, "cudaMemcpy", ptr=dst, ptr2=src, bytes=count, kind=i % 5),
         Call(t, "cudaMemcpy", ptr=src, ptr2=dst, bytes=count + 1, kind=(i + 1) % 5),
-        Call(t, "cudaMemcpyAsync", stream=stream, ptr=dst, ptr2=src, bytes=count + 2,
-             kind=(i + 2) % 5),
-        Call(t, "cudaLaunchKernel", stream=stream, ptr=func, bytes=128 * (t + 1) + i,
-             grid=(t + 2, i % 4 + 1, 3), block=(32 * (t + 1), 2, 1 + i % 2)),
-        Call(t, "cudaLaunchKernelExC", stream=stream, ptr=func, bytes=256 + i,
-             grid=(i + 1, t + 1, 2), block=(64, t + 1, 1)),
+        Call(
+            t,
+            "cudaMemcpyAsync",
+            stream=stream,
+            ptr=dst,
+            ptr2=src,
+            bytes=count + 2,
+            kind=(i + 2) % 5,
+        ),
+        Call(
+            t,
+            "cudaLaunchKernel",
+            stream=stream,
+            ptr=func,
+            bytes=128 * (t + 1) + i,
+            grid=(t + 2, i % 4 + 1, 3),
+            block=(32 * (t + 1), 2, 1 + i % 2),
+        ),
+        Call(
+            t,
+            "cudaLaunchKernelExC",
+            stream=stream,
+            ptr=func,
+            bytes=256 + i,
+            grid=(i + 1, t + 1, 2),
+            block=(64, t + 1, 1),
+        ),
         Call(t, "cudaFree", ptr=0xF000000 + t * 0x1000 + i),
         Call(t, "cudaFreeAsync", stream=stream, ptr=0xF800000 + t * 0x1000 + i),
         Call(t, "cudaStreamSynchronize", stream=stream),
@@ -108,8 +129,15 @@ BURST_DST, BURST_SRC, BURST_BYTES, BURST_KIND = 0xBB000000, 0xBC000000, 4096, 1
 
 def expected_burst(threads: int, m: int, ptsz: bool = False) -> list[Call]:
     """cuda_calls --burst M: M identical copies per thread, nothing else."""
-    call = [_renamed(Call(t, "cudaMemcpy", ptr=BURST_DST, ptr2=BURST_SRC, bytes=BURST_BYTES,
-                          kind=BURST_KIND), ptsz) for t in range(threads)]
+    call = [
+        _renamed(
+            Call(
+                t, "cudaMemcpy", ptr=BURST_DST, ptr2=BURST_SRC, bytes=BURST_BYTES, kind=BURST_KIND
+            ),
+            ptsz,
+        )
+        for t in range(threads)
+    ]
     return [call[t] for t in range(threads) for _ in range(m)]
 
 
@@ -121,11 +149,18 @@ def _driver_round(t: int, i: int) -> list[Call]:
     return [
         Call(t, "cuMemAlloc_v2", bytes=nbytes),
         Call(t, "cuMemcpyHtoDAsync_v2", stream=stream, ptr=dev, ptr2=host, bytes=nbytes, kind=1),
-        Call(t, "cuMemcpyDtoHAsync_v2", stream=stream, ptr=host, ptr2=dev, bytes=nbytes + 1,
-             kind=2),
-        Call(t, "cuLaunchKernel", stream=stream, ptr=0x3000 + t * 0x10 + i % 2,
-             bytes=0x10000 + 64 * i + t, grid=(t + 2, 100 + i % 7, 200 + t),
-             block=(1024 + 32 * t, 400 + i % 4, 500 + t)),
+        Call(
+            t, "cuMemcpyDtoHAsync_v2", stream=stream, ptr=host, ptr2=dev, bytes=nbytes + 1, kind=2
+        ),
+        Call(
+            t,
+            "cuLaunchKernel",
+            stream=stream,
+            ptr=0x3000 + t * 0x10 + i % 2,
+            bytes=0x10000 + 64 * i + t,
+            grid=(t + 2, 100 + i % 7, 200 + t),
+            block=(1024 + 32 * t, 400 + i % 4, 500 + t),
+        ),
         Call(t, "cuStreamSynchronize", stream=stream),
         Call(t, "cuCtxSynchronize"),
         Call(t, "cuMemFree_v2", ptr=0xB0000 + t * 0x1000 + i),
@@ -146,7 +181,9 @@ def expected_driver_calls(threads: int, iters: int, ptsz: bool = False) -> list[
     names = DRIVER_PTSZ_SYMBOLS if ptsz else {}
     return [
         replace(c, symbol=names.get(c.symbol, c.symbol))
-        for t in range(threads) for i in range(iters * (t + 1)) for c in _driver_round(t, i)
+        for t in range(threads)
+        for i in range(iters * (t + 1))
+        for c in _driver_round(t, i)
     ]
 
 
@@ -159,10 +196,23 @@ def expected_ctypes_calls(iters: int = CTYPES_ITERS) -> list[Call]:
     for i in range(iters):
         calls += [
             Call(0, "cudaMalloc", bytes=1 << (10 + i % 8)),
-            Call(0, "cudaMemcpy", ptr=0x1000 * (i + 1), ptr2=0x2000 + 0x10 * i,
-                 bytes=256 * (i + 1), kind=1 + i % 4),
-            Call(0, "cudaLaunchKernel", stream=0x5000 + i, ptr=0xBEEF0 + i, bytes=64 * (i + 1),
-                 grid=(4 + i, 2, 3), block=(256, 5 + i % 3, 1)),
+            Call(
+                0,
+                "cudaMemcpy",
+                ptr=0x1000 * (i + 1),
+                ptr2=0x2000 + 0x10 * i,
+                bytes=256 * (i + 1),
+                kind=1 + i % 4,
+            ),
+            Call(
+                0,
+                "cudaLaunchKernel",
+                stream=0x5000 + i,
+                ptr=0xBEEF0 + i,
+                bytes=64 * (i + 1),
+                grid=(4 + i, 2, 3),
+                block=(256, 5 + i % 3, 1),
+            ),
             Call(0, "cudaDeviceSynchronize"),
             Call(0, "cudaFree", ptr=0x3000 + i),
         ]

@@ -46,8 +46,7 @@ PARAMS = {
     "ncclGroupStart": (),
     "ncclGroupEnd": (),
     "ncclAllReduce": ("sendbuff", "recvbuff", "count", "datatype", "op", "comm", "stream"),
-    "ncclReduceScatter": ("sendbuff", "recvbuff", "recvcount", "datatype", "op", "comm",
-                          "stream"),
+    "ncclReduceScatter": ("sendbuff", "recvbuff", "recvcount", "datatype", "op", "comm", "stream"),
     "ncclAllGather": ("sendbuff", "recvbuff", "sendcount", "datatype", "comm", "stream"),
     "ncclBroadcast": ("sendbuff", "recvbuff", "count", "datatype", "root", "comm", "stream"),
     "ncclAlltoAll": ("sendbuff", "recvbuff", "count", "datatype", "comm", "stream"),
@@ -88,26 +87,99 @@ def _round(t: int, i: int) -> list[Call]:
     bad = NCCL_INVALID_ARGUMENT
     c = lambda sym, ret=NCCL_SUCCESS, **args: Call(t, i, sym, args, ret)  # noqa: E731
     return [
-        c("ncclCommInitRank", NCCL_UNHANDLED_CUDA_ERROR, nranks=RANKS,
-          commId=int.from_bytes(unique_id(t, i)[:8], "little"), rank=(t + i) % RANKS),
+        c(
+            "ncclCommInitRank",
+            NCCL_UNHANDLED_CUDA_ERROR,
+            nranks=RANKS,
+            commId=int.from_bytes(unique_id(t, i)[:8], "little"),
+            rank=(t + i) % RANKS,
+        ),
         c("ncclGroupStart"),
-        c("ncclAllReduce", bad, sendbuff=send, recvbuff=recv, count=n, datatype=dtype, op=op,
-          comm=comm, stream=stream),
-        c("ncclReduceScatter", bad, sendbuff=send, recvbuff=recv, recvcount=n + 1,
-          datatype=dtype, op=op, comm=comm, stream=stream),
-        c("ncclAllGather", bad, sendbuff=send, recvbuff=recv, sendcount=n + 2, datatype=dtype,
-          comm=comm, stream=stream),
-        c("ncclBroadcast", bad, sendbuff=send, recvbuff=recv, count=n + 3, datatype=dtype,
-          root=i % RANKS, comm=comm, stream=stream),
-        c("ncclAlltoAll", bad, sendbuff=send, recvbuff=recv, count=n + 4, datatype=dtype,
-          comm=comm, stream=stream),
-        c("ncclSend", bad, sendbuff=send, count=n + 5, datatype=dtype, peer=nxt, comm=comm,
-          stream=stream),
-        c("ncclRecv", bad, recvbuff=recv, count=n + 6, datatype=dtype, peer=prev, comm=comm,
-          stream=stream),
+        c(
+            "ncclAllReduce",
+            bad,
+            sendbuff=send,
+            recvbuff=recv,
+            count=n,
+            datatype=dtype,
+            op=op,
+            comm=comm,
+            stream=stream,
+        ),
+        c(
+            "ncclReduceScatter",
+            bad,
+            sendbuff=send,
+            recvbuff=recv,
+            recvcount=n + 1,
+            datatype=dtype,
+            op=op,
+            comm=comm,
+            stream=stream,
+        ),
+        c(
+            "ncclAllGather",
+            bad,
+            sendbuff=send,
+            recvbuff=recv,
+            sendcount=n + 2,
+            datatype=dtype,
+            comm=comm,
+            stream=stream,
+        ),
+        c(
+            "ncclBroadcast",
+            bad,
+            sendbuff=send,
+            recvbuff=recv,
+            count=n + 3,
+            datatype=dtype,
+            root=i % RANKS,
+            comm=comm,
+            stream=stream,
+        ),
+        c(
+            "ncclAlltoAll",
+            bad,
+            sendbuff=send,
+            recvbuff=recv,
+            count=n + 4,
+            datatype=dtype,
+            comm=comm,
+            stream=stream,
+        ),
+        c(
+            "ncclSend",
+            bad,
+            sendbuff=send,
+            count=n + 5,
+            datatype=dtype,
+            peer=nxt,
+            comm=comm,
+            stream=stream,
+        ),
+        c(
+            "ncclRecv",
+            bad,
+            recvbuff=recv,
+            count=n + 6,
+            datatype=dtype,
+            peer=prev,
+            comm=comm,
+            stream=stream,
+        ),
         c("ncclGroupEnd", bad),
-        c("ncclAllReduce", bad, sendbuff=send, recvbuff=recv, count=n + 7, datatype=dtype,
-          op=op, comm=None, stream=stream),
+        c(
+            "ncclAllReduce",
+            bad,
+            sendbuff=send,
+            recvbuff=recv,
+            count=n + 7,
+            datatype=dtype,
+            op=op,
+            comm=None,
+            stream=stream,
+        ),
         c("ncclGroupStart"),
         c("ncclGroupEnd"),
         c("ncclCommDestroy", comm=None),
@@ -124,11 +196,21 @@ def expected_counts(threads: int, iters: int) -> dict[str, int]:
     return dict(Counter(c.symbol for c in expected_nccl_calls(threads, iters)))
 
 
-BURST_ARGS = dict(sendbuff=0xBB000000, recvbuff=0xBC000000, count=4096, datatype=7, op=0,
-                  comm=COMM_BASE, stream=0x7F00)
+BURST_ARGS = dict(
+    sendbuff=0xBB000000,
+    recvbuff=0xBC000000,
+    count=4096,
+    datatype=7,
+    op=0,
+    comm=COMM_BASE,
+    stream=0x7F00,
+)
 
 
 def expected_burst(threads: int, m: int) -> list[Call]:
     """nccl_calls --burst M: M identical all-reduces per thread, nothing else."""
-    return [Call(t, 0, "ncclAllReduce", dict(BURST_ARGS), NCCL_INVALID_ARGUMENT)
-            for t in range(threads) for _ in range(m)]
+    return [
+        Call(t, 0, "ncclAllReduce", dict(BURST_ARGS), NCCL_INVALID_ARGUMENT)
+        for t in range(threads)
+        for _ in range(m)
+    ]

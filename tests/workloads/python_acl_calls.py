@@ -19,15 +19,20 @@ nn = ctypes.CDLL(os.path.join(sys.argv[1], "libopapi.so"))
 vp = ctypes.c_void_p
 rt.aclrtMalloc.argtypes = [ctypes.POINTER(vp), ctypes.c_size_t, ctypes.c_int]
 rt.aclrtFree.argtypes = [vp]
-nn.aclnnAddGetWorkspaceSize.argtypes = [vp, vp, vp, vp, ctypes.POINTER(ctypes.c_uint64),
-                                        ctypes.POINTER(vp)]
+nn.aclnnAddGetWorkspaceSize.argtypes = [
+    vp,
+    vp,
+    vp,
+    vp,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(vp),
+]
 nn.aclnnAdd.argtypes = [vp, ctypes.c_uint64, vp, vp]
 
 
 def add(i: int) -> None:
     size, executor = ctypes.c_uint64(), vp()
-    nn.aclnnAddGetWorkspaceSize(0x10, 0x20, 0x30, 0x40, ctypes.byref(size),
-                                ctypes.byref(executor))
+    nn.aclnnAddGetWorkspaceSize(0x10, 0x20, 0x30, 0x40, ctypes.byref(size), ctypes.byref(executor))
     nn.aclnnAdd(None, size.value, executor, 0x5000 + i)  # at:add
 
 
@@ -45,8 +50,7 @@ def forward(i: int) -> None:
 def main() -> None:
     rounds = int(sys.argv[2])
     tid = threading.get_native_id()
-    print(json.dumps({"ready": True, "pid": os.getpid(), "tid": tid, "tids": [tid]}),
-          flush=True)
+    print(json.dumps({"ready": True, "pid": os.getpid(), "tid": tid, "tids": [tid]}), flush=True)
     sys.stdin.readline()
     for i in range(rounds):
         forward(i)  # at:main

@@ -60,9 +60,18 @@ def main():
     t = threading.Thread(target=worker)
     t.start()
     started.wait()
-    print(json.dumps({"ready": True, "pid": os.getpid(), "tid": threading.get_native_id(),
-                      "tids": [threading.get_native_id(), tid[0]], "worker": tid[0]}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "pid": os.getpid(),
+                "tid": threading.get_native_id(),
+                "tids": [threading.get_native_id(), tid[0]],
+                "worker": tid[0],
+            }
+        ),
+        flush=True,
+    )
     sys.stdin.readline()
     go.set()
     m = Model()

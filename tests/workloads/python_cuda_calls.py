@@ -52,8 +52,12 @@ def main() -> None:
     t.start()
     while not tid:
         pass
-    print(json.dumps({"ready": True, "pid": os.getpid(), "tid": threading.get_native_id(),
-                      "worker": tid[0]}), flush=True)
+    print(
+        json.dumps(
+            {"ready": True, "pid": os.getpid(), "tid": threading.get_native_id(), "worker": tid[0]}
+        ),
+        flush=True,
+    )
     sys.stdin.readline()
     go.set()
     train(rounds)  # at:main

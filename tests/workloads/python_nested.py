@@ -17,8 +17,18 @@ def worker(fd: int) -> None:
 
 
 def inner(worker: tuple[int, int]) -> None:
-    print(json.dumps({"ready": True, "pid": os.getpid(), "worker": worker[0],
-                      "ident": threading.get_ident(), "worker_ident": worker[1]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "pid": os.getpid(),
+                "worker": worker[0],
+                "ident": threading.get_ident(),
+                "worker_ident": worker[1],
+            }
+        ),
+        flush=True,
+    )
     sys.stdin.readline()  # at:inner
 
 

@@ -18,16 +18,17 @@ from tests.workloads import acl_expect
 
 
 def exported(lib: Path) -> set[str]:
-    out = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True, check=True
+    ).stdout
     return {line.split()[-1] for line in out.splitlines() if line.split()[1:2] == ["T"]}
 
 
 def soname(lib: Path) -> str:
-    out = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True,
-                         check=True).stdout
-    return next(line.split("[")[1].rstrip("]") for line in out.splitlines()
-                if "(SONAME)" in line)
+    out = subprocess.run(
+        ["readelf", "-d", str(lib)], capture_output=True, text=True, check=True
+    ).stdout
+    return next(line.split("[")[1].rstrip("]") for line in out.splitlines() if "(SONAME)" in line)
 
 
 @pytest.mark.parametrize("layout", ["rt", "compat"])
@@ -45,8 +46,15 @@ def test_libraries_export_where_cann_does(build_dir: Path, layout: str) -> None:
 @pytest.mark.parametrize("exe", ["acl_calls", "acl_calls_compat"])
 def test_workload_makes_the_expected_calls(build_dir: Path, exe: str) -> None:
     threads, iters = 3, 2
-    work = JsonLineProc([str(build_dir / "tests/workloads/ascend" / exe), "--threads",
-                         str(threads), "--iters", str(iters)])
+    work = JsonLineProc(
+        [
+            str(build_dir / "tests/workloads/ascend" / exe),
+            "--threads",
+            str(threads),
+            "--iters",
+            str(iters),
+        ]
+    )
     try:
         work.read_json("ready")
         work.send_line("go")

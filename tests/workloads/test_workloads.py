@@ -48,8 +48,9 @@ def built(workloads_dir: Path, name: str) -> Path:
     path = workloads_dir / name
     if not path.exists():
         if name.startswith("cuda_calls13"):
-            pytest.skip(f"{name} not built: CMake found no lib64/libcudart.so.13 in "
-                        "XPU_CUDA13_ROOT")
+            pytest.skip(
+                f"{name} not built: CMake found no lib64/libcudart.so.13 in XPU_CUDA13_ROOT"
+            )
         pytest.fail(f"{path} is missing from a build that has cuda_calls")
     return path
 
@@ -61,8 +62,9 @@ class Workload:
         env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}  # RPATH only
         env.update(extra_env or {})
         self.argv = argv
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
         self._buf = b""
 
     def __enter__(self) -> Workload:
@@ -107,8 +109,9 @@ class Workload:
         return self.proc.wait(DEADLINE_S)
 
 
-def run(argv: list[str], threads: int,
-        extra_env: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def run(
+    argv: list[str], threads: int, extra_env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """ready, done; checks the protocol on the way (tids are live threads of pid)."""
     with Workload(argv, extra_env) as w:
         ready = w.read_line()
@@ -134,8 +137,9 @@ def totals(calls: list[cuda_expect.Call]) -> dict[str, int]:
 @pytest.mark.parametrize("exe", RUNTIME_EXES)
 def test_runtime_totals(workloads_dir: Path, exe: str) -> None:
     threads, iters = 3, 2
-    _, done = run([str(built(workloads_dir, exe)), "--threads", str(threads), "--iters",
-                   str(iters)], threads)
+    _, done = run(
+        [str(built(workloads_dir, exe)), "--threads", str(threads), "--iters", str(iters)], threads
+    )
     calls = cuda_expect.expected_calls(threads, iters, ptsz=exe.endswith("ptsz"))
     assert done["calls"] == totals(calls)
     # thread t made iters * (t + 1) rounds of 15 calls
@@ -145,16 +149,37 @@ def test_runtime_totals(workloads_dir: Path, exe: str) -> None:
 
 def test_burst_totals(workloads_dir: Path) -> None:
     threads, m = 2, 1000
-    _, done = run([str(built(workloads_dir, "cuda_calls")), "--threads", str(threads),
-                   "--iters", "1", "--burst", str(m)], threads)
-    assert done["calls"] == totals(cuda_expect.expected_burst(threads, m)) == {
-        "cudaMemcpy": threads * m}
+    _, done = run(
+        [
+            str(built(workloads_dir, "cuda_calls")),
+            "--threads",
+            str(threads),
+            "--iters",
+            "1",
+            "--burst",
+            str(m),
+        ],
+        threads,
+    )
+    assert (
+        done["calls"]
+        == totals(cuda_expect.expected_burst(threads, m))
+        == {"cudaMemcpy": threads * m}
+    )
 
 
 def test_driver_totals(workloads_dir: Path) -> None:
     threads, iters = 3, 2
-    _, done = run([str(built(workloads_dir, "cuda_driver_calls")), "--threads", str(threads),
-                   "--iters", str(iters)], threads)
+    _, done = run(
+        [
+            str(built(workloads_dir, "cuda_driver_calls")),
+            "--threads",
+            str(threads),
+            "--iters",
+            str(iters),
+        ],
+        threads,
+    )
     assert done["calls"] == totals(cuda_expect.expected_driver_calls(threads, iters))
 
 
@@ -190,12 +215,19 @@ def undefined_symbols(path: Path) -> set[str]:
 
 def exported_functions(path: Path) -> dict[str, int]:
     """name -> address of every function the library defines and exports."""
-    return {s.name: s["st_value"] for s in dynamic_symbols(path)
-            if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"}
+    return {
+        s.name: s["st_value"]
+        for s in dynamic_symbols(path)
+        if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"
+    }
 
 
-DYNAMIC_STRINGS = {"DT_NEEDED": "needed", "DT_SONAME": "soname", "DT_RPATH": "rpath",
-                   "DT_RUNPATH": "runpath"}
+DYNAMIC_STRINGS = {
+    "DT_NEEDED": "needed",
+    "DT_SONAME": "soname",
+    "DT_RPATH": "rpath",
+    "DT_RUNPATH": "runpath",
+}
 
 
 def dynamic_tags(path: Path, tag: str) -> list[str]:
@@ -203,8 +235,7 @@ def dynamic_tags(path: Path, tag: str) -> list[str]:
     with path.open("rb") as f:
         dyn = ELFFile(f).get_section_by_name(".dynamic")
         assert isinstance(dyn, DynamicSection)
-        return [getattr(t, DYNAMIC_STRINGS[tag]) for t in dyn.iter_tags()
-                if t.entry.d_tag == tag]
+        return [getattr(t, DYNAMIC_STRINGS[tag]) for t in dyn.iter_tags() if t.entry.d_tag == tag]
 
 
 @pytest.mark.parametrize("exe", RUNTIME_EXES)
@@ -246,9 +277,19 @@ def recorded(path: Path, tids: list[int]) -> dict[int, list[cuda_expect.Call]]:
         tid, symbol, *v = line.split()
         n = [int(x) for x in v]
         t = index[int(tid)]
-        out[t].append(cuda_expect.Call(t, symbol, stream=n[0], ptr=n[1], ptr2=n[2],
-                                       bytes=n[3], grid=(n[4], n[5], n[6]),
-                                       block=(n[7], n[8], n[9]), kind=n[10]))
+        out[t].append(
+            cuda_expect.Call(
+                t,
+                symbol,
+                stream=n[0],
+                ptr=n[1],
+                ptr2=n[2],
+                bytes=n[3],
+                grid=(n[4], n[5], n[6]),
+                block=(n[7], n[8], n[9]),
+                kind=n[10],
+            )
+        )
     return out
 
 
@@ -256,15 +297,19 @@ def per_thread(calls: list[cuda_expect.Call], threads: int) -> dict[int, list[cu
     return {t: [c for c in calls if c.thread == t] for t in range(threads)}
 
 
-def run_recorded(workloads_dir: Path, tmp_path: Path, exe: str, threads: int,
-                 *args: str) -> dict[int, list[cuda_expect.Call]]:
+def run_recorded(
+    workloads_dir: Path, tmp_path: Path, exe: str, threads: int, *args: str
+) -> dict[int, list[cuda_expect.Call]]:
     """Runs exe with call_recorder preloaded; what each of its threads called."""
     recorder = workloads_dir / "recorder" / "libcall_recorder.so"
     if not recorder.exists():
         pytest.fail(f"{recorder} is missing from a build that has cuda_calls")
     rec = tmp_path / "calls.txt"
-    ready, _ = run([str(built(workloads_dir, exe)), "--threads", str(threads), *args], threads,
-                   {"LD_PRELOAD": str(recorder), "XPU_CALL_RECORD": str(rec)})
+    ready, _ = run(
+        [str(built(workloads_dir, exe)), "--threads", str(threads), *args],
+        threads,
+        {"LD_PRELOAD": str(recorder), "XPU_CALL_RECORD": str(rec)},
+    )
     return recorded(rec, ready["tids"])
 
 
@@ -285,8 +330,7 @@ def test_burst_arguments(workloads_dir: Path, tmp_path: Path, exe: str) -> None:
 def test_driver_arguments(workloads_dir: Path, tmp_path: Path) -> None:
     """The stand-in's cuInit stays (the recorder lacks it); the seven traced calls are recorded."""
     threads, iters = 3, 4
-    got = run_recorded(workloads_dir, tmp_path, "cuda_driver_calls", threads, "--iters",
-                       str(iters))
+    got = run_recorded(workloads_dir, tmp_path, "cuda_driver_calls", threads, "--iters", str(iters))
     assert got == per_thread(cuda_expect.expected_driver_calls(threads, iters), threads)
 
 
@@ -295,8 +339,9 @@ def test_ctypes_arguments(workloads_dir: Path, tmp_path: Path) -> None:
     recorder = workloads_dir / "recorder" / "libcall_recorder.so"
     rec = tmp_path / "calls.txt"
     script = Path(__file__).with_name("cuda_ctypes.py")
-    with Workload([sys.executable, str(script), str(recorder), "4"],
-                  {"XPU_CALL_RECORD": str(rec)}) as w:
+    with Workload(
+        [sys.executable, str(script), str(recorder), "4"], {"XPU_CALL_RECORD": str(rec)}
+    ) as w:
         ready = w.read_line()
         w.send("go")
         w.read_line()

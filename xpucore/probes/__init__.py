@@ -13,7 +13,8 @@ __all__ = ["PROBES", "Probe", "probe_for"]
 
 #: The probe of each monitor type that has one (XPU_MONITOR_<type> in include/xpu_abi.h).
 PROBES: Mapping[str, Probe] = MappingProxyType(
-    {p.monitor_type: p for p in (cuda.PROBE, acl.PROBE, syscall.PROBE, python.PROBE)})
+    {p.monitor_type: p for p in (cuda.PROBE, acl.PROBE, syscall.PROBE, python.PROBE)}
+)
 
 _NONE = Probe(monitor_type="")
 

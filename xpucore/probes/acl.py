@@ -103,15 +103,36 @@ PROBE = Probe(
     allocates=frozenset({"MALLOC"}),  # aclrtMalloc, aclrtMallocCached
     frees=frozenset({"FREE"}),
     host_memory=frozenset({"aclrtFreeHost"}),  # aclrtMallocHost has a class of its own
-    submits=frozenset({"LAUNCH", "LAUNCH_V2", "LAUNCH_CONFIG", "MEMCPY_ASYNC",
-                       "MEMCPY_2D_ASYNC", "MEMSET_ASYNC", "OP_EXECUTE", "OP_EXEC_HANDLE",
-                       "OP_COMPILE_EXECUTE", "MDL_EXECUTE_ASYNC", "EVENT_RECORD",
-                       "STREAM_WAIT_EVENT", "NN_LAUNCH", *_HCCL}),
+    submits=frozenset(
+        {
+            "LAUNCH",
+            "LAUNCH_V2",
+            "LAUNCH_CONFIG",
+            "MEMCPY_ASYNC",
+            "MEMCPY_2D_ASYNC",
+            "MEMSET_ASYNC",
+            "OP_EXECUTE",
+            "OP_EXEC_HANDLE",
+            "OP_COMPILE_EXECUTE",
+            "MDL_EXECUTE_ASYNC",
+            "EVENT_RECORD",
+            "STREAM_WAIT_EVENT",
+            "NN_LAUNCH",
+            *_HCCL,
+        }
+    ),
     grouped=_HCCL,
     # CANN: the runtime (libacl_rt, or libascendcl in older CANN), aclop's compiler, the
     # aclnn operators (libopapi, libaclnn_*, custom ops), HCCL (agent_c/acl_probe.c, acl_libs)
-    libraries=("libacl_rt.so*", "libascendcl.so*", "libacl_op_compiler.so*", "libopapi.so*",
-               "libcust_opapi.so*", "libaclnn_*.so*", "libhccl.so*"),
+    libraries=(
+        "libacl_rt.so*",
+        "libascendcl.so*",
+        "libacl_op_compiler.so*",
+        "libopapi.so*",
+        "libcust_opapi.so*",
+        "libaclnn_*.so*",
+        "libhccl.so*",
+    ),
     device_label="NPU",
     ret_name=ret_name,
 )

@@ -71,9 +71,20 @@ PROBE = Probe(
     copies=frozenset({"MEMCPY", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC"}),
     allocates=frozenset({"ALLOC", "ALLOC_ASYNC", "ALLOC_MANAGED"}),
     frees=frozenset({"FREE", "FREE_ASYNC"}),
-    submits=frozenset({"LAUNCH", "LAUNCH_EX", "CU_LAUNCH", "MEMCPY_ASYNC", "CU_MEMCPY_ASYNC",
-                       "ALLOC_ASYNC", "FREE_ASYNC", "EVENT_RECORD", "GRAPH_LAUNCH",
-                       *_NCCL_COLLECTIVE}),
+    submits=frozenset(
+        {
+            "LAUNCH",
+            "LAUNCH_EX",
+            "CU_LAUNCH",
+            "MEMCPY_ASYNC",
+            "CU_MEMCPY_ASYNC",
+            "ALLOC_ASYNC",
+            "FREE_ASYNC",
+            "EVENT_RECORD",
+            "GRAPH_LAUNCH",
+            *_NCCL_COLLECTIVE,
+        }
+    ),
     grouped=_NCCL_COLLECTIVE,
     # the runtime (libcudart), the driver (libcuda) and NCCL: agent_c/cuda_probe.c,
     # cuda_library_match

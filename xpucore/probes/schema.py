@@ -86,7 +86,7 @@ class Probe:
         return out
 
     def memory_kind(self, cls: str, function: str) -> str | None:
-        """"alloc" or "free" for a call that allocates or frees device memory, else None."""
+        """ "alloc" or "free" for a call that allocates or frees device memory, else None."""
         if function in self.host_memory:
             return None
         if cls in self.allocates:

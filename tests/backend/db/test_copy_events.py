@@ -53,7 +53,7 @@ async def test_copy_of_nothing_is_no_chunk(migrated_dsn: str) -> None:
 def tuple_of(*fields: bytes | None) -> bytes:
     out = len(fields).to_bytes(2, "big")
     for f in fields:
-        out += (b"\xff\xff\xff\xff" if f is None else len(f).to_bytes(4, "big") + (f or b""))
+        out += b"\xff\xff\xff\xff" if f is None else len(f).to_bytes(4, "big") + (f or b"")
     return out
 
 
@@ -114,15 +114,18 @@ def test_random_damage_to_copy_data_is_refused_or_read_within_bounds() -> None:
 
 
 async def test_a_trace_is_the_same_read_with_copy_or_the_cursor(
-        migrated_dsn: str, tmp_path: Path) -> None:
+    migrated_dsn: str, tmp_path: Path
+) -> None:
     """build_trace with a side connection reads with COPY, without one through the cursor:
     the same trace file either way."""
     ev = calls(700, pid=4343)
     ev["grid_x"] = 8
     await store(migrated_dsn, uuid.uuid4(), ev)
     files = []
-    with (psycopg.connect(migrated_dsn, autocommit=True) as conn,
-          psycopg.connect(migrated_dsn, autocommit=True) as side):
+    with (
+        psycopg.connect(migrated_dsn, autocommit=True) as conn,
+        psycopg.connect(migrated_dsn, autocommit=True) as side,
+    ):
         for other in (side, None):
             spec = TraceSpec(uuid.uuid4(), "pid = 4343", "perfetto", False)
             built = build_trace(conn, spec, tmp_path, stop=threading.Event(), chunk_rows=256,

@@ -62,8 +62,9 @@ def every_function(comms: list[bytes]) -> np.ndarray:
 
 def expected(b: abi.Batch, batch_id: int) -> list[dict[str, Any]]:
     out = []
-    for i, (rec, flags) in enumerate(zip(abi.event_records(b), b.events["flags"].tolist(),
-                                         strict=True)):
+    for i, (rec, flags) in enumerate(
+        zip(abi.event_records(b), b.events["flags"].tolist(), strict=True)
+    ):
         out.append({
             "ts": rec["ts_ns"], "id": (batch_id << ID_SHIFT) | i,
             "duration_ns": rec["duration_ns"], "ret": rec["ret"],
@@ -82,9 +83,7 @@ async def stored(conn: psycopg.AsyncConnection[Any], monitor: uuid.UUID) -> list
 
 
 async def batch_ids(conn: psycopg.AsyncConnection[Any], monitor: uuid.UUID) -> dict[int, int]:
-    cur = await conn.execute(
-        "SELECT seq, id FROM event_batches WHERE monitor_id = %s", (monitor,)
-    )
+    cur = await conn.execute("SELECT seq, id FROM event_batches WHERE monitor_id = %s", (monitor,))
     return dict(await cur.fetchall())
 
 
@@ -97,15 +96,26 @@ async def test_every_column_round_trips(pg_dsn: str, offload: bool) -> None:
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         result = await writer(offload=offload).write(conn, [b0, b1])
         assert (result.events, result.batches, result.duplicates, result.rejected) == (
-            len(b0.events) + len(b1.events), 2, 0, ())
+            len(b0.events) + len(b1.events),
+            2,
+            0,
+            (),
+        )
         ids = await batch_ids(conn, monitor)
         rows = await stored(conn, monitor)
     want = expected(b0, ids[0]) + expected(b1, ids[1])
     assert rows == sorted(want, key=lambda r: r["id"])
     # Spot checks of what expected() derives from xpucore.abi, so the oracle is not circular.
     launch = next(r for r in rows if r["event_type"] == "cudaLaunchKernel")
-    assert list(launch["event_data"]) == ["func", "grid", "block", "shared_mem", "stream",
-                                         "device", "py_stack"]
+    assert list(launch["event_data"]) == [
+        "func",
+        "grid",
+        "block",
+        "shared_mem",
+        "stream",
+        "device",
+        "py_stack",
+    ]
     assert {r["comm"] for r in rows} == {"python", "exactly16bytes!!", "ab", "bad\ufffd\ufffdutf8",
                                          "", "\u4e2d"}  # fmt: skip
     assert {r["event_type"] for r in rows} >= {"fn_0x1234", "fn_0xff00", "cudaMemcpyAsync"}
@@ -127,8 +137,10 @@ async def test_event_data_is_compact_json(pg_dsn: str) -> None:
         texts = await cur.fetchall()
     assert len(texts) == 1
     text, as_jsonb = texts[0]
-    compact = ('{"dst":140000000000000,"src":94000000000000,"bytes":4096,"kind":1,"stream":0,'
-               '"device":0,"py_stack":0}')
+    compact = (
+        '{"dst":140000000000000,"src":94000000000000,"bytes":4096,"kind":1,"stream":0,'
+        '"device":0,"py_stack":0}'
+    )
     assert text.rstrip(" ") == compact and len(text) - len(compact) < 8
     assert json.loads(as_jsonb) == json.loads(compact)
 
@@ -148,8 +160,11 @@ async def test_random_values_round_trip(pg_dsn: str) -> None:
     for name in NUMERIC:
         top = 2 ** (ev.dtype[name].itemsize * 8) - 1
         # Every digit count, skewed to a few common ones as real arguments are.
-        digits = np.where(rng.random(n) < 0.05, rng.integers(1, len(str(top)) + 1, n),
-                          rng.choice([1, 3, 15 if top > U32 else 4], n, p=[0.5, 0.3, 0.2]))
+        digits = np.where(
+            rng.random(n) < 0.05,
+            rng.integers(1, len(str(top)) + 1, n),
+            rng.choice([1, 3, 15 if top > U32 else 4], n, p=[0.5, 0.3, 0.2]),
+        )
         lo = (10 ** (digits - 1).astype(np.float64)).astype(np.uint64)
         lo[digits == 1] = 0
         hi = np.minimum(10 ** digits.astype(np.float64) - 1, float(top))
@@ -180,7 +195,8 @@ async def test_rows_go_in_in_time_order(pg_dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         await writer().write(conn, [batch(ev, m1), batch(later, m2)])
         cur = await conn.execute(
-            "SELECT ts FROM events WHERE monitor_id IN (%s, %s) ORDER BY ctid", (m1, m2))
+            "SELECT ts FROM events WHERE monitor_id IN (%s, %s) ORDER BY ctid", (m1, m2)
+        )
         ts = [r[0] for r in await cur.fetchall()]
     assert len(ts) == 2000 and ts == sorted(ts)
 
@@ -226,8 +242,9 @@ async def test_batches_are_registered_in_key_order(pg_dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         r = await writer().write(conn, batches[::-1])
         assert r.batches == 8
-        cur = await conn.execute("SELECT seq FROM event_batches WHERE monitor_id = %s"
-                                 " ORDER BY id", (monitor,))
+        cur = await conn.execute(
+            "SELECT seq FROM event_batches WHERE monitor_id = %s ORDER BY id", (monitor,)
+        )
         assert [row[0] for row in await cur.fetchall()] == list(range(8))
 
 
@@ -259,7 +276,11 @@ async def test_daily_partitions_are_created_on_demand(pg_dsn: str) -> None:
             " JOIN pg_class p ON p.oid = h.inhparent WHERE i.indrelid = %s::regclass",
             (partition_name(day),))  # fmt: skip
         assert sorted(r[0] for r in await cur.fetchall()) == [
-            "events_monitor_ts_idx", "events_pid_ts_idx", "events_pkey", "events_type_ts_idx"]
+            "events_monitor_ts_idx",
+            "events_pid_ts_idx",
+            "events_pkey",
+            "events_type_ts_idx",
+        ]
         # A partition dropped behind the writer's back (retention) is created again.
         await conn.execute(f"DROP TABLE {partition_name(day - 1)}")
         r = await w.write(conn, [batch(ev, monitor, seq=1)])
@@ -380,5 +401,12 @@ async def test_acl_events_round_trip_with_their_text(pg_dsn: str) -> None:
     assert {r["event_type"] for r in nn} == {"aclnn" + op for op in ops}
     op = [r for r in rows if r["event_type"] == "aclopExecuteV2"]
     assert {r["event_data"]["op_type"] for r in op} == {t.decode(errors="replace") for t in texts}
-    assert list(op[0]["event_data"]) == ["op_type", "num_inputs", "num_outputs", "attr", "stream",
-                                         "device", "py_stack"]
+    assert list(op[0]["event_data"]) == [
+        "op_type",
+        "num_inputs",
+        "num_outputs",
+        "attr",
+        "stream",
+        "device",
+        "py_stack",
+    ]

@@ -30,7 +30,8 @@ async def test_migrations_apply_once(fresh_dsn: str) -> None:
         applied = await rows(conn, "SELECT version, name, checksum FROM schema_migrations "
                                    "ORDER BY version")  # fmt: skip
         assert [(v, n, c) for v, n, c in applied] == [
-            (m.version, m.name, m.checksum) for m in load_migrations()]
+            (m.version, m.name, m.checksum) for m in load_migrations()
+        ]
         tables = {r[0] for r in await rows(
             conn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}  # fmt: skip
         assert {"users", "refresh_tokens", "machines", "monitors", "event_batches",
@@ -42,8 +43,11 @@ async def test_events_is_partitioned_by_ts_with_its_indexes(fresh_dsn: str) -> N
         await migrate(conn)
         (key,) = (await rows(conn, "SELECT pg_get_partkeydef('events'::regclass)"))[0]
         assert key == "RANGE (ts)"
-        indexes = dict(await rows(
-            conn, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'"))
+        indexes = dict(
+            await rows(
+                conn, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'events'"
+            )
+        )
         defs = sorted(d.split(" USING ")[1] for d in indexes.values())
         assert defs == ["btree (event_type, ts)", "btree (monitor_id, ts)", "btree (pid, ts)",
                         "btree (ts, id)"]  # fmt: skip

@@ -31,8 +31,9 @@ MACHINE = "m" * 64
 
 @pytest.fixture
 async def pool(migrated_dsn: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
-    async with AsyncConnectionPool(migrated_dsn, min_size=1, max_size=4, open=False,
-                                   kwargs={"autocommit": True}) as p:
+    async with AsyncConnectionPool(
+        migrated_dsn, min_size=1, max_size=4, open=False, kwargs={"autocommit": True}
+    ) as p:
         yield p
 
 
@@ -44,8 +45,16 @@ async def monitor(pool: AsyncConnectionPool[Any], monitor_type: str) -> uuid.UUI
     return mid
 
 
-async def store(pool: AsyncConnectionPool[Any], mid: uuid.UUID, day: int, n: int,
-                seq: int, *, start_ns: int = 3600 * 10**9, step_ns: int = 1000) -> None:
+async def store(
+    pool: AsyncConnectionPool[Any],
+    mid: uuid.UUID,
+    day: int,
+    n: int,
+    seq: int,
+    *,
+    start_ns: int = 3600 * 10**9,
+    step_ns: int = 1000,
+) -> None:
     """n calls from start_ns into UTC day `day`, through the ingest's writer."""
     ev = abi.empty_events(n)
     ev["ts_ns"] = MONO + start_ns + np.arange(n) * step_ns
@@ -55,7 +64,8 @@ async def store(pool: AsyncConnectionPool[Any], mid: uuid.UUID, day: int, n: int
         agent_pid=100, seq=seq))  # fmt: skip
     async with pool.connection() as conn:
         result = await EventWriter(clock_ns=lambda: NOW, max_age_ns=100 * DAY_NS).write(
-            conn, [batch])
+            conn, [batch]
+        )
     assert result.events == n, result
 
 
@@ -64,7 +74,9 @@ async def rows(pool: AsyncConnectionPool[Any]) -> dict[tuple[int, str], int]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT e.ts / %s, m.monitor_type, count(*) FROM events e "
-            "JOIN monitors m ON m.id = e.monitor_id GROUP BY 1, 2", (DAY_NS,))
+            "JOIN monitors m ON m.id = e.monitor_id GROUP BY 1, 2",
+            (DAY_NS,),
+        )
         return {(int(d), t): n for d, t, n in await cur.fetchall()}
 
 
@@ -73,14 +85,16 @@ async def counted(pool: AsyncConnectionPool[Any]) -> dict[tuple[int, str], int]:
     async with pool.connection() as conn:
         cur = await conn.execute(
             "SELECT c.day, m.monitor_type, sum(c.events) FROM event_counts c "
-            "JOIN monitors m ON m.id = c.monitor_id GROUP BY 1, 2")
+            "JOIN monitors m ON m.id = c.monitor_id GROUP BY 1, 2"
+        )
         return {(int(d), t): int(n) for d, t, n in await cur.fetchall()}
 
 
 async def partitions(pool: AsyncConnectionPool[Any]) -> set[str]:
     async with pool.connection() as conn:
-        cur = await conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
-                                 "WHERE inhparent = 'events'::regclass")
+        cur = await conn.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass"
+        )
         return {r[0] for r in await cur.fetchall()}
 
 
@@ -89,7 +103,8 @@ def settings(days: int = 30, **by_type: int) -> Settings:
 
 
 async def test_expired_days_are_dropped_and_shorter_lived_types_trimmed(
-        pool: AsyncConnectionPool[Any]) -> None:
+    pool: AsyncConnectionPool[Any],
+) -> None:
     cuda, syscall = await monitor(pool, "CUDA"), await monitor(pool, "SYSCALL")
     for seq, ago in enumerate((45, 10, 5, 0)):
         await store(pool, cuda, TODAY - ago, 100, seq)
@@ -105,8 +120,13 @@ async def test_expired_days_are_dropped_and_shorter_lived_types_trimmed(
     assert done.dropped == [TODAY - 45] and done.busy == []
     assert done.trimmed == {TODAY - 10: ("SYSCALL", 50), TODAY - 5: ("SYSCALL", 50)}
     after = await rows(pool)
-    assert after == {(TODAY - 11, "CUDA"): 10, (TODAY - 10, "CUDA"): 120,
-                     (TODAY - 5, "CUDA"): 100, (TODAY, "CUDA"): 100, (TODAY, "SYSCALL"): 50}
+    assert after == {
+        (TODAY - 11, "CUDA"): 10,
+        (TODAY - 10, "CUDA"): 120,
+        (TODAY - 5, "CUDA"): 100,
+        (TODAY, "CUDA"): 100,
+        (TODAY, "SYSCALL"): 50,
+    }
     assert await counted(pool) == after
     assert partition_name(TODAY - 45) not in await partitions(pool)
     assert {partition_name(TODAY - d) for d in (11, 10, 5, 0)} <= await partitions(pool)
@@ -119,8 +139,7 @@ async def test_expired_days_are_dropped_and_shorter_lived_types_trimmed(
     assert await rows(pool) == {} and await counted(pool) == {}
 
 
-async def test_days_ingest_may_write_to_are_never_dropped(
-        pool: AsyncConnectionPool[Any]) -> None:
+async def test_days_ingest_may_write_to_are_never_dropped(pool: AsyncConnectionPool[Any]) -> None:
     """Retention of one day: the days of the last week (the writer's window) lose their rows
     once a day old but keep their partitions; the day before them is dropped."""
     cuda = await monitor(pool, "CUDA")
@@ -136,7 +155,8 @@ async def test_days_ingest_may_write_to_are_never_dropped(
 
 
 async def test_a_partition_being_written_is_left_for_the_next_round(
-        pool: AsyncConnectionPool[Any], migrated_dsn: str) -> None:
+    pool: AsyncConnectionPool[Any], migrated_dsn: str
+) -> None:
     """A write in progress into an expired day (its transaction holds the partition): the
     round does not wait for it, the partition and what the write stores stay; the next
     round, after the write committed, drops it."""
@@ -148,7 +168,8 @@ async def test_a_partition_being_written_is_left_for_the_next_round(
         await writer.execute(
             f"INSERT INTO {partition_name(old)} SELECT ts + 1, id + 1, duration_ns, ret, "
             f"monitor_id, pid, tid, cpu, flags, machine_id, comm, event_type, event_data "
-            f"FROM {partition_name(old)} LIMIT 1")
+            f"FROM {partition_name(old)} LIMIT 1"
+        )
         started = time.monotonic()
         done = await retention.run_once()
         assert time.monotonic() - started < 5
@@ -160,8 +181,13 @@ async def test_a_partition_being_written_is_left_for_the_next_round(
 
 
 def test_retention_settings() -> None:
-    s = Settings.from_env({"XPUTRACE_RETENTION_DAYS": "14", "XPUTRACE_RETENTION_DAYS_SYSCALL": "2",
-                           "XPUTRACE_RETENTION_DAYS_CUDA": "60"})
+    s = Settings.from_env(
+        {
+            "XPUTRACE_RETENTION_DAYS": "14",
+            "XPUTRACE_RETENTION_DAYS_SYSCALL": "2",
+            "XPUTRACE_RETENTION_DAYS_CUDA": "60",
+        }
+    )
     assert s.retention_days_by_type == (("CUDA", 60), ("SYSCALL", 2))
     assert [s.retention_days_of(t) for t in ("CUDA", "SYSCALL", "ACL")] == [60, 2, 14]
     check_settings(s)

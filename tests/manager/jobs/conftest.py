@@ -12,8 +12,11 @@ import pytest
 MACHINE = "m-test"
 #: The stand-in framework's version, written into its dist-info and version.py.
 TORCH_VERSION = "2.5.1+standin"
-SECRETS = {"HCCL_AUTH_TOKEN": "hccl-secret-9f1c", "MY_API_KEY": "api-secret-77ab",
-           "DB_PASSWORD": "pw-secret-31d0"}
+SECRETS = {
+    "HCCL_AUTH_TOKEN": "hccl-secret-9f1c",
+    "MY_API_KEY": "api-secret-77ab",
+    "DB_PASSWORD": "pw-secret-31d0",
+}
 
 
 @pytest.fixture(scope="session")
@@ -35,28 +38,29 @@ def write_standin_site(site: Path, version: str = TORCH_VERSION) -> None:
         "import mmap, os\n"
         "from .version import __version__\n"
         "_f = open(os.path.join(os.path.dirname(__file__), 'lib', 'libtorch_cpu.so'), 'rb')\n"
-        "_lib = mmap.mmap(_f.fileno(), 0, prot=mmap.PROT_READ)\n")
+        "_lib = mmap.mmap(_f.fileno(), 0, prot=mmap.PROT_READ)\n"
+    )
     dist = site / f"torch-{version}.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
 
 
-TRAIN_PY = '''\
+TRAIN_PY = """\
 import sys
 import torch
 
 model = open("model.safetensors", "rb")
 print("ready", torch.__version__, flush=True)
 sys.stdin.readline()
-'''
+"""
 
 CONFIG_YAML = "batch_size: 32\noptimizer:\n  name: adamw\n  lr: 0.001\n"
 
-RUN_SH = '''\
+RUN_SH = """\
 #!/bin/sh
 # launches one training rank
 "$PY" train.py --config config.yaml --lr=0.001 epochs=3 --batch_size 32 --fp16
-'''
+"""
 
 
 @pytest.fixture
@@ -73,9 +77,17 @@ def workload(tmp_path: Path) -> dict[str, object]:
     (work / "config.yaml").write_text(CONFIG_YAML)
     (work / "run.sh").write_text(RUN_SH)
     (work / "model.safetensors").write_bytes(b"{}")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PY": sys.executable,
-           "PYTHONPATH": str(site), "CUDA_VISIBLE_DEVICES": "0,1", "RANK": "0",
-           "WORLD_SIZE": "1", "HOME": "/root", "UNLISTED": "plain-value", **SECRETS}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PY": sys.executable,
+        "PYTHONPATH": str(site),
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "HOME": "/root",
+        "UNLISTED": "plain-value",
+        **SECRETS,
+    }
     return {"argv": ["sh", "run.sh"], "cwd": work, "env": env, "site": site}
 
 

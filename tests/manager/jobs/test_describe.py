@@ -26,8 +26,14 @@ ARGS = "--config config.yaml --lr=0.001 epochs=3 --batch_size 32 --fp16"
 def start(workload: dict[str, Any]) -> tuple[subprocess.Popen[str], int]:
     """sh run.sh, once train.py has imported the stand-in and opened its model; the
     python pid."""
-    sh = subprocess.Popen(workload["argv"], cwd=workload["cwd"], env=workload["env"],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    sh = subprocess.Popen(
+        workload["argv"],
+        cwd=workload["cwd"],
+        env=workload["env"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sh.stdout is not None and sh.stdout.readline() == f"ready {TORCH_VERSION}\n"
     (python,) = children(sh.pid)
     return sh, python
@@ -43,40 +49,100 @@ def test_describes_a_real_job_exactly(workload: dict[str, Any]) -> None:
     finally:
         sh.communicate("\n", timeout=10)
     assert sh.returncode == 0
-    assert {k: job[k] for k in ("jobId", "nodeId", "jobName", "jobType", "framework",
-                                "frameworkVersion", "frameworkVersionSource", "frameworks",
-                                "modelFormat", "pid", "ppid", "commandLine", "cwd", "user",
-                                "container", "status")} == {
-        "jobId": "j1", "nodeId": "m", "jobName": "train.py", "jobType": "training",
-        "framework": "torch", "frameworkVersion": TORCH_VERSION,
-        "frameworkVersionSource": str(site), "frameworks": ["torch"],
-        "modelFormat": "safetensors", "pid": pid, "ppid": sh.pid,
-        "commandLine": f"{sys.executable} train.py {ARGS}", "cwd": str(work), "user": "root",
-        "container": None, "status": "running"}
+    assert {
+        k: job[k]
+        for k in (
+            "jobId",
+            "nodeId",
+            "jobName",
+            "jobType",
+            "framework",
+            "frameworkVersion",
+            "frameworkVersionSource",
+            "frameworks",
+            "modelFormat",
+            "pid",
+            "ppid",
+            "commandLine",
+            "cwd",
+            "user",
+            "container",
+            "status",
+        )
+    } == {
+        "jobId": "j1",
+        "nodeId": "m",
+        "jobName": "train.py",
+        "jobType": "training",
+        "framework": "torch",
+        "frameworkVersion": TORCH_VERSION,
+        "frameworkVersionSource": str(site),
+        "frameworks": ["torch"],
+        "modelFormat": "safetensors",
+        "pid": pid,
+        "ppid": sh.pid,
+        "commandLine": f"{sys.executable} train.py {ARGS}",
+        "cwd": str(work),
+        "user": "root",
+        "container": None,
+        "status": "running",
+    }
     assert job["jobTypeEvidence"] == "name 'train.py'"
     assert str(work / "model.safetensors") in job["modelFiles"]
     assert f"maps {site}/torch/lib/libtorch_cpu.so" in job["evidence"]
     assert "script train.py imports torch" in job["evidence"]
     assert job["parameters"] == {
         "parameterRaw": ARGS,
-        "parameterData": {"config": "config.yaml", "lr": 0.001, "epochs": 3, "batch_size": 32,
-                          "fp16": True},
+        "parameterData": {
+            "config": "config.yaml",
+            "lr": 0.001,
+            "epochs": 3,
+            "batch_size": 32,
+            "fp16": True,
+        },
         "parameterSource": "command_line",
-        "configFiles": [{"configFilePath": "config.yaml", "configFileContent": CONFIG_YAML,
-                         "size": len(CONFIG_YAML), "truncated": False,
-                         "parameterData": {"batch_size": 32,
-                                           "optimizer": {"name": "adamw", "lr": 0.001}}}],
-        "envVars": {"PYTHONPATH": str(site), "CUDA_VISIBLE_DEVICES": "0,1", "RANK": "0",
-                    "WORLD_SIZE": "1"},
+        "configFiles": [
+            {
+                "configFilePath": "config.yaml",
+                "configFileContent": CONFIG_YAML,
+                "size": len(CONFIG_YAML),
+                "truncated": False,
+                "parameterData": {"batch_size": 32, "optimizer": {"name": "adamw", "lr": 0.001}},
+            }
+        ],
+        "envVars": {
+            "PYTHONPATH": str(site),
+            "CUDA_VISIBLE_DEVICES": "0,1",
+            "RANK": "0",
+            "WORLD_SIZE": "1",
+        },
         "envVarsWithheld": ["HCCL_AUTH_TOKEN"],
     }
     code = job["code"]
-    assert {k: code[k] for k in ("scriptPath", "scriptKind", "scriptContent", "configFiles",
-                                 "shScriptPath", "shScriptContent", "shellPid",
-                                 "scriptImports", "loadedPackages")} == {
-        "scriptPath": "train.py", "scriptKind": "script", "scriptContent": TRAIN_PY,
-        "configFiles": ["config.yaml"], "shScriptPath": "run.sh", "shScriptContent": RUN_SH,
-        "shellPid": sh.pid, "scriptImports": ["sys", "torch"], "loadedPackages": ["torch"]}
+    assert {
+        k: code[k]
+        for k in (
+            "scriptPath",
+            "scriptKind",
+            "scriptContent",
+            "configFiles",
+            "shScriptPath",
+            "shScriptContent",
+            "shellPid",
+            "scriptImports",
+            "loadedPackages",
+        )
+    } == {
+        "scriptPath": "train.py",
+        "scriptKind": "script",
+        "scriptContent": TRAIN_PY,
+        "configFiles": ["config.yaml"],
+        "shScriptPath": "run.sh",
+        "shScriptContent": RUN_SH,
+        "shellPid": sh.pid,
+        "scriptImports": ["sys", "torch"],
+        "loadedPackages": ["torch"],
+    }
     assert code["importedLibraries"] == ["torch", "sys"]
     assert "libtorch_cpu.so" in code["sharedLibraries"]
     text = json.dumps(job)
@@ -97,6 +163,7 @@ def test_environ_never_yields_unlisted_values(workload: dict[str, Any]) -> None:
 
 def test_a_reused_pid_is_refused() -> None:
     from manager.jobs.procfs import ProcessGone
+
     with ProcessHandle(1) as init:
         start_ticks = init.stat.start_ticks
     try:

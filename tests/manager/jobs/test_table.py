@@ -9,8 +9,18 @@ from manager.jobs.table import ProcessKey, ProcessTable
 
 
 def ev(kind: str, pid: int, start: int, **extra: Any) -> dict[str, Any]:
-    return {"event": kind, "pid": pid, "tid": pid, "ppid": 1, "uid": 0, "start_ticks": start,
-            "parent_start_ticks": 1, "time_ns": start * 10_000_000, "comm": "python", **extra}
+    return {
+        "event": kind,
+        "pid": pid,
+        "tid": pid,
+        "ppid": 1,
+        "uid": 0,
+        "start_ticks": start,
+        "parent_start_ticks": 1,
+        "time_ns": start * 10_000_000,
+        "comm": "python",
+        **extra,
+    }
 
 
 def test_pid_reuse_is_two_processes() -> None:

@@ -28,6 +28,7 @@ CUDA_CTYPES = ROOT / "tests" / "workloads" / "cuda_ctypes.py"
 
 def libcudart() -> str:
     import nvidia.cuda_runtime as m
+
     return os.path.join(next(iter(m.__path__)), "lib", "libcudart.so.12")
 
 
@@ -67,8 +68,8 @@ FOUND_S = 7.0
 
 async def cuda_job() -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(CUDA_CTYPES), libcudart(), stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE)
+        sys.executable, str(CUDA_CTYPES), libcudart(), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     assert proc.stdout is not None
     assert json.loads(await proc.stdout.readline())["ready"]
     return proc
@@ -76,7 +77,8 @@ async def cuda_job() -> asyncio.subprocess.Process:
 
 async def test_start_and_exit_seen_within_a_second(watcher: Watcher) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; sys.stdin.readline()", stdin=subprocess.PIPE)
+        sys.executable, "-c", "import sys; sys.stdin.readline()", stdin=subprocess.PIPE
+    )
     rec = await watcher.wait_for(lambda: live(watcher, proc.pid), timeout=1.0)
     with ProcessHandle(proc.pid) as handle:
         assert rec.key.start_ticks == handle.stat.start_ticks  # /proc/<pid>/stat field 22
@@ -100,7 +102,8 @@ async def test_brief_processes_never_reach_the_table(procwatch: Path) -> None:
             await proc.wait()
         # A process that outlives the hold is reported; once it is, all before it were due.
         slow = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "import sys; sys.stdin.readline()", stdin=subprocess.PIPE)
+            sys.executable, "-c", "import sys; sys.stdin.readline()", stdin=subprocess.PIPE
+        )
         await w.wait_for(lambda: live(w, slow.pid), timeout=1.0)
         assert slow.stdin is not None
         slow.stdin.close()
@@ -111,8 +114,7 @@ async def test_brief_processes_never_reach_the_table(procwatch: Path) -> None:
     assert not [pid for pid in seen if pid in w.table.live]
 
 
-async def test_cuda_job_found_and_its_exit_seen(watcher: Watcher,
-                                                changes: list[Change]) -> None:
+async def test_cuda_job_found_and_its_exit_seen(watcher: Watcher, changes: list[Change]) -> None:
     proc = await cuda_job()
     rec = await watcher.wait_for(lambda: job(watcher, proc.pid), timeout=FOUND_S)
     assert rec.job is not None
@@ -123,7 +125,11 @@ async def test_cuda_job_found_and_its_exit_seen(watcher: Watcher,
     await watcher.wait_for(lambda: rec.status != "running" or None, timeout=1.0)
     assert await proc.wait() == 0
     assert (rec.status, rec.exit_code, rec.job["status"], rec.job["exitCode"]) == (
-        "exited", 0, "exited", 0)
+        "exited",
+        0,
+        "exited",
+        0,
+    )
     assert rec.job["startTime"] <= rec.job["endTime"] <= time.time() * 1000
     assert watcher.table.get(rec.key) is rec  # jobs are kept after they end
     assert [c.kind for c in changes if c.record is rec][-1] == "ended"
@@ -139,10 +145,15 @@ async def test_killed_job(watcher: Watcher) -> None:
 
 
 async def test_framework_standin_classified_and_secrets_absent(
-        watcher: Watcher, changes: list[Change], workload: dict[str, Any]) -> None:
+    watcher: Watcher, changes: list[Change], workload: dict[str, Any]
+) -> None:
     sh = await asyncio.create_subprocess_exec(
-        *workload["argv"], cwd=workload["cwd"], env=workload["env"], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE)
+        *workload["argv"],
+        cwd=workload["cwd"],
+        env=workload["env"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert sh.stdout is not None and sh.stdin is not None
     assert await sh.stdout.readline() == f"ready {TORCH_VERSION}\n".encode()
     (pid,) = children(sh.pid)

@@ -57,42 +57,74 @@ struct _llist_node { next; prev; }
 struct _debugger_support { eval_breaker; remote_debugger_support; remote_debugging_enabled;
     debugger_pending_call; debugger_script_path; debugger_script_path_size; }
 """
-MEMBERS_314 = [(m.group(1), re.findall(r"(\w+);", m.group(2)))
-               for m in re.finditer(r"struct _(\w+) \{(.*?)\}", HEADER_314, re.S)]
+MEMBERS_314 = [
+    (m.group(1), re.findall(r"(\w+);", m.group(2)))
+    for m in re.finditer(r"struct _(\w+) \{(.*?)\}", HEADER_314, re.S)
+]
 
 # Known values for a 3.14 build (GIL, x86-64): the fields the walker reads, the sizes its
 # checks look at; everything else a distinct filler.
 VALUES_314 = {
-    "runtime_state.size": 283904, "runtime_state.interpreters_head": 640,
-    "interpreter_state.size": 12000, "interpreter_state.next": 7312,
+    "runtime_state.size": 283904,
+    "runtime_state.interpreters_head": 640,
+    "interpreter_state.size": 12000,
+    "interpreter_state.next": 7312,
     "interpreter_state.threads_head": 7400,
-    "thread_state.size": 1040, "thread_state.next": 8, "thread_state.current_frame": 72,
+    "thread_state.size": 1040,
+    "thread_state.next": 8,
+    "thread_state.current_frame": 72,
     "thread_state.native_thread_id": 160,
-    "interpreter_frame.size": 88, "interpreter_frame.previous": 8,
-    "interpreter_frame.executable": 0, "interpreter_frame.instr_ptr": 56,
+    "interpreter_frame.size": 88,
+    "interpreter_frame.previous": 8,
+    "interpreter_frame.executable": 0,
+    "interpreter_frame.instr_ptr": 56,
     "interpreter_frame.owner": 74,
-    "code_object.size": 216, "code_object.filename": 112, "code_object.qualname": 128,
-    "code_object.linetable": 136, "code_object.firstlineno": 68,
+    "code_object.size": 216,
+    "code_object.filename": 112,
+    "code_object.qualname": 128,
+    "code_object.linetable": 136,
+    "code_object.firstlineno": 68,
     "code_object.co_code_adaptive": 208,
-    "pyobject.size": 16, "pyobject.ob_type": 8,
-    "bytes_object.size": 40, "bytes_object.ob_size": 16, "bytes_object.ob_sval": 32,
-    "unicode_object.size": 64, "unicode_object.state": 32, "unicode_object.length": 16,
+    "pyobject.size": 16,
+    "pyobject.ob_type": 8,
+    "bytes_object.size": 40,
+    "bytes_object.ob_size": 16,
+    "bytes_object.ob_sval": 32,
+    "unicode_object.size": 64,
+    "unicode_object.state": 32,
+    "unicode_object.length": 16,
     "unicode_object.asciiobject_size": 40,
 }
 EXPECTED_314 = {
-    "runtime_interp_head": 640, "interp_next": 7312, "tstate_next": 8,
-    "interp_threads_head": 7400, "tstate_native_tid": 160, "tstate_current_frame": 72,
-    "frame_code": 0, "frame_instr": 56, "frame_previous": 8, "frame_owner": 74,
-    "code_firstlineno": 68, "code_filename": 112, "code_qualname": 128,
-    "code_linetable": 136, "code_firsttraceable": 192, "code_adaptive": 208,
-    "bytes_size": 16, "bytes_data": 32, "str_length": 16, "str_state": 32,
-    "str_ascii_data": 40, "str_compact_data": 56,
+    "runtime_interp_head": 640,
+    "interp_next": 7312,
+    "tstate_next": 8,
+    "interp_threads_head": 7400,
+    "tstate_native_tid": 160,
+    "tstate_current_frame": 72,
+    "frame_code": 0,
+    "frame_instr": 56,
+    "frame_previous": 8,
+    "frame_owner": 74,
+    "code_firstlineno": 68,
+    "code_filename": 112,
+    "code_qualname": 128,
+    "code_linetable": 136,
+    "code_firsttraceable": 192,
+    "code_adaptive": 208,
+    "bytes_size": 16,
+    "bytes_data": 32,
+    "str_length": 16,
+    "str_state": 32,
+    "str_ascii_data": 40,
+    "str_compact_data": 56,
 }
 HEX_314 = 0x030E02F0  # 3.14.2 final
 
 
-def image_314(cookie: bytes = b"xdebugpy", version: int = HEX_314, free_threaded: int = 0,
-              **changed: int) -> bytes:
+def image_314(
+    cookie: bytes = b"xdebugpy", version: int = HEX_314, free_threaded: int = 0, **changed: int
+) -> bytes:
     values = {**VALUES_314, **{k.replace("__", "."): v for k, v in changed.items()}}
     words = [version, free_threaded]
     for n, (sub, fields) in enumerate(MEMBERS_314):
@@ -125,28 +157,40 @@ def test_the_314_layout_rule_holds_for_every_generated_table() -> None:
             assert o["str_compact_data"] - o["str_ascii_data"] == 16, version
 
 
-@pytest.mark.parametrize(("image", "hexversion", "reason"), [
-    (image_314(cookie=b"xdebugpz"), HEX_314, "does not begin with the debug offsets' cookie"),
-    (image_314(cookie=b"\0" * 8), HEX_314, "cookie 'xdebugpy' \\(found b'\\\\x00"),
-    (image_314(version=0x030E01F0), HEX_314, "version 0x30e01f0 is not the process's "
-                                             "Py_Version 0x30e02f0"),
-    (image_314(version=0x030D00F0), HEX_314, "is not the process's Py_Version"),
-    (image_314(), 0x030F00A1, "layout of 3.15's _Py_DebugOffsets is not known here"),
-    (image_314(free_threaded=1), HEX_314, "a free-threaded build"),
-    (image_314(pyobject__size=32), HEX_314, "PyObject of 32 bytes"),
-    (image_314(thread_state__native_thread_id=5000), HEX_314,
-     "thread_state.native_thread_id = 5000 is not inside its structure"),
-    (image_314(unicode_object__size=72), HEX_314, "do not fit 3.14's string layout"),
-    (image_314()[:100], HEX_314, "bytes of debug offsets"),
-])
+@pytest.mark.parametrize(
+    ("image", "hexversion", "reason"),
+    [
+        (image_314(cookie=b"xdebugpz"), HEX_314, "does not begin with the debug offsets' cookie"),
+        (image_314(cookie=b"\0" * 8), HEX_314, "cookie 'xdebugpy' \\(found b'\\\\x00"),
+        (
+            image_314(version=0x030E01F0),
+            HEX_314,
+            "version 0x30e01f0 is not the process's Py_Version 0x30e02f0",
+        ),
+        (image_314(version=0x030D00F0), HEX_314, "is not the process's Py_Version"),
+        (image_314(), 0x030F00A1, "layout of 3.15's _Py_DebugOffsets is not known here"),
+        (image_314(free_threaded=1), HEX_314, "a free-threaded build"),
+        (image_314(pyobject__size=32), HEX_314, "PyObject of 32 bytes"),
+        (
+            image_314(thread_state__native_thread_id=5000),
+            HEX_314,
+            "thread_state.native_thread_id = 5000 is not inside its structure",
+        ),
+        (image_314(unicode_object__size=72), HEX_314, "do not fit 3.14's string layout"),
+        (image_314()[:100], HEX_314, "bytes of debug offsets"),
+    ],
+)
 def test_what_cannot_be_trusted_is_refused(image: bytes, hexversion: int, reason: str) -> None:
     with pytest.raises(BadDebugOffsets, match=reason):
         walker_offsets(image, hexversion)
 
 
 def test_runtime_size_must_match_the_symbol() -> None:
-    with pytest.raises(BadDebugOffsets, match=r"sizeof\(_PyRuntimeState\) 283904, the "
-                                              r"_PyRuntime symbol 283912 bytes"):
+    with pytest.raises(
+        BadDebugOffsets,
+        match=r"sizeof\(_PyRuntimeState\) 283904, the "
+        r"_PyRuntime symbol 283912 bytes",
+    ):
         walker_offsets(image_314(), HEX_314, runtime_size=283912)
 
 
@@ -155,9 +199,9 @@ def test_a_table_that_disagrees_is_not_used() -> None:
     table = {**EXPECTED_314, "frame_owner": 70}
     with pytest.raises(BadDebugOffsets, match=r"differ from the 3\.14 table at frame_owner"):
         walker_offsets(image_314(), HEX_314, table=table)
-    assert walker_offsets(image_314(), HEX_314, table={**EXPECTED_314,
-                                                       "code_firsttraceable": 1}) \
-        == {**EXPECTED_314, "code_firsttraceable": 1}
+    assert walker_offsets(
+        image_314(), HEX_314, table={**EXPECTED_314, "code_firsttraceable": 1}
+    ) == {**EXPECTED_314, "code_firsttraceable": 1}
 
 
 def need_313() -> Path:
@@ -188,16 +232,22 @@ def test_live_313_gives_its_generated_table() -> None:
     hexversion = d["version"]
     assert hexversion >> 16 == 0x030D and d["free_threaded"] == 0
     assert t.offsets == table
-    given = {k: v for k, v in walker_offsets(image, hexversion, table=table).items()
-             if k not in ("code_firsttraceable", "str_compact_data")}
+    given = {
+        k: v
+        for k, v in walker_offsets(image, hexversion, table=table).items()
+        if k not in ("code_firsttraceable", "str_compact_data")
+    }
     assert given == {k: table[k] for k in given} and len(given) == len(table) - 2
     # the two the debug offsets lack, by 3.14's layout rule, agree with 3.13's table too
     assert d["code_object.co_code_adaptive"] - 16 == table["code_firsttraceable"]
     assert d["unicode_object.size"] - 8 == table["str_compact_data"]
     at, file = lines(), str(SCRIPT)
     assert [(f.function, f.line) for f in stacks[ready["pid"]]] == [
-        ("inner", at["inner"]), ("outer", at["outer"]), ("main", at["main"]),
-        ("<module>", at["module"])]
+        ("inner", at["inner"]),
+        ("outer", at["outer"]),
+        ("main", at["main"]),
+        ("<module>", at["module"]),
+    ]
     assert all(f.file == file for f in stacks[ready["pid"]])
 
 
@@ -212,12 +262,21 @@ sys.stdin.readline()
 """
 
 
-@pytest.mark.parametrize(("spoil", "reason"), [
-    ("cookie", r"CPython 3\.13\.\d+ \(.*libpython3\.13.*\): _PyRuntime does not begin with "
-               r"the debug offsets' cookie 'xdebugpy' \(found b'xdebugpX'\)"),
-    ("version", r"CPython 3\.13\.\d+ .*: the debug offsets' version 0x30d..f1 is not the "
-                r"process's Py_Version 0x30d..f0"),
-])
+@pytest.mark.parametrize(
+    ("spoil", "reason"),
+    [
+        (
+            "cookie",
+            r"CPython 3\.13\.\d+ \(.*libpython3\.13.*\): _PyRuntime does not begin with "
+            r"the debug offsets' cookie 'xdebugpy' \(found b'xdebugpX'\)",
+        ),
+        (
+            "version",
+            r"CPython 3\.13\.\d+ .*: the debug offsets' version 0x30d..f1 is not the "
+            r"process's Py_Version 0x30d..f0",
+        ),
+    ],
+)
 def test_live_313_with_spoiled_debug_offsets_is_refused(spoil: str, reason: str) -> None:
     """A 3.13 whose _PyRuntime no longer starts with its own debug offsets (here it
     overwrites them itself; CPython 3.13 never reads them) is refused, not walked."""

@@ -100,9 +100,10 @@ def dispatch_table(elf: ELFFile, data: bytes) -> int:
     """Non-PIE only: the table `mov TABLE(,%rax,8),%rax; jmp *%rax` dispatches through most
     often in _PyEval_EvalFrameDefault (one such pair ends nearly every handler)."""
     start, end = eval_extent(elf)
-    found = Counter(m.group(1) for m in re.finditer(rb"\x48\x8b\x04\xc5(.{4})\xff\xe0",
-                                                    data[start:end], re.S))
-    (table, uses), = found.most_common(1)
+    found = Counter(
+        m.group(1) for m in re.finditer(rb"\x48\x8b\x04\xc5(.{4})\xff\xe0", data[start:end], re.S)
+    )
+    ((table, uses),) = found.most_common(1)
     assert uses > 100, found
     return int(struct.unpack("<I", table)[0])
 
@@ -144,10 +145,15 @@ def test_hooks_are_the_handlers(name: str, tmp_path: Path) -> None:
     sites = hooks.entry_sites + hooks.exit_sites
     assert all(0 <= s - h < 256 for s, h in zip(sites, every, strict=True))
     for s, h in zip(sites, every, strict=True):
-        assert s == h or data[s] in range(0x70, 0x80) or data[s] in (0xEB, 0xE9) \
-            or (data[s] == 0x0F and data[s + 1] in range(0x80, 0x90)), hex(s)
-    assert hook_flag(hooks) == "opcode:{}:{}".format(",".join(map(hex, hooks.entry_sites)),
-                                                     ",".join(map(hex, hooks.exit_sites)))
+        assert (
+            s == h
+            or data[s] in range(0x70, 0x80)
+            or data[s] in (0xEB, 0xE9)
+            or (data[s] == 0x0F and data[s + 1] in range(0x80, 0x90))
+        ), hex(s)
+    assert hook_flag(hooks) == "opcode:{}:{}".format(
+        ",".join(map(hex, hooks.entry_sites)), ",".join(map(hex, hooks.exit_sites))
+    )
 
 
 GDB_SCRIPT = """
@@ -218,10 +224,16 @@ def test_hooks_fire_once_per_call_and_return(name: str, tmp_path: Path) -> None:
         where = {f"entry:{o:#x}": runtime_address(t.pid, t.binary, o) for o in hooks.entry}
         where |= {f"exit:{o:#x}": runtime_address(t.pid, t.binary, o) for o in hooks.exit}
         (tmp_path / "hooks.py").write_text(GDB_SCRIPT)
-        env = {**os.environ, "HOOKS_TEST": json.dumps({
-            "mode": hooks.mode, "runtime": t.runtime, "offsets": t.offsets, "hooks": where})}
-        debugger = JsonLineProc([gdb, "-q", "-nx", "-batch", "-p", str(t.pid),
-                                 "-x", str(tmp_path / "hooks.py")], env=env)
+        env = {
+            **os.environ,
+            "HOOKS_TEST": json.dumps(
+                {"mode": hooks.mode, "runtime": t.runtime, "offsets": t.offsets, "hooks": where}
+            ),
+        }
+        debugger = JsonLineProc(
+            [gdb, "-q", "-nx", "-batch", "-p", str(t.pid), "-x", str(tmp_path / "hooks.py")],
+            env=env,
+        )
         debugger.read_json("armed", timeout=60)
         work.send_line("go")
         assert work.read_json("done")["done"] == CALLS * (CALLS + 1) // 2
@@ -241,8 +253,11 @@ def test_hooks_fire_once_per_call_and_return(name: str, tmp_path: Path) -> None:
 
 def test_version_without_opcodes_is_refused() -> None:
     t = target("/usr/bin/python3.11", (3, 14, 0))
-    with pytest.raises(UnsupportedPython, match=r"CPython 3\.14 \(/usr/bin/python3\.11\) has "
-                       r"no opcode table for call hooks: hookable versions are 3\.10, 3\.11"):
+    with pytest.raises(
+        UnsupportedPython,
+        match=r"CPython 3\.14 \(/usr/bin/python3\.11\) has "
+        r"no opcode table for call hooks: hookable versions are 3\.10, 3\.11",
+    ):
         find_hooks(t)
 
 
@@ -261,14 +276,19 @@ def test_elf_without_the_eval_loop_is_refused() -> None:
 def test_eval_loop_without_a_table_is_refused(tmp_path: Path) -> None:
     """A _PyEval_EvalFrameDefault that dispatches through a switch (no computed gotos)."""
     source = tmp_path / "eval.c"
-    source.write_text("int _PyEval_EvalFrameDefault(const unsigned char *op, int acc) {\n"
-                      "  for (;; op++) switch (*op) {\n" + "".join(
-                          f"  case {i}: acc = acc * {i + 3} + {i}; break;\n"
-                          for i in range(40)) + "  default: return acc; }\n}\n")
+    source.write_text(
+        "int _PyEval_EvalFrameDefault(const unsigned char *op, int acc) {\n"
+        "  for (;; op++) switch (*op) {\n"
+        + "".join(f"  case {i}: acc = acc * {i + 3} + {i}; break;\n" for i in range(40))
+        + "  default: return acc; }\n}\n"
+    )
     lib = tmp_path / "libpython3.12.so"
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", str(source), "-o", str(lib)], check=True)
-    with pytest.raises(UnsupportedPython, match=r"no opcode_targets table found in "
-                       rf"{EVAL} \(not a computed-goto build"):
+    with pytest.raises(
+        UnsupportedPython,
+        match=r"no opcode_targets table found in "
+        rf"{EVAL} \(not a computed-goto build",
+    ):
         find_hooks(target(str(lib), (3, 12, 1)))
 
 
@@ -282,6 +302,5 @@ def test_not_an_elf_is_refused(tmp_path: Path) -> None:
 
 
 def test_flag() -> None:
-    assert hook_flag(PythonHooks("/x", "opcode", (0x10, 0x20), (0x30,))) == \
-        "opcode:0x10,0x20:0x30"
+    assert hook_flag(PythonHooks("/x", "opcode", (0x10, 0x20), (0x30,))) == "opcode:0x10,0x20:0x30"
     assert hook_flag(PythonHooks("/x", "eval_frame", (0x10,), ())) == "eval:0x10:"

@@ -34,8 +34,10 @@ def pyenv(minor: str) -> Path | None:
     return found[-1] if found else None
 
 
-INTERPRETERS = {"debian-3.11-static": DEBIAN, **{f"pyenv-{v}": pyenv(v)
-                                                 for v in ("3.10", "3.11", "3.12", "3.13")}}
+INTERPRETERS = {
+    "debian-3.11-static": DEBIAN,
+    **{f"pyenv-{v}": pyenv(v) for v in ("3.10", "3.11", "3.12", "3.13")},
+}
 
 
 def python_or_skip(name: str) -> Path:
@@ -66,20 +68,27 @@ def test_stacks_are_the_call_chain(name: str) -> None:
     assert ("libpython" in t.binary) == name.startswith("pyenv")
     old = t.version[:2] == (3, 10)  # threads by pthread_self(); names without qualification
     assert stacks[ready["ident" if old else "pid"]] == [
-        Frame("inner", file, at["inner"]), Frame("outer", file, at["outer"]),
-        Frame("main", file, at["main"]), Frame("<module>", file, at["module"])]
+        Frame("inner", file, at["inner"]),
+        Frame("outer", file, at["outer"]),
+        Frame("main", file, at["main"]),
+        Frame("<module>", file, at["module"]),
+    ]
     worker = stacks[ready["worker_ident" if old else "worker"]]
-    assert worker[:3] == [Frame("worker_inner", file, at["worker_inner"]),
-                          Frame("worker", file, at["worker"]),
-                          Frame("run" if old else "main.<locals>.run", file, at["run"])]
+    assert worker[:3] == [
+        Frame("worker_inner", file, at["worker_inner"]),
+        Frame("worker", file, at["worker"]),
+        Frame("run" if old else "main.<locals>.run", file, at["run"]),
+    ]
     assert all(f.file.endswith("threading.py") for f in worker[3:]) and len(worker) > 3
 
 
 def test_not_cpython_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "python3.11"  # named like CPython, but sleep(1)
     shutil.copy("/bin/sleep", fake)
-    for argv, why in (([str(fake), "30"], "no _PyRuntime symbol"),
-                      (["sleep", "30"], "maps no python or libpython file")):
+    for argv, why in (
+        ([str(fake), "30"], "no _PyRuntime symbol"),
+        (["sleep", "30"], "maps no python or libpython file"),
+    ):
         with subprocess.Popen(argv) as p:
             try:
                 with pytest.raises(UnsupportedPython, match=why):
@@ -92,13 +101,18 @@ def test_version_without_a_table_is_refused() -> None:
     python = pyenv("3.9")
     if python is None:
         pytest.skip("no CPython 3.9 here (pyenv)")
-    with subprocess.Popen([str(python), "-c", "import sys; print(1, flush=True); "
-                           "sys.stdin.readline()"], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE) as p:
+    with subprocess.Popen(
+        [str(python), "-c", "import sys; print(1, flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as p:
         try:
             assert p.stdout is not None and p.stdout.readline()  # running: libpython mapped
-            with pytest.raises(UnsupportedPython, match=r"CPython 3\.9 .* has no offset "
-                               r"table: readable versions are 3\.10, 3\.11, 3\.12, 3\.13"):
+            with pytest.raises(
+                UnsupportedPython,
+                match=r"CPython 3\.9 .* has no offset "
+                r"table: readable versions are 3\.10, 3\.11, 3\.12, 3\.13",
+            ):
                 find_target(p.pid)
         finally:
             p.kill()

@@ -43,6 +43,7 @@ test: build lint trace-processor
 
 lint: venv
 	$(PY) -m ruff check xpucore backend manager trace_export tests bench
+	$(PY) -m ruff format --check xpucore backend manager trace_export tests bench
 	$(PY) -m mypy
 
 bench: build

@@ -25,8 +25,8 @@ RULE = (
     "its part before '@'"
 )
 
-COMMON = frozenset(
-    """
+# a list, typed as prose
+_COMMON_TEXT = """
 123456 password 12345678 qwerty 123456789 12345 1234 111111 1234567 dragon 123123 baseball
 abc123 football monkey letmein 696969 shadow master 666666 qwertyuiop 123321 mustang
 1234567890 michael 654321 superman 1qaz2wsx 7777777 121212 000000 qazwsx 123qwe killer
@@ -86,8 +86,8 @@ simpsons scarface eagle 123456789a thumper olivia naruto 1234554321 general cher
 vincent 1qaz2wsx3edc zaq12wsx admin administrator changeme default guest root toor passpass
 letmein123 welcome1 iloveyou1 qwertyuiopasdfghjkl zaq1xsw2cde3 zaq12wsxcde3 1q2w3e4r5t6y
 qazwsxedcrfv abcdefghijkl
-""".split()
-)  # noqa: SIM905 (a list, typed as prose)
+"""
+COMMON = frozenset(_COMMON_TEXT.split())
 
 _KEYBOARD = (
     "qwertyuiop",

@@ -74,8 +74,8 @@ def _probe_layout(monitor_type: str, api: str, **shown: object) -> Layout:
         ret_name=p.ret_name,
         grouped=_of_kind(monitor_type, "grouped"),
         device_label=p.device_label,
-        **shown,
-    )  # type: ignore[arg-type]
+        **shown,  # type: ignore[arg-type]
+    )
 
 
 DEVICE_SHIFT = 48  # a queue value: the device above this bit, the queue handle below

@@ -44,6 +44,8 @@ async def handle_event(
             was = await machines.record_heartbeat(conn, machine_id)
             if was is None:
                 return
+            if was != "RUNNING":
+                await job_events.heard_again(conn, machine_id)
             reconcile = was != "RUNNING" or await _disagree(conn, machine_id, msg)
         elif event == Event.GOODBYE:
             await machines.record_goodbye(conn, machine_id)

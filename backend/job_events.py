@@ -4,6 +4,7 @@ status move of a job.
     (new) ──JOB_SEEN──▶ running ──JOB_CHANGED──▶ exited | killed | stopped | lost
     running ──manager silent (UNKNOWN) or gone (GOODBYE)──▶ unknown ──JOB_SNAPSHOT──▶
         running (listed) | lost (not listed: it ended while nobody watched)
+    unknown ──a heartbeat after silence, same connection──▶ running
     lost ──JOB_SEEN (reported running after all)──▶ running;  lost ──its end, seen──▶ exited...
 
 exited, killed and stopped are final: a report that comes after (a snapshot, a queued
@@ -38,6 +39,7 @@ __all__ = [
     "apply_end",
     "apply_seen",
     "apply_snapshot",
+    "heard_again",
     "mark_unknown",
     "on_job_event",
 ]
@@ -47,6 +49,7 @@ Conn = Any
 JOB_EVENTS = (Event.JOB_SEEN, Event.JOB_CHANGED, Event.JOB_SNAPSHOT)
 LOST_UNLISTED = "not running when its manager reconnected: it ended unseen"
 BACK = "its manager reports it running again"
+HEARD = "its manager is heard from again"
 
 
 async def _move(conn: Conn, jid: Any, old: str | None, new: str, reason: str, **end: Any) -> None:
@@ -124,6 +127,15 @@ async def mark_unknown(conn: Conn, machine_id: str, reason: str) -> None:
     async with conn.transaction():
         for jid in await jobs.with_status(conn, machine_id, "running"):
             await _move(conn, jid, "running", "unknown", reason)
+
+
+async def heard_again(conn: Conn, machine_id: str) -> None:
+    """A heartbeat after silence, on the same connection (no HELLO): every event the manager
+    queued meanwhile came before it, in order, so its unknown jobs that no JOB_CHANGED ended
+    still run."""
+    async with conn.transaction():
+        for jid in await jobs.with_status(conn, machine_id, "unknown"):
+            await _move(conn, jid, "unknown", "running", HEARD)
 
 
 async def on_job_event(

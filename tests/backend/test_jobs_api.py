@@ -556,6 +556,11 @@ async def test_a_silent_manager_leaves_its_jobs_unknown(
         await e.seen(950, 1)
         job = await e.status_of(950, 1, "unknown")
         assert job["statusReason"] == "its manager is silent (no heartbeat for 1 s)"
+        # heard from again on the same connection: what it queued came first, in order
+        await e.manager.send(protocol.heartbeat(MACHINE, 1, [], now()))
+        job = await e.status_of(950, 1, "running")
+        assert job["statusReason"] == "its manager is heard from again"
+        await e.status_of(950, 1, "unknown")  # silent again
         await e.manager.hello()
-        await e.snapshot((950, 1))
-        await e.status_of(950, 1, "running")
+        await e.snapshot()  # reconnected, and it no longer runs
+        await e.status_of(950, 1, "lost")

@@ -7,6 +7,8 @@
     xputrace monitors [list] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
                       | wait ID [--status RUNNING]
     xputrace events [--filter F] [--order-by O] [--fields F] [--limit N]
+    xputrace jobs [list] [--filter F] [--order-by O] [--machine M] [--limit N]
+                  | show ID [--parameters] [--code] [--history] | stop ID [ID ...]
     xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
                              [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
@@ -18,6 +20,8 @@ the machine for monitors; with one machine known it is the default. Tokens are k
 JSON lines, every page fetched for you (so do audit log entries, newest first).
 The first account registered on a backend is its admin; after it, registering takes an
 admin's invite (`users invite` prints the token) unless the backend opens registration.
+Jobs (AI processes, every machine) print as JSON lines, newest first; `jobs stop` with
+several ids stops them at once and prints each one's result.
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
 draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
 backend gives it).
@@ -250,6 +254,30 @@ def _pages(
             return
 
 
+def _jobs(c: Client, args: argparse.Namespace) -> None:
+    if args.action == "list":
+        path = f"/machines/{args.machine}/jobs" if args.machine else "/jobs"
+        _pages(c, path, "jobs", {"filter": args.filter, "order_by": args.order_by}, args.limit)
+    elif args.action == "show":
+        job = c.call("GET", f"/jobs/{args.id}")
+        for part, wanted in (
+            ("parameters", args.parameters),
+            ("code", args.code),
+            ("status-history", args.history),
+        ):
+            if wanted:
+                job[part] = c.call("GET", f"/jobs/{args.id}/{part}")["items"]
+        _print(job)
+    elif args.action == "stop":
+        if len(args.ids) == 1:
+            _print(c.call("POST", f"/jobs/{args.ids[0]}:stop"))
+        else:
+            result = c.call("POST", "/jobs:batchStop", {"jobIds": args.ids})
+            _print(result)
+            if result["failed"]:
+                raise ApiError(f"{len(result['failed'])} of {len(args.ids)} not stopped")
+
+
 def _user_id(c: Client, user: str) -> str:
     if "@" not in user:
         return user
@@ -321,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
         )
     elif args.cmd == "users":
         _users(c, args)
+    elif args.cmd == "jobs":
+        _jobs(c, args)
     elif args.cmd == "audit":
         _pages(c, "/auditLogs", "audit_logs", {"filter": args.filter}, args.limit)
     elif args.cmd == "traces":
@@ -369,6 +399,24 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--order-by")
     e.add_argument("--fields")
     e.add_argument("--limit", type=int)
+    j = sub.add_parser("jobs", help="AI jobs on every machine: list, show, stop")
+    j.set_defaults(filter="", order_by=None, machine=None, limit=None)  # bare `jobs`: list
+    js = j.add_subparsers(dest="action")
+    jl = js.add_parser("list")
+    jl.add_argument(
+        "--filter", default="", help="AIP-160, e.g. status = 'running' AND framework = 'torch'"
+    )
+    jl.add_argument("--order-by")
+    jl.add_argument("--machine", help="only this machine's jobs")
+    jl.add_argument("--limit", type=int)
+    show = js.add_parser("show")
+    show.add_argument("id")
+    show.add_argument("--parameters", action="store_true")
+    show.add_argument("--code", action="store_true")
+    show.add_argument("--history", action="store_true", help="its status history")
+    js.add_parser(
+        "stop", help="SIGTERM, then SIGKILL after a grace period (operators)"
+    ).add_argument("ids", nargs="+", metavar="ID")
     u = sub.add_parser("users", help="list users, invite, set roles (admins)")
     us = u.add_subparsers(dest="action")
     us.add_parser("list")
@@ -399,7 +447,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.cmd in ("monitors", "users") and not args.action:
+    if args.cmd in ("monitors", "users", "jobs") and not args.action:
         args.action = "list"
     try:
         return run(args)

@@ -1,4 +1,5 @@
-"""What the backend does with what managers report: registration, heartbeats, monitor status.
+"""What the backend does with what managers report: registration, heartbeats, monitor status,
+jobs (backend.job_events).
 
 Runs in the control socket's receive loop, so nothing here waits for a command's reply:
 a reconciliation is asked for (backend.reconciler), never awaited.
@@ -12,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import monitor_lifecycle
+from backend import job_events, monitor_lifecycle
 from backend.repo import machines, monitors
 from backend.typedefs import DB, RECONCILER
 from xpucore import protocol
@@ -30,6 +31,9 @@ async def handle_event(
     if event == Event.MONITOR_STATUS:
         await monitor_lifecycle.on_monitor_status(app, machine_id, msg)
         return
+    if event in job_events.JOB_EVENTS:
+        await job_events.on_job_event(app, machine_id, key, event, msg)
+        return
     async with app[DB].connection() as conn:
         if event == Event.HELLO:
             if not await machines.record_hello(conn, machine_id, key, msg):
@@ -40,9 +44,12 @@ async def handle_event(
             was = await machines.record_heartbeat(conn, machine_id)
             if was is None:
                 return
+            if was != "RUNNING":
+                await job_events.heard_again(conn, machine_id)
             reconcile = was != "RUNNING" or await _disagree(conn, machine_id, msg)
         elif event == Event.GOODBYE:
             await machines.record_goodbye(conn, machine_id)
+            await job_events.mark_unknown(conn, machine_id, "its manager stopped")
             return
         else:
             return

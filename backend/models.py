@@ -20,6 +20,7 @@ from xpucore import abi
 
 __all__ = [
     "InviteBody",
+    "JobBatchStop",
     "LoginBody",
     "MonitorConfig",
     "MonitorCreate",
@@ -227,6 +228,12 @@ class TraceGenerate(msgspec.Struct, forbid_unknown_fields=True):
     trace_name: TraceName
     format: Literal["perfetto", "chrome"] = "perfetto"
     gzip: bool = False
+
+
+class JobBatchStop(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /api/v1/jobs:batchStop: the jobs to stop (each answered on its own)."""
+
+    jobIds: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=100)]
 
 
 T = TypeVar("T")

@@ -13,7 +13,8 @@ from typing import Any
 
 from backend.filters import FieldSpec
 from backend.metrics_summary import METRICS
-from backend.repo import audit_logs, events, machines, monitors, users
+from backend.repo import audit_logs, events, jobs, machines, monitors, users
+from xpucore.job_wire import JOB_STATUSES
 
 __all__ = ["ERROR", "FORMATS", "GRPC_STATUSES", "RESPONSES", "fields_of", "nullable"]
 
@@ -178,7 +179,14 @@ AUDIT_ENTRY = obj(
         "address": STR,
         "action": {
             "type": "string",
-            "enum": ["START_MONITOR", "STOP_MONITOR", "SET_ROLE", "INVITE_USER"],
+            "enum": [
+                "START_MONITOR",
+                "STOP_MONITOR",
+                "SET_ROLE",
+                "INVITE_USER",
+                "STOP_JOB",
+                "BATCH_STOP_JOBS",
+            ],
         },
         "target": STR,
         "result": {"type": "string", "enum": ["PENDING", "SUCCESS", "FAILURE"]},
@@ -186,6 +194,78 @@ AUDIT_ENTRY = obj(
         "error_code": nullable(STR),
         "message": STR,
         "settle_time": nullable(TIME),
+    }
+)
+JOB_STATUS = {"type": "string", "enum": list(JOB_STATUSES)}
+JOB_SUMMARY = obj(
+    {
+        "jobId": UUID,
+        "nodeId": STR,
+        "jobName": STR,
+        "jobType": nullable(STR),
+        "framework": nullable(STR),
+        "frameworkVersion": nullable(STR),
+        "modelFormat": nullable(STR),
+        "pid": INT,
+        "ppid": nullable(INT),
+        "pgid": nullable(INT),
+        "processName": STR,
+        "cwd": nullable(STR),
+        "user": nullable(STR),
+        "startTime": {**INT, "description": "Unix ms"},
+        "endTime": {
+            **nullable(INT),
+            "description": "Unix ms; null while running or when the end was not seen",
+        },
+        "status": JOB_STATUS,
+        "statusReason": STR,
+        "exitCode": nullable(INT),
+        "signal": nullable(INT),
+        "coreDumped": BOOL,
+        "createdAt": TIME,
+        "updatedAt": TIME,
+    }
+)
+JOB = obj(
+    {
+        **JOB_SUMMARY["properties"],
+        "commandLine": STR,
+        "startTicks": INT,
+        "node": nullable(obj({"nodeId": STR, "hostname": STR})),
+    },
+    {
+        k: {}
+        for k in (
+            "accelerator",
+            "runtimes",
+            "frameworks",
+            "exe",
+            "uid",
+            "modelFiles",
+            "container",
+            "evidence",
+            "jobTypeEvidence",
+            "frameworkVersionSource",
+        )
+    },
+)
+JOB_ITEMS = obj({"jobId": UUID, "items": {"type": "array", "items": ANY_OBJECT}})
+JOB_HISTORY = obj(
+    {
+        "jobId": UUID,
+        "items": {
+            "type": "array",
+            "items": obj(
+                {
+                    "id": INT,
+                    "jobId": UUID,
+                    "oldStatus": nullable(JOB_STATUS),
+                    "newStatus": JOB_STATUS,
+                    "reason": STR,
+                    "changedAt": TIME,
+                }
+            ),
+        },
     }
 )
 NEXT_PAGE = {"next_page_token": {"type": "string", "description": "empty on the last page"}}
@@ -256,6 +336,28 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
         200: obj({"audit_logs": {"type": "array", "items": AUDIT_ENTRY}, **NEXT_PAGE})
     },
     ("GET", "/api/v1/openapi.json"): {200: ANY_OBJECT},
+    ("GET", "/api/v1/jobs"): {
+        200: obj({"jobs": {"type": "array", "items": JOB_SUMMARY}, **NEXT_PAGE})
+    },
+    ("GET", "/api/v1/machines/{machine_id}/jobs"): {
+        200: obj({"jobs": {"type": "array", "items": JOB_SUMMARY}, **NEXT_PAGE})
+    },
+    ("GET", "/api/v1/jobs/{job_id}"): {200: JOB},
+    ("GET", "/api/v1/jobs/{job_id}/parameters"): {200: JOB_ITEMS},
+    ("GET", "/api/v1/jobs/{job_id}/code"): {200: JOB_ITEMS},
+    ("GET", "/api/v1/jobs/{job_id}/status-history"): {200: JOB_HISTORY},
+    ("POST", "/api/v1/jobs/{job_id}:stop"): {200: JOB_SUMMARY},
+    ("POST", "/api/v1/jobs:batchStop"): {
+        200: obj(
+            {
+                "success": {"type": "array", "items": UUID},
+                "failed": {
+                    "type": "array",
+                    "items": obj({"jobId": UUID, "code": INT, "status": STR, "reason": STR}),
+                },
+            }
+        )
+    },
 }
 
 
@@ -274,6 +376,8 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     "xputrace-order-by-events": ("order_by", dict.fromkeys(events.ORDERABLE, "")),
     "xputrace-order-by-machines": ("order_by", dict.fromkeys(machines.ORDERABLE, "")),
     "xputrace-order-by-monitors": ("order_by", dict.fromkeys(monitors.ORDERABLE, "")),
+    "xputrace-filter-jobs": ("filter", fields_of(jobs.FIELDS)),
+    "xputrace-order-by-jobs": ("order_by", dict.fromkeys(jobs.ORDERABLE, "")),
     "xputrace-fields-events": (
         "fields",
         dict.fromkeys(

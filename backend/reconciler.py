@@ -15,7 +15,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from backend import monitor_lifecycle
+from backend import job_events, monitor_lifecycle
 from backend.repo import machines
 from backend.typedefs import DB, SETTINGS
 
@@ -79,6 +79,11 @@ class Reconciler:
                             "machine %s: no heartbeat for %gs; its manager is UNKNOWN",
                             machine_id,
                             s.heartbeat_timeout_s,
+                        )
+                        await job_events.mark_unknown(
+                            conn,
+                            machine_id,
+                            f"its manager is silent (no heartbeat for {s.heartbeat_timeout_s:g} s)",
                         )
                     if loop.time() >= next_round:
                         next_round = loop.time() + s.reconcile_interval_s

@@ -1,8 +1,8 @@
 """Every route of the REST API, in one place (base /api/v1, seeds/003 part 1), with the role
-each needs (backend.roles): viewers read machines, monitors, events, metrics and their own
-traces; operators also start and stop monitors and generate traces; admins also manage
-users and read the audit log. Login, register, refresh and the OpenAPI document are public
-(backend.handlers.auth.PUBLIC); logout needs a token, any role."""
+each needs (backend.roles): viewers read machines, monitors, events, metrics, AI jobs and
+their own traces; operators also start and stop monitors, stop jobs and generate traces;
+admins also manage users and read the audit log. Login, register, refresh and the OpenAPI
+document are public (backend.handlers.auth.PUBLIC); logout needs a token, any role."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from backend.handlers import (
     audit_logs,
     auth,
     events,
+    jobs,
     machines,
     metrics,
     monitors,
@@ -25,6 +26,7 @@ from backend.roles import Role
 __all__ = ["ROUTES", "setup_routes"]
 
 MONITORS = "/api/v1/machines/{machine_id}/monitors"
+JOB = "/api/v1/jobs/{job_id}"
 
 # (method, path, handler, role needed; None: public)
 ROUTES: list[tuple[str, str, Handler, Role | None]] = [
@@ -38,6 +40,14 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", MONITORS, monitors.list_monitors, "viewer"),
     ("GET", MONITORS + "/{monitor_id}", monitors.get_monitor, "viewer"),
     ("DELETE", MONITORS + "/{monitor_id}", monitors.delete_monitor, "operator"),
+    ("GET", "/api/v1/machines/{machine_id}/jobs", jobs.list_machine_jobs, "viewer"),
+    ("GET", "/api/v1/jobs", jobs.list_jobs, "viewer"),
+    ("POST", "/api/v1/jobs:batchStop", jobs.batch_stop, "operator"),
+    ("GET", JOB, jobs.get_job, "viewer"),
+    ("GET", JOB + "/parameters", jobs.get_parameters, "viewer"),
+    ("GET", JOB + "/code", jobs.get_code, "viewer"),
+    ("GET", JOB + "/status-history", jobs.status_history, "viewer"),
+    ("POST", JOB + ":stop", jobs.stop_job, "operator"),
     ("GET", "/api/v1/events", events.list_events, "viewer"),
     ("GET", "/api/v1/metrics/summary", metrics.summary, "viewer"),
     ("POST", "/api/v1/traces:generate", traces.generate_trace, "operator"),
@@ -52,8 +62,15 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
 ]
 
 
+# A job id holds no ':', so that GET /jobs/{job_id} is not also /jobs/{job_id}:stop (whose
+# OPTIONS would then allow GET).
+_PATTERNS = {"{job_id}": "{job_id:[^/:]+}"}
+
+
 def setup_routes(app: web.Application) -> None:
     for method, path, handler, role in ROUTES:
+        for name, pattern in _PATTERNS.items():
+            path = path.replace(name, pattern)
         guarded = handler if role is None else requires(role, handler)
         if method == "GET":  # and HEAD, as RFC 9110 expects of a GET
             app.router.add_get(path, guarded)

@@ -82,6 +82,8 @@ class Settings:
     start_wait_s: float = 15.0
     stop_wait_s: float = 15.0
     status_wait_s: float = 10.0
+    # Stopping a job (POST /jobs/{id}:stop): SIGTERM, then SIGKILL this long after
+    job_stop_grace_s: float = 10.0
     late_reply_s: float = 600.0
     # Every connected machine's monitors are compared with its manager's GET_STATUS this often
     # (and at each HELLO, and when a heartbeat's active monitors disagree with them)

@@ -26,6 +26,7 @@ import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
 from manager.identity import Identity
+from manager.job_reports import JobReporter
 from manager.settings import Settings
 from manager.supervisor import Monitor, Supervisor
 from xpucore import protocol
@@ -34,6 +35,7 @@ from xpucore.protocol import (
     ErrorCode,
     GetStatus,
     StartMonitor,
+    StopJob,
     StopMonitor,
 )
 
@@ -68,8 +70,10 @@ class ControlClient:
         supervisor: Supervisor,
         *,
         context: zmq.asyncio.Context | None = None,
+        jobs: JobReporter | None = None,
     ) -> None:
         self.settings = settings
+        self.jobs = jobs  # AI jobs: reported after each HELLO and as they change; STOP_JOB
         self.identity = identity
         self.supervisor = supervisor
         self._own_context = context is None
@@ -175,6 +179,13 @@ class ControlClient:
         except asyncio.QueueFull:
             log.error("event queue full: MONITOR_STATUS %s %s dropped", m.monitor_id, m.status)
 
+    def emit(self, msg: dict[str, Any]) -> None:
+        """Queues an event (a job's, from the JobReporter) for the backend, in order."""
+        try:
+            self._events.put_nowait(msg)
+        except asyncio.QueueFull:  # the next HELLO's snapshot tells what was missed
+            log.error("event queue full: %s dropped", msg.get("event"))
+
     def _hello(self) -> dict[str, Any]:
         i = self.identity
         return protocol.hello(
@@ -200,6 +211,9 @@ class ControlClient:
                 self.handshakes += 1
                 try:
                     await self._send(self._hello(), self.settings.reply_timeout_s)
+                    if self.jobs is not None:  # before anything queued: the backend's view
+                        for msg in await self.jobs.snapshot():  # of the jobs is whole again
+                            await self._send(msg, self.settings.reply_timeout_s)
                 except TimeoutError:
                     log.warning("HELLO not sent within %.0fs", self.settings.reply_timeout_s)
                     continue
@@ -311,6 +325,8 @@ class ControlClient:
         except CommandError as e:
             log.warning("refused command: %s", e.message)
             return e.reply()
+        if isinstance(cmd, StopJob):
+            return await self._stop_job(cmd)
         try:
             if isinstance(cmd, StartMonitor):
                 m = await self.supervisor.start(cmd)
@@ -345,6 +361,26 @@ class ControlClient:
             )
             return protocol.failure(
                 cmd.request_id, cmd.monitor_id, code, f"internal error: {type(e).__name__}: {e}"
+            )
+
+    async def _stop_job(self, cmd: StopJob) -> dict[str, Any]:
+        try:
+            if self.jobs is None:
+                raise CommandError(
+                    ErrorCode.TARGET_NOT_FOUND, "pid: job discovery is off on this manager"
+                )
+            return await self.jobs.stop(cmd)
+        except CommandError as e:
+            e.request_id = cmd.request_id
+            log.warning("STOP_JOB %d: %s %s", cmd.pid, e.code, e.message)
+            return e.reply()
+        except Exception as e:  # a bug here must not take the daemon down
+            log.exception("STOP_JOB %d failed", cmd.pid)
+            return protocol.failure(
+                cmd.request_id,
+                None,
+                ErrorCode.AGENT_STOP_FAILED,
+                f"internal error: {type(e).__name__}: {e}",
             )
 
     def _status(self, cmd: GetStatus) -> dict[str, Any]:

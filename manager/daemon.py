@@ -1,4 +1,4 @@
-"""The manager daemon: identity, supervisor and control channel wired together."""
+"""The manager daemon: identity, supervisor, jobs watcher and control channel wired together."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import zmq.asyncio
 from manager import identity as ident
 from manager.control import ControlClient
 from manager.identity import Identity
+from manager.job_reports import JobReporter, own_pids, start_watcher, wait_closed
 from manager.settings import Settings
 from manager.supervisor import Monitor, Supervisor
 
@@ -48,15 +49,35 @@ async def serve(
         if control is not None:
             control.notify(m)
 
-    async with Supervisor(settings, me.machine_id, on_status=on_status) as supervisor:
-        control = ControlClient(settings, me, supervisor, context=context)
-        async with control:
-            if started is not None:
-                started.set()
-            await stop.wait()
-            log.info("shutting down: stopping %d agent(s)", len(supervisor.active()))
-            for m in await supervisor.stop_all():
-                control.notify(m)
+    def on_job(msg: dict[str, object]) -> None:
+        if control is not None:
+            control.emit(dict(msg))
+
+    watcher = None
+    if settings.jobs:
+        watcher = await start_watcher(settings.procwatch, me.machine_id)
+    else:
+        log.info("job discovery off (--no-jobs)")
+    try:
+        async with Supervisor(settings, me.machine_id, on_status=on_status) as supervisor:
+            reporter = None
+            if watcher is not None:
+                own = own_pids(
+                    lambda: (m.agent_pid for m in supervisor.active()), lambda: (watcher.pid,)
+                )
+                reporter = JobReporter(
+                    watcher, me.machine_id, on_job, agent_path=settings.agent_path, own=own
+                )
+            control = ControlClient(settings, me, supervisor, context=context, jobs=reporter)
+            async with control:
+                if started is not None:
+                    started.set()
+                await stop.wait()
+                log.info("shutting down: stopping %d agent(s)", len(supervisor.active()))
+                for m in await supervisor.stop_all():
+                    control.notify(m)
+    finally:
+        await wait_closed(watcher)
 
 
 async def main(settings: Settings) -> None:

@@ -42,6 +42,9 @@ class Settings:
     data_hosts: tuple[str, ...] = ()  # allowed tcp:// hosts for data; (): the backend's host
     allow_ipc_data: bool = False  # ipc:// data endpoints (always allowed if backend is ipc://)
     capture_dir: Path | None = None  # if set, a START without endpoint writes a capture here
+    # AI jobs (manager.jobs): discovered by xputrace-procwatch, reported to the backend
+    procwatch_path: Path | None = None  # None: xputrace-procwatch next to agent_path
+    jobs: bool = True  # on when the procwatch binary exists (a log line says when not)
     # Private state: agent records (for reaping after a restart), agent key files, the lock
     runtime_dir: Path = Path("/run/xputrace-manager")
     # Timing and limits
@@ -65,6 +68,10 @@ class Settings:
             raise ValueError(f"backend endpoint '{self.backend}' must be tcp:// or ipc://")
         if self.heartbeat_interval_s <= 0 or self.agent_ready_timeout_s <= 0:
             raise ValueError("intervals and timeouts must be positive")
+
+    @property
+    def procwatch(self) -> Path:
+        return self.procwatch_path or self.agent_path.with_name("xputrace-procwatch")
 
     @property
     def data_key(self) -> bytes:
@@ -108,6 +115,8 @@ class Settings:
         )
         a("--no-data-curve", action="store_true", help="agents send data without CURVE")
         a("--agent-path", type=Path, default=DEFAULT_AGENT_PATH)
+        a("--procwatch-path", type=Path, help="xputrace-procwatch (default: next to the agent)")
+        a("--no-jobs", action="store_true", help="do not discover and report AI jobs")
         a(
             "--data-host",
             action="append",
@@ -161,6 +170,8 @@ class Settings:
                 public_key=public,
                 secret_key=secret,
                 agent_path=ns.agent_path,
+                procwatch_path=ns.procwatch_path,
+                jobs=not ns.no_jobs,
                 data_server_public_key=data_server,
                 data_curve=not ns.no_data_curve,
                 data_hosts=tuple(ns.data_hosts or ()),

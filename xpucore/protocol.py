@@ -22,7 +22,9 @@ Manager → backend, two kinds told apart by one key:
 - events carry ``event`` and never ``request_id``: ``HELLO`` (registration, sent after
   every completed CURVE handshake, so a restarted backend learns the machine again),
   ``HEARTBEAT`` (every ``heartbeat_interval_s``), ``MONITOR_STATUS`` (a monitor changed
-  state without a command asking: its agent exited or died) and ``GOODBYE`` (clean shutdown).
+  state without a command asking: its agent exited or died) and ``GOODBYE`` (clean shutdown);
+  ``JOB_SEEN``, ``JOB_CHANGED`` and ``JOB_SNAPSHOT`` report the machine's AI jobs (and
+  ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
 
 A command that cannot be parsed or validated is answered, never dropped: FAILURE with
 ``INVALID_CONFIG`` and a message that starts with the offending field (``target.pid: ...``).
@@ -40,6 +42,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from xpucore import job_wire
+
 __all__ = [
     "PROTOCOL_VERSION",
     "AgentConfig",
@@ -53,6 +57,7 @@ __all__ = [
     "Reply",
     "ReplyStatus",
     "StartMonitor",
+    "StopJob",
     "StopMonitor",
     "Target",
     "command_of",
@@ -67,10 +72,14 @@ __all__ = [
     "is_event",
     "is_reply",
     "isotime",
+    "job_changed",
+    "job_seen",
+    "job_snapshot",
     "monitor_status",
     "parse_command",
     "parse_reply",
     "start_monitor",
+    "stop_job",
     "stop_monitor",
 ]
 
@@ -83,6 +92,7 @@ class Command(StrEnum):
     START_MONITOR = "START_MONITOR"
     STOP_MONITOR = "STOP_MONITOR"
     GET_STATUS = "GET_STATUS"
+    STOP_JOB = "STOP_JOB"  # xpucore.job_wire
 
 
 class Event(StrEnum):
@@ -90,6 +100,9 @@ class Event(StrEnum):
     HEARTBEAT = "HEARTBEAT"
     MONITOR_STATUS = "MONITOR_STATUS"
     GOODBYE = "GOODBYE"
+    JOB_SEEN = "JOB_SEEN"  # the jobs' events: xpucore.job_wire
+    JOB_CHANGED = "JOB_CHANGED"
+    JOB_SNAPSHOT = "JOB_SNAPSHOT"
 
 
 class ReplyStatus(StrEnum):
@@ -202,7 +215,16 @@ class GetStatus:
     monitor_id: str | None = None
 
 
-AnyCommand = StartMonitor | StopMonitor | GetStatus
+@dataclass(frozen=True)
+class StopJob:
+    request_id: str
+    pid: int
+    start_ticks: int
+    grace_s: float = 10.0
+    allowed_users: tuple[str, ...] | None = None  # whose jobs it may stop (None: any)
+
+
+AnyCommand = StartMonitor | StopMonitor | GetStatus | StopJob
 
 _START_KEYS = {
     "command",
@@ -216,6 +238,7 @@ _START_KEYS = {
     "allowed_users",
 }
 _STOP_KEYS = {"command", "request_id", "monitor_id"}
+_STOP_JOB_KEYS = {"command", "request_id", "pid", "start_ticks", "grace_s", "allowed_users"}
 _TARGET_KEYS = {"pid", "library_path", "comm", "binary_path", "syscalls"}
 SYSCALL_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a syscall's name, as the agent's table has it
 _CONFIG_KEYS = {
@@ -529,6 +552,16 @@ def _parse(msg: dict[str, Any], monitor_types: Collection[str]) -> AnyCommand:
         mid = _monitor_id(msg)
         assert mid is not None
         return StopMonitor(rid, mid)
+    if cmd == Command.STOP_JOB:
+        _unknown(msg, _STOP_JOB_KEYS)
+        try:
+            key, grace = job_wire.check_stop(msg)
+        except job_wire.WireError as e:
+            field_name, _, problem = str(e).partition(": ")
+            raise _invalid(field_name, problem) from None
+        return StopJob(
+            rid, key.pid, key.start_ticks, grace, _allowed_users(msg.get("allowed_users"))
+        )
     _unknown(msg, _STOP_KEYS)
     return GetStatus(rid, _monitor_id(msg, required=False))
 
@@ -642,5 +675,70 @@ def goodbye(machine_id: str, now: datetime) -> dict[str, Any]:
         "event": str(Event.GOODBYE),
         "machine_id": machine_id,
         "agent_manager_status": "STOPPED",
+        "time": isotime(now),
+    }
+
+
+def stop_job(
+    pid: int, start_ticks: int, grace_s: float, allowed_users: Sequence[str] | None
+) -> dict[str, Any]:
+    """STOP_JOB as the backend sends it (request_id is added when it is sent): SIGTERM the
+    job (pid, start_ticks), SIGKILL after grace_s; allowed_users: whose jobs (None: any)."""
+    msg: dict[str, Any] = {
+        "command": str(Command.STOP_JOB),
+        "pid": pid,
+        "start_ticks": start_ticks,
+        "grace_s": grace_s,
+    }
+    if allowed_users is not None:
+        msg["allowed_users"] = list(allowed_users)
+    return msg
+
+
+def job_seen(machine_id: str, job: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "event": str(Event.JOB_SEEN),
+        "machine_id": machine_id,
+        "job": dict(job),
+        "time": isotime(now),
+    }
+
+
+def job_changed(
+    machine_id: str,
+    pid: int,
+    start_ticks: int,
+    status: str,
+    exit_code: int | None,
+    signal: int | None,
+    core_dumped: bool,
+    end_time_ms: int | None,
+    reason: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A job ended: status exited, killed, stopped or lost; end_time_ms: Unix ms, when seen."""
+    return {
+        "event": str(Event.JOB_CHANGED),
+        "machine_id": machine_id,
+        "pid": pid,
+        "start_ticks": start_ticks,
+        "status": status,
+        "exit_code": exit_code,
+        "signal": signal,
+        "core_dumped": core_dumped,
+        "end_time": end_time_ms,
+        "reason": reason,
+        "time": isotime(now),
+    }
+
+
+def job_snapshot(
+    machine_id: str, running: Sequence[tuple[int, int]], now: datetime
+) -> dict[str, Any]:
+    """Every job running now, as (pid, start_ticks)."""
+    return {
+        "event": str(Event.JOB_SNAPSHOT),
+        "machine_id": machine_id,
+        "jobs": [{"pid": p, "start_ticks": t} for p, t in running],
         "time": isotime(now),
     }

@@ -12,6 +12,7 @@ every authenticated operation can answer 429 with Retry-After (rate limits).
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ _BODIES: dict[tuple[str, str], type] = {
     ("POST", "/api/v1/machines/{machine_id}/monitors"): models.MonitorCreate,
     ("POST", "/api/v1/traces:generate"): models.TraceGenerate,
     ("POST", "/api/v1/users:invite"): models.InviteBody,
+    ("POST", "/api/v1/jobs:batchStop"): models.JobBatchStop,
     ("PATCH", "/api/v1/users/{user_id}"): models.UserPatch,
 }
 _RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
@@ -41,7 +43,7 @@ PUBLIC = {
     "/api/v1/auth:refreshToken",
     "/api/v1/openapi.json",
 }
-_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id", "user_id"}
+_UUID_PARAMS = {"monitor_id", "trace_job_id", "trace_id", "user_id", "job_id"}
 _ERRORS = {
     400: "a parameter or body field is wrong; the message names it",
     401: "no valid access token",
@@ -85,6 +87,7 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
         ("GET", "/api/v1/metrics/summary"): {503},
         ("POST", "/api/v1/machines/{machine_id}/monitors"): {507},
         ("POST", "/api/v1/users:invite"): {409},
+        ("POST", "/api/v1/jobs/{job_id}:stop"): {409},
         ("PATCH", "/api/v1/users/{user_id}"): {409},
     }
     return sorted(codes | extra.get((method, path), set()))
@@ -158,6 +161,8 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
         return _list_query("machines")
     if path == "/api/v1/machines/{machine_id}/monitors":
         return _list_query("monitors")
+    if path in ("/api/v1/jobs", "/api/v1/machines/{machine_id}/jobs"):
+        return _list_query("jobs")
     if path == "/api/v1/users":  # oldest first
         return _list_query("users", ordered=False)
     if path == "/api/v1/auditLogs":  # newest first
@@ -374,7 +379,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
                 if p in _UUID_PARAMS
                 else {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00]+$"},
             }
-            for p in (seg[1:-1] for seg in path.split("/") if seg.startswith("{"))
+            for p in re.findall(r"\{(\w+)\}", path)
         ]
         if params or query:
             op["parameters"] = params + query

@@ -159,6 +159,14 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/users/{user_id}"): "admin",
     ("PATCH", "/api/v1/users/{user_id}"): "admin",
     ("GET", "/api/v1/auditLogs"): "admin",
+    ("GET", "/api/v1/jobs"): "viewer",
+    ("GET", "/api/v1/machines/{machine_id}/jobs"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/parameters"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/code"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/status-history"): "viewer",
+    ("POST", "/api/v1/jobs/{job_id}:stop"): "operator",
+    ("POST", "/api/v1/jobs:batchStop"): "operator",
 }
 PUBLIC = {
     ("POST", "/api/v1/auth:register"),
@@ -185,6 +193,7 @@ async def test_a_role_below_the_route_is_403(team: Team, method: str, path: str)
         trace_job_id=ANY_UUID,
         trace_id=ANY_UUID,
         user_id=ANY_UUID,
+        job_id=ANY_UUID,
     )
     need = POLICY[(method, path)]
     for role in RANK:

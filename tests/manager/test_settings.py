@@ -53,6 +53,28 @@ def test_flags_env_and_defaults(key_files: tuple[Path, Path, bytes], tmp_path: P
     assert s.secret_key.decode() not in repr(s)
 
 
+def test_jobs_on_by_default_with_procwatch_next_to_the_agent(
+    key_files: tuple[Path, Path, bytes], tmp_path: Path
+) -> None:
+    server, secret, _ = key_files
+    base = [
+        "--backend",
+        "tcp://h:1",
+        "--server-key",
+        str(server),
+        "--key",
+        str(secret),
+        "--agent-path",
+        str(tmp_path / "bin" / "xputrace-agent"),
+    ]
+    s = Settings.from_args(base, {})
+    assert s.jobs and s.procwatch == tmp_path / "bin" / "xputrace-procwatch"
+    s = Settings.from_args(
+        [*base, "--procwatch-path", "/opt/pw"], {"XPUTRACE_MANAGER_NO_JOBS": "1"}
+    )
+    assert not s.jobs and s.procwatch == Path("/opt/pw")
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [

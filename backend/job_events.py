@@ -1,0 +1,170 @@
+"""What the backend does with the jobs managers report (xpucore.job_wire), one place for every
+status move of a job.
+
+    (new) ──JOB_SEEN──▶ running ──JOB_CHANGED──▶ exited | killed | stopped | lost
+    running ──manager silent (UNKNOWN) or gone (GOODBYE)──▶ unknown ──JOB_SNAPSHOT──▶
+        running (listed) | lost (not listed: it ended while nobody watched)
+    unknown ──a heartbeat after silence, same connection──▶ running
+    lost ──JOB_SEEN (reported running after all)──▶ running;  lost ──its end, seen──▶ exited...
+
+exited, killed and stopped are final: a report that comes after (a snapshot, a queued
+JOB_SEEN) changes the description, never the status. Every move is written with its reason to
+job_status_history in the transaction that makes it, under the job's row lock, so events,
+snapshots and stop replies may arrive in any order and twice: the outcome is the same.
+
+A machine whose manager is not heard from (UNKNOWN) keeps its jobs, but they are not known to
+be running: they become ``unknown`` (reason: the manager is silent), and its next HELLO's
+JOB_SNAPSHOT settles each one. Everything a manager sends is checked (field types and sizes,
+a job of its own machine, sent under the key its machine is bound to); what fails is logged
+with the field and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from backend.repo import job_status_history as history
+from backend.repo import jobs, machines
+from backend.typedefs import DB
+from xpucore import job_wire
+from xpucore.job_wire import JobEnd, JobKey, WireError
+from xpucore.protocol import Event
+
+__all__ = [
+    "JOB_EVENTS",
+    "apply_end",
+    "apply_seen",
+    "apply_snapshot",
+    "heard_again",
+    "mark_unknown",
+    "on_job_event",
+]
+
+log = logging.getLogger(__name__)
+Conn = Any
+JOB_EVENTS = (Event.JOB_SEEN, Event.JOB_CHANGED, Event.JOB_SNAPSHOT)
+LOST_UNLISTED = "not running when its manager reconnected: it ended unseen"
+BACK = "its manager reports it running again"
+HEARD = "its manager is heard from again"
+
+
+async def _move(conn: Conn, jid: Any, old: str | None, new: str, reason: str, **end: Any) -> None:
+    await jobs.set_status(conn, jid, new, reason, **end)
+    await history.add(conn, jid, old, new, reason)
+    log.info("job %s: %s -> %s (%s)", jid, old, new, reason)
+
+
+async def apply_seen(conn: Conn, machine_id: str, job: dict[str, Any]) -> None:
+    """A JOB_SEEN's (checked) job: described, and running unless its end was seen."""
+    jid = jobs.job_id(machine_id, job["pid"], job["startTicks"])
+    async with conn.transaction():
+        old = await jobs.lock(conn, jid)
+        said = job["status"]
+        status = old if old in jobs.FINAL else said
+        reason = (
+            "discovered by its manager"
+            if old is None
+            else BACK
+            if status == "running"
+            else f"reported {status} by its manager"
+        )
+        await jobs.upsert(conn, jid, machine_id, job, status, reason)
+        if old != status:
+            await history.add(conn, jid, old, status, reason)
+            log.info("job %s: %s -> %s (%s)", jid, old, status, reason)
+
+
+async def apply_end(conn: Conn, machine_id: str, end: JobEnd) -> bool:
+    """A job ended (JOB_CHANGED, or a STOP_JOB's reply); False when nothing moved (unknown
+    job, or its end applied already)."""
+    jid = jobs.job_id(machine_id, end.key.pid, end.key.start_ticks)
+    async with conn.transaction():
+        old = await jobs.lock(conn, jid)
+        if old is None:
+            log.warning(
+                "machine %s: end of unknown job %d/%d ignored",
+                machine_id,
+                end.key.pid,
+                end.key.start_ticks,
+            )
+            return False
+        if old in jobs.FINAL or old == end.status:
+            return False
+        await _move(
+            conn,
+            jid,
+            old,
+            end.status,
+            end.reason or end.status,
+            ended=True,
+            exit_code=end.exit_code,
+            signal=end.signal,
+            core_dumped=end.core_dumped,
+            end_time_ms=end.end_time_ms,
+        )
+    return True
+
+
+async def apply_snapshot(conn: Conn, machine_id: str, running: Sequence[JobKey]) -> None:
+    """JOB_SNAPSHOT: the machine's jobs running now. Those held running or unknown that it
+    does not list ended unseen (lost); unknown ones it lists run again."""
+    keys = [(k.pid, k.start_ticks) for k in running]
+    async with conn.transaction():
+        for jid, old in await jobs.live_not_listed(conn, machine_id, keys):
+            await _move(conn, jid, old, "lost", LOST_UNLISTED, ended=True)
+        listed = {jobs.job_id(machine_id, p, t) for p, t in keys}
+        for jid in await jobs.with_status(conn, machine_id, "unknown"):
+            if jid in listed:
+                await _move(conn, jid, "unknown", "running", BACK)
+
+
+async def mark_unknown(conn: Conn, machine_id: str, reason: str) -> None:
+    """The machine's manager is silent or gone: its running jobs are not known to run."""
+    async with conn.transaction():
+        for jid in await jobs.with_status(conn, machine_id, "running"):
+            await _move(conn, jid, "running", "unknown", reason)
+
+
+async def heard_again(conn: Conn, machine_id: str) -> None:
+    """A heartbeat after silence, on the same connection (no HELLO): every event the manager
+    queued meanwhile came before it, in order, so its unknown jobs that no JOB_CHANGED ended
+    still run."""
+    async with conn.transaction():
+        for jid in await jobs.with_status(conn, machine_id, "unknown"):
+            await _move(conn, jid, "unknown", "running", HEARD)
+
+
+async def on_job_event(
+    app: web.Application, machine_id: str, key: str, event: Event, msg: dict[str, Any]
+) -> None:
+    """One of JOB_EVENTS from the machine's manager (under key), checked and applied."""
+    try:
+        if msg.get("machine_id") != machine_id:
+            raise WireError("machine_id: not the machine the message came from")
+        if event == Event.JOB_SEEN:
+            checked: Any = job_wire.check_job(msg.get("job"), machine_id)
+        elif event == Event.JOB_CHANGED:
+            checked = job_wire.check_end(msg)
+        else:
+            checked = job_wire.check_snapshot(msg)
+    except WireError as e:
+        log.warning("machine %s: %s dropped: %s", machine_id, event, e)
+        return
+    async with app[DB].connection() as conn:
+        if await machines.machine_of_key(conn, key) != machine_id:
+            log.warning(
+                "machine %s: %s under a key bound to no machine or another: dropped",
+                machine_id,
+                event,
+            )
+            return
+        if event == Event.JOB_SEEN:
+            await apply_seen(conn, machine_id, checked)
+        elif event == Event.JOB_CHANGED:
+            await apply_end(conn, machine_id, checked)
+        else:
+            await apply_snapshot(conn, machine_id, checked)

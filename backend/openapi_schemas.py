@@ -233,21 +233,7 @@ JOB = obj(
         "startTicks": INT,
         "node": nullable(obj({"nodeId": STR, "hostname": STR})),
     },
-    {
-        k: {}
-        for k in (
-            "accelerator",
-            "runtimes",
-            "frameworks",
-            "exe",
-            "uid",
-            "modelFiles",
-            "container",
-            "evidence",
-            "jobTypeEvidence",
-            "frameworkVersionSource",
-        )
-    },
+    {k: {} for k in jobs.DETAILS},
 )
 JOB_ITEMS = obj({"jobId": UUID, "items": {"type": "array", "items": ANY_OBJECT}})
 JOB_HISTORY = obj(

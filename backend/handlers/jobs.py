@@ -80,21 +80,7 @@ def view(r: dict[str, Any], machine: dict[str, Any] | None = None) -> dict[str, 
         **summary(r),
         "commandLine": r["command_line"],
         "startTicks": r["start_ticks"],
-        **{
-            k: details.get(k)
-            for k in (
-                "accelerator",
-                "runtimes",
-                "frameworks",
-                "exe",
-                "uid",
-                "modelFiles",
-                "container",
-                "evidence",
-                "jobTypeEvidence",
-                "frameworkVersionSource",
-            )
-        },
+        **{k: details.get(k) for k in jobs.DETAILS},
     }
     out["node"] = (
         {"nodeId": machine["id"], "hostname": machine["hostname"]} if machine is not None else None

@@ -16,6 +16,7 @@ from backend.paging import OrderBy
 from backend.repo.pages import fetch_page
 
 __all__ = [
+    "DETAILS",
     "FIELDS",
     "FINAL",
     "LIVE",
@@ -59,7 +60,8 @@ _COLUMNS = {
     "cwd": "cwd",
     "user": "unix_user",
 }
-_DETAILS = (
+#: The description fields kept in the details column, as a job's view shows them.
+DETAILS = (
     "accelerator",
     "runtimes",
     "frameworks",
@@ -102,7 +104,7 @@ async def upsert(
     cols["command_line"] = cols["command_line"] or ""
     values = {
         **cols,
-        "details": json.dumps({k: job[k] for k in _DETAILS if k in job}),
+        "details": json.dumps({k: job[k] for k in DETAILS if k in job}),
         "parameters": _jsonb(job.get("parameters")),
         "code": _jsonb(job.get("code")),
         "start_time": _ms(job["startTime"]),

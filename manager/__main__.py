@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -39,6 +41,9 @@ def run(argv: list[str]) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger(__name__).info("settings: %s", settings)
+    # `kill -USR1 <pid>` prints every thread's Python stack to stderr: where a daemon that
+    # does not stop is waiting, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(main(settings))
     except (RuntimeError, OSError) as e:  # another manager holds the runtime dir, not root

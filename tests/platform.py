@@ -116,7 +116,15 @@ class Platform:
         if self.manager.poll() is None:
             self.manager.send_signal(signal.SIGCONT)  # a test may have left it stopped
             self.manager.terminate()
-        self.manager.wait(30)
+        try:
+            self.manager.wait(30)
+        except subprocess.TimeoutExpired:
+            self.manager.send_signal(signal.SIGUSR1)  # its stacks to stderr: where it waits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.manager.wait(1)  # the dump is written in the signal handler
+            self.manager.kill()
+            self.manager.wait(30)
+            raise
 
 
 @contextlib.asynccontextmanager

@@ -153,3 +153,31 @@ def test_second_manager_on_same_runtime_dir_exits(
         if first.stderr:
             first.stderr.close()
     assert first.returncode == 0
+
+
+def test_sigusr1_prints_every_stack_and_keeps_running(
+    manager_cmd: Callable[..., list[str]],
+) -> None:
+    """`kill -USR1` shows where a manager that does not stop is waiting, and stops nothing."""
+    ep = "tcp://127.0.0.1:9"  # nothing listens; it keeps dialing
+    p = subprocess.Popen(manager_cmd(ep), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stderr is not None
+        while "dialing" not in p.stderr.readline():
+            assert p.poll() is None
+        p.send_signal(signal.SIGUSR1)
+        dump: list[str] = []
+        # one block per thread; the main thread's ends at the module that runs the daemon
+        while not dump or "manager/__main__.py" not in dump[-1]:
+            line = p.stderr.readline()
+            assert line, "stderr closed before the stack dump ended: " + "".join(dump)
+            dump.append(line)
+        text = "".join(dump)
+        assert "(most recent call first)" in text and "in serve" in text, text
+        assert p.poll() is None
+    finally:
+        p.terminate()
+        p.wait(20)
+        if p.stderr:
+            p.stderr.close()
+    assert p.returncode == 0

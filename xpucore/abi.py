@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 import cffi
 import numpy as np
 
+from xpucore.headers import HEADER_DIR
 from xpucore.probes import PROBES
 from xpucore.probes.schema import cstr as _cstr
 
@@ -70,8 +71,6 @@ __all__ = [
     "function_of",
     "iter_batches",
 ]
-
-HEADER_DIR = Path(__file__).resolve().parent / "include"
 
 _TYPEDEFS = """
 typedef uint8_t __u8;   typedef int8_t __s8;

@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 import cffi
 
-from xpucore.abi import HEADER_DIR
+from xpucore.headers import HEADER_DIR
 
 __all__ = ["AGENT_EXIT", "agent_exit_codes"]
 

@@ -29,6 +29,7 @@ from manager.identity import Identity
 from manager.job_reports import JobReporter
 from manager.settings import Settings
 from manager.supervisor import Monitor, Supervisor
+from manager.tasks import cancel_all
 from xpucore import protocol
 from xpucore.protocol import (
     CommandError,
@@ -131,15 +132,11 @@ class ControlClient:
     async def close(self, flush_timeout_s: float = 2.0) -> None:
         if self._sock is None:
             return
-        for task in list(self._commands):
-            task.cancel()
-        await asyncio.gather(*self._commands, return_exceptions=True)
+        await cancel_all(list(self._commands))
         if self.connected.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._events.join(), flush_timeout_s)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))
         self._tasks.clear()
         if self.connected.is_set():
             with contextlib.suppress(TimeoutError, zmq.ZMQError):
@@ -159,7 +156,8 @@ class ControlClient:
 
     async def _send(self, msg: dict[str, Any], timeout: float) -> None:
         assert self._sock is not None
-        await asyncio.wait_for(self._sock.send(protocol.encode(msg)), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+            await self._sock.send(protocol.encode(msg))
 
     def notify(self, m: Monitor) -> None:
         """Queues a MONITOR_STATUS event for m's current state (the supervisor's callback)."""
@@ -311,10 +309,8 @@ class ControlClient:
             reply = await self.handle(frames[0])
         assert self._sock is not None
         try:
-            await asyncio.wait_for(
-                self._sock.send_multipart([*prefix, protocol.encode(reply)]),
-                self.settings.reply_timeout_s,
-            )
+            async with asyncio.timeout(self.settings.reply_timeout_s):
+                await self._sock.send_multipart([*prefix, protocol.encode(reply)])
         except TimeoutError:
             log.warning("reply to %s dropped: no backend", reply.get("request_id"))
 

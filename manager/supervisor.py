@@ -54,6 +54,7 @@ from manager.reaper import reap_orphans, write_record
 from manager.settings import Settings
 from manager.syscall_hub import HubGone, HubOptions, SyscallHub
 from manager.target_facts import read_facts
+from manager.tasks import cancel_all
 from xpucore.exit_codes import AGENT_EXIT
 from xpucore.probes import PROBES
 from xpucore.protocol import CommandError, ErrorCode, MonitorStatus, StartMonitor, isotime
@@ -319,9 +320,7 @@ class Supervisor:
         await self.stop_all()
         if self._hub is not None:
             await self._hub.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from backend import request_db
 from backend.handlers.listing import list_query
+from backend.handlers.views import iso
 from backend.repo import audit_logs
 
 __all__ = ["list_audit_logs"]
@@ -15,14 +16,10 @@ __all__ = ["list_audit_logs"]
 _ORDER = "id desc"
 
 
-def _iso(t: Any) -> str | None:
-    return t.isoformat() if t is not None else None
-
-
 def _entry(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
-        "time": _iso(row["time"]),
+        "time": iso(row["time"]),
         "actor_id": str(row["actor_id"]) if row["actor_id"] else None,
         "actor_email": row["actor_email"],
         "actor_role": row["actor_role"],
@@ -33,7 +30,7 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
         "http_status": row["http_status"],
         "error_code": row["error_code"],
         "message": row["message"],
-        "settle_time": _iso(row["settle_time"]),
+        "settle_time": iso(row["settle_time"]),
     }
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from backend import audit, job_control, request_db
 from backend.errors import ApiError, NotFound
 from backend.handlers.listing import Sorting, list_query
+from backend.handlers.views import iso
 from backend.models import JobBatchStop, decode_body, path_text, path_uuid
 from backend.repo import job_status_history, jobs, machines
 from backend.typedefs import CALLER, DB
@@ -33,10 +34,6 @@ __all__ = [
 ]
 
 _SORTING = Sorting(jobs.ORDERABLE, jobs.TIEBREAK, default="startTime desc")
-
-
-def _iso(t: Any) -> str | None:
-    return t.isoformat() if t is not None else None
 
 
 def _ms(t: Any) -> int | None:
@@ -69,8 +66,8 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "exitCode": r["exit_code"],
         "signal": r["signal"],
         "coreDumped": r["core_dumped"],
-        "createdAt": _iso(r["created_at"]),
-        "updatedAt": _iso(r["updated_at"]),
+        "createdAt": iso(r["created_at"]),
+        "updatedAt": iso(r["updated_at"]),
     }
 
 
@@ -135,7 +132,7 @@ async def get_parameters(request: web.Request) -> web.Response:
     async with request_db.connection(request) as conn:
         row = await _job(conn, request, "parameters")
     p = _json(row["parameters"]) or {}
-    jid, at = str(row["id"]), _iso(row["created_at"])
+    jid, at = str(row["id"]), iso(row["created_at"])
     items = [
         {
             "jobId": jid,
@@ -176,7 +173,7 @@ async def get_code(request: web.Request) -> web.Response:
     code = _json(row["code"]) or {}
     jid = str(row["id"])
     return web.json_response(
-        {"jobId": jid, "items": [{**code, "jobId": jid, "timestamp": _iso(row["created_at"])}]}
+        {"jobId": jid, "items": [{**code, "jobId": jid, "timestamp": iso(row["created_at"])}]}
     )
 
 
@@ -196,7 +193,7 @@ async def status_history(request: web.Request) -> web.Response:
                     "oldStatus": h["old_status"],
                     "newStatus": h["new_status"],
                     "reason": h["reason"],
-                    "changedAt": _iso(h["changed_at"]),
+                    "changedAt": iso(h["changed_at"]),
                 }
                 for h in rows
             ],

@@ -18,6 +18,7 @@ from aiohttp import web
 from backend import audit, monitor_lifecycle, request_db, target_policy
 from backend.errors import NotFound
 from backend.handlers.listing import Sorting, list_query
+from backend.handlers.views import iso
 from backend.models import MonitorCreate, check_supported, decode_body, path_text, path_uuid
 from backend.repo import machines, monitors
 from backend.typedefs import CALLER
@@ -32,10 +33,6 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def _iso(t: Any) -> str | None:
-    return t.isoformat() if t is not None else None
-
-
 def monitor_view(m: dict[str, Any], machine_status: str | None = None) -> dict[str, Any]:
     return {
         "id": str(m["id"]),
@@ -47,9 +44,9 @@ def monitor_view(m: dict[str, Any], machine_status: str | None = None) -> dict[s
         "status": m["status"],
         "error_code": m["error_code"],
         "error_message": m["error_message"],
-        "create_time": _iso(m["create_time"]),
-        "start_time": _iso(m["start_time"]),
-        "stop_time": _iso(m["stop_time"]),
+        "create_time": iso(m["create_time"]),
+        "start_time": iso(m["start_time"]),
+        "stop_time": iso(m["stop_time"]),
         "agent_pid": m["agent_pid"],
         "machine_status": machine_status,
     }

@@ -18,6 +18,7 @@ from aiohttp import web
 from backend import request_db
 from backend.errors import BadRequest, Conflict, NotFound, QuotaExceeded
 from backend.filters import FilterError, compile_filter
+from backend.handlers.views import iso
 from backend.models import TraceGenerate, decode_body, path_uuid
 from backend.repo import trace_jobs
 from backend.repo.events import EVENT_FIELDS
@@ -27,10 +28,6 @@ from backend.typedefs import SETTINGS, TRACE_JOBS, USER
 __all__ = ["download_trace", "generate_trace", "get_trace_job", "job_view"]
 
 log = logging.getLogger(__name__)
-
-
-def _iso(t: Any) -> str | None:
-    return t.isoformat() if t is not None else None
 
 
 def job_view(j: dict[str, Any]) -> dict[str, Any]:
@@ -45,9 +42,9 @@ def job_view(j: dict[str, Any]) -> dict[str, Any]:
         "events": j["events_done"],
         "events_total": j["events_total"],
         "attempts": j["attempts"],
-        "create_time": _iso(j["create_time"]),
-        "start_time": _iso(j["start_time"]),
-        "end_time": _iso(j["end_time"]),
+        "create_time": iso(j["create_time"]),
+        "start_time": iso(j["start_time"]),
+        "end_time": iso(j["end_time"]),
     }
     if j["status"] == "COMPLETED":
         body["trace_id"] = str(j["trace_id"])

@@ -47,6 +47,7 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", JOB + "/parameters", jobs.get_parameters, "viewer"),
     ("GET", JOB + "/code", jobs.get_code, "viewer"),
     ("GET", JOB + "/status-history", jobs.status_history, "viewer"),
+    ("GET", JOB + "/ranks", jobs.get_ranks, "viewer"),
     ("POST", JOB + ":stop", jobs.stop_job, "operator"),
     ("GET", "/api/v1/events", events.list_events, "viewer"),
     ("GET", "/api/v1/metrics/summary", metrics.summary, "viewer"),

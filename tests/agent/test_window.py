@@ -15,7 +15,7 @@ from manager.python.hooks import find_hooks, hook_flag
 from manager.python.offsets import OFFSETS
 from manager.python.target import agent_flags, find_target
 from tests.agent.procs import Agent, Capture, JsonLineProc, capture_from, run_agent_expect_failure
-from tests.manager.python.test_target import INTERPRETERS, python_or_skip
+from tests.manager.python.test_target import python_or_skip
 from xpucore import abi
 from xpucore.exit_codes import AGENT_EXIT
 
@@ -118,7 +118,7 @@ def test_python_calls_of_the_window_exactly(name: str, threads: int, build_dir: 
     step (told by the workload's clock around each), the mallocs within them and the one
     between, and no sample or call before or after."""
     python = python_or_skip(name)
-    ready, done, cap, window = run(python, build_dir, cudart12, tmp_path, "PYTHON", threads)
+    _, done, cap, window = run(python, build_dir, cudart12, tmp_path, "PYTHON", threads)
     assert cap.returncode == AGENT_EXIT["AGENT_WINDOW_CLOSED"], cap.stderr
     stacks: dict[int, str] = {}
     for fr in sorted(cap.py_frames.tolist(), key=lambda r: (r[0], r[2])):
@@ -152,8 +152,19 @@ def test_bad_window_flags_are_refused(build_dir: Path, tmp_path: Path) -> None:
         (["--monitor-type", "CUDA", "--window", "step:1:1"], "--window needs --py-runtime"),
         (["--monitor-type", "CUDA", "--no-py-stacks", *hooks], "--no-py-stacks is for"),
         (["--monitor-type", "CUDA", "--py-functions", "f", *hooks], "are for PYTHON monitors"),
-        (["--monitor-type", "PYTHON", "--py-functions", "f", "--window", "step:1:1",
-          "--py-binary", "/p"], "--window needs"),
+        (
+            [
+                "--monitor-type",
+                "PYTHON",
+                "--py-functions",
+                "f",
+                "--window",
+                "step:1:1",
+                "--py-binary",
+                "/p",
+            ],
+            "--window needs",
+        ),
     ):
         rc, err = run_agent_expect_failure(build_dir, *base, *extra)
         assert rc == AGENT_EXIT["AGENT_INVALID_CONFIG"] and message in err, (extra, err)

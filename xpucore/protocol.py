@@ -70,6 +70,7 @@ __all__ = [
     "clock_probe",
     "command_of",
     "decode",
+    "device_metrics",
     "encode",
     "event_of",
     "failure",
@@ -113,6 +114,7 @@ class Event(StrEnum):
     JOB_CHANGED = "JOB_CHANGED"
     JOB_SNAPSHOT = "JOB_SNAPSHOT"
     CLOCK_PROBE = "CLOCK_PROBE"  # answered by a CLOCK_ECHO: xpucore.clock_sync
+    DEVICE_METRICS = "DEVICE_METRICS"  # the machine's accelerators: xpucore.device_wire
 
 
 class ReplyStatus(StrEnum):
@@ -806,6 +808,24 @@ def job_changed(
         "core_dumped": core_dumped,
         "end_time": end_time_ms,
         "reason": reason,
+        "time": isotime(now),
+    }
+
+
+def device_metrics(
+    machine_id: str,
+    sampled_at_ms: int,
+    devices: Sequence[dict[str, Any]],
+    errors: Sequence[dict[str, str]],
+    now: datetime,
+) -> dict[str, Any]:
+    """One sample of the machine's accelerators (xpucore.device_wire says the fields)."""
+    return {
+        "event": str(Event.DEVICE_METRICS),
+        "machine_id": machine_id,
+        "sampled_at": sampled_at_ms,
+        "devices": list(devices),
+        "errors": list(errors),
         "time": isotime(now),
     }
 

@@ -45,6 +45,7 @@ class Settings:
     # AI jobs (manager.jobs): discovered by xputrace-procwatch, reported to the backend
     procwatch_path: Path | None = None  # None: xputrace-procwatch next to agent_path
     jobs: bool = True  # on when the procwatch binary exists (a log line says when not)
+    job_metrics_interval_s: float = 10.0  # each running job sampled this often; 0: never
     # Private state: agent records (for reaping after a restart), agent key files, the lock
     runtime_dir: Path = Path("/run/xputrace-manager")
     # Timing and limits
@@ -68,6 +69,8 @@ class Settings:
             raise ValueError(f"backend endpoint '{self.backend}' must be tcp:// or ipc://")
         if self.heartbeat_interval_s <= 0 or self.agent_ready_timeout_s <= 0:
             raise ValueError("intervals and timeouts must be positive")
+        if not 0 <= self.job_metrics_interval_s <= 86_400:
+            raise ValueError("job metrics interval must be in [0, 86400] seconds (0: off)")
 
     @property
     def procwatch(self) -> Path:
@@ -117,6 +120,13 @@ class Settings:
         a("--agent-path", type=Path, default=DEFAULT_AGENT_PATH)
         a("--procwatch-path", type=Path, help="xputrace-procwatch (default: next to the agent)")
         a("--no-jobs", action="store_true", help="do not discover and report AI jobs")
+        a(
+            "--job-metrics-interval",
+            type=float,
+            default=10.0,
+            dest="job_metrics_interval_s",
+            help="seconds between samples of each AI job's CPU, memory, I/O (0: off)",
+        )
         a(
             "--data-host",
             action="append",
@@ -172,6 +182,7 @@ class Settings:
                 agent_path=ns.agent_path,
                 procwatch_path=ns.procwatch_path,
                 jobs=not ns.no_jobs,
+                job_metrics_interval_s=ns.job_metrics_interval_s,
                 data_server_public_key=data_server,
                 data_curve=not ns.no_data_curve,
                 data_hosts=tuple(ns.data_hosts or ()),

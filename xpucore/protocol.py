@@ -23,8 +23,8 @@ Manager → backend, two kinds told apart by one key:
   every completed CURVE handshake, so a restarted backend learns the machine again),
   ``HEARTBEAT`` (every ``heartbeat_interval_s``), ``MONITOR_STATUS`` (a monitor changed
   state without a command asking: its agent exited or died) and ``GOODBYE`` (clean shutdown);
-  ``JOB_SEEN``, ``JOB_CHANGED`` and ``JOB_SNAPSHOT`` report the machine's AI jobs (and
-  ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
+  ``JOB_SEEN``, ``JOB_CHANGED``, ``JOB_SNAPSHOT`` and ``JOB_METRICS`` report the machine's
+  AI jobs (and ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
 
 A command that cannot be parsed or validated is answered, never dropped: FAILURE with
 ``INVALID_CONFIG`` and a message that starts with the offending field (``target.pid: ...``).
@@ -73,6 +73,7 @@ __all__ = [
     "is_reply",
     "isotime",
     "job_changed",
+    "job_metrics",
     "job_seen",
     "job_snapshot",
     "monitor_status",
@@ -103,6 +104,7 @@ class Event(StrEnum):
     JOB_SEEN = "JOB_SEEN"  # the jobs' events: xpucore.job_wire
     JOB_CHANGED = "JOB_CHANGED"
     JOB_SNAPSHOT = "JOB_SNAPSHOT"
+    JOB_METRICS = "JOB_METRICS"
 
 
 class ReplyStatus(StrEnum):
@@ -740,5 +742,18 @@ def job_snapshot(
         "event": str(Event.JOB_SNAPSHOT),
         "machine_id": machine_id,
         "jobs": [{"pid": p, "start_ticks": t} for p, t in running],
+        "time": isotime(now),
+    }
+
+
+def job_metrics(
+    machine_id: str, interval_s: float, samples: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """Samples of the running jobs (xpucore.job_wire.MetricSample's fields, snake_case)."""
+    return {
+        "event": str(Event.JOB_METRICS),
+        "machine_id": machine_id,
+        "interval_s": interval_s,
+        "samples": [dict(s) for s in samples],
         "time": isotime(now),
     }

@@ -6,6 +6,8 @@ retention deletes old samples."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,10 +15,12 @@ from typing import Any
 
 import pytest
 
+from backend import cli
 from backend.repo import jobs as jobs_repo
 from backend.retention import Retention
 from backend.settings import Settings
 from backend.typedefs import DB
+from tests.backend.accounts import PASSWORD
 from tests.backend.test_jobs_api import MACHINE, T0, Env, open_env
 from tests.platform import eventually
 from xpucore import protocol
@@ -241,3 +245,36 @@ async def test_retention_deletes_old_samples(
             assert done.job_metrics == (1 if past_t0_s != 19 else 0)
             body = await metrics(env, interval="1h", startTime="2025-12-29T00:00:00Z")
             assert [p["samples"] for p in body["metrics"]] == left
+
+
+async def test_cli_prints_a_jobs_metrics(
+    aiohttp_client: Any,
+    migrated_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(cli, "CREDENTIALS", tmp_path / "credentials.json")
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": PASSWORD)
+    async with open_env(aiohttp_client, migrated_dsn, tmp_path) as env:
+        await env.seen(*A)
+        await env.status_of(*A, "running")
+        for row in SAMPLES_A[:3]:
+            await send(env, a_sample(row))
+        await latest_at(env, A, 40)
+        url = str(env.client.make_url("/")).rstrip("/")
+
+        def xputrace(*argv: str) -> tuple[int, str]:
+            rc = cli.main(["--url", url, *argv])
+            return rc, capsys.readouterr().out
+
+        assert (await asyncio.to_thread(xputrace, "login", "op@example.com"))[0] == 0
+        jid = str(jobs_repo.job_id(MACHINE, *A))
+        rc, out = await asyncio.to_thread(
+            xputrace, "jobs", "metrics", jid, "--interval", "1m", "--end", "2025-12-29T10:00:00Z"
+        )
+        assert rc == 0
+        (line,) = out.splitlines()
+        assert (json.loads(line)["cpuPercent"], json.loads(line)["samples"]) == (30.0, 3)
+        rc, _ = await asyncio.to_thread(xputrace, "jobs", "metrics", jid, "--interval", "1x")
+        assert rc != 0

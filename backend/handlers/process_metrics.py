@@ -16,7 +16,13 @@ from backend.filters import _parse_rfc3339
 from backend.handlers.views import iso
 from backend.influx import InfluxError
 from backend.models import path_uuid
-from backend.process_metrics import AGGREGATES, RangeError, choose_range, influx_series
+from backend.process_metrics import (
+    AGGREGATES,
+    RangeError,
+    choose_range,
+    influx_series,
+    parse_interval,
+)
 from backend.repo import job_metrics, jobs
 from backend.typedefs import INFLUX
 
@@ -40,6 +46,13 @@ async def process_metrics(request: web.Request) -> web.Response:
     jid = path_uuid(request, "job_id")
     start, end = _ms(request, "startTime"), _ms(request, "endTime")
     interval = request.query.get("interval") or None
+    try:
+        if interval is not None:
+            parse_interval(interval)  # a bad one is a 400 whether or not the job exists
+        if start is not None and end is not None:
+            choose_range(start, end, interval)
+    except RangeError as e:
+        raise BadRequest(e.field, e.problem) from None
     async with request_db.connection(request) as conn:
         row = await jobs.get_job(conn, jid)
         if row is None:

@@ -10,6 +10,7 @@
     xputrace jobs [list] [--filter F] [--order-by O] [--machine M] [--limit N]
                   | show ID [--parameters] [--code] [--history] | stop ID [ID ...]
                   | ranks ID [--json]
+                  | metrics ID [--start T] [--end T] [--interval I]
     xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
                              [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
@@ -22,9 +23,10 @@ JSON lines, every page fetched for you (so do audit log entries, newest first).
 The first account registered on a backend is its admin; after it, registering takes an
 admin's invite (`users invite` prints the token) unless the backend opens registration.
 Jobs (AI processes, every machine) print as JSON lines, newest first; `jobs stop` with
-several ids stops them at once and prints each one's result. `jobs ranks` prints the ranks
-of a distributed job as a table (machine, pid, rank, local rank, device), and how many of
-its world size have not appeared.
+several ids stops them at once and prints each one's result; `jobs ranks` prints the
+ranks of a distributed job as a table (machine, pid, rank, local rank, device), and how
+many of its world size have not appeared; `jobs metrics` prints a job's process metrics,
+one JSON line an interval (times RFC 3339, interval e.g. 10s, 1m, 1h).
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
 draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
 backend gives it).
@@ -271,6 +273,15 @@ def _jobs(c: Client, args: argparse.Namespace) -> None:
             if wanted:
                 job[part] = c.call("GET", f"/jobs/{args.id}/{part}")["items"]
         _print(job)
+    elif args.action == "metrics":
+        params = {"startTime": args.start, "endTime": args.end, "interval": args.interval}
+        body = c.call(
+            "GET",
+            f"/jobs/{args.id}/process-metrics",
+            params={k: v for k, v in params.items() if v},
+        )
+        for point in body["metrics"]:
+            print(json.dumps(point))
     elif args.action == "stop":
         if len(args.ids) == 1:
             _print(c.call("POST", f"/jobs/{args.ids[0]}:stop"))
@@ -459,6 +470,11 @@ def parser() -> argparse.ArgumentParser:
     ranks = js.add_parser("ranks", help="a distributed job's ranks: machine, pid, rank, device")
     ranks.add_argument("id")
     ranks.add_argument("--json", action="store_true", help="the API's body, as JSON")
+    jm = js.add_parser("metrics", help="CPU %%, memory, threads, I/O, open files per interval")
+    jm.add_argument("id")
+    jm.add_argument("--start", help="RFC 3339 (default: the job's start)")
+    jm.add_argument("--end", help="RFC 3339 (default: the job's end, or now)")
+    jm.add_argument("--interval", help="e.g. 10s, 1m, 5m, 1h (default: fits the range)")
     u = sub.add_parser("users", help="list users, invite, set roles (admins)")
     us = u.add_subparsers(dest="action")
     us.add_parser("list")

@@ -2,15 +2,24 @@
 status move of a job.
 
     (new) ──JOB_SEEN──▶ running ──JOB_CHANGED──▶ exited | killed | stopped | lost
-    running ──manager silent (UNKNOWN) or gone (GOODBYE)──▶ unknown ──JOB_SNAPSHOT──▶
-        running (listed) | lost (not listed: it ended while nobody watched)
+    running ──JOB_METRICS sample in state T (SIGSTOP, SIGTSTP)──▶ suspended
+    suspended ──a sample in another state (SIGCONT)──▶ running;  suspended ──its end──▶ ...
+    running | suspended ──manager silent (UNKNOWN) or gone (GOODBYE)──▶ unknown
+    unknown ──JOB_SNAPSHOT──▶ running (listed) | lost (not listed: it ended while nobody
+        watched); running, suspended or unknown, not listed by a snapshot ──▶ lost
     unknown ──a heartbeat after silence, same connection──▶ running
     lost ──JOB_SEEN (reported running after all)──▶ running;  lost ──its end, seen──▶ exited...
 
 exited, killed and stopped are final: a report that comes after (a snapshot, a queued
-JOB_SEEN) changes the description, never the status. Every move is written with its reason to
-job_status_history in the transaction that makes it, under the job's row lock, so events,
+JOB_SEEN) changes the description, never the status. suspended is not an end: the manager
+lists a suspended job in its snapshots as running (it is), and a JOB_SEEN (a description)
+leaves it suspended; only its samples move it back to running. Every move is written with its
+reason to job_status_history in the transaction that makes it, under the job's row lock, so events,
 snapshots and stop replies may arrive in any order and twice: the outcome is the same.
+
+JOB_METRICS: each sample of a known job is stored (InfluxDB's xpu_process when configured,
+else PostgreSQL's job_metrics: backend.process_metrics) and kept as the job's latest metrics,
+whatever its status; samples of jobs the backend does not know (yet) are dropped.
 
 A machine whose manager is not heard from (UNKNOWN) keeps its jobs, but they are not known to
 be running: they become ``unknown`` (reason: the manager is silent), and its next HELLO's
@@ -29,17 +38,19 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import job_groups
-from backend.repo import distributed_jobs, jobs, machines
+from backend import job_groups, process_metrics
+from backend.influx import InfluxWriter
+from backend.repo import distributed_jobs, job_metrics, jobs, machines
 from backend.repo import job_status_history as history
-from backend.typedefs import DB
+from backend.typedefs import DB, INFLUX
 from xpucore import job_wire
-from xpucore.job_wire import JobEnd, JobKey, WireError
+from xpucore.job_wire import JobEnd, JobKey, MetricSample, WireError
 from xpucore.protocol import Event
 
 __all__ = [
     "JOB_EVENTS",
     "apply_end",
+    "apply_metrics",
     "apply_seen",
     "apply_snapshot",
     "heard_again",
@@ -49,7 +60,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Conn = Any
-JOB_EVENTS = (Event.JOB_SEEN, Event.JOB_CHANGED, Event.JOB_SNAPSHOT)
+JOB_EVENTS = (Event.JOB_SEEN, Event.JOB_CHANGED, Event.JOB_SNAPSHOT, Event.JOB_METRICS)
 LOST_UNLISTED = "not running when its manager reconnected: it ended unseen"
 BACK = "its manager reports it running again"
 HEARD = "its manager is heard from again"
@@ -112,7 +123,8 @@ async def apply_seen(conn: Conn, machine_id: str, job: dict[str, Any]) -> None:
         placement = await _placement(conn, jid, machine_id, job)
         old = await jobs.lock(conn, jid)
         said = job["status"]
-        status = old if old in jobs.FINAL else said
+        kept = old in jobs.FINAL or (old == "suspended" and said == "running")
+        status = old if kept and old is not None else said
         reason = (
             "discovered by its manager"
             if old is None
@@ -176,13 +188,51 @@ async def apply_snapshot(conn: Conn, machine_id: str, running: Sequence[JobKey])
 
 
 async def mark_unknown(conn: Conn, machine_id: str, reason: str) -> None:
-    """The machine's manager is silent or gone: its running jobs are not known to run."""
+    """The machine's manager is silent or gone: its running (or suspended) jobs are not known
+    to run."""
     async with conn.transaction():
         gids = [
-            await _move(conn, jid, "running", "unknown", reason)
-            for jid in await jobs.with_status(conn, machine_id, "running")
+            await _move(conn, jid, old, "unknown", reason)
+            for old in ("running", "suspended")
+            for jid in await jobs.with_status(conn, machine_id, old)
         ]
         await _refresh(conn, gids)
+
+
+def _suspension(old: str, s: MetricSample) -> tuple[str, str] | None:
+    """The move a sample makes (new status, reason), if any."""
+    if old == "running" and s.suspended:
+        return "suspended", f"stopped by a signal (state {s.state} in /proc/{s.key.pid}/stat)"
+    if old == "suspended" and not s.suspended:
+        return "running", f"continued (state {s.state} in /proc/{s.key.pid}/stat)"
+    return None
+
+
+async def apply_metrics(
+    conn: Conn, machine_id: str, samples: Sequence[MetricSample], writer: InfluxWriter | None
+) -> int:
+    """A JOB_METRICS's samples: stored (to writer when given, else PostgreSQL), each job's
+    latest kept, running <-> suspended moved; how many samples were of known jobs."""
+    by_id = {jobs.job_id(machine_id, s.key.pid, s.key.start_ticks): s for s in samples}
+    async with conn.transaction():
+        statuses = await jobs.lock_many(conn, list(by_id))
+        known = [(jid, s) for jid, s in by_id.items() if jid in statuses]
+        gids = []
+        for jid, s in known:
+            move = _suspension(statuses[jid], s)
+            if move is not None:
+                gids.append(await _move(conn, jid, statuses[jid], *move))
+        await _refresh(conn, gids)
+        await jobs.set_latest_metrics(
+            conn, [(jid, process_metrics.sample_json(s), s.time_ms) for jid, s in known]
+        )
+        if writer is None:
+            await job_metrics.add(conn, known)
+    if writer is not None:
+        writer.submit(process_metrics.lines(machine_id, [(str(j), s) for j, s in known]))
+    if len(known) < len(by_id):
+        log.debug("machine %s: %d samples of unknown jobs", machine_id, len(by_id) - len(known))
+    return len(known)
 
 
 async def heard_again(conn: Conn, machine_id: str) -> None:
@@ -208,6 +258,8 @@ async def on_job_event(
             checked: Any = job_wire.check_job(msg.get("job"), machine_id)
         elif event == Event.JOB_CHANGED:
             checked = job_wire.check_end(msg)
+        elif event == Event.JOB_METRICS:
+            checked = job_wire.check_metrics(msg)
         else:
             checked = job_wire.check_snapshot(msg)
     except WireError as e:
@@ -225,5 +277,7 @@ async def on_job_event(
             await apply_seen(conn, machine_id, checked)
         elif event == Event.JOB_CHANGED:
             await apply_end(conn, machine_id, checked)
+        elif event == Event.JOB_METRICS:
+            await apply_metrics(conn, machine_id, checked, app.get(INFLUX))
         else:
             await apply_snapshot(conn, machine_id, checked)

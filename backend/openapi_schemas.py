@@ -281,6 +281,12 @@ JOB = obj(
         "commandLine": STR,
         "startTicks": nullable(INT),
         "node": nullable(obj({"nodeId": STR, "hostname": STR})),
+        "latestMetrics": {
+            **nullable(ANY_OBJECT),
+            "description": "the job's last process metrics sample (its timestamp, state, "
+            "cpuPercent, rssBytes, memoryMb, threadCount, readBytes, writeBytes, ioSource, "
+            "openFiles, accelMemoryBytes); null before the first",
+        },
     },
     {k: {} for k in jobs.DETAILS},
 )
@@ -298,6 +304,38 @@ JOB_HISTORY = obj(
                     "newStatus": JOB_STATUS,
                     "reason": STR,
                     "changedAt": TIME,
+                }
+            ),
+        },
+    }
+)
+NUM: Schema = {"type": "number"}
+PROCESS_METRICS = obj(
+    {
+        "jobId": UUID,
+        "pid": INT,
+        "startTime": TIME,
+        "endTime": TIME,
+        "interval": STR,
+        "source": {"type": "string", "enum": ["influxdb", "postgresql"]},
+        "aggregates": {"type": "object", "additionalProperties": STR},
+        "metrics": {
+            "type": "array",
+            "items": obj(
+                {
+                    "jobId": UUID,
+                    "pid": INT,
+                    "timestamp": {**TIME, "description": "the interval's start"},
+                    "cpuPercent": nullable(NUM),
+                    "rssBytes": nullable(INT),
+                    "memoryMb": nullable(NUM),
+                    "threadCount": nullable(INT),
+                    "openFiles": nullable(INT),
+                    "readBytes": nullable(INT),
+                    "writeBytes": nullable(INT),
+                    "accelMemoryBytes": nullable(INT),
+                    "suspended": BOOL,
+                    "samples": INT,
                 }
             ),
         },
@@ -382,6 +420,7 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
     ("GET", "/api/v1/jobs/{job_id}/code"): {200: JOB_ITEMS},
     ("GET", "/api/v1/jobs/{job_id}/status-history"): {200: JOB_HISTORY},
     ("GET", "/api/v1/jobs/{job_id}/ranks"): {200: JOB_RANKS},
+    ("GET", "/api/v1/jobs/{job_id}/process-metrics"): {200: PROCESS_METRICS},
     ("POST", "/api/v1/jobs/{job_id}:stop"): {200: JOB_SUMMARY},
     ("POST", "/api/v1/jobs:batchStop"): {
         200: obj(

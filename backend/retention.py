@@ -14,6 +14,10 @@ Every settings.retention_interval_s, one round (run_once) looks at each day part
   trace job) at that moment is left for the next round, never waited on with every query on
   ``events`` queued behind the drop.
 
+Samples of AI jobs' process metrics kept in PostgreSQL (``job_metrics``, when there is no
+InfluxDB: backend.process_metrics) are kept ``retention_days`` too, deleted by sample time at
+each round (an index on time; a round deletes at most an interval's worth of samples).
+
 Partitioning by type as well (events_YYYYMMDD_<type>) would make every expiry a DROP, but the
 events table has no type column (a monitor's type is in monitors), and every query and the
 writer's COPY would need one; a DELETE for the shorter-lived types is the smaller cost.
@@ -32,6 +36,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import psycopg
@@ -39,7 +44,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.event_writer import MAX_AGE_NS
 from backend.models import MonitorType
-from backend.repo import event_counts, locks, partitions
+from backend.repo import event_counts, job_metrics, locks, partitions
 from backend.repo.partitions import DAY_NS, partition_name
 from backend.settings import Settings
 
@@ -55,6 +60,7 @@ class Round:
     dropped: list[int] = field(default_factory=list)  # UTC days
     trimmed: dict[int, tuple[str, int]] = field(default_factory=dict)  # day: (types, rows)
     busy: list[int] = field(default_factory=list)  # days left for the next round
+    job_metrics: int = 0  # samples of jobs' process metrics deleted
     ran: bool = True  # False: another backend was running a round
 
 
@@ -133,6 +139,13 @@ class Retention:
                 elif expired:
                     rows = await self._trim(conn, day, expired)
                     done.trimmed[day] = (",".join(sorted(expired)), rows)
+            if self.settings.retention_days > 0:
+                before = now - self.settings.retention_days * DAY_NS
+                done.job_metrics = await job_metrics.prune(
+                    conn, datetime.fromtimestamp(before / 1e9, UTC)
+                )
+        if done.job_metrics:
+            log.info("retention: %d job metrics samples deleted", done.job_metrics)
         if done.dropped or done.trimmed or done.busy:
             log.info(
                 "retention: dropped %s; deleted %s; busy, for the next round: %s",

@@ -18,6 +18,7 @@ from backend.handlers import (
     metrics,
     monitors,
     openapi,
+    process_metrics,
     traces,
     users,
 )
@@ -48,6 +49,7 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", JOB + "/code", jobs.get_code, "viewer"),
     ("GET", JOB + "/status-history", jobs.status_history, "viewer"),
     ("GET", JOB + "/ranks", jobs.get_ranks, "viewer"),
+    ("GET", JOB + "/process-metrics", process_metrics.process_metrics, "viewer"),
     ("POST", JOB + ":stop", jobs.stop_job, "operator"),
     ("GET", "/api/v1/events", events.list_events, "viewer"),
     ("GET", "/api/v1/metrics/summary", metrics.summary, "viewer"),

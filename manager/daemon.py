@@ -12,9 +12,11 @@ import zmq.asyncio
 from manager import identity as ident
 from manager.control import ControlClient
 from manager.identity import Identity
+from manager.job_metrics import JobMetrics
 from manager.job_reports import JobReporter, own_pids, start_watcher, wait_closed
 from manager.settings import Settings
 from manager.supervisor import Monitor, Supervisor
+from manager.tasks import cancel_all
 
 __all__ = ["main", "serve"]
 
@@ -56,6 +58,7 @@ async def serve(
             control.emit(dict(msg))
 
     watcher = None
+    sampling: asyncio.Task[None] | None = None
     if settings.jobs:
         watcher = await start_watcher(settings.procwatch, me.machine_id, settings.jobs_root_pid)
     else:
@@ -71,6 +74,11 @@ async def serve(
                     watcher, me.machine_id, on_job, agent_path=settings.agent_path, own=own
                 )
             control = ControlClient(settings, me, supervisor, context=context, jobs=reporter)
+            if watcher is not None and settings.job_metrics_interval_s > 0:
+                metrics = JobMetrics(
+                    watcher, me.machine_id, on_job, settings.job_metrics_interval_s
+                )
+                sampling = asyncio.create_task(metrics.run(), name="job-metrics")
             async with control:
                 if started is not None:
                     started.set()
@@ -79,6 +87,8 @@ async def serve(
                 for m in await supervisor.stop_all():
                     control.notify(m)
     finally:
+        if sampling is not None:
+            await cancel_all([sampling])
         await wait_closed(watcher)
 
 

@@ -6,7 +6,8 @@ control channel. After every HELLO the control client sends ``snapshot()``: a JO
 the jobs running now and a JOB_SEEN of each, so a backend that missed events (restarted, or
 the manager's queue overflowed) learns every live job again.
 
-STOP_JOB: SIGTERM, then SIGKILL after the grace period, through a pidfd opened on the process
+STOP_JOB: SIGTERM (and SIGCONT, as systemd does, so that a suspended job acts on it), then
+SIGKILL after the grace period, through a pidfd opened on the process
 the backend names by (pid, start time): a pid reused meanwhile is never signalled. Only a
 process this manager knows as an AI job and that is running; never pid 1 nor the platform's
 own processes (``manager.protected``); with allowed_users, only a process of one of those Unix
@@ -192,6 +193,8 @@ class JobReporter:
                     sent.append(sig.name)  # first: its exit may be read while we wait
                     with contextlib.suppress(ProcessLookupError):  # ended meanwhile: its
                         signal.pidfd_send_signal(fd, sig)  # exit is on its way
+                        if sig == signal.SIGTERM:  # a suspended job acts on it only once
+                            signal.pidfd_send_signal(fd, signal.SIGCONT)  # continued
                     log.info("job %s: %s sent", rec.key, sig.name)
                     if await self._ended_within(rec, wait):
                         break

@@ -46,6 +46,7 @@ class Settings:
     procwatch_path: Path | None = None  # None: xputrace-procwatch next to agent_path
     jobs: bool = True  # on when the procwatch binary exists (a log line says when not)
     jobs_root_pid: int | None = None  # only this process and its descendants are jobs
+    job_metrics_interval_s: float = 10.0  # each running job sampled this often; 0: never
     # Private state: agent records (for reaping after a restart), agent key files, the lock
     runtime_dir: Path = Path("/run/xputrace-manager")
     # Timing and limits
@@ -78,6 +79,8 @@ class Settings:
             raise ValueError(f"jobs root pid {self.jobs_root_pid} must be positive")
         if self.hostname is not None and not self.hostname.strip():
             raise ValueError("hostname must not be empty")
+        if not 0 <= self.job_metrics_interval_s <= 86_400:
+            raise ValueError("job metrics interval must be in [0, 86400] seconds (0: off)")
 
     @property
     def procwatch(self) -> Path:
@@ -133,6 +136,13 @@ class Settings:
             help="report as AI jobs only this process and its descendants (a manager in a "
             "container, or for one launcher's process tree); monitors may still target any "
             "process",
+        )
+        a(
+            "--job-metrics-interval",
+            type=float,
+            default=10.0,
+            dest="job_metrics_interval_s",
+            help="seconds between samples of each AI job's CPU, memory, I/O (0: off)",
         )
         a(
             "--data-host",
@@ -195,6 +205,7 @@ class Settings:
                 procwatch_path=ns.procwatch_path,
                 jobs=not ns.no_jobs,
                 jobs_root_pid=ns.jobs_root_pid,
+                job_metrics_interval_s=ns.job_metrics_interval_s,
                 data_server_public_key=data_server,
                 data_curve=not ns.no_data_curve,
                 data_hosts=tuple(ns.data_hosts or ()),

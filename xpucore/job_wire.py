@@ -8,7 +8,12 @@ Manager → backend events (``xpucore.protocol.Event``), each with ``machine_id`
   "end_time", "reason"}``: a job ended (exited, killed, stopped by a STOP_JOB, lost);
 - ``JOB_SNAPSHOT`` ``{"jobs": [{"pid", "start_ticks"}]}``: every job running now, sent after
   every HELLO (then a JOB_SEEN for each), so a backend that missed events learns them again
-  and ends as ``lost`` the jobs it holds running that the manager no longer has.
+  and ends as ``lost`` the jobs it holds running that the manager no longer has;
+- ``JOB_METRICS`` ``{"interval_s", "samples": [{"pid", "start_ticks", "time", "state",
+  "cpu_percent", "rss_bytes", "threads", "read_bytes", "write_bytes", "io_source",
+  "open_files", "accel_memory_bytes"}]}``: every running job sampled from /proc, one message
+  an interval (``MetricSample``); a job whose ``state`` is ``T`` (stopped by SIGSTOP, SIGTSTP,
+  SIGTTIN or SIGTTOU) is ``suspended`` until a sample says otherwise.
 
 Backend → manager: ``STOP_JOB`` ``{"request_id", "pid", "start_ticks", "grace_s",
 "allowed_users"}``: SIGTERM the job, SIGKILL after grace_s; answered when it has ended.
@@ -32,12 +37,16 @@ __all__ = [
     "END_STATUSES",
     "JOB_STATUSES",
     "MAX_JOB_BYTES",
+    "MAX_METRIC_SAMPLES",
     "MAX_SNAPSHOT_JOBS",
+    "SUSPENDED_STATES",
     "JobEnd",
     "JobKey",
+    "MetricSample",
     "WireError",
     "check_end",
     "check_job",
+    "check_metrics",
     "check_snapshot",
     "check_stop",
     "fit_job",
@@ -45,11 +54,22 @@ __all__ = [
 ]
 
 #: running; ended: exited (with its code), killed (by a signal), stopped (by a STOP_JOB),
-#: lost (its end was not seen); unknown: its machine's manager is not heard from.
-JOB_STATUSES = ("running", "exited", "killed", "stopped", "lost", "unknown")
+#: lost (its end was not seen); unknown: its machine's manager is not heard from;
+#: suspended: stopped by a signal (SIGSTOP, SIGTSTP...), not ended: SIGCONT resumes it.
+JOB_STATUSES = ("running", "exited", "killed", "stopped", "lost", "unknown", "suspended")
 END_STATUSES = ("exited", "killed", "stopped", "lost")
 MAX_JOB_BYTES = 768 << 10  # one JOB_SEEN's job, encoded (the channel's frames are <= 1 MiB)
 MAX_SNAPSHOT_JOBS = 20_000
+#: One JOB_METRICS's samples at most (~250 bytes each encoded: well inside a 1 MiB frame); a
+#: machine with more running jobs sends several messages an interval.
+MAX_METRIC_SAMPLES = 2_000
+#: The process states of /proc/<pid>/stat (field 3) a sample may say (proc_pid_stat(5)).
+PROC_STATES = frozenset("RSDTtZXxIKWP")
+#: The state of a process stopped by a job-control signal: its job is suspended. (``t``,
+#: stopped by a debugger under ptrace, is not: a tracer holds it, nobody suspended it.)
+SUSPENDED_STATES = frozenset("T")
+IO_SOURCES = ("io", "rchar")  # read/write bytes: storage I/O (/proc/<pid>/io), or all I/O
+_BIG = 2**63 - 1
 PID_MAX = 1 << 22  # PID_MAX_LIMIT
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL", re.IGNORECASE)
 _TEXT = {  # field: the longest value taken
@@ -107,6 +127,32 @@ class JobEnd:
     core_dumped: bool
     end_time_ms: int | None
     reason: str | None
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One running job sampled from /proc: time (Unix ms); state (/proc/<pid>/stat field 3);
+    cpu_percent: user + system time over the interval since its last sample, 100 = one
+    core busy (None at its first sample); rss_bytes (VmRSS); threads; read_bytes and
+    write_bytes since it started (None when unreadable), from io_source; open_files (its
+    descriptors; None when unreadable); accel_memory_bytes: accelerator memory it holds, None
+    when not known."""
+
+    key: JobKey
+    time_ms: int
+    state: str
+    cpu_percent: float | None
+    rss_bytes: int
+    threads: int
+    read_bytes: int | None
+    write_bytes: int | None
+    io_source: str | None
+    open_files: int | None
+    accel_memory_bytes: int | None
+
+    @property
+    def suspended(self) -> bool:
+        return self.state in SUSPENDED_STATES
 
 
 def looks_secret(name: str) -> bool:
@@ -244,6 +290,66 @@ def check_snapshot(msg: Mapping[str, Any]) -> list[JobKey]:
         if not isinstance(j, dict):
             raise WireError(f"jobs[{i}]: must be an object")
         out.append(_key(j, f"jobs[{i}]."))
+    return out
+
+
+def _opt_int(v: Any, name: str, lo: int, hi: int) -> int | None:
+    return None if v is None else _int(v, name, lo, hi)
+
+
+def _sample(v: Any, name: str) -> MetricSample:
+    if not isinstance(v, dict):
+        raise WireError(f"{name}: must be an object")
+    state = v.get("state")
+    if not isinstance(state, str) or state not in PROC_STATES:
+        raise WireError(
+            f"{name}.state: must be one process state of {''.join(sorted(PROC_STATES))}"
+        )
+    cpu = v.get("cpu_percent")
+    if cpu is not None and (
+        isinstance(cpu, bool)
+        or not isinstance(cpu, int | float)
+        or not math.isfinite(cpu)
+        or not 0 <= cpu <= 100 * 65_536
+    ):
+        raise WireError(f"{name}.cpu_percent: must be a number in [0, 6553600] or null")
+    io = v.get("io_source")
+    if io is not None:
+        io = _status(io, f"{name}.io_source", IO_SOURCES)
+    return MetricSample(
+        key=_key(v, f"{name}."),
+        time_ms=_int(v.get("time"), f"{name}.time", 0, 2**53),
+        state=state,
+        cpu_percent=None if cpu is None else float(cpu),
+        rss_bytes=_int(v.get("rss_bytes"), f"{name}.rss_bytes", 0, _BIG),
+        threads=_int(v.get("threads"), f"{name}.threads", 0, PID_MAX),
+        read_bytes=_opt_int(v.get("read_bytes"), f"{name}.read_bytes", 0, _BIG),
+        write_bytes=_opt_int(v.get("write_bytes"), f"{name}.write_bytes", 0, _BIG),
+        io_source=io,
+        open_files=_opt_int(v.get("open_files"), f"{name}.open_files", 0, 2**31 - 1),
+        accel_memory_bytes=_opt_int(
+            v.get("accel_memory_bytes"), f"{name}.accel_memory_bytes", 0, _BIG
+        ),
+    )
+
+
+def check_metrics(msg: Mapping[str, Any]) -> list[MetricSample]:
+    """A JOB_METRICS's samples, checked (each field's type and bounds; a job sampled twice in
+    one message is refused)."""
+    interval = msg.get("interval_s")
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not math.isfinite(interval)
+        or not 0 < interval <= 86_400
+    ):
+        raise WireError("interval_s: must be a number of seconds in (0, 86400]")
+    samples = msg.get("samples")
+    if not isinstance(samples, list) or len(samples) > MAX_METRIC_SAMPLES:
+        raise WireError(f"samples: must be a list of at most {MAX_METRIC_SAMPLES} objects")
+    out = [_sample(v, f"samples[{i}]") for i, v in enumerate(samples)]
+    if len({s.key for s in out}) != len(out):
+        raise WireError("samples: a job sampled twice")
     return out
 
 

@@ -27,8 +27,8 @@ Manager → backend, two kinds told apart by one key:
   with a ``CLOCK_ECHO``, the one message to the manager that is not a command; see
   ``xpucore.clock_sync``), ``MONITOR_STATUS`` (a monitor changed
   state without a command asking: its agent exited or died) and ``GOODBYE`` (clean shutdown);
-  ``JOB_SEEN``, ``JOB_CHANGED`` and ``JOB_SNAPSHOT`` report the machine's AI jobs (and
-  ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
+  ``JOB_SEEN``, ``JOB_CHANGED``, ``JOB_SNAPSHOT`` and ``JOB_METRICS`` report the machine's
+  AI jobs (and ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
 
 A command that cannot be parsed or validated is answered, never dropped: FAILURE with
 ``INVALID_CONFIG`` and a message that starts with the offending field (``target.pid: ...``).
@@ -82,6 +82,7 @@ __all__ = [
     "is_reply",
     "isotime",
     "job_changed",
+    "job_metrics",
     "job_seen",
     "job_snapshot",
     "monitor_status",
@@ -115,6 +116,7 @@ class Event(StrEnum):
     JOB_SNAPSHOT = "JOB_SNAPSHOT"
     CLOCK_PROBE = "CLOCK_PROBE"  # answered by a CLOCK_ECHO: xpucore.clock_sync
     DEVICE_METRICS = "DEVICE_METRICS"  # the machine's accelerators: xpucore.device_wire
+    JOB_METRICS = "JOB_METRICS"
 
 
 class ReplyStatus(StrEnum):
@@ -838,5 +840,18 @@ def job_snapshot(
         "event": str(Event.JOB_SNAPSHOT),
         "machine_id": machine_id,
         "jobs": [{"pid": p, "start_ticks": t} for p, t in running],
+        "time": isotime(now),
+    }
+
+
+def job_metrics(
+    machine_id: str, interval_s: float, samples: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[str, Any]:
+    """Samples of the running jobs (xpucore.job_wire.MetricSample's fields, snake_case)."""
+    return {
+        "event": str(Event.JOB_METRICS),
+        "machine_id": machine_id,
+        "interval_s": interval_s,
+        "samples": [dict(s) for s in samples],
         "time": isotime(now),
     }

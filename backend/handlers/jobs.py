@@ -97,6 +97,7 @@ def view(r: dict[str, Any], machine: dict[str, Any] | None = None) -> dict[str, 
         "commandLine": r["command_line"],
         "startTicks": r["start_ticks"],
         **{k: details.get(k) for k in jobs.DETAILS},
+        "latestMetrics": _json(r.get("latest_metrics")),
     }
     out["node"] = (
         {"nodeId": machine["id"], "hostname": machine["hostname"]} if machine is not None else None

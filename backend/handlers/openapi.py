@@ -88,6 +88,7 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
         ("POST", "/api/v1/machines/{machine_id}/monitors"): {507},
         ("POST", "/api/v1/users:invite"): {409},
         ("POST", "/api/v1/jobs/{job_id}:stop"): {409},
+        ("GET", "/api/v1/jobs/{job_id}/process-metrics"): {503},
         ("PATCH", "/api/v1/users/{user_id}"): {409},
     }
     return sorted(codes | extra.get((method, path), set()))
@@ -178,6 +179,32 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
                     "fields to return, comma-separated; event_data.a.b picks inside event_data.",
                 ),
             },
+        ]
+    if path == "/api/v1/jobs/{job_id}/process-metrics":
+        return [
+            {
+                "name": name,
+                "in": "query",
+                "schema": {"type": "string", "format": "date-time", "description": what},
+            }
+            for name, what in (
+                ("startTime", "RFC 3339; absent: the job's start"),
+                ("endTime", "RFC 3339, excluded; absent: the job's end, or now"),
+            )
+        ] + [
+            {
+                "name": "interval",
+                "in": "query",
+                "schema": {
+                    "type": "string",
+                    "pattern": "^[1-9][0-9]{0,5}[smhd]$",
+                    "description": "aggregation interval, e.g. 10s, 1m, 5m, 1h (at most 7d); "
+                    "absent: the shortest of 10s, 1m, 5m, 15m, 1h, 6h, 1d that spans the "
+                    "range in at most 10000 intervals. CPU % is the mean of the samples in an "
+                    "interval; sizes and counts (RSS, threads, open files, read and write "
+                    "bytes since the process started, accelerator memory) their maximum.",
+                },
+            }
         ]
     if path == "/api/v1/metrics/summary":
         sources = ["postgresql", "influxdb"] if app.get(INFLUX) is not None else ["postgresql"]

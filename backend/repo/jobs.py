@@ -30,6 +30,8 @@ __all__ = [
     "list_jobs",
     "live_not_listed",
     "lock",
+    "lock_many",
+    "set_latest_metrics",
     "set_status",
     "upsert",
     "with_status",
@@ -40,7 +42,7 @@ Row = dict[str, Any]
 #: A job's id: derived from its key, so a report applied twice lands on the same row.
 _NAMESPACE = uuid.UUID("5b0f3f0e-6f7c-4d55-9d0a-0c2f1a6f5e14")
 FINAL = ("exited", "killed", "stopped")  # its end was seen: nothing moves it again
-LIVE = ("running", "unknown")
+LIVE = ("running", "unknown", "suspended")  # not known to have ended
 SUMMARY_COLS = (
     "id, machine_id, pid, start_ticks, job_name, job_type, framework, "
     "framework_version, model_format, ppid, pgid, process_name, cwd, unix_user, "
@@ -48,7 +50,7 @@ SUMMARY_COLS = (
     "created_at, updated_at, kind, group_id, launcher, rank, local_rank, world_size, device, "
     "ranks_seen, node_ids"
 )
-_COLS = SUMMARY_COLS + ", command_line, details"
+_COLS = SUMMARY_COLS + ", command_line, details, latest_metrics, latest_metrics_at"
 # Description fields (xpucore.job_wire.check_job) -> columns; the rest goes to details.
 _COLUMNS = {
     "jobName": "job_name",
@@ -105,6 +107,31 @@ async def group_of(conn: Conn, jid: uuid.UUID) -> uuid.UUID | None:
     cur = await conn.execute("SELECT group_id FROM jobs WHERE id = %s", (jid,))
     row = await cur.fetchone()
     return None if row is None else row[0]
+
+
+async def lock_many(conn: Conn, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The status of each of ids that is a job, their rows locked (in id order)."""
+    cur = await conn.execute(
+        "SELECT id, status FROM jobs WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (list(ids),)
+    )
+    return {r[0]: str(r[1]) for r in await cur.fetchall()}
+
+
+async def set_latest_metrics(
+    conn: Conn, latest: Sequence[tuple[uuid.UUID, dict[str, Any], int]]
+) -> None:
+    """(job id, its last sample as JSON, the sample's Unix ms) of each job; an older sample
+    than the one kept changes nothing."""
+    await conn.execute(
+        "UPDATE jobs j SET latest_metrics = n.m, latest_metrics_at = n.at FROM "
+        "unnest(%s::uuid[], %s::jsonb[], %s::timestamptz[]) AS n(id, m, at) "
+        "WHERE j.id = n.id AND (j.latest_metrics_at IS NULL OR j.latest_metrics_at <= n.at)",
+        (
+            [jid for jid, _, _ in latest],
+            [json.dumps(m) for _, m, _ in latest],
+            [_ms(ms) for _, _, ms in latest],
+        ),
+    )
 
 
 async def upsert(

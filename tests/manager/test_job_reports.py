@@ -142,3 +142,46 @@ async def test_stop_job_signals_a_real_child_and_refuses_the_rest(
     )
     again = await jobs.stop(StopJob("r", child.pid, ticks))
     assert (again["job_status"], again["signals_sent"]) == ("killed", [])
+
+
+async def test_stop_job_ends_a_suspended_job_with_its_sigterm(
+    reporter: tuple[Watcher, JobReporter, list[dict[str, Any]]],
+) -> None:
+    """SIGTERM reaches a stopped process only once it is continued: STOP_JOB continues it."""
+    watcher, jobs, _ = reporter
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import time; print('ready', flush=True); time.sleep(600)",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    await child.stdout.readline()
+    with ProcessHandle(child.pid) as h:
+        ticks = h.stat.start_ticks
+    rec = record(child.pid, ticks)
+    watcher.table.live[child.pid] = rec
+    os.kill(child.pid, signal.SIGSTOP)
+    await asyncio.to_thread(os.waitid, os.P_PID, child.pid, os.WSTOPPED | os.WNOWAIT)
+
+    async def reap() -> None:
+        rc = await child.wait()
+        watcher.table.apply(
+            {
+                "event": "exit",
+                "pid": child.pid,
+                "start_ticks": ticks,
+                "ppid": os.getpid(),
+                "comm": "python3",
+                "exit_code": 0,
+                "signal": -rc,
+                "time_ns": 10**9,
+            }
+        )
+        watcher._emit(Change("ended", rec))
+        watcher._notify()
+
+    reaper = asyncio.create_task(reap())
+    reply = await jobs.stop(StopJob("r", child.pid, ticks, 30.0))
+    await reaper
+    assert (reply["signal"], reply["signals_sent"]) == (signal.SIGTERM, ["SIGTERM"])

@@ -4,6 +4,7 @@ refused names its field, what is too large is cut to fit, secret-looking variabl
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,3 +109,79 @@ def test_stop_job_is_parsed_and_checked() -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def metric(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "pid": 10,
+        "start_ticks": 99,
+        "time": 1_767_000_000_000,
+        "state": "R",
+        "cpu_percent": 97.5,
+        "rss_bytes": 200 << 20,
+        "threads": 4,
+        "read_bytes": 4096,
+        "write_bytes": 0,
+        "io_source": "io",
+        "open_files": 12,
+        "accel_memory_bytes": None,
+    }
+    base.update(over)
+    return base
+
+
+def test_metrics_are_checked() -> None:
+    msg = protocol.job_metrics(MACHINE, 10.0, [metric(), metric(pid=11, state="T")], _now())
+    first, second = job_wire.check_metrics(protocol.decode(protocol.encode(msg)))
+    assert (first.key, first.cpu_percent, first.rss_bytes, first.suspended) == (
+        job_wire.JobKey(10, 99),
+        97.5,
+        200 << 20,
+        False,
+    )
+    assert second.suspended and second.key.pid == 11
+    traced = job_wire.check_metrics({**msg, "samples": [metric(state="t", cpu_percent=None)]})
+    assert not traced[0].suspended and traced[0].cpu_percent is None  # a debugger's stop
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"pid": 0}, "samples[0].pid"),
+        ({"start_ticks": None}, "samples[0].start_ticks"),
+        ({"time": -1}, "samples[0].time"),
+        ({"time": 1.5}, "samples[0].time"),
+        ({"state": "Q"}, "samples[0].state"),
+        ({"state": "RS"}, "samples[0].state"),
+        ({"cpu_percent": -0.1}, "samples[0].cpu_percent"),
+        ({"cpu_percent": float("nan")}, "samples[0].cpu_percent"),
+        ({"cpu_percent": True}, "samples[0].cpu_percent"),
+        ({"cpu_percent": "5"}, "samples[0].cpu_percent"),
+        ({"rss_bytes": None}, "samples[0].rss_bytes"),
+        ({"rss_bytes": 2**63}, "samples[0].rss_bytes"),
+        ({"threads": -1}, "samples[0].threads"),
+        ({"read_bytes": "1"}, "samples[0].read_bytes"),
+        ({"write_bytes": -5}, "samples[0].write_bytes"),
+        ({"io_source": "net"}, "samples[0].io_source"),
+        ({"open_files": 2**31}, "samples[0].open_files"),
+        ({"accel_memory_bytes": -1}, "samples[0].accel_memory_bytes"),
+    ],
+)
+def test_a_bad_metric_sample_names_its_field(over: dict[str, Any], field: str) -> None:
+    msg = protocol.job_metrics(MACHINE, 10.0, [metric(**over)], _now())
+    with pytest.raises(WireError, match=f"^{re.escape(field)}: "):
+        job_wire.check_metrics(msg)
+
+
+def test_a_bad_metrics_message_names_its_field() -> None:
+    msg = protocol.job_metrics(MACHINE, 10.0, [metric()], _now())
+    for over, field in (
+        ({"interval_s": 0}, "interval_s"),
+        ({"interval_s": "10"}, "interval_s"),
+        ({"samples": {}}, "samples"),
+        ({"samples": [metric()] * (job_wire.MAX_METRIC_SAMPLES + 1)}, "samples"),
+        ({"samples": [metric(), metric()]}, "samples"),  # one job twice
+        ({"samples": [metric(), 5]}, "samples[1]"),
+    ):
+        with pytest.raises(WireError, match=f"^{re.escape(field)}: "):
+            job_wire.check_metrics({**msg, **over})

@@ -101,6 +101,7 @@ class ControlClient:
         self._commands: set[asyncio.Task[Any]] = set()
         self._seq = 0
         self.clock = ClockFilter()  # this machine's clock against the backend's
+        self.jobs_missed = 0  # job events dropped (queue full) since the last resync
         self._probe: tuple[int, int, int] | None = None  # the last CLOCK_PROBE: seq, t1, mono
         self._sock: zmq.asyncio.Socket | None = None
         self._mon: zmq.asyncio.Socket | None = None
@@ -194,11 +195,28 @@ class ControlClient:
             log.error("event queue full: MONITOR_STATUS %s %s dropped", m.monitor_id, m.status)
 
     def emit(self, msg: dict[str, Any]) -> None:
-        """Queues an event (a job's, from the JobReporter) for the backend, in order."""
+        """Queues an event (a job's, from the JobReporter) for the backend, in order. One
+        dropped because the queue is full is made good by a snapshot of the jobs, queued once
+        the queue has room again (resync_jobs)."""
         try:
             self._events.put_nowait(msg)
-        except asyncio.QueueFull:  # the next HELLO's snapshot tells what was missed
-            log.error("event queue full: %s dropped", msg.get("event"))
+        except asyncio.QueueFull:
+            self.jobs_missed += 1
+            log.error("event queue full: %s dropped; a job snapshot will follow", msg.get("event"))
+
+    async def resync_jobs(self) -> bool:
+        """After job events were dropped: queues a JOB_SNAPSHOT and a JOB_SEEN of each live job
+        (the backend settles what it missed: a job whose end was dropped becomes lost), once
+        the queue is at most half full. Whether it did."""
+        if not self.jobs_missed or self.jobs is None:
+            return False
+        if self._events.qsize() > EVENT_QUEUE_MAX // 2:
+            return False
+        missed, self.jobs_missed = self.jobs_missed, 0
+        log.warning("%d job events were dropped: queueing a snapshot of the jobs", missed)
+        for msg in await self.jobs.snapshot(settle_s=0.0):
+            self.emit(msg)
+        return True
 
     def _hello(self) -> dict[str, Any]:
         i = self.identity
@@ -289,6 +307,7 @@ class ControlClient:
                 log.debug("heartbeat %d not sent: no backend", self._seq)
                 continue
             await self._probe_clock()
+            await self.resync_jobs()
 
     # -- the clock (xpucore.clock_sync): a CLOCK_PROBE with each heartbeat
 

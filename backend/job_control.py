@@ -9,6 +9,7 @@ AI jobs, never pid 1 nor the platform's own; its refusal is answered as it says.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -17,7 +18,7 @@ from aiohttp import web
 from backend import job_events
 from backend.control import MachineUnavailable, NoReply
 from backend.errors import ApiError, Conflict, PermissionDenied, Unavailable
-from backend.repo import jobs, users
+from backend.repo import job_ranks, jobs, users
 from backend.roles import Caller
 from backend.typedefs import CONTROL, DB, SETTINGS
 from xpucore import protocol
@@ -54,9 +55,12 @@ async def _allowed(conn: Any, caller: Caller, row: dict[str, Any]) -> list[str] 
 
 
 async def stop_job(app: web.Application, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
-    """Stops the job (a jobs row); its row as it is after. Raises the ApiError to answer:
-    409 when it is not running, 403 when the caller or the manager refuses, 503 when its
-    machine is not connected or did not answer."""
+    """Stops the job (a jobs row; a distributed job: each of its live ranks, on every machine,
+    at once); its row as it is after. Raises the ApiError to answer: 409 when it is not
+    running, 403 when the caller or the manager refuses, 503 when its machine is not connected
+    or did not answer (for a distributed job: the first rank's error, once all were tried)."""
+    if row["kind"] == "distributed":
+        return await _stop_ranks(app, caller, row)
     if row["status"] not in jobs.LIVE:
         raise Conflict(f"job {row['id']} is {row['status']}, not running")
     grace = app[SETTINGS].job_stop_grace_s
@@ -95,6 +99,24 @@ async def stop_job(app: web.Application, caller: Caller, row: dict[str, Any]) ->
     )
     async with app[DB].connection() as conn:
         await job_events.apply_end(conn, row["machine_id"], ended)
+        after = await jobs.get_job(conn, row["id"])
+    assert after is not None
+    return after
+
+
+async def _stop_ranks(app: web.Application, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
+    async with app[DB].connection() as conn:
+        members = [r for r in await job_ranks.ranks(conn, row["id"]) if r["status"] in jobs.LIVE]
+        if not members:
+            raise Conflict(f"job {row['id']} is {row['status']}: none of its ranks runs")
+        rows = [await jobs.get_job(conn, r["job_id"]) for r in members]
+    results = await asyncio.gather(
+        *(stop_job(app, caller, r) for r in rows if r is not None), return_exceptions=True
+    )
+    for got in results:
+        if isinstance(got, BaseException) and not isinstance(got, Conflict):
+            raise got
+    async with app[DB].connection() as conn:
         after = await jobs.get_job(conn, row["id"])
     assert after is not None
     return after

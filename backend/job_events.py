@@ -22,14 +22,16 @@ with the field and dropped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from backend import job_traces
+from backend import job_groups, job_traces
+from backend.repo import distributed_jobs, jobs, machines
 from backend.repo import job_status_history as history
-from backend.repo import jobs, machines
 from backend.typedefs import DB
 from xpucore import job_wire
 from xpucore.job_wire import JobEnd, JobKey, WireError
@@ -53,16 +55,61 @@ BACK = "its manager reports it running again"
 HEARD = "its manager is heard from again"
 
 
-async def _move(conn: Conn, jid: Any, old: str | None, new: str, reason: str, **end: Any) -> None:
-    await jobs.set_status(conn, jid, new, reason, **end)
+async def _move(
+    conn: Conn, jid: Any, old: str | None, new: str, reason: str, **end: Any
+) -> uuid.UUID | None:
+    """Moves a process job; the distributed job it is a rank of, to refresh, if any."""
+    gid = await jobs.set_status(conn, jid, new, reason, **end)
     await history.add(conn, jid, old, new, reason)
     log.info("job %s: %s -> %s (%s)", jid, old, new, reason)
+    return gid
+
+
+async def _refresh(conn: Conn, gids: Iterable[uuid.UUID | None]) -> None:
+    """Brings distributed jobs in step with their ranks, in id order (the lock order)."""
+    for gid in sorted({g for g in gids if g is not None}):
+        got = await distributed_jobs.refresh(conn, gid)
+        if got is not None and got[0] != got[1].status:
+            await history.add(conn, gid, got[0], got[1].status, got[1].reason)
+            log.info("job %s: %s -> %s (%s)", gid, got[0], got[1].status, got[1].reason)
+
+
+async def _placement(
+    conn: Conn, jid: uuid.UUID, machine_id: str, job: dict[str, Any]
+) -> dict[str, Any]:
+    """Where a seen process stands: its distributed job (the one it is in already, else found
+    or made), rank, device."""
+    params = job.get("parameters")
+    env = params.get("envVars") if isinstance(params, dict) else None
+    env = env if isinstance(env, dict) else {}
+    launcher = job_groups.launcher_of(env, machine_id)
+    if launcher is None:
+        rank, local, world = job_groups.rank_fields(env)
+        return {
+            "rank": rank,
+            "local_rank": local,
+            "world_size": world,
+            "device": job_groups.device_of(env, local),
+        }
+    gid = await jobs.group_of(conn, jid)
+    if gid is None:
+        start = datetime.fromtimestamp(job["startTime"] / 1000, UTC)
+        gid = await distributed_jobs.join(conn, launcher, machine_id, start)
+    return {
+        "group_id": gid,
+        "launcher": {"kind": launcher.kind, "id": launcher.id},
+        "rank": launcher.rank,
+        "local_rank": launcher.local_rank,
+        "world_size": launcher.world_size,
+        "device": job_groups.device_of(env, launcher.local_rank),
+    }
 
 
 async def apply_seen(conn: Conn, machine_id: str, job: dict[str, Any]) -> None:
     """A JOB_SEEN's (checked) job: described, and running unless its end was seen."""
     jid = jobs.job_id(machine_id, job["pid"], job["startTicks"])
     async with conn.transaction():
+        placement = await _placement(conn, jid, machine_id, job)
         old = await jobs.lock(conn, jid)
         said = job["status"]
         status = old if old in jobs.FINAL else said
@@ -73,10 +120,11 @@ async def apply_seen(conn: Conn, machine_id: str, job: dict[str, Any]) -> None:
             if status == "running"
             else f"reported {status} by its manager"
         )
-        await jobs.upsert(conn, jid, machine_id, job, status, reason)
+        await jobs.upsert(conn, jid, machine_id, job, status, reason, placement)
         if old != status:
             await history.add(conn, jid, old, status, reason)
             log.info("job %s: %s -> %s (%s)", jid, old, status, reason)
+        await _refresh(conn, [placement.get("group_id")])
 
 
 async def apply_end(conn: Conn, machine_id: str, end: JobEnd) -> bool:
@@ -95,7 +143,7 @@ async def apply_end(conn: Conn, machine_id: str, end: JobEnd) -> bool:
             return False
         if old in jobs.FINAL or old == end.status:
             return False
-        await _move(
+        gid = await _move(
             conn,
             jid,
             old,
@@ -107,6 +155,7 @@ async def apply_end(conn: Conn, machine_id: str, end: JobEnd) -> bool:
             core_dumped=end.core_dumped,
             end_time_ms=end.end_time_ms,
         )
+        await _refresh(conn, [gid])
     return True
 
 
@@ -115,19 +164,25 @@ async def apply_snapshot(conn: Conn, machine_id: str, running: Sequence[JobKey])
     does not list ended unseen (lost); unknown ones it lists run again."""
     keys = [(k.pid, k.start_ticks) for k in running]
     async with conn.transaction():
-        for jid, old in await jobs.live_not_listed(conn, machine_id, keys):
+        gids = [
             await _move(conn, jid, old, "lost", LOST_UNLISTED, ended=True)
+            for jid, old in await jobs.live_not_listed(conn, machine_id, keys)
+        ]
         listed = {jobs.job_id(machine_id, p, t) for p, t in keys}
         for jid in await jobs.with_status(conn, machine_id, "unknown"):
             if jid in listed:
-                await _move(conn, jid, "unknown", "running", BACK)
+                gids.append(await _move(conn, jid, "unknown", "running", BACK))
+        await _refresh(conn, gids)
 
 
 async def mark_unknown(conn: Conn, machine_id: str, reason: str) -> None:
     """The machine's manager is silent or gone: its running jobs are not known to run."""
     async with conn.transaction():
-        for jid in await jobs.with_status(conn, machine_id, "running"):
+        gids = [
             await _move(conn, jid, "running", "unknown", reason)
+            for jid in await jobs.with_status(conn, machine_id, "running")
+        ]
+        await _refresh(conn, gids)
 
 
 async def heard_again(conn: Conn, machine_id: str) -> None:
@@ -135,8 +190,11 @@ async def heard_again(conn: Conn, machine_id: str) -> None:
     queued meanwhile came before it, in order, so its unknown jobs that no JOB_CHANGED ended
     still run."""
     async with conn.transaction():
-        for jid in await jobs.with_status(conn, machine_id, "unknown"):
+        gids = [
             await _move(conn, jid, "unknown", "running", HEARD)
+            for jid in await jobs.with_status(conn, machine_id, "unknown")
+        ]
+        await _refresh(conn, gids)
 
 
 async def on_job_event(

@@ -75,6 +75,10 @@ def _spawn(app: web.Application, coro: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(app[TASKS].discard)
 
 
+def _n(rank: int | None) -> str:
+    return "?" if rank is None else str(rank)
+
+
 def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
@@ -125,7 +129,7 @@ async def _attach(app: web.Application, jt: Row, rank: Row, allowed: list[str] |
             monitor_type,
             {"pid": rank["pid"]},
             config,
-            f"{jt['name'][:180]}: rank {rank['rank']}",
+            f"{jt['name'][:180]}: rank {_n(rank['rank'])}",
             owner=jt["created_by"],
             allowed_users=allowed,
             job_trace_id=jt["id"],
@@ -269,7 +273,7 @@ async def _generate(app: web.Application, jt_id: uuid.UUID) -> None:
         measured = await clocks(conn, machine_ids)
         processes = {
             (r["machine_id"], r["pid"]): ProcessInfo(
-                f"rank {r['rank']} ({r['hostname'] or r['machine_id'][:12]})",
+                f"rank {_n(r['rank'])} ({r['hostname'] or r['machine_id'][:12]})",
                 (clock_label(r["machine_id"], measured.get(r["machine_id"])),),
             )
             for r in traced

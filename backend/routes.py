@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", JOB + "/parameters", jobs.get_parameters, "viewer"),
     ("GET", JOB + "/code", jobs.get_code, "viewer"),
     ("GET", JOB + "/status-history", jobs.status_history, "viewer"),
+    ("GET", JOB + "/ranks", jobs.get_ranks, "viewer"),
     ("POST", JOB + ":stop", jobs.stop_job, "operator"),
     ("POST", JOB + ":trace", job_traces.start_job_trace, "operator"),
     ("GET", JOB + "/traces", job_traces.list_job_traces, "viewer"),

@@ -17,7 +17,7 @@ from backend.errors import ApiError, NotFound
 from backend.handlers.listing import Sorting, list_query
 from backend.handlers.views import iso
 from backend.models import JobBatchStop, decode_body, path_text, path_uuid
-from backend.repo import job_status_history, jobs, machines
+from backend.repo import job_ranks, job_status_history, jobs, machines
 from backend.typedefs import CALLER, DB
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "get_code",
     "get_job",
     "get_parameters",
+    "get_ranks",
     "list_jobs",
     "list_machine_jobs",
     "status_history",
@@ -45,7 +46,9 @@ def _json(v: Any) -> Any:
 
 
 def summary(r: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """A job as lists show it; a distributed job (kind) also with its ranks seen and missing
+    and its machines."""
+    out = {
         "jobId": str(r["id"]),
         "nodeId": r["machine_id"],
         "jobName": r["job_name"],
@@ -68,7 +71,23 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "coreDumped": r["core_dumped"],
         "createdAt": iso(r["created_at"]),
         "updatedAt": iso(r["updated_at"]),
+        "kind": r["kind"],
+        "distributedJobId": None if r["group_id"] is None else str(r["group_id"]),
+        "launcher": _json(r["launcher"]),
+        "rank": r["rank"],
+        "localRank": r["local_rank"],
+        "worldSize": r["world_size"],
+        "device": r["device"],
     }
+    if r["kind"] == "distributed":
+        out.update(_ranks_seen(r["world_size"], r["ranks_seen"]))
+        out["nodeIds"] = list(r["node_ids"] or [])
+    return out
+
+
+def _ranks_seen(world: int | None, seen: int | None) -> dict[str, Any]:
+    seen = seen or 0
+    return {"ranksSeen": seen, "ranksMissing": None if world is None else max(0, world - seen)}
 
 
 def view(r: dict[str, Any], machine: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,21 +111,26 @@ async def _list(request: web.Request, machine_id: str | None) -> web.Response:
         if machine_id is not None:
             if await machines.get_machine(conn, machine_id) is None:
                 raise NotFound(f"machine '{machine_id[:80]}' not found")
-            where, params = f"machine_id = %s AND ({where})", [machine_id, *params]
+            where = f"machine_id = %s AND kind = 'process' AND ({where})"
+            params = [machine_id, *params]
+        else:
+            where = f"group_id IS NULL AND ({where})"
         rows = await jobs.list_jobs(conn, where, params, q.order, q.after, q.size + 1)
     rows, token = q.page(rows, lambda r: r["_key"])
     return web.json_response({"jobs": [summary(r) for r in rows], "next_page_token": token})
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    """AI jobs on every machine, a page at a time (filter: status, jobType, framework,
-    machine, name, user, pid, modelFormat, startTime, endTime; order_by: startTime (newest
-    first by default), name, machine, updateTime)."""
+    """AI jobs on every machine, a page at a time: each process job, and each distributed job
+    once (its ranks: GET /jobs/{id}/ranks). filter: kind (process, distributed), status,
+    jobType, framework, machine, name, user, pid, modelFormat, startTime, endTime; order_by:
+    startTime (newest first by default), name, machine, updateTime."""
     return await _list(request, None)
 
 
 async def list_machine_jobs(request: web.Request) -> web.Response:
-    """The machine's AI jobs, a page at a time (filter and order_by as GET /jobs)."""
+    """The AI processes on the machine, ranks of distributed jobs included, a page at a time
+    (filter and order_by as GET /jobs)."""
     return await _list(request, path_text(request, "machine_id"))
 
 
@@ -124,6 +148,40 @@ async def get_job(request: web.Request) -> web.Response:
         row = await _job(conn, request)
         machine = await machines.get_machine(conn, row["machine_id"])
     return web.json_response(view(row, machine))
+
+
+async def get_ranks(request: web.Request) -> web.Response:
+    """The job's ranks: for a distributed job every rank process on every machine (rank, local
+    rank, device, status; a rank restarted elastically once per process), with the world size
+    and how many ranks have not appeared; a process job is its own single rank."""
+    async with request_db.connection(request) as conn:
+        row = await _job(conn, request)
+        rows = await job_ranks.ranks(conn, row["id"])
+    seen = len({r["rank"] for r in rows if r["rank"] is not None})
+    world = row["world_size"] if row["kind"] == "distributed" else (row["world_size"] or 1)
+    return web.json_response(
+        {
+            "jobId": str(row["id"]),
+            "worldSize": world,
+            "ranksSeen": seen,
+            "missing": None if world is None else max(0, world - seen),
+            "ranks": [
+                {
+                    "jobId": str(r["job_id"]),
+                    "nodeId": r["machine_id"],
+                    "hostname": r["hostname"],
+                    "pid": r["pid"],
+                    "rank": r["rank"],
+                    "localRank": r["local_rank"],
+                    "device": r["device"],
+                    "status": r["status"],
+                    "startTime": _ms(r["start_time"]),
+                    "endTime": _ms(r["end_time"]),
+                }
+                for r in rows
+            ],
+        }
+    )
 
 
 async def get_parameters(request: web.Request) -> web.Response:

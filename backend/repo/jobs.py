@@ -21,9 +21,11 @@ __all__ = [
     "FINAL",
     "LIVE",
     "ORDERABLE",
+    "PLACEMENT",
     "SUMMARY_COLS",
     "TIEBREAK",
     "get_job",
+    "group_of",
     "job_id",
     "list_jobs",
     "live_not_listed",
@@ -43,7 +45,8 @@ SUMMARY_COLS = (
     "id, machine_id, pid, start_ticks, job_name, job_type, framework, "
     "framework_version, model_format, ppid, pgid, process_name, cwd, unix_user, "
     "start_time, end_time, status, status_reason, exit_code, signal, core_dumped, "
-    "created_at, updated_at"
+    "created_at, updated_at, kind, group_id, launcher, rank, local_rank, world_size, device, "
+    "ranks_seen, node_ids"
 )
 _COLS = SUMMARY_COLS + ", command_line, details"
 # Description fields (xpucore.job_wire.check_job) -> columns; the rest goes to details.
@@ -60,6 +63,9 @@ _COLUMNS = {
     "cwd": "cwd",
     "user": "unix_user",
 }
+#: Where a process stands in a distributed job (backend.job_groups), written with its
+#: description.
+PLACEMENT = ("group_id", "launcher", "rank", "local_rank", "world_size", "device")
 #: The description fields kept in the details column, as a job's view shows them.
 DETAILS = (
     "accelerator",
@@ -94,11 +100,27 @@ async def lock(conn: Conn, jid: uuid.UUID) -> str | None:
     return None if row is None else str(row[0])
 
 
+async def group_of(conn: Conn, jid: uuid.UUID) -> uuid.UUID | None:
+    """The distributed job the process job is a rank of (None: none, or no such job)."""
+    cur = await conn.execute("SELECT group_id FROM jobs WHERE id = %s", (jid,))
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
 async def upsert(
-    conn: Conn, jid: uuid.UUID, machine_id: str, job: dict[str, Any], status: str, reason: str
+    conn: Conn,
+    jid: uuid.UUID,
+    machine_id: str,
+    job: dict[str, Any],
+    status: str,
+    reason: str,
+    placement: dict[str, Any],
 ) -> None:
-    """Writes the job's description (a checked JOB_SEEN job) with status."""
-    cols = {c: job.get(f) for f, c in _COLUMNS.items()}
+    """Writes the job's description (a checked JOB_SEEN job) with status, and its placement
+    (PLACEMENT: its distributed job, rank, device)."""
+    cols: dict[str, Any] = {c: job.get(f) for f, c in _COLUMNS.items()}
+    cols.update({k: placement.get(k) for k in PLACEMENT})
+    cols["launcher"] = _jsonb(cols["launcher"])
     cols["job_name"] = cols["job_name"] or ""
     cols["process_name"] = cols["process_name"] or ""
     cols["command_line"] = cols["command_line"] or ""
@@ -136,21 +158,24 @@ async def set_status(
     core_dumped: bool = False,
     end_time_ms: int | None = None,
     ended: bool = False,
-) -> None:
+) -> uuid.UUID | None:
     """Moves the job to status; ended: also its end (code, signal, time: None when it was
-    not seen)."""
+    not seen). The distributed job it is a rank of, if any."""
     if ended:
-        await conn.execute(
+        cur = await conn.execute(
             "UPDATE jobs SET status = %s, status_reason = %s, exit_code = %s, signal = %s, "
             "core_dumped = %s, end_time = %s, updated_at = now() "
-            "WHERE id = %s",
+            "WHERE id = %s RETURNING group_id",
             (status, reason, exit_code, signal, core_dumped, _ms(end_time_ms), jid),
         )
     else:
-        await conn.execute(
-            "UPDATE jobs SET status = %s, status_reason = %s, updated_at = now() WHERE id = %s",
+        cur = await conn.execute(
+            "UPDATE jobs SET status = %s, status_reason = %s, updated_at = now() "
+            "WHERE id = %s RETURNING group_id",
             (status, reason, jid),
         )
+    row = await cur.fetchone()
+    return None if row is None else row[0]
 
 
 async def live_not_listed(
@@ -159,7 +184,8 @@ async def live_not_listed(
     """(id, status) of the machine's running or unknown jobs not in listed (pid,
     start_ticks), locked."""
     cur = await conn.execute(
-        "SELECT id, status FROM jobs j WHERE machine_id = %s AND status = ANY(%s) "
+        "SELECT id, status FROM jobs j WHERE machine_id = %s AND kind = 'process' "
+        "AND status = ANY(%s) "
         "AND NOT EXISTS (SELECT 1 FROM unnest(%s::integer[], %s::bigint[]) AS k(pid, st) "
         "WHERE k.pid = j.pid AND k.st = j.start_ticks) ORDER BY id FOR UPDATE",
         (machine_id, list(LIVE), [p for p, _ in listed], [t for _, t in listed]),
@@ -170,7 +196,8 @@ async def live_not_listed(
 async def with_status(conn: Conn, machine_id: str, status: str) -> list[uuid.UUID]:
     """The machine's jobs of this status, locked."""
     cur = await conn.execute(
-        "SELECT id FROM jobs WHERE machine_id = %s AND status = %s ORDER BY id FOR UPDATE",
+        "SELECT id FROM jobs WHERE machine_id = %s AND kind = 'process' AND status = %s "
+        "ORDER BY id FOR UPDATE",
         (machine_id, status),
     )
     return [r[0] for r in await cur.fetchall()]
@@ -187,6 +214,7 @@ async def get_job(conn: Conn, jid: uuid.UUID, *, parts: str = "") -> Row | None:
 
 FIELDS = {
     "status": FieldSpec("status", "str"),
+    "kind": FieldSpec("kind", "str"),
     "jobType": FieldSpec("job_type", "str", nullable=True),
     "framework": FieldSpec("framework", "str", nullable=True),
     "machine": FieldSpec("machine_id", "str"),

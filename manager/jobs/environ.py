@@ -34,6 +34,8 @@ ALLOWED_NAMES = frozenset(
         "MASTER_ADDR",
         "MASTER_PORT",
         "RAY_JOB_ID",
+        "JOB_COMPLETION_INDEX",  # a Kubernetes Indexed Job's pod: its index
+        "HOSTNAME",  # in a pod: its name (an Indexed Job's is <job>-<index>)
         "PYTHONPATH",
         "OMP_NUM_THREADS",
     }

@@ -33,7 +33,7 @@ CREATE INDEX job_traces_trace_job_idx ON job_traces (trace_job_id) WHERE trace_j
 CREATE TABLE job_trace_ranks (
     job_trace_id  uuid        NOT NULL REFERENCES job_traces (id) ON DELETE CASCADE,
     process_id    uuid        NOT NULL,  -- the rank's process (jobs.id)
-    rank          integer     NOT NULL,
+    rank          integer,              -- NULL: a rank that said none
     machine_id    text        NOT NULL,
     hostname      text        NOT NULL DEFAULT '',
     pid           integer     NOT NULL,

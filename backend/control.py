@@ -7,7 +7,9 @@ the manager's key, and a later HELLO for the same id under another key is
 refused. Messages are xpucore.protocol's (the seed's JSON, seeds/003 part 2):
 commands go out as its builders make them; replies are matched to them by
 request_id; events (HELLO, HEARTBEAT, MONITOR_STATUS, GOODBYE) go to the
-on_event callback.
+on_event callback. A CLOCK_PROBE is answered here, at once, with a CLOCK_ECHO
+(xpucore.clock_sync): its t2 is stamped as the frames arrive, its t3 as the echo
+leaves, so that only the network and the two sockets lie between the stamps.
 
 A command not answered within its wait raises NoReply, but the manager goes on
 with it: its reply, when it comes (within late_reply_s), goes to on_late_reply
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +31,8 @@ import zmq
 import zmq.asyncio
 from zmq.auth.thread import ThreadAuthenticator
 
-from xpucore import protocol
+from xpucore import clock_sync, protocol
+from xpucore.job_wire import WireError
 
 __all__ = ["ControlServer", "MachineUnavailable", "NoReply", "curve_context"]
 
@@ -169,13 +173,14 @@ class ControlServer:
         assert self._sock is not None
         while True:
             frames = await self._sock.recv_multipart(copy=False)
+            received_ns = time.time_ns()
             try:
-                await self._dispatch(frames)
+                await self._dispatch(frames, received_ns)
             except Exception:
                 self.rejected += 1
                 log.exception("control message from %r dropped", frames[0].bytes[:80])
 
-    async def _dispatch(self, frames: list[zmq.Frame]) -> None:
+    async def _dispatch(self, frames: list[zmq.Frame], received_ns: int) -> None:
         if len(frames) != 2:
             self.rejected += 1
             return
@@ -203,7 +208,24 @@ class ControlServer:
                 assert self._on_late_reply is not None
                 await self._on_late_reply(machine_id, overdue[1], msg)
             return
+        if protocol.event_of(msg) == protocol.Event.CLOCK_PROBE:
+            await self._echo(frames[0].bytes, msg, received_ns)
+            return
         if protocol.is_event(msg):
             await self._on_event(machine_id, key, msg)
             return
         self.rejected += 1
+
+    async def _echo(self, routing_id: bytes, msg: dict[str, Any], t2: int) -> None:
+        """Answers a CLOCK_PROBE; never waits (an echo that cannot leave now is dropped: a
+        late one would only be a sample with a long round trip)."""
+        assert self._sock is not None
+        try:
+            seq, t1 = clock_sync.check_probe(msg)
+        except WireError as e:
+            self.rejected += 1
+            log.warning("CLOCK_PROBE from %r refused: %s", routing_id[:80], e)
+            return
+        echo = protocol.encode(protocol.clock_echo(seq, t1, t2, time.time_ns()))
+        with contextlib.suppress(zmq.ZMQError):
+            await self._sock.send_multipart([routing_id, echo], flags=zmq.NOBLOCK)

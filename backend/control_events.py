@@ -1,5 +1,5 @@
-"""What the backend does with what managers report: registration, heartbeats, monitor status,
-jobs (backend.job_events).
+"""What the backend does with what managers report: registration, heartbeats (with the
+machine's clock: xpucore.clock_sync), monitor status, jobs (backend.job_events).
 
 Runs in the control socket's receive loop, so nothing here waits for a command's reply:
 a reconciliation is asked for (backend.reconciler), never awaited.
@@ -8,15 +8,17 @@ a reconciliation is asked for (backend.reconciler), never awaited.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
 from aiohttp import web
 
 from backend import job_events, monitor_lifecycle
-from backend.repo import machines, monitors
+from backend.repo import machine_clocks, machines, monitors
 from backend.typedefs import DB, RECONCILER
-from xpucore import protocol
+from xpucore import clock_sync, protocol
+from xpucore.job_wire import WireError
 from xpucore.protocol import Event
 
 __all__ = ["handle_event"]
@@ -39,11 +41,13 @@ async def handle_event(
             if not await machines.record_hello(conn, machine_id, key, msg):
                 log.warning("HELLO for machine %s under an unknown key: ignored", machine_id)
                 return
+            await machine_clocks.forget(conn, machine_id)  # measured anew on this connection
             reconcile = True
         elif event == Event.HEARTBEAT:
             was = await machines.record_heartbeat(conn, machine_id)
             if was is None:
                 return
+            await _record_clock(conn, machine_id, msg)
             if was != "RUNNING":
                 await job_events.heard_again(conn, machine_id)
             reconcile = was != "RUNNING" or await _disagree(conn, machine_id, msg)
@@ -56,6 +60,18 @@ async def handle_event(
     reconciler = app.get(RECONCILER)
     if reconcile and reconciler is not None:
         reconciler.request(machine_id)
+
+
+async def _record_clock(conn: Any, machine_id: str, msg: dict[str, Any]) -> None:
+    """Stores a heartbeat's clock; an older manager sends none (the machine stays unmeasured)."""
+    if msg.get("clock") is None:
+        return
+    try:
+        report = clock_sync.check_report(msg["clock"], time.time_ns())
+    except WireError as e:
+        log.warning("HEARTBEAT from machine %s: clock refused: %s", machine_id, e)
+        return
+    await machine_clocks.record(conn, machine_id, report)
 
 
 async def _disagree(conn: Any, machine_id: str, msg: dict[str, Any]) -> bool:

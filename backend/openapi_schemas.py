@@ -108,6 +108,10 @@ MACHINE = obj(
         "last_seen": nullable(TIME),
         "status": MACHINE_STATUS,
         "monitor_types": nullable(OPTIONS),
+        # its clock against the backend's (xpucore.clock_sync); null: unmeasured
+        "clock": nullable(
+            obj({"offset_ns": INT, "error_bound_ns": {**INT, "minimum": 0}, "measured_at": TIME})
+        ),
     }
 )
 EVENT = {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -30,7 +31,9 @@ from manager.job_reports import JobReporter
 from manager.settings import Settings
 from manager.supervisor import Monitor, Supervisor
 from manager.tasks import cancel_all
-from xpucore import protocol
+from xpucore import clock_sync, protocol
+from xpucore.clock_sync import ClockFilter
+from xpucore.job_wire import WireError
 from xpucore.protocol import (
     CommandError,
     ErrorCode,
@@ -60,6 +63,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _clock_echo(frames: list[bytes]) -> dict[str, Any] | None:
+    """The CLOCK_ECHO these frames are, if they are one (else: a command, for _answer)."""
+    if len(frames) != 1 or protocol.CLOCK_ECHO.encode() not in frames[0][:128]:
+        return None
+    try:
+        msg = protocol.decode(frames[0])
+    except CommandError:
+        return None
+    return msg if msg.get("event") == protocol.CLOCK_ECHO else None
+
+
 class ControlClient:
     """Use as ``async with ControlClient(...)``: entering dials the backend; leaving flushes
     queued MONITOR_STATUS events (briefly), says GOODBYE and closes the socket."""
@@ -86,6 +100,8 @@ class ControlClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commands: set[asyncio.Task[Any]] = set()
         self._seq = 0
+        self.clock = ClockFilter()  # this machine's clock against the backend's
+        self._probe: tuple[int, int, int] | None = None  # the last CLOCK_PROBE: seq, t1, mono
         self._sock: zmq.asyncio.Socket | None = None
         self._mon: zmq.asyncio.Socket | None = None
         self._redial: asyncio.Task[None] | None = None
@@ -217,6 +233,7 @@ class ControlClient:
                     continue
                 self.connected.set()
                 log.info("registered with the backend at %s", self.settings.backend)
+                await self._probe_clock()  # so that the first heartbeat can carry a clock
             elif kind == zmq.EVENT_DISCONNECTED:
                 if self.connected.is_set():
                     log.warning("lost the backend at %s; reconnecting", self.settings.backend)
@@ -263,11 +280,58 @@ class ControlClient:
             if not self.connected.is_set():
                 continue
             self._seq += 1
-            msg = protocol.heartbeat(self.identity.machine_id, self._seq, self._active(), _now())
+            msg = protocol.heartbeat(
+                self.identity.machine_id, self._seq, self._active(), _now(), self.clock_report()
+            )
             try:
                 await self._send(msg, min(1.0, self.settings.heartbeat_interval_s))
             except TimeoutError:
                 log.debug("heartbeat %d not sent: no backend", self._seq)
+                continue
+            await self._probe_clock()
+
+    # -- the clock (xpucore.clock_sync): a CLOCK_PROBE with each heartbeat
+
+    def _wall_ns(self) -> int:
+        return time.time_ns() + self.settings.test_clock_skew_ns
+
+    async def _probe_clock(self) -> None:
+        seq = self._seq
+        t1, mono1 = self._wall_ns(), time.monotonic_ns()
+        self._probe = (seq, t1, mono1)
+        try:
+            msg = protocol.clock_probe(self.identity.machine_id, seq, t1)
+            await self._send(msg, min(1.0, self.settings.heartbeat_interval_s))
+        except TimeoutError:
+            log.debug("clock probe %d not sent: no backend", seq)
+
+    def _on_echo(self, msg: dict[str, Any], t4: int, mono4: int) -> None:
+        try:
+            seq, t1, t2, t3 = clock_sync.check_echo(msg)
+        except WireError as e:
+            log.warning("CLOCK_ECHO refused: %s", e)
+            return
+        probe = self._probe
+        if probe is None or (seq, t1) != probe[:2]:
+            log.debug("CLOCK_ECHO %d answers no probe awaited: ignored", seq)
+            return
+        self._probe = None
+        s = clock_sync.sample(t1, t2, t3, t4, probe[2], mono4)
+        if s is None:
+            log.info("clock sample %d dropped: inconsistent (a clock was stepped?)", seq)
+            return
+        self.clock.add(s)
+
+    def clock_report(self) -> dict[str, int] | None:
+        """The best estimate of this clock against the backend's, for a HEARTBEAT."""
+        best = self.clock.best(time.monotonic_ns())
+        if best is None:
+            return None
+        return {
+            "offset_ns": best.offset_ns,
+            "error_ns": best.error_ns,
+            "measured_at_ns": best.measured_at_ns,
+        }
 
     async def _send_events(self) -> None:
         while True:
@@ -289,6 +353,11 @@ class ControlClient:
         assert self._sock is not None
         while True:
             frames = await self._sock.recv_multipart()
+            t4, mono4 = self._wall_ns(), time.monotonic_ns()
+            echo = _clock_echo(frames)
+            if echo is not None:
+                self._on_echo(echo, t4, mono4)
+                continue
             task = asyncio.get_running_loop().create_task(self._answer(frames))
             self._commands.add(task)
             task.add_done_callback(self._commands.discard)

@@ -62,6 +62,10 @@ class Settings:
     app_id: str = "xputrace"
     machine_id_file: Path | None = None  # None: /var/lib/dbus/machine-id, /etc/machine-id
     log_level: str = "INFO"
+    # A test aid, never for production: the wall clock this manager measures against the
+    # backend's (manager.control) runs this far ahead, so a test can check that a skewed
+    # clock is measured. Agents' timestamps are not skewed.
+    test_clock_skew_ns: int = 0
 
     def __post_init__(self) -> None:
         if not self.backend.startswith(("tcp://", "ipc://")):
@@ -134,6 +138,7 @@ class Settings:
         a("--no-pdeathsig", action="store_true", help="do not wrap agents in setpriv --pdeathsig")
         a("--machine-id-file", type=Path)
         a("--log-level", default="INFO")
+        a("--test-clock-skew-ns", type=int, default=0, help=argparse.SUPPRESS)  # a test aid
         return p
 
     @classmethod
@@ -185,6 +190,7 @@ class Settings:
                 pdeathsig=not ns.no_pdeathsig,
                 machine_id_file=ns.machine_id_file,
                 log_level=ns.log_level.upper(),
+                test_clock_skew_ns=ns.test_clock_skew_ns,
             )
         except (OSError, ValueError) as e:
             p.error(str(e))

@@ -21,7 +21,10 @@ Manager → backend, two kinds told apart by one key:
   (``status`` SUCCESS | FAILURE, ``error_code`` one of ``ErrorCode``);
 - events carry ``event`` and never ``request_id``: ``HELLO`` (registration, sent after
   every completed CURVE handshake, so a restarted backend learns the machine again),
-  ``HEARTBEAT`` (every ``heartbeat_interval_s``), ``MONITOR_STATUS`` (a monitor changed
+  ``HEARTBEAT`` (every ``heartbeat_interval_s``, with the machine's clock as last measured),
+  ``CLOCK_PROBE`` (the manager measures its clock against the backend's: the backend answers
+  with a ``CLOCK_ECHO``, the one message to the manager that is not a command; see
+  ``xpucore.clock_sync``), ``MONITOR_STATUS`` (a monitor changed
   state without a command asking: its agent exited or died) and ``GOODBYE`` (clean shutdown);
   ``JOB_SEEN``, ``JOB_CHANGED`` and ``JOB_SNAPSHOT`` report the machine's AI jobs (and
   ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
@@ -45,6 +48,7 @@ from typing import Any
 from xpucore import job_wire
 
 __all__ = [
+    "CLOCK_ECHO",
     "PROTOCOL_VERSION",
     "AgentConfig",
     "AnyCommand",
@@ -60,6 +64,8 @@ __all__ = [
     "StopJob",
     "StopMonitor",
     "Target",
+    "clock_echo",
+    "clock_probe",
     "command_of",
     "decode",
     "encode",
@@ -84,6 +90,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+CLOCK_ECHO = "CLOCK_ECHO"  # backend → manager, answering a CLOCK_PROBE (its "event")
 MAX_REQUEST_ID_LEN = 128
 COMM_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,14}$")  # printable, 1-15 (TASK_COMM_LEN-1)
 
@@ -103,6 +110,7 @@ class Event(StrEnum):
     JOB_SEEN = "JOB_SEEN"  # the jobs' events: xpucore.job_wire
     JOB_CHANGED = "JOB_CHANGED"
     JOB_SNAPSHOT = "JOB_SNAPSHOT"
+    CLOCK_PROBE = "CLOCK_PROBE"  # answered by a CLOCK_ECHO: xpucore.clock_sync
 
 
 class ReplyStatus(StrEnum):
@@ -631,9 +639,14 @@ def hello(
 
 
 def heartbeat(
-    machine_id: str, seq: int, active_monitors: list[dict[str, Any]], now: datetime
+    machine_id: str,
+    seq: int,
+    active_monitors: list[dict[str, Any]],
+    now: datetime,
+    clock: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """clock: {"offset_ns", "error_ns", "measured_at_ns"} (xpucore.clock_sync), when measured."""
+    msg = {
         "event": str(Event.HEARTBEAT),
         "machine_id": machine_id,
         "seq": seq,
@@ -641,6 +654,18 @@ def heartbeat(
         "active_monitors": active_monitors,
         "time": isotime(now),
     }
+    if clock is not None:
+        msg["clock"] = dict(clock)
+    return msg
+
+
+def clock_probe(machine_id: str, seq: int, t1_ns: int) -> dict[str, Any]:
+    return {"event": str(Event.CLOCK_PROBE), "machine_id": machine_id, "seq": seq, "t1": t1_ns}
+
+
+def clock_echo(seq: int, t1_ns: int, t2_ns: int, t3_ns: int) -> dict[str, Any]:
+    """The backend's answer to a CLOCK_PROBE: the probe's seq and t1, its own t2 and t3."""
+    return {"event": CLOCK_ECHO, "seq": seq, "t1": t1_ns, "t2": t2_ns, "t3": t3_ns}
 
 
 def monitor_status(

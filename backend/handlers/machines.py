@@ -12,8 +12,10 @@ from backend import request_db
 from backend.errors import NotFound
 from backend.handlers.listing import Sorting, list_query
 from backend.handlers.monitors import monitor_summary
+from backend.handlers.views import iso
 from backend.models import path_text
-from backend.repo import machines, monitors
+from backend.repo import machine_clocks, machines, monitors
+from backend.repo.machine_clocks import MachineClock
 from backend.typedefs import SETTINGS
 
 __all__ = ["get_machine", "list_machines", "machine_status"]
@@ -27,7 +29,20 @@ def machine_status(row: dict[str, Any], timeout_s: float) -> str:
     return "ACTIVE" if fresh and row["agent_manager_status"] == "RUNNING" else "INACTIVE"
 
 
-def _machine(row: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _clock(c: MachineClock | None) -> dict[str, Any] | None:
+    """The machine's clock against the backend's (null: unmeasured): add offset_ns to a time
+    stamped there to get the backend's, within error_bound_ns (grown with the age of the
+    measurement, taken at measured_at)."""
+    if c is None or c.error_ns is None:
+        return None
+    return {
+        "offset_ns": c.offset_ns,
+        "error_bound_ns": c.error_ns,
+        "measured_at": iso(c.measured_at),
+    }
+
+
+def _machine(row: dict[str, Any], timeout_s: float, clock: MachineClock | None) -> dict[str, Any]:
     acc = row["accelerators"]
     return {
         "id": row["id"],
@@ -40,6 +55,7 @@ def _machine(row: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         "status": machine_status(row, timeout_s),
         # what its manager announced it can run (null: not announced)
         "monitor_types": row["monitor_types"],
+        "clock": _clock(clock),
     }
 
 
@@ -49,10 +65,13 @@ async def list_machines(request: web.Request) -> web.Response:
     q = list_query(request, machines.fields(settings.heartbeat_timeout_s), _SORTING)
     async with request_db.connection(request) as conn:
         rows = await machines.list_machines(conn, q.where, q.params, q.order, q.after, q.size + 1)
-    rows, token = q.page(rows, lambda r: r["_key"])
+        rows, token = q.page(rows, lambda r: r["_key"])
+        clocks = await machine_clocks.clocks(conn, [r["id"] for r in rows])
     return web.json_response(
         {
-            "machines": [_machine(r, settings.heartbeat_timeout_s) for r in rows],
+            "machines": [
+                _machine(r, settings.heartbeat_timeout_s, clocks.get(r["id"])) for r in rows
+            ],
             "next_page_token": token,
         }
     )
@@ -67,6 +86,7 @@ async def get_machine(request: web.Request) -> web.Response:
         if row is None:
             raise NotFound(f"machine '{machine_id[:80]}' not found")
         mons = await monitors.list_monitors(conn, machine_id, "TRUE", [], 1000, None)
-    body = _machine(row, settings.heartbeat_timeout_s)
+        clock = (await machine_clocks.clocks(conn, [machine_id])).get(machine_id)
+    body = _machine(row, settings.heartbeat_timeout_s, clock)
     body["monitors"] = [monitor_summary(m, body["status"]) for m in mons]
     return web.json_response(body)

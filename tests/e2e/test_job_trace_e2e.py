@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from backend.typedefs import INGEST
+from backend.job_traces import clock_label
+from backend.repo.machine_clocks import MachineClock
+from backend.typedefs import DB, INGEST
 from tests.agent.procs import JsonLineProc
 from tests.backend.accounts import add_user
 from tests.platform import Platform, eventually, open_platform
@@ -97,6 +99,20 @@ def calls_of(s: PerfettoSummary, process_uuid: int) -> Counter[str]:
     return Counter(sl.name for sl in s.slices if sl.track_uuid in threads)
 
 
+def starts_of(s: PerfettoSummary, process_uuid: int) -> list[int]:
+    threads = {u for u, t in s.tracks.items() if t.kind == "thread" and t.parent == process_uuid}
+    return sorted(sl.ts for sl in s.slices if sl.track_uuid in threads)
+
+
+async def stored_starts(p: Platform, monitor_id: str) -> list[int]:
+    """The start of each event the monitor stored, as its machine stamped it."""
+    async with p.client.app[DB].connection() as conn:
+        cur = await conn.execute(
+            "SELECT ts FROM events WHERE monitor_id = %s ORDER BY ts", (uuid.UUID(monitor_id),)
+        )
+        return [int(r[0]) for r in await cur.fetchall()]
+
+
 def expected() -> Counter[str]:
     return Counter(c.symbol for c in cuda_expect.expected_ctypes_calls(ITERS))
 
@@ -143,9 +159,9 @@ async def test_a_job_trace_has_every_call_of_its_rank(
         assert r.status == 409
         assert done["ranks"][0]["monitorStatus"] == "STOPPED"
         assert done["stateReason"] == "the trace is generated"
-        # no clock measured on this machine: its events are taken as they are
-        assert done["clockAlignment"] == [{"nodeId": p.machine_id, "offsetNs": 0,
-                                           "errorNs": None}]  # fmt: skip
+        (clock,) = done["clockAlignment"]
+        assert clock["nodeId"] == p.machine_id
+        label = clock_label(p.machine_id, MachineClock(clock["offsetNs"], clock["errorNs"]))
         listed = (await p.get(f"/api/v1/jobs/{jid}/traces"))["traces"]
         assert [x["jobTraceId"] for x in listed] == [tid]
 
@@ -156,9 +172,12 @@ async def test_a_job_trace_has_every_call_of_its_rank(
         assert list(procs) == [f"rank 0 ({host})"]
         proc = procs[f"rank 0 ({host})"]
         assert proc.pid == pid
-        assert proc.labels == (f"clock of {p.machine_id}: not measured, taken as is "
-                               "(offset 0, error unknown)",)  # fmt: skip
+        assert proc.labels == (label,)
         assert calls_of(s, proc.uuid) == expected()
+        # each call where its machine's clock offset puts it on the backend's clock
+        assert starts_of(s, proc.uuid) == [
+            ts + clock["offsetNs"] for ts in await stored_starts(p, done["ranks"][0]["monitorId"])
+        ]
         names = tp.query(path, "select name from process where pid = " + str(pid),
                          folder=trace_processor)[0]  # fmt: skip
         assert names == [[f"rank 0 ({host})"]]

@@ -62,7 +62,7 @@ enum opt_key {
 	OPT_PROC_ROOT, OPT_ATTACH_MODE, OPT_RINGBUF_KB, OPT_MAX_THREADS, OPT_WAKEUP_KB, OPT_BATCH_EVENTS,
 	OPT_FLUSH_MS, OPT_POLL_MS, OPT_SEND_HWM, OPT_LINGER_MS, OPT_RESEND_MS, OPT_SYSCALLS,
 	OPT_PY_RUNTIME, OPT_PY_OFFSETS, OPT_SAMPLE_HZ, OPT_PY_BINARY, OPT_PY_FUNCTIONS, OPT_PY_HOOKS,
-	OPT_HUB,
+	OPT_HUB, OPT_WINDOW, OPT_NO_PY_STACKS,
 };
 
 const char *argp_program_version = "xputrace-agent 0.1";
@@ -73,7 +73,7 @@ static const char argp_doc[] =
 	"its Python stacks (PYTHON).\n"
 	"\n"
 	"Exit codes: 0 ok, 1 failed while running, 2 INVALID_CONFIG, 3 TARGET_NOT_FOUND,\n"
-	"4 PERMISSION_DENIED, 5 AGENT_START_FAILED.";
+	"4 PERMISSION_DENIED, 5 AGENT_START_FAILED, 6 its --window closed (done).";
 
 static const struct argp_option opts[] = {
 	{ "monitor-id", OPT_MONITOR_ID, "ID", 0, "Monitor id (letters, digits, . _ -; up to 39)" },
@@ -99,6 +99,12 @@ static const struct argp_option opts[] = {
 	  "PYTHON: file offsets in --py-binary where Python functions start and return: "
 	  "opcode:E,E..:X,X.. (3.11+ eval loop handlers) or eval:E: (3.10 "
 	  "_PyEval_EvalFrameDefault)" },
+	{ "window", OPT_WINDOW, "FUNCTION:SKIP:COUNT", 0,
+	  "CUDA, ACL, PYTHON: keep events only from the start of call SKIP+1 of this Python "
+	  "function (a qualified name) to the end of call SKIP+COUNT, then exit 6 (with "
+	  "--py-runtime, --py-offsets, --py-binary and --py-hooks)" },
+	{ "no-py-stacks", OPT_NO_PY_STACKS, NULL, 0,
+	  "CUDA, ACL: --py-runtime serves the --window only: no Python stack per call" },
 	{ "syscalls", OPT_SYSCALLS, "LIST", 0,
 	  "SYSCALL: only these syscalls (comma-separated names, e.g. read,write); default all" },
 	{ "hub", OPT_HUB, NULL, 0,
@@ -193,6 +199,29 @@ static bool valid_id(const char *s, size_t max)
 			return false;
 	}
 	return true;
+}
+
+/*
+ * --window: a PYTHON monitor or a CUDA or ACL monitor of one process, with
+ * what the call hooks need: the interpreter's offsets, file and hook offsets.
+ */
+static error_t check_window(struct argp_state *st, const struct agent_env *env)
+{
+	struct py_window w;
+	char why[256];
+
+	if (py_window_parse(env->window, &w, why, sizeof(why)))
+		return bad(st, "%s", why);
+	if (!strcmp(env->monitor_type, "SYSCALL"))
+		return bad(st, "--window is for CUDA, ACL and PYTHON monitors");
+	if (!env->target_pid || env->target_library || env->target_comm)
+		return bad(st, "--window needs one process: --target-pid");
+	if (!env->py_runtime || !env->py_hooks || !env->py_binary)
+		return bad(st, "--window needs --py-runtime, --py-offsets, --py-binary and "
+			   "--py-hooks");
+	if (py_calls_check(NULL, env->py_hooks, why, sizeof(why)))
+		return bad(st, "%s", why);
+	return 0;
 }
 
 /* --py-offsets, when given, must parse (the monitor parses them again as it starts). */
@@ -293,6 +322,8 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 	case OPT_PY_FUNCTIONS: env->py_functions = arg; break;
 	case OPT_PY_HOOKS: env->py_hooks = arg; break;
 	case OPT_HUB: env->hub = true; break;
+	case OPT_WINDOW: env->window = arg; break;
+	case OPT_NO_PY_STACKS: env->no_py_stacks = true; break;
 	case 'v': env->verbose = true; break;
 	case ARGP_KEY_ARG:
 		return bad(st, "unexpected argument '%s'", arg);
@@ -308,6 +339,10 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 				   env->monitor_type);
 		if (!!env->py_runtime != !!env->py_offsets)
 			return bad(st, "--py-runtime and --py-offsets go together");
+		if (env->window && check_window(st, env))
+			return EINVAL;
+		if (env->no_py_stacks && (!env->window || !strcmp(env->monitor_type, "PYTHON")))
+			return bad(st, "--no-py-stacks is for CUDA and ACL monitors with a --window");
 		if (!strcmp(env->monitor_type, "PYTHON")) {
 			char why[160];
 
@@ -317,7 +352,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 				return bad(st, "a PYTHON monitor needs --py-runtime and --py-offsets");
 			if (check_py_offsets(st, env->py_offsets))
 				return EINVAL;
-			if (!!env->py_functions != !!env->py_hooks)
+			if (!!env->py_functions != !!env->py_hooks && !env->window)
 				return bad(st, "--py-functions and --py-hooks go together");
 			if (env->py_hooks && !env->py_binary)
 				return bad(st, "--py-hooks needs --py-binary");
@@ -326,7 +361,7 @@ static error_t parse_arg(int key, char *arg, struct argp_state *st)
 				return bad(st, "%s", why);
 		} else if (env->hub && strcmp(env->monitor_type, "SYSCALL")) {
 			return bad(st, "--hub is for SYSCALL");
-		} else if (env->py_functions || env->py_hooks) {
+		} else if (env->py_functions || (env->py_hooks && !env->window)) {
 			return bad(st, "--py-functions and --py-hooks are for PYTHON monitors");
 		} else if (!strcmp(env->monitor_type, "SYSCALL") && env->hub) {
 			if (env->target_pid || env->target_comm || env->target_library ||

@@ -35,6 +35,8 @@ struct agent_env {
 	const char *py_binary;		/* PYTHON: the ELF with _PyRuntime (its gc USDT probes) */
 	const char *py_functions;	/* PYTHON: qualified names whose calls to trace, a,b,... */
 	const char *py_hooks;		/* PYTHON: where those calls start and return (MODE:E:X) */
+	const char *window;		/* the step window, FUNCTION:SKIP:COUNT (window.h) */
+	bool no_py_stacks;		/* CUDA, ACL: --py-runtime for the window only */
 	bool hub;			/* SYSCALL: the machine's shared tracer (syscall_hub.h) */
 	bool verbose;
 };

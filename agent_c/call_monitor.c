@@ -17,6 +17,7 @@
 #include "pystack_agent.h"
 #include "release_helpers.h"
 #include "uprobe_multi_helpers.h"
+#include "window_gate.h"
 
 #define MAX_LIBS 16
 #define MAX_LINKS 1024
@@ -34,7 +35,14 @@ struct agent {
 	int nmulti;
 	struct call_slots slots;
 	struct py_resolver py;		/* with --py-runtime: loop.py */
+	struct window_hooks window;	/* with --window */
 };
+
+/* Each call's Python stack: --py-runtime, unless it serves only the window. */
+static bool py_stacks(const struct agent_env *env)
+{
+	return env->py_runtime && !env->no_py_stacks;
+}
 
 static struct bpf_program *program(struct agent *a, const char *name, char *err, size_t errlen)
 {
@@ -225,11 +233,12 @@ static int load_probe(struct agent *a, struct py_code_offsets *py_code, char *er
 				 env->max_threads);
 	*a->cs.slot_mask = env->max_threads - 1;
 	*a->cs.hold_ns = (__u64)env->flush_ms * 1000000;
-	if (env->py_runtime) {
+	if (py_stacks(env)) {
 		py_parse_offsets(env->py_offsets, (struct py_offsets *)a->cs.py, py_code, err,
 				 errlen);	/* checked when the flags were parsed */
 		*a->cs.py_runtime = env->py_runtime;
 	}
+	*a->cs.gated = !!env->window;
 	if (a->probe->prepare && (ret = a->probe->prepare(&a->cs, &a->plan)))
 		return agent_fail(ret, "failed to size the probe's maps");
 	ret = monitor_load(a->cs.skeleton, env);
@@ -251,7 +260,7 @@ static int start(struct agent *a, struct py_code_offsets *py_code, char *err, si
 	const struct agent_env *env = a->env;
 	int i, probes = 0, ret;
 
-	if (env->py_runtime) {
+	if (py_stacks(env)) {
 		if (py_resolver_init(&a->py, map_fd(a, "py_stacks"), py_code, env->proc_root,
 				     a->probe->monitor_type, env->monitor_id, env->machine_id))
 			return agent_fail(AGENT_START_FAILED, "out of memory");
@@ -265,6 +274,13 @@ static int start(struct agent *a, struct py_code_offsets *py_code, char *err, si
 		if (ret)
 			return agent_fail(-ret, "%s", err);
 		probes += lp->nsites;
+	}
+	/* the window's count starts once every call it gates is seen */
+	if (env->window) {
+		ret = window_hooks_start(&a->window, env, a->cs.obj);
+		if (ret)
+			return ret;
+		a->loop.window_fd = window_gate_fd(a->cs.obj);
 	}
 	ret = monitor_loop_open(&a->loop, a->probe->monitor_type, a->probe->slots.event_size);
 	if (ret)
@@ -293,6 +309,7 @@ static void take_idle(void *ctx, __u64 now)
 /* Stops new events, takes what the kernel holds, then the calls still in flight. */
 static int finish(struct agent *a, int ret)
 {
+	window_hooks_detach(&a->window);
 	detach_all(a);
 	drain_consume(&a->loop.drain);
 	call_slots_take_done(&a->slots, &a->loop.drain, ~0ULL);
@@ -334,6 +351,7 @@ int call_main(const struct agent_env *env, volatile sig_atomic_t *exiting,
 	if (ret == AGENT_OK)
 		ret = finish(&a, monitor_loop_run(&a.loop));
 
+	window_hooks_free(&a.window);
 	detach_all(&a);
 	call_slots_unmap(&a.slots);
 	if (a.loop.py)

@@ -57,6 +57,7 @@ struct call_skel {
 	volatile __u64 *py_runtime;
 	volatile struct py_offsets *py;
 	__u64 *py_unsaved;
+	volatile __u8 *gated;
 };
 
 /* Fills a struct call_skel from a skeleton of type struct <name>_bpf. */
@@ -75,6 +76,7 @@ struct call_skel {
 	(cs)->py_runtime = &(sk)->rodata->py_runtime;					\
 	(cs)->py = &(sk)->rodata->py;							\
 	(cs)->py_unsaved = &(sk)->bss->py_unsaved;					\
+	(cs)->gated = &(sk)->rodata->gated;						\
 } while (0)
 
 /* Defines static int <name>_open(struct call_skel *), a call_probe's open: 0 or -errno. */

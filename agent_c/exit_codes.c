@@ -12,6 +12,7 @@ const char *agent_exit_name(int code)
 	case AGENT_TARGET_NOT_FOUND: return "TARGET_NOT_FOUND";
 	case AGENT_PERMISSION_DENIED: return "PERMISSION_DENIED";
 	case AGENT_START_FAILED: return "AGENT_START_FAILED";
+	case AGENT_WINDOW_CLOSED: return "WINDOW_CLOSED";
 	default: return "RUNTIME_ERROR";
 	}
 }

@@ -9,6 +9,7 @@
 #include "monitor_loop.h"
 #include "monitor_start.h"
 #include "proc_helpers.h"
+#include "window_gate.h"
 
 __u64 monotonic_ns(void)
 {
@@ -65,6 +66,10 @@ int monitor_loop_run(struct monitor_loop *l)
 			break;
 		}
 		sink_service(l->sink);
+		if (l->window_fd > 0 && window_closed(l->window_fd)) {
+			ret = AGENT_WINDOW_CLOSED;
+			break;
+		}
 		now = monotonic_ns();
 		if (now - last_flush < (__u64)env->flush_ms * 1000000)
 			continue;
@@ -90,10 +95,14 @@ int monitor_loop_finish(struct monitor_loop *l, int ret)
 	__u64 unacked;
 
 	flush(l, XPU_BATCH_FINAL);
-	if (l->drain.err && ret == AGENT_OK)
+	if (l->drain.err && (ret == AGENT_OK || ret == AGENT_WINDOW_CLOSED))
 		ret = AGENT_RUNTIME_ERROR;
 	unacked = sink_finish(l->sink);
+	if (l->window_fd > 0)
+		window_print_stats(l->window_fd);	/* before stats: the last line read */
 	drain_print_stats(&l->drain, l->sink, unacked, l->incomplete, l->taken);
+	if (ret == AGENT_WINDOW_CLOSED)
+		fprintf(stderr, "xputrace-agent: its window closed: %s\n", l->env->window);
 	return ret;
 }
 

@@ -3,7 +3,8 @@
  * The run every monitor that drains one probe's ring buffer shares (CUDA,
  * ACL, PYTHON): open the sink and the drain, drain the ring buffer into
  * batches, flush every --flush-ms (the monitor's own on_flush first, then the
- * stacks not sent yet), stop on a signal or when the target exits; then the
+ * stacks not sent yet), stop on a signal, when the target exits or when the
+ * step window closes (AGENT_WINDOW_CLOSED); then the
  * final batch and the statistics. The SYSCALL tracer serves many monitors
  * from one ring buffer, each flushed on its own clock (syscall_hub.c).
  */
@@ -26,6 +27,7 @@ struct monitor_loop {
 	/* Optional: at every flush, before the batch goes (now: CLOCK_MONOTONIC). */
 	void (*on_flush)(void *ctx, __u64 now);
 	void *ctx;
+	int window_fd;			/* > 0: the step window's gate map; stop when it closes */
 	/* For the statistics line: calls still in flight at stop, calls taken from threads. */
 	__u64 incomplete;
 	__u64 taken;
@@ -38,7 +40,7 @@ __u64 monotonic_ns(void);
  * or the exit code, reported.
  */
 int monitor_loop_open(struct monitor_loop *l, __u16 monitor_type, __u16 event_size);
-/* Runs until stopped; AGENT_OK or AGENT_RUNTIME_ERROR. */
+/* Runs until stopped; AGENT_OK, AGENT_WINDOW_CLOSED or AGENT_RUNTIME_ERROR. */
 int monitor_loop_run(struct monitor_loop *l);
 /*
  * Once the probe is detached and the ring buffer consumed (and what else the

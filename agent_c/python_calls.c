@@ -62,7 +62,7 @@ int py_calls_parse(const char *functions, const char *hooks, struct py_calls *c,
 	const char *p = functions, *colon1, *colon2;
 
 	memset(c, 0, sizeof(*c));
-	for (; *p; c->nfuncs++) {
+	for (; p && *p; c->nfuncs++) {
 		const char *end = strchrnul(p, ',');
 
 		if (c->nfuncs == PY_MAX_FUNCS || !valid_name(p, end - p)) {
@@ -74,7 +74,7 @@ int py_calls_parse(const char *functions, const char *hooks, struct py_calls *c,
 		memcpy(c->func[c->nfuncs], p, end - p);
 		p = *end ? end + 1 : end;
 	}
-	if (!c->nfuncs) {
+	if (functions && !c->nfuncs) {
 		snprintf(err, errlen, "invalid --py-functions: no name");
 		return -1;
 	}
@@ -113,6 +113,31 @@ void py_calls_configure(struct python_bpf *skel, const struct py_calls *c)
 	skel->rodata->py_nfuncs = c->nfuncs;
 	memcpy((void *)skel->rodata->py_funcs, c->func, sizeof(c->func));
 	skel->rodata->py_eval_frame = c->eval;
+}
+
+int py_window_parse(const char *arg, struct py_window *w, char *err, size_t errlen)
+{
+	const char *colon = strchr(arg, ':');
+	char tail;
+
+	memset(w, 0, sizeof(*w));
+	if (!colon || !valid_name(arg, colon - arg) ||
+	    sscanf(colon + 1, "%llu:%llu%c", &w->skip, &w->count, &tail) != 2 ||
+	    strchr(colon + 1, '-') || !w->count || w->skip > 1ULL << 62 || w->count > 1ULL << 62) {
+		snprintf(err, errlen, "invalid --window '%s': FUNCTION:SKIP:COUNT (a qualified name "
+			 "of 1-%d characters, SKIP >= 0, COUNT >= 1)", arg, PY_FUNC_NAME_LEN - 1);
+		return -1;
+	}
+	memcpy(w->func, arg, colon - arg);
+	return 0;
+}
+
+void py_window_configure(struct python_bpf *skel, const struct py_window *w)
+{
+	skel->rodata->gated = 1;
+	memcpy((void *)skel->rodata->window_func, w->func, sizeof(w->func));
+	skel->rodata->window_skip = w->skip;
+	skel->rodata->window_count = w->count;
 }
 
 static struct bpf_link *attach(const struct bpf_program *prog, bool ret, pid_t pid,

@@ -24,7 +24,19 @@ struct py_calls {
 	unsigned long entry[PY_MAX_HOOKS], exit[PY_MAX_HOOKS];	/* file offsets */
 };
 
-/* Parses --py-functions and --py-hooks; -1 with the reason in err. */
+/* A step window (--window FUNCTION:SKIP:COUNT; window.h). */
+struct py_window {
+	char func[PY_FUNC_NAME_LEN];
+	unsigned long long skip, count;
+};
+
+/* Parses --window; -1 with the reason in err. */
+int py_window_parse(const char *arg, struct py_window *w, char *err, size_t errlen);
+/* Gates the probe on the window and makes its hooks count the window's calls (before load). */
+void py_window_configure(struct python_bpf *skel, const struct py_window *w);
+
+/* Parses --py-functions (NULL: none, the hooks only count a window's calls) and --py-hooks;
+ * -1 with the reason in err. */
 int py_calls_parse(const char *functions, const char *hooks, struct py_calls *c, char *err,
 		   size_t errlen);
 /* The same, for the option checks. */

@@ -5,6 +5,8 @@
  * Python stacks; the stacks are resolved and sent once each (pystack_agent.c).
  * One event per CPU rather than per thread, so threads the target starts later
  * are sampled too; a thread off the CPU is not sampled (on-CPU profile).
+ * With a step window (--window), the function's calls are counted by the same
+ * call hooks as --py-functions', and every event waits for the window.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,6 +26,7 @@
 #include "python.skel.h"
 #include "python_monitor.h"
 #include "python_calls.h"
+#include "window_gate.h"
 
 #define MAX_CPUS 1024
 
@@ -92,9 +95,16 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	skel->rodata->py_runtime = env->py_runtime;
 	skel->rodata->targ_tgid = env->target_pid;
 	skel->rodata->period_ns = 1000000000ULL / env->sample_hz;
-	if (env->py_functions) {
+	if (env->py_hooks) {
+		/* checked when the flags were parsed */
 		py_calls_parse(env->py_functions, env->py_hooks, &calls, err, sizeof(err));
-		py_calls_configure(skel, &calls);	/* checked when the flags were parsed */
+		py_calls_configure(skel, &calls);
+	}
+	if (env->window) {
+		struct py_window w;
+
+		py_window_parse(env->window, &w, err, sizeof(err));
+		py_window_configure(skel, &w);	/* the window's function joins the hooks */
 	}
 	ret = monitor_load(skel->skeleton, env);
 	if (ret)
@@ -107,6 +117,8 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	ret = monitor_loop_open(&loop, XPU_MONITOR_PYTHON, sizeof(struct python_event));
 	if (ret)
 		goto cleanup;
+	if (env->window)
+		loop.window_fd = window_gate_fd(skel->obj);
 	for (i = 0; i < ncpu; i++) {
 		fds[i] = open_clock(i, env->sample_hz);
 		if (fds[i] < 0) {
@@ -126,7 +138,7 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 		nlinks++;
 	}
 	gc = env->py_binary && attach_gc(skel, env);
-	if (env->py_functions) {
+	if (env->py_hooks) {
 		nhooks = py_calls_attach(skel, env, &calls, hooks, err, sizeof(err));
 		if (nhooks < 0) {
 			ret = agent_fail(-nhooks, "%s", err);
@@ -151,7 +163,7 @@ int python_main(const struct agent_env *env, volatile sig_atomic_t *exiting)
 	drain_consume(&loop.drain);
 	ret = monitor_loop_finish(&loop, ret);
 	py_resolver_print_stats(&py, skel->bss->py_unsaved);
-	if (env->py_functions)
+	if (env->py_hooks)
 		py_calls_print_stats(skel);
 
 cleanup:

@@ -9,6 +9,7 @@
     xputrace events [--filter F] [--order-by O] [--fields F] [--limit N]
     xputrace jobs [list] [--filter F] [--order-by O] [--machine M] [--limit N]
                   | show ID [--parameters] [--code] [--history] | stop ID [ID ...]
+                  | ranks ID [--json]
     xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
                              [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
@@ -21,7 +22,9 @@ JSON lines, every page fetched for you (so do audit log entries, newest first).
 The first account registered on a backend is its admin; after it, registering takes an
 admin's invite (`users invite` prints the token) unless the backend opens registration.
 Jobs (AI processes, every machine) print as JSON lines, newest first; `jobs stop` with
-several ids stops them at once and prints each one's result.
+several ids stops them at once and prints each one's result. `jobs ranks` prints the ranks
+of a distributed job as a table (machine, pid, rank, local rank, device), and how many of
+its world size have not appeared.
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
 draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
 backend gives it).
@@ -276,6 +279,42 @@ def _jobs(c: Client, args: argparse.Namespace) -> None:
             _print(result)
             if result["failed"]:
                 raise ApiError(f"{len(result['failed'])} of {len(args.ids)} not stopped")
+    elif args.action == "ranks":
+        body = c.call("GET", f"/jobs/{args.id}/ranks")
+        if args.json:
+            _print(body)
+        else:
+            print(ranks_table(body))
+
+
+RANK_COLUMNS = (
+    ("RANK", "rank"),
+    ("LOCAL", "localRank"),
+    ("HOST", "hostname"),
+    ("PID", "pid"),
+    ("DEVICE", "device"),
+    ("STATUS", "status"),
+    ("MACHINE", "nodeId"),
+    ("JOB", "jobId"),
+)
+
+
+def ranks_table(body: dict[str, Any]) -> str:
+    """GET /jobs/{id}/ranks as text: a summary line, then one aligned row per rank."""
+    world, seen, missing = body.get("worldSize"), body["ranksSeen"], body.get("missing")
+    head = f"job {body['jobId']}: " + (
+        f"world size {world}, {seen} rank(s) seen, {missing} missing"
+        if world is not None
+        else f"world size unknown, {seen} rank(s) seen"
+    )
+    rows = [[name for name, _ in RANK_COLUMNS]]
+    for r in body["ranks"]:
+        rows.append(["-" if r.get(k) is None else str(r[k]) for _, k in RANK_COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(RANK_COLUMNS))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join([head, *lines])
 
 
 def _user_id(c: Client, user: str) -> str:
@@ -399,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--order-by")
     e.add_argument("--fields")
     e.add_argument("--limit", type=int)
-    j = sub.add_parser("jobs", help="AI jobs on every machine: list, show, stop")
+    j = sub.add_parser("jobs", help="AI jobs on every machine: list, show, stop, ranks")
     j.set_defaults(filter="", order_by=None, machine=None, limit=None)  # bare `jobs`: list
     js = j.add_subparsers(dest="action")
     jl = js.add_parser("list")
@@ -417,6 +456,9 @@ def parser() -> argparse.ArgumentParser:
     js.add_parser(
         "stop", help="SIGTERM, then SIGKILL after a grace period (operators)"
     ).add_argument("ids", nargs="+", metavar="ID")
+    ranks = js.add_parser("ranks", help="a distributed job's ranks: machine, pid, rank, device")
+    ranks.add_argument("id")
+    ranks.add_argument("--json", action="store_true", help="the API's body, as JSON")
     u = sub.add_parser("users", help="list users, invite, set roles (admins)")
     us = u.add_subparsers(dest="action")
     us.add_parser("list")

@@ -28,6 +28,7 @@ __all__ = [
     "MonitorTarget",
     "RefreshBody",
     "RegisterBody",
+    "StepWindow",
     "TraceGenerate",
     "UserPatch",
     "check_supported",
@@ -144,6 +145,15 @@ FunctionName = Annotated[
 ]
 
 
+class StepWindow(msgspec.Struct, forbid_unknown_fields=True):
+    """Events only from the start of call skip+1 of a Python function to the end of call
+    skip+count (counted in the process, every thread); then the monitor stops by itself."""
+
+    function: FunctionName
+    count: Annotated[int, msgspec.Meta(ge=1, le=1 << 62)]
+    skip: Annotated[int, msgspec.Meta(ge=0, le=1 << 62)] = 0
+
+
 class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     sampling_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
     enable_profiling: bool = False
@@ -151,6 +161,8 @@ class MonitorConfig(msgspec.Struct, forbid_unknown_fields=True):
     sample_hz: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # PYTHON
     # PYTHON: every call of these functions (qualified names), exactly, start to return
     functions: Annotated[list[FunctionName], msgspec.Meta(min_length=1, max_length=8)] | None = None
+    # CUDA, ACL or PYTHON of one Python process: trace only these calls of a function (steps)
+    window: StepWindow | None = None
 
 
 class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -164,6 +176,13 @@ class MonitorCreate(msgspec.Struct, forbid_unknown_fields=True):
         if self.monitor_type == "PYTHON" and (t.pid is None or t.library_path is not None):
             raise ValueError(
                 "a PYTHON monitor samples one process: needs pid, no library_path - at `$.target`"
+            )
+        if self.config.window is not None and (
+            self.monitor_type not in ("CUDA", "ACL", "PYTHON") or t.pid is None
+        ):
+            raise ValueError(
+                "a step window needs a CUDA, ACL or PYTHON monitor of one Python process (pid)"
+                " - at `$.config.window`"
             )
         if self.monitor_type == "SYSCALL":
             if t.library_path is not None:

@@ -212,7 +212,7 @@ JOB_SUMMARY = obj(
         "framework": nullable(STR),
         "frameworkVersion": nullable(STR),
         "modelFormat": nullable(STR),
-        "pid": INT,
+        "pid": {**nullable(INT), "description": "null for a distributed job"},
         "ppid": nullable(INT),
         "pgid": nullable(INT),
         "processName": STR,
@@ -230,13 +230,58 @@ JOB_SUMMARY = obj(
         "coreDumped": BOOL,
         "createdAt": TIME,
         "updatedAt": TIME,
+        "kind": {
+            "type": "string",
+            "enum": ["process", "distributed"],
+            "description": "distributed: the ranks of one launch across machines "
+            "(GET /jobs/{id}/ranks); nodeId, description and parameters are its rank 0's",
+        },
+        "distributedJobId": {**nullable(UUID), "description": "a rank's distributed job"},
+        "launcher": nullable(obj({"kind": STR, "id": STR})),
+        "rank": nullable(INT),
+        "localRank": nullable(INT),
+        "worldSize": nullable(INT),
+        "device": nullable(STR),
+    },
+    {
+        "ranksSeen": {**INT, "description": "distributed: distinct ranks that have appeared"},
+        "ranksMissing": {
+            **nullable(INT),
+            "description": "distributed: the world size less the ranks seen",
+        },
+        "nodeIds": {"type": "array", "items": STR},
+    },
+)
+JOB_RANKS = obj(
+    {
+        "jobId": UUID,
+        "worldSize": nullable(INT),
+        "ranksSeen": INT,
+        "missing": nullable(INT),
+        "ranks": {
+            "type": "array",
+            "items": obj(
+                {
+                    "jobId": UUID,
+                    "nodeId": STR,
+                    "hostname": STR,
+                    "pid": INT,
+                    "rank": nullable(INT),
+                    "localRank": nullable(INT),
+                    "device": nullable(STR),
+                    "status": JOB_STATUS,
+                    "startTime": INT,
+                    "endTime": nullable(INT),
+                }
+            ),
+        },
     }
 )
 JOB = obj(
     {
         **JOB_SUMMARY["properties"],
         "commandLine": STR,
-        "startTicks": INT,
+        "startTicks": nullable(INT),
         "node": nullable(obj({"nodeId": STR, "hostname": STR})),
     },
     {k: {} for k in jobs.DETAILS},
@@ -384,6 +429,7 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
     ("GET", "/api/v1/jobs/{job_id}/parameters"): {200: JOB_ITEMS},
     ("GET", "/api/v1/jobs/{job_id}/code"): {200: JOB_ITEMS},
     ("GET", "/api/v1/jobs/{job_id}/status-history"): {200: JOB_HISTORY},
+    ("GET", "/api/v1/jobs/{job_id}/ranks"): {200: JOB_RANKS},
     ("POST", "/api/v1/jobs/{job_id}:stop"): {200: JOB_SUMMARY},
     ("POST", "/api/v1/jobs/{job_id}:trace"): {202: JOB_TRACE},
     ("GET", "/api/v1/jobs/{job_id}/traces"): {

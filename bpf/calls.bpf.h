@@ -53,6 +53,8 @@ static __always_inline CALL_EVENT *call_enter(struct pt_regs *ctx, const __u32 f
 		return NULL;
 	if (filter_comm && !comm_matches(task))
 		return NULL;
+	if (!window_open())
+		return NULL;	/* not wanted: no drop */
 	s = bpf_map_lookup_elem(&inflight, &key);
 	if (!s)
 		return NULL;

@@ -11,6 +11,7 @@
 #include "drops.bpf.h"
 #include "ringbuf.bpf.h"
 #include "pystack.bpf.h"
+#include "window.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -54,7 +55,7 @@ int sample(struct bpf_perf_event_data *ctx)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct python_event *e;
 
-	if (task->tgid != targ_tgid)
+	if (task->tgid != targ_tgid || !window_open())
 		return 0;
 	e = event(task, PYTHON_FN_sample, py_capture(task->tgid, task->pid));
 	if (!e)
@@ -71,6 +72,8 @@ int BPF_USDT(gc_start, int generation)
 	struct gc_start st = { .ts_ns = bpf_ktime_get_ns(), .generation = generation };
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 
+	if (!window_open())
+		return 0;	/* a collection is kept when it starts in the window */
 	bpf_map_update_elem(&gc_started, &tid, &st, BPF_ANY);
 	return 0;
 }
@@ -103,6 +106,7 @@ int BPF_USDT(gc_done, long collected)
 const volatile __u32 py_nfuncs = 0;
 const volatile char py_funcs[PY_MAX_FUNCS][PY_FUNC_NAME_LEN] = {};
 const volatile __u8 py_eval_frame = 0;	/* 3.10: hooks on _PyEval_EvalFrameDefault */
+const volatile char window_func[PY_FUNC_NAME_LEN] = {};	/* with gated: the window's function */
 __u64 py_calls_seen = 0;	/* Python calls that trapped into the probe: the cost */
 __u64 py_calls_named = 0;	/* of those, calls of the functions named */
 __u64 py_calls_lost = 0;	/* named calls not kept: more than PY_MAX_OPEN open */
@@ -111,22 +115,32 @@ struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);			/* PyCodeObject * */
-	__type(value, __u8);			/* 1: one of the functions named, 2: not */
+	__type(value, __u8);			/* enum py_verdict */
 } py_named SEC(".maps");
+
+/* What a code object is to the probe (bits); cached in py_named, never 0 there. */
+enum py_verdict {
+	PY_NAMED = 1,		/* one of the functions named: its calls are events */
+	PY_WINDOW = 2,		/* the step window's function: its calls are counted */
+	PY_NEITHER = 4,
+};
 
 TID_LRU(py_open, 4096, struct py_open_calls);
 PERCPU_ONE(py_open_zero, struct py_open_calls);
 
-/* Whether code is one of the functions named: its qualified name, read once per code object. */
-static __always_inline bool py_is_named(__u64 code)
+/*
+ * Whether code is one of the functions named or the window's (enum py_verdict
+ * bits, 0: neither): its qualified name, read once per code object.
+ */
+static __always_inline __u8 py_is_named(__u64 code)
 {
-	__u8 *known = bpf_map_lookup_elem(&py_named, &code), verdict = 2;
+	__u8 *known = bpf_map_lookup_elem(&py_named, &code), verdict = 0;
 	char name[PY_FUNC_NAME_LEN];
 	__u64 str;
 	__u32 state = 0;
 
 	if (known)
-		return *known == 1;
+		return *known & (PY_NAMED | PY_WINDOW);
 	str = py_read(code + py.code_qualname);
 	/* compact ASCII only (PyASCIIObject.state: compact bit 5, ascii bit 6) */
 	if (str && !bpf_probe_read_user(&state, sizeof(state), (void *)(str + py.str_state)) &&
@@ -134,13 +148,17 @@ static __always_inline bool py_is_named(__u64 code)
 	    bpf_probe_read_user_str(name, sizeof(name), (void *)(str + py.str_ascii_data)) > 0) {
 		for (int i = 0; i < PY_MAX_FUNCS; i++) {
 			if (i < py_nfuncs && !bpf_strncmp(name, sizeof(name), (char *)py_funcs[i])) {
-				verdict = 1;
+				verdict = PY_NAMED;
 				break;
 			}
 		}
+		if (gated && !bpf_strncmp(name, sizeof(name), (char *)window_func))
+			verdict |= PY_WINDOW;
 	}
+	if (!verdict)
+		verdict = PY_NEITHER;
 	bpf_map_update_elem(&py_named, &code, &verdict, BPF_ANY);
-	return verdict == 1;
+	return verdict & (PY_NAMED | PY_WINDOW);
 }
 
 static __always_inline void py_call_event(struct task_struct *task, struct py_open_call *c,
@@ -156,6 +174,21 @@ static __always_inline void py_call_event(struct task_struct *task, struct py_op
 	bpf_ringbuf_submit(e, 0);
 }
 
+/*
+ * An open call ends: its event, if it is one; the window closes after its last
+ * call. A subprogram: inlined, its branches multiply the states the verifier
+ * walks through py_call_end's loop past its limit.
+ */
+static __noinline int py_call_done(struct task_struct *task, struct py_open_call *c, __u64 now,
+				   __u16 flags)
+{
+	if (c->emit)
+		py_call_event(task, c, now, flags);
+	if (c->window_call)
+		window_call_ended(c->window_call);
+	return 0;
+}
+
 /* 3.11+: open calls whose frames the new one's has replaced were left by exceptions. */
 static __always_inline void py_unwind_to(struct task_struct *task, struct py_open_calls *open,
 					 __u64 frame)
@@ -168,7 +201,7 @@ static __always_inline void py_unwind_to(struct task_struct *task, struct py_ope
 		if (!open->depth || d >= PY_MAX_OPEN || !open->call[d].key ||
 		    open->call[d].key < frame)
 			break;
-		py_call_event(task, &open->call[d], now, XPU_EV_INCOMPLETE);
+		py_call_done(task, &open->call[d], now, XPU_EV_INCOMPLETE);
 		open->depth = d;
 	}
 }
@@ -196,15 +229,25 @@ static __always_inline bool py_resumed(__u64 frame)
 /* A named function starts: frame is its frame, sp the stack pointer (3.10's pairing). */
 static __always_inline void py_call_start(struct task_struct *task, __u64 frame, __u64 sp)
 {
-	__u8 owner = 0;
+	__u8 owner = 0, verdict;
 	__u32 tid = task->pid, zero = 0, d;
-	__u64 code = frame ? py_frame_code(frame) : 0;
+	__u64 code = frame ? py_frame_code(frame) : 0, n = 0;
 	struct py_open_calls *open;
+	bool emit;
 
 	__sync_fetch_and_add(&py_calls_seen, 1);
-	if (!code || !py_is_named(code) || py_resumed(frame))
+	verdict = code ? py_is_named(code) : 0;
+	if (!verdict || py_resumed(frame))
 		return;
-	__sync_fetch_and_add(&py_calls_named, 1);
+	if (verdict & PY_WINDOW)
+		n = window_call_starts();	/* the window opens before this call is kept */
+	if (verdict & PY_NAMED)
+		__sync_fetch_and_add(&py_calls_named, 1);
+	emit = (verdict & PY_NAMED) && window_open();
+	if (!window_call_inside(n))
+		n = 0;
+	if (!emit && !n)
+		return;
 	open = bpf_map_lookup_elem(&py_open, &tid);
 	if (!open) {
 		struct py_open_calls *z = bpf_map_lookup_elem(&py_open_zero, &zero);
@@ -228,7 +271,9 @@ static __always_inline void py_call_start(struct task_struct *task, __u64 frame,
 	}
 	open->call[d].code = code;
 	open->call[d].key = py_eval_frame ? sp : owner == 0 ? frame : 0;
-	open->call[d].py_stack = py_capture_from(task->tgid, frame);
+	open->call[d].py_stack = emit ? py_capture_from(task->tgid, frame) : 0;
+	open->call[d].window_call = n;
+	open->call[d].emit = emit;
 	open->call[d].ts_ns = bpf_ktime_get_ns();
 	open->depth = d + 1;
 }
@@ -265,7 +310,7 @@ static __always_inline void py_call_end(struct task_struct *task, __u64 code, __
 		d = depth - 1 - i;
 		if (i >= depth || d >= PY_MAX_OPEN || (int)d < found)
 			break;
-		py_call_event(task, &open->call[d], now, (int)d == found ? flags : XPU_EV_INCOMPLETE);
+		py_call_done(task, &open->call[d], now, (int)d == found ? flags : XPU_EV_INCOMPLETE);
 	}
 	open->depth = found;
 }

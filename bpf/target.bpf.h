@@ -3,13 +3,15 @@
  * What the library-call probes (CUDA, ACL) share besides calls.bpf.h: the
  * target filter and the slot mask the agent sets before load, and, through
  * ringbuf.bpf.h (which the SYSCALL probe includes on its own), the ring
- * buffer events go to and when to wake the agent. Include once per BPF
+ * buffer events go to and when to wake the agent, and through window.bpf.h
+ * the step window's gate. Include once per BPF
  * object, after vmlinux.h and xpu_abi.h (the probe's header includes it).
  */
 #ifndef XPU_TARGET_BPF_H
 #define XPU_TARGET_BPF_H
 
 #include "ringbuf.bpf.h"
+#include "window.bpf.h"
 
 /* Slots of the inflight map (calls.bpf.h) until the agent sets --max-threads. */
 #define CALL_SLOTS 4096

@@ -35,6 +35,7 @@ __all__ = [
     "check_command",
     "key_dir",
     "keyfile",
+    "needs_hooks",
     "needs_python",
 ]
 
@@ -95,7 +96,24 @@ def _one_of(name: str, patterns: tuple[str, ...]) -> bool:
 def needs_python(cmd: StartMonitor) -> bool:
     """Whether the agent gets flags read from the target's CPython."""
     c = cmd.config
-    return c.python_stacks or cmd.monitor_type == "PYTHON" or c.functions is not None
+    return (
+        c.python_stacks
+        or cmd.monitor_type == "PYTHON"
+        or c.functions is not None
+        or c.window is not None
+    )
+
+
+def needs_hooks(cmd: StartMonitor) -> bool:
+    """Whether the agent gets the target's Python call hooks (--py-hooks)."""
+    return cmd.config.functions is not None or cmd.config.window is not None
+
+
+def _python_field(cmd: StartMonitor) -> str:
+    """The field a refusal of the target's CPython names: what made it needed."""
+    if cmd.monitor_type == "PYTHON":
+        return "target.pid"
+    return "config.python_stacks" if cmd.config.python_stacks else "config.window"
 
 
 def key_dir(settings: Settings) -> Path:
@@ -155,8 +173,14 @@ def check_command(
             f"config.ringbuf_kb: SYSCALL monitors share one tracer, whose ring "
             f"buffer is {HUB_RINGBUF_KB} KB"
         )
+    if c.window is not None and (
+        cmd.monitor_type not in ("CUDA", "ACL", "PYTHON") or t.pid is None
+    ):
+        raise _invalid(
+            "config.window: needs a CUDA, ACL or PYTHON monitor of one Python process (target.pid)"
+        )
     if needs_python(cmd):
-        field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
+        field = _python_field(cmd)
         if c.functions is not None and cmd.monitor_type != "PYTHON":
             raise _invalid("config.functions: only for PYTHON monitors")
         if cmd.monitor_type not in ("CUDA", "ACL", "PYTHON") or t.pid is None:
@@ -292,7 +316,7 @@ def _library(path: str, kind: AgentType, lib: Library) -> str:
 def _python_args(cmd: StartMonitor, facts: TargetFacts) -> list[str]:
     """--py-runtime and --py-offsets for the target's CPython; a PYTHON monitor's sampler
     and function hooks."""
-    field = "target.pid" if cmd.monitor_type == "PYTHON" else "config.python_stacks"
+    field = _python_field(cmd)
     t = facts.python
     if t is None:
         raise _unread("CPython")
@@ -305,26 +329,38 @@ def _python_args(cmd: StartMonitor, facts: TargetFacts) -> list[str]:
         if c.sample_hz is not None:
             args += ["--sample-hz", str(c.sample_hz)]
     if c.functions is not None:
-        _check_function_names(c.functions, t.version)
+        _check_function_names(c.functions, t.version, "config.functions[{}]")
+    if c.window is not None:
+        _check_function_names((c.window.function,), t.version, "config.window.function")
+    if needs_hooks(cmd):
         hooks = facts.hooks
         if hooks is None:
             raise _unread("call hooks")
         if isinstance(hooks, UnsupportedPython):
-            raise _invalid(f"config.functions: {hooks}")
-        args += ["--py-functions", ",".join(c.functions), "--py-hooks", hook_flag(hooks)]
+            raise _invalid(f"{'config.functions' if c.functions else 'config.window'}: {hooks}")
+        if c.functions is not None:
+            args += ["--py-functions", ",".join(c.functions)]
+        args += ["--py-hooks", hook_flag(hooks)]
+    if c.window is not None:
+        args += ["--window", c.window.flag()]
+        if cmd.monitor_type != "PYTHON":
+            args += ["--py-binary", t.binary]  # where the hooks go
+            if not c.python_stacks:
+                args += ["--no-py-stacks"]
     return args
 
 
-def _check_function_names(names: tuple[str, ...], version: tuple[int, ...]) -> None:
+def _check_function_names(names: tuple[str, ...], version: tuple[int, ...], field: str) -> None:
     """CPython before 3.11 names a code object by co_name only (co_qualname came in 3.11): a
-    qualified name could never match there, so it is refused, not run."""
+    qualified name could never match there, so it is refused, not run. field names the i-th
+    name ({} for i)."""
     if version[:2] >= (3, 11):
         return
     for i, name in enumerate(names):
         if "." in name:
             short = name.rsplit(".", 1)[1]
             raise _invalid(
-                f"config.functions[{i}]: '{name}' is a qualified name, and the target runs "
+                f"{field.format(i)}: '{name}' is a qualified name, and the target runs "
                 f"CPython {version[0]}.{version[1]}, whose functions carry no qualified name "
                 f"(3.11+ do); name it '{short}' (every function of that name) instead"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import replace
 
 import zmq.asyncio
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def load_identity(settings: Settings) -> Identity:
     paths = (settings.machine_id_file,) if settings.machine_id_file else ident.DBUS_MACHINE_ID_PATHS
-    return ident.collect(settings.app_id, machine_id_paths=paths)
+    me = ident.collect(settings.app_id, machine_id_paths=paths)
+    return replace(me, hostname=settings.hostname) if settings.hostname else me
 
 
 async def serve(
@@ -55,7 +57,7 @@ async def serve(
 
     watcher = None
     if settings.jobs:
-        watcher = await start_watcher(settings.procwatch, me.machine_id)
+        watcher = await start_watcher(settings.procwatch, me.machine_id, settings.jobs_root_pid)
     else:
         log.info("job discovery off (--no-jobs)")
     try:

@@ -218,20 +218,24 @@ class JobReporter:
         }
 
 
-async def start_watcher(procwatch: Path, machine_id: str) -> Watcher | None:
-    """The jobs watcher, started; None (with the reason logged) when it cannot run here."""
+async def start_watcher(
+    procwatch: Path, machine_id: str, root_pid: int | None = None
+) -> Watcher | None:
+    """The jobs watcher, started (root_pid: only that process and its descendants); None
+    (with the reason logged) when it cannot run here."""
     if not procwatch.exists():
         log.warning(
             "job discovery off: %s not found (build it, or set --procwatch-path)", procwatch
         )
         return None
-    watcher = Watcher(procwatch, machine_id)
+    watcher = Watcher(procwatch, machine_id, root_pid=root_pid)
     try:
         await watcher.start()
     except (OSError, RuntimeError) as e:
         log.error("job discovery off: %s", e)
         return None
-    log.info("job discovery on: %s (pid %s)", procwatch, watcher.pid)
+    scope = f", jobs under pid {root_pid} only" if root_pid is not None else ""
+    log.info("job discovery on: %s (pid %s)%s", procwatch, watcher.pid, scope)
     return watcher
 
 

@@ -45,6 +45,7 @@ class Settings:
     # AI jobs (manager.jobs): discovered by xputrace-procwatch, reported to the backend
     procwatch_path: Path | None = None  # None: xputrace-procwatch next to agent_path
     jobs: bool = True  # on when the procwatch binary exists (a log line says when not)
+    jobs_root_pid: int | None = None  # only this process and its descendants are jobs
     # Private state: agent records (for reaping after a restart), agent key files, the lock
     runtime_dir: Path = Path("/run/xputrace-manager")
     # Timing and limits
@@ -61,6 +62,7 @@ class Settings:
     # Identity
     app_id: str = "xputrace"
     machine_id_file: Path | None = None  # None: /var/lib/dbus/machine-id, /etc/machine-id
+    hostname: str | None = None  # None: the kernel's (a container's or a test's own name)
     log_level: str = "INFO"
     # A test aid, never for production: the wall clock this manager measures against the
     # backend's (manager.control) runs this far ahead, so a test can check that a skewed
@@ -72,6 +74,10 @@ class Settings:
             raise ValueError(f"backend endpoint '{self.backend}' must be tcp:// or ipc://")
         if self.heartbeat_interval_s <= 0 or self.agent_ready_timeout_s <= 0:
             raise ValueError("intervals and timeouts must be positive")
+        if self.jobs_root_pid is not None and self.jobs_root_pid <= 0:
+            raise ValueError(f"jobs root pid {self.jobs_root_pid} must be positive")
+        if self.hostname is not None and not self.hostname.strip():
+            raise ValueError("hostname must not be empty")
 
     @property
     def procwatch(self) -> Path:
@@ -122,6 +128,13 @@ class Settings:
         a("--procwatch-path", type=Path, help="xputrace-procwatch (default: next to the agent)")
         a("--no-jobs", action="store_true", help="do not discover and report AI jobs")
         a(
+            "--jobs-root-pid",
+            type=int,
+            help="report as AI jobs only this process and its descendants (a manager in a "
+            "container, or for one launcher's process tree); monitors may still target any "
+            "process",
+        )
+        a(
             "--data-host",
             action="append",
             default=None,
@@ -137,6 +150,10 @@ class Settings:
         a("--max-monitors", type=int, default=64)
         a("--no-pdeathsig", action="store_true", help="do not wrap agents in setpriv --pdeathsig")
         a("--machine-id-file", type=Path)
+        a(
+            "--hostname",
+            help="the name this machine is shown under (default: the kernel's hostname)",
+        )
         a("--log-level", default="INFO")
         a("--test-clock-skew-ns", type=int, default=0, help=argparse.SUPPRESS)  # a test aid
         return p
@@ -177,6 +194,7 @@ class Settings:
                 agent_path=ns.agent_path,
                 procwatch_path=ns.procwatch_path,
                 jobs=not ns.no_jobs,
+                jobs_root_pid=ns.jobs_root_pid,
                 data_server_public_key=data_server,
                 data_curve=not ns.no_data_curve,
                 data_hosts=tuple(ns.data_hosts or ()),
@@ -189,6 +207,7 @@ class Settings:
                 max_monitors=ns.max_monitors,
                 pdeathsig=not ns.no_pdeathsig,
                 machine_id_file=ns.machine_id_file,
+                hostname=ns.hostname,
                 log_level=ns.log_level.upper(),
                 test_clock_skew_ns=ns.test_clock_skew_ns,
             )

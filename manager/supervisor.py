@@ -82,13 +82,13 @@ AGENT_TYPES: Mapping[str, AgentType] = {
         probe="cuda",
         library_patterns=PROBES["CUDA"].libraries,
         target=("pid", "library_path", "comm"),
-        config=("python_stacks", "attach_mode", *_BUFFERS),
+        config=("python_stacks", "attach_mode", "window", *_BUFFERS),
     ),
     "ACL": AgentType(
         probe="acl",
         library_patterns=PROBES["ACL"].libraries,
         target=("pid", "library_path", "comm"),
-        config=("python_stacks", "attach_mode", *_BUFFERS),
+        config=("python_stacks", "attach_mode", "window", *_BUFFERS),
     ),
     "SYSCALL": AgentType(
         probe="syscall",
@@ -101,7 +101,7 @@ AGENT_TYPES: Mapping[str, AgentType] = {
         probe="python",
         library_patterns=(),
         target=("pid", "comm"),
-        config=("sample_hz", "functions", *_BUFFERS),
+        config=("sample_hz", "functions", "window", *_BUFFERS),
     ),
 }
 
@@ -636,6 +636,9 @@ class Supervisor:
         elif rc == 0:
             m.status = MonitorStatus.STOPPED
             m.message = "agent exited" + (f": {tail}" if tail else "")
+        elif rc == AGENT_EXIT["AGENT_WINDOW_CLOSED"] and m.spec.config.window is not None:
+            m.status = MonitorStatus.STOPPED
+            m.message = m.spec.config.window.closed()
         else:
             m.status = MonitorStatus.ERROR
             m.message = m.error_message = how + (f": {tail}" if tail else "")

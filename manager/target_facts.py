@@ -10,7 +10,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from manager.agent_args import Library, Process, TargetFacts, needs_python
+from manager.agent_args import Library, Process, TargetFacts, needs_hooks, needs_python
 from manager.protected import platform_process, process_user
 from manager.python.hooks import PythonHooks, find_hooks
 from manager.python.target import PythonTarget, UnsupportedPython, find_target
@@ -90,6 +90,6 @@ def read_facts(
         and not process.platform
     ):
         python = _python(t.pid, proc_root)
-        if cmd.config.functions is not None and isinstance(python, PythonTarget):
+        if needs_hooks(cmd) and isinstance(python, PythonTarget):
             hooks = _hooks(python, proc_root)
     return TargetFacts(process=process, library=library, python=python, hooks=hooks)

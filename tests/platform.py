@@ -1,23 +1,31 @@
 """A platform under test: the backend in process (real PostgreSQL, CURVE control and ingest)
 and a real manager process (``python -m manager``) dialing it, with the agent binary given:
-the real xputrace-agent (tests/e2e, as root) or the stand-in of tests/manager/fake_agent."""
+the real xputrace-agent (tests/e2e, as root) or the stand-in of tests/manager/fake_agent.
+
+More managers, each a "machine" of its own on this host (its own enrolled key, machine-id
+file, runtime dir and ``--hostname``), join with ``Platform.add_manager``; their names are
+given to ``open_platform(extra_managers=...)``, since the backend reads the enrolled keys
+when it starts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from backend.app import create_app, server_keys
+from manager import identity
 from manager import keys as manager_keys
 from tests.pg_fixtures import backend_settings
 
@@ -39,6 +47,75 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (after SIGCONT: a test may have left it stopped) and wait; a manager still
+    running after 30 s prints its stacks (SIGUSR1), is killed, and the test fails."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)  # its stacks to stderr: where it waits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(1)  # the dump is written in the signal handler
+        proc.kill()
+        proc.wait(30)
+        raise
+
+
+class ManagerProcess:
+    """One more manager of the platform: a machine of its own on this host."""
+
+    def __init__(self, name: str, machine_id: str, hostname: str, argv: list[str]) -> None:
+        self.name, self.machine_id, self.hostname, self.argv = name, machine_id, hostname, argv
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdin=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+@dataclass(frozen=True)
+class ManagerSetup:
+    """What every manager of one platform shares, and the extra managers' key pairs."""
+
+    control_endpoint: str
+    server_key: Path  # the backend's public key file
+    agent_path: Path
+    enrolled: dict[str, Path] = field(default_factory=dict)  # extra name -> its secret key file
+
+    def argv(self, secret: Path, run: Path, machine_file: Path) -> list[str]:
+        """python -m manager with key pair secret, its own runtime dir and machine id."""
+        return [
+            sys.executable,
+            "-m",
+            "manager",
+            "--backend",
+            self.control_endpoint,
+            "--server-key",
+            str(self.server_key),
+            "--key",
+            str(secret),
+            "--agent-path",
+            str(self.agent_path),
+            "--runtime-dir",
+            str(run),
+            "--heartbeat-interval",
+            "0.5",
+            "--machine-id-file",
+            str(machine_file),
+            "--agent-stop-timeout",
+            "20",
+        ]
+
+
 class Platform:
     def __init__(
         self,
@@ -47,9 +124,51 @@ class Platform:
         machine_id: str,
         manager: subprocess.Popen[bytes],
         manager_argv: list[str],
+        setup: ManagerSetup,
     ) -> None:
         self.client, self.token, self.machine_id, self.manager = client, token, machine_id, manager
         self.manager_argv = manager_argv
+        self.setup = setup
+        self.managers: dict[str, ManagerProcess] = {}  # the ones add_manager started
+
+    async def add_manager(
+        self, name: str, extra_args: tuple[str, ...] = (), hostname: str | None = None
+    ) -> ManagerProcess:
+        """Starts manager name (enrolled by open_platform(extra_managers=...)) as a machine of
+        its own, shown as hostname (default: name); returns once the backend lists it."""
+        secret = self.setup.enrolled.get(name)
+        assert secret is not None, f"{name} not in open_platform(extra_managers=...)"
+        assert name not in self.managers, f"manager {name} already started"
+        home = secret.parent
+        raw = hashlib.md5(name.encode()).hexdigest()  # 32 hex digits, as /etc/machine-id
+        (home / "machine-id").write_text(raw + "\n")
+        argv = self.setup.argv(secret, home / "run", home / "machine-id")
+        host = hostname or name
+        m = ManagerProcess(
+            name,
+            identity.protected_id(identity.APP_ID, raw),
+            host,
+            [*argv, "--hostname", host, *extra_args],
+        )
+        self.managers[name] = m
+
+        async def online() -> Any:
+            r = await self.client.get(f"/api/v1/machines/{m.machine_id}", headers=self.auth)
+            return r.status == 200 and (await r.json())["status"] == "ACTIVE"
+
+        await eventually(online, f"manager {name} registration")
+        return m
+
+    def stop_all(self) -> None:
+        """Stops every manager; the first failure is raised once all were tried."""
+        failed: BaseException | None = None
+        for proc in [*(m.proc for m in self.managers.values()), self.manager]:
+            try:
+                stop_process(proc)
+            except BaseException as e:  # the others are stopped first
+                failed = failed or e
+        if failed is not None:
+            raise failed
 
     @property
     def auth(self) -> dict[str, str]:
@@ -113,18 +232,7 @@ class Platform:
         self.manager.wait(30)
 
     def stop_manager(self) -> None:
-        if self.manager.poll() is None:
-            self.manager.send_signal(signal.SIGCONT)  # a test may have left it stopped
-            self.manager.terminate()
-        try:
-            self.manager.wait(30)
-        except subprocess.TimeoutExpired:
-            self.manager.send_signal(signal.SIGUSR1)  # its stacks to stderr: where it waits
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.manager.wait(1)  # the dump is written in the signal handler
-            self.manager.kill()
-            self.manager.wait(30)
-            raise
+        stop_process(self.manager)
 
 
 @contextlib.asynccontextmanager
@@ -135,41 +243,33 @@ async def open_platform(
     agent_path: Path,
     *,
     manager_args: tuple[str, ...] = (),
+    extra_managers: tuple[str, ...] = (),
     **backend: Any,
 ) -> AsyncIterator[Platform]:
     """The backend (settings: backend_settings with the given overrides) and a registered
-    manager running agent_path (more flags: manager_args)."""
+    manager running agent_path (more flags: manager_args); the keys of extra_managers are
+    enrolled too, for Platform.add_manager. Every manager is stopped at the end."""
     settings = backend_settings(dsn, tmp_path, **{"heartbeat_timeout_s": 5.0, **backend})
     pub, secret = manager_keys.generate(tmp_path / "manager")
     settings.enrolled_dir.mkdir(parents=True)
     shutil.copy(pub, settings.enrolled_dir / "manager.key")
+    setup = ManagerSetup(settings.control_endpoint, settings.keys_dir / "backend.key", agent_path)
+    for name in extra_managers:
+        assert name != "manager", "the first manager's key is manager.key"
+        home = tmp_path / "managers" / name
+        home.mkdir(parents=True)
+        pub_n, setup.enrolled[name] = manager_keys.generate(home, name)
+        shutil.copy(pub_n, settings.enrolled_dir / f"{name}.key")
     server_keys(settings)
     client = await aiohttp_client(create_app(settings))
     machine_file = tmp_path / "machine-id"
     machine_file.write_text("0123456789abcdef0123456789abcdef\n")
     argv = [
-        sys.executable,
-        "-m",
-        "manager",
-        "--backend",
-        settings.control_endpoint,
-        "--server-key",
-        str(settings.keys_dir / "backend.key"),
-        "--key",
-        str(secret),
-        "--agent-path",
-        str(agent_path),
-        "--runtime-dir",
-        str(tmp_path / "run"),
-        "--heartbeat-interval",
-        "0.5",
-        "--machine-id-file",
-        str(machine_file),
-        "--agent-stop-timeout",
-        "20",
+        *setup.argv(secret, tmp_path / "run", machine_file),
         *manager_args,
     ]
-    p = Platform(client, "", "", subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL), argv)
+    manager = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL)
+    p = Platform(client, "", "", manager, argv, setup)
     try:
         r = await client.post(
             "/api/v1/auth:register", json={"email": "ops@example.com", "password": "long enough pw"}
@@ -187,4 +287,4 @@ async def open_platform(
         p.machine_id = machines[0]["id"]
         yield p
     finally:
-        p.stop_manager()
+        p.stop_all()

@@ -10,7 +10,8 @@ Backend → manager: the seed's commands, exactly as the seed writes them::
      "target": {"pid": int, "library_path": str, "comm": str, "syscalls": [str]},
      "config": {"sampling_rate": 1.0, "enable_profiling": bool, "attach_mode": str,
                 "ringbuf_kb": int, "batch_events": int, "flush_ms": int,
-                "python_stacks": bool, "sample_hz": int, "functions": [str]},
+                "python_stacks": bool, "sample_hz": int, "functions": [str],
+                "window": {"function": str, "skip": int, "count": int} | null},
      "backend_zmq_data_endpoint": "tcp://host:port" | "ipc://path", "machine_id": str}
     {"command": "STOP_MONITOR", "request_id": str, "monitor_id": uuid}
     {"command": "GET_STATUS", "request_id": str, "monitor_id": uuid | null | absent}
@@ -61,6 +62,7 @@ __all__ = [
     "Reply",
     "ReplyStatus",
     "StartMonitor",
+    "StepWindow",
     "StopJob",
     "StopMonitor",
     "Target",
@@ -183,6 +185,25 @@ class Target:
 
 
 @dataclass(frozen=True)
+class StepWindow:
+    """config.window: events only from the start of call skip+1 of the Python function (a
+    qualified name) to the end of call skip+count, counted in the process on every thread;
+    then the agent ends and the monitor stops (xpucore/include/window.h)."""
+
+    function: str
+    skip: int
+    count: int
+
+    def flag(self) -> str:
+        """The agent's --window."""
+        return f"{self.function}:{self.skip}:{self.count}"
+
+    def closed(self) -> str:
+        """Why a monitor with this window stopped by itself."""
+        return f"its window closed: {self.count} calls of {self.function} after {self.skip}"
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The ``config`` keys a monitor may set; each maps to one checked agent flag or none."""
 
@@ -195,6 +216,7 @@ class AgentConfig:
     python_stacks: bool = False  # CUDA: each call's Python stack (--py-runtime/--py-offsets)
     sample_hz: int | None = None  # PYTHON: samples per second per CPU
     functions: tuple[str, ...] | None = None  # PYTHON: qualified names whose calls to trace
+    window: StepWindow | None = None  # CUDA, ACL, PYTHON of a Python process: the step window
 
 
 @dataclass(frozen=True)
@@ -259,7 +281,10 @@ _CONFIG_KEYS = {
     "python_stacks",
     "sample_hz",
     "functions",
+    "window",
 }
+_WINDOW_KEYS = {"function", "skip", "count"}
+WINDOW_MAX = 1 << 62  # skip and count: the agent's parse bound
 
 
 def isotime(t: datetime | None) -> str | None:
@@ -463,8 +488,36 @@ def _config(v: Any) -> AgentConfig:
     if hz is not None:
         hz = _int(hz, "config.sample_hz", 1, 10_000)
     return AgentConfig(
-        float(rate), prof, mode, ring, batch, flush, stacks, hz, _functions(v.get("functions"))
+        float(rate),
+        prof,
+        mode,
+        ring,
+        batch,
+        flush,
+        stacks,
+        hz,
+        _functions(v.get("functions")),
+        _window(v.get("window")),
     )
+
+
+def _window(v: Any) -> StepWindow | None:
+    """config.window: {"function", "skip", "count"} (what reaches the agent's --window)."""
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise _invalid("config.window", "must be an object: function, skip, count")
+    _unknown(v, _WINDOW_KEYS, "config.window.")
+    function = v.get("function")
+    if not isinstance(function, str) or not _FUNCTION.fullmatch(function):
+        raise _invalid(
+            "config.window.function", "must be a qualified name: 1-63 of letters, digits, _ . < >"
+        )
+    if "count" not in v:
+        raise _invalid("config.window.count", "missing: how many calls the window spans")
+    skip = _int(v.get("skip", 0), "config.window.skip", 0, WINDOW_MAX)
+    count = _int(v["count"], "config.window.count", 1, WINDOW_MAX)
+    return StepWindow(function, skip, count)
 
 
 _FUNCTION = re.compile(r"[A-Za-z0-9_.<>]{1,63}")

@@ -24,6 +24,11 @@ them as ``brief``). They would have exited before their first look anyway, and i
 within ``DEFER_MS + 2 * batch_ms`` (0.2 s), and every exit of a process it holds within
 ``2 * batch_ms``.
 
+With a ``root_pid`` (the manager's ``--jobs-root-pid``) only that process and its descendants
+are looked at (``manager.jobs.scope``): every other process is left out at its first event, before
+it reaches the table, so it is never read, described or reported (nor stopped: STOP_JOB acts on
+the table's jobs only).
+
 A ``drops`` line from procwatch (records lost to a full ring) triggers a rescan: processes
 missed are added, and those that ended unseen are marked lost.
 """
@@ -48,6 +53,7 @@ from manager.jobs.container import own_mount_namespace
 from manager.jobs.describe import Inspection, describe, inspect
 from manager.jobs.procfs import ProcessGone, ProcessHandle
 from manager.jobs.scan import scan
+from manager.jobs.scope import Scope
 from manager.jobs.table import ProcessKey, ProcessRecord, ProcessTable
 
 __all__ = ["DEFER_MS", "RECHECK_DELAYS", "Change", "Watcher"]
@@ -96,6 +102,7 @@ class Watcher:
         batch_ms: int = 50,
         defer_ms: int = DEFER_MS,
         describe_jobs: bool = True,
+        root_pid: int | None = None,
     ) -> None:
         self.procwatch = procwatch
         self.proc_root = proc_root
@@ -105,6 +112,9 @@ class Watcher:
         self.defer_ms = defer_ms  # procwatch -d
         self.describe_jobs = describe_jobs
         self.table = ProcessTable(machine)
+        self.scope = Scope(root_pid, proc_root) if root_pid is not None else None
+        if self.scope is not None and self.scope.root is None:
+            log.warning("jobs root pid %d is not running: no job will be reported", root_pid)
         self.listeners: list[Callable[[Change], None]] = []
         self.counts = {"events": 0, "looks": 0, "described": 0, "lost": 0, "rescans": 0}
         self.drops = 0
@@ -239,6 +249,8 @@ class Watcher:
             self.counts["events"] += 1
             if kind == "fork" and not self._fork_matters(ev):
                 return  # shows what it is at its exec; unknown at its exit: nothing to end
+            if kind != "exit" and not self._in_scope(ev):
+                return
             if kind == "exit":
                 rec = self.table.live.get(ev["pid"])
                 if rec is None or rec.key.start_ticks != ev["start_ticks"]:
@@ -263,6 +275,17 @@ class Watcher:
         elif kind == "stats":
             self.final_stats = ev
             self.drops = ev["dropped"]
+
+    def _in_scope(self, ev: dict[str, Any]) -> bool:
+        """Whether a fork or exec is of a process this watcher answers for."""
+        if self.scope is None:
+            return True
+        rec = self.table.live.get(ev["pid"])
+        if rec is not None and rec.key.start_ticks == ev["start_ticks"]:
+            return True  # judged at its first event
+        return self.scope.contains(
+            ev["pid"], ev["start_ticks"], ev["ppid"], ev.get("parent_start_ticks")
+        )
 
     def refresh(self, key: ProcessKey) -> ProcessRecord | None:
         """Look at a running process now, out of its schedule (its job description is made
@@ -338,7 +361,12 @@ class Watcher:
     def _rescan(self, first: bool = False) -> None:
         self.counts["rescans"] += 1
         stats = scan(self.proc_root)
+        by_pid = {st.pid: st for st in stats}
         for st in stats:
+            if self.scope is not None and not self.scope.contains(
+                st.pid, st.start_ticks, st.ppid, known=by_pid
+            ):
+                continue
             rec = self.table.add_scanned(st)
             if rec is not None:  # looked at once, right away: it has loaded what it loads
                 self._schedule(rec, len(self.delays) - 1, delay=0.0)

@@ -67,16 +67,27 @@ class ScriptedManager:
             msg: dict[str, Any] = json.loads(frame)
             if msg.get("command") != "GET_STATUS":
                 return msg
-            await self.send(
-                {
-                    "request_id": msg["request_id"],
-                    "status": "SUCCESS",
-                    "agent_manager_status": "RUNNING",
-                    "machine_id": self.machine_id,
-                    "active_monitors": [],
-                    "version": "test",
-                }
-            )
+            await self._no_monitors(msg)
+
+    async def clock_echo(self, seq: int, timeout: float = 10.0) -> dict[str, Any]:
+        """The CLOCK_ECHO answering probe seq (GET_STATUS meanwhile answered, others
+        dropped)."""
+        while True:
+            msg = await self.command(timeout)
+            if msg.get("event") == protocol.CLOCK_ECHO and msg.get("seq") == seq:
+                return msg
+
+    async def _no_monitors(self, msg: dict[str, Any]) -> None:
+        await self.send(
+            {
+                "request_id": msg["request_id"],
+                "status": "SUCCESS",
+                "agent_manager_status": "RUNNING",
+                "machine_id": self.machine_id,
+                "active_monitors": [],
+                "version": "test",
+            }
+        )
 
     def close(self) -> None:
         self.sock.disable_monitor()

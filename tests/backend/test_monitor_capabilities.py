@@ -40,6 +40,52 @@ async def api(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> tuple[T
 PID = {"pid": 4242}
 
 
+STEPS = {"function": "Optimizer.step", "skip": 100, "count": 10}
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "needle"),
+    [
+        ({"window": {**STEPS, "count": 0}}, "config.window.count", "Expected `int` >= 1"),
+        ({"window": {**STEPS, "skip": -1}}, "config.window.skip", "Expected `int` >= 0"),
+        ({"window": {**STEPS, "function": "a b"}}, "config.window.function", "matching regex"),
+        ({"window": {"function": "step"}}, "config.window.count", "is required"),
+        ({"window": {**STEPS, "every": 2}}, "config.window.every", "is not allowed"),
+    ],
+)
+async def test_a_bad_window_is_400_naming_its_field(
+    api: Any, config: dict[str, Any], field: str, needle: str
+) -> None:
+    client, auth = api
+    body = {"monitor_type": "CUDA", "target": PID, "config": config}
+    r = await client.post(f"/api/v1/machines/{MACHINE}/monitors", json=body, headers=auth)
+    answer = await r.json()
+    assert r.status == 400, answer
+    message = answer["error"]["message"]
+    assert message.startswith(f"{field}: ") and needle in message, answer
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"monitor_type": "SYSCALL", "target": PID, "config": {"window": STEPS}}, "config.window"),
+        (
+            {"monitor_type": "CUDA", "target": {"library_path": "/usr/lib/libcudart.so.12"},
+             "config": {"window": STEPS}},
+            "config.window",
+        ),
+    ],
+)  # fmt: skip
+async def test_a_window_needs_a_process_of_a_type_that_takes_it(
+    api: Any, body: dict[str, Any], field: str
+) -> None:
+    client, auth = api
+    r = await client.post(f"/api/v1/machines/{MACHINE}/monitors", json=body, headers=auth)
+    answer = await r.json()
+    assert r.status == 400, answer
+    assert answer["error"]["message"].startswith(f"{field}: a step window needs"), answer
+
+
 @pytest.mark.parametrize(
     ("body", "field", "needle"),
     [
@@ -104,6 +150,8 @@ async def test_what_the_machine_cannot_do_is_400(
         {"monitor_type": "PYTHON", "target": {**PID, "comm": "python3"}},
         {"monitor_type": "PYTHON", "target": PID, "config": {"sample_hz": 49}},
         {"monitor_type": "SYSCALL", "target": {"comm": "python3", "syscalls": ["read"]}},
+        {"monitor_type": "CUDA", "target": PID, "config": {"window": STEPS}},
+        {"monitor_type": "PYTHON", "target": PID, "config": {"window": {**STEPS, "skip": 0}}},
     ],
 )
 async def test_what_it_can_do_is_accepted(api: Any, body: dict[str, Any]) -> None:
@@ -119,7 +167,7 @@ async def test_announcement_is_shown_and_an_older_manager_is_held_to_its_types(a
     assert sorted(types) == ["ACL", "CUDA", "PYTHON", "SYSCALL"]
     assert types["PYTHON"] == {
         "target": ["comm", "pid"],
-        "config": ["batch_events", "flush_ms", "functions", "ringbuf_kb", "sample_hz"],
+        "config": ["batch_events", "flush_ms", "functions", "ringbuf_kb", "sample_hz", "window"],
     }
     mon = f"/api/v1/machines/{OLD_MANAGER}/monitors"
     r = await client.post(mon, json={"monitor_type": "PYTHON", "target": PID}, headers=auth)

@@ -18,6 +18,7 @@ from manager.agent_args import (
     check_command,
     key_dir,
     keyfile,
+    needs_hooks,
     needs_python,
 )
 from manager.python.hooks import PythonHooks
@@ -27,7 +28,14 @@ from manager.settings import Settings
 from manager.supervisor import AGENT_TYPES
 from manager.syscall_hub import HUB_RINGBUF_KB
 from tests.manager.conftest import MACHINE_ID
-from xpucore.protocol import AgentConfig, CommandError, ErrorCode, StartMonitor, Target
+from xpucore.protocol import (
+    AgentConfig,
+    CommandError,
+    ErrorCode,
+    StartMonitor,
+    StepWindow,
+    Target,
+)
 
 MID = "123e4567-e89b-42d3-a456-426614174000"
 DATA = "tcp://127.0.0.1:5556"
@@ -456,3 +464,52 @@ def test_facts_the_command_needs_must_have_been_read(settings: Callable[..., Set
     ):
         with pytest.raises(ValueError, match="which was not read"):
             agent_args(c, AGENT_TYPES, s, MACHINE_ID, facts)
+
+
+@pytest.mark.parametrize("kind", ["CUDA", "ACL", "PYTHON"])
+def test_step_window(settings: Callable[..., Settings], kind: str) -> None:
+    """config.window: the target's call hooks and --window; a CUDA or ACL monitor gets the
+    interpreter's facts for the hooks only (--no-py-stacks) unless it asked for stacks."""
+    s = settings()
+    w = StepWindow("Optimizer.step", 100, 10)
+    c = start(kind, config=AgentConfig(window=w))
+    assert needs_python(c) and needs_hooks(c)
+    got = args(s, c, TargetFacts(process=USER, python=PY311, hooks=HOOKS))
+    tail = got[got.index("--py-runtime") : got.index("--curve-keyfile")]
+    window = ["--py-hooks", "opcode:0x1004,0x1014:0x2004", "--window", "Optimizer.step:100:10"]
+    if kind == "PYTHON":
+        assert tail == ["--py-runtime", "0x7f00dead0000", "--py-offsets", PY_OFFSETS,
+                        "--py-binary", PY311.binary, *window]  # fmt: skip
+    else:
+        assert tail == ["--py-runtime", "0x7f00dead0000", "--py-offsets", PY_OFFSETS,
+                        *window, "--py-binary", PY311.binary, "--no-py-stacks"]  # fmt: skip
+        stacks = start(kind, config=AgentConfig(window=w, python_stacks=True))
+        assert "--no-py-stacks" not in args(
+            s, stacks, TargetFacts(process=USER, python=PY311, hooks=HOOKS)
+        )
+    no = UnsupportedPython("/usr/bin/node: no _PyRuntime: not CPython")
+    field = "target.pid" if kind == "PYTHON" else "config.window"
+    assert refusal(s, c, TargetFacts(process=USER, python=no)) == (
+        f"INVALID_CONFIG: {field}: /usr/bin/node: no _PyRuntime: not CPython"
+    )
+    no_hooks = UnsupportedPython("no opcode_targets table in /usr/bin/python3.11")
+    assert refusal(s, c, TargetFacts(process=USER, python=PY311, hooks=no_hooks)) == (
+        "INVALID_CONFIG: config.window: no opcode_targets table in /usr/bin/python3.11"
+    )
+    old = TargetFacts(process=USER, python=PY310, hooks=replace(HOOKS, mode="eval_frame"))
+    assert refusal(s, c, old).startswith(
+        "INVALID_CONFIG: config.window.function: 'Optimizer.step' is a qualified name"
+    )
+
+
+def test_step_window_refusals(settings: Callable[..., Settings]) -> None:
+    s = settings()
+    w = AgentConfig(window=StepWindow("step", 0, 1))
+    for c, expected in (
+        (start("SYSCALL", config=w), "config.window: not supported by SYSCALL monitors"),
+        (
+            start(target=Target(library_path="/usr/lib/libcudart.so.12"), config=w),
+            "config.window: needs a CUDA, ACL or PYTHON monitor of one Python process",
+        ),
+    ):
+        assert refusal(s, c, TargetFacts()).startswith(f"INVALID_CONFIG: {expected}")

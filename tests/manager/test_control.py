@@ -71,6 +71,7 @@ def test_registration_heartbeats_and_manager_status(
                                 "flush_ms",
                                 "python_stacks",
                                 "ringbuf_kb",
+                                "window",
                             ],
                         },
                         "CUDA": {
@@ -81,6 +82,7 @@ def test_registration_heartbeats_and_manager_status(
                                 "flush_ms",
                                 "python_stacks",
                                 "ringbuf_kb",
+                                "window",
                             ],
                         },
                         "PYTHON": {
@@ -91,6 +93,7 @@ def test_registration_heartbeats_and_manager_status(
                                 "functions",
                                 "ringbuf_kb",
                                 "sample_hz",
+                                "window",
                             ],
                         },
                         "SYSCALL": {

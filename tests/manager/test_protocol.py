@@ -118,6 +118,13 @@ def test_stop_and_both_status_forms_parse() -> None:
         (start(config={"flush_ms": "fast"}), "config.flush_ms"),
         (start(config={"extra_flags": "-v"}), "config.extra_flags"),
         (start(config={"python_stacks": "yes"}), "config.python_stacks"),
+        (start(config={"window": "step"}), "config.window"),
+        (start(config={"window": {"function": "a;b", "count": 1}}), "config.window.function"),
+        (start(config={"window": {"function": "step"}}), "config.window.count"),
+        (start(config={"window": {"function": "step", "count": 0}}), "config.window.count"),
+        (start(config={"window": {"function": "step", "count": True}}), "config.window.count"),
+        (start(config={"window": {"function": "s", "count": 1, "skip": -1}}), "config.window.skip"),
+        (start(config={"window": {"function": "s", "count": 1, "n": 2}}), "config.window.n"),
         (start(backend_zmq_data_endpoint="http://backend:5556"), "backend_zmq_data_endpoint"),
         (start(backend_zmq_data_endpoint="tcp://a:1 --output x"), "backend_zmq_data_endpoint"),
         (start(backend_zmq_data_endpoint=5556), "backend_zmq_data_endpoint"),
@@ -160,6 +167,14 @@ def test_config_maps_known_keys() -> None:
     )
     assert isinstance(cmd, StartMonitor)
     assert cmd.config == protocol.AgentConfig(1.0, True, "perf", 64, 100, 50)
+    window = {"function": "Optimizer.step", "skip": 100, "count": 10}
+    cmd = protocol.parse_command(json.dumps(start(config={"window": window})).encode(), TYPES)
+    assert isinstance(cmd, StartMonitor)
+    assert cmd.config.window == protocol.StepWindow("Optimizer.step", 100, 10)
+    assert cmd.config.window.flag() == "Optimizer.step:100:10"
+    assert cmd.config.window.closed() == "its window closed: 10 calls of Optimizer.step after 100"
+    cmd = protocol.parse_command(json.dumps(start(config={"window": None})).encode(), TYPES)
+    assert isinstance(cmd, StartMonitor) and cmd.config.window is None
 
 
 def test_encode_is_compact_json() -> None:

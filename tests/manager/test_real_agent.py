@@ -420,3 +420,52 @@ def test_python_function_calls_through_the_manager(
         work.send_line("exit")
         work.finish()
         work.kill()
+
+
+def test_step_window_through_the_manager(
+    build_dir: Path,
+    cudart12: Path,
+    settings: Callable[..., Settings],
+    identity: Identity,
+    enrolled: Path,
+    server_keypair: tuple[bytes, bytes],
+    tmp_path: Path,
+) -> None:
+    """config.window on a CUDA monitor: the manager finds the call hooks, the agent keeps
+    exactly steps 3 and 4 (the 4th and 5th calls of step) and ends by itself, and the
+    monitor is STOPPED (not ERROR) saying its window closed."""
+    script = Path(__file__).resolve().parents[1] / "workloads/python_steps.py"
+    work = JsonLineProc(["/usr/bin/python3.11", str(script), str(cudart12), "8", "2"])
+    s = real_agent_settings(settings, build_dir, tmp_path)
+
+    async def go() -> None:
+        ready = work.read_json("ready")
+        async with manager_of(s, identity, enrolled, server_keypair) as backend:
+            r = await backend.request(
+                IDENT,
+                {
+                    "command": "START_MONITOR",
+                    "monitor_id": MID,
+                    "monitor_type": "CUDA",
+                    "target": {"pid": ready["pid"]},
+                    "config": {"window": {"function": "step", "skip": 3, "count": 2}},
+                },
+                60,
+            )
+            assert r["status"] == "SUCCESS", r
+            await asyncio.to_thread(work.send_line, "go")
+            ev = await backend.event("MONITOR_STATUS", 30)
+            assert (ev["monitor_id"], ev["monitor_status"], ev["exit_code"]) == (MID, "STOPPED", 6)
+            assert ev["message"] == "its window closed: 2 calls of step after 3", ev
+            assert ev.get("error_message") is None, ev
+        with open(s.capture_dir / f"{MID}.bin", "rb") as f:
+            events = np.concatenate([b.events for b in abi.iter_batches(f) if not b.stacks])
+        sizes = [int(n) for n in events[events["ts_ns"].argsort()]["bytes"]]
+        assert sizes == [1003] * 3 + [5003] + [1004] * 3
+
+    try:
+        run(go(), 120)
+    finally:
+        work.send_line("exit")
+        work.finish()
+        work.kill()

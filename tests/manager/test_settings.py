@@ -73,6 +73,14 @@ def test_jobs_on_by_default_with_procwatch_next_to_the_agent(
         [*base, "--procwatch-path", "/opt/pw"], {"XPUTRACE_MANAGER_NO_JOBS": "1"}
     )
     assert not s.jobs and s.procwatch == Path("/opt/pw")
+    assert s.jobs_root_pid is None and s.hostname is None
+    s = Settings.from_args(
+        [*base, "--jobs-root-pid", "42"], {"XPUTRACE_MANAGER_HOSTNAME": "node-b"}
+    )
+    assert (s.jobs_root_pid, s.hostname) == (42, "node-b")
+    help_text = " ".join(Settings.parser().format_help().split())
+    assert "only this process and its descendants" in help_text
+    assert "monitors may still target any process" in help_text
 
 
 @pytest.mark.parametrize(
@@ -84,6 +92,19 @@ def test_jobs_on_by_default_with_procwatch_next_to_the_agent(
         (
             ["--backend", "tcp://h:1", "--server-key", "{server}", "--key", "/nonexistent"],
             "nonexistent",
+        ),
+        (
+            [
+                "--backend",
+                "tcp://h:1",
+                "--server-key",
+                "{server}",
+                "--key",
+                "{secret}",
+                "--jobs-root-pid",
+                "0",
+            ],
+            "jobs root pid 0",
         ),
     ],
 )

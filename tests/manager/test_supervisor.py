@@ -189,12 +189,12 @@ def test_cuda_library_is_any_the_agent_attaches_to(
 def test_every_agent_exit_code_maps_to_its_error_code() -> None:
     """enum agent_exit (xpucore/include/exit_codes.h), read from the header: each code the
     agent exits with before it is ready maps to the error code of its name; success and a
-    failure after it was running are no refusal."""
+    failure after it was running, or the end of a step window, are no refusal."""
     assert set(AGENT_EXIT) == {"AGENT_OK", "AGENT_RUNTIME_ERROR", "AGENT_INVALID_CONFIG",
                                "AGENT_TARGET_NOT_FOUND", "AGENT_PERMISSION_DENIED",
-                               "AGENT_START_FAILED"}  # fmt: skip
+                               "AGENT_START_FAILED", "AGENT_WINDOW_CLOSED"}  # fmt: skip
     for name, code in AGENT_EXIT.items():
-        if name in ("AGENT_OK", "AGENT_RUNTIME_ERROR"):
+        if name in ("AGENT_OK", "AGENT_RUNTIME_ERROR", "AGENT_WINDOW_CLOSED"):
             assert code not in AGENT_EXIT_CODES
         else:
             short = name.removeprefix("AGENT_")

@@ -14,6 +14,7 @@ enum agent_exit {
 	AGENT_TARGET_NOT_FOUND = 3,	/* no such pid or file, or no CUDA library in the pid */
 	AGENT_PERMISSION_DENIED = 4,	/* not allowed to read the target or load BPF */
 	AGENT_START_FAILED = 5,		/* anything else that stops it from starting */
+	AGENT_WINDOW_CLOSED = 6,	/* ran to the end of its step window (--window): done */
 };
 
 const char *agent_exit_name(int code);

@@ -19,6 +19,9 @@
  * not: the agent reports how many (the cost) when it stops. A generator or
  * coroutine is one call from its first start: to its return (3.11+), or to its
  * first yield (3.10, whose frames leave the eval loop at each yield).
+ *
+ * The same hooks count the calls of a step window's function (--window,
+ * window.h), for this monitor or, loaded on their own, for a CUDA or ACL one.
  */
 #ifndef XPU_PYTHON_H
 #define XPU_PYTHON_H
@@ -61,6 +64,10 @@ struct py_open_call {
 	 * exception, which passes no RETURN
 	 */
 	__u64 key;
+	__u64 window_call;	/* its number, when its end may close the step window (window.h) */
+	__u32 emit;		/* 1: an event at its end (named by --py-functions, started in the
+				 * window); 0: kept only for the window's count */
+	__u32 reserved;
 };
 
 struct py_open_calls {

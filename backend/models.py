@@ -261,19 +261,19 @@ class JobTraceCreate(msgspec.Struct, forbid_unknown_fields=True):
     (a monitor's) and window (its config.window); name: the trace's (file) name."""
 
     monitorType: Literal["CUDA", "ACL", "PYTHON", "SYSCALL"]
-    config: dict[str, Any] = msgspec.field(default_factory=dict)
-    window: dict[str, Any] | None = None
+    config: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    window: StepWindow | None = None
     name: TraceName | None = None
 
     def monitor_config(self) -> dict[str, Any]:
         """Each rank's monitor config (the window in it), checked as a monitor's: a 400
-        naming the field (window.<f> for the window's)."""
-        config = dict(self.config)
+        naming the field (window for the window's)."""
+        config = self.config
         if self.window is not None:
-            config["window"] = self.window
+            config = msgspec.structs.replace(config, window=self.window)
         body = {"monitor_type": self.monitorType, "target": {"pid": 1}, "config": config}
         try:
-            checked = msgspec.convert(_integral(body), MonitorCreate, strict=True)
+            checked = msgspec.convert(msgspec.to_builtins(body), MonitorCreate, strict=True)
         except msgspec.ValidationError as e:
             field, problem = _field_of(str(e))
             if self.window is not None and field.startswith("config.window"):

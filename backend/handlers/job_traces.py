@@ -7,6 +7,7 @@ import json
 import uuid
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from backend import audit, job_traces, request_db
@@ -104,12 +105,13 @@ async def start_job_trace(request: web.Request) -> web.Response:
     202 with the job trace (RUNNING, each rank with its monitor or why it has none); 409
     when no rank runs."""
     body = await decode_body(request, JobTraceCreate)
-    config = body.monitor_config()
     async with request_db.connection(request) as conn:
         job = await _job(conn, request)
+    config = body.monitor_config()
     name = body.name or f"{job['job_name'] or 'job'} {body.monitorType}"[:200]
+    window = None if body.window is None else msgspec.to_builtins(body.window)
     t = await job_traces.start(
-        request.app, request[CALLER], job, body.monitorType, config, body.window, name
+        request.app, request[CALLER], job, body.monitorType, config, window, name
     )
     await audit.detail(f"job trace {t['id']}")
     return await _answer(request, t["id"], 202)

@@ -35,7 +35,7 @@ async def test_four_ranks_on_two_managers_one_trace(
     where = [a, a, b, b]
     addr, port = socket.gethostname(), 20_000 + os.getpid() % 40_000
     pids = [c.start_rank(where[r], r, master_env(r, addr, port), cudart12) for r in range(WORLD)]
-    ((job, body),) = await c.distributed(pids, WORLD)
+    ((job, _),) = await c.distributed(pids, WORLD)
     jid = job["jobId"]
     t = await start_trace(p, jid, {"monitorType": "CUDA"})
     assert [(r["rank"], r["pid"], r["nodeId"]) for r in t["ranks"]] == [

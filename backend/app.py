@@ -14,6 +14,7 @@ application.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,7 @@ import zmq.auth
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from backend import job_traces
 from backend.admission import Admission
 from backend.aggregate_clock import close_by_clock
 from backend.aggregates import Aggregator
@@ -236,7 +238,9 @@ async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         chunk_rows=settings.trace_chunk_rows,
     )
     app[TRACE_JOBS] = jobs
+    jobs.on_done.append(functools.partial(job_traces.trace_job_done, app))
     await jobs.start()
+    await job_traces.resume(app)
     yield
     await jobs.close()
 

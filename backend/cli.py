@@ -11,6 +11,8 @@
                   | show ID [--parameters] [--code] [--history] | stop ID [ID ...]
                   | ranks ID [--json]
                   | metrics ID [--start T] [--end T] [--interval I]
+                  | trace ID --type CUDA|ACL|PYTHON|SYSCALL [--window-function F --skip N
+                    --count K] [--name N] [--wait [-o FILE]] | trace-stop ID TRACE [--wait]
     xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
                              [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
@@ -26,7 +28,11 @@ Jobs (AI processes, every machine) print as JSON lines, newest first; `jobs stop
 several ids stops them at once and prints each one's result; `jobs ranks` prints the
 ranks of a distributed job as a table (machine, pid, rank, local rank, device), and how
 many of its world size have not appeared; `jobs metrics` prints a job's process metrics,
-one JSON line an interval (times RFC 3339, interval e.g. 10s, 1m, 1h).
+one JSON line an interval (times RFC 3339, interval e.g. 10s, 1m, 1h). `jobs trace` starts
+a monitor on every rank of a job (with --window-function, only calls skip+1 to skip+count of
+that Python function are kept) and prints the job trace; with --wait it waits until the
+trace is generated (after `jobs trace-stop`, or once every rank's monitor ended: its window
+closed, its rank exited) and downloads it.
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
 draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
 backend gives it).
@@ -290,12 +296,48 @@ def _jobs(c: Client, args: argparse.Namespace) -> None:
             _print(result)
             if result["failed"]:
                 raise ApiError(f"{len(result['failed'])} of {len(args.ids)} not stopped")
+    elif args.action in ("trace", "trace-stop"):
+        _job_trace(c, args)
     elif args.action == "ranks":
         body = c.call("GET", f"/jobs/{args.id}/ranks")
         if args.json:
             _print(body)
         else:
             print(ranks_table(body))
+
+
+def _job_trace(c: Client, args: argparse.Namespace) -> None:
+    """jobs trace / trace-stop: the job trace as JSON; with --wait, once DONE, its file."""
+    if args.action == "trace":
+        body: dict[str, Any] = {"monitorType": args.type}
+        if args.name:
+            body["name"] = args.name
+        if args.window_function:
+            body["window"] = {
+                "function": args.window_function,
+                "skip": args.skip,
+                "count": args.count,
+            }
+        t = c.call("POST", f"/jobs/{args.id}:trace", body)
+    else:
+        t = c.call("POST", f"/jobs/{args.id}/traces/{args.trace}:stop")
+    _print(t)
+    if not args.wait:
+        return
+    path, deadline, state = f"/jobs/{args.id}/traces/{t['jobTraceId']}", time.monotonic(), ""
+    while t["state"] not in ("DONE", "FAILED"):
+        if t["state"] != state:
+            state = t["state"]
+            print(f"{t['jobTraceId']}: {state} {t['stateReason']}".rstrip(), file=sys.stderr)
+        if time.monotonic() - deadline > args.timeout:
+            raise ApiError(f"job trace {t['jobTraceId']} still {state} after {args.timeout:g}s")
+        time.sleep(0.5)
+        t = c.call("GET", path)
+    if t["state"] == "FAILED":
+        raise ApiError(f"job trace {t['jobTraceId']} failed: {t['stateReason']}")
+    job = c.call("GET", f"/traces/jobs/{t['traceJobId']}")
+    out = c.download(job["download_url"].removeprefix("/api/v1"), getattr(args, "output", None))
+    print(f"{out} ({job['events']:,} events, {job['file_size']:,} bytes)")
 
 
 RANK_COLUMNS = (
@@ -449,7 +491,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--order-by")
     e.add_argument("--fields")
     e.add_argument("--limit", type=int)
-    j = sub.add_parser("jobs", help="AI jobs on every machine: list, show, stop, ranks")
+    j = sub.add_parser("jobs", help="AI jobs on every machine: list, show, stop, ranks, trace")
     j.set_defaults(filter="", order_by=None, machine=None, limit=None)  # bare `jobs`: list
     js = j.add_subparsers(dest="action")
     jl = js.add_parser("list")
@@ -467,6 +509,22 @@ def parser() -> argparse.ArgumentParser:
     js.add_parser(
         "stop", help="SIGTERM, then SIGKILL after a grace period (operators)"
     ).add_argument("ids", nargs="+", metavar="ID")
+    tr = js.add_parser("trace", help="a monitor on every rank of the job, one trace (operators)")
+    tr.add_argument("id")
+    tr.add_argument("--type", required=True, choices=("CUDA", "ACL", "PYTHON", "SYSCALL"))
+    tr.add_argument("--window-function", help="trace only some calls of this Python function")
+    tr.add_argument("--skip", type=int, default=0, help="with --window-function: calls skipped")
+    tr.add_argument("--count", type=int, default=1, help="with --window-function: calls kept")
+    tr.add_argument("--name", help="the trace's name")
+    tr.add_argument("--wait", action="store_true", help="wait for the trace, then download it")
+    tr.add_argument("-o", "--output", type=Path, help="with --wait: where to save the trace")
+    tr.add_argument("--timeout", type=float, default=86_400)
+    ts = js.add_parser("trace-stop", help="stop a job trace's monitors together (operators)")
+    ts.add_argument("id")
+    ts.add_argument("trace")
+    ts.add_argument("--wait", action="store_true", help="wait for the trace, then download it")
+    ts.add_argument("-o", "--output", type=Path, help="with --wait: where to save the trace")
+    ts.add_argument("--timeout", type=float, default=3600)
     ranks = js.add_parser("ranks", help="a distributed job's ranks: machine, pid, rank, device")
     ranks.add_argument("id")
     ranks.add_argument("--json", action="store_true", help="the API's body, as JSON")

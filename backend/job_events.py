@@ -38,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import job_groups, process_metrics
+from backend import job_groups, job_traces, process_metrics
 from backend.influx import InfluxWriter
 from backend.repo import distributed_jobs, job_metrics, jobs, machines
 from backend.repo import job_status_history as history
@@ -281,3 +281,15 @@ async def on_job_event(
             await apply_metrics(conn, machine_id, checked, app.get(INFLUX))
         else:
             await apply_snapshot(conn, machine_id, checked)
+    if event == Event.JOB_SEEN:
+        await _attach_to_traces(app, machine_id, checked)
+
+
+async def _attach_to_traces(app: web.Application, machine_id: str, job: dict[str, Any]) -> None:
+    """A rank that appears while its job is traced is traced too (backend.job_traces); a
+    failure there is logged, never a failure of the job event."""
+    jid = jobs.job_id(machine_id, job["pid"], job["startTicks"])
+    try:
+        await job_traces.attach_late(app, machine_id, jid)
+    except Exception:
+        log.exception("job %s: not attached to its job's running traces", jid)

@@ -21,6 +21,7 @@ from xpucore import abi
 __all__ = [
     "InviteBody",
     "JobBatchStop",
+    "JobTraceCreate",
     "LoginBody",
     "MonitorConfig",
     "MonitorCreate",
@@ -253,6 +254,32 @@ class JobBatchStop(msgspec.Struct, forbid_unknown_fields=True):
     """POST /api/v1/jobs:batchStop: the jobs to stop (each answered on its own)."""
 
     jobIds: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=100)]
+
+
+class JobTraceCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /api/v1/jobs/{id}:trace: a monitor of monitorType on every rank, with config
+    (a monitor's) and window (its config.window); name: the trace's (file) name."""
+
+    monitorType: Literal["CUDA", "ACL", "PYTHON", "SYSCALL"]
+    config: MonitorConfig = msgspec.field(default_factory=MonitorConfig)
+    window: StepWindow | None = None
+    name: TraceName | None = None
+
+    def monitor_config(self) -> dict[str, Any]:
+        """Each rank's monitor config (the window in it), checked as a monitor's: a 400
+        naming the field (window for the window's)."""
+        config = self.config
+        if self.window is not None:
+            config = msgspec.structs.replace(config, window=self.window)
+        body = {"monitor_type": self.monitorType, "target": {"pid": 1}, "config": config}
+        try:
+            checked = msgspec.convert(msgspec.to_builtins(body), MonitorCreate, strict=True)
+        except msgspec.ValidationError as e:
+            field, problem = _field_of(str(e))
+            if self.window is not None and field.startswith("config.window"):
+                field = field.removeprefix("config.")
+            raise BadRequest(field, problem) from None
+        return msgspec.to_builtins(checked.config)  # type: ignore[no-any-return]
 
 
 T = TypeVar("T")

@@ -76,6 +76,10 @@ async def _move(
             status,
             f" ({kw['error_message']})" if kw.get("error_message") else "",
         )
+        if status in monitors.FINAL:
+            from backend import job_traces  # it starts and stops monitors through this module
+
+            _spawn(app, job_traces.monitor_ended(app, monitor_id))
     return moved
 
 
@@ -97,6 +101,7 @@ async def create(
     *,
     owner: uuid.UUID | None = None,
     allowed_users: list[str] | None = None,
+    job_trace_id: uuid.UUID | None = None,
 ) -> Row:
     """A new STARTING monitor of owner; START_MONITOR goes to the manager in the background,
     with the Unix accounts whose processes it may target (None: any but the platform's).
@@ -124,6 +129,7 @@ async def create(
                 display_name,
                 created_by=owner,
                 max_running=settings.max_running_monitors_per_user,
+                job_trace_id=job_trace_id,
             )
         except monitors.RunningLimit as e:
             raise QuotaExceeded(

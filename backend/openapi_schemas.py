@@ -13,7 +13,7 @@ from typing import Any
 
 from backend.filters import FieldSpec
 from backend.metrics_summary import METRICS
-from backend.repo import audit_logs, events, jobs, machines, monitors, users
+from backend.repo import audit_logs, events, job_traces, jobs, machines, monitors, users
 from xpucore.job_wire import JOB_STATUSES
 
 __all__ = ["ERROR", "FORMATS", "GRPC_STATUSES", "RESPONSES", "fields_of", "nullable"]
@@ -190,6 +190,8 @@ AUDIT_ENTRY = obj(
                 "INVITE_USER",
                 "STOP_JOB",
                 "BATCH_STOP_JOBS",
+                "TRACE_JOB",
+                "STOP_JOB_TRACE",
             ],
         },
         "target": STR,
@@ -342,6 +344,52 @@ PROCESS_METRICS = obj(
     }
 )
 NEXT_PAGE = {"next_page_token": {"type": "string", "description": "empty on the last page"}}
+JOB_TRACE_STATE = {
+    "type": "string",
+    "enum": ["RUNNING", "STOPPING", "GENERATING", "DONE", "FAILED"],
+}
+JOB_TRACE_RANK = obj(
+    {
+        "rank": nullable(INT),
+        "jobId": {**UUID, "description": "the rank's process"},
+        "nodeId": STR,
+        "hostname": STR,
+        "pid": INT,
+        "late": {**BOOL, "description": "joined while the trace ran"},
+        "monitorId": nullable(UUID),
+        "monitorStatus": nullable(MONITOR_STATUS),
+        "error": {**nullable(STR), "description": "why the rank has no monitor, or its "
+                  "monitor did not start"},
+    }
+)  # fmt: skip
+JOB_TRACE_SUMMARY = obj(
+    {
+        "jobTraceId": UUID,
+        "jobId": UUID,
+        "monitorType": {"type": "string", "enum": ["CUDA", "ACL", "PYTHON", "SYSCALL"]},
+        "config": ANY_OBJECT,
+        "window": nullable(ANY_OBJECT),
+        "name": STR,
+        "state": JOB_TRACE_STATE,
+        "stateReason": STR,
+        "createdBy": nullable(UUID),
+        "createTime": TIME,
+        "stopTime": nullable(TIME),
+        "endTime": nullable(TIME),
+        "traceJobId": {**nullable(UUID), "description": "GET /api/v1/traces/jobs/{id}: the "
+                       "trace, once GENERATING"},
+        "clockAlignment": {
+            **nullable({"type": "array", "items": obj(
+                {"nodeId": STR, "offsetNs": INT, "errorNs": nullable(INT)})}),
+            "description": "per machine: offsetNs added to its events' timestamps to put "
+            "them on the backend's clock, errorNs the bound of that correction (null: never "
+            "measured, taken as is); set once the trace is generated",
+        },
+    }
+)  # fmt: skip
+JOB_TRACE = obj(
+    {**JOB_TRACE_SUMMARY["properties"], "ranks": {"type": "array", "items": JOB_TRACE_RANK}}
+)
 
 # Bodies of the 2xx answers, by (method, path); None: no body.
 RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
@@ -422,6 +470,12 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
     ("GET", "/api/v1/jobs/{job_id}/ranks"): {200: JOB_RANKS},
     ("GET", "/api/v1/jobs/{job_id}/process-metrics"): {200: PROCESS_METRICS},
     ("POST", "/api/v1/jobs/{job_id}:stop"): {200: JOB_SUMMARY},
+    ("POST", "/api/v1/jobs/{job_id}:trace"): {202: JOB_TRACE},
+    ("GET", "/api/v1/jobs/{job_id}/traces"): {
+        200: obj({"traces": {"type": "array", "items": JOB_TRACE_SUMMARY}, **NEXT_PAGE})
+    },
+    ("GET", "/api/v1/jobs/{job_id}/traces/{trace_id}"): {200: JOB_TRACE},
+    ("POST", "/api/v1/jobs/{job_id}/traces/{trace_id}:stop"): {202: JOB_TRACE},
     ("POST", "/api/v1/jobs:batchStop"): {
         200: obj(
             {
@@ -453,6 +507,8 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     "xputrace-order-by-monitors": ("order_by", dict.fromkeys(monitors.ORDERABLE, "")),
     "xputrace-filter-jobs": ("filter", fields_of(jobs.FIELDS)),
     "xputrace-order-by-jobs": ("order_by", dict.fromkeys(jobs.ORDERABLE, "")),
+    "xputrace-filter-job-traces": ("filter", fields_of(job_traces.FIELDS)),
+    "xputrace-order-by-job-traces": ("order_by", dict.fromkeys(job_traces.ORDERABLE, "")),
     "xputrace-fields-events": (
         "fields",
         dict.fromkeys(

@@ -13,6 +13,7 @@ from backend.handlers import (
     audit_logs,
     auth,
     events,
+    job_traces,
     jobs,
     machines,
     metrics,
@@ -51,6 +52,10 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", JOB + "/ranks", jobs.get_ranks, "viewer"),
     ("GET", JOB + "/process-metrics", process_metrics.process_metrics, "viewer"),
     ("POST", JOB + ":stop", jobs.stop_job, "operator"),
+    ("POST", JOB + ":trace", job_traces.start_job_trace, "operator"),
+    ("GET", JOB + "/traces", job_traces.list_job_traces, "viewer"),
+    ("GET", JOB + "/traces/{trace_id}", job_traces.get_job_trace, "viewer"),
+    ("POST", JOB + "/traces/{trace_id}:stop", job_traces.stop_job_trace, "operator"),
     ("GET", "/api/v1/events", events.list_events, "viewer"),
     ("GET", "/api/v1/metrics/summary", metrics.summary, "viewer"),
     ("POST", "/api/v1/traces:generate", traces.generate_trace, "operator"),
@@ -67,7 +72,7 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
 
 # A job id holds no ':', so that GET /jobs/{job_id} is not also /jobs/{job_id}:stop (whose
 # OPTIONS would then allow GET).
-_PATTERNS = {"{job_id}": "{job_id:[^/:]+}"}
+_PATTERNS = {"{job_id}": "{job_id:[^/:]+}", "{trace_id}": "{trace_id:[^/:]+}"}
 
 
 def setup_routes(app: web.Application) -> None:

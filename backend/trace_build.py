@@ -12,6 +12,9 @@ build_trace() runs in a worker thread on its own psycopg connection (never the e
    one; the next chunk is read while one is written. Events of monitors of several types,
    or a build with no side connection for the writer's questions, come through a
    server-side cursor and ``trace_export.from_rows`` instead;
+   Events are read in the order of their timestamps shifted by the spec's per-machine
+   clock offsets (a job trace's machines put on the backend's clock), and processes are
+   named as the spec says;
 3. rename the file into place (atomic): ``<traces_dir>/<trace_id>``.
 
 The stop flag is checked between chunks: set, the build ends with Stopped and leaves no file.
@@ -28,10 +31,10 @@ import os
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
@@ -45,6 +48,8 @@ from trace_export import (
     ROW_COLUMNS,
     EventChunk,
     ExportStats,
+    Processes,
+    ProcessInfo,
     from_copy,
     from_rows,
     write_chrome_json,
@@ -72,6 +77,36 @@ class TraceSpec:
     filter: str
     format: str  # "perfetto" | "chrome"
     gzip: bool
+    #: how some processes are shown (a job trace's "rank N (host)", its clock alignment)
+    processes: Processes = field(default_factory=dict)
+    #: ns added to the timestamps of each machine's events: its clock offset
+    shifts: Mapping[str, int] = field(default_factory=dict)
+
+    def layout(self) -> dict[str, Any] | None:
+        """processes and shifts as trace_jobs.layout holds them (None: neither)."""
+        if not self.processes and not self.shifts:
+            return None
+        return {
+            "processes": [
+                {"machine": m, "pid": pid, "name": p.name, "labels": list(p.labels)}
+                for (m, pid), p in self.processes.items()
+            ],
+            "shifts": dict(self.shifts),
+        }
+
+    @staticmethod
+    def of(trace_id: uuid.UUID, filter: str, format: str, gzip: bool,
+           layout: Mapping[str, Any] | None) -> TraceSpec:  # fmt: skip
+        """The spec of a trace job's row (layout: its layout column)."""
+        layout = layout or {}
+        processes = {
+            (str(p["machine"]), int(p["pid"])): ProcessInfo(
+                str(p["name"]), tuple(str(x) for x in p.get("labels") or ())
+            )
+            for p in layout.get("processes") or ()
+        }
+        shifts = {str(m): int(ns) for m, ns in (layout.get("shifts") or {}).items()}
+        return TraceSpec(trace_id, filter, format, gzip, processes, shifts)
 
 
 @dataclass(frozen=True)
@@ -136,10 +171,10 @@ def build_trace(
         read_in: Callable[[Any], tuple[int, Iterable[EventChunk]]]
         source: Generator[Any, None, None]
         if not mixed and side is not None:  # the common case: COPY's binary rows, read in C
-            source = copy_events(conn, where, params, columns, chunk_rows)
+            source = copy_events(conn, where, params, columns, chunk_rows, spec.shifts)
             read_in = copied
         else:
-            source = stream_events(conn, where, params, columns, chunk_rows)
+            source = stream_events(conn, where, params, columns, chunk_rows, spec.shifts)
             read_in = fetched
         # closed at once however this generator ends: the read transaction ends with it
         with contextlib.closing(source):
@@ -176,6 +211,7 @@ def build_trace(
                             compress=not spec.gzip,
                             progress=on_progress,
                             stacks=lambda ids: python_stacks(asker, ids),
+                            processes=spec.processes,
                         )
                     else:
                         stats = write_chrome_json(
@@ -183,6 +219,7 @@ def build_trace(
                             out,
                             progress=on_progress,
                             stacks=lambda ids: python_stacks(asker, ids),
+                            processes=spec.processes,
                         )
                 except psycopg.Error as e:
                     raise _db_error("reading the events", e, stop) from None

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ class TraceJobs:
         #: Called in the worker thread as (job id, stage) at "counted" and after each
         #: "chunk"; tests hold a job there.
         self.checkpoint: Callable[[uuid.UUID, str], None] | None = None
+        #: Awaited with a job's id once it is COMPLETED or FAILED (job traces follow theirs).
+        self.on_done: list[Callable[[uuid.UUID], Awaitable[None]]] = []
         self.stop_flag = threading.Event()
         self._workers = workers
         self._wake = asyncio.Event()
@@ -115,6 +117,7 @@ class TraceJobs:
                     job = await repo.claim_next(conn)
                 if job is not None:
                     await self._run(job)
+                    await self._done(job["id"])
                     continue
             except Exception:  # the database went away: look again later
                 log.exception("trace worker")
@@ -127,7 +130,9 @@ class TraceJobs:
             async with self.pool.connection() as conn:
                 await repo.give_back(conn, job_id)
             return
-        spec = TraceSpec(job["trace_id"], job["filter"], job["format"], job["gzip"])
+        spec = TraceSpec.of(
+            job["trace_id"], job["filter"], job["format"], job["gzip"], job.get("layout")
+        )
         loop = asyncio.get_running_loop()
         try:
             built = await loop.run_in_executor(self._executor, self._build, job_id, spec)
@@ -163,6 +168,13 @@ class TraceJobs:
         log.info(
             "trace job %s completed: %d events, %d bytes", job_id, built.events, built.file_size
         )
+
+    async def _done(self, job_id: uuid.UUID) -> None:
+        for callback in self.on_done:
+            try:
+                await callback(job_id)
+            except Exception:
+                log.exception("trace job %s: a follower of its end failed", job_id)
 
     async def _fail(self, job_id: uuid.UUID, message: str) -> None:
         async with self.pool.connection() as conn:

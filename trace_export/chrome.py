@@ -20,6 +20,7 @@ from trace_export.layouts import MemoryHeld, display_args, group_values, layout_
 from trace_export.markers import GroupRows
 from trace_export.pyframes import Closed, FrameTracker, StackFrames
 from trace_export.stats import ExportStats, write_all
+from trace_export.tracks import Processes
 
 __all__ = ["write_chrome_json"]
 
@@ -28,15 +29,19 @@ _QUEUE_TID_BASE = 1 << 30  # queue rows get tids above any real one
 
 def write_chrome_json(chunks: Iterable[EventChunk], out: BinaryIO, *,
                       progress: Callable[[int], None] | None = None,
-                      stacks: StackFrames | None = None) -> ExportStats:  # fmt: skip
+                      stacks: StackFrames | None = None,
+                      processes: Processes | None = None) -> ExportStats:  # fmt: skip
     """Writes the events as Chrome JSON; returns what was written. With stacks, calls that
-    carry a Python stack are drawn inside slices of its frames, as in the Perfetto trace."""
-    return write_all(_ChromeWriter(out, stacks), chunks, progress)
+    carry a Python stack are drawn inside slices of its frames, as in the Perfetto trace;
+    processes: how some processes are named and labelled (tracks.ProcessInfo)."""
+    return write_all(_ChromeWriter(out, stacks, processes), chunks, progress)
 
 
 class _ChromeWriter:
-    def __init__(self, out: BinaryIO, stacks: StackFrames | None) -> None:
+    def __init__(self, out: BinaryIO, stacks: StackFrames | None,
+                 processes: Processes | None) -> None:  # fmt: skip
         self.out = out
+        self.shown: Processes = processes or {}
         self.frames = FrameTracker(stacks) if stacks is not None else None
         self.stats = ExportStats()
         self.first = True
@@ -70,6 +75,15 @@ class _ChromeWriter:
                 event["tid"] = tid
             self._emit(event)
 
+    def _process(self, machine: str, pid: int, comm: str) -> None:
+        """The process's name (and labels: Chrome's process_labels metadata)."""
+        info = self.shown.get((machine, pid))
+        self._meta("process_name", pid, None, info.name if info else f"{comm} ({machine[:12]})")
+        if info and info.labels:
+            self._emit({"ph": "M", "name": "process_labels", "pid": pid,
+                        "args": {"labels": ", ".join(info.labels)}})  # fmt: skip
+        self.named.add(("process_name", pid, None))
+
     def add(self, c: EventChunk) -> None:
         if self.frames is not None:
             c = self.frames.name_calls(c)
@@ -87,7 +101,8 @@ class _ChromeWriter:
                 strict=True)):  # fmt: skip
             etype, comm_s = c.names[name], c.comms[comm]
             start = self._us(ts)
-            self._meta("process_name", pid, None, f"{comm_s} ({c.machines[machine][:12]})")
+            if ("process_name", pid, None) not in self.named:
+                self._process(c.machines[machine], pid, comm_s)
             self._meta("thread_name", pid, tid, comm_s)
             names = arg_names[etype]
             args = display_args(layout, names, {a: cols[a][i] for a in names})

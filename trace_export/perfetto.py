@@ -53,7 +53,7 @@ from trace_export.markers import (
 from trace_export.protowire import Msg
 from trace_export.pyframes import PythonFrames, StackFrames
 from trace_export.stats import ExportStats, write_all
-from trace_export.tracks import Tracks
+from trace_export.tracks import Processes, Tracks
 
 __all__ = ["write_perfetto"]
 
@@ -67,10 +67,12 @@ _THREADS, _IN_FLIGHT = 2, 16
 
 def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
                    progress: Callable[[int], None] | None = None,
-                   stacks: StackFrames | None = None) -> ExportStats:  # fmt: skip
+                   stacks: StackFrames | None = None,
+                   processes: Processes | None = None) -> ExportStats:  # fmt: skip
     """Writes the events as a Perfetto trace; returns what was written. With stacks, calls
-    that carry a Python stack are drawn inside slices of its frames (trace_export.pyframes)."""
-    w = _Writer(out, compress, stacks)
+    that carry a Python stack are drawn inside slices of its frames (trace_export.pyframes);
+    processes: how some processes are named and labelled (tracks.ProcessInfo)."""
+    w = _Writer(out, compress, stacks, processes)
     try:
         return write_all(w, chunks, progress)
     finally:  # on failure too: no compression left running
@@ -78,10 +80,11 @@ def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: boo
 
 
 class _Writer:
-    def __init__(self, out: BinaryIO, compress: bool, stacks: StackFrames | None) -> None:
+    def __init__(self, out: BinaryIO, compress: bool, stacks: StackFrames | None,
+                 processes: Processes | None) -> None:  # fmt: skip
         self.out, self.compress = out, compress
         self.frames = PythonFrames(stacks) if stacks is not None else None
-        self.tracks = Tracks()
+        self.tracks = Tracks(processes)
         self.stats = ExportStats()
         self.pending = Markers.empty()  # ends, instants and counter points not yet written
         self.held: EventChunk | None = None  # the last chunk added, not written yet

@@ -12,13 +12,15 @@ give the same trace.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from trace_export.protowire import Msg
 
-__all__ = ["CLOCK_INCREMENTAL", "CLOCK_REALTIME", "Sequence", "Tracks", "packet"]
+__all__ = ["CLOCK_INCREMENTAL", "CLOCK_REALTIME", "ProcessInfo", "Processes", "Sequence", "Tracks",
+           "packet"]  # fmt: skip
 
 CLOCK_REALTIME = 1  # BuiltinClock: the events' timestamps are wall clock
 CLOCK_INCREMENTAL = 64  # the first sequence-scoped clock id
@@ -42,6 +44,20 @@ def _uuid(*parts: object) -> int:
     return int.from_bytes(digest, "little") >> 1 or 1  # positive, non-zero
 
 
+@dataclass(frozen=True)
+class ProcessInfo:
+    """How a process is shown, instead of its command and machine: its name ("rank 0
+    (host)"), and labels the UI shows beside it (the clock alignment its events were put
+    on)."""
+
+    name: str
+    labels: tuple[str, ...] = ()
+
+
+#: Per (machine, pid): how the process is shown (absent: "comm (machine)").
+Processes = Mapping[tuple[str, int], ProcessInfo]
+
+
 @dataclass
 class Sequence:
     seq: int
@@ -54,7 +70,8 @@ class Sequence:
 class Tracks:
     """Tracks and sequences made so far, and the global interning tables."""
 
-    def __init__(self) -> None:
+    def __init__(self, shown: Processes | None = None) -> None:
+        self.shown: Processes = shown or {}
         self.processes: dict[tuple[str, int], int] = {}  # (machine, pid) -> track uuid
         self.sequences: dict[tuple[object, ...], Sequence] = {}
         self.by_seq: list[Sequence] = []
@@ -90,8 +107,11 @@ class Tracks:
         key = (machine, pid)
         if key not in self.processes:
             uuid = self.processes[key] = _uuid("process", machine, pid)
-            name = f"{comm} ({machine[:12]})" if machine else comm
+            info = self.shown.get(key)
+            name = info.name if info else f"{comm} ({machine[:12]})" if machine else comm
             proc = Msg().uint(1, pid).blob(6, name)
+            for label in info.labels if info else ():
+                proc.blob(8, label)  # ProcessDescriptor.process_labels
             self._describe(Msg().uint(1, uuid).blob(3, proc))
         return self.processes[key]
 

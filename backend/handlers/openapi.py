@@ -34,6 +34,7 @@ _BODIES: dict[tuple[str, str], type] = {
     ("POST", "/api/v1/traces:generate"): models.TraceGenerate,
     ("POST", "/api/v1/users:invite"): models.InviteBody,
     ("POST", "/api/v1/jobs:batchStop"): models.JobBatchStop,
+    ("POST", "/api/v1/jobs/{job_id}:trace"): models.JobTraceCreate,
     ("PATCH", "/api/v1/users/{user_id}"): models.UserPatch,
 }
 _RATE_LIMITED = {"/api/v1/auth:login", "/api/v1/auth:register"}
@@ -89,6 +90,8 @@ def _errors(method: str, path: str, has_query: bool) -> list[int]:
         ("POST", "/api/v1/users:invite"): {409},
         ("POST", "/api/v1/jobs/{job_id}:stop"): {409},
         ("GET", "/api/v1/jobs/{job_id}/process-metrics"): {503},
+        ("POST", "/api/v1/jobs/{job_id}:trace"): {409},
+        ("POST", "/api/v1/jobs/{job_id}/traces/{trace_id}:stop"): {409},
         ("PATCH", "/api/v1/users/{user_id}"): {409},
     }
     return sorted(codes | extra.get((method, path), set()))
@@ -164,6 +167,8 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
         return _list_query("monitors")
     if path in ("/api/v1/jobs", "/api/v1/machines/{machine_id}/jobs"):
         return _list_query("jobs")
+    if path == "/api/v1/jobs/{job_id}/traces":
+        return _list_query("job-traces")
     if path == "/api/v1/users":  # oldest first
         return _list_query("users", ordered=False)
     if path == "/api/v1/auditLogs":  # newest first

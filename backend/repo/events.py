@@ -9,7 +9,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -164,12 +164,26 @@ def count_by_monitor(
     return [(mid, mtype, n) for mid, mtype, n in cur.fetchall()]
 
 
-def _in_order(columns: Sequence[str], where: str) -> str:
-    """SELECT columns of the events matching where, ORDER BY ts, id."""
+def _in_order(
+    columns: Sequence[str], where: str, params: Sequence[Any], shifts: Mapping[str, int]
+) -> tuple[str, list[Any]]:
+    """SELECT columns of the events matching where, ORDER BY ts, id, and its parameters.
+    shifts: ns added to the ts of each machine's events (its clock offset), the order being
+    that of the shifted ts."""
     unknown = [c for c in columns if c not in _NAMES]
     if unknown:
         raise ValueError(f"not events columns: {unknown}")
-    return f"SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id"
+    shifts = {m: ns for m, ns in shifts.items() if ns}
+    if not shifts:
+        return f"SELECT {', '.join(columns)} FROM events WHERE ({where}) ORDER BY ts, id", [*params]
+    whens = " ".join("WHEN %s THEN %s::bigint" for _ in shifts)
+    shifted = f"(ts + CASE machine_id {whens} ELSE 0 END)::bigint AS ts"
+    cols = ", ".join(shifted if c == "ts" else c for c in columns)
+    if "ts" not in columns:
+        raise ValueError("shifted timestamps need the ts column")
+    # ORDER BY ts: the output column (the shifted one) when a name is both
+    sql = f"SELECT {cols} FROM events WHERE ({where}) ORDER BY ts, id"
+    return sql, [*(v for m, ns in shifts.items() for v in (m, ns)), *params]
 
 
 @contextlib.contextmanager
@@ -185,9 +199,11 @@ _COPY_TRAILER = b"\xff\xff"
 
 
 def copy_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
-                columns: Sequence[str],
-                chunk_rows: int) -> Generator[tuple[bytes, int], None, None]:  # fmt: skip
-    """Every row matching where, ``ORDER BY ts, id``, as COPY's binary format: chunks of up
+                columns: Sequence[str], chunk_rows: int,
+                shifts: Mapping[str, int] | None = None,
+                ) -> Generator[tuple[bytes, int], None, None]:  # fmt: skip
+    """Every row matching where, ``ORDER BY ts, id`` (ts shifted per machine by shifts), as
+    COPY's binary format: chunks of up
     to chunk_rows tuples, (bytes, count), header and trailer left out (for
     trace_export.from_copy, which reads them without a Python object per row: a cursor's
     rows cost 2.5 us each, COPY's 0.8).
@@ -196,8 +212,9 @@ def copy_events(conn: psycopg.Connection[Any], where: str, params: list[Any],
     snapshot, streamed, memory bounded. Closing the iterator early ends the COPY and rolls
     the transaction back.
     """
-    sql = f"COPY ({_in_order(columns, where)}) TO STDOUT (FORMAT binary)"
-    with _read_only(conn), conn.cursor().copy(sql.encode(), params) as copy:
+    select, args = _in_order(columns, where, params, shifts or {})
+    sql = f"COPY ({select}) TO STDOUT (FORMAT binary)"
+    with _read_only(conn), conn.cursor().copy(sql.encode(), args) as copy:
         parts: list[Any] = []  # PostgreSQL sends each row as a message of its own
         started = False
         while data := copy.read():
@@ -225,6 +242,7 @@ def stream_events(
     params: list[Any],
     columns: Sequence[str],
     chunk_rows: int,
+    shifts: Mapping[str, int] | None = None,
 ) -> Generator[list[tuple[Any, ...]], None, None]:
     """Every row matching where, ``ORDER BY ts, id``, as lists of up to chunk_rows tuples.
 
@@ -236,6 +254,7 @@ def stream_events(
     """
     with _read_only(conn), conn.cursor(name="trace_events", binary=True) as cur:
         cur.adapters.register_loader("json", TextBinaryLoader)
-        cur.execute(_in_order(columns, where).encode(), params)
+        select, args = _in_order(columns, where, params, shifts or {})
+        cur.execute(select.encode(), args)
         while rows := cur.fetchmany(chunk_rows):
             yield rows

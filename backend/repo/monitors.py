@@ -58,10 +58,12 @@ async def create_monitor(
     *,
     created_by: uuid.UUID | None = None,
     max_running: int = 0,
+    job_trace_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
-    """A new STARTING monitor owned by created_by. With max_running (> 0) and an owner, raises
-    RunningLimit instead when the owner has that many STARTING or RUNNING already: counted
-    and inserted under a lock per owner, so requests at once cannot pass it together."""
+    """A new STARTING monitor owned by created_by (a rank's of the job trace job_trace_id).
+    With max_running (> 0) and an owner, raises RunningLimit instead when the owner has that
+    many STARTING or RUNNING already: counted and inserted under a lock per owner, so
+    requests at once cannot pass it together."""
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         if created_by is not None and max_running > 0:
             await cur.execute(
@@ -77,7 +79,8 @@ async def create_monitor(
                 raise RunningLimit(running)
         await cur.execute(
             f"INSERT INTO monitors (id, machine_id, monitor_type, target, config, display_name,"
-            f" created_by) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}".encode(),
+            f" created_by, job_trace_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            f"RETURNING {_COLS}".encode(),
             (
                 uuid.uuid4(),
                 machine_id,
@@ -86,6 +89,7 @@ async def create_monitor(
                 json.dumps(config),
                 display_name,
                 created_by,
+                job_trace_id,
             ),
         )
         row = await cur.fetchone()

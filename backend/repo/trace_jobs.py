@@ -35,13 +35,14 @@ __all__ = [
     "requeue_all",
     "set_progress",
     "set_total",
+    "status_of",
 ]
 
 Conn = AsyncConnection[Any]
 _COLS = (
     "id, user_id, trace_id, trace_name, filter, format, gzip, status, progress, "
     "events_total, events_done, error_message, file_size, stats, attempts, create_time, "
-    "start_time, end_time, running"
+    "start_time, end_time, running, layout"
 )
 _QUOTA_LOCK = 0x78707574  # "xput": pg_advisory_xact_lock(_QUOTA_LOCK, hashtext(user))
 
@@ -69,9 +70,12 @@ async def create_job(
     gzip: bool,
     *,
     max_jobs: int = 0,
+    layout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A new queued job. With max_jobs (> 0), raises JobLimit instead when the user has that
-    many PROCESSING already: counted and inserted under a lock per user."""
+    """A new queued job (layout: how processes are named and clocks shifted, as
+    backend.trace_build.TraceSpec.layout() writes it). With max_jobs (> 0), raises JobLimit
+    instead when the user has that many PROCESSING already: counted and inserted under a lock
+    per user."""
     async with conn.transaction():
         if max_jobs > 0:
             await conn.execute(
@@ -87,9 +91,18 @@ async def create_job(
                 raise JobLimit(jobs)
         row = await _one(
             conn,
-            f"INSERT INTO trace_jobs (id, user_id, trace_id, trace_name, filter, format, gzip) "
-            f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
-            (uuid.uuid4(), user_id, uuid.uuid4(), trace_name, filter_text, fmt, gzip),
+            f"INSERT INTO trace_jobs (id, user_id, trace_id, trace_name, filter, format, gzip, "
+            f"layout) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING {_COLS}",
+            (
+                uuid.uuid4(),
+                user_id,
+                uuid.uuid4(),
+                trace_name,
+                filter_text,
+                fmt,
+                gzip,
+                None if layout is None else json.dumps(layout),
+            ),
         )
     assert row is not None
     return row
@@ -99,6 +112,15 @@ async def get_job(conn: Conn, job_id: uuid.UUID, user_id: uuid.UUID) -> dict[str
     return await _one(
         conn, f"SELECT {_COLS} FROM trace_jobs WHERE id = %s AND user_id = %s", (job_id, user_id)
     )
+
+
+async def status_of(conn: Conn, job_id: uuid.UUID) -> tuple[str, str | None] | None:
+    """(status, error message) of a job, whoever's it is; None when there is none."""
+    cur = await conn.execute(
+        "SELECT status, error_message FROM trace_jobs WHERE id = %s", (job_id,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else (str(row[0]), row[1])
 
 
 async def get_job_by_trace(

@@ -56,6 +56,7 @@ class Track:
     pid: int | None = None
     tid: int | None = None
     parent: int | None = None
+    labels: tuple[str, ...] = ()  # a process's process_labels
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ class _Checker:
             track = Track(d.uuid, "thread", name or t.thread_name, t.pid, t.tid, parent)
         elif d.HasField("process"):
             track = Track(d.uuid, "process", name or d.process.process_name, d.process.pid,
-                          parent=parent)  # fmt: skip
+                          parent=parent, labels=tuple(d.process.process_labels))  # fmt: skip
         else:
             track = Track(d.uuid, "other", name, parent=parent)
         self.tracks[d.uuid] = track

@@ -24,13 +24,14 @@ $(STAMP): pyproject.toml setup.py $(wildcard trace_export/*.c trace_export/*.h)
 venv: $(STAMP)
 
 CUDART12 = $(shell $(PY) -c 'import nvidia.cuda_runtime as m, os; print(os.path.join(list(m.__path__)[0], "lib", "libcudart.so.12"))')
+NVML_INCLUDE = $(shell $(PY) -c 'import nvidia.nvml_dev as m; print(list(m.__path__)[0] + "/include")')
 NCCL2 = $(shell $(PY) -c 'import nvidia.nccl as m, os; print(os.path.join(list(m.__path__)[0], "lib", "libnccl.so.2"))')
 
 build: venv
 	cmake -S . -B $(BUILD) -DXPU_CUDART12_LIB=$(CUDART12) -DXPU_PYTHON=$(abspath $(PY)) \
 	      -DXPU_CUDART12_INCLUDE=$(abspath $(dir $(CUDART12))../include) \
 	      -DXPU_CUDA12_CRT_INCLUDE=$(abspath $(dir $(CUDART12))../../cuda_nvcc/include) \
-	      -DXPU_NCCL2_LIB=$(NCCL2)
+	      -DXPU_NCCL2_LIB=$(NCCL2) -DXPU_NVML_INCLUDE=$(NVML_INCLUDE)
 	cmake --build $(BUILD) -j$$(nproc)
 
 # Perfetto's trace processor (WebAssembly, run by Node) for the trace cross-checks.

@@ -11,6 +11,7 @@ import zmq.asyncio
 
 from manager import identity as ident
 from manager.control import ControlClient
+from manager.devices.sampler import DeviceSampler, report_devices
 from manager.identity import Identity
 from manager.job_metrics import JobMetrics
 from manager.job_reports import JobReporter, own_pids, start_watcher, wait_closed
@@ -79,10 +80,26 @@ async def serve(
                     watcher, me.machine_id, on_job, settings.job_metrics_interval_s
                 )
                 sampling = asyncio.create_task(metrics.run(), name="job-metrics")
-            async with control:
+            async with (
+                control,
+                DeviceSampler(
+                    dcmi_library=settings.dcmi_library, timeout_s=settings.device_timeout_s
+                ) as sampler,
+            ):
+                devices = None
+                if settings.device_interval_s > 0:
+                    devices = asyncio.create_task(
+                        report_devices(
+                            sampler, me.machine_id, control.emit, settings.device_interval_s
+                        )
+                    )
+                else:
+                    log.info("device sampling off (--device-interval 0)")
                 if started is not None:
                     started.set()
                 await stop.wait()
+                if devices is not None:
+                    await cancel_all([devices])
                 log.info("shutting down: stopping %d agent(s)", len(supervisor.active()))
                 for m in await supervisor.stop_all():
                     control.notify(m)

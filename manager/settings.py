@@ -47,6 +47,10 @@ class Settings:
     jobs: bool = True  # on when the procwatch binary exists (a log line says when not)
     jobs_root_pid: int | None = None  # only this process and its descendants are jobs
     job_metrics_interval_s: float = 10.0  # each running job sampled this often; 0: never
+    # Accelerators (manager.devices): DEVICE_METRICS every device_interval_s (0: off)
+    device_interval_s: float = 10.0
+    device_timeout_s: float = 5.0  # a sample taking longer: the probe is killed, restarted
+    dcmi_library: Path | None = None  # None: the Ascend driver's usual paths
     # Private state: agent records (for reaping after a restart), agent key files, the lock
     runtime_dir: Path = Path("/run/xputrace-manager")
     # Timing and limits
@@ -75,6 +79,8 @@ class Settings:
             raise ValueError(f"backend endpoint '{self.backend}' must be tcp:// or ipc://")
         if self.heartbeat_interval_s <= 0 or self.agent_ready_timeout_s <= 0:
             raise ValueError("intervals and timeouts must be positive")
+        if self.device_interval_s < 0 or self.device_timeout_s <= 0:
+            raise ValueError("the device interval must be >= 0 and its timeout positive")
         if self.jobs_root_pid is not None and self.jobs_root_pid <= 0:
             raise ValueError(f"jobs root pid {self.jobs_root_pid} must be positive")
         if self.hostname is not None and not self.hostname.strip():
@@ -158,6 +164,15 @@ class Settings:
         a("--agent-ready-timeout", type=float, default=15.0, dest="agent_ready_timeout_s")
         a("--agent-stop-timeout", type=float, default=20.0, dest="agent_stop_timeout_s")
         a("--max-monitors", type=int, default=64)
+        a(
+            "--device-interval",
+            type=float,
+            default=10.0,
+            dest="device_interval_s",
+            help="seconds between samples of the GPUs and NPUs (0: none)",
+        )
+        a("--device-timeout", type=float, default=5.0, dest="device_timeout_s")
+        a("--dcmi-library", type=Path, help="libdcmi.so (default: the Ascend driver's paths)")
         a("--no-pdeathsig", action="store_true", help="do not wrap agents in setpriv --pdeathsig")
         a("--machine-id-file", type=Path)
         a(
@@ -216,6 +231,9 @@ class Settings:
                 agent_ready_timeout_s=ns.agent_ready_timeout_s,
                 agent_stop_timeout_s=ns.agent_stop_timeout_s,
                 max_monitors=ns.max_monitors,
+                device_interval_s=ns.device_interval_s,
+                device_timeout_s=ns.device_timeout_s,
+                dcmi_library=ns.dcmi_library,
                 pdeathsig=not ns.no_pdeathsig,
                 machine_id_file=ns.machine_id_file,
                 hostname=ns.hostname,

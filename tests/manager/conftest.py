@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from tests.manager import fake_agent
 
 T = TypeVar("T")
 MACHINE_ID = "ab" * 32
+RAW_ID = "0123456789abcdef0123456789abcdef"  # the machine-id file of manager_cmd
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
@@ -110,3 +112,39 @@ async def running(
         control = ControlClient(settings, identity, sup)
         async with control:
             yield control
+
+
+@pytest.fixture
+def manager_cmd(
+    tmp_path: Path, enrolled: Path, server_keypair: tuple[bytes, bytes], agent: Callable[..., Path]
+) -> Callable[..., list[str]]:
+    server_key = tmp_path / "backend.key"
+    server_key.write_bytes(server_keypair[0] + b"\n")
+    (tmp_path / "machine-id").write_text(RAW_ID + "\n")
+    fake = agent(record=str(tmp_path / "agent.json"))
+
+    def make(endpoint: str, *extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "manager",
+            "--backend",
+            endpoint,
+            "--server-key",
+            str(server_key),
+            "--key",
+            str(enrolled / "manager.key_secret"),
+            "--agent-path",
+            str(fake),
+            "--runtime-dir",
+            str(tmp_path / "run"),
+            "--machine-id-file",
+            str(tmp_path / "machine-id"),
+            "--heartbeat-interval",
+            "0.2",
+            "--agent-stop-timeout",
+            "3",
+            *extra,
+        ]
+
+    return make

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import pytest
 
 from manager import identity
 from tests.manager.backend_double import Backend
+from tests.manager.conftest import RAW_ID
 from tests.manager.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 MID = "123e4567-e89b-42d3-a456-426614174000"
-RAW_ID = "0123456789abcdef0123456789abcdef"
 
 
 def start_cmd() -> dict[str, object]:
@@ -30,42 +29,6 @@ def start_cmd() -> dict[str, object]:
         "target": {"pid": os.getpid()},
         "backend_zmq_data_endpoint": "tcp://127.0.0.1:5556",
     }
-
-
-@pytest.fixture
-def manager_cmd(
-    tmp_path: Path, enrolled: Path, server_keypair: tuple[bytes, bytes], agent: Callable[..., Path]
-) -> Callable[..., list[str]]:
-    server_key = tmp_path / "backend.key"
-    server_key.write_bytes(server_keypair[0] + b"\n")
-    (tmp_path / "machine-id").write_text(RAW_ID + "\n")
-    fake = agent(record=str(tmp_path / "agent.json"))
-
-    def make(endpoint: str, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "manager",
-            "--backend",
-            endpoint,
-            "--server-key",
-            str(server_key),
-            "--key",
-            str(enrolled / "manager.key_secret"),
-            "--agent-path",
-            str(fake),
-            "--runtime-dir",
-            str(tmp_path / "run"),
-            "--machine-id-file",
-            str(tmp_path / "machine-id"),
-            "--heartbeat-interval",
-            "0.2",
-            "--agent-stop-timeout",
-            "3",
-            *extra,
-        ]
-
-    return make
 
 
 async def wait_exit(p: subprocess.Popen[bytes], timeout: float = 20) -> int:

@@ -21,7 +21,9 @@ writer's COPY would need one; a DELETE for the shorter-lived types is the smalle
 There is no lease between backends: a round runs under a PostgreSQL advisory lock, so with
 several backends on one database one of them runs it at a time, and a round is idempotent.
 Each drop or delete updates event_counts in its own transaction, so the quota of events
-stored (backend.monitor_lifecycle) follows.
+stored (backend.monitor_lifecycle) follows. The same round deletes the accelerator samples
+kept in PostgreSQL (device_metrics, when InfluxDB is not configured) older than
+settings.device_retention_days.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import psycopg
@@ -39,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.event_writer import MAX_AGE_NS
 from backend.models import MonitorType
-from backend.repo import event_counts, locks, partitions
+from backend.repo import devices, event_counts, locks, partitions
 from backend.repo.partitions import DAY_NS, partition_name
 from backend.settings import Settings
 
@@ -56,6 +59,7 @@ class Round:
     trimmed: dict[int, tuple[str, int]] = field(default_factory=dict)  # day: (types, rows)
     busy: list[int] = field(default_factory=list)  # days left for the next round
     ran: bool = True  # False: another backend was running a round
+    device_rows: int = 0  # accelerator samples deleted (device_metrics)
 
 
 def check_settings(settings: Settings) -> None:
@@ -133,6 +137,12 @@ class Retention:
                 elif expired:
                     rows = await self._trim(conn, day, expired)
                     done.trimmed[day] = (",".join(sorted(expired)), rows)
+            keep = self.settings.device_retention_days
+            if keep > 0:
+                before = datetime.fromtimestamp((now - keep * DAY_NS) / 1e9, UTC)
+                done.device_rows = await devices.delete_before(conn, before)
+        if done.device_rows:
+            log.info("retention: %d accelerator samples deleted", done.device_rows)
         if done.dropped or done.trimmed or done.busy:
             log.info(
                 "retention: dropped %s; deleted %s; busy, for the next round: %s",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from backend import cli
 from backend.repo import jobs as jobs_repo
 from tests.backend.influx_fixtures import InfluxServer
 from tests.backend.test_jobs_api import MACHINE, Env, open_env
@@ -246,7 +247,12 @@ async def pg_env(aiohttp_client: Any, migrated_dsn: str, tmp_path: Path) -> Any:
 
 
 async def test_samples_in_devices_metrics_and_summary(pg_env: Env) -> None:
-    check_devices(await feed(pg_env))
+    body = await feed(pg_env)
+    check_devices(body)
+    lines = cli.devices_table(body).splitlines()  # xputrace devices
+    assert lines[0].split()[:4] == ["MACHINE", "DEVICE", "NAME", "HEALTH"]
+    assert lines[1].split()[1:8] == ["gpu0", "NVIDIA", "H100", "ok", "15", "1030/81920", "103"]
+    assert lines[-1].split()[1:7] == ["npu7", "Ascend", "910B", "warning", "51", "2031/16384"]
     await check_metrics(pg_env)
     await check_summary(pg_env)
     await check_processes(pg_env)

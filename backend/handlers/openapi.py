@@ -207,7 +207,7 @@ _DEVICE = [
     {
         "name": "device",
         "in": "query",
-        "schema": {"type": "string", "pattern": "^[0-9]+$", "description": "index, 0 to 4095"},
+        "schema": {"type": "integer", "minimum": 0, "maximum": 4095, "description": "index"},
     },
 ]
 _RANGE = [

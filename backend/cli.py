@@ -4,6 +4,7 @@
     xputrace users [list] | invite EMAIL [--role R] | set-role USER ROLE     (admins)
     xputrace audit [--filter F] [--limit N]                                 (admins)
     xputrace machines [ID]
+    xputrace devices [--machine ID] [--json]
     xputrace monitors [list] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
                       | wait ID [--status RUNNING]
     xputrace events [--filter F] [--order-by O] [--fields F] [--limit N]
@@ -33,6 +34,9 @@ a monitor on every rank of a job (with --window-function, only calls skip+1 to s
 that Python function are kept) and prints the job trace; with --wait it waits until the
 trace is generated (after `jobs trace-stop`, or once every rank's monitor ended: its window
 closed, its rank exited) and downloads it.
+`devices` prints each machine's accelerators (or --machine's) as a table: kind, index,
+name, health, utilisation %, memory used / total MiB, power W, temperature C, and when
+sampled; a machine whose manager found no device library says which failed.
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
 draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
 backend gives it).
@@ -370,6 +374,54 @@ def ranks_table(body: dict[str, Any]) -> str:
     return "\n".join([head, *lines])
 
 
+def devices_table(body: dict[str, Any]) -> str:
+    """GET /machines/{id}/devices as text: one aligned row per device, then the libraries
+    that failed."""
+
+    def num(v: Any, div: int = 1) -> str:
+        return "-" if v is None else f"{v / div:g}" if div > 1 else f"{v:g}"
+
+    rows = [("MACHINE", "DEVICE", "NAME", "HEALTH", "UTIL%", "MEM MiB", "POWER W", "TEMP C",
+             "SAMPLED")]  # fmt: skip
+    for d in body["devices"]:
+        used, total = d["memory_used_bytes"], d["memory_total_bytes"]
+        mem = f"{num(used, 1 << 20)}/{num(total, 1 << 20)}"
+        rows.append(
+            (
+                body["machine_id"][:12],
+                f"{d['kind']}{d['index']}",
+                d["name"] or "-",
+                d["health"],
+                num(d["utilization_pct"]),
+                mem,
+                num(d["power_w"]),
+                num(d["temperature_c"]),
+                d["sampled_at"],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if body["errors"] is None:
+        lines.append(f"{body['machine_id']}: its manager has sent no device sample")
+    for e in body["errors"] or []:
+        lines.append(f"{body['machine_id']}: {e['library']}: {e['message']}")
+    return "\n".join(lines)
+
+
+def _devices(c: Client, args: argparse.Namespace) -> None:
+    ids = (
+        [args.machine]
+        if args.machine
+        else [m["id"] for m in c.call("GET", "/machines")["machines"]]
+    )
+    for mid in ids:
+        body = c.call("GET", f"/machines/{mid}/devices")
+        if args.json:
+            print(json.dumps(body))
+        else:
+            print(devices_table(body))
+
+
 def _user_id(c: Client, user: str) -> str:
     if "@" not in user:
         return user
@@ -439,6 +491,8 @@ def run(args: argparse.Namespace) -> int:
             {"filter": args.filter, "order_by": args.order_by, "fields": args.fields},
             args.limit,
         )
+    elif args.cmd == "devices":
+        _devices(c, args)
     elif args.cmd == "users":
         _users(c, args)
     elif args.cmd == "jobs":
@@ -468,6 +522,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("login").add_argument("email")
     sub.add_parser("logout")
     sub.add_parser("machines").add_argument("id", nargs="?")
+    dv = sub.add_parser("devices", help="accelerators: inventory, health, latest values")
+    dv.add_argument("--machine", help="only this machine (default: every machine)")
+    dv.add_argument("--json", action="store_true", help="the API's answer, one line a machine")
     m = sub.add_parser("monitors")
     m.add_argument("--machine")
     ms = m.add_subparsers(dest="action")

@@ -1,5 +1,6 @@
 """What the backend does with what managers report: registration, heartbeats (with the
-machine's clock: xpucore.clock_sync), monitor status, jobs (backend.job_events).
+machine's clock: xpucore.clock_sync), monitor status, jobs (backend.job_events), device
+samples (backend.device_events).
 
 Runs in the control socket's receive loop, so nothing here waits for a command's reply:
 a reconciliation is asked for (backend.reconciler), never awaited.
@@ -14,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import job_events, monitor_lifecycle
+from backend import device_events, job_events, monitor_lifecycle
 from backend.repo import machine_clocks, machines, monitors
 from backend.typedefs import DB, RECONCILER
 from xpucore import clock_sync, protocol
@@ -32,6 +33,9 @@ async def handle_event(
     event = protocol.event_of(msg)
     if event == Event.MONITOR_STATUS:
         await monitor_lifecycle.on_monitor_status(app, machine_id, msg)
+        return
+    if event == Event.DEVICE_METRICS:
+        await device_events.on_device_metrics(app, machine_id, key, msg)
         return
     if event in job_events.JOB_EVENTS:
         await job_events.on_job_event(app, machine_id, key, event, msg)

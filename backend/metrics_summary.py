@@ -21,16 +21,24 @@ whole range):
 
 ``machine_id``, ``monitor_id`` and ``pid`` restrict every metric; ``function`` restricts the
 call metrics only (memory and drops are per process and per monitor).
+
+Accelerator metrics (``gpu_memory_usage``, ``gpu_utilization``, ``npu_memory_usage``,
+``npu_utilization``, ...: backend.device_summary) come from the devices' samples; the filter's
+``machine_id``, ``device`` (an index) and ``job_id`` restrict them (``device`` and ``job_id``
+restrict nothing else, so they take device metrics only), and ``monitor_id``, ``pid`` and
+``function`` do not apply to them.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.device_summary import DEVICE_METRICS, NO_SOURCE
 from backend.histogram import percentile
 
 __all__ = ["METRICS", "IntervalTotals", "SummaryError", "SummaryQuery", "parse_filter", "summarize"]
@@ -63,6 +71,8 @@ class SummaryQuery:
     monitor_id: str | None = None
     pid: int | None = None
     function: str | None = None
+    device: int | None = None
+    job_id: str | None = None
 
 
 @dataclass
@@ -125,7 +135,7 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
                 "filter",
                 f"cannot read {part!r}: use field = value, joined by"
                 " AND (fields: machine_id, monitor_id, pid, function, "
-                "time_range, timestamp)",
+                "device, job_id, time_range, timestamp)",
             )
         name, op, raw = m.groups()
         value = raw[1:-1].replace("\\'", "'").replace('\\"', '"') if raw[0] in "'\"" else raw
@@ -142,10 +152,15 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
             raise SummaryError("filter", f"{name} takes = only")
         if name == "time_range":
             span = _parse_duration(value)
-        elif name == "pid":
-            if not value.isdigit():
-                raise SummaryError("filter", f"pid {value!r} is not an integer")
-            values["pid"] = int(value)
+        elif name in ("pid", "device"):
+            if not value.isdigit() or len(value) > 9:
+                raise SummaryError("filter", f"{name} {value!r} is not an integer")
+            values[name] = int(value)
+        elif name == "job_id":
+            try:
+                values[name] = str(uuid.UUID(value))
+            except ValueError:
+                raise SummaryError("filter", f"job_id {value!r} is not a job id (a UUID)") from None
         elif name in ("machine_id", "monitor_id", "function"):
             if not _SAFE.match(value):
                 raise SummaryError("filter", f"{name} {value!r} has characters not allowed")
@@ -153,8 +168,8 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
         else:
             raise SummaryError(
                 "filter",
-                f"unknown field {name!r}; known: function, machine_id, "
-                "monitor_id, pid, time_range, timestamp",
+                f"unknown field {name!r}; known: device, function, job_id, "
+                "machine_id, monitor_id, pid, time_range, timestamp",
             )
     end = hi if hi is not None else (now_ns // interval_ns) * interval_ns
     end = -(-end // interval_ns) * interval_ns
@@ -173,15 +188,23 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
     return SummaryQuery(start, end, interval_ns, label, **values)
 
 
-def parse_metrics(text: str | None) -> list[str]:
+def parse_metrics(text: str | None, q: SummaryQuery | None = None) -> list[str]:
+    """The metrics asked (absent: the call metrics, or with a device or job_id filter the
+    device metrics); SummaryError names what cannot be answered."""
+    by_device = q is not None and (q.device is not None or q.job_id is not None)
     if not text:
-        return list(METRICS)
+        return list(DEVICE_METRICS if by_device else METRICS)
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
-    if unknown:
-        raise SummaryError(
-            "metrics", f"unknown metric {unknown[0]!r}; known: " + ", ".join(METRICS)
-        )
+    for m in names:
+        if m in NO_SOURCE:
+            raise SummaryError("metrics", f"{m}: {NO_SOURCE[m]}")
+        if m not in METRICS and m not in DEVICE_METRICS:
+            raise SummaryError(
+                "metrics",
+                f"unknown metric {m!r}; known: " + ", ".join([*METRICS, *DEVICE_METRICS]),
+            )
+        if by_device and m in METRICS:
+            raise SummaryError("filter", f"device and job_id restrict device metrics only, not {m}")
     return names
 
 
@@ -206,6 +229,8 @@ def summarize(
     avg_key = f"avg_{q.range_label}"
     out: dict[str, Any] = {}
     for name in metrics:
+        if name in DEVICE_METRICS:
+            continue  # backend.device_summary
         if name == "device_memory_bytes":
             cur: float | int | None = held_now
             avg: float | int | None = held_mean
@@ -224,7 +249,7 @@ def summarize(
     }
     if q.machine_id is not None:
         body = {"machine_id": q.machine_id, **body}
-    for key in ("monitor_id", "pid", "function"):
+    for key in ("monitor_id", "pid", "function", "device", "job_id"):
         if getattr(q, key) is not None:
             body[key] = getattr(q, key)
     return {"summary": body}

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.device_samples import AGGREGATION, VALUES
+from backend.device_summary import DEVICE_METRICS as SUMMARY_DEVICE_METRICS
 from backend.filters import FieldSpec
 from backend.metrics_summary import METRICS
 from backend.repo import audit_logs, events, job_traces, jobs, machines, monitors, users
+from xpucore.device_wire import DEVICE_FLOATS, HEALTH, KINDS
 from xpucore.job_wire import JOB_STATUSES
 
 __all__ = ["ERROR", "FORMATS", "GRPC_STATUSES", "RESPONSES", "fields_of", "nullable"]
@@ -343,6 +346,74 @@ PROCESS_METRICS = obj(
         },
     }
 )
+DEVICE_VALUES: Schema = {
+    v: nullable(NUM if v in DEVICE_FLOATS or AGGREGATION[v] == "mean" else INT) for v in VALUES
+}
+_KIND = {"type": "string", "enum": list(KINDS)}
+DEVICE = obj(
+    {
+        "kind": _KIND,
+        "index": INT,
+        "uuid": nullable(STR),
+        "name": nullable(STR),
+        "bus_id": nullable(STR),
+        "health": {"type": "string", "enum": list(HEALTH)},
+        "health_detail": nullable(STR),
+        **{v: nullable(NUM if v in DEVICE_FLOATS else INT) for v in VALUES},
+        "sampled_at": TIME,
+    }
+)
+DEVICES = obj(
+    {
+        "machine_id": STR,
+        "errors": nullable({"type": "array", "items": obj({"library": STR, "message": STR})}),
+        "devices": {"type": "array", "items": DEVICE},
+    }
+)
+DEVICE_PROCESSES = obj(
+    {
+        "machine_id": STR,
+        "processes": {
+            "type": "array",
+            "items": obj(
+                {
+                    "kind": _KIND,
+                    "index": INT,
+                    "uuid": nullable(STR),
+                    "pid": INT,
+                    "memory_bytes": nullable(INT),
+                    "job_id": nullable(UUID),
+                    "job_name": nullable(STR),
+                    "process_name": nullable(STR),
+                    "sampled_at": TIME,
+                }
+            ),
+        },
+    }
+)
+DEVICE_METRICS = obj(
+    {
+        "start_time": TIME,
+        "end_time": TIME,
+        "interval": STR,
+        "aggregation": ANY_OBJECT,
+        "source": {"type": "string", "enum": ["postgresql", "influxdb"]},
+        "metrics": {
+            "type": "array",
+            "items": obj(
+                {
+                    "machine_id": STR,
+                    "kind": _KIND,
+                    "index": INT,
+                    "uuid": nullable(STR),
+                    "time": TIME,
+                    **DEVICE_VALUES,
+                }
+            ),
+        },
+    },
+    {"machine_id": STR},
+)
 NEXT_PAGE = {"next_page_token": {"type": "string", "description": "empty on the last page"}}
 JOB_TRACE_STATE = {
     "type": "string",
@@ -432,7 +503,14 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
                         "source": STR,
                         "metrics": ANY_OBJECT,
                     },
-                    {"machine_id": STR, "monitor_id": STR, "pid": INT, "function": STR},
+                    {
+                        "machine_id": STR,
+                        "monitor_id": STR,
+                        "pid": INT,
+                        "function": STR,
+                        "device": INT,
+                        "job_id": UUID,
+                    },
                 )
             }
         )
@@ -457,6 +535,10 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
         200: obj({"audit_logs": {"type": "array", "items": AUDIT_ENTRY}, **NEXT_PAGE})
     },
     ("GET", "/api/v1/openapi.json"): {200: ANY_OBJECT},
+    ("GET", "/api/v1/machines/{machine_id}/devices"): {200: DEVICES},
+    ("GET", "/api/v1/machines/{machine_id}/device-processes"): {200: DEVICE_PROCESSES},
+    ("GET", "/api/v1/machines/{machine_id}/device-metrics"): {200: DEVICE_METRICS},
+    ("GET", "/api/v1/device-metrics"): {200: DEVICE_METRICS},
     ("GET", "/api/v1/jobs"): {
         200: obj({"jobs": {"type": "array", "items": JOB_SUMMARY}, **NEXT_PAGE})
     },
@@ -539,9 +621,13 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
             "monitor_id": "str",
             "pid": "int",
             "function": "str",
+            "device": "int",
+            "job_id": "uuid",
             "time_range": "duration",
             "timestamp": "timestamp",
         },
     ),
-    "xputrace-metrics": ("metrics", dict.fromkeys(METRICS, "")),
+    "xputrace-metrics": ("metrics", dict.fromkeys([*METRICS, *SUMMARY_DEVICE_METRICS], "")),
+    "xputrace-start-time": ("rfc3339", {}),
+    "xputrace-end-time": ("rfc3339_end", {}),
 }

@@ -25,7 +25,9 @@ writer's COPY would need one; a DELETE for the shorter-lived types is the smalle
 There is no lease between backends: a round runs under a PostgreSQL advisory lock, so with
 several backends on one database one of them runs it at a time, and a round is idempotent.
 Each drop or delete updates event_counts in its own transaction, so the quota of events
-stored (backend.monitor_lifecycle) follows.
+stored (backend.monitor_lifecycle) follows. The same round deletes the accelerator samples
+kept in PostgreSQL (device_metrics, when InfluxDB is not configured) older than
+settings.device_retention_days.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.event_writer import MAX_AGE_NS
 from backend.models import MonitorType
-from backend.repo import event_counts, job_metrics, locks, partitions
+from backend.repo import devices, event_counts, job_metrics, locks, partitions
 from backend.repo.partitions import DAY_NS, partition_name
 from backend.settings import Settings
 
@@ -62,6 +64,7 @@ class Round:
     busy: list[int] = field(default_factory=list)  # days left for the next round
     job_metrics: int = 0  # samples of jobs' process metrics deleted
     ran: bool = True  # False: another backend was running a round
+    device_rows: int = 0  # accelerator samples deleted (device_metrics)
 
 
 def check_settings(settings: Settings) -> None:
@@ -144,8 +147,14 @@ class Retention:
                 done.job_metrics = await job_metrics.prune(
                     conn, datetime.fromtimestamp(before / 1e9, UTC)
                 )
+            keep = self.settings.device_retention_days
+            if keep > 0:
+                before_dt = datetime.fromtimestamp((now - keep * DAY_NS) / 1e9, UTC)
+                done.device_rows = await devices.delete_before(conn, before_dt)
         if done.job_metrics:
             log.info("retention: %d job metrics samples deleted", done.job_metrics)
+        if done.device_rows:
+            log.info("retention: %d accelerator samples deleted", done.device_rows)
         if done.dropped or done.trimmed or done.busy:
             log.info(
                 "retention: dropped %s; deleted %s; busy, for the next round: %s",

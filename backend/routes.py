@@ -12,6 +12,7 @@ from backend.access import Handler, requires
 from backend.handlers import (
     audit_logs,
     auth,
+    devices,
     events,
     job_traces,
     jobs,
@@ -43,6 +44,15 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", MONITORS + "/{monitor_id}", monitors.get_monitor, "viewer"),
     ("DELETE", MONITORS + "/{monitor_id}", monitors.delete_monitor, "operator"),
     ("GET", "/api/v1/machines/{machine_id}/jobs", jobs.list_machine_jobs, "viewer"),
+    ("GET", "/api/v1/machines/{machine_id}/devices", devices.list_devices, "viewer"),
+    ("GET", "/api/v1/machines/{machine_id}/device-processes", devices.list_processes, "viewer"),
+    (
+        "GET",
+        "/api/v1/machines/{machine_id}/device-metrics",
+        devices.machine_device_metrics,
+        "viewer",
+    ),
+    ("GET", "/api/v1/device-metrics", devices.list_device_metrics, "viewer"),
     ("GET", "/api/v1/jobs", jobs.list_jobs, "viewer"),
     ("POST", "/api/v1/jobs:batchStop", jobs.batch_stop, "operator"),
     ("GET", JOB, jobs.get_job, "viewer"),

@@ -107,6 +107,9 @@ class Settings:
     retention_days: int = 30
     retention_days_by_type: tuple[tuple[str, int], ...] = ()
     retention_interval_s: float = 3600.0
+    # Accelerator samples kept in PostgreSQL's device_metrics (only when InfluxDB is not
+    # configured: backend.device_events) are deleted at this age, by the same rounds; 0 keeps.
+    device_retention_days: int = 7
     # The database volume: at database_full_percent used (0: never), POST monitors is refused
     # with 507. Measured on database_data_dir when the database's files are on this host (the
     # embedded server's: set by python -m backend), else as pg_database_size against

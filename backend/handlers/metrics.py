@@ -2,21 +2,34 @@
 
 Served from InfluxDB's aggregates when InfluxDB is configured, from PostgreSQL's events
 otherwise; ``source=influxdb|postgresql`` asks for one (both give the same numbers:
-backend.metrics_summary).
+backend.metrics_summary). The accelerator metrics (backend.device_summary) come from where the
+samples are kept: InfluxDB when it is configured, PostgreSQL's device_metrics otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from backend import request_db
+from backend.device_history import Scope, per_device
+from backend.device_summary import DEVICE_METRICS, device_metrics_summary
 from backend.errors import BadRequest, Unavailable
 from backend.influx import InfluxError
-from backend.metrics_summary import SummaryError, parse_filter, parse_metrics, summarize
+from backend.metrics_summary import (
+    IntervalTotals,
+    SummaryError,
+    SummaryQuery,
+    parse_filter,
+    parse_metrics,
+    summarize,
+)
 from backend.repo.metrics import influx_totals, pg_totals
 from backend.typedefs import INFLUX, SETTINGS
 
@@ -28,12 +41,21 @@ async def summary(request: web.Request) -> web.Response:
     interval_ns = round(settings.aggregate_interval_s * 1e9)
     try:
         q = parse_filter(request.query.get("filter", ""), time.time_ns(), interval_ns)
-        metrics = parse_metrics(request.query.get("metrics"))
+        metrics = parse_metrics(request.query.get("metrics"), q)
     except SummaryError as e:
         raise BadRequest(e.param, e.problem) from None
     writer = request.app.get(INFLUX)
     source = request.query.get("source") or ("influxdb" if writer is not None else "postgresql")
-    if source == "influxdb":
+    calls = [m for m in metrics if m not in DEVICE_METRICS]
+    by_device = [m for m in metrics if m in DEVICE_METRICS]
+    if by_device and source == "postgresql" and writer is not None:
+        raise BadRequest("source", "device samples are kept in InfluxDB when it is configured")
+    per: dict[int, IntervalTotals] = {}
+    memory: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+    if not calls and source in ("influxdb", "postgresql"):
+        if source == "influxdb" and writer is None:
+            raise BadRequest("source", "InfluxDB is not configured")
+    elif source == "influxdb":
         if writer is None:
             raise BadRequest("source", "InfluxDB is not configured")
         try:
@@ -48,4 +70,32 @@ async def summary(request: web.Request) -> web.Response:
         raise BadRequest("source", "must be influxdb or postgresql")
     # a long range is a lot of intervals: computed beside the event loop, never on it
     body = await asyncio.to_thread(summarize, q, per, memory, metrics, source)
+    if by_device:
+        out = body["summary"]["metrics"]
+        avg_key = f"avg_{q.range_label}"
+        rows = await _device_rows(request, q, {DEVICE_METRICS[m][0] for m in by_device})
+        out.update(device_metrics_summary(by_device, rows, avg_key))
+        body["summary"]["metrics"] = {m: out[m] for m in metrics}
     return web.json_response(body)
+
+
+async def _device_rows(
+    request: web.Request, q: SummaryQuery, kinds: set[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per kind, each matched device's means and latest values over the range."""
+    writer = request.app.get(INFLUX)
+    start = datetime.fromtimestamp(q.start_ns / 1e9, UTC)
+    end = datetime.fromtimestamp(q.end_ns / 1e9, UTC)
+    values = sorted({DEVICE_METRICS[m][1] for m in DEVICE_METRICS})
+    job = uuid.UUID(q.job_id) if q.job_id else None
+    out: dict[str, list[dict[str, Any]]] = {}
+    async with request_db.connection(request) as conn:
+        for kind in sorted(kinds):
+            scope = Scope(q.machine_id, kind, q.device, job)
+            try:
+                out[kind] = await per_device(
+                    conn, None if writer is None else writer.config, scope, start, end, values
+                )
+            except InfluxError as e:
+                raise Unavailable(str(e)) from None
+    return out

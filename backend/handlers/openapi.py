@@ -185,6 +185,8 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
                 ),
             },
         ]
+    if path in _DEVICE_QUERIES:
+        return _DEVICE_QUERIES[path]
     if path == "/api/v1/jobs/{job_id}/process-metrics":
         return [
             {
@@ -230,6 +232,55 @@ def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]
             {"name": "source", "in": "query", "schema": {"type": "string", "enum": sources}},
         ]
     return []
+
+
+_DEVICE = [
+    {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["gpu", "npu"]}},
+    {
+        "name": "device",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": 4095, "description": "index"},
+    },
+]
+_RANGE = [
+    {
+        "name": name,
+        "in": "query",
+        "schema": {**_text(fmt, f"RFC 3339; absent: {default}.", 64)},
+    }
+    for name, fmt, default in (
+        ("startTime", "xputrace-start-time", "endTime less 1 hour"),
+        ("endTime", "xputrace-end-time", "now"),
+    )
+] + [
+    {
+        "name": "interval",
+        "in": "query",
+        "schema": {
+            "type": "string",
+            "enum": ["1m", "5m", "1h"],
+            "description": "absent: 1m; each value's mean or max per interval (aggregation)",
+        },
+    }
+]
+_DEVICE_QUERIES: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/machines/{machine_id}/device-processes": _DEVICE,
+    "/api/v1/machines/{machine_id}/device-metrics": _DEVICE + _RANGE,
+    "/api/v1/device-metrics": [
+        {
+            "name": "machine_id",
+            "in": "query",
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 256,
+                "pattern": "^[^\\x00]+$",
+            },
+        },
+        *_DEVICE,
+        *_RANGE,
+    ],
+}
 
 
 def _monitor_rules(schema: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "group_of",
     "job_id",
     "list_jobs",
+    "live_by_pid",
     "live_not_listed",
     "lock",
     "lock_many",
@@ -218,6 +219,17 @@ async def live_not_listed(
         (machine_id, list(LIVE), [p for p, _ in listed], [t for _, t in listed]),
     )
     return [(r[0], str(r[1])) for r in await cur.fetchall()]
+
+
+async def live_by_pid(conn: Conn, machine_id: str, pids: Sequence[int]) -> dict[int, uuid.UUID]:
+    """{pid: id} of the machine's running or unknown process jobs with these pids (a pid
+    held by two, one of them not seen ending: the later started)."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (pid) pid, id FROM jobs WHERE machine_id = %s AND kind = 'process' "
+        "AND status = ANY(%s) AND pid = ANY(%s) ORDER BY pid, start_time DESC, id",
+        (machine_id, list(LIVE), list(pids)),
+    )
+    return {int(r[0]): r[1] for r in await cur.fetchall()}
 
 
 async def with_status(conn: Conn, machine_id: str, status: str) -> list[uuid.UUID]:

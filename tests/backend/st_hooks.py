@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import schemathesis
@@ -93,7 +94,23 @@ def _metrics(fields: dict[str, str]) -> st.SearchStrategy[str]:
     return st.lists(st.sampled_from(sorted(fields)), max_size=3, unique=True).map(",".join)
 
 
+# startTime and endTime: an hour apart, ending an hour ago, so that either alone or both
+# make a valid range (the other defaults: endTime now, startTime endTime less 1 h)
+_NOW = datetime.now(UTC)
+_RANGE_ENDS = [(_NOW - timedelta(hours=h)).isoformat() for h in (2, 1)]
+
+
+def _rfc3339(_: dict[str, str]) -> st.SearchStrategy[str]:
+    return st.sampled_from(_RANGE_ENDS[:1])
+
+
+def _rfc3339_end(_: dict[str, str]) -> st.SearchStrategy[str]:
+    return st.sampled_from(_RANGE_ENDS[1:])
+
+
 _MAKERS = {
+    "rfc3339": _rfc3339,
+    "rfc3339_end": _rfc3339_end,
     "filter": _filter,
     "order_by": _order_by,
     "fields": _fields,

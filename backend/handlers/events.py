@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import UTC, datetime
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web

@@ -18,11 +18,12 @@ import psycopg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from backend import cli
 from backend.app import create_app
 from backend.handlers import jobs as jobs_api
 from backend.repo import jobs, machines, monitors
 from backend.typedefs import DB
-from tests.backend.accounts import add_user, first_admin
+from tests.backend.accounts import PASSWORD, add_user, first_admin
 from tests.backend.csv_reading import as_items, csv_body, json_items, stream_records
 from tests.backend.trace_data import MONO, OFFSET, calls, store
 from tests.pg_fixtures import backend_settings
@@ -53,9 +54,7 @@ async def test_events_csv_holds_the_rows_of_the_json_list(
     assert r.headers["Content-Disposition"] == 'attachment; filename="events.csv"'
     assert header == EVENT_COLUMNS
     assert len(want) == 3000 and [e["pid"] for e in want[:1]] == [200]
-    assert as_items(header, records, want) == [
-        {c: e.get(c) for c in EVENT_COLUMNS} for e in want
-    ]
+    assert as_items(header, records, want) == [{c: e.get(c) for c in EVENT_COLUMNS} for e in want]
     # a page token is where the export starts; page_size is not a limit
     first = await (
         await client.get("/api/v1/events", params={**query, "page_size": "1000"}, headers=viewer)
@@ -139,7 +138,6 @@ async def test_jobs_monitors_and_machines_export_what_their_filter_lists(
         for i in range(12):
             await monitors.create_monitor(
                 conn, HOSTS[0][0], "CUDA", {"pid": i}, {"x": i}, f'mon "{i}",\r\nnext line'
-
             )
             job = {"pid": 100 + i, "startTicks": 7, "startTime": 1_767_000_000_000 + i,
                    "jobName": f"train,{i}.py", "framework": "torch" if i % 3 else None,
@@ -186,7 +184,8 @@ async def _export_checked(client: TestClient, headers: dict[str, str], n: int) -
     """Exports the first n events (pid 100, 1 us apart) as CSV, reads it as it comes and
     checks every row; the peak RSS growth of this process (server and client) in KiB."""
     end = OFFSET + MONO + n * 1000
-    params = {"format": "csv", "filter": f"timestamp < {end}"}
+    stamp = datetime.fromtimestamp(end // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    params = {"format": "csv", "filter": f'timestamp < "{stamp}.{end % 10**9:09d}Z"'}
     _reset_peak_rss()
     base = _kib("VmRSS")
     r = await client.get("/api/v1/events", params=params, headers=headers)
@@ -241,3 +240,44 @@ async def test_a_million_events_export_in_bounded_memory(
             {c: e.get(c) for c in head[0]} for e in want
         ]
     await asyncio.sleep(0)
+
+
+async def test_cli_csv_prints_the_export_and_fails_on_its_error_record(
+    aiohttp_client: Any,
+    migrated_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfdbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    await store(migrated_dsn, uuid.uuid4(), calls(1500, 100))
+    client, admin = await start(aiohttp_client, migrated_dsn, tmp_path)
+    async with client.server.app[DB].connection() as conn:
+        await machines.record_hello(conn, HOSTS[0][0], "key", {"hostname": "gpu1"})
+    monkeypatch.setattr(cli, "CREDENTIALS", tmp_path / "credentials.json")
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": PASSWORD)
+    url = str(client.make_url("/")).rstrip("/")
+
+    async def xputrace(*argv: str) -> tuple[int, bytes, bytes]:
+        capfdbinary.readouterr()
+        rc = await asyncio.to_thread(cli.main, ["--url", url, *argv])
+        out = capfdbinary.readouterr()
+        return rc, out.out, out.err
+
+    assert (await xputrace("login", "admin@example.com"))[0] == 0
+    for argv, path in [
+        (["events", "--csv", "--filter", "pid = 100"], "/api/v1/events?filter=pid+%3D+100"),
+        (["machines", "--csv"], "/api/v1/machines"),
+        (["jobs", "list", "--csv"], "/api/v1/jobs"),
+        (["monitors", "list", "--csv"], f"/api/v1/machines/{HOSTS[0][0]}/monitors"),
+    ]:
+        rc, out, err = await xputrace(*argv)
+        assert rc == 0, err
+        r = await client.get(path, params={"format": "csv"}, headers=admin)
+        assert out == await r.read(), argv
+    assert out.startswith(b"id,display_name,")
+    # an export that ended with the error record: its rows, and the message, rc 1
+    failed = io.BytesIO(b'a,b\r\n1,2\r\n#ERROR,504,DEADLINE_EXCEEDED,"too slow, narrow"\r\n')
+    copied = io.BytesIO()
+    with pytest.raises(cli.ApiError, match="504 DEADLINE_EXCEEDED too slow, narrow"):
+        cli.export_csv(failed, copied)
+    assert copied.getvalue() == b"a,b\r\n1,2\r\n"

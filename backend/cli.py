@@ -3,12 +3,12 @@
     xputrace register EMAIL [--invite TOKEN] | login EMAIL | logout
     xputrace users [list] | invite EMAIL [--role R] | set-role USER ROLE     (admins)
     xputrace audit [--filter F] [--limit N]                                 (admins)
-    xputrace machines [ID]
+    xputrace machines [ID] [--csv]
     xputrace devices [--machine ID] [--json]
-    xputrace monitors [list] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
+    xputrace monitors [list [--csv]] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
                       | wait ID [--status RUNNING]
-    xputrace events [--filter F] [--order-by O] [--fields F] [--limit N]
-    xputrace jobs [list] [--filter F] [--order-by O] [--machine M] [--limit N]
+    xputrace events [--filter F] [--order-by O] [--fields F] [--limit N | --csv]
+    xputrace jobs [list] [--filter F] [--order-by O] [--machine M] [--limit N | --csv]
                   | show ID [--parameters] [--code] [--history] | stop ID [ID ...]
                   | ranks ID [--json]
                   | metrics ID [--start T] [--end T] [--interval I]
@@ -37,6 +37,8 @@ closed, its rank exited) and downloads it.
 `devices` prints each machine's accelerators (or --machine's) as a table: kind, index,
 name, health, utilisation %, memory used / total MiB, power W, temperature C, and when
 sampled; a machine whose manager found no device library says which failed.
+--csv prints a list as CSV (the backend's export: every row, a header row first) and
+fails when the export ended with its error record.
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
 draws the job's progress on stderr, then downloads the trace (to FILE, default the name the
 backend gives it).
@@ -45,6 +47,7 @@ backend gives it).
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
 import json
 import os
@@ -62,7 +65,7 @@ from typing import IO, Any
 
 from backend.roles import ROLES
 
-__all__ = ["main"]
+__all__ = ["export_csv", "main"]
 
 CREDENTIALS = Path.home() / ".config" / "xputrace" / "credentials.json"
 
@@ -269,10 +272,33 @@ def _pages(
             return
 
 
+ERROR_MARK = b"#ERROR,"  # backend.csv_export: the record that ends a failed export
+
+
+def export_csv(body: IO[bytes], out: IO[bytes]) -> None:
+    """Copies a CSV export to out; ApiError with the backend's message when it ends with
+    the error record (not copied)."""
+    for line in body:
+        if line.startswith(ERROR_MARK):
+            fields = next(csv.reader([line.decode(errors="replace")]))
+            raise ApiError(f"the export failed: {' '.join(fields[1:])}")
+        out.write(line)
+    out.flush()
+
+
+def _list(c: Client, path: str, key: str, params: dict[str, Any], args: argparse.Namespace) -> None:
+    """A list as JSON lines, or as CSV with --csv."""
+    if getattr(args, "csv", False):
+        with c._open("GET", path, params={**params, "format": "csv"}) as r:
+            export_csv(r, sys.stdout.buffer)
+    else:
+        _pages(c, path, key, params, getattr(args, "limit", None))
+
+
 def _jobs(c: Client, args: argparse.Namespace) -> None:
     if args.action == "list":
         path = f"/machines/{args.machine}/jobs" if args.machine else "/jobs"
-        _pages(c, path, "jobs", {"filter": args.filter, "order_by": args.order_by}, args.limit)
+        _list(c, path, "jobs", {"filter": args.filter, "order_by": args.order_by}, args)
     elif args.action == "show":
         job = c.call("GET", f"/jobs/{args.id}")
         for part, wanted in (
@@ -457,10 +483,17 @@ def run(args: argparse.Namespace) -> int:
         c.creds = {}
         c._save()
     elif args.cmd == "machines":
-        _print(c.call("GET", f"/machines/{args.id}") if args.id else c.call("GET", "/machines"))
+        if args.id:
+            _print(c.call("GET", f"/machines/{args.id}"))
+        elif args.csv:
+            _list(c, "/machines", "machines", {}, args)
+        else:
+            _print(c.call("GET", "/machines"))
     elif args.cmd == "monitors":
         base = f"/machines/{c.machine(args.machine)}/monitors"
-        if args.action == "list":
+        if args.action == "list" and args.csv:
+            _list(c, base, "monitors", {}, args)
+        elif args.action == "list":
             _print(c.call("GET", base))
         elif args.action == "start":
             target = {"pid": args.pid, "library_path": args.library, "comm": args.comm}
@@ -484,13 +517,8 @@ def run(args: argparse.Namespace) -> int:
         elif args.action == "wait":
             _print(_wait(c, c.machine(args.machine), args.id, args.status, args.timeout))
     elif args.cmd == "events":
-        _pages(
-            c,
-            "/events",
-            "events",
-            {"filter": args.filter, "order_by": args.order_by, "fields": args.fields},
-            args.limit,
-        )
+        params = {"filter": args.filter, "order_by": args.order_by, "fields": args.fields}
+        _list(c, "/events", "events", params, args)
     elif args.cmd == "devices":
         _devices(c, args)
     elif args.cmd == "users":
@@ -502,6 +530,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.cmd == "traces":
         _traces(c, args)
     return 0
+
+
+def _csv_flag(p: argparse.ArgumentParser, limit: bool = False) -> None:
+    """--csv on a list command; with limit, also its --limit (not with --csv: the export is
+    every row)."""
+    group = p.add_mutually_exclusive_group() if limit else p
+    if limit:
+        group.add_argument("--limit", type=int)
+    group.add_argument("--csv", action="store_true", help="every row as CSV (a header first)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -521,14 +558,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--invite", help="the invite token an admin gave you")
     sub.add_parser("login").add_argument("email")
     sub.add_parser("logout")
-    sub.add_parser("machines").add_argument("id", nargs="?")
+    mach = sub.add_parser("machines")
+    mach.add_argument("id", nargs="?")
+    _csv_flag(mach)
     dv = sub.add_parser("devices", help="accelerators: inventory, health, latest values")
     dv.add_argument("--machine", help="only this machine (default: every machine)")
     dv.add_argument("--json", action="store_true", help="the API's answer, one line a machine")
     m = sub.add_parser("monitors")
     m.add_argument("--machine")
+    m.set_defaults(csv=False)  # bare `monitors`: list
     ms = m.add_subparsers(dest="action")
-    ms.add_parser("list")
+    _csv_flag(ms.add_parser("list"))
     st = ms.add_parser("start")
     st.add_argument("--type", default="CUDA")
     st.add_argument("--pid", type=int)
@@ -547,9 +587,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--filter", default="")
     e.add_argument("--order-by")
     e.add_argument("--fields")
-    e.add_argument("--limit", type=int)
+    _csv_flag(e, limit=True)
     j = sub.add_parser("jobs", help="AI jobs on every machine: list, show, stop, ranks, trace")
-    j.set_defaults(filter="", order_by=None, machine=None, limit=None)  # bare `jobs`: list
+    j.set_defaults(filter="", order_by=None, machine=None, limit=None, csv=False)  # bare: list
     js = j.add_subparsers(dest="action")
     jl = js.add_parser("list")
     jl.add_argument(
@@ -557,7 +597,7 @@ def parser() -> argparse.ArgumentParser:
     )
     jl.add_argument("--order-by")
     jl.add_argument("--machine", help="only this machine's jobs")
-    jl.add_argument("--limit", type=int)
+    _csv_flag(jl, limit=True)
     show = js.add_parser("show")
     show.add_argument("id")
     show.add_argument("--parameters", action="store_true")

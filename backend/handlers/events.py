@@ -1,23 +1,28 @@
-"""GET /api/v1/events: filter (AIP-160), page_size, page_token, order_by, fields."""
+"""GET /api/v1/events: filter (AIP-160), page_size, page_token, order_by, fields, format
+(json, or csv: backend.csv_export)."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from backend import request_db
+from backend import csv_export, request_db
 from backend.errors import BadRequest
-from backend.handlers.listing import Sorting, list_query
+from backend.handlers.listing import Sorting, every_row, list_query
+from backend.paging import OrderBy
 from backend.repo.events import EVENT_FIELDS, ORDERABLE, TIEBREAK, query_events
 
 __all__ = ["list_events", "rfc3339_ns"]
 
 _SORTING = Sorting(ORDERABLE, TIEBREAK, default="timestamp")
 
-_TOP = {
+# an event's fields, in the order of its JSON and of its CSV columns
+_TOP = (
     "timestamp",
     "machine_id",
     "monitor_id",
@@ -32,17 +37,23 @@ _TOP = {
     "incomplete",
     "event_data",
     "python_stack",
-}
+)
 
 
 def rfc3339_ns(ns: int) -> str:
     """2026-11-24T10:00:00.123456789Z: nanoseconds kept, which datetime cannot hold."""
     secs, frac = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+    return f"{_second(secs)}.{frac:09d}Z"
 
 
-def _event(row: dict[str, Any]) -> dict[str, Any]:
-    data = row["event_data"]
+@functools.lru_cache(maxsize=1024)  # events come in time order: many share their second
+def _second(secs: int) -> str:
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _event(row: dict[str, Any], load: Callable[[str], Any] = json.loads) -> dict[str, Any]:
+    """An event's JSON; load: what becomes of event_data or python_stack given as text."""
+    data, stack = row["event_data"], row.get("python_stack")
     return {
         "timestamp": rfc3339_ns(row["ts"]),
         "machine_id": row["machine_id"],
@@ -56,8 +67,8 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
         "ret": row["ret"],
         "flags": row["flags"],
         "incomplete": bool(row["flags"] & 1),
-        "event_data": json.loads(data) if isinstance(data, str) else data,
-        **({"python_stack": row["python_stack"]} if row.get("python_stack") else {}),
+        "event_data": load(data) if isinstance(data, str) else data,
+        **({"python_stack": load(stack) if isinstance(stack, str) else stack} if stack else {}),
     }
 
 
@@ -65,12 +76,11 @@ MAX_FIELDS = 32  # paths in one `fields`
 MAX_FIELD_DEPTH = 4  # parts of one path: event_data holds flat arguments (a dim3: 2 levels)
 
 
-def _projector(fields: str | None) -> Any:
-    """A function keeping only the requested fields (dotted paths into event_data). Paths
-    are bounded in number and depth, and a path an event lacks adds nothing to it, so the
-    answer is never larger than the events themselves."""
+def _paths(fields: str | None) -> list[str]:
+    """The requested fields (dotted paths into event_data), checked; every field when none.
+    Paths are bounded in number and depth."""
     if not fields:
-        return lambda e: e
+        return list(_TOP)
     paths = list(dict.fromkeys(f.strip() for f in fields.split(",") if f.strip()))
     if len(paths) > MAX_FIELDS:
         raise BadRequest("fields", f"names {len(paths)} paths; at most {MAX_FIELDS}")
@@ -82,7 +92,15 @@ def _projector(fields: str | None) -> Any:
             )
         if parts[0] not in _TOP or (parts[0] != "event_data" and len(parts) > 1):
             raise BadRequest("fields", f"unknown field '{p}'; known: {', '.join(sorted(_TOP))}")
-    split = [p.split(".") for p in paths]
+    return paths
+
+
+def _projector(fields: str | None) -> Any:
+    """A function keeping only the requested fields; a path an event lacks adds nothing to
+    it, so the answer is never larger than the events themselves."""
+    if not fields:
+        return lambda e: e
+    split = [p.split(".") for p in _paths(fields)]
 
     def project(e: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -102,13 +120,32 @@ def _projector(fields: str | None) -> Any:
     return project
 
 
-async def list_events(request: web.Request) -> web.Response:
-    """Stored events matching a filter, a page at a time."""
+def _sort_key(order: OrderBy) -> Any:
+    return lambda r: tuple(r[col] for col, _ in order)
+
+
+async def list_events(request: web.Request) -> web.StreamResponse:
+    """Stored events matching a filter, a page at a time; or all of them as CSV, a column
+    per field asked for."""
+    as_csv = csv_export.wanted(request)
     q = list_query(request, EVENT_FIELDS, _SORTING)
+    if as_csv:
+        columns = _paths(request.query.get("fields"))
+        # event_data as its text, unless a column is a path into it
+        text = all("." not in c for c in columns)
+
+        async def fetch(conn: Any, after: tuple[object, ...] | None, limit: int) -> list[Any]:
+            return await query_events(
+                conn, q.where, q.params, q.order, after, limit, json_text=text
+            )
+
+        view = functools.partial(_event, load=csv_export.JsonText) if text else _event
+        batches = every_row(request, q, fetch, view, _sort_key(q.order))
+        return await csv_export.respond(request, "events", columns, batches)
     project = _projector(request.query.get("fields"))
     async with request_db.connection(request) as conn:
         rows = await query_events(conn, q.where, q.params, q.order, q.after, q.size + 1)
-    rows, token = q.page(rows, lambda r: tuple(r[col] for col, _ in q.order))
+    rows, token = q.page(rows, _sort_key(q.order))
     return web.json_response(
         {"events": [project(_event(r)) for r in rows], "next_page_token": token}
     )

@@ -12,15 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import audit, job_control, request_db
+from backend import audit, csv_export, job_control, request_db
 from backend.errors import ApiError, NotFound
-from backend.handlers.listing import Sorting, list_query
+from backend.handlers.listing import Sorting, every_row, list_query
 from backend.handlers.views import iso
 from backend.models import JobBatchStop, decode_body, path_text, path_uuid
 from backend.repo import job_ranks, job_status_history, jobs, machines
 from backend.typedefs import CALLER, DB
 
 __all__ = [
+    "SUMMARY_FIELDS",
     "batch_stop",
     "get_code",
     "get_job",
@@ -43,6 +44,43 @@ def _ms(t: Any) -> int | None:
 
 def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
+
+
+# the fields of summary, in order: the CSV columns (a process job leaves the last three empty)
+SUMMARY_FIELDS = (
+    "jobId",
+    "nodeId",
+    "jobName",
+    "jobType",
+    "framework",
+    "frameworkVersion",
+    "modelFormat",
+    "pid",
+    "ppid",
+    "pgid",
+    "processName",
+    "cwd",
+    "user",
+    "startTime",
+    "endTime",
+    "status",
+    "statusReason",
+    "exitCode",
+    "signal",
+    "coreDumped",
+    "createdAt",
+    "updatedAt",
+    "kind",
+    "distributedJobId",
+    "launcher",
+    "rank",
+    "localRank",
+    "worldSize",
+    "device",
+    "ranksSeen",
+    "ranksMissing",
+    "nodeIds",
+)
 
 
 def summary(r: dict[str, Any]) -> dict[str, Any]:
@@ -105,23 +143,32 @@ def view(r: dict[str, Any], machine: dict[str, Any] | None = None) -> dict[str, 
     return out
 
 
-async def _list(request: web.Request, machine_id: str | None) -> web.Response:
+async def _list(request: web.Request, machine_id: str | None) -> web.StreamResponse:
+    as_csv = csv_export.wanted(request)
     q = list_query(request, jobs.FIELDS, _SORTING)
     where, params = q.where, list(q.params)
+    if machine_id is not None:
+        where = f"machine_id = %s AND kind = 'process' AND ({where})"
+        params = [machine_id, *params]
+    else:
+        where = f"group_id IS NULL AND ({where})"
+
+    async def fetch(conn: Any, after: tuple[object, ...] | None, limit: int) -> list[Any]:
+        return await jobs.list_jobs(conn, where, params, q.order, after, limit)
+
     async with request_db.connection(request) as conn:
-        if machine_id is not None:
-            if await machines.get_machine(conn, machine_id) is None:
-                raise NotFound(f"machine '{machine_id[:80]}' not found")
-            where = f"machine_id = %s AND kind = 'process' AND ({where})"
-            params = [machine_id, *params]
-        else:
-            where = f"group_id IS NULL AND ({where})"
-        rows = await jobs.list_jobs(conn, where, params, q.order, q.after, q.size + 1)
+        if machine_id is not None and await machines.get_machine(conn, machine_id) is None:
+            raise NotFound(f"machine '{machine_id[:80]}' not found")
+        if not as_csv:
+            rows = await fetch(conn, q.after, q.size + 1)
+    if as_csv:
+        batches = every_row(request, q, fetch, summary)
+        return await csv_export.respond(request, "jobs", SUMMARY_FIELDS, batches)
     rows, token = q.page(rows, lambda r: r["_key"])
     return web.json_response({"jobs": [summary(r) for r in rows], "next_page_token": token})
 
 
-async def list_jobs(request: web.Request) -> web.Response:
+async def list_jobs(request: web.Request) -> web.StreamResponse:
     """AI jobs on every machine, a page at a time: each process job, and each distributed job
     once (its ranks: GET /jobs/{id}/ranks). filter: kind (process, distributed), status,
     jobType, framework, machine, name, user, pid, modelFormat, startTime, endTime; order_by:
@@ -129,7 +176,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     return await _list(request, None)
 
 
-async def list_machine_jobs(request: web.Request) -> web.Response:
+async def list_machine_jobs(request: web.Request) -> web.StreamResponse:
     """The AI processes on the machine, ranks of distributed jobs included, a page at a time
     (filter and order_by as GET /jobs)."""
     return await _list(request, path_text(request, "machine_id"))

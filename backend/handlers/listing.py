@@ -4,15 +4,17 @@ parameter); and the page it answers with, with the token of the next one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
 
+from backend import request_db
 from backend.errors import BadRequest
 from backend.filters import FieldSpec, FilterError, compile_filter
 from backend.paging import (
+    MAX_PAGE_SIZE,
     OrderBy,
     PagingError,
     decode_token,
@@ -23,9 +25,10 @@ from backend.paging import (
 )
 from backend.typedefs import SETTINGS
 
-__all__ = ["ListQuery", "Sorting", "list_query"]
+__all__ = ["ListQuery", "Sorting", "every_row", "list_query"]
 
 Row = TypeVar("Row")
+Fetch = Callable[[Any, tuple[object, ...] | None, int], Awaitable[list[Row]]]
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,30 @@ def list_query(
     except (FilterError, PagingError) as e:
         raise BadRequest(e.param, e.problem) from None
     return ListQuery(text, where, params, size, after, secret, sig, sort)
+
+
+async def every_row(
+    request: web.Request,
+    q: ListQuery,
+    fetch: Fetch[Row],
+    view: Callable[[Row], dict[str, Any]],
+    key: Callable[[Row], Sequence[object]] = lambda r: r["_key"],  # type: ignore[index]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every row matching q's filter in q's order (from q's page token, if any; page_size
+    ignored), viewed, in batches: for an export (backend.csv_export).
+
+    fetch(conn, after, limit): up to limit rows strictly after the sort key after, as the
+    JSON list fetches its page. Each batch is one such page of MAX_PAGE_SIZE rows on a
+    connection of its own, taken for that statement only: every statement is a page's,
+    bounded by the requests' statement timeout however long the export, and a client slow
+    to read holds no connection meanwhile. Pages follow each other by keyset, as a client
+    paging through would: rows that are there throughout are each served once."""
+    after = q.after
+    while True:
+        async with request_db.connection(request) as conn:
+            rows = await fetch(conn, after, MAX_PAGE_SIZE)
+        if rows:
+            yield [view(r) for r in rows]
+        if len(rows) < MAX_PAGE_SIZE:
+            return
+        after = tuple(key(rows[-1]))

@@ -8,9 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from backend import request_db
+from backend import csv_export, request_db
 from backend.errors import NotFound
-from backend.handlers.listing import Sorting, list_query
+from backend.handlers.listing import Sorting, every_row, list_query
 from backend.handlers.monitors import monitor_summary
 from backend.handlers.views import iso
 from backend.models import path_text
@@ -18,7 +18,7 @@ from backend.repo import machine_clocks, machines, monitors
 from backend.repo.machine_clocks import MachineClock
 from backend.typedefs import SETTINGS
 
-__all__ = ["get_machine", "list_machines", "machine_status"]
+__all__ = ["FIELDS", "get_machine", "list_machines", "machine_status"]
 
 _SORTING = Sorting(machines.ORDERABLE, machines.TIEBREAK, default="id")
 
@@ -42,6 +42,21 @@ def _clock(c: MachineClock | None) -> dict[str, Any] | None:
     }
 
 
+# a machine's fields, in order (the CSV columns)
+FIELDS = (
+    "id",
+    "hostname",
+    "os_info",
+    "accelerators",
+    "agent_manager_status",
+    "manager_version",
+    "last_seen",
+    "status",
+    "monitor_types",
+    "clock",
+)
+
+
 def _machine(row: dict[str, Any], timeout_s: float, clock: MachineClock | None) -> dict[str, Any]:
     acc = row["accelerators"]
     return {
@@ -59,10 +74,27 @@ def _machine(row: dict[str, Any], timeout_s: float, clock: MachineClock | None) 
     }
 
 
-async def list_machines(request: web.Request) -> web.Response:
-    """Known machines, a page at a time (order_by: last_seen, hostname, id)."""
+async def list_machines(request: web.Request) -> web.StreamResponse:
+    """Known machines, a page at a time (order_by: last_seen, hostname, id); or all of them
+    as CSV."""
     settings = request.app[SETTINGS]
+    as_csv = csv_export.wanted(request)
     q = list_query(request, machines.fields(settings.heartbeat_timeout_s), _SORTING)
+    if as_csv:
+
+        async def fetch(conn: Any, after: tuple[object, ...] | None, limit: int) -> list[Any]:
+            rows = await machines.list_machines(conn, q.where, q.params, q.order, after, limit)
+            clocks = await machine_clocks.clocks(conn, [r["id"] for r in rows])
+            return [(r, clocks.get(r["id"])) for r in rows]
+
+        batches = every_row(
+            request,
+            q,
+            fetch,
+            lambda rc: _machine(rc[0], settings.heartbeat_timeout_s, rc[1]),
+            lambda rc: rc[0]["_key"],
+        )
+        return await csv_export.respond(request, "machines", FIELDS, batches)
     async with request_db.connection(request) as conn:
         rows = await machines.list_machines(conn, q.where, q.params, q.order, q.after, q.size + 1)
         rows, token = q.page(rows, lambda r: r["_key"])

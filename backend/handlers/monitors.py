@@ -15,15 +15,22 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from backend import audit, monitor_lifecycle, request_db, target_policy
+from backend import audit, csv_export, monitor_lifecycle, request_db, target_policy
 from backend.errors import NotFound
-from backend.handlers.listing import Sorting, list_query
+from backend.handlers.listing import Sorting, every_row, list_query
 from backend.handlers.views import iso
 from backend.models import MonitorCreate, check_supported, decode_body, path_text, path_uuid
 from backend.repo import machines, monitors
 from backend.typedefs import CALLER
 
-__all__ = ["create_monitor", "delete_monitor", "get_monitor", "list_monitors", "monitor_summary"]
+__all__ = [
+    "SUMMARY_FIELDS",
+    "create_monitor",
+    "delete_monitor",
+    "get_monitor",
+    "list_monitors",
+    "monitor_summary",
+]
 
 log = logging.getLogger(__name__)
 _SORTING = Sorting(monitors.ORDERABLE, monitors.TIEBREAK, default="create_time")
@@ -52,12 +59,13 @@ def monitor_view(m: dict[str, Any], machine_status: str | None = None) -> dict[s
     }
 
 
+# a monitor as lists show it: these fields of monitor_view, in order (the CSV columns)
+SUMMARY_FIELDS = ("id", "display_name", "monitor_type", "status", "start_time", "machine_status")
+
+
 def monitor_summary(m: dict[str, Any], machine_status: str | None = None) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in monitor_view(m, machine_status).items()
-        if k in ("id", "display_name", "monitor_type", "status", "start_time", "machine_status")
-    }
+    view = monitor_view(m, machine_status)
+    return {k: view[k] for k in SUMMARY_FIELDS}
 
 
 async def _machine_or_404(conn: Any, machine_id: str) -> dict[str, Any]:
@@ -90,16 +98,25 @@ async def create_monitor(request: web.Request) -> web.Response:
     return web.json_response(monitor_view(m), status=201)
 
 
-async def list_monitors(request: web.Request) -> web.Response:
+async def list_monitors(request: web.Request) -> web.StreamResponse:
     """The machine's monitors, a page at a time (order_by: create_time by default, status,
-    monitor_type, display_name)."""
+    monitor_type, display_name); or all of them as CSV."""
     machine_id = path_text(request, "machine_id")
+    as_csv = csv_export.wanted(request)
     q = list_query(request, monitors.FIELDS, _SORTING)
+
+    async def fetch(conn: Any, after: tuple[object, ...] | None, limit: int) -> list[Any]:
+        return await monitors.list_monitors(
+            conn, machine_id, q.where, q.params, limit, after, q.order
+        )
+
     async with request_db.connection(request) as conn:
         await _machine_or_404(conn, machine_id)
-        rows = await monitors.list_monitors(
-            conn, machine_id, q.where, q.params, q.size + 1, q.after, q.order
-        )
+        if not as_csv:
+            rows = await fetch(conn, q.after, q.size + 1)
+    if as_csv:
+        batches = every_row(request, q, fetch, monitor_summary)
+        return await csv_export.respond(request, "monitors", SUMMARY_FIELDS, batches)
     rows, token = q.page(rows, lambda r: r["_key"])
     return web.json_response(
         {"monitors": [monitor_summary(r) for r in rows], "next_page_token": token}

@@ -158,7 +158,32 @@ def _list_query(resource: str, *, ordered: bool = True) -> list[dict[str, Any]]:
     ]
 
 
+# Lists that also answer CSV (backend.csv_export).
+CSV_LISTS = (
+    "/api/v1/machines",
+    "/api/v1/machines/{machine_id}/monitors",
+    "/api/v1/jobs",
+    "/api/v1/machines/{machine_id}/jobs",
+    "/api/v1/events",
+)
+_FORMAT = {
+    "name": "format",
+    "in": "query",
+    "schema": {
+        "type": "string",
+        "enum": ["json", "csv"],
+        "description": "csv: every row matching the filter, streamed as text/csv (page_size "
+        "ignored; a page_token is where it starts). Absent: Accept: text/csv asks for it.",
+    },
+}
+
+
 def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]:
+    params = _list_params(method, path, app)
+    return [*params, _FORMAT] if method == "GET" and path in CSV_LISTS else params
+
+
+def _list_params(method: str, path: str, app: web.Application) -> list[dict[str, Any]]:
     if method != "GET":
         return []
     if path == "/api/v1/machines":
@@ -371,6 +396,9 @@ def _responses(method: str, path: str, has_query: bool) -> dict[str, Any]:
             r["headers"] = {"Content-Disposition": {"schema": {"type": "string"}}}
         elif body is not None:
             r["content"] = {"application/json": {"schema": body}}
+            if method == "GET" and path in CSV_LISTS:
+                r["content"]["text/csv"] = {"schema": {"type": "string"}}
+                r["headers"] = {"Content-Disposition": {"schema": {"type": "string"}}}
         if (method, path) == ("POST", "/api/v1/traces:generate"):
             r["headers"] = {"Location": {"schema": {"type": "string"}}}
         if code == 202 and method == "DELETE":

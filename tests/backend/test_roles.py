@@ -167,6 +167,16 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/jobs/{job_id}/status-history"): "viewer",
     ("POST", "/api/v1/jobs/{job_id}:stop"): "operator",
     ("POST", "/api/v1/jobs:batchStop"): "operator",
+    ("GET", "/api/v1/jobs/{job_id}/ranks"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/process-metrics"): "viewer",
+    ("POST", "/api/v1/jobs/{job_id}:trace"): "operator",
+    ("GET", "/api/v1/jobs/{job_id}/traces"): "viewer",
+    ("GET", "/api/v1/jobs/{job_id}/traces/{trace_id}"): "viewer",
+    ("POST", "/api/v1/jobs/{job_id}/traces/{trace_id}:stop"): "operator",
+    ("GET", "/api/v1/machines/{machine_id}/devices"): "viewer",
+    ("GET", "/api/v1/machines/{machine_id}/device-processes"): "viewer",
+    ("GET", "/api/v1/machines/{machine_id}/device-metrics"): "viewer",
+    ("GET", "/api/v1/device-metrics"): "viewer",
 }
 PUBLIC = {
     ("POST", "/api/v1/auth:register"),

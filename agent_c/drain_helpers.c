@@ -123,11 +123,11 @@ void drain_print_stats(struct drain *d, struct sink *sink, __u64 unacknowledged,
 
 	drain_drop_totals(d, &kernel, &inflight);
 	sink_counts(sink, &c);
-	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
-	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"resent_batches\": %llu, "
-	       "\"incomplete\": %llu, \"taken_from_threads\": %llu}}\n",
-	       c.delivered_events, c.delivered_batches, kernel, inflight, send_drops,
-	       c.resent_batches, incomplete, taken);
+	printf("{\"stats\": {\"events\": %llu, \"batches\": %llu, \"sent\": %llu, "
+	       "\"kernel_drops\": %llu, \"inflight_drops\": %llu, \"send_drops\": %llu, "
+	       "\"resent_batches\": %llu, \"incomplete\": %llu, \"taken_from_threads\": %llu}}\n",
+	       c.delivered_events, c.delivered_batches, b->events_sent, kernel, inflight,
+	       send_drops, c.resent_batches, incomplete, taken);
 	fflush(stdout);
 	fprintf(stderr, "xputrace-agent: stopped: %llu events delivered in %llu batches, drops: "
 		"%llu ring buffer, %llu in-flight map, %llu send; %llu incomplete\n",

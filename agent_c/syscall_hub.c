@@ -468,7 +468,7 @@ static bool finish(struct syscall_hub *h, struct hub_mon *m, bool force)
 	end = (struct hub_end){
 		.monitor_id = m->env.monitor_id, .code = m->code, .reason = m->reason,
 		.events = c.delivered_events, .batches = c.delivered_batches,
-		.kernel_drops = kernel, .inflight_drops = inflight,
+		.sent = m->batch.events_sent, .kernel_drops = kernel, .inflight_drops = inflight,
 		.send_drops = m->batch.send_drops + lost, .resent_batches = c.resent_batches,
 		.incomplete = m->incomplete,
 	};

@@ -24,6 +24,7 @@ struct hub_end {
 	int code;			/* AGENT_OK, or AGENT_RUNTIME_ERROR */
 	const char *reason;
 	__u64 events, batches, kernel_drops, inflight_drops, send_drops, resent_batches;
+	__u64 sent;			/* events handed to the sink (delivered or not) */
 	__u64 incomplete;
 };
 

@@ -57,10 +57,10 @@ static void json_str(FILE *f, const char *s)
 
 static void print_stats(const struct hub_end *e)
 {
-	printf("{\"events\": %llu, \"batches\": %llu, \"kernel_drops\": %llu, "
+	printf("{\"events\": %llu, \"batches\": %llu, \"sent\": %llu, \"kernel_drops\": %llu, "
 	       "\"inflight_drops\": %llu, \"send_drops\": %llu, \"resent_batches\": %llu, "
 	       "\"incomplete\": %llu, \"taken_from_threads\": 0}",
-	       e->events, e->batches, e->kernel_drops, e->inflight_drops, e->send_drops,
+	       e->events, e->batches, e->sent, e->kernel_drops, e->inflight_drops, e->send_drops,
 	       e->resent_batches, e->incomplete);
 }
 

@@ -91,6 +91,7 @@ class Ingest:
         # copy is not queued (so the copy stored is always the first received, and the
         # aggregator sees batches in the order they came), it is acknowledged with the first
         self._inflight: dict[tuple[str, int, int], list[bytes]] = {}
+        self._wrote = asyncio.Event()  # set, and replaced, after each write group
 
     async def start(self) -> None:
         sock = self._ctx.socket(zmq.ROUTER)
@@ -131,6 +132,17 @@ class Ingest:
     async def flushed(self) -> None:
         """Returns once everything received so far is written (for tests and shutdown)."""
         await self._queue.join()
+
+    async def next_write(self, timeout: float) -> bool:
+        """Waits up to timeout for the next write group to end (stored or not); whether one
+        did. Who waits for events to be stored looks again after it."""
+        wrote = self._wrote
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await wrote.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _watch(self) -> None:
         """Counts senders refused at the handshake (unknown key, or no CURVE at all)."""
@@ -209,6 +221,8 @@ class Ingest:
                 self._aggregate_in_order(ticket, stored)
                 for _ in items:
                     self._queue.task_done()
+                self._wrote.set()
+                self._wrote = asyncio.Event()
 
     def _aggregate_in_order(self, ticket: int, stored: list[abi.Batch]) -> None:
         """Hands write groups to the aggregator in the order they were taken."""

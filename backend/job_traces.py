@@ -22,8 +22,15 @@ against each other. The job trace shows the offsets and bounds used (clocks), an
 process in the trace carries them as a label. A machine never measured is taken as it is
 (offset 0, bound unknown), and says so.
 
-The last events of an agent come over the ingest socket, not with STOP's reply: the trace
-job is queued once ingest has written everything received SETTLE_S after the last STOP.
+Every event, or says which are missing: the last events of an agent come over the ingest
+socket, not with STOP's reply, but STOP's reply (or the MONITOR_STATUS of an agent that ended
+by itself) says how many events the agent sent (monitors.events_sent). Once every monitor
+stopped, the trace job waits until each monitor has stored what its agent sent (the
+event_counts of the batches stored, each batch counted once however often it was resent),
+looking again after each ingest write, for up to settings.job_trace_events_wait_s; then the
+trace is generated anyway. The job trace keeps what it found (events: sent and stored per
+monitor; complete), and its state_reason names each rank that fell short and by how many, or
+whose agent never said what it sent.
 """
 
 from __future__ import annotations
@@ -41,23 +48,23 @@ from aiohttp import web
 from backend import monitor_lifecycle
 from backend.errors import ApiError, Conflict
 from backend.models import MonitorCreate, MonitorTarget, check_supported
+from backend.repo import event_counts, jobs, machines, monitors, trace_jobs, users
 from backend.repo import job_traces as repo
-from backend.repo import jobs, machines, monitors, trace_jobs, users
 from backend.repo.job_ranks import ranks
 from backend.repo.machine_clocks import MachineClock, clocks
 from backend.roles import Caller
 from backend.target_policy import allowed_accounts
 from backend.trace_build import TraceSpec
-from backend.typedefs import DB, INGEST, TASKS, TRACE_JOBS
+from backend.typedefs import DB, INGEST, SETTINGS, TASKS, TRACE_JOBS
 from trace_export import ProcessInfo
 
 __all__ = [
     "ENDED",
-    "SETTLE_S",
     "attach_late",
     "clock_label",
     "monitor_ended",
     "resume",
+    "shortfalls",
     "start",
     "stop",
     "trace_job_done",
@@ -65,7 +72,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
-SETTLE_S = 0.5
+LOOK_AGAIN_S = 1.0  # a monitor's count may come with a late STOP reply, not an ingest write
 ENDED = "every rank's monitor ended by itself (its window closed or its rank exited)"
 
 
@@ -251,12 +258,13 @@ async def _generate(app: web.Application, jt_id: uuid.UUID) -> None:
         return
     with_monitor = [r for r in rows if r["monitor_id"] is not None]
     await asyncio.gather(*(_stop_one(app, r["monitor_id"], r["machine_id"]) for r in with_monitor))
-    await asyncio.sleep(SETTLE_S)  # the agents' last batches come over the ingest socket
-    await app[INGEST].flushed()
     async with app[DB].connection() as conn:
         rows = await repo.ranks_of(conn, jt_id)
-        traced = [r for r in rows if r["monitor_id"] is not None
-                  and r["monitor_status"] != "FAILED_TO_START"]  # fmt: skip
+    traced = [r for r in rows if r["monitor_id"] is not None
+              and r["monitor_status"] != "FAILED_TO_START"]  # fmt: skip
+    events = await _await_events(app, traced) if traced else {}
+    short = shortfalls(traced, events)
+    async with app[DB].connection() as conn:
         if not traced:
             why = "; ".join(
                 f"rank {r['rank']} ({r['hostname']}): {r['error'] or r['error_message']}"
@@ -291,17 +299,57 @@ async def _generate(app: web.Application, jt_id: uuid.UUID) -> None:
             }
             for m in machine_ids
         }
+        if short:
+            log.warning("job trace %s: %s", jt_id, "; ".join(short))
         moved = await repo.move(
             conn,
             jt_id,
             "GENERATING",
-            f"{len(traced)} ranks traced; trace job {job['id']} queued",
+            f"{len(traced)} ranks traced; trace job {job['id']} queued"
+            + (f"; events missing: {'; '.join(short)}" if short else ""),
             ("STOPPING",),
             clocks=used,
             trace_job_id=job["id"],
+            events=events,
+            complete=not short,
         )
     if moved:
         app[TRACE_JOBS].wake()
+
+
+async def _await_events(app: web.Application, traced: list[Row]) -> dict[str, Any]:
+    """{monitor id: {"sent", "stored"}} once each monitor stored what its agent sent, or
+    when settings.job_trace_events_wait_s has passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + app[SETTINGS].job_trace_events_wait_s
+    ids = [r["monitor_id"] for r in traced]
+    while True:
+        async with app[DB].connection() as conn:
+            counts = await event_counts.stored_and_sent(conn, ids)
+        waiting = [
+            m
+            for m, (stored, sent, status) in counts.items()
+            if (stored < sent if sent is not None else status not in monitors.FINAL)
+        ]
+        left = deadline - loop.time()
+        if not waiting or left <= 0:
+            return {
+                str(m): {"sent": sent, "stored": stored} for m, (stored, sent, _) in counts.items()
+            }
+        await app[INGEST].next_write(min(left, LOOK_AGAIN_S))
+
+
+def shortfalls(traced: list[Row], events: dict[str, Any]) -> list[str]:
+    """Each rank whose monitor did not store what its agent sent, in words."""
+    out = []
+    for r in traced:
+        e = events.get(str(r["monitor_id"]))
+        who = f"rank {_n(r['rank'])} ({r['hostname'] or r['machine_id'][:12]})"
+        if e is None or e["sent"] is None:
+            out.append(f"{who}: its agent did not say how many events it sent")
+        elif e["stored"] < e["sent"]:
+            out.append(f"{who}: {e['sent'] - e['stored']} of {e['sent']} events not stored")
+    return out
 
 
 # -- the trace

@@ -222,7 +222,8 @@ async def _apply_stop(
     """Applies STOP's reply; returns what went wrong, if it did."""
     r = protocol.parse_reply(reply)
     if r.ok or r.error_code == ErrorCode.MONITOR_NOT_FOUND:
-        await _move(app, monitor_id, "STOPPED", ("STOPPING",))
+        await _move(app, monitor_id, "STOPPED", ("STOPPING",), events_sent=r.events_sent,
+                    events_dropped=r.events_dropped)  # fmt: skip
         return None
     message = f"{r.error_code}: {r.message or 'the agent could not be stopped'}"
     await _move(
@@ -286,11 +287,14 @@ async def on_monitor_status(app: web.Application, machine_id: str, msg: dict[str
         return
     if await _row(app, machine_id, monitor_id) is None:
         return
+    sent, dropped = protocol.sent_counts(msg)
     await _move(
         app,
         monitor_id,
         str(status),
         error_message=_text(msg.get("error_message") or msg.get("message")),
+        events_sent=sent,
+        events_dropped=dropped,
     )
 
 

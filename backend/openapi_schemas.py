@@ -431,6 +431,10 @@ JOB_TRACE_RANK = obj(
         "monitorStatus": nullable(MONITOR_STATUS),
         "error": {**nullable(STR), "description": "why the rank has no monitor, or its "
                   "monitor did not start"},
+        "eventsSent": {**nullable(INT), "description": "events its agent said it sent "
+                       "(null: not said, or not stopped yet)"},
+        "eventsStored": {**nullable(INT), "description": "events of its monitor stored when "
+                         "the trace was generated"},
     }
 )  # fmt: skip
 JOB_TRACE_SUMMARY = obj(
@@ -456,6 +460,9 @@ JOB_TRACE_SUMMARY = obj(
             "them on the backend's clock, errorNs the bound of that correction (null: never "
             "measured, taken as is); set once the trace is generated",
         },
+        "complete": {**nullable(BOOL), "description": "every rank's monitor had stored the "
+                     "events its agent sent when the trace was generated; false: stateReason "
+                     "names the ranks short and by how many; null: not generated yet"},
     }
 )  # fmt: skip
 JOB_TRACE = obj(

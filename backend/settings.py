@@ -85,6 +85,10 @@ class Settings:
     # Stopping a job (POST /jobs/{id}:stop): SIGTERM, then SIGKILL this long after
     job_stop_grace_s: float = 10.0
     late_reply_s: float = 600.0
+    # A job trace, once its monitors stopped, waits up to this long for the events each agent
+    # said it sent to be stored before it generates its trace anyway, saying which ranks fell
+    # short and by how many (backend.job_traces)
+    job_trace_events_wait_s: float = 30.0
     # Every connected machine's monitors are compared with its manager's GET_STATUS this often
     # (and at each HELLO, and when a heartbeat's active monitors disagree with them)
     reconcile_interval_s: float = 60.0

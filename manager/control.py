@@ -188,6 +188,7 @@ class ControlClient:
             m.error_message,
             m.stop_time,
             _now(),
+            m.stats,
         )
         try:
             self._events.put_nowait(msg)
@@ -430,6 +431,7 @@ class ControlClient:
                     "message": "Monitor already stopped."
                     if already
                     else "Monitor stopped successfully.",
+                    **protocol.agent_counts(m.stats),
                 }
             return self._status(cmd)
         except CommandError as e:

@@ -30,6 +30,11 @@ Manager → backend, two kinds told apart by one key:
   ``JOB_SEEN``, ``JOB_CHANGED``, ``JOB_SNAPSHOT`` and ``JOB_METRICS`` report the machine's
   AI jobs (and ``STOP_JOB`` ends one): see ``xpucore.job_wire``.
 
+A monitor's final state (``MONITOR_STATUS`` STOPPED or ERROR, and STOP's SUCCESS reply) says
+what its agent sent: ``events_sent`` (events handed to the ingest socket, delivered or not)
+and ``events_dropped`` (lost in the kernel or never sent), each an integer >= 0, or null
+when the agent said none (it was killed before its last line). ``sent_counts`` reads them.
+
 A command that cannot be parsed or validated is answered, never dropped: FAILURE with
 ``INVALID_CONFIG`` and a message that starts with the offending field (``target.pid: ...``).
 """
@@ -50,6 +55,7 @@ from xpucore import job_wire
 
 __all__ = [
     "CLOCK_ECHO",
+    "MAX_EVENT_COUNT",
     "PROTOCOL_VERSION",
     "AgentConfig",
     "AnyCommand",
@@ -66,6 +72,7 @@ __all__ = [
     "StopJob",
     "StopMonitor",
     "Target",
+    "agent_counts",
     "clock_echo",
     "clock_probe",
     "command_of",
@@ -88,6 +95,7 @@ __all__ = [
     "monitor_status",
     "parse_command",
     "parse_reply",
+    "sent_counts",
     "start_monitor",
     "stop_job",
     "stop_monitor",
@@ -363,6 +371,32 @@ class Reply:
     monitor_status: str | None = None  # GET_STATUS of one monitor
     error_message: str | None = None
     active_monitors: list[Any] | None = None  # GET_STATUS of the manager
+    events_sent: int | None = None  # STOP: what the agent sent (sent_counts)
+    events_dropped: int | None = None
+
+
+MAX_EVENT_COUNT = 2**63 - 1
+
+
+def _count_or_none(v: Any) -> int | None:
+    ok = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_EVENT_COUNT
+    return v if ok else None
+
+
+def sent_counts(msg: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(events_sent, events_dropped) of a monitor's final MONITOR_STATUS or STOP reply; each
+    None when absent or not an integer in [0, MAX_EVENT_COUNT]."""
+    return _count_or_none(msg.get("events_sent")), _count_or_none(msg.get("events_dropped"))
+
+
+def agent_counts(stats: Mapping[str, Any] | None) -> dict[str, int | None]:
+    """The events_sent and events_dropped fields from an agent's stats line (None: it
+    printed none, or printed them wrong)."""
+    s = stats or {}
+    sent = _count_or_none(s.get("sent"))
+    drops = [_count_or_none(s.get(k)) for k in ("kernel_drops", "inflight_drops", "send_drops")]
+    dropped = None if sent is None or None in drops else sum(d for d in drops if d is not None)
+    return {"events_sent": sent, "events_dropped": dropped}
 
 
 def _text_or_none(v: Any) -> str | None:
@@ -380,6 +414,8 @@ def parse_reply(msg: Mapping[str, Any]) -> Reply:
         monitor_status=status if isinstance(status, str) else None,
         error_message=_text_or_none(msg.get("error_message")),
         active_monitors=active if isinstance(active, list) else None,
+        events_sent=_count_or_none(msg.get("events_sent")),
+        events_dropped=_count_or_none(msg.get("events_dropped")),
     )
 
 
@@ -735,9 +771,11 @@ def monitor_status(
     error_message: str | None,
     stop_time: datetime | None,
     now: datetime,
+    stats: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A monitor changed state on its own. exit_code: the agent's exit status, or minus the
-    signal that killed it; message says why (also for STOPPED); error_message only for ERROR."""
+    signal that killed it; message says why (also for STOPPED); error_message only for ERROR;
+    stats: the agent's last stats line, whose counts it carries (agent_counts)."""
     return {
         "event": str(Event.MONITOR_STATUS),
         "machine_id": machine_id,
@@ -748,6 +786,7 @@ def monitor_status(
         "message": message,
         "error_message": error_message,
         "stop_time": isotime(stop_time),
+        **agent_counts(stats),
         "time": isotime(now),
     }
 

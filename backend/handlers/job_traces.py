@@ -28,7 +28,8 @@ def _json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def _rank(r: dict[str, Any]) -> dict[str, Any]:
+def _rank(r: dict[str, Any], events: dict[str, Any]) -> dict[str, Any]:
+    e = events.get(str(r["monitor_id"]), {})
     return {
         "rank": r["rank"],
         "jobId": str(r["process_id"]),
@@ -40,11 +41,15 @@ def _rank(r: dict[str, Any]) -> dict[str, Any]:
         "monitorStatus": r["monitor_status"],
         "error": r["error"]
         or (f"{r['error_code']}: {r['error_message']}" if r["error_code"] else r["error_message"]),
+        # what its agent said it sent, and what was stored when the trace was generated
+        "eventsSent": e.get("sent"),
+        "eventsStored": e.get("stored"),
     }
 
 
 def view(t: dict[str, Any], ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     clocks = _json(t["clocks"])
+    events = _json(t["events"]) or {}
     out: dict[str, Any] = {
         "jobTraceId": str(t["id"]),
         "jobId": str(t["job_id"]),
@@ -67,9 +72,11 @@ def view(t: dict[str, Any], ranks: list[dict[str, Any]] | None = None) -> dict[s
             {"nodeId": m, "offsetNs": c["offset_ns"], "errorNs": c["error_ns"]}
             for m, c in sorted(clocks.items())
         ],
+        # every rank's monitor stored what its agent sent (None: not yet generated)
+        "complete": t["complete"],
     }
     if ranks is not None:
-        out["ranks"] = [_rank(r) for r in ranks]
+        out["ranks"] = [_rank(r, events) for r in ranks]
     return out
 
 

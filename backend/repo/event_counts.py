@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-__all__ = ["add", "forget", "lock_day", "types_by_day", "user_events"]
+__all__ = ["add", "forget", "lock_day", "stored_and_sent", "types_by_day", "user_events"]
 
 Conn = AsyncConnection[Any]
 
@@ -79,3 +79,20 @@ async def forget(conn: Conn, day: int, types: Collection[str] | None = None) -> 
     """The day's counts (of monitors of types; None: all) go: their events were dropped."""
     where, args = _of_types(types)
     await conn.execute(f"DELETE FROM event_counts WHERE day = %s{where}".encode(), [day, *args])
+
+
+async def stored_and_sent(
+    conn: Conn, monitor_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, int | None, str]]:
+    """{monitor id: (events stored, events its agent said it sent or None, its status)}.
+    Stored counts each batch once (the writer counts only batches it registered)."""
+    cur = await conn.execute(
+        "SELECT m.id, coalesce((SELECT sum(c.events) FROM event_counts c"
+        " WHERE c.monitor_id = m.id), 0), m.events_sent, m.status"
+        " FROM monitors m WHERE m.id = ANY(%s)",
+        (list(monitor_ids),),
+    )
+    return {
+        mid: (int(stored), None if sent is None else int(sent), str(status))
+        for mid, stored, sent, status in await cur.fetchall()
+    }

@@ -38,7 +38,7 @@ Row = dict[str, Any]
 FINAL = ("DONE", "FAILED")
 _COLS = (
     'id, job_id, monitor_type, config, "window", name, state, state_reason, created_by, '
-    "clocks, trace_job_id, create_time, stop_time, end_time"
+    "clocks, trace_job_id, create_time, stop_time, end_time, events, complete"
 )
 
 
@@ -94,14 +94,18 @@ async def move(
     *,
     clocks: dict[str, Any] | None = None,
     trace_job_id: uuid.UUID | None = None,
+    events: dict[str, Any] | None = None,
+    complete: bool | None = None,
 ) -> bool:
     """Moves the job trace to state if it is in one of only_from; whether it moved. Leaving
-    RUNNING sets stop_time; DONE and FAILED set end_time."""
+    RUNNING sets stop_time; DONE and FAILED set end_time. events, complete: what its monitors
+    stored against what their agents sent (migration 0020)."""
     cur = await conn.execute(
         "UPDATE job_traces SET state = %s, state_reason = %s, "
         "stop_time = CASE WHEN state = 'RUNNING' THEN now() ELSE stop_time END, "
         "end_time = CASE WHEN %s THEN now() ELSE end_time END, "
-        "clocks = coalesce(%s, clocks), trace_job_id = coalesce(%s, trace_job_id) "
+        "clocks = coalesce(%s, clocks), trace_job_id = coalesce(%s, trace_job_id), "
+        "events = coalesce(%s, events), complete = coalesce(%s, complete) "
         "WHERE id = %s AND state = ANY(%s)",
         (
             state,
@@ -109,6 +113,8 @@ async def move(
             state in FINAL,
             None if clocks is None else json.dumps(clocks),
             trace_job_id,
+            None if events is None else json.dumps(events),
+            complete,
             jt_id,
             list(only_from),
         ),

@@ -173,9 +173,12 @@ async def set_status(
     error_code: str | None = None,
     error_message: str | None = None,
     agent_pid: int | None = None,
+    events_sent: int | None = None,
+    events_dropped: int | None = None,
 ) -> bool:
     """Moves a monitor to status if it is in one of only_from (never out of a final status).
-    True when the row changed."""
+    True when the row changed. events_sent/events_dropped: what its agent said it sent, with
+    its final status."""
     stamp = {
         "RUNNING": "start_time = COALESCE(start_time, now()), ",
         "STOPPED": "stop_time = now(), ",
@@ -185,13 +188,16 @@ async def set_status(
     cur = await conn.execute(
         f"UPDATE monitors SET {stamp}status = %s, "
         "error_code = COALESCE(%s, error_code), error_message = COALESCE(%s, error_message), "
-        "agent_pid = COALESCE(%s, agent_pid) "
+        "agent_pid = COALESCE(%s, agent_pid), events_sent = COALESCE(%s, events_sent), "
+        "events_dropped = COALESCE(%s, events_dropped) "
         "WHERE id = %s AND status = ANY(%s)".encode(),
         (
             status,
             error_code,
             error_message,
             agent_pid,
+            events_sent,
+            events_dropped,
             monitor_id,
             [s for s in only_from if s not in FINAL],
         ),

@@ -46,3 +46,16 @@ def test_a_reply_is_read_field_by_field() -> None:
         {"status": "success", "agent_pid": "42", "active_monitors": {}, "monitor_status": 3}
     )
     assert odd == protocol.Reply(ok=False)
+
+
+def test_sent_counts_from_the_agent_stats_to_the_backend() -> None:
+    stats = {"events": 5, "sent": 7, "kernel_drops": 1, "inflight_drops": 2, "send_drops": 3}
+    fields = protocol.agent_counts(stats)
+    assert fields == {"events_sent": 7, "events_dropped": 6}
+    assert protocol.sent_counts(fields) == (7, 6)
+    assert protocol.parse_reply({"status": "SUCCESS", **fields}).events_sent == 7
+    # an agent that said nothing, or said it wrong: unknown, never a guess
+    assert protocol.agent_counts(None) == {"events_sent": None, "events_dropped": None}
+    assert protocol.agent_counts({"sent": 7}) == {"events_sent": 7, "events_dropped": None}
+    for bad in (-1, True, 1.5, "7", 2**63):
+        assert protocol.sent_counts({"events_sent": bad, "events_dropped": bad}) == (None, None)

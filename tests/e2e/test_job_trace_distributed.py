@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,44 @@ async def test_four_ranks_on_two_managers_one_trace(
         proc = procs[f"rank {r} ({hosts[where[r]]})"]
         assert proc.pid == pids[r]
         assert dict(calls_of(s, proc.uuid)) == want
+
+
+async def test_a_rank_that_appears_while_tracing_is_traced_too(
+    cluster: Cluster, cudart12: Path, tmp_path: Path
+) -> None:
+    """An elastic job: ranks 0 and 1 on two managers, traced; rank 2 starts meanwhile and gets
+    its monitor (late), and the trace has its process with its calls."""
+    c, p = cluster, cluster.p
+    a, b = c.machines
+    where, world = [a, b, a], 3
+    addr, port = socket.gethostname(), 20_000 + (os.getpid() + 1) % 40_000
+    env = [master_env(r, addr, port, world) for r in range(world)]
+    pids = [c.start_rank(where[r], r, env[r], cudart12) for r in range(2)]
+    ((job, _),) = await c.distributed(pids, 2)
+    jid, tid = (
+        job["jobId"],
+        (await start_trace(p, job["jobId"], {"monitorType": "CUDA"}))["jobTraceId"],
+    )
+    await monitors_running(p, jid, tid, 2)
+    pids.append(c.start_rank(where[2], 2, env[2], cudart12))
+    t = await monitors_running(p, jid, tid, 3)
+    assert [(r["rank"], r["pid"], r["nodeId"], r["late"]) for r in t["ranks"]] == [
+        (0, pids[0], a, False),
+        (1, pids[1], b, False),
+        (2, pids[2], a, True),
+    ]
+    for r in range(world):
+        assert c.launchers[where[r]].send(pids[r])["done"] is True
+    r = await p.client.post(f"/api/v1/jobs/{jid}/traces/{tid}:stop", headers=p.auth)
+    assert r.status == 202, await r.text()
+    done = await trace_state(p, jid, tid, "DONE")
+    assert done["complete"] is True
+    _, data = await trace_file(p, done, tmp_path)
+    s = validate_perfetto(data)
+    hosts = {a: (await p.machine())["hostname"], b: "node-b"}
+    procs = rank_processes(s)
+    assert sorted(procs) == sorted(f"rank {r} ({hosts[where[r]]})" for r in range(world))
+    late = procs[f"rank 2 ({hosts[a]})"]
+    assert late.pid == pids[2]
+    want = Counter(x.symbol for x in cuda_expect.expected_ctypes_calls())
+    assert calls_of(s, late.uuid) == want

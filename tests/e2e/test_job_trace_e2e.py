@@ -18,7 +18,7 @@ import pytest
 
 from backend.job_traces import clock_label
 from backend.repo.machine_clocks import MachineClock
-from backend.typedefs import DB, INGEST
+from backend.typedefs import DB
 from tests.agent.procs import JsonLineProc
 from tests.backend.accounts import add_user
 from tests.platform import Platform, eventually, open_platform
@@ -159,6 +159,11 @@ async def test_a_job_trace_has_every_call_of_its_rank(
         assert r.status == 409
         assert done["ranks"][0]["monitorStatus"] == "STOPPED"
         assert done["stateReason"] == "the trace is generated"
+        # every event the agent sent was stored before the trace was generated
+        assert done["complete"] is True
+        rank = done["ranks"][0]
+        stored = await stored_starts(p, rank["monitorId"])
+        assert rank["eventsSent"] == rank["eventsStored"] == len(stored) >= sum(expected().values())
         (clock,) = done["clockAlignment"]
         assert clock["nodeId"] == p.machine_id
         label = clock_label(p.machine_id, MachineClock(clock["offsetNs"], clock["errorNs"]))
@@ -202,8 +207,12 @@ async def test_a_job_trace_ends_by_itself_when_its_ranks_exit(
         done = await trace_state(p, jid, tid, "DONE")
     finally:
         work.kill()
-    await p.client.app[INGEST].flushed()
     assert done["stopTime"] is not None
+    assert done["complete"] is True  # the count came with the agent's own MONITOR_STATUS
+    (rank,) = done["ranks"]
+    assert (
+        rank["eventsSent"] == rank["eventsStored"] == len(await stored_starts(p, rank["monitorId"]))
+    )
     _, data = await trace_file(p, done, tmp_path)
     s = validate_perfetto(data)
     (proc,) = rank_processes(s).values()

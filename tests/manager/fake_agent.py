@@ -27,6 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+STATS = {
+    "events": 0,
+    "batches": 1,
+    "sent": 3,
+    "kernel_drops": 1,
+    "inflight_drops": 0,
+    "send_drops": 3,
+}
+
 
 def install(directory: Path, name: str = "xputrace-agent", **mode: Any) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -57,7 +66,7 @@ def main(mode_json: str) -> None:
             with open(record + ".signals", "a") as f:
                 f.write("SIGTERM\n")
         # os.write: the signal may land while print() holds stdout's buffer
-        os.write(1, json.dumps({"stats": {"events": 0, "batches": 1}}).encode() + b"\n")
+        os.write(1, json.dumps({"stats": STATS}).encode() + b"\n")
         os._exit(0)
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if behaviour == "ignore_term" else on_term)

@@ -246,6 +246,8 @@ def test_commands_replies_and_agent_death(
                     "message": "agent killed by signal SIGKILL",
                     "error_message": "agent killed by signal SIGKILL",
                     "stop_time": ev["stop_time"],
+                    "events_sent": None,  # killed: it printed no stats line
+                    "events_dropped": None,
                     "time": ev["time"],
                 }
                 st = await backend.request(IDENT, {"command": "GET_STATUS", "monitor_id": MID})
@@ -266,6 +268,8 @@ def test_commands_replies_and_agent_death(
                     "status": "SUCCESS",
                     "monitor_id": MID,
                     "message": "Monitor stopped successfully.",
+                    "events_sent": 3,  # the fake agent's stats line
+                    "events_dropped": 4,
                 }
                 r = await backend.request(IDENT, {"command": "STOP_MONITOR", "monitor_id": MID})
                 assert (r["status"], r["message"]) == ("SUCCESS", "Monitor already stopped.")

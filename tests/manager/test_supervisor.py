@@ -18,6 +18,7 @@ import pytest
 from manager.reaper import start_ticks
 from manager.settings import Settings
 from manager.supervisor import AGENT_ENV, AGENT_EXIT_CODES, Supervisor
+from tests.manager import fake_agent
 from tests.manager.conftest import MACHINE_ID, run
 from tests.manager.procs import alive, orphan_process, wait_for
 from tests.manager.python.test_target import python_or_skip
@@ -120,7 +121,7 @@ def test_start_and_stop(
 
             assert await sup.stop(MID) == (m, False)
             assert m.status == MonitorStatus.STOPPED and m.exit_code == 0, m.stderr_text()
-            assert m.stats == {"events": 0, "batches": 1}
+            assert m.stats == fake_agent.STATS
             assert Path(f"{record}.signals").read_text() == "SIGTERM\n"
             assert not alive(seen["pid"])
             assert not (s.runtime_dir / "agents" / f"{MID}.json").exists()

@@ -214,14 +214,14 @@ def _list_params(method: str, path: str, app: web.Application) -> list[dict[str,
         return _DEVICE_QUERIES[path]
     if path == "/api/v1/jobs/{job_id}/process-metrics":
         return [
-            {
-                "name": name,
-                "in": "query",
-                "schema": {"type": "string", "format": "date-time", "description": what},
-            }
-            for name, what in (
-                ("startTime", "RFC 3339; absent: the job's start"),
-                ("endTime", "RFC 3339, excluded; absent: the job's end, or now"),
+            {"name": name, "in": "query", "schema": _text(fmt, what, 64)}
+            for name, fmt, what in (
+                ("startTime", "xputrace-start-time", "RFC 3339; absent: the job's start."),
+                (
+                    "endTime",
+                    "xputrace-end-time",
+                    "RFC 3339, after startTime, excluded; absent: the job's end, or now.",
+                ),
             )
         ] + [
             {
@@ -229,8 +229,9 @@ def _list_params(method: str, path: str, app: web.Application) -> list[dict[str,
                 "in": "query",
                 "schema": {
                     "type": "string",
-                    "pattern": "^[1-9][0-9]{0,5}[smhd]$",
-                    "description": "aggregation interval, e.g. 10s, 1m, 5m, 1h (at most 7d); "
+                    "enum": ["10s", "30s", "1m", "5m", "15m", "30m", "1h", "6h", "12h", "1d", "7d"],
+                    "description": "aggregation interval: one of these, or any whole number "
+                    "of s, m, h or d up to 7d; "
                     "absent: the shortest of 10s, 1m, 5m, 15m, 1h, 6h, 1d that spans the "
                     "range in at most 10000 intervals. CPU % is the mean of the samples in an "
                     "interval; sizes and counts (RSS, threads, open files, read and write "

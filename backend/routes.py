@@ -1,8 +1,9 @@
 """Every route of the REST API, in one place (base /api/v1, seeds/003 part 1), with the role
 each needs (backend.roles): viewers read machines, monitors, events, metrics, AI jobs and
 their own traces, and search them; operators also start and stop monitors, stop jobs and
-generate traces; admins also manage users and read the audit log. Login, register, refresh and the OpenAPI
-document are public (backend.handlers.auth.PUBLIC); logout needs a token, any role."""
+generate traces; admins also manage users and read the audit log. Login, register, refresh
+and the OpenAPI document are public (backend.handlers.auth.PUBLIC); logout needs a token, any
+role."""
 
 from __future__ import annotations
 

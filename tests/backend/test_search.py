@@ -1,9 +1,11 @@
 """GET /api/v1/search (issue #15 section 6) on a real PostgreSQL: machines, jobs, monitors and
 traces found by name, part of a name, a command-line flag and a parameter value; ranked
-(the exact name first); kinds; pages; each user's traces only; 400s naming the parameter."""
+(the exact name first); kinds; pages; each user's traces only; 400s naming the parameter;
+`xputrace search`."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +14,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from backend import cli
 from backend.app import create_app
 from backend.repo import jobs, machines, monitors, trace_jobs
 from backend.typedefs import DB
-from tests.backend.accounts import Team, make_team
+from tests.backend.accounts import PASSWORD, Team, make_team
 from tests.pg_fixtures import backend_settings
 
 GPU = "machine-gpu"
@@ -255,3 +258,47 @@ async def test_needs_a_login(api: Api) -> None:
     r = await api.client.get("/api/v1/search", params={"q": "llama"})
     assert r.status == 401
     assert uuid.UUID(api.ids["llama"])  # the fixture made its rows
+
+
+async def test_cli_prints_a_table(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli, "CREDENTIALS", tmp_path / "credentials.json")
+    monkeypatch.setattr(cli.getpass, "getpass", lambda prompt="": PASSWORD)
+    url = str(api.client.make_url("/")).rstrip("/")
+
+    async def xputrace(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        rc = await asyncio.to_thread(cli.main, ["--url", url, *argv])
+        out = capsys.readouterr()
+        return rc, out.out, out.err
+
+    assert (await xputrace("login", "view@example.com"))[0] == 0
+    rc, out, err = await xputrace("search", "llama", "--kind", "job", "--limit", "2")
+    assert rc == 0, err
+    ids = api.ids
+    assert out.splitlines() == [
+        "KIND  TITLE           MATCHED               ID",
+        f"job   llama           name: llama           {ids['llama']}",
+        f"job   train_llama.py  name: train_llama.py  {ids['train_llama.py']}",
+    ]
+    rc, out, _ = await xputrace("search", "--kind", "job,machine", "--", "--port")
+    (_, row) = out.splitlines()
+    assert row.split()[:3] == ["job", "serve.py", "command_line:"]
+    assert "--port 8000" in row and row.endswith(api.ids["serve.py"])
+    rc, out, _ = await xputrace("search", "nothing-like-it")
+    assert (rc, out) == (0, "no match\n")
+    rc, _, err = await xputrace("search", "llama", "--kind", "node")
+    assert rc != 0 and "kinds: unknown kind 'node'" in err
+
+
+def test_search_table_cuts_long_snippets() -> None:
+    hit = {
+        "kind": "job",
+        "title": "t",
+        "id": "i",
+        "matched_field": "command_line",
+        "snippet": "python3 " + "x" * 100,
+    }
+    (_, row) = cli.search_table({"results": [hit]}).splitlines()
+    assert row.endswith("  command_line: python3 " + "x" * 51 + "…  i")

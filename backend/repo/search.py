@@ -2,11 +2,12 @@
 
 A query is its terms (backend.search_text.parse_terms): each term is the phrase of its words
 (punctuation is a space, as in the indexed text: search_words), terms are all needed unless
-OR stands between them. A row is a candidate when its name is the query (any case), or its
+OR stands between them. A row matches when its name is the query (any case), or its
 search_doc matches, or its name holds the query (trigram index; a query of 1 or 2 characters:
-a name starting with it). Of each kind the CANDIDATES newest matches are ranked, and those
-with the exact name besides, so a query that half the jobs match costs what one that a few
-match does; a name asked for exactly is never left out.
+a name starting with it). A kind with at most EXHAUSTIVE matches has them all ranked; one with
+more has its CANDIDATES newest matches ranked, and its newest with the exact name besides:
+a query that every job matches costs what a rare one does, and a name asked for exactly is
+never left out (bench/search.py).
 
 Score: a tier (3 the name exactly, 2 the name starts with the query, 1 the name holds it, 0
 another field matches) plus less than one from the text rank (ts_rank, normalised rank /
@@ -29,9 +30,19 @@ from psycopg.rows import dict_row
 
 from backend.paging import OrderBy, page_clauses
 
-__all__ = ["CANDIDATES", "KINDS", "ORDER", "Prepared", "fields_of", "prepare", "search"]
+__all__ = [
+    "CANDIDATES",
+    "EXHAUSTIVE",
+    "KINDS",
+    "ORDER",
+    "Prepared",
+    "fields_of",
+    "prepare",
+    "search",
+]
 
 Conn = AsyncConnection[Any]
+EXHAUSTIVE = 2000
 CANDIDATES = 500
 ORDER: OrderBy = [("score", "DESC"), ("kind", "ASC"), ("id", "ASC")]
 
@@ -132,13 +143,51 @@ async def prepare(conn: Conn, text: str, terms: Sequence[str | None]) -> Prepare
     return Prepared(text, tsquery, list(words or []), lower, like, prefix)
 
 
-def _part(kind: str, p: Prepared, user_id: uuid.UUID) -> tuple[str, list[Any]]:
+async def _ids(conn: Conn, sql: str, args: Sequence[Any], plan: str) -> list[Any]:
+    """The ids sql selects, planned as plan says: "bitmap" (the indexes of the match, then the
+    rows) or "ordered" (the rows newest first, each checked)."""
+    off = ("enable_seqscan", "enable_indexscan") if plan == "bitmap" else ("enable_bitmapscan",)
+    async with conn.transaction():
+        for name in off:
+            await conn.execute("SELECT set_config(%s, 'off', true)", (name,))
+        cur = await conn.execute(sql.encode(), args)
+        return [row[0] for row in await cur.fetchall()]
+
+
+async def _candidates(conn: Conn, kind: str, p: Prepared, user_id: uuid.UUID) -> list[Any]:
+    """The rows of a kind to rank: every match when there are at most EXHAUSTIVE (found
+    through the indexes, whatever the planner guesses), else the CANDIDATES newest matches
+    and the CANDIDATES newest with the exact name (the matches are then dense enough that
+    walking the rows newest first finds them soon)."""
     k = KINDS[kind]
     where, where_args = k.where, ([user_id] if "%s" in k.where else [])
     match, match_args = f"{k.title} ILIKE %s", [p.like]
-    rank, rank_args = "0", []
     if p.tsquery:
         match, match_args = f"(search_doc @@ %s::tsquery OR {match})", [p.tsquery, *match_args]
+    exact = f"lower({k.title}) = %s"
+    ids = await _ids(
+        conn,
+        f"SELECT id FROM {k.table} WHERE {where} AND ({match} OR {exact}) LIMIT %s",
+        [*where_args, *match_args, p.lower, EXHAUSTIVE + 1],
+        "bitmap",
+    )
+    if len(ids) <= EXHAUSTIVE:
+        return ids
+    return await _ids(
+        conn,
+        f"(SELECT id FROM {k.table} WHERE {where} AND {exact} ORDER BY {k.newest} DESC "
+        f"LIMIT %s) UNION (SELECT id FROM {k.table} WHERE {where} AND {match} "
+        f"ORDER BY {k.newest} DESC LIMIT %s)",
+        [*where_args, p.lower, CANDIDATES, *where_args, *match_args, CANDIDATES],
+        "ordered",
+    )
+
+
+def _ranked(kind: str, p: Prepared, ids: list[Any]) -> tuple[str, list[Any]]:
+    """The candidates of a kind with their score."""
+    k = KINDS[kind]
+    rank, rank_args = "0", []
+    if p.tsquery:
         rank, rank_args = "ts_rank(search_doc, %s::tsquery, 32)", [p.tsquery]
     sql = f"""
     SELECT %s::text AS kind, id::text AS id, {k.title} AS title,
@@ -146,27 +195,8 @@ def _part(kind: str, p: Prepared, user_id: uuid.UUID) -> tuple[str, list[Any]]:
            (CASE WHEN lower({k.title}) = %s THEN 3 WHEN {k.title} ILIKE %s THEN 2
                  WHEN {k.title} ILIKE %s THEN 1 ELSE 0 END
             + 0.5 * {rank} + 0.5 * similarity({k.title}, %s))::float8 AS score
-    FROM {k.table} WHERE id IN (
-        (SELECT id FROM {k.table} WHERE {where} AND lower({k.title}) = %s
-         ORDER BY {k.newest} DESC LIMIT %s)
-        UNION
-        (SELECT id FROM {k.table} WHERE {where} AND {match}
-         ORDER BY {k.newest} DESC LIMIT %s))"""
-    args = [
-        kind,
-        p.lower,
-        p.prefix,
-        p.like,
-        *rank_args,
-        p.text,
-        *where_args,
-        p.lower,
-        CANDIDATES,
-        *where_args,
-        *match_args,
-        CANDIDATES,
-    ]
-    return sql, args
+    FROM {k.table} WHERE id = ANY(%s::{k.id_type}[])"""
+    return sql, [kind, p.lower, p.prefix, p.like, *rank_args, p.text, ids]
 
 
 async def search(
@@ -179,7 +209,13 @@ async def search(
 ) -> list[dict[str, Any]]:
     """Up to limit hits of the kinds, best first, strictly after the sort key after; each
     with kind, id, title, machine_id, status, score and its sort key as "_key"."""
-    parts = [_part(kind, p, user_id) for kind in kinds]
+    parts = []
+    for kind in kinds:
+        ids = await _candidates(conn, kind, p, user_id)
+        if ids:
+            parts.append(_ranked(kind, p, ids))
+    if not parts:
+        return []
     union = " UNION ALL ".join(f"({sql})" for sql, _ in parts)
     where, args, order = page_clauses("true", [], ORDER, after)
     async with conn.cursor(row_factory=dict_row) as cur:

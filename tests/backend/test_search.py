@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from backend import cli
 from backend.app import create_app
 from backend.repo import jobs, machines, monitors, trace_jobs
+from backend.repo import search as search_repo
 from backend.typedefs import DB
 from tests.backend.accounts import PASSWORD, Team, make_team
 from tests.pg_fixtures import backend_settings
@@ -302,3 +303,20 @@ def test_search_table_cuts_long_snippets() -> None:
     }
     (_, row) = cli.search_table({"results": [hit]}).splitlines()
     assert row.endswith("  command_line: python3 " + "x" * 51 + "…  i")
+
+
+async def test_many_matches_rank_the_newest_and_the_exact_name(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past EXHAUSTIVE matches, the CANDIDATES newest are ranked, and the exact name besides
+    (bench/search.py shows the same at 100k jobs)."""
+    monkeypatch.setattr(search_repo, "EXHAUSTIVE", 2)
+    monkeypatch.setattr(search_repo, "CANDIDATES", 1)
+    # every job's command line holds python3: the newest (pid 104's) is ranked, and the
+    # oldest too, being named so
+    async with api.client.server.app[DB].connection() as conn:
+        d = job(99, "python3", "python3")
+        await jobs.upsert(conn, jobs.job_id(GPU, 99, 990), GPU, d, "running", "", {})
+    assert await api.hits("python3", kinds="job") == [("job", "python3"), ("job", "llama")]
+    monkeypatch.setattr(search_repo, "EXHAUSTIVE", 5)
+    assert len(await api.hits("python3", kinds="job")) == 5

@@ -14,6 +14,7 @@
                   | metrics ID [--start T] [--end T] [--interval I]
                   | trace ID --type CUDA|ACL|PYTHON|SYSCALL [--window-function F --skip N
                     --count K] [--name N] [--wait [-o FILE]] | trace-stop ID TRACE [--wait]
+    xputrace search QUERY [--kind K] [--limit N] [--json]
     xputrace traces generate --filter F --name N [--format perfetto|chrome] [--gzip]
                              [--wait [-o FILE]] | status JOB | download TRACE [-o FILE]
 
@@ -448,6 +449,40 @@ def _devices(c: Client, args: argparse.Namespace) -> None:
             print(devices_table(body))
 
 
+SEARCH_COLUMNS = ("KIND", "TITLE", "MATCHED", "ID")
+_SNIPPET_WIDTH = 60
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def search_table(body: dict[str, Any]) -> str:
+    """GET /search as text: one aligned row per hit, best first (kind, title, the field it
+    matched in with the snippet, id)."""
+    rows = [list(SEARCH_COLUMNS)]
+    for h in body["results"]:
+        where = f"{h['matched_field']}: {_cut(h['snippet'], _SNIPPET_WIDTH)}"
+        rows.append([h["kind"], _cut(h["title"], 40), where, h["id"]])
+    if len(rows) == 1:
+        return "no match"
+    widths = [max(len(row[i]) for row in rows) for i in range(len(SEARCH_COLUMNS))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _search(c: Client, args: argparse.Namespace) -> None:
+    kinds = ",".join(k for given in args.kind or [] for k in given.split(","))
+    params = {"q": args.query, "page_size": args.limit, **({"kinds": kinds} if kinds else {})}
+    body = c.call("GET", "/search", params=params)
+    if args.json:
+        _print(body)
+    else:
+        print(search_table(body))
+
+
 def _user_id(c: Client, user: str) -> str:
     if "@" not in user:
         return user
@@ -529,6 +564,8 @@ def run(args: argparse.Namespace) -> int:
         _pages(c, "/auditLogs", "audit_logs", {"filter": args.filter}, args.limit)
     elif args.cmd == "traces":
         _traces(c, args)
+    elif args.cmd == "search":
+        _search(c, args)
     return 0
 
 
@@ -642,6 +679,17 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="the audit log of control actions (admins)")
     a.add_argument("--filter", default="", help="AIP-160, e.g. action = 'STOP_MONITOR'")
     a.add_argument("--limit", type=int)
+    se = sub.add_parser("search", help="machines, jobs, monitors and your traces, best first")
+    se.add_argument(
+        "query", help='words, "a phrase", OR; lr=0.1 and paths work; -- before a flag: -- --lr'
+    )
+    se.add_argument(
+        "--kind",
+        action="append",
+        help="machine, job, monitor or trace (repeat, or comma-separated); default: all",
+    )
+    se.add_argument("--limit", type=int, default=20, help="hits shown, at most 100 (20)")
+    se.add_argument("--json", action="store_true", help="the API's answer as JSON")
     t = sub.add_parser("traces").add_subparsers(dest="action", required=True)
     g = t.add_parser("generate", help="generate a trace of the events matching a filter")
     g.add_argument("--filter", required=True, help="AIP-160 over the events fields ('' = all)")

@@ -470,7 +470,29 @@ JOB_TRACE = obj(
 )
 
 # Bodies of the 2xx answers, by (method, path); None: no body.
+SEARCH_HIT = obj(
+    {
+        "kind": {"type": "string", "enum": ["job", "machine", "monitor", "trace"]},
+        "id": {**STR, "description": "the machine's id, or the job's, monitor's or trace job's"},
+        "title": {**STR, "description": "hostname, job name, display name or trace name"},
+        "url": {**STR, "description": "where the API serves it"},
+        "machine_id": nullable(STR),
+        "status": nullable(STR),
+        "score": {"type": "number", "description": "higher first; 3 and over: the name exactly"},
+        "matched_field": {**STR, "description": "the field the snippet is from"},
+        "snippet": STR,
+        "highlights": {
+            "type": "array",
+            "items": {"type": "array", "items": INT, "minItems": 2, "maxItems": 2},
+            "description": "[start, end) character offsets of the matches in snippet",
+        },
+    }
+)
+
 RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
+    ("GET", "/api/v1/search"): {
+        200: obj({"results": {"type": "array", "items": SEARCH_HIT}, **NEXT_PAGE})
+    },
     ("POST", "/api/v1/auth:register"): {201: USER},
     ("POST", "/api/v1/auth:login"): {
         200: obj({"access_token": STR, "refresh_token": STR, "expires_in": INT})

@@ -1,8 +1,9 @@
 """Every route of the REST API, in one place (base /api/v1, seeds/003 part 1), with the role
 each needs (backend.roles): viewers read machines, monitors, events, metrics, AI jobs and
-their own traces; operators also start and stop monitors, stop jobs and generate traces;
-admins also manage users and read the audit log. Login, register, refresh and the OpenAPI
-document are public (backend.handlers.auth.PUBLIC); logout needs a token, any role."""
+their own traces, and search them; operators also start and stop monitors, stop jobs and
+generate traces; admins also manage users and read the audit log. Login, register, refresh
+and the OpenAPI document are public (backend.handlers.auth.PUBLIC); logout needs a token, any
+role."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from backend.handlers import (
     monitors,
     openapi,
     process_metrics,
+    search,
     traces,
     users,
 )
@@ -68,6 +70,7 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("POST", JOB + "/traces/{trace_id}:stop", job_traces.stop_job_trace, "operator"),
     ("GET", "/api/v1/events", events.list_events, "viewer"),
     ("GET", "/api/v1/metrics/summary", metrics.summary, "viewer"),
+    ("GET", "/api/v1/search", search.search, "viewer"),
     ("POST", "/api/v1/traces:generate", traces.generate_trace, "operator"),
     ("GET", "/api/v1/traces/jobs/{trace_job_id}", traces.get_trace_job, "viewer"),
     ("GET", "/api/v1/traces/{trace_id}", traces.download_trace, "viewer"),

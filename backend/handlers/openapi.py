@@ -20,7 +20,9 @@ from aiohttp import web
 
 from backend import models
 from backend.access import required_role
+from backend.handlers import search
 from backend.openapi_schemas import ERROR, FORMATS, RESPONSES, nullable
+from backend.search_text import MAX_QUERY_LENGTH
 from backend.typedefs import INFLUX
 from xpucore import abi
 
@@ -178,6 +180,63 @@ _FORMAT = {
 }
 
 
+def _search_query() -> list[dict[str, Any]]:
+    kind = "(" + "|".join(search.SEED_TYPES) + ")"
+    kinds = "(" + "|".join(k for k in search.SEED_TYPES if k not in ("all", "node")) + ")"
+    size = {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 999_999_999_999_999_999,
+        "description": f"0 or absent: {search.DEFAULT_PAGE_SIZE}; above "
+        f"{search.MAX_PAGE_SIZE}: {search.MAX_PAGE_SIZE}",
+    }
+    blank = search.BLANK.encode("unicode_escape").decode() + r"\u0000"
+    return [
+        {
+            "name": "q",
+            "in": "query",
+            "required": True,
+            "schema": {
+                "type": "string",
+                "maxLength": MAX_QUERY_LENGTH,
+                "pattern": rf"^[^\u0000]*[^{blank}][^\u0000]*$",
+                "description": 'words (all needed), "a phrase", OR between two terms; '
+                "punctuation separates words, so --lr, lr=0.1, a path or a file name are "
+                "phrases of their words",
+            },
+        },
+        {
+            "name": "kinds",
+            "in": "query",
+            "schema": {
+                "type": "string",
+                "pattern": f"^({kinds}(,{kinds})*)?$",
+                "description": "comma-separated; absent or empty: all",
+            },
+        },
+        {
+            "name": "type",
+            "in": "query",
+            "schema": {
+                "type": "string",
+                "pattern": f"^{kind}$",
+                "description": "seed 000's name: one kind, node (machine) or all; kinds wins",
+            },
+        },
+        {"name": "page_size", "in": "query", "schema": size},
+        {"name": "limit", "in": "query", "schema": {**size, "description": "page_size wins"}},
+        {
+            "name": "page_token",
+            "in": "query",
+            "schema": _text(
+                "xputrace-page-token",
+                "next_page_token of the previous page, asked with the same q and kinds; "
+                "anything else is 400.",
+            ),
+        },
+    ]
+
+
 def _query(method: str, path: str, app: web.Application) -> list[dict[str, Any]]:
     params = _list_params(method, path, app)
     return [*params, _FORMAT] if method == "GET" and path in CSV_LISTS else params
@@ -239,6 +298,8 @@ def _list_params(method: str, path: str, app: web.Application) -> list[dict[str,
                 },
             }
         ]
+    if path == "/api/v1/search":
+        return _search_query()
     if path == "/api/v1/metrics/summary":
         sources = ["postgresql", "influxdb"] if app.get(INFLUX) is not None else ["postgresql"]
         return [

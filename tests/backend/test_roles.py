@@ -177,6 +177,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/machines/{machine_id}/device-processes"): "viewer",
     ("GET", "/api/v1/machines/{machine_id}/device-metrics"): "viewer",
     ("GET", "/api/v1/device-metrics"): "viewer",
+    ("GET", "/api/v1/search"): "viewer",
 }
 PUBLIC = {
     ("POST", "/api/v1/auth:register"),

@@ -117,7 +117,7 @@ async def test_a_window_needs_a_process_of_a_type_that_takes_it(
         (
             {"monitor_type": "CUDA", "target": PID, "config": {"sample_hz": 99}},
             "config.sample_hz",
-            "(they take config python_stacks)",
+            "(they take config python_stacks, window)",
         ),
         (
             {"monitor_type": "SYSCALL", "target": PID, "config": {"python_stacks": True}},

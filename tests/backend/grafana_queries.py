@@ -16,7 +16,9 @@ DATASOURCE_YAML = GRAFANA / "provisioning" / "datasources" / "xputrace.yaml"
 PROVIDER_YAML = GRAFANA / "provisioning" / "dashboards" / "xputrace.yaml"
 ENV_FILE = GRAFANA / "grafana.env"
 
+S = 10**9  # InfluxDB answers in ns (epoch=ns)
 ALL = ".*"  # the variables' allValue: what "All" renders to
+Got = dict[tuple[Any, ...], Any]
 _VAR = re.compile(r"\$(\w+)")
 _REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|\[\]{}/]")
 
@@ -31,6 +33,17 @@ def panels(dash: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     for p in dash.get("panels", []):
         yield p
         yield from p.get("panels", [])
+
+
+def links(panel: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The data links of a panel's fields (defaults and overrides)."""
+    config = panel.get("fieldConfig", {})
+    out = list(config.get("defaults", {}).get("links", []))
+    for o in config.get("overrides", []):
+        for prop in o["properties"]:
+            if prop["id"] == "links":
+                out += prop["value"]
+    return out
 
 
 def variables(dash: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,3 +89,16 @@ def env_references(path: Path) -> set[str]:
     """The ${NAME} variables a provisioning file uses (comments left out)."""
     text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
     return set(re.findall(r"\$\{(\w+)\}", text))
+
+
+def rows(series: list[Any]) -> Got:
+    """{(bucket start in s, tag values sorted by tag name..., column): value} of the non-null
+    values of a query's series."""
+    out: Got = {}
+    for s in series:
+        tags = tuple(v for _, v in sorted(s.get("tags", {}).items()))
+        for t, *values in s["values"]:
+            for col, v in zip(s["columns"][1:], values, strict=True):
+                if v is not None:
+                    out[(t // S, *tags, col)] = v
+    return out

@@ -22,6 +22,7 @@ from tests.backend.aggregate_data import Capture, S, make_capture
 from tests.backend.influx_fixtures import InfluxServer
 from xpucore import abi
 
+OVERVIEW = "xputrace-overview.json"
 INTERVAL_S = 1  # the backend's aggregate interval (its default)
 DATASOURCE = {"type": "influxdb", "uid": "xputrace-influxdb"}
 EVERYTHING = {
@@ -45,7 +46,7 @@ TWO_DEVICES = {
     "device": gq.select("0", "2"),
     "function": gq.ALL,
 }
-Got = dict[tuple[Any, ...], Any]
+Got = gq.Got
 
 
 # --- the files ----------------------------------------------------------------------------
@@ -71,7 +72,7 @@ def test_provisioning_files() -> None:
 
 def test_dashboards_are_grafana_json() -> None:
     dashes = gq.dashboards()
-    assert "xputrace-overview.json" in dashes
+    assert {"xputrace-overview.json", "xputrace-devices.json"} <= set(dashes)
     uids = [d["uid"] for d in dashes.values()]
     assert len(set(uids)) == len(uids)
     for d in dashes.values():
@@ -79,8 +80,11 @@ def test_dashboards_are_grafana_json() -> None:
         assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", d["uid"]) and d["title"]
         ids = [p["id"] for p in gq.panels(d)]
         assert len(ids) == len(set(ids))
-        names = set(gq.variables(d))
+        names = {n for n, v in gq.variables(d).items() if v["type"] == "query"}
         for v in gq.variables(d).values():
+            if v["type"] == "textbox":  # a value typed in, used by links only
+                assert v["current"]["value"] == v["query"]
+                continue
             assert v["type"] == "query" and v["datasource"] == DATASOURCE
             assert v["query"].startswith("SHOW TAG VALUES ")
             assert v["includeAll"] and v["multi"] and v["allValue"] == gq.ALL
@@ -91,9 +95,12 @@ def test_dashboards_are_grafana_json() -> None:
             for t in p["targets"]:
                 q = t["query"]
                 assert t["rawQuery"] is True and t["datasource"] == DATASOURCE
-                assert t["resultFormat"] == "time_series"
                 assert q.startswith("SELECT ") and "$timeFilter" in q
-                assert "GROUP BY time($__interval)" in q
+                if t["resultFormat"] == "table":  # one row per series: its last value
+                    assert p["type"] == "table" and "$__interval" not in q
+                else:
+                    assert t["resultFormat"] == "time_series"
+                    assert "GROUP BY time($__interval)" in q
                 used = set(re.findall(r"\$(\w+)", q)) - {
                     "timeFilter",
                     "__interval",
@@ -102,6 +109,19 @@ def test_dashboards_are_grafana_json() -> None:
                 assert used <= names, p["title"]
                 for name in used:
                     assert re.search(rf'"{name}" =~ /\^\${name}\$/', q), (p["title"], name)
+            for link in gq.links(p):
+                check_link(link["url"], set(gq.variables(d)), dashes)
+
+
+def check_link(url: str, names: set[str], dashes: Mapping[str, Any]) -> None:
+    """A data link uses this dashboard's variables or Grafana's, and points at a dashboard
+    that exists with the variables it sets."""
+    grafana = {"__value.raw", "__url_time_range"}
+    for ref in re.findall(r"\$\{([\w.]+)\}", url):
+        assert ref in names | grafana or ref.startswith("__data.fields."), (url, ref)
+    if m := re.match(r"/d/([\w-]+)/", url):
+        (target,) = [d for d in dashes.values() if d["uid"] == m.group(1)]
+        assert set(re.findall(r"[?&]var-(\w+)=", url)) <= set(gq.variables(target)), url
 
 
 # --- the queries against the capture ------------------------------------------------------
@@ -169,18 +189,6 @@ async def loaded(influx_server: InfluxServer, influx_db: str) -> Loaded:
     )
 
 
-def rows(series: list[Any]) -> Got:
-    """{(bucket start in s, tag values..., column): value} of non-null values."""
-    out: Got = {}
-    for s in series:
-        tags = tuple(v for _, v in sorted(s.get("tags", {}).items()))
-        for t, *values in s["values"]:
-            for col, v in zip(s["columns"][1:], values, strict=True):
-                if v is not None:
-                    out[(t // S, *tags, col)] = v
-    return out
-
-
 def counts(got: Got, interval_s: int) -> Got:
     """Per-second rates back to counts per bucket; the zeros of fill(0) left out."""
     out = {}
@@ -217,7 +225,7 @@ def check_call_rate(field: str) -> Callable[[Loaded, list[Any], int, Mapping[str
         want: Got = defaultdict(int)
         for iv, func, a in reference_calls(ld, sel):
             want[(iv // k * k, func, field)] += a[field]
-        assert counts(rows(series), k) == {key: n for key, n in want.items() if n}
+        assert counts(gq.rows(series), k) == {key: n for key, n in want.items() if n}
 
     return check
 
@@ -227,7 +235,7 @@ def check_latency(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str])
     for iv, func, a in reference_calls(ld, sel):
         durations[(iv // k * k, func)] += a["durations"]
     got: Got = defaultdict(dict)
-    for (b, func, col), v in rows(series).items():
+    for (b, func, col), v in gq.rows(series).items():
         got[(b, func)][col] = v
     assert got.keys() == durations.keys()
     for key, ds in durations.items():
@@ -245,7 +253,7 @@ def check_bytes(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) -
     for iv, _, a in reference_calls(ld, sel):
         want[(iv // k * k, "copied")] += a["bytes_copied"]
         want[(iv // k * k, "allocated")] += a["bytes_allocated"]
-    got = counts(rows(series), k)
+    got = counts(gq.rows(series), k)
     assert got == {key: n for key, n in want.items() if n}
     assert {c for _, c in got} == {"copied", "allocated"}
 
@@ -255,7 +263,7 @@ def check_memory(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) 
     for (iv, m, mon, p, dev), (held, _) in sorted(ld.cap.memory.items()):
         if selected(sel, machine=m, monitor_type=ld.monitor_type[mon], pid=p, device=dev):
             history[(str(dev), m, str(p))].append((iv, held))
-    got = rows(series)  # tags sorted by name: device, machine, pid
+    got = gq.rows(series)  # tags sorted by name: device, machine, pid
     assert {(d, m, p) for _, d, m, p, _ in got} == history.keys()
     first_bucket = ld.start_ms // 1000 // k * k
     last_bucket = ld.end_ms // 1000 // k * k
@@ -273,14 +281,14 @@ def check_drops(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) -
         if selected(sel, machine=machine, monitor_type=ld.monitor_type[mon]):
             for col, n in zip(("kernel", "inflight", "send"), values, strict=True):
                 want[(iv // k * k, col)] += n
-    got = counts(rows(series), k)
+    got = counts(gq.rows(series), k)
     assert got == {key: n for key, n in want.items() if n}
     assert sum(n for (_, col), n in got.items() if col == "kernel") > 0
 
 
 def check_writer(ld: Loaded, series: list[Any], k: int, sel: Mapping[str, str]) -> None:
     last: dict[tuple[str, str], tuple[int, Any]] = {}
-    for (b, instance, col), v in rows(series).items():
+    for (b, instance, col), v in gq.rows(series).items():
         if (instance, col) not in last or b > last[(instance, col)][0]:
             last[(instance, col)] = (b, v)
     assert {i for i, _ in last} == {"sick-backend"}
@@ -311,13 +319,13 @@ PANEL_CHECKS = {
 async def test_panel_queries(loaded: Loaded, interval_s: int, selection: Mapping[str, str]) -> None:
     """Every panel's query, rendered as Grafana would, against the capture: per bucket, the
     reference's counts, maxima, percentile bounds, memory held and drops."""
-    for d in gq.dashboards().values():
-        titles = [p["title"] for p in gq.panels(d) if p["type"] != "row"]
-        assert sorted(titles) == sorted(PANEL_CHECKS)  # a new panel needs a check here
-        for p in gq.panels(d):
-            for t in p.get("targets", []):
-                series = loaded.query(t["query"], interval_s, selection)
-                PANEL_CHECKS[p["title"]](loaded, series, interval_s, selection)
+    d = gq.dashboards()[OVERVIEW]
+    titles = [p["title"] for p in gq.panels(d) if p["type"] != "row"]
+    assert sorted(titles) == sorted(PANEL_CHECKS)  # a new panel needs a check here
+    for p in gq.panels(d):
+        for t in p.get("targets", []):
+            series = loaded.query(t["query"], interval_s, selection)
+            PANEL_CHECKS[p["title"]](loaded, series, interval_s, selection)
 
 
 async def test_variable_queries(loaded: Loaded) -> None:
@@ -347,9 +355,8 @@ async def test_variable_queries(loaded: Loaded) -> None:
         ),
     ]
     assert {"machine-a", "machine-b"} == cases[0][2] and len(cases[-1][2]) == 6
-    for d in gq.dashboards().values():
-        variables = gq.variables(d)
-        assert set(variables) == {"machine", "monitor_type", "pid", "device", "function"}
-        for name, sel, want in cases:
-            series = loaded.query(variables[name]["query"], INTERVAL_S, sel)
-            assert {v for s in series for _, v in s["values"]} == want, (name, sel)
+    variables = gq.variables(gq.dashboards()[OVERVIEW])
+    assert set(variables) == {"machine", "monitor_type", "pid", "device", "function"}
+    for name, sel, want in cases:
+        series = loaded.query(variables[name]["query"], INTERVAL_S, sel)
+        assert {v for s in series for _, v in s["values"]} == want, (name, sel)

@@ -3,9 +3,11 @@ status, devices by kind and health with their latest values' means and sums, job
 type and framework, jobs running per interval. Jobs counted are those GET /jobs lists at the
 top: single-process jobs and distributed jobs, not a distributed job's ranks (group_id).
 
-Costs (each one statement): devices are read whole (1k rows: about 1 ms); jobs by status,
-type and framework scan the jobs table (100k: tens of ms), a machine's through jobs_machine_idx;
-jobs running per interval read the jobs ending after the range's start (jobs_end_idx).
+Costs measured at 100k jobs, 1k devices, 125 machines (2-core shared host): machines by status
+0.4 ms; device figures (devices read whole) 1.6 ms; jobs by status, type and framework scan
+jobs, 51 ms (a machine's, through jobs_machine_idx: 2.3 ms); jobs running per interval read
+the jobs ending after the range's start (jobs_end_idx): 14 ms for 1 h at 1m, 77 ms for 1 day
+at 5m (~3.9k jobs in range). backend.repo.job_devices.top: 1-1.5 ms (index scans).
 """
 
 from __future__ import annotations

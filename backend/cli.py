@@ -5,6 +5,8 @@
     xputrace audit [--filter F] [--limit N]                                 (admins)
     xputrace machines [ID] [--csv]
     xputrace devices [--machine ID] [--json]
+    xputrace stats [--machine ID] [--jobs [--order-by O] [--limit N]]
+                   [--trends [--start T] [--end T] [--interval 1m|5m|1h]] [--json]
     xputrace monitors [list [--csv]] | start --pid PID [--library PATH] [--wait] | get ID | stop ID
                       | wait ID [--status RUNNING]
     xputrace events [--filter F] [--order-by O] [--fields F] [--limit N | --csv]
@@ -38,6 +40,11 @@ closed, its rank exited) and downloads it.
 `devices` prints each machine's accelerators (or --machine's) as a table: kind, index,
 name, health, utilisation %, memory used / total MiB, power W, temperature C, and when
 sampled; a machine whose manager found no device library says which failed.
+`stats` prints the cluster's figures (or --machine's): machines by status, devices by kind
+and health, jobs by status, type and framework, mean utilisation, temperature and power,
+memory used / total; --jobs the jobs that held the most on the accelerators (device time:
+seconds a process of the job held memory on a device, summed over its devices; memory now
+and at its peak, MiB); --trends those figures per interval over a range.
 --csv prints a list as CSV (the backend's export: every row, a header row first) and
 fails when the export ended with its error record.
 USER is an e-mail or a user id; roles are viewer, operator, admin. `traces generate --wait`
@@ -449,6 +456,96 @@ def _devices(c: Client, args: argparse.Namespace) -> None:
             print(devices_table(body))
 
 
+def _num(v: Any, div: int = 1) -> str:
+    return "-" if v is None else f"{v / div:.6g}"
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def _counts(by: dict[str, int]) -> str:
+    return "  ".join(f"{k} {v}" for k, v in by.items())
+
+
+def stats_table(body: dict[str, Any]) -> str:
+    """GET /stats/cluster or /stats/machines/{id} as text: a line per figure."""
+    if "machines" in body:
+        head = f"machines  {body['machines']['total']}  {_counts(body['machines']['by_status'])}"
+    else:
+        head = f"machine  {body['machine_id']}  {body['hostname'] or '-'}  {body['status']}"
+    dev, jobs = body["devices"], body["jobs"]
+    mem = f"{_num(body['memory_used_bytes'], 1 << 20)}/{_num(body['memory_total_bytes'], 1 << 20)}"
+    return "\n".join(
+        [
+            head,
+            f"devices  {dev['total']}  {_counts(dev['by_kind'])}  {_counts(dev['by_health'])}",
+            f"jobs  {jobs['total']}  {_counts(jobs['by_status'])}",
+            f"job types  {_counts(jobs['by_type'])}",
+            f"frameworks  {_counts(jobs['by_framework'])}",
+            f"utilisation %  {_num(body['utilization_pct_mean'])}  temperature C  "
+            f"{_num(body['temperature_c_mean'])}  power W  {_num(body['power_w_mean'])}  "
+            f"memory MiB  {mem}",
+        ]
+    )
+
+
+def top_jobs_table(body: dict[str, Any]) -> str:
+    """GET /stats/jobs as text: one row per job, the most first."""
+    rows = [["JOB", "NAME", "MACHINE", "STATUS", "DEVICE S", "MEM MiB", "PEAK MiB", "DEVICES"]]
+    for j in body["jobs"]:
+        rows.append(
+            [
+                j["job_id"],
+                _cut(j["job_name"] or "-", 30),
+                j["machine_id"][:12],
+                j["status"],
+                _num(j["device_seconds"]),
+                _num(j["memory_bytes"], 1 << 20),
+                _num(j["peak_memory_bytes"], 1 << 20),
+                ",".join(f"{d['kind']}{d['index']}" for d in j["devices"]) or "-",
+            ]
+        )
+    return _aligned(rows)
+
+
+def trends_table(body: dict[str, Any]) -> str:
+    """GET /stats/trends as text: one row per interval."""
+    rows = [["TIME", "DEVICES", "UTIL%", "TEMP C", "MEM MiB", "JOBS"]]
+    for p in body["points"]:
+        rows.append(
+            [
+                p["time"],
+                str(p["devices"]),
+                _num(p["utilization_pct_mean"]),
+                _num(p["temperature_c_mean"]),
+                _num(p["memory_used_bytes"], 1 << 20),
+                str(p["jobs_running"]),
+            ]
+        )
+    return _aligned(rows)
+
+
+def _stats(c: Client, args: argparse.Namespace) -> None:
+    if args.trends:
+        params = {"startTime": args.start, "endTime": args.end, "interval": args.interval}
+        if args.machine:
+            params["machine_id"] = args.machine
+        body = c.call("GET", "/stats/trends", params={k: v for k, v in params.items() if v})
+        print(json.dumps(body) if args.json else trends_table(body))
+    elif args.jobs:
+        params = {"order_by": args.order_by, "limit": args.limit, "machine_id": args.machine}
+        body = c.call("GET", "/stats/jobs", params={k: v for k, v in params.items() if v})
+        print(json.dumps(body) if args.json else top_jobs_table(body))
+    else:
+        path = f"/stats/machines/{args.machine}" if args.machine else "/stats/cluster"
+        body = c.call("GET", path)
+        print(json.dumps(body) if args.json else stats_table(body))
+
+
 SEARCH_COLUMNS = ("KIND", "TITLE", "MATCHED", "ID")
 _SNIPPET_WIDTH = 60
 
@@ -556,6 +653,8 @@ def run(args: argparse.Namespace) -> int:
         _list(c, "/events", "events", params, args)
     elif args.cmd == "devices":
         _devices(c, args)
+    elif args.cmd == "stats":
+        _stats(c, args)
     elif args.cmd == "users":
         _users(c, args)
     elif args.cmd == "jobs":
@@ -601,6 +700,17 @@ def parser() -> argparse.ArgumentParser:
     dv = sub.add_parser("devices", help="accelerators: inventory, health, latest values")
     dv.add_argument("--machine", help="only this machine (default: every machine)")
     dv.add_argument("--json", action="store_true", help="the API's answer, one line a machine")
+    sa = sub.add_parser("stats", help="the cluster's (or a machine's) figures, top jobs, trends")
+    sa.add_argument("--machine", help="only this machine")
+    what = sa.add_mutually_exclusive_group()
+    what.add_argument("--jobs", action="store_true", help="the jobs that held the most")
+    what.add_argument("--trends", action="store_true", help="the figures per interval")
+    sa.add_argument("--order-by", choices=["device_time", "memory", "peak_memory"])
+    sa.add_argument("--limit", type=int)
+    sa.add_argument("--start", help="--trends: RFC 3339 (default: an hour before --end)")
+    sa.add_argument("--end", help="--trends: RFC 3339 (default: now)")
+    sa.add_argument("--interval", choices=["1m", "5m", "1h"])
+    sa.add_argument("--json", action="store_true", help="the API's answer")
     m = sub.add_parser("monitors")
     m.add_argument("--machine")
     m.set_defaults(csv=False)  # bare `monitors`: list

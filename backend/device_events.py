@@ -2,8 +2,9 @@
 sample and processes kept in PostgreSQL (backend.repo.devices), the sample written to InfluxDB
 when it is configured (backend.device_samples names the fields) and to PostgreSQL's bounded
 history otherwise. A process holding memory on a device is joined to the machine's live job of
-that pid. A sample that fails its check, or comes under a key bound to no machine or another,
-is logged with the field and dropped."""
+that pid, and credited device time and memory (backend.repo.job_devices). A sample that
+fails its check, or comes under a key bound to no machine or another, is logged
+with the field and dropped."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from backend import device_samples
-from backend.repo import devices, jobs, machines
+from backend.repo import devices, job_devices, jobs, machines
 from backend.typedefs import DB, INFLUX
 from xpucore.device_wire import check_device_metrics
 from xpucore.job_wire import WireError
@@ -49,6 +50,8 @@ async def on_device_metrics(
         for d in sample["devices"]:
             job = device_samples.lead_job(d, names)
             lead[(d["kind"], d["index"])] = None if job is None else uuid.UUID(job)
-        await devices.record(conn, machine_id, sample, by_pid, lead, history=writer is None)
+        async with conn.transaction():
+            await job_devices.accumulate(conn, machine_id, sample, by_pid)
+            await devices.record(conn, machine_id, sample, by_pid, lead, history=writer is None)
     if writer is not None:
         writer.submit([p.line() for p in device_samples.points(machine_id, sample, names)])

@@ -414,6 +414,76 @@ DEVICE_METRICS = obj(
     },
     {"machine_id": STR},
 )
+_COUNTS: Schema = {"type": "object", "additionalProperties": INT}
+_FIGURES: dict[str, Schema] = {
+    "devices": obj({"total": INT, "by_kind": _COUNTS, "by_health": _COUNTS}),
+    "utilization_pct_mean": nullable(NUM),
+    "temperature_c_mean": nullable(NUM),
+    "power_w_mean": nullable(NUM),
+    "memory_used_bytes": INT,
+    "memory_total_bytes": INT,
+    "jobs": obj({"total": INT, "by_status": _COUNTS, "by_type": _COUNTS, "by_framework": _COUNTS}),
+    "timestamp": TIME,
+}
+STATS_CLUSTER = obj({"machines": obj({"total": INT, "by_status": _COUNTS}), **_FIGURES})
+STATS_MACHINE = obj({"machine_id": STR, "hostname": STR, "status": STR, **_FIGURES})
+_HELD = {
+    "device_seconds": NUM,
+    "memory_bytes": INT,
+    "peak_memory_bytes": INT,
+}
+STATS_JOBS = obj(
+    {
+        "order_by": STR,
+        "jobs": {
+            "type": "array",
+            "items": obj(
+                {
+                    "job_id": UUID,
+                    "job_name": STR,
+                    "machine_id": STR,
+                    "hostname": nullable(STR),
+                    "status": STR,
+                    **_HELD,
+                    "devices": {
+                        "type": "array",
+                        "items": obj(
+                            {
+                                "machine_id": STR,
+                                "kind": _KIND,
+                                "index": INT,
+                                "uuid": nullable(STR),
+                                **_HELD,
+                            }
+                        ),
+                    },
+                }
+            ),
+        },
+    }
+)
+STATS_TRENDS = obj(
+    {
+        "start_time": TIME,
+        "end_time": TIME,
+        "interval": STR,
+        "source": {"type": "string", "enum": ["postgresql", "influxdb"]},
+        "points": {
+            "type": "array",
+            "items": obj(
+                {
+                    "time": TIME,
+                    "devices": INT,
+                    "utilization_pct_mean": nullable(NUM),
+                    "temperature_c_mean": nullable(NUM),
+                    "memory_used_bytes": INT,
+                    "jobs_running": INT,
+                }
+            ),
+        },
+    },
+    {"machine_id": STR},
+)
 NEXT_PAGE = {"next_page_token": {"type": "string", "description": "empty on the last page"}}
 JOB_TRACE_STATE = {
     "type": "string",
@@ -568,6 +638,10 @@ RESPONSES: dict[tuple[str, str], dict[int, Schema | None]] = {
     ("GET", "/api/v1/machines/{machine_id}/device-processes"): {200: DEVICE_PROCESSES},
     ("GET", "/api/v1/machines/{machine_id}/device-metrics"): {200: DEVICE_METRICS},
     ("GET", "/api/v1/device-metrics"): {200: DEVICE_METRICS},
+    ("GET", "/api/v1/stats/cluster"): {200: STATS_CLUSTER},
+    ("GET", "/api/v1/stats/machines/{machine_id}"): {200: STATS_MACHINE},
+    ("GET", "/api/v1/stats/jobs"): {200: STATS_JOBS},
+    ("GET", "/api/v1/stats/trends"): {200: STATS_TRENDS},
     ("GET", "/api/v1/jobs"): {
         200: obj({"jobs": {"type": "array", "items": JOB_SUMMARY}, **NEXT_PAGE})
     },

@@ -23,6 +23,7 @@ from backend.handlers import (
     openapi,
     process_metrics,
     search,
+    stats,
     traces,
     users,
 )
@@ -71,6 +72,10 @@ ROUTES: list[tuple[str, str, Handler, Role | None]] = [
     ("GET", "/api/v1/events", events.list_events, "viewer"),
     ("GET", "/api/v1/metrics/summary", metrics.summary, "viewer"),
     ("GET", "/api/v1/search", search.search, "viewer"),
+    ("GET", "/api/v1/stats/cluster", stats.cluster, "viewer"),
+    ("GET", "/api/v1/stats/machines/{machine_id}", stats.machine, "viewer"),
+    ("GET", "/api/v1/stats/jobs", stats.top_jobs, "viewer"),
+    ("GET", "/api/v1/stats/trends", stats.trends, "viewer"),
     ("POST", "/api/v1/traces:generate", traces.generate_trace, "operator"),
     ("GET", "/api/v1/traces/jobs/{trace_job_id}", traces.get_trace_job, "viewer"),
     ("GET", "/api/v1/traces/{trace_id}", traces.download_trace, "viewer"),

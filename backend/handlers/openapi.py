@@ -350,7 +350,35 @@ _RANGE = [
         },
     }
 ]
+_MACHINE_ID = {
+    "name": "machine_id",
+    "in": "query",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00]+$"},
+}
 _DEVICE_QUERIES: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/stats/trends": [_MACHINE_ID, *_RANGE],
+    "/api/v1/stats/jobs": [
+        _MACHINE_ID,
+        {
+            "name": "order_by",
+            "in": "query",
+            "schema": {
+                "type": "string",
+                "enum": ["device_time", "memory", "peak_memory"],
+                "description": "absent: device_time; largest first",
+            },
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "description": "absent: 10",
+            },
+        },
+    ],
     "/api/v1/machines/{machine_id}/device-processes": _DEVICE,
     "/api/v1/machines/{machine_id}/device-metrics": _DEVICE + _RANGE,
     "/api/v1/device-metrics": [

@@ -177,6 +177,10 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/machines/{machine_id}/device-processes"): "viewer",
     ("GET", "/api/v1/machines/{machine_id}/device-metrics"): "viewer",
     ("GET", "/api/v1/device-metrics"): "viewer",
+    ("GET", "/api/v1/stats/cluster"): "viewer",
+    ("GET", "/api/v1/stats/machines/{machine_id}"): "viewer",
+    ("GET", "/api/v1/stats/jobs"): "viewer",
+    ("GET", "/api/v1/stats/trends"): "viewer",
     ("GET", "/api/v1/search"): "viewer",
 }
 PUBLIC = {

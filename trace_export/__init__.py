@@ -7,5 +7,6 @@ from trace_export.perfetto import write_perfetto
 from trace_export.stats import ExportStats
 from trace_export.tracks import Processes, ProcessInfo
 
-__all__ = ["ROW_COLUMNS", "CounterSeries", "EventChunk", "ExportStats", "ProcessInfo", "Processes", "from_batches",
-           "from_copy", "from_rows", "write_chrome_json", "write_perfetto"]  # fmt: skip
+__all__ = ["ROW_COLUMNS", "CounterSeries", "EventChunk", "ExportStats", "ProcessInfo", "Processes",
+           "from_batches", "from_copy", "from_rows", "write_chrome_json",
+           "write_perfetto"]  # fmt: skip

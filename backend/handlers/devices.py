@@ -131,7 +131,9 @@ def _time(request: web.Request, name: str, default: datetime) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
-async def _metrics(request: web.Request, machine_id: str | None, *, known: bool) -> web.Response:
+async def _metrics(
+    request: web.Request, machine_id: str | None, *, known: bool
+) -> web.StreamResponse:
     """known: machine_id is the path's (404 when there is no such machine)."""
     kind, index = _device_filter(request)
     as_csv = csv_export.wanted(request)
@@ -191,12 +193,12 @@ async def _metrics(request: web.Request, machine_id: str | None, *, known: bool)
     return web.json_response(body)
 
 
-async def machine_device_metrics(request: web.Request) -> web.Response:
+async def machine_device_metrics(request: web.Request) -> web.StreamResponse:
     """The machine's accelerator samples over a range, reduced per device and interval."""
     return await _metrics(request, path_text(request, "machine_id"), known=True)
 
 
-async def list_device_metrics(request: web.Request) -> web.Response:
+async def list_device_metrics(request: web.Request) -> web.StreamResponse:
     """Every machine's (or machine_id's) accelerator samples, per device and interval."""
     machine_id = request.query.get("machine_id")
     if machine_id is not None and (not 0 < len(machine_id) <= 256 or "\0" in machine_id):

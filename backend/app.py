@@ -23,7 +23,7 @@ import zmq.auth
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from backend import job_traces
+from backend import device_counters, job_traces
 from backend.admission import Admission
 from backend.aggregate_clock import close_by_clock
 from backend.aggregates import Aggregator
@@ -236,6 +236,7 @@ async def trace_jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.traces_dir,
         workers=settings.trace_workers,
         chunk_rows=settings.trace_chunk_rows,
+        device_counters=functools.partial(device_counters.for_trace, app),
     )
     app[TRACE_JOBS] = jobs
     jobs.on_done.append(functools.partial(job_traces.trace_job_done, app))

@@ -1,6 +1,7 @@
 """Reading accelerator samples back, from InfluxDB when it is configured (it then holds them:
 backend.device_events), else from PostgreSQL's device_metrics: the same rows from both.
 
+``samples``: one machine's samples as taken (a trace's device counters).
 ``history``: per device and interval, each value reduced as backend.device_samples.AGGREGATION
 says (mean or max), intervals aligned on the Unix epoch. ``per_device``: per device over a
 range, each value's mean over its samples and its latest sample's value (the metrics summary).
@@ -20,7 +21,7 @@ from backend.influx import InfluxConfig, query, quote_identifier, quote_literal
 from backend.repo import devices
 from xpucore.device_wire import DEVICE_INTS
 
-__all__ = ["Scope", "history", "per_device"]
+__all__ = ["Scope", "history", "per_device", "samples"]
 
 Row = dict[str, Any]
 
@@ -165,3 +166,47 @@ async def per_device(
                 row[f"{agg}_{v}"] = None if raw is None else raw * names[v][1]
         out.append(row)
     return out
+
+
+async def samples(
+    conn: Any,
+    influx: InfluxConfig | None,
+    machine_id: str,
+    start: datetime,
+    end: datetime,
+    values: list[str],
+    limit: int,
+) -> list[Row]:
+    """The machine's samples in [start, end) as taken, not reduced: rows {kind, index, time,
+    <values>} by kind, index, time (at most limit)."""
+    if influx is None:
+        rows = await devices.samples(conn, machine_id, start, end, values, limit)
+        return [{**r, **{v: _value(v, r[v]) for v in values}} for r in rows]
+    out: list[Row] = []
+    async with aiohttp.ClientSession() as session:
+        for kind, (measurement, names) in MEASUREMENTS.items():
+            asked = [v for v in values if v in names]
+            if not asked:
+                continue
+            fields = ", ".join(f"{quote_identifier(names[v][0])} AS {v}" for v in asked)
+            series = await query(
+                session,
+                influx,
+                f"SELECT {fields} FROM {quote_identifier(measurement)} WHERE "
+                f"{_range(start, end)}{Scope(machine_id).influx()} GROUP BY device",
+            )
+            for s in series:
+                index = int(s.get("tags", {}).get("device", 0))
+                for got in s["values"]:
+                    point = dict(zip(s["columns"], got, strict=True))
+                    row: Row = {
+                        "kind": kind,
+                        "index": index,
+                        "time": datetime.fromtimestamp(point["time"] / 1e9, UTC),
+                    }
+                    for v in values:
+                        raw = point.get(v)
+                        row[v] = None if raw is None else _value(v, raw * names[v][1])
+                    out.append(row)
+    out.sort(key=lambda r: (r["kind"], r["index"], r["time"]))
+    return out[:limit]

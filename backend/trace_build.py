@@ -5,7 +5,8 @@ build_trace() runs in a worker thread on its own psycopg connection (never the e
 1. count the matches per monitor (``events.count_by_monitor``): the total that progress is
    measured against, and each monitor's type (events rows do not carry it; the events of a
    monitor whose row is gone are read as CUDA's, the first probe's, whose layout they most
-   likely have);
+   likely have), and each machine's span of events, for which ``devices`` gives the device
+   counters that a Perfetto trace holds beside the calls (backend.device_counters);
 2. stream them ``ORDER BY ts, id`` with COPY in its binary format (``events.copy_events``),
    ``chunk_rows`` at a time, each chunk through ``trace_export.from_copy`` into the writer
    (Perfetto or Chrome JSON), optionally through gzip, into a temporary file beside the final
@@ -41,11 +42,18 @@ from typing import Any, BinaryIO, TypeVar, cast
 import psycopg
 
 from backend.filters import FilterError, compile_filter
-from backend.repo.events import EVENT_FIELDS, copy_events, count_by_monitor, stream_events
+from backend.repo.events import (
+    EVENT_FIELDS,
+    MonitorCount,
+    copy_events,
+    count_by_monitor,
+    stream_events,
+)
 from backend.repo.py_frames import stack_frames
 from backend.trace_files import trace_path
 from trace_export import (
     ROW_COLUMNS,
+    CounterSeries,
     EventChunk,
     ExportStats,
     Processes,
@@ -57,9 +65,13 @@ from trace_export import (
 )
 from trace_export.pyframes import frame_label
 
-__all__ = ["BuildError", "Built", "Stopped", "TraceSpec", "build_trace"]
+__all__ = ["BuildError", "Built", "DeviceCounters", "Stopped", "TraceSpec", "build_trace"]
 
 DEFAULT_MONITOR_TYPE = "CUDA"
+#: (spans, shifts) -> the device counters of a trace (build_trace's devices)
+DeviceCounters = Callable[
+    [Mapping[str, tuple[int, int]], Mapping[str, int]], Sequence[CounterSeries]
+]
 T = TypeVar("T")
 
 
@@ -128,6 +140,7 @@ def build_trace(
     on_progress: Callable[[int], None] = lambda done: None,
     checkpoint: Callable[[str], None] = lambda stage: None,
     side: psycopg.Connection[Any] | None = None,
+    devices: DeviceCounters | None = None,
 ) -> Built:
     """Writes the trace of spec to traces_dir; see the module doc.
 
@@ -135,7 +148,9 @@ def build_trace(
     asks meanwhile (Python stacks): with it, the events are read with COPY, which holds
     conn until it ends; without, through a cursor. on_total(total) once counted,
     on_progress(done) as the writer consumes events. checkpoint(stage) is called at
-    "counted" and after each "chunk" (tests hold a build there).
+    "counted" and after each "chunk" (tests hold a build there). devices(spans, shifts):
+    the device counters of the machines of spans ({machine: (first ns, last ns)} on its
+    clock), shifted as its events (shifts).
     """
     try:
         where, params = compile_filter(spec.filter, EVENT_FIELDS)
@@ -147,13 +162,16 @@ def build_trace(
         counts = count_by_monitor(conn, where, params)
     except psycopg.Error as e:
         raise _db_error("counting the events", e, stop) from None
-    total = sum(n for _, _, n in counts)
-    types = {mid: mtype or DEFAULT_MONITOR_TYPE for mid, mtype, _ in counts}
+    total = sum(c.events for c in counts)
+    types = {c.monitor_id: c.monitor_type or DEFAULT_MONITOR_TYPE for c in counts}
     kinds = set(types.values())
     mixed = len(kinds) > 1
     kind = kinds.pop() if len(kinds) == 1 else DEFAULT_MONITOR_TYPE
     on_total(total)
     checkpoint("counted")
+    counters: Sequence[CounterSeries] = ()
+    if devices is not None and spec.format == "perfetto":
+        counters = devices(_spans(counts), spec.shifts)
     columns = (*ROW_COLUMNS, "monitor_id") if mixed else ROW_COLUMNS
     read = 0
 
@@ -212,6 +230,7 @@ def build_trace(
                             progress=on_progress,
                             stacks=lambda ids: python_stacks(asker, ids),
                             processes=spec.processes,
+                            counters=counters,
                         )
                     else:
                         stats = write_chrome_json(
@@ -238,6 +257,15 @@ def build_trace(
         tmp.unlink(missing_ok=True)
     _fsync_dir(traces_dir)
     return Built(events=read, events_total=total, file_size=final.stat().st_size, stats=stats)
+
+
+def _spans(counts: Iterable[MonitorCount]) -> dict[str, tuple[int, int]]:
+    """{machine: (its matches' first start, last end)} on the machine's clock."""
+    spans: dict[str, tuple[int, int]] = {}
+    for c in counts:
+        lo, hi = spans.get(c.machine_id, (c.first_ts, c.last_end))
+        spans[c.machine_id] = (min(lo, c.first_ts), max(hi, c.last_end))
+    return spans
 
 
 def python_stacks(conn: psycopg.Connection[Any], ids: Sequence[int]) -> dict[int, list[str]]:

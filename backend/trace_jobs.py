@@ -16,6 +16,9 @@ the backend must not do so forever); the others run again from scratch. close() 
 stop flag the build checks between chunks, cancels the queries in flight, and waits: stopped
 jobs are queued again with their run given back, so the next start resumes them. Temporary
 files left by a backend that died are removed at start.
+
+A Perfetto trace holds the device counters of its machines (device_counters, read on the
+event loop while the build waits: backend.device_counters.for_trace).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -36,11 +39,20 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.repo import trace_jobs as repo
 from backend.trace_build import BuildError, Built, Stopped, TraceSpec, build_trace
+from trace_export import CounterSeries
+
+#: (spans, shifts) -> a trace's device counters, read on the event loop
+#: (backend.device_counters.for_trace)
+AsyncDeviceCounters = Callable[
+    [Mapping[str, tuple[int, int]], Mapping[str, int]],
+    Coroutine[Any, Any, list[CounterSeries]],
+]
 
 __all__ = ["RESTARTED", "TraceJobs"]
 
 log = logging.getLogger(__name__)
 RESTARTED = "backend restarted {n} times during generation"
+_DEVICES_TIMEOUT_S = 300.0
 
 
 class TraceJobs:
@@ -55,7 +67,9 @@ class TraceJobs:
         progress_interval_s: float = 0.5,
         max_attempts: int = 3,
         poll_interval_s: float = 5.0,
+        device_counters: AsyncDeviceCounters | None = None,
     ) -> None:
+        self.device_counters = device_counters
         self.pool, self.dsn, self.traces_dir = pool, dsn, traces_dir
         self.chunk_rows = chunk_rows
         self.progress_interval_s = progress_interval_s
@@ -73,9 +87,11 @@ class TraceJobs:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reading: set[psycopg.Connection[Any]] = set()
         self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Removes stale temporary files, fails exhausted jobs, starts the workers."""
+        self._loop = asyncio.get_running_loop()
         self.traces_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for tmp in self.traces_dir.glob(".*.tmp"):
             tmp.unlink(missing_ok=True)
@@ -235,7 +251,16 @@ class TraceJobs:
             on_progress=on_progress,
             checkpoint=checkpoint,
             side=status,
+            devices=None if self.device_counters is None else self._devices,
         )
+
+    def _devices(
+        self, spans: Mapping[str, tuple[int, int]], shifts: Mapping[str, int]
+    ) -> list[CounterSeries]:
+        """In the build's thread: the device counters, read on the event loop."""
+        assert self.device_counters is not None and self._loop is not None
+        coro = self.device_counters(spans, shifts)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(_DEVICES_TIMEOUT_S)
 
 
 def _cancel(conn: psycopg.Connection[Any]) -> None:

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,9 +125,11 @@ class Platform:
         manager: subprocess.Popen[bytes],
         manager_argv: list[str],
         setup: ManagerSetup,
+        manager_env: Mapping[str, str] | None = None,
     ) -> None:
         self.client, self.token, self.machine_id, self.manager = client, token, machine_id, manager
         self.manager_argv = manager_argv
+        self.manager_env = manager_env  # the first manager's environment (None: this one's)
         self.setup = setup
         self.managers: dict[str, ManagerProcess] = {}  # the ones add_manager started
 
@@ -225,7 +227,9 @@ class Platform:
         return await eventually(check, f"monitor {status}", timeout)  # type: ignore[no-any-return]
 
     def start_manager(self) -> None:
-        self.manager = subprocess.Popen(self.manager_argv, cwd=ROOT, stdin=subprocess.DEVNULL)
+        self.manager = subprocess.Popen(
+            self.manager_argv, cwd=ROOT, stdin=subprocess.DEVNULL, env=self.manager_env
+        )
 
     def kill_manager(self) -> None:
         self.manager.send_signal(signal.SIGKILL)
@@ -243,11 +247,13 @@ async def open_platform(
     agent_path: Path,
     *,
     manager_args: tuple[str, ...] = (),
+    manager_env: Mapping[str, str] | None = None,
     extra_managers: tuple[str, ...] = (),
     **backend: Any,
 ) -> AsyncIterator[Platform]:
     """The backend (settings: backend_settings with the given overrides) and a registered
-    manager running agent_path (more flags: manager_args); the keys of extra_managers are
+    manager running agent_path (more flags: manager_args; its environment: manager_env, else
+    this process's); the keys of extra_managers are
     enrolled too, for Platform.add_manager. Every manager is stopped at the end."""
     settings = backend_settings(dsn, tmp_path, **{"heartbeat_timeout_s": 5.0, **backend})
     pub, secret = manager_keys.generate(tmp_path / "manager")
@@ -268,8 +274,8 @@ async def open_platform(
         *setup.argv(secret, tmp_path / "run", machine_file),
         *manager_args,
     ]
-    manager = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL)
-    p = Platform(client, "", "", manager, argv, setup)
+    manager = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, env=manager_env)
+    p = Platform(client, "", "", manager, argv, setup, manager_env)
     try:
         r = await client.post(
             "/api/v1/auth:register", json={"email": "ops@example.com", "password": "long enough pw"}

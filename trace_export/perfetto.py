@@ -7,7 +7,8 @@ calls were; one row per queue (CUDA stream) with an instant where each asynchron
 thread sequence that names the queue's track), and a flow arrow from the call to it; one
 row per group where the layout has them (an HCCL communicator) with a copy of each grouped
 call's slice; counters for device memory held (from allocations and
-frees) and calls per second. Every argument is a debug annotation (text arguments as
+frees) and calls per second; and counters given beside the events (a machine's accelerators,
+trace_export.counters). Every argument is a debug annotation (text arguments as
 strings); ``ret`` reads as the return code's name.
 
 Encoding: what a chunk's markers are, their order and their annotations are worked out
@@ -29,7 +30,7 @@ two chunks and the calls still open.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -37,6 +38,7 @@ import numpy as np
 from zlib_ng import zlib_ng
 
 from trace_export._speedups import encode
+from trace_export.counters import CounterSeries, counter_packets
 from trace_export.distinct import distinct
 from trace_export.events import EventChunk
 from trace_export.layouts import Layout, MemoryHeld, layout_for
@@ -68,11 +70,13 @@ _THREADS, _IN_FLIGHT = 2, 16
 def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: bool = True,
                    progress: Callable[[int], None] | None = None,
                    stacks: StackFrames | None = None,
-                   processes: Processes | None = None) -> ExportStats:  # fmt: skip
+                   processes: Processes | None = None,
+                   counters: Sequence[CounterSeries] = ()) -> ExportStats:  # fmt: skip
     """Writes the events as a Perfetto trace; returns what was written. With stacks, calls
     that carry a Python stack are drawn inside slices of its frames (trace_export.pyframes);
-    processes: how some processes are named and labelled (tracks.ProcessInfo)."""
-    w = _Writer(out, compress, stacks, processes)
+    processes: how some processes are named and labelled (tracks.ProcessInfo); counters:
+    sampled values beside the events (trace_export.counters), written after them."""
+    w = _Writer(out, compress, stacks, processes, counters)
     try:
         return write_all(w, chunks, progress)
     finally:  # on failure too: no compression left running
@@ -81,8 +85,10 @@ def write_perfetto(chunks: Iterable[EventChunk], out: BinaryIO, *, compress: boo
 
 class _Writer:
     def __init__(self, out: BinaryIO, compress: bool, stacks: StackFrames | None,
-                 processes: Processes | None) -> None:  # fmt: skip
+                 processes: Processes | None,
+                 counters: Sequence[CounterSeries] = ()) -> None:  # fmt: skip
         self.out, self.compress = out, compress
+        self.counters = counters
         self.frames = PythonFrames(stacks) if stacks is not None else None
         self.tracks = Tracks(processes)
         self.stats = ExportStats()
@@ -123,6 +129,10 @@ class _Writer:
         if not self.started:  # no events: still a trace, its clock and nothing else
             self.tracks.start(0)
             self._add(self.tracks.take())
+        if self.counters:
+            packets, points = counter_packets(self.tracks, self.counters)
+            self._add(packets)
+            self.stats.counter_points += points
         self._flush(final=True)
 
     def _chunk(self, c: EventChunk, horizon: int | None) -> None:

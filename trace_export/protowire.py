@@ -7,11 +7,13 @@ few hundred per trace. The packets of the events themselves, millions, are writt
 
 from __future__ import annotations
 
+import struct
+
 __all__ = ["Msg", "tag", "varint_bytes"]
 
 
 def tag(field: int, wire: int) -> bytes:
-    """The encoded key of a field (wire type 0 varint, 2 length-delimited)."""
+    """The encoded key of a field (wire type 0 varint, 1 64-bit, 2 length-delimited)."""
     return varint_bytes(field << 3 | wire)
 
 
@@ -37,6 +39,10 @@ class Msg:
 
     def uint(self, field: int, v: int) -> Msg:
         self.buf += tag(field, 0) + varint_bytes(v)
+        return self
+
+    def double(self, field: int, v: float) -> Msg:
+        self.buf += tag(field, 1) + struct.pack("<d", v)
         return self
 
     def blob(self, field: int, v: bytes | str | Msg) -> Msg:

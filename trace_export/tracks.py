@@ -74,6 +74,7 @@ class Tracks:
         self.shown: Processes = shown or {}
         self.processes: dict[tuple[str, int], int] = {}  # (machine, pid) -> track uuid
         self.sequences: dict[tuple[object, ...], Sequence] = {}
+        self.groups: set[str] = set()  # top-level track groups made (sampled())
         self.by_seq: list[Sequence] = []
         self.names: dict[str, int] = {}
         self.keys: dict[str, int] = {}
@@ -139,6 +140,26 @@ class Tracks:
                 desc.blob(8, Msg().blob(6, counter_unit))
             self._describe(desc)
             self._sequence(key, uuid, t0)
+        return self.sequences[key]
+
+    def sampled(self, group: str, name: str, unit: str) -> Sequence:
+        """A counter track in a top-level track group (one per group name, made on first
+        use) whose sequence takes absolute wall-clock timestamps: for values sampled every
+        few seconds apart from the events (trace_export.counters)."""
+        key: tuple[object, ...] = ("sampled", group, name)
+        if key not in self.sequences:
+            parent = _uuid("group", group)
+            if group not in self.groups:
+                self._describe(Msg().uint(1, parent).blob(2, group))
+                self.groups.add(group)
+            uuid = _uuid(*key)
+            desc = Msg().uint(1, uuid).uint(5, parent).blob(2, name)
+            self._describe(desc.blob(8, Msg().blob(6, unit)))
+            s = Sequence(seq=len(self.by_seq) + 1, track=uuid)
+            self.sequences[key] = s
+            self.by_seq.append(s)
+            defaults = Msg().uint(58, CLOCK_REALTIME).blob(11, Msg().uint(11, uuid))
+            self._emit(packet(s.seq).uint(P_FLAGS, SEQ_CLEARED).blob(P_DEFAULTS, defaults))
         return self.sequences[key]
 
     def _describe(self, desc: Msg) -> None:

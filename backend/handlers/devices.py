@@ -7,17 +7,19 @@ are the machines' sampling times. device-metrics reduce each interval (``interva
 memory-copy utilisation, power, temperature and SM clock, the maximum of memory, HBM, PCIe
 throughput and error counters (backend.device_samples.AGGREGATION, listed in each answer),
 from InfluxDB when it is configured, else from PostgreSQL (samples kept
-settings.device_retention_days).
+settings.device_retention_days). Both device-metrics lists answer CSV too
+(backend.csv_export): the items of "metrics", columns CSV_COLUMNS.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from backend import request_db
+from backend import csv_export, request_db
 from backend.device_history import Scope, history
 from backend.device_samples import AGGREGATION, VALUES
 from backend.errors import BadRequest, NotFound, Unavailable
@@ -32,6 +34,9 @@ __all__ = ["list_device_metrics", "list_devices", "list_processes", "machine_dev
 
 INTERVALS = {"1m": 60, "5m": 300, "1h": 3600}
 MAX_POINTS = 100_000  # rows one answer holds
+#: a CSV answer's columns: those of each item of the JSON's "metrics"
+CSV_COLUMNS = ("machine_id", "kind", "index", "uuid", "time", *VALUES)
+_CSV_BATCH = 10_000
 _MAX_RANGE = timedelta(days=31)
 
 
@@ -111,6 +116,11 @@ async def list_processes(request: web.Request) -> web.Response:
     )
 
 
+async def _batches(items: list[dict[str, Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    for i in range(0, len(items), _CSV_BATCH):
+        yield items[i : i + _CSV_BATCH]
+
+
 def _time(request: web.Request, name: str, default: datetime) -> datetime:
     raw = request.query.get(name)
     if raw is None:
@@ -121,9 +131,12 @@ def _time(request: web.Request, name: str, default: datetime) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
-async def _metrics(request: web.Request, machine_id: str | None, *, known: bool) -> web.Response:
+async def _metrics(
+    request: web.Request, machine_id: str | None, *, known: bool
+) -> web.StreamResponse:
     """known: machine_id is the path's (404 when there is no such machine)."""
     kind, index = _device_filter(request)
+    as_csv = csv_export.wanted(request)
     label = request.query.get("interval", "1m")
     if label not in INTERVALS:
         raise BadRequest("interval", "must be 1m, 5m or 1h")
@@ -154,35 +167,38 @@ async def _metrics(request: web.Request, machine_id: str | None, *, known: bool)
         raise BadRequest(
             "interval", f"more than {MAX_POINTS} points: ask a longer interval or a shorter range"
         )
+    metrics = [
+        {
+            "machine_id": r["machine_id"],
+            "kind": r["kind"],
+            "index": r["index"],
+            "uuid": r["uuid"],
+            "time": iso(r["time"]),
+            **_values(r),
+        }
+        for r in rows
+    ]
+    if as_csv:
+        return await csv_export.respond(request, "device-metrics", CSV_COLUMNS, _batches(metrics))
     body: dict[str, Any] = {
         "start_time": iso(start),
         "end_time": iso(end),
         "interval": label,
         "aggregation": AGGREGATION,
         "source": "postgresql" if writer is None else "influxdb",
-        "metrics": [
-            {
-                "machine_id": r["machine_id"],
-                "kind": r["kind"],
-                "index": r["index"],
-                "uuid": r["uuid"],
-                "time": iso(r["time"]),
-                **_values(r),
-            }
-            for r in rows
-        ],
+        "metrics": metrics,
     }
     if machine_id is not None:
         body = {"machine_id": machine_id, **body}
     return web.json_response(body)
 
 
-async def machine_device_metrics(request: web.Request) -> web.Response:
+async def machine_device_metrics(request: web.Request) -> web.StreamResponse:
     """The machine's accelerator samples over a range, reduced per device and interval."""
     return await _metrics(request, path_text(request, "machine_id"), known=True)
 
 
-async def list_device_metrics(request: web.Request) -> web.Response:
+async def list_device_metrics(request: web.Request) -> web.StreamResponse:
     """Every machine's (or machine_id's) accelerator samples, per device and interval."""
     machine_id = request.query.get("machine_id")
     if machine_id is not None and (not 0 < len(machine_id) <= 256 or "\0" in machine_id):

@@ -167,6 +167,8 @@ CSV_LISTS = (
     "/api/v1/jobs",
     "/api/v1/machines/{machine_id}/jobs",
     "/api/v1/events",
+    "/api/v1/device-metrics",
+    "/api/v1/machines/{machine_id}/device-metrics",
 )
 _FORMAT = {
     "name": "format",

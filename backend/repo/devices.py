@@ -25,6 +25,7 @@ __all__ = [
     "list_processes",
     "per_device",
     "record",
+    "samples",
 ]
 
 Conn = AsyncConnection[Any]
@@ -173,6 +174,21 @@ async def history(
             f" FROM device_metrics WHERE {where} GROUP BY 1, 2, 3, 5 ORDER BY 1, 2, 3, 5"
             f" LIMIT %s".encode(),
             [interval_s, interval_s, start, end, *params, limit],
+        )
+        return await cur.fetchall()
+
+
+async def samples(
+    conn: Conn, machine_id: str, start: datetime, end: datetime, values: Sequence[str], limit: int
+) -> list[Row]:
+    """The machine's samples in [start, end), each as taken: {kind, index, time, <values>},
+    by kind, index, time; at most limit rows."""
+    cols = ", ".join(v for v in values if v in VALUES)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT kind, index, time, {cols} FROM device_metrics WHERE machine_id = %s"
+            f" AND time >= %s AND time < %s ORDER BY kind, index, time LIMIT %s".encode(),
+            (machine_id, start, end, limit),
         )
         return await cur.fetchall()
 

@@ -10,7 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import AsyncConnection, sql
@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_FIELDS",
     "ORDERABLE",
     "TIEBREAK",
+    "MonitorCount",
     "copy_events",
     "copy_in",
     "count_by_monitor",
@@ -156,21 +157,33 @@ async def query_events(
     return [dict(zip([*_NAMES, "python_stack"], row, strict=True)) for row in rows]
 
 
+class MonitorCount(NamedTuple):
+    monitor_id: uuid.UUID
+    monitor_type: str | None  # None when unknown
+    events: int
+    machine_id: str
+    first_ts: int  # the first match's start, the machine's clock (ns)
+    last_end: int  # the latest end of a match (ts + duration_ns)
+
+
 def count_by_monitor(
     conn: psycopg.Connection[Any], where: str, params: list[Any]
-) -> list[tuple[uuid.UUID, str | None, int]]:
-    """(monitor id, its monitor type or None when unknown, events) of the rows matching where.
+) -> list[MonitorCount]:
+    """The matches of where per monitor (and its machine), and their time span.
 
-    One pass over the matches: the count a trace job reports progress against, and the
-    monitor types it needs (events rows do not carry theirs).
+    One pass over the matches: the count a trace job reports progress against, the
+    monitor types it needs (events rows do not carry theirs) and the span its device
+    counters cover.
     """
     cur = conn.execute(
-        f"SELECT e.monitor_id, m.monitor_type, e.n FROM (SELECT monitor_id, count(*) AS n "
-        f"FROM events WHERE ({where}) GROUP BY monitor_id) e "
-        f"LEFT JOIN monitors m ON m.id = e.monitor_id ORDER BY e.monitor_id".encode(),
+        f"SELECT e.monitor_id, m.monitor_type, e.n, e.machine_id, e.first, e.last FROM "
+        f"(SELECT monitor_id, machine_id, count(*) AS n, min(ts) AS first, "
+        f"max(ts + duration_ns) AS last FROM events WHERE ({where}) "
+        f"GROUP BY monitor_id, machine_id) e "
+        f"LEFT JOIN monitors m ON m.id = e.monitor_id ORDER BY e.monitor_id, e.machine_id".encode(),
         params,
     )
-    return [(mid, mtype, n) for mid, mtype, n in cur.fetchall()]
+    return [MonitorCount(*r) for r in cur.fetchall()]
 
 
 def _in_order(

@@ -33,8 +33,11 @@ def probe_env(nvml_dir: Path | None, nvml_state: Path, dcmi_state: Path) -> dict
     return env
 
 
-def gpu(i: int, g: int) -> dict[str, Any]:
-    procs = [{"pid": 1000 + i, "memory_bytes": (256 + i) * MIB}]
+def gpu(i: int, g: int, pid0: int | None = None) -> dict[str, Any]:
+    """GPU i at generation g; pid0: the pid the state file names for GPU 0's compute
+    process (the state "g pid0")."""
+    pid = pid0 if i == 0 and pid0 else 1000 + i
+    procs = [{"pid": pid, "memory_bytes": (256 + i) * MIB}]
     if i == 0:
         procs.append({"pid": 2000, "memory_bytes": 64 * MIB})
     return {
@@ -89,6 +92,6 @@ def npu(i: int, g: int) -> dict[str, Any]:
     }
 
 
-def expected(g: int) -> list[dict[str, Any]]:
+def expected(g: int, pid0: int | None = None) -> list[dict[str, Any]]:
     """Every device of both stand-ins at generation g, in the order the probe lists them."""
-    return [gpu(i, g) for i in range(GPUS)] + [npu(i, g) for i in range(NPUS)]
+    return [gpu(i, g, pid0) for i in range(GPUS)] + [npu(i, g) for i in range(NPUS)]

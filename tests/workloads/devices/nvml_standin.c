@@ -185,11 +185,14 @@ static nvmlReturn_t processes(unsigned int *count, nvmlProcessInfo_t *infos, uns
 	return NVML_SUCCESS;
 }
 
-/* one compute process on every GPU; GPU 0 also has a graphics one */
+/* one compute process on every GPU (GPU 0's: the state file's pid, if it names one);
+ * GPU 0 also has a graphics one */
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, unsigned int *count,
 						  nvmlProcessInfo_t *infos) /* _v3 */
 {
-	return processes(count, infos, 1, 1000 + device->index, (256ULL + device->index) * MIB);
+	unsigned int pid = device->index == 0 && standin_pid ? standin_pid : 1000 + device->index;
+
+	return processes(count, infos, 1, pid, (256ULL + device->index) * MIB);
 }
 
 nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t device, unsigned int *count,

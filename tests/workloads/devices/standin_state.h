@@ -4,7 +4,8 @@
  * holds the path of a file with one word, read at the start of every sample (the device count
  * call):
  *   a number N   every value is that of generation N (tests/manager/device_standins.py
- *                computes the same values);
+ *                computes the same values); a second number P after it (NVML only) is
+ *                the pid of GPU 0's compute process, instead of 1000;
  *   "hang"       the call never returns;
  *   "crash"      the call dies of SIGSEGV.
  * Without the variable or the file, the generation counts the samples: 1, 2, 3, ...
@@ -18,13 +19,19 @@
 #include <string.h>
 #include <unistd.h>
 
+/* the second number of the state file, 0 when absent (read by standin_generation) */
+static long standin_pid;
+
 static long standin_generation(const char *variable)
 {
 	static long counted;
+	char *rest;
+	long gen;
 	const char *path = getenv(variable);
 	char word[32] = "";
 	FILE *f = path ? fopen(path, "r") : NULL;
 
+	standin_pid = 0;
 	if (!f)
 		return ++counted;
 	if (!fgets(word, sizeof(word), f))
@@ -36,7 +43,9 @@ static long standin_generation(const char *variable)
 	}
 	if (strncmp(word, "crash", 5) == 0)
 		raise(SIGSEGV);
-	return strtol(word, NULL, 10);
+	gen = strtol(word, &rest, 10);
+	standin_pid = strtol(rest, NULL, 10);
+	return gen;
 }
 
 #endif

@@ -22,7 +22,7 @@ from tests.platform import eventually
 from xpucore import protocol
 
 MiB = 1 << 20
-T0 = (time.time_ns() // 60_000_000_000 - 10) * 60_000  # Unix ms, a whole minute, 10 min ago
+T0 = (time.time_ns() // 300_000_000_000 - 2) * 300_000  # Unix ms, whole 5 minutes, 10+ min ago
 TIMES = [T0, T0 + 20_000, T0 + 40_000, T0 + 60_000]  # three in the first minute, one after
 JOB_PID, STRAY_PID = 4242, 999
 

@@ -17,8 +17,8 @@ npu_temperature        npu   temperature_c
 
 Devices are matched by the filter's ``machine_id``, ``device`` (index) and ``job_id`` (the job
 whose process holds the most memory on the device at a sample: backend.device_samples); a
-metric with no matched sample is null. ``cpu_utilization`` (seed 003's example) has no source
-yet: managers sample accelerators only, so asking for it is a 400 that says so.
+metric with no matched sample is null. ``cpu_utilization`` comes from the AI jobs' process
+samples instead: backend.cpu_summary.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["DEVICE_METRICS", "NO_SOURCE", "device_metrics_summary"]
+__all__ = ["DEVICE_METRICS", "device_metrics_summary"]
 
 #: metric: (kind, sample value, how devices combine: "sum" | "mean")
 DEVICE_METRICS: dict[str, tuple[str, str, str]] = {
@@ -39,10 +39,6 @@ DEVICE_METRICS: dict[str, tuple[str, str, str]] = {
     "npu_utilization": ("npu", "utilization_pct", "mean"),
     "npu_power_usage": ("npu", "power_w", "mean"),
     "npu_temperature": ("npu", "temperature_c", "mean"),
-}
-#: metrics named by the seed that nothing measures yet: why, for the 400
-NO_SOURCE = {
-    "cpu_utilization": "no source yet: managers sample accelerators (GPU, NPU) only, not CPUs"
 }
 
 

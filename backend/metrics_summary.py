@@ -27,6 +27,11 @@ Accelerator metrics (``gpu_memory_usage``, ``gpu_utilization``, ``npu_memory_usa
 ``machine_id``, ``device`` (an index) and ``job_id`` restrict them (``device`` and ``job_id``
 restrict nothing else, so they take device metrics only), and ``monitor_id``, ``pid`` and
 ``function`` do not apply to them.
+
+``cpu_utilization`` (backend.cpu_summary) is the CPU used by the AI jobs' processes, in % of
+one core, summed over the jobs matched (not the whole machine's CPU), from the jobs' process
+samples; ``machine_id``, ``job_id`` (a distributed job: its ranks) and ``pid`` restrict it,
+``monitor_id`` and ``function`` do not apply, and ``device`` with it is a 400.
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.device_summary import DEVICE_METRICS, NO_SOURCE
+from backend.cpu_summary import CPU_METRIC
+from backend.device_summary import DEVICE_METRICS
 from backend.histogram import percentile
 
 __all__ = ["METRICS", "IntervalTotals", "SummaryError", "SummaryQuery", "parse_filter", "summarize"]
@@ -189,22 +195,29 @@ def parse_filter(text: str, now_ns: int, interval_ns: int) -> SummaryQuery:
 
 
 def parse_metrics(text: str | None, q: SummaryQuery | None = None) -> list[str]:
-    """The metrics asked (absent: the call metrics, or with a device or job_id filter the
-    device metrics); SummaryError names what cannot be answered."""
-    by_device = q is not None and (q.device is not None or q.job_id is not None)
+    """The metrics asked (absent: the call metrics; with a device filter the accelerator
+    metrics; with a job_id filter those and cpu_utilization); SummaryError names what cannot
+    be answered."""
+    device = q is not None and q.device is not None
+    job = q is not None and q.job_id is not None
     if not text:
-        return list(DEVICE_METRICS if by_device else METRICS)
+        if job:
+            return [*DEVICE_METRICS, CPU_METRIC]
+        return list(DEVICE_METRICS) if device else list(METRICS)
     names = [m.strip() for m in text.split(",") if m.strip()]
     for m in names:
-        if m in NO_SOURCE:
-            raise SummaryError("metrics", f"{m}: {NO_SOURCE[m]}")
-        if m not in METRICS and m not in DEVICE_METRICS:
+        if m not in METRICS and m not in DEVICE_METRICS and m != CPU_METRIC:
             raise SummaryError(
                 "metrics",
-                f"unknown metric {m!r}; known: " + ", ".join([*METRICS, *DEVICE_METRICS]),
+                f"unknown metric {m!r}; known: "
+                + ", ".join([*METRICS, *DEVICE_METRICS, CPU_METRIC]),
             )
-        if by_device and m in METRICS:
-            raise SummaryError("filter", f"device and job_id restrict device metrics only, not {m}")
+        if (device or job) and m in METRICS:
+            raise SummaryError(
+                "filter", f"device and job_id restrict accelerator and CPU metrics only, not {m}"
+            )
+        if device and m == CPU_METRIC:
+            raise SummaryError("filter", f"device restricts accelerator metrics only, not {m}")
     return names
 
 
@@ -229,8 +242,8 @@ def summarize(
     avg_key = f"avg_{q.range_label}"
     out: dict[str, Any] = {}
     for name in metrics:
-        if name in DEVICE_METRICS:
-            continue  # backend.device_summary
+        if name in DEVICE_METRICS or name == CPU_METRIC:
+            continue  # backend.device_summary, backend.cpu_summary
         if name == "device_memory_bytes":
             cur: float | int | None = held_now
             avg: float | int | None = held_mean

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.cpu_summary import CPU_METRIC
 from backend.device_samples import AGGREGATION, VALUES
 from backend.device_summary import DEVICE_METRICS as SUMMARY_DEVICE_METRICS
 from backend.filters import FieldSpec
@@ -730,7 +731,10 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
             "timestamp": "timestamp",
         },
     ),
-    "xputrace-metrics": ("metrics", dict.fromkeys([*METRICS, *SUMMARY_DEVICE_METRICS], "")),
+    "xputrace-metrics": (
+        "metrics",
+        dict.fromkeys([*METRICS, *SUMMARY_DEVICE_METRICS, CPU_METRIC], ""),
+    ),
     "xputrace-start-time": ("rfc3339", {}),
     "xputrace-end-time": ("rfc3339_end", {}),
 }

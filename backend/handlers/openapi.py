@@ -316,7 +316,16 @@ def _list_params(method: str, path: str, app: web.Application) -> list[dict[str,
             {
                 "name": "metrics",
                 "in": "query",
-                "schema": _text("xputrace-metrics", "metric names, comma-separated; absent: all."),
+                "schema": _text(
+                    "xputrace-metrics",
+                    "metric names, comma-separated; absent: the call metrics (with a device "
+                    "filter: the accelerator metrics; with a job_id filter: those and "
+                    "cpu_utilization). cpu_utilization is the CPU used by the AI jobs' "
+                    "processes (not the whole machine's), in % of one core, summed over the "
+                    "jobs matched by machine_id, job_id (a distributed job: its ranks) and "
+                    "pid: current the sum of each job's latest sample in the range, "
+                    "avg_<range> the sum of each job's mean over the range.",
+                ),
             },
             {"name": "source", "in": "query", "schema": {"type": "string", "enum": sources}},
         ]

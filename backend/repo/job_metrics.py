@@ -13,7 +13,7 @@ from psycopg import AsyncConnection
 from backend.process_metrics import AGGREGATES, Range, point
 from xpucore.job_wire import SUSPENDED_STATES, MetricSample
 
-__all__ = ["add", "prune", "series"]
+__all__ = ["add", "cpu_per_job", "prune", "series"]
 
 Conn = AsyncConnection[Any]
 _SQL_AGG = {"mean": "avg", "max": "max", "count": "count"}
@@ -72,6 +72,39 @@ async def series(conn: Conn, job_id: uuid.UUID, r: Range) -> list[dict[str, Any]
         point(row[0] * r.step_ms, dict(zip(names, row[1:], strict=True)))
         for row in await cur.fetchall()
     ]
+
+
+async def cpu_per_job(
+    conn: Conn,
+    start: datetime,
+    end: datetime,
+    machine_id: str | None,
+    pid: int | None,
+    job_ids: list[uuid.UUID] | None,
+) -> list[tuple[str, float, float]]:
+    """Each job's mean and latest cpu_percent in [start, end) (backend.cpu_summary);
+    job_ids None: any job."""
+    if job_ids is not None and not job_ids:
+        return []
+    where = ["m.time >= %s", "m.time < %s", "m.cpu_percent IS NOT NULL"]
+    args: list[Any] = [start, end]
+    for cond, value in (("j.machine_id = %s", machine_id), ("j.pid = %s", pid)):
+        if value is not None:
+            where.append(cond)
+            args.append(value)
+    if job_ids is not None:
+        where.append("m.job_id = ANY(%s)")
+        args.append(job_ids)
+    cur = await conn.execute(
+        "WITH m AS (SELECT m.job_id, m.time, m.cpu_percent FROM job_metrics m "
+        f"JOIN jobs j ON j.id = m.job_id WHERE {' AND '.join(where)}) "
+        "SELECT a.job_id, a.mean, l.cpu_percent FROM "
+        "(SELECT job_id, avg(cpu_percent) AS mean FROM m GROUP BY job_id) a JOIN "
+        "(SELECT DISTINCT ON (job_id) job_id, cpu_percent FROM m ORDER BY job_id, time DESC) l "
+        "ON l.job_id = a.job_id".encode(),
+        args,
+    )
+    return [(str(r[0]), float(r[1]), float(r[2])) for r in await cur.fetchall()]
 
 
 async def prune(conn: Conn, before: datetime) -> int:

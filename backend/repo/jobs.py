@@ -32,6 +32,7 @@ __all__ = [
     "live_not_listed",
     "lock",
     "lock_many",
+    "process_jobs",
     "set_latest_metrics",
     "set_status",
     "upsert",
@@ -108,6 +109,16 @@ async def group_of(conn: Conn, jid: uuid.UUID) -> uuid.UUID | None:
     cur = await conn.execute("SELECT group_id FROM jobs WHERE id = %s", (jid,))
     row = await cur.fetchone()
     return None if row is None else row[0]
+
+
+async def process_jobs(conn: Conn, jid: uuid.UUID) -> list[uuid.UUID]:
+    """The process jobs a job id stands for: a process job itself, a distributed job its
+    ranks (on every machine); none for an unknown id."""
+    cur = await conn.execute(
+        "SELECT id FROM jobs WHERE (id = %s AND kind = 'process') OR group_id = %s ORDER BY id",
+        (jid, jid),
+    )
+    return [r[0] for r in await cur.fetchall()]
 
 
 async def lock_many(conn: Conn, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:

@@ -137,7 +137,7 @@ async def test_summary_narrowed(api: Any) -> None:
 async def test_summary_bad_input(api: Any) -> None:
     client, auth, _ = api
     for params, field in (
-        ({"metrics": "cpu_utilization"}, "metrics"),
+        ({"metrics": "cpu_usage"}, "metrics"),
         ({"filter": "colour = 'red'"}, "filter"),
         ({"filter": "time_range = 'soon'"}, "filter"),
         ({"source": "mysql"}, "source"),

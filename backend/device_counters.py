@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from backend.device_history import samples
+from backend.device_history import ns_of, samples
 from backend.influx import InfluxError
 from backend.repo import machines
 from backend.typedefs import DB, INFLUX
@@ -39,14 +39,8 @@ COUNTERS = (
 )
 PAD_S = 30
 MAX_SAMPLES = 1_000_000  # per machine: 12 devices sampled every second for 23 hours
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
 
 Span = tuple[int, int]  # (first ns, last ns), the machine's clock
-
-
-def _ns(t: datetime) -> int:
-    return (t - _EPOCH) // _US * 1000
 
 
 def series(host: str, rows: Sequence[Mapping[str, Any]], shift_ns: int) -> list[CounterSeries]:
@@ -57,7 +51,7 @@ def series(host: str, rows: Sequence[Mapping[str, Any]], shift_ns: int) -> list[
         devices.setdefault((r["kind"], r["index"]), []).append(r)
     for (kind, index), taken in devices.items():
         for value, suffix, unit in COUNTERS:
-            points = [(_ns(r["time"]) + shift_ns, float(r[value])) for r in taken
+            points = [(ns_of(r["time"]) + shift_ns, float(r[value])) for r in taken
                       if r[value] is not None]  # fmt: skip
             if points:
                 name = f"{host} {kind}{index} {suffix}"

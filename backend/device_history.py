@@ -11,7 +11,7 @@ Values come back in the wire's names and units (bytes, W, C, %).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,9 +21,11 @@ from backend.influx import InfluxConfig, query, quote_identifier, quote_literal
 from backend.repo import devices
 from xpucore.device_wire import DEVICE_INTS
 
-__all__ = ["Scope", "history", "per_device", "samples"]
+__all__ = ["Scope", "history", "ns_of", "per_device", "samples"]
 
 Row = dict[str, Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 class Scope:
@@ -53,8 +55,14 @@ def _value(name: str, v: float | None) -> float | int | None:
     return round(v) if name in DEVICE_INTS and AGGREGATION[name] == "max" else float(v)
 
 
+def ns_of(t: datetime) -> int:
+    """t in Unix ns, exactly (a float of ns is off by up to 128 ns at today's dates: a sample
+    at a range's start would fall outside it)."""
+    return (t - _EPOCH) // _US * 1000
+
+
 def _range(start: datetime, end: datetime) -> str:
-    return f"time >= {int(start.timestamp() * 1e9)} AND time < {int(end.timestamp() * 1e9)}"
+    return f"time >= {ns_of(start)} AND time < {ns_of(end)}"
 
 
 async def history(

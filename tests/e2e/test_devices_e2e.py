@@ -3,7 +3,10 @@ stand-in (4 GPUs) and the DCMI stand-in (8 NPUs) every second at generation 1, t
 NVML stand-in naming a real CUDA job's pid as GPU 0's process. The API (/devices,
 /device-processes, /device-metrics and its CSV), the metrics summary and a trace of the job's
 calls show exactly the stand-ins' values at the times they were sampled: the trace's device
-counters hold every sample of its span, and the aggregates are those of those samples."""
+counters hold every sample of its span, and the aggregates are those of those samples. The
+backend keeps the samples in PostgreSQL, then in a real influxd; there the devices dashboard's
+panels (tests.backend.grafana_queries) show the same samples, reduced per bucket as each
+panel says, and the job joined to GPU 0's process."""
 
 from __future__ import annotations
 
@@ -19,8 +22,12 @@ from typing import Any
 import pytest
 
 from backend.handlers.devices import CSV_COLUMNS
+from backend.typedefs import INFLUX
 from tests.agent.procs import JsonLineProc
+from tests.backend import grafana_queries as gq
+from tests.backend import test_grafana_devices as dash
 from tests.backend.csv_reading import as_items, csv_body
+from tests.backend.influx_fixtures import InfluxServer
 from tests.e2e.test_traces_e2e import generate
 from tests.manager import device_standins as standins
 from tests.platform import Platform, eventually, open_platform
@@ -38,6 +45,11 @@ MIB = standins.MIB
 #: trace counter name suffix -> the sample value it draws
 COUNTERS = {"utilisation %": "utilization_pct", "memory used": "memory_used_bytes",
             "power W": "power_w"}  # fmt: skip
+#: the devices dashboard's panels checked against the stand-ins, and their bucket sizes (s)
+DEVICE_PANELS = ("GPU utilisation %", "GPU framebuffer used / total", "GPU power",
+                 "NPU AI Core utilisation %", "NPU HBM used / total")  # fmt: skip
+JOBS_PANEL = "Jobs holding memory on devices"
+BUCKETS_S = (1, 10)
 #: slack for a loaded machine between writing a state file and the sample that reads it
 SLACK_MS = 1500
 
@@ -126,7 +138,62 @@ def expected_minutes(samples: Samples, start: int, end: int) -> list[dict[str, A
     return rows
 
 
+def dashboard_records(samples: Samples, machine: str, pid: int, job: str) -> list[dash.Record]:
+    """The samples as the dashboard test's records: each device's values and its processes,
+    the job named on GPU 0's process from generation 2 (the stand-in's pid0)."""
+    out = []
+    for (kind, i), taken in samples.items():
+        for t, g in taken:
+            d = device_of(kind, i, g, pid if g == 2 else None)
+            tags = {"machine": machine, "kind": kind, "device": str(i)}
+            out.append(dash.Record(kind, t, {**tags, "uuid": d["uuid"] or ""}, d))
+            for proc in d["processes"]:
+                joined = job if (kind, i, g, proc["pid"]) == ("gpu", 0, 2, pid) else ""
+                ptags = {**tags, "job": joined, "pid": str(proc["pid"])}
+                out.append(dash.Record("process", t, ptags, proc))
+    return out
+
+
+def panel(title: str) -> tuple[dash.Panel, str]:
+    """A devices dashboard panel's reference (tests.backend.test_grafana_devices) and query."""
+    (p,) = [p for p in gq.panels(gq.dashboards()[dash.DEVICES]) if p["title"] == title]
+    (target,) = p["targets"]
+    return dash.PANELS[title], target["query"]
+
+
+def within(ld: dash.Loaded, end_ms: int) -> dash.Loaded:
+    """ld over [its start, end_ms], with the records of that range."""
+    taken = [r for r in ld.records if ld.start_ms <= r.t_ms <= end_ms]
+    return dash.Loaded(ld.server, ld.db, taken, ld.start_ms, end_ms)
+
+
+def grafana_shows(ld: dash.Loaded, machine: str, t_joined: int, pid: int, job: str) -> None:
+    """The dashboard's panels over ld's range give exactly its records, per bucket; the
+    jobs table the job on GPU 0's process (256 MiB) at its last sample joined, t_joined
+    when the range ends there."""
+    ld = within(ld, ld.end_ms)
+    for title in DEVICE_PANELS:
+        ref, query = panel(title)
+        for k in BUCKETS_S:
+            got = gq.rows(ld.query(query, k, dash.EVERYTHING))
+            want = dash.expected(ld, ref, k, dash.EVERYTHING)
+            assert want and got == pytest.approx(want, rel=1e-12, abs=0), (title, k)
+    ref, query = panel(JOBS_PANEL)
+    held = gq.rows(ld.query(query, 1, dash.EVERYTHING))
+    ((t, *tags, col),) = held  # one row: the job on GPU 0, at its last sample joined
+    assert (tags, col, held[(t, *tags, col)]) == (["0", job, "gpu", machine, str(pid)],
+                                                    "memory_used", 256.0)  # fmt: skip
+    assert t_joined // 1000 <= t <= ld.end_ms // 1000
+    upto = within(ld, t_joined)
+    want = dash.expected(upto, ref, 1, dash.EVERYTHING)
+    assert want == {(t_joined // 1000, "0", job, "gpu", machine, str(pid), col): 256.0}
+    assert gq.rows(upto.query(query, 1, dash.EVERYTHING)) == want
+
+
+@pytest.mark.parametrize("store", ["postgresql", "influxdb"])
 async def test_devices_end_to_end(
+    request: pytest.FixtureRequest,
+    store: str,
     aiohttp_client: Any,
     migrated_dsn: str,
     tmp_path: Path,
@@ -138,6 +205,11 @@ async def test_devices_end_to_end(
     nvml_state, dcmi_state = tmp_path / "nvml.state", tmp_path / "dcmi.state"
     nvml_state.write_text("1\n")
     dcmi_state.write_text("1\n")
+    influx: tuple[InfluxServer, str] | None = None
+    if store == "influxdb":
+        influx = request.getfixturevalue("influx_server"), request.getfixturevalue("influx_db")
+    backend = {} if influx is None else {"influx_url": influx[0].url,
+                                         "influx_database": influx[1]}  # fmt: skip
     async with open_platform(
         aiohttp_client,
         migrated_dsn,
@@ -145,6 +217,7 @@ async def test_devices_end_to_end(
         build_dir / "xputrace-agent",
         manager_args=("--device-interval", "1", "--dcmi-library", str(dcmi)),
         manager_env=standins.probe_env(nvml_dir, nvml_state, dcmi_state),
+        **backend,
     ) as p:
         m = p.machine_id
         first = await devices_become(p, standins.expected(1))
@@ -198,6 +271,8 @@ async def test_devices_end_to_end(
 
         await eventually(stored, "the monitor's events stored")
         await sampled_after(p, time.time_ns() // 1_000_000)  # samples after the calls too
+        if influx is not None:
+            await p.client.app[INFLUX].flushed()  # every sample /devices shows is in influxd
         _, data = await generate(p, f"monitor_id = '{mon}'", "perfetto")
         host = (await p.machine())["hostname"]
         samples = trace_samples(data, host)
@@ -230,6 +305,7 @@ async def test_devices_end_to_end(
                             ("/api/v1/device-metrics", {"machine_id": m})):  # fmt: skip
             params = {"startTime": iso(start), "endTime": iso(end), "interval": "1m", **extra}
             body = await p.get(path, **params)
+            assert body["source"] == store
             got = body["metrics"]
             assert [{k: r[k] for k in ("kind", "index", "time")} for r in got] == [
                 {k: w[k] for k in ("kind", "index", "time")} for w in want
@@ -266,3 +342,10 @@ async def test_devices_end_to_end(
         assert got_m["npu_memory_usage"][avg] == pytest.approx(
             sum(mean("npu", i, "memory_used_bytes", inside) for i in range(8)), rel=1e-12
         )
+
+        # the devices dashboard over the same samples, the job joined to GPU 0's process
+        if influx is not None:
+            t_joined = ms_of(proc["sampled_at"])
+            assert (t_joined, 2) in samples[("gpu", 0)]
+            loaded = dash.Loaded(*influx, dashboard_records(samples, m, pid, jid), start, end - 1)
+            grafana_shows(loaded, m, t_joined, pid, jid)

@@ -484,15 +484,21 @@ def _postmaster_info(pgdata: Path) -> _Postmaster | None:
 
 
 def _alive(pid: int) -> bool:
-    """pid exists and is not a zombie (reaping it when it is a child of this process)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
+    """pid exists and is not a zombie; a postgres zombie that is a child of this process is
+    reaped. Nothing else is waited for: the pid may have been reused by another child of this
+    process (a subprocess asyncio waits for), whose exit status is not ours to take."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+    state, ppid = stat.rsplit(")", 1)[-1].split()[:2]
+    if state not in ("Z", "X"):
+        return True
+    if comm.startswith("postgres") and int(ppid) == os.getpid():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+    return False
 
 
 def _is_postmaster(pid: int, bin_dir: Path) -> bool:

@@ -28,6 +28,7 @@ from xpucore.device_wire import LIBRARIES
 __all__ = ["DeviceSampler", "report_devices"]
 
 log = logging.getLogger(__name__)
+EXIT_WAIT_S = 2.0  # a probe whose output ended this long ago and still runs is killed
 
 Sample = tuple[list[dict[str, Any]], list[dict[str, str]]]
 
@@ -134,7 +135,14 @@ class DeviceSampler:
         except (BrokenPipeError, ConnectionResetError, ValueError):
             pass  # the probe died or wrote nonsense: as below
         if result is None and not timed_out:
-            await self._kill(proc)
+            # its output ended: it is dying. Wait for it rather than kill it: killing a child
+            # that has just exited polls it (Popen.send_signal), which can take its status
+            # before asyncio's child watcher does (the watcher then reports 255).
+            try:
+                async with asyncio.timeout(EXIT_WAIT_S):
+                    await proc.wait()
+            except TimeoutError:
+                await self._kill(proc)
             code = proc.returncode
             how = (
                 f"signal {signal.Signals(-code).name}"

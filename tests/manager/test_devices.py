@@ -70,9 +70,7 @@ def test_failing_library_is_isolated_and_retried(
     state = states[0] if library == "nvml" else states[1]
     other = "dcmi" if library == "nvml" else "nvml"
     others = [d for d in standins.expected(1) if d["kind"] == ("npu" if other == "dcmi" else "gpu")]
-    # a crash is told by its signal; where asyncio's child watcher finds the status already
-    # taken (seen after the hang cases, in one process), by "exit code 255": a crash all the same
-    message = "timed out after 1 s" if mode == "hang" else "crashed ("
+    message = "timed out after 1 s" if mode == "hang" else "crashed (signal SIGSEGV)"
 
     async def scenario() -> None:
         async with sampler_for(timeout_s=1.0, retry_s=3600.0) as sampler:

@@ -73,6 +73,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
 LOOK_AGAIN_S = 1.0  # a monitor's count may come with a late STOP reply, not an ingest write
+MISSING = "; events missing: "  # a job trace's reason, when ranks did not store every event
 ENDED = "every rank's monitor ended by itself (its window closed or its rank exited)"
 
 
@@ -306,7 +307,7 @@ async def _generate(app: web.Application, jt_id: uuid.UUID) -> None:
             jt_id,
             "GENERATING",
             f"{len(traced)} ranks traced; trace job {job['id']} queued"
-            + (f"; events missing: {'; '.join(short)}" if short else ""),
+            + (f"{MISSING}{'; '.join(short)}" if short else ""),
             ("STOPPING",),
             clocks=used,
             trace_job_id=job["id"],
@@ -365,7 +366,11 @@ async def trace_job_done(app: web.Application, trace_job_id: uuid.UUID) -> None:
         if status is None or status[0] == "PROCESSING":
             return
         if status[0] == "COMPLETED":
-            await repo.move(conn, jt_id, "DONE", "the trace is generated", ("GENERATING",))
+            jt = await repo.get(conn, jt_id)
+            reason = "the trace is generated"
+            if jt is not None and jt["complete"] is False:  # it keeps saying what it lacks
+                reason += MISSING + str(jt["state_reason"]).partition(MISSING)[2]
+            await repo.move(conn, jt_id, "DONE", reason, ("GENERATING",))
         else:
             await repo.move(conn, jt_id, "FAILED",
                             f"the trace could not be generated: {status[1]}",

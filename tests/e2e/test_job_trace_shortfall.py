@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from tests.e2e.test_job_trace_e2e import (
     stored_starts,
     trace_state,
 )
-from tests.platform import Platform, open_platform
+from tests.platform import Platform, eventually, open_platform
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="procwatch's BPF needs root")
 
@@ -47,6 +47,15 @@ async def platform(
         yield p
 
 
+def generated(p: Platform, jid: str, tid: str) -> Callable[[], Awaitable[Any]]:
+    async def check() -> Any:
+        t = await p.get(f"/api/v1/jobs/{jid}/traces/{tid}")
+        assert t["state"] != "FAILED", t
+        return t if t["state"] in ("GENERATING", "DONE") else None
+
+    return check
+
+
 async def test_events_not_stored_in_time_are_reported(platform: Platform, cudart12: Path) -> None:
     p = platform
     work = JsonLineProc([sys.executable, str(CUDA_CTYPES), str(cudart12), str(ITERS)])
@@ -62,7 +71,8 @@ async def test_events_not_stored_in_time_are_reported(platform: Platform, cudart
             work.read_json("done")
             r = await p.client.post(f"/api/v1/jobs/{jid}/traces/{tid}:stop", headers=p.auth)
             assert r.status == 202, await r.text()
-            t = await trace_state(p, jid, tid, "GENERATING")
+            # generated without the events: GENERATING, or already DONE (no event to read)
+            t = await eventually(generated(p, jid, tid), "job trace generated")
             (rank,) = t["ranks"]
             sent = rank["eventsSent"]
             assert sent >= sum(expected().values())
@@ -74,5 +84,9 @@ async def test_events_not_stored_in_time_are_reported(platform: Platform, cudart
     finally:
         work.kill()
     assert done["complete"] is False  # as it was when the trace was generated
+    assert done["stateReason"] == (
+        f"the trace is generated; events missing: rank 0 ({host}): {sent} of {sent} events "
+        "not stored"
+    )
     await p.client.app[INGEST].flushed()
     assert len(await stored_starts(p, rank["monitorId"])) == sent  # stored late, once each

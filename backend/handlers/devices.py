@@ -30,7 +30,13 @@ from backend.models import path_text
 from backend.repo import devices, machines
 from backend.typedefs import INFLUX
 
-__all__ = ["list_device_metrics", "list_devices", "list_processes", "machine_device_metrics"]
+__all__ = [
+    "list_device_metrics",
+    "list_devices",
+    "list_processes",
+    "machine_device_metrics",
+    "range_query",
+]
 
 INTERVALS = {"1m": 60, "5m": 300, "1h": 3600}
 MAX_POINTS = 100_000  # rows one answer holds
@@ -131,22 +137,28 @@ def _time(request: web.Request, name: str, default: datetime) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
-async def _metrics(
-    request: web.Request, machine_id: str | None, *, known: bool
-) -> web.StreamResponse:
-    """known: machine_id is the path's (404 when there is no such machine)."""
-    kind, index = _device_filter(request)
-    as_csv = csv_export.wanted(request)
+def range_query(request: web.Request) -> tuple[str, int, datetime, datetime]:
+    """interval (its label and length), startTime and endTime of a device-history query,
+    checked: the last hour at 1m by default, at most 31 days."""
     label = request.query.get("interval", "1m")
     if label not in INTERVALS:
         raise BadRequest("interval", "must be 1m, 5m or 1h")
-    step = INTERVALS[label]
     end = _time(request, "endTime", datetime.now(UTC))
     start = _time(request, "startTime", end - timedelta(hours=1))
     if start >= end:
         raise BadRequest("startTime", "must be before endTime")
     if end - start > _MAX_RANGE:
         raise BadRequest("startTime", "the range is longer than 31 days")
+    return label, INTERVALS[label], start, end
+
+
+async def _metrics(
+    request: web.Request, machine_id: str | None, *, known: bool
+) -> web.StreamResponse:
+    """known: machine_id is the path's (404 when there is no such machine)."""
+    kind, index = _device_filter(request)
+    as_csv = csv_export.wanted(request)
+    label, step, start, end = range_query(request)
     writer = request.app.get(INFLUX)
     async with request_db.connection(request) as conn:
         if known and machine_id is not None:

@@ -25,7 +25,7 @@ their start and end times).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +33,7 @@ from aiohttp import web
 from backend import request_db
 from backend.device_history import Scope, history
 from backend.errors import BadRequest, NotFound, Unavailable
-from backend.handlers.devices import INTERVALS, MAX_POINTS, _time
+from backend.handlers.devices import MAX_POINTS, range_query
 from backend.handlers.machines import machine_status
 from backend.handlers.views import iso
 from backend.influx import InfluxError
@@ -43,7 +43,6 @@ from backend.typedefs import INFLUX, SETTINGS
 
 __all__ = ["cluster", "machine", "top_jobs", "trends"]
 
-_MAX_RANGE = timedelta(days=31)
 _MAX_LIMIT = 100
 
 
@@ -179,16 +178,7 @@ def _mean(xs: list[float]) -> float | None:
 async def trends(request: web.Request) -> web.Response:
     """The cluster's (or machine_id's) figures per interval over a range."""
     machine_id = _machine_param(request)
-    label = request.query.get("interval", "1m")
-    if label not in INTERVALS:
-        raise BadRequest("interval", "must be 1m, 5m or 1h")
-    step = INTERVALS[label]
-    end = _time(request, "endTime", datetime.now(UTC))
-    start = _time(request, "startTime", end - timedelta(hours=1))
-    if start >= end:
-        raise BadRequest("startTime", "must be before endTime")
-    if end - start > _MAX_RANGE:
-        raise BadRequest("startTime", "the range is longer than 31 days")
+    label, step, start, end = range_query(request)
     writer = request.app.get(INFLUX)
     async with request_db.connection(request) as conn:
         try:
